@@ -1,0 +1,5 @@
+import sys
+
+from cliplab.cli import main
+
+sys.exit(main())

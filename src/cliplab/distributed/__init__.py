@@ -1,0 +1,1 @@
+"""Collectives with autograd and process-group helpers. Knows nothing of losses or models."""
