@@ -1,0 +1,145 @@
+"""Data loading throughput: the built-in dataset, a CSV manifest of PNGs, and the same as shards.
+
+Run from the repository root: `python benchmarks/data_loading.py [--samples 6000] [--batch-size 256]`.
+Writes section `data_loading` of BENCHMARKS.md. Where the tiny model and ClipLoss exist, also
+measures the share of a training step spent waiting for data in the tiny config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from benchmarks.report import format_table, write_section  # noqa: E402
+from cliplab.data import CsvDataset, DataConfig, FashionMnistDataset, build_train_loader  # noqa: E402
+from cliplab.data.fashion_mnist import fashion_mnist_caption_corpus  # noqa: E402
+from cliplab.data.shards import dataset_records, write_shards  # noqa: E402
+from cliplab.data.tokenizer import Tokenizer  # noqa: E402
+from cliplab.data.transforms import PreprocessConfig, image_transform  # noqa: E402
+
+
+def write_png_manifest(directory: Path, count: int) -> Path:
+    """The first `count` Fashion-MNIST train images as PNG files plus a TSV manifest."""
+    dataset = FashionMnistDataset(split="train")
+    (directory / "images").mkdir(parents=True)
+    lines = ["filepath\ttitle\tlabel"]
+    for index in range(count):
+        sample = dataset.read(index, epoch=0)
+        Image.fromarray(dataset.images[index]).save(directory / "images" / f"{index}.png")
+        lines.append(f"images/{index}.png\t{sample.caption}\t{sample.label}")
+    manifest = directory / "train.tsv"
+    manifest.write_text("\n".join(lines) + "\n")
+    return manifest
+
+
+def samples_per_second(config: DataConfig, *, transform, tokenize, batch_size: int,
+                       workers: int) -> float:
+    loader, num_batches = build_train_loader(
+        config, transform=transform, tokenize=tokenize, batch_size=batch_size, rank=0,
+        world_size=1, seed=0, epoch=0, workers=workers, pin_memory=False)
+    start = time.perf_counter()
+    count = sum(len(batch["sample_ids"]) for batch in loader)
+    return count / (time.perf_counter() - start)
+
+
+def data_wait_fraction(config: DataConfig, *, transform, tokenize, batch_size: int,
+                       workers: int, steps: int) -> tuple[float, float] | None:
+    """(share of step time spent waiting for the next batch, step time in ms), or None."""
+    try:
+        from cliplab.losses.clip import ClipLoss
+        from cliplab.models import create_model
+    except ImportError:
+        return None
+    model = create_model("tiny")
+    loss_fn = ClipLoss()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    loader, _ = build_train_loader(config, transform=transform, tokenize=tokenize,
+                                   batch_size=batch_size, rank=0, world_size=1, seed=0, epoch=0,
+                                   workers=workers, pin_memory=False)
+    iterator = iter(loader)
+    next(iterator)  # worker start-up is paid once per epoch, not per step
+    waited = computed = 0.0
+    for _ in range(steps):
+        start = time.perf_counter()
+        batch = next(iterator)
+        ready = time.perf_counter()
+        output = model(batch["images"], batch["tokens"])
+        loss = loss_fn(output["image_features"], output["text_features"], output["logit_scale"])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        waited += ready - start
+        computed += time.perf_counter() - ready
+    return waited / (waited + computed), 1000 * (waited + computed) / steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=6000)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=15)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    transform = image_transform(PreprocessConfig(image_size=28), train=True)
+    tokenize = Tokenizer.train(fashion_mnist_caption_corpus(), vocab_size=1024, context_length=32)
+
+    with tempfile.TemporaryDirectory(prefix="cliplab-bench-") as scratch:
+        scratch = Path(scratch)
+        manifest = write_png_manifest(scratch / "png", args.samples)
+        report = write_shards(dataset_records(CsvDataset(manifest, label_key="label")),
+                              out_dir=scratch / "shards", prefix="train",
+                              samples_per_shard=args.samples // 4)
+        sources = {
+            "fashion-mnist (idx in memory)": DataConfig(train_num_samples=args.samples),
+            "CSV manifest of PNG files": DataConfig(dataset_type="csv", train_data=str(manifest),
+                                                    csv_label_key="label"),
+            "webdataset shards (4 tars)": DataConfig(dataset_type="webdataset",
+                                                     train_data=report.pattern,
+                                                     train_num_samples=args.samples),
+        }
+        rows = []
+        for name, config in sources.items():
+            for workers in (0, 2):
+                rate = samples_per_second(config, transform=transform, tokenize=tokenize,
+                                          batch_size=args.batch_size, workers=workers)
+                rows.append([name, workers, f"{rate:,.0f}"])
+                print(f"{name:32s} workers={workers}  {rate:10,.0f} samples/s", flush=True)
+        table = format_table(["source", "workers", "samples/s"], rows)
+        body = (f"{args.samples} samples per source, batch {args.batch_size}, 28x28 images "
+                "through the training transform (random resized crop, normalise) and the BPE "
+                "tokenizer (context 32); the machine's 2 cores are shared with other jobs, so "
+                "workers=2 competes with the main process.\n\n" + table)
+        wait_rows = []
+        for workers in (0, 2):
+            measured = data_wait_fraction(sources["fashion-mnist (idx in memory)"],
+                                          transform=transform, tokenize=tokenize,
+                                          batch_size=args.batch_size, workers=workers,
+                                          steps=args.steps)
+            if measured is None:
+                break
+            fraction, step_ms = measured
+            wait_rows.append([workers, f"{step_ms:.0f}", f"{fraction:.1%}"])
+            print(f"tiny model step, workers={workers}: {step_ms:.0f} ms, {fraction:.1%} waiting "
+                  "for data", flush=True)
+        if wait_rows:
+            body += ("\n\nShare of a training step (tiny model, ClipLoss, AdamW, batch "
+                     f"{args.batch_size}, {args.steps} steps after the first batch) spent waiting "
+                     "for the next batch of Fashion-MNIST:\n\n"
+                     + format_table(["workers", "step ms", "waiting for data"], wait_rows))
+        else:
+            body += ("\n\nThe data-wait share of a training step is left for the training "
+                     "benchmark (the tiny model or ClipLoss was not importable).")
+    write_section("data_loading", "Data loading", body)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

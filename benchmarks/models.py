@@ -1,0 +1,127 @@
+"""Forward+backward throughput and peak memory of model configs, with and without checkpointing.
+
+Each configuration runs in a fresh subprocess so its peak RSS (`ru_maxrss`) is its own. A step is
+forward of images and tokens, a local symmetric InfoNCE loss, and backward (no optimizer).
+
+    python benchmarks/models.py                       # tiny and ViT-B-32 at batch 64, writes BENCHMARKS.md
+    python benchmarks/models.py --models tiny --steps 5 --no-write
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from benchmarks.report import format_table, write_section  # noqa: E402
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def run_worker(model_name: str, batch_size: int, checkpointing: bool, warmup: int, steps: int,
+               threads: int) -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    from cliplab.models import create_model
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = create_model(model_name)
+    model.set_grad_checkpointing(checkpointing)
+    config = model.config
+    size, length = config.vision.image_size, config.text.context_length
+    images = torch.randn(batch_size, 3, size, size)
+    tokens = torch.randint(5, config.text.vocab_size, (batch_size, length))
+    caption_lengths = torch.randint(4, length, (batch_size,))
+    positions = torch.arange(length)
+    tokens[:, 0] = 1
+    tokens[positions >= caption_lengths[:, None]] = 0
+    tokens[torch.arange(batch_size), caption_lengths - 1] = 2
+    labels = torch.arange(batch_size)
+    baseline_mib = peak_rss_mib()
+
+    def step() -> None:
+        output = model(images, tokens)
+        logits = output["logit_scale"] * output["image_features"] @ output["text_features"].T
+        loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+        model.zero_grad(set_to_none=True)
+        loss.backward()
+
+    for _ in range(warmup):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    seconds = (time.perf_counter() - start) / steps
+    return {"model": model_name, "batch_size": batch_size, "checkpointing": checkpointing,
+            "seconds_per_step": seconds, "images_per_second": batch_size / seconds,
+            "peak_rss_mib": peak_rss_mib(), "baseline_rss_mib": baseline_mib,
+            "parameters": sum(parameter.numel() for parameter in model.parameters())}
+
+
+def measure_in_subprocess(model_name: str, batch_size: int, checkpointing: bool, warmup: int,
+                          steps: int, threads: int) -> dict:
+    command = [sys.executable, __file__, "--worker", "--models", model_name, "--batch-size", str(batch_size),
+               "--warmup", str(warmup), "--steps", str(steps), "--threads", str(threads)]
+    if checkpointing:
+        command.append("--checkpointing")
+    environment = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        filter(None, [str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH")])))
+    completed = subprocess.run(command, capture_output=True, text=True, env=environment, check=False)
+    if completed.returncode != 0:
+        raise RuntimeError(f"worker {model_name} checkpointing={checkpointing} failed:\n{completed.stderr}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="tiny,ViT-B-32", help="comma-separated registered names")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per configuration")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-write", action="store_true", help="print only, leave BENCHMARKS.md alone")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--checkpointing", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.worker:
+        print(json.dumps(run_worker(args.models, args.batch_size, args.checkpointing, args.warmup,
+                                    args.steps, args.threads)))
+        return
+
+    rows = []
+    for model_name in args.models.split(","):
+        for checkpointing in (False, True):
+            result = measure_in_subprocess(model_name, args.batch_size, checkpointing, args.warmup,
+                                           args.steps, args.threads)
+            rows.append([model_name, f"{result['parameters'] / 1e6:.2f}M", args.batch_size,
+                         "on" if checkpointing else "off", f"{result['seconds_per_step']:.3f}",
+                         f"{result['images_per_second']:.1f}", f"{result['peak_rss_mib']:.0f}",
+                         f"{result['peak_rss_mib'] - result['baseline_rss_mib']:.0f}"])
+            print(rows[-1], flush=True)
+    headers = ["model", "params", "batch", "grad checkpointing", "s / step", "images / s",
+               "peak RSS MiB", "peak above setup MiB"]
+    table = format_table(headers, rows)
+    print(table)
+    if not args.no_write:
+        body = (f"Forward + backward (local symmetric InfoNCE, no optimizer step), float32 on CPU with "
+                f"{args.threads} threads, {args.warmup} warm-up and {args.steps} timed steps per row, each row "
+                "in a fresh process. 'peak above setup' is the peak RSS minus the RSS after building the "
+                "model and batch: activations and gradients.\n\n" + table)
+        write_section("models", "Model forward/backward throughput and memory", body)
+
+
+if __name__ == "__main__":
+    main()

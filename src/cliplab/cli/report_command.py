@@ -1,0 +1,99 @@
+"""`cliplab report RUN_DIR`: PNG plots of a training run and a report.md linking them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+EPILOG = """\
+Reads RUN_DIR/metrics.jsonl and RUN_DIR/summary.json; the similarity figure loads the latest
+checkpoint (RUN_DIR/checkpoints/latest) and embeds one Fashion-MNIST test image per class against a
+prompt per class. Figures whose data the run has not logged yet are left out.
+
+examples:
+  cliplab report logs/tiny-run                  # writes logs/tiny-run/report/report.md + PNGs
+  cliplab report logs/tiny-run --out-dir /tmp/tiny-report
+  cliplab report logs/tiny-run --no-similarity  # metrics only, no model loaded
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "report",
+        help="plots and a markdown report of a training run",
+        description="Plot losses, learning rate, logit scale, accuracies, zero-shot results, the last confusion "
+                    "matrix and an image-text similarity matrix of a run; write report.md linking them.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a training run directory (holding metrics.jsonl)")
+    parser.add_argument("--out-dir", metavar="DIR", help="where to write the report (default: RUN_DIR/report)")
+    parser.add_argument("--no-similarity", action="store_true",
+                        help="skip the similarity matrix (no checkpoint is loaded)")
+    parser.add_argument("--data-dir", metavar="DIR", help="directory of the Fashion-MNIST idx files (default: system copy or cache)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        report_path = write_report(args)
+    except (FileNotFoundError, ValueError, RuntimeError) as error:
+        print(f"cliplab report: error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {report_path}")
+    return 0
+
+
+def write_report(args: argparse.Namespace) -> Path:
+    """Write the figures and report.md; returns the path of report.md."""
+    from cliplab.eval.report import METRICS_FILE, read_metrics, read_summary, report_markdown, training_figures
+
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"RUN_DIR {run_dir} does not exist or is not a directory")
+    if not (run_dir / METRICS_FILE).is_file():
+        raise FileNotFoundError(f"RUN_DIR {run_dir} has no {METRICS_FILE}: expected a cliplab training run directory")
+    out_dir = Path(args.out_dir) if args.out_dir else run_dir / "report"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics = read_metrics(run_dir / METRICS_FILE)
+    figures = training_figures(metrics, out_dir)
+    notes: list[str] = []
+    if not metrics.evals:
+        notes.append("No evaluation has been logged yet: zero-shot and confusion figures are missing.")
+    if args.no_similarity:
+        notes.append("Similarity matrix skipped (--no-similarity).")
+    else:
+        similarity_figure = _similarity_figure(args, run_dir, out_dir, notes)
+        if similarity_figure is not None:
+            figures["Image-text similarity"] = similarity_figure
+    report_path = out_dir / "report.md"
+    report_path.write_text(report_markdown(run_dir, out_dir, metrics, read_summary(run_dir), figures, notes))
+    for path in figures.values():
+        print(f"wrote {path}")
+    return report_path
+
+
+def _similarity_figure(args: argparse.Namespace, run_dir: Path, out_dir: Path, notes: list[str]) -> Path | None:
+    from cliplab.data import FASHION_MNIST_CLASSNAMES, FASHION_MNIST_TEMPLATES, FashionMnistDataset
+    from cliplab.eval.checkpoint_path import CheckpointNotFoundError, load_checkpoint
+    from cliplab.eval.plots import plot_similarity_matrix
+    from cliplab.eval.similarity_sample import class_similarity_sample
+
+    try:
+        loaded = load_checkpoint(run_dir, device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except CheckpointNotFoundError as error:
+        notes.append(f"Similarity matrix skipped: no checkpoint to load ({error}).")
+        return None
+    dataset = FashionMnistDataset(split="test", data_dir=args.data_dir)
+    template = FASHION_MNIST_TEMPLATES[0]
+    sample = class_similarity_sample(loaded.model, loaded.preprocess, loaded.tokenizer, dataset,
+                                     dataset.labels.tolist(), FASHION_MNIST_CLASSNAMES, template)
+    notes.append(f"Similarity matrix: checkpoint {loaded.path}, one Fashion-MNIST test image per class against "
+                 f"the prompt {template!r}.")
+    return plot_similarity_matrix(out_dir / "similarity_matrix.png", sample.similarity, sample.images, sample.texts,
+                                  f"Image-text cosine similarity ({loaded.path.name})")

@@ -1,0 +1,180 @@
+"""`cliplab train`: parse flags into config overrides, build the TrainConfig, train, report.
+
+Every flag maps to one dotted config key (FLAGS below); a flag left out leaves the key to the config
+file (`--config`) or the default. open_clip's flags keep their names and meaning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from cliplab.data.config import DATASET_TYPES
+from cliplab.train.config import LR_SCHEDULERS, PRECISIONS, SIGLIP_DIST_IMPLS
+
+EPILOG = """\
+Precedence: defaults < --config file < --set KEY=VALUE < the flags below.
+
+examples:
+  # the default: tiny model on the built-in Fashion-MNIST captions, evaluated at the end
+  cliplab train
+  # an experiment file with two overrides
+  cliplab train --config configs/tiny-fashion-mnist.yaml --epochs 2 --name try1
+  # your own captioned images (tab-separated manifest with columns filepath, title)
+  cliplab train --dataset-type csv --train-data train.tsv --val-data val.tsv --model tiny-vit
+  # two processes (gloo on CPU, NCCL on GPU); resume the run if it was interrupted
+  torchrun --nproc_per_node 2 -m cliplab train --name ddp-run --resume latest --local-loss --gather-with-grad
+  # negatives over 4 x 64 samples per process, with exact recomputation
+  cliplab train --batch-size 64 --accum-freq 4
+"""
+
+
+@dataclass(frozen=True)
+class Flag:
+    name: str  # e.g. "--batch-size"
+    key: str  # dotted config key, e.g. "loop.batch_size"
+    help: str
+    type: Callable[[str], Any] | None = str
+    choices: tuple | None = None
+    boolean: bool = False
+
+
+def _optional_int(text: str) -> int | None:
+    return None if text.lower() in ("none", "null") else int(text)
+
+
+def _optional_float(text: str) -> float | None:
+    return None if text.lower() in ("none", "null", "off") else float(text)
+
+
+FLAGS: tuple[Flag, ...] = (
+    # data (open_clip)
+    Flag("--train-data", "data.train_data", "training data: csv manifest, webdataset shard pattern, or the "
+         "Fashion-MNIST directory"),
+    Flag("--val-data", "data.val_data", "evaluation data (same formats as --train-data)"),
+    Flag("--dataset-type", "data.dataset_type", "format of the data", choices=DATASET_TYPES),
+    Flag("--csv-img-key", "data.csv_img_key", "image path column of a csv manifest"),
+    Flag("--csv-caption-key", "data.csv_caption_key", "caption column of a csv manifest"),
+    Flag("--csv-separator", "data.csv_separator", "column separator of a csv manifest"),
+    Flag("--train-num-samples", "data.train_num_samples", "samples per epoch", type=int),
+    Flag("--val-num-samples", "data.val_num_samples", "samples in webdataset validation shards", type=int),
+    Flag("--workers", "data.workers", "data loader worker processes per rank", type=int),
+    # model (open_clip)
+    Flag("--model", "model.name", "model name (cliplab.models.list_models()) or model JSON path"),
+    Flag("--tokenizer", "model.tokenizer", "tokenizer.json to use (default: train one on the captions)"),
+    Flag("--lock-image", "model.lock_image", "freeze the image tower", boolean=True),
+    Flag("--lock-image-unlocked-groups", "model.lock_image_unlocked_groups",
+         "leave the last N image-tower groups trainable", type=int),
+    Flag("--lock-image-freeze-bn-stats", "model.lock_image_freeze_bn_stats",
+         "also freeze the norm layers of the locked groups", boolean=True),
+    Flag("--lock-text", "model.lock_text", "freeze the text tower", boolean=True),
+    Flag("--lock-text-unlocked-layers", "model.lock_text_unlocked_layers",
+         "leave the last N text-tower layers trainable", type=int),
+    Flag("--lock-text-freeze-layer-norm", "model.lock_text_freeze_layer_norm",
+         "also freeze the layer norms of the locked layers", boolean=True),
+    Flag("--grad-checkpointing", "model.grad_checkpointing", "recompute activations in backward", boolean=True),
+    Flag("--torchcompile", "model.torchcompile", "torch.compile the model", boolean=True),
+    # loop (open_clip + --max-steps)
+    Flag("--batch-size", "loop.batch_size", "batch size per process (per micro-batch)", type=int),
+    Flag("--epochs", "loop.epochs", "epochs to train", type=int),
+    Flag("--max-steps", "loop.max_steps", "stop after N optimiser steps", type=_optional_int),
+    Flag("--accum-freq", "loop.accum_freq", "micro-batches per optimiser step (negatives span all of them)",
+         type=int),
+    Flag("--precision", "loop.precision", "fp32; bf16 == amp_bf16 (autocast); amp == fp16 (CUDA, GradScaler)",
+         choices=PRECISIONS),
+    Flag("--seed", "loop.seed", "random seed", type=int),
+    Flag("--threads", "loop.threads", "torch threads per process", type=_optional_int),
+    Flag("--deterministic", "loop.deterministic", "use deterministic algorithms", boolean=True),
+    # optimiser (open_clip + clipping)
+    Flag("--lr", "optim.lr", "peak learning rate", type=float),
+    Flag("--wd", "optim.wd", "AdamW weight decay (not on biases, norms, embeddings, logit scale)", type=float),
+    Flag("--beta1", "optim.beta1", "AdamW beta1", type=float),
+    Flag("--beta2", "optim.beta2", "AdamW beta2", type=float),
+    Flag("--eps", "optim.eps", "AdamW epsilon", type=float),
+    Flag("--warmup", "optim.warmup", "linear warmup steps", type=int),
+    Flag("--lr-scheduler", "optim.lr_scheduler", "schedule after warmup", choices=LR_SCHEDULERS),
+    Flag("--grad-clip-norm", "optim.grad_clip_norm", "clip the gradient norm ('none': off)", type=_optional_float),
+    # loss (open_clip + tiled)
+    Flag("--siglip", "loss.siglip", "sigmoid loss (for siglip models)", boolean=True),
+    Flag("--local-loss", "loss.local_loss", "local rows against global columns (needs --gather-with-grad)",
+         boolean=True),
+    Flag("--gather-with-grad", "loss.gather_with_grad", "all-gather features with gradient", boolean=True),
+    Flag("--dist-impl", "loss.dist_impl", "SigLIP exchange across ranks", choices=SIGLIP_DIST_IMPLS),
+    Flag("--tiled-loss", "loss.tiled_loss", "memory-efficient tiled loss", boolean=True),
+    Flag("--tile-size", "loss.tile_size", "rows per tile of the tiled loss", type=int),
+    # checkpoints (open_clip + step checkpoints)
+    Flag("--resume", "checkpoint.resume", "'latest' (this run's newest checkpoint) or a checkpoint directory"),
+    Flag("--save-frequency", "checkpoint.save_frequency", "checkpoint every N epochs (0: off)", type=int),
+    Flag("--save-every-steps", "checkpoint.save_every_steps", "checkpoint every N steps", type=_optional_int),
+    Flag("--keep-checkpoints", "checkpoint.keep_checkpoints", "how many checkpoints to keep", type=int),
+    # logging and evaluation (open_clip)
+    Flag("--logs", "logging.logs", "parent directory of run directories"),
+    Flag("--name", "logging.name", "run name (default: date-time-model-lr-batch)"),
+    Flag("--log-every-n-steps", "logging.log_every_n_steps", "metrics.jsonl line every N steps", type=int),
+    Flag("--tensorboard", "logging.tensorboard", "write TensorBoard event files", boolean=True),
+    Flag("--progress-bar", "logging.progress_bar", "show a tqdm progress bar", boolean=True),
+    Flag("--zeroshot-frequency", "eval.zeroshot_frequency", "evaluate every N epochs (0: only at the end)",
+         type=int),
+    # guards and distributed
+    Flag("--max-nonfinite-steps", "guards.max_nonfinite_steps", "stop after N non-finite steps in a row",
+         type=int),
+    Flag("--dist-backend", "distributed.backend", "process group backend (default: nccl on GPU, else gloo)",
+         choices=("gloo", "nccl")),
+)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "train", help="train a CLIP-family model",
+        description="Train a CLIP, SigLIP or CoCa model. With no arguments: the tiny model on the built-in "
+                    "Fashion-MNIST captions, evaluated zero-shot at the end.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", metavar="FILE", help="YAML or JSON experiment config (sections as in "
+                        "docs/training.md)")
+    parser.add_argument("--set", dest="set_overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any config key, e.g. --set optim.beta2=0.95 (repeatable)")
+    for flag in FLAGS:
+        dest = "flag__" + flag.key.replace(".", "__")
+        if flag.boolean:
+            parser.add_argument(flag.name, dest=dest, action=argparse.BooleanOptionalAction,
+                                default=argparse.SUPPRESS, help=f"{flag.help} [{flag.key}]")
+        else:
+            parser.add_argument(flag.name, dest=dest, type=flag.type, choices=flag.choices,
+                                default=argparse.SUPPRESS, help=f"{flag.help} [{flag.key}]")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Dotted key -> value: --set pairs first, then the explicit flags (which win)."""
+    from cliplab.train.config_io import parse_override
+
+    overrides: dict[str, Any] = {}
+    for text in args.set_overrides:
+        key, value = parse_override(text)
+        overrides[key] = value
+    for name, value in vars(args).items():
+        if name.startswith("flag__"):
+            overrides[name[len("flag__"):].replace("__", ".")] = value
+    return overrides
+
+
+def run(args: argparse.Namespace) -> int:
+    from cliplab.train import ConfigError, NonFiniteLossError, resolve_config, train
+
+    try:
+        config = resolve_config(args.config, overrides_from_args(args))
+    except ConfigError as error:
+        print(f"cliplab train: error: {error}", file=sys.stderr)
+        return 2
+    try:
+        train(config)
+    except ConfigError as error:
+        print(f"cliplab train: error: {error}", file=sys.stderr)
+        return 2
+    except NonFiniteLossError as error:
+        print(f"cliplab train: error: {error}", file=sys.stderr)
+        return 1
+    return 0

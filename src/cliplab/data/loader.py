@@ -1,0 +1,141 @@
+"""Building the training and evaluation loaders from a DataConfig.
+
+Build a new training loader every epoch (`epoch=` seeds its order and captions); to resume inside
+an epoch pass the index of the first batch not yet trained on as `start_batch`. Both builders
+return `(loader, num_batches)`: iterate the loader for batch dicts (format in `batching.py`); its
+`stats` hold the epoch's skip counts once iteration is done (or at any point during it).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from cliplab.data.batching import MapBatchAssembler, Tokenize, Transform, identity_collate
+from cliplab.data.config import DataConfig
+from cliplab.data.csv_dataset import CsvDataset
+from cliplab.data.fashion_mnist import FashionMnistDataset
+from cliplab.data.fashion_mnist_files import Fetcher, urllib_fetch
+from cliplab.data.sampler import ResumableDistributedBatchSampler, SequentialEvalBatchSampler
+from cliplab.data.samples import MapDataset
+from cliplab.data.skipping import AccountedLoader
+from cliplab.data.webdataset_source import WebDatasetBatches
+
+
+def build_map_dataset(config: DataConfig, *, train: bool,
+                      fetch: Fetcher = urllib_fetch) -> MapDataset:
+    """The map-style dataset of the train (train=True) or evaluation split; not for webdataset."""
+    location = config.train_data if train else config.val_data
+    if config.dataset_type == "fashion-mnist":
+        return FashionMnistDataset(
+            split="train" if train else "test", data_dir=location or config.train_data,
+            caption_seed=config.caption_seed, cache_dir=config.cache_dir,
+            download=config.fashion_mnist_download, fetch=fetch)
+    if config.dataset_type == "csv":
+        if location is None:
+            raise ValueError(f"csv data: {'train_data' if train else 'val_data'} is not set")
+        return CsvDataset(location, img_key=config.csv_img_key,
+                          caption_key=config.csv_caption_key, separator=config.csv_separator,
+                          label_key=config.csv_label_key)
+    raise ValueError(f"dataset_type {config.dataset_type!r} is not map-style")
+
+
+def _resolve_loading(config: DataConfig, workers: int | None,
+                     pin_memory: bool | None) -> tuple[int, bool]:
+    workers = config.workers if workers is None else workers
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0, got {workers}")
+    return workers, torch.cuda.is_available() if pin_memory is None else pin_memory
+
+
+def _data_loader(dataset, *, sampler, workers: int, pin_memory: bool) -> DataLoader:
+    # One batch is one item: batch_size=None; workers load whole batches.
+    return DataLoader(dataset, batch_size=None, sampler=sampler, num_workers=workers,
+                      pin_memory=pin_memory, collate_fn=identity_collate,
+                      prefetch_factor=2 if workers else None)
+
+
+def build_train_loader(data_config: DataConfig, *, transform: Transform, tokenize: Tokenize,
+                       batch_size: int, rank: int, world_size: int, seed: int, epoch: int,
+                       start_batch: int = 0, workers: int | None = None,
+                       pin_memory: bool | None = None,
+                       dataset: MapDataset | None = None) -> tuple[AccountedLoader, int]:
+    """This rank's training loader for `epoch`, starting at batch `start_batch`.
+
+    Returns (loader, num_batches): num_batches is the epoch's full batch count per rank, equal on
+    every rank; the loader yields batches start_batch .. num_batches - 1, each of exactly
+    `batch_size` samples. workers defaults to data_config.workers, pin_memory to CUDA being present.
+    `dataset` reuses a map-style dataset built once with `build_map_dataset` (else built here).
+    """
+    if data_config.train_data is None and data_config.dataset_type != "fashion-mnist":
+        raise ValueError(f"dataset_type {data_config.dataset_type!r}: train_data is not set")
+    workers, pin_memory = _resolve_loading(data_config, workers, pin_memory)
+    if data_config.dataset_type == "webdataset":
+        num_batches = math.ceil(data_config.train_num_samples / (batch_size * world_size))
+        if not 0 <= start_batch <= num_batches:
+            raise ValueError(f"start_batch must be in [0, {num_batches}], got {start_batch}")
+        batches = WebDatasetBatches(
+            data_config.train_data, transform=transform, tokenize=tokenize, batch_size=batch_size,
+            rank=rank, world_size=world_size, seed=seed, epoch=epoch, num_batches=num_batches,
+            start_batch=start_batch, resampled=data_config.dataset_resampled,
+            shuffle_buffer=data_config.shuffle_buffer)
+        loader = _data_loader(batches, sampler=None, workers=workers, pin_memory=pin_memory)
+    else:
+        dataset = dataset if dataset is not None else build_map_dataset(data_config, train=True)
+        sampler = ResumableDistributedBatchSampler(
+            dataset_size=len(dataset), batch_size=batch_size, rank=rank, world_size=world_size,
+            seed=seed, epoch=epoch, num_samples=data_config.train_num_samples,
+            start_batch=start_batch)
+        num_batches = sampler.num_batches
+        assembler = MapBatchAssembler(dataset, transform=transform, tokenize=tokenize,
+                                      seed=seed, epoch=epoch, refill=True)
+        loader = _data_loader(assembler, sampler=sampler, workers=workers, pin_memory=pin_memory)
+    accounted = AccountedLoader(loader, num_batches=num_batches - start_batch,
+                                max_skip_fraction=data_config.max_skip_fraction,
+                                min_samples=data_config.skip_check_min_samples,
+                                what=f"training data ({_describe(data_config, train=True)})")
+    return accounted, num_batches
+
+
+def build_eval_loader(data_config: DataConfig, *, transform: Transform, tokenize: Tokenize,
+                      batch_size: int, rank: int = 0, world_size: int = 1,
+                      workers: int | None = None, pin_memory: bool | None = None,
+                      dataset: MapDataset | None = None) -> tuple[AccountedLoader, int | None]:
+    """The evaluation loader: Fashion-MNIST's test split, or val_data; every sample once, in order.
+
+    Captions are those of epoch 0. Bad samples are skipped without replacement, so batches may be
+    short; num_batches is an upper bound (None for webdataset without val_num_samples).
+    """
+    workers, pin_memory = _resolve_loading(data_config, workers, pin_memory)
+    if data_config.dataset_type == "webdataset":
+        if data_config.val_data is None:
+            raise ValueError("dataset_type 'webdataset': val_data is not set")
+        batches = WebDatasetBatches(
+            data_config.val_data, transform=transform, tokenize=tokenize, batch_size=batch_size,
+            rank=rank, world_size=world_size, seed=0, epoch=0, num_batches=None)
+        loader = _data_loader(batches, sampler=None, workers=workers, pin_memory=pin_memory)
+        num_batches = (None if data_config.val_num_samples is None else
+                       math.ceil(data_config.val_num_samples / (batch_size * world_size)))
+    else:
+        dataset = dataset if dataset is not None else build_map_dataset(data_config, train=False)
+        sampler = SequentialEvalBatchSampler(dataset_size=len(dataset), batch_size=batch_size,
+                                             rank=rank, world_size=world_size)
+        num_batches = len(sampler)
+        assembler = MapBatchAssembler(dataset, transform=transform, tokenize=tokenize, seed=0,
+                                      epoch=0, refill=False)
+        loader = _data_loader(assembler, sampler=sampler, workers=workers, pin_memory=pin_memory)
+    accounted = AccountedLoader(loader, num_batches=num_batches,
+                                max_skip_fraction=data_config.max_skip_fraction,
+                                min_samples=data_config.skip_check_min_samples,
+                                what=f"evaluation data ({_describe(data_config, train=False)})")
+    return accounted, num_batches
+
+
+def _describe(config: DataConfig, *, train: bool) -> str:
+    location = config.train_data if train else config.val_data
+    if config.dataset_type == "fashion-mnist":
+        return f"fashion-mnist {'train' if train else 'test'} split"
+    return f"{config.dataset_type} {Path(location).name if location else ''}".strip()

@@ -1,0 +1,100 @@
+"""Normalised embeddings of images, texts and image-text pairs, computed in batches.
+
+Every function runs without gradients with the model in eval mode (previous mode restored) and
+returns float32 CPU tensors whose rows have unit L2 norm, ready for cosine similarities.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from cliplab.eval.model_mode import inference_mode, model_device, model_dtype
+
+
+def encode_image_batches(
+    model: torch.nn.Module,
+    image_batches: Iterable[torch.Tensor],
+    device: torch.device | str | None = None,
+    progress: tqdm | None = None,
+) -> torch.Tensor:
+    """[N, E] float32 image embeddings of the concatenated batches (each Float[B, 3, H, W]).
+
+    progress: a tqdm bar advanced by each batch's size (None: silent).
+    """
+    device = torch.device(device) if device is not None else model_device(model)
+    dtype = model_dtype(model)
+    embeddings = []
+    with inference_mode(model):
+        for images in image_batches:
+            features = model.encode_image(images.to(device=device, dtype=dtype))
+            embeddings.append(F.normalize(features.float(), dim=-1).cpu())
+            if progress is not None:
+                progress.update(images.shape[0])
+    if not embeddings:
+        raise ValueError("encode_image_batches got no image batches")
+    return torch.cat(embeddings)
+
+
+def encode_texts(
+    model: torch.nn.Module,
+    tokenizer: Callable[[list[str]], torch.Tensor],
+    texts: Sequence[str],
+    batch_size: int = 256,
+    device: torch.device | str | None = None,
+    progress: tqdm | None = None,
+) -> torch.Tensor:
+    """[N, E] float32 embeddings of N texts, tokenized and encoded `batch_size` at a time."""
+    if isinstance(texts, str) or len(texts) == 0:
+        raise ValueError(f"texts must be a non-empty sequence of strings, got {texts!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    device = torch.device(device) if device is not None else model_device(model)
+    embeddings = []
+    with inference_mode(model):
+        for start in range(0, len(texts), batch_size):
+            chunk = list(texts[start:start + batch_size])
+            features = model.encode_text(tokenizer(chunk).to(device))
+            embeddings.append(F.normalize(features.float(), dim=-1).cpu())
+            if progress is not None:
+                progress.update(len(chunk))
+    return torch.cat(embeddings)
+
+
+def encode_pairs(
+    model: torch.nn.Module,
+    batches: Iterable[Any],
+    device: torch.device | str | None = None,
+    max_samples: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(image_features [N, E], text_features [N, E]) of paired batches, row i of each a pair.
+
+    batches: mappings with `images` Float[B, 3, H, W] and `tokens` Long[B, T] (the data loaders'
+    batch dicts); empty batches are skipped; max_samples: stop after this many pairs (None: all).
+    """
+    device = torch.device(device) if device is not None else model_device(model)
+    dtype = model_dtype(model)
+    image_embeddings, text_embeddings = [], []
+    count = 0
+    with inference_mode(model):
+        for batch in batches:
+            if "images" not in batch or "tokens" not in batch:
+                raise ValueError(f"a paired batch needs keys 'images' and 'tokens', got {sorted(batch)}")
+            images, tokens = batch["images"], batch["tokens"]
+            if tokens.shape[0] == 0:
+                continue
+            if max_samples is not None:
+                images, tokens = images[: max_samples - count], tokens[: max_samples - count]
+            image_features = model.encode_image(images.to(device=device, dtype=dtype))
+            text_features = model.encode_text(tokens.to(device))
+            image_embeddings.append(F.normalize(image_features.float(), dim=-1).cpu())
+            text_embeddings.append(F.normalize(text_features.float(), dim=-1).cpu())
+            count += tokens.shape[0]
+            if max_samples is not None and count >= max_samples:
+                break
+    if count == 0:
+        raise ValueError("encode_pairs got no image-text pairs: the batches were empty")
+    return torch.cat(image_embeddings), torch.cat(text_embeddings)

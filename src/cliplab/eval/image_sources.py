@@ -1,0 +1,110 @@
+"""Images named by the user: files, a directory tree, class-named sub-folders, or a manifest.
+
+Everything here turns paths into preprocessed batches; decoding uses the data package's reader, so
+a broken image fails with its path in the message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import torch
+from PIL import Image
+
+from cliplab.data.csv_dataset import (DEFAULT_CAPTION_KEY, DEFAULT_IMG_KEY, DEFAULT_SEPARATOR,
+                                      CsvDataset, load_rgb_image)
+from cliplab.data.samples import BadSampleError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+Preprocess = Callable[[Image.Image], torch.Tensor]
+
+
+def is_image_file(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def list_images(directory: str | Path) -> list[Path]:
+    """Every image file under `directory` (recursively), in sorted path order."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"image directory {directory} does not exist or is not a directory")
+    paths = sorted(path for path in directory.rglob("*") if is_image_file(path))
+    if not paths:
+        raise ValueError(f"image directory {directory} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+    return paths
+
+
+@dataclass(frozen=True)
+class ClassFolders:
+    """Labelled images of an ImageNet-style tree: one sub-folder per class.
+
+    classnames: C names, the sorted folder names with "_" read as a space; paths / labels: one entry
+    per image, label in [0, C).
+    """
+
+    classnames: tuple[str, ...]
+    paths: tuple[Path, ...]
+    labels: tuple[int, ...]
+
+
+def class_folders(directory: str | Path) -> ClassFolders:
+    """Read `directory`/<class name>/<images...>; every class folder must hold an image."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"--classes-from-folders: {directory} does not exist or is not a directory")
+    folders = sorted(path for path in directory.iterdir() if path.is_dir() and not path.name.startswith("."))
+    if not folders:
+        raise ValueError(f"--classes-from-folders: {directory} has no sub-folders; expected one per class")
+    paths, labels = [], []
+    for label, folder in enumerate(folders):
+        images = sorted(path for path in folder.rglob("*") if is_image_file(path))
+        if not images:
+            raise ValueError(f"--classes-from-folders: class folder {folder} holds no image files")
+        paths.extend(images)
+        labels.extend([label] * len(images))
+    classnames = tuple(folder.name.replace("_", " ") for folder in folders)
+    return ClassFolders(classnames=classnames, paths=tuple(paths), labels=tuple(labels))
+
+
+@dataclass(frozen=True)
+class ManifestImages:
+    """Image paths (resolved) and captions of a CSV/TSV manifest, in file order."""
+
+    paths: tuple[Path, ...]
+    captions: tuple[str, ...]
+
+
+def manifest_images(manifest: str | Path, img_key: str = DEFAULT_IMG_KEY,
+                    caption_key: str = DEFAULT_CAPTION_KEY,
+                    separator: str = DEFAULT_SEPARATOR) -> ManifestImages:
+    """The images and captions a manifest lists (columns as in `CsvDataset`)."""
+    dataset = CsvDataset(manifest, img_key=img_key, caption_key=caption_key, separator=separator)
+    return ManifestImages(paths=tuple(dataset.image_paths), captions=tuple(dataset.captions))
+
+
+def load_image(path: Path) -> Image.Image:
+    """The RGB image at `path`; FileNotFoundError / ValueError naming the path otherwise."""
+    if not path.is_file():
+        raise FileNotFoundError(f"image {path} does not exist")
+    try:
+        return load_rgb_image(path)
+    except BadSampleError as error:
+        raise ValueError(f"image {path} cannot be read: {error.reason}") from None
+
+
+def image_batches(paths: Sequence[Path], preprocess: Preprocess, batch_size: int) -> Iterator[torch.Tensor]:
+    """Float[B, 3, H, W] batches of the preprocessed images at `paths`, in order."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    for start in range(0, len(paths), batch_size):
+        yield torch.stack([preprocess(load_image(Path(path))) for path in paths[start:start + batch_size]])
+
+
+def labelled_image_batches(paths: Sequence[Path], labels: Sequence[int], preprocess: Preprocess,
+                           batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
+    """{"images": Float[B, 3, H, W], "labels": Long[B]} batches, in order."""
+    for start, images in zip(range(0, len(paths), batch_size), image_batches(paths, preprocess, batch_size)):
+        yield {"images": images, "labels": torch.tensor(labels[start:start + len(images)], dtype=torch.long)}

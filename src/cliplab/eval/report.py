@@ -1,0 +1,177 @@
+"""A training run's report: figures from `metrics.jsonl` and a `report.md` that links them.
+
+metrics.jsonl holds one JSON object per line with "kind": "train" (step, lr, loss, "loss/<term>",
+logit_scale, i2t_accuracy, t2i_accuracy, ...) or "eval" (step, zero_shot_top1/top5,
+confusion_matrix, classnames, retrieval keys such as "image_to_text_R@1").
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cliplab.eval.plots import plot_confusion_matrix, plot_series
+
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
+RETRIEVAL_PLOT_KEYS = ("image_to_text_R@1", "text_to_image_R@1", "image_to_text_R@5", "text_to_image_R@5")
+
+
+@dataclass(frozen=True)
+class RunMetrics:
+    """The records of metrics.jsonl split by kind, each list in file order."""
+
+    train: tuple[dict[str, Any], ...]
+    evals: tuple[dict[str, Any], ...]
+
+
+def read_metrics(path: str | Path) -> RunMetrics:
+    """Parse metrics.jsonl. A truncated last line (the writer was killed mid-line) is skipped with a
+    warning; a malformed line elsewhere raises ValueError naming the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: the run has logged no metrics")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    train, evals = [], []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            if number == len(lines):
+                warnings.warn(f"{path} line {number} is truncated and was skipped ({error})", stacklevel=2)
+                continue
+            raise ValueError(f"{path} line {number} is not valid JSON ({error})") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path} line {number}: expected a JSON object, got {type(record).__name__}")
+        kind = record.get("kind")
+        if kind == "train":
+            train.append(record)
+        elif kind == "eval":
+            evals.append(record)
+    return RunMetrics(train=tuple(train), evals=tuple(evals))
+
+
+def series(records: tuple[dict[str, Any], ...], key: str) -> tuple[list[float], list[float]]:
+    """(steps, values) of the records holding a finite number under `key`."""
+    steps, values = [], []
+    for record in records:
+        value = record.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            steps.append(float(record.get("step", len(steps))))
+            values.append(float(value))
+    return steps, values
+
+
+def training_figures(metrics: RunMetrics, out_dir: Path) -> dict[str, Path]:
+    """Write every figure the records allow; returns {figure title: png path}. Figures whose data
+    is absent (e.g. no evaluation yet) are left out."""
+    figures: dict[str, Path] = {}
+    loss_keys = ["loss"] + sorted({key for record in metrics.train for key in record if key.startswith("loss/")})
+    _add_series_figure(figures, "Loss terms", out_dir / "loss.png", metrics.train, loss_keys, "loss", log_y=True)
+    _add_series_figure(figures, "Learning rate", out_dir / "learning_rate.png", metrics.train, ["lr"], "learning rate")
+    _add_series_figure(figures, "Logit scale", out_dir / "logit_scale.png", metrics.train, ["logit_scale"],
+                       "exp(logit_scale)")
+    _add_series_figure(figures, "In-batch accuracy", out_dir / "batch_accuracy.png", metrics.train,
+                       ["i2t_accuracy", "t2i_accuracy"], "top-1 accuracy")
+    _add_series_figure(figures, "Zero-shot accuracy", out_dir / "zero_shot_accuracy.png", metrics.evals,
+                       ["zero_shot_top1", "zero_shot_top5"], "accuracy")
+    _add_series_figure(figures, "Retrieval recall", out_dir / "retrieval.png", metrics.evals,
+                       list(RETRIEVAL_PLOT_KEYS), "recall")
+    last_confusion = last_eval_with(metrics, "confusion_matrix")
+    if last_confusion is not None:
+        classnames = last_confusion.get("classnames") or [str(index) for index in range(len(last_confusion["confusion_matrix"]))]
+        title = f"Zero-shot confusion matrix (step {last_confusion.get('step', '?')})"
+        figures["Confusion matrix"] = plot_confusion_matrix(
+            out_dir / "confusion_matrix.png", np.asarray(last_confusion["confusion_matrix"]), classnames, title)
+    return figures
+
+
+def _add_series_figure(figures: dict[str, Path], title: str, path: Path, records: tuple[dict[str, Any], ...],
+                       keys: list[str], ylabel: str, log_y: bool = False) -> None:
+    drawn = {key: series(records, key) for key in keys}
+    drawn = {key: points for key, points in drawn.items() if points[0]}
+    if drawn:
+        figures[title] = plot_series(path, drawn, title, ylabel, log_y=log_y)
+
+
+def last_eval_with(metrics: RunMetrics, key: str) -> dict[str, Any] | None:
+    """The last eval record holding `key`, or None."""
+    for record in reversed(metrics.evals):
+        if key in record:
+            return record
+    return None
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    """summary.json of the run as a dict ({} when the run has not written one)."""
+    path = run_dir / SUMMARY_FILE
+    if not path.is_file():
+        return {}
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error})") from None
+    if not isinstance(summary, dict):
+        raise ValueError(f"{path} must hold a JSON object, got {type(summary).__name__}")
+    return summary
+
+
+def report_markdown(run_dir: Path, out_dir: Path, metrics: RunMetrics, summary: dict[str, Any],
+                    figures: dict[str, Path], notes: list[str]) -> str:
+    """The text of report.md: summary table, last evaluation, figures (linked relative to out_dir)."""
+    lines = [f"# Training report: {run_dir.resolve().name}", "", f"Run directory: `{run_dir}`", ""]
+    lines += ["## Summary", ""]
+    flat_summary = _flatten(summary)
+    if flat_summary:
+        lines += ["| key | value |", "| --- | --- |"]
+        lines += [f"| {key} | {_format_value(value)} |" for key, value in flat_summary.items()]
+    else:
+        lines.append("The run has written no summary.json (still running, or stopped early).")
+    last_train = metrics.train[-1] if metrics.train else None
+    lines += ["", f"Logged {len(metrics.train)} training records and {len(metrics.evals)} evaluations."]
+    if last_train is not None:
+        lines.append(f"Last training record: step {last_train.get('step', '?')}, loss "
+                     f"{_format_value(last_train.get('loss'))}.")
+    last_eval = metrics.evals[-1] if metrics.evals else None
+    if last_eval is not None:
+        lines += ["", f"## Last evaluation (step {last_eval.get('step', '?')})", "", "| metric | value |",
+                  "| --- | --- |"]
+        for key, value in last_eval.items():
+            if key not in ("kind", "step", "epoch") and isinstance(value, (int, float)) and not isinstance(value, bool):
+                lines.append(f"| {key} | {_format_value(value)} |")
+        per_class = last_eval.get("zero_shot_per_class")
+        if isinstance(per_class, dict) and per_class:
+            lines += ["", "| class | zero-shot accuracy |", "| --- | --- |"]
+            lines += [f"| {name} | {_format_value(value)} |" for name, value in per_class.items()]
+    lines += ["", "## Figures", ""]
+    for title, path in figures.items():
+        relative = Path(path).resolve().relative_to(out_dir.resolve())
+        lines += [f"### {title}", "", f"![{title}]({relative.as_posix()})", ""]
+    if notes:
+        lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
+    return "\n".join(lines)
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}/"))
+        elif not isinstance(value, list):
+            flat[name] = value
+    return flat
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

@@ -1,0 +1,77 @@
+"""Image-text retrieval metrics of paired embeddings, with open_clip's `get_clip_metrics` definitions.
+
+Row i of the image features and row i of the text features are a pair. For each query the rank is
+the 0-based position of its partner among all candidates sorted by descending logit, so a perfect
+retrieval has rank 0 everywhere. Reported per direction ("image_to_text", "text_to_image"):
+  mean_rank   = mean(rank) + 1
+  median_rank = floor(median(rank)) + 1
+  R@k         = fraction of queries with rank < k, for k in RECALL_AT
+"""
+
+from __future__ import annotations
+
+import torch
+
+RECALL_AT = (1, 5, 10)
+
+
+def retrieval_metrics(
+    image_features: torch.Tensor,
+    text_features: torch.Tensor,
+    logit_scale: torch.Tensor | float = 1.0,
+) -> dict[str, float]:
+    """Retrieval metrics of N image-text pairs in both directions (keys: see the module docstring).
+
+    image_features: [N, D] float; text_features: [N, D] float (normalised by the caller, as the
+    model's `encode_*(..., normalize=True)` returns them); logit_scale: positive scalar, float or
+    0-d tensor (it scales every logit alike, so it changes no rank; kept for open_clip's signature).
+    Ties between logits are broken by candidate index, lowest first.
+    """
+    _check_pairs(image_features, text_features)
+    scale = float(logit_scale.detach()) if isinstance(logit_scale, torch.Tensor) else float(logit_scale)
+    if not scale > 0:
+        raise ValueError(f"logit_scale must be positive, got {scale}")
+    logits_per_image = scale * image_features.detach().float().cpu() @ text_features.detach().float().cpu().T
+    metrics: dict[str, float] = {}
+    for direction, logits in (("image_to_text", logits_per_image), ("text_to_image", logits_per_image.T)):
+        ranks = ground_truth_ranks(logits)
+        metrics[f"{direction}_mean_rank"] = float(ranks.double().mean()) + 1.0
+        metrics[f"{direction}_median_rank"] = float(_median_floor(ranks)) + 1.0
+        for k in RECALL_AT:
+            metrics[f"{direction}_R@{k}"] = float((ranks < k).double().mean())
+    return metrics
+
+
+def ground_truth_ranks(logits: torch.Tensor) -> torch.Tensor:
+    """0-based rank of the diagonal entry in each row of `logits` sorted descending.
+
+    logits: [N, N] float, row = query, column = candidate, partner of query i is candidate i.
+    Returns [N] int64.
+    """
+    order = torch.argsort(logits, dim=1, descending=True, stable=True)  # [N, N] candidate ids
+    partners = torch.arange(logits.shape[0]).view(-1, 1)
+    return (order == partners).int().argmax(dim=1).long()
+
+
+def _median_floor(ranks: torch.Tensor) -> int:
+    # numpy's median of an even count averages the two middle values; floor of that average is
+    # what open_clip reports, while torch.median would return the lower middle value directly.
+    sorted_ranks = torch.sort(ranks).values
+    count = sorted_ranks.numel()
+    if count % 2 == 1:
+        return int(sorted_ranks[count // 2])
+    return int((sorted_ranks[count // 2 - 1] + sorted_ranks[count // 2]) // 2)
+
+
+def _check_pairs(image_features: torch.Tensor, text_features: torch.Tensor) -> None:
+    for name, features in (("image_features", image_features), ("text_features", text_features)):
+        if not isinstance(features, torch.Tensor) or features.dim() != 2 or not features.is_floating_point():
+            shape = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
+            raise ValueError(f"{name} must be a 2-D float tensor [N, D], got {shape}")
+    if image_features.shape != text_features.shape:
+        raise ValueError(
+            "image_features and text_features must be paired row by row with the same shape [N, D], got "
+            f"{tuple(image_features.shape)} and {tuple(text_features.shape)}"
+        )
+    if image_features.shape[0] == 0:
+        raise ValueError("retrieval_metrics needs at least one image-text pair, got 0")

@@ -1,0 +1,193 @@
+"""Zero-shot classification: class embeddings from prompt templates, and accuracy over a dataset.
+
+The classifier follows open_clip: each class is embedded through every template, the template
+embeddings are L2-normalised, averaged, and the mean is normalised again. An image is assigned the
+class whose embedding has the highest cosine similarity with the normalised image embedding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from cliplab.eval.model_mode import inference_mode, model_device, model_dtype
+
+Template = str | Callable[[str], str]
+
+
+def zero_shot_classifier(
+    model: torch.nn.Module,
+    tokenizer: Callable[[list[str]], torch.Tensor],
+    classnames: Sequence[str],
+    templates: Sequence[Template],
+    device: torch.device | str | None = None,
+    batch_size: int = 256,
+) -> torch.Tensor:
+    """Class embeddings [C, E] float32, each row of unit L2 norm.
+
+    model: exposes `encode_text(tokens[N, T] long) -> [N, E]` (pass the bare model, not a DDP
+    wrapper); tokenizer: list of N strings -> LongTensor[N, T]; classnames: C names; templates:
+    strings with one "{}" for the class name, or callables name -> prompt; device: where the text
+    tower runs (default: the model's device); batch_size: prompts per forward.
+    Runs without gradients with the model in eval mode; its previous train/eval mode is restored.
+    """
+    prompts = class_prompts(classnames, templates)  # C * K prompts, class-major
+    device = torch.device(device) if device is not None else model_device(model)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    template_embeddings = []
+    with inference_mode(model):
+        for start in range(0, len(prompts), batch_size):
+            tokens = tokenizer(prompts[start:start + batch_size]).to(device)
+            text_features = model.encode_text(tokens)  # [n, E]
+            template_embeddings.append(F.normalize(text_features.float(), dim=-1))
+    per_template = torch.cat(template_embeddings).view(len(classnames), len(templates), -1)  # [C, K, E]
+    return F.normalize(per_template.mean(dim=1), dim=-1)
+
+
+def class_prompts(classnames: Sequence[str], templates: Sequence[Template]) -> list[str]:
+    """The C * K prompts, class-major: every template for class 0, then for class 1, ..."""
+    if isinstance(classnames, str) or len(classnames) == 0:
+        raise ValueError(f"classnames must be a non-empty sequence of strings, got {classnames!r}")
+    if isinstance(templates, str) or len(templates) == 0:
+        raise ValueError(f"templates must be a non-empty sequence of templates, got {templates!r}")
+    for template in templates:
+        if isinstance(template, str) and "{}" not in template:
+            raise ValueError(f"template {template!r} has no '{{}}' placeholder for the class name")
+        if not isinstance(template, str) and not callable(template):
+            raise ValueError(f"a template must be a string with '{{}}' or a callable, got {template!r}")
+    return [
+        template.format(name) if isinstance(template, str) else template(name)
+        for name in classnames
+        for template in templates
+    ]
+
+
+@dataclass(frozen=True)
+class ZeroShotResult:
+    """Zero-shot accuracy over `count` images.
+
+    top1 / top5: fractions in [0, 1] (top5 is top-min(5, C)); per_class: classname -> accuracy of
+    the images of that class (classes with no image are left out); confusion: LongTensor[C, C],
+    row = true class, column = predicted class; classnames: the C names in classifier order.
+    """
+
+    top1: float
+    top5: float
+    per_class: dict[str, float]
+    confusion: torch.Tensor
+    count: int
+    classnames: tuple[str, ...]
+
+    def as_metrics(self) -> dict[str, Any]:
+        """JSON-ready keys of an eval line in metrics.jsonl."""
+        return {
+            "zero_shot_top1": self.top1,
+            "zero_shot_top5": self.top5,
+            "zero_shot_per_class": dict(self.per_class),
+            "confusion_matrix": self.confusion.tolist(),
+            "classnames": list(self.classnames),
+            "zero_shot_count": self.count,
+        }
+
+
+def zero_shot_evaluate(
+    model: torch.nn.Module,
+    classifier: torch.Tensor,
+    batches: Iterable[Any],
+    classnames: Sequence[str] | None = None,
+    device: torch.device | str | None = None,
+    max_samples: int | None = None,
+) -> ZeroShotResult:
+    """Zero-shot accuracy of `model` with class embeddings `classifier` [C, E] over `batches`.
+
+    batches: iterable of batches holding `images` Float[B, 3, H, W] and `labels` Long[B] in [0, C),
+    as a mapping with those keys, an object with those attributes, or an (images, labels) pair;
+    classnames: C names for `per_class` (default "0".."C-1"); device: where the image tower runs
+    (default: the model's device); max_samples: stop after this many images (None: all).
+    Runs without gradients with the model in eval mode; its previous mode is restored.
+    """
+    if classifier.dim() != 2 or classifier.shape[0] == 0:
+        raise ValueError(f"classifier must be [C, E] with C >= 1, got shape {tuple(classifier.shape)}")
+    num_classes = classifier.shape[0]
+    names = tuple(str(index) for index in range(num_classes)) if classnames is None else tuple(classnames)
+    if len(names) != num_classes:
+        raise ValueError(f"classnames has {len(names)} names but classifier has {num_classes} classes")
+    device = torch.device(device) if device is not None else model_device(model)
+    dtype = model_dtype(model)
+    class_embeddings = classifier.to(device=device, dtype=torch.float32)
+    top_k = min(5, num_classes)
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
+    top_k_hits = 0
+    count = 0
+    with inference_mode(model):
+        for batch in batches:
+            images, labels = batch_images_and_labels(batch)
+            if labels.numel() == 0:  # an evaluation loader's last batch may be empty
+                continue
+            if max_samples is not None:
+                images, labels = images[: max_samples - count], labels[: max_samples - count]
+            _check_labels(labels, num_classes)
+            image_features = F.normalize(model.encode_image(images.to(device=device, dtype=dtype)).float(), dim=-1)
+            logits = image_features @ class_embeddings.T  # [B, C]
+            predictions = logits.topk(top_k, dim=1).indices.cpu()  # [B, top_k]
+            labels = labels.cpu().long()
+            top_k_hits += int((predictions == labels.view(-1, 1)).any(dim=1).sum())
+            confusion += confusion_matrix(labels, predictions[:, 0], num_classes)
+            count += labels.numel()
+            if max_samples is not None and count >= max_samples:
+                break
+    if count == 0:
+        raise ValueError("zero_shot_evaluate got no images: the batches were empty")
+    return ZeroShotResult(
+        top1=float(confusion.diagonal().sum()) / count,
+        top5=top_k_hits / count,
+        per_class=per_class_accuracy(confusion, names),
+        confusion=confusion,
+        count=count,
+        classnames=names,
+    )
+
+
+def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """LongTensor[C, C] counting (true, predicted) pairs; labels, predictions: Long[B] in [0, C)."""
+    flat = labels.long() * num_classes + predictions.long()
+    return torch.bincount(flat, minlength=num_classes * num_classes).view(num_classes, num_classes)
+
+
+def per_class_accuracy(confusion: torch.Tensor, classnames: Sequence[str]) -> dict[str, float]:
+    """classname -> diagonal / row sum of `confusion` [C, C], for classes whose row sum is > 0."""
+    totals = confusion.sum(dim=1)
+    return {
+        name: float(confusion[index, index]) / float(totals[index])
+        for index, name in enumerate(classnames)
+        if totals[index] > 0
+    }
+
+
+def batch_images_and_labels(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images [B, 3, H, W], labels [B]) of a mapping, an object with attributes, or a pair."""
+    if isinstance(batch, Mapping):
+        if "images" not in batch or "labels" not in batch:
+            raise ValueError(f"a batch mapping needs keys 'images' and 'labels', got keys {sorted(batch)}")
+        return batch["images"], batch["labels"]
+    if hasattr(batch, "images") and hasattr(batch, "labels"):
+        return batch.images, batch.labels
+    if isinstance(batch, (tuple, list)) and len(batch) == 2:
+        return batch[0], batch[1]
+    raise ValueError(
+        "a batch must be a mapping with 'images' and 'labels', an object with those attributes, or an "
+        f"(images, labels) pair; got {type(batch).__name__}"
+    )
+
+
+def _check_labels(labels: torch.Tensor, num_classes: int) -> None:
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(
+            f"labels must lie in [0, {num_classes}) for a {num_classes}-class classifier, got values in "
+            f"[{int(labels.min())}, {int(labels.max())}] (label -1 marks an unlabelled sample)"
+        )
+

@@ -1,0 +1,115 @@
+"""CLIP and SigLIP: two towers, linear projections into a shared latent, a learned temperature.
+
+The same class serves kind "clip" and "siglip"; SigLIP adds a learned `logit_bias`. Losses live in
+`cliplab.losses`; the model only returns features and the (exponentiated) scale, like open_clip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cliplab.models.config import ModelConfig
+from cliplab.models.towers import TextTransformer, build_vision_tower
+from cliplab.models.towers.locking import GroupItem, freeze_groups, is_frozen
+
+
+class CLIP(nn.Module):
+    """images [B, 3, S, S] float, tokens [B, T] long -> features in a shared E-dim latent.
+
+    Attributes: `vision_tower` and `text_tower` (each with `forward_tokens` and `width`),
+    `image_projection` [W_v -> E] and `text_projection` [W_t -> E] (no bias), `logit_scale`
+    (log of the temperature's inverse), `logit_bias` (SigLIP only, else None), `config`.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        if not isinstance(config, ModelConfig):
+            raise ValueError(f"config must be a ModelConfig, got {type(config).__name__}")
+        self.config = config
+        self.vision_tower = build_vision_tower(config.vision)
+        self.text_tower = TextTransformer(config.text)
+        self.image_projection = nn.Linear(config.vision.width, config.embed_dim, bias=False)
+        self.text_projection = nn.Linear(config.text.width, config.embed_dim, bias=False)
+        nn.init.normal_(self.image_projection.weight, std=config.vision.width ** -0.5)
+        nn.init.normal_(self.text_projection.weight, std=config.text.width ** -0.5)
+        self.logit_scale = nn.Parameter(torch.tensor(float(config.init_logit_scale)))
+        self.logit_bias = (nn.Parameter(torch.tensor(float(config.init_logit_bias)))
+                           if config.init_logit_bias is not None else None)
+
+    # Frozen sides run without building a graph: nothing in them could receive a gradient.
+    def _image_side(self) -> list[GroupItem]:
+        return [self.vision_tower, self.image_projection]
+
+    def _text_side(self) -> list[GroupItem]:
+        return [self.text_tower, self.text_projection]
+
+    def _image_context(self):
+        return torch.no_grad() if is_frozen(self._image_side()) else contextlib.nullcontext()
+
+    def _text_context(self):
+        return torch.no_grad() if is_frozen(self._text_side()) else contextlib.nullcontext()
+
+    def encode_image(self, images: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        """images [B, 3, S, S] float -> image_features [B, E] (unit norm when normalize)."""
+        with self._image_context():
+            features = self.image_projection(self.vision_tower(images))
+        return F.normalize(features, dim=-1) if normalize else features
+
+    def encode_text(self, tokens: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        """tokens [B, T] long, right-padded with pad_id -> text_features [B, E]."""
+        with self._text_context():
+            features = self.text_projection(self.text_tower(tokens))
+        return F.normalize(features, dim=-1) if normalize else features
+
+    def encode_image_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """images [B, 3, S, S] -> projected per-patch (ViT) or per-cell (conv) latents [B, P, E].
+
+        Not normalised. Under patch dropout in training, P is the kept patch count.
+        """
+        with self._image_context():
+            return self.image_projection(self.vision_tower.forward_tokens(images))
+
+    def encode_text_tokens(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """tokens [B, T] -> (projected per-token latents [B, T, E], mask Bool[B, T] True for real
+        tokens, i.e. not pad_id). Not normalised; padded rows hold values to be ignored."""
+        with self._text_context():
+            latents = self.text_projection(self.text_tower.forward_tokens(tokens))
+        return latents, tokens != self.config.text.pad_id
+
+    def forward(self, images: torch.Tensor, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        """-> {"image_features": [B, E], "text_features": [B, E] (both unit norm),
+        "logit_scale": 0-d (exp of the parameter), "logit_bias": 0-d (SigLIP only)}."""
+        output = {
+            "image_features": self.encode_image(images, normalize=True),
+            "text_features": self.encode_text(tokens, normalize=True),
+            "logit_scale": self.logit_scale.exp(),
+        }
+        if self.logit_bias is not None:
+            output["logit_bias"] = self.logit_bias
+        return output
+
+    def lock_image_tower(self, unlocked_groups: int = 0, freeze_norms: bool = True) -> None:
+        """Freeze the image tower and its projection except the last `unlocked_groups` groups.
+
+        Groups, input to output: embeddings (ViT) or stem (conv); each block or stage; final norm
+        with the projection. freeze_norms=False leaves every norm layer trainable.
+        """
+        groups = self.vision_tower.parameter_groups()
+        groups[-1] = [*groups[-1], self.image_projection]
+        freeze_groups(groups, unlocked_groups, freeze_norms, argument_name="unlocked_groups")
+
+    def lock_text_tower(self, unlocked_layers: int = 0, freeze_norms: bool = True) -> None:
+        """Freeze the text tower and its projection except the last `unlocked_layers` groups
+        (embeddings, each block, final norm with the projection)."""
+        groups = self.text_tower.parameter_groups()
+        groups[-1] = [*groups[-1], self.text_projection]
+        freeze_groups(groups, unlocked_layers, freeze_norms, argument_name="unlocked_layers")
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute block activations in backward (less memory, about one more forward of time)."""
+        self.vision_tower.set_grad_checkpointing(enable)
+        self.text_tower.set_grad_checkpointing(enable)

@@ -1,0 +1,87 @@
+"""Model registry: configs found by name (JSON files in `models/configs/`), models built by kind.
+
+    create_model("tiny")                                   # a registered name
+    create_model("path/to/config.json")                    # any ModelConfig JSON
+    create_model("tiny", embed_dim=32, **{"vision.width": 64})   # overrides, see apply_overrides
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from cliplab.models.clip import CLIP
+from cliplab.models.coca import CoCa
+from cliplab.models.config import ModelConfig, apply_overrides
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+MODEL_CLASSES: dict[str, type[CLIP]] = {"clip": CLIP, "siglip": CLIP, "coca": CoCa}
+
+_registered_configs: dict[str, dict] = {}
+
+
+def _builtin_config_paths() -> dict[str, Path]:
+    return {path.stem: path for path in CONFIG_DIR.glob("*.json")}
+
+
+def list_models() -> list[str]:
+    """Names accepted by `create_model`: the built-in JSON configs plus `register_model` additions."""
+    return sorted({*_builtin_config_paths(), *_registered_configs}, key=str.lower)
+
+
+def register_model(name: str, config: ModelConfig | dict) -> None:
+    """Make `config` available to `create_model(name)` for this process (validated now)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a non-empty str, got {name!r}")
+    values = config.to_dict() if isinstance(config, ModelConfig) else config
+    ModelConfig.from_dict(values)
+    _registered_configs[name] = json.loads(json.dumps(values))
+
+
+def _config_values(name_or_path: str | Path) -> dict:
+    name = str(name_or_path)
+    if name in _registered_configs:
+        return _registered_configs[name]
+    builtin = _builtin_config_paths()
+    path = builtin.get(name, Path(name))
+    if not path.is_file():
+        raise ValueError(f"unknown model {name!r}: not a registered name or a JSON file; "
+                         f"known models: {', '.join(list_models())}")
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"model config {str(path)!r} is not valid JSON: {error}") from error
+
+
+def get_model_config(name_or_path: str | Path | ModelConfig, **overrides: Any) -> ModelConfig:
+    """The validated ModelConfig for a registered name, a JSON path or a ModelConfig, with overrides."""
+    if isinstance(name_or_path, ModelConfig):
+        values = name_or_path.to_dict()
+    elif isinstance(name_or_path, (str, Path)):
+        values = _config_values(name_or_path)
+    else:
+        raise ValueError(f"name_or_path must be a model name, a JSON path or a ModelConfig, "
+                         f"got {type(name_or_path).__name__}")
+    return ModelConfig.from_dict(apply_overrides(values, overrides))
+
+
+def build_model(config: ModelConfig) -> CLIP:
+    """The model for `config` (class chosen by config.kind), freshly initialised, in train mode."""
+    if not isinstance(config, ModelConfig):
+        raise ValueError(f"config must be a ModelConfig, got {type(config).__name__}")
+    return MODEL_CLASSES[config.kind](config)
+
+
+def create_model(name_or_path: str | Path | ModelConfig, **overrides: Any) -> nn.Module:
+    """Build a model by registered name, JSON path or ModelConfig, with keyword overrides.
+
+    Overrides: a top-level key (`embed_dim=32`), a dotted path (`**{"vision.width": 64}`), or a
+    section given as a dict merged into it (`text={"layers": 2}`). Build on another device with
+    `with torch.device("meta"): create_model(...)`.
+    """
+    return build_model(get_model_config(name_or_path, **overrides))

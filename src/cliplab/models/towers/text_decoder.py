@@ -1,0 +1,37 @@
+"""CoCa's multimodal decoder: text hidden states attend to image tokens, then predict next tokens."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cliplab.models.config import DecoderConfig
+from cliplab.models.layers import BlockStack, DecoderBlock, init_transformer_weights
+
+
+class MultimodalDecoder(nn.Module):
+    """text hidden [B, T, W] + image tokens [B, P, Wv] -> next-token logits [B, T, V].
+
+    Blocks of causal self-attention, cross-attention to the image tokens and an MLP; final norm and
+    a linear head over the vocabulary. Position t only sees text positions <= t, so its logits
+    predict token t + 1.
+    """
+
+    def __init__(self, config: DecoderConfig, width: int, image_width: int, vocab_size: int):
+        super().__init__()
+        self.config = config
+        self.width = width
+        self.transformer = BlockStack([
+            DecoderBlock(width, image_width, config.heads, config.mlp_ratio, config.dropout)
+            for _ in range(config.layers)])
+        self.norm_final = nn.LayerNorm(width)
+        self.lm_head = nn.Linear(width, vocab_size, bias=False)
+        init_transformer_weights(self.transformer, width)
+        nn.init.normal_(self.lm_head.weight, std=width ** -0.5)
+
+    def forward(self, text_hidden: torch.Tensor, image_tokens: torch.Tensor) -> torch.Tensor:
+        hidden = self.transformer(text_hidden, context=image_tokens)
+        return self.lm_head(self.norm_final(hidden))
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.transformer.grad_checkpointing = enable

@@ -1,0 +1,124 @@
+"""Text transformer tower: token ids -> pooled vector and per-token hidden states.
+
+Tokens are right-padded with `pad_id`. Padding is masked out of every attention's keys and out of
+pooling, so what sits in padded positions never changes a real token's state or the pooled vector.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cliplab.models.config import TextConfig
+from cliplab.models.layers import (BlockStack, TransformerBlock, init_transformer_weights,
+                                   key_padding_attention_mask, rotary_cos_sin)
+from cliplab.models.towers.locking import GroupItem
+
+
+def last_real_index(is_real: torch.Tensor) -> torch.Tensor:
+    """is_real Bool[B, T] -> Long[B]: index of the last True per row (0 for an all-padding row).
+
+    With right padding this is the end-of-text position, whatever id end-of-text has.
+    """
+    positions = torch.arange(1, is_real.shape[1] + 1, device=is_real.device)
+    return ((is_real * positions).amax(dim=1) - 1).clamp(min=0)
+
+
+def masked_mean(hidden: torch.Tensor, is_real: torch.Tensor) -> torch.Tensor:
+    """hidden [B, T, W], is_real Bool[B, T] -> mean over real tokens [B, W]."""
+    weights = is_real.to(hidden.dtype).unsqueeze(-1)
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
+class TextTransformer(nn.Module):
+    """tokens Long[B, T] (T <= context_length) -> pooled [B, W] and hidden states [B, T, W].
+
+    Token embedding, learned absolute or rotary positions, optional class token appended after the
+    T tokens, pre-norm blocks (causal or bidirectional), final norm, then pooling ("eot": state at the
+    last non-pad token; "cls": the class token's state; "mean": mean over non-pad tokens).
+    """
+
+    def __init__(self, config: TextConfig):
+        super().__init__()
+        self.config = config
+        self.width = config.width
+        self.token_embedding = nn.Embedding(config.vocab_size, config.width)
+        self.position_embedding = (nn.Parameter(torch.empty(config.context_length, config.width))
+                                   if config.position == "learned" else None)
+        self.class_embedding = nn.Parameter(torch.empty(config.width)) if config.pool == "cls" else None
+        self.transformer = BlockStack([
+            TransformerBlock(config.width, config.heads, config.mlp_ratio, config.dropout)
+            for _ in range(config.layers)])
+        self.norm_final = nn.LayerNorm(config.width)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.normal_(self.token_embedding.weight, std=0.02)
+        if self.position_embedding is not None:
+            nn.init.normal_(self.position_embedding, std=0.01)
+        if self.class_embedding is not None:
+            nn.init.normal_(self.class_embedding, std=0.02)
+        init_transformer_weights(self.transformer, self.width)
+
+    def check_tokens(self, tokens: torch.Tensor) -> None:
+        if not isinstance(tokens, torch.Tensor) or tokens.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"tokens must be an int64/int32 tensor, got "
+                             f"{getattr(tokens, 'dtype', type(tokens).__name__)}")
+        if tokens.dim() != 2 or not 1 <= tokens.shape[1] <= self.config.context_length:
+            raise ValueError(f"tokens must have shape [B, T] with 1 <= T <= context_length="
+                             f"{self.config.context_length}, got {tuple(tokens.shape)}")
+
+    def forward_features(self, tokens: torch.Tensor, with_class_token: bool = True
+                         ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """tokens [B, T] -> (pooled [B, W] or None, hidden [B, T, W], is_real Bool[B, T]).
+
+        with_class_token=False skips the class token (pooled is then None for pool="cls"); with a
+        causal mask the token states are the same either way, since the class token comes last.
+        """
+        self.check_tokens(tokens)
+        tokens = tokens.long()
+        is_real = tokens != self.config.pad_id
+        hidden = self.token_embedding(tokens)  # [B, T, W]
+        length = tokens.shape[1]
+        if self.position_embedding is not None:
+            hidden = hidden + self.position_embedding[:length]
+        append_class = with_class_token and self.class_embedding is not None
+        if append_class:
+            class_token = self.class_embedding.to(hidden.dtype).expand(hidden.shape[0], 1, -1)
+            hidden = torch.cat((hidden, class_token), dim=1)
+            is_real_keys = torch.cat((is_real, is_real.new_ones(is_real.shape[0], 1)), dim=1)
+        else:
+            is_real_keys = is_real
+        attn_mask = key_padding_attention_mask(is_real_keys, causal=self.config.causal)
+        rotary = None
+        if self.config.position == "rotary":
+            rotary = rotary_cos_sin(hidden.shape[1], self.width // self.config.heads,
+                                    self.config.rotary_base, device=hidden.device, dtype=hidden.dtype)
+        hidden = self.norm_final(self.transformer(hidden, attn_mask=attn_mask, rotary=rotary))
+        if append_class:
+            return hidden[:, -1], hidden[:, :-1], is_real
+        if self.config.pool == "eot":
+            pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last_real_index(is_real)]
+        elif self.config.pool == "mean":
+            pooled = masked_mean(hidden, is_real)
+        else:
+            pooled = None
+        return pooled, hidden, is_real
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [B, T] -> pooled [B, W]."""
+        return self.forward_features(tokens)[0]
+
+    def forward_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [B, T] -> hidden states [B, T, W] after the final norm (class token excluded)."""
+        return self.forward_features(tokens, with_class_token=not self.config.causal)[1]
+
+    def parameter_groups(self) -> list[list[GroupItem]]:
+        """Locking groups, input to output: embeddings, each block, final norm."""
+        embeddings: list[GroupItem] = [self.token_embedding]
+        embeddings += [parameter for parameter in (self.position_embedding, self.class_embedding)
+                       if parameter is not None]
+        return [embeddings, *([block] for block in self.transformer.blocks), [self.norm_final]]
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.transformer.grad_checkpointing = enable

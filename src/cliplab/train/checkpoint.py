@@ -1,0 +1,210 @@
+"""Atomic step checkpoints: `checkpoints/step_XXXXXXX/` directories plus a `latest` pointer file.
+
+Layout of one checkpoint directory:
+    model.safetensors, config.json, tokenizer.json   a loadable bundle (cliplab.bundle.save)
+    train_state.pt                                   optimiser, scaler, RNG states, data position,
+                                                     counters (see `TrainState`)
+`checkpoints/latest` is a text file naming the newest COMPLETE step directory.
+
+Why it survives a kill at any instant: a checkpoint is written into a hidden temporary directory,
+every file and the directory are fsynced, the directory is renamed into place (atomic on POSIX),
+and only then is `latest` replaced (write a temporary file, fsync, os.replace, fsync the parent).
+A kill before the rename leaves only a temporary directory that nothing points to; a kill between
+the rename and the pointer update leaves `latest` naming the previous checkpoint. Either way resume
+picks a complete checkpoint, and the leftovers are removed by the next save.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_model
+from torch import nn
+
+LATEST_FILE = "latest"
+TRAIN_STATE_FILE = "train_state.pt"
+MODEL_FILE = "model.safetensors"
+_STEP_PREFIX = "step_"
+_TMP_PREFIX = ".tmp-"
+
+
+@dataclass(kw_only=True)
+class TrainState:
+    """Loop counters saved with every checkpoint.
+
+    step: optimiser steps completed. epoch / batch_in_epoch: the position of the next batch to read
+    (batches counted in micro-batches of this rank's loader). samples_seen: global samples consumed.
+    """
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    samples_seen: int = 0
+    skipped_samples: int = 0
+    nonfinite_skips: int = 0
+    consecutive_nonfinite: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def step_dir_name(step: int) -> str:
+    return f"{_STEP_PREFIX}{step:07d}"
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy, torch CPU and (when present) every CUDA device's generator state."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def gather_rng_states() -> list[dict[str, Any]]:
+    """Every rank's `rng_state()`, in rank order (a collective when a process group is in use)."""
+    local = rng_state()
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [local]
+    states: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(states, local)
+    return states
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(directory: Path) -> None:
+    for root, _, files in os.walk(directory):
+        for name in files:
+            _fsync_path(Path(root) / name)
+        _fsync_path(Path(root))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Replace `path` with `text` so that a reader sees the old or the new content, never a mix."""
+    tmp_path = path.with_name(f"{_TMP_PREFIX}{path.name}.{os.getpid()}")
+    with open(tmp_path, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp_path, path)
+    _fsync_path(path.parent)
+
+
+class CheckpointManager:
+    """Saves, finds, loads and prunes the step checkpoints of one run directory."""
+
+    def __init__(self, directory: str | Path, keep: int):
+        self.directory = Path(directory)
+        self.keep = keep
+
+    def latest(self) -> Path | None:
+        """The newest complete checkpoint directory, or None when there is none."""
+        pointer = self.directory / LATEST_FILE
+        if not pointer.is_file():
+            return None
+        name = pointer.read_text().strip()
+        candidate = self.directory / name
+        if not name or not (candidate / TRAIN_STATE_FILE).is_file():
+            raise RuntimeError(f"{pointer} names '{name}', which is not a complete checkpoint directory")
+        return candidate
+
+    def save(self, *, model: nn.Module, tokenizer: Any, optimizer: torch.optim.Optimizer,
+             scaler: torch.amp.GradScaler | None, state: TrainState, config: dict,
+             context: Any = None, extra_modules: dict[str, nn.Module] | None = None) -> Path | None:
+        """Write checkpoint `step_<state.step>` atomically, point `latest` at it, prune old ones.
+
+        Every rank must call this (the RNG states of all ranks are gathered, so that a resumed run
+        replays each rank's dropout stream); only the main process writes. Returns the directory
+        on the main process, None elsewhere.
+        """
+        from cliplab.bundle import save as save_bundle
+
+        rng_states = gather_rng_states()
+        if context is not None and not context.is_main:
+            return None
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._remove_leftovers()
+        final = self.directory / step_dir_name(state.step)
+        tmp = self.directory / f"{_TMP_PREFIX}{final.name}.{os.getpid()}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        save_bundle(model, tokenizer, tmp)
+        torch.save({
+            "train_state": asdict(state),
+            "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "rng": rng_states,
+            "extra_modules": {name: module.state_dict() for name, module in (extra_modules or {}).items()},
+            "config": config,
+        }, tmp / TRAIN_STATE_FILE)
+        _fsync_tree(tmp)
+        if final.exists():
+            # A directory no pointer names (killed after its rename, before `latest` moved): stale.
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+        _fsync_path(self.directory)
+        write_text_atomic(self.directory / LATEST_FILE, final.name + "\n")
+        self._prune(keep_name=final.name)
+        return final
+
+    def _remove_leftovers(self) -> None:
+        for path in self.directory.glob(f"{_TMP_PREFIX}*"):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+    def step_dirs(self) -> list[Path]:
+        """Step directories in step order (complete or not; `latest` is the authority)."""
+        return sorted(p for p in self.directory.glob(f"{_STEP_PREFIX}*") if p.is_dir())
+
+    def _prune(self, keep_name: str) -> None:
+        complete = [p for p in self.step_dirs() if (p / TRAIN_STATE_FILE).is_file()]
+        for path in complete[:-self.keep]:
+            if path.name != keep_name:
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def load_checkpoint(path: str | Path, *, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
+                    scaler: torch.amp.GradScaler | None = None, restore_rng: bool = True,
+                    rank: int = 0, extra_modules: dict[str, nn.Module] | None = None) -> TrainState:
+    """Restore an unwrapped model (strict), optimiser, scaler and this rank's RNG states; return the
+    counters. A checkpoint from a run with fewer ranks gives the extra ranks rank 0's RNG states."""
+    path = Path(path)
+    if not (path / TRAIN_STATE_FILE).is_file() or not (path / MODEL_FILE).is_file():
+        raise FileNotFoundError(f"{path} is not a complete cliplab checkpoint (needs {MODEL_FILE} and "
+                                f"{TRAIN_STATE_FILE})")
+    missing, unexpected = load_model(model, path / MODEL_FILE, strict=True)
+    if missing or unexpected:
+        raise RuntimeError(f"checkpoint {path} does not match the model: missing {missing}, unexpected {unexpected}")
+    payload = torch.load(path / TRAIN_STATE_FILE, map_location="cpu", weights_only=False)
+    for name, module in (extra_modules or {}).items():
+        module.load_state_dict(payload["extra_modules"][name], strict=True)
+    if optimizer is not None:
+        optimizer.load_state_dict(payload["optimizer"])
+    if scaler is not None and payload["scaler"] is not None:
+        scaler.load_state_dict(payload["scaler"])
+    if restore_rng:
+        states = payload["rng"]
+        set_rng_state(states[rank] if rank < len(states) else states[0])
+    return TrainState(**payload["train_state"])

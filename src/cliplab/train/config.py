@@ -1,0 +1,316 @@
+"""The training configuration: one small keyword-only dataclass per concern, composed into TrainConfig.
+
+Every section validates itself in `__post_init__` and raises `ConfigError` naming the offending key
+and value, so a bad experiment fails at start-up rather than hours in. `config_io` builds a
+TrainConfig from YAML/JSON/flags and prefixes the section name (`optim.lr`) to the key.
+
+Defaults are the ones `cliplab train` uses with no arguments: the tiny model on Fashion-MNIST
+captions, sized to finish in minutes on a 2-core CPU. open_clip's flag names keep their meaning;
+see docs/training.md for the table from flag to key.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
+
+from cliplab.data import DataConfig
+from cliplab.objectives import ObjectivesConfig
+
+PRECISIONS = ("fp32", "bf16", "amp_bf16", "amp", "fp16")
+SIGLIP_DIST_IMPLS = ("bidir", "shift", "reduce", "gather")
+LR_SCHEDULERS = ("cosine", "const")
+
+
+class ConfigError(ValueError):
+    """A configuration key holds a value the run cannot use. `key` is the dotted name."""
+
+    def __init__(self, key: str, value: Any, requirement: str):
+        self.key, self.value, self.requirement = key, value, requirement
+        super().__init__(f"config key '{key}' {requirement}, got {value!r}")
+
+    def with_prefix(self, prefix: str) -> "ConfigError":
+        return ConfigError(f"{prefix}.{self.key}" if prefix else self.key, self.value, self.requirement)
+
+
+def require(condition: bool, key: str, value: Any, requirement: str) -> None:
+    if not condition:
+        raise ConfigError(key, value, requirement)
+
+
+def _positive_int(key: str, value: Any) -> None:
+    require(isinstance(value, int) and not isinstance(value, bool) and value > 0, key, value,
+            "must be a positive integer")
+
+
+def _optional_positive_int(key: str, value: Any) -> None:
+    if value is not None:
+        _positive_int(key, value)
+
+
+def _non_negative_float(key: str, value: Any) -> None:
+    require(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and value >= 0, key, value, "must be a finite number >= 0")
+
+
+@dataclass(kw_only=True)
+class ModelSetupConfig:
+    """Which model to build and which parts of it train.
+
+    name: a registered config (`cliplab.models.list_models()`) or a path to a model JSON/bundle.
+    overrides: keyword overrides passed to `create_model` (e.g. {"embed_dim": 64, "vision.width": 64}).
+    tokenizer: a tokenizer.json to use (None: train one on the caption corpus of the data).
+    lock_image / lock_text and their unlocked counts mean what open_clip's flags mean.
+    """
+
+    name: str = "tiny"
+    overrides: dict = field(default_factory=dict)
+    tokenizer: Optional[str] = None
+    lock_image: bool = False
+    lock_image_unlocked_groups: int = 0
+    lock_image_freeze_bn_stats: bool = False
+    lock_text: bool = False
+    lock_text_unlocked_layers: int = 0
+    lock_text_freeze_layer_norm: bool = False
+    grad_checkpointing: bool = False
+    torchcompile: bool = False
+
+    def __post_init__(self):
+        require(isinstance(self.name, str) and self.name != "", "name", self.name, "must be a model name or path")
+        require(isinstance(self.overrides, dict), "overrides", self.overrides, "must be a mapping")
+        for key in ("lock_image_unlocked_groups", "lock_text_unlocked_layers"):
+            value = getattr(self, key)
+            require(isinstance(value, int) and not isinstance(value, bool) and value >= 0, key, value,
+                    "must be an integer >= 0")
+
+
+@dataclass(kw_only=True)
+class LoopConfig:
+    """How long to train and in what numeric precision.
+
+    batch_size is per process and per micro-batch, as in open_clip; the global batch of one
+    optimiser step is batch_size * accum_freq * world_size, and the loss's negatives span all of it.
+    max_steps (optimiser steps) stops the run early when smaller than epochs would.
+    precision: fp32; bf16 == amp_bf16 (bf16 autocast, fp32 weights, CPU or CUDA);
+    amp == fp16 (fp16 autocast + GradScaler, CUDA only). Losses are computed in fp32 either way.
+    threads: torch intra-op threads per process (None: torch's default divided by local ranks).
+    deterministic: torch.use_deterministic_algorithms, for bitwise-reproducible runs.
+    """
+
+    epochs: int = 12
+    max_steps: Optional[int] = None
+    batch_size: int = 256
+    accum_freq: int = 1
+    precision: str = "fp32"
+    seed: int = 0
+    threads: Optional[int] = None
+    deterministic: bool = False
+
+    def __post_init__(self):
+        _positive_int("epochs", self.epochs)
+        _optional_positive_int("max_steps", self.max_steps)
+        _positive_int("batch_size", self.batch_size)
+        _positive_int("accum_freq", self.accum_freq)
+        require(self.precision in PRECISIONS, "precision", self.precision, f"must be one of {PRECISIONS}")
+        require(isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0, "seed",
+                self.seed, "must be an integer >= 0")
+        _optional_positive_int("threads", self.threads)
+
+    @property
+    def autocast_dtype(self) -> Optional[str]:
+        return {"bf16": "bfloat16", "amp_bf16": "bfloat16", "amp": "float16", "fp16": "float16"}.get(self.precision)
+
+    @property
+    def uses_grad_scaler(self) -> bool:
+        return self.precision in ("amp", "fp16")
+
+
+@dataclass(kw_only=True)
+class OptimConfig:
+    """AdamW with open_clip's weight-decay exclusions, a warmup + cosine schedule and clipping.
+
+    warmup: linear warmup length in optimiser steps. grad_clip_norm: max global L2 norm (None: off).
+    """
+
+    lr: float = 2e-3
+    wd: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.98
+    eps: float = 1e-6
+    warmup: int = 100
+    lr_scheduler: str = "cosine"
+    min_lr: float = 0.0
+    grad_clip_norm: Optional[float] = 1.0
+
+    def __post_init__(self):
+        require(isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool) and math.isfinite(self.lr)
+                and self.lr > 0, "lr", self.lr, "must be a finite number > 0")
+        _non_negative_float("wd", self.wd)
+        for key in ("beta1", "beta2"):
+            value = getattr(self, key)
+            require(isinstance(value, (int, float)) and 0 <= value < 1, key, value, "must be in [0, 1)")
+        require(isinstance(self.eps, (int, float)) and self.eps > 0, "eps", self.eps, "must be > 0")
+        require(isinstance(self.warmup, int) and not isinstance(self.warmup, bool) and self.warmup >= 0,
+                "warmup", self.warmup, "must be an integer >= 0 (steps)")
+        require(self.lr_scheduler in LR_SCHEDULERS, "lr_scheduler", self.lr_scheduler,
+                f"must be one of {LR_SCHEDULERS}")
+        _non_negative_float("min_lr", self.min_lr)
+        require(self.min_lr <= self.lr, "min_lr", self.min_lr, f"must be <= lr ({self.lr})")
+        if self.grad_clip_norm is not None:
+            require(isinstance(self.grad_clip_norm, (int, float)) and self.grad_clip_norm > 0,
+                    "grad_clip_norm", self.grad_clip_norm, "must be > 0 or null")
+
+
+@dataclass(kw_only=True)
+class LossConfig:
+    """Which contrastive loss and its distributed options (open_clip's meanings).
+
+    siglip: sigmoid loss instead of softmax. local_loss / gather_with_grad: see open_clip ClipLoss.
+    dist_impl: SigLIP's exchange ('bidir', 'shift', 'reduce', 'gather'; None: the loss's default).
+    tiled_loss / tile_size: the memory-efficient tiled variants. max_logit_scale: the clamp used by
+    the loss and applied to the log-scale parameter after every step (ln 100 by default).
+    """
+
+    siglip: bool = False
+    local_loss: bool = False
+    gather_with_grad: bool = False
+    dist_impl: Optional[str] = None
+    tiled_loss: bool = False
+    tile_size: Optional[int] = None
+    max_logit_scale: float = 100.0
+    coca_caption_loss_weight: float = 2.0
+    coca_contrastive_loss_weight: float = 1.0
+
+    def __post_init__(self):
+        if self.dist_impl is not None:
+            require(self.dist_impl in SIGLIP_DIST_IMPLS, "dist_impl", self.dist_impl,
+                    f"must be one of {SIGLIP_DIST_IMPLS} or null")
+            require(self.siglip, "dist_impl", self.dist_impl, "only applies with siglip: true")
+        require(not (self.local_loss and not self.gather_with_grad), "local_loss", self.local_loss,
+                "needs gather_with_grad: true (without it the gradients are wrong under DDP)")
+        _optional_positive_int("tile_size", self.tile_size)
+        require(self.tile_size is None or self.tiled_loss, "tile_size", self.tile_size,
+                "only applies with tiled_loss: true")
+        require(isinstance(self.max_logit_scale, (int, float)) and math.isfinite(self.max_logit_scale)
+                and self.max_logit_scale > 1, "max_logit_scale", self.max_logit_scale, "must be a finite number > 1")
+        _non_negative_float("coca_caption_loss_weight", self.coca_caption_loss_weight)
+        _non_negative_float("coca_contrastive_loss_weight", self.coca_contrastive_loss_weight)
+
+
+@dataclass(kw_only=True)
+class CheckpointConfig:
+    """When to save and what to resume from.
+
+    save_frequency: every N epochs (0: never at epoch ends). save_every_steps: every N optimiser
+    steps (None: off). keep_checkpoints: how many step directories to keep (the newest).
+    resume: 'latest' (the run's newest complete checkpoint; starts fresh when there is none) or a
+    checkpoint directory.
+    """
+
+    save_frequency: int = 1
+    save_every_steps: Optional[int] = None
+    keep_checkpoints: int = 2
+    resume: Optional[str] = None
+
+    def __post_init__(self):
+        require(isinstance(self.save_frequency, int) and not isinstance(self.save_frequency, bool)
+                and self.save_frequency >= 0, "save_frequency", self.save_frequency, "must be an integer >= 0")
+        _optional_positive_int("save_every_steps", self.save_every_steps)
+        _positive_int("keep_checkpoints", self.keep_checkpoints)
+        require(self.resume is None or (isinstance(self.resume, str) and self.resume != ""), "resume",
+                self.resume, "must be 'latest' or a checkpoint path")
+
+
+@dataclass(kw_only=True)
+class LoggingConfig:
+    """Where the run directory goes and how often to log.
+
+    The run directory is `<logs>/<name>`; name defaults to `<date>-<time>-<model>`.
+    """
+
+    logs: str = "./logs"
+    name: Optional[str] = None
+    log_every_n_steps: int = 10
+    tensorboard: bool = True
+    progress_bar: bool = True
+
+    def __post_init__(self):
+        require(isinstance(self.logs, str) and self.logs != "", "logs", self.logs, "must be a directory path")
+        require(self.name is None or (isinstance(self.name, str) and self.name != "" and "/" not in self.name),
+                "name", self.name, "must be a non-empty name without '/'")
+        _positive_int("log_every_n_steps", self.log_every_n_steps)
+
+
+@dataclass(kw_only=True)
+class EvalConfig:
+    """Evaluation during and after training.
+
+    zeroshot_frequency: zero-shot + retrieval every N epochs (0: only at the end, if eval_at_end).
+    zeroshot_num_samples: evaluate on the first N test images (None: the whole test split).
+    retrieval_num_samples: image-caption pairs for retrieval metrics (the first ones of the val data,
+        or of the captioned Fashion-MNIST test split).
+    batch_size: images per evaluation forward.
+    """
+
+    zeroshot_frequency: int = 0
+    eval_at_end: bool = True
+    zeroshot_num_samples: Optional[int] = None
+    retrieval_num_samples: int = 1000
+    batch_size: int = 500
+
+    def __post_init__(self):
+        require(isinstance(self.zeroshot_frequency, int) and not isinstance(self.zeroshot_frequency, bool)
+                and self.zeroshot_frequency >= 0, "zeroshot_frequency", self.zeroshot_frequency,
+                "must be an integer >= 0")
+        _optional_positive_int("zeroshot_num_samples", self.zeroshot_num_samples)
+        _positive_int("retrieval_num_samples", self.retrieval_num_samples)
+        _positive_int("batch_size", self.batch_size)
+
+
+@dataclass(kw_only=True)
+class GuardConfig:
+    """Non-finite loss handling: skip the step; `max_nonfinite_steps` in a row stop the run."""
+
+    max_nonfinite_steps: int = 5
+
+    def __post_init__(self):
+        _positive_int("max_nonfinite_steps", self.max_nonfinite_steps)
+
+
+@dataclass(kw_only=True)
+class DistributedConfig:
+    """Process group settings. backend None: nccl with CUDA, gloo otherwise.
+
+    find_unused_parameters: DDP's option, for models with trainable parameters that some steps
+    leave without a gradient.
+    """
+
+    backend: Optional[str] = None
+    timeout_s: int = 1800
+    find_unused_parameters: bool = False
+
+    def __post_init__(self):
+        require(self.backend in (None, "gloo", "nccl"), "backend", self.backend, "must be gloo, nccl or null")
+        _positive_int("timeout_s", self.timeout_s)
+
+
+@dataclass(kw_only=True)
+class TrainConfig:
+    """The whole experiment. Each field is a section of the YAML/JSON file with the same name."""
+
+    model: ModelSetupConfig = field(default_factory=ModelSetupConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    objectives: ObjectivesConfig = field(default_factory=ObjectivesConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    guards: GuardConfig = field(default_factory=GuardConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
+
+    def __post_init__(self):
+        require(not (self.checkpoint.resume == "latest" and self.logging.name is None), "checkpoint.resume",
+                self.checkpoint.resume, "needs logging.name (--name): 'latest' is looked up in <logs>/<name>")

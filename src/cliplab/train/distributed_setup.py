@@ -1,0 +1,81 @@
+"""Process group setup for training: torchrun environment -> device, backend, DDP wrapper, teardown.
+
+Under torchrun (WORLD_SIZE > 1 in the environment) the group is created here: NCCL when CUDA is
+available, gloo otherwise, one GPU per local rank. When the caller already initialised a group
+(tests via `cliplab.distributed.launch.run_on_workers`) it is used as is and left for the caller
+to destroy. Teardown always barriers first: exiting gloo without it crashed at shutdown here.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from cliplab.train.config import DistributedConfig
+
+
+@dataclass
+class DistributedContext:
+    rank: int
+    local_rank: int
+    world_size: int
+    device: torch.device
+    owns_group: bool
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(config: DistributedConfig) -> DistributedContext:
+    """Join (or create, under torchrun) the process group and pick this process's device."""
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    owns_group = False
+    if not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        backend = config.backend or ("nccl" if torch.cuda.is_available() else "gloo")
+        if backend == "nccl":
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=config.timeout_s))
+        owns_group = True
+    if dist.is_initialized():
+        rank, world_size = dist.get_rank(), dist.get_world_size()
+    else:
+        rank, world_size = 0, 1
+    if torch.cuda.is_available():
+        device = torch.device("cuda", local_rank % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    return DistributedContext(rank=rank, local_rank=local_rank, world_size=world_size, device=device,
+                              owns_group=owns_group)
+
+
+def wrap_model(model: nn.Module, context: DistributedContext, *, find_unused_parameters: bool = False) -> nn.Module:
+    """DDP around `model` when there is more than one process; the model itself otherwise."""
+    if not context.distributed:
+        return model
+    device_ids = [context.device.index] if context.device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=device_ids,
+                                   find_unused_parameters=find_unused_parameters)
+
+
+def barrier(context: DistributedContext) -> None:
+    if context.distributed:
+        dist.barrier()
+
+
+def shutdown(context: DistributedContext) -> None:
+    """Barrier, then destroy the group if this module created it."""
+    if context.owns_group and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

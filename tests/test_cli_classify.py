@@ -1,0 +1,50 @@
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from cliplab.bundle import load
+from eval_fixtures import run_cli, trained_run  # noqa: F401  (session fixture)
+
+LABELS = ["sneaker", "sandal", "shirt", "bag", "trouser"]
+
+
+def test_probabilities_sum_to_one_and_match_direct_softmax(trained_run, tmp_path, capsys):
+    images = trained_run.image_paths[:3]
+    out = tmp_path / "predictions.json"
+    assert run_cli(["classify", trained_run.bundle, *images, "--labels", ",".join(LABELS), "--top-k", 3,
+                    "--out", out]) == 0
+    predictions = json.loads(out.read_text())
+    assert [prediction["image"] for prediction in predictions] == [str(path) for path in images]
+
+    model, preprocess, tokenizer = load(trained_run.bundle)
+    with torch.no_grad():
+        image_features = model.encode_image(torch.stack([preprocess(Image.open(p).convert("RGB")) for p in images]),
+                                            normalize=True)
+        label_features = model.encode_text(tokenizer([f"a photo of the {label}." for label in LABELS]), normalize=True)
+        expected = (min(model.logit_scale.exp().item(), 100.0) * image_features @ label_features.T).softmax(dim=1)
+    for prediction, row in zip(predictions, expected):
+        probabilities = prediction["probabilities"]
+        assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+        assert [probabilities[label] for label in LABELS] == pytest.approx(row.tolist(), abs=1e-5)
+        ranked = prediction["top_k"]
+        assert len(ranked) == 3
+        assert [label for label, _ in ranked] == [LABELS[i] for i in row.argsort(descending=True)[:3].tolist()]
+        assert [p for _, p in ranked] == sorted((p for _, p in ranked), reverse=True)
+    printed = capsys.readouterr().out
+    assert f"{images[0]}: " in printed and "%" in printed
+
+
+def test_bad_labels_top_k_and_images(trained_run, tmp_path, capsys):
+    image = trained_run.image_paths[0]
+    assert run_cli(["classify", trained_run.bundle, image, "--labels", "a,b", "--top-k", 3]) == 2
+    assert "--top-k must be in [1, 2]" in capsys.readouterr().err
+    assert run_cli(["classify", trained_run.bundle, image, "--labels", "a,,b"]) == 2
+    assert "--labels" in capsys.readouterr().err
+    assert run_cli(["classify", trained_run.bundle, tmp_path / "missing.png", "--labels", "a,b"]) == 2
+    assert "missing.png does not exist" in capsys.readouterr().err
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    assert run_cli(["classify", trained_run.bundle, broken, "--labels", "a,b"]) == 2
+    assert "broken.png cannot be read" in capsys.readouterr().err

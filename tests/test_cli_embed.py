@@ -1,0 +1,77 @@
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from PIL import Image
+
+from cliplab.bundle import load
+from eval_fixtures import run_cli, trained_run  # noqa: F401  (session fixture)
+
+
+def _direct_image_embeddings(bundle, paths):
+    model, preprocess, _ = load(bundle)
+    with torch.no_grad():
+        return model.encode_image(torch.stack([preprocess(Image.open(p).convert("RGB")) for p in paths]),
+                                  normalize=True).numpy()
+
+
+def test_image_directory_to_npy(trained_run, tmp_path):
+    out = tmp_path / "images.npy"
+    assert run_cli(["embed", trained_run.bundle, "--images", trained_run.images_dir, "--batch-size", 7,
+                    "--out", out]) == 0
+    embeddings = np.load(out)
+    paths = sorted(trained_run.image_paths)  # directory listing order: sorted paths
+    assert embeddings.shape == (20, 32) and embeddings.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(embeddings, _direct_image_embeddings(trained_run.bundle, paths), atol=1e-5)
+
+
+def test_manifest_and_texts_to_npy_pair_and_parquet(trained_run, tmp_path):
+    manifest = tmp_path / "m.csv"
+    chosen = trained_run.image_paths[:5]
+    manifest.write_text("filepath,title\n" + "".join(f"{path},caption {index}\n" for index, path in enumerate(chosen)))
+    texts = tmp_path / "texts.txt"
+    texts.write_text("a photo of the bag.\n\na photo of the sandal.\n")
+    out = tmp_path / "emb.npy"
+    assert run_cli(["embed", trained_run.run_dir, "--images", manifest, "--csv-separator", ",", "--texts", texts,
+                    "--out", out, "--parquet"]) == 0
+    image_embeddings = np.load(tmp_path / "emb.images.npy")
+    text_embeddings = np.load(tmp_path / "emb.texts.npy")
+    assert image_embeddings.shape == (5, 32) and text_embeddings.shape == (2, 32)
+    np.testing.assert_allclose(image_embeddings, _direct_image_embeddings(trained_run.bundle, chosen), atol=1e-5)
+    model, _, tokenizer = load(trained_run.bundle)
+    with torch.no_grad():
+        expected_texts = model.encode_text(tokenizer(["a photo of the bag.", "a photo of the sandal."]),
+                                           normalize=True).numpy()
+    np.testing.assert_allclose(text_embeddings, expected_texts, atol=1e-5)
+
+    table = pq.read_table(tmp_path / "emb.parquet").to_pydict()
+    assert table["modality"] == ["image"] * 5 + ["text"] * 2
+    assert table["id"] == [0, 1, 2, 3, 4, 0, 1]
+    assert table["path"][:5] == [str(path.resolve()) for path in chosen] and table["path"][5:] == [None, None]
+    assert table["text"] == [f"caption {index}" for index in range(5)] + ["a photo of the bag.", "a photo of the sandal."]
+    np.testing.assert_allclose(np.array(table["embedding"][:5]), image_embeddings, atol=0)
+    np.testing.assert_allclose(np.array(table["embedding"][5:]), text_embeddings, atol=0)
+
+
+def test_parquet_output_alone(trained_run, tmp_path):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("a photo of the coat.\n")
+    out = tmp_path / "only.parquet"
+    assert run_cli(["embed", trained_run.bundle, "--texts", texts, "--out", out]) == 0
+    table = pq.read_table(out)
+    assert table.num_rows == 1 and table.column_names == ["modality", "id", "path", "text", "embedding"]
+    assert not (tmp_path / "only.npy").exists()
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--out", "x.npy"], "nothing to embed"),
+    (["--texts", "TEXTS", "--out", "x.txt"], "must end with .npy or .parquet"),
+    (["--images", "missing_dir", "--out", "x.npy"], "missing_dir does not exist"),
+    (["--texts", "missing.txt", "--out", "x.npy"], "--texts: file missing.txt does not exist"),
+])
+def test_bad_embed_arguments(trained_run, tmp_path, capsys, monkeypatch, arguments, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "TEXTS").write_text("hello\n")
+    assert run_cli(["embed", trained_run.bundle, *arguments]) == 2
+    assert message in capsys.readouterr().err

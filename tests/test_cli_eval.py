@@ -1,0 +1,136 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cliplab.bundle import load
+from cliplab.data import FASHION_MNIST_CLASSNAMES, FASHION_MNIST_TEMPLATES, FashionMnistDataset
+from cliplab.eval.retrieval import retrieval_metrics
+from cliplab.eval.zero_shot import zero_shot_classifier
+from eval_fixtures import run_cli, trained_run  # noqa: F401  (session fixture)
+
+
+def _direct_predictions(bundle, pil_images, classnames, templates):
+    model, preprocess, tokenizer = load(bundle)
+    with torch.no_grad():
+        classifier = zero_shot_classifier(model, tokenizer, classnames, templates)
+        features = F.normalize(model.encode_image(torch.stack([preprocess(image) for image in pil_images])), dim=-1)
+        return (features @ classifier.T).argmax(dim=1)
+
+
+def test_fashion_mnist_zero_shot_matches_direct_computation(trained_run, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    assert run_cli(["eval", trained_run.bundle, "--max-samples", 60, "--batch-size", 25, "--out", out]) == 0
+    results = json.loads(out.read_text())["zero_shot"]
+
+    test_set = FashionMnistDataset(split="test", download=False)
+    samples = [test_set.read(index, epoch=0) for index in range(60)]
+    labels = torch.tensor([sample.label for sample in samples])
+    predicted = _direct_predictions(trained_run.bundle, [sample.image for sample in samples],
+                                    FASHION_MNIST_CLASSNAMES, FASHION_MNIST_TEMPLATES)
+    assert results["zero_shot_count"] == 60
+    assert results["zero_shot_top1"] == pytest.approx((predicted == labels).float().mean().item())
+    assert results["classnames"] == list(FASHION_MNIST_CLASSNAMES)
+    confusion = torch.tensor(results["confusion_matrix"])
+    assert confusion.shape == (10, 10) and int(confusion.sum()) == 60
+    assert confusion.sum(dim=1).tolist() == torch.bincount(labels, minlength=10).tolist()
+    for index, name in enumerate(FASHION_MNIST_CLASSNAMES):
+        members = labels == index
+        if members.any():
+            assert results["zero_shot_per_class"][name] == pytest.approx(
+                (predicted[members] == index).float().mean().item())
+    printed = capsys.readouterr().out
+    assert "top-1" in printed and "ankle boot" in printed
+
+
+def test_run_and_step_directories_give_the_bundle_result(trained_run, tmp_path):
+    top1 = []
+    for index, checkpoint in enumerate((trained_run.bundle, trained_run.run_dir, trained_run.step_dir)):
+        out = tmp_path / f"{index}.json"
+        assert run_cli(["eval", checkpoint, "--max-samples", 20, "--out", out]) == 0
+        top1.append(json.loads(out.read_text())["zero_shot"]["zero_shot_top1"])
+    assert top1[0] == top1[1] == top1[2]
+
+
+def test_class_folders_with_templates_file(trained_run, tmp_path):
+    templates = tmp_path / "templates.txt"
+    templates.write_text("# my prompts\na photo of the {}.\n\nan image of the {}.\n")
+    out = tmp_path / "folders.json"
+    assert run_cli(["eval", trained_run.bundle, "--classes-from-folders", trained_run.images_dir,
+                    "--templates", templates, "--out", out]) == 0
+    results = json.loads(out.read_text())["zero_shot"]
+    folder_names = sorted(path.name for path in trained_run.images_dir.iterdir())
+    classnames = [name.replace("_", " ") for name in folder_names]
+    assert results["classnames"] == classnames and "ankle boot" in classnames
+    assert results["templates"] == ["a photo of the {}.", "an image of the {}."]
+    paths = [path for name in folder_names for path in sorted((trained_run.images_dir / name).iterdir())]
+    labels = torch.tensor([folder_names.index(path.parent.name) for path in paths])
+    from PIL import Image
+    predicted = _direct_predictions(trained_run.bundle, [Image.open(path).convert("RGB") for path in paths],
+                                    classnames, results["templates"])
+    assert results["zero_shot_count"] == 20
+    assert results["zero_shot_top1"] == pytest.approx((predicted == labels).float().mean().item())
+
+
+def test_retrieval_on_manifest_matches_direct_metrics(trained_run, tmp_path):
+    manifest = tmp_path / "pairs.tsv"
+    captions = [f"a photo of the {FASHION_MNIST_CLASSNAMES[label]}." for label in trained_run.labels]
+    rows = [f"{path}\t{caption}" for path, caption in zip(trained_run.image_paths, captions)]
+    manifest.write_text("filepath\ttitle\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "retrieval.json"
+    assert run_cli(["eval", trained_run.bundle, "--retrieval-data", manifest, "--no-zero-shot",
+                    "--batch-size", 8, "--out", out]) == 0
+    results = json.loads(out.read_text())
+    assert "zero_shot" not in results
+
+    model, preprocess, tokenizer = load(trained_run.bundle)
+    from PIL import Image
+    with torch.no_grad():
+        images = torch.stack([preprocess(Image.open(path).convert("RGB")) for path in trained_run.image_paths])
+        image_features = model.encode_image(images, normalize=True)
+        text_features = model.encode_text(tokenizer(captions), normalize=True)
+    expected = retrieval_metrics(image_features, text_features, model.logit_scale.exp())
+    assert results["retrieval"]["count"] == 20
+    for key, value in expected.items():
+        assert results["retrieval"][key] == pytest.approx(value), key
+
+
+@pytest.mark.parametrize("command", ["eval", "classify", "embed", "caption"])
+def test_not_a_checkpoint_is_a_clear_error(tmp_path, capsys, command):
+    image = tmp_path / "x.png"
+    from PIL import Image
+    Image.new("RGB", (8, 8)).save(image)
+    extra = {"eval": [], "classify": [image, "--labels", "a,b"], "embed": ["--images", tmp_path, "--out",
+             tmp_path / "e.npy"], "caption": [image]}[command]
+    not_a_checkpoint = tmp_path / "nothing_here"
+    not_a_checkpoint.mkdir()
+    assert run_cli([command, not_a_checkpoint, *extra]) == 2
+    error = capsys.readouterr().err
+    assert f"cliplab {command}: error:" in error and "is not a checkpoint" in error and str(not_a_checkpoint) in error
+
+
+def test_bad_arguments_are_named(trained_run, tmp_path, capsys):
+    assert run_cli(["eval", trained_run.bundle, "--no-zero-shot"]) == 2
+    assert "--retrieval-data" in capsys.readouterr().err
+    assert run_cli(["eval", trained_run.bundle, "--retrieval-data", tmp_path / "missing.tsv", "--no-zero-shot"]) == 2
+    assert "missing.tsv does not exist" in capsys.readouterr().err
+    bad_templates = tmp_path / "bad.txt"
+    bad_templates.write_text("no placeholder here\n")
+    assert run_cli(["eval", trained_run.bundle, "--templates", bad_templates, "--max-samples", 5]) == 2
+    assert "bad.txt line 1" in capsys.readouterr().err
+
+
+def test_help_lists_commands_and_examples(capsys):
+    completed = subprocess.run([sys.executable, "-m", "cliplab", "--help"], capture_output=True, text=True,
+                               timeout=120)
+    assert completed.returncode == 0
+    for command in ("eval", "classify", "embed", "caption", "report"):
+        assert command in completed.stdout
+    for command in ("eval", "classify", "embed", "caption", "report"):
+        with pytest.raises(SystemExit) as exited:
+            run_cli([command, "--help"])
+        assert exited.value.code == 0
+        assert "examples:" in capsys.readouterr().out

@@ -1,0 +1,51 @@
+import argparse
+import json
+
+from cliplab.cli import shards_command
+from cliplab.data.webdataset_source import expand_shard_urls
+from data_fixtures import make_fashion_dir, make_manifest
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser(prog="cliplab")
+    shards_command.add_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(argv)
+
+
+def test_fashion_mnist_to_shards(tmp_path, capsys):
+    data_dir = make_fashion_dir(tmp_path / "fm", train_count=25)
+    args = parse(["shards", "--from", "fashion-mnist", "--split", "train", "--out",
+                  str(tmp_path / "out"), "--samples-per-shard", "10", "--data-dir", str(data_dir)])
+    assert args.run(args) == 0
+    output = capsys.readouterr().out
+    pattern = str(tmp_path / "out" / "train-{000000..000002}.tar")
+    assert f"25 samples in 3 shards: {pattern}" in output
+    assert len(expand_shard_urls(pattern)) == 3
+    assert json.loads((tmp_path / "out" / "train-info.json").read_text())["num_samples"] == 25
+
+
+def test_manifest_with_bad_rows_reports_them(tmp_path, capsys):
+    manifest = make_manifest(tmp_path / "set", 6, bad={4: "missing"})
+    args = parse(["shards", "--from", str(manifest), "--out", str(tmp_path / "out"),
+                  "--max-samples", "5"])
+    assert args.run(args) == 0
+    output = capsys.readouterr().out
+    assert "4 samples in 1 shards" in output and "skipped 1 bad samples" in output
+    assert "4.png: image file does not exist" in output
+
+
+def test_missing_column_is_an_error_exit(tmp_path, capsys):
+    manifest = make_manifest(tmp_path, 2)
+    args = parse(["shards", "--from", str(manifest), "--out", str(tmp_path / "o"),
+                  "--csv-caption-key", "text"])
+    assert args.run(args) == 1
+    assert "no column 'text'" in capsys.readouterr().err
+
+
+def test_help_has_examples(capsys):
+    parser = argparse.ArgumentParser(prog="cliplab")
+    subparsers = parser.add_subparsers()
+    shards = shards_command.add_parser(subparsers)
+    text = shards.format_help()
+    assert "cliplab shards --from fashion-mnist --split train --out" in text
+    assert "--samples-per-shard" in text and "--csv-separator" in text

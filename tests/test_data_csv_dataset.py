@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+
+from cliplab.data.csv_dataset import CsvDataset
+from cliplab.data.samples import BadSampleError
+from data_fixtures import make_manifest
+
+
+def test_reads_pixels_and_captions_relative_to_manifest(tmp_path):
+    manifest = make_manifest(tmp_path / "set", 5)
+    dataset = CsvDataset(manifest, label_key="label")
+    assert len(dataset) == 5
+    sample = dataset.read(3, epoch=0)
+    assert sample.caption == "caption 3"
+    assert sample.label == 3
+    assert sample.source == str((tmp_path / "set" / "images" / "3.png").resolve())
+    assert np.asarray(sample.image)[0, 0].tolist() == [3, 1, 252]
+    assert CsvDataset(manifest).read(3, epoch=0).label == -1
+
+
+def test_custom_columns_and_separator(tmp_path):
+    make_manifest(tmp_path, 2)
+    (tmp_path / "m.csv").write_text("caption,image\nhello,images/1.png\n")
+    dataset = CsvDataset(tmp_path / "m.csv", img_key="image", caption_key="caption",
+                         separator=",")
+    assert dataset.read(0, epoch=0).caption == "hello"
+    assert np.asarray(dataset.read(0, epoch=0).image)[0, 0].tolist() == [1, 0, 254]
+
+
+def test_missing_column_lists_columns_present(tmp_path):
+    manifest = make_manifest(tmp_path, 2)
+    with pytest.raises(ValueError, match=r"no column 'caption' \(caption_key\); its columns are "
+                       r"\['filepath', 'title', 'label'\]"):
+        CsvDataset(manifest, caption_key="caption")
+
+
+def test_missing_manifest_and_empty_manifest(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.tsv"):
+        CsvDataset(tmp_path / "nope.tsv")
+    (tmp_path / "empty.tsv").write_text("filepath\ttitle\n")
+    with pytest.raises(ValueError, match="lists no samples"):
+        CsvDataset(tmp_path / "empty.tsv")
+
+
+def test_non_integer_label_names_line(tmp_path):
+    (tmp_path / "m.tsv").write_text("filepath\ttitle\tlabel\na.png\tx\tcat\n")
+    with pytest.raises(ValueError, match="line 2: column 'label' must hold an integer"):
+        CsvDataset(tmp_path / "m.tsv", label_key="label")
+
+
+@pytest.mark.parametrize("kind, reason", [("missing", "does not exist"),
+                                          ("truncated", "cannot decode"),
+                                          ("garbage", "cannot decode"),
+                                          ("empty-caption", "empty caption")])
+def test_bad_samples_raise_bad_sample_error_naming_file(tmp_path, kind, reason):
+    dataset = CsvDataset(make_manifest(tmp_path, 3, bad={1: kind}))
+    with pytest.raises(BadSampleError, match=reason) as caught:
+        dataset.read(1, epoch=0)
+    assert caught.value.source.endswith("images/1.png")
+    assert dataset.read(2, epoch=0).caption == "caption 2"

@@ -1,0 +1,71 @@
+import json
+
+import pytest
+import torch
+
+from cliplab.eval.checkpoint_path import (CheckpointNotFoundError, check_format_version, load_checkpoint,
+                                          resolve_checkpoint)
+from eval_fixtures import trained_run  # noqa: F401  (session fixture)
+
+
+def _fake_bundle(directory, config=None):
+    directory.mkdir(parents=True)
+    (directory / "model.safetensors").write_bytes(b"")
+    (directory / "config.json").write_text(json.dumps(config if config is not None else {"kind": "clip"}))
+    return directory
+
+
+def test_bundle_and_step_directories_resolve_to_themselves(tmp_path):
+    bundle = _fake_bundle(tmp_path / "bundle")
+    step = _fake_bundle(tmp_path / "run" / "checkpoints" / "step_0000007")
+    (step / "train_state.pt").write_bytes(b"")
+    assert resolve_checkpoint(bundle) == bundle
+    assert resolve_checkpoint(step) == step
+
+
+def test_run_directory_resolves_through_latest(tmp_path):
+    run = tmp_path / "run"
+    _fake_bundle(run / "checkpoints" / "step_0000001")
+    newest = _fake_bundle(run / "checkpoints" / "step_0000002")
+    (run / "checkpoints" / "latest").write_text("step_0000002\n")
+    assert resolve_checkpoint(run) == newest
+    assert resolve_checkpoint(run / "checkpoints") == newest
+
+
+@pytest.mark.parametrize(
+    "layout, message",
+    [("missing", "does not exist"), ("file", "is a file"), ("empty_dir", "is not a checkpoint"),
+     ("run_without_latest", "no checkpoints/latest"), ("dangling_latest", "not a complete checkpoint"),
+     ("empty_latest", "is empty")],
+)
+def test_paths_that_are_not_checkpoints_fail_clearly(tmp_path, layout, message):
+    path = tmp_path / "target"
+    if layout == "file":
+        path.write_text("x")
+    elif layout == "empty_dir":
+        path.mkdir()
+    elif layout == "run_without_latest":
+        (path / "checkpoints" / "step_0000001").mkdir(parents=True)
+    elif layout in ("dangling_latest", "empty_latest"):
+        (path / "checkpoints").mkdir(parents=True)
+        (path / "checkpoints" / "latest").write_text("step_0000009" if layout == "dangling_latest" else "  \n")
+    with pytest.raises(CheckpointNotFoundError, match=message) as caught:
+        resolve_checkpoint(path)
+    assert str(path) in str(caught.value)
+
+
+def test_format_version_absent_is_one_and_newer_is_refused(tmp_path):
+    assert check_format_version(_fake_bundle(tmp_path / "old")) == 1
+    assert check_format_version(_fake_bundle(tmp_path / "v1", {"format_version": 1})) == 1
+    with pytest.raises(CheckpointNotFoundError, match="format_version 99"):
+        check_format_version(_fake_bundle(tmp_path / "new", {"format_version": 99}))
+
+
+def test_all_three_layouts_load_the_same_weights(trained_run):
+    models = [load_checkpoint(path).model for path in (trained_run.bundle, trained_run.step_dir, trained_run.run_dir)]
+    for model in models:
+        assert not model.training
+    reference = models[0].state_dict()
+    for model in models[1:]:
+        for name, tensor in model.state_dict().items():
+            assert torch.equal(tensor, reference[name]), name

@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cliplab.eval.retrieval import ground_truth_ranks, retrieval_metrics
+
+
+def _direct_metrics(image_features, text_features, logit_scale):
+    """open_clip's get_clip_metrics, written out with numpy."""
+    logits_per_image = logit_scale * image_features.numpy() @ text_features.numpy().T
+    metrics = {}
+    for name, logits in (("image_to_text", logits_per_image), ("text_to_image", logits_per_image.T)):
+        order = np.argsort(-logits, axis=1, kind="stable")
+        ranks = np.array([int(np.where(order[row] == row)[0][0]) for row in range(len(order))])
+        metrics[f"{name}_mean_rank"] = ranks.mean() + 1
+        metrics[f"{name}_median_rank"] = np.floor(np.median(ranks)) + 1
+        for k in (1, 5, 10):
+            metrics[f"{name}_R@{k}"] = np.mean(ranks < k)
+    return metrics
+
+
+@pytest.mark.parametrize("count", [1, 12, 37])
+def test_metrics_equal_direct_computation(count):
+    generator = torch.Generator().manual_seed(count)
+    image_features = F.normalize(torch.randn(count, 16, generator=generator), dim=-1)
+    text_features = F.normalize(image_features + 1.5 * torch.randn(count, 16, generator=generator), dim=-1)
+    metrics = retrieval_metrics(image_features, text_features, torch.tensor(42.0))
+    expected = _direct_metrics(image_features, text_features, 42.0)
+    assert set(metrics) == set(expected)
+    for key, value in expected.items():
+        assert metrics[key] == pytest.approx(float(value), abs=1e-12), key
+
+
+def test_even_count_median_is_floor_of_numpy_median():
+    # ranks 0, 1, 2, 3 in image->text: median 1.5 -> floor 1 -> reported 2
+    logits = torch.tensor([[9.0, 0, 0, 0], [2, 1, 0, 0], [3, 2, 1, 0], [4, 3, 2, 1]])
+    assert ground_truth_ranks(logits).tolist() == [0, 1, 2, 3]
+    image_features = torch.eye(4)
+    metrics = retrieval_metrics(image_features, logits.T.contiguous(), 1.0)
+    assert metrics["image_to_text_median_rank"] == 2.0
+    assert metrics["image_to_text_mean_rank"] == 2.5
+    assert metrics["image_to_text_R@1"] == 0.25
+
+
+def test_perfectly_matched_embeddings_have_recall_one():
+    features = torch.eye(11)
+    metrics = retrieval_metrics(features, features.clone(), 100.0)
+    for direction in ("image_to_text", "text_to_image"):
+        assert metrics[f"{direction}_R@1"] == 1.0
+        assert metrics[f"{direction}_R@5"] == 1.0
+        assert metrics[f"{direction}_mean_rank"] == 1.0
+        assert metrics[f"{direction}_median_rank"] == 1.0
+
+
+def test_reversed_pairs_put_partner_last():
+    image_features = torch.eye(6)
+    text_features = 1.0 - torch.eye(6)  # partner is the least similar candidate
+    metrics = retrieval_metrics(image_features, text_features)
+    assert metrics["image_to_text_R@5"] == 0.0
+    assert metrics["image_to_text_R@10"] == 1.0
+    assert metrics["image_to_text_mean_rank"] == 6.0
+
+
+def test_bad_inputs_are_named():
+    with pytest.raises(ValueError, match="image_features and text_features"):
+        retrieval_metrics(torch.zeros(3, 4), torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="text_features must be a 2-D float"):
+        retrieval_metrics(torch.zeros(3, 4), torch.zeros(3, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="logit_scale"):
+        retrieval_metrics(torch.eye(3), torch.eye(3), 0.0)
+    with pytest.raises(ValueError, match="at least one"):
+        retrieval_metrics(torch.zeros(0, 4), torch.zeros(0, 4))

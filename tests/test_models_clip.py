@@ -1,0 +1,147 @@
+"""CLIP / SigLIP assemblies: output contract, per-token latents, locking, checkpointing, training."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cliplab.models import create_model
+
+TINY_OVERRIDES = {"embed_dim": 16, "vision.width": 16, "text.width": 16, "text.heads": 2,
+                  "text.context_length": 8, "text.vocab_size": 40}
+
+
+def tiny(name="tiny", **overrides):
+    torch.manual_seed(0)
+    return create_model(name, **{**TINY_OVERRIDES, **overrides})
+
+
+def batch(size=4, image_size=28, context_length=8):
+    generator = torch.Generator().manual_seed(1)
+    images = torch.randn(size, 3, image_size, image_size, generator=generator)
+    tokens = torch.randint(5, 40, (size, context_length), generator=generator)
+    tokens[:, 0] = 1
+    for row in range(size):
+        end = 3 + row % (context_length - 3)
+        tokens[row, end] = 2
+        tokens[row, end + 1:] = 0
+    return images, tokens
+
+
+def symmetric_info_nce(output):
+    logits = output["logit_scale"] * output["image_features"] @ output["text_features"].T
+    labels = torch.arange(logits.shape[0])
+    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+
+def test_clip_forward_contract():
+    model = tiny()
+    images, tokens = batch()
+    output = model(images, tokens)
+    assert sorted(output) == ["image_features", "logit_scale", "text_features"]
+    assert output["image_features"].shape == (4, 16) and output["text_features"].shape == (4, 16)
+    torch.testing.assert_close(output["image_features"].norm(dim=-1), torch.ones(4))
+    torch.testing.assert_close(output["text_features"].norm(dim=-1), torch.ones(4))
+    assert output["logit_scale"].item() == pytest.approx(1 / 0.07, rel=1e-6)
+    model.eval()
+    torch.testing.assert_close(model.encode_image(images, normalize=True), model(images, tokens)["image_features"])
+    torch.testing.assert_close(F.normalize(model.encode_text(tokens), dim=-1), model.encode_text(tokens, normalize=True))
+
+
+def test_siglip_has_logit_bias_with_its_init():
+    output = tiny("tiny-siglip")(*batch())
+    assert output["logit_scale"].item() == pytest.approx(10.0, rel=1e-6)
+    assert output["logit_bias"].item() == -10.0
+
+
+@pytest.mark.parametrize("name, image_tokens", [("tiny", 49), ("tiny-vit", 49)])
+def test_per_token_latents(name, image_tokens):
+    model = tiny(name, **({"vision.heads": 2} if name == "tiny-vit" else {})).eval()
+    images, tokens = batch()
+    image_latents = model.encode_image_tokens(images)
+    assert image_latents.shape == (4, image_tokens, 16)
+    text_latents, mask = model.encode_text_tokens(tokens)
+    assert text_latents.shape == (4, 8, 16) and mask.dtype == torch.bool
+    assert mask.tolist() == (tokens != 0).tolist()
+    torch.testing.assert_close(text_latents, model.text_projection(model.text_tower.forward_tokens(tokens)))
+    assert model.text_tower.width == 16 and model.vision_tower.width == 16
+
+
+def parameters_with_gradient(model):
+    return {name for name, parameter in model.named_parameters()
+            if parameter.grad is not None and parameter.grad.abs().sum() > 0}
+
+
+def test_fully_locked_image_tower_gets_no_gradient_and_builds_no_graph():
+    model = tiny("tiny-vit", **{"vision.heads": 2})
+    model.lock_image_tower()
+    images, tokens = batch()
+    assert not model.encode_image(images).requires_grad
+    symmetric_info_nce(model(images, tokens)).backward()
+    trained = parameters_with_gradient(model)
+    assert not any(name.startswith(("vision_tower.", "image_projection.")) for name in trained)
+    assert {"text_projection.weight", "logit_scale"} <= trained
+
+
+def test_partially_unlocked_image_tower_trains_only_its_last_groups():
+    model = tiny("tiny-vit", **{"vision.heads": 2, "vision.layers": 3})
+    model.lock_image_tower(unlocked_groups=2)  # last block + (final norm, projection)
+    symmetric_info_nce(model(*batch())).backward()
+    image_side = {name for name in parameters_with_gradient(model)
+                  if name.startswith(("vision_tower.", "image_projection."))}
+    assert image_side and all(name.startswith(("vision_tower.transformer.blocks.2.", "vision_tower.norm_post.",
+                                               "image_projection.")) for name in image_side)
+    assert "image_projection.weight" in image_side
+
+
+def test_lock_with_trainable_norms():
+    model = tiny()
+    model.lock_text_tower(unlocked_layers=0, freeze_norms=False)
+    trainable = {name for name, parameter in model.named_parameters() if parameter.requires_grad}
+    text_side = {name for name in trainable if name.startswith(("text_tower.", "text_projection."))}
+    assert text_side and all("norm" in name for name in text_side)
+    assert "text_tower.transformer.blocks.0.norm_attn.weight" in text_side
+    symmetric_info_nce(model(*batch())).backward()
+    assert model.text_tower.norm_final.weight.grad is not None
+    assert model.text_tower.token_embedding.weight.grad is None
+
+
+def test_lock_rejects_too_many_groups():
+    with pytest.raises(ValueError, match=r"unlocked_layers must be an int in \[0, 4\]"):
+        tiny().lock_text_tower(unlocked_layers=5)
+
+
+@pytest.mark.parametrize("name", ["tiny", "tiny-vit"])
+def test_gradient_checkpointing_gives_the_same_gradients(name):
+    gradients = []
+    for checkpointing in (False, True):
+        model = tiny(name, **({"vision.heads": 2} if name == "tiny-vit" else {}))
+        model.set_grad_checkpointing(checkpointing)
+        symmetric_info_nce(model(*batch())).backward()
+        gradients.append({n: p.grad for n, p in model.named_parameters()})
+    for parameter_name, gradient in gradients[0].items():
+        torch.testing.assert_close(gradients[1][parameter_name], gradient, msg=parameter_name)
+
+
+def test_one_optimisation_step_lowers_the_loss_on_a_fixed_batch():
+    model = tiny()
+    images, tokens = batch(size=8)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(2):
+        loss = symmetric_info_nce(model(images, tokens))
+        losses.append(loss.item())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert math.isfinite(losses[0]) and losses[1] < losses[0]
+
+
+def test_outputs_feed_the_loss_modules_directly():
+    from cliplab.losses import ClipLoss, SigLipLoss
+
+    images, tokens = batch()
+    clip_loss = ClipLoss()(**tiny()(images, tokens))
+    siglip_loss = SigLipLoss()(**tiny("tiny-siglip")(images, tokens))
+    assert torch.isfinite(clip_loss) and torch.isfinite(siglip_loss)

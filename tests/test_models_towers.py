@@ -1,0 +1,135 @@
+"""Towers: output shapes, pooling, padding invariance, causality, patch dropout in training only."""
+
+import pytest
+import torch
+
+from cliplab.models.config import TextConfig, VisionConfig
+from cliplab.models.towers import ConvTower, TextTransformer, VisionTransformer, build_vision_tower
+from cliplab.models.towers.text_transformer import last_real_index, masked_mean
+
+PAD = 0
+
+
+def text_tower(**overrides):
+    values = dict(context_length=8, vocab_size=40, width=16, layers=2, heads=2)
+    values.update(overrides)
+    torch.manual_seed(0)
+    return TextTransformer(TextConfig(**values)).eval()
+
+
+def padded_tokens():
+    # End-of-text is id 2, smaller than every other id: pooling must not look for the largest id.
+    return torch.tensor([[1, 30, 31, 32, 2, PAD, PAD, PAD],
+                         [1, 33, 2, PAD, PAD, PAD, PAD, PAD],
+                         [1, 34, 35, 36, 37, 38, 39, 2]])
+
+
+TEXT_VARIANTS = [
+    dict(pool="eot", causal=True, position="learned"),
+    dict(pool="eot", causal=True, position="rotary"),
+    dict(pool="cls", causal=True, position="learned"),
+    dict(pool="cls", causal=False, position="rotary"),
+    dict(pool="mean", causal=False, position="learned"),
+]
+
+
+@pytest.mark.parametrize("variant", TEXT_VARIANTS, ids=lambda v: "-".join(map(str, v.values())))
+def test_text_shapes_and_padding_embedding_has_no_effect(variant):
+    tower = text_tower(**variant)
+    tokens = padded_tokens()
+    pooled, hidden, is_real = tower.forward_features(tokens)
+    assert pooled.shape == (3, 16) and hidden.shape == (3, 8, 16) and pooled.dtype == torch.float32
+    assert is_real.tolist() == (tokens != PAD).tolist()
+    assert tower.forward_tokens(tokens).shape == (3, 8, 16)
+    with torch.no_grad():
+        tower.token_embedding.weight[PAD] = torch.randn(16) * 10
+    pooled_after, hidden_after, _ = tower.forward_features(tokens)
+    torch.testing.assert_close(pooled_after, pooled, rtol=0, atol=1e-6)
+    torch.testing.assert_close(hidden_after[is_real], hidden[is_real], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("variant", [v for v in TEXT_VARIANTS if not (v["pool"] == "cls" and
+                                                                      v["position"] == "rotary")])
+def test_trailing_padding_can_be_trimmed(variant):
+    tower = text_tower(**variant)
+    tokens = padded_tokens()[:2]
+    torch.testing.assert_close(tower(tokens[:, :5]), tower(tokens), rtol=0, atol=1e-5)
+
+
+def test_eot_pooling_takes_last_non_pad_state():
+    tower = text_tower(pool="eot")
+    tokens = padded_tokens()
+    pooled, hidden, _ = tower.forward_features(tokens)
+    assert last_real_index(tokens != PAD).tolist() == [4, 2, 7]
+    torch.testing.assert_close(pooled, hidden[torch.arange(3), torch.tensor([4, 2, 7])])
+
+
+def test_masked_mean_closed_form():
+    hidden = torch.arange(12, dtype=torch.float32).view(1, 4, 3)
+    is_real = torch.tensor([[True, True, False, False]])
+    assert masked_mean(hidden, is_real).tolist() == [[1.5, 2.5, 3.5]]
+
+
+def test_causal_text_states_do_not_see_later_tokens():
+    tower = text_tower(pool="eot", causal=True, position="rotary")
+    tokens = padded_tokens()
+    changed = tokens.clone()
+    changed[:, 3] = 20
+    hidden, hidden_changed = tower.forward_tokens(tokens), tower.forward_tokens(changed)
+    torch.testing.assert_close(hidden[:, :3], hidden_changed[:, :3])
+    assert not torch.allclose(hidden[0, 3], hidden_changed[0, 3])
+
+
+def test_causal_forward_tokens_match_with_and_without_class_token():
+    tower = text_tower(pool="cls", causal=True)
+    tokens = padded_tokens()
+    _, with_class, _ = tower.forward_features(tokens, with_class_token=True)
+    torch.testing.assert_close(tower.forward_tokens(tokens), with_class)
+
+
+def test_text_rejects_bad_tokens():
+    tower = text_tower()
+    with pytest.raises(ValueError, match="int64/int32"):
+        tower(torch.zeros(2, 8))
+    with pytest.raises(ValueError, match=r"1 <= T <= context_length=8"):
+        tower(torch.ones(2, 9, dtype=torch.long))
+
+
+@pytest.mark.parametrize("pool, tokens_expected", [("cls", 16), ("mean", 16)])
+def test_vit_shapes_and_pooling(pool, tokens_expected):
+    torch.manual_seed(0)
+    tower = VisionTransformer(VisionConfig(image_size=8, patch_size=2, width=12, layers=1, heads=2,
+                                           pool=pool)).eval()
+    images = torch.randn(3, 3, 8, 8)
+    pooled, tokens = tower.forward_features(images)
+    assert pooled.shape == (3, 12) and tokens.shape == (3, tokens_expected, 12)
+    if pool == "mean":
+        torch.testing.assert_close(pooled, tokens.mean(dim=1))
+    assert tower.position_embedding.shape == (16 + (pool == "cls"), 12)
+
+
+def test_vit_patch_dropout_only_in_training():
+    torch.manual_seed(0)
+    tower = VisionTransformer(VisionConfig(image_size=8, patch_size=2, width=12, layers=1, heads=2,
+                                           patch_dropout=0.75))
+    images = torch.randn(2, 3, 8, 8)
+    assert tower.train().forward_tokens(images).shape == (2, 4, 12)
+    tower.eval()
+    assert tower.forward_tokens(images).shape == (2, 16, 12)
+    torch.testing.assert_close(tower(images), tower(images), rtol=0, atol=0)
+
+
+def test_conv_tower_tokens_are_grid_cells():
+    tower = build_vision_tower(VisionConfig(kind="conv", image_size=28, width=32, layers=2))
+    assert isinstance(tower, ConvTower) and tower.width == 32
+    pooled, tokens = tower.forward_features(torch.randn(2, 3, 28, 28))
+    assert pooled.shape == (2, 32) and tokens.shape == (2, 49, 32)
+    torch.testing.assert_close(pooled, tokens.mean(dim=1))
+
+
+def test_vision_towers_reject_wrong_image_shape():
+    tower = build_vision_tower(VisionConfig(kind="conv", image_size=28, width=32, layers=2))
+    with pytest.raises(ValueError, match=r"images must have shape \[B, 3, 28, 28\], got \(2, 1, 28, 28\)"):
+        tower(torch.randn(2, 1, 28, 28))
+    with pytest.raises(ValueError, match="floating point"):
+        tower(torch.zeros(2, 3, 28, 28, dtype=torch.uint8))

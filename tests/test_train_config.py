@@ -1,0 +1,110 @@
+"""Config loading: strict keys, typed values, errors naming the dotted key, precedence, round trip."""
+
+import json
+
+import pytest
+
+from cliplab.train.config import ConfigError, LoopConfig, OptimConfig, TrainConfig
+from cliplab.train.config_io import (config_from_dict, config_to_dict, load_config_file, load_saved_config,
+                                     parse_override, resolve_config, save_config)
+
+
+def test_defaults_build_and_round_trip(tmp_path):
+    config = TrainConfig()
+    path = tmp_path / "config.json"
+    save_config(config, path)
+    assert load_saved_config(path) == config
+    assert config_to_dict(config)["loop"]["batch_size"] == config.loop.batch_size
+
+
+@pytest.mark.parametrize("data, key", [
+    ({"optim": {"lrr": 1e-3}}, "optim.lrr"),
+    ({"optimizer": {}}, "optimizer"),
+    ({"model": {"overrides": {}, "nmae": "tiny"}}, "model.nmae"),
+])
+def test_unknown_key_is_named(data, key):
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(data)
+    assert info.value.key == key
+    assert f"'{key}'" in str(info.value) and "not a known key" in str(info.value)
+
+
+@pytest.mark.parametrize("data, key, value", [
+    ({"optim": {"lr": -1.0}}, "optim.lr", -1.0),
+    ({"loop": {"batch_size": 0}}, "loop.batch_size", 0),
+    ({"loop": {"precision": "fp8"}}, "loop.precision", "fp8"),
+    ({"loop": {"epochs": "ten"}}, "loop.epochs", "ten"),
+    ({"loop": {"epochs": True}}, "loop.epochs", True),
+    ({"loss": {"dist_impl": "bidir"}}, "loss.dist_impl", "bidir"),  # needs siglip
+    ({"loss": {"local_loss": True}}, "loss.local_loss", True),  # needs gather_with_grad
+    ({"checkpoint": {"keep_checkpoints": 0}}, "checkpoint.keep_checkpoints", 0),
+    ({"checkpoint": {"resume": "latest"}}, "checkpoint.resume", "latest"),  # needs a name
+    ({"optim": "fast"}, "optim", "fast"),
+])
+def test_bad_value_is_named(data, key, value):
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(data)
+    assert info.value.key == key
+    assert info.value.value == value
+    assert f"'{key}'" in str(info.value)
+
+
+def test_other_packages_sections_report_their_key():
+    with pytest.raises(ConfigError, match="data.*dataset_type"):
+        config_from_dict({"data": {"dataset_type": "parquet"}})
+
+
+def test_int_widens_to_float_and_bool_does_not():
+    assert config_from_dict({"optim": {"lr": 1}}).optim.lr == 1.0
+    assert isinstance(config_from_dict({"optim": {"lr": 1}}).optim.lr, float)
+    with pytest.raises(ConfigError):
+        config_from_dict({"optim": {"lr": True}})
+
+
+def test_direct_construction_validates_too():
+    with pytest.raises(ConfigError, match="'accum_freq'"):
+        LoopConfig(accum_freq=0)
+    with pytest.raises(ConfigError, match="'min_lr'"):
+        OptimConfig(lr=1e-3, min_lr=1e-2)
+
+
+def test_yaml_json_and_override_precedence(tmp_path):
+    yaml_path = tmp_path / "exp.yaml"
+    yaml_path.write_text("optim:\n  lr: 0.01\nloop:\n  epochs: 3\n  batch_size: 32\n")
+    json_path = tmp_path / "exp.json"
+    json_path.write_text(json.dumps({"optim": {"lr": 0.01}, "loop": {"epochs": 3, "batch_size": 32}}))
+    assert load_config_file(yaml_path) == load_config_file(json_path)
+    config = resolve_config(yaml_path, {"loop.epochs": 5})
+    assert (config.optim.lr, config.loop.epochs, config.loop.batch_size) == (0.01, 5, 32)
+
+
+def test_bad_file_and_unknown_override(tmp_path):
+    with pytest.raises(ConfigError, match="'config'"):
+        resolve_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "list.yaml"
+    bad.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        resolve_config(bad)
+    with pytest.raises(ConfigError) as info:
+        resolve_config(None, {"loop.batchsize": 3})
+    assert info.value.key == "loop.batchsize"
+
+
+def test_parse_override():
+    assert parse_override("optim.lr=1e-3") == ("optim.lr", 1e-3)
+    assert parse_override("loop.max_steps=null") == ("loop.max_steps", None)
+    assert parse_override("model.overrides={embed_dim: 32}") == ("model.overrides", {"embed_dim": 32})
+    with pytest.raises(ConfigError):
+        parse_override("optim.lr")
+
+
+def test_shipped_experiment_configs_load():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    assert configs, "configs/*.yaml missing"
+    names = {path.stem for path in configs}
+    for path in configs:
+        resolve_config(path)
+        if not path.stem.endswith("-tiny"):
+            assert f"{path.stem}-tiny" in names, f"{path.name} has no tiny twin"
