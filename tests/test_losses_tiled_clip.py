@@ -103,7 +103,9 @@ def test_gradcheck_in_float64(keep_tiles):
     scale = torch.tensor(2.5, dtype=torch.float64, requires_grad=True)
     plan = TilePlan(ring=Ring(), batch_sizes=(5,), tile_size=2, keep_tiles=keep_tiles, local_rows_loss=False,
                     gradients_from_all_ranks=False, want_metrics=False)
-    assert torch.autograd.gradcheck(lambda i, t, s: tiled_clip_loss(i, t, s, plan)[0], (image, text, scale))
+    # A repeated backward recomputes the tiles the first one consumed: equal up to rounding.
+    assert torch.autograd.gradcheck(lambda i, t, s: tiled_clip_loss(i, t, s, plan)[0], (image, text, scale),
+                                    nondet_tol=1e-12)
 
 
 def test_metrics_match_clip_loss():
@@ -158,10 +160,10 @@ def test_memory_is_batch_times_tile_above_the_keep_budget():
     image, text, scale = leaves(batch, dim, seed=10)
     with LargestTensor() as tracker:
         loss = TiledClipLoss(tile_size=tile, keep_tiles_max_bytes=0)(image, text, scale)
+        assert all(saved.numel() <= batch * dim for saved in loss.grad_fn.saved_tensors)
+        assert loss.grad_fn.kept is None
         loss.backward()
     assert tracker.largest <= max(batch * dim, tile * tile) < batch * batch
-    assert all(saved.numel() <= batch * dim for saved in loss.grad_fn.saved_tensors)
-    assert loss.grad_fn.kept is None
 
     kept_loss = TiledClipLoss(tile_size=tile, keep_tiles_max_bytes=batch * batch * 4)(image, text, scale)
     kept_elements = sum(exp_tile.numel() for exp_tile, _ in kept_loss.grad_fn.kept.values())

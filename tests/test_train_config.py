@@ -108,3 +108,18 @@ def test_shipped_experiment_configs_load():
         resolve_config(path)
         if not path.stem.endswith("-tiny"):
             assert f"{path.stem}-tiny" in names, f"{path.name} has no tiny twin"
+
+
+def test_default_overrides_apply_to_tiny_only():
+    from cliplab.train.config import DEFAULT_MODEL_OVERRIDES
+
+    assert TrainConfig().model.overrides == DEFAULT_MODEL_OVERRIDES["tiny"]
+    assert config_from_dict({"model": {"name": "tiny-vit"}}).model.overrides == {}
+    assert config_from_dict({"model": {"overrides": {}}}).model.overrides == {}
+
+
+def test_default_run_config_file_equals_the_defaults():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "tiny-fashion-mnist.yaml"
+    assert resolve_config(path) == TrainConfig()

@@ -26,13 +26,14 @@ STEPS = 30
 
 
 def _command(logs, name, workers, resume=False):
-    overrides = "{" + ", ".join(f"{k}: {v}" for k, v in SMALL_MODEL.items()) + "}"
+    # text dropout on: the resumed run must replay each step's dropout masks from the saved RNG.
+    overrides = "{" + ", ".join(f"{k}: {v}" for k, v in {**SMALL_MODEL, "text.dropout": 0.1}.items()) + "}"
     command = [sys.executable, "-m", "cliplab", "train", "--logs", str(logs), "--name", name,
                "--max-steps", str(STEPS), "--batch-size", "8", "--train-num-samples", "128", "--epochs", "10",
                "--workers", str(workers), "--save-every-steps", "3", "--keep-checkpoints", "2",
                "--log-every-n-steps", "1", "--no-progress-bar", "--no-tensorboard", "--threads", "1",
                "--deterministic", "--warmup", "2", "--set", f"model.overrides={overrides}",
-               "--set", "eval.eval_at_end=false", "--set", "model.overrides.vision.dropout=0.0"]
+               "--set", "eval.eval_at_end=false"]
     return command + (["--resume", "latest"] if resume else [])
 
 

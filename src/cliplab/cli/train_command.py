@@ -24,7 +24,8 @@ examples:
   cliplab train --config configs/tiny-fashion-mnist.yaml --epochs 2 --name try1
   # your own captioned images (tab-separated manifest with columns filepath, title)
   cliplab train --dataset-type csv --train-data train.tsv --val-data val.tsv --model tiny-vit
-  # two processes (gloo on CPU, NCCL on GPU); resume the run if it was interrupted
+  # two processes (gloo on CPU, NCCL on GPU); resume the run if it was interrupted.
+  # (under torchrun give the log directory as --set logging.logs=DIR: torchrun rejects --logs)
   torchrun --nproc_per_node 2 -m cliplab train --name ddp-run --resume latest --local-loss --gather-with-grad
   # negatives over 4 x 64 samples per process, with exact recomputation
   cliplab train --batch-size 64 --accum-freq 4

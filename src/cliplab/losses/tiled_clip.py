@@ -21,9 +21,11 @@ gradient history. Gradients match ClipLoss option for option (see its module doc
 | False      | True             | L              | N * dL/dx_r (sum_k g_k)  | dL/ds                      |
 | False      | False            | L              | dL/dx_r                  | dL/ds                      |
 | True       | True             | L_r            | sum_k dL_k/dx_r          | dL_r/ds                    |
-| True       | False            | L_r            | dL_r/dx_r                | dL_r/ds                    |
+| True       | False            | L_r            | dL_r/dx_r, gathers const | dL_r/ds                    |
 
-(with unit upstream gradients; L_r divides its rows' sum by G / N, so mean_r L_r = L). Under
+(with unit upstream gradients; L_r divides its rows' sum by G / N, so mean_r L_r = L; in the last
+row, as in open_clip, L_r reaches rank r's images through its rows only and its texts through its
+columns only). Under
 DistributedDataParallel's averaging, gather_with_grad=True gives exactly the one-process gradient.
 The local-loss rows cost more in backward (P_row and P_col kept apart: two more matmuls per tile
 from other ranks, and no kept tiles), since each part belongs to a different rank's loss.
@@ -209,13 +211,18 @@ class TiledClipFunction(torch.autograd.Function):
                 for c0, c1 in tile_bounds(text_shard.shape[0], tile):
                     image_rows, image_scaled_rows = image[r0:r1], image_scaled[r0:r1]
                     text_cols = text_shard[c0:c1]
-                    if split_rows and not own_shard:
-                        # This tile's row part belongs to this rank's loss, its column part to the
-                        # shard owner's; each gets its own logit-scale gradient.
+                    if split_rows and not (own_shard and plan.gradients_from_all_ranks):
+                        # The row part belongs to this rank's loss, the column part to the shard
+                        # owner's; each gets its own logit-scale gradient. Without
+                        # gather_with_grad (open_clip) a rank's loss reaches its images only
+                        # through its rows and its texts only through its columns, own block too.
                         logits = workspace.matrix("logits", r1 - r0, c1 - c0)
                         torch.mm(image_scaled_rows, text_cols.T, out=logits)
                         row_part, col_part = softmax_parts_direct(logits, row_lse[r0:r1], shard_col_lse[c0:c1],
                                                                   own_weight, col_weight)
+                        if own_shard:
+                            diagonal_of_tile(row_part, r0, c0).sub_(own_weight)
+                            diagonal_of_tile(col_part, r0, c0).sub_(col_weight)
                         to_images = row_part @ text_cols
                         own_scale_grad += (image_rows * to_images).sum()
                         grad_image_unscaled[r0:r1] += to_images

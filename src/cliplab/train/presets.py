@@ -15,7 +15,7 @@ def smoke_config(*, logs: str, name: str = "smoke", model: str = "tiny", steps: 
     """`steps` steps of `model` (overrides shrink it further) on 512 Fashion-MNIST samples,
     evaluated on 200 test images, one checkpoint at the end, no progress bar. Seconds on a CPU."""
     return TrainConfig(
-        model=ModelSetupConfig(name=model, overrides=dict(model_overrides)),
+        model=ModelSetupConfig(name=model, overrides=dict(model_overrides) or None),
         data=DataConfig(train_num_samples=512, workers=workers),
         loop=LoopConfig(epochs=1, max_steps=steps, batch_size=batch_size, threads=1),
         optim=OptimConfig(lr=1e-3, warmup=2),
