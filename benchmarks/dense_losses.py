@@ -1,8 +1,9 @@
 """Forward + backward time and peak memory of the dense losses against open_clip-style baselines.
 
-Each (loss, batch size) runs in a fresh subprocess, so its peak resident memory is its own: the
-child reads ru_maxrss after building the inputs and again after the timed runs, and reports the
-difference (memory the loss needed beyond its inputs; the first run's peak counts too).
+For each batch size one subprocess times every loss in turn (interleaved rounds, so ratios compare
+runs seconds apart), and each (loss, batch size) gets a fresh subprocess for memory: it reads
+ru_maxrss after building the inputs and again after one forward+backward, and reports the
+difference (memory the loss needed beyond its inputs).
 
 Run from the repository root: python benchmarks/dense_losses.py [--batch-sizes 1024 2048 ...]
 """
@@ -17,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import argparse  # noqa: E402
 import json  # noqa: E402
 import resource  # noqa: E402
+import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 
@@ -73,19 +75,31 @@ def _loss_closure(name: str, batch_size: int):
     raise ValueError(f"unknown loss {name!r}; expected one of {LOSSES}")
 
 
-def measure_in_this_process(name: str, batch_size: int, repeats: int) -> dict:
+def measure_memory(name: str, batch_size: int) -> dict:
+    """Peak resident memory one forward+backward needs beyond its inputs (run in a fresh process)."""
     compute_loss = _loss_closure(name, batch_size)
     rss_with_inputs = _peak_rss_bytes()
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+    compute_loss().backward()
+    return {"peak_extra_bytes": _peak_rss_bytes() - rss_with_inputs}
+
+
+def measure_times_interleaved(names: list[str], batch_size: int, rounds: int) -> dict:
+    """Median forward+backward seconds per loss, the losses run in turn in this one process
+    (one warm-up each), so every ratio compares runs seconds apart on this shared machine."""
+    closures = {name: _loss_closure(name, batch_size) for name in names}
+    for compute_loss in closures.values():
         compute_loss().backward()
-        seconds.append(time.perf_counter() - start)
-    return {"seconds": min(seconds), "peak_extra_bytes": _peak_rss_bytes() - rss_with_inputs}
+    seconds = {name: [] for name in names}
+    for _ in range(rounds):
+        for name, compute_loss in closures.items():
+            start = time.perf_counter()
+            compute_loss().backward()
+            seconds[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in seconds.items()}
 
 
-def measure_in_subprocess(name: str, batch_size: int, repeats: int, threads: int) -> dict:
-    command = [sys.executable, __file__, "--child", name, str(batch_size), str(repeats), "--threads", str(threads)]
+def in_subprocess(threads: int, *child_args: str) -> dict:
+    command = [sys.executable, __file__, "--threads", str(threads), "--child", *child_args]
     completed = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
@@ -96,26 +110,31 @@ def main() -> None:
     parser.add_argument("--losses", nargs="+", default=LOSSES, choices=LOSSES)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-write", action="store_true", help="print only, leave BENCHMARKS.md alone")
-    parser.add_argument("--child", nargs=3, metavar=("LOSS", "BATCH", "REPEATS"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.child:
-        name, batch_size, repeats = args.child[0], int(args.child[1]), int(args.child[2])
-        print(json.dumps(measure_in_this_process(name, batch_size, repeats)))
+        if args.child[0] == "memory":
+            print(json.dumps(measure_memory(args.child[1], int(args.child[2]))))
+        else:
+            rounds, batch_size, names = int(args.child[1]), int(args.child[2]), args.child[3:]
+            print(json.dumps(measure_times_interleaved(names, batch_size, rounds)))
         return
 
-    headers = ["loss", "B", "fwd+bwd s (best)", "peak extra RSS MiB", "time vs baseline", "memory vs baseline"]
-    rows, baseline = [], {}
+    headers = ["loss", "B", "fwd+bwd s (median)", "peak extra RSS MiB", "time vs baseline", "memory vs baseline"]
+    rows = []
     for batch_size in args.batch_sizes:
-        repeats = 3 if batch_size <= 4096 else 1
-        for name in args.losses:
-            result = measure_in_subprocess(name, batch_size, repeats, args.threads)
-            if name in EXTRA_LOSSES and batch_size > EXTRA_LOSSES_MAX_BATCH:
-                continue
-            kind = BASELINE_FAMILY.get(name)
-            if name.startswith("openclip_style"):
-                baseline[(kind, batch_size)] = result
-            reference = baseline.get((kind, batch_size))
+        names = [name for name in args.losses
+                 if name not in EXTRA_LOSSES or batch_size <= EXTRA_LOSSES_MAX_BATCH]
+        rounds = 3 if batch_size <= 4096 else 2
+        seconds = in_subprocess(args.threads, "times", str(rounds), str(batch_size), *names)
+        results = {name: {"seconds": seconds[name],
+                          **in_subprocess(args.threads, "memory", name, str(batch_size))} for name in names}
+        for name in names:
+            result = results[name]
+            family = BASELINE_FAMILY.get(name)
+            reference = next((results[other] for other in names
+                              if other.startswith("openclip_style") and BASELINE_FAMILY[other] == family), None)
             ratio = lambda key: (f"{result[key] / reference[key]:.2f}x"  # noqa: E731
                                  if reference and reference[key] > 0 else "-")
             row = [name, batch_size, f"{result['seconds']:.3f}", f"{result['peak_extra_bytes'] / 2**20:.0f}",
@@ -125,12 +144,13 @@ def main() -> None:
     table = format_table(headers, rows)
     print(table)
     if not args.no_write:
-        body = (f"D={FEATURE_DIM}, fp32, CPU, {args.threads} threads; each configuration in a fresh process; "
-                "time is the best of 3 runs for B <= 4096 and a single run above (the first run includes "
-                "allocation); memory is the peak resident set beyond the inputs. CoCa adds a 16-token, "
-                "1000-word caption head; Distill adds teacher logits (both only up to B=4096, no ratio). Ratios "
-                "compare ClipLoss / SigLipLoss with the open_clip-style baseline of the same family "
-                "(benchmarks/baselines.py).\n\n" + table)
+        body = (f"D={FEATURE_DIM}, fp32, CPU, {args.threads} threads. Time: for each B, all losses run in turn in "
+                "one process (one warm-up each, then 3 rounds up to B=4096 and 2 above; median), so the ratios "
+                "compare runs seconds apart on this shared machine. Memory: one forward+backward in a fresh "
+                "process per loss, the peak resident set beyond the inputs (first-run allocations included). "
+                "CoCa adds a 16-token, 1000-word caption head; Distill adds teacher logits (both only up to "
+                "B=4096, no ratio). Ratios compare ClipLoss / SigLipLoss with the open_clip-style baseline of the "
+                "same family (benchmarks/baselines.py).\n\n" + table)
         write_section(SECTION_ID, TITLE, body)
 
 

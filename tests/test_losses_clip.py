@@ -59,13 +59,13 @@ def _clip_worker(rank, world_size, layouts):
     return results
 
 
-def local_loss_without_gathered_grad(image, text, batch_sizes, rank, world_size):
+def local_loss_without_gathered_grad(image, text, batch_sizes, rank, world_size, scale=SCALE):
     """Rank r's local loss with every gathered column held constant, by the formula."""
     rows = rank_rows(batch_sizes, rank)
     local_image = image[rows].clone().requires_grad_(True)
     local_text = text[rows].clone().requires_grad_(True)
-    logits_per_image = SCALE * local_image @ text.T
-    logits_per_text = SCALE * local_text @ image.T
+    logits_per_image = scale * local_image @ text.T
+    logits_per_text = scale * local_text @ image.T
     labels = torch.arange(rows.start, rows.stop)
     mean_local_batch = sum(batch_sizes) / world_size
     loss = (F.cross_entropy(logits_per_image, labels, reduction="sum")

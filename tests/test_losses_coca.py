@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from cliplab.losses.clip import ClipLoss
 from cliplab.losses.coca import CoCaLoss
+from test_losses_clip import local_loss_without_gathered_grad
 
 LAYOUTS = {2: [[2, 2], [3, 1]], 3: [[2, 2, 2], [1, 3, 2]], 4: [[2, 2, 2, 2], [3, 1, 2, 1]]}
 OPTION_GRID = list(itertools.product([False, True], [False, True]))  # (local_loss, gather_with_grad)
@@ -58,7 +59,8 @@ def check_coca_results(world_size, per_rank):
     layout_cases = len(OPTION_GRID)
     for case_index, case in enumerate(per_rank[0]):
         batch_sizes = LAYOUTS[world_size][case_index // layout_cases]
-        reference = run_coca(CoCaLoss(CAPTION_WEIGHT, CLIP_WEIGHT, pad_id=PAD_ID), *global_batch(sum(batch_sizes)))
+        image, text, caption_logits, labels = global_batch(sum(batch_sizes))
+        reference = run_coca(CoCaLoss(CAPTION_WEIGHT, CLIP_WEIGHT, pad_id=PAD_ID), image, text, caption_logits, labels)
         cases = [results[case_index] for results in per_rank]
         for key in ("contrastive", "caption", "scale_grad"):
             torch.testing.assert_close(torch.stack([c[key] for c in cases]).mean(), reference[key], **close)
@@ -70,6 +72,36 @@ def check_coca_results(world_size, per_rank):
                 factor = world_size if c["gather_with_grad"] else 1
                 torch.testing.assert_close(c["image_grad"], factor * reference["image_grad"][rows], **close)
                 torch.testing.assert_close(c["text_grad"], factor * reference["text_grad"][rows], **close)
+            else:
+                # open_clip's local loss without gathered gradients: the other ranks' columns are constants.
+                _, image_grad, text_grad = local_loss_without_gathered_grad(image, text, batch_sizes, rank,
+                                                                            world_size, scale=SCALE)
+                torch.testing.assert_close(c["image_grad"], CLIP_WEIGHT * image_grad, **close)
+                torch.testing.assert_close(c["text_grad"], CLIP_WEIGHT * text_grad, **close)
+
+
+def test_closed_form_two_pairs():
+    # I = [[1, 0], [0, 1]], T = [[1, 0], [0.6, 0.8]], s = 2: logits s * I @ T.T = [[2, 1.2], [0, 1.6]].
+    # Contrastive: mean over rows and columns of logsumexp - diagonal, halved, times clip weight.
+    rows_ce = [math.log(math.exp(2) + math.exp(1.2)) - 2, math.log(1 + math.exp(1.6)) - 1.6]
+    cols_ce = [math.log(math.exp(2) + 1) - 2, math.log(math.exp(1.2) + math.exp(1.6)) - 1.6]
+    expected_contrastive = CLIP_WEIGHT * (sum(rows_ce) / 2 + sum(cols_ce) / 2) / 2
+    # Caption: two samples of two tokens over a vocabulary of three; label 0 is padding.
+    logits = torch.tensor([[[0.0, 1.0, 3.0], [5.0, 5.0, 5.0]],
+                           [[2.0, 0.0, 0.0], [0.0, 0.0, 1.0]]])
+    labels = torch.tensor([[2, PAD_ID], [1, 2]])
+    token_losses = [math.log(1 + math.e + math.exp(3)) - 3,    # sample 0, token 0, label 2
+                    math.log(math.exp(2) + 2) - 0,             # sample 1, token 0, label 1
+                    math.log(2 + math.e) - 1]                  # sample 1, token 1, label 2
+    expected_caption = CAPTION_WEIGHT * sum(token_losses) / 3
+    image = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    text = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
+    (contrastive, caption), metrics = CoCaLoss(CAPTION_WEIGHT, CLIP_WEIGHT, pad_id=PAD_ID)(
+        image, text, logits, labels, 2.0, return_metrics=True)
+    assert contrastive.item() == pytest.approx(expected_contrastive, rel=1e-6)
+    assert caption.item() == pytest.approx(expected_caption, rel=1e-6)
+    # Image 1's best text is text 1 (1.6 > 0); text 0's best image is image 0 (2 > 0), text 1's is image 1.
+    assert metrics.i2t_accuracy.item() == 1.0 and metrics.t2i_accuracy.item() == 1.0
 
 
 def test_closed_form_single_pair():

@@ -6,6 +6,7 @@ from cliplab.distributed.launch import run_on_workers
 from cliplab.distributed.ring import Ring
 from cliplab.losses.siglip import SigLipLoss
 from cliplab.losses.tiled_siglip import SigmoidTilePlan, TiledSigLipLoss, tiled_siglip_loss
+from test_losses_tiled_clip import LargestTensor
 
 BIG_BUDGET = 2**30
 
@@ -108,9 +109,14 @@ def test_bad_arguments_raise_value_errors_naming_them():
 def test_saved_state_is_linear_in_the_batch_above_the_keep_budget():
     batch, dim, tile = 64, 4, 8
     image, text, scale, bias = leaves(batch, dim, seed=10)
-    loss = TiledSigLipLoss(tile_size=tile, keep_tiles_max_bytes=0)(image, text, scale, bias)
-    assert all(saved.numel() <= batch * dim for saved in loss.grad_fn.saved_tensors)
-    assert loss.grad_fn.kept is None
+    with LargestTensor() as tracker:
+        loss = TiledSigLipLoss(tile_size=tile, keep_tiles_max_bytes=0)(image, text, scale, bias)
+        assert all(saved.numel() <= batch * dim for saved in loss.grad_fn.saved_tensors)
+        assert loss.grad_fn.kept is None
+        loss.backward()
+    # No op, forward or backward, returns anything larger than the features (with the bias as an
+    # extra feature column: [B, D + 1]) or one tile.
+    assert tracker.largest <= max(batch * (dim + 1), tile * tile) < batch * batch
     kept = TiledSigLipLoss(tile_size=tile, keep_tiles_max_bytes=batch * batch * 4)(image, text, scale, bias)
     assert sum(tile.numel() for tile in kept.grad_fn.kept.values()) == batch * batch
 
