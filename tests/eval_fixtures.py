@@ -1,12 +1,14 @@
-"""Checkpoints for the eval and CLI tests, built once per test session.
+"""Checkpoints for the eval and CLI tests, made by real short training runs once per test session.
 
-`trained_run` trains the registry's "tiny" CLIP for a few steps on Fashion-MNIST (a local symmetric
-cross-entropy), then lays it out three ways: a bundle directory, a training run directory with
-`checkpoints/step_XXXXXXX/` (bundle + train_state.pt), `checkpoints/latest`, config.json, a
-realistic metrics.jsonl and summary.json. `coca_bundle` is an untrained tiny CoCa bundle.
+`trained_run` runs `cliplab.train.train` on a shrunken "tiny" CLIP for two short epochs of
+Fashion-MNIST with a zero-shot and retrieval evaluation after each, so its run directory holds
+everything the loop writes (config.json, metrics.jsonl, summary.json, checkpoints/latest and a
+step directory with train_state.pt); the step's weights are also re-saved as a plain bundle.
+`coca_run` is the run directory of a few training steps of a shrunken "tiny-coca".
 
-Import the fixtures into a test module (`from eval_fixtures import trained_run`); the artifacts are
-memoised here, so every module shares one build.
+Both skip when the Fashion-MNIST files are not installed (the Debian package dataset-fashion-mnist),
+as tests/test_data_fashion_mnist.py does. Import the fixtures into a test module
+(`from eval_fixtures import trained_run`); the runs are memoised here, so every module shares them.
 """
 
 from __future__ import annotations
@@ -14,120 +16,77 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
-TRAIN_STEPS = 25
-BATCH_SIZE = 10  # one image per Fashion-MNIST class
-STEP = TRAIN_STEPS
-# Small enough to train and evaluate in seconds on a shared CPU.
-MODEL_OVERRIDES = {"embed_dim": 32, "vision": {"width": 32, "layers": 1},
-                   "text": {"width": 32, "layers": 1, "heads": 2}}
-_BUILT: dict[str, object] = {}
+from cliplab.data.fashion_mnist_files import SYSTEM_DIR, split_files_in
+
+EMBED_DIM = 32
+# Small enough to train and evaluate in a few seconds on a shared CPU.
+MODEL_OVERRIDES = {"embed_dim": EMBED_DIM, "vision.width": 32, "vision.layers": 1, "text.width": 32,
+                   "text.layers": 1, "text.heads": 2}
+TRAIN_SAMPLES = 80
+BATCH_SIZE = 16
+EPOCHS = 2
+STEPS = EPOCHS * TRAIN_SAMPLES // BATCH_SIZE
+NUM_TEST_IMAGES = 20
+_BUILT: dict[str, Any] = {}
 
 
 @dataclass(frozen=True)
 class TrainedRun:
-    """bundle: a bundle directory; run_dir: a run directory whose latest checkpoint is `step_dir`
-    (the same weights as `bundle`); images_dir: PNGs of the first 20 Fashion-MNIST test images in
-    class-named sub-folders; image_paths / labels: those PNGs and their labels."""
+    """run_dir: the training run directory; step_dir: its latest checkpoint (step STEPS); summary: its
+    summary.json; bundle: a bundle directory with the same weights and tokenizer as `step_dir`;
+    images_dir: PNGs of the first NUM_TEST_IMAGES Fashion-MNIST test images in class-named
+    sub-folders ("ankle_boot/test_000.png"); image_paths / labels: those PNGs and their labels."""
 
-    bundle: Path
     run_dir: Path
     step_dir: Path
+    summary: dict[str, Any]
+    bundle: Path
     images_dir: Path
     image_paths: tuple[Path, ...]
     labels: tuple[int, ...]
 
 
-def _tokenizer():
-    from cliplab.data import fashion_mnist_caption_corpus
-    from cliplab.data.tokenizer import Tokenizer
-
-    return Tokenizer.train(fashion_mnist_caption_corpus(), vocab_size=1024, context_length=32)
-
-
-def _train_tiny_clip(tokenizer):
-    from cliplab.data import FASHION_MNIST_CLASSNAMES, FASHION_MNIST_TEMPLATES, FashionMnistDataset
-    from cliplab.data.transforms import images_uint8_to_tensor
-    from cliplab.models import create_model
-
-    torch.manual_seed(0)
-    model = create_model("tiny", **MODEL_OVERRIDES)
-    dataset = FashionMnistDataset(split="train", download=False)
-    members = [np.flatnonzero(dataset.labels == label) for label in range(len(FASHION_MNIST_CLASSNAMES))]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    generator = np.random.default_rng(0)
-    targets = torch.arange(len(FASHION_MNIST_CLASSNAMES))
-    losses = []
-    for _ in range(TRAIN_STEPS):
-        # one image per class, so that each image's caption is the only right one in the batch
-        indices = [int(generator.choice(rows)) for rows in members]
-        images = images_uint8_to_tensor(np.array(dataset.images[indices]), model.config.preprocess)
-        captions = [FASHION_MNIST_TEMPLATES[generator.integers(len(FASHION_MNIST_TEMPLATES))].format(name)
-                    for name in FASHION_MNIST_CLASSNAMES]
-        output = model(images, tokenizer(captions))
-        logits = output["logit_scale"] * F.normalize(output["image_features"], dim=-1) @ F.normalize(
-            output["text_features"], dim=-1).T
-        loss = (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
-    return model.eval(), losses
+def require_fashion_mnist() -> None:
+    """Skip the calling test when the Fashion-MNIST idx files are not installed (no download in tests)."""
+    if split_files_in(SYSTEM_DIR, "train") is None or split_files_in(SYSTEM_DIR, "test") is None:
+        pytest.skip(f"dataset-fashion-mnist not installed: the Fashion-MNIST files are absent from {SYSTEM_DIR}")
 
 
-def _metrics_lines(losses: list[float]) -> list[dict]:
-    classnames = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
-                  "ankle boot"]
-    lines = []
-    for step, loss in enumerate(losses, start=1):
-        lines.append({"kind": "train", "step": step, "epoch": 0, "samples_seen": step * BATCH_SIZE,
-                      "lr": 2e-3 * min(1.0, step / 10), "loss": loss, "loss/contrastive_loss": loss,
-                      "logit_scale": 14.29 + 0.01 * step, "i2t_accuracy": min(1.0, 0.1 + step / 50),
-                      "t2i_accuracy": min(1.0, 0.08 + step / 60), "local_batch_size": BATCH_SIZE,
-                      "global_batch_size": BATCH_SIZE, "data_wait_s": 0.001, "samples_per_s": 900.0,
-                      "skipped_samples": 0, "nonfinite_skips": 0})
-        if step % 10 == 0 or step == len(losses):
-            confusion = (np.eye(10, dtype=int) * (step // 2) + 1).tolist()
-            lines.append({"kind": "eval", "step": step, "epoch": 0, "zero_shot_top1": 0.3 + step / 200,
-                          "zero_shot_top5": 0.7 + step / 400,
-                          "zero_shot_per_class": {name: 0.5 for name in classnames},
-                          "confusion_matrix": confusion, "classnames": classnames,
-                          "image_to_text_R@1": 0.05 + step / 1000, "text_to_image_R@1": 0.04 + step / 1000,
-                          "image_to_text_R@5": 0.2, "text_to_image_R@5": 0.18})
-    return lines
+def _train(config) -> Path:
+    """Train `config`; restore the torch threads the loop sets, for the tests that run afterwards."""
+    from cliplab.train import train
+
+    threads = torch.get_num_threads()
+    try:
+        return train(config).run_dir
+    finally:
+        torch.set_num_threads(threads)
 
 
-def _build(tmp_path_factory) -> TrainedRun:
-    from cliplab.bundle import save
+def _train_clip_run(logs: Path) -> Path:
+    from cliplab.train import smoke_config
+
+    config = smoke_config(logs=str(logs), name="clip", batch_size=BATCH_SIZE, **MODEL_OVERRIDES)
+    config.data.train_num_samples = TRAIN_SAMPLES
+    config.data.train_data = config.data.val_data = str(SYSTEM_DIR)
+    config.loop.epochs, config.loop.max_steps = EPOCHS, None
+    config.eval.zeroshot_frequency = 1  # an evaluation after each epoch, so plots over evaluations have two points
+    config.eval.zeroshot_num_samples, config.eval.retrieval_num_samples = 100, 50
+    return _train(config)
+
+
+def _write_test_images(images_dir: Path) -> tuple[list[Path], list[int]]:
     from cliplab.data import FASHION_MNIST_CLASSNAMES, FashionMnistDataset
 
-    root = tmp_path_factory.mktemp("eval_checkpoints")
-    tokenizer = _tokenizer()
-    model, losses = _train_tiny_clip(tokenizer)
-    bundle = save(model, tokenizer, root / "bundle")
-
-    run_dir = root / "run"
-    step_dir = save(model, tokenizer, run_dir / "checkpoints" / f"step_{STEP:07d}")
-    torch.save({"train_state": {"step": STEP}}, step_dir / "train_state.pt")
-    (run_dir / "checkpoints" / "latest").write_text(step_dir.name + "\n")
-    (run_dir / "config.json").write_text(json.dumps({"model": {"name": "tiny"}, "data": {}}))
-    lines = _metrics_lines(losses)
-    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
-    last_eval = [line for line in lines if line["kind"] == "eval"][-1]
-    summary = {"steps": STEP, "samples_seen": STEP * BATCH_SIZE, "final_loss": losses[-1], "wall_time_s": 12.5,
-               **{key: value for key, value in last_eval.items() if key not in ("kind", "step", "epoch")}}
-    (run_dir / "summary.json").write_text(json.dumps(summary))
-
-    test_set = FashionMnistDataset(split="test", download=False)
-    images_dir = root / "images"
+    test_set = FashionMnistDataset(split="test", data_dir=SYSTEM_DIR, download=False)
     paths, labels = [], []
-    for index in range(20):
+    for index in range(NUM_TEST_IMAGES):
         label = int(test_set.labels[index])
         folder = images_dir / FASHION_MNIST_CLASSNAMES[label].replace(" ", "_")
         folder.mkdir(parents=True, exist_ok=True)
@@ -135,28 +94,44 @@ def _build(tmp_path_factory) -> TrainedRun:
         Image.fromarray(test_set.images[index]).save(path)
         paths.append(path)
         labels.append(label)
-    return TrainedRun(bundle=bundle, run_dir=run_dir, step_dir=step_dir, images_dir=images_dir,
-                      image_paths=tuple(paths), labels=tuple(labels))
+    return paths, labels
+
+
+def _build_trained_run(root: Path) -> TrainedRun:
+    import cliplab
+
+    run_dir = _train_clip_run(root / "logs")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    step_dir = Path(summary["checkpoint"])
+    model, _, tokenizer = cliplab.load(step_dir)
+    bundle = cliplab.save(model, tokenizer, root / "bundle")
+    paths, labels = _write_test_images(root / "images")
+    return TrainedRun(run_dir=run_dir, step_dir=step_dir, summary=summary, bundle=bundle,
+                      images_dir=root / "images", image_paths=tuple(paths), labels=tuple(labels))
 
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory) -> TrainedRun:
+    require_fashion_mnist()
     if "trained_run" not in _BUILT:
-        _BUILT["trained_run"] = _build(tmp_path_factory)
+        _BUILT["trained_run"] = _build_trained_run(tmp_path_factory.mktemp("trained_run"))
     return _BUILT["trained_run"]
 
 
 @pytest.fixture(scope="session")
-def coca_bundle(tmp_path_factory) -> Path:
-    if "coca_bundle" not in _BUILT:
-        from cliplab.bundle import save
-        from cliplab.models import create_model
+def coca_run(tmp_path_factory) -> Path:
+    """The run directory of 3 training steps of a shrunken tiny-coca (no evaluation)."""
+    require_fashion_mnist()
+    if "coca_run" not in _BUILT:
+        from cliplab.train import EvalConfig, smoke_config
 
-        torch.manual_seed(0)
-        model = create_model("tiny-coca", **MODEL_OVERRIDES, decoder={"layers": 1, "heads": 2})
-        _BUILT["coca_bundle"] = save(model, _tokenizer(),
-                                     tmp_path_factory.mktemp("coca") / "bundle")
-    return _BUILT["coca_bundle"]
+        config = smoke_config(logs=str(tmp_path_factory.mktemp("coca_run")), name="coca", model="tiny-coca",
+                              steps=3, batch_size=BATCH_SIZE, **MODEL_OVERRIDES,
+                              **{"decoder.layers": 1, "decoder.heads": 2})
+        config.data.train_data = str(SYSTEM_DIR)
+        config.eval = EvalConfig(eval_at_end=False)
+        _BUILT["coca_run"] = _train(config)
+    return _BUILT["coca_run"]
 
 
 def run_cli(argv: list[str]) -> int:

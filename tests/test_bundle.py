@@ -1,6 +1,9 @@
-"""Bundles: bitwise round trip, wrapped models, clear failures for bad directories and shapes."""
+"""Bundles: bitwise round trip, wrapped models, clear failures for bad directories and shapes, format
+versions (the committed version-1 bundle still loads and computes what it computed when written)."""
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,10 +11,12 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from cliplab.bundle import load, save
+from cliplab.bundle import FORMAT_VERSION, check_format_version, load, save
 from cliplab.data.tokenizer import Tokenizer
 from cliplab.models import create_model
 
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FORMAT_1_BUNDLE = FIXTURES / "bundle_format_1"
 OVERRIDES = {"embed_dim": 16, "vision.width": 16, "text.width": 16, "text.heads": 2,
              "text.context_length": 12, "text.vocab_size": 300}
 
@@ -94,3 +99,68 @@ def test_save_rejects_mismatched_tokenizer(tokenizer, tmp_path):
         save(tiny(**{"text.vocab_size": 100}), tokenizer, tmp_path / "bundle")
     with pytest.raises(ValueError, match="model must be a cliplab model"):
         save(torch.nn.Linear(2, 2), tokenizer, tmp_path / "bundle")
+
+
+def test_save_writes_the_current_format_version_first(tokenizer, tmp_path):
+    model = tiny()
+    save(model, tokenizer, tmp_path / "bundle")
+    config = json.loads((tmp_path / "bundle" / "config.json").read_text())
+    assert FORMAT_VERSION == 1
+    assert list(config)[0] == "format_version" and config["format_version"] == FORMAT_VERSION
+    assert {key: value for key, value in config.items() if key != "format_version"} == model.config.to_dict()
+
+
+def _format_1_image():
+    """The image of tests/fixtures/make_bundle_format_1.py: a 28x28 grayscale gradient."""
+    return Image.fromarray((np.arange(28 * 28) % 251).astype(np.uint8).reshape(28, 28)).convert("RGB")
+
+
+def test_committed_format_1_bundle_computes_its_recorded_outputs():
+    expected = load_file(FIXTURES / "bundle_format_1_expected.safetensors")
+    assert json.loads((FORMAT_1_BUNDLE / "config.json").read_text())["format_version"] == 1
+    model, preprocess, tokenizer = load(FORMAT_1_BUNDLE)
+    tokens = tokenizer(["a photo of the bag.", "a photo of the ankle boot."])
+    assert torch.equal(tokens, expected["tokens"])
+    pixels = preprocess(_format_1_image())[None]
+    torch.testing.assert_close(pixels, expected["pixels"], rtol=0, atol=1e-6)
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_text(tokens), expected["text_features"], rtol=0, atol=1e-5)
+        torch.testing.assert_close(model.encode_image(pixels), expected["image_features"], rtol=0, atol=1e-5)
+
+
+def test_bundle_without_format_version_reads_as_version_1(tmp_path):
+    unversioned = shutil.copytree(FORMAT_1_BUNDLE, tmp_path / "unversioned")
+    config = json.loads((unversioned / "config.json").read_text())
+    del config["format_version"]
+    (unversioned / "config.json").write_text(json.dumps(config))
+    assert check_format_version(config, source="config.json") == 1
+    reference, _, _ = load(FORMAT_1_BUNDLE)
+    model, _, _ = load(unversioned)
+    assert model.config == reference.config
+    for name, tensor in reference.state_dict().items():
+        assert torch.equal(model.state_dict()[name], tensor), name
+
+
+@pytest.mark.parametrize("version, message", [
+    (99, "has format_version 99; this cliplab reads up to 1: upgrade cliplab"),
+    (0, "format_version must be a positive integer, got 0"),
+    ("1", "format_version must be a positive integer, got '1'"),
+])
+def test_unreadable_format_version_names_the_file(tmp_path, version, message):
+    bundle = shutil.copytree(FORMAT_1_BUNDLE, tmp_path / "bundle")
+    config = json.loads((bundle / "config.json").read_text())
+    config["format_version"] = version
+    (bundle / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=message) as caught:
+        load(bundle)
+    assert str(bundle / "config.json") in str(caught.value)
+
+
+def test_invalid_config_json_names_the_file(tmp_path):
+    bundle = shutil.copytree(FORMAT_1_BUNDLE, tmp_path / "bundle")
+    (bundle / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="config.json' is not valid JSON"):
+        load(bundle)
+    (bundle / "config.json").write_text(json.dumps({"format_version": 1, "embed_dim": 8}))
+    with pytest.raises(ValueError, match="config.json': model config is missing the 'vision' section"):
+        load(bundle)

@@ -5,7 +5,7 @@ import torch
 from PIL import Image
 
 from cliplab.bundle import load
-from eval_fixtures import run_cli, trained_run  # noqa: F401  (session fixture)
+from eval_fixtures import EMBED_DIM, NUM_TEST_IMAGES, run_cli, trained_run  # noqa: F401  (session fixture)
 
 
 def _direct_image_embeddings(bundle, paths):
@@ -21,7 +21,7 @@ def test_image_directory_to_npy(trained_run, tmp_path):
                     "--out", out]) == 0
     embeddings = np.load(out)
     paths = sorted(trained_run.image_paths)  # directory listing order: sorted paths
-    assert embeddings.shape == (20, 32) and embeddings.dtype == np.float32
+    assert embeddings.shape == (NUM_TEST_IMAGES, EMBED_DIM) and embeddings.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(embeddings, _direct_image_embeddings(trained_run.bundle, paths), atol=1e-5)
 
@@ -37,7 +37,7 @@ def test_manifest_and_texts_to_npy_pair_and_parquet(trained_run, tmp_path):
                     "--out", out, "--parquet"]) == 0
     image_embeddings = np.load(tmp_path / "emb.images.npy")
     text_embeddings = np.load(tmp_path / "emb.texts.npy")
-    assert image_embeddings.shape == (5, 32) and text_embeddings.shape == (2, 32)
+    assert image_embeddings.shape == (5, EMBED_DIM) and text_embeddings.shape == (2, EMBED_DIM)
     np.testing.assert_allclose(image_embeddings, _direct_image_embeddings(trained_run.bundle, chosen), atol=1e-5)
     model, _, tokenizer = load(trained_run.bundle)
     with torch.no_grad():

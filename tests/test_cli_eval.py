@@ -10,7 +10,7 @@ from cliplab.bundle import load
 from cliplab.data import FASHION_MNIST_CLASSNAMES, FASHION_MNIST_TEMPLATES, FashionMnistDataset
 from cliplab.eval.retrieval import retrieval_metrics
 from cliplab.eval.zero_shot import zero_shot_classifier
-from eval_fixtures import run_cli, trained_run  # noqa: F401  (session fixture)
+from eval_fixtures import NUM_TEST_IMAGES, run_cli, trained_run  # noqa: F401  (session fixture)
 
 
 def _direct_predictions(bundle, pil_images, classnames, templates):
@@ -47,12 +47,14 @@ def test_fashion_mnist_zero_shot_matches_direct_computation(trained_run, tmp_pat
 
 
 def test_run_and_step_directories_give_the_bundle_result(trained_run, tmp_path):
-    top1 = []
+    results = []
     for index, checkpoint in enumerate((trained_run.bundle, trained_run.run_dir, trained_run.step_dir)):
         out = tmp_path / f"{index}.json"
         assert run_cli(["eval", checkpoint, "--max-samples", 20, "--out", out]) == 0
-        top1.append(json.loads(out.read_text())["zero_shot"]["zero_shot_top1"])
-    assert top1[0] == top1[1] == top1[2]
+        results.append(json.loads(out.read_text()))
+    assert [result["checkpoint"] for result in results] == [str(trained_run.bundle), str(trained_run.step_dir),
+                                                            str(trained_run.step_dir)]
+    assert results[0]["zero_shot"] == results[1]["zero_shot"] == results[2]["zero_shot"]
 
 
 def test_class_folders_with_templates_file(trained_run, tmp_path):
@@ -71,31 +73,55 @@ def test_class_folders_with_templates_file(trained_run, tmp_path):
     from PIL import Image
     predicted = _direct_predictions(trained_run.bundle, [Image.open(path).convert("RGB") for path in paths],
                                     classnames, results["templates"])
-    assert results["zero_shot_count"] == 20
+    assert results["zero_shot_count"] == NUM_TEST_IMAGES
     assert results["zero_shot_top1"] == pytest.approx((predicted == labels).float().mean().item())
 
 
-def test_retrieval_on_manifest_matches_direct_metrics(trained_run, tmp_path):
-    manifest = tmp_path / "pairs.tsv"
+def _pairs_manifest(trained_run, path):
+    """A tab-separated manifest pairing each test image with its class prompt; returns the captions."""
     captions = [f"a photo of the {FASHION_MNIST_CLASSNAMES[label]}." for label in trained_run.labels]
-    rows = [f"{path}\t{caption}" for path, caption in zip(trained_run.image_paths, captions)]
-    manifest.write_text("filepath\ttitle\n" + "\n".join(rows) + "\n")
-    out = tmp_path / "retrieval.json"
-    assert run_cli(["eval", trained_run.bundle, "--retrieval-data", manifest, "--no-zero-shot",
-                    "--batch-size", 8, "--out", out]) == 0
-    results = json.loads(out.read_text())
-    assert "zero_shot" not in results
+    rows = [f"{image}\t{caption}" for image, caption in zip(trained_run.image_paths, captions)]
+    path.write_text("filepath\ttitle\n" + "\n".join(rows) + "\n")
+    return captions
 
+
+def _direct_retrieval_metrics(trained_run, captions):
     model, preprocess, tokenizer = load(trained_run.bundle)
     from PIL import Image
     with torch.no_grad():
         images = torch.stack([preprocess(Image.open(path).convert("RGB")) for path in trained_run.image_paths])
         image_features = model.encode_image(images, normalize=True)
         text_features = model.encode_text(tokenizer(captions), normalize=True)
-    expected = retrieval_metrics(image_features, text_features, model.logit_scale.exp())
-    assert results["retrieval"]["count"] == 20
-    for key, value in expected.items():
+    return retrieval_metrics(image_features, text_features, model.logit_scale.exp())
+
+
+def test_retrieval_on_manifest_matches_direct_metrics(trained_run, tmp_path):
+    manifest = tmp_path / "pairs.tsv"
+    captions = _pairs_manifest(trained_run, manifest)
+    out = tmp_path / "retrieval.json"
+    assert run_cli(["eval", trained_run.bundle, "--retrieval-data", manifest, "--no-zero-shot",
+                    "--batch-size", 8, "--out", out]) == 0
+    results = json.loads(out.read_text())
+    assert "zero_shot" not in results
+    assert results["retrieval"]["count"] == NUM_TEST_IMAGES
+    for key, value in _direct_retrieval_metrics(trained_run, captions).items():
         assert results["retrieval"][key] == pytest.approx(value), key
+
+
+def test_retrieval_on_webdataset_shards_matches_direct_metrics(trained_run, tmp_path):
+    manifest = tmp_path / "pairs.tsv"
+    captions = _pairs_manifest(trained_run, manifest)
+    assert run_cli(["shards", "--from", manifest, "--out", tmp_path / "shards", "--prefix", "val",
+                    "--samples-per-shard", 8]) == 0
+    pattern = tmp_path / "shards" / "val-{000000..000002}.tar"
+    assert all((tmp_path / "shards" / f"val-{index:06d}.tar").is_file() for index in range(3))
+    out = tmp_path / "retrieval.json"
+    assert run_cli(["eval", trained_run.run_dir, "--retrieval-data", pattern, "--dataset-type", "webdataset",
+                    "--no-zero-shot", "--batch-size", 8, "--out", out]) == 0
+    results = json.loads(out.read_text())["retrieval"]
+    assert results["count"] == NUM_TEST_IMAGES and results["data"] == str(pattern)
+    for key, value in _direct_retrieval_metrics(trained_run, captions).items():
+        assert results[key] == pytest.approx(value), key
 
 
 @pytest.mark.parametrize("command", ["eval", "classify", "embed", "caption"])

@@ -1,6 +1,6 @@
 import json
 
-from eval_fixtures import assert_valid_png, run_cli, trained_run  # noqa: F401  (session fixture)
+from eval_fixtures import STEPS, assert_valid_png, run_cli, trained_run  # noqa: F401  (session fixture)
 
 EXPECTED_FIGURES = ("loss.png", "learning_rate.png", "logit_scale.png", "batch_accuracy.png",
                     "zero_shot_accuracy.png", "retrieval.png", "confusion_matrix.png", "similarity_matrix.png")
@@ -14,10 +14,14 @@ def test_report_writes_valid_figures_and_markdown(trained_run, tmp_path):
     markdown = (out_dir / "report.md").read_text()
     for name in EXPECTED_FIGURES:
         assert f"]({name})" in markdown
-    summary = json.loads((trained_run.run_dir / "summary.json").read_text())
-    assert f"| steps | {summary['steps']} |" in markdown
-    assert "| ankle boot | 0.5 |" in markdown
-    assert "step_0000025" in markdown
+    summary = trained_run.summary
+    assert summary["steps"] == STEPS and f"| steps | {STEPS} |" in markdown
+    assert f"Logged {STEPS} training records and 2 evaluations." in markdown
+    assert f"## Last evaluation (step {STEPS})" in markdown
+    for name, accuracy in summary["zero_shot_per_class"].items():
+        assert f"| {name} | {accuracy:.4g} |" in markdown
+    assert f"| zero_shot_top1 | {summary['zero_shot_top1']:.4g} |" in markdown
+    assert trained_run.step_dir.name == f"step_{STEPS:07d}" and trained_run.step_dir.name in markdown
 
 
 def test_report_without_similarity_loads_no_model(trained_run, tmp_path):

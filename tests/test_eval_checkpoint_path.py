@@ -1,11 +1,15 @@
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
-from cliplab.eval.checkpoint_path import (CheckpointNotFoundError, check_format_version, load_checkpoint,
-                                          resolve_checkpoint)
+from cliplab.bundle import load as load_bundle
+from cliplab.eval.checkpoint_path import CheckpointNotFoundError, load, load_checkpoint, resolve_checkpoint
 from eval_fixtures import trained_run  # noqa: F401  (session fixture)
+
+FORMAT_1_BUNDLE = Path(__file__).resolve().parent / "fixtures" / "bundle_format_1"
 
 
 def _fake_bundle(directory, config=None):
@@ -54,11 +58,23 @@ def test_paths_that_are_not_checkpoints_fail_clearly(tmp_path, layout, message):
     assert str(path) in str(caught.value)
 
 
-def test_format_version_absent_is_one_and_newer_is_refused(tmp_path):
-    assert check_format_version(_fake_bundle(tmp_path / "old")) == 1
-    assert check_format_version(_fake_bundle(tmp_path / "v1", {"format_version": 1})) == 1
-    with pytest.raises(CheckpointNotFoundError, match="format_version 99"):
-        check_format_version(_fake_bundle(tmp_path / "new", {"format_version": 99}))
+def test_load_reads_a_committed_format_1_bundle_through_a_run_directory(tmp_path):
+    step = shutil.copytree(FORMAT_1_BUNDLE, tmp_path / "run" / "checkpoints" / "step_0000003")
+    (tmp_path / "run" / "checkpoints" / "latest").write_text("step_0000003\n")
+    model, preprocess, tokenizer = load(tmp_path / "run")
+    reference, _, reference_tokenizer = load_bundle(FORMAT_1_BUNDLE)
+    assert not model.training and model.config == reference.config
+    for name, tensor in reference.state_dict().items():
+        assert torch.equal(model.state_dict()[name], tensor), name
+    assert torch.equal(tokenizer(["a bag"]), reference_tokenizer(["a bag"]))
+    assert load_checkpoint(tmp_path / "run").path == step
+
+
+def test_a_directory_with_weights_and_config_but_no_tokenizer_names_the_missing_file(tmp_path):
+    bundle = shutil.copytree(FORMAT_1_BUNDLE, tmp_path / "bundle")
+    (bundle / "tokenizer.json").unlink()
+    with pytest.raises(ValueError, match="is not a cliplab bundle: missing tokenizer.json"):
+        load(bundle)
 
 
 def test_all_three_layouts_load_the_same_weights(trained_run):

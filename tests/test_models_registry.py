@@ -94,3 +94,14 @@ def test_create_from_json_path_config_and_registered_name(tmp_path, monkeypatch)
     bad.write_text("{not json")
     with pytest.raises(ValueError, match="is not valid JSON"):
         create_model(str(bad))
+
+
+def test_a_saved_bundles_config_json_builds_the_same_model(tmp_path):
+    from cliplab.bundle import save
+    from cliplab.data.tokenizer import Tokenizer
+
+    model = create_model("tiny", embed_dim=8)
+    tokenizer = Tokenizer.train(["a photo of a shoe", "a bag"], vocab_size=300, context_length=8)
+    directory = save(model, tokenizer, tmp_path / "bundle")
+    rebuilt = create_model(directory / "config.json")
+    assert rebuilt.config == model.config

@@ -6,6 +6,12 @@
 
 Weights are the unwrapped model's state dict (no `module.` / `_orig_mod.` prefixes). Loading checks
 every tensor's name and shape against the config before touching the model.
+
+config.json is `ModelConfig.to_dict()` plus `"format_version": FORMAT_VERSION`. A bundle written
+before the key existed reads as version 1; one from a newer cliplab is refused with a request to
+upgrade. When the layout changes, bump FORMAT_VERSION and convert the older versions in
+`read_config`, so that every bundle ever written still loads (`tests/fixtures/bundle_format_1/` is a
+committed version-1 bundle that the tests load).
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "tokenizer.json"
 BUNDLE_FILES = (WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE)
+FORMAT_VERSION = 1
+FORMAT_VERSION_KEY = "format_version"
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -63,10 +71,40 @@ def save(model: nn.Module, tokenizer: Tokenizer, path: str | os.PathLike) -> Pat
     state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}
     save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
     with open(directory / CONFIG_FILE, "w") as handle:
-        json.dump(model.config.to_dict(), handle, indent=2)
+        json.dump({FORMAT_VERSION_KEY: FORMAT_VERSION, **model.config.to_dict()}, handle, indent=2)
         handle.write("\n")
     tokenizer.save(directory / TOKENIZER_FILE)
     return directory
+
+
+def check_format_version(config_values: dict, source: str) -> int:
+    """The `format_version` of a parsed config.json (1 when absent); ValueError naming `source` when
+    it is not a positive int or is newer than this cliplab reads."""
+    version = config_values.get(FORMAT_VERSION_KEY, 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ValueError(f"{source}: {FORMAT_VERSION_KEY} must be a positive integer, got {version!r}")
+    if version > FORMAT_VERSION:
+        raise ValueError(f"{source} has {FORMAT_VERSION_KEY} {version}; this cliplab reads up to "
+                         f"{FORMAT_VERSION}: upgrade cliplab to load it")
+    return version
+
+
+def read_config(path: str | os.PathLike) -> ModelConfig:
+    """The ModelConfig of a bundle's config.json at `path`, any readable format version."""
+    source = str(path)
+    try:
+        with open(path) as handle:
+            values = json.load(handle)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{source!r} is not valid JSON: {error}") from error
+    if not isinstance(values, dict):
+        raise ValueError(f"{source!r} must hold a JSON object, got {type(values).__name__}")
+    check_format_version(values, source=repr(source))
+    values = {key: value for key, value in values.items() if key != FORMAT_VERSION_KEY}
+    try:
+        return ModelConfig.from_dict(values)
+    except ValueError as error:
+        raise ValueError(f"{source!r}: {error}") from error
 
 
 def check_state_dict(expected: dict[str, torch.Tensor], loaded: dict[str, torch.Tensor],
@@ -95,11 +133,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu"
         if not (directory / file_name).is_file():
             raise ValueError(f"{str(directory)!r} is not a cliplab bundle: missing {file_name} "
                              f"(a bundle holds {', '.join(BUNDLE_FILES)})")
-    with open(directory / CONFIG_FILE) as handle:
-        try:
-            config = ModelConfig.from_dict(json.load(handle))
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{str(directory / CONFIG_FILE)!r} is not valid JSON: {error}") from error
+    config = read_config(directory / CONFIG_FILE)
     model = build_model(config)
     state = load_file(str(directory / WEIGHTS_FILE))
     check_state_dict(model.state_dict(), state, source=str(directory / WEIGHTS_FILE))

@@ -1,29 +1,33 @@
-"""Which bundle directory a user means by CHECKPOINT, and loading it.
+"""Which bundle directory a user means by CHECKPOINT, and loading it (`cliplab.load`).
 
 Three kinds of path are accepted:
-  bundle directory        model.safetensors + config.json (+ tokenizer.json), as `cliplab.bundle.save`
+  bundle directory        model.safetensors + config.json + tokenizer.json, as `cliplab.save` writes
   training checkpoint     `<run>/checkpoints/step_XXXXXXX/`: a bundle plus train_state.pt
   run directory           `<run>/`: resolved through `<run>/checkpoints/latest`, a text file naming
                           the newest complete step directory (a `checkpoints/` directory itself also
                           resolves through its `latest` file)
-Anything else fails with a message naming the path and what was looked for.
+Anything else fails with a message naming the path and what was looked for. Reading the bundle
+(format version, tensor names and shapes) is `cliplab.bundle.load`'s job.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-BUNDLE_FILES = ("model.safetensors", "config.json")
+from cliplab.bundle import CONFIG_FILE, WEIGHTS_FILE
+from cliplab.bundle import load as load_bundle
+from cliplab.data.tokenizer import Tokenizer
+from cliplab.data.transforms import ImageTransform
+from cliplab.models import CLIP
+
+# The files that mark a directory as a bundle; `load_bundle` names any other file it lacks.
+BUNDLE_FILES = (WEIGHTS_FILE, CONFIG_FILE)
 CHECKPOINTS_DIR = "checkpoints"
 LATEST_FILE = "latest"
-# Newest bundle layout this code reads; bundles written before versioning carry no key and are
-# read as version 1.
-SUPPORTED_FORMAT_VERSION = 1
 
 
 class CheckpointNotFoundError(FileNotFoundError):
@@ -72,26 +76,6 @@ def _follow_latest(pointer: Path) -> Path:
     return target
 
 
-def check_format_version(bundle_dir: Path) -> int:
-    """The bundle's `format_version` (1 when absent); raises when this cliplab is too old to read it."""
-    config_path = bundle_dir / "config.json"
-    try:
-        config = json.loads(config_path.read_text())
-    except json.JSONDecodeError as error:
-        raise CheckpointNotFoundError(f"{config_path} is not valid JSON ({error})") from None
-    if not isinstance(config, dict):
-        raise CheckpointNotFoundError(f"{config_path} must hold a JSON object, got {type(config).__name__}")
-    version = config.get("format_version", 1)
-    if not isinstance(version, int) or version < 1:
-        raise CheckpointNotFoundError(f"{config_path}: format_version must be a positive integer, got {version!r}")
-    if version > SUPPORTED_FORMAT_VERSION:
-        raise CheckpointNotFoundError(
-            f"{config_path} has format_version {version}; this cliplab reads up to "
-            f"{SUPPORTED_FORMAT_VERSION}: upgrade cliplab to load it"
-        )
-    return version
-
-
 @dataclass(frozen=True)
 class LoadedCheckpoint:
     """A model ready for inference: eval mode, on `device`; preprocess: PIL image -> Float[3, S, S]."""
@@ -103,13 +87,15 @@ class LoadedCheckpoint:
     device: torch.device
 
 
-def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> LoadedCheckpoint:
-    """Resolve `path`, check its format version, load the bundle onto `device` in eval mode."""
-    from cliplab.bundle import load as load_bundle
+def load(path: str | Path, device: torch.device | str = "cpu") -> tuple[CLIP, ImageTransform, Tokenizer]:
+    """`cliplab.load`: (model in eval mode on `device`, preprocess: PIL image -> Float[3, S, S],
+    tokenizer: list of N strings -> Long[N, T]) of the bundle that `path` designates."""
+    return load_bundle(resolve_checkpoint(path), device=device)
 
+
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> LoadedCheckpoint:
+    """`load`, keeping the resolved bundle directory and the device beside the three objects."""
     bundle_dir = resolve_checkpoint(path)
-    check_format_version(bundle_dir)
-    model, preprocess, tokenizer = load_bundle(bundle_dir)
     device = torch.device(device)
-    model = model.to(device).eval()
+    model, preprocess, tokenizer = load_bundle(bundle_dir, device=device)
     return LoadedCheckpoint(model=model, preprocess=preprocess, tokenizer=tokenizer, path=bundle_dir, device=device)

@@ -42,6 +42,9 @@ def register_model(name: str, config: ModelConfig | dict) -> None:
     _registered_configs[name] = json.loads(json.dumps(values))
 
 
+FILE_METADATA_KEYS = ("format_version",)
+
+
 def _config_values(name_or_path: str | Path) -> dict:
     name = str(name_or_path)
     if name in _registered_configs:
@@ -53,9 +56,14 @@ def _config_values(name_or_path: str | Path) -> dict:
                          f"known models: {', '.join(list_models())}")
     try:
         with open(path) as handle:
-            return json.load(handle)
+            values = json.load(handle)
     except json.JSONDecodeError as error:
         raise ValueError(f"model config {str(path)!r} is not valid JSON: {error}") from error
+    if not isinstance(values, dict):
+        raise ValueError(f"model config {str(path)!r} must hold a JSON object, got {type(values).__name__}")
+    # A saved model's config.json also records its file format (see cliplab.bundle); the
+    # architecture is everything else.
+    return {key: value for key, value in values.items() if key not in FILE_METADATA_KEYS}
 
 
 def get_model_config(name_or_path: str | Path | ModelConfig, **overrides: Any) -> ModelConfig:
