@@ -9,16 +9,18 @@ from cliplab.cli.train_command import FLAGS, overrides_from_args
 
 # Changing this list renames or removes a user-facing flag: update docs/training.md with it.
 FROZEN_FLAGS = [
-    "--accum-freq", "--batch-size", "--beta1", "--beta2", "--config", "--csv-caption-key", "--csv-img-key",
-    "--csv-separator", "--dataset-type", "--deterministic", "--dist-backend", "--dist-impl", "--epochs", "--eps",
+    "--accum-freq", "--batch-size", "--beta1", "--beta2", "--coca-caption-loss-weight",
+    "--coca-contrastive-loss-weight", "--config", "--csv-caption-key", "--csv-img-key", "--csv-separator",
+    "--dataset-resampled", "--dataset-type", "--deterministic", "--dist-backend", "--dist-impl", "--epochs", "--eps",
     "--gather-with-grad", "--grad-checkpointing", "--grad-clip-norm", "--keep-checkpoints", "--local-loss",
     "--lock-image", "--lock-image-freeze-bn-stats", "--lock-image-unlocked-groups", "--lock-text",
     "--lock-text-freeze-layer-norm", "--lock-text-unlocked-layers", "--log-every-n-steps", "--logs", "--lr",
     "--lr-scheduler", "--max-nonfinite-steps", "--max-steps", "--model", "--name", "--no-deterministic",
     "--no-gather-with-grad", "--no-grad-checkpointing", "--no-local-loss", "--no-lock-image",
     "--no-lock-image-freeze-bn-stats", "--no-lock-text", "--no-lock-text-freeze-layer-norm",
-    "--no-progress-bar", "--no-siglip", "--no-tensorboard", "--no-tiled-loss", "--no-torchcompile",
-    "--precision", "--progress-bar", "--resume", "--save-every-steps", "--save-frequency", "--seed", "--set",
+    "--no-dataset-resampled", "--no-progress-bar", "--no-siglip", "--no-tensorboard", "--no-tiled-loss",
+    "--no-torchcompile", "--precision", "--progress-bar", "--report-to", "--resume", "--save-every-steps",
+    "--save-frequency", "--seed", "--set",
     "--siglip", "--tensorboard", "--threads", "--tile-size", "--tiled-loss", "--tokenizer", "--torchcompile",
     "--train-data", "--train-num-samples", "--val-data", "--val-num-samples", "--warmup", "--wd", "--workers",
     "--zeroshot-frequency",
@@ -74,3 +76,184 @@ def test_fp16_on_cpu_is_a_start_up_error(capsys, tmp_path):
     code = main(["train", "--logs", str(tmp_path), "--name", "x", "--precision", "amp", "--max-steps", "1"])
     assert code == 2
     assert "'loop.precision'" in capsys.readouterr().err
+
+
+# --- help text, open_clip flags, torchrun -------------------------------------------------------
+
+
+def test_help_shows_readable_placeholders(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "FLAG__" not in text and "flag__" not in text
+    for shown in ("--train-data PATH", "--batch-size BATCH_SIZE", "--logs DIR", "--resume {latest,DIR}",
+                  "--dataset-type {fashion-mnist,csv,webdataset}", "--report-to {tensorboard,all,none}"):
+        assert shown in text, shown
+
+
+def test_open_clip_flags_map_onto_cliplab_keys():
+    args = build_parser().parse_args(["train", "--dataset-resampled", "--coca-caption-loss-weight", "1.5",
+                                      "--coca-contrastive-loss-weight", "0.5", "--report-to", "tensorboard"])
+    assert overrides_from_args(args) == {"data.dataset_resampled": True, "loss.coca_caption_loss_weight": 1.5,
+                                         "loss.coca_contrastive_loss_weight": 0.5, "logging.tensorboard": True}
+
+
+@pytest.mark.parametrize("value, tensorboard", [("tensorboard", True), ("all", True), ("none", False), ("", False),
+                                                ("TensorBoard,", True)])
+def test_report_to_is_the_tensorboard_switch(value, tensorboard):
+    args = build_parser().parse_args(["train", "--report-to", value])
+    assert overrides_from_args(args) == {"logging.tensorboard": tensorboard}
+
+
+@pytest.mark.parametrize("value", ["wandb", "wandb,tensorboard", "none,tensorboard"])
+def test_report_to_refuses_what_cliplab_cannot_do(value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["train", "--report-to", value])
+    assert exit_info.value.code == 2
+    assert "--report-to" in capsys.readouterr().err
+
+
+def test_torchrun_passes_logs_through_after_a_double_dash(monkeypatch):
+    from torch.distributed.run import config_from_args, get_args_parser
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # config_from_args would set it in this process otherwise
+    torchrun = get_args_parser()
+    with pytest.raises(SystemExit):  # without "--", torchrun takes --logs for a prefix of its --logs-specs
+        torchrun.parse_args(["--nproc_per_node", "2", "-m", "cliplab", "train", "--logs", "runs"])
+    launch = torchrun.parse_args(["--nproc_per_node", "2", "-m", "cliplab", "--", "train", "--logs", "runs",
+                                  "--name", "ddp-run", "--resume", "latest"])
+    _, _, worker_argv = config_from_args(launch)
+    assert worker_argv == ["-u", "-m", "cliplab", "train", "--logs", "runs", "--name", "ddp-run", "--resume",
+                           "latest"]
+    args = build_parser().parse_args(worker_argv[3:])  # what `python -m cliplab` parses in each worker
+    assert overrides_from_args(args) == {"logging.logs": "runs", "logging.name": "ddp-run",
+                                         "checkpoint.resume": "latest"}
+
+    from cliplab.cli.train_command import EPILOG
+
+    shown = [line.split()[1:] for line in EPILOG.splitlines() if line.strip().startswith("torchrun ")]
+    assert shown and all("--logs" in argv for argv in shown)
+    for argv in shown:  # the help's examples work as shown
+        _, _, worker_argv = config_from_args(torchrun.parse_args(argv))
+        assert overrides_from_args(build_parser().parse_args(worker_argv[3:]))["logging.logs"] == "runs"
+
+
+# --- user errors: one line on stderr, exit status 2; bugs keep their traceback ------------------
+
+
+def _tiny_run_argv(logs, *extra):
+    return ["train", "--logs", str(logs), "--name", "run", "--max-steps", "2", "--batch-size", "8", "--workers", "0",
+            "--threads", "1", "--no-progress-bar", "--no-tensorboard",
+            "--set", "model.overrides={vision.width: 16, text.width: 32, text.heads: 2, text.layers: 1, "
+                     "text.context_length: 20, embed_dim: 16}", *extra]
+
+
+def _assert_user_error(code, capsys, *fragments):
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("cliplab train: error: ") and "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+
+
+def test_missing_csv_manifest_is_a_user_error(tmp_path, capsys):
+    code = main(_tiny_run_argv(tmp_path, "--dataset-type", "csv", "--train-data", str(tmp_path / "absent.tsv"),
+                               "--val-data", str(tmp_path / "absent.tsv")))
+    _assert_user_error(code, capsys, "absent.tsv")
+
+
+def test_manifest_without_the_caption_column_is_a_user_error(tmp_path, capsys):
+    from data_fixtures import make_manifest
+
+    manifest = make_manifest(tmp_path / "data", 4)
+    code = main(_tiny_run_argv(tmp_path, "--dataset-type", "csv", "--train-data", str(manifest),
+                               "--csv-caption-key", "caption"))
+    _assert_user_error(code, capsys, "'data.csv_caption_key'")
+
+
+def test_a_data_readers_value_error_is_a_user_error(tmp_path, capsys):
+    from data_fixtures import make_manifest
+
+    manifest = make_manifest(tmp_path / "data", 4)  # the title column holds "caption 0", ...: not class labels
+    code = main(_tiny_run_argv(tmp_path, "--dataset-type", "csv", "--train-data", str(manifest),
+                               "--set", "data.csv_label_key=title"))
+    _assert_user_error(code, capsys, "manifest", "'title'")
+
+
+def test_all_bad_samples_is_a_user_error(tmp_path, capsys):
+    from data_fixtures import make_manifest
+
+    manifest = make_manifest(tmp_path / "data", 16, bad={index: "garbage" for index in range(16)})
+    code = main(_tiny_run_argv(tmp_path, "--dataset-type", "csv", "--train-data", str(manifest),
+                               "--set", "data.skip_check_min_samples=4"))
+    _assert_user_error(code, capsys, "bad")
+
+
+def test_missing_fashion_mnist_is_a_user_error_listing_the_ways_to_get_it(tmp_path, capsys, monkeypatch):
+    import cliplab.train.builders as builders
+    from cliplab.data.fashion_mnist_files import locate_fashion_mnist
+
+    def no_fashion_mnist_anywhere(data):  # as on a machine without the data, offline
+        return locate_fashion_mnist("train", system_dir=tmp_path / "system", cache_dir=tmp_path / "cache",
+                                    download=False)
+
+    monkeypatch.setattr(builders, "build_train_dataset", no_fashion_mnist_anywhere)
+    code = main(_tiny_run_argv(tmp_path / "logs"))
+    _assert_user_error(code, capsys, "Fashion-MNIST train split", "1. pass a directory", "2. install", "3. put")
+
+
+def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
+    import cliplab.train as train_package
+
+    def buggy_train(config):
+        raise ValueError("an internal inconsistency")  # raised outside the data readers: a bug
+
+    monkeypatch.setattr(train_package, "train", buggy_train)
+    with pytest.raises(ValueError, match="internal inconsistency"):
+        main(["train", "--logs", str(tmp_path)])
+
+
+def test_csv_run_without_val_data_trains_and_skips_the_final_evaluation(tmp_path, capsys):
+    import json
+
+    from data_fixtures import make_manifest
+
+    manifest = make_manifest(tmp_path / "data", 32)
+    code = main(_tiny_run_argv(tmp_path / "logs", "--dataset-type", "csv", "--train-data", str(manifest)))
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "note: no evaluation at the end" in out and "--val-data" in out
+    summary = json.loads((tmp_path / "logs" / "run" / "summary.json").read_text())
+    assert summary["steps"] == 2 and "image_to_text_R@1" not in summary and "zero_shot_top1" not in summary
+
+
+def test_csv_run_with_val_data_reports_retrieval_and_no_zero_shot(tmp_path, capsys):
+    import json
+
+    from data_fixtures import make_manifest
+
+    manifest = make_manifest(tmp_path / "data", 32)
+    code = main(_tiny_run_argv(tmp_path / "logs", "--dataset-type", "csv", "--train-data", str(manifest),
+                               "--val-data", str(manifest)))
+    out = capsys.readouterr().out
+    assert code == 0
+    summary = json.loads((tmp_path / "logs" / "run" / "summary.json").read_text())
+    assert "image_to_text_R@1" in summary and "zero_shot_top1" not in summary  # no classes to name: retrieval only
+    assert "retrieval R@1 image-to-text" in out
+
+
+def test_periodic_evaluation_without_val_data_fails_at_start(tmp_path, capsys):
+    code = main(["train", "--logs", str(tmp_path), "--dataset-type", "csv", "--train-data", "x.tsv",
+                 "--zeroshot-frequency", "1"])
+    _assert_user_error(code, capsys, "'eval.zeroshot_frequency'", "--val-data")
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("model, objective", [("tiny-coca", "contrastive.decoupled"),
+                                              ("tiny-siglip", "contrastive.extra_latent_projection")])
+def test_objective_replacing_the_loss_of_a_coca_or_siglip_model_fails_at_start(model, objective, tmp_path, capsys):
+    siglip = ["--siglip"] if model == "tiny-siglip" else []
+    code = main(["train", "--logs", str(tmp_path), "--name", "x", "--model", model, *siglip, "--max-steps", "1",
+                 "--set", f"objectives.{objective}=true"])
+    _assert_user_error(code, capsys, f"'{objective}'", f"{model.split('-')[1]} model")

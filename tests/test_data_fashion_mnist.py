@@ -6,6 +6,7 @@ import pytest
 
 from cliplab.data.fashion_mnist import (FASHION_MNIST_CLASSNAMES, FASHION_MNIST_TEMPLATES,
                                         FashionMnistDataset, fashion_mnist_caption_corpus)
+from cliplab.data.fashion_mnist_files import SPLIT_FILES
 from cliplab.data.idx import IdxFormatError
 from data_fixtures import make_fashion_dir, tiny_fashion_arrays, write_idx
 
@@ -78,7 +79,8 @@ def test_zero_shot_definition():
     assert len(corpus) == len(set(corpus))
 
 
-@pytest.mark.skipif(not SYSTEM.exists(), reason="dataset-fashion-mnist not installed")
+@pytest.mark.skipif(not all((SYSTEM / name).is_file() for split in SPLIT_FILES.values() for name in split),
+                    reason=f"Fashion-MNIST is not in {SYSTEM} (apt-get install dataset-fashion-mnist)")
 def test_real_train_split_item_0_matches_bytes_read_independently(tmp_path):
     dataset = FashionMnistDataset(split="train", cache_dir=tmp_path, fetch=no_network)
     with gzip.open(SYSTEM / "train-images-idx3-ubyte.gz") as handle:

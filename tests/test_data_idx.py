@@ -55,7 +55,7 @@ def test_rewritten_file_is_reread(tmp_path):
     assert read_idx(path).tolist() == [1, 1, 1]
 
 
-@pytest.mark.skipif(not Path(REAL_TRAIN_IMAGES).exists(), reason="dataset-fashion-mnist not installed")
+@pytest.mark.skipif(not Path(REAL_TRAIN_IMAGES).exists(), reason=f"{REAL_TRAIN_IMAGES} is absent (apt-get install dataset-fashion-mnist)")
 def test_real_fashion_mnist_matches_independent_read():
     with gzip.open(REAL_TRAIN_IMAGES) as handle:
         raw = handle.read()

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from cliplab.data.samples import TooManyBadSamplesError
-from cliplab.data.skipping import AccountedLoader, SkipStats, check_skip_threshold
+from cliplab.data.skipping import AccountedLoader, SkipCounter, SkipStats, check_skip_threshold
+from cliplab.distributed.launch import run_on_workers
 
 
 def batch(kept, skipped):
@@ -37,3 +38,45 @@ def test_accounted_loader_drops_empty_batches_and_stops_on_threshold():
                               min_samples=4, what="test data")
     with pytest.raises(TooManyBadSamplesError, match="test data"):
         list(failing)
+
+
+def test_skip_counter_sums_steps_and_reports_epochs():
+    counter = SkipCounter(total=5, epoch_skipped=1, epoch_drawn=10)  # as restored from a checkpoint
+    counter.record_step([batch(4, 2), batch(4, 0)], None)
+    assert counter.counts() == (7, 3, 20)
+    report = counter.report_epoch(["a.png: broken"], epoch_over=False)
+    assert report == {"skipped_samples": 3, "samples_drawn": 20, "skip_fraction": 0.15,
+                      "skipped_examples": ["a.png: broken"]}
+    assert counter.counts() == (7, 3, 20)  # a run ending mid-epoch reports without resetting
+    counter.report_epoch([], epoch_over=True)
+    assert counter.counts() == (7, 0, 0)
+    error = TooManyBadSamplesError("too many")
+    with pytest.raises(TooManyBadSamplesError) as raised:
+        counter.record_step([batch(1, 3)], error)
+    assert raised.value is error and counter.counts() == (10, 3, 4)
+
+
+def _counter_on_ranks(rank, world_size):
+    counter = SkipCounter()
+    counter.record_step([batch(4, rank + 1)], None)
+    report = counter.report_epoch([f"rank{rank}.png: broken"], epoch_over=True)
+    outcomes = []
+    for error in (TooManyBadSamplesError("12 of 20 samples were bad"), OSError("disk gone")):
+        try:
+            counter.record_step([batch(4, 0)], error if rank == 1 else None)
+            outcomes.append(None)
+        except Exception as raised:  # noqa: BLE001 - compared below
+            outcomes.append((type(raised).__name__, str(raised)))
+    return counter.counts(), report, outcomes
+
+
+def test_skip_counter_agrees_across_ranks_and_stops_all_when_one_fails():
+    rank0, rank1 = run_on_workers(_counter_on_ranks, 2, timeout_s=60)
+    assert rank0[:2] == rank1[:2]
+    assert rank0[0] == (3, 0, 16) and rank0[1]["skipped_samples"] == 3  # 2 failed steps of 2 x 4 drawn
+    assert rank0[1]["samples_drawn"] == 11
+    assert rank0[1]["skipped_examples"] == ["rank0.png: broken", "rank1.png: broken"]
+    assert rank1[2] == [("TooManyBadSamplesError", "12 of 20 samples were bad"), ("OSError", "disk gone")]
+    assert rank0[2] == [
+        ("TooManyBadSamplesError", "rank 1 stopped on its training data: 12 of 20 samples were bad"),
+        ("RuntimeError", "rank 1 stopped on its training data: disk gone (OSError)")]

@@ -74,3 +74,33 @@ def test_generator_is_seeded_with_the_configured_seed_plus_rank_and_wrappers_are
 def test_config_type_is_checked():
     with pytest.raises(ValueError, match="config must be an ObjectivesConfig"):
         build_objectives({"mlm": {"enabled": True}}, small_model(), TOKENIZER)
+
+
+def small_model_of_kind(name):
+    torch.manual_seed(0)
+    return create_model(name, embed_dim=16, vision={"width": 16}, text={"width": 32, "layers": 1, "heads": 2})
+
+
+@pytest.mark.parametrize("model_name, kind, what_is_lost", [
+    ("tiny-coca", "coca", "captioning term would be dropped"),
+    ("tiny-siglip", "siglip", "logit_bias without a gradient"),
+])
+@pytest.mark.parametrize("contrastive, term", [
+    ({"decoupled": True}, "contrastive.decoupled"),
+    ({"extra_latent_projection": True}, "contrastive.extra_latent_projection"),
+    ({"decoupled": True, "extra_latent_projection": True}, "contrastive.decoupled"),
+])
+def test_objectives_replacing_the_loss_are_refused_for_coca_and_siglip_models(model_name, kind, what_is_lost,
+                                                                             contrastive, term):
+    model = small_model_of_kind(model_name)
+    assert model.config.kind == kind
+    with pytest.raises(UnsupportedObjectiveError, match=f"'{term}' is not supported .* {kind} model .*{what_is_lost}"):
+        build_objectives(config(contrastive=contrastive), model, TOKENIZER)
+
+
+@pytest.mark.parametrize("model_name", ["tiny-coca", "tiny-siglip"])
+def test_added_terms_stay_available_for_coca_and_siglip_models(model_name):
+    objectives = build_objectives(config(sim_reg={"enabled": True}, multiview={"enabled": True}),
+                                  small_model_of_kind(model_name), TOKENIZER)
+    assert not objectives.replaces_contrastive_loss
+    assert objectives.term_names == ["multiview_loss", "sim_reg_loss"]

@@ -55,6 +55,19 @@ def test_round_trip_is_bitwise_and_restores_rng(tmp_path):
     assert torch.equal(torch.rand(3), expected_draw)
 
 
+def test_skip_counters_round_trip_and_older_checkpoints_load_with_zeros(tmp_path):
+    model, tokenizer, optimizer = _tiny_setup()
+    state = TrainState(step=4, skipped_samples=9, epoch_skipped_samples=2, epoch_samples_drawn=130)
+    path = CheckpointManager(tmp_path, keep=2).save(model=model, tokenizer=tokenizer, optimizer=optimizer,
+                                                    scaler=None, state=state, config={})
+    assert load_checkpoint(path, model=model) == state
+    payload = torch.load(path / checkpoint_module.TRAIN_STATE_FILE, weights_only=False)
+    del payload["train_state"]["epoch_skipped_samples"], payload["train_state"]["epoch_samples_drawn"]
+    torch.save(payload, path / checkpoint_module.TRAIN_STATE_FILE)  # as written before the counters
+    restored = load_checkpoint(path, model=model)
+    assert (restored.skipped_samples, restored.epoch_skipped_samples, restored.epoch_samples_drawn) == (9, 0, 0)
+
+
 def test_keeps_the_newest_k(tmp_path):
     model, tokenizer, optimizer = _tiny_setup()
     manager = CheckpointManager(tmp_path, keep=2)

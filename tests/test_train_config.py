@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from cliplab.train.config import ConfigError, LoopConfig, OptimConfig, TrainConfig
+from cliplab.train.config import ConfigError, LoopConfig, OptimConfig, TrainConfig, has_evaluation_data
 from cliplab.train.config_io import (config_from_dict, config_to_dict, load_config_file, load_saved_config,
                                      parse_override, resolve_config, save_config)
 
@@ -123,3 +123,29 @@ def test_default_run_config_file_equals_the_defaults():
 
     path = Path(__file__).resolve().parents[1] / "configs" / "tiny-fashion-mnist.yaml"
     assert resolve_config(path) == TrainConfig()
+
+
+def test_periodic_evaluation_needs_evaluation_data():
+    needs_val = r"'eval.zeroshot_frequency'.*csv run evaluates on data.val_data \(--val-data\)"
+    with pytest.raises(ConfigError, match=needs_val):
+        config_from_dict({"data": {"dataset_type": "csv", "train_data": "train.tsv"},
+                          "eval": {"zeroshot_frequency": 1}})
+    with pytest.raises(ConfigError, match="'eval.zeroshot_frequency'.*webdataset"):
+        config_from_dict({"data": {"dataset_type": "webdataset", "train_data": "shards-{0..3}.tar",
+                                   "train_num_samples": 100}, "eval": {"zeroshot_frequency": 2}})
+    with_val = config_from_dict({"data": {"dataset_type": "csv", "train_data": "train.tsv", "val_data": "val.tsv"},
+                                 "eval": {"zeroshot_frequency": 1}})
+    assert with_val.evaluates_at_end
+
+
+def test_final_evaluation_is_skipped_without_evaluation_data():
+    without_val = config_from_dict({"data": {"dataset_type": "csv", "train_data": "train.tsv"}})
+    assert without_val.eval.eval_at_end and not without_val.evaluates_at_end
+    assert not has_evaluation_data(without_val.data)
+    assert TrainConfig().evaluates_at_end  # Fashion-MNIST brings its test split
+    assert not config_from_dict({"eval": {"eval_at_end": False}}).evaluates_at_end
+
+
+def test_csv_and_webdataset_runs_need_train_data():
+    with pytest.raises(ConfigError, match=r"'data.train_data'.*dataset_type 'csv' \(--train-data\)"):
+        config_from_dict({"data": {"dataset_type": "csv", "val_data": "val.tsv"}})

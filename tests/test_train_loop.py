@@ -3,6 +3,7 @@
 import json
 import math
 
+import pytest
 import torch
 
 from cliplab.bundle import load as load_bundle
@@ -91,3 +92,112 @@ def test_two_processes_equal_one_process_with_the_global_batch(tmp_path):
         # Adam divides by sqrt(v), which magnifies fp32 reduction-order differences early on.
         torch.testing.assert_close(a, b, rtol=1e-4, atol=2e-5, msg=name)
     assert not any(key.startswith(("module.", "_orig_mod.")) for key in model_two.state_dict())
+
+
+# --- end-of-run ordering ----------------------------------------------------------------------
+
+
+def test_final_checkpoint_is_saved_before_the_final_evaluation(tmp_path, monkeypatch):
+    import cliplab.train.loop as loop
+
+    def failing_evaluate(*args, **kwargs):
+        raise RuntimeError("evaluation failed")
+
+    monkeypatch.setattr(loop, "evaluate", failing_evaluate)
+    config = small_config(tmp_path, name="evalfails", steps=2, evaluate=True)
+    with pytest.raises(RuntimeError, match="evaluation failed"):
+        train(config)
+    latest = CheckpointManager(tmp_path / "evalfails" / "checkpoints", keep=2).latest()
+    assert latest is not None and latest.name == "step_0000002"  # the trained weights survived
+
+
+# --- the x-clip objectives in the loop -------------------------------------------------------
+
+SMALL_HEADS = {"simsiam": {"hidden_dim": 16, "projection_dim": 8, "predictor_hidden_dim": 8},
+               "simclr": {"hidden_dim": 16, "projection_dim": 8}}
+ADDED_TERMS = {"filip": {"enabled": True}, "mlm": {"enabled": True},
+               "simsiam": {"enabled": True, **SMALL_HEADS["simsiam"]},
+               "simclr": {"enabled": True, **SMALL_HEADS["simclr"]},
+               "multiview": {"enabled": True}, "sim_reg": {"enabled": True}}
+ADDED_TERM_NAMES = ["filip_loss", "mlm_loss", "simsiam_loss", "simclr_loss", "multiview_loss", "sim_reg_loss"]
+
+
+def _objectives_config(logs, name, sections, *, steps, batch_size=8):
+    from cliplab.objectives import ObjectivesConfig
+
+    config = small_config(logs, name=name, steps=steps, batch_size=batch_size)
+    config.objectives = ObjectivesConfig.from_dict(sections)
+    return config
+
+
+def _logged_terms(run_dir):
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in records if r["kind"] == "train"]
+
+
+# Every term on, in both modes of the main term: DCL with the extra projection (which replace the
+# loop's own loss), or the loop's own ClipLoss plus every added term.
+OBJECTIVE_MODES = {
+    "replacing": ({"contrastive": {"decoupled": True, "extra_latent_projection": True}, **ADDED_TERMS},
+                  ["dcl_loss", *ADDED_TERM_NAMES]),
+    "added": (ADDED_TERMS, ["contrastive_loss", *ADDED_TERM_NAMES]),
+}
+
+
+def _train_with_every_objective(rank, world_size, logs, mode):
+    # Three steps: a parameter left without a gradient in step 1 makes DDP fail in step 2.
+    config = _objectives_config(logs, mode, OBJECTIVE_MODES[mode][0], steps=3, batch_size=4)
+    config.loss.local_loss = config.loss.gather_with_grad = True
+    train(config)
+
+
+@pytest.mark.parametrize("mode", ["replacing", pytest.param("added", marks=pytest.mark.slow)])
+def test_every_objective_trains_under_ddp_and_is_logged_under_its_own_name(tmp_path, mode):
+    run_on_workers(_train_with_every_objective, 2, str(tmp_path), mode, timeout_s=300)
+    records = _logged_terms(tmp_path / mode)
+    assert [r["step"] for r in records] == [1, 2, 3]
+    for record in records:
+        logged = sorted(key[len("loss/"):] for key in record if key.startswith("loss/"))
+        assert logged == sorted(OBJECTIVE_MODES[mode][1])
+        assert all(math.isfinite(record[f"loss/{term}"]) for term in OBJECTIVE_MODES[mode][1])
+        assert record.get("global_batch_size", 8) == 8  # 2 ranks x 4 (not logged when DCL replaces the loss)
+
+
+def test_resumed_run_with_objectives_replays_their_augmentations(tmp_path):
+    from safetensors.torch import load_file
+
+    # MLM masks, SimCLR crops and multiview token drops all come from the objectives' generator.
+    sections = {"mlm": {"enabled": True}, "simclr": {"enabled": True, **SMALL_HEADS["simclr"]},
+                "multiview": {"enabled": True}}
+
+    def config_for(name, resume=None):
+        config = _objectives_config(tmp_path, name, sections, steps=4)
+        config.loop.deterministic = True
+        config.checkpoint.save_every_steps = 2
+        config.checkpoint.keep_checkpoints = 3
+        config.checkpoint.resume = resume
+        return config
+
+    uninterrupted = train(config_for("uninterrupted")).run_dir
+    middle = uninterrupted / "checkpoints" / "step_0000002"
+    resumed = train(config_for("resumed", resume=str(middle))).run_dir
+
+    def final(run_dir):
+        latest = CheckpointManager(run_dir / "checkpoints", keep=3).latest()
+        assert latest.name == "step_0000004"
+        objectives = torch.load(latest / "train_state.pt", weights_only=False)["extra_modules"]["objectives"]
+        return load_file(latest / "model.safetensors"), objectives
+
+    (model_a, heads_a), (model_b, heads_b) = final(uninterrupted), final(resumed)
+    assert heads_a["_extra_state"] == heads_b["_extra_state"] == {"calls": 4}
+    for name in model_a:
+        assert torch.equal(model_a[name], model_b[name]), name
+    for name in heads_a:
+        if name != "_extra_state":
+            assert torch.equal(heads_a[name], heads_b[name]), name
+    losses_a = {r["step"]: r for r in _logged_terms(uninterrupted)}
+    losses_b = {r["step"]: r for r in _logged_terms(resumed)}
+    assert sorted(losses_b) == [3, 4]
+    for step in (3, 4):
+        for key in ("loss", "loss/mlm_loss", "loss/simclr_loss", "loss/multiview_loss"):
+            assert losses_a[step][key] == losses_b[step][key], (step, key)

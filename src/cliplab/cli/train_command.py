@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from cliplab.data.config import DATASET_TYPES
@@ -25,8 +26,8 @@ examples:
   # your own captioned images (tab-separated manifest with columns filepath, title)
   cliplab train --dataset-type csv --train-data train.tsv --val-data val.tsv --model tiny-vit
   # two processes (gloo on CPU, NCCL on GPU); resume the run if it was interrupted.
-  # (under torchrun give the log directory as --set logging.logs=DIR: torchrun rejects --logs)
-  torchrun --nproc_per_node 2 -m cliplab train --name ddp-run --resume latest --local-loss --gather-with-grad
+  # The "--" ends torchrun's own options: without it torchrun rejects --logs (a prefix of its --logs-specs).
+  torchrun --nproc_per_node 2 -m cliplab -- train --logs runs --name ddp --resume latest --local-loss --gather-with-grad
   # negatives over 4 x 64 samples per process, with exact recomputation
   cliplab train --batch-size 64 --accum-freq 4
 """
@@ -40,6 +41,13 @@ class Flag:
     type: Callable[[str], Any] | None = str
     choices: tuple | None = None
     boolean: bool = False
+    metavar: str | None = None  # None: the flag's name in capitals (--batch-size BATCH_SIZE), as open_clip shows
+
+    @property
+    def shown_metavar(self) -> str | None:
+        if self.choices is not None:
+            return None  # argparse then lists the choices
+        return self.metavar or self.name.lstrip("-").replace("-", "_").upper()
 
 
 def _optional_int(text: str) -> int | None:
@@ -50,21 +58,41 @@ def _optional_float(text: str) -> float | None:
     return None if text.lower() in ("none", "null", "off") else float(text)
 
 
+REPORT_TO_CHOICES = ("tensorboard", "all", "none")
+
+
+def _report_to(text: str) -> bool:
+    """open_clip's --report-to, as the TensorBoard switch: a comma-separated list of integrations,
+    of which cliplab has only TensorBoard ("all" means it; "none" or "" means no event files)."""
+    integrations = {part.strip().lower() for part in text.split(",")} - {""}
+    unknown = integrations - set(REPORT_TO_CHOICES)
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"cannot report to {', '.join(sorted(unknown))}: cliplab writes TensorBoard event files only "
+            f"(choose from tensorboard, all, none)")
+    if "none" in integrations and len(integrations) > 1:
+        raise argparse.ArgumentTypeError(f"'none' cannot be combined with other integrations, got {text!r}")
+    return bool(integrations - {"none"})
+
+
 FLAGS: tuple[Flag, ...] = (
     # data (open_clip)
     Flag("--train-data", "data.train_data", "training data: csv manifest, webdataset shard pattern, or the "
-         "Fashion-MNIST directory"),
-    Flag("--val-data", "data.val_data", "evaluation data (same formats as --train-data)"),
+         "Fashion-MNIST directory", metavar="PATH"),
+    Flag("--val-data", "data.val_data", "evaluation data (same formats as --train-data)", metavar="PATH"),
     Flag("--dataset-type", "data.dataset_type", "format of the data", choices=DATASET_TYPES),
     Flag("--csv-img-key", "data.csv_img_key", "image path column of a csv manifest"),
     Flag("--csv-caption-key", "data.csv_caption_key", "caption column of a csv manifest"),
     Flag("--csv-separator", "data.csv_separator", "column separator of a csv manifest"),
     Flag("--train-num-samples", "data.train_num_samples", "samples per epoch", type=int),
     Flag("--val-num-samples", "data.val_num_samples", "samples in webdataset validation shards", type=int),
+    Flag("--dataset-resampled", "data.dataset_resampled", "webdataset: draw shards with replacement",
+         boolean=True),
     Flag("--workers", "data.workers", "data loader worker processes per rank", type=int),
     # model (open_clip)
-    Flag("--model", "model.name", "model name (cliplab.models.list_models()) or model JSON path"),
-    Flag("--tokenizer", "model.tokenizer", "tokenizer.json to use (default: train one on the captions)"),
+    Flag("--model", "model.name", "model name (cliplab.models.list_models()) or model JSON path", metavar="NAME"),
+    Flag("--tokenizer", "model.tokenizer", "tokenizer.json to use (default: train one on the captions)",
+         metavar="FILE"),
     Flag("--lock-image", "model.lock_image", "freeze the image tower", boolean=True),
     Flag("--lock-image-unlocked-groups", "model.lock_image_unlocked_groups",
          "leave the last N image-tower groups trainable", type=int),
@@ -105,16 +133,23 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--dist-impl", "loss.dist_impl", "SigLIP exchange across ranks", choices=SIGLIP_DIST_IMPLS),
     Flag("--tiled-loss", "loss.tiled_loss", "memory-efficient tiled loss", boolean=True),
     Flag("--tile-size", "loss.tile_size", "rows per tile of the tiled loss", type=int),
+    Flag("--coca-caption-loss-weight", "loss.coca_caption_loss_weight", "weight of CoCa's captioning loss",
+         type=float),
+    Flag("--coca-contrastive-loss-weight", "loss.coca_contrastive_loss_weight", "weight of CoCa's contrastive loss",
+         type=float),
     # checkpoints (open_clip + step checkpoints)
-    Flag("--resume", "checkpoint.resume", "'latest' (this run's newest checkpoint) or a checkpoint directory"),
+    Flag("--resume", "checkpoint.resume", "'latest' (this run's newest checkpoint) or a checkpoint directory",
+         metavar="{latest,DIR}"),
     Flag("--save-frequency", "checkpoint.save_frequency", "checkpoint every N epochs (0: off)", type=int),
     Flag("--save-every-steps", "checkpoint.save_every_steps", "checkpoint every N steps", type=_optional_int),
     Flag("--keep-checkpoints", "checkpoint.keep_checkpoints", "how many checkpoints to keep", type=int),
     # logging and evaluation (open_clip)
-    Flag("--logs", "logging.logs", "parent directory of run directories"),
-    Flag("--name", "logging.name", "run name (default: date-time-model-lr-batch)"),
+    Flag("--logs", "logging.logs", "parent directory of run directories", metavar="DIR"),
+    Flag("--name", "logging.name", "run name (default: date-time-model-lr-batch)", metavar="NAME"),
     Flag("--log-every-n-steps", "logging.log_every_n_steps", "metrics.jsonl line every N steps", type=int),
     Flag("--tensorboard", "logging.tensorboard", "write TensorBoard event files", boolean=True),
+    Flag("--report-to", "logging.tensorboard", "open_clip's switch: 'tensorboard' (or 'all') writes TensorBoard "
+         "event files, 'none' or '' does not", type=_report_to, metavar="{tensorboard,all,none}"),
     Flag("--progress-bar", "logging.progress_bar", "show a tqdm progress bar", boolean=True),
     Flag("--zeroshot-frequency", "eval.zeroshot_frequency", "evaluate every N epochs (0: only at the end)",
          type=int),
@@ -143,7 +178,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                                 default=argparse.SUPPRESS, help=f"{flag.help} [{flag.key}]")
         else:
             parser.add_argument(flag.name, dest=dest, type=flag.type, choices=flag.choices,
-                                default=argparse.SUPPRESS, help=f"{flag.help} [{flag.key}]")
+                                metavar=flag.shown_metavar, default=argparse.SUPPRESS,
+                                help=f"{flag.help} [{flag.key}]")
     parser.set_defaults(run=run)
     return parser
 
@@ -162,20 +198,49 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
+# Exit statuses: a Python crash (a bug) exits 1 with its traceback; a non-finite loss also exits 1.
+USER_ERROR_EXIT = 2  # bad configuration or input data: the message, no traceback
+NONFINITE_EXIT = 1
+
+_DATA_PACKAGE_DIR = Path(__file__).resolve().parents[1] / "data"
+
+
+def _raised_by_data_reader(error: BaseException) -> bool:
+    """Whether `error` was raised by cliplab's own data code (its innermost frame is in cliplab/data):
+    those ValueErrors validate the user's input (a manifest's columns, a shard pattern, a tokenizer
+    file); a ValueError from deeper down (torch, numpy) is a bug and keeps its traceback."""
+    traceback = error.__traceback__
+    if traceback is None:
+        return False
+    while traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    return Path(traceback.tb_frame.f_code.co_filename).resolve().is_relative_to(_DATA_PACKAGE_DIR)
+
+
+def is_user_error(error: BaseException) -> bool:
+    """Errors about the user's configuration or data, reported as one line (exit status 2)."""
+    from cliplab.data.fashion_mnist_files import FashionMnistNotFoundError
+    from cliplab.data.idx import IdxFormatError
+    from cliplab.data.samples import TooManyBadSamplesError
+    from cliplab.train import ConfigError
+
+    if isinstance(error, (ConfigError, FashionMnistNotFoundError, IdxFormatError, TooManyBadSamplesError,
+                          FileNotFoundError)):
+        return True
+    return isinstance(error, ValueError) and _raised_by_data_reader(error)
+
+
 def run(args: argparse.Namespace) -> int:
-    from cliplab.train import ConfigError, NonFiniteLossError, resolve_config, train
+    from cliplab.train import NonFiniteLossError, resolve_config, train
 
     try:
-        config = resolve_config(args.config, overrides_from_args(args))
-    except ConfigError as error:
-        print(f"cliplab train: error: {error}", file=sys.stderr)
-        return 2
-    try:
-        train(config)
-    except ConfigError as error:
-        print(f"cliplab train: error: {error}", file=sys.stderr)
-        return 2
+        train(resolve_config(args.config, overrides_from_args(args)))
     except NonFiniteLossError as error:
         print(f"cliplab train: error: {error}", file=sys.stderr)
-        return 1
+        return NONFINITE_EXIT
+    except Exception as error:
+        if not is_user_error(error):
+            raise
+        print(f"cliplab train: error: {error}", file=sys.stderr)
+        return USER_ERROR_EXIT
     return 0

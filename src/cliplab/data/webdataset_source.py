@@ -11,9 +11,10 @@ draws shards with replacement (open_clip's `--dataset-resampled`). Every slot cy
 samples (`--train-num-samples`), not a pass over the shards. Bad samples, and unreadable shards, are
 counted and skipped; the stream simply supplies the next sample, so batches stay full.
 
-Resuming mid-epoch is approximate here: the remaining batches are drawn from a stream seeded with
-the resume point, not the exact batches an uninterrupted run would have seen (exact resumption
-needs a map-style dataset).
+Resuming mid-epoch is approximate, by design: the remaining batches are drawn from a stream seeded
+with the resume point, not the exact batches an uninterrupted run would have seen, so the
+interrupted epoch may repeat or miss samples (exact resumption needs a map-style dataset). Its
+batch count, and every later epoch, are those of an uninterrupted run (docs/data.md).
 
 Evaluation: each slot reads its shards once, in order; the last batch may be short.
 """

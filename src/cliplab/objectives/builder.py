@@ -64,7 +64,28 @@ def _protected_ids(tokenizer: Any) -> set[int]:
     return {int(i) for i in ids if i is not None}
 
 
+def _model_kind(model: Any) -> str | None:
+    kind = getattr(getattr(model, "config", None), "kind", None)
+    return kind if isinstance(kind, str) else None
+
+
+# DCL and the extra latent projection replace the loop's own loss (`replaces_contrastive_loss`):
+# for these model kinds that loss is more than the softmax contrastive term.
+_LOSS_REPLACEMENT_PROBLEMS = {
+    "coca": "this objective replaces the model's own loss, whose captioning term would be dropped",
+    "siglip": "this objective replaces the model's sigmoid loss with a softmax one, which would leave "
+              "logit_bias without a gradient",
+}
+
+
 def _check_model(config: ObjectivesConfig, model: Any, tokenizer: Any) -> None:
+    kind = _model_kind(model)
+    if config.contrastive.replaces_standard_loss and kind in _LOSS_REPLACEMENT_PROBLEMS:
+        term = ("contrastive.decoupled" if config.contrastive.decoupled
+                else "contrastive.extra_latent_projection")
+        raise UnsupportedObjectiveError(
+            term, model, f"it is a {kind} model and {_LOSS_REPLACEMENT_PROBLEMS[kind]} (the term is available "
+                         f"for kind 'clip' models)")
     pooled_terms = [name for name, on in (
         ("contrastive.extra_latent_projection", config.contrastive.extra_latent_projection),
         ("simsiam", config.simsiam.enabled), ("simclr", config.simclr.enabled)) if on]

@@ -42,6 +42,10 @@ class Objectives(nn.Module):
     output, random replacements). protected_ids: token ids never masked nor dropped (specials and
     padding). pad_id / mask_id: the tokenizer's. seed: the augmentation and masking generator's seed.
     Heads exist only for enabled terms. Prefer `build_objectives`, which also checks the model.
+
+    The draws of forward call k come from a generator seeded with (seed, k) alone, and k is in the
+    state dict (extra state, equal on every rank), so a run resumed from a checkpoint draws the same
+    views and masks as the uninterrupted run.
     """
 
     def __init__(
@@ -65,7 +69,10 @@ class Objectives(nn.Module):
         self.pad_id = pad_id
         self.mask_id = mask_id
         self.vocab_size = vocab_size
-        self.generator = torch.Generator().manual_seed(seed)
+        self.seed = seed
+        self.calls = 0  # forward calls so far
+        self.generator = torch.Generator()
+        self._seed_generator_for_next_call()
 
         needs_embed_dim = [name for name, on in (
             ("contrastive.extra_latent_projection", config.contrastive.extra_latent_projection),
@@ -128,11 +135,24 @@ class Objectives(nn.Module):
         return sum(weight * terms[name] for name, weight in self.weights.items())
 
     def get_rng_state(self) -> torch.Tensor:
-        """State of the generator behind augmentation and masking (to replay a micro-batch)."""
+        """State of the generator the next forward call draws its augmentations and masks from."""
         return self.generator.get_state()
 
     def set_rng_state(self, state: torch.Tensor) -> None:
+        """Make the next forward call draw from `state` (e.g. one saved to replay a micro-batch)."""
         self.generator.set_state(state)
+
+    def _seed_generator_for_next_call(self) -> None:
+        # torch seeds a CPU generator from the low 32 bits only: step through them with an odd
+        # (golden-ratio) increment, so consecutive calls get distinct, well-spread seeds.
+        self.generator.manual_seed((self.seed + self.calls * 0x9E3779B9) % 2**32)
+
+    def get_extra_state(self) -> dict:
+        return {"calls": self.calls}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.calls = int(state["calls"])
+        self._seed_generator_for_next_call()
 
     def forward(self, model: nn.Module, batch: Mapping[str, torch.Tensor],
                 model_outputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -185,6 +205,8 @@ class Objectives(nn.Module):
 
         if config.sim_reg.enabled:
             terms["sim_reg_loss"] = similarity_regularization_loss(image_features, text_features)
+        self.calls += 1
+        self._seed_generator_for_next_call()
         return terms
 
     def _mlm_loss(self, model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:

@@ -42,6 +42,9 @@ class TrainState:
 
     step: optimiser steps completed. epoch / batch_in_epoch: the position of the next batch to read
     (batches counted in micro-batches of this rank's loader). samples_seen: global samples consumed.
+    skipped_samples: bad samples skipped since the run began; epoch_skipped_samples /
+    epoch_samples_drawn: those skipped and those drawn (kept + skipped) in the current epoch so far
+    (all three summed over ranks; `cliplab.data.skipping.SkipCounter`).
     """
 
     step: int = 0
@@ -49,6 +52,8 @@ class TrainState:
     batch_in_epoch: int = 0
     samples_seen: int = 0
     skipped_samples: int = 0
+    epoch_skipped_samples: int = 0
+    epoch_samples_drawn: int = 0
     nonfinite_skips: int = 0
     consecutive_nonfinite: int = 0
     extra: dict = field(default_factory=dict)

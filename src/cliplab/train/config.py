@@ -306,6 +306,12 @@ class DistributedConfig:
         _positive_int("timeout_s", self.timeout_s)
 
 
+def has_evaluation_data(data: DataConfig) -> bool:
+    """Whether evaluation has data: Fashion-MNIST brings its test split; csv and webdataset runs
+    evaluate on data.val_data (retrieval only: zero-shot needs Fashion-MNIST's classes)."""
+    return data.dataset_type == "fashion-mnist" or data.val_data is not None
+
+
 @dataclass(kw_only=True)
 class TrainConfig:
     """The whole experiment. Each field is a section of the YAML/JSON file with the same name."""
@@ -325,3 +331,15 @@ class TrainConfig:
     def __post_init__(self):
         require(not (self.checkpoint.resume == "latest" and self.logging.name is None), "checkpoint.resume",
                 self.checkpoint.resume, "needs logging.name (--name): 'latest' is looked up in <logs>/<name>")
+        data_type = self.data.dataset_type
+        require(data_type == "fashion-mnist" or self.data.train_data is not None, "data.train_data",
+                self.data.train_data, f"must be set for dataset_type {data_type!r} (--train-data)")
+        require(not self.eval.zeroshot_frequency or has_evaluation_data(self.data), "eval.zeroshot_frequency",
+                self.eval.zeroshot_frequency, f"needs evaluation data: a {data_type} run evaluates on "
+                f"data.val_data (--val-data), which is not set (or use --zeroshot-frequency 0)")
+
+    @property
+    def evaluates_at_end(self) -> bool:
+        """eval.eval_at_end where there is evaluation data; a run without any (a csv or webdataset run
+        without val_data) skips the final evaluation, as open_clip does, with a note at start-up."""
+        return self.eval.eval_at_end and has_evaluation_data(self.data)

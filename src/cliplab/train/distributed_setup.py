@@ -37,6 +37,24 @@ class DistributedContext:
         return self.world_size > 1
 
 
+def _restart_attempt_store(timeout: datetime.timedelta) -> dist.Store | None:
+    """The torchrun agent's store, with keys private to this restart attempt, on a single node.
+
+    torchrun (torch 2.13, static and c10d rendezvous) hands every restart the same agent-hosted
+    TCPStore, and init_process_group no longer prefixes keys per attempt (pytorch#135712): after a
+    worker dies, the restarted ones can read the peer addresses gloo stored in the dead attempt and
+    fail with "connectFullMesh failed ... Connection refused". On one node all workers share the
+    agent's TORCHELASTIC_RESTART_COUNT, so it names the attempt; across nodes the agents' counts
+    can differ, so that case (and anything not under torchrun's shared store) is left to torch.
+    """
+    env = os.environ
+    if (env.get("TORCHELASTIC_USE_AGENT_STORE") != "True" or "TORCHELASTIC_RESTART_COUNT" not in env
+            or env.get("LOCAL_WORLD_SIZE") != env.get("WORLD_SIZE")):
+        return None
+    store = dist.TCPStore(env["MASTER_ADDR"], int(env["MASTER_PORT"]), is_master=False, timeout=timeout)
+    return dist.PrefixStore(f"cliplab/attempt_{env['TORCHELASTIC_RESTART_COUNT']}", store)
+
+
 def init_distributed(config: DistributedConfig) -> DistributedContext:
     """Join (or create, under torchrun) the process group and pick this process's device."""
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -45,7 +63,13 @@ def init_distributed(config: DistributedConfig) -> DistributedContext:
         backend = config.backend or ("nccl" if torch.cuda.is_available() else "gloo")
         if backend == "nccl":
             torch.cuda.set_device(local_rank)
-        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=config.timeout_s))
+        timeout = datetime.timedelta(seconds=config.timeout_s)
+        store = _restart_attempt_store(timeout)
+        if store is None:
+            dist.init_process_group(backend, timeout=timeout)
+        else:
+            dist.init_process_group(backend, store=store, rank=int(os.environ["RANK"]),
+                                    world_size=int(os.environ["WORLD_SIZE"]), timeout=timeout)
         owns_group = True
     if dist.is_initialized():
         rank, world_size = dist.get_rank(), dist.get_world_size()

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from cliplab.data.loader import build_train_loader
+from cliplab.data.skipping import SkipCounter
 from cliplab.train import builders
 from cliplab.train.accumulation import LossOutput, MicroBatch, forward_backward
 from cliplab.train.checkpoint import CheckpointManager, TrainState, load_checkpoint
@@ -53,11 +53,13 @@ class TrainHooks:
 
     modify_loss(step, loss_output) -> LossOutput runs before backward (step: 0-based index of the
     step being computed); after_step(step, model) runs after each optimiser step (step: steps done)
-    with the unwrapped model.
+    with the unwrapped model; after_batches(step, batches) sees the batch dicts (`cliplab.data.batching`)
+    this rank read for step `step` (0-based), before its forward pass.
     """
 
     modify_loss: Callable[[int, LossOutput], LossOutput] | None = None
     after_step: Callable[[int, nn.Module], None] | None = None
+    after_batches: Callable[[int, list[dict]], None] | None = None
 
 
 def train(config: TrainConfig, *, hooks: TrainHooks | None = None) -> TrainResult:
@@ -79,12 +81,18 @@ def _next_batch(iterator: Iterator[dict]) -> dict:
         torch.set_rng_state(state)
 
 
-def _reduce_sum(value: int, context: DistributedContext) -> int:
-    if not context.distributed:
-        return value
-    tensor = torch.tensor([value], dtype=torch.int64, device=context.device)
-    dist.all_reduce(tensor)
-    return int(tensor.item())
+def _read_batches(iterator: Iterator[dict], count: int) -> tuple[list[dict], Exception | None]:
+    """The next `count` batches, and the error that ended the read early (None when none did).
+
+    The error is returned, not raised: the other ranks must hear of it first (`SkipCounter.record_step`),
+    or they would wait for this one in the next collective until the process-group timeout."""
+    batches: list[dict] = []
+    try:
+        for _ in range(count):
+            batches.append(_next_batch(iterator))
+    except Exception as error:  # noqa: BLE001 - re-raised by record_step on every rank
+        return batches, error
+    return batches, None
 
 
 def _train(config: TrainConfig, context: DistributedContext, hooks: TrainHooks) -> TrainResult:
@@ -113,6 +121,9 @@ def _train(config: TrainConfig, context: DistributedContext, hooks: TrainHooks) 
         print("resolved config:\n" + json.dumps(config_to_dict(config), indent=2))
         if resume_from is not None:
             print(f"resuming from {resume_from} (step {state.step}, epoch {state.epoch}, batch {state.batch_in_epoch})")
+        if config.eval.eval_at_end and not config.evaluates_at_end:
+            print(f"note: no evaluation at the end: a {config.data.dataset_type} run evaluates on data.val_data "
+                  f"(--val-data), which is not set")
 
     train_model = builders.wrap_for_training(trainable, config, context)
     loss_fn = builders.build_loss_for(config, model, context)
@@ -164,14 +175,18 @@ def _train(config: TrainConfig, context: DistributedContext, hooks: TrainHooks) 
     last_eval: dict[str, Any] | None = None
     last_eval_step = last_saved_step = -1
     loss_value = None
-    skipped_since_log = 0
+    skips = SkipCounter(total=state.skipped_samples, epoch_skipped=state.epoch_skipped_samples,
+                        epoch_drawn=state.epoch_samples_drawn)
     iterator = iter(loader)
     try:
         while state.step < total_steps:
             step_start = time.perf_counter()
-            batches = [_next_batch(iterator) for _ in range(accum)]
+            batches, data_error = _read_batches(iterator, accum)
             data_wait = time.perf_counter() - step_start
-            skipped_since_log += sum(int(batch["skipped"]) for batch in batches)
+            skips.record_step(batches, data_error, context.device)  # raises on every rank if any rank's read failed
+            state.skipped_samples, state.epoch_skipped_samples, state.epoch_samples_drawn = skips.counts()
+            if hooks.after_batches is not None:
+                hooks.after_batches(state.step, batches)
             micro_batches = [MicroBatch(batch["images"].to(context.device, non_blocking=True),
                                         batch["tokens"].to(context.device, non_blocking=True)) for batch in batches]
 
@@ -223,8 +238,6 @@ def _train(config: TrainConfig, context: DistributedContext, hooks: TrainHooks) 
             loss_value = float(output.total)
             progress.update(loss=loss_value, samples_per_s=global_micro_batch * accum / step_time, epoch=epoch_of_step)
             if state.step % config.logging.log_every_n_steps == 0 or state.step == total_steps:
-                state.skipped_samples += _reduce_sum(skipped_since_log, context)
-                skipped_since_log = 0
                 record = {"kind": "train", "step": state.step, "epoch": epoch_of_step,
                           "samples_seen": state.samples_seen, "lr": optimizer.param_groups[0]["lr"],
                           "loss": loss_value}
@@ -240,12 +253,17 @@ def _train(config: TrainConfig, context: DistributedContext, hooks: TrainHooks) 
                               skipped_samples=state.skipped_samples, nonfinite_skips=state.nonfinite_skips,
                               grad_norm=float(grad_norm) if grad_norm is not None else None)
                 logger.log(record)
+            if epoch_done or state.step == total_steps:  # the epoch's skip counts (so far, when the run ends mid-epoch)
+                data_record = skips.report_epoch(loader.stats.examples, epoch_over=epoch_done)
+                state.skipped_samples, state.epoch_skipped_samples, state.epoch_samples_drawn = skips.counts()
+                logger.log({"kind": "data", "step": state.step, "epoch": epoch_of_step, **data_record})
+                if data_record["skipped_samples"]:
+                    progress.write(f"epoch {epoch_of_step}: skipped {data_record['skipped_samples']} bad of "
+                                   f"{data_record['samples_drawn']} samples drawn: "
+                                   + "; ".join(data_record["skipped_examples"][:3]))
 
             finished = state.step >= total_steps
-            if epoch_done and config.eval.zeroshot_frequency and state.epoch % config.eval.zeroshot_frequency == 0:
-                last_eval, last_eval_step = run_eval(state), state.step
-            if finished and config.eval.eval_at_end and last_eval_step != state.step:
-                last_eval, last_eval_step = run_eval(state), state.step
+            # Save before evaluating, so a failing evaluation cannot lose the weights just trained.
             save_due = (
                 (config.checkpoint.save_every_steps and state.step % config.checkpoint.save_every_steps == 0)
                 or (epoch_done and config.checkpoint.save_frequency
@@ -255,6 +273,10 @@ def _train(config: TrainConfig, context: DistributedContext, hooks: TrainHooks) 
             if save_due and last_saved_step != state.step:
                 save(state)
                 last_saved_step = state.step
+            if epoch_done and config.eval.zeroshot_frequency and state.epoch % config.eval.zeroshot_frequency == 0:
+                last_eval, last_eval_step = run_eval(state), state.step
+            if finished and config.evaluates_at_end and last_eval_step != state.step:
+                last_eval, last_eval_step = run_eval(state), state.step
             if epoch_done and not finished:
                 loader, num_batches = load_epoch(state.epoch, 0)
                 iterator = iter(loader)
@@ -262,7 +284,6 @@ def _train(config: TrainConfig, context: DistributedContext, hooks: TrainHooks) 
         progress.close()
         logger.close()
 
-    state.skipped_samples += _reduce_sum(skipped_since_log, context)
     summary = {
         "run_dir": str(run_dir),
         "steps": state.step,
@@ -281,8 +302,12 @@ def _train(config: TrainConfig, context: DistributedContext, hooks: TrainHooks) 
         with open(run_dir / SUMMARY_FILE, "w") as handle:
             json.dump(summary, handle, indent=2)
             handle.write("\n")
-        top1 = summary.get("zero_shot_top1")
+        evaluation = ""
+        if "zero_shot_top1" in summary:
+            evaluation = f"; zero-shot top-1 {summary['zero_shot_top1']:.4f}, top-5 {summary['zero_shot_top5']:.4f}"
+        elif "image_to_text_R@1" in summary:  # data without classes: retrieval only
+            evaluation = (f"; retrieval R@1 image-to-text {summary['image_to_text_R@1']:.4f}, "
+                          f"text-to-image {summary['text_to_image_R@1']:.4f}")
         print(f"done: {state.step} steps, {state.samples_seen} samples in {summary['wall_seconds']:.0f} s"
-              + (f"; zero-shot top-1 {top1:.4f}, top-5 {summary['zero_shot_top5']:.4f}" if top1 is not None else "")
-              + f"; summary in {run_dir / SUMMARY_FILE}")
+              + evaluation + f"; summary in {run_dir / SUMMARY_FILE}")
     return TrainResult(run_dir=run_dir, summary=summary)

@@ -18,6 +18,7 @@ from torch import nn
 from cliplab.train.accumulation import LossOutput
 from cliplab.train.config import ConfigError, LossConfig
 
+
 def _construct(cls: type, options: dict[str, Any], requested: dict[str, Any]) -> nn.Module:
     """cls(**options, **requested): `options` are dropped where cls does not take them; a
     `requested` option (one the user set) that cls does not take is a configuration error."""
@@ -62,9 +63,13 @@ def _forward_parameters(loss_fn: nn.Module) -> set[str]:
     return set(inspect.signature(loss_fn.forward).parameters)
 
 
-def compute_loss(loss_fn: nn.Module, model_output: Mapping[str, Any], objectives: nn.Module | None = None) -> LossOutput:
+def compute_loss(loss_fn: nn.Module, model_output: Mapping[str, Any],
+                 objectives: nn.Module | None = None) -> LossOutput:
     """Total loss (fp32, 0-d) = the contrastive loss's terms (unless an objective replaces it) +
-    the weighted objective terms. `terms` holds every unweighted term, detached."""
+    the weighted objective terms. `terms` holds every unweighted term, detached.
+
+    An objective replaces the loss only for CLIP models: `build_objectives` refuses DCL and the
+    extra latent projection for CoCa (whose caption term would be dropped) and SigLIP models."""
     terms: dict[str, torch.Tensor] = {}
     metrics = None
     total = None

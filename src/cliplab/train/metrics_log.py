@@ -1,7 +1,8 @@
 """Run-directory logging on rank 0: metrics.jsonl, TensorBoard scalars and a tqdm progress bar.
 
-metrics.jsonl holds one JSON object per line: `{"kind": "train", ...}` per logged step and
-`{"kind": "eval", ...}` per evaluation (key lists in docs/training.md). When a run resumes from step
+metrics.jsonl holds one JSON object per line: `{"kind": "train", ...}` per logged step,
+`{"kind": "eval", ...}` per evaluation (key lists in docs/training.md) and `{"kind": "data", ...}`
+per epoch, its skipped-sample counts (docs/data.md). When a run resumes from step
 c, lines for steps after c (written before the interruption) are dropped first, so the file reads as
 one uninterrupted run; TensorBoard is told the same with `purge_step`.
 """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 from pathlib import Path
+from typing import Any
 
 import torch.distributed as dist
 
@@ -19,10 +20,11 @@ def default_run_name(config: TrainConfig) -> str:
     return f"{stamp}-model_{model}-lr_{config.optim.lr:g}-b_{config.loop.batch_size}"
 
 
-def _broadcast_name(name: str, context: DistributedContext) -> str:
+def _from_main(value: Any, context: DistributedContext) -> Any:
+    """The main process's `value` on every rank (a broadcast when distributed)."""
     if not context.distributed:
-        return name
-    holder = [name]
+        return value
+    holder = [value]
     dist.broadcast_object_list(holder, src=0)
     return holder[0]
 
@@ -32,18 +34,26 @@ def prepare_run_dir(config: TrainConfig, context: DistributedContext) -> Path:
 
     A fresh run refuses an existing directory that already holds checkpoints or metrics (as open_clip
     refuses an existing experiment name): pass --resume latest to continue it, or another --name.
+    The main process decides and tells the others, so a refusal raises the same ConfigError on
+    every rank instead of leaving them waiting for the main process.
     """
-    name = _broadcast_name(config.logging.name or default_run_name(config), context)
-    run_dir = Path(config.logging.logs) / name
+    name, problem = config.logging.name or default_run_name(config), None
     if context.is_main:
+        run_dir = Path(config.logging.logs) / name
         if config.checkpoint.resume is None and ((run_dir / "metrics.jsonl").exists()
                                                  or (run_dir / "checkpoints").exists()):
-            raise ConfigError("logging.name", name, f"names an existing run ({run_dir}); use --resume latest "
-                              "to continue it or choose another --name")
-        run_dir.mkdir(parents=True, exist_ok=True)
-    if context.distributed:
-        dist.barrier()
-    return run_dir
+            problem = ("logging.name", name, f"names an existing run ({run_dir}); use --resume latest "
+                       "to continue it or choose another --name")
+        else:
+            try:
+                run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                problem = ("logging.logs", config.logging.logs, f"must be a directory cliplab can create "
+                           f"the run directory in ({error})")
+    name, problem = _from_main((name, problem), context)
+    if problem is not None:
+        raise ConfigError(*problem)
+    return Path(config.logging.logs) / name
 
 
 def resolve_resume(resume: str | None, checkpoints: CheckpointManager) -> Path | None:
