@@ -109,7 +109,7 @@ class LoopConfig:
     deterministic: torch.use_deterministic_algorithms, for bitwise-reproducible runs.
     """
 
-    epochs: int = 4
+    epochs: int = 5
     max_steps: Optional[int] = None
     batch_size: int = 256
     accum_freq: int = 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -86,11 +87,20 @@ class MetricsLogger:
 
 
 class ProgressBar:
-    """tqdm over optimiser steps on the main process, showing loss, samples/s and the ETA."""
+    """tqdm over optimiser steps on the main process, showing loss, samples/s and the ETA.
 
-    def __init__(self, *, total_steps: int, initial_step: int, enabled: bool):
+    On a terminal it redraws in place; written to a file or a pipe (a job's log) each redraw is a
+    new chunk of text, so there it redraws at most every NON_TTY_INTERVAL_S seconds.
+    """
+
+    NON_TTY_INTERVAL_S = 30.0
+
+    def __init__(self, *, total_steps: int, initial_step: int, enabled: bool, stream=None):
+        stream = sys.stderr if stream is None else stream
+        interactive = hasattr(stream, "isatty") and stream.isatty()
         self._bar = tqdm(total=total_steps, initial=initial_step, unit="step", dynamic_ncols=True,
-                         disable=not enabled, desc="train")
+                         disable=not enabled, desc="train", file=stream,
+                         mininterval=0.1 if interactive else self.NON_TTY_INTERVAL_S)
 
     def update(self, *, loss: float, samples_per_s: float, epoch: int) -> None:
         self._bar.set_postfix(loss=f"{loss:.4f}", samples_per_s=f"{samples_per_s:.0f}", epoch=epoch, refresh=False)
