@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from cliplab.distributed.launch import run_on_workers
 from cliplab.distributed.ring import Ring
 from cliplab.losses.siglip import SigLipLoss
-from cliplab.losses.tiled_siglip import SigmoidTilePlan, TiledSigLipLoss, tiled_siglip_loss
+from cliplab.losses.tiled_siglip import SigmoidTilePlan, TiledSigLipLoss, augmented_width, tiled_siglip_loss
 from test_losses_tiled_clip import LargestTensor
 
 BIG_BUDGET = 2**30
@@ -115,8 +115,8 @@ def test_saved_state_is_linear_in_the_batch_above_the_keep_budget():
         assert loss.grad_fn.kept is None
         loss.backward()
     # No op, forward or backward, returns anything larger than the features (with the bias as an
-    # extra feature column: [B, D + 1]) or one tile.
-    assert tracker.largest <= max(batch * (dim + 1), tile * tile) < batch * batch
+    # extra feature column, padded: [B, augmented_width(D)]) or one tile.
+    assert tracker.largest <= max(batch * augmented_width(dim), tile * tile) < batch * batch
     kept = TiledSigLipLoss(tile_size=tile, keep_tiles_max_bytes=batch * batch * 4)(image, text, scale, bias)
     assert sum(tile.numel() for tile in kept.grad_fn.kept.values()) == batch * batch
 

@@ -129,7 +129,7 @@ class TiledSigLipFunction(torch.autograd.Function):
         image_scaled, text_augmented = _augment_with_bias(image, text, scale, bias)
         workspace = Workspace(image)
         # Column D of dX @ [T, 1] holds dX's row sums, whose total is the bias gradient.
-        grad_image_and_bias = image.new_zeros((image.shape[0], image.shape[1] + 1))
+        grad_image_and_bias = image.new_zeros((image.shape[0], augmented_width(image.shape[1])))
         pending = None
         for step, source, (text_shard,) in ring_shards(ring, [text_augmented], plan.batch_sizes):
             grad_text_part = torch.zeros_like(text_shard)
@@ -157,15 +157,31 @@ class TiledSigLipFunction(torch.autograd.Function):
         return grad_image, grad_text, grad_scale.reshape(scale.shape), grad_bias.reshape(bias.shape), None
 
 
+# Matmul operands of width D + 1 = 513 ran about 35% slower than of width 512 or 520 on this
+# machine's BLAS; zero columns up to a multiple of 8 change no product and keep the fast path.
+MATMUL_WIDTH_MULTIPLE = 8
+
+
+def augmented_width(feature_dim: int) -> int:
+    """D + 1 (the bias column) rounded up to a multiple of MATMUL_WIDTH_MULTIPLE."""
+    return -(-(feature_dim + 1) // MATMUL_WIDTH_MULTIPLE) * MATMUL_WIDTH_MULTIPLE
+
+
 def _augment_with_bias(image: torch.Tensor, text: torch.Tensor, scale: torch.Tensor,
                        bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """([B, D], [B', D]) -> ([s * I, b] [B, D+1], [T, 1] [B', D+1]): their product is s * I @ T.T + b.
+    """([B, D], [B', D]) -> ([s * I, b, 0...] [B, W], [T, 1, 0...] [B', W]), W = augmented_width(D):
+    their product is s * I @ T.T + b.
 
     The bias rides in the matmul, so no [B, B'] pass adds it, and in backward the same column
     turns dX @ [T, 1] into (dX @ T, row sums of dX) at no extra pass.
     """
-    image_scaled = torch.cat([image * scale, bias.reshape(1, 1).expand(image.shape[0], 1)], dim=1)
-    text_augmented = torch.cat([text, text.new_ones((text.shape[0], 1))], dim=1)
+    feature_dim, width = image.shape[1], augmented_width(image.shape[1])
+    image_scaled = image.new_zeros((image.shape[0], width))
+    torch.mul(image, scale, out=image_scaled[:, :feature_dim])
+    image_scaled[:, feature_dim] = bias
+    text_augmented = text.new_zeros((text.shape[0], width))
+    text_augmented[:, :feature_dim] = text
+    text_augmented[:, feature_dim] = 1
     return image_scaled, text_augmented
 
 
