@@ -41,11 +41,12 @@ def test_use_a_trained_model_prints_what_cliplab_eval_computes(trained_run, tmp_
         assert value == pytest.approx(expected["retrieval"][name], abs=5e-5), name
 
 
-def test_python_api_snippet_of_the_docs_runs(trained_run, tmp_path, capsys):
-    text = (ROOT / "docs" / "using.md").read_text()
+@pytest.mark.parametrize("document", ["docs/using.md", "README.md"])
+def test_python_api_snippet_of_the_docs_runs(document, trained_run, tmp_path, capsys):
+    text = (ROOT / document).read_text()
     snippet = re.search(r"## Python API\n\n```python\n(.*?)```", text, flags=re.DOTALL).group(1)
     assert 'cliplab.load("logs/tiny-run")' in snippet
-    exec(compile(snippet.replace('"logs/tiny-run"', repr(str(trained_run.run_dir))), "docs/using.md", "exec"), {})
+    exec(compile(snippet.replace('"logs/tiny-run"', repr(str(trained_run.run_dir))), document, "exec"), {})
     printed = capsys.readouterr().out
     top1 = float(re.search(r"^zero-shot top-1: ([0-9.]+)$", printed, flags=re.MULTILINE).group(1))
     assert "'image_to_text_R@1': " in printed and "'text_to_image_median_rank': " in printed

@@ -148,3 +148,23 @@ def test_bad_data_on_one_rank_stops_every_rank_promptly(tmp_path):
     assert re.search(r"max_skip_fraction 5\.0%.*examples:", message1, re.S)
     assert re.search(r"images/\d+\.png: cannot decode image", message1)
     assert message0 == f"rank 1 stopped on its training data: {message1}"
+
+
+def test_a_failing_evaluation_on_rank_0_stops_every_rank_promptly(tmp_path):
+    """Evaluation runs on rank 0 only; its failure (here a validation manifest without the caption
+    column) must reach rank 1 too, which would otherwise wait at the next collective until the timeout."""
+    manifest = make_manifest(tmp_path / "data", 64)
+    val_manifest = tmp_path / "data" / "val.tsv"
+    val_manifest.write_text("filepath\tlabel\nimages/0.png\t0\n")
+    config = csv_config(tmp_path, manifest, batch_size=4)
+    config.loop.max_steps = 2
+    config.data.val_data = str(val_manifest)
+    config.eval.eval_at_end = True
+
+    start = time.monotonic()
+    (kind0, message0), (kind1, message1) = run_on_workers(_train_catching, 2, config, timeout_s=60)
+    assert time.monotonic() - start < 60
+    assert kind0 == "ValueError" and "title" in message0
+    assert (kind1, message1) == ("RuntimeError", "the evaluation at step 2 failed on rank 0 (its error is in its log)")
+    # The checkpoint of the last step was written before the evaluation.
+    assert (tmp_path / "run" / "checkpoints" / "step_0000002").is_dir()

@@ -19,9 +19,9 @@ def _free_port() -> int:
 def _torchrun(logs, max_steps):
     overrides = "{" + ", ".join(f"{k}: {v}" for k, v in SMALL_MODEL.items()) + "}"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(_free_port()), "-m", "cliplab", "train", "--name", "ddp",
-               # torchrun's own parser rejects `--logs` as an ambiguous prefix of its --logs-specs.
-               "--set", f"logging.logs={logs}",
+               "--master_port", str(_free_port()), "-m", "cliplab",
+               # the documented form: after `--` torchrun's parser does not mistake --logs for its --logs-specs
+               "--", "train", "--name", "ddp", "--logs", str(logs),
                "--resume", "latest", "--max-steps", str(max_steps), "--batch-size", "4", "--train-num-samples", "64",
                "--workers", "0", "--threads", "1", "--save-every-steps", "2", "--log-every-n-steps", "1",
                "--local-loss", "--gather-with-grad", "--no-progress-bar", "--no-tensorboard",

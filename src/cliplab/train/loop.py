@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +26,9 @@ from cliplab.train.accumulation import LossOutput, MicroBatch, forward_backward
 from cliplab.train.checkpoint import CheckpointManager, TrainState, load_checkpoint
 from cliplab.train.config import TrainConfig
 from cliplab.train.config_io import config_to_dict, save_config
-from cliplab.train.distributed_setup import DistributedContext, barrier, init_distributed, shutdown
+from cliplab.train.distributed_setup import DistributedContext, init_distributed, shutdown
 from cliplab.train.evaluation import evaluate
-from cliplab.train.guards import NonFiniteGuard
+from cliplab.train.guards import NonFiniteGuard, any_rank_true
 from cliplab.train.loss_setup import ModelWithObjectives, compute_loss
 from cliplab.train.metrics_log import MetricsLogger, ProgressBar
 from cliplab.train.optim import clamp_logit_scale_
@@ -158,16 +157,25 @@ def _train(config: TrainConfig, context: DistributedContext, hooks: TrainHooks) 
                          extra_modules={"objectives": objectives} if objectives is not None else None)
 
     def run_eval(at_state: TrainState) -> dict[str, Any] | None:
-        record = None
+        """Evaluate on the main process; an error there is raised on every rank (the others would
+        otherwise wait for it in their next collective until the process-group timeout)."""
+        record, failure = None, None
         if context.is_main:
-            metrics = evaluate(model, tokenizer, data_config=config.data, eval_config=config.eval,
-                               transform=transforms.eval, device=context.device, autocast=autocast)
-            record = {"kind": "eval", "step": at_state.step, "epoch": at_state.epoch, **metrics}
-            logger.log(record)
-            if "zero_shot_top1" in metrics:
-                progress.write(f"eval at step {at_state.step}: zero-shot top-1 {metrics['zero_shot_top1']:.4f}, "
-                               f"top-5 {metrics['zero_shot_top5']:.4f}")
-        barrier(context)
+            try:
+                metrics = evaluate(model, tokenizer, data_config=config.data, eval_config=config.eval,
+                                   transform=transforms.eval, device=context.device, autocast=autocast)
+            except Exception as error:  # noqa: BLE001 - re-raised below, once every rank knows
+                failure = error
+            else:
+                record = {"kind": "eval", "step": at_state.step, "epoch": at_state.epoch, **metrics}
+                logger.log(record)
+                if "zero_shot_top1" in metrics:
+                    progress.write(f"eval at step {at_state.step}: zero-shot top-1 {metrics['zero_shot_top1']:.4f}, "
+                                   f"top-5 {metrics['zero_shot_top5']:.4f}")
+        if any_rank_true(failure is not None, context.device):
+            if failure is not None:
+                raise failure
+            raise RuntimeError(f"the evaluation at step {at_state.step} failed on rank 0 (its error is in its log)")
         return record
 
     progress = ProgressBar(total_steps=total_steps, initial_step=state.step,
