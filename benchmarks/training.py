@@ -102,7 +102,7 @@ def throughput(steps: int, global_batch: int) -> None:
             + "\n\nContrastive loss forward+backward on rank 0 of 2 gloo ranks, features [local batch, 64] fp32, "
               "median of 10:\n\n"
             + format_table(["loss", "local batch", "ms"], loss_rows)
-            + "\n\nThe machine was shared with other jobs while this ran; compare rows, not absolute figures.")
+            + "\n\nThis machine is shared and noisy: compare the rows of one run, not absolute figures.")
     print(body)
     write_section("training_throughput", "Training throughput (1 vs 2 processes) and distributed-loss cost", body)
 

@@ -14,12 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-from safetensors.torch import load_file
 
-from cliplab.train.checkpoint import CheckpointManager
-
-from train_helpers import SMALL_MODEL
+from train_helpers import SMALL_MODEL, assert_same_final_checkpoint
 
 STEPS, SAVE_EVERY, KILL_AT = 8, 2, 5
 LAUNCHER = Path(__file__).parent / "elastic_launcher.py"
@@ -43,12 +39,6 @@ def _torchrun(logs, name, kill_at=None):
     return completed
 
 
-def _final(run_dir):
-    latest = CheckpointManager(run_dir / "checkpoints", keep=2).latest()
-    assert latest.name == f"step_{STEPS:07d}"
-    return load_file(latest / "model.safetensors"), torch.load(latest / "train_state.pt", weights_only=False)
-
-
 @pytest.mark.slow
 def test_killed_worker_restarts_and_ends_with_the_uninterrupted_weights(tmp_path):
     reference = _torchrun(tmp_path, "reference")
@@ -59,15 +49,6 @@ def test_killed_worker_restarts_and_ends_with_the_uninterrupted_weights(tmp_path
     checkpoint_before_kill = KILL_AT - KILL_AT % SAVE_EVERY
     assert "resuming from" in killed.stdout and f"(step {checkpoint_before_kill}," in killed.stdout
 
-    weights, state = _final(tmp_path / "killed")
-    reference_weights, reference_state = _final(tmp_path / "reference")
-    assert weights.keys() == reference_weights.keys()
-    for name in reference_weights:
-        assert torch.equal(weights[name], reference_weights[name]), name
-    optimizer, reference_optimizer = state["optimizer"]["state"], reference_state["optimizer"]["state"]
-    for index in reference_optimizer:
-        for key in reference_optimizer[index]:
-            assert torch.equal(optimizer[index][key], reference_optimizer[index][key]), (index, key)
-    assert state["train_state"] == reference_state["train_state"]
+    assert_same_final_checkpoint(tmp_path / "killed", tmp_path / "reference", steps=STEPS)
     records = [json.loads(line) for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if r["kind"] == "train"] == list(range(1, STEPS + 1))

@@ -15,12 +15,10 @@ import sys
 import time
 
 import pytest
-import torch
-from safetensors.torch import load_file
 
 from cliplab.train.checkpoint import CheckpointManager
 
-from train_helpers import SMALL_MODEL
+from train_helpers import SMALL_MODEL, assert_same_final_checkpoint
 
 STEPS = 30
 
@@ -40,13 +38,6 @@ def _command(logs, name, workers, resume=False):
 def _losses(run_dir):
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     return {r["step"]: r["loss"] for r in map(json.loads, lines) if r["kind"] == "train"}
-
-
-def _final_state(run_dir):
-    latest = CheckpointManager(run_dir / "checkpoints", keep=2).latest()
-    assert latest.name == f"step_{STEPS:07d}"
-    payload = torch.load(latest / "train_state.pt", weights_only=False)
-    return load_file(latest / "model.safetensors"), payload
 
 
 def _run(command, **kwargs):
@@ -85,16 +76,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(reference, tmp_path, work
 
     _run(_command(tmp_path, "killed", workers, resume=True))
 
-    weights, state = _final_state(run_dir)
-    reference_weights, reference_state = _final_state(reference)
-    assert weights.keys() == reference_weights.keys()
-    for name in weights:
-        assert torch.equal(weights[name], reference_weights[name]), name
-    optimizer, reference_optimizer = state["optimizer"]["state"], reference_state["optimizer"]["state"]
-    for index in reference_optimizer:
-        for key in reference_optimizer[index]:
-            assert torch.equal(optimizer[index][key], reference_optimizer[index][key]), (index, key)
-    assert state["train_state"] == reference_state["train_state"]
+    assert_same_final_checkpoint(run_dir, reference, steps=STEPS)
     losses, reference_losses = _losses(run_dir), _losses(reference)
     assert sorted(losses) == list(range(1, STEPS + 1))  # lines after the checkpoint were rewritten, once
     for step in range(checkpoint_at + 1, STEPS + 1):

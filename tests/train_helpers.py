@@ -1,5 +1,9 @@
 """Small configs shared by the training tests (a shrunken tiny model, a few steps, no eval)."""
 
+import torch
+from safetensors.torch import load_file
+
+from cliplab.train.checkpoint import CheckpointManager
 from cliplab.train.config import EvalConfig
 from cliplab.train.presets import smoke_config
 
@@ -15,3 +19,24 @@ def small_config(logs, name="run", *, steps=6, batch_size=8, evaluate=False, **l
     for key, value in loop_overrides.items():
         setattr(config.loop, key, value)
     return config
+
+
+def assert_same_final_checkpoint(run_dir, reference_dir, *, steps):
+    """Both runs' latest checkpoints are at `steps` and hold bitwise-equal weights, optimiser state
+    and train state (step, epoch, data position, counters)."""
+    checkpoints = []
+    for directory in (run_dir, reference_dir):
+        latest = CheckpointManager(directory / "checkpoints", keep=2).latest()
+        assert latest.name == f"step_{steps:07d}"
+        checkpoints.append((load_file(latest / "model.safetensors"),
+                            torch.load(latest / "train_state.pt", weights_only=False)))
+    (weights, state), (reference_weights, reference_state) = checkpoints
+    assert weights.keys() == reference_weights.keys()
+    for name in reference_weights:
+        assert torch.equal(weights[name], reference_weights[name]), name
+    optimizer, reference_optimizer = state["optimizer"]["state"], reference_state["optimizer"]["state"]
+    assert optimizer.keys() == reference_optimizer.keys()
+    for index in reference_optimizer:
+        for key in reference_optimizer[index]:
+            assert torch.equal(optimizer[index][key], reference_optimizer[index][key]), (index, key)
+    assert state["train_state"] == reference_state["train_state"]
