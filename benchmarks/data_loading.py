@@ -24,6 +24,9 @@ from cliplab.data.fashion_mnist import fashion_mnist_caption_corpus  # noqa: E40
 from cliplab.data.shards import dataset_records, write_shards  # noqa: E402
 from cliplab.data.tokenizer import Tokenizer  # noqa: E402
 from cliplab.data.transforms import PreprocessConfig, image_transform  # noqa: E402
+from cliplab.train.config import DEFAULT_MODEL_OVERRIDES  # noqa: E402
+
+CONTEXT_LENGTH = DEFAULT_MODEL_OVERRIDES["tiny"]["text.context_length"]
 
 
 def write_png_manifest(directory: Path, count: int) -> Path:
@@ -58,7 +61,7 @@ def data_wait_fraction(config: DataConfig, *, transform, tokenize, batch_size: i
         from cliplab.models import create_model
     except ImportError:
         return None
-    model = create_model("tiny")
+    model = create_model("tiny", **DEFAULT_MODEL_OVERRIDES["tiny"])  # the default run's model
     loss_fn = ClipLoss()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     loader, _ = build_train_loader(config, transform=transform, tokenize=tokenize,
@@ -89,7 +92,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     transform = image_transform(PreprocessConfig(image_size=28), train=True)
-    tokenize = Tokenizer.train(fashion_mnist_caption_corpus(), vocab_size=1024, context_length=32)
+    # the default run's context (its captions need at most 18 tokens)
+    tokenize = Tokenizer.train(fashion_mnist_caption_corpus(), vocab_size=1024, context_length=CONTEXT_LENGTH)
 
     with tempfile.TemporaryDirectory(prefix="cliplab-bench-") as scratch:
         scratch = Path(scratch)
@@ -115,7 +119,7 @@ def main() -> None:
         table = format_table(["source", "workers", "samples/s"], rows)
         body = (f"{args.samples} samples per source, batch {args.batch_size}, 28x28 images "
                 "through the training transform (random resized crop, normalise) and the BPE "
-                "tokenizer (context 32); the machine's 2 cores are shared with other jobs, so "
+                f"tokenizer (context {CONTEXT_LENGTH}); the machine's 2 cores are shared with other jobs, so "
                 "workers=2 competes with the main process.\n\n" + table)
         wait_rows = []
         for workers in (0, 2):
@@ -130,7 +134,7 @@ def main() -> None:
             print(f"tiny model step, workers={workers}: {step_ms:.0f} ms, {fraction:.1%} waiting "
                   "for data", flush=True)
         if wait_rows:
-            body += ("\n\nShare of a training step (tiny model, ClipLoss, AdamW, batch "
+            body += ("\n\nShare of a training step (tiny model as in the default run, ClipLoss, AdamW, batch "
                      f"{args.batch_size}, {args.steps} steps after the first batch) spent waiting "
                      "for the next batch of Fashion-MNIST:\n\n"
                      + format_table(["workers", "step ms", "waiting for data"], wait_rows))
