@@ -157,8 +157,9 @@ class TiledSigLipFunction(torch.autograd.Function):
         return grad_image, grad_text, grad_scale.reshape(scale.shape), grad_bias.reshape(bias.shape), None
 
 
-# Matmul operands of width D + 1 = 513 ran about 35% slower than of width 512 or 520 on this
-# machine's BLAS; zero columns up to a multiple of 8 change no product and keep the fast path.
+# Matmul operands of width D + 1 = 513 ran about 30% slower than of width 512 or 520 on this
+# machine's BLAS (benchmarks/matmul_width.py); zero columns up to a multiple of 8 change no
+# product and keep the fast path.
 MATMUL_WIDTH_MULTIPLE = 8
 
 
