@@ -27,6 +27,7 @@ from torch import nn
 from cliplab.data.tokenizer import Tokenizer
 from cliplab.data.transforms import ImageTransform, image_transform
 from cliplab.models import CLIP, ModelConfig, build_model
+from cliplab.models.config import read_json_object
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -92,13 +93,7 @@ def check_format_version(config_values: dict, source: str) -> int:
 def read_config(path: str | os.PathLike) -> ModelConfig:
     """The ModelConfig of a bundle's config.json at `path`, any readable format version."""
     source = str(path)
-    try:
-        with open(path) as handle:
-            values = json.load(handle)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{source!r} is not valid JSON: {error}") from error
-    if not isinstance(values, dict):
-        raise ValueError(f"{source!r} must hold a JSON object, got {type(values).__name__}")
+    values = read_json_object(path, repr(source))
     check_format_version(values, source=repr(source))
     values = {key: value for key, value in values.items() if key != FORMAT_VERSION_KEY}
     try:

@@ -8,7 +8,9 @@ output); `create_model` in `registry.py` turns one into a module. Overrides use 
 from __future__ import annotations
 
 import copy
+import json
 import math
+import os
 from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any
 
@@ -270,6 +272,19 @@ class _TopLevelKeys:
     embed_dim: int
     init_logit_scale: float | None = None
     init_logit_bias: float | None = None
+
+
+def read_json_object(path: str | os.PathLike, described_as: str) -> dict:
+    """The JSON object in the file at `path`; ValueError naming `described_as` (e.g. "model config
+    '/x/config.json'") when the file is not JSON or holds something other than an object."""
+    try:
+        with open(path) as handle:
+            values = json.load(handle)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{described_as} is not valid JSON: {error}") from error
+    if not isinstance(values, dict):
+        raise ValueError(f"{described_as} must hold a JSON object, got {type(values).__name__}")
+    return values
 
 
 def apply_overrides(values: dict, overrides: dict[str, Any]) -> dict:

@@ -15,7 +15,7 @@ from torch import nn
 
 from cliplab.models.clip import CLIP
 from cliplab.models.coca import CoCa
-from cliplab.models.config import ModelConfig, apply_overrides
+from cliplab.models.config import ModelConfig, apply_overrides, read_json_object
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -54,13 +54,7 @@ def _config_values(name_or_path: str | Path) -> dict:
     if not path.is_file():
         raise ValueError(f"unknown model {name!r}: not a registered name or a JSON file; "
                          f"known models: {', '.join(list_models())}")
-    try:
-        with open(path) as handle:
-            values = json.load(handle)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"model config {str(path)!r} is not valid JSON: {error}") from error
-    if not isinstance(values, dict):
-        raise ValueError(f"model config {str(path)!r} must hold a JSON object, got {type(values).__name__}")
+    values = read_json_object(path, f"model config {str(path)!r}")
     # A saved model's config.json also records its file format (see cliplab.bundle); the
     # architecture is everything else.
     return {key: value for key, value in values.items() if key not in FILE_METADATA_KEYS}
