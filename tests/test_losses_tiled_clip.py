@@ -178,16 +178,22 @@ RANK_ROWS = [4, 5, 3, 4]
 OPTIONS = [(False, True), (False, False), (True, True), (True, False)]
 
 
-def _global_batch(world_size):
-    generator = torch.Generator().manual_seed(11)
+def ring_global_batch(world_size, seed=11):
+    """(image [G, 6], text [G, 6]) for the first `world_size` entries of RANK_ROWS."""
+    generator = torch.Generator().manual_seed(seed)
     rows = sum(RANK_ROWS[:world_size])
     return torch.randn(rows, 6, generator=generator), torch.randn(rows, 6, generator=generator)
 
 
-def _distributed_checks(rank, world_size):
-    image_all, text_all = _global_batch(world_size)
+def rank_slice(rank):
+    """Rank `rank`'s rows of the global batch."""
     start = sum(RANK_ROWS[:rank])
-    rows = slice(start, start + RANK_ROWS[rank])
+    return slice(start, start + RANK_ROWS[rank])
+
+
+def _distributed_checks(rank, world_size):
+    image_all, text_all = ring_global_batch(world_size)
+    rows = rank_slice(rank)
     results = {}
     for local_loss, gather_with_grad in OPTIONS:
         for keep_budget in (0, BIG_BUDGET):
@@ -208,14 +214,13 @@ def _distributed_checks(rank, world_size):
 @pytest.mark.parametrize("world_size", [2, 3, 4])
 def test_ring_equals_dense_loss_on_every_rank_for_every_option(world_size):
     per_rank = run_on_workers(_distributed_checks, world_size, timeout_s=120)
-    image_all, text_all = _global_batch(world_size)
+    image_all, text_all = ring_global_batch(world_size)
     image_all.requires_grad_(True)
     text_all.requires_grad_(True)
     scale = torch.tensor(3.0, requires_grad=True)
     reference = loss_and_grads(dense_clip_reference, image_all, text_all, scale)
     for rank, results in enumerate(per_rank):
-        start = sum(RANK_ROWS[:rank])
-        rows = slice(start, start + RANK_ROWS[rank])
+        rows = rank_slice(rank)
         for (local_loss, gather_with_grad, _), (tiled, dense, metrics, dense_metrics) in results.items():
             assert_all_close(tiled, dense)
             assert metrics == dense_metrics

@@ -6,7 +6,7 @@ from cliplab.distributed.launch import run_on_workers
 from cliplab.distributed.ring import Ring
 from cliplab.losses.siglip import SigLipLoss
 from cliplab.losses.tiled_siglip import SigmoidTilePlan, TiledSigLipLoss, augmented_width, tiled_siglip_loss
-from test_losses_tiled_clip import LargestTensor
+from test_losses_tiled_clip import LargestTensor, rank_slice, ring_global_batch
 
 BIG_BUDGET = 2**30
 
@@ -121,19 +121,9 @@ def test_saved_state_is_linear_in_the_batch_above_the_keep_budget():
     assert sum(tile.numel() for tile in kept.grad_fn.kept.values()) == batch * batch
 
 
-RANK_ROWS = [4, 5, 3, 4]
-
-
-def _global_batch(world_size):
-    generator = torch.Generator().manual_seed(12)
-    rows = sum(RANK_ROWS[:world_size])
-    return torch.randn(rows, 6, generator=generator), torch.randn(rows, 6, generator=generator)
-
-
 def _distributed_checks(rank, world_size):
-    image_all, text_all = _global_batch(world_size)
-    start = sum(RANK_ROWS[:rank])
-    rows = slice(start, start + RANK_ROWS[rank])
+    image_all, text_all = ring_global_batch(world_size, seed=12)
+    rows = rank_slice(rank)
     results = {}
     for keep_budget in (0, BIG_BUDGET):
         image = image_all[rows].clone().requires_grad_(True)
@@ -152,7 +142,7 @@ def _distributed_checks(rank, world_size):
 @pytest.mark.parametrize("world_size", [2, 3, 4])
 def test_ring_equals_dense_loss_on_every_rank(world_size):
     per_rank = run_on_workers(_distributed_checks, world_size, timeout_s=120)
-    image_all, text_all = _global_batch(world_size)
+    image_all, text_all = ring_global_batch(world_size, seed=12)
     image_all.requires_grad_(True)
     text_all.requires_grad_(True)
     scale, bias = torch.tensor(3.0, requires_grad=True), torch.tensor(-2.0, requires_grad=True)
@@ -163,8 +153,7 @@ def test_ring_equals_dense_loss_on_every_rank(world_size):
                                divisor=global_rows / world_size)
     scale_grads = bias_grads = losses = 0.0
     for rank, results in enumerate(per_rank):
-        start = sum(RANK_ROWS[:rank])
-        rows = slice(start, start + RANK_ROWS[rank])
+        rows = rank_slice(rank)
         for tiled, dense, metrics, dense_metrics in results.values():
             assert_all_close(tiled, dense)
             assert metrics == dense_metrics
