@@ -18,20 +18,7 @@ from cliplab.distributed.launch import run_on_workers
 from cliplab.train import TrainHooks, train
 
 from data_fixtures import make_manifest
-from train_helpers import small_config
-
-
-def csv_config(logs, manifest, *, name="run", batch_size=12, epochs=1, max_skip_fraction=0.05,
-               skip_check_min_samples=200):
-    """A run of whole epochs over every row of `manifest` (no max_steps, no subset)."""
-    config = small_config(logs, name=name, steps=None, batch_size=batch_size)
-    config.data.dataset_type = "csv"
-    config.data.train_data = str(manifest)
-    config.data.train_num_samples = None
-    config.data.max_skip_fraction = max_skip_fraction
-    config.data.skip_check_min_samples = skip_check_min_samples
-    config.loop.epochs = epochs
-    return config
+from train_helpers import csv_config
 
 
 def records(run_dir, kind):

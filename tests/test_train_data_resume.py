@@ -12,7 +12,7 @@ from cliplab.distributed.launch import run_on_workers
 from cliplab.train import TrainHooks, train
 
 from data_fixtures import make_manifest
-from train_helpers import small_config
+from train_helpers import csv_config
 
 SAMPLES, BATCH_PER_RANK, EPOCHS = 40, 4, 2  # on 2 ranks 5 steps of 2 x 4 samples per epoch
 CHECKPOINT_EVERY, CRASH_AT = 3, 8  # resume from step 6: mid-epoch (epoch 1 on 2 ranks, 0 on 1)
@@ -23,11 +23,7 @@ class Crash(Exception):
 
 
 def _config(logs, manifest, name, resume=False):
-    config = small_config(logs, name=name, steps=None, batch_size=BATCH_PER_RANK)
-    config.data.dataset_type = "csv"
-    config.data.train_data = str(manifest)
-    config.data.train_num_samples = None
-    config.loop.epochs = EPOCHS
+    config = csv_config(logs, manifest, name=name, batch_size=BATCH_PER_RANK, epochs=EPOCHS)
     config.checkpoint.save_every_steps = CHECKPOINT_EVERY
     config.checkpoint.resume = "latest" if resume else None
     return config
