@@ -26,9 +26,10 @@ def leaves(batch, dim, seed, dtype=torch.float32, scale=4.0):
     return image, text, logit_scale
 
 
-def loss_and_grads(loss_fn, image, text, scale, **kwargs):
-    loss = loss_fn(image, text, scale, **kwargs)
-    return (loss.detach(), *torch.autograd.grad(loss, [image, text, scale]))
+def loss_and_grads(loss_fn, *inputs, **kwargs):
+    """(loss, its gradient with respect to each input) of loss_fn(*inputs, **kwargs)."""
+    loss = loss_fn(*inputs, **kwargs)
+    return (loss.detach(), *torch.autograd.grad(loss, inputs))
 
 
 def assert_all_close(actual, expected):

@@ -6,7 +6,7 @@ from cliplab.distributed.launch import run_on_workers
 from cliplab.distributed.ring import Ring
 from cliplab.losses.siglip import SigLipLoss
 from cliplab.losses.tiled_siglip import SigmoidTilePlan, TiledSigLipLoss, augmented_width, tiled_siglip_loss
-from test_losses_tiled_clip import LargestTensor, rank_slice, ring_global_batch
+from test_losses_tiled_clip import LargestTensor, assert_all_close, loss_and_grads, rank_slice, ring_global_batch
 
 BIG_BUDGET = 2**30
 
@@ -23,18 +23,6 @@ def leaves(batch, dim, seed, dtype=torch.float32):
     image = torch.randn(batch, dim, generator=generator).to(dtype).requires_grad_(True)
     text = torch.randn(batch, dim, generator=generator).to(dtype).requires_grad_(True)
     return image, text, torch.tensor(3.0, requires_grad=True), torch.tensor(-2.0, requires_grad=True)
-
-
-def loss_and_grads(loss_fn, image, text, scale, bias, **kwargs):
-    loss = loss_fn(image, text, scale, bias, **kwargs)
-    return (loss.detach(), *torch.autograd.grad(loss, [image, text, scale, bias]))
-
-
-def assert_all_close(actual, expected):
-    """rtol 1e-5 with an absolute floor scaled to each tensor (fp32 rounding of larger terms)."""
-    for got, want in zip(actual, expected):
-        floor = 1e-6 * max(1.0, float(want.abs().max()))
-        torch.testing.assert_close(got, want.to(got.dtype), rtol=1e-5, atol=floor)
 
 
 @pytest.mark.parametrize("batch,tile_size", [(1, 4), (5, 8), (12, 4), (12, 5), (13, 1), (7, 3)])
