@@ -61,7 +61,7 @@ def data_wait_fraction(config: DataConfig, *, transform, tokenize, batch_size: i
         from cliplab.models import create_model
     except ImportError:
         return None
-    model = create_model("tiny", **DEFAULT_MODEL_OVERRIDES["tiny"])  # the default run's model
+    model = create_model("tiny", output_dict=True, **DEFAULT_MODEL_OVERRIDES["tiny"])  # the default run's model
     loss_fn = ClipLoss()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     loader, _ = build_train_loader(config, transform=transform, tokenize=tokenize,

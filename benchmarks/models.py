@@ -37,7 +37,7 @@ def run_worker(model_name: str, batch_size: int, checkpointing: bool, warmup: in
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = create_model(model_name)
+    model = create_model(model_name, output_dict=True)
     model.set_grad_checkpointing(checkpointing)
     config = model.config
     size, length = config.vision.image_size, config.text.context_length

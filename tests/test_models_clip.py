@@ -12,9 +12,9 @@ TINY_OVERRIDES = {"embed_dim": 16, "vision.width": 16, "text.width": 16, "text.h
                   "text.context_length": 8, "text.vocab_size": 40}
 
 
-def tiny(name="tiny", **overrides):
+def tiny(name="tiny", output_dict=True, **overrides):
     torch.manual_seed(0)
-    return create_model(name, **{**TINY_OVERRIDES, **overrides})
+    return create_model(name, output_dict=output_dict, **{**TINY_OVERRIDES, **overrides})
 
 
 def batch(size=4, image_size=28, context_length=8):
@@ -47,6 +47,16 @@ def test_clip_forward_contract():
     model.eval()
     torch.testing.assert_close(model.encode_image(images, normalize=True), model(images, tokens)["image_features"])
     torch.testing.assert_close(F.normalize(model.encode_text(tokens), dim=-1), model.encode_text(tokens, normalize=True))
+
+
+@pytest.mark.parametrize("name", ["tiny", "tiny-siglip"])
+def test_forward_returns_open_clips_tuple_by_default(name):
+    images, tokens = batch()
+    as_dict = tiny(name).eval()(images, tokens)
+    as_tuple = tiny(name, output_dict=False).eval()(images, tokens)
+    assert isinstance(as_tuple, tuple) and len(as_tuple) == len(as_dict)
+    for value, key in zip(as_tuple, as_dict):
+        torch.testing.assert_close(value, as_dict[key], rtol=0, atol=0)
 
 
 def test_siglip_has_logit_bias_with_its_init():

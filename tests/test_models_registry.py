@@ -38,7 +38,7 @@ def contrastive_and_caption_loss(output):
 @pytest.mark.parametrize("name", TINY_NAMES)
 def test_every_parameter_receives_a_gradient(name):
     torch.manual_seed(0)
-    model = create_model(name)
+    model = create_model(name, output_dict=True)
     config = model.config
     size, length = config.vision.image_size, config.text.context_length
     images = torch.randn(3, 3, size, size)
@@ -61,7 +61,7 @@ def test_every_parameter_receives_a_gradient(name):
 @pytest.mark.parametrize("name, parameters", [("ViT-B-32", 151_277_313), ("ViT-B-16", 149_620_737)])
 def test_vit_b_matches_open_clip_parameter_count(name, parameters):
     with torch.device("meta"):
-        model = create_model(name)
+        model = create_model(name, output_dict=True)
     assert sum(p.numel() for p in model.parameters()) == parameters
     assert model.vision_tower.position_embedding.shape == ((224 // int(name[-2:])) ** 2 + 1, 768)
     assert model.text_tower.token_embedding.weight.shape == (49408, 512)

@@ -41,7 +41,7 @@ def one_thread():
 
 def tiny_model(seed=0):
     torch.manual_seed(seed)
-    return create_model("tiny-vit", embed_dim=16,
+    return create_model("tiny-vit", output_dict=True, embed_dim=16,
                         vision={"width": 32, "layers": 1, "heads": 2, "patch_size": 7},
                         text={"width": 32, "layers": 1, "heads": 2, "vocab_size": VOCAB, "context_length": LENGTH})
 

@@ -23,7 +23,7 @@ from train_helpers import small_config
 
 def _model():
     torch.manual_seed(0)
-    return create_model("tiny-vit", **{"vision.dropout": 0.2, "vision.patch_dropout": 0.3, "text.dropout": 0.2,
+    return create_model("tiny-vit", output_dict=True, **{"vision.dropout": 0.2, "vision.patch_dropout": 0.3, "text.dropout": 0.2,
                                        "vision.width": 32, "vision.heads": 2, "vision.layers": 2,
                                        "text.width": 32, "text.heads": 2, "text.layers": 1, "embed_dim": 16})
 

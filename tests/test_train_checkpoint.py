@@ -20,7 +20,7 @@ from cliplab.train.optim import build_optimizer
 
 def _tiny_setup(seed=0):
     torch.manual_seed(seed)
-    model = create_model("tiny", **{"vision.width": 16, "text.width": 32, "text.heads": 2, "text.layers": 1,
+    model = create_model("tiny", output_dict=True, **{"vision.width": 16, "text.width": 32, "text.heads": 2, "text.layers": 1,
                                     "text.vocab_size": 300})
     tokenizer = Tokenizer.train(["a photo of a cat", "a photo of a dog"], vocab_size=300,
                                 context_length=model.config.text.context_length)

@@ -22,14 +22,17 @@ class CLIP(nn.Module):
 
     Attributes: `vision_tower` and `text_tower` (each with `forward_tokens` and `width`),
     `image_projection` [W_v -> E] and `text_projection` [W_t -> E] (no bias), `logit_scale`
-    (log of the temperature's inverse), `logit_bias` (SigLIP only, else None), `config`.
+    (log of the temperature's inverse), `logit_bias` (SigLIP only, else None), `config`,
+    `output_dict` (what `forward` returns: open_clip's tuple when False, the default, else a dict;
+    training builds its model with output_dict=True, as open_clip's training does).
     """
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, *, output_dict: bool = False):
         super().__init__()
         if not isinstance(config, ModelConfig):
             raise ValueError(f"config must be a ModelConfig, got {type(config).__name__}")
         self.config = config
+        self.output_dict = output_dict
         self.vision_tower = build_vision_tower(config.vision)
         self.text_tower = TextTransformer(config.text)
         self.image_projection = nn.Linear(config.vision.width, config.embed_dim, bias=False)
@@ -80,9 +83,11 @@ class CLIP(nn.Module):
             latents = self.text_projection(self.text_tower.forward_tokens(tokens))
         return latents, tokens != self.config.text.pad_id
 
-    def forward(self, images: torch.Tensor, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
-        """-> {"image_features": [B, E], "text_features": [B, E] (both unit norm),
-        "logit_scale": 0-d (exp of the parameter), "logit_bias": 0-d (SigLIP only)}."""
+    def forward(self, images: torch.Tensor, tokens: torch.Tensor
+                ) -> dict[str, torch.Tensor] | tuple[torch.Tensor, ...]:
+        """With `output_dict`: {"image_features": [B, E], "text_features": [B, E] (both unit norm),
+        "logit_scale": 0-d (exp of the parameter), "logit_bias": 0-d (SigLIP only)}. Without it
+        (the default), open_clip's tuple of the same values in that order."""
         output = {
             "image_features": self.encode_image(images, normalize=True),
             "text_features": self.encode_text(tokens, normalize=True),
@@ -90,7 +95,7 @@ class CLIP(nn.Module):
         }
         if self.logit_bias is not None:
             output["logit_bias"] = self.logit_bias
-        return output
+        return output if self.output_dict else tuple(output.values())
 
     def lock_image_tower(self, unlocked_groups: int = 0, freeze_norms: bool = True) -> None:
         """Freeze the image tower and its projection except the last `unlocked_groups` groups.

@@ -1,7 +1,8 @@
 """CoCa: CLIP's contrastive towers plus a multimodal decoder that captions the image.
 
-forward returns open_clip's CoCa dict, consumed by `CoCaLoss`: contrastive features plus next-token
-`logits` [B, T-1, V] and `labels` [B, T-1] (padding in labels carries pad_id, to be ignored).
+forward returns open_clip's CoCa dict (a dict whatever `output_dict` says, as open_clip's CoCa does),
+consumed by `CoCaLoss`: contrastive features plus next-token `logits` [B, T-1, V] and `labels`
+[B, T-1] (padding in labels carries pad_id, to be ignored).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ GENERATION_STRATEGIES = ("greedy", "top_k")
 class CoCa(CLIP):
     """CLIP + `decoder` (a MultimodalDecoder over the text tower's hidden states and image tokens)."""
 
-    def __init__(self, config: ModelConfig):
-        super().__init__(config)
+    def __init__(self, config: ModelConfig, *, output_dict: bool = False):
+        super().__init__(config, output_dict=output_dict)
         self.decoder = MultimodalDecoder(config.decoder, width=config.text.width,
                                          image_width=config.vision.width,
                                          vocab_size=config.text.vocab_size)

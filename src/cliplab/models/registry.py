@@ -72,18 +72,22 @@ def get_model_config(name_or_path: str | Path | ModelConfig, **overrides: Any) -
     return ModelConfig.from_dict(apply_overrides(values, overrides))
 
 
-def build_model(config: ModelConfig) -> CLIP:
-    """The model for `config` (class chosen by config.kind), freshly initialised, in train mode."""
+def build_model(config: ModelConfig, *, output_dict: bool = False) -> CLIP:
+    """The model for `config` (class chosen by config.kind), freshly initialised, in train mode.
+    output_dict: what forward returns (open_clip's tuple when False; see CLIP)."""
     if not isinstance(config, ModelConfig):
         raise ValueError(f"config must be a ModelConfig, got {type(config).__name__}")
-    return MODEL_CLASSES[config.kind](config)
+    return MODEL_CLASSES[config.kind](config, output_dict=output_dict)
 
 
-def create_model(name_or_path: str | Path | ModelConfig, **overrides: Any) -> nn.Module:
+def create_model(name_or_path: str | Path | ModelConfig, *, output_dict: bool = False,
+                 **overrides: Any) -> nn.Module:
     """Build a model by registered name, JSON path or ModelConfig, with keyword overrides.
+
+    output_dict: forward returns a dict (True) or open_clip's tuple (False, the default).
 
     Overrides: a top-level key (`embed_dim=32`), a dotted path (`**{"vision.width": 64}`), or a
     section given as a dict merged into it (`text={"layers": 2}`). Build on another device with
     `with torch.device("meta"): create_model(...)`.
     """
-    return build_model(get_model_config(name_or_path, **overrides))
+    return build_model(get_model_config(name_or_path, **overrides), output_dict=output_dict)

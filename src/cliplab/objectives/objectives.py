@@ -3,7 +3,7 @@
 Contract with the training loop (see docs/objectives.md):
 
     objectives = build_objectives(config.objectives, model, tokenizer)   # once, at start-up
-    outputs = model(images, tokens)
+    outputs = model(images, tokens)                    # a model built with output_dict=True
     terms = objectives(model, batch, outputs)          # {name: unweighted 0-d loss}
     total = objectives.weighted_sum(terms)             # sum of weight * term
     if not objectives.replaces_contrastive_loss:

@@ -48,11 +48,12 @@ def seed_everything(seed: int) -> None:
 
 
 def build_model(setup: ModelSetupConfig, device: torch.device) -> nn.Module:
-    """create_model(name, **overrides), towers locked as asked, on `device`, in train mode."""
+    """create_model(name, **overrides), towers locked as asked, on `device`, in train mode; its
+    forward returns a dict (output_dict=True), which the loss reads by key."""
     from cliplab.models import create_model
 
     try:
-        model = create_model(setup.name, **setup.overrides)
+        model = create_model(setup.name, output_dict=True, **setup.overrides)
     except ValueError as error:
         raise ConfigError("model", setup.name, f"does not build a model: {error}") from None
     if setup.lock_image:
