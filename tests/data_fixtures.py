@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import struct
 from pathlib import Path
 
@@ -87,3 +88,48 @@ def length_tokenize(captions: list[str]) -> torch.Tensor:
     """long [N, 2]: (caption length, hash of the caption's digits) - enough to check alignment."""
     return torch.tensor([[len(text), sum(ord(c) for c in text)] for text in captions],
                         dtype=torch.long)
+
+
+def png_bytes(value: int, size: int = 8) -> bytes:
+    """The encoded PNG of `write_png`'s image for `value`."""
+    pixels = np.zeros((size, size, 3), dtype=np.uint8)
+    pixels[..., 0], pixels[..., 1], pixels[..., 2] = value, value // 2, 255 - value
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def make_parquet(path: Path, count: int, *, first: int = 0, row_group_size: int = 4,
+                 image_key: str = "jpg", caption_key: str = "txt", label_key: str | None = "label",
+                 struct_images: bool = False, bad: dict[int, str] | None = None,
+                 extra_columns: dict[str, list] | None = None) -> Path:
+    """A parquet file of `count` rows; row i holds `png_bytes(first + i)`, caption
+    "caption {first + i}" and label (first + i) % 10, in row groups of `row_group_size`.
+
+    `bad` maps a row to "garbage" (undecodable bytes), "empty-caption", "null-caption" or
+    "null-image" (img2dataset's row for a failed download). `struct_images` stores images as the
+    hub's {"bytes", "path"} structs.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    bad = bad or {}
+    images, captions = [], []
+    for row in range(count):
+        value, kind = first + row, bad.get(row)
+        image = None if kind == "null-image" else (b"garbage" if kind == "garbage" else
+                                                   png_bytes(value % 256))
+        caption = {"empty-caption": " ", "null-caption": None}.get(kind, f"caption {value}")
+        images.append({"bytes": image, "path": f"{value}.png"} if struct_images and image is not None
+                      else image)
+        captions.append(caption)
+    image_type = (pa.struct([("bytes", pa.binary()), ("path", pa.string())]) if struct_images
+                  else pa.binary())
+    columns = {image_key: pa.array(images, type=image_type), caption_key: pa.array(captions, pa.string())}
+    if label_key is not None:
+        columns[label_key] = pa.array([(first + row) % 10 for row in range(count)], pa.int64())
+    for name, values in (extra_columns or {}).items():
+        columns[name] = pa.array(values)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(columns), path, row_group_size=row_group_size)
+    return path

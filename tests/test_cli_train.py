@@ -10,7 +10,8 @@ from cliplab.cli.train_command import FLAGS, overrides_from_args
 # Changing this list renames or removes a user-facing flag: update docs/training.md with it.
 FROZEN_FLAGS = [
     "--accum-freq", "--batch-size", "--beta1", "--beta2", "--coca-caption-loss-weight",
-    "--coca-contrastive-loss-weight", "--config", "--csv-caption-key", "--csv-img-key", "--csv-separator",
+    "--coca-contrastive-loss-weight", "--config", "--csv-caption-key", "--csv-img-key", "--csv-label-key",
+    "--csv-separator", "--parquet-caption-key", "--parquet-image-key", "--parquet-label-key",
     "--dataset-resampled", "--dataset-type", "--deterministic", "--dist-backend", "--dist-impl", "--epochs", "--eps",
     "--gather-with-grad", "--grad-checkpointing", "--grad-clip-norm", "--keep-checkpoints", "--local-loss",
     "--lock-image", "--lock-image-freeze-bn-stats", "--lock-image-unlocked-groups", "--lock-text",
@@ -88,7 +89,7 @@ def test_help_shows_readable_placeholders(capsys):
     text = capsys.readouterr().out
     assert "FLAG__" not in text and "flag__" not in text
     for shown in ("--train-data PATH", "--batch-size BATCH_SIZE", "--logs DIR", "--resume {latest,DIR}",
-                  "--dataset-type {fashion-mnist,csv,webdataset}", "--report-to {tensorboard,all,none}"):
+                  "--dataset-type {fashion-mnist,csv,webdataset,parquet}", "--report-to {tensorboard,all,none}"):
         assert shown in text, shown
 
 

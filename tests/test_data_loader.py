@@ -9,7 +9,7 @@ from cliplab.data.shards import dataset_records, write_shards
 from cliplab.data.csv_dataset import CsvDataset
 from cliplab.distributed.launch import run_on_workers
 from data_fixtures import (first_pixel_transform, length_tokenize, make_fashion_dir,
-                           make_manifest, random_augment_transform)
+                           make_manifest, make_parquet, random_augment_transform)
 
 
 def fashion_config(tmp_path, **overrides):
@@ -43,8 +43,9 @@ def test_fashion_mnist_train_epoch_and_eval(tmp_path):
     assert torch.cat([b["sample_ids"] for b in result]).tolist() == list(range(11))
 
 
-def test_worker_count_does_not_change_batches(tmp_path):
-    config = fashion_config(tmp_path)
+@pytest.mark.parametrize("source", ["fashion-mnist", "parquet"])
+def test_worker_count_does_not_change_batches(tmp_path, source):
+    config = fashion_config(tmp_path) if source == "fashion-mnist" else parquet_config(tmp_path)
     _, without_workers = train_ids(config, rank=0, world_size=1, epoch=2,
                                    transform=random_augment_transform)
     _, with_workers = train_ids(config, rank=0, world_size=1, epoch=2, workers=2,
@@ -77,14 +78,48 @@ def resume_worker(rank, world_size, config, interrupt_at):
     return uninterrupted, interrupted
 
 
+def parquet_config(tmp_path, **overrides):
+    """37 samples in 2 files of row groups of 5: 40 rows, 3 of them without an image (not samples)."""
+    pytest.importorskip("pyarrow")
+    make_parquet(tmp_path / "pq" / "part-0.parquet", 22, row_group_size=5, bad={3: "null-image", 11: "null-image"})
+    make_parquet(tmp_path / "pq" / "part-1.parquet", 18, first=22, row_group_size=5, bad={0: "null-image"})
+    return DataConfig(dataset_type="parquet", train_data=str(tmp_path / "pq"), val_data=str(tmp_path / "pq"),
+                      workers=0, **overrides)
+
+
+def resume_worker_per_source(rank, world_size, configs, interrupt_at):
+    return [resume_worker(rank, world_size, config, interrupt_at) for config in configs]
+
+
 def test_resume_on_two_gloo_ranks_sees_exactly_the_remaining_samples(tmp_path):
-    config = fashion_config(tmp_path)
-    results = run_on_workers(resume_worker, 2, config, 4, timeout_s=120)
-    for uninterrupted, interrupted in results:
-        assert torch.equal(uninterrupted, interrupted)
-    first_epoch = torch.cat([results[rank][0][:21] for rank in range(2)])
-    # within an epoch the two ranks together cover the 37 samples; 7 batches x 3 x 2 = 42 slots
-    assert set(first_epoch.tolist()) == set(range(37)) and len(first_epoch) == 42
+    configs = [fashion_config(tmp_path), parquet_config(tmp_path)]  # one spawn for both sources
+    per_rank = run_on_workers(resume_worker_per_source, 2, configs, 4, timeout_s=120)
+    for source in range(len(configs)):
+        results = [per_rank[rank][source] for rank in range(2)]
+        for uninterrupted, interrupted in results:
+            assert torch.equal(uninterrupted, interrupted)
+        first_epoch = torch.cat([results[rank][0][:21] for rank in range(2)])
+        # within an epoch the two ranks together cover the 37 samples; 7 batches x 3 x 2 = 42 slots
+        assert set(first_epoch.tolist()) == set(range(37)) and len(first_epoch) == 42
+
+
+def test_parquet_train_epoch_and_eval(tmp_path):
+    config = parquet_config(tmp_path, parquet_label_key="label")
+    num_batches, batches = train_ids(config, rank=0, world_size=1, epoch=0)
+    assert num_batches == 10 and len(batches) == 10
+    ids = torch.cat([b["sample_ids"] for b in batches])
+    assert set(ids.tolist()) == set(range(37))
+    rows = [row for row in range(40) if row not in (3, 11, 22)]  # sample i is the i-th row with an image
+    for batch in batches:
+        expected = [f"caption {rows[i]}" for i in batch["sample_ids"].tolist()]
+        assert batch["captions"] == expected
+        assert batch["labels"].tolist() == [rows[i] % 10 for i in batch["sample_ids"].tolist()]
+        assert (batch["images"][:, 0, 0, 0] * 255).round().long().tolist() == [rows[i] for i in
+                                                                                batch["sample_ids"].tolist()]
+    loader, eval_batches = build_eval_loader(config, transform=first_pixel_transform, tokenize=length_tokenize,
+                                             batch_size=5)
+    assert eval_batches == 8
+    assert torch.cat([b["sample_ids"] for b in loader]).tolist() == list(range(37))
 
 
 def lockstep_worker(rank, world_size, config):
@@ -139,6 +174,23 @@ def test_one_percent_bad_completes_with_exact_count_and_all_bad_fails(tmp_path):
         list(loader)
 
 
+def test_parquet_bad_rows_are_replaced_and_counted_exactly(tmp_path):
+    pytest.importorskip("pyarrow")
+    path = make_parquet(tmp_path / "a.parquet", 200, row_group_size=50,
+                        bad={17: "garbage", 123: "empty-caption", 150: "null-image"})
+    config = DataConfig(dataset_type="parquet", train_data=str(path), workers=0, max_skip_fraction=0.05,
+                        skip_check_min_samples=50)
+    loader, num_batches = build_train_loader(
+        config, transform=first_pixel_transform, tokenize=length_tokenize, batch_size=10, rank=0,
+        world_size=1, seed=0, epoch=0, workers=2, pin_memory=False)
+    batches = list(loader)
+    assert len(batches) == num_batches == 20  # 199 samples: the null-image row is none
+    assert all(len(b["sample_ids"]) == 10 for b in batches)
+    assert loader.stats.samples_skipped == sum(b["skipped"] for b in batches) == 2
+    assert sorted(loader.stats.examples) == [f"{path}:row 123: empty caption",
+                                             f"{path}:row 17: cannot decode image (not an image format PIL reads)"]
+
+
 def test_threshold_stops_run_naming_files(tmp_path):
     manifest = make_manifest(tmp_path, 40, bad={i: "missing" for i in range(0, 40, 4)})
     config = DataConfig(dataset_type="csv", train_data=str(manifest), workers=0,
@@ -170,9 +222,13 @@ def test_webdataset_config_end_to_end(tmp_path):
 
 def test_config_validation():
     with pytest.raises(ValueError, match="dataset_type must be one of"):
+        DataConfig(dataset_type="tfrecord")
+    with pytest.raises(ValueError, match="'parquet' needs train_data and/or val_data"):
         DataConfig(dataset_type="parquet")
-    with pytest.raises(ValueError, match="needs train_num_samples"):
-        DataConfig(dataset_type="webdataset", train_data="x.tar")
+    with pytest.raises(ValueError, match="parquet_caption_key must name a column"):
+        DataConfig(dataset_type="parquet", train_data="x.parquet", parquet_caption_key="")
+    # the shards' own count files are read when the loader is built (test_data_shard_counts.py)
+    assert DataConfig(dataset_type="webdataset", train_data="x.tar").train_num_samples is None
     with pytest.raises(ValueError, match="max_skip_fraction"):
         DataConfig(max_skip_fraction=1.0)
     with pytest.raises(ValueError, match="csv_separator"):

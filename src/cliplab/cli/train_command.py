@@ -77,15 +77,24 @@ def _report_to(text: str) -> bool:
 
 FLAGS: tuple[Flag, ...] = (
     # data (open_clip)
-    Flag("--train-data", "data.train_data", "training data: csv manifest, webdataset shard pattern, or the "
-         "Fashion-MNIST directory", metavar="PATH"),
+    Flag("--train-data", "data.train_data", "training data: csv manifest, webdataset shard pattern, parquet "
+         "file, directory or glob, or the Fashion-MNIST directory", metavar="PATH"),
     Flag("--val-data", "data.val_data", "evaluation data (same formats as --train-data)", metavar="PATH"),
     Flag("--dataset-type", "data.dataset_type", "format of the data", choices=DATASET_TYPES),
     Flag("--csv-img-key", "data.csv_img_key", "image path column of a csv manifest"),
     Flag("--csv-caption-key", "data.csv_caption_key", "caption column of a csv manifest"),
     Flag("--csv-separator", "data.csv_separator", "column separator of a csv manifest"),
-    Flag("--train-num-samples", "data.train_num_samples", "samples per epoch", type=int),
-    Flag("--val-num-samples", "data.val_num_samples", "samples in webdataset validation shards", type=int),
+    Flag("--csv-label-key", "data.csv_label_key", "integer class label column of a csv manifest (default: none)"),
+    Flag("--parquet-image-key", "data.parquet_image_key", "image column of parquet data: encoded bytes or "
+         "{bytes, path} structs (default: the first of image, jpg, png)"),
+    Flag("--parquet-caption-key", "data.parquet_caption_key", "caption column of parquet data (default: the "
+         "first of caption, text, txt)"),
+    Flag("--parquet-label-key", "data.parquet_label_key", "integer class label column of parquet data "
+         "(default: none)"),
+    Flag("--train-num-samples", "data.train_num_samples", "samples per epoch (webdataset default: the counts "
+         "cliplab shards or img2dataset wrote next to the shards)", type=int),
+    Flag("--val-num-samples", "data.val_num_samples", "samples in webdataset validation shards (default: as "
+         "for --train-num-samples)", type=int),
     Flag("--dataset-resampled", "data.dataset_resampled", "webdataset: draw shards with replacement",
          boolean=True),
     Flag("--workers", "data.workers", "data loader worker processes per rank", type=int),

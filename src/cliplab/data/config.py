@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-DATASET_TYPES = ("fashion-mnist", "csv", "webdataset")
+DATASET_TYPES = ("fashion-mnist", "csv", "webdataset", "parquet")
 
 
 @dataclass(kw_only=True)
@@ -12,11 +12,18 @@ class DataConfig:
     """What to load for training and evaluation.
 
     dataset_type: "fashion-mnist" (built in; train_data / val_data optionally name the directory
-        holding its idx files), "csv" (train_data / val_data are manifests) or "webdataset"
-        (brace patterns of tar shards).
-    train_num_samples: samples per epoch. Required for webdataset training; for map-style datasets
-        it defaults to the dataset size (fewer takes a seeded subset, more repeats it).
-    val_num_samples: webdataset only, gives the evaluation loader its batch count.
+        holding its idx files), "csv" (train_data / val_data are manifests), "webdataset" (brace
+        patterns of tar shards) or "parquet" (a parquet file, a directory of them, or a glob).
+    csv_label_key: optional integer label column of a manifest.
+    parquet_image_key / parquet_caption_key: the image column (encoded bytes, or {"bytes", "path"}
+        structs) and the caption column of parquet data; None takes the first that exists of
+        `image`, `jpg`, `png` / `caption`, `text`, `txt`. parquet_label_key: optional integer
+        label column.
+    train_num_samples: samples per epoch. For map-style datasets it defaults to the dataset size
+        (fewer takes a seeded subset, more repeats it); for webdataset, to the count recorded next to
+        the shards (`shard_counts.py`), an error at loader start when there is none.
+    val_num_samples: webdataset only, gives the evaluation loader its batch count (default: the
+        count recorded next to the shards, where there is one).
     max_skip_fraction: the run stops once more than this share of the samples drawn in an epoch were
         bad, checked after skip_check_min_samples draws.
     caption_seed: seeds the generated Fashion-MNIST captions (with epoch and sample index).
@@ -31,6 +38,9 @@ class DataConfig:
     csv_caption_key: str = "title"
     csv_label_key: str | None = None
     csv_separator: str = "\t"
+    parquet_image_key: str | None = None
+    parquet_caption_key: str | None = None
+    parquet_label_key: str | None = None
     train_num_samples: int | None = None
     val_num_samples: int | None = None
     dataset_resampled: bool = False
@@ -46,16 +56,15 @@ class DataConfig:
         if self.dataset_type not in DATASET_TYPES:
             raise ValueError(f"dataset_type must be one of {DATASET_TYPES}, got "
                              f"{self.dataset_type!r}")
-        if self.dataset_type in ("csv", "webdataset") and not (self.train_data or self.val_data):
+        if self.dataset_type != "fashion-mnist" and not (self.train_data or self.val_data):
             raise ValueError(f"dataset_type {self.dataset_type!r} needs train_data and/or val_data")
-        if (self.dataset_type == "webdataset" and self.train_data
-                and self.train_num_samples is None):
-            raise ValueError("webdataset training needs train_num_samples (samples per epoch): "
-                             "shards do not say how many samples they hold")
         for name in ("train_num_samples", "val_num_samples"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1 when given, got {value}")
+        for name in ("parquet_image_key", "parquet_caption_key", "parquet_label_key"):
+            if getattr(self, name) == "":
+                raise ValueError(f"{name} must name a column (or be null for the default), got ''")
         if len(self.csv_separator) != 1:
             raise ValueError(f"csv_separator must be one character, got {self.csv_separator!r}")
         if self.shuffle_buffer < 1:

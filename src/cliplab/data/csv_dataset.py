@@ -9,11 +9,11 @@ as a whole.
 from __future__ import annotations
 
 import csv
-import warnings
 from pathlib import Path
 
 from PIL import Image
 
+from cliplab.data.images import decode_rgb_image
 from cliplab.data.samples import BadSampleError, RawSample
 
 DEFAULT_IMG_KEY = "filepath"
@@ -80,14 +80,6 @@ class CsvDataset:
 
 def load_rgb_image(path: Path) -> Image.Image:
     """The fully decoded image at `path` in RGB; BadSampleError when it is missing or unreadable."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                image.load()  # decode now: a truncated file fails here, not in the transform
-                return image.convert("RGB")
-    except FileNotFoundError:
-        raise BadSampleError(str(path), "image file does not exist") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as error:
-        raise BadSampleError(str(path), f"cannot decode image ({error})") from None
+    if not path.exists():
+        raise BadSampleError(str(path), "image file does not exist")
+    return decode_rgb_image(path, str(path))

@@ -21,13 +21,18 @@ from cliplab.data.fashion_mnist import FashionMnistDataset
 from cliplab.data.fashion_mnist_files import Fetcher, urllib_fetch
 from cliplab.data.sampler import ResumableDistributedBatchSampler, SequentialEvalBatchSampler
 from cliplab.data.samples import MapDataset
+from cliplab.data.shard_counts import count_shard_samples
 from cliplab.data.skipping import AccountedLoader
 from cliplab.data.webdataset_source import WebDatasetBatches
+from cliplab.errors import UserError
 
 
 def build_map_dataset(config: DataConfig, *, train: bool,
                       fetch: Fetcher = urllib_fetch) -> MapDataset:
-    """The map-style dataset of the train (train=True) or evaluation split; not for webdataset."""
+    """The map-style dataset of the train (train=True) or evaluation split; not for webdataset.
+
+    Parquet data needs pyarrow (the `parquet` extra) and imports it only here.
+    """
     location = config.train_data if train else config.val_data
     if config.dataset_type == "fashion-mnist":
         return FashionMnistDataset(
@@ -40,6 +45,14 @@ def build_map_dataset(config: DataConfig, *, train: bool,
         return CsvDataset(location, img_key=config.csv_img_key,
                           caption_key=config.csv_caption_key, separator=config.csv_separator,
                           label_key=config.csv_label_key)
+    if config.dataset_type == "parquet":
+        from cliplab.data.parquet_dataset import ParquetDataset
+
+        if location is None:
+            raise UserError(f"parquet data: {'train_data' if train else 'val_data'} is not set")
+        return ParquetDataset(location, image_key=config.parquet_image_key,
+                              caption_key=config.parquet_caption_key,
+                              label_key=config.parquet_label_key)
     raise ValueError(f"dataset_type {config.dataset_type!r} is not map-style")
 
 
@@ -65,6 +78,9 @@ def build_train_loader(data_config: DataConfig, *, transform: Transform, tokeniz
                        dataset: MapDataset | None = None) -> tuple[AccountedLoader, int]:
     """This rank's training loader for `epoch`, starting at batch `start_batch`.
 
+    An epoch is `train_num_samples` samples; for webdataset shards without it, the count recorded
+    next to them (`shard_counts.py`), or a UserError saying how to give one.
+
     Returns (loader, num_batches): num_batches is the epoch's full batch count per rank, equal on
     every rank; the loader yields batches start_batch .. num_batches - 1, each of exactly
     `batch_size` samples. workers defaults to data_config.workers, pin_memory to CUDA being present.
@@ -74,7 +90,11 @@ def build_train_loader(data_config: DataConfig, *, transform: Transform, tokeniz
         raise ValueError(f"dataset_type {data_config.dataset_type!r}: train_data is not set")
     workers, pin_memory = _resolve_loading(data_config, workers, pin_memory)
     if data_config.dataset_type == "webdataset":
-        num_batches = math.ceil(data_config.train_num_samples / (batch_size * world_size))
+        num_samples = data_config.train_num_samples
+        if num_samples is None:
+            num_samples = count_shard_samples(data_config.train_data).required(
+                flag="--train-num-samples", key="data.train_num_samples")
+        num_batches = math.ceil(num_samples / (batch_size * world_size))
         if not 0 <= start_batch <= num_batches:
             raise ValueError(f"start_batch must be in [0, {num_batches}], got {start_batch}")
         batches = WebDatasetBatches(
@@ -107,7 +127,8 @@ def build_eval_loader(data_config: DataConfig, *, transform: Transform, tokenize
     """The evaluation loader: Fashion-MNIST's test split, or val_data; every sample once, in order.
 
     Captions are those of epoch 0. Bad samples are skipped without replacement, so batches may be
-    short; num_batches is an upper bound (None for webdataset without val_num_samples).
+    short; num_batches is an upper bound (None for webdataset shards whose count is neither
+    val_num_samples nor recorded next to them).
     """
     workers, pin_memory = _resolve_loading(data_config, workers, pin_memory)
     if data_config.dataset_type == "webdataset":
@@ -117,8 +138,11 @@ def build_eval_loader(data_config: DataConfig, *, transform: Transform, tokenize
             data_config.val_data, transform=transform, tokenize=tokenize, batch_size=batch_size,
             rank=rank, world_size=world_size, seed=0, epoch=0, num_batches=None)
         loader = _data_loader(batches, sampler=None, workers=workers, pin_memory=pin_memory)
-        num_batches = (None if data_config.val_num_samples is None else
-                       math.ceil(data_config.val_num_samples / (batch_size * world_size)))
+        num_samples = data_config.val_num_samples
+        if num_samples is None:
+            num_samples = count_shard_samples(data_config.val_data).total
+        num_batches = (None if num_samples is None else
+                       math.ceil(num_samples / (batch_size * world_size)))
     else:
         dataset = dataset if dataset is not None else build_map_dataset(data_config, train=False)
         sampler = SequentialEvalBatchSampler(dataset_size=len(dataset), batch_size=batch_size,

@@ -4,7 +4,8 @@ Each sample becomes `KEY.EXT` (the image: the original file's bytes where the da
 manifest of jpg/png/webp files, else PNG), `KEY.txt` (caption) and `KEY.json` (`sample_id`,
 `label`, `caption`, `source`), KEY being the 9-digit dataset index. Shards are named `PREFIX-000000.tar`, ... and written under a temporary name, renamed when complete.
 Bad samples are skipped and reported, as in training. `PREFIX-info.json` records the brace
-pattern and counts, so a training run can be pointed at the result.
+pattern, the shards with their sample counts (`shard_paths`, `shard_num_samples`) and the totals:
+a training run reads its epoch size from it (`shard_counts.py`).
 """
 
 from __future__ import annotations
@@ -39,10 +40,12 @@ class ShardRecord:
 
 @dataclass
 class ShardWriteReport:
-    """What `write_shards` wrote: `pattern` is the brace pattern naming all shards."""
+    """What `write_shards` wrote: `pattern` is the brace pattern naming all shards,
+    `shard_num_samples[i]` the samples in `shard_paths[i]`."""
 
     pattern: str
     shard_paths: list[str]
+    shard_num_samples: list[int]
     num_samples: int
     skipped: int
     skipped_examples: list[str] = field(default_factory=list)
@@ -96,6 +99,7 @@ def write_shards(records: Iterator[ShardRecord | BadSampleError], *, out_dir: st
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     shard_paths: list[str] = []
+    shard_num_samples: list[int] = []
     skipped_examples: list[str] = []
     num_samples = 0
     writer, temporary, in_shard = None, None, 0
@@ -106,6 +110,7 @@ def write_shards(records: Iterator[ShardRecord | BadSampleError], *, out_dir: st
         final = out_dir / f"{prefix}-{len(shard_paths):06d}.tar"
         os.replace(temporary, final)
         shard_paths.append(str(final))
+        shard_num_samples.append(in_shard)
         writer, in_shard = None, 0
         if on_shard_written is not None:
             on_shard_written(str(final), num_samples)
@@ -135,7 +140,8 @@ def write_shards(records: Iterator[ShardRecord | BadSampleError], *, out_dir: st
     last = len(shard_paths) - 1
     pattern = (shard_paths[0] if last == 0 else
                str(out_dir / f"{prefix}-{{{0:06d}..{last:06d}}}.tar"))
-    report = ShardWriteReport(pattern=pattern, shard_paths=shard_paths, num_samples=num_samples,
+    report = ShardWriteReport(pattern=pattern, shard_paths=shard_paths,
+                              shard_num_samples=shard_num_samples, num_samples=num_samples,
                               skipped=len(skipped_examples), skipped_examples=skipped_examples)
     info = {key: value for key, value in asdict(report).items() if key != "skipped_examples"}
     info["skipped_examples"] = skipped_examples[:20]

@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import webdataset as wds
-from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
 from cliplab.data.batching import (REPLACEMENTS_PER_SLOT, PreparedSample, Tokenize, Transform,
                                    assemble_batch)
+from cliplab.data.images import decode_rgb_image
 from cliplab.data.samples import BadSampleError, RawSample, TooManyBadSamplesError
 from cliplab.data.seeding import mix_seed, preserved_global_rngs, seed_global_rngs
 
@@ -74,12 +74,7 @@ def decode_sample(sample: dict) -> tuple[RawSample, int]:
         metadata = json.loads(sample["json"]) if "json" in sample else {}
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise BadSampleError(source, f"invalid .json ({error})") from None
-    try:
-        with Image.open(io.BytesIO(image_bytes)) as image:
-            image.load()
-            rgb = image.convert("RGB")
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        raise BadSampleError(source, f"cannot decode image ({error})") from None
+    rgb = decode_rgb_image(io.BytesIO(image_bytes), source)
     label = int(sample["cls"]) if "cls" in sample else int(metadata.get("label", -1))
     key = str(sample.get("__key__", ""))
     sample_id = int(metadata.get("sample_id", int(key) if key.isdigit() else -1))
