@@ -100,6 +100,15 @@ def test_open_clip_flags_map_onto_cliplab_keys():
                                          "loss.coca_contrastive_loss_weight": 0.5, "logging.tensorboard": True}
 
 
+def test_data_column_flags_map_onto_data_keys():
+    args = build_parser().parse_args(["train", "--dataset-type", "parquet", "--parquet-image-key", "picture",
+                                      "--parquet-caption-key", "alt_text", "--parquet-label-key", "class_id",
+                                      "--csv-label-key", "label"])
+    assert overrides_from_args(args) == {"data.dataset_type": "parquet", "data.parquet_image_key": "picture",
+                                         "data.parquet_caption_key": "alt_text", "data.parquet_label_key": "class_id",
+                                         "data.csv_label_key": "label"}
+
+
 @pytest.mark.parametrize("value, tensorboard", [("tensorboard", True), ("all", True), ("none", False), ("", False),
                                                 ("TensorBoard,", True)])
 def test_report_to_is_the_tensorboard_switch(value, tensorboard):
@@ -242,6 +251,50 @@ def test_csv_run_with_val_data_reports_retrieval_and_no_zero_shot(tmp_path, caps
     summary = json.loads((tmp_path / "logs" / "run" / "summary.json").read_text())
     assert "image_to_text_R@1" in summary and "zero_shot_top1" not in summary  # no classes to name: retrieval only
     assert "retrieval R@1 image-to-text" in out
+
+
+def _tokenizer_file(path, captions):
+    from cliplab.data.tokenizer import Tokenizer
+
+    Tokenizer.train(captions, vocab_size=300, context_length=20).save(path)
+    return str(path)
+
+
+def test_parquet_run_reads_the_columns_the_flags_name(tmp_path, capsys):
+    import json
+
+    pytest.importorskip("pyarrow")
+    from data_fixtures import make_parquet
+
+    for part in range(2):
+        make_parquet(tmp_path / "data" / f"train-{part}.parquet", 12, first=12 * part, image_key="picture",
+                     caption_key="alt_text", label_key="class_id", bad={5: "null-image"})
+    tokenizer = _tokenizer_file(tmp_path / "tok.json", [f"caption {i}" for i in range(24)])
+    code = main(_tiny_run_argv(tmp_path / "logs", "--dataset-type", "parquet",
+                               "--train-data", str(tmp_path / "data" / "train-*.parquet"),
+                               "--val-data", str(tmp_path / "data"), "--parquet-image-key", "picture",
+                               "--parquet-caption-key", "alt_text", "--parquet-label-key", "class_id",
+                               "--tokenizer", tokenizer))
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads((tmp_path / "logs" / "run" / "summary.json").read_text())
+    assert summary["steps"] == 2 and "image_to_text_R@1" in summary
+
+
+def test_webdataset_run_takes_its_epoch_from_the_shards_info_file(tmp_path, capsys):
+    import json
+
+    from cliplab.data.csv_dataset import CsvDataset
+    from cliplab.data.shards import dataset_records, write_shards
+    from data_fixtures import make_manifest
+
+    report = write_shards(dataset_records(CsvDataset(make_manifest(tmp_path / "data", 20))),
+                          out_dir=tmp_path / "shards", prefix="train", samples_per_shard=10)
+    tokenizer = _tokenizer_file(tmp_path / "tok.json", [f"caption {i}" for i in range(20)])
+    argv = _tiny_run_argv(tmp_path / "logs", "--dataset-type", "webdataset", "--train-data", report.pattern,
+                          "--tokenizer", tokenizer, "--max-steps", "none", "--epochs", "2")
+    assert main(argv) == 0, capsys.readouterr().err
+    summary = json.loads((tmp_path / "logs" / "run" / "summary.json").read_text())
+    assert summary["steps"] == 6  # 2 epochs of ceil(20 samples / batch 8) steps, the 20 read from train-info.json
 
 
 def test_periodic_evaluation_without_val_data_fails_at_start(tmp_path, capsys):
