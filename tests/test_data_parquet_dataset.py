@@ -5,6 +5,7 @@ import pytest
 
 pytest.importorskip("pyarrow")
 
+from cliplab.data import parquet_dataset  # noqa: E402
 from cliplab.data.parquet_dataset import ParquetDataset, parquet_captions, parquet_files  # noqa: E402
 from cliplab.data.samples import BadSampleError  # noqa: E402
 from cliplab.errors import UserError  # noqa: E402
@@ -140,6 +141,12 @@ def test_row_groups_without_nulls_are_not_read_at_construction(tmp_path, monkeyp
     for index in (8, 9, 10, 0, 1, 8):  # groups 2, 2, 2, 0, 0, 2: one read per group while it is cached
         dataset.read(index, epoch=0)
     assert reads == [(2, ["jpg", "txt"]), (0, ["jpg", "txt"])]  # no label column asked for
+    monkeypatch.setattr(parquet_dataset, "ROW_GROUP_CACHE_BYTES", 1)  # room for the newest group only
+    dataset = ParquetDataset(path)
+    reads.clear()
+    for index in (8, 9, 0, 1, 8):
+        dataset.read(index, epoch=0)
+    assert [group for group, _ in reads] == [2, 0, 2]  # group 2 was evicted by group 0
 
 
 @pytest.mark.parametrize("kind, reason", [("garbage", "cannot decode image"), ("empty-caption", "empty caption"),

@@ -15,9 +15,9 @@ their image column read at construction to find them. Sample i is the i-th remai
 order.
 
 Files are read by row group, never whole: `read(i)` reads the row group that holds sample i
-(the image, caption and label columns only) and keeps the last few in a small cache. A read costs
-about one row group; img2dataset and the hub write row groups of about 100 rows, which keeps that
-cheap. Undecodable bytes and empty captions raise BadSampleError naming the file and row, as the
+(the image, caption and label columns only) and keeps the most recently used ones, up to
+ROW_GROUP_CACHE_BYTES per process. A read that misses the cache costs one row group; img2dataset
+and the hub write row groups of about 100 rows, which keeps that cheap. Undecodable bytes and empty captions raise BadSampleError naming the file and row, as the
 CSV source does; the loader counts, replaces and reports them.
 """
 
@@ -39,7 +39,7 @@ from cliplab.errors import UserError
 
 PARQUET_IMAGE_KEYS = ("image", "jpg", "png")
 PARQUET_CAPTION_KEYS = ("caption", "text", "txt")
-ROW_GROUPS_KEPT = 4
+ROW_GROUP_CACHE_BYTES = 64 * 2**20  # per process: each DataLoader worker has its own
 OPEN_FILES_KEPT = 8
 
 
@@ -202,6 +202,7 @@ class ParquetDataset:
                             f"{self.columns.image!r})")
         self._handles: OrderedDict[int, object] = OrderedDict()
         self._tables: OrderedDict[int, object] = OrderedDict()
+        self._cached_bytes = 0
 
     def _rows_with_image(self, handle, row_group: int) -> np.ndarray | None:
         """The rows of `row_group` whose image is not null; None when the statistics show there
@@ -231,7 +232,7 @@ class ParquetDataset:
 
     def __getstate__(self) -> dict:
         # pyarrow file handles do not pickle: each DataLoader worker opens its own.
-        return {**self.__dict__, "_handles": OrderedDict(), "_tables": OrderedDict()}
+        return {**self.__dict__, "_handles": OrderedDict(), "_tables": OrderedDict(), "_cached_bytes": 0}
 
     def _position(self, index: int) -> tuple[int, int]:
         """(group, row within the row group) of sample `index`."""
@@ -258,14 +259,18 @@ class ParquetDataset:
         return handle
 
     def _table(self, group: int):
-        """The row group `group` (image, caption and label columns), through a small cache."""
-        table = self._tables.pop(group, None)
-        if table is None:
-            file_index, row_group, _ = self._groups[group]
-            table = self._handle(file_index).read_row_group(row_group, columns=self.columns.names)
+        """The row group `group` (image, caption and label columns), through a cache of the most
+        recently used row groups, ROW_GROUP_CACHE_BYTES at most."""
+        table = self._tables.get(group)
+        if table is not None:
+            self._tables.move_to_end(group)
+            return table
+        file_index, row_group, _ = self._groups[group]
+        table = self._handle(file_index).read_row_group(row_group, columns=self.columns.names)
         self._tables[group] = table
-        if len(self._tables) > ROW_GROUPS_KEPT:
-            self._tables.popitem(last=False)
+        self._cached_bytes += table.nbytes
+        while self._cached_bytes > ROW_GROUP_CACHE_BYTES and len(self._tables) > 1:  # the newest stays
+            self._cached_bytes -= self._tables.popitem(last=False)[1].nbytes
         return table
 
     def read(self, index: int, *, epoch: int) -> RawSample:
