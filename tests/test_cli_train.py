@@ -172,7 +172,7 @@ def test_manifest_without_the_caption_column_is_a_user_error(tmp_path, capsys):
     _assert_user_error(code, capsys, "'data.csv_caption_key'")
 
 
-def test_a_data_readers_value_error_is_a_user_error(tmp_path, capsys):
+def test_a_manifest_without_integer_labels_is_a_user_error(tmp_path, capsys):
     from data_fixtures import make_manifest
 
     manifest = make_manifest(tmp_path / "data", 4)  # the title column holds "caption 0", ...: not class labels
@@ -207,7 +207,7 @@ def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
     import cliplab.train as train_package
 
     def buggy_train(config):
-        raise ValueError("an internal inconsistency")  # raised outside the data readers: a bug
+        raise ValueError("an internal inconsistency")  # not a UserError: a bug
 
     monkeypatch.setattr(train_package, "train", buggy_train)
     with pytest.raises(ValueError, match="internal inconsistency"):

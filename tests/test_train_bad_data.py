@@ -151,7 +151,7 @@ def test_a_failing_evaluation_on_rank_0_stops_every_rank_promptly(tmp_path):
     start = time.monotonic()
     (kind0, message0), (kind1, message1) = run_on_workers(_train_catching, 2, config, timeout_s=60)
     assert time.monotonic() - start < 60
-    assert kind0 == "ValueError" and "title" in message0
+    assert kind0 == "InvalidInputError" and "title" in message0
     assert (kind1, message1) == ("RuntimeError", "the evaluation at step 2 failed on rank 0 (its error is in its log)")
     # The checkpoint of the last step was written before the evaluation.
     assert (tmp_path / "run" / "checkpoints" / "step_0000002").is_dir()

@@ -76,6 +76,8 @@ def caption_corpus(data: DataConfig) -> list[str]:
     if data.dataset_type == "csv" and data.train_data:
         import csv
 
+        if not Path(data.train_data).is_file():
+            raise ConfigError("data.train_data", data.train_data, "must be an existing CSV/TSV manifest")
         with open(data.train_data, newline="") as handle:
             reader = csv.DictReader(handle, delimiter=data.csv_separator)
             if data.csv_caption_key not in (reader.fieldnames or []):

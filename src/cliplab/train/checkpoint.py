@@ -29,6 +29,8 @@ import torch.distributed as dist
 from safetensors.torch import load_model
 from torch import nn
 
+from cliplab.errors import MissingInputError, UserError
+
 LATEST_FILE = "latest"
 TRAIN_STATE_FILE = "train_state.pt"
 MODEL_FILE = "model.safetensors"
@@ -130,7 +132,8 @@ class CheckpointManager:
         name = pointer.read_text().strip()
         candidate = self.directory / name
         if not name or not (candidate / TRAIN_STATE_FILE).is_file():
-            raise RuntimeError(f"{pointer} names '{name}', which is not a complete checkpoint directory")
+            raise UserError(f"{pointer} names '{name}', which is not a complete checkpoint directory: pass "
+                            "--resume a complete step directory of the run instead")
         return candidate
 
     def save(self, *, model: nn.Module, tokenizer: Any, optimizer: torch.optim.Optimizer,
@@ -197,7 +200,7 @@ def load_checkpoint(path: str | Path, *, model: nn.Module, optimizer: torch.opti
     counters. A checkpoint from a run with fewer ranks gives the extra ranks rank 0's RNG states."""
     path = Path(path)
     if not (path / TRAIN_STATE_FILE).is_file() or not (path / MODEL_FILE).is_file():
-        raise FileNotFoundError(f"{path} is not a complete cliplab checkpoint (needs {MODEL_FILE} and "
+        raise MissingInputError(f"{path} is not a complete cliplab checkpoint (needs {MODEL_FILE} and "
                                 f"{TRAIN_STATE_FILE})")
     missing, unexpected = load_model(model, path / MODEL_FILE, strict=True)
     if missing or unexpected:

@@ -20,7 +20,6 @@ import yaml
 from cliplab.train.config import ConfigError, TrainConfig
 
 
-
 class SectionError(ConfigError):
     """A section owned by another package rejected its values; its own message names the key."""
 
@@ -30,6 +29,9 @@ class SectionError(ConfigError):
 
     def with_prefix(self, prefix: str) -> "SectionError":
         return self
+
+    def __reduce__(self):
+        return type(self), (self.key, self.requirement)
 
 
 def _type_name(annotation: Any) -> str:

@@ -14,10 +14,12 @@ import torch
 import torch.distributed as dist
 
 from cliplab.distributed.collectives import is_distributed
+from cliplab.errors import RunStoppedError
 
 
-class NonFiniteLossError(RuntimeError):
-    """Too many consecutive steps had a non-finite loss or gradient."""
+class NonFiniteLossError(RunStoppedError, RuntimeError):
+    """Too many consecutive steps had a non-finite loss or gradient: the run stops itself (the CLI
+    prints the message as one line, exit status 1)."""
 
 
 def any_rank_true(flag: bool, device: torch.device) -> bool:

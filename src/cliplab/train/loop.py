@@ -24,7 +24,7 @@ from cliplab.data.skipping import SkipCounter
 from cliplab.train import builders
 from cliplab.train.accumulation import LossOutput, MicroBatch, forward_backward
 from cliplab.train.checkpoint import CheckpointManager, TrainState, load_checkpoint
-from cliplab.train.config import TrainConfig
+from cliplab.train.config import ConfigError, TrainConfig
 from cliplab.train.config_io import config_to_dict, save_config
 from cliplab.train.distributed_setup import DistributedContext, init_distributed, shutdown
 from cliplab.train.evaluation import evaluate
@@ -145,8 +145,9 @@ def _train(config: TrainConfig, context: DistributedContext, hooks: TrainHooks) 
     loader, num_batches = load_epoch(state.epoch, state.batch_in_epoch)
     steps_per_epoch = num_batches // accum
     if steps_per_epoch == 0:
-        raise ValueError(f"an epoch has {num_batches} batches of {config.loop.batch_size} per rank, fewer than "
-                         f"accum_freq={accum}: lower loop.batch_size or loop.accum_freq, or add data")
+        raise ConfigError("loop.accum_freq", accum, f"must be at most the {num_batches} batches of "
+                          f"{config.loop.batch_size} an epoch has per rank: lower loop.batch_size or "
+                          "loop.accum_freq, or add data")
     total_steps = config.loop.epochs * steps_per_epoch
     if config.loop.max_steps is not None:
         total_steps = min(total_steps, config.loop.max_steps)

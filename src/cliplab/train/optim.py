@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from cliplab.errors import UserError
 from cliplab.train.config import OptimConfig
 
 # open_clip's rule (main.py): no decay when ndim < 2 or the name contains bn/ln/bias/logit_scale.
@@ -41,7 +42,7 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.AdamW:
     groups = parameter_groups(model, config.wd)
     if not any(group["params"] for group in groups):
-        raise ValueError("the model has no trainable parameters (are both towers locked?)")
+        raise UserError("the model has no trainable parameters: --lock-image and --lock-text freeze both towers")
     # foreach=False keeps the update order identical between runs (bitwise resume on CPU).
     return torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2), eps=config.eps,
                              foreach=False)
