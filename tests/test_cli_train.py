@@ -191,14 +191,14 @@ def test_all_bad_samples_is_a_user_error(tmp_path, capsys):
 
 
 def test_missing_fashion_mnist_is_a_user_error_listing_the_ways_to_get_it(tmp_path, capsys, monkeypatch):
-    import cliplab.train.builders as builders
+    import cliplab.train.data_setup as data_setup
     from cliplab.data.fashion_mnist_files import locate_fashion_mnist
 
     def no_fashion_mnist_anywhere(data):  # as on a machine without the data, offline
         return locate_fashion_mnist("train", system_dir=tmp_path / "system", cache_dir=tmp_path / "cache",
                                     download=False)
 
-    monkeypatch.setattr(builders, "build_train_dataset", no_fashion_mnist_anywhere)
+    monkeypatch.setattr(data_setup, "build_train_dataset", no_fashion_mnist_anywhere)
     code = main(_tiny_run_argv(tmp_path / "logs"))
     _assert_user_error(code, capsys, "Fashion-MNIST train split", "1. pass a directory", "2. install", "3. put")
 

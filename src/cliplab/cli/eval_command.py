@@ -130,9 +130,7 @@ def _fashion_mnist_batches(args: argparse.Namespace, loaded):
 
 def _retrieval(args: argparse.Namespace, loaded) -> dict[str, Any]:
     from cliplab.data import DataConfig, build_eval_loader
-    from cliplab.eval.embeddings import encode_pairs
-    from cliplab.eval.retrieval import retrieval_metrics
-    from cliplab.eval.scores import model_logit_scale
+    from cliplab.eval.retrieval import evaluate_retrieval
 
     if args.dataset_type == "csv" and not Path(args.retrieval_data).is_file():
         raise MissingInputError(f"--retrieval-data: manifest {args.retrieval_data} does not exist")
@@ -144,12 +142,11 @@ def _retrieval(args: argparse.Namespace, loaded) -> dict[str, Any]:
         raise InvalidInputError(f"--retrieval-data options: {error}") from None
     loader, _ = build_eval_loader(config, transform=loaded.preprocess, tokenize=loaded.tokenizer,
                                   batch_size=args.batch_size, pin_memory=False)
-    image_features, text_features = encode_pairs(loaded.model, loader, device=loaded.device,
-                                                  max_samples=args.retrieval_max_samples)
-    metrics = retrieval_metrics(image_features, text_features, model_logit_scale(loaded.model))
-    print(f"\nretrieval on {args.retrieval_data}: {image_features.shape[0]} image-caption pairs")
+    metrics, count = evaluate_retrieval(loaded.model, loader, device=loaded.device,
+                                        max_samples=args.retrieval_max_samples)
+    print(f"\nretrieval on {args.retrieval_data}: {count} image-caption pairs")
     for direction in ("image_to_text", "text_to_image"):
         recalls = "  ".join(f"R@{k} {100 * metrics[f'{direction}_R@{k}']:6.2f}%" for k in (1, 5, 10))
         print(f"  {direction:<14} {recalls}  mean rank {metrics[f'{direction}_mean_rank']:.1f}  "
               f"median rank {metrics[f'{direction}_median_rank']:.0f}")
-    return {"data": str(args.retrieval_data), "count": int(image_features.shape[0]), **metrics}
+    return {"data": str(args.retrieval_data), "count": count, **metrics}

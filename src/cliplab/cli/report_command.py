@@ -43,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
 
 def write_report(args: argparse.Namespace) -> Path:
     """Write the figures and report.md; returns the path of report.md."""
-    from cliplab.eval.report import METRICS_FILE, read_metrics, read_summary, report_markdown, training_figures
+    from cliplab.eval.report import read_metrics, read_summary, report_markdown, training_figures
+    from cliplab.eval.run_layout import METRICS_FILE
 
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():

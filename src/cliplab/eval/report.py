@@ -18,9 +18,8 @@ import numpy as np
 
 from cliplab.errors import InvalidInputError, MissingInputError
 from cliplab.eval.plots import plot_confusion_matrix, plot_series
+from cliplab.eval.run_layout import SUMMARY_FILE
 
-METRICS_FILE = "metrics.jsonl"
-SUMMARY_FILE = "summary.json"
 RETRIEVAL_PLOT_KEYS = ("image_to_text_R@1", "text_to_image_R@1", "image_to_text_R@5", "text_to_image_R@5")
 
 

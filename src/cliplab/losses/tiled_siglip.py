@@ -27,7 +27,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from cliplab.distributed.collectives import row_offsets
 from cliplab.distributed.ring import Ring, ring_shards
 from cliplab.losses.clip import fp32_region
 from cliplab.losses.common import (

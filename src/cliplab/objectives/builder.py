@@ -12,11 +12,12 @@ from typing import Any
 import torch.nn as nn
 
 from cliplab.distributed.collectives import world_info
+from cliplab.errors import InvalidInputError
 from cliplab.objectives.config import ObjectivesConfig
 from cliplab.objectives.objectives import Objectives
 
 
-class UnsupportedObjectiveError(ValueError):
+class UnsupportedObjectiveError(InvalidInputError):
     """An enabled objective needs something the model or tokenizer does not provide."""
 
     def __init__(self, term: str, model: Any, missing: str):

@@ -64,3 +64,15 @@ def clamp_logit_scale_(model: nn.Module, max_logit_scale: float) -> None:
         if name == "logit_scale" or name.endswith(".logit_scale"):
             upper = log_scale_upper_bound(max_logit_scale, parameter.dtype).to(parameter.device)
             torch.clamp_(parameter, min=torch.zeros_like(upper), max=upper)
+
+
+def clip_gradients(model: nn.Module, max_norm: float | None) -> torch.Tensor | None:
+    """Clip the global gradient L2 norm to max_norm (if set); return the norm before clipping
+    (None when no parameter has a gradient)."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return None
+    if max_norm is None:
+        return torch.nn.utils.get_total_norm(grads, foreach=False)
+    return torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], max_norm,
+                                          foreach=False)
