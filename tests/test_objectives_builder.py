@@ -47,14 +47,6 @@ def test_generator_is_seeded_with_the_configured_seed_plus_rank():
     assert torch.equal(objectives.get_rng_state(), torch.Generator().manual_seed(11).get_state())
 
 
-def test_the_error_crosses_process_boundaries_whole():
-    import pickle
-
-    error = UnsupportedObjectiveError("mlm", "clip", "the tokenizer's vocabulary is larger")
-    copy = pickle.loads(pickle.dumps(error))
-    assert (type(copy), str(copy), copy.term, copy.kind) == (type(error), str(error), "mlm", "clip")
-
-
 def test_config_type_is_checked():
     with pytest.raises(ValueError, match="config must be an ObjectivesConfig"):
         build_objectives({"mlm": {"enabled": True}}, small_model(), TOKENIZER)

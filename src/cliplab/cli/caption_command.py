@@ -6,10 +6,11 @@ import argparse
 
 import torch
 
-from cliplab.cli.common import (add_command_parser, add_device_argument, existing_images, load_for_use,
-                                require_at_least, write_json)
+from cliplab.cli.common import (add_command_parser, existing_images, finish_model_use_parser, load_for_use,
+                                require_at_least, write_out)
 from cliplab.errors import UserError
 
+DESCRIPTION = "Generate a caption for each image with a CoCa model's text decoder."
 EPILOG = """\
 Only CoCa checkpoints (model kind "coca") carry a text decoder; other checkpoints are refused.
 
@@ -22,8 +23,7 @@ examples:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = add_command_parser(subparsers, "caption", help="caption images with a CoCa checkpoint",
-                                description="Generate a caption for each image with a CoCa model's text decoder.",
-                                epilog=EPILOG)
+                                description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("checkpoint", metavar="CHECKPOINT", help="CoCa bundle, training checkpoint or run directory")
     parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files to caption")
     parser.add_argument("--max-length", type=int, default=None,
@@ -33,19 +33,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--top-k", type=int, default=50, metavar="K", help="K for --strategy top_k (default: 50)")
     parser.add_argument("--temperature", type=float, default=1.0, help="for --strategy top_k (default: 1.0)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed for --strategy top_k (default: 0)")
-    parser.add_argument("--batch-size", type=int, default=16, help="images per forward (default: 16)")
-    add_device_argument(parser)
-    parser.add_argument("--out", metavar="FILE.json", help="also write {image: caption} as JSON")
-    parser.set_defaults(run=run)
-    return parser
+    return finish_model_use_parser(parser, run, batch_size=16, out="{image: caption}")
 
 
 def run(args: argparse.Namespace) -> int:
     captions = caption(args)
     for image, text in captions.items():
         print(f"{image}: {text}")
-    if args.out:
-        write_json(args.out, captions)
+    write_out(args.out, captions)
     return 0
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cliplab.cli.common import (add_command_parser, add_device_argument, existing_images, load_for_use,
-                                require_at_least, write_json)
+from cliplab.cli.common import (add_command_parser, existing_images, finish_model_use_parser, load_for_use,
+                                require_at_least, write_out)
 from cliplab.errors import UserError
 
+DESCRIPTION = "Rank the given labels for each image by zero-shot probability."
 EPILOG = """\
 Probabilities are a softmax over the labels of logit_scale * cosine similarity, so they sum to one
 over the labels given. Each label is embedded through every template and the embeddings averaged.
@@ -22,8 +23,7 @@ examples:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = add_command_parser(subparsers, "classify", help="zero-shot classify images among labels you give",
-                                description="Rank the given labels for each image by zero-shot probability.",
-                                epilog=EPILOG)
+                                description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("checkpoint", metavar="CHECKPOINT", help="bundle, training checkpoint or run directory")
     parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files to classify")
     parser.add_argument("--labels", required=True, help="comma-separated candidate labels, e.g. 'cat,dog,bird'")
@@ -31,11 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="labels shown per image (default: min(5, number of labels))")
     parser.add_argument("--templates", metavar="FILE",
                         help="prompt templates, one per line with '{}' for the label (default: 'a photo of the {}.')")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per forward (default: 64)")
-    add_device_argument(parser)
-    parser.add_argument("--out", metavar="FILE.json", help="also write the predictions as JSON")
-    parser.set_defaults(run=run)
-    return parser
+    return finish_model_use_parser(parser, run, batch_size=64, out="the predictions")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,8 +39,7 @@ def run(args: argparse.Namespace) -> int:
     for prediction in predictions:
         ranked = ", ".join(f"{label} {100 * probability:.1f}%" for label, probability in prediction["top_k"])
         print(f"{prediction['image']}: {ranked}")
-    if args.out:
-        write_json(args.out, predictions)
+    write_out(args.out, predictions)
     return 0
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from cliplab.errors import MissingInputError, UserError
 
@@ -27,6 +27,20 @@ def add_command_parser(subparsers: argparse._SubParsersAction, name: str, *, hel
 
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+
+
+def finish_model_use_parser(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int], *,
+                            batch_size: int, batch_of: str = "images", out: str | None = None
+                            ) -> argparse.ArgumentParser:
+    """Add --batch-size (default `batch_size`), --device and, when `out` names what it holds,
+    --out FILE.json; make `run` the command. Returns the parser."""
+    parser.add_argument("--batch-size", type=int, default=batch_size,
+                        help=f"{batch_of} per forward (default: {batch_size})")
+    add_device_argument(parser)
+    if out is not None:
+        parser.add_argument("--out", metavar="FILE.json", help=f"also write {out} as JSON")
+    parser.set_defaults(run=run)
+    return parser
 
 
 def require_at_least(flag: str, value: int | None, minimum: int) -> None:
@@ -58,10 +72,11 @@ def load_for_use(checkpoint: str | Path, device: str | None):
         raise NoCheckpointError(str(error)) from None
 
 
-def write_json(path: str | Path, value: Any) -> Path:
-    """Write `value` as indented JSON to `path` (parent directories created); returns the path."""
+def write_out(path: str | Path | None, value: Any) -> None:
+    """Write `value` as indented JSON to `path` (--out; parent directories created), if one is given."""
+    if path is None:
+        return
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(value, indent=2) + "\n")
     print(f"wrote {out}")
-    return out

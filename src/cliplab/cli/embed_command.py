@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cliplab.cli.common import add_command_parser, add_device_argument, load_for_use, require_at_least
+from cliplab.cli.common import add_command_parser, finish_model_use_parser, load_for_use, require_at_least
 from cliplab.errors import MissingInputError, UserError
 
 EPILOG = """\
@@ -37,10 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--csv-img-key", default="filepath", help="manifest image column (default: filepath)")
     parser.add_argument("--csv-caption-key", default="title", help="manifest caption column (default: title)")
     parser.add_argument("--csv-separator", default="\t", help="manifest column separator (default: tab)")
-    parser.add_argument("--batch-size", type=int, default=128, help="items per forward (default: 128)")
-    add_device_argument(parser)
-    parser.set_defaults(run=run)
-    return parser
+    return finish_model_use_parser(parser, run, batch_size=128, batch_of="items")
 
 
 def run(args: argparse.Namespace) -> int:

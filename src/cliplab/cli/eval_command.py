@@ -6,9 +6,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from cliplab.cli.common import add_command_parser, add_device_argument, load_for_use, require_at_least, write_json
+from cliplab.cli.common import add_command_parser, finish_model_use_parser, load_for_use, require_at_least, write_out
 from cliplab.errors import InvalidInputError, MissingInputError, UserError
 
+HELP = "zero-shot accuracy and retrieval metrics of a checkpoint"
+DESCRIPTION = ("Zero-shot top-1/top-5 and per-class accuracy (Fashion-MNIST test split by default, or class-named "
+               "folders), and image-text retrieval metrics on a manifest or shards.")
 EPILOG = """\
 CHECKPOINT is a bundle directory, a training checkpoint (<run>/checkpoints/step_XXXXXXX) or a run
 directory (its checkpoints/latest is used).
@@ -28,11 +31,7 @@ examples:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = add_command_parser(
-        subparsers, "eval", help="zero-shot accuracy and retrieval metrics of a checkpoint",
-        description="Zero-shot top-1/top-5 and per-class accuracy (Fashion-MNIST test split by default, or "
-                    "class-named folders), and image-text retrieval metrics on a manifest or shards.",
-        epilog=EPILOG)
+    parser = add_command_parser(subparsers, "eval", help=HELP, description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("checkpoint", metavar="CHECKPOINT", help="bundle, training checkpoint or run directory")
     zero_shot = parser.add_argument_group("zero-shot classification")
     zero_shot.add_argument("--classes-from-folders", metavar="DIR",
@@ -53,18 +52,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     retrieval.add_argument("--csv-caption-key", default="title", help="caption column (default: title)")
     retrieval.add_argument("--csv-separator", default="\t", help="column separator (default: tab)")
     retrieval.add_argument("--retrieval-max-samples", type=int, metavar="N", help="use the first N pairs only")
-    parser.add_argument("--batch-size", type=int, default=256, help="images per forward (default: 256)")
     parser.add_argument("--workers", type=int, default=0, help="data loader worker processes (default: 0)")
-    add_device_argument(parser)
-    parser.add_argument("--out", metavar="FILE.json", help="also write the results as JSON")
-    parser.set_defaults(run=run)
-    return parser
+    return finish_model_use_parser(parser, run, batch_size=256, out="the results")
 
 
 def run(args: argparse.Namespace) -> int:
     results = evaluate(args)
-    if args.out:
-        write_json(args.out, results)
+    write_out(args.out, results)
     return 0
 
 

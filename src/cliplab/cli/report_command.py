@@ -8,6 +8,8 @@ from pathlib import Path
 from cliplab.cli.common import NoCheckpointError, add_command_parser, add_device_argument, load_for_use
 from cliplab.errors import MissingInputError
 
+DESCRIPTION = ("Plot losses, learning rate, logit scale, accuracies, zero-shot results, the last confusion matrix "
+               "and an image-text similarity matrix of a run; write report.md linking them.")
 EPILOG = """\
 Reads RUN_DIR/metrics.jsonl and RUN_DIR/summary.json; the similarity figure loads the latest
 checkpoint (RUN_DIR/checkpoints/latest) and embeds one Fashion-MNIST test image per class against a
@@ -21,11 +23,8 @@ examples:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = add_command_parser(
-        subparsers, "report", help="plots and a markdown report of a training run",
-        description="Plot losses, learning rate, logit scale, accuracies, zero-shot results, the last confusion "
-                    "matrix and an image-text similarity matrix of a run; write report.md linking them.",
-        epilog=EPILOG)
+    parser = add_command_parser(subparsers, "report", help="plots and a markdown report of a training run",
+                                description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a training run directory (holding metrics.jsonl)")
     parser.add_argument("--out-dir", metavar="DIR", help="where to write the report (default: RUN_DIR/report)")
     parser.add_argument("--no-similarity", action="store_true",

@@ -63,11 +63,8 @@ class AccountedLoader:
 
     def __init__(self, loader: Iterable[dict], *, num_batches: int | None, max_skip_fraction: float,
                  min_samples: int, what: str):
-        self.loader = loader
-        self.num_batches = num_batches
-        self.max_skip_fraction = max_skip_fraction
-        self.min_samples = min_samples
-        self.what = what
+        self.loader, self.num_batches, self.what = loader, num_batches, what
+        self.max_skip_fraction, self.min_samples = max_skip_fraction, min_samples
         self.stats = SkipStats()
 
     def __iter__(self) -> Iterator[dict]:

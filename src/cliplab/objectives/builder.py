@@ -21,12 +21,9 @@ from cliplab.objectives.objectives import Objectives
 class UnsupportedObjectiveError(InvalidInputError):
     """An enabled objective needs something the model or tokenizer does not provide."""
 
-    def __init__(self, term: str, kind: str, missing: str):
-        self.term, self.kind, self.missing = term, kind, missing
-        super().__init__(f"objective '{term}' is not supported by a {kind} model: {missing}")
 
-    def __reduce__(self):
-        return type(self), (self.term, self.kind, self.missing)
+def _unsupported(term: str, kind: str, missing: str) -> UnsupportedObjectiveError:
+    return UnsupportedObjectiveError(f"objective '{term}' is not supported by a {kind} model: {missing}")
 
 
 # DCL and the extra latent projection replace the loop's own loss (`replaces_contrastive_loss`):
@@ -45,16 +42,16 @@ def _check_support(config: ObjectivesConfig, model_config: ModelConfig, tokenize
     if config.contrastive.replaces_standard_loss and kind in _LOSS_REPLACEMENT_PROBLEMS:
         term = ("contrastive.decoupled" if config.contrastive.decoupled
                 else "contrastive.extra_latent_projection")
-        raise UnsupportedObjectiveError(
+        raise _unsupported(
             term, kind, f"{_LOSS_REPLACEMENT_PROBLEMS[kind]} (the term is available for kind 'clip' models)")
     if config.mlm.enabled:
         text_vocab = model_config.text.vocab_size
         if not tokenizer.mask_id < text_vocab:
-            raise UnsupportedObjectiveError(
+            raise _unsupported(
                 "mlm", kind, f"the tokenizer's mask_id {tokenizer.mask_id} is outside the text tower's "
                              f"vocabulary of {text_vocab} ids")
         if not tokenizer.vocab_size <= text_vocab:
-            raise UnsupportedObjectiveError(
+            raise _unsupported(
                 "mlm", kind, f"the tokenizer's vocabulary ({tokenizer.vocab_size}) is larger than the "
                              f"text tower's ({text_vocab})")
 
