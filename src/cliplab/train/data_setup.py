@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from typing import Callable, Iterator
 
-import torch
-
 from cliplab.data import DataConfig
 from cliplab.data.loader import build_map_dataset, build_train_loader
 from cliplab.data.samples import MapDataset
+from cliplab.data.seeding import preserved_global_rngs
 from cliplab.train.config import ConfigError, LoopConfig
 from cliplab.train.distributed_setup import DistributedContext
 
@@ -25,13 +24,10 @@ def build_train_dataset(data: DataConfig) -> MapDataset | None:
 
 
 def _next_batch(iterator: Iterator[dict]) -> dict:
-    """next(iterator) without disturbing the global torch RNG (DataLoader draws a seed from it when
+    """next(iterator) without disturbing the global RNGs (DataLoader draws a seed from torch's when
     an epoch's iterator starts), so the training RNG stream is the same in a resumed run."""
-    state = torch.get_rng_state()
-    try:
+    with preserved_global_rngs():
         return next(iterator)
-    finally:
-        torch.set_rng_state(state)
 
 
 class TrainData:
