@@ -45,6 +45,10 @@ class Checkpointer:
         self.saved_config = saved_config
         self.last_saved_step = -1
 
+    def latest(self) -> Path | None:
+        """The run's newest complete checkpoint directory (None before the first save)."""
+        return self.manager.latest()
+
     def restore(self, path: Path, *, rank: int) -> TrainState:
         parts = self.parts
         return restore_training_state(path, model=parts.model, optimizer=parts.optimizer, scaler=parts.scaler,

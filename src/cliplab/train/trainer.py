@@ -226,7 +226,7 @@ class Trainer:
             "wall_seconds": time.perf_counter() - self.wall_start,
             "world_size": self.context.world_size,
             "final_loss": self.last_report.loss if self.last_report is not None else None,
-            "checkpoint": str(self.checkpointer.manager.latest()) if self.context.is_main else None,
+            "checkpoint": str(self.checkpointer.latest()) if self.context.is_main else None,
         }
         if self.evaluator.last_record is not None:
             summary.update({key: value for key, value in self.evaluator.last_record.items()
