@@ -27,3 +27,12 @@ def openclip_style_siglip_loss(image_features: torch.Tensor, text_features: torc
     logits = logit_scale * image_features @ text_features.T + logit_bias
     signs = 2 * torch.eye(batch_size, device=image_features.device, dtype=logits.dtype) - 1
     return -F.logsigmoid(signs * logits).sum() / batch_size
+
+
+def loss_inputs(batch_size: int, feature_dim: int, generator: torch.Generator
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The inputs every loss benchmark times: unit-norm image and text features [B, D] drawn from
+    `generator`, a scale of 10 and a bias of -10, all leaves that require grad."""
+    image = F.normalize(torch.randn(batch_size, feature_dim, generator=generator), dim=-1).requires_grad_(True)
+    text = F.normalize(torch.randn(batch_size, feature_dim, generator=generator), dim=-1).requires_grad_(True)
+    return image, text, torch.tensor(10.0, requires_grad=True), torch.tensor(-10.0, requires_grad=True)

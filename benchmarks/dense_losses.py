@@ -25,7 +25,7 @@ import time  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from benchmarks.baselines import openclip_style_clip_loss, openclip_style_siglip_loss  # noqa: E402
+from benchmarks.baselines import loss_inputs, openclip_style_clip_loss, openclip_style_siglip_loss  # noqa: E402
 from benchmarks.report import format_table, write_section  # noqa: E402
 
 FEATURE_DIM = 512
@@ -47,10 +47,7 @@ def _loss_closure(name: str, batch_size: int):
     from cliplab.losses import ClipLoss, CoCaLoss, DistillClipLoss, SigLipLoss
 
     generator = torch.Generator().manual_seed(0)
-    image = F.normalize(torch.randn(batch_size, FEATURE_DIM, generator=generator), dim=-1).requires_grad_(True)
-    text = F.normalize(torch.randn(batch_size, FEATURE_DIM, generator=generator), dim=-1).requires_grad_(True)
-    scale = torch.tensor(10.0, requires_grad=True)
-    bias = torch.tensor(-10.0, requires_grad=True)
+    image, text, scale, bias = loss_inputs(batch_size, FEATURE_DIM, generator)
     if name == "openclip_style_clip":
         return lambda: openclip_style_clip_loss(image, text, scale)
     if name == "ClipLoss":

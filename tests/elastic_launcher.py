@@ -12,7 +12,7 @@ import sys
 
 import cliplab.train
 from cliplab.cli import main
-from cliplab.train import TrainHooks, loop
+from cliplab.train import TrainHooks, trainer
 
 
 def _kill_self_at(kill_step: int):
@@ -27,5 +27,5 @@ if __name__ == "__main__":
     first_attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0"
     if kill_step and first_attempt and os.environ.get("RANK") == os.environ.get("CLIPLAB_TEST_KILL_RANK", "0"):
         # `cliplab train` looks `train` up in cliplab.train when it runs.
-        cliplab.train.train = functools.partial(loop.train, hooks=TrainHooks(after_step=_kill_self_at(int(kill_step))))
+        cliplab.train.train = functools.partial(trainer.train, hooks=TrainHooks(after_step=_kill_self_at(int(kill_step))))
     sys.exit(main(sys.argv[1:]))

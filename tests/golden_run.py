@@ -38,9 +38,12 @@ def golden_config(logs) -> TrainConfig:
 
 
 def golden_losses(logs) -> list[float]:
-    """The logged loss of steps 1..STEPS, as Python floats (the fp32 values, exactly)."""
-    result = train(golden_config(logs))
-    lines = (result.run_dir / "metrics.jsonl").read_text().splitlines()
+    """The logged loss of steps 1..STEPS of the golden run, as Python floats (the fp32 values, exactly)."""
+    return losses_of_run(train(golden_config(logs)).run_dir)
+
+
+def losses_of_run(run_dir: Path) -> list[float]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     losses = {record["step"]: record["loss"] for record in map(json.loads, lines) if record["kind"] == "train"}
     assert sorted(losses) == list(range(1, STEPS + 1)), sorted(losses)
     return [losses[step] for step in range(1, STEPS + 1)]

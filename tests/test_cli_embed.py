@@ -1,5 +1,6 @@
+import sys
+
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 import torch
 from PIL import Image
@@ -27,6 +28,7 @@ def test_image_directory_to_npy(trained_run, tmp_path):
 
 
 def test_manifest_and_texts_to_npy_pair_and_parquet(trained_run, tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")  # the `parquet` extra
     manifest = tmp_path / "m.csv"
     chosen = trained_run.image_paths[:5]
     manifest.write_text("filepath,title\n" + "".join(f"{path},caption {index}\n" for index, path in enumerate(chosen)))
@@ -55,6 +57,7 @@ def test_manifest_and_texts_to_npy_pair_and_parquet(trained_run, tmp_path):
 
 
 def test_parquet_output_alone(trained_run, tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
     texts = tmp_path / "texts.txt"
     texts.write_text("a photo of the coat.\n")
     out = tmp_path / "only.parquet"
@@ -62,6 +65,14 @@ def test_parquet_output_alone(trained_run, tmp_path):
     table = pq.read_table(out)
     assert table.num_rows == 1 and table.column_names == ["modality", "id", "path", "text", "embedding"]
     assert not (tmp_path / "only.npy").exists()
+
+
+def test_parquet_without_pyarrow_is_a_user_error_naming_the_extra(trained_run, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow now raises ImportError
+    texts = tmp_path / "texts.txt"
+    texts.write_text("a photo of the coat.\n")
+    assert run_cli(["embed", trained_run.bundle, "--texts", texts, "--out", tmp_path / "only.parquet"]) == 2
+    assert "writing Parquet needs pyarrow: pip install 'cliplab[parquet]'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("arguments, message", [

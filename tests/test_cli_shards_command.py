@@ -1,7 +1,7 @@
 import argparse
 import json
 
-from cliplab.cli import shards_command
+from cliplab.cli import main, shards_command
 from cliplab.data.webdataset_source import expand_shard_urls
 from data_fixtures import make_fashion_dir, make_manifest
 
@@ -34,12 +34,17 @@ def test_manifest_with_bad_rows_reports_them(tmp_path, capsys):
     assert "4.png: image file does not exist" in output
 
 
-def test_missing_column_is_an_error_exit(tmp_path, capsys):
+def test_missing_column_is_a_user_error(tmp_path, capsys):
     manifest = make_manifest(tmp_path, 2)
-    args = parse(["shards", "--from", str(manifest), "--out", str(tmp_path / "o"),
-                  "--csv-caption-key", "text"])
-    assert args.run(args) == 1
-    assert "no column 'text'" in capsys.readouterr().err
+    assert main(["shards", "--from", str(manifest), "--out", str(tmp_path / "o"), "--csv-caption-key", "text"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cliplab shards: error: manifest ") and "no column 'text'" in err
+
+
+def test_bad_counts_are_user_errors_naming_the_flag(tmp_path, capsys):
+    for flag in ("--samples-per-shard", "--max-samples"):
+        assert main(["shards", "--from", "fashion-mnist", "--out", str(tmp_path / "o"), flag, "0"]) == 2
+        assert capsys.readouterr().err == f"cliplab shards: error: {flag} must be >= 1, got 0\n"
 
 
 def test_help_has_examples(capsys):

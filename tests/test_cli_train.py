@@ -182,7 +182,7 @@ def test_manifest_without_the_caption_column_is_a_user_error(tmp_path, capsys):
     _assert_user_error(code, capsys, "'data.csv_caption_key'")
 
 
-def test_a_data_readers_value_error_is_a_user_error(tmp_path, capsys):
+def test_a_manifest_without_integer_labels_is_a_user_error(tmp_path, capsys):
     from data_fixtures import make_manifest
 
     manifest = make_manifest(tmp_path / "data", 4)  # the title column holds "caption 0", ...: not class labels
@@ -201,14 +201,14 @@ def test_all_bad_samples_is_a_user_error(tmp_path, capsys):
 
 
 def test_missing_fashion_mnist_is_a_user_error_listing_the_ways_to_get_it(tmp_path, capsys, monkeypatch):
-    import cliplab.train.builders as builders
+    import cliplab.train.data_setup as data_setup
     from cliplab.data.fashion_mnist_files import locate_fashion_mnist
 
     def no_fashion_mnist_anywhere(data):  # as on a machine without the data, offline
         return locate_fashion_mnist("train", system_dir=tmp_path / "system", cache_dir=tmp_path / "cache",
                                     download=False)
 
-    monkeypatch.setattr(builders, "build_train_dataset", no_fashion_mnist_anywhere)
+    monkeypatch.setattr(data_setup, "build_train_dataset", no_fashion_mnist_anywhere)
     code = main(_tiny_run_argv(tmp_path / "logs"))
     _assert_user_error(code, capsys, "Fashion-MNIST train split", "1. pass a directory", "2. install", "3. put")
 
@@ -217,7 +217,7 @@ def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
     import cliplab.train as train_package
 
     def buggy_train(config):
-        raise ValueError("an internal inconsistency")  # raised outside the data readers: a bug
+        raise ValueError("an internal inconsistency")  # not a UserError: a bug
 
     monkeypatch.setattr(train_package, "train", buggy_train)
     with pytest.raises(ValueError, match="internal inconsistency"):

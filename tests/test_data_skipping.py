@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from cliplab.data.samples import TooManyBadSamplesError
-from cliplab.data.skipping import AccountedLoader, SkipCounter, SkipStats, check_skip_threshold
+from cliplab.data.skipping import (AccountedLoader, SkipStats, check_skip_threshold, epoch_skip_record,
+                                   step_sample_counts)
 from cliplab.distributed.launch import run_on_workers
 
 
@@ -40,43 +41,35 @@ def test_accounted_loader_drops_empty_batches_and_stops_on_threshold():
         list(failing)
 
 
-def test_skip_counter_sums_steps_and_reports_epochs():
-    counter = SkipCounter(total=5, epoch_skipped=1, epoch_drawn=10)  # as restored from a checkpoint
-    counter.record_step([batch(4, 2), batch(4, 0)], None)
-    assert counter.counts() == (7, 3, 20)
-    report = counter.report_epoch(["a.png: broken"], epoch_over=False)
-    assert report == {"skipped_samples": 3, "samples_drawn": 20, "skip_fraction": 0.15,
+def test_step_counts_and_the_epoch_record_in_one_process():
+    assert step_sample_counts([batch(4, 2), batch(4, 0)], None) == (2, 10)
+    record = epoch_skip_record(skipped=3, drawn=20, local_examples=["a.png: broken"])
+    assert record == {"skipped_samples": 3, "samples_drawn": 20, "skip_fraction": 0.15,
                       "skipped_examples": ["a.png: broken"]}
-    assert counter.counts() == (7, 3, 20)  # a run ending mid-epoch reports without resetting
-    counter.report_epoch([], epoch_over=True)
-    assert counter.counts() == (7, 0, 0)
+    assert epoch_skip_record(skipped=0, drawn=0, local_examples=[])["skip_fraction"] == 0.0
     error = TooManyBadSamplesError("too many")
     with pytest.raises(TooManyBadSamplesError) as raised:
-        counter.record_step([batch(1, 3)], error)
-    assert raised.value is error and counter.counts() == (10, 3, 4)
+        step_sample_counts([batch(1, 3)], error)
+    assert raised.value is error
 
 
-def _counter_on_ranks(rank, world_size):
-    counter = SkipCounter()
-    counter.record_step([batch(4, rank + 1)], None)
-    report = counter.report_epoch([f"rank{rank}.png: broken"], epoch_over=True)
+def _counts_on_ranks(rank, world_size):
+    counts = step_sample_counts([batch(4, rank + 1)], None)
+    record = epoch_skip_record(skipped=counts[0], drawn=counts[1], local_examples=[f"rank{rank}.png: broken"])
     outcomes = []
     for error in (TooManyBadSamplesError("12 of 20 samples were bad"), OSError("disk gone")):
         try:
-            counter.record_step([batch(4, 0)], error if rank == 1 else None)
+            step_sample_counts([batch(4, 0)], error if rank == 1 else None)
             outcomes.append(None)
         except Exception as raised:  # noqa: BLE001 - compared below
             outcomes.append((type(raised).__name__, str(raised)))
-    return counter.counts(), report, outcomes
+    return counts, record, outcomes
 
 
-def test_skip_counter_agrees_across_ranks_and_stops_all_when_one_fails():
-    rank0, rank1 = run_on_workers(_counter_on_ranks, 2, timeout_s=60)
+def test_ranks_sum_their_counts_and_all_stop_with_the_real_cause_when_one_fails():
+    rank0, rank1 = run_on_workers(_counts_on_ranks, 2, timeout_s=60)
     assert rank0[:2] == rank1[:2]
-    assert rank0[0] == (3, 0, 16) and rank0[1]["skipped_samples"] == 3  # 2 failed steps of 2 x 4 drawn
-    assert rank0[1]["samples_drawn"] == 11
+    assert rank0[0] == (3, 11)  # 1 + 2 skipped, 2 x 4 kept
     assert rank0[1]["skipped_examples"] == ["rank0.png: broken", "rank1.png: broken"]
-    assert rank1[2] == [("TooManyBadSamplesError", "12 of 20 samples were bad"), ("OSError", "disk gone")]
-    assert rank0[2] == [
-        ("TooManyBadSamplesError", "rank 1 stopped on its training data: 12 of 20 samples were bad"),
-        ("RuntimeError", "rank 1 stopped on its training data: disk gone (OSError)")]
+    # Rank 1's read failed; rank 0 stops with the same error, not a secondary one.
+    assert rank0[2] == rank1[2] == [("TooManyBadSamplesError", "12 of 20 samples were bad"), ("OSError", "disk gone")]

@@ -71,3 +71,21 @@ def test_bad_inputs_are_named():
         retrieval_metrics(torch.eye(3), torch.eye(3), 0.0)
     with pytest.raises(ValueError, match="at least one"):
         retrieval_metrics(torch.zeros(0, 4), torch.zeros(0, 4))
+
+
+def test_a_models_retrieval_is_the_metrics_of_its_unit_norm_embeddings_up_to_max_samples():
+    from cliplab.eval.retrieval import evaluate_retrieval
+    from eval_toy_models import BagOfTokensModel
+
+    model = BagOfTokensModel()
+    model.logit_scale = torch.nn.Parameter(torch.tensor(10.0))  # exp(10) > 100: clamped, as the loss does
+    generator = torch.Generator().manual_seed(0)
+    images, tokens = torch.randn(7, 3, 2, 2, generator=generator), torch.randint(1, 64, (7, 5), generator=generator)
+    batches = [{"images": images[:4], "tokens": tokens[:4]}, {"images": images[4:], "tokens": tokens[4:]}]
+    metrics, count = evaluate_retrieval(model, batches, max_samples=6)
+    assert model.training  # its mode restored
+    model.eval()  # dropout off, as evaluate_retrieval runs it
+    with torch.no_grad():
+        expected = retrieval_metrics(model.encode_image(images[:6], normalize=True),
+                                     model.encode_text(tokens[:6], normalize=True), 100.0)
+    assert count == 6 and metrics == expected

@@ -83,16 +83,21 @@ def test_column_and_row_underflow_take_the_direct_path_and_stay_exact():
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_inputs_give_the_dense_loss_of_their_fp32_upcast(dtype):
-    image, text, scale = leaves(10, 8, seed=6, dtype=dtype)
-    loss = TiledClipLoss(tile_size=4)(image, text, scale)
-    assert loss.dtype == torch.float32
-    grads = torch.autograd.grad(loss, [image, text, scale])
-    assert grads[0].dtype == dtype and grads[1].dtype == dtype
-    image32 = image.detach().float().requires_grad_(True)
-    text32 = text.detach().float().requires_grad_(True)
-    reference = loss_and_grads(dense_clip_reference, image32, text32, scale)
-    torch.testing.assert_close(loss.detach(), reference[0], rtol=1e-5, atol=1e-6)
-    for got, want in zip(grads, reference[1:]):
+    assert_half_features_match_their_fp32_upcast(TiledClipLoss(tile_size=4), dense_clip_reference,
+                                                 leaves(10, 8, seed=6, dtype=dtype))
+
+
+def assert_half_features_match_their_fp32_upcast(loss, reference, inputs):
+    """`loss` of half-precision features (inputs[0], inputs[1]; fp32 scalars after them) is fp32 and
+    equals `reference` of their fp32 upcast; the feature gradients keep the half dtype."""
+    value = loss(*inputs)
+    assert value.dtype == torch.float32
+    grads = torch.autograd.grad(value, list(inputs))
+    assert grads[0].dtype == inputs[0].dtype and grads[1].dtype == inputs[1].dtype
+    upcast = [tensor.detach().float().requires_grad_(True) for tensor in inputs[:2]] + list(inputs[2:])
+    expected = loss_and_grads(reference, *upcast)
+    torch.testing.assert_close(value.detach(), expected[0], rtol=1e-5, atol=1e-6)
+    for got, want in zip(grads, expected[1:]):
         torch.testing.assert_close(got, want.to(got.dtype))
 
 

@@ -6,7 +6,8 @@ from cliplab.distributed.launch import run_on_workers
 from cliplab.distributed.ring import Ring
 from cliplab.losses.siglip import SigLipLoss
 from cliplab.losses.tiled_siglip import SigmoidTilePlan, TiledSigLipLoss, augmented_width, tiled_siglip_loss
-from test_losses_tiled_clip import LargestTensor, assert_all_close, loss_and_grads, rank_slice, ring_global_batch
+from test_losses_tiled_clip import (LargestTensor, assert_all_close, assert_half_features_match_their_fp32_upcast,
+                                   loss_and_grads, rank_slice, ring_global_batch)
 
 BIG_BUDGET = 2**30
 
@@ -38,16 +39,8 @@ def test_value_and_gradients_equal_the_dense_loss(batch, tile_size, keep_budget)
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_inputs_give_the_dense_loss_of_their_fp32_upcast(dtype):
-    image, text, scale, bias = leaves(10, 8, seed=6, dtype=dtype)
-    loss = TiledSigLipLoss(tile_size=4)(image, text, scale, bias)
-    assert loss.dtype == torch.float32
-    grads = torch.autograd.grad(loss, [image, text, scale, bias])
-    assert grads[0].dtype == dtype and grads[1].dtype == dtype
-    upcast = [image.detach().float().requires_grad_(True), text.detach().float().requires_grad_(True), scale, bias]
-    reference = loss_and_grads(dense_siglip_reference, *upcast)
-    torch.testing.assert_close(loss.detach(), reference[0], rtol=1e-5, atol=1e-6)
-    for got, want in zip(grads, reference[1:]):
-        torch.testing.assert_close(got, want.to(got.dtype))
+    assert_half_features_match_their_fp32_upcast(TiledSigLipLoss(tile_size=4), dense_siglip_reference,
+                                                 leaves(10, 8, seed=6, dtype=dtype))
 
 
 @pytest.mark.parametrize("keep_tiles", [False, True])

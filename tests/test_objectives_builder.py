@@ -17,57 +17,33 @@ def small_model():
                         text={"width": 32, "layers": 1, "heads": 2, "vocab_size": 64, "context_length": 12})
 
 
-class PooledOnlyModel(nn.Module):
-    """A CLIP-like model with pooled encoders only: no per-token latents, no text tower."""
-
-    embed_dim = 8
-
-    def __init__(self):
-        super().__init__()
-        self.image_encoder = nn.Linear(12, 8)
-        self.text_encoder = nn.Embedding(64, 8)
-
-    def encode_image(self, images, normalize=False):
-        return self.image_encoder(images.flatten(1)[:, :12])
-
-    def encode_text(self, tokens, normalize=False):
-        return self.text_encoder(tokens).mean(dim=1)
-
-
 def config(**sections):
     return ObjectivesConfig.from_dict(sections)
 
 
-def test_filip_without_token_latents_fails_at_start_up_naming_term_and_model():
-    with pytest.raises(UnsupportedObjectiveError, match=r"'filip' .* model PooledOnlyModel: it has no "
-                                                        r"model.encode_image_tokens\(\)"):
-        build_objectives(config(filip={"enabled": True}), PooledOnlyModel(), TOKENIZER)
-    model = small_model()
-    model.supports_token_latents = False
-    with pytest.raises(UnsupportedObjectiveError, match="'filip'.*no per-token latents"):
-        build_objectives(config(filip={"enabled": True}), model, TOKENIZER)
-
-
-def test_mlm_needs_a_text_tower_and_a_mask_id_inside_its_vocabulary():
-    with pytest.raises(UnsupportedObjectiveError, match=r"'mlm' .*text_tower.forward_tokens\(\)"):
-        build_objectives(config(mlm={"enabled": True}), PooledOnlyModel(), TOKENIZER)
+def test_mlm_needs_a_mask_id_and_a_vocabulary_inside_the_text_tower():
     outside = SimpleNamespace(**{**vars(TOKENIZER), "mask_id": 64, "vocab_size": 65})
-    with pytest.raises(UnsupportedObjectiveError, match="'mlm'.*mask_id 64 is outside"):
+    with pytest.raises(UnsupportedObjectiveError, match="'mlm' is not supported by a clip model: the tokenizer's "
+                                                        "mask_id 64 is outside the text tower's vocabulary of 64 ids"):
         build_objectives(config(mlm={"enabled": True}), small_model(), outside)
-    without_mask = SimpleNamespace(**{**vars(TOKENIZER), "mask_id": None})
-    with pytest.raises(UnsupportedObjectiveError, match="'mlm'.*no mask_id"):
-        build_objectives(config(mlm={"enabled": True}), small_model(), without_mask)
+    larger = SimpleNamespace(**{**vars(TOKENIZER), "vocab_size": 65})
+    with pytest.raises(UnsupportedObjectiveError, match=r"'mlm'.*vocabulary \(65\) is larger than the text tower's \(64\)"):
+        build_objectives(config(mlm={"enabled": True}), small_model(), larger)
 
 
-def test_pooled_terms_work_on_a_model_with_pooled_encoders_only():
-    objectives = build_objectives(config(simclr={"enabled": True, "hidden_dim": 8, "projection_dim": 4},
-                                         sim_reg={"enabled": True}), PooledOnlyModel(), TOKENIZER)
-    assert objectives.term_names == ["simclr_loss", "sim_reg_loss"]
+def test_heads_are_sized_from_the_models_typed_config():
+    model = small_model()
+    objectives = build_objectives(config(mlm={"enabled": True}, simclr={"enabled": True, "hidden_dim": 8,
+                                                                        "projection_dim": 4}), model, TOKENIZER)
+    assert objectives.term_names == ["mlm_loss", "simclr_loss"]
+    assert objectives.protected_ids == (0, 1, 2, 3, 4) and objectives.vocab_size == TOKENIZER.vocab_size
+    linears = {name: module for name, module in objectives.named_modules() if isinstance(module, nn.Linear)}
+    assert any(layer.in_features == model.config.embed_dim for layer in linears.values())  # SimCLR
+    assert any(layer.in_features == model.config.text.width for layer in linears.values())  # MLM
 
 
-def test_generator_is_seeded_with_the_configured_seed_plus_rank_and_wrappers_are_unwrapped():
-    wrapped = SimpleNamespace(module=small_model())
-    objectives = build_objectives(config(sim_reg={"enabled": True}, augment={"seed": 11}), wrapped, TOKENIZER)
+def test_generator_is_seeded_with_the_configured_seed_plus_rank():
+    objectives = build_objectives(config(sim_reg={"enabled": True}, augment={"seed": 11}), small_model(), TOKENIZER)
     assert torch.equal(objectives.get_rng_state(), torch.Generator().manual_seed(11).get_state())
 
 
@@ -94,7 +70,7 @@ def test_objectives_replacing_the_loss_are_refused_for_coca_and_siglip_models(mo
                                                                              contrastive, term):
     model = small_model_of_kind(model_name)
     assert model.config.kind == kind
-    with pytest.raises(UnsupportedObjectiveError, match=f"'{term}' is not supported .* {kind} model .*{what_is_lost}"):
+    with pytest.raises(UnsupportedObjectiveError, match=f"'{term}' is not supported by a {kind} model: .*{what_is_lost}"):
         build_objectives(config(contrastive=contrastive), model, TOKENIZER)
 
 

@@ -2,6 +2,7 @@
 step of `forward_backward`, and end to end through `train` (one process, and 2 gloo ranks)."""
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 
@@ -13,10 +14,10 @@ from torch import nn
 from cliplab.distributed.launch import run_on_workers
 from cliplab.losses import ClipLoss
 from cliplab.models import create_model
-from cliplab.train import accumulation, builders, train
+from cliplab.train import accumulation, train, trainer
 from cliplab.train.accumulation import MicroBatch, forward_backward
 from cliplab.train.checkpoint import CheckpointManager
-from cliplab.train.loss_setup import compute_loss
+from cliplab.train.loss_table import CLIP_OUTPUTS, TrainingLoss
 
 from train_helpers import small_config
 
@@ -54,8 +55,7 @@ def _reference_grads(model, micro_batches, rng_state):
 
 def _accumulated_grads(model, micro_batches, rng_state):
     torch.set_rng_state(rng_state)
-    loss_fn = ClipLoss()
-    output = forward_backward(micro_batches, forward=model, compute_loss=lambda out: compute_loss(loss_fn, out),
+    output = forward_backward(micro_batches, forward=model, compute_loss=TrainingLoss(ClipLoss(), CLIP_OUTPUTS),
                               backward=lambda total: total.backward())
     return output.total, _grads(model)
 
@@ -155,9 +155,12 @@ def test_training_with_accumulation_equals_the_large_batch_with_dropout_on(tmp_p
     accumulated = train(_e2e_config(tmp_path, "accum", batch_size=MICRO_BATCH, accum_freq=ACCUM, text_dropout=0.2))
     unaligned = train(_e2e_config(tmp_path, "unaligned", batch_size=ACCUM * MICRO_BATCH, accum_freq=1,
                                   text_dropout=0.2))
-    wrap = builders.wrap_for_training
-    monkeypatch.setattr(builders, "wrap_for_training",
-                        lambda model, config, context: _ChunkedForward(wrap(model, config, context), MICRO_BATCH))
+    wrap = trainer.wrap_for_training
+
+    def chunked(model, config, context):
+        wrapped = wrap(model, config, context)
+        return dataclasses.replace(wrapped, module=_ChunkedForward(wrapped.module, MICRO_BATCH))
+    monkeypatch.setattr(trainer, "wrap_for_training", chunked)
     large = train(_e2e_config(tmp_path, "large", batch_size=ACCUM * MICRO_BATCH, accum_freq=1, text_dropout=0.2))
 
     weights, reference = _final_weights(accumulated.run_dir), _final_weights(large.run_dir)

@@ -6,16 +6,19 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 import torch
 
 from cliplab.data.tokenizer import Tokenizer
+from cliplab.distributed.launch import run_on_workers
 from cliplab.models import create_model
 from cliplab.train import checkpoint as checkpoint_module
-from cliplab.train.checkpoint import CheckpointManager, TrainState, load_checkpoint
+from cliplab.train.checkpoint import CheckpointManager, restore_training_state
 from cliplab.train.config import OptimConfig
 from cliplab.train.optim import build_optimizer
+from cliplab.train.state import TrainState
 
 
 def _tiny_setup(seed=0):
@@ -46,7 +49,7 @@ def test_round_trip_is_bitwise_and_restores_rng(tmp_path):
     assert manager.latest() == path and path.name == "step_0000007"
 
     fresh, _, fresh_optimizer = _tiny_setup(seed=1)
-    state = load_checkpoint(path, model=fresh, optimizer=fresh_optimizer)
+    state = restore_training_state(path, model=fresh, optimizer=fresh_optimizer)
     assert (state.step, state.epoch, state.batch_in_epoch) == (7, 1, 3)
     for (name, a), (_, b) in zip(model.state_dict().items(), fresh.state_dict().items()):
         assert torch.equal(a, b), name
@@ -60,11 +63,11 @@ def test_skip_counters_round_trip_and_older_checkpoints_load_with_zeros(tmp_path
     state = TrainState(step=4, skipped_samples=9, epoch_skipped_samples=2, epoch_samples_drawn=130)
     path = CheckpointManager(tmp_path, keep=2).save(model=model, tokenizer=tokenizer, optimizer=optimizer,
                                                     scaler=None, state=state, config={})
-    assert load_checkpoint(path, model=model) == state
+    assert restore_training_state(path, model=model) == state
     payload = torch.load(path / checkpoint_module.TRAIN_STATE_FILE, weights_only=False)
     del payload["train_state"]["epoch_skipped_samples"], payload["train_state"]["epoch_samples_drawn"]
     torch.save(payload, path / checkpoint_module.TRAIN_STATE_FILE)  # as written before the counters
-    restored = load_checkpoint(path, model=model)
+    restored = restore_training_state(path, model=model)
     assert (restored.skipped_samples, restored.epoch_skipped_samples, restored.epoch_samples_drawn) == (9, 0, 0)
 
 
@@ -97,7 +100,7 @@ def test_crash_before_rename_or_before_pointer_keeps_previous(tmp_path, monkeypa
         _save(manager, model, tokenizer, optimizer, 3)
     monkeypatch.undo()
     assert manager.latest() == good
-    load_checkpoint(manager.latest(), model=model)
+    restore_training_state(manager.latest(), model=model)
     # The next save clears the leftovers and succeeds.
     assert _save(manager, model, tokenizer, optimizer, 3) == manager.latest()
     assert not list(tmp_path.glob(".tmp-*"))
@@ -137,5 +140,27 @@ def test_sigkill_during_saves_leaves_a_loadable_latest(tmp_path):
     latest = manager.latest()
     assert latest is not None
     model, _, optimizer = _tiny_setup(seed=5)
-    state = load_checkpoint(latest, model=model, optimizer=optimizer)
+    state = restore_training_state(latest, model=model, optimizer=optimizer)
     assert all(torch.all(p == float(state.step)) for p in model.parameters())
+
+
+def _save_on_ranks(rank, world_size, directory):
+    """Two saves on every rank: one that works, then one whose write (rank 0's) fails."""
+    model, tokenizer, optimizer = _tiny_setup()
+    outcomes = [str(_save(CheckpointManager(Path(directory) / "checkpoints", keep=2), model, tokenizer, optimizer, 1))]
+    try:
+        _save(CheckpointManager(Path(directory) / "blocked", keep=2), model, tokenizer, optimizer, 2)
+    except Exception as error:  # noqa: BLE001 - compared across ranks below
+        outcomes.append((type(error).__name__, str(error)))
+    return outcomes
+
+
+def test_a_failed_write_on_rank_0_stops_every_rank_with_its_cause(tmp_path):
+    """Only rank 0 writes; before, rank 1 went on into the next step's collectives and waited there
+    until the process-group timeout."""
+    (tmp_path / "blocked").write_text("a file where the checkpoint directory should be\n")
+    start = time.monotonic()
+    rank0, rank1 = run_on_workers(_save_on_ranks, 2, str(tmp_path), timeout_s=60)
+    assert time.monotonic() - start < 60
+    assert rank0[0] == rank1[0] == str(tmp_path / "checkpoints" / "step_0000001")  # the path on every rank
+    assert rank0[1] == rank1[1] and rank0[1][0] == "FileExistsError" and str(tmp_path / "blocked") in rank0[1][1]

@@ -5,15 +5,15 @@ import json
 import pytest
 
 from cliplab.train.config import ConfigError, LoopConfig, OptimConfig, TrainConfig, has_evaluation_data
-from cliplab.train.config_io import (config_from_dict, config_to_dict, load_config_file, load_saved_config,
-                                     parse_override, resolve_config, save_config)
+from cliplab.train.config_io import (config_from_dict, config_to_dict, load_config_file, parse_override,
+                                     resolve_config, save_config)
 
 
 def test_defaults_build_and_round_trip(tmp_path):
     config = TrainConfig()
     path = tmp_path / "config.json"
     save_config(config, path)
-    assert load_saved_config(path) == config
+    assert resolve_config(path) == config  # a run's config.json is a --config file
     assert config_to_dict(config)["loop"]["batch_size"] == config.loop.batch_size
 
 
@@ -91,11 +91,19 @@ def test_bad_file_and_unknown_override(tmp_path):
 
 
 def test_parse_override():
-    assert parse_override("optim.lr=1e-3") == ("optim.lr", 1e-3)
+    assert parse_override("optim.lr=1e-3") == ("optim.lr", "1e-3")  # YAML 1.1: a string, a number once built
+    assert resolve_config(None, dict([parse_override("optim.lr=1e-3")])).optim.lr == 1e-3
     assert parse_override("loop.max_steps=null") == ("loop.max_steps", None)
     assert parse_override("model.overrides={embed_dim: 32}") == ("model.overrides", {"embed_dim": 32})
     with pytest.raises(ConfigError):
         parse_override("optim.lr")
+
+
+def test_a_name_that_reads_as_a_number_stays_a_name():
+    config = resolve_config(None, dict([parse_override("logging.name=1e3")]))
+    assert config.logging.name == "1e3"
+    with pytest.raises(ConfigError, match="'loop.epochs' must be an integer"):
+        resolve_config(None, dict([parse_override("loop.epochs=1e3")]))
 
 
 def test_shipped_experiment_configs_load():

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from cliplab.train import TrainHooks, train
-from cliplab.train import builders
+from cliplab.train import precision
 from cliplab.train.checkpoint import CheckpointManager
 
 from train_helpers import small_config
@@ -65,7 +65,7 @@ def _check_inf_step_is_skipped_and_scale_halves(run_dir):
 
 @pytest.fixture
 def cpu_grad_scaler(monkeypatch):
-    monkeypatch.setattr(builders, "build_grad_scaler",
+    monkeypatch.setattr(precision, "build_grad_scaler",
                         lambda loop, device: torch.amp.GradScaler("cpu", init_scale=INIT_SCALE))
 
 
@@ -92,14 +92,14 @@ def test_scaler_state_survives_a_checkpoint_round_trip(tmp_path, cpu_grad_scaler
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 with a GradScaler needs CUDA")
 def test_fp16_on_cuda_skips_an_inf_gradient_and_halves_the_scale(tmp_path, monkeypatch):
-    real_builder = builders.build_grad_scaler
+    real_builder = precision.build_grad_scaler
 
     def scaler_with_known_scale(loop, device):
         scaler = real_builder(loop, device)
         scaler._init_scale = INIT_SCALE
         return scaler
 
-    monkeypatch.setattr(builders, "build_grad_scaler", scaler_with_known_scale)
+    monkeypatch.setattr(precision, "build_grad_scaler", scaler_with_known_scale)
     config = _config(tmp_path, "fp16", precision="amp")
     result = train(config, hooks=TrainHooks(modify_loss=_inf_gradient_at(INF_AT_STEP)))
     _check_inf_step_is_skipped_and_scale_halves(result.run_dir)

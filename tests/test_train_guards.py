@@ -1,33 +1,32 @@
 """Non-finite guard: a NaN step leaves parameters bitwise unchanged; K in a row stop the run."""
 
-import math
-
 import pytest
 import torch
 
 from cliplab.distributed.launch import run_on_workers
 from cliplab.train import NonFiniteLossError, TrainHooks, train
 from cliplab.train.accumulation import LossOutput
-from cliplab.train.checkpoint import CheckpointManager, load_checkpoint
+from cliplab.train.checkpoint import CheckpointManager, restore_training_state
 from cliplab.train.guards import NonFiniteGuard
+from cliplab.train.state import TrainState
 from cliplab.models import create_model
 
 from train_helpers import SMALL_MODEL, small_config
 
 
-def test_guard_counts_and_stops_after_k_in_a_row():
+def test_guard_counts_in_the_train_state_and_stops_after_k_in_a_row():
     guard = NonFiniteGuard(3)
-    device = torch.device("cpu")
-    assert guard.should_skip(torch.tensor(float("nan")), None, device)
-    assert guard.should_skip(torch.tensor(1.0), torch.tensor(float("inf")), device)
-    assert not guard.should_skip(torch.tensor(1.0), torch.tensor(2.0), device)
-    guard.record(True, 1)
-    guard.record(False, 2)
-    guard.record(True, 3)
-    guard.record(True, 4)
-    assert (guard.total_skips, guard.consecutive) == (3, 2)
-    with pytest.raises(NonFiniteLossError, match="3 consecutive"):
-        guard.record(True, 5)
+    assert guard.should_skip(torch.tensor(float("nan")), None)
+    assert guard.should_skip(torch.tensor(1.0), torch.tensor(float("inf")))
+    assert not guard.should_skip(torch.tensor(1.0), torch.tensor(2.0))
+    state = TrainState()
+    for skipped in (True, False, True, True):
+        state.step += 1
+        guard.record(state, skipped)
+    assert (state.nonfinite_skips, state.consecutive_nonfinite) == (3, 2)
+    state.step += 1
+    with pytest.raises(NonFiniteLossError, match=r"3 consecutive steps \(up to step 5\)"):
+        guard.record(state, True)
 
 
 def _poison(steps, rank=None):
@@ -66,7 +65,7 @@ def test_k_nonfinite_steps_in_a_row_abort_keeping_last_good_checkpoint(tmp_path)
     latest = manager.latest()
     assert latest.name == "step_0000004"  # saved after the first skipped step, with the step-3 weights
     model = create_model("tiny", **SMALL_MODEL)
-    state = load_checkpoint(latest, model=model)
+    state = restore_training_state(latest, model=model)
     assert state.nonfinite_skips == 1
     for name, parameter in model.named_parameters():
         assert torch.equal(parameter, snapshots[3][name]), name

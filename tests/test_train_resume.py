@@ -8,7 +8,6 @@ does not change the batches.
 """
 
 import json
-import os
 import signal
 import subprocess
 import sys

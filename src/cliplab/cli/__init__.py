@@ -2,6 +2,14 @@
 
 A sub-command module exposes `add_parser(subparsers)` (registering its flags and examples) and
 `run(args) -> int`. Nothing below the CLI imports from here.
+
+Exit statuses, decided here once for every command by the type of what escaped `run`:
+  0  done
+  1  a bug (any other exception: it propagates with its traceback), or a run that stopped itself
+     (`RunStoppedError`, e.g. too many non-finite steps in a row): one line, no traceback, since
+     the message says what happened and what to change
+  2  a problem with the user's input (`UserError`): one line `cliplab <command>: error: <message>`,
+     no traceback
 """
 
 from __future__ import annotations
@@ -10,8 +18,13 @@ import argparse
 import importlib
 import sys
 
+from cliplab.errors import RunStoppedError, UserError
+
 # Order is the order shown in `cliplab --help`.
 COMMAND_MODULES = ("train", "eval", "classify", "embed", "caption", "report", "shards")
+
+USER_ERROR_EXIT = 2
+RUN_STOPPED_EXIT = 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,4 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    return int(args.run(args) or 0)
+    try:
+        return int(args.run(args) or 0)
+    except (UserError, RunStoppedError) as error:
+        print(f"cliplab {args.command}: error: {error}", file=sys.stderr)
+        return USER_ERROR_EXIT if isinstance(error, UserError) else RUN_STOPPED_EXIT

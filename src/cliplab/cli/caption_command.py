@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from pathlib import Path
 
 import torch
 
+from cliplab.cli.common import (add_command_parser, existing_images, finish_model_use_parser, load_for_use,
+                                require_at_least, write_out)
+from cliplab.errors import UserError
+
+DESCRIPTION = "Generate a caption for each image with a CoCa model's text decoder."
 EPILOG = """\
 Only CoCa checkpoints (model kind "coca") carry a text decoder; other checkpoints are refused.
 
@@ -20,13 +22,8 @@ examples:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "caption",
-        help="caption images with a CoCa checkpoint",
-        description="Generate a caption for each image with a CoCa model's text decoder.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command_parser(subparsers, "caption", help="caption images with a CoCa checkpoint",
+                                description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("checkpoint", metavar="CHECKPOINT", help="CoCa bundle, training checkpoint or run directory")
     parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files to caption")
     parser.add_argument("--max-length", type=int, default=None,
@@ -36,44 +33,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--top-k", type=int, default=50, metavar="K", help="K for --strategy top_k (default: 50)")
     parser.add_argument("--temperature", type=float, default=1.0, help="for --strategy top_k (default: 1.0)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed for --strategy top_k (default: 0)")
-    parser.add_argument("--batch-size", type=int, default=16, help="images per forward (default: 16)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
-    parser.add_argument("--out", metavar="FILE.json", help="also write {image: caption} as JSON")
-    parser.set_defaults(run=run)
-    return parser
+    return finish_model_use_parser(parser, run, batch_size=16, out="{image: caption}")
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        captions = caption(args)
-    except (FileNotFoundError, ValueError, RuntimeError) as error:
-        print(f"cliplab caption: error: {error}", file=sys.stderr)
-        return 2
+    captions = caption(args)
     for image, text in captions.items():
         print(f"{image}: {text}")
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(captions, indent=2) + "\n")
-        print(f"wrote {out}")
+    write_out(args.out, captions)
     return 0
 
 
 def caption(args: argparse.Namespace) -> dict[str, str]:
     """{image path: generated caption}, in the order given."""
-    from cliplab.eval.checkpoint_path import load_checkpoint
     from cliplab.eval.image_sources import image_batches
 
-    paths = [Path(image) for image in args.images]
-    for path in paths:
-        if not path.is_file():
-            raise FileNotFoundError(f"IMAGE {path} does not exist")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    loaded = load_checkpoint(args.checkpoint, device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if not callable(getattr(loaded.model, "generate", None)):
-        kind = getattr(getattr(loaded.model, "config", None), "kind", type(loaded.model).__name__)
-        raise ValueError(f"checkpoint {loaded.path} holds a {kind!r} model, which cannot caption: "
+    paths = existing_images(args.images)
+    require_at_least("--batch-size", args.batch_size, 1)
+    loaded = load_for_use(args.checkpoint, args.device)
+    kind = loaded.model.config.kind
+    if kind != "coca":
+        raise UserError(f"checkpoint {loaded.path} holds a {kind!r} model, which cannot caption: "
                          "captioning needs a CoCa checkpoint (model kind 'coca')")
     generator = torch.Generator(device=loaded.device).manual_seed(args.seed)
     captions: dict[str, str] = {}

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from pathlib import Path
 from typing import Any
 
-import torch
+from cliplab.cli.common import (add_command_parser, existing_images, finish_model_use_parser, load_for_use,
+                                require_at_least, write_out)
+from cliplab.errors import UserError
 
+DESCRIPTION = "Rank the given labels for each image by zero-shot probability."
 EPILOG = """\
 Probabilities are a softmax over the labels of logit_scale * cosine similarity, so they sum to one
 over the labels given. Each label is embedded through every template and the embeddings averaged.
@@ -22,13 +22,8 @@ examples:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "classify",
-        help="zero-shot classify images among labels you give",
-        description="Rank the given labels for each image by zero-shot probability.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command_parser(subparsers, "classify", help="zero-shot classify images among labels you give",
+                                description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("checkpoint", metavar="CHECKPOINT", help="bundle, training checkpoint or run directory")
     parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files to classify")
     parser.add_argument("--labels", required=True, help="comma-separated candidate labels, e.g. 'cat,dog,bird'")
@@ -36,33 +31,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="labels shown per image (default: min(5, number of labels))")
     parser.add_argument("--templates", metavar="FILE",
                         help="prompt templates, one per line with '{}' for the label (default: 'a photo of the {}.')")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per forward (default: 64)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
-    parser.add_argument("--out", metavar="FILE.json", help="also write the predictions as JSON")
-    parser.set_defaults(run=run)
-    return parser
+    return finish_model_use_parser(parser, run, batch_size=64, out="the predictions")
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        predictions = classify(args)
-    except (FileNotFoundError, ValueError, RuntimeError) as error:
-        print(f"cliplab classify: error: {error}", file=sys.stderr)
-        return 2
+    predictions = classify(args)
     for prediction in predictions:
         ranked = ", ".join(f"{label} {100 * probability:.1f}%" for label, probability in prediction["top_k"])
         print(f"{prediction['image']}: {ranked}")
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(predictions, indent=2) + "\n")
-        print(f"wrote {out}")
+    write_out(args.out, predictions)
     return 0
 
 
 def classify(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Per image: {"image": path, "top_k": [[label, probability], ...], "probabilities": {label: p}}."""
-    from cliplab.eval.checkpoint_path import load_checkpoint
     from cliplab.eval.embeddings import encode_image_batches
     from cliplab.eval.image_sources import image_batches
     from cliplab.eval.prompts import DEFAULT_TEMPLATES, parse_labels, read_templates
@@ -72,15 +54,11 @@ def classify(args: argparse.Namespace) -> list[dict[str, Any]]:
     labels = parse_labels(args.labels)
     top_k = min(5, len(labels)) if args.top_k is None else args.top_k
     if not 1 <= top_k <= len(labels):
-        raise ValueError(f"--top-k must be in [1, {len(labels)}] for {len(labels)} labels, got {top_k}")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    paths = [Path(image) for image in args.images]
-    for path in paths:
-        if not path.is_file():
-            raise FileNotFoundError(f"IMAGE {path} does not exist")
+        raise UserError(f"--top-k must be in [1, {len(labels)}] for {len(labels)} labels, got {top_k}")
+    require_at_least("--batch-size", args.batch_size, 1)
+    paths = existing_images(args.images)
     templates = read_templates(args.templates) if args.templates else DEFAULT_TEMPLATES
-    loaded = load_checkpoint(args.checkpoint, device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    loaded = load_for_use(args.checkpoint, args.device)
     class_embeddings = zero_shot_classifier(loaded.model, loaded.tokenizer, labels, templates, device=loaded.device)
     image_features = encode_image_batches(loaded.model, image_batches(paths, loaded.preprocess, args.batch_size),
                                           device=loaded.device)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-import torch
+from cliplab.cli.common import add_command_parser, finish_model_use_parser, load_for_use, require_at_least
+from cliplab.errors import MissingInputError, UserError
 
 EPILOG = """\
 Embeddings are L2-normalised float32 rows, so a dot product is a cosine similarity.
@@ -25,13 +25,9 @@ examples:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "embed",
-        help="write normalised image and/or text embeddings",
-        description="Embed the images of a directory or manifest and/or the lines of a text file.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command_parser(subparsers, "embed", help="write normalised image and/or text embeddings",
+                                description="Embed the images of a directory or manifest and/or the lines of a "
+                                            "text file.", epilog=EPILOG)
     parser.add_argument("checkpoint", metavar="CHECKPOINT", help="bundle, training checkpoint or run directory")
     parser.add_argument("--images", metavar="DIR|MANIFEST",
                         help="a directory (every image below it, sorted) or a CSV/TSV manifest")
@@ -41,19 +37,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--csv-img-key", default="filepath", help="manifest image column (default: filepath)")
     parser.add_argument("--csv-caption-key", default="title", help="manifest caption column (default: title)")
     parser.add_argument("--csv-separator", default="\t", help="manifest column separator (default: tab)")
-    parser.add_argument("--batch-size", type=int, default=128, help="items per forward (default: 128)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
-    parser.set_defaults(run=run)
-    return parser
+    return finish_model_use_parser(parser, run, batch_size=128, batch_of="items")
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        written = embed(args)
-    except (FileNotFoundError, ValueError, RuntimeError) as error:
-        print(f"cliplab embed: error: {error}", file=sys.stderr)
-        return 2
-    for path in written:
+    for path in embed(args):
         print(f"wrote {path}")
     return 0
 
@@ -62,7 +50,6 @@ def embed(args: argparse.Namespace) -> list[Path]:
     """Embed what was asked for and write it; returns the files written."""
     from tqdm import tqdm
 
-    from cliplab.eval.checkpoint_path import load_checkpoint
     from cliplab.eval.embedding_files import EmbeddedItems, write_npy, write_parquet
     from cliplab.eval.embeddings import encode_image_batches, encode_texts
     from cliplab.eval.image_sources import image_batches
@@ -70,15 +57,14 @@ def embed(args: argparse.Namespace) -> list[Path]:
 
     out = Path(args.out)
     if not args.images and not args.texts:
-        raise ValueError("nothing to embed: give --images DIR|MANIFEST and/or --texts FILE")
+        raise UserError("nothing to embed: give --images DIR|MANIFEST and/or --texts FILE")
     if out.suffix not in (".npy", ".parquet"):
-        raise ValueError(f"--out {out} must end with .npy or .parquet")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+        raise UserError(f"--out {out} must end with .npy or .parquet")
+    require_at_least("--batch-size", args.batch_size, 1)
     image_paths, image_texts = _image_inputs(args)
     texts = read_lines(args.texts, "--texts") if args.texts else None
 
-    loaded = load_checkpoint(args.checkpoint, device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    loaded = load_for_use(args.checkpoint, args.device)
     items = []
     if image_paths is not None:
         with tqdm(total=len(image_paths), desc="images", unit="img") as progress:
@@ -113,4 +99,4 @@ def _image_inputs(args: argparse.Namespace) -> tuple[list[Path] | None, tuple[st
         manifest = manifest_images(source, img_key=args.csv_img_key, caption_key=args.csv_caption_key,
                                    separator=args.csv_separator)
         return list(manifest.paths), manifest.captions
-    raise FileNotFoundError(f"--images {source} does not exist (expected an image directory or a manifest)")
+    raise MissingInputError(f"--images {source} does not exist (expected an image directory or a manifest)")

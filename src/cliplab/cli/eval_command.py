@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 from typing import Any
 
-import torch
+from cliplab.cli.common import add_command_parser, finish_model_use_parser, load_for_use, require_at_least, write_out
+from cliplab.errors import InvalidInputError, MissingInputError, UserError
 
+HELP = "zero-shot accuracy and retrieval metrics of a checkpoint"
+DESCRIPTION = ("Zero-shot top-1/top-5 and per-class accuracy (Fashion-MNIST test split by default, or class-named "
+               "folders), and image-text retrieval metrics on a manifest or shards.")
 EPILOG = """\
 CHECKPOINT is a bundle directory, a training checkpoint (<run>/checkpoints/step_XXXXXXX) or a run
 directory (its checkpoints/latest is used).
@@ -29,14 +31,7 @@ examples:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "eval",
-        help="zero-shot accuracy and retrieval metrics of a checkpoint",
-        description="Zero-shot top-1/top-5 and per-class accuracy (Fashion-MNIST test split by default, or "
-                    "class-named folders), and image-text retrieval metrics on a manifest or shards.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command_parser(subparsers, "eval", help=HELP, description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("checkpoint", metavar="CHECKPOINT", help="bundle, training checkpoint or run directory")
     zero_shot = parser.add_argument_group("zero-shot classification")
     zero_shot.add_argument("--classes-from-folders", metavar="DIR",
@@ -57,34 +52,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     retrieval.add_argument("--csv-caption-key", default="title", help="caption column (default: title)")
     retrieval.add_argument("--csv-separator", default="\t", help="column separator (default: tab)")
     retrieval.add_argument("--retrieval-max-samples", type=int, metavar="N", help="use the first N pairs only")
-    parser.add_argument("--batch-size", type=int, default=256, help="images per forward (default: 256)")
     parser.add_argument("--workers", type=int, default=0, help="data loader worker processes (default: 0)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
-    parser.add_argument("--out", metavar="FILE.json", help="also write the results as JSON")
-    parser.set_defaults(run=run)
-    return parser
+    return finish_model_use_parser(parser, run, batch_size=256, out="the results")
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        results = evaluate(args)
-    except (FileNotFoundError, ValueError, RuntimeError) as error:
-        print(f"cliplab eval: error: {error}", file=sys.stderr)
-        return 2
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"wrote {out}")
+    results = evaluate(args)
+    write_out(args.out, results)
     return 0
 
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     """Run the requested evaluations, print them, and return the JSON-ready results."""
-    from cliplab.eval.checkpoint_path import load_checkpoint
-
     _check_args(args)
-    loaded = load_checkpoint(args.checkpoint, device=args.device or _default_device())
+    loaded = load_for_use(args.checkpoint, args.device)
     print(f"checkpoint: {loaded.path}")
     results: dict[str, Any] = {"checkpoint": str(loaded.path)}
     if not args.no_zero_shot:
@@ -96,13 +77,10 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 def _check_args(args: argparse.Namespace) -> None:
     for name in ("batch_size", "max_samples", "retrieval_max_samples"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    if args.workers < 0:
-        raise ValueError(f"--workers must be >= 0, got {args.workers}")
+        require_at_least(f"--{name.replace('_', '-')}", getattr(args, name), 1)
+    require_at_least("--workers", args.workers, 0)
     if args.no_zero_shot and not args.retrieval_data:
-        raise ValueError("--no-zero-shot leaves nothing to do: also give --retrieval-data")
+        raise UserError("--no-zero-shot leaves nothing to do: also give --retrieval-data")
 
 
 def _zero_shot(args: argparse.Namespace, loaded) -> dict[str, Any]:
@@ -146,27 +124,23 @@ def _fashion_mnist_batches(args: argparse.Namespace, loaded):
 
 def _retrieval(args: argparse.Namespace, loaded) -> dict[str, Any]:
     from cliplab.data import DataConfig, build_eval_loader
-    from cliplab.eval.embeddings import encode_pairs
-    from cliplab.eval.retrieval import retrieval_metrics
-    from cliplab.eval.scores import model_logit_scale
+    from cliplab.eval.retrieval import evaluate_retrieval
 
     if args.dataset_type == "csv" and not Path(args.retrieval_data).is_file():
-        raise FileNotFoundError(f"--retrieval-data: manifest {args.retrieval_data} does not exist")
-    config = DataConfig(dataset_type=args.dataset_type, val_data=args.retrieval_data, workers=args.workers,
-                        csv_img_key=args.csv_img_key, csv_caption_key=args.csv_caption_key,
-                        csv_separator=args.csv_separator)
+        raise MissingInputError(f"--retrieval-data: manifest {args.retrieval_data} does not exist")
+    try:
+        config = DataConfig(dataset_type=args.dataset_type, val_data=args.retrieval_data, workers=args.workers,
+                            csv_img_key=args.csv_img_key, csv_caption_key=args.csv_caption_key,
+                            csv_separator=args.csv_separator)
+    except ValueError as error:  # DataConfig validates values only: each failure is a flag's value
+        raise InvalidInputError(f"--retrieval-data options: {error}") from None
     loader, _ = build_eval_loader(config, transform=loaded.preprocess, tokenize=loaded.tokenizer,
                                   batch_size=args.batch_size, pin_memory=False)
-    image_features, text_features = encode_pairs(loaded.model, loader, device=loaded.device,
-                                                  max_samples=args.retrieval_max_samples)
-    metrics = retrieval_metrics(image_features, text_features, model_logit_scale(loaded.model))
-    print(f"\nretrieval on {args.retrieval_data}: {image_features.shape[0]} image-caption pairs")
+    metrics, count = evaluate_retrieval(loaded.model, loader, device=loaded.device,
+                                        max_samples=args.retrieval_max_samples)
+    print(f"\nretrieval on {args.retrieval_data}: {count} image-caption pairs")
     for direction in ("image_to_text", "text_to_image"):
         recalls = "  ".join(f"R@{k} {100 * metrics[f'{direction}_R@{k}']:6.2f}%" for k in (1, 5, 10))
         print(f"  {direction:<14} {recalls}  mean rank {metrics[f'{direction}_mean_rank']:.1f}  "
               f"median rank {metrics[f'{direction}_median_rank']:.0f}")
-    return {"data": str(args.retrieval_data), "count": int(image_features.shape[0]), **metrics}
-
-
-def _default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return {"data": str(args.retrieval_data), "count": count, **metrics}

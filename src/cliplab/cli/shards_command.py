@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
+
+from cliplab.cli.common import require_at_least
 
 EXAMPLES = """\
 examples:
@@ -62,29 +63,17 @@ def run(args: argparse.Namespace) -> int:
 
     from cliplab.data.csv_dataset import CsvDataset
     from cliplab.data.fashion_mnist import FashionMnistDataset
-    from cliplab.data.fashion_mnist_files import FashionMnistNotFoundError
     from cliplab.data.shards import dataset_records, write_shards
 
-    if args.samples_per_shard < 1:
-        print(f"error: --samples-per-shard must be >= 1, got {args.samples_per_shard}",
-              file=sys.stderr)
-        return 2
-    if args.max_samples is not None and args.max_samples < 1:
-        print(f"error: --max-samples must be >= 1, got {args.max_samples}", file=sys.stderr)
-        return 2
-    try:
-        if args.source == "fashion-mnist":
-            dataset = FashionMnistDataset(split=args.split, data_dir=args.data_dir,
-                                          caption_seed=args.caption_seed)
-            prefix = args.prefix or args.split
-        else:
-            dataset = CsvDataset(args.source, img_key=args.csv_img_key,
-                                 caption_key=args.csv_caption_key, separator=args.csv_separator,
-                                 label_key=args.csv_label_key)
-            prefix = args.prefix or Path(args.source).stem
-    except (FashionMnistNotFoundError, FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    require_at_least("--samples-per-shard", args.samples_per_shard, 1)
+    require_at_least("--max-samples", args.max_samples, 1)
+    if args.source == "fashion-mnist":
+        dataset = FashionMnistDataset(split=args.split, data_dir=args.data_dir, caption_seed=args.caption_seed)
+        prefix = args.prefix or args.split
+    else:
+        dataset = CsvDataset(args.source, img_key=args.csv_img_key, caption_key=args.csv_caption_key,
+                             separator=args.csv_separator, label_key=args.csv_label_key)
+        prefix = args.prefix or Path(args.source).stem
     count = len(dataset) if args.max_samples is None else min(args.max_samples, len(dataset))
     report = write_shards(
         dataset_records(dataset, indices=range(count)), out_dir=args.out, prefix=prefix,

@@ -7,9 +7,7 @@ file (`--config`) or the default. open_clip's flags keep their names and meaning
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 from cliplab.data.config import DATASET_TYPES
@@ -207,49 +205,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-# Exit statuses: a Python crash (a bug) exits 1 with its traceback; a non-finite loss also exits 1.
-USER_ERROR_EXIT = 2  # bad configuration or input data: the message, no traceback
-NONFINITE_EXIT = 1
-
-_DATA_PACKAGE_DIR = Path(__file__).resolve().parents[1] / "data"
-
-
-def _raised_by_data_reader(error: BaseException) -> bool:
-    """Whether `error` was raised by cliplab's own data code (its innermost frame is in cliplab/data):
-    those ValueErrors validate the user's input (a manifest's columns, a shard pattern, a tokenizer
-    file); a ValueError from deeper down (torch, numpy) is a bug and keeps its traceback."""
-    traceback = error.__traceback__
-    if traceback is None:
-        return False
-    while traceback.tb_next is not None:
-        traceback = traceback.tb_next
-    return Path(traceback.tb_frame.f_code.co_filename).resolve().is_relative_to(_DATA_PACKAGE_DIR)
-
-
-def is_user_error(error: BaseException) -> bool:
-    """Errors about the user's configuration or data, reported as one line (exit status 2)."""
-    from cliplab.data.fashion_mnist_files import FashionMnistNotFoundError
-    from cliplab.data.idx import IdxFormatError
-    from cliplab.data.samples import TooManyBadSamplesError
-    from cliplab.train import ConfigError
-
-    if isinstance(error, (ConfigError, FashionMnistNotFoundError, IdxFormatError, TooManyBadSamplesError,
-                          FileNotFoundError)):
-        return True
-    return isinstance(error, ValueError) and _raised_by_data_reader(error)
-
-
 def run(args: argparse.Namespace) -> int:
-    from cliplab.train import NonFiniteLossError, resolve_config, train
+    from cliplab.train import resolve_config, train
 
-    try:
-        train(resolve_config(args.config, overrides_from_args(args)))
-    except NonFiniteLossError as error:
-        print(f"cliplab train: error: {error}", file=sys.stderr)
-        return NONFINITE_EXIT
-    except Exception as error:
-        if not is_user_error(error):
-            raise
-        print(f"cliplab train: error: {error}", file=sys.stderr)
-        return USER_ERROR_EXIT
+    train(resolve_config(args.config, overrides_from_args(args)))
     return 0

@@ -15,6 +15,7 @@ from PIL import Image
 
 from cliplab.data.images import decode_rgb_image
 from cliplab.data.samples import BadSampleError, RawSample
+from cliplab.errors import InvalidInputError, MissingInputError
 
 DEFAULT_IMG_KEY = "filepath"
 DEFAULT_CAPTION_KEY = "title"
@@ -34,9 +35,9 @@ class CsvDataset:
                  label_key: str | None = None):
         self.manifest = Path(manifest)
         if not self.manifest.is_file():
-            raise FileNotFoundError(f"manifest {self.manifest} does not exist")
+            raise MissingInputError(f"manifest {self.manifest} does not exist")
         if len(separator) != 1:
-            raise ValueError(f"separator must be one character, got {separator!r}")
+            raise InvalidInputError(f"separator must be one character, got {separator!r}")
         with open(self.manifest, newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle, delimiter=separator)
             columns = reader.fieldnames or []
@@ -45,12 +46,12 @@ class CsvDataset:
                 wanted["label_key"] = label_key
             for argument, column in wanted.items():
                 if column not in columns:
-                    raise ValueError(
+                    raise InvalidInputError(
                         f"manifest {self.manifest} has no column {column!r} ({argument}); its "
                         f"columns are {columns} (separator {separator!r})")
             rows = list(reader)
         if not rows:
-            raise ValueError(f"manifest {self.manifest} lists no samples")
+            raise InvalidInputError(f"manifest {self.manifest} lists no samples")
         base = self.manifest.resolve().parent
         self.image_paths = [base / (row[img_key] or "") for row in rows]
         self.captions = [row[caption_key] or "" for row in rows]
@@ -62,7 +63,7 @@ class CsvDataset:
         try:
             return int(value)
         except (TypeError, ValueError):
-            raise ValueError(f"manifest {self.manifest} line {line}: column {label_key!r} must hold "
+            raise InvalidInputError(f"manifest {self.manifest} line {line}: column {label_key!r} must hold "
                              f"an integer label, got {value!r}") from None
 
     def __len__(self) -> int:

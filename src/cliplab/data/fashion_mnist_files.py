@@ -18,6 +18,8 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
+from cliplab.errors import MissingInputError
+
 SPLITS = ("train", "test")
 
 # (images file, labels file) per split, as named by the official release.
@@ -49,7 +51,7 @@ Fetcher = Callable[[str, Path], None]
 """Writes the resource at a URL to a local file path; raises OSError when it cannot."""
 
 
-class FashionMnistNotFoundError(FileNotFoundError):
+class FashionMnistNotFoundError(MissingInputError):
     """No source holds the requested Fashion-MNIST split; the message says how to get it."""
 
 

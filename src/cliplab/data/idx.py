@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cliplab.errors import InvalidInputError, MissingInputError
+
 _DTYPES = {
     0x08: np.dtype(">u1"),
     0x09: np.dtype(">i1"),
@@ -23,7 +25,7 @@ _DTYPES = {
 }
 
 
-class IdxFormatError(ValueError):
+class IdxFormatError(InvalidInputError):
     """An IDX file that is truncated, corrupt or not IDX at all; the message names the file."""
 
 
@@ -37,7 +39,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     try:
         stat = path.stat()
     except FileNotFoundError:
-        raise FileNotFoundError(f"IDX file {path} does not exist") from None
+        raise MissingInputError(f"IDX file {path} does not exist") from None
     return _read_idx_cached(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
 
 

@@ -12,6 +12,8 @@ from typing import Protocol
 
 from PIL import Image
 
+from cliplab.errors import UserError
+
 
 @dataclass(frozen=True)
 class RawSample:
@@ -36,7 +38,7 @@ class BadSampleError(Exception):
         self.reason = reason
 
 
-class TooManyBadSamplesError(RuntimeError):
+class TooManyBadSamplesError(UserError, RuntimeError):
     """The fraction of skipped samples passed the configured threshold; the message names examples.
 
     Constructible from a single message so a DataLoader worker can re-raise it in the main process.

@@ -21,6 +21,7 @@ import webdataset as wds
 
 from cliplab.data.csv_dataset import CsvDataset
 from cliplab.data.samples import BadSampleError, MapDataset
+from cliplab.errors import InvalidInputError
 
 _PASSTHROUGH_SUFFIXES = {".jpg": "jpg", ".jpeg": "jpg", ".png": "png", ".webp": "webp"}
 
@@ -135,7 +136,7 @@ def write_shards(records: Iterator[ShardRecord | BadSampleError], *, out_dir: st
     if writer is not None:
         close_shard()
     if not shard_paths:
-        raise ValueError(f"no shard written to {out_dir}: all {len(skipped_examples)} samples were "
+        raise InvalidInputError(f"no shard written to {out_dir}: all {len(skipped_examples)} samples were "
                          "bad" + (f", e.g. {skipped_examples[:3]}" if skipped_examples else ""))
     last = len(shard_paths) - 1
     pattern = (shard_paths[0] if last == 0 else

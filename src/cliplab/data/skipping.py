@@ -6,10 +6,10 @@ process as batches are consumed and raises TooManyBadSamplesError once the skipp
 `max_skip_fraction` after at least `min_samples` samples were drawn this epoch.
 
 That check runs on each rank alone, so under DDP one rank may fail while the others carry on into
-the next collective and wait there for the process-group timeout. `SkipCounter.record_step` closes
-that gap: at every step boundary the training loop passes it the batches it read and the error its
-read raised (if any); one all-reduce sums the counts over ranks and tells every rank whether any
-rank failed, and then every rank raises.
+the next collective and wait there for the process-group timeout. `step_sample_counts` closes that
+gap: at every step boundary the training loop passes it the batches it read and the error its read
+raised (if any); every rank then raises the failing rank's error, or all go on with the step's
+counts summed over ranks. The training state owns the running counts and checkpoints them.
 """
 
 from __future__ import annotations
@@ -17,11 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
-import torch
-import torch.distributed as dist
-
 from cliplab.data.samples import TooManyBadSamplesError
-from cliplab.distributed.collectives import is_distributed, world_info
+from cliplab.distributed.agreement import gather_objects, raise_if_any_rank_failed, sum_over_ranks
 
 MAX_EXAMPLES_KEPT = 20
 
@@ -66,11 +63,8 @@ class AccountedLoader:
 
     def __init__(self, loader: Iterable[dict], *, num_batches: int | None, max_skip_fraction: float,
                  min_samples: int, what: str):
-        self.loader = loader
-        self.num_batches = num_batches
-        self.max_skip_fraction = max_skip_fraction
-        self.min_samples = min_samples
-        self.what = what
+        self.loader, self.num_batches, self.what = loader, num_batches, what
+        self.max_skip_fraction, self.min_samples = max_skip_fraction, min_samples
         self.stats = SkipStats()
 
     def __iter__(self) -> Iterator[dict]:
@@ -88,77 +82,32 @@ class AccountedLoader:
         return self.num_batches
 
 
-class SkipCounter:
-    """Skipped-sample counts of a training run, summed over ranks at every step boundary.
+def step_sample_counts(batches: list[dict], error: Exception | None) -> tuple[int, int]:
+    """(skipped, drawn) samples of one training step, summed over every rank's `batches`.
 
-    total: samples skipped since the run began. epoch_skipped / epoch_drawn: samples skipped and
-    drawn (kept + skipped) in the current epoch so far. All three count every rank, are equal on
-    every rank, and are checkpointed by the loop (a resumed run continues them).
+    A collective: every rank calls it once per step, before the forward pass, with the batches it
+    read and the error its read raised (None when it read them all). When any rank has an error,
+    every rank raises the real cause (`cliplab.distributed.agreement.raise_if_any_rank_failed`).
+    drawn counts kept and skipped samples.
     """
-
-    def __init__(self, *, total: int = 0, epoch_skipped: int = 0, epoch_drawn: int = 0):
-        self.total = total
-        self.epoch_skipped = epoch_skipped
-        self.epoch_drawn = epoch_drawn
-
-    def counts(self) -> tuple[int, int, int]:
-        """(total, epoch_skipped, epoch_drawn)."""
-        return self.total, self.epoch_skipped, self.epoch_drawn
-
-    def record_step(self, batches: list[dict], error: Exception | None,
-                    device: torch.device | str = "cpu") -> None:
-        """Add one step's batches (this rank's), and stop every rank if any rank's read failed.
-
-        A collective: every rank calls it once per step, before the forward pass. `error` is what
-        this rank's read of the step's batches raised (None when it read them all). When any rank
-        has one, every rank raises: the failing ranks their own error, the others
-        TooManyBadSamplesError (or RuntimeError for another kind of failure) quoting it.
-        """
-        skipped = sum(int(batch["skipped"]) for batch in batches)
-        drawn = skipped + sum(len(batch["sample_ids"]) for batch in batches)
-        counts = torch.tensor([skipped, drawn, int(error is not None)], dtype=torch.int64,
-                              device=device)
-        if is_distributed():
-            dist.all_reduce(counts)
-        skipped, drawn, failed_ranks = (int(value) for value in counts.tolist())
-        self.total += skipped
-        self.epoch_skipped += skipped
-        self.epoch_drawn += drawn
-        if failed_ranks:
-            _raise_on_every_rank(error)
-
-    def report_epoch(self, local_examples: list[str], *, epoch_over: bool) -> dict[str, Any]:
-        """The current epoch's counts so far; resets them when `epoch_over`.
-
-        A collective when any sample was skipped this epoch (a count equal on every rank, so all
-        ranks gather or none). Returns {"skipped_samples", "samples_drawn", "skip_fraction",
-        "skipped_examples"}: counts over all ranks, and up to 10 examples ("source: reason") from
-        every rank's `local_examples` (its loader's `stats.examples`, which after a resume hold only
-        what the resumed run met).
-        """
-        examples = list(local_examples[:10])
-        if self.epoch_skipped and is_distributed():
-            gathered: list[Any] = [None] * world_info()[1]
-            dist.all_gather_object(gathered, examples)
-            examples = [example for rank_examples in gathered for example in rank_examples]
-        record = {"skipped_samples": self.epoch_skipped, "samples_drawn": self.epoch_drawn,
-                  "skip_fraction": self.epoch_skipped / self.epoch_drawn if self.epoch_drawn else 0.0,
-                  "skipped_examples": examples[:10]}
-        if epoch_over:
-            self.epoch_skipped = self.epoch_drawn = 0
-        return record
+    raise_if_any_rank_failed(error)
+    skipped = sum(int(batch["skipped"]) for batch in batches)
+    drawn = skipped + sum(len(batch["sample_ids"]) for batch in batches)
+    skipped, drawn = sum_over_ranks([skipped, drawn])
+    return skipped, drawn
 
 
-def _raise_on_every_rank(error: Exception | None) -> None:
-    """Called on every rank once some rank's data failed: share what failed, then raise."""
-    if is_distributed():
-        failures: list[Any] = [None] * world_info()[1]
-        dist.all_gather_object(failures, None if error is None else (type(error).__name__, str(error)))
-    if error is not None:
-        raise error
-    rank, (kind, message) = next((rank, failure) for rank, failure in enumerate(failures)
-                                 if failure is not None)
-    text = f"rank {rank} stopped on its training data: {message}"
-    if kind == TooManyBadSamplesError.__name__:
-        raise TooManyBadSamplesError(text)
-    raise RuntimeError(f"{text} ({kind})")
+def epoch_skip_record(*, skipped: int, drawn: int, local_examples: list[str]) -> dict[str, Any]:
+    """The skip counts of an epoch so far, as the training log's "data" record.
+
+    skipped / drawn: the epoch's counts over all ranks (equal on every rank). A collective when
+    skipped > 0, so every rank gathers or none. Returns {"skipped_samples", "samples_drawn",
+    "skip_fraction", "skipped_examples"}: up to 10 examples ("source: reason") from every rank's
+    `local_examples` (its loader's `stats.examples`, which after a resume hold only what the resumed
+    run met).
+    """
+    examples = list(local_examples[:10])
+    if skipped:
+        examples = [example for rank_examples in gather_objects(examples) for example in rank_examples]
+    return {"skipped_samples": skipped, "samples_drawn": drawn,
+            "skip_fraction": skipped / drawn if drawn else 0.0, "skipped_examples": examples[:10]}

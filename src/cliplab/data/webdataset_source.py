@@ -35,6 +35,7 @@ from cliplab.data.batching import (REPLACEMENTS_PER_SLOT, PreparedSample, Tokeni
 from cliplab.data.images import decode_rgb_image
 from cliplab.data.samples import BadSampleError, RawSample, TooManyBadSamplesError
 from cliplab.data.seeding import mix_seed, preserved_global_rngs, seed_global_rngs
+from cliplab.errors import InvalidInputError, MissingInputError
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 _SHARD_ORDER_SALT = 0x5A4D
@@ -48,11 +49,11 @@ def expand_shard_urls(urls: str | Sequence[str]) -> list[str]:
     expanded = wds.shardlists.expand_urls(urls) if isinstance(urls, str) else [
         url for pattern in urls for url in wds.shardlists.expand_urls(pattern)]
     if not expanded:
-        raise ValueError(f"shard pattern {urls!r} names no shards")
+        raise InvalidInputError(f"shard pattern {urls!r} names no shards")
     local = [url for url in expanded if "://" not in url and not url.startswith("pipe:")]
     missing = [url for url in local if not Path(url).is_file()]
     if missing:
-        raise FileNotFoundError(f"{len(missing)} of {len(expanded)} shards in {urls!r} do not "
+        raise MissingInputError(f"{len(missing)} of {len(expanded)} shards in {urls!r} do not "
                                 f"exist, e.g. {missing[:3]}")
     return expanded
 
@@ -134,7 +135,7 @@ class WebDatasetBatches(IterableDataset):
             yield from ({"url": url} for url in shards)
             return
         if not shards:
-            raise ValueError(
+            raise InvalidInputError(
                 f"{len(self.urls)} shards cannot feed {self.world_size} ranks x {num_workers} "
                 "workers without resampling: use at least as many shards as ranks x workers, "
                 "fewer workers, or dataset_resampled")
@@ -146,7 +147,7 @@ class WebDatasetBatches(IterableDataset):
 
     def _check_progress(self, samples_before: int, progress: list[int]) -> None:
         if progress[0] == samples_before:
-            raise ValueError(f"a full pass over the shards of {self.pattern!r} produced no samples")
+            raise InvalidInputError(f"a full pass over the shards of {self.pattern!r} produced no samples")
 
     def __iter__(self) -> Iterator[dict]:
         worker = get_worker_info()

@@ -1,1 +1,2 @@
-"""Collectives with autograd and process-group helpers. Knows nothing of losses or models."""
+"""Collectives with autograd, process-group helpers, and how ranks agree on an outcome
+(`agreement`). Knows nothing of losses or models."""

@@ -15,14 +15,6 @@ from types import ModuleType
 import torch
 
 
-def horovod_is_available() -> bool:
-    try:
-        import horovod.torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def require_horovod() -> ModuleType:
     """horovod.torch, or ImportError with an install hint when it is missing."""
     try:

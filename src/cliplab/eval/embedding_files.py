@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cliplab.errors import UserError
+
 
 @dataclass(frozen=True)
 class EmbeddedItems:
@@ -56,7 +58,7 @@ def write_parquet(items: list[EmbeddedItems], out: Path) -> Path:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
-        raise RuntimeError("writing Parquet needs pyarrow: pip install 'cliplab[parquet]', or write .npy") from None
+        raise UserError("writing Parquet needs pyarrow: pip install 'cliplab[parquet]', or write .npy") from None
     dims = {item.embeddings.shape[1] for item in items}
     if len(dims) != 1:
         raise ValueError(f"all embeddings must share one dimension to share a table, got {sorted(dims)}")

@@ -16,6 +16,7 @@ from PIL import Image
 from cliplab.data.csv_dataset import (DEFAULT_CAPTION_KEY, DEFAULT_IMG_KEY, DEFAULT_SEPARATOR,
                                       CsvDataset, load_rgb_image)
 from cliplab.data.samples import BadSampleError
+from cliplab.errors import InvalidInputError, MissingInputError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
@@ -30,10 +31,10 @@ def list_images(directory: str | Path) -> list[Path]:
     """Every image file under `directory` (recursively), in sorted path order."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise FileNotFoundError(f"image directory {directory} does not exist or is not a directory")
+        raise MissingInputError(f"image directory {directory} does not exist or is not a directory")
     paths = sorted(path for path in directory.rglob("*") if is_image_file(path))
     if not paths:
-        raise ValueError(f"image directory {directory} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+        raise InvalidInputError(f"image directory {directory} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
     return paths
 
 
@@ -54,15 +55,15 @@ def class_folders(directory: str | Path) -> ClassFolders:
     """Read `directory`/<class name>/<images...>; every class folder must hold an image."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise FileNotFoundError(f"--classes-from-folders: {directory} does not exist or is not a directory")
+        raise MissingInputError(f"--classes-from-folders: {directory} does not exist or is not a directory")
     folders = sorted(path for path in directory.iterdir() if path.is_dir() and not path.name.startswith("."))
     if not folders:
-        raise ValueError(f"--classes-from-folders: {directory} has no sub-folders; expected one per class")
+        raise InvalidInputError(f"--classes-from-folders: {directory} has no sub-folders; expected one per class")
     paths, labels = [], []
     for label, folder in enumerate(folders):
         images = sorted(path for path in folder.rglob("*") if is_image_file(path))
         if not images:
-            raise ValueError(f"--classes-from-folders: class folder {folder} holds no image files")
+            raise InvalidInputError(f"--classes-from-folders: class folder {folder} holds no image files")
         paths.extend(images)
         labels.extend([label] * len(images))
     classnames = tuple(folder.name.replace("_", " ") for folder in folders)
@@ -86,13 +87,13 @@ def manifest_images(manifest: str | Path, img_key: str = DEFAULT_IMG_KEY,
 
 
 def load_image(path: Path) -> Image.Image:
-    """The RGB image at `path`; FileNotFoundError / ValueError naming the path otherwise."""
+    """The RGB image at `path`; MissingInputError / InvalidInputError naming the path otherwise."""
     if not path.is_file():
-        raise FileNotFoundError(f"image {path} does not exist")
+        raise MissingInputError(f"image {path} does not exist")
     try:
         return load_rgb_image(path)
     except BadSampleError as error:
-        raise ValueError(f"image {path} cannot be read: {error.reason}") from None
+        raise InvalidInputError(f"image {path} cannot be read: {error.reason}") from None
 
 
 def image_batches(paths: Sequence[Path], preprocess: Preprocess, batch_size: int) -> Iterator[torch.Tensor]:

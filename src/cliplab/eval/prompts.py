@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cliplab.errors import InvalidInputError, MissingInputError
+
 # For a user's own labels: neutral wording; a model trained on Fashion-MNIST captions reads it well.
 DEFAULT_TEMPLATES = ("a photo of the {}.",)
 
@@ -13,18 +15,18 @@ def read_templates(path: str | Path) -> tuple[str, ...]:
     with "#" are skipped."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"--templates: file {path} does not exist")
+        raise MissingInputError(f"--templates: file {path} does not exist")
     templates = []
     for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         template = line.strip()
         if not template or template.startswith("#"):
             continue
         if template.count("{}") != 1:
-            raise ValueError(f"--templates: {path} line {line_number}: {template!r} must contain '{{}}' "
+            raise InvalidInputError(f"--templates: {path} line {line_number}: {template!r} must contain '{{}}' "
                              "exactly once, where the class name goes")
         templates.append(template)
     if not templates:
-        raise ValueError(f"--templates: {path} holds no templates (one per line, each with '{{}}')")
+        raise InvalidInputError(f"--templates: {path} holds no templates (one per line, each with '{{}}')")
     return tuple(templates)
 
 
@@ -32,11 +34,11 @@ def parse_labels(text: str) -> tuple[str, ...]:
     """'a, b,c' -> ('a', 'b', 'c'); at least two distinct non-empty labels."""
     labels = tuple(label.strip() for label in text.split(","))
     if any(not label for label in labels):
-        raise ValueError(f"--labels: {text!r} has an empty label; expected comma-separated names like 'cat,dog'")
+        raise InvalidInputError(f"--labels: {text!r} has an empty label; expected comma-separated names like 'cat,dog'")
     if len(labels) < 2:
-        raise ValueError(f"--labels: {text!r} names {len(labels)} label; classification needs at least two")
+        raise InvalidInputError(f"--labels: {text!r} names {len(labels)} label; classification needs at least two")
     if len(set(labels)) != len(labels):
-        raise ValueError(f"--labels: {text!r} repeats a label")
+        raise InvalidInputError(f"--labels: {text!r} repeats a label")
     return labels
 
 
@@ -44,8 +46,8 @@ def read_lines(path: str | Path, what: str) -> tuple[str, ...]:
     """Non-empty lines (stripped) of a UTF-8 text file; `what` names the argument in errors."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{what}: file {path} does not exist")
+        raise MissingInputError(f"{what}: file {path} does not exist")
     lines = tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
     if not lines:
-        raise ValueError(f"{what}: file {path} holds no non-empty lines")
+        raise InvalidInputError(f"{what}: file {path} holds no non-empty lines")
     return lines

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from cliplab.errors import InvalidInputError, MissingInputError
 from cliplab.eval.plots import plot_confusion_matrix, plot_series
+from cliplab.eval.run_layout import SUMMARY_FILE
 
-METRICS_FILE = "metrics.jsonl"
-SUMMARY_FILE = "summary.json"
 RETRIEVAL_PLOT_KEYS = ("image_to_text_R@1", "text_to_image_R@1", "image_to_text_R@5", "text_to_image_R@5")
 
 
@@ -36,7 +36,7 @@ def read_metrics(path: str | Path) -> RunMetrics:
     warning; a malformed line elsewhere raises ValueError naming the line."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: the run has logged no metrics")
+        raise MissingInputError(f"{path} does not exist: the run has logged no metrics")
     lines = path.read_text(encoding="utf-8").splitlines()
     train, evals = [], []
     for number, line in enumerate(lines, start=1):
@@ -48,9 +48,9 @@ def read_metrics(path: str | Path) -> RunMetrics:
             if number == len(lines):
                 warnings.warn(f"{path} line {number} is truncated and was skipped ({error})", stacklevel=2)
                 continue
-            raise ValueError(f"{path} line {number} is not valid JSON ({error})") from None
+            raise InvalidInputError(f"{path} line {number} is not valid JSON ({error})") from None
         if not isinstance(record, dict):
-            raise ValueError(f"{path} line {number}: expected a JSON object, got {type(record).__name__}")
+            raise InvalidInputError(f"{path} line {number}: expected a JSON object, got {type(record).__name__}")
         kind = record.get("kind")
         if kind == "train":
             train.append(record)
@@ -118,9 +118,9 @@ def read_summary(run_dir: Path) -> dict[str, Any]:
     try:
         summary = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON ({error})") from None
+        raise InvalidInputError(f"{path} is not valid JSON ({error})") from None
     if not isinstance(summary, dict):
-        raise ValueError(f"{path} must hold a JSON object, got {type(summary).__name__}")
+        raise InvalidInputError(f"{path} must hold a JSON object, got {type(summary).__name__}")
     return summary
 
 

@@ -6,9 +6,9 @@ import math
 
 import torch
 
-# The losses clamp exp(logit_scale) at this value (open_clip's 100); scoring uses the same bound so a
-# probability matches what training optimised.
-MAX_LOGIT_SCALE = 100.0
+# Scoring clamps exp(logit_scale) where the losses do by default (open_clip's 100), so a probability
+# matches what training optimised.
+from cliplab.losses.common import DEFAULT_MAX_LOGIT_SCALE as MAX_LOGIT_SCALE
 
 
 def model_logit_scale(model: torch.nn.Module) -> float:

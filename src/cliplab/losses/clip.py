@@ -39,6 +39,7 @@ from cliplab.losses.common import (
     ContrastiveMetrics,
     check_feature_pair,
     clamp_logit_scale,
+    loss_result,
     to_fp32_features,
     validate_max_logit_scale,
 )
@@ -183,17 +184,12 @@ def fp32_region(reference: torch.Tensor):
     return torch.autocast(device_type=reference.device.type, enabled=False)
 
 
-class ClipLoss(nn.Module):
-    """open_clip's ClipLoss with exact distributed semantics (see the module docstring).
+class ClipFamilyLoss(nn.Module):
+    """open_clip's ClipLoss constructor, shared by ClipLoss, DistillClipLoss, CoCaLoss and TiledClipLoss.
 
-    forward(image_features [B, D], text_features [B, D], logit_scale (exp'd, 0-d or float),
-            output_dict=False, *, return_metrics=False)
-      -> loss (0-d float32), or {"contrastive_loss": loss}; with return_metrics, a pair
-         (that, ContrastiveMetrics).
-
-    Gradient convention: with gather_with_grad=True each rank's features receive N times the
-    one-process gradient of the global loss and DDP's 1/N average makes it exact; this holds for
-    local_loss True and False. Use local_loss=True, gather_with_grad=True: exact and B x G logits.
+    The arguments (open_clip's positional ones, then cliplab's keyword-only max_logit_scale,
+    normalize, normalize_eps) become `config` (a validated ClipLossConfig), `world` (this rank's
+    place) and `build_logits` (a ClipLogitsBuilder). Each subclass adds its own forward only.
     """
 
     def __init__(
@@ -215,6 +211,23 @@ class ClipLoss(nn.Module):
             rank=rank, world_size=world_size, use_horovod=use_horovod,
             max_logit_scale=max_logit_scale, normalize=normalize, normalize_eps=normalize_eps)
         self.build_logits = ClipLogitsBuilder(self.config)
+        self.world = self.build_logits.world
+
+
+class ClipLoss(ClipFamilyLoss):
+    """open_clip's ClipLoss with exact distributed semantics (see the module docstring).
+
+    ClipLoss(local_loss=False, gather_with_grad=False, cache_labels=False, rank=0, world_size=1,
+             use_horovod=False, *, max_logit_scale=100, normalize=False, normalize_eps=1e-6)
+    forward(image_features [B, D], text_features [B, D], logit_scale (exp'd, 0-d or float),
+            output_dict=False, *, return_metrics=False)
+      -> loss (0-d float32), or {"contrastive_loss": loss}; with return_metrics, a pair
+         (that, ContrastiveMetrics).
+
+    Gradient convention: with gather_with_grad=True each rank's features receive N times the
+    one-process gradient of the global loss and DDP's 1/N average makes it exact; this holds for
+    local_loss True and False. Use local_loss=True, gather_with_grad=True: exact and B x G logits.
+    """
 
     def forward(self, image_features: torch.Tensor, text_features: torch.Tensor,
                 logit_scale: torch.Tensor | float, output_dict: bool = False, *,
@@ -223,7 +236,5 @@ class ClipLoss(nn.Module):
             logits = self.build_logits(image_features, text_features, logit_scale)
             loss = clip_loss_from_logits(logits.logits_per_image, logits.logits_per_text,
                                          logits.labels, logits.loss_normalizer)
-        result = {"contrastive_loss": loss} if output_dict else loss
-        if return_metrics:
-            return result, clip_metrics(logits, self.build_logits.world)
-        return result
+        return loss_result({"contrastive_loss": loss}, output_dict,
+                           clip_metrics(logits, self.world) if return_metrics else None)

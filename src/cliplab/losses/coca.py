@@ -10,11 +10,10 @@ With equal token counts per rank this is open_clip's per-rank mean.
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
-from cliplab.losses.clip import ClipLossConfig, ClipLogitsBuilder, clip_loss_from_logits, clip_metrics, fp32_region
-from cliplab.losses.common import DEFAULT_MAX_LOGIT_SCALE, DEFAULT_NORMALIZE_EPS
+from cliplab.losses.clip import ClipFamilyLoss, clip_loss_from_logits, clip_metrics, fp32_region
+from cliplab.losses.common import loss_result
 from cliplab.losses.gather import LossWorld
 
 
@@ -56,32 +55,19 @@ def caption_loss(logits: torch.Tensor, labels: torch.Tensor, pad_id: int, world:
     return total / (global_count.clamp(min=1.0) / world.world_size)
 
 
-class CoCaLoss(nn.Module):
+class CoCaLoss(ClipFamilyLoss):
     """open_clip's CoCaLoss: (clip_loss_weight * CLIP loss, caption_loss_weight * caption loss).
 
+    CoCaLoss(caption_loss_weight, clip_loss_weight, pad_id=0, then ClipLoss's arguments)
     forward(image_features [B, D], text_features [B, D], logits [B, T, V], labels [B, T] long,
             logit_scale, output_dict=False, *, return_metrics=False)
       -> (contrastive_loss, caption_loss), or {"contrastive_loss", "caption_loss"}; with
          return_metrics, (that, ContrastiveMetrics of the contrastive part).
     """
 
-    def __init__(
-        self,
-        caption_loss_weight: float,
-        clip_loss_weight: float,
-        pad_id: int = 0,
-        local_loss: bool = False,
-        gather_with_grad: bool = False,
-        cache_labels: bool = False,
-        rank: int = 0,
-        world_size: int = 1,
-        use_horovod: bool = False,
-        *,
-        max_logit_scale: float | None = DEFAULT_MAX_LOGIT_SCALE,
-        normalize: bool = False,
-        normalize_eps: float = DEFAULT_NORMALIZE_EPS,
-    ) -> None:
-        super().__init__()
+    def __init__(self, caption_loss_weight: float, clip_loss_weight: float, pad_id: int = 0, *args,
+                 **clip_loss_arguments) -> None:
+        super().__init__(*args, **clip_loss_arguments)
         for name, weight in (("caption_loss_weight", caption_loss_weight), ("clip_loss_weight", clip_loss_weight)):
             if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight < 0:
                 raise ValueError(f"{name} must be a non-negative number, got {weight!r}")
@@ -90,11 +76,6 @@ class CoCaLoss(nn.Module):
         self.caption_loss_weight = float(caption_loss_weight)
         self.clip_loss_weight = float(clip_loss_weight)
         self.pad_id = pad_id
-        self.config = ClipLossConfig(
-            local_loss=local_loss, gather_with_grad=gather_with_grad, cache_labels=cache_labels,
-            rank=rank, world_size=world_size, use_horovod=use_horovod,
-            max_logit_scale=max_logit_scale, normalize=normalize, normalize_eps=normalize_eps)
-        self.build_logits = ClipLogitsBuilder(self.config)
 
     def forward(self, image_features: torch.Tensor, text_features: torch.Tensor, logits: torch.Tensor,
                 labels: torch.Tensor, logit_scale: torch.Tensor | float, output_dict: bool = False, *,
@@ -107,10 +88,6 @@ class CoCaLoss(nn.Module):
             contrastive = self.clip_loss_weight * clip_loss_from_logits(
                 clip_logits.logits_per_image, clip_logits.logits_per_text, clip_logits.labels,
                 clip_logits.loss_normalizer)
-            captioning = self.caption_loss_weight * caption_loss(logits, labels, self.pad_id,
-                                                                 self.build_logits.world)
-        result = ({"contrastive_loss": contrastive, "caption_loss": captioning} if output_dict
-                  else (contrastive, captioning))
-        if return_metrics:
-            return result, clip_metrics(clip_logits, self.build_logits.world)
-        return result
+            captioning = self.caption_loss_weight * caption_loss(logits, labels, self.pad_id, self.world)
+        return loss_result({"contrastive_loss": contrastive, "caption_loss": captioning}, output_dict,
+                           clip_metrics(clip_logits, self.world) if return_metrics else None)

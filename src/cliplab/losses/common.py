@@ -56,18 +56,19 @@ def check_feature_pair(
             raise ValueError(f"{name} must be 2-D [batch, dim], got shape {tuple(features.shape)}")
         if not features.is_floating_point():
             raise ValueError(f"{name} must be floating point, got {features.dtype}")
-    if image_features.shape[0] != text_features.shape[0]:
-        raise ValueError(
-            f"{image_name} and {text_name} must have the same batch size, got "
-            f"{image_features.shape[0]} and {text_features.shape[0]}"
-        )
-    if image_features.shape[1] != text_features.shape[1]:
-        raise ValueError(
-            f"{image_name} and {text_name} must have the same feature size, got "
-            f"{image_features.shape[1]} and {text_features.shape[1]}"
-        )
+    check_paired_sizes(image_features, text_features, image_name, text_name, feature_axis=1,
+                       feature_size="feature size")
     if image_features.shape[0] == 0:
         raise ValueError(f"{image_name} is empty: a contrastive loss needs at least one pair")
+
+
+def check_paired_sizes(first: torch.Tensor, second: torch.Tensor, first_name: str, second_name: str, *,
+                       feature_axis: int, feature_size: str) -> None:
+    """ValueError naming both unless they agree in batch size (dim 0) and in dim `feature_axis`."""
+    for axis, what in ((0, "batch size"), (feature_axis, feature_size)):
+        if first.shape[axis] != second.shape[axis]:
+            raise ValueError(f"{first_name} and {second_name} must have the same {what}, got "
+                             f"{first.shape[axis]} and {second.shape[axis]}")
 
 
 def to_fp32_features(features: torch.Tensor, normalize: bool, eps: float) -> torch.Tensor:
@@ -121,6 +122,9 @@ def validate_max_logit_scale(max_logit_scale: float | None) -> float | None:
     return max_logit_scale
 
 
-def top1_accuracy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """logits: [B, C], target: [B] long -> 0-d float, the fraction of rows whose argmax is target."""
-    return (logits.argmax(dim=-1) == target).float().mean()
+def loss_result(terms: dict[str, torch.Tensor], output_dict: bool, metrics: ContrastiveMetrics | None = None):
+    """What a loss's forward returns (open_clip's convention): `terms` when output_dict, else its
+    values (one tensor alone, several as a tuple); with metrics, the pair (that, metrics)."""
+    values = tuple(terms.values())
+    result = terms if output_dict else (values[0] if len(values) == 1 else values)
+    return result if metrics is None else (result, metrics)

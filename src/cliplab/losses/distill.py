@@ -10,10 +10,9 @@ average to the one-process value and follow ClipLoss's gradient convention.
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 
-from cliplab.losses.clip import ClipLossConfig, ClipLogitsBuilder, clip_loss_from_logits, clip_metrics, fp32_region
-from cliplab.losses.common import DEFAULT_MAX_LOGIT_SCALE, DEFAULT_NORMALIZE_EPS, as_scalar_tensor
+from cliplab.losses.clip import ClipFamilyLoss, clip_loss_from_logits, clip_metrics, fp32_region
+from cliplab.losses.common import as_scalar_tensor, loss_result
 
 
 def soft_cross_entropy_sum(teacher_logits: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
@@ -21,8 +20,8 @@ def soft_cross_entropy_sum(teacher_logits: torch.Tensor, student_logits: torch.T
     return -(teacher_logits.softmax(dim=1) * student_logits.log_softmax(dim=1)).sum()
 
 
-class DistillClipLoss(nn.Module):
-    """open_clip's DistillClipLoss with ClipLoss's distributed semantics.
+class DistillClipLoss(ClipFamilyLoss):
+    """open_clip's DistillClipLoss with ClipLoss's distributed semantics (ClipLoss's constructor).
 
     forward(image_features [B, D], text_features [B, D], logit_scale, dist_image_features [B, D'],
             dist_text_features [B, D'], dist_logit_scale, output_dict=False, *, return_metrics=False)
@@ -30,26 +29,6 @@ class DistillClipLoss(nn.Module):
          return_metrics, (that, ContrastiveMetrics of the student).
     Both logit scales are clamped to max_logit_scale.
     """
-
-    def __init__(
-        self,
-        local_loss: bool = False,
-        gather_with_grad: bool = False,
-        cache_labels: bool = False,
-        rank: int = 0,
-        world_size: int = 1,
-        use_horovod: bool = False,
-        *,
-        max_logit_scale: float | None = DEFAULT_MAX_LOGIT_SCALE,
-        normalize: bool = False,
-        normalize_eps: float = DEFAULT_NORMALIZE_EPS,
-    ) -> None:
-        super().__init__()
-        self.config = ClipLossConfig(
-            local_loss=local_loss, gather_with_grad=gather_with_grad, cache_labels=cache_labels,
-            rank=rank, world_size=world_size, use_horovod=use_horovod,
-            max_logit_scale=max_logit_scale, normalize=normalize, normalize_eps=normalize_eps)
-        self.build_logits = ClipLogitsBuilder(self.config)
 
     def forward(self, image_features: torch.Tensor, text_features: torch.Tensor,
                 logit_scale: torch.Tensor | float, dist_image_features: torch.Tensor,
@@ -70,9 +49,6 @@ class DistillClipLoss(nn.Module):
             distill = (soft_cross_entropy_sum(teacher.logits_per_image, student.logits_per_image)
                        + soft_cross_entropy_sum(teacher.logits_per_text, student.logits_per_text)
                        ) / (2.0 * student.loss_normalizer)
-        result = ({"contrastive_loss": contrastive, "distill_loss": distill} if output_dict
-                  else (contrastive, distill))
-        if return_metrics:
-            return result, clip_metrics(student, self.build_logits.world)
-        return result
+        return loss_result({"contrastive_loss": contrastive, "distill_loss": distill}, output_dict,
+                           clip_metrics(student, self.world) if return_metrics else None)
 

@@ -35,6 +35,7 @@ from cliplab.losses.common import (
     as_scalar_tensor,
     check_feature_pair,
     clamp_logit_scale,
+    loss_result,
     to_fp32_features,
     validate_max_logit_scale,
 )
@@ -131,12 +132,11 @@ class _SigLipHitCounter:
                                   global_batch_size=global_rows)
 
 
-class SigLipLoss(nn.Module):
-    """open_clip's SigLipLoss with exact distributed semantics (see the module docstring).
+class SigLipFamilyLoss(nn.Module):
+    """open_clip's SigLipLoss constructor, shared by SigLipLoss and TiledSigLipLoss.
 
-    forward(image_features [B, D], text_features [B, D], logit_scale (exp'd), logit_bias,
-            output_dict=False, *, return_metrics=False)
-      -> loss (0-d float32) or {"contrastive_loss": loss}; with return_metrics, (that, metrics).
+    The arguments (open_clip's, then cliplab's keyword-only max_logit_scale, normalize,
+    normalize_eps) become `config` (a validated SigLipLossConfig) and `world` (this rank's place).
     """
 
     def __init__(
@@ -155,6 +155,20 @@ class SigLipLoss(nn.Module):
                                        dist_impl=dist_impl, max_logit_scale=max_logit_scale,
                                        normalize=normalize, normalize_eps=normalize_eps)
         self.world = self.config.world
+
+
+class SigLipLoss(SigLipFamilyLoss):
+    """open_clip's SigLipLoss with exact distributed semantics (see the module docstring).
+
+    SigLipLoss(cache_labels=False, rank=0, world_size=1, dist_impl=None, *, max_logit_scale=100,
+               normalize=False, normalize_eps=1e-6)
+    forward(image_features [B, D], text_features [B, D], logit_scale (exp'd), logit_bias,
+            output_dict=False, *, return_metrics=False)
+      -> loss (0-d float32) or {"contrastive_loss": loss}; with return_metrics, (that, metrics).
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
         self.dist_impl = self.config.resolved_dist_impl
         self._signs: dict[tuple[torch.device, int], torch.Tensor] = {}
 
@@ -195,10 +209,8 @@ class SigLipLoss(nn.Module):
             if self.world.is_distributed:
                 loss_sum = loss_sum + self._other_ranks_loss_sum(text_features, batch_sizes, block_loss)
             loss = loss_sum / (sum(batch_sizes) / self.world.world_size)
-        result = {"contrastive_loss": loss} if output_dict else loss
-        if return_metrics:
-            return result, counter.metrics(self.world, scale)
-        return result
+        return loss_result({"contrastive_loss": loss}, output_dict,
+                           counter.metrics(self.world, scale) if return_metrics else None)
 
     def _other_ranks_loss_sum(self, text_features, batch_sizes, block_loss) -> torch.Tensor:
         rank, world_size = self.world.rank, self.world.world_size

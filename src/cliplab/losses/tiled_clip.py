@@ -37,18 +37,13 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-import torch.nn as nn
 
 from cliplab.distributed.collectives import row_offsets
 from cliplab.distributed.ring import Ring, ring_shards
-from cliplab.losses.clip import ClipLossConfig, fp32_region
-from cliplab.losses.common import (
-    DEFAULT_MAX_LOGIT_SCALE,
-    DEFAULT_NORMALIZE_EPS,
-    ContrastiveMetrics,
-    check_feature_pair,
-    clamp_logit_scale,
-)
+from cliplab.losses.clip import ClipFamilyLoss, ClipLossConfig, fp32_region
+from cliplab.losses.common import ContrastiveMetrics, check_feature_pair, clamp_logit_scale, loss_result
+from cliplab.losses.gather import LossWorld
+from cliplab.losses.siglip import SigLipLossConfig
 from cliplab.losses.tiling import (
     Workspace,
     column_lse_direct,
@@ -290,15 +285,39 @@ def prepare_features(features: torch.Tensor, normalize: bool, eps: float) -> tor
     return features
 
 
+def tiled_inputs(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor | float,
+                 config: ClipLossConfig | SigLipLossConfig, world: LossWorld
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[int, ...]]:
+    """What both tiled losses compute first: the checked features [B_r, D] in the compute dtype
+    (normalised when config.normalize), the clamped scale (0-d, same dtype) and every rank's B_r."""
+    check_feature_pair(image_features, text_features)
+    world.check_matches_process_group()
+    image = prepare_features(image_features, config.normalize, config.normalize_eps)
+    text = prepare_features(text_features, config.normalize, config.normalize_eps)
+    scale = clamp_logit_scale(logit_scale, config.max_logit_scale, image).to(image.dtype)
+    return image, text, scale, tuple(world.batch_sizes(image.shape[0], image.device))
+
+
+def metrics_from_hits(hits: torch.Tensor, logit_scale: torch.Tensor, local_rows: int,
+                      global_rows: int) -> ContrastiveMetrics:
+    """ContrastiveMetrics of a tiled loss from its global top-1 hit counts [2] (image, text)."""
+    accuracies = hits / global_rows
+    return ContrastiveMetrics(i2t_accuracy=accuracies[0], t2i_accuracy=accuracies[1],
+                              logit_scale=logit_scale.detach(), local_batch_size=local_rows,
+                              global_batch_size=global_rows)
+
+
 def tiled_clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor,
                     plan: TilePlan) -> tuple[torch.Tensor, torch.Tensor]:
     """Features [B_r, D] and scale 0-d, all in one float dtype -> (loss 0-d, global hits [2])."""
     return TiledClipFunction.apply(image_features, text_features, logit_scale, plan)
 
 
-class TiledClipLoss(nn.Module):
+class TiledClipLoss(ClipFamilyLoss):
     """ClipLoss's interface and results, computed in tiles (see the module docstring).
 
+    TiledClipLoss(ClipLoss's arguments, *, tile_size=DEFAULT_TILE_SIZE,
+                  keep_tiles_max_bytes=DEFAULT_KEEP_TILES_MAX_BYTES)
     forward(image_features [B, D], text_features [B, D], logit_scale (exp'd, 0-d or float),
             output_dict=False, *, return_metrics=False)
       -> loss (0-d float32; float64 for float64 inputs) or {"contrastive_loss": loss}; with
@@ -309,44 +328,22 @@ class TiledClipLoss(nn.Module):
     memory. Above the budget memory is O(B_r x tile_size). Horovod is not supported.
     """
 
-    def __init__(
-        self,
-        local_loss: bool = False,
-        gather_with_grad: bool = False,
-        cache_labels: bool = False,
-        rank: int = 0,
-        world_size: int = 1,
-        use_horovod: bool = False,
-        *,
-        max_logit_scale: float | None = DEFAULT_MAX_LOGIT_SCALE,
-        normalize: bool = False,
-        normalize_eps: float = DEFAULT_NORMALIZE_EPS,
-        tile_size: int = DEFAULT_TILE_SIZE,
-        keep_tiles_max_bytes: int = DEFAULT_KEEP_TILES_MAX_BYTES,
-    ) -> None:
-        super().__init__()
-        if use_horovod and world_size > 1:
+    def __init__(self, *clip_loss_arguments, tile_size: int = DEFAULT_TILE_SIZE,
+                 keep_tiles_max_bytes: int = DEFAULT_KEEP_TILES_MAX_BYTES, **clip_loss_options) -> None:
+        super().__init__(*clip_loss_arguments, **clip_loss_options)
+        if self.config.use_horovod and self.config.world_size > 1:
             raise ValueError("use_horovod: the tiled losses pass shards with torch.distributed only")
-        self.config = ClipLossConfig(
-            local_loss=local_loss, gather_with_grad=gather_with_grad, cache_labels=cache_labels,
-            rank=rank, world_size=world_size, use_horovod=use_horovod,
-            max_logit_scale=max_logit_scale, normalize=normalize, normalize_eps=normalize_eps)
         validate_tiling(tile_size, keep_tiles_max_bytes)
         self.tile_size = tile_size
         self.keep_tiles_max_bytes = keep_tiles_max_bytes
-        self.world = self.config.world
 
     def forward(self, image_features: torch.Tensor, text_features: torch.Tensor,
                 logit_scale: torch.Tensor | float, output_dict: bool = False, *,
                 return_metrics: bool = False):
-        check_feature_pair(image_features, text_features)
-        self.world.check_matches_process_group()
         config = self.config
         with fp32_region(image_features):
-            image = prepare_features(image_features, config.normalize, config.normalize_eps)
-            text = prepare_features(text_features, config.normalize, config.normalize_eps)
-            scale = clamp_logit_scale(logit_scale, config.max_logit_scale, image).to(image.dtype)
-            batch_sizes = tuple(self.world.batch_sizes(image.shape[0], image.device))
+            image, text, scale, batch_sizes = tiled_inputs(image_features, text_features, logit_scale, config,
+                                                           self.world)
             global_rows = sum(batch_sizes)
             local_rows_loss = config.local_loss and self.world.is_distributed
             kept_bytes = image.shape[0] * global_rows * image.element_size()
@@ -355,11 +352,5 @@ class TiledClipLoss(nn.Module):
                             local_rows_loss=local_rows_loss,
                             gradients_from_all_ranks=config.gather_with_grad, want_metrics=return_metrics)
             loss, hits = tiled_clip_loss(image, text, scale, plan)
-        result = {"contrastive_loss": loss} if output_dict else loss
-        if not return_metrics:
-            return result
-        accuracies = hits / global_rows
-        metrics = ContrastiveMetrics(i2t_accuracy=accuracies[0], t2i_accuracy=accuracies[1],
-                                     logit_scale=scale.detach(), local_batch_size=image.shape[0],
-                                     global_batch_size=global_rows)
-        return result, metrics
+        return loss_result({"contrastive_loss": loss}, output_dict,
+                           metrics_from_hits(hits, scale, image.shape[0], global_rows) if return_metrics else None)

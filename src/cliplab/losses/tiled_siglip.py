@@ -25,25 +25,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn as nn
 
-from cliplab.distributed.collectives import row_offsets
 from cliplab.distributed.ring import Ring, ring_shards
 from cliplab.losses.clip import fp32_region
-from cliplab.losses.common import (
-    DEFAULT_MAX_LOGIT_SCALE,
-    DEFAULT_NORMALIZE_EPS,
-    ContrastiveMetrics,
-    as_scalar_tensor,
-    check_feature_pair,
-    clamp_logit_scale,
-)
-from cliplab.losses.siglip import SigLipLossConfig
+from cliplab.losses.common import as_scalar_tensor, loss_result
+from cliplab.losses.siglip import SigLipFamilyLoss
 from cliplab.losses.tiled_clip import (
     DEFAULT_KEEP_TILES_MAX_BYTES,
     DEFAULT_TILE_SIZE,
     _all_reduce_sum,
-    prepare_features,
+    metrics_from_hits,
+    tiled_inputs,
     validate_tiling,
 )
 from cliplab.losses.tiling import Workspace, diagonal_of_tile, sigmoid_tile_grad_, sigmoid_tile_loss_sum, tile_bounds
@@ -213,9 +205,11 @@ def tiled_siglip_loss(image_features: torch.Tensor, text_features: torch.Tensor,
     return TiledSigLipFunction.apply(image_features, text_features, logit_scale, logit_bias, plan)
 
 
-class TiledSigLipLoss(nn.Module):
+class TiledSigLipLoss(SigLipFamilyLoss):
     """SigLipLoss's interface and results, computed in tiles (see the module docstring).
 
+    TiledSigLipLoss(SigLipLoss's arguments, *, tile_size=DEFAULT_TILE_SIZE,
+                    keep_tiles_max_bytes=DEFAULT_KEEP_TILES_MAX_BYTES)
     forward(image_features [B, D], text_features [B, D], logit_scale (exp'd), logit_bias,
             output_dict=False, *, return_metrics=False)
       -> loss (0-d float32; float64 for float64 inputs) or {"contrastive_loss": loss}; with
@@ -225,51 +219,25 @@ class TiledSigLipLoss(nn.Module):
     fit, forward keeps them for backward instead of recomputing them.
     """
 
-    def __init__(
-        self,
-        cache_labels: bool = False,
-        rank: int = 0,
-        world_size: int = 1,
-        dist_impl: str | None = None,
-        *,
-        max_logit_scale: float | None = DEFAULT_MAX_LOGIT_SCALE,
-        normalize: bool = False,
-        normalize_eps: float = DEFAULT_NORMALIZE_EPS,
-        tile_size: int = DEFAULT_TILE_SIZE,
-        keep_tiles_max_bytes: int = DEFAULT_KEEP_TILES_MAX_BYTES,
-    ) -> None:
-        super().__init__()
-        self.config = SigLipLossConfig(cache_labels=cache_labels, rank=rank, world_size=world_size,
-                                       dist_impl=dist_impl, max_logit_scale=max_logit_scale,
-                                       normalize=normalize, normalize_eps=normalize_eps)
+    def __init__(self, *siglip_loss_arguments, tile_size: int = DEFAULT_TILE_SIZE,
+                 keep_tiles_max_bytes: int = DEFAULT_KEEP_TILES_MAX_BYTES, **siglip_loss_options) -> None:
+        super().__init__(*siglip_loss_arguments, **siglip_loss_options)
         validate_tiling(tile_size, keep_tiles_max_bytes)
         self.tile_size = tile_size
         self.keep_tiles_max_bytes = keep_tiles_max_bytes
-        self.world = self.config.world
 
     def forward(self, image_features: torch.Tensor, text_features: torch.Tensor,
                 logit_scale: torch.Tensor | float, logit_bias: torch.Tensor | float,
                 output_dict: bool = False, *, return_metrics: bool = False):
-        check_feature_pair(image_features, text_features)
-        self.world.check_matches_process_group()
-        config = self.config
         with fp32_region(image_features):
-            image = prepare_features(image_features, config.normalize, config.normalize_eps)
-            text = prepare_features(text_features, config.normalize, config.normalize_eps)
-            scale = clamp_logit_scale(logit_scale, config.max_logit_scale, image).to(image.dtype)
+            image, text, scale, batch_sizes = tiled_inputs(image_features, text_features, logit_scale, self.config,
+                                                           self.world)
             bias = as_scalar_tensor(logit_bias, "logit_bias", image).to(image.dtype)
-            batch_sizes = tuple(self.world.batch_sizes(image.shape[0], image.device))
             global_rows = sum(batch_sizes)
             kept_bytes = image.shape[0] * global_rows * image.element_size()
             plan = SigmoidTilePlan(ring=Ring(), batch_sizes=batch_sizes, tile_size=self.tile_size,
                                    keep_tiles=kept_bytes <= self.keep_tiles_max_bytes,
                                    want_metrics=return_metrics)
             loss, hits = tiled_siglip_loss(image, text, scale, bias, plan)
-        result = {"contrastive_loss": loss} if output_dict else loss
-        if not return_metrics:
-            return result
-        accuracies = hits / global_rows
-        metrics = ContrastiveMetrics(i2t_accuracy=accuracies[0], t2i_accuracy=accuracies[1],
-                                     logit_scale=scale.detach(), local_batch_size=image.shape[0],
-                                     global_batch_size=global_rows)
-        return result, metrics
+        return loss_result({"contrastive_loss": loss}, output_dict,
+                           metrics_from_hits(hits, scale, image.shape[0], global_rows) if return_metrics else None)

@@ -3,7 +3,7 @@
 Layout of one checkpoint directory:
     model.safetensors, config.json, tokenizer.json   a loadable bundle (cliplab.bundle.save)
     train_state.pt                                   optimiser, scaler, RNG states, data position,
-                                                     counters (see `TrainState`)
+                                                     counters (`cliplab.train.state.TrainState`)
 `checkpoints/latest` is a text file naming the newest COMPLETE step directory.
 
 Why it survives a kill at any instant: a checkpoint is written into a hidden temporary directory,
@@ -19,44 +19,24 @@ from __future__ import annotations
 import os
 import random
 import shutil
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from safetensors.torch import load_model
 from torch import nn
 
-LATEST_FILE = "latest"
+from cliplab.bundle import WEIGHTS_FILE
+from cliplab.bundle import save as save_bundle
+from cliplab.distributed.agreement import gather_objects, run_on_main
+from cliplab.errors import MissingInputError, UserError
+from cliplab.eval.run_layout import LATEST_FILE
+from cliplab.train.state import TrainState
+
 TRAIN_STATE_FILE = "train_state.pt"
-MODEL_FILE = "model.safetensors"
 _STEP_PREFIX = "step_"
 _TMP_PREFIX = ".tmp-"
-
-
-@dataclass(kw_only=True)
-class TrainState:
-    """Loop counters saved with every checkpoint.
-
-    step: optimiser steps completed. epoch / batch_in_epoch: the position of the next batch to read
-    (batches counted in micro-batches of this rank's loader). samples_seen: global samples consumed.
-    skipped_samples: bad samples skipped since the run began; epoch_skipped_samples /
-    epoch_samples_drawn: those skipped and those drawn (kept + skipped) in the current epoch so far
-    (all three summed over ranks; `cliplab.data.skipping.SkipCounter`).
-    """
-
-    step: int = 0
-    epoch: int = 0
-    batch_in_epoch: int = 0
-    samples_seen: int = 0
-    skipped_samples: int = 0
-    epoch_skipped_samples: int = 0
-    epoch_samples_drawn: int = 0
-    nonfinite_skips: int = 0
-    consecutive_nonfinite: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 def step_dir_name(step: int) -> str:
@@ -81,12 +61,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def gather_rng_states() -> list[dict[str, Any]]:
     """Every rank's `rng_state()`, in rank order (a collective when a process group is in use)."""
-    local = rng_state()
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return [local]
-    states: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(states, local)
-    return states
+    return gather_objects(rng_state())
 
 
 def _fsync_path(path: Path) -> None:
@@ -130,23 +105,31 @@ class CheckpointManager:
         name = pointer.read_text().strip()
         candidate = self.directory / name
         if not name or not (candidate / TRAIN_STATE_FILE).is_file():
-            raise RuntimeError(f"{pointer} names '{name}', which is not a complete checkpoint directory")
+            raise UserError(f"{pointer} names '{name}', which is not a complete checkpoint directory: pass "
+                            "--resume a complete step directory of the run instead")
         return candidate
 
     def save(self, *, model: nn.Module, tokenizer: Any, optimizer: torch.optim.Optimizer,
              scaler: torch.amp.GradScaler | None, state: TrainState, config: dict,
-             context: Any = None, extra_modules: dict[str, nn.Module] | None = None) -> Path | None:
+             extra_modules: dict[str, nn.Module] | None = None) -> Path:
         """Write checkpoint `step_<state.step>` atomically, point `latest` at it, prune old ones.
 
-        Every rank must call this (the RNG states of all ranks are gathered, so that a resumed run
-        replays each rank's dropout stream); only the main process writes. Returns the directory
-        on the main process, None elsewhere.
+        A collective: every rank calls it (the RNG states of all ranks are gathered, so that a
+        resumed run replays each rank's dropout stream); the main process writes, and its failure
+        is raised on every rank (`run_on_main`). Returns the checkpoint directory on every rank.
         """
-        from cliplab.bundle import save as save_bundle
-
         rng_states = gather_rng_states()
-        if context is not None and not context.is_main:
-            return None
+        return run_on_main(lambda: self._write(
+            model=model, tokenizer=tokenizer, state=state, payload={
+                "train_state": state.to_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "rng": rng_states,
+                "extra_modules": {name: module.state_dict() for name, module in (extra_modules or {}).items()},
+                "config": config,
+            }))
+
+    def _write(self, *, model: nn.Module, tokenizer: Any, state: TrainState, payload: dict) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._remove_leftovers()
         final = self.directory / step_dir_name(state.step)
@@ -154,14 +137,7 @@ class CheckpointManager:
         if tmp.exists():
             shutil.rmtree(tmp)
         save_bundle(model, tokenizer, tmp)
-        torch.save({
-            "train_state": asdict(state),
-            "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict() if scaler is not None else None,
-            "rng": rng_states,
-            "extra_modules": {name: module.state_dict() for name, module in (extra_modules or {}).items()},
-            "config": config,
-        }, tmp / TRAIN_STATE_FILE)
+        torch.save(payload, tmp / TRAIN_STATE_FILE)
         _fsync_tree(tmp)
         if final.exists():
             # A directory no pointer names (killed after its rename, before `latest` moved): stale.
@@ -190,18 +166,21 @@ class CheckpointManager:
                 shutil.rmtree(path, ignore_errors=True)
 
 
-def load_checkpoint(path: str | Path, *, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
-                    scaler: torch.amp.GradScaler | None = None, restore_rng: bool = True,
-                    rank: int = 0, extra_modules: dict[str, nn.Module] | None = None) -> TrainState:
-    """Restore an unwrapped model (strict), optimiser, scaler and this rank's RNG states; return the
-    counters. A checkpoint from a run with fewer ranks gives the extra ranks rank 0's RNG states."""
+def restore_training_state(path: str | Path, *, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
+                           scaler: torch.amp.GradScaler | None = None, restore_rng: bool = True,
+                           rank: int = 0, extra_modules: dict[str, nn.Module] | None = None) -> TrainState:
+    """Resume training from checkpoint `path`: restore an unwrapped model (strict), the optimiser, the
+    scaler and this rank's RNG states in place; return the counters. A checkpoint from a run with
+    fewer ranks gives the extra ranks rank 0's RNG states. (Loading a model for use is
+    `cliplab.bundle`'s job.)"""
     path = Path(path)
-    if not (path / TRAIN_STATE_FILE).is_file() or not (path / MODEL_FILE).is_file():
-        raise FileNotFoundError(f"{path} is not a complete cliplab checkpoint (needs {MODEL_FILE} and "
+    if not (path / TRAIN_STATE_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
+        raise MissingInputError(f"{path} is not a complete cliplab checkpoint (needs {WEIGHTS_FILE} and "
                                 f"{TRAIN_STATE_FILE})")
-    missing, unexpected = load_model(model, path / MODEL_FILE, strict=True)
+    missing, unexpected = load_model(model, path / WEIGHTS_FILE, strict=False)
     if missing or unexpected:
-        raise RuntimeError(f"checkpoint {path} does not match the model: missing {missing}, unexpected {unexpected}")
+        raise UserError(f"checkpoint {path} was saved from another model: missing {missing}, unexpected "
+                        f"{unexpected}; resume it with the --model and overrides it was trained with")
     payload = torch.load(path / TRAIN_STATE_FILE, map_location="cpu", weights_only=False)
     for name, module in (extra_modules or {}).items():
         module.load_state_dict(payload["extra_modules"][name], strict=True)
@@ -212,4 +191,4 @@ def load_checkpoint(path: str | Path, *, model: nn.Module, optimizer: torch.opti
     if restore_rng:
         states = payload["rng"]
         set_rng_state(states[rank] if rank < len(states) else states[0])
-    return TrainState(**payload["train_state"])
+    return TrainState.from_dict(payload["train_state"])

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional
+from typing import Any, Optional
 
 from cliplab.data import DataConfig
+from cliplab.errors import InvalidInputError
 from cliplab.objectives import ObjectivesConfig
 
 # The default run must finish in minutes on a 2-core CPU: the registered `tiny` model is slimmed for
@@ -30,12 +31,16 @@ SIGLIP_DIST_IMPLS = ("bidir", "shift", "reduce", "gather")
 LR_SCHEDULERS = ("cosine", "const")
 
 
-class ConfigError(ValueError):
+class ConfigError(InvalidInputError):
     """A configuration key holds a value the run cannot use. `key` is the dotted name."""
 
     def __init__(self, key: str, value: Any, requirement: str):
         self.key, self.value, self.requirement = key, value, requirement
         super().__init__(f"config key '{key}' {requirement}, got {value!r}")
+
+    def __reduce__(self):
+        # Rebuilt from its three parts, so that it crosses process boundaries (`cliplab.distributed`).
+        return type(self), (self.key, self.value, self.requirement)
 
     def with_prefix(self, prefix: str) -> "ConfigError":
         return ConfigError(f"{prefix}.{self.key}" if prefix else self.key, self.value, self.requirement)

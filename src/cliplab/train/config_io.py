@@ -20,7 +20,6 @@ import yaml
 from cliplab.train.config import ConfigError, TrainConfig
 
 
-
 class SectionError(ConfigError):
     """A section owned by another package rejected its values; its own message names the key."""
 
@@ -30,6 +29,9 @@ class SectionError(ConfigError):
 
     def with_prefix(self, prefix: str) -> "SectionError":
         return self
+
+    def __reduce__(self):
+        return type(self), (self.key, self.requirement)
 
 
 def _type_name(annotation: Any) -> str:
@@ -162,7 +164,11 @@ def set_dotted(data: dict, dotted_key: str, value: Any) -> None:
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """'optim.lr=1e-3' -> ('optim.lr', 0.001); the value is parsed as YAML (so 'null', 'true', '[1, 2]')."""
+    """'loop.epochs=3' -> ('loop.epochs', 3); the value is parsed as YAML (so 'null', 'true', '[1, 2]').
+
+    YAML 1.1 reads '1e-3' (no dot) as a string; it stays one here, so that a string key keeps it
+    ('logging.name=1e3' names the run "1e3"), and a float key reads it as a number when the config
+    is built (`_coerce`)."""
     if "=" not in text:
         raise ConfigError("set", text, "must look like section.key=value")
     key, raw = text.split("=", 1)
@@ -170,11 +176,6 @@ def parse_override(text: str) -> tuple[str, Any]:
         value = yaml.safe_load(raw)
     except yaml.YAMLError:
         value = raw
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            pass
     return key.strip(), value
 
 
@@ -191,8 +192,3 @@ def save_config(config: TrainConfig, path: str | Path) -> None:
     with open(path, "w") as handle:
         json.dump(config_to_dict(config), handle, indent=2, sort_keys=False)
         handle.write("\n")
-
-
-def load_saved_config(path: str | Path) -> TrainConfig:
-    with open(path) as handle:
-        return config_from_dict(json.load(handle))

@@ -1,4 +1,4 @@
-"""Process group setup for training: torchrun environment -> device, backend, DDP wrapper, teardown.
+"""Process group setup for training: torchrun environment -> device, backend, teardown.
 
 Under torchrun (WORLD_SIZE > 1 in the environment) the group is created here: NCCL when CUDA is
 available, gloo otherwise, one GPU per local rank. When the caller already initialised a group
@@ -14,8 +14,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from cliplab.train.config import DistributedConfig
 
@@ -82,20 +80,6 @@ def init_distributed(config: DistributedConfig) -> DistributedContext:
         device = torch.device("cpu")
     return DistributedContext(rank=rank, local_rank=local_rank, world_size=world_size, device=device,
                               owns_group=owns_group)
-
-
-def wrap_model(model: nn.Module, context: DistributedContext, *, find_unused_parameters: bool = False) -> nn.Module:
-    """DDP around `model` when there is more than one process; the model itself otherwise."""
-    if not context.distributed:
-        return model
-    device_ids = [context.device.index] if context.device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=device_ids,
-                                   find_unused_parameters=find_unused_parameters)
-
-
-def barrier(context: DistributedContext) -> None:
-    if context.distributed:
-        dist.barrier()
 
 
 def shutdown(context: DistributedContext) -> None:

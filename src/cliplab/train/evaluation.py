@@ -3,26 +3,29 @@
 Zero-shot needs class names and prompt templates: the built-in Fashion-MNIST ones when training on
 it (on its test split), none otherwise (then only retrieval runs). Retrieval uses the first
 `retrieval_num_samples` image-caption pairs of the evaluation data (val data, or the captioned
-Fashion-MNIST test split) with open_clip's get_clip_metrics definitions. Runs on the main process
-only, inside `torch.random.fork_rng` so that evaluating never changes the training RNG stream.
+Fashion-MNIST test split) through `cliplab.eval.retrieval.evaluate_retrieval`, the path
+`cliplab eval` takes. Runs on the main process only, inside `torch.random.fork_rng` so that
+evaluating never changes the training RNG stream.
+
+`Evaluator` owns the rule of when an evaluation is due and its agreement across ranks.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cliplab.data import DataConfig
 from cliplab.data.loader import build_eval_loader
-from cliplab.eval import retrieval_metrics, zero_shot_classifier, zero_shot_evaluate
-from cliplab.eval.model_mode import inference_mode
+from cliplab.distributed.agreement import run_on_main
+from cliplab.eval import zero_shot_classifier, zero_shot_evaluate
+from cliplab.eval.retrieval import evaluate_retrieval
 from cliplab.train.config import EvalConfig
+from cliplab.train.state import TrainState
 
 
 @dataclass(frozen=True)
@@ -40,32 +43,6 @@ def zero_shot_task(data_config: DataConfig) -> ZeroShotTask | None:
     return ZeroShotTask(tuple(FASHION_MNIST_CLASSNAMES), tuple(FASHION_MNIST_TEMPLATES))
 
 
-def _limited(batches, max_samples: int | None):
-    """Yield batches until `max_samples` images have been yielded (the last one trimmed)."""
-    seen = 0
-    for batch in batches:
-        if max_samples is not None and seen >= max_samples:
-            return
-        if max_samples is not None and seen + len(batch["labels"]) > max_samples:
-            keep = max_samples - seen
-            batch = {key: value[:keep] if isinstance(value, (torch.Tensor, list)) else value
-                     for key, value in batch.items()}
-        seen += len(batch["labels"])
-        yield batch
-
-
-def _retrieval(model: nn.Module, batches, num_samples: int, device: torch.device,
-               autocast: Callable[[], contextlib.AbstractContextManager]) -> dict[str, float]:
-    image_features, text_features = [], []
-    with inference_mode(model), autocast():
-        for batch in _limited(batches, num_samples):
-            image_features.append(model.encode_image(batch["images"].to(device), normalize=True).float())
-            text_features.append(model.encode_text(batch["tokens"].to(device), normalize=True).float())
-    images, texts = torch.cat(image_features), torch.cat(text_features)
-    scale = float(model.logit_scale.detach().exp()) if hasattr(model, "logit_scale") else 1.0
-    return retrieval_metrics(images, texts, scale)
-
-
 def evaluate(model: nn.Module, tokenizer: Callable[[list[str]], torch.Tensor], *, data_config: DataConfig,
              eval_config: EvalConfig, transform: Callable, device: torch.device,
              autocast: Callable[[], contextlib.AbstractContextManager]) -> dict[str, Any]:
@@ -78,15 +55,56 @@ def evaluate(model: nn.Module, tokenizer: Callable[[list[str]], torch.Tensor], *
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         task = zero_shot_task(data_config)
         workers = min(data_config.workers, 2)
-        loader, _ = build_eval_loader(data_config, transform=transform, tokenize=tokenizer,
-                                      batch_size=eval_config.batch_size, workers=workers)
-        if task is not None:
-            with autocast():
+
+        def loader():
+            return build_eval_loader(data_config, transform=transform, tokenize=tokenizer,
+                                     batch_size=eval_config.batch_size, workers=workers)[0]
+
+        with autocast():
+            if task is not None:
                 classifier = zero_shot_classifier(model, tokenizer, task.classnames, task.templates, device=device)
-                result = zero_shot_evaluate(model, classifier, loader, classnames=task.classnames, device=device,
+                result = zero_shot_evaluate(model, classifier, loader(), classnames=task.classnames, device=device,
                                             max_samples=eval_config.zeroshot_num_samples)
-            record.update(result.as_metrics())
-            loader, _ = build_eval_loader(data_config, transform=transform, tokenize=tokenizer,
-                                          batch_size=eval_config.batch_size, workers=workers)
-        record.update(_retrieval(model, loader, eval_config.retrieval_num_samples, device, autocast))
+                record.update(result.as_metrics())
+            metrics, _ = evaluate_retrieval(model, loader(), device=device,
+                                            max_samples=eval_config.retrieval_num_samples)
+        record.update(metrics)
     return record
+
+
+class Evaluator:
+    """Evaluates the run's model when due: every `zeroshot_frequency` epochs, and at the end of a run
+    with evaluation data (`evaluates_at_end`), once per step.
+
+    The evaluation runs on rank 0 (`run_on_main`): its failure is raised on every rank, which would
+    otherwise wait for rank 0 at the next collective until the process-group timeout. Its record is
+    logged there and returned on every rank; `last_record` keeps the latest.
+    """
+
+    def __init__(self, eval_config: EvalConfig, data_config: DataConfig, *, evaluates_at_end: bool,
+                 model: nn.Module, tokenizer: Callable, transform: Callable, device: torch.device,
+                 autocast: Callable[[], contextlib.AbstractContextManager], log: Callable[[dict], None]):
+        self.eval_config, self.data_config = eval_config, data_config
+        self.evaluates_at_end = evaluates_at_end
+        self.model, self.tokenizer, self.transform = model, tokenizer, transform
+        self.device, self.autocast, self.log = device, autocast, log
+        self.last_record: dict[str, Any] | None = None
+        self.last_step = -1
+
+    def evaluate_if_due(self, state: TrainState, *, epoch_done: bool, finished: bool) -> None:
+        frequency = self.eval_config.zeroshot_frequency
+        if epoch_done and frequency and state.epoch % frequency == 0:
+            self._evaluate(state)
+        if finished and self.evaluates_at_end and self.last_step != state.step:
+            self._evaluate(state)
+
+    def _evaluate(self, state: TrainState) -> None:
+        self.last_record = run_on_main(lambda: self._evaluate_and_log(state))
+        self.last_step = state.step
+
+    def _evaluate_and_log(self, state: TrainState) -> dict[str, Any]:
+        metrics = evaluate(self.model, self.tokenizer, data_config=self.data_config, eval_config=self.eval_config,
+                           transform=self.transform, device=self.device, autocast=self.autocast)
+        record = {"kind": "eval", "step": state.step, "epoch": state.epoch, **metrics}
+        self.log(record)
+        return record

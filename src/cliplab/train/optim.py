@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from cliplab.errors import UserError
 from cliplab.train.config import OptimConfig
 
 # open_clip's rule (main.py): no decay when ndim < 2 or the name contains bn/ln/bias/logit_scale.
@@ -41,7 +42,7 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.AdamW:
     groups = parameter_groups(model, config.wd)
     if not any(group["params"] for group in groups):
-        raise ValueError("the model has no trainable parameters (are both towers locked?)")
+        raise UserError("the model has no trainable parameters: --lock-image and --lock-text freeze both towers")
     # foreach=False keeps the update order identical between runs (bitwise resume on CPU).
     return torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2), eps=config.eps,
                              foreach=False)
@@ -63,3 +64,15 @@ def clamp_logit_scale_(model: nn.Module, max_logit_scale: float) -> None:
         if name == "logit_scale" or name.endswith(".logit_scale"):
             upper = log_scale_upper_bound(max_logit_scale, parameter.dtype).to(parameter.device)
             torch.clamp_(parameter, min=torch.zeros_like(upper), max=upper)
+
+
+def clip_gradients(model: nn.Module, max_norm: float | None) -> torch.Tensor | None:
+    """Clip the global gradient L2 norm to max_norm (if set); return the norm before clipping
+    (None when no parameter has a gradient)."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return None
+    if max_norm is None:
+        return torch.nn.utils.get_total_norm(grads, foreach=False)
+    return torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], max_norm,
+                                          foreach=False)

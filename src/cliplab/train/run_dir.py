@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import datetime
 from pathlib import Path
-from typing import Any
-
-import torch.distributed as dist
-
+from cliplab.distributed.agreement import run_on_main
+from cliplab.eval.run_layout import CHECKPOINTS_DIR, METRICS_FILE
 from cliplab.train.checkpoint import CheckpointManager
 from cliplab.train.config import ConfigError, TrainConfig
-from cliplab.train.distributed_setup import DistributedContext
 
 
 def default_run_name(config: TrainConfig) -> str:
@@ -20,40 +17,31 @@ def default_run_name(config: TrainConfig) -> str:
     return f"{stamp}-model_{model}-lr_{config.optim.lr:g}-b_{config.loop.batch_size}"
 
 
-def _from_main(value: Any, context: DistributedContext) -> Any:
-    """The main process's `value` on every rank (a broadcast when distributed)."""
-    if not context.distributed:
-        return value
-    holder = [value]
-    dist.broadcast_object_list(holder, src=0)
-    return holder[0]
+def _create_run_dir(config: TrainConfig) -> str:
+    """On the main process: the run's name, its directory created; ConfigError when refused."""
+    name = config.logging.name or default_run_name(config)
+    run_dir = Path(config.logging.logs) / name
+    if config.checkpoint.resume is None and ((run_dir / METRICS_FILE).exists()
+                                             or (run_dir / CHECKPOINTS_DIR).exists()):
+        raise ConfigError("logging.name", name, f"names an existing run ({run_dir}); use --resume latest "
+                          "to continue it or choose another --name")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError("logging.logs", config.logging.logs, f"must be a directory cliplab can create "
+                          f"the run directory in ({error})") from None
+    return name
 
 
-def prepare_run_dir(config: TrainConfig, context: DistributedContext) -> Path:
+def prepare_run_dir(config: TrainConfig) -> Path:
     """Create (main process) and return the run directory; the same path on every rank.
 
     A fresh run refuses an existing directory that already holds checkpoints or metrics (as open_clip
     refuses an existing experiment name): pass --resume latest to continue it, or another --name.
-    The main process decides and tells the others, so a refusal raises the same ConfigError on
-    every rank instead of leaving them waiting for the main process.
+    The main process decides (`run_on_main`), so a refusal raises the same ConfigError on every
+    rank instead of leaving them waiting for the main process. A collective.
     """
-    name, problem = config.logging.name or default_run_name(config), None
-    if context.is_main:
-        run_dir = Path(config.logging.logs) / name
-        if config.checkpoint.resume is None and ((run_dir / "metrics.jsonl").exists()
-                                                 or (run_dir / "checkpoints").exists()):
-            problem = ("logging.name", name, f"names an existing run ({run_dir}); use --resume latest "
-                       "to continue it or choose another --name")
-        else:
-            try:
-                run_dir.mkdir(parents=True, exist_ok=True)
-            except OSError as error:
-                problem = ("logging.logs", config.logging.logs, f"must be a directory cliplab can create "
-                           f"the run directory in ({error})")
-    name, problem = _from_main((name, problem), context)
-    if problem is not None:
-        raise ConfigError(*problem)
-    return Path(config.logging.logs) / name
+    return Path(config.logging.logs) / run_on_main(lambda: _create_run_dir(config))
 
 
 def resolve_resume(resume: str | None, checkpoints: CheckpointManager) -> Path | None:

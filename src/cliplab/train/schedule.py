@@ -1,6 +1,6 @@
 """Learning-rate schedule: linear warmup, then cosine decay (or constant) to min_lr, per optimiser step.
 
-A plain function of the step, so the schedule's only state is the step counter the loop keeps and
+A plain function of the step, so the schedule's only state is the step counter `TrainState` keeps and
 checkpoints; `set_lr` writes the value into every parameter group before each step.
 """
 

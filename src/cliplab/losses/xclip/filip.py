@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from cliplab.losses.common import DEFAULT_MAX_LOGIT_SCALE, clamp_logit_scale, to_fp32_features
+from cliplab.losses.common import DEFAULT_MAX_LOGIT_SCALE, check_paired_sizes, clamp_logit_scale, to_fp32_features
 from cliplab.losses.xclip.dcl import contrastive_row_losses
 from cliplab.losses.xclip.global_batch import (
     gather_columns,
@@ -85,16 +85,8 @@ def check_token_latents(image_tokens: torch.Tensor, text_tokens: torch.Tensor, t
         raise ValueError(f"text_mask must be a bool tensor, got {getattr(text_mask, 'dtype', type(text_mask))}")
     if text_mask.shape != text_tokens.shape[:2]:
         raise ValueError(f"text_mask must have shape {tuple(text_tokens.shape[:2])}, got {tuple(text_mask.shape)}")
-    if image_tokens.shape[0] != text_tokens.shape[0]:
-        raise ValueError(
-            f"image_tokens and text_tokens must have the same batch size, got "
-            f"{image_tokens.shape[0]} and {text_tokens.shape[0]}"
-        )
-    if image_tokens.shape[2] != text_tokens.shape[2]:
-        raise ValueError(
-            f"image_tokens and text_tokens must have the same latent size, got "
-            f"{image_tokens.shape[2]} and {text_tokens.shape[2]}"
-        )
+    check_paired_sizes(image_tokens, text_tokens, "image_tokens", "text_tokens", feature_axis=2,
+                       feature_size="latent size")
     if image_tokens.shape[0] == 0 or image_tokens.shape[1] == 0:
         raise ValueError(f"image_tokens must hold at least one image and one patch, got {tuple(image_tokens.shape)}")
     if not bool(text_mask.any(dim=1).all()):

@@ -17,14 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
-from cliplab.distributed.collectives import (
-    all_gather_no_grad,
-    all_gather_with_grad,
-    all_reduce_sum_with_grad,
-    gather_batch_sizes,
-    row_offsets,
-    world_info,
-)
+from cliplab.distributed.collectives import (all_gather_no_grad, all_gather_with_grad, all_reduce_sum_with_grad,
+                                             gather_batch_sizes, row_offsets, world_info)
 
 
 @dataclass(frozen=True)

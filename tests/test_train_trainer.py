@@ -1,4 +1,4 @@
-"""The training loop end to end: run directory contents, invariants, and DDP == one process."""
+"""The Trainer end to end: run directory contents, invariants, and DDP == one process."""
 
 import json
 import math
@@ -98,12 +98,12 @@ def test_two_processes_equal_one_process_with_the_global_batch(tmp_path):
 
 
 def test_final_checkpoint_is_saved_before_the_final_evaluation(tmp_path, monkeypatch):
-    import cliplab.train.loop as loop
+    import cliplab.train.evaluation as evaluation
 
     def failing_evaluate(*args, **kwargs):
         raise RuntimeError("evaluation failed")
 
-    monkeypatch.setattr(loop, "evaluate", failing_evaluate)
+    monkeypatch.setattr(evaluation, "evaluate", failing_evaluate)
     config = small_config(tmp_path, name="evalfails", steps=2, evaluate=True)
     with pytest.raises(RuntimeError, match="evaluation failed"):
         train(config)

@@ -1,0 +1,82 @@
+"""What the commands that use a trained model share: their parser, --device, flag checks, --out.
+
+Nothing here reports errors: a problem with the user's input is raised as a `UserError`, reported by
+`cliplab.cli.main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from cliplab.errors import MissingInputError, UserError
+
+
+class NoCheckpointError(MissingInputError):
+    """CHECKPOINT is neither a bundle, a training checkpoint nor a run directory holding one."""
+
+
+def add_command_parser(subparsers: argparse._SubParsersAction, name: str, *, help: str, description: str,
+                       epilog: str) -> argparse.ArgumentParser:
+    """A sub-command parser whose epilog (its examples) keeps its line breaks."""
+    return subparsers.add_parser(name, help=help, description=description, epilog=epilog,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+
+
+def finish_model_use_parser(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int], *,
+                            batch_size: int, batch_of: str = "images", out: str | None = None
+                            ) -> argparse.ArgumentParser:
+    """Add --batch-size (default `batch_size`), --device and, when `out` names what it holds,
+    --out FILE.json; make `run` the command. Returns the parser."""
+    parser.add_argument("--batch-size", type=int, default=batch_size,
+                        help=f"{batch_of} per forward (default: {batch_size})")
+    add_device_argument(parser)
+    if out is not None:
+        parser.add_argument("--out", metavar="FILE.json", help=f"also write {out} as JSON")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def require_at_least(flag: str, value: int | None, minimum: int) -> None:
+    """UserError naming `flag` unless `value` (None: not given) is >= `minimum`."""
+    if value is not None and value < minimum:
+        raise UserError(f"{flag} must be >= {minimum}, got {value}")
+
+
+def existing_images(images: list[str]) -> list[Path]:
+    """The IMAGE arguments as paths; MissingInputError naming the first that is not a file."""
+    paths = [Path(image) for image in images]
+    for path in paths:
+        if not path.is_file():
+            raise MissingInputError(f"IMAGE {path} does not exist")
+    return paths
+
+
+def load_for_use(checkpoint: str | Path, device: str | None):
+    """The model, preprocess and tokenizer of CHECKPOINT (a bundle, step or run directory) on
+    `device` (None: cuda when available), as `cliplab.eval.checkpoint_path.LoadedCheckpoint`."""
+    import torch
+
+    from cliplab.eval.checkpoint_path import CheckpointNotFoundError, load_checkpoint
+
+    try:
+        return load_checkpoint(checkpoint, device=device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except CheckpointNotFoundError as error:
+        # Until CheckpointNotFoundError is a UserError itself (the bundle module's rework).
+        raise NoCheckpointError(str(error)) from None
+
+
+def write_out(path: str | Path | None, value: Any) -> None:
+    """Write `value` as indented JSON to `path` (--out; parent directories created), if one is given."""
+    if path is None:
+        return
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(value, indent=2) + "\n")
+    print(f"wrote {out}")

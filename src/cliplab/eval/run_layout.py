@@ -1,0 +1,15 @@
+"""The files of a training run directory `<logs>/<name>/`: what training writes, what the commands read.
+
+    config.json        the resolved TrainConfig (RUN_CONFIG_FILE; a bundle's config.json is a ModelConfig)
+    metrics.jsonl      one JSON record per line (METRICS_FILE)
+    summary.json       the run's outcome (SUMMARY_FILE)
+    tensorboard/       event files (TENSORBOARD_DIR)
+    checkpoints/       step_XXXXXXX/ directories and the `latest` pointer (CHECKPOINTS_DIR, LATEST_FILE)
+"""
+
+RUN_CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
+TENSORBOARD_DIR = "tensorboard"
+CHECKPOINTS_DIR = "checkpoints"
+LATEST_FILE = "latest"

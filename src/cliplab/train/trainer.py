@@ -1,0 +1,236 @@
+"""`train(config) -> TrainResult`: a `Trainer` built from named components, and its loop.
+
+`Trainer.__init__` builds each component once from its config section: the run directory, the
+model (`model_setup`), its tokenizer (`tokenizer_setup`), the x-clip objectives
+(`objectives_setup`), the optimiser (`optim`), the precision with its GradScaler (`precision`),
+the checkpointer (`checkpointer`), the DDP/compile wrapper (`parallelism`), the loss
+(`loss_table`), the data (`data_setup`), the logger (`metrics_log`) and the evaluator
+(`evaluation`). The order of the builds is the order in which they draw from the global RNG, which
+the golden trajectory pins.
+
+`Trainer.train()` repeats `train_step()` and then lets the checkpointer and the evaluator act when
+their rule says so (save before evaluating, so that a failing evaluation cannot lose the weights
+just trained). `train_step()` reads the step's micro-batches, agrees with the other ranks on what was
+read, forward/backwards them (`accumulation`), unscales and clips, lets the guard decide whether the
+step is finite on every rank, steps the optimiser at the scheduled lr, clamps the logit scale,
+counts the step in `TrainState` and logs it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from cliplab.data.skipping import epoch_skip_record, step_sample_counts
+from cliplab.eval.run_layout import CHECKPOINTS_DIR, RUN_CONFIG_FILE
+from cliplab.train.accumulation import LossOutput, MicroBatch, forward_backward
+from cliplab.train.checkpoint import CheckpointManager
+from cliplab.train.checkpointer import CheckpointedParts, Checkpointer
+from cliplab.train.config import TrainConfig
+from cliplab.train.config_io import config_to_dict, save_config
+from cliplab.train.data_setup import TrainData
+from cliplab.train.distributed_setup import DistributedContext, init_distributed, shutdown
+from cliplab.train.evaluation import Evaluator
+from cliplab.train.guards import NonFiniteGuard
+from cliplab.train.loss_table import build_training_loss
+from cliplab.train.metrics_log import StepReport, TrainLogger, announce_run, write_summary
+from cliplab.train.model_setup import build_training_model, build_transforms
+from cliplab.train.objectives_setup import ModelWithObjectives, build_run_objectives
+from cliplab.train.optim import build_optimizer, clamp_logit_scale_, clip_gradients
+from cliplab.train.parallelism import wrap_for_training
+from cliplab.train.precision import Precision
+from cliplab.train.run_dir import prepare_run_dir, resolve_resume
+from cliplab.train.schedule import learning_rate, set_lr
+from cliplab.train.state import TrainState
+from cliplab.train.tokenizer_setup import build_run_tokenizer
+from cliplab.train.torch_setup import configure_torch, seed_everything
+
+
+@dataclass
+class TrainResult:
+    """run_dir: the run directory; summary: the content of its summary.json."""
+
+    run_dir: Path
+    summary: dict[str, Any]
+
+
+@dataclass
+class TrainHooks:
+    """Optional extension points, for tests and experiments.
+
+    modify_loss(step, loss_output) -> LossOutput runs before backward (step: 0-based index of the
+    step being computed); after_step(step, model) runs after each optimiser step (step: steps done)
+    with the unwrapped model; after_batches(step, batches) sees the batch dicts (`cliplab.data.batching`)
+    this rank read for step `step` (0-based), before its forward pass.
+    """
+
+    modify_loss: Callable[[int, LossOutput], LossOutput] | None = None
+    after_step: Callable[[int, nn.Module], None] | None = None
+    after_batches: Callable[[int, list[dict]], None] | None = None
+
+
+def train(config: TrainConfig, *, hooks: TrainHooks | None = None) -> TrainResult:
+    """Train (or resume) the run described by `config`; see docs/training.md."""
+    context = init_distributed(config.distributed)
+    try:
+        return Trainer(config, context, hooks or TrainHooks()).train()
+    finally:
+        shutdown(context)
+
+
+class Trainer:
+    """One run: its components (see the module docstring), its state, and the loop over its steps."""
+
+    def __init__(self, config: TrainConfig, context: DistributedContext, hooks: TrainHooks):
+        self.wall_start = time.perf_counter()
+        self.config, self.context, self.hooks = config, context, hooks
+        configure_torch(config.loop, context)
+        self.run_dir = prepare_run_dir(config)
+        manager = CheckpointManager(self.run_dir / CHECKPOINTS_DIR, keep=config.checkpoint.keep_checkpoints)
+        resume_from = resolve_resume(config.checkpoint.resume, manager)
+
+        torch.manual_seed(config.loop.seed)  # identical initial weights on every rank
+        self.model = build_training_model(config.model, context.device)
+        self.tokenizer = build_run_tokenizer(config.model, config.data, self.model.config.text,
+                                             resume_from=resume_from, run_dir=self.run_dir)
+        self.objectives = build_run_objectives(config, self.model, self.tokenizer)
+        self.trainable = self.model if self.objectives is None else ModelWithObjectives(self.model, self.objectives)
+        self.optimizer = build_optimizer(self.trainable, config.optim)
+        self.precision = Precision(config.loop, context.device)
+        self.checkpointer = Checkpointer(config.checkpoint, manager, CheckpointedParts(
+            model=self.model, tokenizer=self.tokenizer, optimizer=self.optimizer, scaler=self.precision.scaler,
+            objectives=self.objectives), saved_config=config_to_dict(config))
+        if resume_from is not None:
+            self.state = self.checkpointer.restore(resume_from, rank=context.rank)
+        else:
+            self.state = TrainState()
+            seed_everything(config.loop.seed + context.rank)
+        if context.is_main:
+            save_config(config, self.run_dir / RUN_CONFIG_FILE)
+            announce_run(config, self.run_dir, resume_from, self.state)
+
+        self.parallel = wrap_for_training(self.trainable, config, context)
+        self.loss = build_training_loss(config.loss, self.model.config, context, self.objectives)
+        transforms = build_transforms(self.model.config.preprocess)
+        self.data = TrainData(config.data, config.loop, context, transform=transforms.train, tokenizer=self.tokenizer)
+        self.data.start_epoch(self.state.epoch, self.state.batch_in_epoch)
+        self.total_steps = self.data.total_steps()
+        self.guard = NonFiniteGuard(config.guards.max_nonfinite_steps)
+        self.logger = TrainLogger(self.run_dir, config.logging, enabled=context.is_main,
+                                  resume_step=self.state.step if resume_from is not None else None,
+                                  total_steps=self.total_steps, initial_step=self.state.step)
+        self.evaluator = Evaluator(config.eval, config.data, evaluates_at_end=config.evaluates_at_end,
+                                   model=self.model, tokenizer=self.tokenizer, transform=transforms.eval,
+                                   device=context.device, autocast=self.precision.autocast,
+                                   log=self.logger.log_eval)
+        self.last_report: StepReport | None = None
+
+    def train(self) -> TrainResult:
+        state = self.state
+        try:
+            while state.step < self.total_steps:
+                report = self.train_step()
+                finished = state.step >= self.total_steps
+                if report.epoch_done or finished:  # the epoch's skip counts (so far, when the run ends mid-epoch)
+                    self._log_epoch_samples(report)
+                self.checkpointer.save_if_due(state, epoch_done=report.epoch_done, finished=finished)
+                self.evaluator.evaluate_if_due(state, epoch_done=report.epoch_done, finished=finished)
+                if report.epoch_done and not finished:
+                    self.data.start_epoch(state.epoch, 0)
+        finally:
+            self.logger.close()
+        return self._finish()
+
+    def train_step(self) -> StepReport:
+        """One optimiser step (a collective: every rank runs it); returns what the log records."""
+        state, hooks, data = self.state, self.hooks, self.data
+        step_start = time.perf_counter()
+        batches, read_error = data.read_step()
+        data_wait = time.perf_counter() - step_start
+        state.record_step_samples(*step_sample_counts(batches, read_error))  # raises on every rank if any failed
+        if hooks.after_batches is not None:
+            hooks.after_batches(state.step, batches)
+        lr = learning_rate(state.step, self.total_steps, self.config.optim)
+        set_lr(self.optimizer, lr)
+        self.optimizer.zero_grad(set_to_none=True)
+        output = forward_backward(self._micro_batches(batches), forward=self._forward, compute_loss=self._loss_of,
+                                  backward=self.precision.backward, no_sync=self.parallel.no_sync,
+                                  device=self.context.device)
+        grad_norm, skipped = self._optimizer_step(output)
+        epoch = state.epoch
+        state.finish_step(micro_batches=data.micro_batches, global_micro_batch=data.global_micro_batch)
+        self.guard.record(state, skipped)
+        epoch_done = state.finish_epoch_if_over(micro_batches=data.micro_batches,
+                                                batches_per_epoch=data.batches_per_epoch)
+        if hooks.after_step is not None:
+            hooks.after_step(state.step, self.model)
+        report = StepReport(epoch=epoch, epoch_done=epoch_done, output=output, lr=lr, grad_norm=grad_norm,
+                            samples=data.global_micro_batch * data.micro_batches, data_wait_s=data_wait,
+                            step_time_s=time.perf_counter() - step_start)
+        self.logger.log_step(state, report)
+        self.last_report = report
+        return report
+
+    def _micro_batches(self, batches: list[dict]) -> list[MicroBatch]:
+        device = self.context.device
+        return [MicroBatch(batch["images"].to(device, non_blocking=True), batch["tokens"].to(device, non_blocking=True))
+                for batch in batches]
+
+    def _forward(self, images: torch.Tensor, tokens: torch.Tensor) -> dict[str, Any]:
+        with self.precision.autocast():
+            return self.parallel.module(images, tokens)
+
+    def _loss_of(self, model_output: dict[str, Any]) -> LossOutput:
+        result = self.loss(model_output)
+        if self.hooks.modify_loss is not None:
+            result = self.hooks.modify_loss(self.state.step, result)
+        return result
+
+    def _optimizer_step(self, output: LossOutput) -> tuple[torch.Tensor | None, bool]:
+        """Unscale, clip, agree on skipping a non-finite step, step, clamp. Returns the gradient norm
+        before clipping and whether the step was skipped."""
+        self.precision.unscale_(self.optimizer)
+        grad_norm = clip_gradients(self.trainable, self.config.optim.grad_clip_norm)
+        skipped = self.guard.should_skip(output.total, None if self.precision.checks_gradients else grad_norm)
+        self.precision.step(self.optimizer, skip=skipped)
+        if skipped:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.logger.note(f"step {self.state.step + 1}: non-finite loss or gradient, step skipped "
+                             f"({self.state.consecutive_nonfinite + 1} in a row)")
+        else:
+            clamp_logit_scale_(self.model, self.config.loss.max_logit_scale)
+        return grad_norm, skipped
+
+    def _log_epoch_samples(self, report: StepReport) -> None:
+        state = self.state
+        record = epoch_skip_record(skipped=state.epoch_skipped_samples, drawn=state.epoch_samples_drawn,
+                                   local_examples=self.data.skipped_examples)
+        if report.epoch_done:
+            state.start_epoch_sample_counts()
+        self.logger.log_data(state, report.epoch, record)
+
+    def _finish(self) -> TrainResult:
+        state = self.state
+        summary = {
+            "run_dir": str(self.run_dir),
+            "steps": state.step,
+            "epochs": state.epoch,
+            "samples_seen": state.samples_seen,
+            "skipped_samples": state.skipped_samples,
+            "nonfinite_skips": state.nonfinite_skips,
+            "wall_seconds": time.perf_counter() - self.wall_start,
+            "world_size": self.context.world_size,
+            "final_loss": self.last_report.loss if self.last_report is not None else None,
+            "checkpoint": str(self.checkpointer.latest()) if self.context.is_main else None,
+        }
+        if self.evaluator.last_record is not None:
+            summary.update({key: value for key, value in self.evaluator.last_record.items()
+                            if key not in ("kind", "step", "epoch")})
+        if self.context.is_main:
+            write_summary(self.run_dir, summary)
+        return TrainResult(run_dir=self.run_dir, summary=summary)

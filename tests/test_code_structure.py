@@ -1,0 +1,45 @@
+"""The shape of the source tree that issue 12 fixed, kept by tests: short functions in `train`,
+torch's object collectives only in `distributed`, imports pointing one way."""
+
+import ast
+from pathlib import Path
+
+SOURCE = Path(__file__).resolve().parent.parent / "src" / "cliplab"
+MAX_TRAIN_FUNCTION_LINES = 80
+# cli -> train -> {models, data, losses, eval, objectives} -> distributed
+LOWER_PACKAGES = ("models", "data", "losses", "eval", "objectives", "distributed")
+
+
+def _modules(package: str):
+    for path in sorted((SOURCE / package).rglob("*.py")):
+        yield path, ast.parse(path.read_text(), filename=str(path))
+
+
+def _imported_modules(tree: ast.AST):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            yield node.module
+
+
+def test_every_function_under_train_is_shorter_than_80_lines():
+    lengths = {f"{path.relative_to(SOURCE)}:{node.lineno} {node.name}": node.end_lineno - node.lineno + 1
+               for path, tree in _modules("train") for node in ast.walk(tree)
+               if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    longest = max(lengths, key=lengths.get)
+    assert lengths[longest] < MAX_TRAIN_FUNCTION_LINES, (longest, lengths[longest])
+
+
+def test_object_collectives_are_called_only_in_the_distributed_package():
+    callers = sorted(str(path.relative_to(SOURCE)) for path in SOURCE.rglob("*.py")
+                     if path.parent.name != "distributed"
+                     and any(name in path.read_text() for name in ("broadcast_object_list", "all_gather_object")))
+    assert callers == []
+
+
+def test_nothing_below_train_imports_train_or_cli():
+    upward = sorted(f"{path.relative_to(SOURCE)} imports {module}" for package in LOWER_PACKAGES
+                    for path, tree in _modules(package) for module in _imported_modules(tree)
+                    if module.startswith(("cliplab.train", "cliplab.cli")))
+    assert upward == []
