@@ -9,16 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from data_fixtures import make_manifest, make_parquet
 
 ROOT = Path(__file__).resolve().parent.parent
-
-# Until the trainer calls cliplab.data.caption_corpus (it arrives with the trainer's restructuring),
-# it trains a tokenizer on Fashion-MNIST and CSV captions only and refuses other runs without
-# --tokenizer with this message; that one failure is reported as an expected failure, any other fails.
-_TRAINER_WITHOUT_CAPTION_CORPUS = "must name a tokenizer.json for dataset_type"
 
 
 def readme_block(dataset_type: str) -> str:
@@ -45,8 +39,6 @@ def only_run_summary(cwd: Path) -> dict:
 
 
 def check_trained(result: subprocess.CompletedProcess) -> None:
-    if result.returncode != 0 and _TRAINER_WITHOUT_CAPTION_CORPUS in result.stderr:
-        pytest.xfail("the trainer does not call cliplab.data.caption_corpus yet: " + result.stderr.strip()[-300:])
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
 
 

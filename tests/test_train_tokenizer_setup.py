@@ -7,6 +7,7 @@ import pytest
 
 from cliplab.data import DataConfig
 from cliplab.distributed.launch import run_on_workers
+from cliplab.errors import UserError
 from cliplab.models.config import TextConfig
 from cliplab.train.config import ConfigError, ModelSetupConfig
 from cliplab.train.tokenizer_setup import build_run_tokenizer
@@ -41,8 +42,8 @@ def _tokenizer_on_ranks(rank, world_size, manifest, run_dirs):
             tokenizer = build_run_tokenizer(ModelSetupConfig(), _csv(manifest, caption_key), TEXT, resume_from=None,
                                             run_dir=Path(run_dir))
             outcomes.append(tokenizer(["caption 5"]).tolist())
-        except ConfigError as error:  # the same type on every rank, rebuilt from rank 0's
-            outcomes.append(("ConfigError", error.key, str(error)))
+        except UserError as error:  # the same type and message on every rank, rebuilt from rank 0's
+            outcomes.append((type(error).__name__, str(error)))
     return outcomes
 
 
@@ -56,4 +57,6 @@ def test_every_rank_loads_rank_0s_tokenizer_or_raises_its_error(tmp_path):
     rank0, rank1 = run_on_workers(_tokenizer_on_ranks, 2, str(manifest), run_dirs, timeout_s=60)
     assert time.monotonic() - start < 60
     assert rank0 == rank1
-    assert rank0[1][:2] == ("ConfigError", "data.csv_caption_key") and "is not a column of" in rank0[1][2]
+    assert rank0[1][0] == "UserError"
+    assert rank0[1][1].startswith("config key 'data.csv_caption_key' (--csv-caption-key) names 'caption', which is "
+                                  "not a column of ")

@@ -11,31 +11,11 @@ from pathlib import Path
 
 from cliplab.bundle import TOKENIZER_FILE
 from cliplab.data import DataConfig
+from cliplab.data.caption_corpus import caption_corpus
 from cliplab.data.tokenizer import Tokenizer
 from cliplab.distributed.agreement import run_on_main
 from cliplab.models.config import TextConfig
 from cliplab.train.config import ConfigError, ModelSetupConfig
-
-
-def caption_corpus(data: DataConfig) -> list[str]:
-    """Texts to train a tokenizer on: the built-in caption corpus, or a CSV manifest's captions."""
-    if data.dataset_type == "fashion-mnist":
-        from cliplab.data import fashion_mnist_caption_corpus
-
-        return fashion_mnist_caption_corpus()
-    if data.dataset_type == "csv" and data.train_data:
-        import csv
-
-        if not Path(data.train_data).is_file():
-            raise ConfigError("data.train_data", data.train_data, "must be an existing CSV/TSV manifest")
-        with open(data.train_data, newline="") as handle:
-            reader = csv.DictReader(handle, delimiter=data.csv_separator)
-            if data.csv_caption_key not in (reader.fieldnames or []):
-                raise ConfigError("data.csv_caption_key", data.csv_caption_key,
-                                  f"is not a column of {data.train_data} (columns: {reader.fieldnames})")
-            return [row[data.csv_caption_key] for row in reader if row[data.csv_caption_key]]
-    raise ConfigError("model.tokenizer", None, f"must name a tokenizer.json for dataset_type "
-                      f"{data.dataset_type!r} (cliplab trains one only on fashion-mnist or csv captions)")
 
 
 def check_tokenizer_fits(tokenizer: Tokenizer, text: TextConfig, source: str) -> None:
