@@ -24,7 +24,7 @@ class ConvTower(nn.Module):
     def __init__(self, config: VisionConfig):
         super().__init__()
         self.config = config
-        self.width = config.width
+        self.width = self.token_width = config.width
         channels = config.width // 2 ** config.layers
         self.stem = ConvNormAct(3, channels)
         stages = []
