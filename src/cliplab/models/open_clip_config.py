@@ -50,6 +50,7 @@ _IGNORED_VISION_KEYS = {"output_tokens"}
 _IGNORED_TEXT_KEYS = {"output_tokens", "hf_tokenizer_name", "tokenizer_kwargs", "tokenizer_mode",
                       "final_ln_after_pool"}  # open_clip 3.3.0's TextTransformer ignores it too
 _IGNORED_MULTIMODAL_KEYS = {"context_length", "vocab_size", "dim_head", "n_queries", "attn_pooler_heads",
+                            "mlp_ratio", "norm_kwargs",
                             "output_tokens", "hf_tokenizer_name", "tokenizer_kwargs", "tokenizer_mode",
                             "pad_id", "eos_id", "embed_cls", "no_causal_mask", "pool_type",
                             "final_ln_after_pool", "proj_type", "proj_bias"}
@@ -187,16 +188,17 @@ def text_from_open_clip(text: dict, activation: str) -> TextConfig:
 
 
 def decoder_from_open_clip(multimodal: dict, text: TextConfig, activation: str) -> DecoderConfig:
-    _check_known(multimodal, {"width", "heads", "layers", "mlp_ratio", "ls_init_value", "norm_kwargs",
-                              *_IGNORED_MULTIMODAL_KEYS, *_UNSUPPORTED}, "multimodal_cfg")
+    _check_known(multimodal, {"width", "heads", "layers", "ls_init_value", *_IGNORED_MULTIMODAL_KEYS,
+                              *_UNSUPPORTED}, "multimodal_cfg")
     _check_supported(multimodal, "multimodal_cfg")
     width = multimodal.get("width", 512)
     if width != text.width:
         raise UnsupportedArchitectureError(f"multimodal_cfg.width ({width}) differs from text_cfg.width "
                                            f"({text.width}): cliplab's decoder continues the text tower")
+    # open_clip 3.3.0 builds its decoder with mlp_ratio 4 and LayerNorm eps 1e-5 whatever
+    # multimodal_cfg says (both keys are ignored there, so they are ignored here).
     return DecoderConfig(layers=multimodal.get("layers", 12), heads=multimodal.get("heads", 8), layout="split",
-                         mlp_ratio=multimodal.get("mlp_ratio", 4), layer_scale=multimodal.get("ls_init_value"),
-                         activation=activation, norm_eps=_norm_eps(multimodal, "multimodal_cfg"))
+                         layer_scale=multimodal.get("ls_init_value"), activation=activation)
 
 
 def config_from_open_clip(model_cfg: dict, preprocess: PreprocessConfig | None = None) -> ModelConfig:
@@ -225,3 +227,121 @@ def config_from_open_clip(model_cfg: dict, preprocess: PreprocessConfig | None =
                            init_logit_bias=logit_bias)
     except (TypeError, ValueError) as error:
         raise UserError(f"open_clip model_cfg: {error}") from error
+
+
+def _refuse(what: str) -> None:
+    raise UnsupportedArchitectureError(f"open_clip cannot represent this model: {what}")
+
+
+def _mlp_ratio(prefix: str, tower) -> float:
+    """open_clip's mlp_ratio for a tower whose hidden width int(width * ratio) must come out exact."""
+    hidden = tower.mlp_width if tower.mlp_width is not None else int(tower.width * tower.mlp_ratio)
+    ratio = tower.mlp_ratio if tower.mlp_width is None else hidden / tower.width
+    if int(tower.width * ratio) != hidden:
+        _refuse(f"{prefix}.mlp_width {hidden} is not int(width * ratio) for any ratio open_clip reads back")
+    return ratio
+
+
+def _shared_activation(config: ModelConfig) -> str:
+    towers = [("vision", config.vision), ("text", config.text)]
+    if config.decoder is not None:
+        towers.append(("decoder", config.decoder))
+    activations = {tower.activation for _, tower in towers if not (tower is config.vision
+                                                                  and config.vision.kind == "resnet")}
+    if len(activations) != 1 or not activations <= {"gelu", "quick_gelu"}:
+        _refuse(f"open_clip uses one activation, GELU or QuickGELU, in every tower; got "
+                f"{', '.join(f'{name}.activation={tower.activation!r}' for name, tower in towers)}")
+    return activations.pop()
+
+
+def _norm_kwargs(prefix: str, eps: float) -> dict:
+    return {} if eps == 1e-5 else {"norm_kwargs": {"eps": eps}}
+
+
+def _vision_to_open_clip(config: ModelConfig) -> dict:
+    vision = config.vision
+    if vision.kind == "resnet":
+        if vision.projection != "linear_bias":
+            _refuse("a ResNet image tower projects with a biased linear layer (vision.projection='linear_bias')")
+        return {"layers": list(vision.layers), "width": vision.width, "image_size": vision.image_size,
+                "head_width": vision.output_width // vision.heads, "patch_size": None}
+    if vision.kind != "vit":
+        _refuse(f"vision.kind={vision.kind!r} (open_clip has ViT and ModifiedResNet towers)")
+    for name, value, allowed in (("class_token", vision.class_token, True), ("patch_bias", vision.patch_bias, False)):
+        if value != allowed:
+            _refuse(f"vision.{name}={value!r}")
+    values = {"layers": vision.layers, "width": vision.width, "head_width": vision.width // vision.heads,
+              "mlp_ratio": _mlp_ratio("vision", vision), "patch_size": vision.patch_size,
+              "image_size": vision.image_size, **_norm_kwargs("vision", vision.norm_eps)}
+    if vision.layer_scale is not None:
+        values["ls_init_value"] = vision.layer_scale
+    if vision.patch_dropout:
+        values["patch_dropout"] = vision.patch_dropout
+    if not vision.norm_pre:
+        values["no_ln_pre"] = True
+    if vision.pool == "attention":
+        if vision.pool_width != config.embed_dim or vision.projection != "linear":
+            _refuse("open_clip's attentional pooler has queries of width embed_dim and a linear projection")
+        values.update(attentional_pool=True, attn_pooler_queries=vision.attention_pool_queries,
+                      attn_pooler_heads=vision.attention_pool_heads)
+        return values
+    if vision.pool not in ("cls", "mean") or vision.projection != "linear":
+        _refuse(f"vision.pool={vision.pool!r} with projection={vision.projection!r} (open_clip pools the class "
+                "token, the mean, or with its attentional pooler, and projects linearly without bias)")
+    if vision.pool == "mean":
+        values["pool_type"] = "avg"
+    if vision.final_norm == "pooled":
+        values["final_ln_after_pool"] = True
+    return values
+
+
+def _text_to_open_clip(text: TextConfig) -> dict:
+    if text.position != "learned":
+        _refuse(f"text.position={text.position!r}")
+    values = {"context_length": text.context_length, "vocab_size": text.vocab_size, "width": text.width,
+              "heads": text.heads, "layers": text.layers, "mlp_ratio": _mlp_ratio("text", text),
+              "pad_id": text.pad_id, **_norm_kwargs("text", text.norm_eps)}
+    if text.layer_scale is not None:
+        values["ls_init_value"] = text.layer_scale
+    if text.pool == "cls":
+        if not (text.class_token_position and text.padding_mask == "shifted" and text.final_norm == "pooled"):
+            _refuse("a text class token as open_clip lays it out needs class_token_position, padding_mask="
+                    "'shifted' and final_norm='pooled'")
+        values["embed_cls"] = True
+    elif text.pool in ("argmax", "eos", "last") and text.padding_mask == "none" and text.final_norm == "tokens":
+        values["pool_type"] = text.pool
+        if text.pool == "eos":
+            values["eos_id"] = text.eos_id
+    else:
+        _refuse(f"text.pool={text.pool!r} with padding_mask={text.padding_mask!r}, final_norm={text.final_norm!r} "
+                "(open_clip pools at argmax / eos / last over unmasked padding, or with its class token)")
+    if not text.causal:
+        values["no_causal_mask"] = True
+    if text.projection == "linear_bias":
+        values["proj_bias"] = True
+    elif text.projection == "none":
+        values["proj_type"] = "none"
+    return values
+
+
+def config_to_open_clip(config: ModelConfig) -> dict:
+    """The open_clip `model_cfg` that builds `config`'s architecture (inverse of
+    `config_from_open_clip`); UnsupportedArchitectureError names what open_clip cannot represent."""
+    activation = _shared_activation(config)
+    model_cfg: dict[str, Any] = {"embed_dim": config.embed_dim, "vision_cfg": _vision_to_open_clip(config),
+                                 "text_cfg": _text_to_open_clip(config.text)}
+    if activation == "quick_gelu":
+        model_cfg["quick_gelu"] = True
+    if config.init_logit_bias is not None:
+        model_cfg["init_logit_bias"] = config.init_logit_bias
+    if config.decoder is not None:
+        decoder = config.decoder
+        if decoder.layout != "split" or decoder.mlp_width not in (None, 4 * config.text.width) \
+                or decoder.mlp_ratio != 4 or decoder.norm_eps != 1e-5:
+            _refuse("open_clip's CoCa decoder is the 'split' layout with MLP ratio 4 and LayerNorm eps 1e-5")
+        model_cfg["multimodal_cfg"] = {"width": config.text.width, "heads": decoder.heads, "layers": decoder.layers,
+                                       "context_length": config.text.context_length,
+                                       "vocab_size": config.text.vocab_size,
+                                       **({"ls_init_value": decoder.layer_scale} if decoder.layer_scale else {})}
+        model_cfg["custom_text"] = True
+    return model_cfg
