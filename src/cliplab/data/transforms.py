@@ -33,8 +33,8 @@ from PIL import Image
 
 from cliplab.data.preprocess_config import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PreprocessConfig
 
-__all__ = ["OPENAI_CLIP_MEAN", "OPENAI_CLIP_STD", "ImageTransform", "PreprocessConfig", "image_transform",
-           "images_uint8_to_tensor"]
+__all__ = ["OPENAI_CLIP_MEAN", "OPENAI_CLIP_STD", "ImageTransform", "PreprocessConfig", "center_crop_box",
+           "eval_geometry", "image_transform", "images_uint8_to_tensor", "keep_ratio_size", "shortest_side_size"]
 
 _PIL_INTERPOLATIONS = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST}
 
