@@ -54,11 +54,11 @@ def frame_token_ids(id_lists: Sequence[Sequence[int]], context_length: int, *, s
     ends on `eot` (open_clip's truncation).
     """
     room = context_length - 2
-    tokens = torch.full((len(id_lists), context_length), pad_id, dtype=torch.long)
-    for row, ids in enumerate(id_lists):
-        framed = [sot_id, *ids[:room], eot_id]
-        tokens[row, :len(framed)] = torch.tensor(framed, dtype=torch.long)
-    return tokens
+    rows = []
+    for ids in id_lists:
+        body = list(ids[:room])
+        rows.append([sot_id, *body, eot_id] + [pad_id] * (room - len(body)))
+    return torch.tensor(rows, dtype=torch.long).reshape(len(rows), context_length)
 
 
 def write_descriptor(directory: str | os.PathLike, kind: str, settings: dict) -> str:
