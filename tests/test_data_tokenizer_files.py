@@ -15,6 +15,7 @@ from cliplab.data.tokenizer_hf import HFTokenizer, hf_tokenizer_from_dir, open_c
 from cliplab.data.tokenizer_openai import OpenAIBPETokenizer, openai_bpe_tokenizer
 from cliplab.errors import UserError
 from reference_libraries import open_clip, transformers
+# session fixtures: clip_vocab_dir, open_clip_simple_tokenizer, wordpiece_dirs
 from tokenizer_fixtures import (ADVERSARIAL_TEXTS, clip_vocab_dir, open_clip_simple_tokenizer,  # noqa: F401
                                 random_texts, wordpiece_dirs)
 

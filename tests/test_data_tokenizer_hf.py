@@ -10,6 +10,7 @@ import torch
 from cliplab.data.tokenizer_hf import HFTokenizer, hf_tokenizer_from_dir, open_clip_hf_tokenizer
 from cliplab.errors import UserError
 from reference_libraries import open_clip, transformers
+# session fixtures: clip_vocab_dir, open_clip_simple_tokenizer, wordpiece_dirs
 from tokenizer_fixtures import (ADVERSARIAL_TEXTS, clip_vocab_dir, open_clip_simple_tokenizer,  # noqa: F401
                                 random_texts, wordpiece_dirs)
 
@@ -93,7 +94,8 @@ def test_wordpiece_directories_give_auto_tokenizers_ids(wordpiece_dirs, saved_as
     directory = wordpiece_dirs[saved_as]
     tokenizer = hf_tokenizer_from_dir(directory, 16)
     assert torch.equal(tokenizer(TEXTS), reference_ids(directory, TEXTS, 16))
-    assert (tokenizer.pad_id, tokenizer.unk_id, tokenizer.sot_id, tokenizer.eot_id, tokenizer.mask_id) == (0, 1, 2, 3, 4)
+    roles = (tokenizer.pad_id, tokenizer.unk_id, tokenizer.sot_id, tokenizer.eot_id, tokenizer.mask_id)
+    assert roles == (0, 1, 2, 3, 4)
     assert tokenizer.special_ids == {0, 1, 2, 3, 4} and not tokenizer.clip_pipeline
     assert tokenizer.decode(tokenizer("a photo of the cat")[0]) == "a photo of the cat"
 

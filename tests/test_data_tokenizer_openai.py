@@ -8,7 +8,7 @@ import torch
 from cliplab.data.tokenizer_base import MissingTokenError
 from cliplab.data.tokenizer_openai import OpenAIBPETokenizer, merge_symbols, openai_bpe_tokenizer
 from cliplab.errors import UserError
-from tokenizer_fixtures import ADVERSARIAL_TEXTS, open_clip_simple_tokenizer, random_texts  # noqa: F401
+from tokenizer_fixtures import ADVERSARIAL_TEXTS, open_clip_simple_tokenizer, random_texts  # noqa: F401 (fixture)
 
 
 @pytest.fixture(scope="module")

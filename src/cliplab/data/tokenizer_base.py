@@ -98,25 +98,11 @@ class TokenizerBase(ABC):
                                     f"use a tokenizer that defines one")
         return self._role_ids[role]
 
-    @property
-    def pad_id(self) -> int:
-        return self._role_id("pad")
-
-    @property
-    def sot_id(self) -> int:
-        return self._role_id("sot")
-
-    @property
-    def eot_id(self) -> int:
-        return self._role_id("eot")
-
-    @property
-    def mask_id(self) -> int:
-        return self._role_id("mask")
-
-    @property
-    def unk_id(self) -> int:
-        return self._role_id("unk")
+    pad_id = property(lambda self: self._role_id("pad"), doc="Id that fills a row after the text.")
+    sot_id = property(lambda self: self._role_id("sot"), doc="Start-of-text id.")
+    eot_id = property(lambda self: self._role_id("eot"), doc="End-of-text id.")
+    mask_id = property(lambda self: self._role_id("mask"), doc="Mask id (masked language modelling).")
+    unk_id = property(lambda self: self._role_id("unk"), doc="Out-of-vocabulary id.")
 
     @property
     def special_ids(self) -> set[int]:

@@ -31,7 +31,7 @@ from cliplab.data.tokenizer_base import TokenizerBase, as_text_list, write_descr
 from cliplab.data.tokenizer_cleaning import CLEAN_MODES, clean_text
 from cliplab.data.tokenizer_hf_files import (CLIP_CLASSES, CLIP_DEFAULT_TOKENS, MERGES_TXT, ROLE_KEYS,
                                              TOKEN_KEYS, TOKENIZER_JSON, VOCAB_JSON, added_token,
-                                             clip_bpe_backend, model_max_length, read_json,
+                                             clip_bpe_backend, json_merges, model_max_length, read_json,
                                              read_tokenizer_settings, read_vocab_and_merges, token_content,
                                              write_clip_tokenizer_files, write_fast_tokenizer_files)
 from cliplab.errors import UserError
@@ -164,10 +164,8 @@ class HFTokenizer(TokenizerBase):
                             "and left padding/truncation have no place in them")
         if self.clip_pipeline:
             model = json.loads(self._backend.to_str())["model"]
-            merges = [tuple(merge.split(" ")) if isinstance(merge, str) else tuple(merge)
-                      for merge in model["merges"]]
-            return write_clip_tokenizer_files(directory, model["vocab"], merges, self.context_length,
-                                              tokens=self.tokens)
+            return write_clip_tokenizer_files(directory, model["vocab"], json_merges(model),
+                                              self.context_length, tokens=self.tokens)
         return write_fast_tokenizer_files(directory, self._stored_backend(), self.tokens,
                                           self.context_length)
 

@@ -96,6 +96,12 @@ def model_max_length(settings: dict) -> int | None:
     return None
 
 
+def json_merges(model: dict) -> list[tuple[str, str]]:
+    """The merges of a tokenizer.json BPE model ("a b" strings in older files, pairs in newer)."""
+    return [tuple(merge.split(" ")) if isinstance(merge, str) else tuple(merge)
+            for merge in model.get("merges", [])]
+
+
 def read_vocab_and_merges(directory: Path) -> tuple[dict[str, int], list[tuple[str, str]]]:
     """The BPE vocabulary and merges: tokenizer.json's model when present, else vocab.json + merges.txt."""
     if (directory / TOKENIZER_JSON).is_file():
@@ -103,9 +109,7 @@ def read_vocab_and_merges(directory: Path) -> tuple[dict[str, int], list[tuple[s
         if model.get("type") != "BPE" or not isinstance(model.get("vocab"), dict):
             raise UserError(f"{directory / TOKENIZER_JSON}: a CLIP tokenizer needs a BPE model with a "
                             f"vocab, found model type {model.get('type')!r}")
-        merges = [tuple(merge.split(" ")) if isinstance(merge, str) else tuple(merge)
-                  for merge in model.get("merges", [])]
-        return model["vocab"], merges
+        return model["vocab"], json_merges(model)
     vocab = read_json(directory / VOCAB_JSON)
     merges = []
     with open(directory / MERGES_TXT, encoding="utf-8") as handle:
