@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # Order is the order shown in `cliplab --help`.
-COMMAND_MODULES = ("train", "eval", "classify", "embed", "caption", "report", "shards")
+COMMAND_MODULES = ("train", "eval", "classify", "embed", "caption", "report", "shards", "export", "wise_ft")
 
 
 def build_parser() -> argparse.ArgumentParser:

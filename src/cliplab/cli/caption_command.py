@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
 def caption(args: argparse.Namespace) -> dict[str, str]:
     """{image path: generated caption}, in the order given."""
-    from cliplab.eval.checkpoint_path import load_checkpoint
+    from cliplab.bundle import load_model
     from cliplab.eval.image_sources import image_batches
 
     paths = [Path(image) for image in args.images]
@@ -70,7 +70,7 @@ def caption(args: argparse.Namespace) -> dict[str, str]:
             raise FileNotFoundError(f"IMAGE {path} does not exist")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    loaded = load_checkpoint(args.checkpoint, device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    loaded = load_model(args.checkpoint, device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if not callable(getattr(loaded.model, "generate", None)):
         kind = getattr(getattr(loaded.model, "config", None), "kind", type(loaded.model).__name__)
         raise ValueError(f"checkpoint {loaded.path} holds a {kind!r} model, which cannot caption: "

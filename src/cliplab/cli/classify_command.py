@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
 def classify(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Per image: {"image": path, "top_k": [[label, probability], ...], "probabilities": {label: p}}."""
-    from cliplab.eval.checkpoint_path import load_checkpoint
+    from cliplab.bundle import load_model
     from cliplab.eval.embeddings import encode_image_batches
     from cliplab.eval.image_sources import image_batches
     from cliplab.eval.prompts import DEFAULT_TEMPLATES, parse_labels, read_templates
@@ -80,7 +80,7 @@ def classify(args: argparse.Namespace) -> list[dict[str, Any]]:
         if not path.is_file():
             raise FileNotFoundError(f"IMAGE {path} does not exist")
     templates = read_templates(args.templates) if args.templates else DEFAULT_TEMPLATES
-    loaded = load_checkpoint(args.checkpoint, device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    loaded = load_model(args.checkpoint, device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     class_embeddings = zero_shot_classifier(loaded.model, loaded.tokenizer, labels, templates, device=loaded.device)
     image_features = encode_image_batches(loaded.model, image_batches(paths, loaded.preprocess, args.batch_size),
                                           device=loaded.device)

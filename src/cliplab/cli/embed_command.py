@@ -62,7 +62,7 @@ def embed(args: argparse.Namespace) -> list[Path]:
     """Embed what was asked for and write it; returns the files written."""
     from tqdm import tqdm
 
-    from cliplab.eval.checkpoint_path import load_checkpoint
+    from cliplab.bundle import load_model
     from cliplab.eval.embedding_files import EmbeddedItems, write_npy, write_parquet
     from cliplab.eval.embeddings import encode_image_batches, encode_texts
     from cliplab.eval.image_sources import image_batches
@@ -78,7 +78,7 @@ def embed(args: argparse.Namespace) -> list[Path]:
     image_paths, image_texts = _image_inputs(args)
     texts = read_lines(args.texts, "--texts") if args.texts else None
 
-    loaded = load_checkpoint(args.checkpoint, device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    loaded = load_model(args.checkpoint, device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     items = []
     if image_paths is not None:
         with tqdm(total=len(image_paths), desc="images", unit="img") as progress:

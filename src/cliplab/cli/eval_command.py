@@ -81,10 +81,10 @@ def run(args: argparse.Namespace) -> int:
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     """Run the requested evaluations, print them, and return the JSON-ready results."""
-    from cliplab.eval.checkpoint_path import load_checkpoint
+    from cliplab.bundle import load_model
 
     _check_args(args)
-    loaded = load_checkpoint(args.checkpoint, device=args.device or _default_device())
+    loaded = load_model(args.checkpoint, device=args.device or _default_device())
     print(f"checkpoint: {loaded.path}")
     results: dict[str, Any] = {"checkpoint": str(loaded.path)}
     if not args.no_zero_shot:

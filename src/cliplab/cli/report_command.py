@@ -80,12 +80,12 @@ def write_report(args: argparse.Namespace) -> Path:
 
 def _similarity_figure(args: argparse.Namespace, run_dir: Path, out_dir: Path, notes: list[str]) -> Path | None:
     from cliplab.data import FASHION_MNIST_CLASSNAMES, FASHION_MNIST_TEMPLATES, FashionMnistDataset
-    from cliplab.eval.checkpoint_path import CheckpointNotFoundError, load_checkpoint
+    from cliplab.bundle import CheckpointNotFoundError, load_model
     from cliplab.eval.plots import plot_similarity_matrix
     from cliplab.eval.similarity_sample import class_similarity_sample
 
     try:
-        loaded = load_checkpoint(run_dir, device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        loaded = load_model(run_dir, device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     except CheckpointNotFoundError as error:
         notes.append(f"Similarity matrix skipped: no checkpoint to load ({error}).")
         return None
