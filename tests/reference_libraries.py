@@ -15,6 +15,7 @@ computation as cliplab's up to float reassociation.
 from __future__ import annotations
 
 import contextlib
+import copy
 import enum
 import sys
 import types
@@ -88,12 +89,51 @@ def reference_mode():
         torch.backends.mha.set_fastpath_enabled(previous)
 
 
-def open_clip_on_meta(name: str) -> torch.nn.Module:
-    """open_clip's model for a built-in name, built on the meta device (no memory; for counting)."""
+def open_clip_model(model_cfg: dict) -> torch.nn.Module:
+    """open_clip's own model class for an open_clip `model_cfg` (CLIP, CustomTextCLIP or CoCa)."""
     library = open_clip()
-    config = library.get_model_config(name)
+    config = copy.deepcopy(model_cfg)
     custom_text = config.pop("custom_text", False)
     model_class = library.CoCa if "multimodal_cfg" in config else (
         library.CustomTextCLIP if custom_text else library.CLIP)
+    return model_class(**config)
+
+
+def open_clip_on_meta(name: str) -> torch.nn.Module:
+    """open_clip's model for a built-in name, built on the meta device (no memory; for counting)."""
     with torch.device("meta"):
-        return model_class(**config)
+        return open_clip_model(open_clip().get_model_config(name))
+
+
+def randomize_(module: torch.nn.Module, seed: int, only_batch_norms: bool = False) -> torch.nn.Module:
+    """Fill every parameter (norms included) and BatchNorm statistic with seeded random values, so
+    that a comparison exercises every tensor; -> the module in eval mode. only_batch_norms: just the
+    BatchNorm layers (for real-size models, whose own initialisation is random elsewhere but leaves
+    BatchNorm at identity and some of its scales at zero)."""
+    generator = torch.Generator().manual_seed(seed)
+    if only_batch_norms:
+        for child in module.modules():
+            if isinstance(child, torch.nn.BatchNorm2d):
+                randomize_(child, int(torch.randint(1 << 30, (), generator=generator)))
+        return module.eval()
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.2)
+        for name, buffer in module.named_buffers():
+            if name.endswith("running_var"):
+                buffer.copy_(torch.rand(buffer.shape, generator=generator) + 0.5)
+            elif name.endswith("running_mean"):
+                buffer.copy_(torch.randn(buffer.shape, generator=generator) * 0.2)
+    return module.eval()
+
+
+RELATIVE_TOLERANCE = 1e-5  # the issue's bound; fp32 reassociation between the libraries gives ~1e-7
+
+
+def assert_relative_close(ours: torch.Tensor, theirs: torch.Tensor) -> None:
+    """max |ours - theirs| <= 1e-5 * max |theirs| (shapes equal). Relative to the tensor's scale, so
+    it holds on any processor: the libraries differ only by float reassociation."""
+    assert ours.shape == theirs.shape, (ours.shape, theirs.shape)
+    scale = float(theirs.abs().max())
+    difference = float((ours.double() - theirs.double()).abs().max())
+    assert difference <= RELATIVE_TOLERANCE * scale, f"max difference {difference:.3e} vs scale {scale:.3e}"

@@ -37,14 +37,15 @@ from torch import nn
 from cliplab.data.tokenizer_files import load_tokenizer, save_tokenizer
 from cliplab.data.transforms import ImageTransform, image_transform
 from cliplab.errors import UserError
-from cliplab.models import CLIP, ModelConfig, build_model, get_model_config
+from cliplab.models import CLIP, ModelConfig, build_model
 from cliplab.models.tokenizer_fit import check_tokenizer_fits
 from cliplab.models.wrappers import cliplab_model
 from cliplab.models.config import read_json_object
 from cliplab.pretrained.formats import (HF_HUB_PREFIX, LOCAL_DIR_PREFIX, accepted_formats, directory_format,
                                         download_hf_hub, strip_local_dir)
 from cliplab.pretrained.key_maps import check_state_dict
-from cliplab.pretrained.loaders import ForeignCheckpoint, build_model_from, fill_model, read_foreign
+from cliplab.pretrained.loaders import (ForeignCheckpoint, architecture_config, build_model_from, fill_model,
+                                        read_foreign)
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -184,7 +185,7 @@ def _read_bundle(directory: Path, device: torch.device, output_dict: bool) -> tu
 
 def _check_architecture(config: ModelConfig, model: Any, path: Path) -> None:
     """UserError when the architecture `model` names differs from the one `path` carries."""
-    wanted = model if isinstance(model, ModelConfig) else get_model_config(model)
+    wanted = architecture_config(model)
     ignored = {"preprocess", "init_logit_scale", "init_logit_bias"}
     ours = {key: value for key, value in config.to_dict().items() if key not in ignored}
     theirs = {key: value for key, value in wanted.to_dict().items() if key not in ignored}

@@ -131,7 +131,7 @@ def check_state_dict(expected: Mapping[str, torch.Tensor], loaded: Mapping[str, 
                  and not (loaded[name].numel() == expected[name].numel() == 1)]
     if not (missing or unexpected or misshaped):
         return
-    lines = [f"{source} does not match the architecture:"]
+    lines = []
     for label, names, describe in (
             ("missing", missing, lambda name: f"{name} {_shape(expected[name])}"),
             ("unexpected", unexpected, lambda name: f"{name} {_shape(loaded[name])}"),
@@ -141,7 +141,7 @@ def check_state_dict(expected: Mapping[str, torch.Tensor], loaded: Mapping[str, 
             shown = ", ".join(describe(name) for name in names[:SHOWN_PER_KIND])
             more = f" and {len(names) - SHOWN_PER_KIND} more" if len(names) > SHOWN_PER_KIND else ""
             lines.append(f"{len(names)} {label}: {shown}{more}")
-    raise StateDictMismatchError("; ".join(lines))
+    raise StateDictMismatchError(f"{source} does not match the architecture: " + "; ".join(lines))
 
 
 def to_cliplab(loaded: Mapping[str, torch.Tensor], expected_ours: Mapping[str, torch.Tensor],

@@ -22,7 +22,7 @@ from cliplab.data.preprocess_config import PreprocessConfig, read_hf_image_proce
 from cliplab.data.tokenizer_files import tokenizer_from_open_clip_config
 from cliplab.data.tokenizer_hf import hf_tokenizer_from_dir
 from cliplab.errors import UserError
-from cliplab.models import ModelConfig, build_model
+from cliplab.models import ModelConfig, build_model, get_model_config
 from cliplab.models.config import read_json_object
 from cliplab.models.open_clip_config import (builtin_open_clip_config, builtin_open_clip_names,
                                              config_from_open_clip)
@@ -143,6 +143,22 @@ def architecture_model_cfg(model: str | dict | Path) -> dict:
     raise UserError(f"model={name!r}: expected an open_clip architecture name (e.g. 'ViT-B-32', "
                     f"'RN50-quickgelu'; see cliplab.models.open_clip_config.builtin_open_clip_names()) or an "
                     f"{OPEN_CLIP_CONFIG}")
+
+
+def architecture_config(model: str | dict | Path | ModelConfig) -> ModelConfig:
+    """The ModelConfig `model` names: a ModelConfig, an open_clip architecture (see
+    `architecture_model_cfg`), or a cliplab registered name / ModelConfig JSON."""
+    if isinstance(model, ModelConfig):
+        return model
+    name = str(model)
+    path = Path(name)
+    if isinstance(model, dict) or name in builtin_open_clip_names() or (path / OPEN_CLIP_CONFIG).is_file() \
+            or path.name == OPEN_CLIP_CONFIG:
+        return config_from_open_clip(architecture_model_cfg(model))
+    try:
+        return get_model_config(name)
+    except ValueError as error:
+        raise UserError(f"model={name!r}: {error}") from error
 
 
 def read_checkpoint_file(path: Path, model: str | dict | Path | None = None) -> ForeignCheckpoint:
