@@ -1,5 +1,6 @@
-"""open_clip model configs -> ModelConfig: every built-in name builds with exactly open_clip's
-parameter count (both built on the meta device), and what cliplab cannot build is refused by name."""
+"""open_clip model configs <-> ModelConfig: every built-in name builds with exactly open_clip's
+parameter count and tensor layout (both built on the meta device), the export converter inverts
+the import one, and what cliplab cannot build is refused by name."""
 
 import pytest
 import torch
@@ -7,7 +8,9 @@ import torch
 from cliplab.errors import UserError
 from cliplab.models import create_model, list_models
 from cliplab.models.open_clip_config import (UnsupportedArchitectureError, builtin_open_clip_config,
-                                             builtin_open_clip_names, config_from_open_clip)
+                                             builtin_open_clip_names, config_from_open_clip, config_to_open_clip)
+from cliplab.pretrained.key_maps import check_state_dict, from_cliplab
+from cliplab.pretrained.open_clip_keys import open_clip_rules, open_clip_text_prefix
 from reference_libraries import open_clip, open_clip_on_meta
 
 NAMES = builtin_open_clip_names()
@@ -28,14 +31,23 @@ def test_the_58_configs_without_timm_or_hf_towers_are_shipped_and_registered():
         assert builtin_open_clip_config(name) == library.get_model_config(name)
 
 
-def test_every_builtin_has_open_clips_parameter_count():
+def test_every_builtin_has_open_clips_parameter_count_and_tensor_layout():
+    """Both built on meta: counts equal, and cliplab's state dict maps name for name and shape for
+    shape onto open_clip's (so open_clip's checkpoints of every built-in load)."""
     mismatched = {}
     for name in NAMES:
-        ours = parameter_count(create_model(name, device="meta"))
-        theirs = parameter_count(open_clip_on_meta(name))
-        if ours != theirs:
-            mismatched[name] = (ours, theirs)
+        ours, theirs = create_model(name, device="meta"), open_clip_on_meta(name)
+        if parameter_count(ours) != parameter_count(theirs):
+            mismatched[name] = (parameter_count(ours), parameter_count(theirs))
+        rules = open_clip_rules(ours.config, open_clip_text_prefix(ours.config))
+        check_state_dict(from_cliplab(ours.state_dict(), rules), theirs.state_dict(), name)
     assert mismatched == {}
+
+
+def test_export_converter_inverts_the_import_one_for_every_builtin():
+    for name in NAMES:
+        config = config_from_open_clip(builtin_open_clip_config(name))
+        assert config_from_open_clip(config_to_open_clip(config)) == config, name
 
 
 def test_mapping_of_representative_configs():

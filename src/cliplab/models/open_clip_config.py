@@ -344,4 +344,6 @@ def config_to_open_clip(config: ModelConfig) -> dict:
                                        "vocab_size": config.text.vocab_size,
                                        **({"ls_init_value": decoder.layer_scale} if decoder.layer_scale else {})}
         model_cfg["custom_text"] = True
+        for section in ("vision_cfg", "text_cfg"):  # open_clip's CoCa unpacks (pooled, tokens)
+            model_cfg[section]["output_tokens"] = True
     return model_cfg

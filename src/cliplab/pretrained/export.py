@@ -5,8 +5,8 @@
                                                             #   .from_pretrained("out/hf")
 
 open_clip: open_clip_config.json (`model_cfg` from `config_to_open_clip`, `preprocess_cfg`) and
-open_clip_model.safetensors; the tokenizer must be the OpenAI BPE (open_clip's SimpleTokenizer,
-which open_clip builds itself). Hugging Face: config.json, model.safetensors,
+open_clip_model.safetensors; open_clip tokenizes with its own SimpleTokenizer (the OpenAI BPE),
+so the model's tokenizer must be that one (see `check_open_clip_tokenizer`). Hugging Face: config.json, model.safetensors,
 preprocessor_config.json and the tokenizer files `CLIPTokenizer.from_pretrained` reads. A model or
 tokenizer the target cannot represent is refused before anything is written, naming what is
 missing. An existing non-empty directory is written into only with `force=True`, which replaces the
@@ -25,6 +25,7 @@ from torch import nn
 
 from cliplab.data.preprocess_config import write_hf_image_processor
 from cliplab.data.tokenizer_files import write_hf_tokenizer_files
+from cliplab.data.tokenizer_hf import HFTokenizer
 from cliplab.data.tokenizer_openai import OpenAIBPETokenizer
 from cliplab.errors import UserError
 from cliplab.models import CLIP, ModelConfig
@@ -62,10 +63,21 @@ def _write_json(path: Path, values: dict) -> None:
     path.write_text(json.dumps(values, indent=2) + "\n")
 
 
+def check_open_clip_tokenizer(config: ModelConfig, tokenizer: Any) -> None:
+    """open_clip tokenizes these exports with its own SimpleTokenizer, the OpenAI BPE. A CLIP
+    tokenizer of Hugging Face's (a loaded HF CLIP's) gives the same ids up to end-of-text and pads
+    with 49407 instead of 0, which a text tower that masks no padding and pools at end-of-text never
+    reads; anything else is refused."""
+    if isinstance(tokenizer, OpenAIBPETokenizer):
+        return
+    hf_clip = isinstance(tokenizer, HFTokenizer) and tokenizer.clip_pipeline and tokenizer.vocab_size == 49408
+    if hf_clip and config.text.padding_mask == "none" and config.text.pool in ("argmax", "eos"):
+        return
+    raise UserError(f"open_clip tokenizes this export with the OpenAI BPE, which the model's tokenizer "
+                    f"({type(tokenizer).__name__}) is not; export with format='hf' instead")
+
+
 def export_open_clip(model: CLIP, config: ModelConfig, tokenizer: Any, directory: Path) -> list[str]:
-    if not isinstance(tokenizer, OpenAIBPETokenizer):
-        raise UserError(f"open_clip builds its own tokenizer for this export (the OpenAI BPE); the model's "
-                        f"tokenizer is a {type(tokenizer).__name__}: export with format='hf' instead")
     model_cfg = config_to_open_clip(config)
     preprocess_cfg = config.preprocess.to_open_clip()
     state = from_cliplab(_cpu_state(model), open_clip_rules(config, open_clip_text_prefix(config)))
@@ -99,8 +111,9 @@ def export(model: nn.Module, tokenizer: Any, path: str | os.PathLike, format: st
     model = cliplab_model(model)
     config = model.config
     check_tokenizer_fits(config, tokenizer, "export")
-    if format == "open_clip":
-        config_to_open_clip(config)  # raises before the directory is touched
+    if format == "open_clip":  # refuse before the directory is touched
+        config_to_open_clip(config)
+        check_open_clip_tokenizer(config, tokenizer)
     else:
         config_to_hf(config, {"bos": tokenizer.sot_id, "eos": tokenizer.eot_id, "pad": tokenizer.pad_id})
     directory = prepare_directory(path, force)

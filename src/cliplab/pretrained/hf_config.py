@@ -73,9 +73,19 @@ def _common(values: dict, tower: str) -> dict:
             "activation": _activation(values, tower), "norm_eps": values["layer_norm_eps"]}
 
 
+def default_preprocess(model_type: str, image_size: int) -> PreprocessConfig:
+    """What the model type's image processor does by default, at the model's image size: CLIP's
+    shortest-edge resize and center crop with OpenAI's statistics; SigLIP's resize to the square
+    with mean = std = 0.5 (both bicubic)."""
+    if model_type == "siglip":
+        return PreprocessConfig.from_hf_image_processor({"size": {"height": image_size, "width": image_size},
+                                                         "image_mean": [0.5] * 3, "image_std": [0.5] * 3})
+    return PreprocessConfig(image_size=image_size)
+
+
 def config_from_hf(values: dict, preprocess: PreprocessConfig | None = None) -> ModelConfig:
-    """The ModelConfig of a parsed HF config.json. preprocess: None for cliplab's defaults at the
-    image size (the loader passes the directory's preprocessor_config.json)."""
+    """The ModelConfig of a parsed HF config.json. preprocess: the directory's
+    preprocessor_config.json when it has one (None: `default_preprocess`)."""
     model_type = values.get("model_type")
     if model_type not in MODEL_TYPES:
         raise UnsupportedArchitectureError(f"config.json model_type={model_type!r}: cliplab reads {MODEL_TYPES}")
@@ -106,7 +116,7 @@ def config_from_hf(values: dict, preprocess: PreprocessConfig | None = None) -> 
                                      pad_id=text["pad_token_id"], **_common(text, "text"))
             init_scale, init_bias, kind = math.log(10.0), -10.0, "siglip"
         return ModelConfig(kind=kind, embed_dim=embed_dim, vision=vision_config, text=text_config,
-                           preprocess=preprocess or PreprocessConfig(image_size=vision_config.image_size),
+                           preprocess=preprocess or default_preprocess(model_type, vision_config.image_size),
                            init_logit_scale=init_scale, init_logit_bias=init_bias)
     except (TypeError, ValueError) as error:
         raise UserError(f"config.json: {error}") from error
