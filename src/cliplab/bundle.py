@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
@@ -44,6 +43,7 @@ from cliplab.models.config import read_json_object
 from cliplab.pretrained.formats import (HF_HUB_PREFIX, LOCAL_DIR_PREFIX, accepted_formats, directory_format,
                                         download_hf_hub, strip_local_dir)
 from cliplab.pretrained.key_maps import check_state_dict
+from cliplab.pretrained.weight_files import SafetensorsReader
 from cliplab.pretrained.loaders import (ForeignCheckpoint, architecture_config, build_model_from, fill_model,
                                         read_foreign)
 
@@ -165,21 +165,15 @@ def _local_path(path: str | os.PathLike) -> Path:
 
 
 def _read_bundle(directory: Path, device: torch.device, output_dict: bool) -> tuple[CLIP, Any]:
-    """Stream the bundle's weights into a model built on meta: names and shapes are checked from
-    the file's header first, then one tensor at a time is read and copied."""
+    """Read the bundle's weights into a model built on meta: names and shapes are checked from the
+    file's header first, then one tensor at a time is read and copied."""
     config = read_config(directory / CONFIG_FILE)
     with torch.device("meta"):
         model = build_model(config, output_dict=output_dict)
     if device.type != "meta":
-        weights = directory / WEIGHTS_FILE
-        try:
-            handle = safe_open(str(weights), framework="pt")
-        except (SafetensorError, OSError) as error:
-            raise UserError(f"{weights}: not a readable safetensors file ({error})") from error
-        with handle:
-            shapes = {name: torch.empty(handle.get_slice(name).get_shape(), device="meta") for name in handle.keys()}
-            check_state_dict(model.state_dict(), shapes, source=str(weights))
-            fill_model(model, device, handle.get_tensor)
+        reader = SafetensorsReader(directory / WEIGHTS_FILE)
+        check_state_dict(model.state_dict(), reader.shapes, source=str(directory / WEIGHTS_FILE))
+        fill_model(model, device, reader.read)
     return model.eval(), load_tokenizer(directory)
 
 

@@ -14,15 +14,15 @@ cliplab: one qkv), open_clip's packed `in_proj` split into a query and a key/val
 the ResNet's q/k/v projections. Foreign tensors of one group are equal chunks (they always are);
 the cliplab side is split by the model's own shapes.
 
-`to_cliplab` checks a foreign state dict against what the model needs, in the file's own names,
-before converting anything: missing, unexpected and mis-shaped tensors are all listed in one
-`StateDictMismatchError`. Nothing is ever loaded partially.
+`cliplab_reader` / `to_cliplab` check a foreign state dict against what the model needs, in the
+file's own names, before converting anything: missing, unexpected and mis-shaped tensors are all
+listed in one `StateDictMismatchError`. Nothing is ever loaded partially.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -144,20 +144,40 @@ def check_state_dict(expected: Mapping[str, torch.Tensor], loaded: Mapping[str, 
     raise StateDictMismatchError(f"{source} does not match the architecture: " + "; ".join(lines))
 
 
-def to_cliplab(loaded: Mapping[str, torch.Tensor], expected_ours: Mapping[str, torch.Tensor],
-               rules: Sequence[KeyRule], source: str) -> dict[str, torch.Tensor]:
-    """Foreign state dict -> cliplab state dict for a model whose state dict is `expected_ours`
-    (any device, meta included: only names and shapes are read). Checks first (see
-    `check_state_dict`, which names `source`); dtypes are kept."""
+def cliplab_reader(loaded: Mapping[str, torch.Tensor], read: Callable[[str], torch.Tensor],
+                   expected_ours: Mapping[str, torch.Tensor], rules: Sequence[KeyRule],
+                   source: str) -> Callable[[str], torch.Tensor]:
+    """A reader of cliplab tensors by name for a model whose state dict is `expected_ours` (any
+    device, meta included: only names and shapes are used), from a foreign file whose tensors'
+    names and shapes are `loaded` (meta tensors will do) and whose data `read(name)` returns.
+
+    Checks everything first (see `check_state_dict`, which names `source`). Each foreign tensor is
+    read when the first cliplab tensor of its group is asked for; the group's other cliplab
+    tensors wait until asked for, so at most one group is held at a time when read in model order.
+    """
     expected_theirs = from_cliplab(expected_ours, rules)
     check_state_dict(expected_theirs, loaded, source)
-    converted = {}
-    for group in groups_for(list(expected_ours), rules):
-        parts = [_to_our_layout(loaded[name].reshape(expected_theirs[name].shape), group.transform)
-                 for name in group.theirs]
+    group_of = {name: group for group in groups_for(list(expected_ours), rules) for name in group.ours}
+    pending: dict[str, torch.Tensor] = {}
+
+    def take(name: str) -> torch.Tensor:
+        if name in pending:
+            return pending.pop(name)
+        group = group_of[name]
+        parts = [_to_our_layout(read(theirs).reshape(expected_theirs[theirs].shape), group.transform)
+                 for theirs in group.theirs]
         whole = torch.cat(parts) if len(parts) > 1 else parts[0]
-        sizes = [expected_ours[name].shape[0] if expected_ours[name].dim() else 1 for name in group.ours]
-        pieces = whole.split(sizes) if len(group.ours) > 1 else (whole,)
-        for name, piece in zip(group.ours, pieces):
-            converted[name] = piece.reshape(expected_ours[name].shape)
-    return converted
+        if len(group.ours) == 1:
+            return whole.reshape(expected_ours[name].shape)
+        sizes = [expected_ours[member].shape[0] for member in group.ours]
+        for member, piece in zip(group.ours, whole.split(sizes)):
+            pending[member] = piece.clone()  # not views of one block: each tensor owns its memory
+        return pending.pop(name)
+    return take
+
+
+def to_cliplab(loaded: Mapping[str, torch.Tensor], expected_ours: Mapping[str, torch.Tensor],
+               rules: Sequence[KeyRule], source: str) -> dict[str, torch.Tensor]:
+    """Foreign state dict -> cliplab state dict (see `cliplab_reader`); dtypes are kept."""
+    take = cliplab_reader(loaded, loaded.__getitem__, expected_ours, rules, source)
+    return {name: take(name) for name in expected_ours}

@@ -1,8 +1,10 @@
 """One reader per foreign format: each yields a `ForeignCheckpoint` (architecture, tokenizer,
 preprocessing, and how to get the weights in cliplab's names); `build_model_from` makes the model.
 
-The model is built on the meta device, then allocated and filled tensor by tensor: no random
-initialisation is ever computed, and each converted tensor is released once copied. Floating
+The model is built on the meta device, then allocated and filled tensor by tensor, each read (from
+safetensors files: one tensor at a time) and converted when it is copied: no random initialisation
+is computed, and loading holds the model plus about one tensor beyond what the file format forces
+(PyTorch pickles are read whole). Floating
 tensors are upcast to float32 (OpenAI stores fp16). See `formats` for what each format is.
 """
 
@@ -30,19 +32,20 @@ from cliplab.pretrained.formats import (HF_WEIGHT_FILES, HUB_WEIGHT_FILES, OPEN_
                                         directory_format, first_existing)
 from cliplab.pretrained.hf_config import config_from_hf
 from cliplab.pretrained.hf_keys import hf_clip_rules, hf_siglip_rules, without_position_ids
-from cliplab.pretrained.key_maps import to_cliplab
+from cliplab.pretrained.key_maps import cliplab_reader
 from cliplab.pretrained.open_clip_keys import open_clip_rules
 from cliplab.pretrained.openai_checkpoint import is_openai_state_dict, openai_model_cfg, without_openai_extras
-from cliplab.pretrained.weight_files import (read_sharded, read_state_file, sample_keys,
-                                             tensors_only)
+from cliplab.pretrained.weight_files import (WeightSource, file_source, read_state_file, sample_keys,
+                                             sharded_source, state_source, tensors_only)
 
-StateLoader = Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+# Given the model's (meta) state dict: a reader of its tensors in cliplab's names.
+StateLoader = Callable[[dict[str, torch.Tensor]], Callable[[str], torch.Tensor]]
 
 
 @dataclass(frozen=True)
 class ForeignCheckpoint:
     """format: "open_clip_hub", "open_clip_checkpoint", "openai" or "hf". load_state: given the
-    model's (meta) state dict, read the weights and return them in cliplab's names. tokenizer: None
+    model's (meta) state dict, the weights by cliplab name, read on demand. tokenizer: None
     only where the checkpoint comes without one cliplab reads (`tokenizer_error` says why)."""
 
     format: str
@@ -72,21 +75,20 @@ def build_model_from(checkpoint: ForeignCheckpoint, device: str | torch.device =
     with torch.device("meta"):
         model = build_model(checkpoint.config, output_dict=output_dict)
     if device.type != "meta":
-        state = checkpoint.load_state(model.state_dict())
-        fill_model(model, device, state.pop)  # each converted tensor is released once copied
+        fill_model(model, device, checkpoint.load_state(model.state_dict()))
     return model.eval()
 
 
-def _state_loader(read: Callable[[], dict[str, torch.Tensor]], rules_for, source: Path) -> StateLoader:
-    def load(expected: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        state = read()
-        return to_cliplab(state, expected, rules_for(state), str(source))
+def _state_loader(open_source: Callable[[], WeightSource], rules_for, source: Path) -> StateLoader:
+    def load(expected: dict[str, torch.Tensor]) -> Callable[[str], torch.Tensor]:
+        shapes, read = open_source()
+        return cliplab_reader(shapes, read, expected, rules_for(shapes), str(source))
     return load
 
 
 def _open_clip_rules_for(config: ModelConfig):
-    def rules_for(state: dict[str, torch.Tensor]):
-        return open_clip_rules(config, "text." if any(name.startswith("text.") for name in state) else "")
+    def rules_for(shapes):
+        return open_clip_rules(config, "text." if any(name.startswith("text.") for name in shapes) else "")
     return rules_for
 
 
@@ -111,9 +113,9 @@ def read_open_clip_hub(directory: Path, weights: Path | None = None) -> ForeignC
     preprocess = PreprocessConfig.from_open_clip(values.get("preprocess_cfg") or {}, image_size)
     config = config_from_open_clip(model_cfg, preprocess)
     tokenizer, error = _tokenizer(lambda: tokenizer_from_open_clip_config(model_cfg, directory=directory))
-    read = lambda: tensors_only(_unwrapped(read_state_file(weights)), weights)  # noqa: E731
     return ForeignCheckpoint("open_clip_hub", directory, config,
-                             _state_loader(read, _open_clip_rules_for(config), weights), tokenizer, error)
+                             _state_loader(lambda: file_source(weights, _unwrapped), _open_clip_rules_for(config),
+                                           weights), tokenizer, error)
 
 
 def _unwrapped(values: Any) -> Any:
@@ -182,7 +184,8 @@ def read_checkpoint_file(path: Path, model: str | dict | Path | None = None) -> 
         {}, (model_cfg.get("vision_cfg") or {}).get("image_size", 224)))
     tokenizer, error = _tokenizer(lambda: tokenizer_from_open_clip_config(model_cfg))
     return ForeignCheckpoint("openai" if openai else "open_clip_checkpoint", path, config,
-                             _state_loader(lambda: state, _open_clip_rules_for(config), path), tokenizer, error)
+                             _state_loader(lambda: state_source(state), _open_clip_rules_for(config), path),
+                             tokenizer, error)
 
 
 def _hf_weights(directory: Path) -> Path:
@@ -205,11 +208,13 @@ def read_hf_directory(directory: Path, weights: Path | None = None) -> ForeignCh
         # The text tower never masks padding here; pad_id only marks padding in token-level outputs.
         config = dataclasses.replace(config, text=dataclasses.replace(config.text, pad_id=tokenizer.pad_id))
     weights = weights or _hf_weights(directory)
-    read = lambda: without_position_ids(  # noqa: E731
-        read_sharded(weights) if weights.name.endswith(".index.json") else tensors_only(read_state_file(weights),
-                                                                                       weights))
+
+    def open_source() -> WeightSource:
+        shapes, read = sharded_source(weights) if weights.name.endswith(".index.json") else file_source(weights)
+        return without_position_ids(shapes), read
+
     rules = hf_clip_rules(config) if config.kind == "clip" else hf_siglip_rules(config)
-    return ForeignCheckpoint("hf", directory, config, _state_loader(read, lambda state: rules, weights),
+    return ForeignCheckpoint("hf", directory, config, _state_loader(open_source, lambda shapes: rules, weights),
                              tokenizer, error)
 
 
