@@ -56,14 +56,20 @@ class ForeignCheckpoint:
     tokenizer_error: str | None = None
 
 
+ALIGNMENT = 64  # bytes: CPU kernels round differently on tensors at less aligned addresses
+
+
 def fill_model(model: nn.Module, device: torch.device, take: Callable[[str], torch.Tensor]) -> nn.Module:
-    """Allocate `model` (built on meta) on `device` and copy every tensor of its state dict from
-    `take(name)` (casting dtype). Fresh allocations, not the file's tensors: memory-mapped or
-    file-offset tensors can be misaligned, and the kernels then round differently."""
-    model.to_empty(device=device)
-    with torch.no_grad():
-        for name, target in model.state_dict(keep_vars=True).items():
-            target.copy_(take(name))
+    """Give `model` (built on meta) the tensors `take(name)` returns, on `device` in the model's
+    dtypes. A tensor already in place (right device and dtype, contiguous, aligned) becomes the
+    parameter itself, so nothing is copied twice; any other is copied once."""
+    state = {}
+    for name, target in model.state_dict(keep_vars=True).items():
+        tensor = take(name).to(device=device, dtype=target.dtype)
+        if not tensor.is_contiguous() or tensor.data_ptr() % ALIGNMENT:
+            tensor = tensor.clone(memory_format=torch.contiguous_format)
+        state[name] = tensor
+    model.load_state_dict(state, strict=True, assign=True)
     return model
 
 
