@@ -84,12 +84,35 @@ def get_model_config(name_or_path: str | Path | ModelConfig, **overrides: Any) -
     return ModelConfig.from_dict(apply_overrides(values, overrides))
 
 
+_INITIALISERS = ("normal_", "uniform_", "zeros_", "ones_", "constant_", "kaiming_uniform_", "kaiming_normal_",
+                 "trunc_normal_", "xavier_uniform_", "xavier_normal_")
+
+
+@contextlib.contextmanager
+def _initialisers_skipped():
+    """torch.nn.init's in-place initialisers as no-ops (every module, torch's own layers included,
+    calls them through `torch.nn.init`). For the meta device, where tensors hold no values: a
+    random draw there still runs torch's reference kernels and, the first time, imports the
+    compiler stack (seconds for a ViT-B)."""
+    saved = {name: getattr(nn.init, name) for name in _INITIALISERS}
+    try:
+        for name in _INITIALISERS:
+            setattr(nn.init, name, lambda tensor, *args, **kwargs: tensor)
+        yield
+    finally:
+        for name, function in saved.items():
+            setattr(nn.init, name, function)
+
+
 def build_model(config: ModelConfig, *, output_dict: bool = False) -> CLIP:
-    """The model for `config` (class chosen by config.kind), freshly initialised, in train mode.
+    """The model for `config` (class chosen by config.kind), freshly initialised, in train mode
+    (on the meta device, where there is nothing to initialise, the initialisers are skipped).
     output_dict: what forward returns (open_clip's tuple when False; see CLIP)."""
     if not isinstance(config, ModelConfig):
         raise ValueError(f"config must be a ModelConfig, got {type(config).__name__}")
-    return MODEL_CLASSES[config.kind](config, output_dict=output_dict)
+    on_meta = torch.empty(0).is_meta
+    with _initialisers_skipped() if on_meta else contextlib.nullcontext():
+        return MODEL_CLASSES[config.kind](config, output_dict=output_dict)
 
 
 def create_model(name_or_path: str | Path | ModelConfig, *, output_dict: bool = False,

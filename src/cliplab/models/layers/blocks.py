@@ -158,8 +158,6 @@ def init_transformer_weights(stack: BlockStack, width: int) -> None:
     back into the residual stream std W^-0.5 (2L)^-0.5 so the stream's variance stays bounded in
     depth L. Biases start at zero, norms at identity. Modules are visited in registration order,
     so the random draws follow the blocks' layout."""
-    if any(parameter.is_meta for parameter in stack.parameters()):
-        return  # meta tensors hold no values; skipping keeps meta builds of large models fast
     layers = len(stack.blocks)
     attention_std = width ** -0.5
     residual_std = width ** -0.5 * (2 * layers) ** -0.5

@@ -20,7 +20,8 @@ class AttentionalPooler(nn.Module):
 
     def __init__(self, width: int, context_width: int, heads: int, queries: int, norm_eps: float = 1e-5):
         super().__init__()
-        self.query = nn.Parameter(torch.randn(queries, width) * width ** -0.5)
+        self.query = nn.Parameter(torch.empty(queries, width))
+        nn.init.normal_(self.query, std=width ** -0.5)
         self.norm_query = nn.LayerNorm(width, eps=norm_eps)
         self.norm_context = nn.LayerNorm(context_width, eps=norm_eps)
         self.attn = CrossAttention(width, context_width, heads)
@@ -35,7 +36,8 @@ class ProbePooler(nn.Module):
 
     def __init__(self, width: int, heads: int, mlp_width: int, activation: str, norm_eps: float):
         super().__init__()
-        self.probe = nn.Parameter(torch.randn(width) * width ** -0.5)
+        self.probe = nn.Parameter(torch.empty(width))
+        nn.init.normal_(self.probe, std=width ** -0.5)
         self.attn = CrossAttention(width, width, heads)
         self.norm = nn.LayerNorm(width, eps=norm_eps)
         self.mlp = MLP(width, mlp_width, activation)

@@ -54,7 +54,8 @@ class AttentionPool(nn.Module):
     def __init__(self, grid_size: int, channels: int, heads: int):
         super().__init__()
         self.heads = heads
-        self.position_embedding = nn.Parameter(torch.randn(grid_size ** 2 + 1, channels) * channels ** -0.5)
+        self.position_embedding = nn.Parameter(torch.empty(grid_size ** 2 + 1, channels))
+        nn.init.normal_(self.position_embedding, std=channels ** -0.5)
         self.qkv = nn.Linear(channels, 3 * channels)
         nn.init.normal_(self.qkv.weight, std=channels ** -0.5)
 
