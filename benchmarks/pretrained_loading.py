@@ -7,8 +7,10 @@ Run from the repository root (needs open_clip_torch and transformers, as the tes
 For each model, random weights are written once in each format (open_clip hub directory, open_clip
 epoch_K.pt, OpenAI fp16 state dict, Hugging Face CLIPModel directory) by cliplab's own export, then
 every measurement runs in a fresh Python process: imports first (their memory is the baseline),
-then one timed load. Peak memory is the process's RSS high-water mark (ru_maxrss) minus the RSS after
-the imports, so it counts what loading adds, file pages read through a memory map included. The
+then one timed load. Peak memory is the process's RSS high-water mark during the load (VmHWM, reset
+after the imports) minus the RSS after the imports: what loading adds, file pages read through a
+memory map included (pages mapped but not yet read are not counted; a model whose parameters are
+still unread file pages is counted when first used, which this does not do). The
 baselines are the libraries' own ways of loading the same files:
     open_clip     create_model(name) + load_state_dict(load_state_dict(file)), or load_openai_model(file)
     transformers  CLIPModel.from_pretrained(directory)
@@ -20,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -39,6 +40,21 @@ def rss_mib() -> float:
     with open("/proc/self/statm") as handle:
         pages = int(handle.read().split()[1])
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def reset_peak_rss() -> None:
+    """Start the RSS high-water mark afresh (Linux: 5 > /proc/self/clear_refs), so that a transient
+    peak while importing does not count as the load's."""
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")
+
+
+def peak_rss_mib() -> float:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def write_checkpoints(name: str, directory: Path) -> dict[str, Path]:
@@ -93,13 +109,14 @@ def measure(library: str, checkpoint_format: str, path: str, name: str) -> dict:
     else:
         import transformers
         load = lambda: transformers.CLIPModel.from_pretrained(path)  # noqa: E731
+    reset_peak_rss()
     baseline = rss_mib()
     start = time.perf_counter()
     loaded = load()
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    added = peak_rss_mib() - baseline
     del loaded
-    return {"seconds": seconds, "added_mib": peak - baseline}
+    return {"seconds": seconds, "added_mib": added}
 
 
 def run_measurement(library: str, checkpoint_format: str, path: Path, name: str) -> dict:
@@ -137,8 +154,8 @@ def main() -> None:
     write_section("pretrained_loading", "Loading pretrained checkpoints", f"""
 Random weights of each open_clip architecture, written once per format by cliplab's export; each
 figure is the median over {args.repeats} fresh processes of one load call after the imports.
-"peak RSS added" is the process's RSS high-water mark minus its RSS after the imports: the memory a
-load needs, file pages read through a memory map included. The OpenAI row loads an fp16 file into
+"peak RSS added" is the process's RSS high-water mark during the load minus its RSS after the
+imports: the memory a load needs, file pages read through a memory map included. The OpenAI row loads an fp16 file into
 an fp32 model (QuickGELU architecture inferred from the shapes), so its file is half the size.
 
 {table}

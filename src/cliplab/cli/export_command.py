@@ -30,12 +30,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("checkpoint", metavar="CHECKPOINT",
                         help="bundle, run directory, open_clip / OpenAI / Hugging Face checkpoint")
     parser.add_argument("--format", required=True, choices=("open_clip", "hf"), help="what to write")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    add_output_arguments(parser, "output directory")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def add_output_arguments(parser: argparse.ArgumentParser, out_help: str) -> None:
+    """--out, --model and --force, as the commands that read checkpoints and write a directory take them."""
+    parser.add_argument("--out", required=True, metavar="DIR", help=out_help)
     parser.add_argument("--model", metavar="NAME",
                         help="open_clip architecture name, for checkpoint files without one (epoch_K.pt)")
     parser.add_argument("--force", action="store_true", help="write into an existing non-empty --out")
-    parser.set_defaults(run=run)
-    return parser
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from cliplab.cli.export_command import add_output_arguments
+
 EPILOG = """\
 Writes a cliplab bundle whose every floating tensor is (1 - A) * zero-shot + A * fine-tuned
 (Wortsman et al., "Robust fine-tuning of zero-shot models", CVPR 2022), with the fine-tuned model's
@@ -25,10 +27,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("fine_tuned", metavar="FINE_TUNED", help="the fine-tuned checkpoint")
     parser.add_argument("--alpha", required=True, type=float, metavar="A",
                         help="weight of the fine-tuned model, in [0, 1] (0: zero-shot, 1: fine-tuned)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output bundle directory")
-    parser.add_argument("--model", metavar="NAME",
-                        help="open_clip architecture name, for checkpoint files without one (epoch_K.pt)")
-    parser.add_argument("--force", action="store_true", help="write into an existing non-empty --out")
+    add_output_arguments(parser, "output bundle directory")
     parser.set_defaults(run=run)
     return parser
 

@@ -12,11 +12,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from cliplab.models.config import VisionConfig
 from cliplab.models.towers.locking import GroupItem
-from cliplab.models.towers.vision_transformer import check_images
+from cliplab.models.towers.staged import StagedTower
 
 EXPANSION = 4  # a bottleneck's output has 4x its inner channels
 
@@ -71,7 +70,7 @@ class AttentionPool(nn.Module):
         return F.scaled_dot_product_attention(query, key, value).reshape(batch, channels)
 
 
-class ModifiedResNet(nn.Module):
+class ModifiedResNet(StagedTower):
     """images [B, 3, S, S] -> pooled [B, 32 W] and cell tokens [B, (S/32)^2, 32 W] (W = config.width)."""
 
     def __init__(self, config: VisionConfig):
@@ -97,29 +96,10 @@ class ModifiedResNet(nn.Module):
         for stage in self.stages:
             for block in stage:
                 nn.init.zeros_(block.bn3.weight)  # each residual branch starts as the identity
-        self.grad_checkpointing = False
 
-    def forward_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """images [B, 3, S, S] -> (pooled [B, 32 W], cell tokens [B, G*G, 32 W])."""
-        check_images(images, self.config.image_size)
-        features = self.stem(images)
-        for stage in self.stages:
-            if self.grad_checkpointing and torch.is_grad_enabled():
-                features = checkpoint(stage, features, use_reentrant=False)
-            else:
-                features = stage(features)
+    def pool(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.attention_pool(features), features.flatten(2).transpose(1, 2)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.forward_features(images)[0]
-
-    def forward_tokens(self, images: torch.Tensor) -> torch.Tensor:
-        """images [B, 3, S, S] -> cell tokens [B, G*G, 32 W] (row-major over the final grid)."""
-        return self.forward_features(images)[1]
 
     def parameter_groups(self) -> list[list[GroupItem]]:
         """Locking groups, input to output: stem, each stage, attention pool."""
         return [[self.stem], *([stage] for stage in self.stages), [self.attention_pool]]
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.grad_checkpointing = enable
