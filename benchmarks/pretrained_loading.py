@@ -115,8 +115,12 @@ def measure(library: str, checkpoint_format: str, path: str, name: str) -> dict:
     loaded = load()
     seconds = time.perf_counter() - start
     added = peak_rss_mib() - baseline
-    del loaded
-    return {"seconds": seconds, "added_mib": added}
+    model = loaded[0] if isinstance(loaded, tuple) else loaded
+    with torch.no_grad():  # read every parameter once: memory-mapped weights are read here
+        checksum = sum(float(tensor.float().sum()) for tensor in model.state_dict().values())
+    used_seconds = time.perf_counter() - start
+    return {"seconds": seconds, "added_mib": added, "used_seconds": used_seconds,
+            "used_mib": peak_rss_mib() - baseline, "checksum": checksum}
 
 
 def run_measurement(library: str, checkpoint_format: str, path: Path, name: str) -> dict:
@@ -145,17 +149,22 @@ def main() -> None:
                 file_bytes = sum(item.stat().st_size for item in ([path] if path.is_file() else path.iterdir()))
                 for library in ("cliplab", baseline):
                     runs = [run_measurement(library, checkpoint_format, path, name) for _ in range(args.repeats)]
-                    seconds = statistics.median(run["seconds"] for run in runs)
-                    added = statistics.median(run["added_mib"] for run in runs)
-                    rows.append([name, checkpoint_format, f"{file_bytes / 2**20:.0f}", library, f"{seconds:.2f}",
-                                 f"{added:.0f}"])
+                    median = {key: statistics.median(run[key] for run in runs)
+                              for key in ("seconds", "added_mib", "used_seconds", "used_mib")}
+                    rows.append([name, checkpoint_format, f"{file_bytes / 2**20:.0f}", library,
+                                 f"{median['seconds']:.2f}", f"{median['added_mib']:.0f}",
+                                 f"{median['used_seconds']:.2f}", f"{median['used_mib']:.0f}"])
                     print(" | ".join(rows[-1]), flush=True)
-    table = format_table(["model", "format", "file MiB", "loader", "load s (median)", "peak RSS added MiB"], rows)
+    table = format_table(["model", "format", "file MiB", "loader", "load s", "peak RSS added MiB",
+                          "load + read every weight s", "peak RSS added then MiB"], rows)
     write_section("pretrained_loading", "Loading pretrained checkpoints", f"""
 Random weights of each open_clip architecture, written once per format by cliplab's export; each
 figure is the median over {args.repeats} fresh processes of one load call after the imports.
 "peak RSS added" is the process's RSS high-water mark during the load minus its RSS after the
-imports: the memory a load needs, file pages read through a memory map included. The OpenAI row loads an fp16 file into
+imports: the memory a load needs, file pages read through a memory map included. Loaders that
+map the file (cliplab for PyTorch zip files, transformers for safetensors) read the weights only
+when they are first used, so the last two columns also read every weight once (a sum over each
+tensor) and give the time and peak up to then: the figures to compare across loaders. The OpenAI row loads an fp16 file into
 an fp32 model (QuickGELU architecture inferred from the shapes), so its file is half the size.
 
 {table}
