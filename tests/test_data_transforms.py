@@ -93,3 +93,9 @@ def test_bad_inputs():
         images_uint8_to_tensor(np.zeros((2, 8, 8, 4), dtype=np.uint8), PreprocessConfig(image_size=8))
     with pytest.raises(ValueError, match="image must be a PIL.Image.Image"):
         image_transform(PreprocessConfig(image_size=8), train=False)(np.zeros((8, 8)))
+
+
+def test_a_16_bit_grayscale_image_is_scaled_not_clipped():
+    values = np.arange(0, 65536, 4096, dtype=np.uint16).reshape(4, 4)
+    transform = image_transform(PreprocessConfig(image_size=4), train=False)
+    assert torch.equal(transform(Image.fromarray(values)), transform(Image.fromarray((values >> 8).astype(np.uint8))))

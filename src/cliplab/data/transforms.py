@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from cliplab.data.images import to_rgb
+
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -95,7 +97,7 @@ class ImageTransform:
     """`PIL.Image -> Tensor[3, S, S] float32`, normalised; picklable for DataLoader workers.
 
     Grayscale, palette and RGBA images are converted to RGB first (grayscale becomes 3 equal
-    channels). In training the random draws come from `generator` when given, else from torch's global
+    channels; 16-bit grayscale is scaled to 8 bits, `cliplab.data.images.to_rgb`). In training the random draws come from `generator` when given, else from torch's global
     RNG (which DataLoader seeds differently in every worker).
     """
 
@@ -107,7 +109,7 @@ class ImageTransform:
     def __call__(self, image: Image.Image) -> torch.Tensor:
         if not isinstance(image, Image.Image):
             raise ValueError(f"image must be a PIL.Image.Image, got {type(image).__name__}")
-        image = image.convert("RGB")
+        image = to_rgb(image)
         if self.train:
             image = self._random_resized_crop(image)
             if self.config.train_horizontal_flip and self._uniform() < 0.5:
