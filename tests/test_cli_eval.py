@@ -160,3 +160,16 @@ def test_help_lists_commands_and_examples(capsys):
             run_cli([command, "--help"])
         assert exited.value.code == 0
         assert "examples:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("device, message", [
+    ("cuda", "--device cuda: CUDA is not available (this torch is built without CUDA); use --device cpu"),
+    ("cuda:x", "--device 'cuda:x' is not a device name: expected cpu, cuda or cuda:N"),
+    ("meta", "--device meta: cliplab runs on cpu or cuda"),
+])
+def test_a_device_this_machine_lacks_is_one_line(trained_run, capsys, monkeypatch, device, message):
+    # Before: `--device cuda` without CUDA ended in torch's AssertionError.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", None)
+    assert run_cli(["eval", trained_run.bundle, "--device", device, "--max-samples", 10]) == 2
+    assert capsys.readouterr().err == f"cliplab eval: error: {message}\n"

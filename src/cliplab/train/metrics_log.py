@@ -1,16 +1,19 @@
-"""Run-directory logging on rank 0: metrics.jsonl, TensorBoard scalars, a tqdm progress bar, the summary.
+"""Run-directory logging on rank 0: metrics.jsonl, TensorBoard scalars, a tqdm progress bar.
 
 metrics.jsonl holds one JSON object per line: `{"kind": "train", ...}` per logged step,
 `{"kind": "eval", ...}` per evaluation (key lists in docs/training.md) and `{"kind": "data", ...}`
-per epoch, its skipped-sample counts (docs/data.md). When a run resumes from step
-c, lines for steps after c (written before the interruption) are dropped first, so the file reads as
-one uninterrupted run; TensorBoard is told the same with `purge_step`.
+per epoch, its skipped-sample counts (docs/data.md). Each step has at most one line of each kind:
+when a run starts again in its directory from step c (a checkpoint of step c, or step 0 when it was
+interrupted before its first checkpoint), what the interrupted attempt wrote after that checkpoint
+is cut off first (`truncate_metrics_after`), so the file reads as one uninterrupted run;
+TensorBoard is told the same with `purge_step`.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,33 +22,46 @@ from typing import Any, Mapping
 import torch
 from tqdm import tqdm
 
-from cliplab.eval.run_layout import METRICS_FILE, SUMMARY_FILE, TENSORBOARD_DIR
+from cliplab.eval.run_layout import METRICS_FILE, TENSORBOARD_DIR
 from cliplab.train.accumulation import LossOutput
+from cliplab.train.atomic_files import raise_if_out_of_space
 from cliplab.train.config import LoggingConfig, TrainConfig
 from cliplab.train.config_io import config_to_dict
 from cliplab.train.state import TrainState
 
 
+def truncate_metrics_after(path: Path, step: int) -> list[dict[str, Any]]:
+    """Cut `path` back to the records of steps up to `step`; return the records kept.
 
-def truncate_metrics_after(path: Path, step: int) -> None:
-    """Keep only the lines of `path` whose step is <= `step` (a resumed run rewrites the rest)."""
+    The run appends records in step order, so what an interrupted attempt wrote after step `step`
+    follows one point of the file: the first line of a later step, or a line torn by a kill (not
+    JSON, or without its newline). The file is truncated there, in place, which needs no free
+    space. Blank lines are kept as they are. (An eval line of `step` itself stays: the evaluation
+    was done; `Trainer.train` repeats one only when it is missing.)
+    """
     if not path.is_file():
-        return
-    kept = []
-    with open(path) as handle:
+        return []
+    kept: list[dict[str, Any]] = []
+    end = 0
+    with open(path, "rb") as handle:
         for line in handle:
-            line = line.strip()
-            if not line:
+            if not line.strip():
+                end += len(line)
                 continue
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line torn by a kill mid-write
-            if int(record.get("step", 0)) <= step:
-                kept.append(line)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    tmp.replace(path)
+            except ValueError:  # JSONDecodeError and UnicodeDecodeError both
+                break
+            if not isinstance(record, dict) or not line.endswith(b"\n"):
+                break
+            record_step = record.get("step", 0)
+            if not isinstance(record_step, int) or record_step > step:
+                break
+            kept.append(record)
+            end += len(line)
+    if end < path.stat().st_size:
+        os.truncate(path, end)
+    return kept
 
 
 def _json_safe(value: Any) -> Any:
@@ -55,39 +71,55 @@ def _json_safe(value: Any) -> Any:
 
 
 class MetricsLogger:
-    """Writes metrics on the main process; every method is a no-op elsewhere."""
+    """Writes metrics on the main process; every method is a no-op elsewhere.
 
-    def __init__(self, run_dir: str | Path, *, enabled: bool, tensorboard: bool, resume_step: int | None = None):
+    start_step: the step the run starts from; lines an earlier attempt wrote after it are dropped
+    (`truncate_metrics_after`, kept in `resumed_records`) and TensorBoard is told to hide its
+    events from step start_step + 1 on (`purge_step`).
+    """
+
+    def __init__(self, run_dir: str | Path, *, enabled: bool, tensorboard: bool, start_step: int = 0):
         self.enabled = enabled
         self.path = Path(run_dir) / METRICS_FILE
+        self.resumed_records: list[dict[str, Any]] = []
         self._writer = None
         if not enabled:
             return
-        if resume_step is not None:
-            truncate_metrics_after(self.path, resume_step)
+        self.resumed_records = truncate_metrics_after(self.path, start_step)
         self._handle = open(self.path, "a")
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            purge = None if resume_step is None else resume_step + 1
-            self._writer = SummaryWriter(str(Path(run_dir) / TENSORBOARD_DIR), purge_step=purge)
+            events = Path(run_dir) / TENSORBOARD_DIR
+            self._writer = SummaryWriter(str(events), purge_step=start_step + 1 if events.exists() else None)
 
     def log(self, record: Mapping[str, Any]) -> None:
         """Append one record (needs 'kind' and 'step'); numeric top-level values go to TensorBoard."""
         if not self.enabled:
             return
         line = json.dumps({key: _json_safe(value) for key, value in record.items()})
-        self._handle.write(line + "\n")
-        self._handle.flush()
+        try:
+            self._handle.write(line + "\n")
+            self._handle.flush()
+        except OSError as error:
+            raise_if_out_of_space(error, self.path, len(line) + 1)
+            raise
         if self._writer is not None:
             for key, value in record.items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in ("step", "kind"):
                     self._writer.add_scalar(f"{record['kind']}/{key}", value, record["step"])
 
+    def last(self, kind: str) -> dict[str, Any] | None:
+        """The last record of `kind` kept from an earlier attempt (None: none, or not the main process)."""
+        return next((record for record in reversed(self.resumed_records) if record.get("kind") == kind), None)
+
     def close(self) -> None:
         if not self.enabled:
             return
-        self._handle.close()
+        try:
+            self._handle.close()
+        except OSError:
+            pass  # the failed flush was reported by `log`
         if self._writer is not None:
             self._writer.close()
 
@@ -164,13 +196,17 @@ class TrainLogger:
     progress bar; every method is a no-op elsewhere. A train record every `log_every_n_steps` steps
     and at the last step."""
 
-    def __init__(self, run_dir: Path, config: LoggingConfig, *, enabled: bool, resume_step: int | None,
-                 total_steps: int, initial_step: int):
+    def __init__(self, run_dir: Path, config: LoggingConfig, *, enabled: bool, start_step: int, total_steps: int):
         self.log_every_n_steps, self.total_steps = config.log_every_n_steps, total_steps
         self.metrics = MetricsLogger(run_dir, enabled=enabled, tensorboard=config.tensorboard,
-                                     resume_step=resume_step)
-        self.progress = ProgressBar(total_steps=total_steps, initial_step=initial_step,
+                                     start_step=start_step)
+        self.progress = ProgressBar(total_steps=total_steps, initial_step=start_step,
                                     enabled=enabled and config.progress_bar)
+
+    def last_logged(self, kind: str) -> dict[str, Any] | None:
+        """The last `kind` record an earlier attempt of the run logged up to the step it starts from
+        (None on the other ranks)."""
+        return self.metrics.last(kind)
 
     def log_step(self, state: TrainState, report: StepReport) -> None:
         self.progress.update(loss=report.loss, samples_per_s=report.samples / report.step_time_s, epoch=report.epoch)
@@ -207,18 +243,3 @@ def announce_run(config: TrainConfig, run_dir: Path, resume_from: Path | None, s
     if config.eval.eval_at_end and not config.evaluates_at_end:
         print(f"note: no evaluation at the end: a {config.data.dataset_type} run evaluates on data.val_data "
               f"(--val-data), which is not set")
-
-
-def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
-    """summary.json, and the closing line of the run."""
-    with open(run_dir / SUMMARY_FILE, "w") as handle:
-        json.dump(summary, handle, indent=2)
-        handle.write("\n")
-    evaluation = ""
-    if "zero_shot_top1" in summary:
-        evaluation = f"; zero-shot top-1 {summary['zero_shot_top1']:.4f}, top-5 {summary['zero_shot_top5']:.4f}"
-    elif "image_to_text_R@1" in summary:  # data without classes: retrieval only
-        evaluation = (f"; retrieval R@1 image-to-text {summary['image_to_text_R@1']:.4f}, "
-                      f"text-to-image {summary['text_to_image_R@1']:.4f}")
-    print(f"done: {summary['steps']} steps, {summary['samples_seen']} samples in {summary['wall_seconds']:.0f} s"
-          + evaluation + f"; summary in {run_dir / SUMMARY_FILE}")
