@@ -19,6 +19,10 @@ upgrade. When the layout changes, bump FORMAT_VERSION and convert the older vers
 `read_config`, so that every bundle ever written still loads (`tests/fixtures/bundle_format_1/` is
 a committed version-1 bundle that the tests load). New config fields default to the first layout's
 behaviour, so version 1 still describes every bundle.
+
+An FSDP2 run's step directory reads as a bundle whose weights are the DCP directory `shards/`
+(`cliplab.pretrained.dcp_reader`, one process, no process group); `cliplab export --format bundle`
+writes it out with a single `model.safetensors`.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from cliplab.models.config import read_json_object
 from cliplab.pretrained.formats import (HF_HUB_PREFIX, LOCAL_DIR_PREFIX, accepted_formats, directory_format,
                                         download_hf_hub, strip_local_dir)
 from cliplab.pretrained.key_maps import check_state_dict
+from cliplab.pretrained.dcp_reader import SHARDS_DIR, DcpModelReader, is_sharded_checkpoint
 from cliplab.pretrained.weight_files import SafetensorsReader
 from cliplab.pretrained.loaders import (ForeignCheckpoint, architecture_config, build_model_from, fill_model,
                                         read_foreign)
@@ -62,13 +67,20 @@ class CheckpointNotFoundError(UserError, FileNotFoundError):
 def save(model: nn.Module, tokenizer: Any, path: str | os.PathLike) -> Path:
     """Write the bundle directory `path` (created if needed; bundle files in it are replaced)."""
     model = cliplab_model(model)
-    check_tokenizer_fits(model.config, tokenizer, "save")
-    directory = Path(path)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = save_description(model.config, tokenizer, path)
     state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}
     save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
+    return directory
+
+
+def save_description(config: ModelConfig, tokenizer: Any, path: str | os.PathLike) -> Path:
+    """A bundle's `config.json` and tokenizer files in directory `path` (created), without weights:
+    `save` adds `model.safetensors`; a sharded training checkpoint has its DCP shards instead."""
+    check_tokenizer_fits(config, tokenizer, "save")
+    directory = Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
     with open(directory / CONFIG_FILE, "w") as handle:
-        json.dump({FORMAT_VERSION_KEY: FORMAT_VERSION, **model.config.to_dict()}, handle, indent=2)
+        json.dump({FORMAT_VERSION_KEY: FORMAT_VERSION, **config.to_dict()}, handle, indent=2)
         handle.write("\n")
     save_tokenizer(tokenizer, directory)
     return directory
@@ -102,9 +114,10 @@ def read_config(path: str | os.PathLike) -> ModelConfig:
 
 
 def is_bundle(path: Path) -> bool:
-    """A directory with cliplab's weights and config files (and not a Hugging Face directory)."""
-    return (path.is_dir() and (path / WEIGHTS_FILE).is_file() and (path / CONFIG_FILE).is_file()
-            and directory_format(path) is None)
+    """A directory with cliplab's weights and config files (and not a Hugging Face directory); the
+    weights are `model.safetensors`, or DCP shards (an FSDP2 run's step directory)."""
+    return (path.is_dir() and ((path / WEIGHTS_FILE).is_file() or is_sharded_checkpoint(path))
+            and (path / CONFIG_FILE).is_file() and directory_format(path) is None)
 
 
 def _follow_latest(pointer: Path) -> Path:
@@ -114,7 +127,8 @@ def _follow_latest(pointer: Path) -> Path:
     target = pointer.parent / name  # an absolute name replaces the parent
     if not is_bundle(target):
         raise CheckpointNotFoundError(
-            f"{pointer} names {target}, which is not a complete checkpoint (needs {WEIGHTS_FILE} and {CONFIG_FILE})")
+            f"{pointer} names {target}, which is not a complete checkpoint (needs {CONFIG_FILE} and {WEIGHTS_FILE} "
+            f"or {SHARDS_DIR}/)")
     return target
 
 
@@ -165,15 +179,19 @@ def _local_path(path: str | os.PathLike) -> Path:
 
 
 def _read_bundle(directory: Path, device: torch.device, output_dict: bool) -> tuple[CLIP, Any]:
-    """Read the bundle's weights into a model built on meta: names and shapes are checked from the
-    file's header first, then one tensor at a time is read and copied."""
+    """Read the bundle's weights into a model built on meta: names and shapes are checked first
+    (from the safetensors header, or from DCP's metadata for shards), then the tensors are read
+    (one at a time from safetensors; in one pass over DCP shards) and copied in."""
     config = read_config(directory / CONFIG_FILE)
     with torch.device("meta"):
         model = build_model(config, output_dict=output_dict)
     if device.type != "meta":
-        reader = SafetensorsReader(directory / WEIGHTS_FILE)
-        check_state_dict(model.state_dict(), reader.shapes, source=str(directory / WEIGHTS_FILE))
-        fill_model(model, device, reader.read)
+        sharded = not (directory / WEIGHTS_FILE).is_file()
+        source = directory / (SHARDS_DIR if sharded else WEIGHTS_FILE)
+        reader = DcpModelReader(source) if sharded else SafetensorsReader(source)
+        expected = model.state_dict()
+        check_state_dict(expected, reader.shapes, source=str(source))
+        fill_model(model, device, lambda name: reader.read(name).reshape(expected[name].shape))
     return model.eval(), load_tokenizer(directory)
 
 

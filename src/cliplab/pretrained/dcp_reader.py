@@ -14,9 +14,6 @@ import warnings
 from pathlib import Path
 
 import torch
-import torch.distributed.checkpoint as dcp
-from torch.distributed.checkpoint import FileSystemReader
-from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
 from cliplab.errors import UserError
 
@@ -38,6 +35,9 @@ class DcpModelReader:
     `check_state_dict` accepts it and the loader reshapes it to the model's 0-d."""
 
     def __init__(self, directory: Path):
+        from torch.distributed.checkpoint import FileSystemReader  # imported when used: it is slow to import
+        from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
         self.directory = directory
         self._reader = FileSystemReader(directory)
         try:
@@ -57,6 +57,8 @@ class DcpModelReader:
         """The whole tensor `name`. The first call reads every model tensor in one pass over the
         files (one DCP load); each is handed out once."""
         if self._loaded is None:
+            import torch.distributed.checkpoint as dcp
+
             state = {MODEL_PREFIX + key: torch.empty(meta.shape, dtype=meta.dtype) for key, meta in self.shapes.items()}
             with warnings.catch_warnings():  # "assuming the intent is to load in a single process": it is
                 warnings.filterwarnings("ignore", message="torch.distributed is disabled")
