@@ -1,0 +1,87 @@
+"""The checkpointer of an FSDP2 run: step directories whose weights and optimiser state are DCP shards.
+
+Layout of one checkpoint directory (the manifest lists every other file, at any depth):
+    shards/                           DCP: `.metadata` + `__<rank>_0.distcp` per rank; the model,
+                                      the objective heads and the AdamW state (`dcp_state`)
+    config.json, tokenizer files      as in a bundle (`cliplab.bundle.save_description`)
+    train_state.pt                    counters and data position, GradScaler, every rank's RNG
+                                      states, the saved run config (the payload of a single-file
+                                      checkpoint without its "optimizer" and "extra_modules")
+    manifest.json                     written last (`cliplab.train.manifest`)
+
+Saving, a collective: rank 0 stages `.tmp-step_XXXXXXX` (`CheckpointManager.stage`, a name every
+rank can compute, shared with `run_on_main`); every rank writes its own shards into it
+(`dcp.save`, which returns on every rank only after the coordinator wrote `.metadata`, so after
+every rank's shards are on disk); rank 0 then writes the small files and publishes
+(`CheckpointManager.publish`: fsync, manifest over every file of every rank, rename, `latest`).
+A kill of any rank before the manifest leaves a staging directory that resume never reads (and
+that the next start removes): resume takes the previous checkpoint, which still verifies. A shard
+lost or damaged afterwards fails the manifest, and resume falls back the same way.
+
+Resuming (`restore`) reads this rank's rows of every tensor from the shards of whatever number of
+ranks wrote them (`dcp_state.load_sharded`): a run checkpointed on N ranks resumes on M. No rank
+holds the whole model or optimiser state while saving or loading.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from cliplab.bundle import save_description
+from cliplab.distributed.agreement import run_on_main
+from cliplab.pretrained.dcp_reader import SHARDS_DIR, is_sharded_checkpoint
+from cliplab.train.atomic_files import save_torch
+from cliplab.train.checkpoint import TRAIN_STATE_FILE, gather_rng_states, set_rng_state
+from cliplab.train.checkpointer import Checkpointer
+from cliplab.train.dcp_state import load_sharded, save_sharded
+from cliplab.train.state import TrainState
+from cliplab.errors import MissingInputError
+
+
+class DcpCheckpointer(Checkpointer):
+    """A Checkpointer over the parts of an FSDP2 run. trainable: the sharded root module (the model,
+    or the model with objective heads); rename: a name of its state dict -> the unsharded name
+    (`cliplab.train.sharding.canonical_name`)."""
+
+    def __init__(self, *args, trainable: nn.Module, rename: Callable[[str], str], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.trainable, self.rename = trainable, rename
+
+    def save(self, state: TrainState) -> None:
+        """Write checkpoint `step_<state.step>` (see the module docstring). A collective."""
+        rng_states = gather_rng_states()
+        staging = run_on_main(lambda: self.manager.stage(state.step))
+        save_sharded(staging / SHARDS_DIR, self.trainable, self.parts.optimizer, rename=self.rename)
+        run_on_main(lambda: self._publish(staging, state, rng_states))
+
+    def _publish(self, staging: Path, state: TrainState, rng_states: list) -> Path:
+        parts = self.parts
+        try:
+            save_description(parts.model.config, parts.tokenizer, staging)
+            save_torch({"train_state": state.to_dict(),
+                        "scaler": parts.scaler.state_dict() if parts.scaler is not None else None,
+                        "rng": rng_states, "config": self.saved_config}, staging / TRAIN_STATE_FILE)
+            return self.manager.publish(staging, state.step)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+    def restore(self, path: Path, *, rank: int) -> TrainState:
+        """Restore the parts from the sharded checkpoint `path` (verified by `run_dir.resolve_resume`),
+        written by any number of ranks. A collective."""
+        if not is_sharded_checkpoint(path):
+            raise MissingInputError(f"{path} is not a sharded checkpoint (no {SHARDS_DIR}/.metadata)")
+        load_sharded(path / SHARDS_DIR, self.trainable, self.parts.optimizer, rename=self.rename)
+        payload = torch.load(path / TRAIN_STATE_FILE, map_location="cpu", weights_only=False)
+        if self.parts.scaler is not None and payload["scaler"] is not None:
+            self.parts.scaler.load_state_dict(payload["scaler"])
+        states = payload["rng"]
+        set_rng_state(states[rank] if rank < len(states) else states[0])
+        state = TrainState.from_dict(payload["train_state"])
+        self.last_saved_step = state.step
+        return state
