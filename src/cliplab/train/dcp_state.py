@@ -33,6 +33,7 @@ from torch.distributed import ProcessGroup
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
 MODEL_KEY, OBJECTIVES_KEY, OPTIMIZER_KEY = "model", "objectives", "optimizer"
+_GROUP_NAME_LISTS = ("params", "param_names")  # the parameter names a param group lists
 
 
 def _identity(name: str) -> str:
@@ -50,7 +51,7 @@ def _section_of(name: str, with_objectives: bool) -> tuple[str, str]:
 def _rename_optimizer(state: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
     """An optimiser state dict keyed by parameter names (`get_state_dict`'s) with every name mapped."""
     groups = [{**group, **{key: [names[name] for name in group[key]]
-                           for key in ("params", "param_names") if key in group}}
+                           for key in _GROUP_NAME_LISTS if key in group}}
               for group in state["param_groups"]]
     return {"state": {names[name]: values for name, values in state["state"].items()}, "param_groups": groups}
 
@@ -65,7 +66,8 @@ class _Layout:
         self.names = {name: rename(name) for name in model_state}
         self.names.update({name: rename(name) for name in optimizer_state["state"]})
         for group in optimizer_state["param_groups"]:
-            self.names.update({name: rename(name) for name in group["params"]})
+            for key in _GROUP_NAME_LISTS:
+                self.names.update({name: rename(name) for name in group.get(key, ())})
         self.live_names = {renamed: name for name, renamed in self.names.items()}
         self.sections = {MODEL_KEY: {}}
         if self.with_objectives:
