@@ -1,40 +1,140 @@
-"""How the trainable module is wrapped for the step: DDP across processes, then torch.compile.
+"""How the trainable module is spread over the processes: DDP (whole copies) or FSDP2 (shards).
 
-The step calls `ParallelModel.module`; the unwrapped model is what is saved. A sharded wrapper
-(FSDP2's `fully_shard`) belongs here, with a checkpointer that saves its sharded state.
+`ModelBuild` decides how the model and objective heads are built: in full, or (FSDP2) on the meta
+device while `cliplab.distributed.shard_init.ShardedInit` keeps this rank's shard of the initial
+values, drawn exactly as the full build draws them, so that a sharded run starts from the weights
+a DDP run with the same seed has, and no rank ever holds the whole model.
+
+`wrap_for_training` then gives the `ParallelModel` the step runs:
+  - DDP (several processes, `distributed.fsdp` off): DistributedDataParallel, then torch.compile
+    of the whole module when asked;
+  - FSDP2 (`distributed.fsdp`): `sharding.shard` (units, mixed precision, 0-d parameters, blocks
+    compiled one by one when asked), then the shards allocated and filled;
+  - one process: the module itself (compiled when asked).
+Whatever leaves a sharded run (checkpoints, bundles) is gathered into the unsharded format
+(`sharded_state`); the single-file checkpoint is the interim format under FSDP2 until sharded
+DCP checkpoints land behind the same Checkpointer.
 """
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Callable, ContextManager
+from typing import Any, Callable, ContextManager, Iterator
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from cliplab.train.config import TrainConfig
+from cliplab.distributed.shard_init import ShardedInit
+from cliplab.train.checkpoint import CheckpointManager
+from cliplab.train.checkpointer import CheckpointedParts, Checkpointer
+from cliplab.train.config import CheckpointConfig, TrainConfig
 from cliplab.train.distributed_setup import DistributedContext
+
+
+class ModelBuild:
+    """Where the run's modules are built: `device` for `build_training_model`, and `building()`,
+    the context the model and objective heads are constructed in."""
+
+    def __init__(self, config: TrainConfig, context: DistributedContext):
+        self.sharded = config.distributed.fsdp
+        self.device = torch.device("meta") if self.sharded else context.device
+        self.recorder = ShardedInit(context.rank, context.world_size) if self.sharded else None
+
+    @contextlib.contextmanager
+    def building(self) -> Iterator[None]:
+        if self.recorder is None:
+            yield
+            return
+        from cliplab.models.registry import initialisers_on_meta
+
+        with initialisers_on_meta(), self.recorder.building():
+            yield
 
 
 @dataclass(frozen=True)
 class ParallelModel:
-    """module: what the step runs (images, tokens) -> outputs; no_sync(): a context in which a
-    backward does not all-reduce the gradients (DDP's no_sync; a null context in one process)."""
+    """module: what the step runs (images, tokens) -> outputs; trainable: the unwrapped module
+    whose (possibly sharded) parameters the optimiser steps; model: the CLIP model in it;
+    no_sync(): a context in which a backward does not reduce gradients across ranks (DDP's no_sync,
+    FSDP2's gradient sync off; a null context in one process); sharded: FSDP2."""
 
     module: nn.Module
+    trainable: nn.Module
+    model: nn.Module
     no_sync: Callable[[], ContextManager]
+    sharded: bool
 
 
-def wrap_for_training(model: nn.Module, config: TrainConfig, context: DistributedContext) -> ParallelModel:
-    """DDP (when distributed), then torch.compile (when asked)."""
-    wrapped, no_sync = model, contextlib.nullcontext
+def _ddp(trainable: nn.Module, model: nn.Module, config: TrainConfig, context: DistributedContext) -> ParallelModel:
+    wrapped, no_sync = trainable, contextlib.nullcontext
     if context.distributed:
         device_ids = [context.device.index] if context.device.type == "cuda" else None
-        wrapped = DistributedDataParallel(model, device_ids=device_ids,
+        wrapped = DistributedDataParallel(trainable, device_ids=device_ids,
                                           find_unused_parameters=config.distributed.find_unused_parameters)
         no_sync = wrapped.no_sync
     if config.model.torchcompile:
         wrapped = torch.compile(wrapped)
-    return ParallelModel(module=wrapped, no_sync=no_sync)
+    return ParallelModel(module=wrapped, trainable=trainable, model=model, no_sync=no_sync, sharded=False)
+
+
+def _fsdp(trainable: nn.Module, model: nn.Module, config: TrainConfig, context: DistributedContext,
+          build: ModelBuild) -> ParallelModel:
+    from cliplab.train.sharded_state import fill_shards
+    from cliplab.train.sharding import shard
+
+    initial = build.recorder.values(trainable)
+    shard(trainable, model, precision=config.loop.precision, compile_blocks=config.model.torchcompile)
+    fill_shards(trainable, initial.rows, context.device)
+
+    @contextlib.contextmanager
+    def no_sync() -> Iterator[None]:
+        trainable.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            trainable.set_requires_gradient_sync(True)
+
+    return ParallelModel(module=trainable, trainable=trainable, model=model, no_sync=no_sync, sharded=True)
+
+
+def wrap_for_training(trainable: nn.Module, model: nn.Module, config: TrainConfig, context: DistributedContext,
+                      build: ModelBuild) -> ParallelModel:
+    """The ParallelModel of `trainable` (the model, or the model with objective heads), built by `build`."""
+    if build.sharded:
+        return _fsdp(trainable, model, config, context, build)
+    return _ddp(trainable, model, config, context)
+
+
+def model_for_checkpoint(parallel: ParallelModel, *, keep: bool) -> tuple[nn.Module | None, dict[str, Any] | None]:
+    """A collective under FSDP2: (the unwrapped model with whole weights, the objective heads' state
+    dict or None), on the ranks that `keep` them. Unsharded: the live model itself."""
+    objectives = getattr(parallel.trainable, "objectives", None)
+    if not parallel.sharded:
+        return parallel.model, objectives.state_dict() if objectives is not None else None
+    from cliplab.models import build_model
+    from cliplab.train.sharded_state import gather_state_dict
+
+    state = gather_state_dict(parallel.trainable, keep=keep)
+    if not keep:
+        return None, None
+    if objectives is not None:
+        heads = {name[len("objectives."):]: value for name, value in state.items() if name.startswith("objectives.")}
+        state = {name[len("model."):]: value for name, value in state.items() if name.startswith("model.")}
+    with torch.device("meta"):
+        whole = build_model(parallel.model.config, output_dict=True)
+    whole.load_state_dict(state, strict=True, assign=True)
+    return whole, heads if objectives is not None else None
+
+
+def build_checkpointer(config: CheckpointConfig, manager: CheckpointManager, parts: CheckpointedParts, *,
+                       saved_config: dict, parallel: ParallelModel, is_main: bool) -> Checkpointer:
+    """The checkpointer for how `parallel` holds the model: the plain one for whole copies, the
+    gathering one under FSDP2 (`gathering_checkpointer`; where DCP directories will drop in)."""
+    if not parallel.sharded:
+        return Checkpointer(config, manager, parts, saved_config=saved_config)
+    from cliplab.train.gathering_checkpointer import GatheringCheckpointer
+
+    return GatheringCheckpointer(config, manager, parts, saved_config=saved_config, parallel=parallel,
+                                 is_main=is_main)
