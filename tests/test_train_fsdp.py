@@ -56,19 +56,20 @@ def _assert_close_losses(losses, reference):
 
 
 @pytest.mark.parametrize("world_size", [2, pytest.param(4, marks=pytest.mark.slow)])
-def test_fsdp_follows_ddp_and_its_gathered_checkpoints_resume_it(tmp_path, world_size):
+def test_fsdp_follows_ddp_and_its_checkpoints_resume_it(tmp_path, world_size):
     run_on_workers(_ddp_then_fsdp, world_size, tmp_path, timeout_s=600)
     ddp, fsdp = _losses(tmp_path / "ddp"), _losses(tmp_path / "fsdp")
     assert len(ddp) == STEPS
     assert ddp[0] == fsdp[0]  # the same initial weights, the same first global batch
     _assert_close_losses(fsdp, ddp)
-    # The gathered single-file checkpoint has the unsharded format (0-d logit scale) and DDP's values.
+    # The sharded (DCP) checkpoint reads, in this process, as the unsharded model (0-d logit scale)
+    # with DDP's values.
     checkpoints = [CheckpointManager(tmp_path / name / "checkpoints", keep=2).latest() for name in ("ddp", "fsdp")]
-    ddp_weights, fsdp_weights = (load_file(path / "model.safetensors") for path in checkpoints)
-    assert fsdp_weights.keys() == ddp_weights.keys() and fsdp_weights["logit_scale"].dim() == 0
+    ddp_weights = load_file(checkpoints[0] / "model.safetensors")
+    model, _, _ = load_bundle(checkpoints[1])
+    fsdp_weights = model.state_dict()
+    assert fsdp_weights.keys() == ddp_weights.keys() and model.logit_scale.dim() == 0
     for name, value in ddp_weights.items():
         torch.testing.assert_close(fsdp_weights[name], value, rtol=1e-3, atol=1e-5, msg=name)
-    model, _, _ = load_bundle(checkpoints[1])  # a loadable bundle, strictly
-    assert model.logit_scale.dim() == 0
     # Resuming the FSDP2 run from its step-20 checkpoint replays its second half exactly (same machine).
     assert _losses(tmp_path / "fsdp_resumed") == fsdp[STEPS // 2:]

@@ -20,43 +20,38 @@ lost or damaged afterwards fails the manifest, and resume falls back the same wa
 
 Resuming (`restore`) reads this rank's rows of every tensor from the shards of whatever number of
 ranks wrote them (`dcp_state.load_sharded`): a run checkpointed on N ranks resumes on M. No rank
-holds the whole model or optimiser state while saving or loading.
+holds the whole model or optimiser state while saving or loading. The RNG states follow
+`checkpoint.restore_run_state`: a rank the saved run had gets its own back, a rank it did not have
+gets fresh generators seeded from (run seed, rank, step). A single-file checkpoint (a DDP run's)
+is restored as `GatheringCheckpointer` does it, each rank copying out its rows.
 """
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Callable
 
 import torch
-from torch import nn
 
 from cliplab.bundle import save_description
 from cliplab.distributed.agreement import run_on_main
 from cliplab.pretrained.dcp_reader import SHARDS_DIR, is_sharded_checkpoint
 from cliplab.train.atomic_files import save_torch
-from cliplab.train.checkpoint import TRAIN_STATE_FILE, gather_rng_states, set_rng_state
-from cliplab.train.checkpointer import Checkpointer
+from cliplab.train.checkpoint import TRAIN_STATE_FILE, gather_rng_states, restore_run_state
 from cliplab.train.dcp_state import load_sharded, save_sharded
+from cliplab.train.gathering_checkpointer import GatheringCheckpointer
+from cliplab.train.sharding import canonical_name
 from cliplab.train.state import TrainState
-from cliplab.errors import MissingInputError
 
 
-class DcpCheckpointer(Checkpointer):
-    """A Checkpointer over the parts of an FSDP2 run. trainable: the sharded root module (the model,
-    or the model with objective heads); rename: a name of its state dict -> the unsharded name
-    (`cliplab.train.sharding.canonical_name`)."""
-
-    def __init__(self, *args, trainable: nn.Module, rename: Callable[[str], str], **kwargs):
-        super().__init__(*args, **kwargs)
-        self.trainable, self.rename = trainable, rename
+class DcpCheckpointer(GatheringCheckpointer):
+    """The Checkpointer of an FSDP2 run (`parallel`: its sharded modules); see the module docstring."""
 
     def save(self, state: TrainState) -> None:
         """Write checkpoint `step_<state.step>` (see the module docstring). A collective."""
         rng_states = gather_rng_states()
         staging = run_on_main(lambda: self.manager.stage(state.step))
-        save_sharded(staging / SHARDS_DIR, self.trainable, self.parts.optimizer, rename=self.rename)
+        save_sharded(staging / SHARDS_DIR, self.parallel.trainable, self.parts.optimizer, rename=canonical_name)
         run_on_main(lambda: self._publish(staging, state, rng_states))
 
     def _publish(self, staging: Path, state: TrainState, rng_states: list) -> Path:
@@ -72,16 +67,13 @@ class DcpCheckpointer(Checkpointer):
             raise
 
     def restore(self, path: Path, *, rank: int) -> TrainState:
-        """Restore the parts from the sharded checkpoint `path` (verified by `run_dir.resolve_resume`),
-        written by any number of ranks. A collective."""
+        """Restore the parts from checkpoint `path` (verified by `run_dir.resolve_resume`): sharded,
+        written by any number of ranks, or a single file. A collective."""
         if not is_sharded_checkpoint(path):
-            raise MissingInputError(f"{path} is not a sharded checkpoint (no {SHARDS_DIR}/.metadata)")
-        load_sharded(path / SHARDS_DIR, self.trainable, self.parts.optimizer, rename=self.rename)
-        payload = torch.load(path / TRAIN_STATE_FILE, map_location="cpu", weights_only=False)
-        if self.parts.scaler is not None and payload["scaler"] is not None:
-            self.parts.scaler.load_state_dict(payload["scaler"])
-        states = payload["rng"]
-        set_rng_state(states[rank] if rank < len(states) else states[0])
-        state = TrainState.from_dict(payload["train_state"])
+            state = super().restore(path, rank=rank)
+        else:
+            load_sharded(path / SHARDS_DIR, self.parallel.trainable, self.parts.optimizer, rename=canonical_name)
+            payload = torch.load(path / TRAIN_STATE_FILE, map_location="cpu", weights_only=False)
+            state = restore_run_state(payload, scaler=self.parts.scaler, rank=rank)
         self.last_saved_step = state.step
         return state

@@ -11,9 +11,9 @@ a DDP run with the same seed has, and no rank ever holds the whole model.
   - FSDP2 (`distributed.fsdp`): `sharding.shard` (units, mixed precision, 0-d parameters, blocks
     compiled one by one when asked), then the shards allocated and filled;
   - one process: the module itself (compiled when asked).
-Whatever leaves a sharded run (checkpoints, bundles) is gathered into the unsharded format
-(`sharded_state`); the single-file checkpoint is the interim format under FSDP2 until sharded
-DCP checkpoints land behind the same Checkpointer.
+Checkpoints of a sharded run are DCP directories written shard by shard by every rank
+(`dcp_checkpointer`, chosen by `build_checkpointer`); the whole model for evaluation is gathered
+onto rank 0 (`model_for_checkpoint`, `sharded_state`).
 """
 
 from __future__ import annotations
@@ -131,10 +131,9 @@ def model_for_checkpoint(parallel: ParallelModel, *, keep: bool) -> tuple[nn.Mod
 def build_checkpointer(config: CheckpointConfig, manager: CheckpointManager, parts: CheckpointedParts, *,
                        saved_config: dict, parallel: ParallelModel, is_main: bool) -> Checkpointer:
     """The checkpointer for how `parallel` holds the model: the plain one for whole copies, the
-    gathering one under FSDP2 (`gathering_checkpointer`; where DCP directories will drop in)."""
+    sharded one under FSDP2 (`dcp_checkpointer`: DCP directories that reshard)."""
     if not parallel.sharded:
         return Checkpointer(config, manager, parts, saved_config=saved_config)
-    from cliplab.train.gathering_checkpointer import GatheringCheckpointer
+    from cliplab.train.dcp_checkpointer import DcpCheckpointer
 
-    return GatheringCheckpointer(config, manager, parts, saved_config=saved_config, parallel=parallel,
-                                 is_main=is_main)
+    return DcpCheckpointer(config, manager, parts, saved_config=saved_config, parallel=parallel, is_main=is_main)
