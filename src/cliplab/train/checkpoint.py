@@ -183,27 +183,23 @@ class CheckpointManager:
                  "before it moved the pointer)")
         write_text_atomic(self.directory / LATEST_FILE, chosen.name + "\n")
 
-    def save(self, *, model: nn.Module, tokenizer: Any, optimizer: torch.optim.Optimizer | None,
+    def save(self, *, model: nn.Module, tokenizer: Any, optimizer: torch.optim.Optimizer,
              scaler: torch.amp.GradScaler | None, state: TrainState, config: dict,
-             extra_modules: dict[str, nn.Module] | None = None, optimizer_state: dict | None = None,
-             extra_states: dict[str, dict] | None = None) -> Path:
+             extra_modules: dict[str, nn.Module] | None = None) -> Path:
         """Write checkpoint `step_<state.step>` (see the module docstring), point `latest` at it, prune.
 
         A collective: every rank calls it (the RNG states of all ranks are gathered, so that a
         resumed run replays each rank's dropout stream); the main process writes, and its failure
         is raised on every rank (`run_on_main`). Returns the checkpoint directory on every rank.
-        `optimizer_state` / `extra_states`: state dicts gathered already (a sharded run's, see
-        `cliplab.train.sharded_state`), in place of `optimizer.state_dict()` / the modules'.
         """
         rng_states = gather_rng_states()
         return run_on_main(lambda: self._write(
             model=model, tokenizer=tokenizer, step=state.step, payload={
                 "train_state": state.to_dict(),
-                "optimizer": optimizer_state if optimizer_state is not None else optimizer.state_dict(),
+                "optimizer": optimizer.state_dict(),
                 "scaler": scaler.state_dict() if scaler is not None else None,
                 "rng": rng_states,
-                "extra_modules": extra_states if extra_states is not None else {
-                    name: module.state_dict() for name, module in (extra_modules or {}).items()},
+                "extra_modules": {name: module.state_dict() for name, module in (extra_modules or {}).items()},
                 "config": config,
             }))
 

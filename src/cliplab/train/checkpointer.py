@@ -3,8 +3,8 @@
 `Checkpointer` holds the objects a checkpoint saves (`CheckpointedParts`) and delegates the files to
 `CheckpointManager` (atomic step directories, `latest`, pruning). A checkpointer for sharded state
 offers the same `restore` / `save_if_due` over the same parts, overriding `restore` and `save`:
-`dcp_checkpointer.DcpCheckpointer` under FSDP2 (every rank writes its DCP shards; a single-file
-checkpoint, from a DDP run, is read by `gathering_checkpointer.GatheringCheckpointer`'s restore).
+`dcp_checkpointer.DcpCheckpointer` under FSDP2 (every rank writes its DCP shards; it also resumes
+from a single-file checkpoint, a DDP run's).
 """
 
 from __future__ import annotations

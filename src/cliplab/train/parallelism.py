@@ -13,14 +13,14 @@ a DDP run with the same seed has, and no rank ever holds the whole model.
   - one process: the module itself (compiled when asked).
 Checkpoints of a sharded run are DCP directories written shard by shard by every rank
 (`dcp_checkpointer`, chosen by `build_checkpointer`); the whole model for evaluation is gathered
-onto rank 0 (`model_for_checkpoint`, `sharded_state`).
+onto rank 0 (`whole_model`, `sharded_state`).
 """
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Callable, ContextManager, Iterator
+from typing import Callable, ContextManager, Iterator
 
 import torch
 from torch import nn
@@ -107,33 +107,29 @@ def wrap_for_training(trainable: nn.Module, model: nn.Module, config: TrainConfi
     return _ddp(trainable, model, config, context)
 
 
-def model_for_checkpoint(parallel: ParallelModel, *, keep: bool) -> tuple[nn.Module | None, dict[str, Any] | None]:
-    """A collective under FSDP2: (the unwrapped model with whole weights, the objective heads' state
-    dict or None), on the ranks that `keep` them. Unsharded: the live model itself."""
-    objectives = getattr(parallel.trainable, "objectives", None)
+def whole_model(parallel: ParallelModel, *, keep: bool) -> nn.Module | None:
+    """A collective under FSDP2: the unwrapped model with whole weights (for evaluation) on the ranks
+    that `keep` it, None on the others. Unsharded: the live model itself."""
     if not parallel.sharded:
-        return parallel.model, objectives.state_dict() if objectives is not None else None
+        return parallel.model
     from cliplab.models import build_model
     from cliplab.train.sharded_state import gather_state_dict
 
-    state = gather_state_dict(parallel.trainable, keep=keep)
+    state = gather_state_dict(parallel.model, keep=keep)
     if not keep:
-        return None, None
-    if objectives is not None:
-        heads = {name[len("objectives."):]: value for name, value in state.items() if name.startswith("objectives.")}
-        state = {name[len("model."):]: value for name, value in state.items() if name.startswith("model.")}
+        return None
     with torch.device("meta"):
         whole = build_model(parallel.model.config, output_dict=True)
     whole.load_state_dict(state, strict=True, assign=True)
-    return whole, heads if objectives is not None else None
+    return whole
 
 
 def build_checkpointer(config: CheckpointConfig, manager: CheckpointManager, parts: CheckpointedParts, *,
-                       saved_config: dict, parallel: ParallelModel, is_main: bool) -> Checkpointer:
+                       saved_config: dict, parallel: ParallelModel) -> Checkpointer:
     """The checkpointer for how `parallel` holds the model: the plain one for whole copies, the
     sharded one under FSDP2 (`dcp_checkpointer`: DCP directories that reshard)."""
     if not parallel.sharded:
         return Checkpointer(config, manager, parts, saved_config=saved_config)
     from cliplab.train.dcp_checkpointer import DcpCheckpointer
 
-    return DcpCheckpointer(config, manager, parts, saved_config=saved_config, parallel=parallel, is_main=is_main)
+    return DcpCheckpointer(config, manager, parts, saved_config=saved_config, parallel=parallel)

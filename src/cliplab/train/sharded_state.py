@@ -6,10 +6,10 @@ In: `fill_shards` allocates a meta-built sharded module and copies each rank's r
 the rows of a full, index-keyed optimiser state dict (the format `optimizer.state_dict()` has
 without sharding).
 
-Out (the interim single-file checkpoints, until DCP directories land): `gather_state_dict` and
-`gather_optimizer_state` all-gather one tensor at a time and keep the whole value on the main rank
-only (on the CPU), renamed and reshaped to the unsharded format (`sharding.canonical_name`). Every
-rank must call them, in the same order; other ranks get None.
+Out (the whole model, for evaluation on the main rank): `gather_state_dict` all-gathers one
+tensor at a time and keeps the whole value on the main rank only (on the CPU), renamed and
+reshaped to the unsharded format (`sharding.canonical_name`). Every rank must call it; other
+ranks get None. Checkpoints never gather: they are DCP shards (`dcp_checkpointer`).
 """
 
 from __future__ import annotations
@@ -93,20 +93,6 @@ def gather_state_dict(root: nn.Module, *, keep: bool) -> dict[str, Any] | None:
 
 def _parameter_names(optimizer: torch.optim.Optimizer) -> list[str]:
     return [name for group in optimizer.param_groups for name in group["param_names"]]
-
-
-def gather_optimizer_state(optimizer: torch.optim.Optimizer, *, keep: bool) -> dict | None:
-    """The sharded optimiser's state dict as an unsharded optimiser would give it (index keys,
-    whole tensors, 0-d state of the scalars), kept where `keep`."""
-    state_dict = optimizer.state_dict()
-    names = _parameter_names(optimizer)
-    state = {index: {key: _full(names[index], value, keep) for key, value in values.items()}
-             for index, values in sorted(state_dict["state"].items())}
-    if not keep:
-        return None
-    groups = [{**group, "param_names": [canonical_name(name) for name in group["param_names"]]}
-              for group in state_dict["param_groups"]]
-    return {"state": state, "param_groups": groups}
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, state_dict: dict) -> None:

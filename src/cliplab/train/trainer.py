@@ -43,7 +43,7 @@ from cliplab.train.metrics_log import StepReport, TrainLogger, announce_run
 from cliplab.train.model_setup import build_training_model, build_transforms
 from cliplab.train.objectives_setup import ModelWithObjectives, build_run_objectives
 from cliplab.train.optim import build_optimizer, clamp_logit_scale_, clip_gradients
-from cliplab.train.parallelism import ModelBuild, build_checkpointer, model_for_checkpoint, wrap_for_training
+from cliplab.train.parallelism import ModelBuild, build_checkpointer, whole_model, wrap_for_training
 from cliplab.train.precision import Precision
 from cliplab.train.run_dir import RunDirectory, claim_run_dir, resolve_resume
 from cliplab.train.schedule import learning_rate, set_lr
@@ -113,8 +113,7 @@ class Trainer:
         self.precision = Precision(config.loop, context.device)
         self.checkpointer = build_checkpointer(config.checkpoint, manager, CheckpointedParts(
             model=self.model, tokenizer=self.tokenizer, optimizer=self.optimizer, scaler=self.precision.scaler,
-            objectives=self.objectives), saved_config=config_to_dict(config), parallel=self.parallel,
-            is_main=context.is_main)
+            objectives=self.objectives), saved_config=config_to_dict(config), parallel=self.parallel)
         if resume_from is not None:
             self.state = self.checkpointer.restore(resume_from, rank=context.rank)
         else:
@@ -193,7 +192,7 @@ class Trainer:
         if not self.parallel.sharded:
             return None
         device, keep = self.context.device, self.context.is_main
-        return lambda: whole.to(device) if (whole := model_for_checkpoint(self.parallel, keep=keep)[0]) else None
+        return lambda: whole.to(device) if (whole := whole_model(self.parallel, keep=keep)) is not None else None
 
     def _micro_batches(self, batches: list[dict]) -> list[MicroBatch]:
         device = self.context.device
