@@ -47,6 +47,9 @@ def _ddp_then_fsdp(rank, world_size, logs):
     resumed = _config(logs, "fsdp_resumed", world_size, fsdp=True)
     resumed.checkpoint.resume = str(half)
     train(resumed)
+    from_ddp = _config(logs, "fsdp_from_ddp", world_size, fsdp=True)
+    from_ddp.checkpoint.resume = str(logs / "ddp" / "checkpoints" / half.name)  # a single-file checkpoint
+    train(from_ddp)
 
 
 def _assert_close_losses(losses, reference):
@@ -73,3 +76,5 @@ def test_fsdp_follows_ddp_and_its_checkpoints_resume_it(tmp_path, world_size):
         torch.testing.assert_close(fsdp_weights[name], value, rtol=1e-3, atol=1e-5, msg=name)
     # Resuming the FSDP2 run from its step-20 checkpoint replays its second half exactly (same machine).
     assert _losses(tmp_path / "fsdp_resumed") == fsdp[STEPS // 2:]
+    # An FSDP2 run resumes from a DDP run's single-file checkpoint and follows the DDP run.
+    _assert_close_losses(_losses(tmp_path / "fsdp_from_ddp"), ddp[STEPS // 2:])

@@ -97,15 +97,26 @@ def _parameter_names(optimizer: torch.optim.Optimizer) -> list[str]:
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, state_dict: dict) -> None:
     """Load a full optimiser state dict (from a sharded or an unsharded run) into the sharded
-    `optimizer`: each rank takes its rows of every parameter-shaped tensor."""
+    `optimizer`: each rank takes its rows of every parameter-shaped tensor. Entries are matched by
+    parameter name (`param_names`, canonical), not by index: holding a 0-d parameter as a
+    1-element vector moves it in the parameter order, so a DDP run's indices are not the sharded
+    optimiser's."""
+    saved_names = [canonical_name(name) for group in state_dict["param_groups"] for name in group["param_names"]]
+    saved_index = {name: index for index, name in enumerate(saved_names)}
     parameters = [parameter for group in optimizer.param_groups for parameter in group["params"]]
     names = _parameter_names(optimizer)
     sharded = {}
-    for index, values in state_dict["state"].items():
-        parameter = parameters[index]
-        sharded[index] = {key: value if key in _COUNTERS else _like_parameter(names[index], parameter, value)
-                          for key, value in values.items()}
-    optimizer.load_state_dict({"state": sharded, "param_groups": state_dict["param_groups"]})
+    for index, name in enumerate(names):
+        values = state_dict["state"].get(saved_index[canonical_name(name)])
+        if values is not None:
+            sharded[index] = {key: value if key in _COUNTERS else _like_parameter(name, parameters[index], value)
+                              for key, value in values.items()}
+    groups, start = [], 0
+    for saved, live in zip(state_dict["param_groups"], optimizer.param_groups):
+        count = len(live["params"])
+        groups.append({**saved, "params": list(range(start, start + count)), "param_names": live["param_names"]})
+        start += count
+    optimizer.load_state_dict({"state": sharded, "param_groups": groups})
 
 
 # Optimiser state entries that count steps: never sharded, even for a 0-d parameter (AdamW's `step`).
