@@ -12,12 +12,13 @@ from safetensors.torch import load_file
 from cliplab.bundle import load_model, save
 from cliplab.cli import main
 from cliplab.data.tokenizer import Tokenizer
+from cliplab.data.tokenizer_hf import hf_tokenizer_from_dir
 from cliplab.data.tokenizer_openai import openai_bpe_tokenizer
 from cliplab.distributed.launch import run_on_workers
 from cliplab.errors import UserError
 from cliplab.models import create_model
+from cliplab.pretrained.export import export
 from cliplab.train import TrainHooks, resolve_config, train
-from cliplab.train.checkpoint import CheckpointManager
 from cliplab.train.config import ConfigError, ModelSetupConfig
 from cliplab.train.model_setup import PretrainedLoadError, build_training_model
 
@@ -154,26 +155,50 @@ def test_a_resumed_fine_tune_continues_from_its_own_weights(hub, manifest, tmp_p
 
 
 def _fine_tune_on_ranks(rank, world_size, logs, manifest, hub, batch_size, name):
+    # First a checkpoint only the last rank can read (missing on the others' node): every rank raises.
+    readable_here = hub if rank == world_size - 1 else f"{logs}/not-on-this-node"
+    try:
+        build_training_model(ModelSetupConfig(pretrained=readable_here), torch.device("cpu"))
+        refusal = None
+    except PretrainedLoadError as error:
+        refusal = str(error)
     recorder = Recorder()
     config = finetune_config(logs, manifest, hub, name=name, steps=2, batch_size=batch_size)
     config.loss.local_loss = config.loss.gather_with_grad = True
     result = train(config, hooks=recorder.hooks())
-    return [float(loss) for loss in recorder.losses], str(result.run_dir)
+    return [float(loss) for loss in recorder.losses], str(result.run_dir), refusal
 
 
 def test_two_processes_fine_tune_like_one_process_with_the_global_batch(hub, manifest, tmp_path):
     """With --local-loss --gather-with-grad each rank's loss covers its own rows against all columns,
-    so the ranks' mean is the one-process loss of the global batch."""
+    so the ranks' mean is the one-process loss of the global batch. A checkpoint that one rank
+    cannot read stops both with that rank's error, at once."""
     args = (str(tmp_path), str(manifest), str(hub))
-    one_losses, one_dir = _fine_tune_on_ranks(0, 1, *args, 8, "one")
-    (rank0_losses, two_dir), (rank1_losses, _) = run_on_workers(_fine_tune_on_ranks, 2, *args, 4, "two",
-                                                                 timeout_s=240)
+    one_losses, one_dir, _ = _fine_tune_on_ranks(0, 1, *args, 8, "one")
+    (rank0_losses, two_dir, refusal0), (rank1_losses, _, refusal1) = run_on_workers(
+        _fine_tune_on_ranks, 2, *args, 4, "two", timeout_s=240)
+    assert refusal0 == refusal1
+    assert refusal0.startswith(f"--pretrained {tmp_path}/not-on-this-node (model.pretrained): checkpoint path ")
     two_losses = (torch.tensor(rank0_losses) + torch.tensor(rank1_losses)) / 2
     torch.testing.assert_close(two_losses, torch.tensor(one_losses), rtol=1e-5, atol=0)
     one, two = load_model(one_dir).model.state_dict(), load_model(two_dir).model.state_dict()
     for name in one:
         # Adam divides by sqrt(v), which magnifies fp32 reduction-order differences early on.
         torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=2e-5, msg=name)
+
+
+def test_a_hugging_face_directory_fine_tunes_with_its_own_tokenizer(hub, manifest, tmp_path):
+    """The hub's model exported as transformers' CLIPModel directory (CLIPTokenizer files, which pad
+    with end-of-text) starts from its own loss, with its own tokenizer."""
+    loaded = load_model(hub)
+    hf_dir = export(loaded.model, loaded.tokenizer, tmp_path / "hf", format="hf")
+    recorder = Recorder()
+    train(finetune_config(tmp_path, manifest, hf_dir, steps=1), hooks=recorder.hooks())
+    images, tokens = recorder.step_inputs(0)
+    assert torch.equal(tokens, hf_tokenizer_from_dir(hf_dir, 77)(recorder.batches[0][0]["captions"]))
+    assert int(tokens[0, -1]) == 49407  # transformers' CLIP padding, not open_clip's 0
+    with torch.no_grad():
+        assert torch.equal(recorder.losses[0], clip_loss_of(pretrained_model(hf_dir), images, tokens))
 
 
 def test_an_open_clip_epoch_file_loads_with_the_architecture_named(hub, tmp_path):

@@ -21,6 +21,7 @@ from torch import nn
 
 from cliplab.bundle import load_model
 from cliplab.data.transforms import PreprocessConfig, image_transform
+from cliplab.distributed.agreement import raise_if_any_rank_failed
 from cliplab.errors import UserError
 from cliplab.models import create_model
 from cliplab.train.config import ConfigError, ModelSetupConfig
@@ -52,12 +53,16 @@ def _created_model(setup: ModelSetupConfig) -> nn.Module:
 
 
 def _pretrained_model(setup: ModelSetupConfig, device: torch.device, resuming: bool) -> tuple[nn.Module, Any, str]:
+    """Every rank reads the checkpoint itself; a rank that cannot (a path missing on one node) makes
+    every rank raise its error (a collective)."""
+    loaded, failure = None, None
     try:
         loaded = load_model(setup.pretrained, model=setup.name, device="meta" if resuming else device,
                             output_dict=True, require_tokenizer=False)
     except UserError as error:
         with_model = f" with --model {setup.name}" if setup.name is not None else ""
-        raise PretrainedLoadError(f"--pretrained {setup.pretrained} (model.pretrained){with_model}: {error}") from None
+        failure = PretrainedLoadError(f"--pretrained {setup.pretrained} (model.pretrained){with_model}: {error}")
+    raise_if_any_rank_failed(failure)
     model = loaded.model
     if resuming:
         model.to_empty(device=device)
@@ -67,14 +72,16 @@ def _pretrained_model(setup: ModelSetupConfig, device: torch.device, resuming: b
 def _lock(model: nn.Module, setup: ModelSetupConfig) -> None:
     """Freeze the towers as `setup` asks; a count of unlocked groups the tower does not have is a
     ConfigError naming the key."""
-    towers = ((setup.lock_image, "lock_image_unlocked_groups", model.lock_image_tower, setup.lock_image_freeze_bn_stats),
+    towers = ((setup.lock_image, "lock_image_unlocked_groups", model.lock_image_tower,
+               setup.lock_image_freeze_bn_stats),
               (setup.lock_text, "lock_text_unlocked_layers", model.lock_text_tower, setup.lock_text_freeze_layer_norm))
     for locked, key, lock_tower, freeze_norms in towers:
         if locked:
+            unlocked = getattr(setup, key)
             try:
-                lock_tower(getattr(setup, key), freeze_norms=freeze_norms)
+                lock_tower(unlocked, freeze_norms=freeze_norms)
             except ValueError as error:
-                raise ConfigError(f"model.{key}", getattr(setup, key), f"does not fit the model: {error}") from None
+                raise ConfigError(f"model.{key}", unlocked, f"does not fit the model: {error}") from None
 
 
 def build_training_model(setup: ModelSetupConfig, device: torch.device, *, resuming: bool = False) -> TrainingModel:
