@@ -39,7 +39,7 @@ from cliplab.train.evaluation import Evaluator
 from cliplab.train.guards import NonFiniteGuard
 from cliplab.train.loss_table import build_training_loss
 from cliplab.train.metrics_log import StepReport, TrainLogger, announce_run, write_summary
-from cliplab.train.model_setup import build_training_model, build_transforms
+from cliplab.train.model_setup import build_training_model, build_transforms, describe_run_inputs
 from cliplab.train.objectives_setup import ModelWithObjectives, build_run_objectives
 from cliplab.train.optim import build_optimizer, clamp_logit_scale_, clip_gradients
 from cliplab.train.parallelism import wrap_for_training
@@ -95,9 +95,11 @@ class Trainer:
         resume_from = resolve_resume(config.checkpoint.resume, manager)
 
         torch.manual_seed(config.loop.seed)  # identical initial weights on every rank
-        self.model = build_training_model(config.model, context.device)
-        self.tokenizer = build_run_tokenizer(config.model, config.data, self.model.config.text,
-                                             resume_from=resume_from, run_dir=self.run_dir)
+        built = build_training_model(config.model, context.device, resuming=resume_from is not None)
+        self.model = built.model
+        run_tokenizer = build_run_tokenizer(config.model, config.data, self.model.config, resume_from=resume_from,
+                                            run_dir=self.run_dir, pretrained_tokenizer=built.tokenizer)
+        self.tokenizer = run_tokenizer.tokenizer
         self.objectives = build_run_objectives(config, self.model, self.tokenizer)
         self.trainable = self.model if self.objectives is None else ModelWithObjectives(self.model, self.objectives)
         self.optimizer = build_optimizer(self.trainable, config.optim)
@@ -113,6 +115,7 @@ class Trainer:
         if context.is_main:
             save_config(config, self.run_dir / RUN_CONFIG_FILE)
             announce_run(config, self.run_dir, resume_from, self.state)
+            print("\n".join(describe_run_inputs(built, run_tokenizer)))
 
         self.parallel = wrap_for_training(self.trainable, config, context)
         self.loss = build_training_loss(config.loss, self.model.config, context, self.objectives)
