@@ -22,8 +22,8 @@ FROZEN_FLAGS = [
     "--no-gather-with-grad", "--no-grad-checkpointing", "--no-local-loss", "--no-lock-image",
     "--no-lock-image-freeze-bn-stats", "--no-lock-text", "--no-lock-text-freeze-layer-norm",
     "--no-dataset-resampled", "--no-progress-bar", "--no-siglip", "--no-tensorboard", "--no-tiled-loss",
-    "--no-torchcompile", "--precision", "--progress-bar", "--report-to", "--resume", "--save-every-steps",
-    "--save-frequency", "--seed", "--set",
+    "--no-torchcompile", "--precision", "--pretrained", "--progress-bar", "--report-to", "--resume",
+    "--save-every-steps", "--save-frequency", "--seed", "--set",
     "--siglip", "--tensorboard", "--threads", "--tile-size", "--tiled-loss", "--tokenizer", "--torchcompile",
     "--train-data", "--train-num-samples", "--val-data", "--val-num-samples", "--warmup", "--wd", "--workers",
     "--zeroshot-frequency",
@@ -353,3 +353,52 @@ def test_accum_freq_over_an_epochs_batches_names_the_flag(tmp_path, capsys):
     assert (code, capsys.readouterr().err) == (2, (
         "cliplab train: error: config key 'loop.accum_freq' must be at most the 4 batches of 8 an epoch has per rank: "
         "lower loop.batch_size or loop.accum_freq, or add data, got 5\n"))
+
+
+# --- the fine-tuning recipe of docs/pretrained.md -----------------------------------------------
+
+
+def _recipe_commands() -> list[list[str]]:
+    """The `cliplab` command lines of the bash block in docs/pretrained.md's "Fine-tuning" section
+    (continuation lines joined), each as argv after `cliplab`."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "pretrained.md").read_text()
+    section = re.search(r"^## Fine-tuning\n(.*?)^## ", text, re.DOTALL | re.MULTILINE).group(1)
+    (block,) = re.findall(r"```bash\n(.*?)```", section, re.DOTALL)
+    lines = block.replace("\\\n", " ").splitlines()
+    assert all(line.startswith("cliplab ") for line in lines), lines
+    return [shlex.split(line)[1:] for line in lines]
+
+
+def test_the_fine_tuning_recipe_runs_as_written(tmp_path, monkeypatch, capsys):
+    """In a scratch directory laid out as the recipe assumes (a small random-weight open_clip hub
+    directory, 8 captioned images in train.tsv and val.tsv), in this process; the train line gets
+    `--epochs 1 --batch-size 4 --workers 0` appended, to fit 8 images and a second."""
+    import json
+
+    import torch
+
+    from cliplab.bundle import load_model
+    from data_fixtures import make_manifest
+    from finetune_fixtures import write_small_hub
+
+    commands = _recipe_commands()
+    pretrained = commands[0][commands[0].index("--pretrained") + 1]
+    write_small_hub(tmp_path / pretrained)
+    manifest = make_manifest(tmp_path, 8)
+    (tmp_path / "train.tsv").write_text(manifest.read_text())
+    (tmp_path / "val.tsv").write_text(manifest.read_text())
+    monkeypatch.chdir(tmp_path)
+    for argv in commands:
+        extra = ["--epochs", "1", "--batch-size", "4", "--workers", "0"] if argv[0] == "train" else []
+        assert main([*argv, *extra]) == 0, capsys.readouterr().err
+    summary = json.loads((tmp_path / "logs" / "finetune" / "summary.json").read_text())
+    assert summary["steps"] == 2 and "image_to_text_R@1" in summary
+    fine_tuned = load_model(tmp_path / "logs" / "finetune").model.state_dict()
+    exported = load_model(tmp_path / commands[2][commands[2].index("--out") + 1])
+    assert exported.format == "open_clip_hub"
+    assert all(torch.equal(exported.model.state_dict()[name], tensor) for name, tensor in fine_tuned.items())
+    assert (tmp_path / commands[3][commands[3].index("--out") + 1] / "model.safetensors").is_file()

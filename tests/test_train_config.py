@@ -7,6 +7,7 @@ import pytest
 from cliplab.train.config import ConfigError, LoopConfig, OptimConfig, TrainConfig, has_evaluation_data
 from cliplab.train.config_io import (config_from_dict, config_to_dict, load_config_file, parse_override,
                                      resolve_config, save_config)
+from cliplab.train.run_dir import default_run_name
 
 
 def test_defaults_build_and_round_trip(tmp_path):
@@ -143,6 +144,19 @@ def test_default_overrides_apply_to_tiny_only():
     assert TrainConfig().model.overrides == DEFAULT_MODEL_OVERRIDES["tiny"]
     assert config_from_dict({"model": {"name": "tiny-vit"}}).model.overrides == {}
     assert config_from_dict({"model": {"overrides": {}}}).model.overrides == {}
+
+
+def test_a_pretrained_run_takes_the_checkpoints_architecture_unless_a_name_is_given():
+    assert TrainConfig().model.name == "tiny"
+    pretrained = config_from_dict({"model": {"pretrained": "downloads/ViT-B-32-laion2b/"}})
+    assert (pretrained.model.name, pretrained.model.overrides) == (None, {})  # not tiny's default overrides
+    assert pretrained.model.label == "ViT-B-32-laion2b"
+    assert default_run_name(pretrained).endswith("-model_ViT-B-32-laion2b-lr_0.002-b_256")
+    named = config_from_dict({"model": {"pretrained": "epoch_32.pt", "name": "ViT-B-32"}}).model
+    assert (named.name, named.label) == ("ViT-B-32", "ViT-B-32")
+    assert config_from_dict(config_to_dict(pretrained)) == pretrained  # a saved run config reads back
+    with pytest.raises(ConfigError, match="'model.pretrained' must be a checkpoint path"):
+        config_from_dict({"model": {"pretrained": ""}})
 
 
 def test_default_run_config_file_equals_the_defaults():

@@ -28,6 +28,8 @@ examples:
   torchrun --nproc_per_node 2 -m cliplab -- train --logs runs --name ddp --resume latest --local-loss --gather-with-grad
   # negatives over 4 x 64 samples per process, with exact recomputation
   cliplab train --batch-size 64 --accum-freq 4
+  # fine-tune a pretrained checkpoint (here an open_clip hub directory) with its tokenizer and preprocessing
+  cliplab train --pretrained open_clip_hub_dir --dataset-type csv --train-data train.tsv --lr 1e-5 --lock-image
 """
 
 
@@ -97,9 +99,15 @@ FLAGS: tuple[Flag, ...] = (
          boolean=True),
     Flag("--workers", "data.workers", "data loader worker processes per rank", type=int),
     # model (open_clip)
-    Flag("--model", "model.name", "model name (cliplab.models.list_models()) or model JSON path", metavar="NAME"),
-    Flag("--tokenizer", "model.tokenizer", "tokenizer.json to use (default: train one on the captions)",
-         metavar="FILE"),
+    Flag("--model", "model.name", "model name (cliplab.models.list_models(): cliplab's and open_clip's) or model "
+         "JSON path; with --pretrained: the architecture of a checkpoint that carries none (default: the "
+         "checkpoint's own)", metavar="NAME"),
+    Flag("--pretrained", "model.pretrained", "start from this checkpoint (any format cliplab.load reads: cliplab "
+         "run or bundle, open_clip hub dir or epoch_K.pt, OpenAI .pt, Hugging Face dir, hf-hub:, local-dir:) with "
+         "its tokenizer and preprocessing", metavar="PATH"),
+    Flag("--tokenizer", "model.tokenizer", "tokenizer.json, tokenizer directory or open_clip model name (default: "
+         "the resumed or pretrained checkpoint's, the open_clip model's own, else one trained on the captions)",
+         metavar="TOKENIZER"),
     Flag("--lock-image", "model.lock_image", "freeze the image tower", boolean=True),
     Flag("--lock-image-unlocked-groups", "model.lock_image_unlocked_groups",
          "leave the last N image-tower groups trainable", type=int),

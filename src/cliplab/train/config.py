@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 from cliplab.data import DataConfig
@@ -71,15 +72,24 @@ def _non_negative_float(key: str, value: Any) -> None:
 class ModelSetupConfig:
     """Which model to build and which parts of it train.
 
-    name: a registered config (`cliplab.models.list_models()`) or a path to a model JSON/bundle.
+    name: a registered config (`cliplab.models.list_models()`: cliplab's and open_clip's names) or a
+        path to a model JSON. With `pretrained`: the architecture of a checkpoint that does not carry
+        one (an open_clip `epoch_K.pt`), or null to take the checkpoint's own (a name given must
+        agree with it). Null without `pretrained` means "tiny".
+    pretrained: a checkpoint to start from, in any format `cliplab.load` reads (--pretrained, as in
+        open_clip): its weights, tokenizer and preprocessing (docs/pretrained.md, "Fine-tuning").
     overrides: keyword overrides passed to `create_model` (e.g. {"embed_dim": 64, "vision.width": 64});
         null (the default) means DEFAULT_MODEL_OVERRIDES for the model (for `tiny`: the slimmer
-        sizes of the default run), {} the registered config unchanged.
-    tokenizer: a tokenizer.json to use (None: train one on the caption corpus of the data).
+        sizes of the default run), {} the registered config unchanged. With `pretrained`: null or {}
+        (the checkpoint fixes the architecture).
+    tokenizer: a tokenizer.json file, a tokenizer directory or an open_clip model name (None: the
+        resumed checkpoint's, the pretrained checkpoint's, the open_clip architecture's own, or one
+        trained on the captions; see `cliplab.train.tokenizer_setup`).
     lock_image / lock_text and their unlocked counts mean what open_clip's flags mean.
     """
 
-    name: str = "tiny"
+    name: Optional[str] = None
+    pretrained: Optional[str] = None
     overrides: Optional[dict] = None
     tokenizer: Optional[str] = None
     lock_image: bool = False
@@ -92,14 +102,29 @@ class ModelSetupConfig:
     torchcompile: bool = False
 
     def __post_init__(self):
-        require(isinstance(self.name, str) and self.name != "", "name", self.name, "must be a model name or path")
+        require(self.pretrained is None or (isinstance(self.pretrained, str) and self.pretrained != ""),
+                "pretrained", self.pretrained, "must be a checkpoint path (any format cliplab.load reads)")
+        if self.name is None and self.pretrained is None:
+            self.name = "tiny"
+        require(self.name is None or (isinstance(self.name, str) and self.name != ""), "name", self.name,
+                "must be a model name or path")
         if self.overrides is None:
-            self.overrides = dict(DEFAULT_MODEL_OVERRIDES.get(self.name, {}))
+            self.overrides = {} if self.pretrained else dict(DEFAULT_MODEL_OVERRIDES.get(self.name, {}))
         require(isinstance(self.overrides, dict), "overrides", self.overrides, "must be a mapping")
+        require(not (self.pretrained and self.overrides), "overrides", self.overrides,
+                "cannot change the architecture of pretrained weights (model.pretrained): remove them")
         for key in ("lock_image_unlocked_groups", "lock_text_unlocked_layers"):
             value = getattr(self, key)
             require(isinstance(value, int) and not isinstance(value, bool) and value >= 0, key, value,
                     "must be an integer >= 0")
+
+    @property
+    def label(self) -> str:
+        """What the model is called in run names: `name`, else the pretrained checkpoint's file or
+        directory name."""
+        if self.name is not None:
+            return self.name
+        return Path(self.pretrained.rstrip("/\\")).name or self.pretrained
 
 
 @dataclass(kw_only=True)

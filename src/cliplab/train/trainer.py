@@ -40,7 +40,7 @@ from cliplab.train.evaluation import Evaluator
 from cliplab.train.guards import NonFiniteGuard
 from cliplab.train.loss_table import build_training_loss
 from cliplab.train.metrics_log import StepReport, TrainLogger, announce_run
-from cliplab.train.model_setup import build_training_model, build_transforms
+from cliplab.train.model_setup import build_training_model, build_transforms, describe_run_inputs
 from cliplab.train.objectives_setup import ModelWithObjectives, build_run_objectives
 from cliplab.train.optim import build_optimizer, clamp_logit_scale_, clip_gradients
 from cliplab.train.parallelism import ModelBuild, build_checkpointer, whole_model, wrap_for_training
@@ -102,9 +102,11 @@ class Trainer:
         torch.manual_seed(config.loop.seed)  # identical initial weights on every rank
         build = ModelBuild(config, context)
         with build.building():
-            self.model = build_training_model(config.model, build.device)
-        self.tokenizer = build_run_tokenizer(config.model, config.data, self.model.config.text,
-                                             resume_from=resume_from, run_dir=self.run_dir)
+            built = build_training_model(config.model, build.device, resuming=resume_from is not None)
+        self.model = built.model
+        run_tokenizer = build_run_tokenizer(config.model, config.data, self.model.config, resume_from=resume_from,
+                                            run_dir=self.run_dir, pretrained_tokenizer=built.tokenizer)
+        self.tokenizer = run_tokenizer.tokenizer
         with build.building():
             self.objectives = build_run_objectives(config, self.model, self.tokenizer)
         self.trainable = self.model if self.objectives is None else ModelWithObjectives(self.model, self.objectives)
@@ -122,6 +124,7 @@ class Trainer:
         if context.is_main:
             save_config(config, self.run_dir / RUN_CONFIG_FILE)
             announce_run(config, self.run_dir, resume_from, self.state)
+            print("\n".join(describe_run_inputs(built, run_tokenizer)))
 
         self.loss = build_training_loss(config.loss, self.model.config, context, self.objectives)
         transforms = build_transforms(self.model.config.preprocess)
