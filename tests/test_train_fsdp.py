@@ -28,7 +28,7 @@ LOSS_RTOL = 1e-4
 def _config(logs, name, world_size, *, fsdp, steps=STEPS, **loop):
     config = small_config(logs, name=name, steps=steps, batch_size=GLOBAL_BATCH // world_size, **loop)
     config.data.train_num_samples = GLOBAL_BATCH * STEPS
-    config.loss.local_loss = config.loss.gather_with_grad = True
+    config.loss.gather_with_grad = True  # every rank computes (and logs) the loss of the whole global batch
     config.distributed.fsdp = fsdp
     config.checkpoint.save_every_steps = STEPS // 2
     return config
@@ -68,6 +68,14 @@ def test_fsdp_follows_ddp_and_its_gathered_checkpoints_resume_it(tmp_path, world
     assert fsdp_weights.keys() == ddp_weights.keys() and fsdp_weights["logit_scale"].dim() == 0
     for name, value in ddp_weights.items():
         torch.testing.assert_close(fsdp_weights[name], value, rtol=1e-3, atol=1e-5, msg=name)
+    ddp_optimizer, fsdp_optimizer = (torch.load(path / "train_state.pt", weights_only=False)["optimizer"]
+                                     for path in checkpoints)
+    assert [group["param_names"] for group in fsdp_optimizer["param_groups"]] == \
+        [group["param_names"] for group in ddp_optimizer["param_groups"]]
+    for index, state in ddp_optimizer["state"].items():  # the same indices: DDP resumes from it
+        for key, value in state.items():
+            torch.testing.assert_close(fsdp_optimizer["state"][index][key], value, rtol=1e-3, atol=1e-7,
+                                       msg=f"{index} {key}")
     model, _, _ = load_bundle(checkpoints[1])  # a loadable bundle, strictly
     assert model.logit_scale.dim() == 0
     # Resuming the FSDP2 run from its step-20 checkpoint replays its second half exactly (same machine).

@@ -35,7 +35,8 @@ class GatheringCheckpointer(Checkpointer):
     def save(self, state: TrainState) -> None:
         parts = self.parts
         model, heads = model_for_checkpoint(self.parallel, keep=self.is_main)
-        optimizer_state = gather_optimizer_state(parts.optimizer, keep=self.is_main)
+        optimizer_state = gather_optimizer_state(parts.optimizer, list(self.parallel.parameter_order),
+                                                 keep=self.is_main)
         self.manager.save(model=model, tokenizer=parts.tokenizer, optimizer=None, scaler=parts.scaler, state=state,
                           config=self.saved_config, optimizer_state=optimizer_state,
                           extra_states={"objectives": heads} if heads is not None else {})
@@ -43,7 +44,7 @@ class GatheringCheckpointer(Checkpointer):
     def restore(self, path: Path, *, rank: int) -> TrainState:
         weights_file, payload = read_checkpoint(path, mmap=True)
         load_shards(self.parallel.trainable, self._source(path, SafetensorsReader(weights_file), payload))
-        load_optimizer_state(self.parts.optimizer, payload["optimizer"])
+        load_optimizer_state(self.parts.optimizer, payload["optimizer"], list(self.parallel.parameter_order))
         return restore_run_state(payload, scaler=self.parts.scaler, rank=rank)
 
     def _source(self, path: Path, weights: SafetensorsReader, payload: dict) -> ShardSource:

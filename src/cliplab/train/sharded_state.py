@@ -95,31 +95,52 @@ def _parameter_names(optimizer: torch.optim.Optimizer) -> list[str]:
     return [name for group in optimizer.param_groups for name in group["param_names"]]
 
 
-def gather_optimizer_state(optimizer: torch.optim.Optimizer, *, keep: bool) -> dict | None:
-    """The sharded optimiser's state dict as an unsharded optimiser would give it (index keys,
-    whole tensors, 0-d state of the scalars), kept where `keep`."""
+def unsharded_indices(optimizer: torch.optim.Optimizer, order: list[str]) -> list[int]:
+    """For each parameter of the sharded `optimizer` (in its index order), its index in the
+    optimiser of the unsharded module. Holding a 0-d parameter as a vector moves it to the end
+    of its module's parameters; `order` (the unsharded module's parameter names, in
+    `named_parameters` order) puts it back, group by group, as `optim.parameter_groups` lists them."""
+    position = {name: index for index, name in enumerate(order)}
+    indices, offset = [], 0
+    for group in optimizer.param_groups:
+        names = [canonical_name(name) for name in group["param_names"]]
+        ranked = {name: offset + rank for rank, name in enumerate(sorted(names, key=position.__getitem__))}
+        indices.extend(ranked[name] for name in names)
+        offset += len(names)
+    return indices
+
+
+def gather_optimizer_state(optimizer: torch.optim.Optimizer, order: list[str], *, keep: bool) -> dict | None:
+    """The sharded optimiser's state dict as the unsharded optimiser would give it (its indices and
+    names, whole tensors, 0-d state of the scalars), kept where `keep`."""
     state_dict = optimizer.state_dict()
-    names = _parameter_names(optimizer)
-    state = {index: {key: _full(names[index], value, keep) for key, value in values.items()}
+    names, indices = _parameter_names(optimizer), unsharded_indices(optimizer, order)
+    state = {indices[index]: {key: _full(names[index], value, keep) for key, value in values.items()}
              for index, values in sorted(state_dict["state"].items())}
     if not keep:
         return None
-    groups = [{**group, "param_names": [canonical_name(name) for name in group["param_names"]]}
-              for group in state_dict["param_groups"]]
-    return {"state": state, "param_groups": groups}
+    groups = []
+    for group in state_dict["param_groups"]:
+        pairs = sorted((indices[index], canonical_name(name)) for index, name in zip(group["params"], group["param_names"]))
+        groups.append({**group, "params": [index for index, _ in pairs], "param_names": [name for _, name in pairs]})
+    return {"state": dict(sorted(state.items())), "param_groups": groups}
 
 
-def load_optimizer_state(optimizer: torch.optim.Optimizer, state_dict: dict) -> None:
-    """Load a full optimiser state dict (from a sharded or an unsharded run) into the sharded
-    `optimizer`: each rank takes its rows of every parameter-shaped tensor."""
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state_dict: dict, order: list[str]) -> None:
+    """Load an unsharded optimiser state dict (a DDP run's, or one `gather_optimizer_state` wrote)
+    into the sharded `optimizer`: each rank takes its rows of every parameter-shaped tensor."""
     parameters = [parameter for group in optimizer.param_groups for parameter in group["params"]]
-    names = _parameter_names(optimizer)
+    names, indices = _parameter_names(optimizer), unsharded_indices(optimizer, order)
     sharded = {}
-    for index, values in state_dict["state"].items():
-        parameter = parameters[index]
-        sharded[index] = {key: value if key in _COUNTERS else _like_parameter(names[index], parameter, value)
-                          for key, value in values.items()}
-    optimizer.load_state_dict({"state": sharded, "param_groups": state_dict["param_groups"]})
+    for index, parameter in enumerate(parameters):
+        values = state_dict["state"].get(indices[index])
+        if values is not None:
+            sharded[index] = {key: value if key in _COUNTERS else _like_parameter(names[index], parameter, value)
+                              for key, value in values.items()}
+    live_groups = optimizer.state_dict()["param_groups"]
+    groups = [{**saved, "params": live["params"], "param_names": live["param_names"]}
+              for saved, live in zip(state_dict["param_groups"], live_groups, strict=True)]
+    optimizer.load_state_dict({"state": sharded, "param_groups": groups})
 
 
 # Optimiser state entries that count steps: never sharded, even for a 0-d parameter (AdamW's `step`).
