@@ -28,7 +28,7 @@ LOSS_RTOL = 1e-4
 def _config(logs, name, world_size, *, fsdp, steps=STEPS, **loop):
     config = small_config(logs, name=name, steps=steps, batch_size=GLOBAL_BATCH // world_size, **loop)
     config.data.train_num_samples = GLOBAL_BATCH * STEPS
-    config.loss.local_loss = config.loss.gather_with_grad = True
+    config.loss.gather_with_grad = True  # every rank computes (and logs) the loss of the whole global batch
     config.distributed.fsdp = fsdp
     config.checkpoint.save_every_steps = STEPS // 2
     return config

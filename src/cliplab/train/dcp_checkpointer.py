@@ -86,7 +86,7 @@ class DcpCheckpointer(Checkpointer):
         else:
             weights_file, payload = read_checkpoint(path, mmap=True)
             load_shards(self.parallel.trainable, self._single_file_source(path, SafetensorsReader(weights_file), payload))
-            load_optimizer_state(self.parts.optimizer, payload["optimizer"])
+            load_optimizer_state(self.parts.optimizer, payload["optimizer"], list(self.parallel.parameter_order))
         state = restore_run_state(payload, scaler=self.parts.scaler, rank=rank)
         self.last_saved_step = state.step
         return state

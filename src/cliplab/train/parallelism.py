@@ -58,13 +58,20 @@ class ParallelModel:
     """module: what the step runs (images, tokens) -> outputs; trainable: the unwrapped module
     whose (possibly sharded) parameters the optimiser steps; model: the CLIP model in it;
     no_sync(): a context in which a backward does not reduce gradients across ranks (DDP's no_sync,
-    FSDP2's gradient sync off; a null context in one process); sharded: FSDP2."""
+    FSDP2's gradient sync off; a null context in one process); sharded: FSDP2; parameter_order:
+    the trainable module's parameter names before sharding, in `named_parameters` order (the
+    order of the unsharded optimiser's indices)."""
 
     module: nn.Module
     trainable: nn.Module
     model: nn.Module
     no_sync: Callable[[], ContextManager]
     sharded: bool
+    parameter_order: tuple[str, ...]
+
+
+def _parameter_order(module: nn.Module) -> tuple[str, ...]:
+    return tuple(name for name, _ in module.named_parameters())
 
 
 def _ddp(trainable: nn.Module, model: nn.Module, config: TrainConfig, context: DistributedContext) -> ParallelModel:
@@ -76,7 +83,8 @@ def _ddp(trainable: nn.Module, model: nn.Module, config: TrainConfig, context: D
         no_sync = wrapped.no_sync
     if config.model.torchcompile:
         wrapped = torch.compile(wrapped)
-    return ParallelModel(module=wrapped, trainable=trainable, model=model, no_sync=no_sync, sharded=False)
+    return ParallelModel(module=wrapped, trainable=trainable, model=model, no_sync=no_sync, sharded=False,
+                         parameter_order=_parameter_order(trainable))
 
 
 def _fsdp(trainable: nn.Module, model: nn.Module, config: TrainConfig, context: DistributedContext,
@@ -85,6 +93,7 @@ def _fsdp(trainable: nn.Module, model: nn.Module, config: TrainConfig, context: 
     from cliplab.train.sharding import shard
 
     initial = build.recorder.values(trainable)
+    order = _parameter_order(trainable)
     shard(trainable, model, precision=config.loop.precision, compile_blocks=config.model.torchcompile)
     fill_shards(trainable, initial.rows, context.device)
 
@@ -96,7 +105,8 @@ def _fsdp(trainable: nn.Module, model: nn.Module, config: TrainConfig, context: 
         finally:
             trainable.set_requires_gradient_sync(True)
 
-    return ParallelModel(module=trainable, trainable=trainable, model=model, no_sync=no_sync, sharded=True)
+    return ParallelModel(module=trainable, trainable=trainable, model=model, no_sync=no_sync, sharded=True,
+                         parameter_order=order)
 
 
 def wrap_for_training(trainable: nn.Module, model: nn.Module, config: TrainConfig, context: DistributedContext,

@@ -95,27 +95,35 @@ def _parameter_names(optimizer: torch.optim.Optimizer) -> list[str]:
     return [name for group in optimizer.param_groups for name in group["param_names"]]
 
 
-def load_optimizer_state(optimizer: torch.optim.Optimizer, state_dict: dict) -> None:
-    """Load a full optimiser state dict (from a sharded or an unsharded run) into the sharded
-    `optimizer`: each rank takes its rows of every parameter-shaped tensor. Entries are matched by
-    parameter name (`param_names`, canonical), not by index: holding a 0-d parameter as a
-    1-element vector moves it in the parameter order, so a DDP run's indices are not the sharded
-    optimiser's."""
-    saved_names = [canonical_name(name) for group in state_dict["param_groups"] for name in group["param_names"]]
-    saved_index = {name: index for index, name in enumerate(saved_names)}
+def unsharded_indices(optimizer: torch.optim.Optimizer, order: list[str]) -> list[int]:
+    """For each parameter of the sharded `optimizer` (in its index order), its index in the
+    optimiser of the unsharded module. Holding a 0-d parameter as a vector moves it to the end
+    of its module's parameters; `order` (the unsharded module's parameter names, in
+    `named_parameters` order) puts it back, group by group, as `optim.parameter_groups` lists them."""
+    position = {name: index for index, name in enumerate(order)}
+    indices, offset = [], 0
+    for group in optimizer.param_groups:
+        names = [canonical_name(name) for name in group["param_names"]]
+        ranked = {name: offset + rank for rank, name in enumerate(sorted(names, key=position.__getitem__))}
+        indices.extend(ranked[name] for name in names)
+        offset += len(names)
+    return indices
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state_dict: dict, order: list[str]) -> None:
+    """Load an unsharded optimiser state dict (a DDP run's single-file checkpoint) into the sharded
+    `optimizer`: each rank takes its rows of every parameter-shaped tensor."""
     parameters = [parameter for group in optimizer.param_groups for parameter in group["params"]]
-    names = _parameter_names(optimizer)
+    names, indices = _parameter_names(optimizer), unsharded_indices(optimizer, order)
     sharded = {}
-    for index, name in enumerate(names):
-        values = state_dict["state"].get(saved_index[canonical_name(name)])
+    for index, parameter in enumerate(parameters):
+        values = state_dict["state"].get(indices[index])
         if values is not None:
-            sharded[index] = {key: value if key in _COUNTERS else _like_parameter(name, parameters[index], value)
+            sharded[index] = {key: value if key in _COUNTERS else _like_parameter(names[index], parameter, value)
                               for key, value in values.items()}
-    groups, start = [], 0
-    for saved, live in zip(state_dict["param_groups"], optimizer.param_groups):
-        count = len(live["params"])
-        groups.append({**saved, "params": list(range(start, start + count)), "param_names": live["param_names"]})
-        start += count
+    live_groups = optimizer.state_dict()["param_groups"]
+    groups = [{**saved, "params": live["params"], "param_names": live["param_names"]}
+              for saved, live in zip(state_dict["param_groups"], live_groups, strict=True)]
     optimizer.load_state_dict({"state": sharded, "param_groups": groups})
 
 

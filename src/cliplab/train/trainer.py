@@ -129,6 +129,8 @@ class Trainer:
         self.loss = build_training_loss(config.loss, self.model.config, context, self.objectives)
         transforms = build_transforms(self.model.config.preprocess)
         self.data = TrainData(config.data, config.loop, context, transform=transforms.train, tokenizer=self.tokenizer)
+        if resume_from is not None:
+            self.data.check_resumable(self.state, resume_from)
         self.data.start_epoch(self.state.epoch, self.state.batch_in_epoch)
         self.total_steps = self.data.total_steps()
         self.guard = NonFiniteGuard(config.guards.max_nonfinite_steps)
@@ -184,7 +186,7 @@ class Trainer:
         if hooks.after_step is not None:
             hooks.after_step(state.step, self.model)
         report = StepReport(epoch=epoch, epoch_done=epoch_done, output=output, lr=lr, grad_norm=grad_norm,
-                            samples=data.global_micro_batch * data.micro_batches, data_wait_s=data_wait,
+                            samples=data.step_samples, data_wait_s=data_wait,
                             step_time_s=time.perf_counter() - step_start)
         self.logger.log_step(state, report)
         self.last_report = report
