@@ -22,7 +22,7 @@ from cliplab.models import create_model
 from cliplab.train import checkpoint as checkpoint_module
 from cliplab.train.atomic_files import NoSpaceError, format_bytes
 from cliplab.train.checkpoint import CheckpointManager, NoVerifiedCheckpointError, restore_training_state
-from cliplab.train.manifest import verify_checkpoint
+from cliplab.train.manifest import checkpoint_files, verify_checkpoint
 from cliplab.train.config import OptimConfig
 from cliplab.train.optim import build_optimizer
 from cliplab.train.state import TrainState
@@ -214,8 +214,15 @@ def _reason(name, damage, size):
             "deleted": f"lacks {name}, which its manifest lists"}[damage]
 
 
+CHECKPOINT_FILES = ["cliplab_tokenizer.json", "config.json", "model.safetensors", "tokenizer.json", "train_state.pt"]
+
+
+def test_the_damage_below_covers_every_file_a_checkpoint_holds(two_checkpoints):
+    assert checkpoint_files(two_checkpoints / "step_0000002") == CHECKPOINT_FILES
+
+
 @pytest.mark.parametrize("damage", ["flipped", "truncated", "deleted"])
-@pytest.mark.parametrize("name", ["model.safetensors", "train_state.pt", "config.json", "tokenizer.json"])
+@pytest.mark.parametrize("name", CHECKPOINT_FILES)
 def test_a_damaged_file_makes_resume_fall_back_to_the_previous_checkpoint(two_checkpoints, tmp_path, name, damage):
     # Before: a flipped byte in model.safetensors loaded silently (a weight of -0.054 read as -55.09), one
     # in train_state.pt gave NaN steps; a truncated or missing file ended in a traceback.
@@ -240,15 +247,15 @@ def test_an_empty_train_state_falls_back_too(two_checkpoints, tmp_path):
 
 @pytest.mark.parametrize("damage, reason", [
     ("deleted", "has no manifest.json: its writer did not finish, or a cliplab without checkpoint manifests wrote it"),
-    ("sha", "has config.json with another SHA-256 than its manifest's (the file changed after it was written: "
-            "corrupt)"),
+    ("sha", "has cliplab_tokenizer.json with another SHA-256 than its manifest's (the file changed after it was "
+            "written: corrupt)"),
 ])
 def test_a_damaged_manifest_falls_back_too(two_checkpoints, tmp_path, damage, reason):
     manager = _copy_of(two_checkpoints, tmp_path)
     manifest = manager.directory / "step_0000002" / "manifest.json"
     if damage == "deleted":
         manifest.unlink()
-    else:  # one hex digit of the first file's (config.json's) checksum
+    else:  # one hex digit of the first file's (cliplab_tokenizer.json's) checksum
         text = manifest.read_text()
         position = text.index('"sha256": "') + len('"sha256": "')
         manifest.write_text(text[:position] + ("0" if text[position] != "0" else "1") + text[position + 1:])

@@ -14,10 +14,6 @@ from typing import Any, Callable
 from cliplab.errors import InvalidInputError, MissingInputError, UserError
 
 
-class NoCheckpointError(MissingInputError):
-    """CHECKPOINT is neither a bundle, a training checkpoint nor a run directory holding one."""
-
-
 def add_command_parser(subparsers: argparse._SubParsersAction, name: str, *, help: str, description: str,
                        epilog: str) -> argparse.ArgumentParser:
     """A sub-command parser whose epilog (its examples) keeps its line breaks."""
@@ -85,15 +81,11 @@ def resolve_device(text: str | None):
 
 
 def load_for_use(checkpoint: str | Path, device: str | None):
-    """The model, preprocess and tokenizer of CHECKPOINT (a bundle, step or run directory) on
-    --device `device` (None: cuda when available), as `cliplab.eval.checkpoint_path.LoadedCheckpoint`."""
-    from cliplab.eval.checkpoint_path import CheckpointNotFoundError, load_checkpoint
+    """The model, preprocess and tokenizer of CHECKPOINT (any path `cliplab.load` accepts) on
+    --device `device` (None: cuda when available), as a `cliplab.bundle.LoadedModel`."""
+    from cliplab.bundle import load_model
 
-    try:
-        return load_checkpoint(checkpoint, device=resolve_device(device))
-    except CheckpointNotFoundError as error:
-        # Until CheckpointNotFoundError is a UserError itself (the bundle module's rework).
-        raise NoCheckpointError(str(error)) from None
+    return load_model(checkpoint, device=resolve_device(device))
 
 
 def write_out(path: str | Path | None, value: Any) -> None:

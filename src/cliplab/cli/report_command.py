@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cliplab.cli.common import NoCheckpointError, add_command_parser, add_device_argument, load_for_use
+from cliplab.cli.common import add_command_parser, add_device_argument, load_for_use
 from cliplab.errors import MissingInputError
 
 DESCRIPTION = ("Plot losses, learning rate, logit scale, accuracies, zero-shot results, the last confusion matrix "
@@ -72,12 +72,13 @@ def write_report(args: argparse.Namespace) -> Path:
 
 def _similarity_figure(args: argparse.Namespace, run_dir: Path, out_dir: Path, notes: list[str]) -> Path | None:
     from cliplab.data import FASHION_MNIST_CLASSNAMES, FASHION_MNIST_TEMPLATES, FashionMnistDataset
+    from cliplab.bundle import CheckpointNotFoundError
     from cliplab.eval.plots import plot_similarity_matrix
     from cliplab.eval.similarity_sample import class_similarity_sample
 
     try:
         loaded = load_for_use(run_dir, args.device)
-    except NoCheckpointError as error:
+    except CheckpointNotFoundError as error:
         notes.append(f"Similarity matrix skipped: no checkpoint to load ({error}).")
         return None
     dataset = FashionMnistDataset(split="test", data_dir=args.data_dir)
