@@ -2,6 +2,7 @@
 resume with its fallback, a full disk."""
 
 import errno
+import hashlib
 import json
 import os
 import re
@@ -22,7 +23,7 @@ from cliplab.models import create_model
 from cliplab.train import checkpoint as checkpoint_module
 from cliplab.train.atomic_files import NoSpaceError, format_bytes
 from cliplab.train.checkpoint import CheckpointManager, NoVerifiedCheckpointError, restore_training_state
-from cliplab.train.manifest import checkpoint_files, verify_checkpoint
+from cliplab.train.manifest import UnverifiedCheckpointError, checkpoint_files, verify_checkpoint
 from cliplab.train.config import OptimConfig
 from cliplab.train.optim import build_optimizer
 from cliplab.train.state import TrainState
@@ -400,3 +401,23 @@ def test_a_run_on_a_full_disk_stops_with_one_line_and_resuming_there_leaves_noth
         assert not list((small_disk / "run").glob("*.tmp")) and not list((small_disk / "run").glob(".tmp-*"))
         lines = (small_disk / "run" / "metrics.jsonl").read_text().splitlines()
         assert [json.loads(line)["step"] for line in lines if '"train"' in line] == [1, 2, 3, 4]
+
+
+def test_a_sharded_writer_publishes_through_stage_and_publish_and_every_shard_is_verified(tmp_path):
+    """The DCP shape (docs/INTERFACES.md): ranks' shard files and a hidden `.metadata`, nested
+    too, written into the staging directory; `publish` lists them all and verification covers each."""
+    manager = CheckpointManager(tmp_path / "checkpoints", keep=2)
+    shards = {".metadata": b"plan", "__0_0.distcp": b"rank 0" * 100, "__1_0.distcp": b"rank 1" * 100,
+              "extra/state_1.pt": b"nested"}
+    staging = manager.stage(5)
+    for name, data in shards.items():
+        (staging / name).parent.mkdir(parents=True, exist_ok=True)
+        (staging / name).write_bytes(data)
+    final = manager.publish(staging, 5)
+    manifest = verify_checkpoint(final)
+    assert (final.name, manager.latest(), manifest.step, manifest.run_id) == ("step_0000005", final, 5, manager.run_id)
+    assert {name: (record.size, record.sha256) for name, record in manifest.files.items()} == {
+        name: (len(data), hashlib.sha256(data).hexdigest()) for name, data in shards.items()}
+    (final / "__1_0.distcp").write_bytes(b"rank 1" * 99 + b"rank 2")
+    with pytest.raises(UnverifiedCheckpointError, match="has __1_0.distcp with another SHA-256"):
+        verify_checkpoint(final)
