@@ -2,6 +2,7 @@
 resume with its fallback, a full disk."""
 
 import errno
+import hashlib
 import json
 import os
 import re
@@ -22,7 +23,7 @@ from cliplab.models import create_model
 from cliplab.train import checkpoint as checkpoint_module
 from cliplab.train.atomic_files import NoSpaceError, format_bytes
 from cliplab.train.checkpoint import CheckpointManager, NoVerifiedCheckpointError, restore_training_state
-from cliplab.train.manifest import verify_checkpoint
+from cliplab.train.manifest import UnverifiedCheckpointError, checkpoint_files, verify_checkpoint
 from cliplab.train.config import OptimConfig
 from cliplab.train.optim import build_optimizer
 from cliplab.train.state import TrainState
@@ -214,8 +215,15 @@ def _reason(name, damage, size):
             "deleted": f"lacks {name}, which its manifest lists"}[damage]
 
 
+CHECKPOINT_FILES = ["cliplab_tokenizer.json", "config.json", "model.safetensors", "tokenizer.json", "train_state.pt"]
+
+
+def test_the_damage_below_covers_every_file_a_checkpoint_holds(two_checkpoints):
+    assert checkpoint_files(two_checkpoints / "step_0000002") == CHECKPOINT_FILES
+
+
 @pytest.mark.parametrize("damage", ["flipped", "truncated", "deleted"])
-@pytest.mark.parametrize("name", ["model.safetensors", "train_state.pt", "config.json", "tokenizer.json"])
+@pytest.mark.parametrize("name", CHECKPOINT_FILES)
 def test_a_damaged_file_makes_resume_fall_back_to_the_previous_checkpoint(two_checkpoints, tmp_path, name, damage):
     # Before: a flipped byte in model.safetensors loaded silently (a weight of -0.054 read as -55.09), one
     # in train_state.pt gave NaN steps; a truncated or missing file ended in a traceback.
@@ -240,16 +248,15 @@ def test_an_empty_train_state_falls_back_too(two_checkpoints, tmp_path):
 
 @pytest.mark.parametrize("damage, reason", [
     ("deleted", "has no manifest.json: its writer did not finish, or a cliplab without checkpoint manifests wrote it"),
-    ("sha", "has {first} with another SHA-256 than its manifest's (the file changed after it was written: "
-            "corrupt)"),
+    ("sha", "has cliplab_tokenizer.json with another SHA-256 than its manifest's (the file changed after it was "
+            "written: corrupt)"),
 ])
 def test_a_damaged_manifest_falls_back_too(two_checkpoints, tmp_path, damage, reason):
     manager = _copy_of(two_checkpoints, tmp_path)
     manifest = manager.directory / "step_0000002" / "manifest.json"
-    reason = reason.format(first=min(json.loads(manifest.read_text())["files"]))  # files are listed sorted
     if damage == "deleted":
         manifest.unlink()
-    else:  # one hex digit of the first file's checksum
+    else:  # one hex digit of the first file's (cliplab_tokenizer.json's) checksum
         text = manifest.read_text()
         position = text.index('"sha256": "') + len('"sha256": "')
         manifest.write_text(text[:position] + ("0" if text[position] != "0" else "1") + text[position + 1:])
@@ -394,3 +401,23 @@ def test_a_run_on_a_full_disk_stops_with_one_line_and_resuming_there_leaves_noth
         assert not list((small_disk / "run").glob("*.tmp")) and not list((small_disk / "run").glob(".tmp-*"))
         lines = (small_disk / "run" / "metrics.jsonl").read_text().splitlines()
         assert [json.loads(line)["step"] for line in lines if '"train"' in line] == [1, 2, 3, 4]
+
+
+def test_a_sharded_writer_publishes_through_stage_and_publish_and_every_shard_is_verified(tmp_path):
+    """The DCP shape (docs/INTERFACES.md): ranks' shard files and a hidden `.metadata`, nested
+    too, written into the staging directory; `publish` lists them all and verification covers each."""
+    manager = CheckpointManager(tmp_path / "checkpoints", keep=2)
+    shards = {".metadata": b"plan", "__0_0.distcp": b"rank 0" * 100, "__1_0.distcp": b"rank 1" * 100,
+              "extra/state_1.pt": b"nested"}
+    staging = manager.stage(5)
+    for name, data in shards.items():
+        (staging / name).parent.mkdir(parents=True, exist_ok=True)
+        (staging / name).write_bytes(data)
+    final = manager.publish(staging, 5)
+    manifest = verify_checkpoint(final)
+    assert (final.name, manager.latest(), manifest.step, manifest.run_id) == ("step_0000005", final, 5, manager.run_id)
+    assert {name: (record.size, record.sha256) for name, record in manifest.files.items()} == {
+        name: (len(data), hashlib.sha256(data).hexdigest()) for name, data in shards.items()}
+    (final / "__1_0.distcp").write_bytes(b"rank 1" * 99 + b"rank 2")
+    with pytest.raises(UnverifiedCheckpointError, match="has __1_0.distcp with another SHA-256"):
+        verify_checkpoint(final)

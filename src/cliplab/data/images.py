@@ -36,10 +36,15 @@ def decode_rgb_image(file: str | Path | BinaryIO, source: str) -> Image.Image:
         raise BadSampleError(source, f"cannot decode image ({error})") from None
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
-    """`image` in RGB, 16-bit grayscale scaled to 8 bits (see the module docstring)."""
+def scale_16_bit_gray(image: Image.Image) -> Image.Image:
+    """A 16-bit grayscale `image` as 8-bit grayscale ("L", the high byte of each value); any other
+    image as it is (see the module docstring)."""
     if image.mode.startswith("I;16") or image.mode == "I":
         values = np.asarray(image).astype(np.int64)  # I;16B is big-endian: asarray gives native values
-        high_bytes = (np.clip(values, 0, 65535) >> 8).astype(np.uint8)
-        return Image.fromarray(high_bytes).convert("RGB")
-    return image.convert("RGB")
+        return Image.fromarray((np.clip(values, 0, 65535) >> 8).astype(np.uint8))
+    return image
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """`image` in RGB, 16-bit grayscale scaled to 8 bits first."""
+    return scale_16_bit_gray(image).convert("RGB")

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from cliplab.data.images import to_rgb
+from cliplab.data.images import scale_16_bit_gray
 from cliplab.data.preprocess_config import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PreprocessConfig
 
 __all__ = ["OPENAI_CLIP_MEAN", "OPENAI_CLIP_STD", "ImageTransform", "PreprocessConfig", "center_crop_box",
@@ -110,10 +110,10 @@ class ImageTransform:
     """`PIL.Image -> Tensor[3, H, W] float32`, normalised; picklable for DataLoader workers.
 
     Eval: `eval_geometry` (open_clip's eval transform), then RGB. Train: RGB, random resized crop,
-    optional flip. Grayscale becomes 3 equal channels (16-bit grayscale scaled to 8 bits,
-    `cliplab.data.images.to_rgb`), RGBA loses alpha. In training the random draws come from
-    `generator` when given, else from torch's global RNG (which DataLoader seeds differently in
-    every worker).
+    optional flip. Grayscale becomes 3 equal channels (16-bit grayscale is first scaled to 8 bits,
+    `cliplab.data.images.scale_16_bit_gray`), RGBA loses alpha. In training the random
+    draws come from `generator` when given, else from torch's global RNG (which DataLoader seeds
+    differently in every worker).
     """
 
     def __init__(self, config: PreprocessConfig, train: bool, generator: torch.Generator | None = None):
@@ -124,12 +124,13 @@ class ImageTransform:
     def __call__(self, image: Image.Image) -> torch.Tensor:
         if not isinstance(image, Image.Image):
             raise ValueError(f"image must be a PIL.Image.Image, got {type(image).__name__}")
+        image = scale_16_bit_gray(image)
         if self.train:
-            image = self._random_resized_crop(to_rgb(image))
+            image = self._random_resized_crop(image.convert("RGB"))
             if self.config.train_horizontal_flip and self._uniform() < 0.5:
                 image = image.transpose(Image.FLIP_LEFT_RIGHT)
         else:
-            image = to_rgb(eval_geometry(image, self.config))
+            image = eval_geometry(image, self.config).convert("RGB")
         return _normalize(_pil_to_float_tensor(image), self.config.mean, self.config.std)
 
     def _uniform(self, low: float = 0.0, high: float = 1.0) -> float:

@@ -1,7 +1,7 @@
 """Step checkpoints that prove themselves: `checkpoints/step_XXXXXXX/` directories and a `latest` pointer.
 
 Layout of one checkpoint directory:
-    model.safetensors, config.json, tokenizer.json   a loadable bundle (cliplab.bundle.save)
+    model.safetensors, config.json, tokenizer files  a loadable bundle (cliplab.bundle.save)
     train_state.pt                                   optimiser, scaler, RNG states, data position,
                                                      counters (`cliplab.train.state.TrainState`)
     manifest.json                                    step, the writing run's id, and the size and
