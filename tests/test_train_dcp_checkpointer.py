@@ -27,6 +27,7 @@ from cliplab.train.manifest import verify_checkpoint
 from train_helpers import small_config
 
 K, FURTHER = 10, 30
+PRETRAINED_STEPS = 4
 GLOBAL_BATCH = 8
 LOSS_RTOL = 1e-4
 
@@ -58,12 +59,21 @@ def _uninterrupted(rank, world_size, logs):
             outputs.update({key: result[key].clone() for key in ("image_features", "text_features", "logit_scale")})
 
     train(_config(logs, "full", world_size, steps=K + FURTHER), hooks=TrainHooks(after_step=after_step))
+    for name, fsdp in (("pretrained_ddp", False), ("pretrained_fsdp", True)):  # the DCP step directory as --pretrained
+        config = _config(logs, name, world_size, steps=PRETRAINED_STEPS)
+        config.model.pretrained, config.model.name, config.model.overrides = str(_step_dir(logs, K)), None, {}
+        config.distributed.fsdp = fsdp
+        train(config)
     return outputs
+
+
+def _step_dir(logs, step):
+    return logs / "full" / "checkpoints" / f"step_{step:07d}"
 
 
 def _resumed(rank, world_size, logs):
     config = _config(logs, f"resumed_on_{world_size}", world_size, steps=K + FURTHER)
-    config.checkpoint.resume = str(logs / "full" / "checkpoints" / f"step_{K:07d}")
+    config.checkpoint.resume = str(_step_dir(logs, K))
     train(config)
 
 
@@ -111,6 +121,17 @@ def test_the_exported_bundle_gives_the_trained_models_outputs(full_run, tmp_path
     torch.testing.assert_close(image_features, trained["image_features"], rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(text_features, trained["text_features"], rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(logit_scale, trained["logit_scale"], rtol=0, atol=0)
+
+
+def test_a_checkpoint_as_pretrained_weights_starts_an_fsdp2_run_as_it_starts_ddp(full_run):
+    """--pretrained STEP_DIR: the FSDP2 run fills its shards from the checkpoint, one tensor at a
+    time, and trains as DDP from the same weights does (equal first step, then within 1e-4)."""
+    logs, _ = full_run
+    ddp, fsdp = _losses(logs / "pretrained_ddp"), _losses(logs / "pretrained_fsdp")
+    assert sorted(ddp) == sorted(fsdp) == list(range(1, PRETRAINED_STEPS + 1))
+    assert ddp[1] == fsdp[1]
+    for step, loss in fsdp.items():
+        assert math.isclose(loss, ddp[step], rel_tol=LOSS_RTOL), (step, loss, ddp[step])
 
 
 @pytest.mark.parametrize("damage", ["lost shard", "lost metadata", "unfinished save"])

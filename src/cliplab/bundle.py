@@ -31,7 +31,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors.torch import save_file
@@ -53,6 +53,8 @@ from cliplab.pretrained.loaders import (ForeignCheckpoint, architecture_config, 
                                         read_foreign)
 
 WEIGHTS_FILE = "model.safetensors"
+# Opens a checkpoint's weights for a model built on meta: -> take(name), the tensor of entry `name`.
+WeightsOpener = Callable[[], Callable[[str], torch.Tensor]]
 CONFIG_FILE = "config.json"
 FORMAT_VERSION = 1
 FORMAT_VERSION_KEY = "format_version"
@@ -158,7 +160,9 @@ class LoadedModel:
     preprocess: PIL image -> Float[3, S, S] (its settings: `model.config.preprocess`); tokenizer:
     texts -> Long[N, T], or None where the checkpoint has none cliplab reads (`require_tokenizer=
     False` only); path: the directory or file read; format: "bundle", "open_clip_hub",
-    "open_clip_checkpoint", "openai" or "hf".
+    "open_clip_checkpoint", "openai" or "hf". weights (for a model on "meta"): opens the
+    checkpoint's weights, returning take(name) -> the tensor of the model's state-dict entry
+    `name`, read on demand (what fills a sharded model shard by shard, `cliplab.train.parallelism`).
     """
 
     model: nn.Module
@@ -167,6 +171,7 @@ class LoadedModel:
     path: Path
     device: torch.device
     format: str
+    weights: WeightsOpener | None = None
 
 
 def _local_path(path: str | os.PathLike) -> Path:
@@ -178,21 +183,31 @@ def _local_path(path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def _read_bundle(directory: Path, device: torch.device, output_dict: bool) -> tuple[CLIP, Any]:
-    """Read the bundle's weights into a model built on meta: names and shapes are checked first
-    (from the safetensors header, or from DCP's metadata for shards), then the tensors are read
-    (one at a time from safetensors; in one pass over DCP shards) and copied in."""
+def _bundle_weights(directory: Path, expected: dict[str, torch.Tensor]) -> Callable[[str], torch.Tensor]:
+    """take(name) -> the bundle's tensor `name`, shaped as in `expected` (a state dict of the
+    bundle's architecture; meta will do). Names and shapes are checked first (from the safetensors
+    header, or from DCP's metadata for shards); then one tensor is read per call (from DCP shards,
+    all of them on the first call)."""
+    sharded = not (directory / WEIGHTS_FILE).is_file()
+    source = directory / (SHARDS_DIR if sharded else WEIGHTS_FILE)
+    reader = DcpModelReader(source) if sharded else SafetensorsReader(source)
+    check_state_dict(expected, reader.shapes, source=str(source))
+    return lambda name: reader.read(name).reshape(expected[name].shape)
+
+
+def _read_bundle(directory: Path, device: torch.device, output_dict: bool) -> tuple[CLIP, Any, WeightsOpener]:
+    """The bundle's model built on meta and its weights copied in (unless `device` is meta), its
+    tokenizer, and the opener of its weights."""
     config = read_config(directory / CONFIG_FILE)
     with torch.device("meta"):
         model = build_model(config, output_dict=output_dict)
+    expected = model.state_dict()
+
+    def weights() -> Callable[[str], torch.Tensor]:
+        return _bundle_weights(directory, expected)
     if device.type != "meta":
-        sharded = not (directory / WEIGHTS_FILE).is_file()
-        source = directory / (SHARDS_DIR if sharded else WEIGHTS_FILE)
-        reader = DcpModelReader(source) if sharded else SafetensorsReader(source)
-        expected = model.state_dict()
-        check_state_dict(expected, reader.shapes, source=str(source))
-        fill_model(model, device, lambda name: reader.read(name).reshape(expected[name].shape))
-    return model.eval(), load_tokenizer(directory)
+        fill_model(model, device, weights())
+    return model.eval(), load_tokenizer(directory), weights
 
 
 def _check_architecture(config: ModelConfig, model: Any, path: Path) -> None:
@@ -230,11 +245,11 @@ def load_model(path: str | os.PathLike, *, model: str | ModelConfig | None = Non
         location = location.parent
     if location.is_dir() and directory_format(location) is None:
         bundle_dir = resolve_checkpoint(location)
-        built, tokenizer = _read_bundle(bundle_dir, device, output_dict)
+        built, tokenizer, weights = _read_bundle(bundle_dir, device, output_dict)
         if model is not None:
             _check_architecture(built.config, model, bundle_dir)
         return LoadedModel(built, image_transform(built.config.preprocess, train=False), tokenizer,
-                           bundle_dir, device, "bundle")
+                           bundle_dir, device, "bundle", weights if device.type == "meta" else None)
     foreign = read_foreign(location, model)
     if foreign is None:
         raise CheckpointNotFoundError(f"{location} is not a checkpoint cliplab reads; {accepted_formats()}")
@@ -249,8 +264,10 @@ def _from_foreign(foreign: ForeignCheckpoint, model: Any, device: torch.device, 
         raise UserError(f"{foreign.path}: no tokenizer cliplab reads ({foreign.tokenizer_error}); pass "
                         "require_tokenizer=False to load the model without one")
     built = build_model_from(foreign, device, output_dict=output_dict)
+    expected = built.state_dict()
+    weights = (lambda: foreign.load_state(expected)) if device.type == "meta" else None
     return LoadedModel(built, image_transform(built.config.preprocess, train=False), foreign.tokenizer,
-                       foreign.path, device, foreign.format)
+                       foreign.path, device, foreign.format, weights)
 
 
 def load(path: str | os.PathLike, device: str | torch.device = "cpu", *,

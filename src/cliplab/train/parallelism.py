@@ -20,17 +20,21 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Callable, ContextManager, Iterator
+from typing import TYPE_CHECKING, Callable, ContextManager, Iterator
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from cliplab.bundle import WeightsOpener
 from cliplab.distributed.shard_init import ShardedInit
 from cliplab.train.checkpoint import CheckpointManager
 from cliplab.train.checkpointer import CheckpointedParts, Checkpointer
 from cliplab.train.config import CheckpointConfig, TrainConfig
 from cliplab.train.distributed_setup import DistributedContext
+
+if TYPE_CHECKING:
+    from cliplab.train.sharded_state import ShardSource
 
 
 class ModelBuild:
@@ -87,15 +91,33 @@ def _ddp(trainable: nn.Module, model: nn.Module, config: TrainConfig, context: D
                          parameter_order=_parameter_order(trainable))
 
 
+def _initial_values(trainable: nn.Module, model: nn.Module, build: ModelBuild,
+                    weights: WeightsOpener | None) -> "ShardSource":
+    """Where the shards' first values come from: the recorded initial values, or (a pretrained
+    model, `weights`) its checkpoint read one tensor at a time, with the recorded values of the
+    objective heads beside it."""
+    from cliplab.train.sharded_state import rows_of
+
+    if weights is None:
+        return build.recorder.values(trainable).rows
+    take = weights()
+    if trainable is model:
+        return rows_of(take)
+    heads = build.recorder.values(trainable.objectives).rows
+    model_rows = rows_of(lambda name: take(name[len("model."):]))
+    return lambda name, rows: (model_rows(name, rows) if name.startswith("model.")
+                               else heads(name[len("objectives."):], rows))
+
+
 def _fsdp(trainable: nn.Module, model: nn.Module, config: TrainConfig, context: DistributedContext,
-          build: ModelBuild) -> ParallelModel:
+          build: ModelBuild, weights: WeightsOpener | None) -> ParallelModel:
     from cliplab.train.sharded_state import fill_shards
     from cliplab.train.sharding import shard
 
-    initial = build.recorder.values(trainable)
+    initial = _initial_values(trainable, model, build, weights)
     order = _parameter_order(trainable)
     shard(trainable, model, precision=config.loop.precision, compile_blocks=config.model.torchcompile)
-    fill_shards(trainable, initial.rows, context.device)
+    fill_shards(trainable, initial, context.device)
 
     @contextlib.contextmanager
     def no_sync() -> Iterator[None]:
@@ -110,10 +132,11 @@ def _fsdp(trainable: nn.Module, model: nn.Module, config: TrainConfig, context: 
 
 
 def wrap_for_training(trainable: nn.Module, model: nn.Module, config: TrainConfig, context: DistributedContext,
-                      build: ModelBuild) -> ParallelModel:
-    """The ParallelModel of `trainable` (the model, or the model with objective heads), built by `build`."""
+                      build: ModelBuild, weights: WeightsOpener | None = None) -> ParallelModel:
+    """The ParallelModel of `trainable` (the model, or the model with objective heads), built by
+    `build`; weights: the opener of a pretrained model's checkpoint (`TrainingModel.weights`)."""
     if build.sharded:
-        return _fsdp(trainable, model, config, context, build)
+        return _fsdp(trainable, model, config, context, build, weights)
     return _ddp(trainable, model, config, context)
 
 

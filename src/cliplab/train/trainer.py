@@ -110,7 +110,7 @@ class Trainer:
         with build.building():
             self.objectives = build_run_objectives(config, self.model, self.tokenizer)
         self.trainable = self.model if self.objectives is None else ModelWithObjectives(self.model, self.objectives)
-        self.parallel = wrap_for_training(self.trainable, self.model, config, context, build)
+        self.parallel = wrap_for_training(self.trainable, self.model, config, context, build, built.weights)
         self.optimizer = build_optimizer(self.trainable, config.optim)
         self.precision = Precision(config.loop, context.device)
         self.checkpointer = build_checkpointer(config.checkpoint, manager, CheckpointedParts(
