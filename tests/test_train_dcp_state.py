@@ -129,6 +129,7 @@ def resharded(tmp_path_factory):
     return directory, run_on_workers(_save_by_two_load_by_four_and_by_one, 4, directory, timeout_s=300)
 
 
+@pytest.mark.slow  # one 4-process job; the default suite reshards through the Trainer (test_train_dcp_checkpointer)
 def test_state_saved_by_two_ranks_loads_into_four_and_into_one(resharded):
     _, results = resharded
     expected = results[0][0]
@@ -143,6 +144,7 @@ def test_state_saved_by_two_ranks_loads_into_four_and_into_one(resharded):
     _assert_equal_state(alone, expected)
 
 
+@pytest.mark.slow
 def test_offline_reader_gives_the_whole_model_in_bundle_names(resharded):
     directory, results = resharded
     expected_model = results[0][0][0]
