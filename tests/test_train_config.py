@@ -157,3 +157,15 @@ def test_final_evaluation_is_skipped_without_evaluation_data():
 def test_csv_and_webdataset_runs_need_train_data():
     with pytest.raises(ConfigError, match=r"'data.train_data'.*dataset_type 'csv' \(--train-data\)"):
         config_from_dict({"data": {"dataset_type": "csv", "val_data": "val.tsv"}})
+
+
+def test_differences_from_defaults_name_each_changed_key_in_field_order():
+    from cliplab.train.config_io import differences_from_defaults, resolve_config
+
+    config = resolve_config(None, {"loop.batch_size": 8, "data.dataset_type": "csv", "data.train_data": "x.tsv",
+                                   "model.overrides": {"vision.width": 16}, "loop.epochs": 5,
+                                   "objectives.contrastive.decoupled": True})
+    assert differences_from_defaults(config) == {"model.overrides": {"vision.width": 16}, "data.dataset_type": "csv",
+                                                 "data.train_data": "x.tsv", "loop.batch_size": 8,
+                                                 "objectives.contrastive.decoupled": True}
+    assert differences_from_defaults(resolve_config()) == {}

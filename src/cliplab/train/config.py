@@ -11,6 +11,7 @@ see docs/training.md for the table from flag to key.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -75,12 +76,19 @@ class ModelSetupConfig:
         null (the default) means DEFAULT_MODEL_OVERRIDES for the model (for `tiny`: the slimmer
         sizes of the default run), {} the registered config unchanged.
     tokenizer: a tokenizer.json to use (None: train one on the caption corpus of the data).
+    force_image_size: the side of the model's square input images instead of its config's (open_clip's
+        --force-image-size); the preprocessing follows it.
+    image_mean / image_std: the per-channel (R, G, B) normalisation instead of the one
+        `model_setup.plan_model` picks for the data (open_clip's --image-mean / --image-std).
     lock_image / lock_text and their unlocked counts mean what open_clip's flags mean.
     """
 
     name: str = "tiny"
     overrides: Optional[dict] = None
     tokenizer: Optional[str] = None
+    force_image_size: Optional[int] = None
+    image_mean: Optional[tuple[float, ...]] = None
+    image_std: Optional[tuple[float, ...]] = None
     lock_image: bool = False
     lock_image_unlocked_groups: int = 0
     lock_image_freeze_bn_stats: bool = False
@@ -95,6 +103,13 @@ class ModelSetupConfig:
         if self.overrides is None:
             self.overrides = dict(DEFAULT_MODEL_OVERRIDES.get(self.name, {}))
         require(isinstance(self.overrides, dict), "overrides", self.overrides, "must be a mapping")
+        _optional_positive_int("force_image_size", self.force_image_size)
+        for key in ("image_mean", "image_std"):
+            value = getattr(self, key)
+            require(value is None or (len(value) == 3 and all(math.isfinite(channel) for channel in value)), key,
+                    value, "must be 3 numbers (R, G, B) or null")
+        require(self.image_std is None or min(self.image_std) > 0, "image_std", self.image_std,
+                "must be > 0 in every channel")
         for key in ("lock_image_unlocked_groups", "lock_text_unlocked_layers"):
             value = getattr(self, key)
             require(isinstance(value, int) and not isinstance(value, bool) and value >= 0, key, value,
@@ -243,12 +258,18 @@ class LoggingConfig:
     """Where the run directory goes and how often to log.
 
     The run directory is `<logs>/<name>`; name defaults to `<date>-<time>-<model>`.
+    log_every_n_steps: a metrics.jsonl record, and a console line where no progress bar is drawn.
+    progress_bar: a tqdm bar on a terminal (the console lines replace it in a log file).
+    tensorboard / wandb: the metric sinks besides metrics.jsonl (`metric_sinks`); wandb needs the
+        `wandb` extra and logs to the W&B project `wandb_project`.
     """
 
     logs: str = "./logs"
     name: Optional[str] = None
     log_every_n_steps: int = 10
     tensorboard: bool = True
+    wandb: bool = False
+    wandb_project: str = "cliplab"
     progress_bar: bool = True
 
     def __post_init__(self):
@@ -256,6 +277,10 @@ class LoggingConfig:
         require(self.name is None or (isinstance(self.name, str) and self.name != "" and "/" not in self.name),
                 "name", self.name, "must be a non-empty name without '/'")
         _positive_int("log_every_n_steps", self.log_every_n_steps)
+        require(isinstance(self.wandb_project, str) and self.wandb_project != "", "wandb_project",
+                self.wandb_project, "must be a W&B project name")
+        require(not self.wandb or importlib.util.find_spec("wandb") is not None, "wandb", self.wandb,
+                "needs the wandb package (pip install 'cliplab[wandb]')")
 
 
 @dataclass(kw_only=True)

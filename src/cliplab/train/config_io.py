@@ -134,6 +134,21 @@ def config_to_dict(config: Any) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
+def differences_from_defaults(config: Any, defaults: Any = None, prefix: str = "") -> dict[str, Any]:
+    """`{"section.key": value}` (JSON-ready) for every setting of `config` (a TrainConfig, or a
+    section of one) that differs from `defaults` (default: the type's defaults), in field order."""
+    defaults = type(config)() if defaults is None else defaults
+    changed: dict[str, Any] = {}
+    for field in dataclasses.fields(config):
+        value, default = getattr(config, field.name), getattr(defaults, field.name)
+        key = f"{prefix}{field.name}"
+        if dataclasses.is_dataclass(value) and type(value) is type(default):
+            changed.update(differences_from_defaults(value, default, prefix=f"{key}."))
+        elif value != default:
+            changed[key] = json.loads(json.dumps(value))
+    return changed
+
+
 def load_config_file(path: str | Path) -> dict:
     """Read a YAML or JSON config file into a dict (JSON is read by the YAML parser too)."""
     path = Path(path)
