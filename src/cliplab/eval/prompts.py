@@ -42,12 +42,14 @@ def parse_labels(text: str) -> tuple[str, ...]:
     return labels
 
 
-def read_lines(path: str | Path, what: str) -> tuple[str, ...]:
-    """Non-empty lines (stripped) of a UTF-8 text file; `what` names the argument in errors."""
+def read_numbered_lines(path: str | Path, what: str) -> tuple[tuple[int, str], ...]:
+    """(1-based line number, stripped text) of each non-empty line of a UTF-8 text file; `what`
+    names the argument in errors."""
     path = Path(path)
     if not path.is_file():
         raise MissingInputError(f"{what}: file {path} does not exist")
-    lines = tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    lines = tuple((number, line.strip()) for number, line in
+                  enumerate(path.read_text(encoding="utf-8").splitlines(), start=1) if line.strip())
     if not lines:
         raise InvalidInputError(f"{what}: file {path} holds no non-empty lines")
     return lines
