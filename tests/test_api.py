@@ -1,5 +1,7 @@
 """The top-level API (`cliplab.create_model`, `list_models`, `save`, `load`, `zero_shot_classifier`,
-`retrieval_metrics`), used the way the README shows: through `import cliplab` alone."""
+`retrieval_metrics`, and open_clip's entry points `create_model_and_transforms`,
+`create_model_from_pretrained`, `get_tokenizer`, `build_zero_shot_classifier`), used the way the
+README shows: through `import cliplab` alone."""
 
 import subprocess
 import sys
@@ -10,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import cliplab
+from cliplab.errors import UserError
 
 FORMAT_1_BUNDLE = Path(__file__).resolve().parent / "fixtures" / "bundle_format_1"
 # Fits the committed bundle's tokenizer (vocab 300, context 12).
@@ -29,8 +32,9 @@ def saved(tmp_path_factory):
 
 
 def test_exports_are_the_documented_names_and_import_lazily():
-    assert cliplab.__all__ == ["create_model", "list_models", "load", "retrieval_metrics", "save",
-                               "zero_shot_classifier"]
+    assert cliplab.__all__ == ["build_zero_shot_classifier", "create_model", "create_model_and_transforms",
+                               "create_model_from_pretrained", "export", "get_tokenizer", "list_models", "load",
+                               "load_model", "retrieval_metrics", "save", "wise_ft", "zero_shot_classifier"]
     assert set(cliplab.__all__) <= set(dir(cliplab))
     with pytest.raises(AttributeError, match="module 'cliplab' has no attribute 'train_model'"):
         cliplab.train_model
@@ -58,7 +62,7 @@ def test_save_then_load_is_bitwise_and_ready_for_inference(saved):
 
 
 def test_load_of_a_path_that_is_no_checkpoint_names_it(tmp_path):
-    with pytest.raises(FileNotFoundError, match="is not a checkpoint: expected a bundle directory") as caught:
+    with pytest.raises(FileNotFoundError, match="is not a checkpoint: it holds nothing; accepted: ") as caught:
         cliplab.load(tmp_path)
     assert str(tmp_path) in str(caught.value)
 
@@ -95,3 +99,77 @@ def test_retrieval_metrics_equal_ranks_counted_directly(saved):
         assert metrics[f"{direction}_median_rank"] == (ranks[2] + ranks[3]) // 2 + 1
         for k in (1, 5, 10):
             assert metrics[f"{direction}_R@{k}"] == pytest.approx(sum(rank < k for rank in ranks) / 6, abs=1e-12)
+
+
+# --- open_clip's entry points and conventions ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def open_clip_hub(tmp_path_factory):
+    """An open_clip hub directory of a small ViT (open_clip's layout, random weights)."""
+    from test_pretrained_loaders import CASES, contiguous_state, write_hub
+
+    from reference_libraries import open_clip_model, randomize_
+    return write_hub(tmp_path_factory.mktemp("hub") / "hub", CASES["vit"],
+                     contiguous_state(randomize_(open_clip_model(CASES["vit"]), seed=4)))
+
+
+def test_create_model_and_transforms_and_from_pretrained_as_open_clip(open_clip_hub):
+    model, preprocess_train, preprocess_val = cliplab.create_model_and_transforms("ViT-B-32", pretrained=None)
+    assert model.training and model.config.vision.patch_size == 32 and preprocess_train.train
+    loaded, _, preprocess = cliplab.create_model_and_transforms(f"local-dir:{open_clip_hub}")
+    assert not loaded.training and not preprocess.train and preprocess.config.mean == (0.5, 0.5, 0.5)
+    again, preprocess_again = cliplab.create_model_from_pretrained(f"local-dir:{open_clip_hub}")
+    for name, tensor in loaded.state_dict().items():
+        assert torch.equal(again.state_dict()[name], tensor), name
+    from PIL import Image
+    from cliplab.data.tokenizer_openai import openai_bpe_tokenizer
+    tokens = openai_bpe_tokenizer()(["a cat", "a dog"])
+    image_features, text_features, logit_scale = again(torch.stack([preprocess_again(Image.new("RGB", (40, 30)))] * 2),
+                                                       tokens)
+    assert image_features.shape == text_features.shape == (2, 32) and logit_scale.dim() == 0
+    with pytest.raises(UserError, match=r"model_name 'local-dir:.*' carries its weights: pass pretrained=None"):
+        cliplab.create_model_and_transforms(f"local-dir:{open_clip_hub}", pretrained=str(open_clip_hub))
+
+
+def test_pretrained_tags_and_missing_files_fail_with_what_to_do():
+    with pytest.raises(UserError, match=r"pretrained='laion2b_s34b_b79k' is not a file or directory; if it is an "
+                                        r"open_clip pretrained tag, cliplab does not download tagged weights.*pass "
+                                        r"the local path, or pass pretrained='hf-hub:org/repo'"):
+        cliplab.create_model_and_transforms("ViT-B-32", pretrained="laion2b_s34b_b79k")
+    with pytest.raises(UserError, match=r"pretrained='nowhere/weights.bin' does not exist"):
+        cliplab.create_model_from_pretrained("ViT-B-32", pretrained="nowhere/weights.bin")
+    with pytest.raises(UserError, match="needs pretrained=PATH"):
+        cliplab.create_model_from_pretrained("ViT-B-32")
+
+
+def test_get_tokenizer_gives_open_clips_tokenizer_for_names_and_the_checkpoints_for_paths(open_clip_hub):
+    from reference_libraries import open_clip
+    texts = ["a photo of a cat!", "x" * 400, ""]
+    for name in ("ViT-B-32", "coca_ViT-B-32", "RN50"):
+        assert torch.equal(cliplab.get_tokenizer(name)(texts), open_clip().get_tokenizer(name)(texts))
+    assert torch.equal(cliplab.get_tokenizer(f"local-dir:{open_clip_hub}")(texts), cliplab.get_tokenizer("ViT-B-32")(texts))
+    with pytest.raises(UserError, match=r"uses the Hugging Face tokenizer 'bert-base-uncased': pass a local directory"):
+        cliplab.get_tokenizer("ViT-L-14-CLIPA")
+    with pytest.raises(UserError, match=r"cliplab's own architectures \(e.g. 'tiny'\) train their tokenizer"):
+        cliplab.get_tokenizer("tiny")
+
+
+def test_the_trainers_entry_point_builds_the_dict_model_with_tokenizer_and_preprocessing(open_clip_hub):
+    loaded = cliplab.load_model(open_clip_hub, output_dict=True)
+    output = loaded.model(torch.zeros(1, 3, 32, 32), loaded.tokenizer(["a cat"]))
+    assert set(output) == {"image_features", "text_features", "logit_scale"}
+    assert loaded.model.config.preprocess.mean == (0.5, 0.5, 0.5) and loaded.tokenizer.pad_id == 0
+    on_meta = cliplab.load_model(open_clip_hub, device="meta", output_dict=True)
+    assert all(parameter.is_meta for parameter in on_meta.model.parameters())
+
+
+def test_zero_shot_classifier_shapes_are_one_convention_and_the_other_is_refused(saved):
+    from cliplab.eval.zero_shot import zero_shot_evaluate
+    model, _, tokenizer = cliplab.load(saved[1])
+    ours = cliplab.zero_shot_classifier(model, tokenizer, CLASSNAMES, TEMPLATES)          # [C, E]
+    theirs = cliplab.build_zero_shot_classifier(model, tokenizer, CLASSNAMES, TEMPLATES)  # [E, C]
+    assert ours.shape == (3, 8) and torch.equal(theirs, ours.T)
+    batches = [(torch.randn(4, 3, 28, 28), torch.tensor([0, 1, 2, 0]))]
+    assert zero_shot_evaluate(model, ours, batches, CLASSNAMES).count == 4
+    with pytest.raises(ValueError, match=r"shape \(8, 3\): that is open_clip's \[E, C\] layout.*pass classifier.T"):
+        zero_shot_evaluate(model, theirs, batches, CLASSNAMES)

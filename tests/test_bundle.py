@@ -1,5 +1,8 @@
-"""Bundles: bitwise round trip, wrapped models, clear failures for bad directories and shapes, format
-versions (the committed version-1 bundle still loads and computes what it computed when written)."""
+"""cliplab.bundle: saving and loading bundles (bitwise round trip, wrapped models, clear failures
+for bad directories and shapes, format versions: the committed version-1 bundle still loads and
+computes what it computed when written), resolving step and run directories, and the errors for
+paths that hold no checkpoint. The foreign formats have their own tests
+(tests/test_pretrained_loaders.py)."""
 
 import json
 import shutil
@@ -11,9 +14,12 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from cliplab.bundle import FORMAT_VERSION, check_format_version, load, save
+from cliplab.bundle import (FORMAT_VERSION, CheckpointNotFoundError, check_format_version, load, load_model,
+                            resolve_checkpoint, save)
 from cliplab.data.tokenizer import Tokenizer
+from cliplab.errors import UserError
 from cliplab.models import create_model
+from eval_fixtures import trained_run  # noqa: F401  (session fixture)
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 FORMAT_1_BUNDLE = FIXTURES / "bundle_format_1"
@@ -39,7 +45,7 @@ def test_round_trip_is_bitwise(name, tokenizer, tmp_path):
         model.logit_scale.fill_(3.25)
     save(model, tokenizer, tmp_path / "bundle")
     assert sorted(path.name for path in (tmp_path / "bundle").iterdir()) == [
-        "config.json", "model.safetensors", "tokenizer.json"]
+        "cliplab_tokenizer.json", "config.json", "model.safetensors", "tokenizer.json"]
     loaded, preprocess, loaded_tokenizer = load(tmp_path / "bundle")
     assert type(loaded) is type(model) and loaded.config == model.config and not loaded.training
     original, restored = model.state_dict(), loaded.state_dict()
@@ -62,21 +68,22 @@ def test_wrapped_models_are_saved_unwrapped(tokenizer, tmp_path):
 
 
 def test_not_a_bundle_names_path_and_missing_file(tokenizer, tmp_path):
-    with pytest.raises(ValueError, match="is not a directory"):
+    with pytest.raises(CheckpointNotFoundError, match="does not exist"):
         load(tmp_path / "nowhere")
     save(tiny(), tokenizer, tmp_path / "bundle")
-    (tmp_path / "bundle" / "tokenizer.json").unlink()
-    with pytest.raises(ValueError, match=r"bundle'? is not a cliplab bundle: missing tokenizer.json"):
+    for name in ("tokenizer.json", "cliplab_tokenizer.json"):
+        (tmp_path / "bundle" / name).unlink()
+    with pytest.raises(UserError, match=r"bundle holds no tokenizer: expected cliplab_tokenizer.json"):
         load(tmp_path / "bundle")
 
 
-def test_shape_mismatch_names_the_first_tensor(tokenizer, tmp_path):
+def test_shape_mismatch_names_the_tensor_and_both_shapes(tokenizer, tmp_path):
     save(tiny(), tokenizer, tmp_path / "bundle")
     config_path = tmp_path / "bundle" / "config.json"
     config = json.loads(config_path.read_text())
     config["embed_dim"] = 8
     config_path.write_text(json.dumps(config))
-    with pytest.raises(ValueError, match=r"tensor 'image_projection.weight' has shape \[16, 16\] but the config gives \[8, 16\]"):
+    with pytest.raises(UserError, match=r"mis-shaped: image_projection.weight is \[16, 16\], expected \[8, 16\]"):
         load(tmp_path / "bundle")
 
 
@@ -85,19 +92,19 @@ def test_missing_and_extra_tensors_are_named(tokenizer, tmp_path):
     weights_path = tmp_path / "bundle" / "model.safetensors"
     state = load_file(weights_path)
     state["extra.weight"] = torch.zeros(1)
+    del state["logit_scale"]
     save_file(state, weights_path)
-    with pytest.raises(ValueError, match=r"has tensor 'extra.weight' that the config does not define"):
-        load(tmp_path / "bundle")
-    del state["extra.weight"], state["logit_scale"]
-    save_file(state, weights_path)
-    with pytest.raises(ValueError, match=r"lacks tensor 'logit_scale'"):
+    with pytest.raises(UserError, match=r"1 missing: logit_scale \[\]; 1 unexpected: extra.weight \[1\]"):
         load(tmp_path / "bundle")
 
 
 def test_save_rejects_mismatched_tokenizer(tokenizer, tmp_path):
-    with pytest.raises(ValueError, match=r"tokenizer.vocab_size \(\d+\) exceeds the model's text.vocab_size \(100\)"):
+    with pytest.raises(UserError, match=r"tokenizer.vocab_size \(\d+\) exceeds the model's text.vocab_size \(100\)"):
         save(tiny(**{"text.vocab_size": 100}), tokenizer, tmp_path / "bundle")
-    with pytest.raises(ValueError, match="model must be a cliplab model"):
+    argmax_pool = tiny(**{"text.pool": "argmax", "text.padding_mask": "none"})
+    with pytest.raises(UserError, match=r"pools text at the largest id .* end-of-text id 2 is not its largest"):
+        save(argmax_pool, tokenizer, tmp_path / "bundle")
+    with pytest.raises(UserError, match="model must be a cliplab model"):
         save(torch.nn.Linear(2, 2), tokenizer, tmp_path / "bundle")
 
 
@@ -151,7 +158,7 @@ def test_unreadable_format_version_names_the_file(tmp_path, version, message):
     config = json.loads((bundle / "config.json").read_text())
     config["format_version"] = version
     (bundle / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ValueError, match=message) as caught:
+    with pytest.raises(UserError, match=message) as caught:
         load(bundle)
     assert str(bundle / "config.json") in str(caught.value)
 
@@ -159,8 +166,88 @@ def test_unreadable_format_version_names_the_file(tmp_path, version, message):
 def test_invalid_config_json_names_the_file(tmp_path):
     bundle = shutil.copytree(FORMAT_1_BUNDLE, tmp_path / "bundle")
     (bundle / "config.json").write_text("{not json")
-    with pytest.raises(ValueError, match="config.json' is not valid JSON"):
+    with pytest.raises(UserError, match="config.json' is not valid JSON"):
         load(bundle)
     (bundle / "config.json").write_text(json.dumps({"format_version": 1, "embed_dim": 8}))
-    with pytest.raises(ValueError, match="config.json': model config is missing the 'vision' section"):
+    with pytest.raises(UserError, match="config.json': model config is missing the 'vision' section"):
         load(bundle)
+
+
+# --- resolving step and run directories --------------------------------------------------------
+
+def _fake_bundle(directory, config=None):
+    directory.mkdir(parents=True)
+    (directory / "model.safetensors").write_bytes(b"")
+    (directory / "config.json").write_text(json.dumps(config if config is not None else {"kind": "clip"}))
+    return directory
+
+
+def test_bundle_and_step_directories_resolve_to_themselves(tmp_path):
+    bundle = _fake_bundle(tmp_path / "bundle")
+    step = _fake_bundle(tmp_path / "run" / "checkpoints" / "step_0000007")
+    (step / "train_state.pt").write_bytes(b"")
+    assert resolve_checkpoint(bundle) == bundle
+    assert resolve_checkpoint(step) == step
+
+
+def test_run_directory_resolves_through_latest(tmp_path):
+    run = tmp_path / "run"
+    _fake_bundle(run / "checkpoints" / "step_0000001")
+    newest = _fake_bundle(run / "checkpoints" / "step_0000002")
+    (run / "checkpoints" / "latest").write_text("step_0000002\n")
+    assert resolve_checkpoint(run) == newest
+    assert resolve_checkpoint(run / "checkpoints") == newest
+
+
+@pytest.mark.parametrize(
+    "layout, message",
+    [("missing", "does not exist"), ("text_file", r"not a checkpoint cliplab reads; accepted: \(1\)"),
+     ("empty_dir", r"is not a checkpoint: it holds nothing; accepted: \(1\) a cliplab bundle"),
+     ("run_without_latest", "no checkpoints/latest"), ("dangling_latest", "not a complete checkpoint"),
+     ("empty_latest", "is empty")],
+)
+def test_paths_that_are_not_checkpoints_fail_clearly(tmp_path, layout, message):
+    path = tmp_path / "target"
+    if layout == "text_file":
+        path = tmp_path / "notes.txt"
+        path.write_text("x")
+    elif layout == "empty_dir":
+        path.mkdir()
+    elif layout == "run_without_latest":
+        (path / "checkpoints" / "step_0000001").mkdir(parents=True)
+    elif layout in ("dangling_latest", "empty_latest"):
+        (path / "checkpoints").mkdir(parents=True)
+        (path / "checkpoints" / "latest").write_text("step_0000009" if layout == "dangling_latest" else "  \n")
+    with pytest.raises(CheckpointNotFoundError, match=message) as caught:
+        load_model(path)
+    assert str(path) in str(caught.value)
+
+
+def test_load_reads_a_committed_format_1_bundle_through_a_run_directory_and_its_weights_file(tmp_path):
+    step = shutil.copytree(FORMAT_1_BUNDLE, tmp_path / "run" / "checkpoints" / "step_0000003")
+    (tmp_path / "run" / "checkpoints" / "latest").write_text("step_0000003\n")
+    reference, _, reference_tokenizer = load(FORMAT_1_BUNDLE)
+    for path in (tmp_path / "run", step / "model.safetensors"):
+        loaded = load_model(path)
+        assert loaded.path == step and loaded.format == "bundle" and not loaded.model.training
+        assert loaded.model.config == reference.config
+        for name, tensor in reference.state_dict().items():
+            assert torch.equal(loaded.model.state_dict()[name], tensor), name
+        assert torch.equal(loaded.tokenizer(["a bag"]), reference_tokenizer(["a bag"]))
+
+
+def test_meta_device_builds_the_architecture_without_reading_weights(tmp_path):
+    bundle = shutil.copytree(FORMAT_1_BUNDLE, tmp_path / "bundle")
+    (bundle / "model.safetensors").write_bytes(b"not read")
+    loaded = load_model(bundle, device="meta", output_dict=True)
+    assert loaded.model.output_dict and all(p.is_meta for p in loaded.model.parameters())
+
+
+def test_all_three_layouts_load_the_same_weights(trained_run):
+    models = [load_model(path).model for path in (trained_run.bundle, trained_run.step_dir, trained_run.run_dir)]
+    for model in models:
+        assert not model.training
+    reference = models[0].state_dict()
+    for model in models[1:]:
+        for name, tensor in model.state_dict().items():
+            assert torch.equal(tensor, reference[name]), name

@@ -95,3 +95,11 @@ def test_tokenizer_pickles_for_dataloader_workers(tokenizer):
     restored = pickle.loads(pickle.dumps(tokenizer))
     assert torch.equal(restored(CORPUS[:3]), tokenizer(CORPUS[:3]))
     assert restored.special_ids == tokenizer.special_ids
+
+
+def test_context_length_per_call(tokenizer):
+    assert tokenizer(["a photo of a bag"], context_length=5).tolist() == [
+        tokenizer(["a photo of a bag"])[0, :4].tolist() + [2]]
+    assert tokenizer("bag", context_length=20).shape == (1, 20)
+    with pytest.raises(ValueError, match="context_length must be an int >= 2"):
+        tokenizer("bag", context_length=1)

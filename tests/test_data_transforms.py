@@ -1,4 +1,4 @@
-"""Image preprocessing: eval geometry and normalisation, training crops, the uint8 batch path."""
+"""Image preprocessing: open_clip's eval geometry and normalisation, training crops, the uint8 batch path."""
 
 import pickle
 
@@ -7,8 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
-from cliplab.data.transforms import (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PreprocessConfig, image_transform,
-                                     images_uint8_to_tensor)
+from cliplab.data.transforms import (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PreprocessConfig, center_crop_box,
+                                     image_transform, images_uint8_to_tensor, keep_ratio_size,
+                                     shortest_side_size)
+from reference_libraries import open_clip
 
 
 def test_eval_normalises_a_constant_image_exactly():
@@ -93,3 +95,112 @@ def test_bad_inputs():
         images_uint8_to_tensor(np.zeros((2, 8, 8, 4), dtype=np.uint8), PreprocessConfig(image_size=8))
     with pytest.raises(ValueError, match="image must be a PIL.Image.Image"):
         image_transform(PreprocessConfig(image_size=8), train=False)(np.zeros((8, 8)))
+
+
+# open_clip's eval transform, pinned in closed form: torchvision hands PIL images to PIL's resize, so
+# the expected pixels are PIL calls with the sizes and crop offsets torchvision computes (written out
+# as numbers below), then [0, 1] floats normalised per channel.
+
+def random_image(width, height, seed=0, mode="RGB"):
+    channels = {"RGB": 3, "RGBA": 4}.get(mode)
+    shape = (height, width, channels) if channels else (height, width)
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8), mode=mode)
+
+
+def normalised(image, config):
+    array = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.uint8).copy()).permute(2, 0, 1)
+    mean, std = torch.tensor(config.mean).view(3, 1, 1), torch.tensor(config.std).view(3, 1, 1)
+    return (array.float() / 255.0 - mean) / std
+
+
+def test_size_and_offset_rules():
+    assert shortest_side_size(37, 23, 16) == (25, 16)  # 16 * 37 / 23 = 25.7: truncated, not rounded
+    assert shortest_side_size(23, 40, 16) == (16, 27)
+    assert center_crop_box(25, 16, (16, 16)) == (4, 0, 20, 16)  # (25 - 16) / 2 = 4.5 -> 4
+    assert center_crop_box(27, 16, (16, 16)) == (6, 0, 22, 16)  # 5.5 -> 6
+    assert center_crop_box(16, 19, (16, 16)) == (0, 2, 16, 18)  # 1.5 -> 2 (not 3 // 2 = 1)
+    assert keep_ratio_size(20, 10, (8, 8), longest=True) == (8, 4)
+    assert keep_ratio_size(23, 9, (10, 7), longest=False) == (26, 10)
+
+
+def test_keep_ratio_sizes_equal_open_clips():
+    get_params = open_clip().transform.ResizeKeepRatio.get_params
+    for width, height in [(37, 23), (23, 37), (20, 10), (9, 31), (64, 64), (225, 100)]:
+        for target_hw in [(8, 8), (10, 7), (7, 12), (224, 224)]:
+            for longest in (False, True):
+                expected_h, expected_w = get_params(Image.new("RGB", (width, height)), target_hw, float(longest))
+                assert keep_ratio_size(width, height, target_hw, longest) == (expected_w, expected_h)
+
+
+@pytest.mark.parametrize("interpolation", ["bicubic", "bilinear"])
+def test_shortest_square_eval_pixels(interpolation):
+    config = PreprocessConfig(image_size=16, interpolation=interpolation)
+    resample = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}[interpolation]
+    transform = image_transform(config, train=False)
+    wide, tall, exact = random_image(37, 23, 1), random_image(23, 40, 2), random_image(16, 19, 3)
+    assert torch.equal(transform(wide), normalised(wide.resize((25, 16), resample).crop((4, 0, 20, 16)), config))
+    assert torch.equal(transform(tall), normalised(tall.resize((16, 27), resample).crop((0, 6, 16, 22)), config))
+    # Already 16 on the short side: no resize at all, only the crop.
+    assert torch.equal(transform(exact), normalised(exact.crop((0, 2, 16, 18)), config))
+
+
+def test_shortest_non_square_resizes_bicubic_to_cover_then_crops():
+    config = PreprocessConfig(image_size=(10, 7), interpolation="bilinear")
+    image = random_image(23, 9, 4)
+    expected = image.resize((26, 10), Image.BICUBIC).crop((10, 0, 17, 10))  # open_clip ignores bilinear here
+    output = image_transform(config, train=False)(image)
+    assert output.shape == (3, 10, 7) and torch.equal(output, normalised(expected, config))
+
+
+@pytest.mark.parametrize("target, size, top", [(8, (8, 4), 2), (9, (9, 4), 2)])
+def test_longest_fits_inside_and_pads_with_fill_color(target, size, top):
+    config = PreprocessConfig(image_size=target, resize_mode="longest", fill_color=200)
+    image = random_image(20, 10, 5)
+    canvas = Image.new("RGB", (target, target), (200, 200, 200))
+    canvas.paste(image.resize(size, Image.BICUBIC), (0, top))  # odd padding: the extra row at the bottom
+    output = image_transform(config, train=False)(image)
+    assert torch.equal(output, normalised(canvas, config))
+    fill = (200 / 255 - torch.tensor(config.mean)) / torch.tensor(config.std)
+    assert torch.equal(output[:, :top], fill.view(3, 1, 1).expand(3, top, target))
+
+
+def test_squash_resizes_to_height_by_width():
+    config = PreprocessConfig(image_size=(6, 11), resize_mode="squash")
+    image = random_image(23, 9, 6)
+    assert torch.equal(image_transform(config, train=False)(image),
+                       normalised(image.resize((11, 6), Image.BICUBIC), config))
+
+
+def test_rgb_conversion_comes_after_the_geometry_as_in_open_clip():
+    config = PreprocessConfig(image_size=8)
+    palette = random_image(13, 9, 7).convert("P", palette=Image.ADAPTIVE, colors=16)
+    rgba = random_image(13, 9, 8, mode="RGBA")
+    for image in (palette, rgba):
+        geometry_first = normalised(image.resize((11, 8), Image.BICUBIC).crop((2, 0, 10, 8)), config)
+        convert_first = normalised(image.convert("RGB").resize((11, 8), Image.BICUBIC).crop((2, 0, 10, 8)), config)
+        output = image_transform(config, train=False)(image)
+        assert torch.equal(output, geometry_first) and not torch.equal(output, convert_first)
+
+
+def test_equals_hf_clip_image_processor_except_where_its_crop_offset_floors():
+    """transformers' PIL CLIP processor makes the same PIL calls but offsets the crop by
+    `(side - crop) // 2`: equal pixels unless (side - crop) % 4 == 3."""
+    processor_class = pytest.importorskip("transformers.models.clip.image_processing_pil_clip").CLIPImageProcessorPil
+    processor = processor_class(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16})
+    transform = image_transform(PreprocessConfig(image_size=16), train=False)
+    for (width, height), offsets_agree in [((37, 23), True), ((64, 48), True), ((23, 40), False)]:
+        image = random_image(width, height, 9)
+        reference = torch.from_numpy(processor(image, return_tensors="np")["pixel_values"][0])
+        assert torch.equal(transform(image), reference) == offsets_agree
+
+
+def test_uint8_batch_path_geometry():
+    images = np.random.default_rng(2).integers(0, 256, (3, 19, 16), dtype=np.uint8)
+    squash = images_uint8_to_tensor(images, PreprocessConfig(image_size=(6, 10), resize_mode="squash"))
+    assert squash.shape == (3, 3, 6, 10)
+    config = PreprocessConfig(image_size=16, interpolation="nearest")
+    cropped = images_uint8_to_tensor(images, config)  # short side already 16: crop rows 2..17
+    expected = torch.stack([normalised(Image.fromarray(image).crop((0, 2, 16, 18)), config) for image in images])
+    assert torch.equal(cropped, expected)
+    with pytest.raises(ValueError, match="resize_mode 'longest' .* needs image_transform"):
+        images_uint8_to_tensor(images, PreprocessConfig(image_size=8, resize_mode="longest"))

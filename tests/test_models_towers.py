@@ -5,7 +5,7 @@ import torch
 
 from cliplab.models.config import TextConfig, VisionConfig
 from cliplab.models.towers import ConvTower, TextTransformer, VisionTransformer, build_vision_tower
-from cliplab.models.towers.text_transformer import last_real_index, masked_mean
+from cliplab.models.towers.text_transformer import attention_mask, last_real_index, masked_mean, pool_index
 
 PAD = 0
 
@@ -133,3 +133,54 @@ def test_vision_towers_reject_wrong_image_shape():
         tower(torch.randn(2, 1, 28, 28))
     with pytest.raises(ValueError, match="floating point"):
         tower(torch.zeros(2, 3, 28, 28, dtype=torch.uint8))
+
+
+def test_text_pooling_rules_closed_form():
+    tokens = torch.tensor([[5, 0, 9, 7, 0, 0], [3, 4, 7, 7, 1, 0]])  # 0 inside the text of row 0
+    is_real = tokens != 0
+    assert pool_index(tokens, is_real, "eot", None).tolist() == [3, 4]
+    assert pool_index(tokens, is_real, "argmax", None).tolist() == [2, 2]  # largest id, first on ties
+    assert pool_index(tokens, is_real, "eos", 7).tolist() == [3, 2]       # first eos
+    assert pool_index(tokens, is_real, "last", None).tolist() == [5, 5]
+
+
+def test_shifted_padding_mask_is_open_clips_coca_mask():
+    """open_clip's CoCa puts the class token's key flag first: key j carries token j - 1's flag."""
+    is_real = torch.tensor([[True, True, False]])
+    allowed = attention_mask(is_real, "shifted", causal=True, class_token=True)[0, 0]
+    # keys: [always, token 0, token 1, token 2 (pad)] then causal
+    assert allowed.tolist() == [[True, False, False, False], [True, True, False, False],
+                                [True, True, True, False], [True, True, True, False]]
+    assert attention_mask(is_real, "none", causal=True, class_token=False) is None
+
+
+@pytest.mark.parametrize("name", ["resnet", "clipa", "coca", "siglip", "layer_scale_eos_bias"])
+def test_pretrained_layouts_train_every_parameter(name):
+    """The towers of pretrained layouts (ModifiedResNet, CLIPA, CoCa's attentional pooler and split
+    decoder, SigLIP's probe, layer scale) train: every parameter receives a finite gradient."""
+    from cliplab.models import build_model
+    from cliplab.models.open_clip_config import config_from_open_clip
+    from cliplab.pretrained.hf_config import config_from_hf
+    from test_models_registry import contrastive_and_caption_loss
+    from reference_libraries import randomize_
+    from test_pretrained_loaders import CASES
+
+    if name == "siglip":
+        config = config_from_hf({"model_type": "siglip", "text_config": {
+            "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+            "vocab_size": 100, "max_position_embeddings": 8}, "vision_config": {
+            "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 1, "num_attention_heads": 2,
+            "image_size": 16, "patch_size": 8}})
+    else:
+        config = config_from_open_clip(CASES[name])
+    torch.manual_seed(0)
+    # Random values everywhere, as pretrained weights have: the ResNet's zero-initialised last
+    # BatchNorm scales would otherwise (by design) stop every gradient inside its branches.
+    model = randomize_(build_model(config, output_dict=True), seed=1).train()
+    size, length = config.vision.image_size, min(config.text.context_length, 12)
+    tokens = torch.randint(1, config.text.vocab_size, (3, length))
+    loss = contrastive_and_caption_loss(model(torch.randn(3, 3, size, size), tokens))
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()
+            or p.grad.abs().sum() == 0] == []

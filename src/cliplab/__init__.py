@@ -1,13 +1,19 @@
 """cliplab: train, evaluate and use CLIP-family models.
 
     import cliplab
-    model, preprocess, tokenizer = cliplab.load("logs/tiny-run")    # bundle, step or run directory
+    model, preprocess, tokenizer = cliplab.load("logs/tiny-run")    # any checkpoint, see cliplab.bundle
+    model, preprocess, tokenizer = cliplab.load("ViT-B-32.pt")      # OpenAI, open_clip, Hugging Face too
     image_features = model.encode_image(preprocess(pil_image)[None], normalize=True)   # [1, E]
-    classifier = cliplab.zero_shot_classifier(model, tokenizer, ["bag", "coat"], ["a photo of the {}."])
+    classifier = cliplab.zero_shot_classifier(model, tokenizer, ["bag", "coat"], ["a photo of the {}."])  # [C, E]
     metrics = cliplab.retrieval_metrics(image_features, text_features, model.logit_scale.exp())
 
     model = cliplab.create_model("tiny", embed_dim=32)             # names: cliplab.list_models()
     cliplab.save(model, tokenizer, "out/bundle")
+    cliplab.export(model, tokenizer, "out/hf", format="hf")        # or format="open_clip"
+
+    # open_clip's entry points, unchanged:
+    model, preprocess_train, preprocess_val = cliplab.create_model_and_transforms("ViT-B-32", pretrained=PATH)
+    tokenizer = cliplab.get_tokenizer("ViT-B-32")
 
 The names are imported on first use (PEP 562 `__getattr__`), so `import cliplab` and the CLI's
 `--help` do not pay for importing torch.
@@ -20,21 +26,31 @@ from typing import TYPE_CHECKING, Any
 
 # public name -> module that defines it
 _EXPORTS = {
+    "build_zero_shot_classifier": "cliplab.eval.zero_shot",
     "create_model": "cliplab.models",
+    "create_model_and_transforms": "cliplab.factory",
+    "create_model_from_pretrained": "cliplab.factory",
+    "export": "cliplab.pretrained.export",
+    "get_tokenizer": "cliplab.factory",
     "list_models": "cliplab.models",
-    "save": "cliplab.bundle",
-    "load": "cliplab.eval.checkpoint_path",
-    "zero_shot_classifier": "cliplab.eval",
+    "load": "cliplab.bundle",
+    "load_model": "cliplab.bundle",
     "retrieval_metrics": "cliplab.eval",
+    "save": "cliplab.bundle",
+    "wise_ft": "cliplab.pretrained.wise_ft",
+    "zero_shot_classifier": "cliplab.eval",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
-    from cliplab.bundle import save
+    from cliplab.bundle import load, load_model, save
     from cliplab.eval import retrieval_metrics, zero_shot_classifier
-    from cliplab.eval.checkpoint_path import load
+    from cliplab.eval.zero_shot import build_zero_shot_classifier
+    from cliplab.factory import create_model_and_transforms, create_model_from_pretrained, get_tokenizer
     from cliplab.models import create_model, list_models
+    from cliplab.pretrained.export import export
+    from cliplab.pretrained.wise_ft import wise_ft
 
 
 def __getattr__(name: str) -> Any:

@@ -1,72 +1,68 @@
-"""Save and load a trained model as one directory: `model.safetensors`, `config.json`, `tokenizer.json`.
+"""Save a model for use, and load one from any path a user gives: `cliplab.save`, `cliplab.load`.
 
     save(model, tokenizer, "runs/tiny/bundle")
-    model, preprocess, tokenizer = load("runs/tiny/bundle")
-    features = model.encode_image(preprocess(pil_image).unsqueeze(0), normalize=True)
+    model, preprocess, tokenizer = load("runs/tiny")                      # a cliplab run directory
+    model, preprocess, tokenizer = load("ViT-B-32.pt")                    # OpenAI CLIP
+    model, preprocess, tokenizer = load("epoch_32.pt", model="ViT-B-32")  # open_clip training checkpoint
+    loaded = load_model("hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K")   # -> LoadedModel
 
-Weights are the unwrapped model's state dict (no `module.` / `_orig_mod.` prefixes). Loading checks
-every tensor's name and shape against the config before touching the model.
+What `load` accepts is listed in `cliplab.pretrained.formats`: cliplab bundles, training step
+directories and run directories (resolved here), and the open_clip, OpenAI and Hugging Face formats
+(read by `cliplab.pretrained.loaders`). Anything else fails with a `CheckpointNotFoundError` that
+says what was found and lists the accepted formats.
 
-config.json is `ModelConfig.to_dict()` plus `"format_version": FORMAT_VERSION`. A bundle written
-before the key existed reads as version 1; one from a newer cliplab is refused with a request to
+A bundle is one directory: `model.safetensors` (the unwrapped model's state dict, no `module.` /
+`_orig_mod.` prefixes), `config.json` (`ModelConfig.to_dict()` plus `"format_version"`), and the
+tokenizer's files (`cliplab.data.tokenizer_files.save_tokenizer`). A bundle written before the
+version key existed reads as version 1; one from a newer cliplab is refused with a request to
 upgrade. When the layout changes, bump FORMAT_VERSION and convert the older versions in
-`read_config`, so that every bundle ever written still loads (`tests/fixtures/bundle_format_1/` is a
-committed version-1 bundle that the tests load).
+`read_config`, so that every bundle ever written still loads (`tests/fixtures/bundle_format_1/` is
+a committed version-1 bundle that the tests load). New config fields default to the first layout's
+behaviour, so version 1 still describes every bundle.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
-from cliplab.data.tokenizer import Tokenizer
+from cliplab.data.tokenizer_files import load_tokenizer, save_tokenizer
 from cliplab.data.transforms import ImageTransform, image_transform
+from cliplab.errors import UserError
 from cliplab.models import CLIP, ModelConfig, build_model
+from cliplab.models.tokenizer_fit import check_tokenizer_fits
+from cliplab.models.wrappers import cliplab_model
 from cliplab.models.config import read_json_object
+from cliplab.pretrained.formats import (HF_HUB_PREFIX, LOCAL_DIR_PREFIX, accepted_formats, directory_format,
+                                        download_hf_hub, strip_local_dir)
+from cliplab.pretrained.key_maps import check_state_dict
+from cliplab.pretrained.weight_files import SafetensorsReader
+from cliplab.pretrained.loaders import (ForeignCheckpoint, architecture_config, build_model_from, fill_model,
+                                        read_foreign)
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-TOKENIZER_FILE = "tokenizer.json"
-BUNDLE_FILES = (WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE)
 FORMAT_VERSION = 1
 FORMAT_VERSION_KEY = "format_version"
+CHECKPOINTS_DIR = "checkpoints"
+LATEST_FILE = "latest"
 
 
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """Strip DistributedDataParallel (`.module`) and torch.compile (`._orig_mod`) wrappers."""
-    while True:
-        if isinstance(model, nn.parallel.DistributedDataParallel) or (
-                type(model).__name__ == "DataParallel" and hasattr(model, "module")):
-            model = model.module
-        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
-            model = model._orig_mod
-        else:
-            return model
+class CheckpointNotFoundError(UserError, FileNotFoundError):
+    """A path that holds no checkpoint cliplab reads (the message says what it holds instead)."""
 
 
-def save(model: nn.Module, tokenizer: Tokenizer, path: str | os.PathLike) -> Path:
+def save(model: nn.Module, tokenizer: Any, path: str | os.PathLike) -> Path:
     """Write the bundle directory `path` (created if needed; bundle files in it are replaced)."""
-    model = unwrap_model(model)
-    if not isinstance(model, CLIP) or not isinstance(getattr(model, "config", None), ModelConfig):
-        raise ValueError(f"model must be a cliplab model (built by create_model), "
-                         f"got {type(model).__name__}")
-    if not isinstance(tokenizer, Tokenizer):
-        raise ValueError(f"tokenizer must be a cliplab Tokenizer, got {type(tokenizer).__name__}")
-    text = model.config.text
-    if tokenizer.vocab_size > text.vocab_size:
-        raise ValueError(f"tokenizer.vocab_size ({tokenizer.vocab_size}) exceeds the model's "
-                         f"text.vocab_size ({text.vocab_size})")
-    if tokenizer.context_length > text.context_length:
-        raise ValueError(f"tokenizer.context_length ({tokenizer.context_length}) exceeds the model's "
-                         f"text.context_length ({text.context_length})")
-    if tokenizer.pad_id != text.pad_id:
-        raise ValueError(f"tokenizer.pad_id ({tokenizer.pad_id}) differs from the model's "
-                         f"text.pad_id ({text.pad_id})")
+    model = cliplab_model(model)
+    check_tokenizer_fits(model.config, tokenizer, "save")
     directory = Path(path)
     directory.mkdir(parents=True, exist_ok=True)
     state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}
@@ -74,66 +70,174 @@ def save(model: nn.Module, tokenizer: Tokenizer, path: str | os.PathLike) -> Pat
     with open(directory / CONFIG_FILE, "w") as handle:
         json.dump({FORMAT_VERSION_KEY: FORMAT_VERSION, **model.config.to_dict()}, handle, indent=2)
         handle.write("\n")
-    tokenizer.save(directory / TOKENIZER_FILE)
+    save_tokenizer(tokenizer, directory)
     return directory
 
 
 def check_format_version(config_values: dict, source: str) -> int:
-    """The `format_version` of a parsed config.json (1 when absent); ValueError naming `source` when
+    """The `format_version` of a parsed config.json (1 when absent); UserError naming `source` when
     it is not a positive int or is newer than this cliplab reads."""
     version = config_values.get(FORMAT_VERSION_KEY, 1)
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise ValueError(f"{source}: {FORMAT_VERSION_KEY} must be a positive integer, got {version!r}")
+        raise UserError(f"{source}: {FORMAT_VERSION_KEY} must be a positive integer, got {version!r}")
     if version > FORMAT_VERSION:
-        raise ValueError(f"{source} has {FORMAT_VERSION_KEY} {version}; this cliplab reads up to "
-                         f"{FORMAT_VERSION}: upgrade cliplab to load it")
+        raise UserError(f"{source} has {FORMAT_VERSION_KEY} {version}; this cliplab reads up to "
+                        f"{FORMAT_VERSION}: upgrade cliplab to load it")
     return version
 
 
 def read_config(path: str | os.PathLike) -> ModelConfig:
     """The ModelConfig of a bundle's config.json at `path`, any readable format version."""
     source = str(path)
-    values = read_json_object(path, repr(source))
+    try:
+        values = read_json_object(path, repr(source))
+    except ValueError as error:
+        raise UserError(str(error)) from error
     check_format_version(values, source=repr(source))
     values = {key: value for key, value in values.items() if key != FORMAT_VERSION_KEY}
     try:
         return ModelConfig.from_dict(values)
     except ValueError as error:
-        raise ValueError(f"{source!r}: {error}") from error
+        raise UserError(f"{source!r}: {error}") from error
 
 
-def check_state_dict(expected: dict[str, torch.Tensor], loaded: dict[str, torch.Tensor],
-                     source: str) -> None:
-    """Raise ValueError naming the first tensor (in model order) missing, extra or of wrong shape."""
-    for name, tensor in expected.items():
-        if name not in loaded:
-            raise ValueError(f"{source} lacks tensor {name!r} (shape {list(tensor.shape)}) "
-                             "that the config requires")
-        if tuple(loaded[name].shape) != tuple(tensor.shape):
-            raise ValueError(f"{source}: tensor {name!r} has shape {list(loaded[name].shape)} but the "
-                             f"config gives {list(tensor.shape)}")
-    extra = [name for name in loaded if name not in expected]
-    if extra:
-        raise ValueError(f"{source} has tensor {extra[0]!r} that the config does not define "
-                         f"({len(extra)} unexpected in all)")
+def is_bundle(path: Path) -> bool:
+    """A directory with cliplab's weights and config files (and not a Hugging Face directory)."""
+    return (path.is_dir() and (path / WEIGHTS_FILE).is_file() and (path / CONFIG_FILE).is_file()
+            and directory_format(path) is None)
 
 
-def load(path: str | os.PathLike, device: str | torch.device = "cpu"
-         ) -> tuple[CLIP, ImageTransform, Tokenizer]:
-    """-> (model in eval mode on `device`, eval preprocess `PIL.Image -> Tensor[3, S, S]`, tokenizer)."""
-    directory = Path(path)
-    if not directory.is_dir():
-        raise ValueError(f"bundle path {str(directory)!r} is not a directory")
-    for file_name in BUNDLE_FILES:
-        if not (directory / file_name).is_file():
-            raise ValueError(f"{str(directory)!r} is not a cliplab bundle: missing {file_name} "
-                             f"(a bundle holds {', '.join(BUNDLE_FILES)})")
+def _follow_latest(pointer: Path) -> Path:
+    name = pointer.read_text().strip()
+    if not name:
+        raise CheckpointNotFoundError(f"{pointer} is empty; expected the name of a checkpoint directory")
+    target = pointer.parent / name  # an absolute name replaces the parent
+    if not is_bundle(target):
+        raise CheckpointNotFoundError(
+            f"{pointer} names {target}, which is not a complete checkpoint (needs {WEIGHTS_FILE} and {CONFIG_FILE})")
+    return target
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """The cliplab bundle directory that a bundle, step or run directory designates (a run and its
+    `checkpoints/` directory resolve through `checkpoints/latest`, the newest complete step)."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointNotFoundError(f"checkpoint path {path} does not exist")
+    if is_bundle(path):
+        return path
+    for pointer in (path / CHECKPOINTS_DIR / LATEST_FILE, path / LATEST_FILE):
+        if pointer.is_file():
+            return _follow_latest(pointer)
+    if (path / CHECKPOINTS_DIR).is_dir():
+        raise CheckpointNotFoundError(
+            f"run directory {path} has no {CHECKPOINTS_DIR}/{LATEST_FILE}: training has not completed "
+            "a checkpoint yet; pass a step directory explicitly if one is complete")
+    found = sorted(entry.name for entry in path.iterdir())[:8] if path.is_dir() else [path.name]
+    raise CheckpointNotFoundError(f"{path} is not a checkpoint: it holds {found or 'nothing'}; {accepted_formats()}")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model ready for use: eval mode, on `device` (on "meta": the architecture, no weights).
+
+    preprocess: PIL image -> Float[3, S, S] (its settings: `model.config.preprocess`); tokenizer:
+    texts -> Long[N, T], or None where the checkpoint has none cliplab reads (`require_tokenizer=
+    False` only); path: the directory or file read; format: "bundle", "open_clip_hub",
+    "open_clip_checkpoint", "openai" or "hf".
+    """
+
+    model: nn.Module
+    preprocess: ImageTransform
+    tokenizer: Any
+    path: Path
+    device: torch.device
+    format: str
+
+
+def _local_path(path: str | os.PathLike) -> Path:
+    text = str(path)
+    if text.startswith(HF_HUB_PREFIX):
+        return download_hf_hub(text)
+    if text.startswith(LOCAL_DIR_PREFIX):
+        return strip_local_dir(text)
+    return Path(path)
+
+
+def _read_bundle(directory: Path, device: torch.device, output_dict: bool) -> tuple[CLIP, Any]:
+    """Read the bundle's weights into a model built on meta: names and shapes are checked from the
+    file's header first, then one tensor at a time is read and copied."""
     config = read_config(directory / CONFIG_FILE)
-    model = build_model(config)
-    state = load_file(str(directory / WEIGHTS_FILE))
-    check_state_dict(model.state_dict(), state, source=str(directory / WEIGHTS_FILE))
-    model.load_state_dict(state, strict=True)
-    model.to(device).eval()
-    tokenizer = Tokenizer.from_file(directory / TOKENIZER_FILE)
-    preprocess = image_transform(config.preprocess, train=False)
-    return model, preprocess, tokenizer
+    with torch.device("meta"):
+        model = build_model(config, output_dict=output_dict)
+    if device.type != "meta":
+        reader = SafetensorsReader(directory / WEIGHTS_FILE)
+        check_state_dict(model.state_dict(), reader.shapes, source=str(directory / WEIGHTS_FILE))
+        fill_model(model, device, reader.read)
+    return model.eval(), load_tokenizer(directory)
+
+
+def _check_architecture(config: ModelConfig, model: Any, path: Path) -> None:
+    """UserError when the architecture `model` names differs from the one `path` carries."""
+    wanted = architecture_config(model)
+    ignored = {"preprocess", "init_logit_scale", "init_logit_bias"}
+    ours = {key: value for key, value in config.to_dict().items() if key not in ignored}
+    theirs = {key: value for key, value in wanted.to_dict().items() if key not in ignored}
+    for values in (ours, theirs):
+        values["text"] = {key: value for key, value in values["text"].items() if key != "pad_id"}
+    if ours != theirs:
+        differing = sorted(f"{section}.{key}" for section in ours if isinstance(ours[section], dict)
+                           for key in ours[section] if ours[section][key] != (theirs.get(section) or {}).get(key))
+        raise UserError(f"model={model!r} differs from the architecture {path} holds "
+                        f"({', '.join(differing[:5]) or 'kind / embed_dim'}); omit model= for this format")
+
+
+def load_model(path: str | os.PathLike, *, model: str | ModelConfig | None = None,
+               device: str | torch.device = "cpu", output_dict: bool = False,
+               require_tokenizer: bool = True) -> LoadedModel:
+    """The model, preprocessing and tokenizer at `path` (any accepted format; see the module).
+
+    model: the architecture, for formats without one (an open_clip training checkpoint or state
+    dict: open_clip's name, e.g. "ViT-B-32"); for an OpenAI .pt it replaces the architecture read
+    off the shapes; for formats that carry one it must agree. device: where the weights go ("meta":
+    build without reading them). output_dict: what forward returns (training uses True).
+    require_tokenizer: False accepts a checkpoint without tokenizer files cliplab reads (tokenizer
+    is then None).
+    """
+    location = _local_path(path)
+    device = torch.device(device)
+    if not location.exists():
+        raise CheckpointNotFoundError(f"checkpoint path {location} does not exist")
+    if location.is_file() and is_bundle(location.parent):
+        location = location.parent
+    if location.is_dir() and directory_format(location) is None:
+        bundle_dir = resolve_checkpoint(location)
+        built, tokenizer = _read_bundle(bundle_dir, device, output_dict)
+        if model is not None:
+            _check_architecture(built.config, model, bundle_dir)
+        return LoadedModel(built, image_transform(built.config.preprocess, train=False), tokenizer,
+                           bundle_dir, device, "bundle")
+    foreign = read_foreign(location, model)
+    if foreign is None:
+        raise CheckpointNotFoundError(f"{location} is not a checkpoint cliplab reads; {accepted_formats()}")
+    return _from_foreign(foreign, model, device, output_dict, require_tokenizer)
+
+
+def _from_foreign(foreign: ForeignCheckpoint, model: Any, device: torch.device, output_dict: bool,
+                  require_tokenizer: bool) -> LoadedModel:
+    if model is not None and foreign.format in ("open_clip_hub", "hf"):
+        _check_architecture(foreign.config, model, foreign.path)
+    if foreign.tokenizer is None and require_tokenizer:
+        raise UserError(f"{foreign.path}: no tokenizer cliplab reads ({foreign.tokenizer_error}); pass "
+                        "require_tokenizer=False to load the model without one")
+    built = build_model_from(foreign, device, output_dict=output_dict)
+    return LoadedModel(built, image_transform(built.config.preprocess, train=False), foreign.tokenizer,
+                       foreign.path, device, foreign.format)
+
+
+def load(path: str | os.PathLike, device: str | torch.device = "cpu", *,
+         model: str | ModelConfig | None = None) -> tuple[CLIP, ImageTransform, Any]:
+    """`cliplab.load`: (model in eval mode on `device`, preprocess: PIL image -> Float[3, S, S],
+    tokenizer: list of N strings -> Long[N, T]) from any accepted path (see `load_model`)."""
+    loaded = load_model(path, model=model, device=device)
+    return loaded.model, loaded.preprocess, loaded.tokenizer

@@ -14,10 +14,6 @@ from typing import Any, Callable
 from cliplab.errors import MissingInputError, UserError
 
 
-class NoCheckpointError(MissingInputError):
-    """CHECKPOINT is neither a bundle, a training checkpoint nor a run directory holding one."""
-
-
 def add_command_parser(subparsers: argparse._SubParsersAction, name: str, *, help: str, description: str,
                        epilog: str) -> argparse.ArgumentParser:
     """A sub-command parser whose epilog (its examples) keeps its line breaks."""
@@ -59,17 +55,13 @@ def existing_images(images: list[str]) -> list[Path]:
 
 
 def load_for_use(checkpoint: str | Path, device: str | None):
-    """The model, preprocess and tokenizer of CHECKPOINT (a bundle, step or run directory) on
-    `device` (None: cuda when available), as `cliplab.eval.checkpoint_path.LoadedCheckpoint`."""
+    """The model, preprocess and tokenizer of CHECKPOINT (any path `cliplab.load` accepts) on
+    `device` (None: cuda when available), as a `cliplab.bundle.LoadedModel`."""
     import torch
 
-    from cliplab.eval.checkpoint_path import CheckpointNotFoundError, load_checkpoint
+    from cliplab.bundle import load_model
 
-    try:
-        return load_checkpoint(checkpoint, device=device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    except CheckpointNotFoundError as error:
-        # Until CheckpointNotFoundError is a UserError itself (the bundle module's rework).
-        raise NoCheckpointError(str(error)) from None
+    return load_model(checkpoint, device=device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def write_out(path: str | Path | None, value: Any) -> None:

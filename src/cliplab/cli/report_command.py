@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cliplab.cli.common import NoCheckpointError, add_command_parser, add_device_argument, load_for_use
+from cliplab.cli.common import add_command_parser, add_device_argument, load_for_use
 from cliplab.errors import MissingInputError, UserError
 
 if TYPE_CHECKING:
@@ -79,13 +79,14 @@ def write_report(args: argparse.Namespace) -> Path:
 
 
 def _similarity_figure(args: argparse.Namespace, run_dir: Path, out_dir: Path, notes: list[str]) -> Path | None:
+    from cliplab.bundle import CheckpointNotFoundError
     from cliplab.data import build_eval_loader
     from cliplab.eval.plots import plot_similarity_matrix
     from cliplab.eval.similarity_sample import similarity_sample
 
     try:
         loaded = load_for_use(run_dir, args.device)
-    except NoCheckpointError as error:
+    except CheckpointNotFoundError as error:
         notes.append(f"Similarity matrix skipped: no checkpoint to load ({error}).")
         return None
     try:

@@ -16,8 +16,14 @@ from pathlib import Path
 
 import torch
 from tokenizers import Regex
-from tokenizers import Tokenizer as HFTokenizer
-from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Tokenizer as BackendTokenizer
+from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+from cliplab.data.tokenizer_base import (TokenizerBase, as_text_list, check_context_length, frame_token_ids,
+                                         write_descriptor)
+from cliplab.data.tokenizer_hf_files import write_fast_tokenizer_files
+
+TOKENIZER_FILE = "tokenizer.json"
 
 PAD_TOKEN = "<pad>"
 SOT_TOKEN = "<start_of_text>"
@@ -37,34 +43,35 @@ def _normalizer(lowercase: bool) -> normalizers.Normalizer:
     return normalizers.Sequence(steps)
 
 
-class Tokenizer:
-    """Text -> LongTensor[N, context_length] and back.
+class Tokenizer(TokenizerBase):
+    """Text -> LongTensor[N, context_length] and back: the byte-level BPE cliplab trains.
 
     Build with `Tokenizer.train(...)` or `Tokenizer.from_file(...)`. Properties: `pad_id`, `sot_id`,
-    `eot_id`, `mask_id`, `unk_id`, `special_ids`, `vocab_size`, `context_length`.
+    `eot_id`, `mask_id`, `unk_id`, `special_ids` (all five), `vocab_size`, `context_length`.
     """
 
-    def __init__(self, hf_tokenizer: HFTokenizer, context_length: int,
+    kind = "cliplab_bpe"
+
+    def __init__(self, backend: BackendTokenizer, context_length: int,
                  special_tokens: dict[str, str] | None = None):
-        if not isinstance(context_length, int) or isinstance(context_length, bool) or context_length < 2:
-            raise ValueError(f"context_length must be an int >= 2 (room for start and end of text), "
-                             f"got {context_length!r}")
+        check_context_length(context_length)
         self.special_tokens = dict(SPECIAL_TOKENS, **(special_tokens or {}))
         unknown_roles = sorted(set(self.special_tokens) - set(SPECIAL_TOKENS))
         if unknown_roles:
             raise ValueError(f"special_tokens keys must be among {sorted(SPECIAL_TOKENS)}, "
                              f"got {unknown_roles}")
-        self._ids = {}
+        role_ids = {}
         for role, token in self.special_tokens.items():
-            token_id = hf_tokenizer.token_to_id(token)
+            token_id = backend.token_to_id(token)
             if token_id is None:
                 raise ValueError(f"tokenizer has no {role} special token {token!r}; add it to the "
                                  f"vocabulary or map the role with special_tokens={{'{role}': ...}}")
-            self._ids[role] = token_id
-        self._hf = hf_tokenizer
-        self._hf.no_padding()
-        self._hf.no_truncation()
-        self._context_length = context_length
+            role_ids[role] = token_id
+        super().__init__(role_ids=role_ids, special_ids=set(role_ids.values()),
+                         context_length=context_length)
+        self._backend = backend
+        self._backend.no_padding()
+        self._backend.no_truncation()
 
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int, context_length: int,
@@ -77,16 +84,16 @@ class Tokenizer:
                              f"{len(SPECIAL_TOKENS)} specials), got {vocab_size!r}")
         if isinstance(texts, str):
             raise ValueError("texts must be an iterable of strings, got a single str")
-        hf_tokenizer = HFTokenizer(models.BPE(unk_token=UNK_TOKEN))
-        hf_tokenizer.normalizer = _normalizer(lowercase)
-        hf_tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        hf_tokenizer.decoder = decoders.ByteLevel()
+        backend = BackendTokenizer(models.BPE(unk_token=UNK_TOKEN))
+        backend.normalizer = _normalizer(lowercase)
+        backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        backend.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer(
             vocab_size=vocab_size, min_frequency=min_frequency,
             special_tokens=list(SPECIAL_TOKENS.values()),
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-        hf_tokenizer.train_from_iterator(texts, trainer=trainer)
-        return cls(hf_tokenizer, context_length)
+        backend.train_from_iterator(texts, trainer=trainer)
+        return cls(backend, context_length)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, context_length: int | None = None,
@@ -98,92 +105,63 @@ class Tokenizer:
         if not path.is_file():
             raise ValueError(f"tokenizer file {str(path)!r} does not exist")
         try:
-            hf_tokenizer = HFTokenizer.from_file(str(path))
+            backend = BackendTokenizer.from_file(str(path))
         except Exception as error:  # the Rust side raises a bare Exception on malformed JSON
             raise ValueError(f"{str(path)!r} is not a valid tokenizer.json: {error}") from error
         if context_length is None:
-            truncation = hf_tokenizer.truncation
+            truncation = backend.truncation
             if not truncation:
                 raise ValueError(f"{str(path)!r} stores no context length (truncation.max_length); "
                                  "pass context_length")
             context_length = truncation["max_length"]
-        return cls(hf_tokenizer, context_length, special_tokens)
+        return cls(backend, context_length, special_tokens)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write tokenizer.json; the context length travels as its truncation max_length."""
-        self._hf.enable_truncation(max_length=self._context_length)
+        """Write the tokenizer.json file `path`; the context length travels as its truncation
+        max_length. (`save_pretrained(directory)` writes what `load_tokenizer` reads.)"""
+        self._backend.enable_truncation(max_length=self._context_length)
         try:
-            self._hf.save(str(path))
+            self._backend.save(str(path))
         finally:
-            self._hf.no_truncation()
-
-    @property
-    def pad_id(self) -> int:
-        return self._ids["pad"]
-
-    @property
-    def sot_id(self) -> int:
-        return self._ids["sot"]
-
-    @property
-    def eot_id(self) -> int:
-        return self._ids["eot"]
-
-    @property
-    def mask_id(self) -> int:
-        return self._ids["mask"]
-
-    @property
-    def unk_id(self) -> int:
-        return self._ids["unk"]
-
-    @property
-    def special_ids(self) -> set[int]:
-        return set(self._ids.values())
+            self._backend.no_truncation()
 
     @property
     def vocab_size(self) -> int:
-        return self._hf.get_vocab_size(with_added_tokens=True)
-
-    @property
-    def context_length(self) -> int:
-        return self._context_length
+        return self._backend.get_vocab_size(with_added_tokens=True)
 
     def normalize(self, text: str) -> str:
         """The text as the tokenizer sees it (what decode returns)."""
-        normalizer = self._hf.normalizer
+        normalizer = self._backend.normalizer
         return normalizer.normalize_str(text) if normalizer is not None else text
 
-    def __call__(self, texts: str | Sequence[str]) -> torch.Tensor:
+    def __call__(self, texts: str | Sequence[str], context_length: int | None = None) -> torch.Tensor:
         """texts: one str or a list of N -> Long[N, context_length] (N = 1 for a single str)."""
-        if isinstance(texts, str):
-            texts = [texts]
-        if not isinstance(texts, Sequence) or not all(isinstance(text, str) for text in texts):
-            raise ValueError("texts must be a str or a sequence of str")
-        encodings = self._hf.encode_batch(list(texts), add_special_tokens=False)
-        tokens = torch.full((len(texts), self._context_length), self.pad_id, dtype=torch.long)
-        room = self._context_length - 2
-        for row, encoding in enumerate(encodings):
-            ids = [self.sot_id, *encoding.ids[:room], self.eot_id]
-            tokens[row, :len(ids)] = torch.tensor(ids, dtype=torch.long)
-        return tokens
+        encodings = self._backend.encode_batch(as_text_list(texts), add_special_tokens=False)
+        return frame_token_ids([encoding.ids for encoding in encodings],
+                               self._resolve_context_length(context_length),
+                               sot_id=self.sot_id, eot_id=self.eot_id, pad_id=self.pad_id)
 
     def decode(self, ids: Sequence[int] | torch.Tensor) -> str:
         """One sequence of ids -> text, stopping at the first end-of-text and dropping specials."""
-        if isinstance(ids, torch.Tensor):
-            if ids.dim() != 1:
-                raise ValueError(f"ids must be 1-D, got shape {tuple(ids.shape)}; use batch_decode")
-            ids = ids.tolist()
-        ids = list(ids)
-        if self.eot_id in ids:
-            ids = ids[:ids.index(self.eot_id)]
-        special = self.special_ids
-        return self._hf.decode([token_id for token_id in ids if token_id not in special],
-                               skip_special_tokens=False)
+        return self._backend.decode(self._text_ids(ids), skip_special_tokens=False)
 
-    def batch_decode(self, ids: torch.Tensor | Sequence[Sequence[int]]) -> list[str]:
-        """Long[N, T] (or N lists) -> N texts, each decoded like `decode`."""
-        return [self.decode(row) for row in ids]
+    def save_pretrained(self, directory: str | os.PathLike) -> list[str]:
+        """`directory`/tokenizer.json (as `save`) and the descriptor naming this kind."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.save(directory / TOKENIZER_FILE)
+        roles = {role: token for role, token in self.special_tokens.items() if SPECIAL_TOKENS[role] != token}
+        descriptor = write_descriptor(directory, self.kind, {"special_tokens": roles})
+        return [TOKENIZER_FILE, descriptor]
 
-    def __repr__(self) -> str:
-        return f"Tokenizer(vocab_size={self.vocab_size}, context_length={self.context_length})"
+    def write_hf_files(self, directory: str | os.PathLike) -> list[str]:
+        """A generic fast tokenizer (`transformers.AutoTokenizer.from_pretrained(directory)`) giving
+        these ids: the pipeline with a post-processor that frames `sot ... eot`, pad_token `<pad>`."""
+        backend = BackendTokenizer.from_str(self._backend.to_str())
+        sot, eot = self.special_tokens["sot"], self.special_tokens["eot"]
+        backend.post_processor = processors.TemplateProcessing(
+            single=f"{sot} $A {eot}", special_tokens=[(sot, self.sot_id), (eot, self.eot_id)])
+        keys = {"sot": "bos_token", "eot": "eos_token", "pad": "pad_token", "mask": "mask_token",
+                "unk": "unk_token"}
+        tokens = {keys[role]: token for role, token in self.special_tokens.items()}
+        return write_fast_tokenizer_files(directory, backend, tokens, self.context_length)

@@ -1,102 +1,117 @@
 """Image preprocessing without torchvision: PIL resize/crop for single images, torch for uint8 batches.
 
 Two entry points:
-- `image_transform(config, train)` -> a picklable callable `PIL.Image -> Tensor[3, S, S] float32`
-  (eval: resize shortest side, center crop; train: random resized crop, optional horizontal flip).
-- `images_uint8_to_tensor(images, config)` -> `Tensor[N, 3, S, S] float32` for datasets that arrive
+- `image_transform(config, train)` -> a picklable callable `PIL.Image -> Tensor[3, H, W] float32`
+  (eval: open_clip's eval transform; train: random resized crop, optional horizontal flip).
+- `images_uint8_to_tensor(images, config)` -> `Tensor[N, 3, H, W] float32` for datasets that arrive
   as uint8 arrays (Fashion-MNIST), normalising a whole batch at once instead of one PIL image each.
+
+The eval transform equals open_clip's `image_transform(..., is_train=False)` on PIL images, pixel
+for pixel: torchvision hands a PIL image to PIL's own `resize`, so the same PIL calls with the same
+sizes and crop offsets give the same pixels.
+
+    shortest, square S    resize to (S, int(S * long / short)), center crop S x S
+    shortest, H x W       open_clip's ResizeKeepRatio (cover the target, sides rounded; always
+                          bicubic), center crop H x W
+    longest               ResizeKeepRatio fitting inside the target, pad with fill_color, center crop
+    squash                resize to H x W
+    then                  RGB, [0, 1] floats, (x - mean) / std per channel
+
+A resize to the size the image already has is skipped, as in torchvision. Center crop offsets are
+`int(round((side - target) / 2))` (halves round to even), not `(side - target) // 2`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+from cliplab.data.preprocess_config import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PreprocessConfig
+
+__all__ = ["OPENAI_CLIP_MEAN", "OPENAI_CLIP_STD", "ImageTransform", "PreprocessConfig", "center_crop_box",
+           "eval_geometry", "image_transform", "images_uint8_to_tensor", "keep_ratio_size", "shortest_side_size"]
 
 _PIL_INTERPOLATIONS = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST}
-_RESIZE_MODES = ("shortest", "squash")
 
 
-@dataclass(kw_only=True)
-class PreprocessConfig:
-    """How images become model input.
-
-    image_size: side S of the square output. mean/std: per-channel normalisation (RGB order).
-    resize_mode: "shortest" (resize the shortest side to S, then center crop) or "squash" (resize both
-    sides to S, ignoring aspect ratio). interpolation: PIL filter for resizing.
-    train_crop_scale: (min, max) area fraction of the random resized crop used in training.
-    train_crop_ratio: (min, max) aspect ratio of that crop.
-    train_horizontal_flip: flip with probability 0.5 in training.
-    """
-
-    image_size: int
-    mean: tuple[float, float, float] = OPENAI_CLIP_MEAN
-    std: tuple[float, float, float] = OPENAI_CLIP_STD
-    resize_mode: str = "shortest"
-    interpolation: str = "bicubic"
-    train_crop_scale: tuple[float, float] = (0.9, 1.0)
-    train_crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    train_horizontal_flip: bool = False
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.image_size, int) or self.image_size <= 0:
-            raise ValueError(f"image_size must be a positive int, got {self.image_size!r}")
-        self.mean = _float_triple("mean", self.mean)
-        self.std = _float_triple("std", self.std)
-        if any(value <= 0 for value in self.std):
-            raise ValueError(f"std must be positive in every channel, got {self.std}")
-        if self.resize_mode not in _RESIZE_MODES:
-            raise ValueError(f"resize_mode must be one of {_RESIZE_MODES}, got {self.resize_mode!r}")
-        if self.interpolation not in _PIL_INTERPOLATIONS:
-            raise ValueError(
-                f"interpolation must be one of {tuple(_PIL_INTERPOLATIONS)}, got {self.interpolation!r}")
-        self.train_crop_scale = _float_range("train_crop_scale", self.train_crop_scale, upper=1.0)
-        self.train_crop_ratio = _float_range("train_crop_ratio", self.train_crop_ratio, upper=None)
-        if not isinstance(self.train_horizontal_flip, bool):
-            raise ValueError(f"train_horizontal_flip must be a bool, got {self.train_horizontal_flip!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "PreprocessConfig":
-        known = {name for name in cls.__dataclass_fields__}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown preprocess keys {unknown}; expected a subset of {sorted(known)}")
-        return cls(**values)
+def shortest_side_size(width: int, height: int, side: int) -> tuple[int, int]:
+    """(W, H) after resizing the shortest side to `side`: torchvision's `Resize(side)`, which
+    truncates the long side (`int(side * long / short)`)."""
+    if width <= height:
+        return side, int(side * height / width)
+    return int(side * width / height), side
 
 
-def _float_triple(name: str, values: Sequence[float]) -> tuple[float, float, float]:
-    if isinstance(values, (str, bytes)) or len(values) != 3:
-        raise ValueError(f"{name} must hold 3 numbers (R, G, B), got {values!r}")
-    return tuple(float(value) for value in values)
+def keep_ratio_size(width: int, height: int, target_hw: tuple[int, int], longest: bool) -> tuple[int, int]:
+    """(W, H) after open_clip's `ResizeKeepRatio`: one scale for both sides, chosen so the image
+    covers (longest=False) or fits inside (longest=True) the (H, W) target; sides rounded."""
+    ratio_h, ratio_w = height / target_hw[0], width / target_hw[1]
+    ratio = max(ratio_h, ratio_w) if longest else min(ratio_h, ratio_w)
+    return round(width / ratio), round(height / ratio)
 
 
-def _float_range(name: str, values: Sequence[float], upper: float | None) -> tuple[float, float]:
-    if isinstance(values, (str, bytes)) or len(values) != 2:
-        raise ValueError(f"{name} must be a (min, max) pair, got {values!r}")
-    low, high = float(values[0]), float(values[1])
-    if not 0 < low <= high or (upper is not None and high > upper):
-        bound = f" <= {upper}" if upper is not None else ""
-        raise ValueError(f"{name} must satisfy 0 < min <= max{bound}, got {values!r}")
-    return low, high
+def center_crop_box(width: int, height: int, target_hw: tuple[int, int]) -> tuple[int, int, int, int]:
+    """PIL crop box (left, top, right, bottom) of torchvision's center crop: offsets
+    `int(round((side - target) / 2))` (Python rounds halves to even)."""
+    target_h, target_w = target_hw
+    left, top = int(round((width - target_w) / 2.0)), int(round((height - target_h) / 2.0))
+    return left, top, left + target_w, top + target_h
+
+
+def _resize(image: Image.Image, size_wh: tuple[int, int], resample: int) -> Image.Image:
+    """PIL resize, skipped when the size is already right (as torchvision skips it)."""
+    return image if image.size == size_wh else image.resize(size_wh, resample)
+
+
+def _center_crop_or_pad(image: Image.Image, target_hw: tuple[int, int], fill: int) -> Image.Image:
+    """Pad a side shorter than the target with `fill` (the extra pixel, if odd, right/bottom), then
+    center crop: torchvision's CenterCrop (fill 0) and open_clip's CenterCropOrPad."""
+    width, height = image.size
+    target_h, target_w = target_hw
+    if target_w > width or target_h > height:
+        left, top = max(target_w - width, 0) // 2, max(target_h - height, 0) // 2
+        padded_size = (max(width, target_w), max(height, target_h))
+        bands = len(image.getbands())
+        padded = Image.new(image.mode, padded_size, fill if bands == 1 else (fill,) * bands)
+        if image.mode == "P":
+            padded.putpalette(image.getpalette())
+        padded.paste(image, (left, top))
+        image = padded
+    if image.size == (target_w, target_h):
+        return image
+    return image.crop(center_crop_box(*image.size, target_hw))
+
+
+def eval_geometry(image: Image.Image, config: PreprocessConfig) -> Image.Image:
+    """open_clip's eval resize and crop for `config`, on the image in its own mode (open_clip
+    converts to RGB after this, which matters for palette and RGBA images)."""
+    target_hw = config.size_hw
+    resample = _PIL_INTERPOLATIONS[config.interpolation]
+    if config.resize_mode == "squash":
+        return _resize(image, (target_hw[1], target_hw[0]), resample)
+    if config.resize_mode == "longest":
+        image = _resize(image, keep_ratio_size(*image.size, target_hw, longest=True), resample)
+        return _center_crop_or_pad(image, target_hw, config.fill_color)
+    if target_hw[0] == target_hw[1]:
+        image = _resize(image, shortest_side_size(*image.size, target_hw[0]), resample)
+    else:
+        # open_clip builds ResizeKeepRatio here without passing the interpolation: always bicubic.
+        image = _resize(image, keep_ratio_size(*image.size, target_hw, longest=False), Image.BICUBIC)
+    return _center_crop_or_pad(image, target_hw, 0)
 
 
 class ImageTransform:
-    """`PIL.Image -> Tensor[3, S, S] float32`, normalised; picklable for DataLoader workers.
+    """`PIL.Image -> Tensor[3, H, W] float32`, normalised; picklable for DataLoader workers.
 
-    Grayscale, palette and RGBA images are converted to RGB first (grayscale becomes 3 equal
-    channels). In training the random draws come from `generator` when given, else from torch's global
-    RNG (which DataLoader seeds differently in every worker).
+    Eval: `eval_geometry` (open_clip's eval transform), then RGB. Train: RGB, random resized crop,
+    optional flip. Grayscale becomes 3 equal channels, RGBA loses alpha. In training the random
+    draws come from `generator` when given, else from torch's global RNG (which DataLoader seeds
+    differently in every worker).
     """
 
     def __init__(self, config: PreprocessConfig, train: bool, generator: torch.Generator | None = None):
@@ -107,30 +122,16 @@ class ImageTransform:
     def __call__(self, image: Image.Image) -> torch.Tensor:
         if not isinstance(image, Image.Image):
             raise ValueError(f"image must be a PIL.Image.Image, got {type(image).__name__}")
-        image = image.convert("RGB")
         if self.train:
-            image = self._random_resized_crop(image)
+            image = self._random_resized_crop(image.convert("RGB"))
             if self.config.train_horizontal_flip and self._uniform() < 0.5:
                 image = image.transpose(Image.FLIP_LEFT_RIGHT)
         else:
-            image = self._resize_and_center_crop(image)
+            image = eval_geometry(image, self.config).convert("RGB")
         return _normalize(_pil_to_float_tensor(image), self.config.mean, self.config.std)
 
     def _uniform(self, low: float = 0.0, high: float = 1.0) -> float:
         return low + (high - low) * float(torch.rand((), generator=self.generator))
-
-    def _resize_and_center_crop(self, image: Image.Image) -> Image.Image:
-        size = self.config.image_size
-        resample = _PIL_INTERPOLATIONS[self.config.interpolation]
-        if self.config.resize_mode == "squash":
-            return image.resize((size, size), resample) if image.size != (size, size) else image
-        width, height = image.size
-        scale = size / min(width, height)
-        new_width, new_height = max(size, round(width * scale)), max(size, round(height * scale))
-        if (new_width, new_height) != (width, height):
-            image = image.resize((new_width, new_height), resample)
-        left, top = (new_width - size) // 2, (new_height - size) // 2
-        return image.crop((left, top, left + size, top + size))
 
     def _random_resized_crop(self, image: Image.Image) -> Image.Image:
         width, height = image.size
@@ -138,8 +139,8 @@ class ImageTransform:
             width, height, self.config.train_crop_scale, self.config.train_crop_ratio, self._uniform)
         left = int(self._uniform(0, width - crop_width + 1)) if width > crop_width else 0
         top = int(self._uniform(0, height - crop_height + 1)) if height > crop_height else 0
-        size = self.config.image_size
-        return image.resize((size, size), _PIL_INTERPOLATIONS[self.config.interpolation],
+        height, width = self.config.size_hw
+        return image.resize((width, height), _PIL_INTERPOLATIONS[self.config.interpolation],
                             box=(left, top, left + crop_width, top + crop_height))
 
     def __repr__(self) -> str:
@@ -216,21 +217,24 @@ def images_uint8_to_tensor(images: np.ndarray | torch.Tensor, config: Preprocess
 
 
 def _batched_resize_and_center_crop(images: torch.Tensor, config: PreprocessConfig) -> torch.Tensor:
-    size = config.image_size
+    """The PIL eval geometry's sizes and offsets, resized by torch's antialiased interpolation."""
+    target_hw = config.size_hw
     height, width = images.shape[-2:]
-    if (height, width) == (size, size):
+    if (height, width) == target_hw:
         return images
-    mode = "bicubic" if config.interpolation == "bicubic" else (
-        "bilinear" if config.interpolation == "bilinear" else "nearest")
-    antialias = mode != "nearest"
+    if config.resize_mode == "longest" or (config.resize_mode == "shortest" and target_hw[0] != target_hw[1]):
+        raise ValueError(f"the uint8 batch path resizes to square shortest-side crops or squashes; "
+                         f"resize_mode {config.resize_mode!r} with image_size {config.image_size} "
+                         "needs image_transform (PIL)")
+    antialias = config.interpolation != "nearest"
     if config.resize_mode == "squash":
-        resized = F.interpolate(images, size=(size, size), mode=mode, antialias=antialias)
+        resized = F.interpolate(images, size=target_hw, mode=config.interpolation, antialias=antialias)
         return resized.clamp_(0.0, 1.0)
-    scale = size / min(height, width)
-    new_height, new_width = max(size, round(height * scale)), max(size, round(width * scale))
-    resized = F.interpolate(images, size=(new_height, new_width), mode=mode, antialias=antialias)
-    top, left = (new_height - size) // 2, (new_width - size) // 2
-    return resized[..., top:top + size, left:left + size].clamp_(0.0, 1.0)
+    new_width, new_height = shortest_side_size(width, height, target_hw[0])
+    resized = F.interpolate(images, size=(new_height, new_width), mode=config.interpolation,
+                            antialias=antialias)
+    left, top, right, bottom = center_crop_box(new_width, new_height, target_hw)
+    return resized[..., top:bottom, left:right].clamp_(0.0, 1.0)
 
 
 def _batched_random_resized_crop(images: torch.Tensor, config: PreprocessConfig,
@@ -255,6 +259,5 @@ def _batched_random_resized_crop(images: torch.Tensor, config: PreprocessConfig,
     theta[:, 0, 2] = center_x
     theta[:, 1, 1] = crop_height
     theta[:, 1, 2] = center_y
-    size = config.image_size
-    grid = F.affine_grid(theta.to(images.dtype), [count, 3, size, size], align_corners=False)
+    grid = F.affine_grid(theta.to(images.dtype), [count, 3, *config.size_hw], align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)

@@ -3,6 +3,11 @@
 The classifier follows open_clip: each class is embedded through every template, the template
 embeddings are L2-normalised, averaged, and the mean is normalised again. An image is assigned the
 class whose embedding has the highest cosine similarity with the normalised image embedding.
+
+Shape convention: cliplab's classifier is [C, E], one row per class (`zero_shot_classifier`), and
+`logits = image_features @ classifier.T`. open_clip's `build_zero_shot_classifier` returns [E, C]
+(`logits = image_features @ classifier`); the function of that name here does the same, for code
+that migrates unchanged. `zero_shot_evaluate` takes [C, E] and refuses an [E, C] one by name.
 """
 
 from __future__ import annotations
@@ -47,6 +52,42 @@ def zero_shot_classifier(
             template_embeddings.append(F.normalize(text_features.float(), dim=-1))
     per_template = torch.cat(template_embeddings).view(len(classnames), len(templates), -1)  # [C, K, E]
     return F.normalize(per_template.mean(dim=1), dim=-1)
+
+
+def build_zero_shot_classifier(
+    model: torch.nn.Module,
+    tokenizer: Callable[[list[str]], torch.Tensor],
+    classnames: Sequence[str],
+    templates: Sequence[Template],
+    num_classes_per_batch: int | None = 10,
+    device: torch.device | str | None = None,
+    use_tqdm: bool = False,
+) -> torch.Tensor:
+    """open_clip's layout: class embeddings as columns, [E, C] float32 (the transpose of
+    `zero_shot_classifier`). num_classes_per_batch: classes whose prompts go through one forward
+    (None: all); use_tqdm is accepted for open_clip's signature and shows nothing."""
+    del use_tqdm
+    per_batch = len(classnames) if num_classes_per_batch is None else num_classes_per_batch
+    batch_size = max(1, per_batch * len(templates))
+    return zero_shot_classifier(model, tokenizer, classnames, templates, device=device, batch_size=batch_size).T
+
+
+def check_classifier_shape(classifier: torch.Tensor, num_classes: int | None, embed_dim: int | None) -> None:
+    """ValueError unless classifier is [C, E] (C = num_classes, E = embed_dim where known); an
+    [E, C] classifier (open_clip's layout) is named as such."""
+    if not isinstance(classifier, torch.Tensor) or classifier.dim() != 2 or classifier.shape[0] == 0:
+        raise ValueError(f"classifier must be [C, E] with C >= 1, got shape {tuple(getattr(classifier, 'shape', ()))}")
+    rows, columns = classifier.shape
+    transposed = (num_classes is not None and rows != num_classes and columns == num_classes) or (
+        embed_dim is not None and columns != embed_dim and rows == embed_dim)
+    if transposed:
+        raise ValueError(f"classifier has shape {tuple(classifier.shape)}: that is open_clip's [E, C] layout "
+                         f"(build_zero_shot_classifier); zero_shot_evaluate takes cliplab's [C, E] "
+                         "(zero_shot_classifier): pass classifier.T")
+    if num_classes is not None and rows != num_classes:
+        raise ValueError(f"classifier has {rows} classes but classnames has {num_classes} names")
+    if embed_dim is not None and columns != embed_dim:
+        raise ValueError(f"classifier rows have {columns} dimensions but the model embeds into {embed_dim}")
 
 
 def class_prompts(classnames: Sequence[str], templates: Sequence[Template]) -> list[str]:
@@ -104,7 +145,8 @@ def zero_shot_evaluate(
     max_samples: int | None = None,
     progress: ProgressCounter | None = None,
 ) -> ZeroShotResult:
-    """Zero-shot accuracy of `model` with class embeddings `classifier` [C, E] over `batches`.
+    """Zero-shot accuracy of `model` with class embeddings `classifier` [C, E] over `batches`
+    (an [E, C] classifier, open_clip's layout, is refused with a ValueError saying so).
 
     batches: iterable of batches holding `images` Float[B, 3, H, W] and `labels` Long[B] in [0, C),
     as a mapping with those keys, an object with those attributes, or an (images, labels) pair;
@@ -112,12 +154,11 @@ def zero_shot_evaluate(
     (default: the model's device); max_samples: stop after this many images (None: all); progress:
     advanced by each batch's image count. Runs without gradients with the model in eval mode; its previous mode is restored.
     """
-    if classifier.dim() != 2 or classifier.shape[0] == 0:
-        raise ValueError(f"classifier must be [C, E] with C >= 1, got shape {tuple(classifier.shape)}")
+    config = getattr(model, "config", None)
+    check_classifier_shape(classifier, None if classnames is None else len(classnames),
+                           getattr(config, "embed_dim", None))
     num_classes = classifier.shape[0]
     names = tuple(str(index) for index in range(num_classes)) if classnames is None else tuple(classnames)
-    if len(names) != num_classes:
-        raise ValueError(f"classnames has {len(names)} names but classifier has {num_classes} classes")
     device = torch.device(device) if device is not None else model_device(model)
     dtype = model_dtype(model)
     class_embeddings = classifier.to(device=device, dtype=torch.float32)
@@ -134,6 +175,7 @@ def zero_shot_evaluate(
                 images, labels = images[: max_samples - count], labels[: max_samples - count]
             _check_labels(labels, num_classes)
             image_features = F.normalize(model.encode_image(images.to(device=device, dtype=dtype)).float(), dim=-1)
+            check_classifier_shape(classifier, num_classes, image_features.shape[1])
             logits = image_features @ class_embeddings.T  # [B, C]
             predictions = logits.topk(top_k, dim=1).indices.cpu()  # [B, top_k]
             labels = labels.cpu().long()

@@ -17,11 +17,27 @@ from cliplab.models.towers import TextTransformer, build_vision_tower
 from cliplab.models.towers.locking import GroupItem, freeze_groups, is_frozen
 
 
+def projection(kind: str, width: int, embed_dim: int) -> nn.Module:
+    """A tower's map into the shared latent: [.., width] -> [.., embed_dim]. kind "linear" (no
+    bias), "linear_bias", or "none" (identity; width == embed_dim)."""
+    if kind == "none":
+        return nn.Identity()
+    return nn.Linear(width, embed_dim, bias=kind == "linear_bias")
+
+
+def init_projection(layer: nn.Module, width: int) -> None:
+    """Weights std width^-0.5, bias zero (identity projections have nothing to initialise)."""
+    if isinstance(layer, nn.Linear):
+        nn.init.normal_(layer.weight, std=width ** -0.5)
+        if layer.bias is not None:
+            nn.init.zeros_(layer.bias)
+
+
 class CLIP(nn.Module):
     """images [B, 3, S, S] float, tokens [B, T] long -> features in a shared E-dim latent.
 
     Attributes: `vision_tower` and `text_tower` (each with `forward_tokens` and `width`),
-    `image_projection` [W_v -> E] and `text_projection` [W_t -> E] (no bias), `logit_scale`
+    `image_projection` [W_v -> E] and `text_projection` [W_t -> E] (see `projection`), `logit_scale`
     (log of the temperature's inverse), `logit_bias` (SigLIP only, else None), `config`,
     `output_dict` (what `forward` returns: open_clip's tuple when False, the default, else a dict;
     training builds its model with output_dict=True, as open_clip's training does).
@@ -35,10 +51,11 @@ class CLIP(nn.Module):
         self.output_dict = output_dict
         self.vision_tower = build_vision_tower(config.vision)
         self.text_tower = TextTransformer(config.text)
-        self.image_projection = nn.Linear(config.vision.width, config.embed_dim, bias=False)
-        self.text_projection = nn.Linear(config.text.width, config.embed_dim, bias=False)
-        nn.init.normal_(self.image_projection.weight, std=config.vision.width ** -0.5)
-        nn.init.normal_(self.text_projection.weight, std=config.text.width ** -0.5)
+        self.image_projection = projection(config.vision.projection, config.vision.output_width,
+                                           config.embed_dim)
+        self.text_projection = projection(config.text.projection, config.text.width, config.embed_dim)
+        init_projection(self.image_projection, config.vision.output_width)
+        init_projection(self.text_projection, config.text.width)
         self.logit_scale = nn.Parameter(torch.tensor(float(config.init_logit_scale)))
         self.logit_bias = (nn.Parameter(torch.tensor(float(config.init_logit_bias)))
                            if config.init_logit_bias is not None else None)

@@ -23,7 +23,7 @@ class CoCa(CLIP):
     def __init__(self, config: ModelConfig, *, output_dict: bool = False):
         super().__init__(config, output_dict=output_dict)
         self.decoder = MultimodalDecoder(config.decoder, width=config.text.width,
-                                         image_width=config.vision.width,
+                                         image_width=self.vision_tower.token_width,
                                          vocab_size=config.text.vocab_size)
 
     def _encode_image_both(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

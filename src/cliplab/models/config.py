@@ -15,33 +15,11 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any
 
 from cliplab.data.transforms import PreprocessConfig
+from cliplab.models.tower_configs import (TextConfig, VisionConfig, check_block_options, check_choice,
+                                          check_heads, check_positive_int)
 
 MODEL_KINDS = ("clip", "siglip", "coca")
-VISION_KINDS = ("vit", "conv")
-VISION_POOLS = ("cls", "mean")
-TEXT_POOLS = ("eot", "cls", "mean")
-TEXT_POSITIONS = ("learned", "rotary")
-
-
-def _check_positive_int(name: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
-def _check_probability(name: str, value: Any) -> None:
-    if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be a float in [0, 1), got {value!r}")
-
-
-def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-
-
-def _check_heads(prefix: str, width: int, heads: int) -> None:
-    _check_positive_int(f"{prefix}.heads", heads)
-    if width % heads:
-        raise ValueError(f"{prefix}.width ({width}) must be divisible by {prefix}.heads ({heads})")
+DECODER_LAYOUTS = ("fused", "split")
 
 
 def _from_dict(cls, values: Any, path: str):
@@ -64,128 +42,34 @@ def _from_dict(cls, values: Any, path: str):
 
 
 @dataclass(kw_only=True)
-class VisionConfig:
-    """Image tower.
-
-    kind: "vit" (patch embedding + transformer) or "conv" (small conv net for tiny images).
-    image_size: input side S (square). width: channels of the tower's output tokens.
-    layers: transformer blocks (vit) or stride-2 stages (conv; output grid S / 2**layers).
-    heads, patch_size, mlp_ratio, pool ("cls" token or "mean" over patches), patch_dropout (fraction
-    of patches dropped per sample in training) apply to the ViT only. dropout: residual-branch
-    dropout in the ViT blocks.
-    """
-
-    kind: str = "vit"
-    image_size: int
-    width: int
-    layers: int
-    heads: int = 8
-    patch_size: int = 16
-    mlp_ratio: float = 4.0
-    pool: str = "cls"
-    patch_dropout: float = 0.0
-    dropout: float = 0.0
-
-    def __post_init__(self) -> None:
-        _check_choice("vision.kind", self.kind, VISION_KINDS)
-        _check_positive_int("vision.image_size", self.image_size)
-        _check_positive_int("vision.width", self.width)
-        _check_positive_int("vision.layers", self.layers)
-        _check_probability("vision.dropout", self.dropout)
-        if self.kind == "vit":
-            _check_heads("vision", self.width, self.heads)
-            _check_positive_int("vision.patch_size", self.patch_size)
-            if self.image_size % self.patch_size:
-                raise ValueError(f"vision.image_size ({self.image_size}) must be divisible by "
-                                 f"vision.patch_size ({self.patch_size})")
-            _check_choice("vision.pool", self.pool, VISION_POOLS)
-            _check_probability("vision.patch_dropout", self.patch_dropout)
-            if not isinstance(self.mlp_ratio, (int, float)) or self.mlp_ratio <= 0:
-                raise ValueError(f"vision.mlp_ratio must be a positive number, got {self.mlp_ratio!r}")
-        else:
-            if self.patch_dropout:
-                raise ValueError("vision.patch_dropout applies to kind='vit' only; "
-                                 f"got {self.patch_dropout} with kind='conv'")
-            if self.width % 2 ** self.layers:
-                raise ValueError(f"vision.width ({self.width}) must be divisible by 2**vision.layers "
-                                 f"({2 ** self.layers}) for kind='conv' (channels halve per stage)")
-            if self.image_size < 2 ** self.layers:
-                raise ValueError(f"vision.image_size ({self.image_size}) must be >= 2**vision.layers "
-                                 f"({2 ** self.layers}) for kind='conv'")
-
-    @property
-    def grid_size(self) -> int:
-        """Side of the output token grid: patches per side (vit) or cells per side (conv)."""
-        if self.kind == "vit":
-            return self.image_size // self.patch_size
-        return math.ceil(self.image_size / 2 ** self.layers)
-
-
-@dataclass(kw_only=True)
-class TextConfig:
-    """Text tower.
-
-    context_length: tokens per caption T. vocab_size: rows of the token embedding.
-    position: "learned" absolute embedding or "rotary" (RoPE in every attention layer).
-    pool: "eot" (hidden state at the last non-pad token), "cls" (a learned token appended after the
-    T tokens) or "mean" (mean over non-pad tokens). causal: causal self-attention; padding is always
-    masked out of the keys. pad_id: the id whose positions count as padding (right padding).
-    """
-
-    context_length: int
-    vocab_size: int
-    width: int
-    layers: int
-    heads: int = 8
-    mlp_ratio: float = 4.0
-    position: str = "learned"
-    pool: str = "eot"
-    causal: bool = True
-    pad_id: int = 0
-    dropout: float = 0.0
-    rotary_base: float = 10000.0
-
-    def __post_init__(self) -> None:
-        _check_positive_int("text.context_length", self.context_length)
-        _check_positive_int("text.vocab_size", self.vocab_size)
-        _check_positive_int("text.width", self.width)
-        _check_positive_int("text.layers", self.layers)
-        _check_heads("text", self.width, self.heads)
-        if not isinstance(self.mlp_ratio, (int, float)) or self.mlp_ratio <= 0:
-            raise ValueError(f"text.mlp_ratio must be a positive number, got {self.mlp_ratio!r}")
-        _check_choice("text.position", self.position, TEXT_POSITIONS)
-        _check_choice("text.pool", self.pool, TEXT_POOLS)
-        if not isinstance(self.causal, bool):
-            raise ValueError(f"text.causal must be a bool, got {self.causal!r}")
-        if not isinstance(self.pad_id, int) or not 0 <= self.pad_id < self.vocab_size:
-            raise ValueError(f"text.pad_id must be an int in [0, vocab_size={self.vocab_size}), "
-                             f"got {self.pad_id!r}")
-        _check_probability("text.dropout", self.dropout)
-        if self.position == "rotary" and (self.width // self.heads) % 2:
-            raise ValueError(f"text.position='rotary' needs an even head dimension, got "
-                             f"width/heads = {self.width}/{self.heads}")
-        if not isinstance(self.rotary_base, (int, float)) or self.rotary_base <= 1:
-            raise ValueError(f"text.rotary_base must be a number > 1, got {self.rotary_base!r}")
-
-
-@dataclass(kw_only=True)
 class DecoderConfig:
-    """CoCa multimodal decoder: blocks of causal self-attention + cross-attention to image tokens.
+    """CoCa multimodal decoder: causal self-attention + cross-attention to image tokens, then a
+    linear head over the vocabulary.
 
     Its width is the text tower's width (it continues the text tower's hidden states).
+    layout: "fused" (cliplab's: one block per layer with self-attention, cross-attention and one MLP)
+    or "split" (open_clip's: per layer a self-attention block and a cross-attention block, each
+    with its own MLP, the image tokens normalised by the cross-attention block's own LayerNorm).
+    mlp_width, activation, norm_eps, layer_scale ("split" only), dropout: see the blocks.
     """
 
     layers: int
     heads: int = 8
+    layout: str = "fused"
     mlp_ratio: float = 4.0
+    mlp_width: int | None = None
+    activation: str = "gelu"
+    norm_eps: float = 1e-5
+    layer_scale: float | None = None
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        _check_positive_int("decoder.layers", self.layers)
-        _check_positive_int("decoder.heads", self.heads)
-        if not isinstance(self.mlp_ratio, (int, float)) or self.mlp_ratio <= 0:
-            raise ValueError(f"decoder.mlp_ratio must be a positive number, got {self.mlp_ratio!r}")
-        _check_probability("decoder.dropout", self.dropout)
+        check_positive_int("decoder.layers", self.layers)
+        check_positive_int("decoder.heads", self.heads)
+        check_choice("decoder.layout", self.layout, DECODER_LAYOUTS)
+        check_block_options("decoder", self)
+        if self.layer_scale is not None and self.layout == "fused":
+            raise ValueError("decoder.layer_scale applies to layout='split' only")
 
 
 @dataclass(kw_only=True)
@@ -206,17 +90,21 @@ class ModelConfig:
     init_logit_bias: float | None = None
 
     def __post_init__(self) -> None:
-        _check_choice("kind", self.kind, MODEL_KINDS)
-        _check_positive_int("embed_dim", self.embed_dim)
+        check_choice("kind", self.kind, MODEL_KINDS)
+        check_positive_int("embed_dim", self.embed_dim)
         for name, expected in (("vision", VisionConfig), ("text", TextConfig)):
             if not isinstance(getattr(self, name), expected):
                 raise ValueError(f"{name} must be a {expected.__name__}, "
                                  f"got {type(getattr(self, name)).__name__}")
+        for name, width in (("vision", self.vision.output_width), ("text", self.text.width)):
+            if getattr(self, name).projection == "none" and width != self.embed_dim:
+                raise ValueError(f"{name}.projection='none' uses the tower's output as the embedding: "
+                                 f"its width ({width}) must equal embed_dim ({self.embed_dim})")
         if self.kind == "coca":
             if not isinstance(self.decoder, DecoderConfig):
                 raise ValueError("kind='coca' needs decoder: DecoderConfig, got "
                                  f"{type(self.decoder).__name__}")
-            _check_heads("decoder", self.text.width, self.decoder.heads)
+            check_heads("decoder", self.text.width, self.decoder.heads)
             if not self.text.causal:
                 raise ValueError("kind='coca' needs text.causal=True: the decoder predicts each "
                                  "next token from the text tower's hidden states")
@@ -238,10 +126,7 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         """Plain nested dict (JSON-serialisable); `ModelConfig.from_dict` inverts it."""
-        values = asdict(self)
-        for key in ("mean", "std", "train_crop_scale", "train_crop_ratio"):
-            values["preprocess"][key] = list(values["preprocess"][key])
-        return values
+        return _lists_for_tuples(asdict(self))
 
     @classmethod
     def from_dict(cls, values: dict) -> "ModelConfig":
@@ -272,6 +157,14 @@ class _TopLevelKeys:
     embed_dim: int
     init_logit_scale: float | None = None
     init_logit_bias: float | None = None
+
+
+def _lists_for_tuples(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _lists_for_tuples(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_lists_for_tuples(item) for item in value]
+    return value
 
 
 def read_json_object(path: str | os.PathLike, described_as: str) -> dict:

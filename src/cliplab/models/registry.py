@@ -1,21 +1,30 @@
-"""Model registry: configs found by name (JSON files in `models/configs/`), models built by kind.
+"""Model registry: configs found by name, models built by kind.
+
+Names: cliplab's own configs (JSON files in `models/configs/`), open_clip's built-in model names
+(`open_clip_configs.json`, read by the same converter as an open_clip hub directory's config), and
+`register_model` additions.
 
     create_model("tiny")                                   # a registered name
+    create_model("ViT-L-14-quickgelu", device="meta")      # an open_clip name, built without memory
     create_model("path/to/config.json")                    # any ModelConfig JSON
     create_model("tiny", embed_dim=32, **{"vision.width": 64})   # overrides, see apply_overrides
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from cliplab.models.clip import CLIP
 from cliplab.models.coca import CoCa
 from cliplab.models.config import ModelConfig, apply_overrides, read_json_object
+from cliplab.models.open_clip_config import (builtin_open_clip_config, builtin_open_clip_names,
+                                             config_from_open_clip)
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -29,8 +38,9 @@ def _builtin_config_paths() -> dict[str, Path]:
 
 
 def list_models() -> list[str]:
-    """Names accepted by `create_model`: the built-in JSON configs plus `register_model` additions."""
-    return sorted({*_builtin_config_paths(), *_registered_configs}, key=str.lower)
+    """Names accepted by `create_model`: cliplab's JSON configs, open_clip's built-in names and
+    `register_model` additions."""
+    return sorted({*_builtin_config_paths(), *builtin_open_clip_names(), *_registered_configs}, key=str.lower)
 
 
 def register_model(name: str, config: ModelConfig | dict) -> None:
@@ -50,6 +60,8 @@ def _config_values(name_or_path: str | Path) -> dict:
     if name in _registered_configs:
         return _registered_configs[name]
     builtin = _builtin_config_paths()
+    if name not in builtin and name in builtin_open_clip_names():
+        return config_from_open_clip(builtin_open_clip_config(name)).to_dict()
     path = builtin.get(name, Path(name))
     if not path.is_file():
         raise ValueError(f"unknown model {name!r}: not a registered name or a JSON file; "
@@ -72,22 +84,48 @@ def get_model_config(name_or_path: str | Path | ModelConfig, **overrides: Any) -
     return ModelConfig.from_dict(apply_overrides(values, overrides))
 
 
+_INITIALISERS = ("normal_", "uniform_", "zeros_", "ones_", "constant_", "kaiming_uniform_", "kaiming_normal_",
+                 "trunc_normal_", "xavier_uniform_", "xavier_normal_")
+
+
+@contextlib.contextmanager
+def _initialisers_skipped():
+    """torch.nn.init's in-place initialisers as no-ops (every module, torch's own layers included,
+    calls them through `torch.nn.init`). For the meta device, where tensors hold no values: a
+    random draw there still runs torch's reference kernels and, the first time, imports the
+    compiler stack (seconds for a ViT-B)."""
+    saved = {name: getattr(nn.init, name) for name in _INITIALISERS}
+    try:
+        for name in _INITIALISERS:
+            setattr(nn.init, name, lambda tensor, *args, **kwargs: tensor)
+        yield
+    finally:
+        for name, function in saved.items():
+            setattr(nn.init, name, function)
+
+
 def build_model(config: ModelConfig, *, output_dict: bool = False) -> CLIP:
-    """The model for `config` (class chosen by config.kind), freshly initialised, in train mode.
+    """The model for `config` (class chosen by config.kind), freshly initialised, in train mode
+    (on the meta device, where there is nothing to initialise, the initialisers are skipped).
     output_dict: what forward returns (open_clip's tuple when False; see CLIP)."""
     if not isinstance(config, ModelConfig):
         raise ValueError(f"config must be a ModelConfig, got {type(config).__name__}")
-    return MODEL_CLASSES[config.kind](config, output_dict=output_dict)
+    on_meta = torch.empty(0).is_meta
+    with _initialisers_skipped() if on_meta else contextlib.nullcontext():
+        return MODEL_CLASSES[config.kind](config, output_dict=output_dict)
 
 
 def create_model(name_or_path: str | Path | ModelConfig, *, output_dict: bool = False,
-                 **overrides: Any) -> nn.Module:
+                 device: str | torch.device | None = None, **overrides: Any) -> nn.Module:
     """Build a model by registered name, JSON path or ModelConfig, with keyword overrides.
 
     output_dict: forward returns a dict (True) or open_clip's tuple (False, the default).
+    device: build the parameters there (None: the current default device). "meta" allocates no
+    memory: any size can be inspected (`sum(p.numel() for p in model.parameters())`).
 
     Overrides: a top-level key (`embed_dim=32`), a dotted path (`**{"vision.width": 64}`), or a
-    section given as a dict merged into it (`text={"layers": 2}`). Build on another device with
-    `with torch.device("meta"): create_model(...)`.
+    section given as a dict merged into it (`text={"layers": 2}`).
     """
-    return build_model(get_model_config(name_or_path, **overrides), output_dict=output_dict)
+    config = get_model_config(name_or_path, **overrides)
+    with torch.device(device) if device is not None else contextlib.nullcontext():
+        return build_model(config, output_dict=output_dict)

@@ -1,7 +1,10 @@
 """Pre-norm transformer blocks and the block stack with optional gradient checkpointing.
 
 x: [B, T, W] float throughout. Each block adds its branches to the residual stream:
-x + attn(norm(x)), then x + mlp(norm(x)); the decoder block adds cross-attention in between.
+x + attn(norm(x)), then x + mlp(norm(x)); the decoder blocks add cross-attention to a context.
+Every block takes the same keyword options: `mlp_width` (hidden width; default W * mlp_ratio,
+truncated to an int as open_clip does), `activation` (see `activations.ACTIVATIONS`), `norm_eps`
+and `layer_scale` (initial value of a learned per-channel scale on each branch, or None for none).
 """
 
 from __future__ import annotations
@@ -10,59 +13,125 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from cliplab.models.layers.activations import make_activation
 from cliplab.models.layers.attention import CrossAttention, SelfAttention
 
 
 class MLP(nn.Module):
-    """Linear -> GELU -> Linear: [..., W] -> [..., W], hidden width W * mlp_ratio."""
+    """Linear -> activation -> Linear: [..., W] -> [..., W] through a hidden width."""
 
-    def __init__(self, width: int, mlp_ratio: float):
+    def __init__(self, width: int, hidden_width: int, activation: str = "gelu"):
         super().__init__()
-        hidden = int(width * mlp_ratio)
-        self.fc = nn.Linear(width, hidden)
-        self.activation = nn.GELU()
-        self.proj = nn.Linear(hidden, width)
+        self.fc = nn.Linear(width, hidden_width)
+        self.activation = make_activation(activation)
+        self.proj = nn.Linear(hidden_width, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(self.activation(self.fc(x)))
 
 
+class LayerScale(nn.Module):
+    """x [..., W] * gamma [W] (CaiT's layer scale; gamma starts at `initial_value`)."""
+
+    def __init__(self, width: int, initial_value: float):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((width,), float(initial_value)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gamma
+
+
+def _branch_scale(width: int, layer_scale: float | None) -> nn.Module:
+    return nn.Identity() if layer_scale is None else LayerScale(width, layer_scale)
+
+
+def mlp_hidden_width(width: int, mlp_ratio: float, mlp_width: int | None) -> int:
+    """The MLP's hidden width: `mlp_width` when given, else int(width * mlp_ratio)."""
+    return mlp_width if mlp_width is not None else int(width * mlp_ratio)
+
+
 class TransformerBlock(nn.Module):
     """Pre-norm self-attention block: [B, T, W] -> [B, T, W]."""
 
-    def __init__(self, width: int, heads: int, mlp_ratio: float, dropout: float = 0.0):
+    def __init__(self, width: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0, *,
+                 mlp_width: int | None = None, activation: str = "gelu", norm_eps: float = 1e-5,
+                 layer_scale: float | None = None):
         super().__init__()
-        self.norm_attn = nn.LayerNorm(width)
+        self.norm_attn = nn.LayerNorm(width, eps=norm_eps)
         self.attn = SelfAttention(width, heads)
-        self.norm_mlp = nn.LayerNorm(width)
-        self.mlp = MLP(width, mlp_ratio)
+        self.scale_attn = _branch_scale(width, layer_scale)
+        self.norm_mlp = nn.LayerNorm(width, eps=norm_eps)
+        self.mlp = MLP(width, mlp_hidden_width(width, mlp_ratio, mlp_width), activation)
+        self.scale_mlp = _branch_scale(width, layer_scale)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, causal: bool = False,
                 rotary: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        x = x + self.dropout(self.attn(self.norm_attn(x), attn_mask=attn_mask, causal=causal,
-                                       rotary=rotary))
-        return x + self.dropout(self.mlp(self.norm_mlp(x)))
+        attended = self.attn(self.norm_attn(x), attn_mask=attn_mask, causal=causal, rotary=rotary)
+        x = x + self.dropout(self.scale_attn(attended))
+        return x + self.dropout(self.scale_mlp(self.mlp(self.norm_mlp(x))))
 
 
 class DecoderBlock(nn.Module):
-    """Causal self-attention, cross-attention to a context, MLP: x [B, T, W], context [B, S, Wc]."""
+    """Causal self-attention, cross-attention to a context, one MLP: x [B, T, W], context
+    [B, S, Wc] -> [B, T, W] (cliplab's "fused" decoder layout; the context enters un-normalised)."""
 
-    def __init__(self, width: int, context_width: int, heads: int, mlp_ratio: float,
-                 dropout: float = 0.0):
+    def __init__(self, width: int, context_width: int, heads: int, mlp_ratio: float = 4.0,
+                 dropout: float = 0.0, *, mlp_width: int | None = None, activation: str = "gelu",
+                 norm_eps: float = 1e-5):
         super().__init__()
-        self.norm_attn = nn.LayerNorm(width)
+        self.norm_attn = nn.LayerNorm(width, eps=norm_eps)
         self.attn = SelfAttention(width, heads)
-        self.norm_cross = nn.LayerNorm(width)
+        self.norm_cross = nn.LayerNorm(width, eps=norm_eps)
         self.cross_attn = CrossAttention(width, context_width, heads)
-        self.norm_mlp = nn.LayerNorm(width)
-        self.mlp = MLP(width, mlp_ratio)
+        self.norm_mlp = nn.LayerNorm(width, eps=norm_eps)
+        self.mlp = MLP(width, mlp_hidden_width(width, mlp_ratio, mlp_width), activation)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         x = x + self.dropout(self.attn(self.norm_attn(x), causal=True))
         x = x + self.dropout(self.cross_attn(self.norm_cross(x), context))
         return x + self.dropout(self.mlp(self.norm_mlp(x)))
+
+
+class CrossAttentionBlock(nn.Module):
+    """Cross-attention with its own MLP: x [B, T, W], context [B, S, Wc] -> [B, T, W].
+
+    Queries and context each pass their own LayerNorm first (open_clip's cross-attention block).
+    """
+
+    def __init__(self, width: int, context_width: int, heads: int, mlp_ratio: float = 4.0,
+                 dropout: float = 0.0, *, mlp_width: int | None = None, activation: str = "gelu",
+                 norm_eps: float = 1e-5, layer_scale: float | None = None):
+        super().__init__()
+        self.norm_attn = nn.LayerNorm(width, eps=norm_eps)
+        self.norm_context = nn.LayerNorm(context_width, eps=norm_eps)
+        self.cross_attn = CrossAttention(width, context_width, heads)
+        self.scale_attn = _branch_scale(width, layer_scale)
+        self.norm_mlp = nn.LayerNorm(width, eps=norm_eps)
+        self.mlp = MLP(width, mlp_hidden_width(width, mlp_ratio, mlp_width), activation)
+        self.scale_mlp = _branch_scale(width, layer_scale)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        attended = self.cross_attn(self.norm_attn(x), self.norm_context(context))
+        x = x + self.dropout(self.scale_attn(attended))
+        return x + self.dropout(self.scale_mlp(self.mlp(self.norm_mlp(x))))
+
+
+class SplitDecoderLayer(nn.Module):
+    """A causal self-attention block, then a cross-attention block, each with its own MLP
+    (open_clip's CoCa decoder layout, "split"): x [B, T, W], context [B, S, Wc] -> [B, T, W]."""
+
+    def __init__(self, width: int, context_width: int, heads: int, mlp_ratio: float = 4.0,
+                 dropout: float = 0.0, **block_options):
+        super().__init__()
+        self.self_block = TransformerBlock(width, heads, mlp_ratio, dropout, **block_options)
+        self.cross_block = CrossAttentionBlock(width, context_width, heads, mlp_ratio, dropout,
+                                               **block_options)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        return self.cross_block(self.self_block(x, causal=True), context)
 
 
 class BlockStack(nn.Module):
@@ -87,19 +156,19 @@ class BlockStack(nn.Module):
 def init_transformer_weights(stack: BlockStack, width: int) -> None:
     """CLIP's initialisation: attention inputs std W^-0.5, MLP input (2W)^-0.5, and the projections
     back into the residual stream std W^-0.5 (2L)^-0.5 so the stream's variance stays bounded in
-    depth L. Biases start at zero, norms at identity."""
+    depth L. Biases start at zero, norms at identity. Modules are visited in registration order,
+    so the random draws follow the blocks' layout."""
     layers = len(stack.blocks)
     attention_std = width ** -0.5
     residual_std = width ** -0.5 * (2 * layers) ** -0.5
     fc_std = (2 * width) ** -0.5
-    for block in stack.blocks:
-        attentions = [block.attn] + ([block.cross_attn] if hasattr(block, "cross_attn") else [])
-        for attention in attentions:
-            for name, linear in attention.named_children():
-                std = residual_std if name == "out" else attention_std
-                nn.init.normal_(linear.weight, std=std)
+    for module in stack.modules():
+        if isinstance(module, (SelfAttention, CrossAttention)):
+            for name, linear in module.named_children():
+                nn.init.normal_(linear.weight, std=residual_std if name == "out" else attention_std)
                 nn.init.zeros_(linear.bias)
-        nn.init.normal_(block.mlp.fc.weight, std=fc_std)
-        nn.init.zeros_(block.mlp.fc.bias)
-        nn.init.normal_(block.mlp.proj.weight, std=residual_std)
-        nn.init.zeros_(block.mlp.proj.bias)
+        elif isinstance(module, MLP):
+            nn.init.normal_(module.fc.weight, std=fc_std)
+            nn.init.zeros_(module.fc.bias)
+            nn.init.normal_(module.proj.weight, std=residual_std)
+            nn.init.zeros_(module.proj.bias)

@@ -1,0 +1,53 @@
+"""`cliplab export CHECKPOINT --format open_clip|hf --out DIR`: write what open_clip / transformers load."""
+
+from __future__ import annotations
+
+import argparse
+
+EPILOG = """\
+formats:
+  open_clip   open_clip_config.json + open_clip_model.safetensors:
+              open_clip.create_model_and_transforms("local-dir:DIR")
+  hf          config.json, model.safetensors, preprocessor_config.json and tokenizer files:
+              transformers.CLIPModel / SiglipModel.from_pretrained(DIR), CLIPTokenizer.from_pretrained(DIR)
+
+A model the target cannot represent is refused, naming what is missing, before anything is
+written. An existing non-empty --out is written into only with --force (files of the exported
+names are replaced; other files are kept).
+
+examples:
+  cliplab export logs/vitb32-run --format open_clip --out exported/open_clip
+  cliplab export ViT-B-32.pt --format hf --out exported/hf
+  cliplab export epoch_10.pt --model ViT-B-32 --format hf --out exported/hf
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "export", help="write a checkpoint in open_clip's or Hugging Face's format",
+        description="Export a checkpoint (any format cliplab loads) to open_clip or Hugging Face transformers.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", metavar="CHECKPOINT",
+                        help="bundle, run directory, open_clip / OpenAI / Hugging Face checkpoint")
+    parser.add_argument("--format", required=True, choices=("open_clip", "hf"), help="what to write")
+    add_output_arguments(parser, "output directory")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def add_output_arguments(parser: argparse.ArgumentParser, out_help: str) -> None:
+    """--out, --model and --force, as the commands that read checkpoints and write a directory take them."""
+    parser.add_argument("--out", required=True, metavar="DIR", help=out_help)
+    parser.add_argument("--model", metavar="NAME",
+                        help="open_clip architecture name, for checkpoint files without one (epoch_K.pt)")
+    parser.add_argument("--force", action="store_true", help="write into an existing non-empty --out")
+
+
+def run(args: argparse.Namespace) -> int:
+    from cliplab.bundle import load_model
+    from cliplab.pretrained.export import export
+
+    loaded = load_model(args.checkpoint, model=args.model)
+    directory = export(loaded.model, loaded.tokenizer, args.out, format=args.format, force=args.force)
+    print(f"exported {loaded.path} ({loaded.format}) as {args.format} to {directory}")
+    return 0

@@ -1,0 +1,111 @@
+"""Every tokenizer kind in and out of a directory, Hugging Face export, open_clip's tokenizer choice.
+
+Kinds: "cliplab_bpe" (`tokenizer.Tokenizer`, trained by cliplab), "openai_bpe"
+(`tokenizer_openai.OpenAIBPETokenizer`), "hf" (`tokenizer_hf.HFTokenizer`).
+
+A bundle, checkpoint or run directory holds, flat beside the model files:
+
+    cliplab_tokenizer.json   {"kind": ..., settings}  written by every save
+    tokenizer.json           the `tokenizers` pipeline (cliplab_bpe and hf kinds)
+
+A directory with tokenizer.json and no descriptor is a format-1 bundle: the trained BPE, as cliplab
+wrote it before the other kinds existed. `load_tokenizer` reads all of them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cliplab.data.tokenizer import TOKENIZER_FILE, Tokenizer
+from cliplab.data.tokenizer_base import DESCRIPTOR_FILE, TokenizerBase
+from cliplab.data.tokenizer_hf import HFTokenizer, open_clip_hf_tokenizer
+from cliplab.data.tokenizer_hf_files import read_json
+from cliplab.data.tokenizer_openai import DEFAULT_CONTEXT_LENGTH, openai_bpe_tokenizer
+from cliplab.errors import UserError
+
+KINDS = ("cliplab_bpe", "openai_bpe", "hf")
+
+
+def _check_tokenizer(tokenizer) -> None:
+    if not isinstance(tokenizer, TokenizerBase):
+        raise UserError(f"tokenizer must be a cliplab tokenizer ({', '.join(KINDS)}), "
+                        f"got {type(tokenizer).__name__}")
+
+
+def save_tokenizer(tokenizer: TokenizerBase, directory: str | os.PathLike) -> list[str]:
+    """Write `tokenizer` into `directory` (created if needed); -> the file names written."""
+    _check_tokenizer(tokenizer)
+    return tokenizer.save_pretrained(directory)
+
+
+def load_tokenizer(directory: str | os.PathLike) -> TokenizerBase:
+    """The tokenizer `save_tokenizer` (or a format-1 bundle) left in `directory`."""
+    directory = Path(directory)
+    descriptor = directory / DESCRIPTOR_FILE
+    if not descriptor.is_file():
+        if (directory / TOKENIZER_FILE).is_file():
+            return _from_file(Tokenizer.from_file, directory / TOKENIZER_FILE)
+        raise UserError(f"{directory} holds no tokenizer: expected {DESCRIPTOR_FILE} (any kind) or "
+                        f"{TOKENIZER_FILE} (a tokenizer trained by cliplab)")
+    settings = read_json(descriptor)
+    kind = settings.pop("kind", None)
+    try:
+        if kind == "cliplab_bpe":
+            return Tokenizer.from_file(directory / TOKENIZER_FILE, special_tokens=settings["special_tokens"])
+        if kind == "openai_bpe":
+            return openai_bpe_tokenizer(settings["context_length"])
+        if kind == "hf":
+            return HFTokenizer.from_saved(directory, settings)
+    except (KeyError, TypeError, ValueError) as error:
+        raise UserError(f"{descriptor}: cannot rebuild the {kind} tokenizer "
+                        f"({type(error).__name__}: {error})") from error
+    raise UserError(f"{descriptor}: unknown tokenizer kind {kind!r}; this cliplab reads {list(KINDS)} "
+                    "(a newer cliplab may have written it: upgrade cliplab)")
+
+
+def _from_file(read, path: Path) -> TokenizerBase:
+    try:
+        return read(path)
+    except ValueError as error:
+        raise UserError(str(error)) from error
+
+
+def write_hf_tokenizer_files(tokenizer: TokenizerBase, directory: str | os.PathLike) -> list[str]:
+    """Hugging Face tokenizer files for `tokenizer` in `directory`; -> the file names written.
+
+    OpenAI BPE and CLIP-pipeline HF tokenizers: CLIP files (`CLIPTokenizer.from_pretrained`). A
+    tokenizer trained by cliplab, or another HF pipeline: a generic fast tokenizer
+    (`AutoTokenizer.from_pretrained`). UserError for settings the files cannot hold.
+    """
+    _check_tokenizer(tokenizer)
+    return tokenizer.write_hf_files(directory)
+
+
+def tokenizer_from_open_clip_config(model_cfg: dict, context_length: int | None = None,
+                                    directory: str | os.PathLike | None = None) -> TokenizerBase:
+    """The tokenizer open_clip's `get_tokenizer` picks for an open_clip `model_cfg`.
+
+    text_cfg.hf_tokenizer_name set: open_clip's HFTokenizer over the files in `directory` (with
+    text_cfg.tokenizer_kwargs); otherwise the OpenAI BPE. context_length: the argument, else
+    text_cfg.context_length, else 77.
+    """
+    if not isinstance(model_cfg, dict):
+        raise UserError(f"model_cfg must be a dict (an open_clip model config), got {type(model_cfg).__name__}")
+    text_cfg = model_cfg.get("text_cfg") or {}
+    if context_length is None:
+        context_length = text_cfg.get("context_length", DEFAULT_CONTEXT_LENGTH)
+    if text_cfg.get("tokenizer_mode"):
+        raise UserError(f"text_cfg.tokenizer_mode {text_cfg['tokenizer_mode']!r} is not supported")
+    tokenizer_kwargs = text_cfg.get("tokenizer_kwargs") or {}
+    hf_name = text_cfg.get("hf_tokenizer_name")
+    if not hf_name:
+        if tokenizer_kwargs:
+            raise UserError(f"text_cfg.tokenizer_kwargs {sorted(tokenizer_kwargs)} are not supported "
+                            "for the OpenAI BPE tokenizer")
+        return openai_bpe_tokenizer(context_length)
+    if directory is None:
+        raise UserError(f"this model's text tower uses the Hugging Face tokenizer {hf_name!r}: pass a "
+                        f"local directory holding its files (tokenizer.json, tokenizer_config.json; "
+                        f"e.g. `huggingface-cli download {hf_name}` where a network allows)")
+    return open_clip_hf_tokenizer(directory, context_length, **tokenizer_kwargs)

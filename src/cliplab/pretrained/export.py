@@ -1,0 +1,121 @@
+"""Export a cliplab model to the directories open_clip and Hugging Face transformers load.
+
+    export(model, tokenizer, "out/oc", format="open_clip")  # open_clip.create_model("local-dir:out/oc")
+    export(model, tokenizer, "out/hf", format="hf")         # transformers.CLIPModel / SiglipModel
+                                                            #   .from_pretrained("out/hf")
+
+open_clip: open_clip_config.json (`model_cfg` from `config_to_open_clip`, `preprocess_cfg`) and
+open_clip_model.safetensors; open_clip tokenizes with its own SimpleTokenizer (the OpenAI BPE),
+so the model's tokenizer must be that one (see `check_open_clip_tokenizer`). Hugging Face: config.json, model.safetensors,
+preprocessor_config.json and the tokenizer files `CLIPTokenizer.from_pretrained` reads. A model or
+tokenizer the target cannot represent is refused before anything is written, naming what is
+missing. An existing non-empty directory is written into only with `force=True`, which replaces the
+files of these names and leaves every other file alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import save_file
+from torch import nn
+
+from cliplab.data.preprocess_config import write_hf_image_processor
+from cliplab.data.tokenizer_files import write_hf_tokenizer_files
+from cliplab.data.tokenizer_hf import HFTokenizer
+from cliplab.data.tokenizer_openai import OpenAIBPETokenizer
+from cliplab.errors import UserError
+from cliplab.models import CLIP, ModelConfig
+from cliplab.models.open_clip_config import config_to_open_clip
+from cliplab.models.tokenizer_fit import check_tokenizer_fits
+from cliplab.models.wrappers import cliplab_model
+from cliplab.pretrained.formats import HUB_WEIGHT_FILES, OPEN_CLIP_CONFIG
+from cliplab.pretrained.hf_config import config_to_hf, hf_model_type
+from cliplab.pretrained.hf_keys import hf_clip_rules, hf_siglip_rules
+from cliplab.pretrained.key_maps import from_cliplab
+from cliplab.pretrained.open_clip_keys import open_clip_rules, open_clip_text_prefix
+
+EXPORT_FORMATS = ("open_clip", "hf")
+HF_PROCESSOR_TYPES = {"clip": "CLIPImageProcessor", "siglip": "SiglipImageProcessor"}
+
+
+def prepare_directory(path: str | os.PathLike, force: bool) -> Path:
+    """`path` as an empty or new directory; UserError when it holds files and `force` is False."""
+    directory = Path(path)
+    if directory.exists() and not directory.is_dir():
+        raise UserError(f"--out {directory}: exists and is not a directory")
+    if directory.is_dir() and any(directory.iterdir()) and not force:
+        raise UserError(f"--out {directory}: the directory exists and is not empty; nothing was written. "
+                        "Pass --force (force=True) to write into it: files of the exported names are replaced, "
+                        "every other file is kept")
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def _cpu_state(model: CLIP) -> dict[str, Any]:
+    return {name: tensor.detach().to("cpu") for name, tensor in model.state_dict().items()}
+
+
+def _write_json(path: Path, values: dict) -> None:
+    path.write_text(json.dumps(values, indent=2) + "\n")
+
+
+def check_open_clip_tokenizer(config: ModelConfig, tokenizer: Any) -> None:
+    """open_clip tokenizes these exports with its own SimpleTokenizer, the OpenAI BPE. A CLIP
+    tokenizer of Hugging Face's (a loaded HF CLIP's) gives the same ids up to end-of-text and pads
+    with 49407 instead of 0, which a text tower that masks no padding and pools at end-of-text never
+    reads; anything else is refused."""
+    if isinstance(tokenizer, OpenAIBPETokenizer):
+        return
+    hf_clip = isinstance(tokenizer, HFTokenizer) and tokenizer.clip_pipeline and tokenizer.vocab_size == 49408
+    if hf_clip and config.text.padding_mask == "none" and config.text.pool in ("argmax", "eos"):
+        return
+    raise UserError(f"open_clip tokenizes this export with the OpenAI BPE, which the model's tokenizer "
+                    f"({type(tokenizer).__name__}) is not; export with format='hf' instead")
+
+
+def export_open_clip(model: CLIP, config: ModelConfig, tokenizer: Any, directory: Path) -> list[str]:
+    model_cfg = config_to_open_clip(config)
+    preprocess_cfg = config.preprocess.to_open_clip()
+    state = from_cliplab(_cpu_state(model), open_clip_rules(config, open_clip_text_prefix(config)))
+    weights = HUB_WEIGHT_FILES[0]
+    save_file(state, str(directory / weights), metadata={"format": "pt"})
+    _write_json(directory / OPEN_CLIP_CONFIG, {"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg})
+    return [OPEN_CLIP_CONFIG, weights]
+
+
+def export_hf(model: CLIP, config: ModelConfig, tokenizer: Any, directory: Path) -> list[str]:
+    model_type = hf_model_type(config)
+    special_ids = {"bos": tokenizer.sot_id, "eos": tokenizer.eot_id, "pad": tokenizer.pad_id}
+    hf_config = config_to_hf(config, special_ids)
+    processor_type = HF_PROCESSOR_TYPES[model_type]
+    config.preprocess.to_hf_image_processor(processor_type)  # refuses an unrepresentable one before writing
+    rules = hf_clip_rules(config) if model_type == "clip" else hf_siglip_rules(config)
+    state = from_cliplab(_cpu_state(model), rules)
+    save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})
+    _write_json(directory / "config.json", hf_config)
+    write_hf_image_processor(config.preprocess, directory / "preprocessor_config.json", processor_type)
+    tokenizer_files = write_hf_tokenizer_files(tokenizer, directory)
+    return ["config.json", "model.safetensors", "preprocessor_config.json", *tokenizer_files]
+
+
+def export(model: nn.Module, tokenizer: Any, path: str | os.PathLike, format: str = "open_clip",
+           force: bool = False) -> Path:
+    """Write `model` (+ tokenizer, preprocessing) to directory `path` in `format` ("open_clip" or
+    "hf"); -> the directory. See the module docstring."""
+    if format not in EXPORT_FORMATS:
+        raise UserError(f"format must be one of {EXPORT_FORMATS}, got {format!r}")
+    model = cliplab_model(model)
+    config = model.config
+    check_tokenizer_fits(config, tokenizer, "export")
+    if format == "open_clip":  # refuse before the directory is touched
+        config_to_open_clip(config)
+        check_open_clip_tokenizer(config, tokenizer)
+    else:
+        config_to_hf(config, {"bos": tokenizer.sot_id, "eos": tokenizer.eot_id, "pad": tokenizer.pad_id})
+    directory = prepare_directory(path, force)
+    (export_open_clip if format == "open_clip" else export_hf)(model, config, tokenizer, directory)
+    return directory

@@ -1,0 +1,248 @@
+"""One reader per foreign format: each yields a `ForeignCheckpoint` (architecture, tokenizer,
+preprocessing, and how to get the weights in cliplab's names); `build_model_from` makes the model.
+
+The model is built on the meta device, then allocated and filled tensor by tensor, each read (from
+safetensors files: one tensor at a time) and converted when it is copied: no random initialisation
+is computed, and loading holds the model plus about one tensor beyond what the file format forces
+(PyTorch pickles are read whole). Floating
+tensors are upcast to float32 (OpenAI stores fp16). See `formats` for what each format is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cliplab.data.preprocess_config import PreprocessConfig, read_hf_image_processor
+from cliplab.data.tokenizer_files import tokenizer_from_open_clip_config
+from cliplab.data.tokenizer_hf import hf_tokenizer_from_dir
+from cliplab.errors import UserError
+from cliplab.models import ModelConfig, build_model, get_model_config
+from cliplab.models.config import read_json_object
+from cliplab.models.open_clip_config import (builtin_open_clip_config, builtin_open_clip_names,
+                                             config_from_open_clip)
+from cliplab.pretrained.formats import (HF_WEIGHT_FILES, HUB_WEIGHT_FILES, OPEN_CLIP_CONFIG, accepted_formats,
+                                        directory_format, first_existing)
+from cliplab.pretrained.hf_config import config_from_hf
+from cliplab.pretrained.hf_keys import hf_clip_rules, hf_siglip_rules, without_position_ids
+from cliplab.pretrained.key_maps import cliplab_reader
+from cliplab.pretrained.open_clip_keys import open_clip_rules
+from cliplab.pretrained.openai_checkpoint import is_openai_state_dict, openai_model_cfg, without_openai_extras
+from cliplab.pretrained.weight_files import (WeightSource, file_source, read_state_file, sample_keys,
+                                             sharded_source, state_source, tensors_only)
+
+# Given the model's (meta) state dict: a reader of its tensors in cliplab's names.
+StateLoader = Callable[[dict[str, torch.Tensor]], Callable[[str], torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class ForeignCheckpoint:
+    """format: "open_clip_hub", "open_clip_checkpoint", "openai" or "hf". load_state: given the
+    model's (meta) state dict, the weights by cliplab name, read on demand. tokenizer: None
+    only where the checkpoint comes without one cliplab reads (`tokenizer_error` says why)."""
+
+    format: str
+    path: Path
+    config: ModelConfig
+    load_state: StateLoader
+    tokenizer: Any
+    tokenizer_error: str | None = None
+
+
+ALIGNMENT = 64  # bytes: CPU kernels round differently on tensors at less aligned addresses
+
+
+def fill_model(model: nn.Module, device: torch.device, take: Callable[[str], torch.Tensor]) -> nn.Module:
+    """Give `model` (built on meta) the tensors `take(name)` returns, on `device` in the model's
+    dtypes. A tensor already in place (right device and dtype, contiguous, aligned) becomes the
+    parameter itself, so nothing is copied twice; any other is copied once."""
+    state = {}
+    for name, target in model.state_dict(keep_vars=True).items():
+        tensor = take(name).to(device=device, dtype=target.dtype)
+        if not tensor.is_contiguous() or tensor.data_ptr() % ALIGNMENT:
+            tensor = tensor.clone(memory_format=torch.contiguous_format)
+        state[name] = tensor
+    model.load_state_dict(state, strict=True, assign=True)
+    return model
+
+
+def build_model_from(checkpoint: ForeignCheckpoint, device: str | torch.device = "cpu",
+                     output_dict: bool = False) -> nn.Module:
+    """The model of `checkpoint` on `device` in eval mode (on "meta": the architecture only, no
+    file read)."""
+    device = torch.device(device)
+    with torch.device("meta"):
+        model = build_model(checkpoint.config, output_dict=output_dict)
+    if device.type != "meta":
+        fill_model(model, device, checkpoint.load_state(model.state_dict()))
+    return model.eval()
+
+
+def _state_loader(open_source: Callable[[], WeightSource], rules_for, source: Path) -> StateLoader:
+    def load(expected: dict[str, torch.Tensor]) -> Callable[[str], torch.Tensor]:
+        shapes, read = open_source()
+        return cliplab_reader(shapes, read, expected, rules_for(shapes), str(source))
+    return load
+
+
+def _open_clip_rules_for(config: ModelConfig):
+    def rules_for(shapes):
+        return open_clip_rules(config, "text." if any(name.startswith("text.") for name in shapes) else "")
+    return rules_for
+
+
+def _tokenizer(make: Callable[[], Any]) -> tuple[Any, str | None]:
+    try:
+        return make(), None
+    except UserError as error:
+        return None, str(error)
+
+
+def read_open_clip_hub(directory: Path, weights: Path | None = None) -> ForeignCheckpoint:
+    """An open_clip hub directory (open_clip_config.json + weights, open_clip's lookup order)."""
+    values = read_json_object(directory / OPEN_CLIP_CONFIG, f"{directory / OPEN_CLIP_CONFIG}")
+    if not isinstance(values.get("model_cfg"), dict):
+        raise UserError(f"{directory / OPEN_CLIP_CONFIG} has no 'model_cfg' object")
+    model_cfg = values["model_cfg"]
+    weights = weights or first_existing(directory, HUB_WEIGHT_FILES)
+    if weights is None:
+        raise UserError(f"{directory} has {OPEN_CLIP_CONFIG} but no weights: expected one of "
+                        f"{', '.join(HUB_WEIGHT_FILES)}")
+    image_size = (model_cfg.get("vision_cfg") or {}).get("image_size", 224)
+    preprocess = PreprocessConfig.from_open_clip(values.get("preprocess_cfg") or {}, image_size)
+    config = config_from_open_clip(model_cfg, preprocess)
+    tokenizer, error = _tokenizer(lambda: tokenizer_from_open_clip_config(model_cfg, directory=directory))
+    return ForeignCheckpoint("open_clip_hub", directory, config,
+                             _state_loader(lambda: file_source(weights, _unwrapped), _open_clip_rules_for(config),
+                                           weights), tokenizer, error)
+
+
+def _unwrapped(values: Any) -> Any:
+    """A training checkpoint's state dict (open_clip saves {'epoch', 'state_dict', ...}), without
+    the `module.` prefix DistributedDataParallel adds."""
+    if isinstance(values, dict) and isinstance(values.get("state_dict"), dict):
+        values = values["state_dict"]
+    if isinstance(values, dict) and values and all(str(name).startswith("module.") for name in values):
+        values = {name[len("module."):]: tensor for name, tensor in values.items()}
+    return values
+
+
+def architecture_model_cfg(model: str | dict | Path) -> dict:
+    """The open_clip model_cfg named by `model`: a built-in open_clip name, an open_clip model_cfg
+    dict, or a path to an open_clip_config.json / hub directory."""
+    if isinstance(model, dict):
+        return model
+    name = str(model)
+    if name in builtin_open_clip_names():
+        return builtin_open_clip_config(name)
+    path = Path(name)
+    if path.is_dir():
+        path = path / OPEN_CLIP_CONFIG
+    if path.is_file():
+        values = read_json_object(path, str(path))
+        return values.get("model_cfg", values)
+    raise UserError(f"model={name!r}: expected an open_clip architecture name (e.g. 'ViT-B-32', "
+                    f"'RN50-quickgelu'; see cliplab.models.open_clip_config.builtin_open_clip_names()) or an "
+                    f"{OPEN_CLIP_CONFIG}")
+
+
+def architecture_config(model: str | dict | Path | ModelConfig) -> ModelConfig:
+    """The ModelConfig `model` names: a ModelConfig, an open_clip architecture (see
+    `architecture_model_cfg`), or a cliplab registered name / ModelConfig JSON."""
+    if isinstance(model, ModelConfig):
+        return model
+    name = str(model)
+    path = Path(name)
+    if isinstance(model, dict) or name in builtin_open_clip_names() or (path / OPEN_CLIP_CONFIG).is_file() \
+            or path.name == OPEN_CLIP_CONFIG:
+        return config_from_open_clip(architecture_model_cfg(model))
+    try:
+        return get_model_config(name)
+    except ValueError as error:
+        raise UserError(f"model={name!r}: {error}") from error
+
+
+def read_checkpoint_file(path: Path, model: str | dict | Path | None = None) -> ForeignCheckpoint:
+    """A weights file outside a checkpoint directory: OpenAI CLIP (architecture from the shapes
+    unless `model` names one) or open_clip (training checkpoint or state dict; `model` required)."""
+    state = _unwrapped(read_state_file(path))
+    if not isinstance(state, dict) or not state:
+        raise UserError(f"{path}: not a checkpoint cliplab reads: it holds a {type(state).__name__}; "
+                        f"{accepted_formats()}")
+    openai = is_openai_state_dict(state)
+    if openai:
+        state = without_openai_extras(state)
+    state = tensors_only(state, path)
+    if model is None and not openai:
+        layout = "open_clip's" if any(name.startswith(("visual.", "text.")) for name in state) else "an unknown"
+        raise UserError(f"{path}: a state dict in {layout} layout, keys {sample_keys(state)}; an open_clip "
+                        f"checkpoint file needs its architecture: load(path, model='ViT-B-32') (open_clip's "
+                        f"name); {accepted_formats()}")
+    model_cfg = openai_model_cfg(state) if model is None else architecture_model_cfg(model)
+    config = config_from_open_clip(model_cfg, PreprocessConfig.from_open_clip(
+        {}, (model_cfg.get("vision_cfg") or {}).get("image_size", 224)))
+    tokenizer, error = _tokenizer(lambda: tokenizer_from_open_clip_config(model_cfg))
+    return ForeignCheckpoint("openai" if openai else "open_clip_checkpoint", path, config,
+                             _state_loader(lambda: state_source(state), _open_clip_rules_for(config), path),
+                             tokenizer, error)
+
+
+def _hf_weights(directory: Path) -> Path:
+    weights = first_existing(directory, HF_WEIGHT_FILES)
+    if weights is None:
+        raise UserError(f"{directory} has a Hugging Face config.json but no weights: expected one of "
+                        f"{', '.join(HF_WEIGHT_FILES)}")
+    return weights
+
+
+def read_hf_directory(directory: Path, weights: Path | None = None) -> ForeignCheckpoint:
+    """A transformers CLIPModel / SiglipModel directory (config.json, weights, tokenizer files,
+    preprocessor_config.json)."""
+    values = read_json_object(directory / "config.json", str(directory / "config.json"))
+    processor = directory / "preprocessor_config.json"
+    preprocess = read_hf_image_processor(processor) if processor.is_file() else None
+    config = config_from_hf(values, preprocess)
+    tokenizer, error = _tokenizer(lambda: hf_tokenizer_from_dir(directory, config.text.context_length))
+    if tokenizer is not None and tokenizer.pad_id < config.text.vocab_size:
+        # The text tower never masks padding here; pad_id only marks padding in token-level outputs.
+        config = dataclasses.replace(config, text=dataclasses.replace(config.text, pad_id=tokenizer.pad_id))
+    weights = weights or _hf_weights(directory)
+
+    def open_source() -> WeightSource:
+        shapes, read = sharded_source(weights) if weights.name.endswith(".index.json") else file_source(weights)
+        return without_position_ids(shapes), read
+
+    rules = hf_clip_rules(config) if config.kind == "clip" else hf_siglip_rules(config)
+    return ForeignCheckpoint("hf", directory, config, _state_loader(open_source, lambda shapes: rules, weights),
+                             tokenizer, error)
+
+
+def read_foreign(path: Path, model: str | dict | Path | None = None) -> ForeignCheckpoint | None:
+    """The foreign checkpoint at `path` (a directory or a file), or None when `path` is not one
+    (a cliplab bundle, or nothing cliplab reads: the caller says which)."""
+    directory = path if path.is_dir() else path.parent
+    kind = directory_format(directory)
+    weights = None if path.is_dir() else path
+    if kind == "open_clip_hub":
+        return read_open_clip_hub(directory, weights)
+    if kind == "hf":
+        return read_hf_directory(directory, weights)
+    if path.is_file() and path.suffix in (".pt", ".pth", ".bin", ".safetensors", ".ckpt"):
+        return read_checkpoint_file(path, model)
+    return None
+
+
+def describe_json(path: Path) -> str:
+    """A few keys of a JSON file, for messages about a config nothing recognises."""
+    try:
+        values = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return f"{path.name} (not readable JSON)"
+    return f"{path.name} with keys {sample_keys(values) if isinstance(values, dict) else type(values).__name__}"

@@ -1,0 +1,161 @@
+"""Every tokenizer kind saved and loaded through one pair of functions, the format-1 bundle's
+tokenizer.json, Hugging Face export read back by transformers, open_clip's tokenizer choice."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from cliplab.data.tokenizer import Tokenizer
+from cliplab.data.tokenizer_files import (load_tokenizer, save_tokenizer, tokenizer_from_open_clip_config,
+                                          write_hf_tokenizer_files)
+from cliplab.data.tokenizer_hf import HFTokenizer, hf_tokenizer_from_dir, open_clip_hf_tokenizer
+from cliplab.data.tokenizer_openai import OpenAIBPETokenizer, openai_bpe_tokenizer
+from cliplab.errors import UserError
+from reference_libraries import open_clip, transformers
+# session fixtures: clip_vocab_dir, open_clip_simple_tokenizer, wordpiece_dirs
+from tokenizer_fixtures import (ADVERSARIAL_TEXTS, clip_vocab_dir, open_clip_simple_tokenizer,  # noqa: F401
+                                random_texts, wordpiece_dirs)
+
+FORMAT_1_BUNDLE = Path(__file__).parent / "fixtures" / "bundle_format_1"
+TEXTS = ADVERSARIAL_TEXTS + random_texts(200, seed=7)
+# Where transformers' CLIPTokenizer cannot give open_clip's ids (measured): it runs no ftfy (curly
+# quotes, ligatures, full-width forms, mojibake, the BOM, "ǅ" stay), no HTML unescaping, lowercases
+# a final sigma as "σ" where Python writes "ς", and matches a literal "<|endoftext|>" /
+# "<|startoftext|>" as the special token while reading "<end_of_text>" as text (open_clip: the
+# other way round).
+HF_CLEANING_DIFFERS = {ADVERSARIAL_TEXTS[index] for index in (0, 1, 2, 7, 9, 10, 12, 15, 16, 18)}
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return Tokenizer.train(["a photo of a dog", "a picture of a cat", "an ankle boot"] * 10,
+                           vocab_size=300, context_length=12)
+
+
+def hf_ids(directory, texts, context_length, tokenizer_class):
+    reference = getattr(transformers(), tokenizer_class).from_pretrained(str(directory))
+    return reference(texts, padding="max_length", max_length=context_length, truncation=True,
+                     return_tensors="pt").input_ids
+
+
+def test_format_1_bundle_tokenizer_loads_unchanged():
+    loaded = load_tokenizer(FORMAT_1_BUNDLE)
+    direct = Tokenizer.from_file(FORMAT_1_BUNDLE / "tokenizer.json")
+    assert isinstance(loaded, Tokenizer) and loaded.context_length == 12
+    assert torch.equal(loaded(TEXTS), direct(TEXTS))
+
+
+def test_every_kind_round_trips(tmp_path, trained, wordpiece_dirs, clip_vocab_dir):
+    kinds = {"cliplab_bpe": trained, "openai_bpe": openai_bpe_tokenizer(40),
+             "hf_clip": hf_tokenizer_from_dir(clip_vocab_dir, 24),
+             "hf_open_clip": open_clip_hf_tokenizer(wordpiece_dirs["bert"], 16, strip_sep_token=True,
+                                                    clean="canonicalize")}
+    written = {}
+    for name, tokenizer in kinds.items():
+        written[name] = save_tokenizer(tokenizer, tmp_path / name)
+        loaded = load_tokenizer(tmp_path / name)
+        assert type(loaded) is type(tokenizer) and loaded.context_length == tokenizer.context_length
+        assert loaded.special_ids == tokenizer.special_ids
+        assert torch.equal(loaded(TEXTS), tokenizer(TEXTS)), name
+    assert written == {"cliplab_bpe": ["tokenizer.json", "cliplab_tokenizer.json"],
+                       "openai_bpe": ["cliplab_tokenizer.json"],
+                       "hf_clip": ["tokenizer.json", "cliplab_tokenizer.json"],
+                       "hf_open_clip": ["tokenizer.json", "cliplab_tokenizer.json"]}
+    assert load_tokenizer(tmp_path / "hf_open_clip").settings() == kinds["hf_open_clip"].settings()
+
+
+def test_renamed_special_tokens_survive_a_round_trip(tmp_path, trained):
+    trained.save(tmp_path / "file.json")
+    renamed = Tokenizer.from_file(tmp_path / "file.json", special_tokens={"mask": "<unk>"})
+    save_tokenizer(renamed, tmp_path / "saved")
+    assert load_tokenizer(tmp_path / "saved").mask_id == renamed.unk_id == 4
+
+
+def test_load_errors_name_the_file(tmp_path):
+    with pytest.raises(UserError, match=r"holds no tokenizer: expected cliplab_tokenizer.json .* or tokenizer.json"):
+        load_tokenizer(tmp_path)
+    (tmp_path / "cliplab_tokenizer.json").write_text(json.dumps({"kind": "sentencepiece"}))
+    with pytest.raises(UserError, match=r"cliplab_tokenizer.json: unknown tokenizer kind 'sentencepiece'"):
+        load_tokenizer(tmp_path)
+    (tmp_path / "cliplab_tokenizer.json").write_text(json.dumps({"kind": "openai_bpe"}))
+    with pytest.raises(UserError, match=r"cannot rebuild the openai_bpe tokenizer \(KeyError: 'context_length'\)"):
+        load_tokenizer(tmp_path)
+    (tmp_path / "cliplab_tokenizer.json").write_text("{not json")
+    with pytest.raises(UserError, match="cliplab_tokenizer.json: cannot read it as JSON"):
+        load_tokenizer(tmp_path)
+    with pytest.raises(UserError, match="tokenizer must be a cliplab tokenizer"):
+        save_tokenizer(lambda texts: texts, tmp_path)
+
+
+def test_openai_bpe_export_is_read_by_clip_tokenizer(tmp_path, open_clip_simple_tokenizer):
+    tokenizer = openai_bpe_tokenizer()
+    written = write_hf_tokenizer_files(tokenizer, tmp_path)
+    assert written == ["vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json",
+                       "special_tokens_map.json"]
+    ours = tokenizer(TEXTS)
+    assert torch.equal(ours, open_clip_simple_tokenizer(TEXTS))
+    assert torch.equal(hf_tokenizer_from_dir(tmp_path)(TEXTS), hf_ids(tmp_path, TEXTS, 77, "CLIPTokenizer"))
+    for tokenizer_class in ("CLIPTokenizer", "CLIPTokenizerFast", "AutoTokenizer"):
+        theirs = hf_ids(tmp_path, TEXTS, 77, tokenizer_class)
+        differing = set()
+        for text, row, reference in zip(TEXTS, ours, theirs):
+            end = row.tolist().index(49407)  # HF pads with 49407 where open_clip pads with 0
+            if not (torch.equal(row[:end + 1], reference[:end + 1]) and (reference[end + 1:] == 49407).all()):
+                differing.add(text)
+        assert differing & set(ADVERSARIAL_TEXTS) == HF_CLEANING_DIFFERS, tokenizer_class
+    assert transformers().CLIPTokenizer.from_pretrained(str(tmp_path)).model_max_length == 77
+
+
+def test_hf_kinds_export_back_to_equal_files(tmp_path, clip_vocab_dir, wordpiece_dirs):
+    clip = hf_tokenizer_from_dir(clip_vocab_dir, 20)
+    write_hf_tokenizer_files(clip, tmp_path / "clip")
+    assert torch.equal(hf_ids(tmp_path / "clip", TEXTS, 20, "CLIPTokenizer"), clip(TEXTS))
+    wordpiece = hf_tokenizer_from_dir(wordpiece_dirs["bert"], 16)
+    write_hf_tokenizer_files(wordpiece, tmp_path / "wordpiece")
+    assert torch.equal(hf_ids(tmp_path / "wordpiece", TEXTS, 16, "AutoTokenizer"), wordpiece(TEXTS))
+    with pytest.raises(UserError, match="strip_sep_token and left padding/truncation have no place"):
+        write_hf_tokenizer_files(open_clip_hf_tokenizer(wordpiece_dirs["bert"], 16, strip_sep_token=True),
+                                 tmp_path / "stripped")
+
+
+def test_trained_tokenizer_exports_as_a_generic_fast_tokenizer(tmp_path, trained):
+    write_hf_tokenizer_files(trained, tmp_path)
+    assert json.loads((tmp_path / "tokenizer_config.json").read_text())["tokenizer_class"] == "PreTrainedTokenizerFast"
+    assert torch.equal(hf_ids(tmp_path, TEXTS, 12, "AutoTokenizer"), trained(TEXTS))
+
+
+@pytest.mark.parametrize("name", ["ViT-B-32", "RN50-quickgelu", "coca_ViT-B-32", "ViT-B-16-plus-240"])
+def test_built_in_configs_pick_open_clips_tokenizer(name, open_clip_simple_tokenizer):
+    library = open_clip()
+    tokenizer = tokenizer_from_open_clip_config(library.get_model_config(name))
+    reference = library.get_tokenizer(name)
+    assert isinstance(tokenizer, OpenAIBPETokenizer) and tokenizer.context_length == reference.context_length
+    assert torch.equal(tokenizer(TEXTS[:40]), reference(TEXTS[:40]))
+    assert tokenizer_from_open_clip_config(library.get_model_config(name), context_length=20).context_length == 20
+
+
+@pytest.mark.parametrize("name", ["ViT-L-14-CLIPA", "ViT-H-14-worldwide"])
+def test_hf_tokenizer_configs_read_the_local_directory_like_open_clip(name, tmp_path, wordpiece_dirs):
+    library = open_clip()
+    model_cfg = library.get_model_config(name)
+    directory = tmp_path / name
+    shutil.copytree(wordpiece_dirs["bert"], directory)
+    (directory / "open_clip_config.json").write_text(json.dumps({"model_cfg": model_cfg, "preprocess_cfg": {}}))
+    ours = tokenizer_from_open_clip_config(model_cfg, directory=directory)
+    theirs = library.get_tokenizer(f"local-dir:{directory}")
+    assert isinstance(ours, HFTokenizer) and ours.context_length == theirs.context_length
+    assert ours.strip_sep_token == ("CLIPA" in name)
+    assert torch.equal(ours(TEXTS), theirs(TEXTS))
+
+
+def test_hf_tokenizer_configs_need_a_directory():
+    model_cfg = open_clip().get_model_config("ViT-L-14-CLIPA")
+    with pytest.raises(UserError, match=r"uses the Hugging Face tokenizer 'bert-base-uncased': pass a local directory"):
+        tokenizer_from_open_clip_config(model_cfg)
+    with pytest.raises(UserError, match=r"tokenizer_kwargs \['clean'\] are not supported for the OpenAI BPE"):
+        tokenizer_from_open_clip_config({"text_cfg": {"tokenizer_kwargs": {"clean": "canonicalize"}}})
+    with pytest.raises(UserError, match="model_cfg must be a dict"):
+        tokenizer_from_open_clip_config("ViT-B-32")
