@@ -109,12 +109,12 @@ def similarity_data(run_dir: Path, fashion_mnist_dir: str | None) -> tuple[DataC
     """The data config whose evaluation split holds the pairs to show (the run's validation data,
     else its training data), and words for it; from RUN_DIR/config.json."""
     from cliplab.eval.run_layout import RUN_CONFIG_FILE
-    from cliplab.train.config_io import config_from_dict, load_config_file
+    from cliplab.train.config_io import read_data_section
 
     config_path = run_dir / RUN_CONFIG_FILE
     if not config_path.is_file():
         raise MissingInputError(f"{config_path} does not exist, so the run's data is unknown")
-    data = config_from_dict(load_config_file(config_path)).data
+    data = read_data_section(config_path)
     if data.dataset_type == "fashion-mnist":
         directory = fashion_mnist_dir or data.val_data or data.train_data
         return replace(data, val_data=directory, train_data=directory), "Fashion-MNIST test split"

@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from cliplab.data import DataConfig
 from cliplab.train.config import ConfigError, TrainConfig
 
 
@@ -201,6 +202,15 @@ def resolve_config(config_path: str | Path | None = None,
     for dotted_key, value in (overrides or {}).items():
         set_dotted(data, dotted_key, value)
     return config_from_dict(data)
+
+
+def read_data_section(path: str | Path) -> DataConfig:
+    """The `data` section of a saved run config (a run's config.json), built alone: the other sections
+    may need what the reading machine lacks (the wandb package of `logging.wandb`, say)."""
+    data = load_config_file(path).get("data", {})
+    if not isinstance(data, Mapping):
+        raise ConfigError("data", data, f"must be a mapping (a config section) in {path}")
+    return dataclass_from_dict(DataConfig, data, prefix="data")
 
 
 def save_config(config: TrainConfig, path: str | Path) -> None:
