@@ -32,10 +32,13 @@ def _direct_image_embeddings(bundle, paths):
                                   normalize=True).numpy()
 
 
-def test_image_directory_to_npy(trained_run, tmp_path):
+def test_image_directory_to_npy(trained_run, tmp_path, capsys):
     out = tmp_path / "images.npy"
     assert run_cli(["embed", trained_run.bundle, "--images", trained_run.images_dir, "--batch-size", 7,
                     "--out", out]) == 0
+    captured = capsys.readouterr()  # not a terminal: plain progress lines, no bar
+    assert f"images: {NUM_TEST_IMAGES}/{NUM_TEST_IMAGES} img (100%)" in captured.out
+    assert "\r" not in captured.out + captured.err
     embeddings = np.load(out)
     paths = sorted(trained_run.image_paths)  # directory listing order: sorted paths
     assert embeddings.shape == (NUM_TEST_IMAGES, EMBED_DIM) and embeddings.dtype == np.float32
