@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from cliplab.data.skipping import epoch_skip_record, step_sample_counts
+from cliplab.distributed.agreement import raise_if_any_rank_failed
 from cliplab.eval.run_layout import CHECKPOINTS_DIR, RUN_CONFIG_FILE
 from cliplab.train.accumulation import LossOutput, MicroBatch, forward_backward
 from cliplab.train.checkpoint import CheckpointManager
@@ -39,13 +40,14 @@ from cliplab.train.evaluation import Evaluator
 from cliplab.train.guards import NonFiniteGuard
 from cliplab.train.loss_table import build_training_loss
 from cliplab.train.metrics_log import StepReport, TrainLogger, announce_run, write_summary
+from cliplab.train.model_plan import plan_model
 from cliplab.train.model_setup import build_training_model, build_transforms, describe_run_inputs
 from cliplab.train.objectives_setup import ModelWithObjectives, build_run_objectives
 from cliplab.train.optim import build_optimizer, clamp_logit_scale_, clip_gradients
 from cliplab.train.parallelism import wrap_for_training
 from cliplab.train.precision import Precision
 from cliplab.train.run_dir import prepare_run_dir, resolve_resume
-from cliplab.train.schedule import learning_rate, set_lr
+from cliplab.train.schedule import learning_rate, set_lr, warn_if_warmup_outlasts_run
 from cliplab.train.state import TrainState
 from cliplab.train.tokenizer_setup import build_run_tokenizer
 from cliplab.train.torch_setup import configure_torch, seed_everything
@@ -95,7 +97,8 @@ class Trainer:
         resume_from = resolve_resume(config.checkpoint.resume, manager)
 
         torch.manual_seed(config.loop.seed)  # identical initial weights on every rank
-        built = build_training_model(config.model, context.device, resuming=resume_from is not None)
+        plan = None if config.model.pretrained else plan_model(config.model, config.data.dataset_type)
+        built = build_training_model(config.model, context.device, plan=plan, resuming=resume_from is not None)
         self.model = built.model
         run_tokenizer = build_run_tokenizer(config.model, config.data, self.model.config, resume_from=resume_from,
                                             run_dir=self.run_dir, pretrained_tokenizer=built.tokenizer)
@@ -124,14 +127,26 @@ class Trainer:
         self.data.start_epoch(self.state.epoch, self.state.batch_in_epoch)
         self.total_steps = self.data.total_steps()
         self.guard = NonFiniteGuard(config.guards.max_nonfinite_steps)
-        self.logger = TrainLogger(self.run_dir, config.logging, enabled=context.is_main,
-                                  resume_step=self.state.step if resume_from is not None else None,
-                                  total_steps=self.total_steps, initial_step=self.state.step)
+        if context.is_main:
+            warn_if_warmup_outlasts_run(config.optim, self.total_steps)
+        self.logger = self._open_logger(resumed=resume_from is not None)
         self.evaluator = Evaluator(config.eval, config.data, evaluates_at_end=config.evaluates_at_end,
                                    model=self.model, tokenizer=self.tokenizer, transform=transforms.eval,
                                    device=context.device, autocast=self.precision.autocast,
                                    log=self.logger.log_eval)
         self.last_report: StepReport | None = None
+
+    def _open_logger(self, *, resumed: bool) -> TrainLogger:
+        """The run's logger; opening a sink can fail on rank 0 alone (W&B), so the ranks agree first."""
+        logger, error = None, None
+        try:
+            logger = TrainLogger(self.run_dir, self.config.logging, enabled=self.context.is_main,
+                                 resume_step=self.state.step if resumed else None, total_steps=self.total_steps,
+                                 initial_step=self.state.step, run_config=config_to_dict(self.config))
+        except Exception as caught:  # noqa: BLE001 - raised on every rank by raise_if_any_rank_failed
+            error = caught
+        raise_if_any_rank_failed(error)
+        return logger
 
     def train(self) -> TrainResult:
         state = self.state
