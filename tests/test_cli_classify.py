@@ -50,6 +50,13 @@ def test_bad_labels_top_k_and_images(trained_run, tmp_path, capsys):
     assert "broken.png cannot be read" in capsys.readouterr().err
 
 
+def test_a_directory_given_as_an_image_is_named_as_one(trained_run, tmp_path, capsys):
+    # Before: "IMAGE <dir> does not exist".
+    assert run_cli(["classify", trained_run.bundle, tmp_path, "--labels", "a,b"]) == 2
+    assert capsys.readouterr().err == (f"cliplab classify: error: IMAGE {tmp_path} is a directory; pass the image "
+                                       f"files in it (e.g. {tmp_path}/*.png)\n")
+
+
 def _direct_probabilities(bundle, images, prompts):
     model, preprocess, tokenizer = load(bundle)
     with torch.no_grad():

@@ -162,6 +162,19 @@ def test_help_lists_commands_and_examples(capsys):
         assert "examples:" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("device, message", [
+    ("cuda", "--device cuda: CUDA is not available (this torch is built without CUDA); use --device cpu"),
+    ("cuda:x", "--device 'cuda:x' is not a device name: expected cpu, cuda or cuda:N"),
+    ("meta", "--device meta: cliplab runs on cpu or cuda"),
+])
+def test_a_device_this_machine_lacks_is_one_line(trained_run, capsys, monkeypatch, device, message):
+    # Before: `--device cuda` without CUDA ended in torch's AssertionError.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", None)
+    assert run_cli(["eval", trained_run.bundle, "--device", device, "--max-samples", 10]) == 2
+    assert capsys.readouterr().err == f"cliplab eval: error: {message}\n"
+
+
 def test_a_csv_run_is_evaluated_on_retrieval_without_fashion_mnist_zero_shot(csv_run, tmp_path, capsys):
     given, default = tmp_path / "given.json", tmp_path / "default.json"
     assert run_cli(["eval", csv_run.run_dir, "--retrieval-data", csv_run.val_manifest, "--out", given]) == 0

@@ -1,6 +1,8 @@
 """`cliplab train` CLI: the frozen flag surface, flag -> key mapping, start-up errors."""
 
 import argparse
+import subprocess
+import sys
 
 import pytest
 
@@ -66,6 +68,8 @@ def test_absent_flags_do_not_override():
     (["--set", "optim.lrr=1"], "optim.lrr"),
     (["--local-loss"], "loss.local_loss"),
     (["--resume", "latest"], "checkpoint.resume"),
+    (["--name", ".."], "logging.name"),  # wrote into the parent of --logs
+    (["--set", "optim.eps=inf"], "optim.eps"),
 ])
 def test_bad_config_fails_at_start_naming_the_key(argv, named, capsys, tmp_path):
     code = main(["train", "--logs", str(tmp_path), *argv])
@@ -350,6 +354,44 @@ def test_objective_replacing_the_loss_of_a_coca_or_siglip_model_fails_at_start(m
     code = main(["train", "--logs", str(tmp_path), "--name", "x", "--model", model, *siglip, "--max-steps", "1",
                  "--set", f"objectives.{objective}=true"])
     _assert_user_error(code, capsys, f"'{objective}'", f"{model.split('-')[1]} model")
+
+
+def test_a_missing_val_manifest_fails_at_start_up_not_after_training(tmp_path, capsys):
+    # Before: reported only after training.
+    from data_fixtures import make_manifest
+
+    manifest = make_manifest(tmp_path / "data", 32)
+    absent = tmp_path / "absent.tsv"
+    code = main(_tiny_run_argv(tmp_path / "logs", "--dataset-type", "csv", "--train-data", str(manifest),
+                               "--val-data", str(absent)))
+    assert (code, capsys.readouterr().err) == (2, f"cliplab train: error: --val-data {absent} (data.val_data, read by "
+                                                  f"the evaluation): manifest {absent} does not exist\n")
+    assert (tmp_path / "logs" / "run" / "metrics.jsonl").read_text() == ""  # not one step trained
+
+
+def test_a_non_utf8_manifest_is_one_line_from_the_command(tmp_path):
+    """As a user runs it: a subprocess, exit status 2, one line on stderr, no traceback."""
+    from data_fixtures import make_manifest
+
+    manifest = make_manifest(tmp_path / "data", 8)
+    manifest.write_bytes(manifest.read_bytes().replace(b"caption 3", b"caption \xff3"))
+    completed = subprocess.run([sys.executable, "-m", "cliplab", *_tiny_run_argv(
+        tmp_path / "logs", "--dataset-type", "csv", "--train-data", str(manifest))], capture_output=True, text=True,
+        timeout=120)
+    assert (completed.returncode, completed.stderr) == (2, (
+        f"cliplab train: error: config key 'data.train_data' (--train-data): manifest {manifest} line 5: not UTF-8 "
+        "text (byte 0xff); save the manifest as UTF-8\n"))
+
+
+def test_accum_freq_over_an_epochs_batches_names_the_flag(tmp_path, capsys):
+    from data_fixtures import make_manifest
+
+    manifest = make_manifest(tmp_path / "data", 32)  # 4 batches of 8
+    code = main(_tiny_run_argv(tmp_path / "logs", "--dataset-type", "csv", "--train-data", str(manifest),
+                               "--accum-freq", "5"))
+    assert (code, capsys.readouterr().err) == (2, (
+        "cliplab train: error: config key 'loop.accum_freq' must be at most the 4 batches of 8 an epoch has per rank: "
+        "lower loop.batch_size or loop.accum_freq, or add data, got 5\n"))
 
 
 # --- the fine-tuning recipe of docs/pretrained.md -----------------------------------------------

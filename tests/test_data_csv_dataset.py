@@ -1,8 +1,11 @@
 import numpy as np
 import pytest
 
+from cliplab.data.caption_corpus import caption_corpus
+from cliplab.data.config import DataConfig
 from cliplab.data.csv_dataset import CsvDataset
 from cliplab.data.samples import BadSampleError
+from cliplab.errors import InvalidInputError, UserError
 from data_fixtures import make_manifest
 
 
@@ -58,3 +61,35 @@ def test_bad_samples_raise_bad_sample_error_naming_file(tmp_path, kind, reason):
         dataset.read(1, epoch=0)
     assert caught.value.source.endswith("images/1.png")
     assert dataset.read(2, epoch=0).caption == "caption 2"
+
+
+def _manifest_with(tmp_path, replace_from: bytes, replace_to: bytes):
+    manifest = make_manifest(tmp_path / "set", 6)
+    manifest.write_bytes(manifest.read_bytes().replace(replace_from, replace_to))
+    return manifest
+
+
+@pytest.mark.parametrize("content, message", [
+    ((b"caption 3", b"caption \xff3"),  # line 5: the header, then rows 0..3
+     "manifest {m} line 5: not UTF-8 text (byte 0xff); save the manifest as UTF-8"),
+    ((b"caption 2", b"x" * 131_073),
+     "manifest {m} line 4: a field is longer than 131072 characters (a caption that long, or a quote that is never "
+     "closed)"),
+])
+def test_an_unreadable_manifest_names_its_file_and_line(tmp_path, content, message):
+    # Before: UnicodeDecodeError, _csv.Error tracebacks.
+    manifest = _manifest_with(tmp_path, *content)
+    with pytest.raises(InvalidInputError) as refused:
+        CsvDataset(manifest)
+    assert str(refused.value) == message.format(m=manifest)
+    with pytest.raises(UserError) as in_corpus:  # the tokenizer's corpus reads it the same way
+        caption_corpus(DataConfig(dataset_type="csv", train_data=str(manifest)))
+    assert str(in_corpus.value) == "config key 'data.train_data' (--train-data): " + message.format(m=manifest)
+
+
+def test_a_directory_given_as_a_manifest_is_named_as_one(tmp_path):
+    # Before: IsADirectoryError (and "manifest ... does not exist" from the caption corpus).
+    with pytest.raises(InvalidInputError) as refused:
+        CsvDataset(tmp_path)
+    assert str(refused.value) == (f"manifest {tmp_path} is a directory; expected a CSV or TSV file listing image paths "
+                                  "and captions")

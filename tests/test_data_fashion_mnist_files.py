@@ -22,10 +22,25 @@ def test_named_directory_wins(tmp_path):
     assert labels == named / "train-labels-idx1-ubyte.gz"
 
 
+def test_a_named_directory_that_does_not_hold_the_split_is_an_error_not_a_fallback(tmp_path):
+    # Before: --train-data /nonexistent/dir trained on the system copy instead.
+    system = make_fashion_dir(tmp_path / "system")
+    with pytest.raises(FashionMnistNotFoundError) as missing:
+        locate_fashion_mnist("train", data_dir=tmp_path / "nonexistent", system_dir=system, fetch=no_network)
+    assert str(missing.value) == (f"Fashion-MNIST directory {tmp_path / 'nonexistent'} (--train-data or --val-data) "
+                                  "does not exist; name a directory holding the idx files, or leave the flag out "
+                                  "to use the system copy or the cache")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FashionMnistNotFoundError) as lacking:
+        locate_fashion_mnist("test", data_dir=tmp_path / "empty", system_dir=system, fetch=no_network)
+    assert str(lacking.value) == (f"Fashion-MNIST directory {tmp_path / 'empty'} (--train-data or --val-data) does "
+                                  "not hold the test split (t10k-images-idx3-ubyte.gz and "
+                                  "t10k-labels-idx1-ubyte.gz, gzip-compressed or not)")
+
+
 def test_falls_back_to_system_then_cache(tmp_path):
     system = make_fashion_dir(tmp_path / "system")
-    found = locate_fashion_mnist("test", data_dir=tmp_path / "empty", system_dir=system,
-                                 cache_dir=tmp_path / "cache", fetch=no_network)
+    found = locate_fashion_mnist("test", system_dir=system, cache_dir=tmp_path / "cache", fetch=no_network)
     assert found[0] == system / "t10k-images-idx3-ubyte.gz"
     cache = make_fashion_dir(tmp_path / "cache")
     found = locate_fashion_mnist("test", system_dir=tmp_path / "nosystem", cache_dir=cache,
@@ -97,10 +112,9 @@ def test_default_download_checks_official_md5(tmp_path):
 def test_missing_everywhere_names_three_ways(tmp_path):
     for split in ("train", "test"):
         with pytest.raises(FashionMnistNotFoundError) as caught:
-            locate_fashion_mnist(split, data_dir=tmp_path / "named", system_dir=tmp_path / "sys",
-                                 cache_dir=tmp_path / "cache", fetch=no_network)
+            locate_fashion_mnist(split, system_dir=tmp_path / "sys", cache_dir=tmp_path / "cache", fetch=no_network)
         message = str(caught.value)
-        assert str(tmp_path / "named") in message and str(tmp_path / "sys") in message
+        assert str(tmp_path / "sys") in message
         assert "--train-data DIR" in message
         assert "apt-get install dataset-fashion-mnist" in message
         assert str(tmp_path / "cache") in message and "CLIPLAB_CACHE" in message

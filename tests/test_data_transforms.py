@@ -204,3 +204,9 @@ def test_uint8_batch_path_geometry():
     assert torch.equal(cropped, expected)
     with pytest.raises(ValueError, match="resize_mode 'longest' .* needs image_transform"):
         images_uint8_to_tensor(images, PreprocessConfig(image_size=8, resize_mode="longest"))
+
+
+def test_a_16_bit_grayscale_image_is_scaled_not_clipped():
+    values = np.arange(0, 65536, 4096, dtype=np.uint16).reshape(4, 4)
+    transform = image_transform(PreprocessConfig(image_size=4), train=False)
+    assert torch.equal(transform(Image.fromarray(values)), transform(Image.fromarray((values >> 8).astype(np.uint8))))

@@ -137,9 +137,10 @@ def test_bad_data_on_one_rank_stops_every_rank_promptly(tmp_path):
     assert message0 == message1  # rank 0 reports rank 1's real cause
 
 
-def test_a_failing_evaluation_on_rank_0_stops_every_rank_promptly(tmp_path):
-    """Evaluation runs on rank 0 only; its failure (here a validation manifest without the caption
-    column) must reach rank 1 too, which would otherwise wait at the next collective until the timeout."""
+def test_unreadable_evaluation_data_on_rank_0_stops_every_rank_at_start_up(tmp_path):
+    """The evaluation data is opened on rank 0 only, at start-up (a validation manifest without the
+    caption column here); its failure must reach rank 1 too, which would otherwise wait at the next
+    collective until the timeout, and it comes before the first step, not after training."""
     manifest = make_manifest(tmp_path / "data", 64)
     val_manifest = tmp_path / "data" / "val.tsv"
     val_manifest.write_text("filepath\tlabel\nimages/0.png\t0\n")
@@ -153,6 +154,6 @@ def test_a_failing_evaluation_on_rank_0_stops_every_rank_promptly(tmp_path):
     assert time.monotonic() - start < 60
     # Rank 1 reports rank 0's real cause, not a secondary "rank 0 failed".
     assert (kind0, message0) == (kind1, message1)
-    assert kind0 == "InvalidInputError" and "has no column 'title'" in message0
-    # The checkpoint of the last step was written before the evaluation.
-    assert (tmp_path / "run" / "checkpoints" / "step_0000002").is_dir()
+    assert kind0 == "UserError" and message0.startswith(f"--val-data {val_manifest} (data.val_data, read by the "
+                                                        f"evaluation): manifest {val_manifest} has no column 'title'")
+    assert not (tmp_path / "run" / "checkpoints").exists()  # not one step trained

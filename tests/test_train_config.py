@@ -39,6 +39,7 @@ def test_unknown_key_is_named(data, key):
     ({"loss": {"dist_impl": "bidir"}}, "loss.dist_impl", "bidir"),  # needs siglip
     ({"loss": {"local_loss": True}}, "loss.local_loss", True),  # needs gather_with_grad
     ({"checkpoint": {"keep_checkpoints": 0}}, "checkpoint.keep_checkpoints", 0),
+    ({"optim": {"eps": float("inf")}}, "optim.eps", float("inf")),  # was accepted
     ({"checkpoint": {"resume": "latest"}}, "checkpoint.resume", "latest"),  # needs a name
     ({"optim": "fast"}, "optim", "fast"),
 ])
@@ -48,6 +49,15 @@ def test_bad_value_is_named(data, key, value):
     assert info.value.key == key
     assert info.value.value == value
     assert f"'{key}'" in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["..", ".", "", "a/b", "a\0b"])
+def test_a_run_name_is_one_path_component(name):
+    # `--name ..` wrote the run into the parent of --logs, over a config.json there.
+    with pytest.raises(ConfigError) as info:
+        resolve_config(None, {"logging.name": name})
+    assert str(info.value) == ("config key 'logging.name' must be one path component (not empty, '.' or '..', "
+                               f"without '/' or a NUL character), got {name!r}")
 
 
 def test_other_packages_sections_report_their_key():
@@ -89,6 +99,15 @@ def test_bad_file_and_unknown_override(tmp_path):
     with pytest.raises(ConfigError) as info:
         resolve_config(None, {"loop.batchsize": 3})
     assert info.value.key == "loop.batchsize"
+
+
+def test_a_config_file_that_is_not_utf8_names_the_file_and_line(tmp_path):
+    # Before: UnicodeDecodeError.
+    path = tmp_path / "exp.yaml"
+    path.write_bytes(b"loop:\n  epochs: 1  # caf\xe9\n")
+    with pytest.raises(ConfigError) as refused:
+        resolve_config(path)
+    assert str(refused.value) == f"config key 'config' must be UTF-8 text (byte 0xe9 on line 2), got {str(path)!r}"
 
 
 def test_parse_override():

@@ -44,7 +44,7 @@ def test_without_a_terminal_a_line_every_n_steps_and_at_the_last(tmp_path, monke
     monkeypatch.setattr("sys.stdout", stdout)
     monkeypatch.setattr("sys.stderr", io.StringIO())
     logger = TrainLogger(tmp_path, LoggingConfig(log_every_n_steps=3, tensorboard=False), enabled=True,
-                         resume_step=None, total_steps=7, initial_step=0, run_config={})
+                         start_step=0, total_steps=7, run_config={})
     for step in range(1, 8):
         logger.log_step(_state(step), _report({"contrastive_loss": 1.0}))
     logger.close()

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from cliplab.errors import MissingInputError, UserError
+from cliplab.errors import InvalidInputError, MissingInputError, UserError
 
 
 def add_command_parser(subparsers: argparse._SubParsersAction, name: str, *, help: str, description: str,
@@ -46,22 +46,46 @@ def require_at_least(flag: str, value: int | None, minimum: int) -> None:
 
 
 def existing_images(images: list[str]) -> list[Path]:
-    """The IMAGE arguments as paths; MissingInputError naming the first that is not a file."""
+    """The IMAGE arguments as paths; a UserError naming the first that is a directory or does not exist."""
     paths = [Path(image) for image in images]
     for path in paths:
+        if path.is_dir():
+            raise InvalidInputError(f"IMAGE {path} is a directory; pass the image files in it (e.g. {path}/*.png)")
         if not path.is_file():
             raise MissingInputError(f"IMAGE {path} does not exist")
     return paths
 
 
-def load_for_use(checkpoint: str | Path, device: str | None):
-    """The model, preprocess and tokenizer of CHECKPOINT (any path `cliplab.load` accepts) on
-    `device` (None: cuda when available), as a `cliplab.bundle.LoadedModel`."""
+def resolve_device(text: str | None):
+    """--device as a torch.device (None: cuda when available, else cpu); a UserError naming --device
+    when it is not a device name or names one this machine lacks."""
     import torch
 
+    if text is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise InvalidInputError(f"--device {text!r} is not a device name: expected cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch is built without CUDA" if torch.version.cuda is None else "no GPU is visible"
+            raise InvalidInputError(f"--device {text}: CUDA is not available ({why}); use --device cpu")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise InvalidInputError(f"--device {text}: this machine has {count} CUDA device(s), cuda:0 to "
+                                    f"cuda:{count - 1}")
+    elif device.type != "cpu":
+        raise InvalidInputError(f"--device {text}: cliplab runs on cpu or cuda")
+    return device
+
+
+def load_for_use(checkpoint: str | Path, device: str | None):
+    """The model, preprocess and tokenizer of CHECKPOINT (any path `cliplab.load` accepts) on
+    --device `device` (None: cuda when available), as a `cliplab.bundle.LoadedModel`."""
     from cliplab.bundle import load_model
 
-    return load_model(checkpoint, device=device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    return load_model(checkpoint, device=resolve_device(device))
 
 
 def write_out(path: str | Path | None, value: Any) -> None:

@@ -15,14 +15,14 @@ before the first step.
 
 from __future__ import annotations
 
-import csv
 import itertools
 import tarfile
 from pathlib import Path
 from typing import Iterator
 
 from cliplab.data.config import DataConfig
-from cliplab.errors import UserError
+from cliplab.data.csv_dataset import open_manifest
+from cliplab.errors import InvalidInputError, MissingInputError, UserError
 
 MAX_CORPUS_CAPTIONS = 100_000
 
@@ -58,19 +58,17 @@ def caption_corpus(config: DataConfig) -> list[str]:
 
 def _csv_captions(config: DataConfig) -> Iterator[str]:
     manifest = Path(config.train_data)
-    if not manifest.is_file():
-        raise UserError(f"config key 'data.train_data' (--train-data): manifest {manifest} does not "
-                        "exist")
-    with open(manifest, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle, delimiter=config.csv_separator)
-        columns = reader.fieldnames or []
-        if config.csv_caption_key not in columns:
-            raise UserError(f"config key 'data.csv_caption_key' (--csv-caption-key) names "
-                            f"{config.csv_caption_key!r}, which is not a column of {manifest} "
-                            f"(columns: {columns}, separator {config.csv_separator!r})")
-        for row in reader:
-            if row[config.csv_caption_key]:
-                yield row[config.csv_caption_key]
+    try:
+        with open_manifest(manifest, config.csv_separator) as rows:
+            if config.csv_caption_key not in rows.columns:
+                raise UserError(f"config key 'data.csv_caption_key' (--csv-caption-key) names "
+                                f"{config.csv_caption_key!r}, which is not a column of {manifest} "
+                                f"(columns: {rows.columns}, separator {config.csv_separator!r})")
+            for _, row in rows:
+                if row[config.csv_caption_key]:
+                    yield row[config.csv_caption_key]
+    except (InvalidInputError, MissingInputError) as error:
+        raise UserError(f"config key 'data.train_data' (--train-data): {error}") from None
 
 
 def _shard_captions(pattern: str) -> Iterator[str]:

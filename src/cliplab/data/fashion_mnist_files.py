@@ -1,10 +1,12 @@
 """Finding the Fashion-MNIST idx files: a named directory, the Debian package, the cache, a download.
 
-Sources are tried in order: the directory the user names (`--train-data DIR`), the directory the
-Debian package `dataset-fashion-mnist` installs (/usr/share/datasets/fashion-mnist), and the cache
-directory ($CLIPLAB_CACHE/fashion-mnist, default ~/.cache/cliplab/fashion-mnist). Where none holds
-the split, the files are downloaded into the cache from the official mirrors and checked against
-the MD5 sums published in the Fashion-MNIST README; where that fails too, the error names the three
+A directory the user names (`--train-data DIR`) is the only place looked in: when it does not exist
+or does not hold the split, that is an error naming it (it used to fall back, silently, to another
+copy). Without one, sources are tried in order: the directory the Debian package
+`dataset-fashion-mnist` installs (/usr/share/datasets/fashion-mnist), and the cache directory
+($CLIPLAB_CACHE/fashion-mnist, default ~/.cache/cliplab/fashion-mnist). Where neither holds the
+split, the files are downloaded into the cache from the official mirrors and checked against the
+MD5 sums published in the Fashion-MNIST README; where that fails too, the error names the three
 ways to get the data.
 """
 
@@ -137,16 +139,19 @@ def locate_fashion_mnist(split: str, *, data_dir: str | Path | None = None,
                          system_dir: Path = SYSTEM_DIR, cache_dir: Path | None = None,
                          download: bool = True, fetch: Fetcher = urllib_fetch,
                          mirrors: tuple[str, ...] = DOWNLOAD_MIRRORS) -> tuple[Path, Path]:
-    """(images, labels) idx paths of `split` ("train" or "test") from the first source holding them.
+    """(images, labels) idx paths of `split` ("train" or "test"): those in `data_dir` when one is
+    named, else from the first source holding them.
 
-    Raises FashionMnistNotFoundError naming every place searched, why downloading failed, and the
-    three ways to provide the data.
+    Raises FashionMnistNotFoundError naming `data_dir` when it does not hold the split; without one,
+    naming every place searched, why downloading failed, and the three ways to provide the data.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    images_name, labels_name = SPLIT_FILES[split]
+    if data_dir is not None:
+        return _split_files_in_named(Path(data_dir).expanduser(), split)
     cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
-    directories = ([Path(data_dir).expanduser()] if data_dir is not None else []) + [system_dir,
-                                                                                      cache_dir]
+    directories = [system_dir, cache_dir]
     for directory in directories:
         found = split_files_in(directory, split)
         if found is not None:
@@ -157,7 +162,6 @@ def locate_fashion_mnist(split: str, *, data_dir: str | Path | None = None,
             return download_split(split, cache_dir, fetch=fetch, mirrors=mirrors)
         except OSError as error:
             download_problem = f"download failed: {error}"
-    images_name, labels_name = SPLIT_FILES[split]
     searched = "\n".join(f"  - {directory}" for directory in directories)
     raise FashionMnistNotFoundError(
         f"Fashion-MNIST {split} split ({images_name}, {labels_name}) not found. Searched:\n"
@@ -169,3 +173,17 @@ def locate_fashion_mnist(split: str, *, data_dir: str | Path | None = None,
         f"  3. put the files in the cache directory {cache_dir} (move it with ${CACHE_ENV_VAR}), "
         f"or let cliplab download them there from {mirrors[0] if mirrors else 'the official mirror'}"
     )
+
+
+def _split_files_in_named(directory: Path, split: str) -> tuple[Path, Path]:
+    images_name, labels_name = SPLIT_FILES[split]
+    if not directory.is_dir():
+        raise FashionMnistNotFoundError(
+            f"Fashion-MNIST directory {directory} (--train-data or --val-data) does not exist; name a directory "
+            "holding the idx files, or leave the flag out to use the system copy or the cache")
+    found = split_files_in(directory, split)
+    if found is None:
+        raise FashionMnistNotFoundError(
+            f"Fashion-MNIST directory {directory} (--train-data or --val-data) does not hold the {split} split "
+            f"({images_name} and {labels_name}, gzip-compressed or not)")
+    return found

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from cliplab.data.images import scale_16_bit_gray
 from cliplab.data.preprocess_config import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PreprocessConfig
 
 __all__ = ["OPENAI_CLIP_MEAN", "OPENAI_CLIP_STD", "ImageTransform", "PreprocessConfig", "center_crop_box",
@@ -109,7 +110,8 @@ class ImageTransform:
     """`PIL.Image -> Tensor[3, H, W] float32`, normalised; picklable for DataLoader workers.
 
     Eval: `eval_geometry` (open_clip's eval transform), then RGB. Train: RGB, random resized crop,
-    optional flip. Grayscale becomes 3 equal channels, RGBA loses alpha. In training the random
+    optional flip. Grayscale becomes 3 equal channels (16-bit grayscale is first scaled to 8 bits,
+    `cliplab.data.images.scale_16_bit_gray`), RGBA loses alpha. In training the random
     draws come from `generator` when given, else from torch's global RNG (which DataLoader seeds
     differently in every worker).
     """
@@ -122,6 +124,7 @@ class ImageTransform:
     def __call__(self, image: Image.Image) -> torch.Tensor:
         if not isinstance(image, Image.Image):
             raise ValueError(f"image must be a PIL.Image.Image, got {type(image).__name__}")
+        image = scale_16_bit_gray(image)
         if self.train:
             image = self._random_resized_crop(image.convert("RGB"))
             if self.config.train_horizontal_flip and self._uniform() < 0.5:

@@ -5,6 +5,8 @@
     summary.json       the run's outcome (SUMMARY_FILE)
     tensorboard/       event files (TENSORBOARD_DIR)
     checkpoints/       step_XXXXXXX/ directories and the `latest` pointer (CHECKPOINTS_DIR, LATEST_FILE)
+    run_id             the run's id, which its checkpoint manifests carry (RUN_ID_FILE)
+    run.lock           locked by the live run's main process; holds its pid (LOCK_FILE)
 """
 
 RUN_CONFIG_FILE = "config.json"
@@ -13,3 +15,5 @@ SUMMARY_FILE = "summary.json"
 TENSORBOARD_DIR = "tensorboard"
 CHECKPOINTS_DIR = "checkpoints"
 LATEST_FILE = "latest"
+RUN_ID_FILE = "run_id"
+LOCK_FILE = "run.lock"

@@ -1,26 +1,48 @@
-"""Atomic step checkpoints: `checkpoints/step_XXXXXXX/` directories plus a `latest` pointer file.
+"""Step checkpoints that prove themselves: `checkpoints/step_XXXXXXX/` directories and a `latest` pointer.
 
 Layout of one checkpoint directory:
-    model.safetensors, config.json, tokenizer.json   a loadable bundle (cliplab.bundle.save)
+    model.safetensors, config.json, tokenizer files  a loadable bundle (cliplab.bundle.save)
     train_state.pt                                   optimiser, scaler, RNG states, data position,
                                                      counters (`cliplab.train.state.TrainState`)
-`checkpoints/latest` is a text file naming the newest COMPLETE step directory.
+    manifest.json                                    step, the writing run's id, and the size and
+                                                     SHA-256 of every other file (`cliplab.train.manifest`)
+`checkpoints/latest` is a text file naming the newest checkpoint written, for readers such as
+`cliplab eval RUN`. Resuming does not trust it: it takes the newest step directory whose manifest
+verifies (`find_resumable`).
 
-Why it survives a kill at any instant: a checkpoint is written into a hidden temporary directory,
-every file and the directory are fsynced, the directory is renamed into place (atomic on POSIX),
-and only then is `latest` replaced (write a temporary file, fsync, os.replace, fsync the parent).
-A kill before the rename leaves only a temporary directory that nothing points to; a kill between
-the rename and the pointer update leaves `latest` naming the previous checkpoint. Either way resume
-picks a complete checkpoint, and the leftovers are removed by the next save.
+Writing is `stage` (a hidden `.tmp-step_XXXXXXX` directory), the files, then `publish`: every file
+is fsynced, the manifest is computed from the files as they are on disk and written last, fsynced
+with the directory, the directory is renamed to `step_XXXXXXX` (atomic on POSIX) and the parent
+fsynced; then `latest` is replaced (temporary file, fsync, os.replace, fsync) and old checkpoints
+are pruned. A writer of sharded state (DCP: every rank writes its shards into the staging
+directory) uses the same two calls: `stage` on the main process, the ranks' files, agreement, then
+`publish` on the main process, which lists every file of the directory in the manifest.
+
+What a kill at any instant leaves:
+- before the manifest is complete: a staging directory that no step name points to; it is removed
+  when the run starts again (`remove_leftovers`) and by the next save;
+- after the rename, before `latest` moved: a complete step directory newer than the one `latest`
+  names; resume takes it, and the next save moves the pointer;
+- during pruning: fewer old checkpoints; the newest is complete.
+Damage afterwards (a flipped byte, a truncated, missing or extra file, a bad pointer) makes the
+checkpoint fail verification: resume says so and falls back to the next older one that verifies.
+A full disk fails the save with `NoSpaceError` (path, size needed, free space); the staging
+directory is removed and `latest` still names the previous checkpoint.
+
+Pruning keeps the newest `keep` checkpoints written by this run (the manifest's run id is the
+manager's) and the one just written; it never removes a directory the run did not write (no or an
+unreadable manifest, another run's id).
 """
 
 from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
+import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -32,15 +54,24 @@ from cliplab.bundle import save as save_bundle
 from cliplab.distributed.agreement import gather_objects, run_on_main
 from cliplab.errors import MissingInputError, UserError
 from cliplab.eval.run_layout import LATEST_FILE
+from cliplab.train.atomic_files import (TMP_PREFIX, fsync_path, fsync_tree, raise_if_out_of_space, save_torch,
+                                        tensor_bytes, write_text_atomic)
+from cliplab.train.manifest import (MANIFEST_FILE, UnverifiedCheckpointError, build_manifest, read_manifest,
+                                    verify_checkpoint)
 from cliplab.train.state import TrainState
 
 TRAIN_STATE_FILE = "train_state.pt"
 _STEP_PREFIX = "step_"
-_TMP_PREFIX = ".tmp-"
+_STEP_NAME = re.compile(r"step_(\d{7,})")
+SET_ASIDE_PREFIX = "rejected_"
 
 
 def step_dir_name(step: int) -> str:
     return f"{_STEP_PREFIX}{step:07d}"
+
+
+def _step_of(path: Path) -> int:
+    return int(path.name[len(_STEP_PREFIX):])
 
 
 def rng_state() -> dict[str, Any]:
@@ -64,55 +95,97 @@ def gather_rng_states() -> list[dict[str, Any]]:
     return gather_objects(rng_state())
 
 
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(directory: Path) -> None:
-    for root, _, files in os.walk(directory):
-        for name in files:
-            _fsync_path(Path(root) / name)
-        _fsync_path(Path(root))
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Replace `path` with `text` so that a reader sees the old or the new content, never a mix."""
-    tmp_path = path.with_name(f"{_TMP_PREFIX}{path.name}.{os.getpid()}")
-    with open(tmp_path, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp_path, path)
-    _fsync_path(path.parent)
+class NoVerifiedCheckpointError(UserError):
+    """Checkpoints exist, and not one of them verifies."""
 
 
 class CheckpointManager:
-    """Saves, finds, loads and prunes the step checkpoints of one run directory."""
+    """Saves, finds, verifies and prunes the step checkpoints of one run directory.
 
-    def __init__(self, directory: str | Path, keep: int):
+    run_id: the id of the run that owns the directory (`cliplab.train.run_dir`); written into
+    every manifest, and the only checkpoints pruning removes are those carrying it. None: a fresh
+    id, so that the manager prunes only what it wrote itself.
+    """
+
+    def __init__(self, directory: str | Path, keep: int, run_id: str | None = None):
         self.directory = Path(directory)
         self.keep = keep
+        self.run_id = run_id or uuid.uuid4().hex
 
     def latest(self) -> Path | None:
-        """The newest complete checkpoint directory, or None when there is none."""
+        """The checkpoint `latest` names; None when the pointer is missing or unreadable or names no
+        directory holding a manifest. Reads no checkpoint file (`find_resumable` verifies)."""
+        target, _ = self._read_pointer()
+        return target if target is not None and (target / MANIFEST_FILE).is_file() else None
+
+    def _read_pointer(self) -> tuple[Path | None, str | None]:
+        """(the directory `latest` names, None) or (None, what is wrong with the pointer); (None, None)
+        when there is no pointer."""
         pointer = self.directory / LATEST_FILE
         if not pointer.is_file():
-            return None
-        name = pointer.read_text().strip()
-        candidate = self.directory / name
-        if not name or not (candidate / TRAIN_STATE_FILE).is_file():
-            raise UserError(f"{pointer} names '{name}', which is not a complete checkpoint directory: pass "
-                            "--resume a complete step directory of the run instead")
-        return candidate
+            return None, None
+        try:
+            name = pointer.read_bytes().decode("utf-8").strip()
+        except UnicodeDecodeError:
+            return None, f"{pointer} holds bytes that are not UTF-8 text"
+        if not _STEP_NAME.fullmatch(name):
+            return None, f"{pointer} holds {name[:40]!r}, not the name of a step directory"
+        if not (self.directory / name).is_dir():
+            return None, f"{pointer} names {name}, which does not exist"
+        return self.directory / name, None
+
+    def step_dirs(self) -> list[Path]:
+        """Step directories in step order (verified or not)."""
+        found = [path for path in self.directory.glob(f"{_STEP_PREFIX}*")
+                 if _STEP_NAME.fullmatch(path.name) and path.is_dir()]
+        return sorted(found, key=_step_of)
+
+    def find_resumable(self, note: Callable[[str], None] = print) -> Path | None:
+        """The newest step directory whose manifest verifies; `note` hears one line per checkpoint
+        skipped (with its reason) and about a bad `latest`. None when the run has no checkpoint
+        yet (no step directory and no pointer). NoVerifiedCheckpointError when checkpoints exist
+        and none verifies: starting afresh would prune or overwrite them."""
+        pointed, pointer_problem = self._read_pointer()
+        candidates = self.step_dirs()
+        if not candidates:
+            if pointer_problem is None and pointed is None:
+                return None
+            raise NoVerifiedCheckpointError(
+                f"{self.directory} holds no step directory although {LATEST_FILE} shows that checkpoints were "
+                f"written ({pointer_problem or 'it names ' + pointed.name}); restore them, or move "
+                f"{self.directory} away to start the run afresh")
+        skipped = []
+        for path in reversed(candidates):
+            try:
+                verify_checkpoint(path)
+            except UnverifiedCheckpointError as error:
+                skipped.append(f"{path.name}: {error.reason}")
+                note(f"skipping checkpoint {path}: it {error.reason}")
+                continue
+            if pointed != path:
+                self._repoint(path, pointed, pointer_problem, note)
+            return path
+        raise NoVerifiedCheckpointError(
+            f"none of the {len(candidates)} checkpoints in {self.directory} verifies ({'; '.join(skipped)}); "
+            f"restore one from a copy, or move {self.directory} away to start the run afresh")
+
+    def _repoint(self, chosen: Path, pointed: Path | None, pointer_problem: str | None,
+                 note: Callable[[str], None]) -> None:
+        """Point `latest` at the checkpoint resume chose, saying why when the pointer was wrong."""
+        if pointer_problem is not None:
+            note(f"{pointer_problem}; resuming from the newest checkpoint that verifies, {chosen.name}")
+        elif pointed is None:
+            note(f"{self.directory / LATEST_FILE} is missing; resuming from the newest checkpoint that "
+                 f"verifies, {chosen.name}")
+        elif _step_of(pointed) < _step_of(chosen):
+            note(f"{LATEST_FILE} names {pointed.name}; {chosen.name} is newer and verifies (a save ended "
+                 "before it moved the pointer)")
+        write_text_atomic(self.directory / LATEST_FILE, chosen.name + "\n")
 
     def save(self, *, model: nn.Module, tokenizer: Any, optimizer: torch.optim.Optimizer,
              scaler: torch.amp.GradScaler | None, state: TrainState, config: dict,
              extra_modules: dict[str, nn.Module] | None = None) -> Path:
-        """Write checkpoint `step_<state.step>` atomically, point `latest` at it, prune old ones.
+        """Write checkpoint `step_<state.step>` (see the module docstring), point `latest` at it, prune.
 
         A collective: every rank calls it (the RNG states of all ranks are gathered, so that a
         resumed run replays each rank's dropout stream); the main process writes, and its failure
@@ -120,7 +193,7 @@ class CheckpointManager:
         """
         rng_states = gather_rng_states()
         return run_on_main(lambda: self._write(
-            model=model, tokenizer=tokenizer, state=state, payload={
+            model=model, tokenizer=tokenizer, step=state.step, payload={
                 "train_state": state.to_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scaler": scaler.state_dict() if scaler is not None else None,
@@ -129,40 +202,88 @@ class CheckpointManager:
                 "config": config,
             }))
 
-    def _write(self, *, model: nn.Module, tokenizer: Any, state: TrainState, payload: dict) -> Path:
+    def _write(self, *, model: nn.Module, tokenizer: Any, step: int, payload: dict) -> Path:
+        needed = tensor_bytes(model.state_dict()) + tensor_bytes(payload)
+        staging = self.stage(step)
+        try:
+            save_bundle(model, tokenizer, staging)
+            save_torch(payload, staging / TRAIN_STATE_FILE)
+            return self.publish(staging, step)
+        except BaseException as error:
+            shutil.rmtree(staging, ignore_errors=True)
+            previous = self.latest()
+            raise_if_out_of_space(error, self.directory / step_dir_name(step), needed, consequence=(
+                f"; {LATEST_FILE} still names {previous.name}" if previous is not None else "") + (
+                "; free space (or train with --logs on a larger disk) and continue with --resume latest"))
+            raise
+
+    def stage(self, step: int) -> Path:
+        """A fresh, empty staging directory for checkpoint `step` (leftovers of earlier saves removed).
+        Its name depends on the step only, so that every rank of a sharded writer can find it."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._remove_leftovers()
-        final = self.directory / step_dir_name(state.step)
-        tmp = self.directory / f"{_TMP_PREFIX}{final.name}.{os.getpid()}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        save_bundle(model, tokenizer, tmp)
-        torch.save(payload, tmp / TRAIN_STATE_FILE)
-        _fsync_tree(tmp)
+        self.remove_leftovers()
+        staging = self.directory / f"{TMP_PREFIX}{step_dir_name(step)}"
+        staging.mkdir()
+        return staging
+
+    def publish(self, staging: Path, step: int) -> Path:
+        """Make the files in `staging` checkpoint `step`: fsync them, write the manifest over all of
+        them, rename into place, point `latest` at it, prune. Main process only."""
+        fsync_tree(staging)
+        manifest = build_manifest(staging, step=step, run_id=self.run_id)
+        with open(staging / MANIFEST_FILE, "w", encoding="utf-8") as handle:
+            handle.write(manifest.to_json())
+            handle.flush()
+            os.fsync(handle.fileno())
+        fsync_path(staging)
+        final = self.directory / step_dir_name(step)
         if final.exists():
-            # A directory no pointer names (killed after its rename, before `latest` moved): stale.
-            shutil.rmtree(final)
-        os.rename(tmp, final)
-        _fsync_path(self.directory)
+            self._clear_target(final)
+        os.rename(staging, final)
+        fsync_path(self.directory)
         write_text_atomic(self.directory / LATEST_FILE, final.name + "\n")
-        self._prune(keep_name=final.name)
+        self._prune(keep_path=final)
         return final
 
-    def _remove_leftovers(self) -> None:
-        for path in self.directory.glob(f"{_TMP_PREFIX}*"):
+    def _clear_target(self, final: Path) -> None:
+        """Make way for a new checkpoint of the same step: one of this run's that verifies is replaced;
+        anything else there is renamed to `rejected_<name>` (kept, not deleted)."""
+        try:
+            if verify_checkpoint(final).run_id == self.run_id:
+                shutil.rmtree(final)
+                return
+        except UnverifiedCheckpointError:
+            pass
+        aside = self.directory / f"{SET_ASIDE_PREFIX}{final.name}"
+        suffix = 1
+        while aside.exists():
+            suffix += 1
+            aside = self.directory / f"{SET_ASIDE_PREFIX}{final.name}.{suffix}"
+        os.rename(final, aside)
+        print(f"note: {final} did not verify as this run's checkpoint; renamed it to {aside.name}")
+
+    def remove_leftovers(self) -> None:
+        """Remove the staging directories and temporary pointer files of interrupted saves (all named
+        `.tmp-*`; nothing else in the directory is touched)."""
+        for path in self.directory.glob(f"{TMP_PREFIX}*"):
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 path.unlink(missing_ok=True)
 
-    def step_dirs(self) -> list[Path]:
-        """Step directories in step order (complete or not; `latest` is the authority)."""
-        return sorted(p for p in self.directory.glob(f"{_STEP_PREFIX}*") if p.is_dir())
-
-    def _prune(self, keep_name: str) -> None:
-        complete = [p for p in self.step_dirs() if (p / TRAIN_STATE_FILE).is_file()]
-        for path in complete[:-self.keep]:
-            if path.name != keep_name:
+    def _prune(self, keep_path: Path) -> None:
+        ours = [keep_path]
+        for path in self.step_dirs():
+            if path == keep_path:
+                continue
+            try:
+                if read_manifest(path).run_id == self.run_id:
+                    ours.append(path)
+            except UnverifiedCheckpointError:
+                continue  # not (provably) written by this run: never removed
+        ours.sort(key=_step_of)
+        for path in ours[:-self.keep]:
+            if path != keep_path:
                 shutil.rmtree(path, ignore_errors=True)
 
 
@@ -171,8 +292,9 @@ def restore_training_state(path: str | Path, *, model: nn.Module, optimizer: tor
                            rank: int = 0, extra_modules: dict[str, nn.Module] | None = None) -> TrainState:
     """Resume training from checkpoint `path`: restore an unwrapped model (strict), the optimiser, the
     scaler and this rank's RNG states in place; return the counters. A checkpoint from a run with
-    fewer ranks gives the extra ranks rank 0's RNG states. (Loading a model for use is
-    `cliplab.bundle`'s job.)"""
+    fewer ranks gives the extra ranks rank 0's RNG states. Pass a checkpoint `verify_checkpoint`
+    accepted (the run's resume does, once, on the main process); this reads the files as they are.
+    (Loading a model for use is `cliplab.bundle`'s job.)"""
     path = Path(path)
     if not (path / TRAIN_STATE_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
         raise MissingInputError(f"{path} is not a complete cliplab checkpoint (needs {WEIGHTS_FILE} and "

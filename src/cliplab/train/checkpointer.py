@@ -46,13 +46,16 @@ class Checkpointer:
         self.last_saved_step = -1
 
     def latest(self) -> Path | None:
-        """The run's newest complete checkpoint directory (None before the first save)."""
+        """The checkpoint the run's `latest` pointer names (None before the first save)."""
         return self.manager.latest()
 
     def restore(self, path: Path, *, rank: int) -> TrainState:
+        """Restore the parts from checkpoint `path` (verified by `run_dir.resolve_resume`)."""
         parts = self.parts
-        return restore_training_state(path, model=parts.model, optimizer=parts.optimizer, scaler=parts.scaler,
-                                      rank=rank, extra_modules=parts.extra_modules)
+        state = restore_training_state(path, model=parts.model, optimizer=parts.optimizer, scaler=parts.scaler,
+                                       rank=rank, extra_modules=parts.extra_modules)
+        self.last_saved_step = state.step
+        return state
 
     def is_due(self, state: TrainState, *, epoch_done: bool, finished: bool) -> bool:
         config = self.config

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -211,7 +212,8 @@ class OptimConfig:
         for key in ("beta1", "beta2"):
             value = getattr(self, key)
             require(isinstance(value, (int, float)) and 0 <= value < 1, key, value, "must be in [0, 1)")
-        require(isinstance(self.eps, (int, float)) and self.eps > 0, "eps", self.eps, "must be > 0")
+        require(isinstance(self.eps, (int, float)) and not isinstance(self.eps, bool) and math.isfinite(self.eps)
+                and self.eps > 0, "eps", self.eps, "must be a finite number > 0")
         require(isinstance(self.warmup, int) and not isinstance(self.warmup, bool) and self.warmup >= 0,
                 "warmup", self.warmup, "must be an integer >= 0 (steps)")
         require(self.lr_scheduler in LR_SCHEDULERS, "lr_scheduler", self.lr_scheduler,
@@ -283,6 +285,12 @@ class CheckpointConfig:
                 self.resume, "must be 'latest' or a checkpoint path")
 
 
+def is_one_path_component(name: Any) -> bool:
+    """Whether `name` names an entry of a directory: a directory of its own, not the parent or itself."""
+    separators = {"/", "\0"} | ({os.sep, os.altsep} - {None})
+    return isinstance(name, str) and name not in ("", ".", "..") and not any(char in name for char in separators)
+
+
 @dataclass(kw_only=True)
 class LoggingConfig:
     """Where the run directory goes and how often to log.
@@ -304,8 +312,8 @@ class LoggingConfig:
 
     def __post_init__(self):
         require(isinstance(self.logs, str) and self.logs != "", "logs", self.logs, "must be a directory path")
-        require(self.name is None or (isinstance(self.name, str) and self.name != "" and "/" not in self.name),
-                "name", self.name, "must be a non-empty name without '/'")
+        require(self.name is None or is_one_path_component(self.name), "name", self.name,
+                "must be one path component (not empty, '.' or '..', without '/' or a NUL character)")
         _positive_int("log_every_n_steps", self.log_every_n_steps)
         require(isinstance(self.wandb_project, str) and self.wandb_project != "", "wandb_project",
                 self.wandb_project, "must be a W&B project name")

@@ -18,6 +18,7 @@ from typing import Any, Mapping
 import yaml
 
 from cliplab.data import DataConfig
+from cliplab.train.atomic_files import write_text_atomic
 from cliplab.train.config import ConfigError, TrainConfig
 
 
@@ -155,8 +156,13 @@ def load_config_file(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError("config", str(path), "must be an existing YAML or JSON file")
-    with open(path) as handle:
-        text = handle.read()
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ConfigError("config", str(path), f"must be UTF-8 text (byte 0x{data[error.start]:02x} on line "
+                          f"{line})") from None
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as error:
@@ -214,6 +220,5 @@ def read_data_section(path: str | Path) -> DataConfig:
 
 
 def save_config(config: TrainConfig, path: str | Path) -> None:
-    with open(path, "w") as handle:
-        json.dump(config_to_dict(config), handle, indent=2, sort_keys=False)
-        handle.write("\n")
+    """Write `config` as JSON to `path`, replacing it atomically (a kill leaves the old file or the new)."""
+    write_text_atomic(Path(path), json.dumps(config_to_dict(config), indent=2) + "\n")

@@ -20,8 +20,11 @@ import torch
 from torch import nn
 
 from cliplab.data import DataConfig
-from cliplab.data.loader import build_eval_loader
+from cliplab.data.loader import build_eval_loader, build_map_dataset
+from cliplab.data.samples import MapDataset
+from cliplab.data.webdataset_source import expand_shard_urls
 from cliplab.distributed.agreement import run_on_main
+from cliplab.errors import UserError
 from cliplab.eval import zero_shot_classifier, zero_shot_evaluate
 from cliplab.eval.retrieval import evaluate_retrieval
 from cliplab.train.config import EvalConfig
@@ -43,10 +46,26 @@ def zero_shot_task(data_config: DataConfig) -> ZeroShotTask | None:
     return ZeroShotTask(tuple(FASHION_MNIST_CLASSNAMES), tuple(FASHION_MNIST_TEMPLATES))
 
 
+def open_evaluation_data(data_config: DataConfig) -> MapDataset | None:
+    """The evaluation dataset, opened once (its manifest read, its files found); None for webdataset
+    shards, which are only checked to exist. A UserError here names --val-data when it is set."""
+    try:
+        if data_config.dataset_type == "webdataset":
+            expand_shard_urls(data_config.val_data)
+            return None
+        return build_map_dataset(data_config, train=False)
+    except UserError as error:
+        if data_config.val_data is None:
+            raise
+        raise UserError(f"--val-data {data_config.val_data} (data.val_data, read by the evaluation): {error}") from None
+
+
 def evaluate(model: nn.Module, tokenizer: Callable[[list[str]], torch.Tensor], *, data_config: DataConfig,
              eval_config: EvalConfig, transform: Callable, device: torch.device,
-             autocast: Callable[[], contextlib.AbstractContextManager]) -> dict[str, Any]:
-    """Zero-shot (when the data has classes) and retrieval metrics of the unwrapped `model`.
+             autocast: Callable[[], contextlib.AbstractContextManager],
+             dataset: MapDataset | None = None) -> dict[str, Any]:
+    """Zero-shot (when the data has classes) and retrieval metrics of the unwrapped `model`
+    (on `dataset` when one was opened with `open_evaluation_data`).
 
     Returns the JSON-ready part of an eval record: zero_shot_top1/top5/per_class, confusion_matrix,
     classnames, zero_shot_count, and the retrieval keys (image_to_text_R@1, ...).
@@ -58,7 +77,7 @@ def evaluate(model: nn.Module, tokenizer: Callable[[list[str]], torch.Tensor], *
 
         def loader():
             return build_eval_loader(data_config, transform=transform, tokenize=tokenizer,
-                                     batch_size=eval_config.batch_size, workers=workers)[0]
+                                     batch_size=eval_config.batch_size, workers=workers, dataset=dataset)[0]
 
         with autocast():
             if task is not None:
@@ -74,11 +93,14 @@ def evaluate(model: nn.Module, tokenizer: Callable[[list[str]], torch.Tensor], *
 
 class Evaluator:
     """Evaluates the run's model when due: every `zeroshot_frequency` epochs, and at the end of a run
-    with evaluation data (`evaluates_at_end`), once per step.
+    with evaluation data (`evaluates_at_end`), at most once per step.
 
     The evaluation runs on rank 0 (`run_on_main`): its failure is raised on every rank, which would
     otherwise wait for rank 0 at the next collective until the process-group timeout. Its record is
-    logged there and returned on every rank; `last_record` keeps the latest.
+    logged there and returned on every rank; `last_record` keeps the latest. The evaluation data is
+    opened at start-up (a collective), so that a missing or unreadable --val-data stops the run
+    before it trains rather than after. `restore(record)` hands it the last evaluation an earlier
+    attempt of the run logged.
     """
 
     def __init__(self, eval_config: EvalConfig, data_config: DataConfig, *, evaluates_at_end: bool,
@@ -90,12 +112,22 @@ class Evaluator:
         self.device, self.autocast, self.log = device, autocast, log
         self.last_record: dict[str, Any] | None = None
         self.last_step = -1
+        self.dataset: MapDataset | None = None
+        if evaluates_at_end or eval_config.zeroshot_frequency:
+            run_on_main(self._open_data)
+
+    def _open_data(self) -> None:
+        self.dataset = open_evaluation_data(self.data_config)
+
+    def restore(self, record: dict[str, Any] | None) -> None:
+        """Take `record` (an eval record, or None) as the latest evaluation done."""
+        if record is not None:
+            self.last_record, self.last_step = record, record["step"]
 
     def evaluate_if_due(self, state: TrainState, *, epoch_done: bool, finished: bool) -> None:
         frequency = self.eval_config.zeroshot_frequency
-        if epoch_done and frequency and state.epoch % frequency == 0:
-            self._evaluate(state)
-        if finished and self.evaluates_at_end and self.last_step != state.step:
+        periodic = epoch_done and frequency and state.epoch % frequency == 0
+        if (periodic or (finished and self.evaluates_at_end)) and self.last_step != state.step:
             self._evaluate(state)
 
     def _evaluate(self, state: TrainState) -> None:
@@ -104,7 +136,7 @@ class Evaluator:
 
     def _evaluate_and_log(self, state: TrainState) -> dict[str, Any]:
         metrics = evaluate(self.model, self.tokenizer, data_config=self.data_config, eval_config=self.eval_config,
-                           transform=self.transform, device=self.device, autocast=self.autocast)
+                           transform=self.transform, device=self.device, autocast=self.autocast, dataset=self.dataset)
         record = {"kind": "eval", "step": state.step, "epoch": state.epoch, **metrics}
         self.log(record)
         return record

@@ -1,10 +1,12 @@
-"""Run-directory logging on rank 0: metrics.jsonl, its sinks (TensorBoard, W&B), the console, the summary.
+"""Run-directory logging on rank 0: metrics.jsonl, its sinks (TensorBoard, W&B), the console.
 
 metrics.jsonl holds one JSON object per line: `{"kind": "train", ...}` per logged step,
 `{"kind": "eval", ...}` per evaluation (key lists in docs/training.md) and `{"kind": "data", ...}`
-per epoch, its skipped-sample counts (docs/data.md). When a run resumes from step
-c, lines for steps after c (written before the interruption) are dropped first, so the file reads as
-one uninterrupted run; TensorBoard is told the same with `purge_step`.
+per epoch, its skipped-sample counts (docs/data.md). Each step has at most one line of each kind:
+when a run starts again in its directory from step c (a checkpoint of step c, or step 0 when it was
+interrupted before its first checkpoint), what the interrupted attempt wrote after that checkpoint
+is cut off first (`truncate_metrics_after`), so the file reads as one uninterrupted run;
+TensorBoard is told the same with `purge_step`.
 
 The console (`cliplab.console.Progress`): a tqdm bar over the steps on a terminal; in a log file, or
 with the bar off, a plain line every `log_every_n_steps` steps (`step_line`). Evaluations and skipped
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -22,34 +25,47 @@ from typing import Any, Callable, Mapping
 import torch
 
 from cliplab.console import Progress, format_duration
-from cliplab.eval.run_layout import METRICS_FILE, RUN_CONFIG_FILE, SUMMARY_FILE
+from cliplab.eval.run_layout import METRICS_FILE, RUN_CONFIG_FILE, TENSORBOARD_DIR
 from cliplab.train.accumulation import LossOutput
+from cliplab.train.atomic_files import raise_if_out_of_space
 from cliplab.train.config import LoggingConfig, TrainConfig
 from cliplab.train.config_io import differences_from_defaults
 from cliplab.train.metric_sinks import ScalarSink, TensorBoardSink, WandbSink, scalars_of
 from cliplab.train.state import TrainState
 
 
+def truncate_metrics_after(path: Path, step: int) -> list[dict[str, Any]]:
+    """Cut `path` back to the records of steps up to `step`; return the records kept.
 
-def truncate_metrics_after(path: Path, step: int) -> None:
-    """Keep only the lines of `path` whose step is <= `step` (a resumed run rewrites the rest)."""
+    The run appends records in step order, so what an interrupted attempt wrote after step `step`
+    follows one point of the file: the first line of a later step, or a line torn by a kill (not
+    JSON, or without its newline). The file is truncated there, in place, which needs no free
+    space. Blank lines are kept as they are. (An eval line of `step` itself stays: the evaluation
+    was done; `Trainer.train` repeats one only when it is missing.)
+    """
     if not path.is_file():
-        return
-    kept = []
-    with open(path) as handle:
+        return []
+    kept: list[dict[str, Any]] = []
+    end = 0
+    with open(path, "rb") as handle:
         for line in handle:
-            line = line.strip()
-            if not line:
+            if not line.strip():
+                end += len(line)
                 continue
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line torn by a kill mid-write
-            if int(record.get("step", 0)) <= step:
-                kept.append(line)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    tmp.replace(path)
+            except ValueError:  # JSONDecodeError and UnicodeDecodeError both
+                break
+            if not isinstance(record, dict) or not line.endswith(b"\n"):
+                break
+            record_step = record.get("step", 0)
+            if not isinstance(record_step, int) or record_step > step:
+                break
+            kept.append(record)
+            end += len(line)
+    if end < path.stat().st_size:
+        os.truncate(path, end)
+    return kept
 
 
 def _json_safe(value: Any) -> Any:
@@ -60,17 +76,21 @@ def _json_safe(value: Any) -> Any:
 
 class MetricsLogger:
     """Writes metrics on the main process; every method is a no-op elsewhere. Each record goes to
-    metrics.jsonl, and its numeric values to every sink (`metric_sinks`: TensorBoard, W&B)."""
+    metrics.jsonl, and its numeric values to every sink (`metric_sinks`: TensorBoard, W&B).
+
+    start_step: the step the run starts from; lines an earlier attempt wrote after it are dropped
+    (`truncate_metrics_after`, kept in `resumed_records`) before the sinks are opened.
+    """
 
     def __init__(self, run_dir: str | Path, *, enabled: bool, sinks: Callable[[], list[ScalarSink]] = list,
-                 resume_step: int | None = None):
+                 start_step: int = 0):
         self.enabled = enabled
         self.path = Path(run_dir) / METRICS_FILE
+        self.resumed_records: list[dict[str, Any]] = []
         self._sinks: list[ScalarSink] = []
         if not enabled:
             return
-        if resume_step is not None:
-            truncate_metrics_after(self.path, resume_step)
+        self.resumed_records = truncate_metrics_after(self.path, start_step)
         self._handle = open(self.path, "a")
         self._sinks = sinks()
 
@@ -79,26 +99,39 @@ class MetricsLogger:
         if not self.enabled:
             return
         line = json.dumps({key: _json_safe(value) for key, value in record.items()})
-        self._handle.write(line + "\n")
-        self._handle.flush()
+        try:
+            self._handle.write(line + "\n")
+            self._handle.flush()
+        except OSError as error:
+            raise_if_out_of_space(error, self.path, len(line) + 1)
+            raise
         scalars = scalars_of(record)
         for sink in self._sinks:
             sink.log(scalars, record["step"])
 
+    def last(self, kind: str) -> dict[str, Any] | None:
+        """The last record of `kind` kept from an earlier attempt (None: none, or not the main process)."""
+        return next((record for record in reversed(self.resumed_records) if record.get("kind") == kind), None)
+
     def close(self) -> None:
         if not self.enabled:
             return
-        self._handle.close()
+        try:
+            self._handle.close()
+        except OSError:
+            pass  # the failed flush was reported by `log`
         for sink in self._sinks:
             sink.close()
 
 
-def build_sinks(run_dir: Path, config: LoggingConfig, *, resume_step: int | None,
+def build_sinks(run_dir: Path, config: LoggingConfig, *, start_step: int,
                 run_config: dict[str, Any]) -> list[ScalarSink]:
-    """The sinks `config` asks for (TensorBoard, W&B), opened now."""
+    """The sinks `config` asks for (TensorBoard, W&B), opened now. TensorBoard events an earlier
+    attempt wrote after `start_step` (0 too: a kill before the first checkpoint) are purged."""
     sinks: list[ScalarSink] = []
     if config.tensorboard:
-        sinks.append(TensorBoardSink(run_dir, resume_step=resume_step))
+        earlier_events = (Path(run_dir) / TENSORBOARD_DIR).exists()
+        sinks.append(TensorBoardSink(run_dir, resume_step=start_step if earlier_events else None))
     if config.wandb:
         sinks.append(WandbSink(run_dir, project=config.wandb_project, config=run_config))
     return sinks
@@ -176,13 +209,18 @@ class TrainLogger:
     method is a no-op elsewhere. A train record and a console line every `log_every_n_steps` steps
     and at the last step."""
 
-    def __init__(self, run_dir: Path, config: LoggingConfig, *, enabled: bool, resume_step: int | None,
-                 total_steps: int, initial_step: int, run_config: dict[str, Any]):
+    def __init__(self, run_dir: Path, config: LoggingConfig, *, enabled: bool, start_step: int, total_steps: int,
+                 run_config: dict[str, Any]):
         self.log_every_n_steps, self.total_steps = config.log_every_n_steps, total_steps
-        self.metrics = MetricsLogger(run_dir, enabled=enabled, resume_step=resume_step, sinks=lambda: build_sinks(
-            run_dir, config, resume_step=resume_step, run_config=run_config))
+        self.metrics = MetricsLogger(run_dir, enabled=enabled, start_step=start_step, sinks=lambda: build_sinks(
+            run_dir, config, start_step=start_step, run_config=run_config))
         self.progress = Progress(total_steps, desc="train", unit="step", bar=config.progress_bar,
-                                 initial=initial_step, line_interval_s=None, enabled=enabled)
+                                 initial=start_step, line_interval_s=None, enabled=enabled)
+
+    def last_logged(self, kind: str) -> dict[str, Any] | None:
+        """The last `kind` record an earlier attempt of the run logged up to the step it starts from
+        (None on the other ranks)."""
+        return self.metrics.last(kind)
 
     def log_step(self, state: TrainState, report: StepReport) -> None:
         self.progress.update(1, loss=f"{report.loss:.4f}", samples_per_s=f"{report.samples / report.step_time_s:.0f}",
@@ -224,18 +262,3 @@ def announce_run(config: TrainConfig, run_dir: Path, resume_from: Path | None, s
     if config.eval.eval_at_end and not config.evaluates_at_end:
         print(f"note: no evaluation at the end: a {config.data.dataset_type} run evaluates on data.val_data "
               f"(--val-data), which is not set")
-
-
-def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
-    """summary.json, and the closing line of the run."""
-    with open(run_dir / SUMMARY_FILE, "w") as handle:
-        json.dump(summary, handle, indent=2)
-        handle.write("\n")
-    evaluation = ""
-    if "zero_shot_top1" in summary:
-        evaluation = f"; zero-shot top-1 {summary['zero_shot_top1']:.4f}, top-5 {summary['zero_shot_top5']:.4f}"
-    elif "image_to_text_R@1" in summary:  # data without classes: retrieval only
-        evaluation = (f"; retrieval R@1 image-to-text {summary['image_to_text_R@1']:.4f}, "
-                      f"text-to-image {summary['text_to_image_R@1']:.4f}")
-    print(f"done: {summary['steps']} steps, {summary['samples_seen']} samples in {summary['wall_seconds']:.0f} s"
-          + evaluation + f"; summary in {run_dir / SUMMARY_FILE}")

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from cliplab.data.skipping import epoch_skip_record, step_sample_counts
-from cliplab.distributed.agreement import raise_if_any_rank_failed
+from cliplab.distributed.agreement import raise_if_any_rank_failed, run_on_main
 from cliplab.eval.run_layout import CHECKPOINTS_DIR, RUN_CONFIG_FILE
 from cliplab.train.accumulation import LossOutput, MicroBatch, forward_backward
 from cliplab.train.checkpoint import CheckpointManager
@@ -39,16 +39,17 @@ from cliplab.train.distributed_setup import DistributedContext, init_distributed
 from cliplab.train.evaluation import Evaluator
 from cliplab.train.guards import NonFiniteGuard
 from cliplab.train.loss_table import build_training_loss
-from cliplab.train.metrics_log import StepReport, TrainLogger, announce_run, write_summary
+from cliplab.train.metrics_log import StepReport, TrainLogger, announce_run
 from cliplab.train.model_plan import plan_model
 from cliplab.train.model_setup import build_training_model, build_transforms, describe_run_inputs
 from cliplab.train.objectives_setup import ModelWithObjectives, build_run_objectives
 from cliplab.train.optim import build_optimizer, clamp_logit_scale_, clip_gradients
 from cliplab.train.parallelism import wrap_for_training
 from cliplab.train.precision import Precision
-from cliplab.train.run_dir import prepare_run_dir, resolve_resume
+from cliplab.train.run_dir import RunDirectory, claim_run_dir, resolve_resume
 from cliplab.train.schedule import learning_rate, set_lr, warn_if_warmup_outlasts_run
 from cliplab.train.state import TrainState
+from cliplab.train.summary import strict_summary, write_summary
 from cliplab.train.tokenizer_setup import build_run_tokenizer
 from cliplab.train.torch_setup import configure_torch, seed_everything
 
@@ -80,7 +81,8 @@ def train(config: TrainConfig, *, hooks: TrainHooks | None = None) -> TrainResul
     """Train (or resume) the run described by `config`; see docs/training.md."""
     context = init_distributed(config.distributed)
     try:
-        return Trainer(config, context, hooks or TrainHooks()).train()
+        with claim_run_dir(config) as run_directory:  # locked until the run ends, however it ends
+            return Trainer(config, context, hooks or TrainHooks(), run_directory).train()
     finally:
         shutdown(context)
 
@@ -88,13 +90,15 @@ def train(config: TrainConfig, *, hooks: TrainHooks | None = None) -> TrainResul
 class Trainer:
     """One run: its components (see the module docstring), its state, and the loop over its steps."""
 
-    def __init__(self, config: TrainConfig, context: DistributedContext, hooks: TrainHooks):
+    def __init__(self, config: TrainConfig, context: DistributedContext, hooks: TrainHooks,
+                 run_directory: RunDirectory):
         self.wall_start = time.perf_counter()
         self.config, self.context, self.hooks = config, context, hooks
         configure_torch(config.loop, context)
-        self.run_dir = prepare_run_dir(config)
-        manager = CheckpointManager(self.run_dir / CHECKPOINTS_DIR, keep=config.checkpoint.keep_checkpoints)
-        resume_from = resolve_resume(config.checkpoint.resume, manager)
+        self.run_dir = run_directory.path
+        manager = CheckpointManager(self.run_dir / CHECKPOINTS_DIR, keep=config.checkpoint.keep_checkpoints,
+                                    run_id=run_directory.run_id)
+        resume_from = run_on_main(lambda: resolve_resume(config.checkpoint.resume, manager))
 
         torch.manual_seed(config.loop.seed)  # identical initial weights on every rank
         plan = None if config.model.pretrained else plan_model(config.model, config.data.dataset_type)
@@ -129,20 +133,21 @@ class Trainer:
         self.guard = NonFiniteGuard(config.guards.max_nonfinite_steps)
         if context.is_main:
             warn_if_warmup_outlasts_run(config.optim, self.total_steps)
-        self.logger = self._open_logger(resumed=resume_from is not None)
+        self.logger = self._open_logger()
         self.evaluator = Evaluator(config.eval, config.data, evaluates_at_end=config.evaluates_at_end,
                                    model=self.model, tokenizer=self.tokenizer, transform=transforms.eval,
                                    device=context.device, autocast=self.precision.autocast,
                                    log=self.logger.log_eval)
+        self.evaluator.restore(run_on_main(lambda: self.logger.last_logged("eval")))
         self.last_report: StepReport | None = None
 
-    def _open_logger(self, *, resumed: bool) -> TrainLogger:
+    def _open_logger(self) -> TrainLogger:
         """The run's logger; opening a sink can fail on rank 0 alone (W&B), so the ranks agree first."""
         logger, error = None, None
         try:
             logger = TrainLogger(self.run_dir, self.config.logging, enabled=self.context.is_main,
-                                 resume_step=self.state.step if resumed else None, total_steps=self.total_steps,
-                                 initial_step=self.state.step, run_config=config_to_dict(self.config))
+                                 start_step=self.state.step, total_steps=self.total_steps,
+                                 run_config=config_to_dict(self.config))
         except Exception as caught:  # noqa: BLE001 - raised on every rank by raise_if_any_rank_failed
             error = caught
         raise_if_any_rank_failed(error)
@@ -151,6 +156,9 @@ class Trainer:
     def train(self) -> TrainResult:
         state = self.state
         try:
+            if state.step > 0:  # resumed: an evaluation due after the checkpoint may not have run (or been logged)
+                self.evaluator.evaluate_if_due(state, epoch_done=state.batch_in_epoch == 0,
+                                               finished=state.step >= self.total_steps)
             while state.step < self.total_steps:
                 report = self.train_step()
                 finished = state.step >= self.total_steps
@@ -232,6 +240,14 @@ class Trainer:
             state.start_epoch_sample_counts()
         self.logger.log_data(state, report.epoch, record)
 
+    def _final_loss(self) -> float | None:
+        """The last step's loss: this attempt's, or the one an earlier attempt logged (a run resumed
+        from its final checkpoint trains no step)."""
+        if self.last_report is not None:
+            return self.last_report.loss
+        record = self.logger.last_logged("train")
+        return float(record["loss"]) if record is not None and record["step"] == self.state.step else None
+
     def _finish(self) -> TrainResult:
         state = self.state
         summary = {
@@ -243,12 +259,13 @@ class Trainer:
             "nonfinite_skips": state.nonfinite_skips,
             "wall_seconds": time.perf_counter() - self.wall_start,
             "world_size": self.context.world_size,
-            "final_loss": self.last_report.loss if self.last_report is not None else None,
+            "final_loss": self._final_loss(),
             "checkpoint": str(self.checkpointer.latest()) if self.context.is_main else None,
         }
         if self.evaluator.last_record is not None:
             summary.update({key: value for key, value in self.evaluator.last_record.items()
                             if key not in ("kind", "step", "epoch")})
+        summary = strict_summary(summary)
         if self.context.is_main:
             write_summary(self.run_dir, summary)
         return TrainResult(run_dir=self.run_dir, summary=summary)
