@@ -204,7 +204,7 @@ def test_run_directory_resolves_through_latest(tmp_path):
     [("missing", "does not exist"), ("text_file", r"not a checkpoint cliplab reads; accepted: \(1\)"),
      ("empty_dir", r"is not a checkpoint: it holds nothing; accepted: \(1\) a cliplab bundle"),
      ("run_without_latest", "no checkpoints/latest"), ("dangling_latest", "not a complete checkpoint"),
-     ("empty_latest", "is empty")],
+     ("empty_latest", "is empty"), ("binary_latest", "is not UTF-8 text; expected the name of a checkpoint")],
 )
 def test_paths_that_are_not_checkpoints_fail_clearly(tmp_path, layout, message):
     path = tmp_path / "target"
@@ -215,9 +215,10 @@ def test_paths_that_are_not_checkpoints_fail_clearly(tmp_path, layout, message):
         path.mkdir()
     elif layout == "run_without_latest":
         (path / "checkpoints" / "step_0000001").mkdir(parents=True)
-    elif layout in ("dangling_latest", "empty_latest"):
+    elif layout in ("dangling_latest", "empty_latest", "binary_latest"):
         (path / "checkpoints").mkdir(parents=True)
-        (path / "checkpoints" / "latest").write_text("step_0000009" if layout == "dangling_latest" else "  \n")
+        contents = {"dangling_latest": b"step_0000009", "empty_latest": b"  \n", "binary_latest": b"\xff\xfe\x00"}
+        (path / "checkpoints" / "latest").write_bytes(contents[layout])
     with pytest.raises(CheckpointNotFoundError, match=message) as caught:
         load_model(path)
     assert str(path) in str(caught.value)

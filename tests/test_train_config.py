@@ -190,3 +190,34 @@ def test_final_evaluation_is_skipped_without_evaluation_data():
 def test_csv_and_webdataset_runs_need_train_data():
     with pytest.raises(ConfigError, match=r"'data.train_data'.*dataset_type 'csv' \(--train-data\)"):
         config_from_dict({"data": {"dataset_type": "csv", "val_data": "val.tsv"}})
+
+
+def test_differences_from_defaults_name_each_changed_key_in_field_order():
+    from cliplab.train.config_io import differences_from_defaults, resolve_config
+
+    config = resolve_config(None, {"loop.batch_size": 8, "data.dataset_type": "csv", "data.train_data": "x.tsv",
+                                   "model.overrides": {"vision.width": 16}, "loop.epochs": 5,
+                                   "objectives.contrastive.decoupled": True})
+    assert differences_from_defaults(config) == {"model.overrides": {"vision.width": 16}, "data.dataset_type": "csv",
+                                                 "data.train_data": "x.tsv", "loop.batch_size": 8,
+                                                 "objectives.contrastive.decoupled": True}
+    assert differences_from_defaults(resolve_config()) == {}
+
+
+def test_the_data_section_of_a_run_config_reads_without_the_other_sections_needs(tmp_path, monkeypatch):
+    import importlib.util
+
+    from cliplab.train.config_io import read_data_section
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"data": {"dataset_type": "csv", "train_data": "t.tsv", "val_data": "v.tsv"},
+                                "logging": {"wandb": True}}))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *rest: None if name == "wandb" else real(name, *rest))
+    with pytest.raises(ConfigError, match="needs the wandb package"):  # the whole config does not build here
+        config_from_dict(load_config_file(path))
+    data = read_data_section(path)
+    assert (data.dataset_type, data.train_data, data.val_data) == ("csv", "t.tsv", "v.tsv")
+    path.write_text(json.dumps({"data": {"dataset_type": "csv", "train_data": "t.tsv", "csv_separator": "ab"}}))
+    with pytest.raises(ConfigError, match="config section 'data': csv_separator must be one character"):
+        read_data_section(path)

@@ -39,7 +39,7 @@ def test_a_tokenizer_is_trained_on_the_captions_and_checked_against_the_text_tow
     manifest = make_manifest(tmp_path / "data", 8)
     chosen = build_run_tokenizer(ModelSetupConfig(), _csv(manifest), MODEL, resume_from=None, run_dir=tmp_path)
     assert (tmp_path / "tokenizer.json").is_file()
-    assert chosen.origin == f"trained on the captions of the training data, saved in {tmp_path}"
+    assert chosen.origin == f"a BPE trained on the captions of the training data, saved in {tmp_path}"
     assert chosen.tokenizer(["caption 3"]).shape == (1, 12)
     again = build_run_tokenizer(ModelSetupConfig(tokenizer=str(tmp_path / "tokenizer.json")), _csv(manifest), MODEL,
                                 resume_from=None, run_dir=tmp_path / "elsewhere")

@@ -123,7 +123,11 @@ def is_bundle(path: Path) -> bool:
 
 
 def _follow_latest(pointer: Path) -> Path:
-    name = pointer.read_text().strip()
+    try:
+        name = pointer.read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError:
+        raise CheckpointNotFoundError(f"{pointer} is not UTF-8 text; expected the name of a checkpoint directory") \
+            from None
     if not name:
         raise CheckpointNotFoundError(f"{pointer} is empty; expected the name of a checkpoint directory")
     target = pointer.parent / name  # an absolute name replaces the parent

@@ -11,6 +11,7 @@ see docs/training.md for the table from flag to key.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 from dataclasses import dataclass, field
@@ -85,6 +86,11 @@ class ModelSetupConfig:
     tokenizer: a tokenizer.json file, a tokenizer directory or an open_clip model name (None: the
         resumed checkpoint's, the pretrained checkpoint's, the open_clip architecture's own, or one
         trained on the captions; see `cliplab.train.tokenizer_setup`).
+    force_image_size: the side of the model's square input images instead of its config's (open_clip's
+        --force-image-size); the preprocessing follows it. Not with `pretrained`.
+    image_mean / image_std: the per-channel (R, G, B) normalisation instead of the one
+        `model_plan.plan_model` picks for the data (open_clip's --image-mean / --image-std). Not with
+        `pretrained` (the checkpoint brings its preprocessing).
     lock_image / lock_text and their unlocked counts mean what open_clip's flags mean.
     """
 
@@ -92,6 +98,9 @@ class ModelSetupConfig:
     pretrained: Optional[str] = None
     overrides: Optional[dict] = None
     tokenizer: Optional[str] = None
+    force_image_size: Optional[int] = None
+    image_mean: Optional[tuple[float, ...]] = None
+    image_std: Optional[tuple[float, ...]] = None
     lock_image: bool = False
     lock_image_unlocked_groups: int = 0
     lock_image_freeze_bn_stats: bool = False
@@ -113,6 +122,17 @@ class ModelSetupConfig:
         require(isinstance(self.overrides, dict), "overrides", self.overrides, "must be a mapping")
         require(not (self.pretrained and self.overrides), "overrides", self.overrides,
                 "cannot change the architecture of pretrained weights (model.pretrained): remove them")
+        _optional_positive_int("force_image_size", self.force_image_size)
+        for key in ("image_mean", "image_std"):
+            value = getattr(self, key)
+            require(value is None or (len(value) == 3 and all(math.isfinite(channel) for channel in value)), key,
+                    value, "must be 3 numbers (R, G, B) or null")
+        require(self.image_std is None or min(self.image_std) > 0, "image_std", self.image_std,
+                "must be > 0 in every channel")
+        for key in ("force_image_size", "image_mean", "image_std"):
+            require(not (self.pretrained and getattr(self, key) is not None), key, getattr(self, key),
+                    "cannot change the preprocessing of pretrained weights (model.pretrained brings its own): "
+                    "remove it")
         for key in ("lock_image_unlocked_groups", "lock_text_unlocked_layers"):
             value = getattr(self, key)
             require(isinstance(value, int) and not isinstance(value, bool) and value >= 0, key, value,
@@ -276,12 +296,18 @@ class LoggingConfig:
     """Where the run directory goes and how often to log.
 
     The run directory is `<logs>/<name>`; name defaults to `<date>-<time>-<model>`.
+    log_every_n_steps: a metrics.jsonl record, and a console line where no progress bar is drawn.
+    progress_bar: a tqdm bar on a terminal (the console lines replace it in a log file).
+    tensorboard / wandb: the metric sinks besides metrics.jsonl (`metric_sinks`); wandb needs the
+        `wandb` extra and logs to the W&B project `wandb_project`.
     """
 
     logs: str = "./logs"
     name: Optional[str] = None
     log_every_n_steps: int = 10
     tensorboard: bool = True
+    wandb: bool = False
+    wandb_project: str = "cliplab"
     progress_bar: bool = True
 
     def __post_init__(self):
@@ -289,6 +315,10 @@ class LoggingConfig:
         require(self.name is None or is_one_path_component(self.name), "name", self.name,
                 "must be one path component (not empty, '.' or '..', without '/' or a NUL character)")
         _positive_int("log_every_n_steps", self.log_every_n_steps)
+        require(isinstance(self.wandb_project, str) and self.wandb_project != "", "wandb_project",
+                self.wandb_project, "must be a W&B project name")
+        require(not self.wandb or importlib.util.find_spec("wandb") is not None, "wandb", self.wandb,
+                "needs the wandb package (pip install 'cliplab[wandb]')")
 
 
 @dataclass(kw_only=True)

@@ -1,6 +1,7 @@
 """The model a run trains, built from the `model` section: created or loaded, towers locked, on the device.
 
-    model.pretrained None    create_model(name, **overrides): freshly initialised from the global RNG
+    model.pretrained None    create_model(name, **overrides), the overrides planned for the run's data
+                             (`model_plan`): freshly initialised from the global RNG
     model.pretrained PATH    cliplab.bundle.load_model(PATH, model=name): the checkpoint's architecture,
                              weights, tokenizer and preprocessing (any format `cliplab.load` reads;
                              `name` names the architecture of formats that carry none, and must agree
@@ -25,6 +26,7 @@ from cliplab.distributed.agreement import raise_if_any_rank_failed
 from cliplab.errors import UserError
 from cliplab.models import create_model
 from cliplab.train.config import ConfigError, ModelSetupConfig
+from cliplab.train.model_plan import ModelPlan
 from cliplab.train.tokenizer_setup import RunTokenizer
 
 
@@ -47,9 +49,10 @@ class TrainingModel:
     weights: WeightsOpener | None = None
 
 
-def _created_model(setup: ModelSetupConfig) -> nn.Module:
+def _created_model(setup: ModelSetupConfig, plan: ModelPlan | None) -> nn.Module:
+    overrides = setup.overrides if plan is None else plan.overrides
     try:
-        return create_model(setup.name, output_dict=True, **setup.overrides)
+        return create_model(setup.name, output_dict=True, **overrides)
     except ValueError as error:
         raise ConfigError("model", setup.name, f"does not build a model: {error}") from None
 
@@ -88,23 +91,27 @@ def _lock(model: nn.Module, setup: ModelSetupConfig) -> None:
                 raise ConfigError(f"model.{key}", unlocked, f"does not fit the model: {error}") from None
 
 
-def build_training_model(setup: ModelSetupConfig, device: torch.device, *, resuming: bool = False) -> TrainingModel:
+def build_training_model(setup: ModelSetupConfig, device: torch.device, *, plan: ModelPlan | None = None,
+                         resuming: bool = False) -> TrainingModel:
     """The run's model (see the module docstring), towers locked as asked, on `device`, in train mode.
     A fresh model draws its initial weights from the global torch generator; a loaded one draws
-    nothing. resuming: the weights will come from a resumed checkpoint (see the module docstring)."""
+    nothing. plan: a fresh model's size and normalisation for the run's data (`model_plan.plan_model`;
+    None: the section's overrides as they are). resuming: the weights will come from a resumed
+    checkpoint (see the module docstring)."""
     opener = None
     if setup.pretrained is None:
-        model, tokenizer = _created_model(setup), None
+        model, tokenizer = _created_model(setup, plan), None
         origin, weights = f"the model config {setup.name}", "freshly initialised"
+        preprocess_origin = origin if plan is None else plan.origin
     else:
         model, tokenizer, origin, opener = _pretrained_model(setup, device, resuming)
-        weights = "with its weights"
+        weights, preprocess_origin = "with its weights", origin
     if resuming:
         weights = "weights from the resumed checkpoint"
     _lock(model, setup)
     if setup.grad_checkpointing:
         model.set_grad_checkpointing(True)
-    return TrainingModel(model.to(device).train(), tokenizer, f"{origin}, {weights}", origin, opener)
+    return TrainingModel(model.to(device).train(), tokenizer, f"{origin}, {weights}", preprocess_origin, opener)
 
 
 @dataclass(frozen=True)

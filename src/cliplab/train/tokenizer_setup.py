@@ -97,7 +97,7 @@ def _chosen_tokenizer(setup: ModelSetupConfig, data: DataConfig, text: TextConfi
         return RunTokenizer(get_tokenizer(setup.name, text.context_length),
                             f"open_clip's tokenizer for {setup.name}")
     run_on_main(lambda: _train_tokenizer(data, text, run_dir))
-    return RunTokenizer(load_tokenizer(run_dir), f"trained on the captions of the training data, saved in {run_dir}")
+    return RunTokenizer(load_tokenizer(run_dir), f"a BPE trained on the captions of the training data, saved in {run_dir}")
 
 
 def build_run_tokenizer(setup: ModelSetupConfig, data: DataConfig, model: ModelConfig, *,
