@@ -16,6 +16,6 @@ fi
 PYTHON=${PYTHON:-python3}
 # torch first and pinned, so nothing resolves a newer (CUDA) build.
 "$PYTHON" -m pip install -q "torch==2.13.0"
-"$PYTHON" -m pip install -q -e ".[test,parquet]"
+"$PYTHON" -m pip install -q -e ".[test,parquet,wandb]"
 # A test oracle only: open_clip's model code and tokenizer, without its torchvision/timm dependencies.
 "$PYTHON" -m pip install -q --no-deps "open_clip_torch==3.3.0"

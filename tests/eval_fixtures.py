@@ -4,7 +4,8 @@
 Fashion-MNIST with a zero-shot and retrieval evaluation after each, so its run directory holds
 everything the loop writes (config.json, metrics.jsonl, summary.json, checkpoints/latest and a
 step directory with train_state.pt); the step's weights are also re-saved as a plain bundle.
-`coca_run` is the run directory of a few training steps of a shrunken "tiny-coca".
+`coca_run` is the run directory of a few training steps of a shrunken "tiny-coca". `csv_run` is a
+run of 2 steps on a manifest of colour images, evaluated on another (no Fashion-MNIST needed).
 
 Both skip when the Fashion-MNIST files are not installed (the Debian package dataset-fashion-mnist),
 as tests/test_data_fashion_mnist.py does. Import the fixtures into a test module
@@ -132,6 +133,42 @@ def coca_run(tmp_path_factory) -> Path:
         config.eval = EvalConfig(eval_at_end=False)
         _BUILT["coca_run"] = _train(config)
     return _BUILT["coca_run"]
+
+
+@dataclass(frozen=True)
+class CsvRun:
+    """run_dir: a run trained on train_manifest (16 rows) for 2 steps, evaluated at the end on
+    val_manifest (12 rows, captions "val caption i", no labels), with a checkpoint at the end."""
+
+    run_dir: Path
+    train_manifest: Path
+    val_manifest: Path
+
+
+def _build_csv_run(root: Path) -> CsvRun:
+    from cliplab.cli import main
+    from data_fixtures import make_manifest
+
+    train = make_manifest(root / "train", 16)
+    val = make_manifest(root / "val", 12)
+    val.write_text(val.read_text().replace("\tcaption ", "\tval caption "))
+    threads = torch.get_num_threads()
+    try:
+        assert main([str(arg) for arg in (
+            "train", "--logs", root / "logs", "--name", "csv", "--dataset-type", "csv", "--train-data", train,
+            "--val-data", val, "--max-steps", 2, "--batch-size", 8, "--workers", 0, "--threads", 1, "--warmup", 1,
+            "--no-progress-bar", "--no-tensorboard", "--set", "model.overrides={vision.width: 16, text.width: 32, "
+            "text.heads: 2, text.layers: 1, text.context_length: 20, embed_dim: 16}")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return CsvRun(run_dir=root / "logs" / "csv", train_manifest=train, val_manifest=val)
+
+
+@pytest.fixture(scope="session")
+def csv_run(tmp_path_factory) -> CsvRun:
+    if "csv_run" not in _BUILT:
+        _BUILT["csv_run"] = _build_csv_run(tmp_path_factory.mktemp("csv_run"))
+    return _BUILT["csv_run"]
 
 
 def run_cli(argv: list[str]) -> int:

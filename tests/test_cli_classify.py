@@ -48,3 +48,39 @@ def test_bad_labels_top_k_and_images(trained_run, tmp_path, capsys):
     broken.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     assert run_cli(["classify", trained_run.bundle, broken, "--labels", "a,b"]) == 2
     assert "broken.png cannot be read" in capsys.readouterr().err
+
+
+def _direct_probabilities(bundle, images, prompts):
+    model, preprocess, tokenizer = load(bundle)
+    with torch.no_grad():
+        image_features = model.encode_image(torch.stack([preprocess(Image.open(p).convert("RGB")) for p in images]),
+                                            normalize=True)
+        label_features = model.encode_text(tokenizer(prompts), normalize=True)
+        return (min(model.logit_scale.exp().item(), 100.0) * image_features @ label_features.T).softmax(dim=1)
+
+
+@pytest.mark.parametrize("labels, extra, prompts", [
+    (["a red circle", "a blue square", "sneaker"], [], ["a red circle", "a blue square", "a photo of the sneaker."]),
+    (["red circle", "blue square"], ["--template", "{}"], ["red circle", "blue square"]),
+    (["circle", "square."], ["--template", "a drawing of a {}."], ["a drawing of a circle.", "square."]),
+])
+def test_labels_that_are_phrases_are_used_as_written(trained_run, tmp_path, labels, extra, prompts):
+    images = trained_run.image_paths[:2]
+    out = tmp_path / "predictions.json"
+    assert run_cli(["classify", trained_run.bundle, *images, "--labels", ",".join(labels), *extra, "--out", out]) == 0
+    expected = _direct_probabilities(trained_run.bundle, images, prompts)
+    for prediction, row in zip(json.loads(out.read_text()), expected):
+        assert [prediction["probabilities"][label] for label in labels] == pytest.approx(row.tolist(), abs=1e-5)
+
+
+def test_template_without_a_placeholder_is_named(trained_run, capsys):
+    assert run_cli(["classify", trained_run.bundle, trained_run.image_paths[0], "--labels", "a,b",
+                    "--template", "a photo"]) == 2
+    assert "--template: 'a photo' must contain '{}'" in capsys.readouterr().err
+
+
+def test_help_states_the_template_and_the_phrase_rule(capsys):
+    with pytest.raises(SystemExit):
+        run_cli(["classify", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "'a photo of the {}.'" in text and "A label that is a phrase already, starting with a, an or the" in text

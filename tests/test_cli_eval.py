@@ -10,7 +10,7 @@ from cliplab.bundle import load
 from cliplab.data import FASHION_MNIST_CLASSNAMES, FASHION_MNIST_TEMPLATES, FashionMnistDataset
 from cliplab.eval.retrieval import retrieval_metrics
 from cliplab.eval.zero_shot import zero_shot_classifier
-from eval_fixtures import NUM_TEST_IMAGES, run_cli, trained_run  # noqa: F401  (session fixture)
+from eval_fixtures import NUM_TEST_IMAGES, csv_run, run_cli, trained_run  # noqa: F401  (session fixtures)
 
 
 def _direct_predictions(bundle, pil_images, classnames, templates):
@@ -160,3 +160,48 @@ def test_help_lists_commands_and_examples(capsys):
             run_cli([command, "--help"])
         assert exited.value.code == 0
         assert "examples:" in capsys.readouterr().out
+
+
+def test_a_csv_run_is_evaluated_on_retrieval_without_fashion_mnist_zero_shot(csv_run, tmp_path, capsys):
+    given, default = tmp_path / "given.json", tmp_path / "default.json"
+    assert run_cli(["eval", csv_run.run_dir, "--retrieval-data", csv_run.val_manifest, "--out", given]) == 0
+    printed = capsys.readouterr().out
+    assert "no Fashion-MNIST zero-shot: the run trained on csv data (--zero-shot runs it)" in printed
+    assert "zero-shot on" not in printed
+    assert run_cli(["eval", csv_run.run_dir, "--out", default]) == 0  # its own validation data
+    results, own = json.loads(given.read_text()), json.loads(default.read_text())
+    assert "zero_shot" not in results and "zero_shot" not in own
+    assert results["retrieval"]["count"] == 12 and own["retrieval"] == results["retrieval"]
+    summary = json.loads((csv_run.run_dir / "summary.json").read_text())
+    assert results["retrieval"]["image_to_text_R@1"] == pytest.approx(summary["image_to_text_R@1"])
+
+
+def test_zero_shot_of_a_csv_run_when_asked(csv_run, tmp_path):
+    out = tmp_path / "asked.json"
+    assert run_cli(["eval", csv_run.run_dir, "--zero-shot", "--max-samples", 10, "--no-zero-shot", "--zero-shot",
+                    "--out", out]) == 0
+    assert json.loads(out.read_text())["zero_shot"]["zero_shot_count"] == 10
+
+
+def test_retrieval_on_parquet_equals_retrieval_on_the_same_pairs_as_a_manifest(csv_run, tmp_path):
+    pytest.importorskip("pyarrow")
+    from data_fixtures import make_manifest, make_parquet
+
+    manifest = make_manifest(tmp_path / "pairs", 12)  # the same images and captions as the parquet file's rows
+    parquet = make_parquet(tmp_path / "pairs.parquet", 12, image_key="picture", caption_key="alt", label_key=None)
+    results = []
+    for index, data in enumerate((["--retrieval-data", manifest],
+                                  ["--retrieval-data", parquet, "--dataset-type", "parquet",
+                                   "--parquet-image-key", "picture", "--parquet-caption-key", "alt"])):
+        out = tmp_path / f"{index}.json"
+        assert run_cli(["eval", csv_run.run_dir, *data, "--batch-size", 5, "--out", out]) == 0
+        results.append(json.loads(out.read_text())["retrieval"])
+    assert results[1]["count"] == 12 and results[1]["data"] == str(parquet)
+    assert {k: v for k, v in results[0].items() if k != "data"} == {k: v for k, v in results[1].items() if k != "data"}
+
+
+def test_eval_progress_in_a_log_file_is_plain_lines(trained_run, capsys):
+    assert run_cli(["eval", trained_run.bundle, "--max-samples", 30, "--batch-size", 10]) == 0
+    captured = capsys.readouterr()
+    assert "zero-shot: 30/30 img (100%)" in captured.out and ", done in " in captured.out
+    assert "\r" not in captured.out + captured.err

@@ -54,3 +54,17 @@ def test_help_has_examples(capsys):
     text = shards.format_help()
     assert "cliplab shards --from fashion-mnist --split train --out" in text
     assert "--samples-per-shard" in text and "--csv-separator" in text
+
+
+def test_help_trains_on_the_shards_without_a_sample_count():
+    import shlex
+
+    from cliplab.cli import build_parser
+    from cliplab.cli.train_command import overrides_from_args
+
+    example = shards_command.EXAMPLES.split("then train on them")[1]
+    command = " ".join(line.strip().rstrip("\\") for line in example.splitlines()[1:] if line.strip())
+    overrides = overrides_from_args(build_parser().parse_args(shlex.split(command)[1:]))
+    assert overrides == {"data.dataset_type": "webdataset",
+                         "data.train_data": "shards/fmnist/train-{000000..000005}.tar"}  # 60000 / 10000 shards
+    assert "--train-num-samples" not in shards_command.EXAMPLES

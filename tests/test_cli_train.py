@@ -20,11 +20,11 @@ FROZEN_FLAGS = [
     "--no-fsdp", "--no-gather-with-grad", "--no-grad-checkpointing", "--no-local-loss", "--no-lock-image",
     "--no-lock-image-freeze-bn-stats", "--no-lock-text", "--no-lock-text-freeze-layer-norm",
     "--no-dataset-resampled", "--no-progress-bar", "--no-siglip", "--no-tensorboard", "--no-tiled-loss",
-    "--no-torchcompile", "--precision", "--progress-bar", "--report-to", "--resume", "--save-every-steps",
-    "--save-frequency", "--seed", "--set",
+    "--no-torchcompile", "--precision", "--pretrained", "--progress-bar", "--report-to", "--resume",
+    "--save-every-steps", "--save-frequency", "--seed", "--set",
     "--siglip", "--tensorboard", "--threads", "--tile-size", "--tiled-loss", "--tokenizer", "--torchcompile",
     "--train-data", "--train-num-samples", "--val-data", "--val-num-samples", "--warmup", "--wd", "--workers",
-    "--zeroshot-frequency",
+    "--zeroshot-frequency", "--force-image-size", "--image-mean", "--image-std", "--wandb-project-name",
 ]
 
 
@@ -44,8 +44,9 @@ def test_every_flag_maps_to_a_real_config_key():
     from cliplab.train.config_io import resolve_config
 
     for flag in FLAGS:
-        section, key = flag.key.split(".")
-        assert key in resolve_config().__dict__[section].__dict__, flag.key
+        for dotted in flag.keys:
+            section, key = dotted.split(".")
+            assert key in resolve_config().__dict__[section].__dict__, dotted
 
 
 def test_flags_become_overrides_and_win_over_set():
@@ -89,7 +90,8 @@ def test_help_shows_readable_placeholders(capsys):
     text = capsys.readouterr().out
     assert "FLAG__" not in text and "flag__" not in text
     for shown in ("--train-data PATH", "--batch-size BATCH_SIZE", "--logs DIR", "--resume {latest,DIR}",
-                  "--dataset-type {fashion-mnist,csv,webdataset,parquet}", "--report-to {tensorboard,all,none}"):
+                  "--dataset-type {fashion-mnist,csv,webdataset,parquet}", "--report-to {tensorboard,wandb,all,none}",
+                  "--image-mean M M M", "--force-image-size SIZE"):
         assert shown in text, shown
 
 
@@ -97,7 +99,19 @@ def test_open_clip_flags_map_onto_cliplab_keys():
     args = build_parser().parse_args(["train", "--dataset-resampled", "--coca-caption-loss-weight", "1.5",
                                       "--coca-contrastive-loss-weight", "0.5", "--report-to", "tensorboard"])
     assert overrides_from_args(args) == {"data.dataset_resampled": True, "loss.coca_caption_loss_weight": 1.5,
-                                         "loss.coca_contrastive_loss_weight": 0.5, "logging.tensorboard": True}
+                                         "loss.coca_contrastive_loss_weight": 0.5, "logging.tensorboard": True,
+                                         "logging.wandb": False}
+
+
+def test_image_flags_map_onto_the_model_section():
+    args = build_parser().parse_args(["train", "--force-image-size", "64", "--image-mean", "0.5", "0.4", "0.3",
+                                      "--image-std", "0.2", "0.2", "0.2"])
+    overrides = overrides_from_args(args)
+    assert overrides == {"model.force_image_size": 64, "model.image_mean": [0.5, 0.4, 0.3],
+                         "model.image_std": [0.2, 0.2, 0.2]}
+    from cliplab.train.config_io import resolve_config
+
+    assert resolve_config(None, overrides).model.image_mean == (0.5, 0.4, 0.3)
 
 
 def test_data_column_flags_map_onto_data_keys():
@@ -109,14 +123,15 @@ def test_data_column_flags_map_onto_data_keys():
                                          "data.csv_label_key": "label"}
 
 
-@pytest.mark.parametrize("value, tensorboard", [("tensorboard", True), ("all", True), ("none", False), ("", False),
-                                                ("TensorBoard,", True)])
-def test_report_to_is_the_tensorboard_switch(value, tensorboard):
+@pytest.mark.parametrize("value, tensorboard, wandb", [
+    ("tensorboard", True, False), ("all", True, True), ("none", False, False), ("", False, False),
+    ("TensorBoard,", True, False), ("wandb", False, True), ("wandb,tensorboard", True, True)])
+def test_report_to_chooses_the_sinks(value, tensorboard, wandb):
     args = build_parser().parse_args(["train", "--report-to", value])
-    assert overrides_from_args(args) == {"logging.tensorboard": tensorboard}
+    assert overrides_from_args(args) == {"logging.tensorboard": tensorboard, "logging.wandb": wandb}
 
 
-@pytest.mark.parametrize("value", ["wandb", "wandb,tensorboard", "none,tensorboard"])
+@pytest.mark.parametrize("value", ["comet", "wandb,comet", "none,tensorboard"])
 def test_report_to_refuses_what_cliplab_cannot_do(value, capsys):
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(["train", "--report-to", value])
@@ -225,17 +240,41 @@ def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
 
 
 def test_csv_run_without_val_data_trains_and_skips_the_final_evaluation(tmp_path, capsys):
+    """Also what its console says, as a log file gets it (capsys: not a terminal): the config's path and
+    what differs from the defaults, the image statistics, the warmup warning, a plain line per step."""
     import json
 
+    from cliplab.data.transforms import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
     from data_fixtures import make_manifest
 
     manifest = make_manifest(tmp_path / "data", 32)
-    code = main(_tiny_run_argv(tmp_path / "logs", "--dataset-type", "csv", "--train-data", str(manifest)))
-    out = capsys.readouterr().out
-    assert code == 0
+    code = main(_tiny_run_argv(tmp_path / "logs", "--dataset-type", "csv", "--train-data", str(manifest),
+                               "--force-image-size", "32", "--log-every-n-steps", "1"))
+    captured = capsys.readouterr()
+    out = captured.out
+    assert code == 0, captured.err
     assert "note: no evaluation at the end" in out and "--val-data" in out
     summary = json.loads((tmp_path / "logs" / "run" / "summary.json").read_text())
     assert summary["steps"] == 2 and "image_to_text_R@1" not in summary and "zero_shot_top1" not in summary
+
+    run_dir = tmp_path / "logs" / "run"
+    assert f"config: {run_dir / 'config.json'}; set here (the rest are defaults):\n" in out
+    assert '\n  data.dataset_type: "csv"\n' in out and "\n  loop.max_steps: 2\n" in out
+    assert "resolved config" not in out and '"optim": {' not in out  # not the whole config
+    assert ("warning: warmup is 100 steps (--warmup) but the run has 2: the learning rate rises to 4e-05 at the "
+            "last step and never reaches its peak 0.002 (--lr)") in out
+    assert ("\npreprocessing: 32x32 bicubic, resize shortest, mean (0.4815, 0.4578, 0.4082), std (0.2686, 0.2613, "
+            "0.2758); training: random resized crop scale (0.9, 1), ratio (0.75, 1.333), horizontal flip; from OpenAI "
+            "CLIP's statistics: the tiny config's are Fashion-MNIST's grayscale ones, which do not fit csv images; "
+            "--image-mean/--image-std choose others, size from --force-image-size\n") in out
+    steps = [line for line in out.splitlines() if line.startswith("step ")]
+    assert [line.split(" | ")[:2] for line in steps] == [["step 1/2 (50%)", "epoch 0"], ["step 2/2 (100%)", "epoch 0"]]
+    assert all(" | loss " in line and " | lr " in line and " samples/s | data wait " in line for line in steps)
+    assert "\r" not in out + captured.err
+    bundle_config = json.loads((run_dir / "checkpoints" / "step_0000002" / "config.json").read_text())
+    assert bundle_config["vision"]["image_size"] == bundle_config["preprocess"]["image_size"] == 32
+    assert tuple(bundle_config["preprocess"]["mean"]) == OPENAI_CLIP_MEAN
+    assert tuple(bundle_config["preprocess"]["std"]) == OPENAI_CLIP_STD
 
 
 def test_csv_run_with_val_data_reports_retrieval_and_no_zero_shot(tmp_path, capsys):
@@ -311,3 +350,52 @@ def test_objective_replacing_the_loss_of_a_coca_or_siglip_model_fails_at_start(m
     code = main(["train", "--logs", str(tmp_path), "--name", "x", "--model", model, *siglip, "--max-steps", "1",
                  "--set", f"objectives.{objective}=true"])
     _assert_user_error(code, capsys, f"'{objective}'", f"{model.split('-')[1]} model")
+
+
+# --- the fine-tuning recipe of docs/pretrained.md -----------------------------------------------
+
+
+def _recipe_commands() -> list[list[str]]:
+    """The `cliplab` command lines of the bash block in docs/pretrained.md's "Fine-tuning" section
+    (continuation lines joined), each as argv after `cliplab`."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "pretrained.md").read_text()
+    section = re.search(r"^## Fine-tuning\n(.*?)^## ", text, re.DOTALL | re.MULTILINE).group(1)
+    (block,) = re.findall(r"```bash\n(.*?)```", section, re.DOTALL)
+    lines = block.replace("\\\n", " ").splitlines()
+    assert all(line.startswith("cliplab ") for line in lines), lines
+    return [shlex.split(line)[1:] for line in lines]
+
+
+def test_the_fine_tuning_recipe_runs_as_written(tmp_path, monkeypatch, capsys):
+    """In a scratch directory laid out as the recipe assumes (a small random-weight open_clip hub
+    directory, 8 captioned images in train.tsv and val.tsv), in this process; the train line gets
+    `--epochs 1 --batch-size 4 --workers 0` appended, to fit 8 images and a second."""
+    import json
+
+    import torch
+
+    from cliplab.bundle import load_model
+    from data_fixtures import make_manifest
+    from finetune_fixtures import write_small_hub
+
+    commands = _recipe_commands()
+    pretrained = commands[0][commands[0].index("--pretrained") + 1]
+    write_small_hub(tmp_path / pretrained)
+    manifest = make_manifest(tmp_path, 8)
+    (tmp_path / "train.tsv").write_text(manifest.read_text())
+    (tmp_path / "val.tsv").write_text(manifest.read_text())
+    monkeypatch.chdir(tmp_path)
+    for argv in commands:
+        extra = ["--epochs", "1", "--batch-size", "4", "--workers", "0"] if argv[0] == "train" else []
+        assert main([*argv, *extra]) == 0, capsys.readouterr().err
+    summary = json.loads((tmp_path / "logs" / "finetune" / "summary.json").read_text())
+    assert summary["steps"] == 2 and "image_to_text_R@1" in summary
+    fine_tuned = load_model(tmp_path / "logs" / "finetune").model.state_dict()
+    exported = load_model(tmp_path / commands[2][commands[2].index("--out") + 1])
+    assert exported.format == "open_clip_hub"
+    assert all(torch.equal(exported.model.state_dict()[name], tensor) for name, tensor in fine_tuned.items())
+    assert (tmp_path / commands[3][commands[3].index("--out") + 1] / "model.safetensors").is_file()

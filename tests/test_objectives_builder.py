@@ -4,6 +4,8 @@ import pytest
 import torch
 import torch.nn as nn
 
+from cliplab.data.tokenizer_base import MissingTokenError
+from cliplab.data.tokenizer_openai import openai_bpe_tokenizer
 from cliplab.models import create_model
 from cliplab.objectives import ObjectivesConfig, UnsupportedObjectiveError, build_objectives
 
@@ -40,6 +42,18 @@ def test_heads_are_sized_from_the_models_typed_config():
     linears = {name: module for name, module in objectives.named_modules() if isinstance(module, nn.Linear)}
     assert any(layer.in_features == model.config.embed_dim for layer in linears.values())  # SimCLR
     assert any(layer.in_features == model.config.text.width for layer in linears.values())  # MLM
+
+
+def test_a_tokenizer_without_a_mask_token_serves_every_term_but_mlm():
+    torch.manual_seed(0)
+    model = create_model("tiny-vit", embed_dim=16, vision={"width": 32, "layers": 1, "heads": 2, "patch_size": 7},
+                         text={"width": 32, "layers": 1, "heads": 2, "vocab_size": 49408, "context_length": 12})
+    tokenizer = openai_bpe_tokenizer(12)  # open_clip's: pad 0, sot 49406, eot 49407, no mask token
+    objectives = build_objectives(config(simclr={"enabled": True, "hidden_dim": 8, "projection_dim": 4}), model,
+                                  tokenizer)
+    assert objectives.mask_id is None and objectives.protected_ids == (0, 49406, 49407)
+    with pytest.raises(MissingTokenError, match="the openai_bpe tokenizer has no mask token"):
+        build_objectives(config(mlm={"enabled": True}), model, tokenizer)
 
 
 def test_generator_is_seeded_with_the_configured_seed_plus_rank():

@@ -7,6 +7,7 @@ import pytest
 from cliplab.train.config import ConfigError, LoopConfig, OptimConfig, TrainConfig, has_evaluation_data
 from cliplab.train.config_io import (config_from_dict, config_to_dict, load_config_file, parse_override,
                                      resolve_config, save_config)
+from cliplab.train.run_dir import default_run_name
 
 
 def test_defaults_build_and_round_trip(tmp_path):
@@ -126,6 +127,19 @@ def test_default_overrides_apply_to_tiny_only():
     assert config_from_dict({"model": {"overrides": {}}}).model.overrides == {}
 
 
+def test_a_pretrained_run_takes_the_checkpoints_architecture_unless_a_name_is_given():
+    assert TrainConfig().model.name == "tiny"
+    pretrained = config_from_dict({"model": {"pretrained": "downloads/ViT-B-32-laion2b/"}})
+    assert (pretrained.model.name, pretrained.model.overrides) == (None, {})  # not tiny's default overrides
+    assert pretrained.model.label == "ViT-B-32-laion2b"
+    assert default_run_name(pretrained).endswith("-model_ViT-B-32-laion2b-lr_0.002-b_256")
+    named = config_from_dict({"model": {"pretrained": "epoch_32.pt", "name": "ViT-B-32"}}).model
+    assert (named.name, named.label) == ("ViT-B-32", "ViT-B-32")
+    assert config_from_dict(config_to_dict(pretrained)) == pretrained  # a saved run config reads back
+    with pytest.raises(ConfigError, match="'model.pretrained' must be a checkpoint path"):
+        config_from_dict({"model": {"pretrained": ""}})
+
+
 def test_default_run_config_file_equals_the_defaults():
     from pathlib import Path
 
@@ -157,3 +171,34 @@ def test_final_evaluation_is_skipped_without_evaluation_data():
 def test_csv_and_webdataset_runs_need_train_data():
     with pytest.raises(ConfigError, match=r"'data.train_data'.*dataset_type 'csv' \(--train-data\)"):
         config_from_dict({"data": {"dataset_type": "csv", "val_data": "val.tsv"}})
+
+
+def test_differences_from_defaults_name_each_changed_key_in_field_order():
+    from cliplab.train.config_io import differences_from_defaults, resolve_config
+
+    config = resolve_config(None, {"loop.batch_size": 8, "data.dataset_type": "csv", "data.train_data": "x.tsv",
+                                   "model.overrides": {"vision.width": 16}, "loop.epochs": 5,
+                                   "objectives.contrastive.decoupled": True})
+    assert differences_from_defaults(config) == {"model.overrides": {"vision.width": 16}, "data.dataset_type": "csv",
+                                                 "data.train_data": "x.tsv", "loop.batch_size": 8,
+                                                 "objectives.contrastive.decoupled": True}
+    assert differences_from_defaults(resolve_config()) == {}
+
+
+def test_the_data_section_of_a_run_config_reads_without_the_other_sections_needs(tmp_path, monkeypatch):
+    import importlib.util
+
+    from cliplab.train.config_io import read_data_section
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"data": {"dataset_type": "csv", "train_data": "t.tsv", "val_data": "v.tsv"},
+                                "logging": {"wandb": True}}))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *rest: None if name == "wandb" else real(name, *rest))
+    with pytest.raises(ConfigError, match="needs the wandb package"):  # the whole config does not build here
+        config_from_dict(load_config_file(path))
+    data = read_data_section(path)
+    assert (data.dataset_type, data.train_data, data.val_data) == ("csv", "t.tsv", "v.tsv")
+    path.write_text(json.dumps({"data": {"dataset_type": "csv", "train_data": "t.tsv", "csv_separator": "ab"}}))
+    with pytest.raises(ConfigError, match="config section 'data': csv_separator must be one character"):
+        read_data_section(path)

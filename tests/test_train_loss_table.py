@@ -57,8 +57,10 @@ def test_options_the_chosen_loss_does_not_take_are_named():
         choose_loss(LossConfig(siglip=True, local_loss=True, gather_with_grad=True), siglip)
     with pytest.raises(ConfigError, match="'loss.tiled_loss' is not available for a coca model"):
         choose_loss(LossConfig(tiled_loss=True), coca)
-    with pytest.raises(ConfigError, match="'loss.siglip' does not match the model kind 'clip'"):
+    with pytest.raises(ConfigError, match=r"'loss.siglip' needs a siglip model; this is a clip model \(it has no "
+                       r"logit_bias\): remove --siglip, got True"):
         choose_loss(LossConfig(siglip=True), clip)
-    with pytest.raises(ConfigError, match="'loss.siglip' does not match the model kind 'siglip'"):
+    with pytest.raises(ConfigError, match=r"'loss.siglip' must be true for a siglip model \(trained with the sigmoid "
+                       r"loss and its logit_bias\): add --siglip, got False"):
         choose_loss(LossConfig(), siglip)
     assert choose_loss(LossConfig(tiled_loss=True, tile_size=3), clip).loss_class is losses.TiledClipLoss

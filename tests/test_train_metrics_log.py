@@ -1,36 +1,55 @@
 import io
 
-from cliplab.train.metrics_log import ProgressBar
+import torch
+
+from cliplab.train.accumulation import LossOutput
+from cliplab.train.config import LoggingConfig
+from cliplab.train.metrics_log import StepReport, TrainLogger, eval_line, step_line
+from cliplab.train.state import TrainState
 
 
-class FakeTerminal(io.StringIO):
-    def isatty(self):
-        return True
+def _report(terms, *, total=None, epoch=1):
+    total = sum(terms.values()) if total is None else total
+    return StepReport(epoch=epoch, epoch_done=False, lr=1.25e-4, grad_norm=None, samples=512, data_wait_s=0.0125,
+                      step_time_s=0.5, output=LossOutput(total=torch.tensor(total),
+                                                         terms={name: torch.tensor(v) for name, v in terms.items()}))
 
 
-def _draws(stream, steps):
-    bar = ProgressBar(total_steps=steps, initial_step=0, enabled=True, stream=stream)
-    for _ in range(steps):
-        bar.update(loss=1.0, samples_per_s=100.0, epoch=0)
-    bar.close()
-    return [chunk for chunk in stream.getvalue().replace("\n", "\r").split("\r") if chunk.strip()]
+def _state(step):
+    state = TrainState()
+    state.step = step
+    return state
 
 
-def test_a_log_file_gets_the_first_and_last_draw_only():
-    draws = _draws(io.StringIO(), steps=200)
-    assert len(draws) == 2
-    assert draws[0].startswith("train:   0%") and draws[-1].startswith("train: 100%")
-    assert "200/200" in draws[-1] and "loss=1.0000" in draws[-1]
+def test_step_line_names_every_quantity_of_the_step():
+    line = step_line(_state(10), _report({"contrastive_loss": 2.0, "caption_loss": 1.5}), total_steps=40, eta_s=65.0)
+    assert line == ("step 10/40 (25%) | epoch 1 | loss 3.5000 (contrastive_loss 2.0000, caption_loss 1.5000) | "
+                    "lr 0.000125 | 1024 samples/s | data wait 0.013 s | ETA 1:05")
 
 
-def test_a_terminal_is_redrawn_as_steps_go():
-    draws = _draws(FakeTerminal(), steps=3)
-    assert len(draws) >= 2 and draws[-1].startswith("train: 100%")
+def test_a_loss_that_is_its_only_term_is_printed_once():
+    line = step_line(_state(40), _report({"contrastive_loss": 2.0}), total_steps=40, eta_s=None)
+    assert "| loss 2.0000 |" in line and "contrastive_loss" not in line and "ETA" not in line
 
 
-def test_disabled_bar_writes_nothing():
-    stream = io.StringIO()
-    bar = ProgressBar(total_steps=5, initial_step=0, enabled=False, stream=stream)
-    bar.update(loss=1.0, samples_per_s=1.0, epoch=0)
-    bar.close()
-    assert stream.getvalue() == ""
+def test_eval_line_reports_what_the_evaluation_measured():
+    record = {"step": 7, "image_to_text_R@1": 0.25, "text_to_image_R@1": 0.5}
+    assert eval_line(record) == "eval at step 7: retrieval R@1 image-to-text 0.2500, text-to-image 0.5000"
+    record.update(zero_shot_top1=0.75, zero_shot_top5=1.0)
+    assert eval_line(record).startswith("eval at step 7: zero-shot top-1 0.7500, top-5 1.0000; retrieval")
+
+
+def test_without_a_terminal_a_line_every_n_steps_and_at_the_last(tmp_path, monkeypatch):
+    stdout = io.StringIO()
+    monkeypatch.setattr("sys.stdout", stdout)
+    monkeypatch.setattr("sys.stderr", io.StringIO())
+    logger = TrainLogger(tmp_path, LoggingConfig(log_every_n_steps=3, tensorboard=False), enabled=True,
+                         resume_step=None, total_steps=7, initial_step=0, run_config={})
+    for step in range(1, 8):
+        logger.log_step(_state(step), _report({"contrastive_loss": 1.0}))
+    logger.close()
+    printed = stdout.getvalue()
+    assert "\r" not in printed
+    assert [line.split(" | ")[0] for line in printed.splitlines()] == ["step 3/7 (43%)", "step 6/7 (86%)",
+                                                                      "step 7/7 (100%)"]
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 3

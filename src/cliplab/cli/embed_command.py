@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
 from cliplab.cli.common import add_command_parser, finish_model_use_parser, load_for_use, require_at_least
 from cliplab.errors import MissingInputError, UserError
 
+PROGRESS_LINE_INTERVAL_S = 10.0
+
 EPILOG = """\
 Embeddings are L2-normalised float32 rows, so a dot product is a cosine similarity.
 
 output:
-  --out X.npy       one modality: X.npy; images and texts: X.images.npy and X.texts.npy
-                    (--parquet adds X.parquet with ids, paths and texts)
-  --out X.parquet   one table: modality, id (row in its modality), path, text, embedding
+  --out X.npy       one modality: X.npy; images and texts: X.images.npy and X.texts.npy; each array
+                    with its ids beside it, X.ids.tsv (X.images.ids.tsv, ...): columns id (the row),
+                    path (the image), line (in the --texts file or the manifest), text (the text or
+                    the image's caption); --parquet adds X.parquet
+  --out X.parquet   one table: modality, id (row in its modality), path, line, text, embedding
 
 examples:
   cliplab embed logs/tiny-run --images photos/ --out photos.npy
@@ -48,12 +53,8 @@ def run(args: argparse.Namespace) -> int:
 
 def embed(args: argparse.Namespace) -> list[Path]:
     """Embed what was asked for and write it; returns the files written."""
-    from tqdm import tqdm
-
-    from cliplab.eval.embedding_files import EmbeddedItems, write_npy, write_parquet
-    from cliplab.eval.embeddings import encode_image_batches, encode_texts
-    from cliplab.eval.image_sources import image_batches
-    from cliplab.eval.prompts import read_lines
+    from cliplab.eval.embedding_files import write_npy, write_parquet
+    from cliplab.eval.prompts import read_numbered_lines
 
     out = Path(args.out)
     if not args.images and not args.texts:
@@ -61,21 +62,15 @@ def embed(args: argparse.Namespace) -> list[Path]:
     if out.suffix not in (".npy", ".parquet"):
         raise UserError(f"--out {out} must end with .npy or .parquet")
     require_at_least("--batch-size", args.batch_size, 1)
-    image_paths, image_texts = _image_inputs(args)
-    texts = read_lines(args.texts, "--texts") if args.texts else None
+    images = _image_inputs(args)
+    texts = read_numbered_lines(args.texts, "--texts") if args.texts else None
 
     loaded = load_for_use(args.checkpoint, args.device)
     items = []
-    if image_paths is not None:
-        with tqdm(total=len(image_paths), desc="images", unit="img") as progress:
-            features = encode_image_batches(loaded.model, image_batches(image_paths, loaded.preprocess, args.batch_size),
-                                            device=loaded.device, progress=progress)
-        items.append(EmbeddedItems("image", features.numpy(), tuple(str(path) for path in image_paths), image_texts))
+    if images is not None:
+        items.append(_embedded_images(loaded, images, args.batch_size))
     if texts is not None:
-        with tqdm(total=len(texts), desc="texts", unit="text") as progress:
-            features = encode_texts(loaded.model, loaded.tokenizer, texts, batch_size=args.batch_size,
-                                    device=loaded.device, progress=progress)
-        items.append(EmbeddedItems("text", features.numpy(), (None,) * len(texts), tuple(texts)))
+        items.append(_embedded_texts(loaded, texts, args.batch_size))
 
     if out.suffix == ".parquet":
         return [write_parquet(items, out)]
@@ -85,18 +80,58 @@ def embed(args: argparse.Namespace) -> list[Path]:
     return written
 
 
-def _image_inputs(args: argparse.Namespace) -> tuple[list[Path] | None, tuple[str | None, ...] | None]:
-    """(paths, per-image texts) of --images, or (None, None) when not given."""
+@dataclass(frozen=True)
+class ImageInputs:
+    """The images of --images: paths, and per image its manifest caption and line (None for a directory)."""
+
+    paths: list[Path]
+    captions: tuple[str | None, ...]
+    lines: tuple[int | None, ...]
+
+
+def _image_inputs(args: argparse.Namespace) -> ImageInputs | None:
+    """The images of --images, or None when not given."""
     from cliplab.eval.image_sources import list_images, manifest_images
 
     if not args.images:
-        return None, None
+        return None
     source = Path(args.images)
     if source.is_dir():
         paths = list_images(source)
-        return paths, (None,) * len(paths)
+        return ImageInputs(paths=paths, captions=(None,) * len(paths), lines=(None,) * len(paths))
     if source.is_file():
         manifest = manifest_images(source, img_key=args.csv_img_key, caption_key=args.csv_caption_key,
                                    separator=args.csv_separator)
-        return list(manifest.paths), manifest.captions
+        return ImageInputs(paths=list(manifest.paths), captions=manifest.captions, lines=manifest.lines)
     raise MissingInputError(f"--images {source} does not exist (expected an image directory or a manifest)")
+
+
+def _embedded_images(loaded, images: ImageInputs, batch_size: int):
+    from cliplab.console import Progress
+    from cliplab.eval.embedding_files import EmbeddedItems
+    from cliplab.eval.embeddings import encode_image_batches
+    from cliplab.eval.image_sources import image_batches
+
+    progress = Progress(len(images.paths), desc="images", unit="img", line_interval_s=PROGRESS_LINE_INTERVAL_S)
+    try:
+        features = encode_image_batches(loaded.model, image_batches(images.paths, loaded.preprocess, batch_size),
+                                        device=loaded.device, progress=progress)
+    finally:
+        progress.close()
+    return EmbeddedItems("image", features.numpy(), paths=tuple(str(path) for path in images.paths),
+                         lines=images.lines, texts=images.captions)
+
+
+def _embedded_texts(loaded, texts: tuple[tuple[int, str], ...], batch_size: int):
+    from cliplab.console import Progress
+    from cliplab.eval.embedding_files import EmbeddedItems
+    from cliplab.eval.embeddings import encode_texts
+
+    progress = Progress(len(texts), desc="texts", unit="text", line_interval_s=PROGRESS_LINE_INTERVAL_S)
+    try:
+        features = encode_texts(loaded.model, loaded.tokenizer, [text for _, text in texts], batch_size=batch_size,
+                                device=loaded.device, progress=progress)
+    finally:
+        progress.close()
+    return EmbeddedItems("text", features.numpy(), paths=(None,) * len(texts),
+                         lines=tuple(line for line, _ in texts), texts=tuple(text for _, text in texts))

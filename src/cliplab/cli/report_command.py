@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cliplab.cli.common import add_command_parser, add_device_argument, load_for_use
-from cliplab.errors import MissingInputError
+from cliplab.errors import MissingInputError, UserError
+
+if TYPE_CHECKING:
+    from cliplab.data import DataConfig
 
 DESCRIPTION = ("Plot losses, learning rate, logit scale, accuracies, zero-shot results, the last confusion matrix "
-               "and an image-text similarity matrix of a run; write report.md linking them.")
+               "and an image-caption similarity matrix of the run's own data; write report.md linking them.")
 EPILOG = """\
-Reads RUN_DIR/metrics.jsonl and RUN_DIR/summary.json; the similarity figure loads the latest
-checkpoint (RUN_DIR/checkpoints/latest) and embeds one Fashion-MNIST test image per class against a
-prompt per class. Figures whose data the run has not logged yet are left out.
+Reads RUN_DIR/metrics.jsonl and RUN_DIR/summary.json. The similarity figure loads the latest
+checkpoint (RUN_DIR/checkpoints/latest) and embeds up to 10 of the run's own image-caption pairs
+against each other: from its validation data (the training data when it has none; data as
+RUN_DIR/config.json names it), one image per class where the data has labels, each with its own
+caption. A metric measured once (a single evaluation) is drawn as bars. Figures whose data the run
+has not logged yet are left out.
 
 examples:
   cliplab report logs/tiny-run                  # writes logs/tiny-run/report/report.md + PNGs
@@ -71,21 +79,46 @@ def write_report(args: argparse.Namespace) -> Path:
 
 
 def _similarity_figure(args: argparse.Namespace, run_dir: Path, out_dir: Path, notes: list[str]) -> Path | None:
-    from cliplab.data import FASHION_MNIST_CLASSNAMES, FASHION_MNIST_TEMPLATES, FashionMnistDataset
     from cliplab.bundle import CheckpointNotFoundError
+    from cliplab.data import build_eval_loader
     from cliplab.eval.plots import plot_similarity_matrix
-    from cliplab.eval.similarity_sample import class_similarity_sample
+    from cliplab.eval.similarity_sample import similarity_sample
 
     try:
         loaded = load_for_use(run_dir, args.device)
     except CheckpointNotFoundError as error:
         notes.append(f"Similarity matrix skipped: no checkpoint to load ({error}).")
         return None
-    dataset = FashionMnistDataset(split="test", data_dir=args.data_dir)
-    template = FASHION_MNIST_TEMPLATES[0]
-    sample = class_similarity_sample(loaded.model, loaded.preprocess, loaded.tokenizer, dataset,
-                                     dataset.labels.tolist(), FASHION_MNIST_CLASSNAMES, template)
-    notes.append(f"Similarity matrix: checkpoint {loaded.path}, one Fashion-MNIST test image per class against "
-                 f"the prompt {template!r}.")
+    try:
+        data, described = similarity_data(run_dir, args.data_dir)
+        loader, _ = build_eval_loader(data, transform=loaded.preprocess, tokenize=loaded.tokenizer, batch_size=64,
+                                      workers=0, pin_memory=False)
+        normalisation = loaded.preprocess.config
+        sample = similarity_sample(loaded.model, loader, mean=normalisation.mean, std=normalisation.std)
+    except UserError as error:  # the run's data moved or went: the other figures still say something
+        notes.append(f"Similarity matrix skipped: {error}.")
+        return None
+    by_label = " (one per class)" if min(sample.labels) >= 0 else ""
+    notes.append(f"Similarity matrix: checkpoint {loaded.path}, the first {len(sample.texts)} image-caption pairs"
+                 f"{by_label} of the run's {described}, each image against every caption.")
     return plot_similarity_matrix(out_dir / "similarity_matrix.png", sample.similarity, sample.images, sample.texts,
-                                  f"Image-text cosine similarity ({loaded.path.name})")
+                                  f"Image-caption cosine similarity, {described} ({loaded.path.name})")
+
+
+def similarity_data(run_dir: Path, fashion_mnist_dir: str | None) -> tuple[DataConfig, str]:
+    """The data config whose evaluation split holds the pairs to show (the run's validation data,
+    else its training data), and words for it; from RUN_DIR/config.json."""
+    from cliplab.eval.run_layout import RUN_CONFIG_FILE
+    from cliplab.train.config_io import read_data_section
+
+    config_path = run_dir / RUN_CONFIG_FILE
+    if not config_path.is_file():
+        raise MissingInputError(f"{config_path} does not exist, so the run's data is unknown")
+    data = read_data_section(config_path)
+    if data.dataset_type == "fashion-mnist":
+        directory = fashion_mnist_dir or data.val_data or data.train_data
+        return replace(data, val_data=directory, train_data=directory), "Fashion-MNIST test split"
+    if data.val_data is not None:
+        return data, f"validation data ({data.val_data})"
+    return (replace(data, val_data=data.train_data, val_num_samples=data.train_num_samples),
+            f"training data ({data.train_data}; the run has no validation data)")

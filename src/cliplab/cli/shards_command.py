@@ -19,9 +19,8 @@ examples:
   cliplab shards --from data/train.csv --csv-separator , --csv-img-key image \\
       --csv-caption-key caption --out shards/mydata
 
-then train on them with, e.g.:
-  cliplab train --dataset-type webdataset \\
-      --train-data 'shards/fmnist/train-{000000..000005}.tar' --train-num-samples 60000
+then train on them (the sample count is read from the train-info.json written beside them):
+  cliplab train --dataset-type webdataset --train-data 'shards/fmnist/train-{000000..000005}.tar'
 """
 
 

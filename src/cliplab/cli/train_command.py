@@ -28,18 +28,31 @@ examples:
   torchrun --nproc_per_node 2 -m cliplab -- train --logs runs --name ddp --resume latest --local-loss --gather-with-grad
   # negatives over 4 x 64 samples per process, with exact recomputation
   cliplab train --batch-size 64 --accum-freq 4
+  # fine-tune a pretrained checkpoint (here an open_clip hub directory) with its tokenizer and preprocessing
+  cliplab train --pretrained open_clip_hub_dir --dataset-type csv --train-data train.tsv --lr 1e-5 --lock-image
 """
 
 
 @dataclass(frozen=True)
 class Flag:
     name: str  # e.g. "--batch-size"
-    key: str  # dotted config key, e.g. "loop.batch_size"
+    key: str | tuple[str, ...]  # dotted config key, e.g. "loop.batch_size" (a tuple: see `keys`)
     help: str
     type: Callable[[str], Any] | None = str
     choices: tuple | None = None
     boolean: bool = False
+    nargs: int | None = None  # values the flag takes (None: one)
     metavar: str | None = None  # None: the flag's name in capitals (--batch-size BATCH_SIZE), as open_clip shows
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The dotted keys the flag sets: one, or several when `key` is a tuple (then `type` returns one
+        value per key)."""
+        return (self.key,) if isinstance(self.key, str) else self.key
+
+    @property
+    def dest(self) -> str:
+        return "flag__" + "__".join(self.keys).replace(".", "__")
 
     @property
     def shown_metavar(self) -> str | None:
@@ -56,21 +69,22 @@ def _optional_float(text: str) -> float | None:
     return None if text.lower() in ("none", "null", "off") else float(text)
 
 
-REPORT_TO_CHOICES = ("tensorboard", "all", "none")
+REPORT_TO_CHOICES = ("tensorboard", "wandb", "all", "none")
+REPORT_TO_KEYS = ("logging.tensorboard", "logging.wandb")
 
 
-def _report_to(text: str) -> bool:
-    """open_clip's --report-to, as the TensorBoard switch: a comma-separated list of integrations,
-    of which cliplab has only TensorBoard ("all" means it; "none" or "" means no event files)."""
+def _report_to(text: str) -> tuple[bool, bool]:
+    """open_clip's --report-to: a comma-separated list of integrations, here tensorboard and wandb
+    ("all": both; "none" or "": neither). Returns the values of REPORT_TO_KEYS."""
     integrations = {part.strip().lower() for part in text.split(",")} - {""}
     unknown = integrations - set(REPORT_TO_CHOICES)
     if unknown:
         raise argparse.ArgumentTypeError(
-            f"cannot report to {', '.join(sorted(unknown))}: cliplab writes TensorBoard event files only "
-            f"(choose from tensorboard, all, none)")
+            f"cannot report to {', '.join(sorted(unknown))}: choose from tensorboard, wandb, all, none")
     if "none" in integrations and len(integrations) > 1:
         raise argparse.ArgumentTypeError(f"'none' cannot be combined with other integrations, got {text!r}")
-    return bool(integrations - {"none"})
+    everything = "all" in integrations
+    return everything or "tensorboard" in integrations, everything or "wandb" in integrations
 
 
 FLAGS: tuple[Flag, ...] = (
@@ -97,9 +111,21 @@ FLAGS: tuple[Flag, ...] = (
          boolean=True),
     Flag("--workers", "data.workers", "data loader worker processes per rank", type=int),
     # model (open_clip)
-    Flag("--model", "model.name", "model name (cliplab.models.list_models()) or model JSON path", metavar="NAME"),
-    Flag("--tokenizer", "model.tokenizer", "tokenizer.json to use (default: train one on the captions)",
-         metavar="FILE"),
+    Flag("--model", "model.name", "model name (cliplab.models.list_models(): cliplab's and open_clip's) or model "
+         "JSON path; with --pretrained: the architecture of a checkpoint that carries none (default: the "
+         "checkpoint's own)", metavar="NAME"),
+    Flag("--pretrained", "model.pretrained", "start from this checkpoint (any format cliplab.load reads: cliplab "
+         "run or bundle, open_clip hub dir or epoch_K.pt, OpenAI .pt, Hugging Face dir, hf-hub:, local-dir:) with "
+         "its tokenizer and preprocessing", metavar="PATH"),
+    Flag("--tokenizer", "model.tokenizer", "tokenizer.json, tokenizer directory or open_clip model name (default: "
+         "the resumed or pretrained checkpoint's, the open_clip model's own, else one trained on the captions)",
+         metavar="TOKENIZER"),
+    Flag("--force-image-size", "model.force_image_size", "input image side instead of the model config's (the "
+         "preprocessing follows)", type=int, metavar="SIZE"),
+    Flag("--image-mean", "model.image_mean", "per-channel normalisation mean, R G B (default: the model config's; "
+         "OpenAI CLIP's for the tiny models on csv, webdataset or parquet data)", type=float, nargs=3, metavar="M"),
+    Flag("--image-std", "model.image_std", "per-channel normalisation std, R G B (default: as --image-mean)",
+         type=float, nargs=3, metavar="S"),
     Flag("--lock-image", "model.lock_image", "freeze the image tower", boolean=True),
     Flag("--lock-image-unlocked-groups", "model.lock_image_unlocked_groups",
          "leave the last N image-tower groups trainable", type=int),
@@ -153,11 +179,14 @@ FLAGS: tuple[Flag, ...] = (
     # logging and evaluation (open_clip)
     Flag("--logs", "logging.logs", "parent directory of run directories", metavar="DIR"),
     Flag("--name", "logging.name", "run name (default: date-time-model-lr-batch)", metavar="NAME"),
-    Flag("--log-every-n-steps", "logging.log_every_n_steps", "metrics.jsonl line every N steps", type=int),
+    Flag("--log-every-n-steps", "logging.log_every_n_steps", "a metrics.jsonl record every N steps, and a console "
+         "line where no bar is drawn", type=int),
     Flag("--tensorboard", "logging.tensorboard", "write TensorBoard event files", boolean=True),
-    Flag("--report-to", "logging.tensorboard", "open_clip's switch: 'tensorboard' (or 'all') writes TensorBoard "
-         "event files, 'none' or '' does not", type=_report_to, metavar="{tensorboard,all,none}"),
-    Flag("--progress-bar", "logging.progress_bar", "show a tqdm progress bar", boolean=True),
+    Flag("--report-to", REPORT_TO_KEYS, "where metrics go besides metrics.jsonl, comma-separated: tensorboard, "
+         "wandb, all, or none ('' too)", type=_report_to, metavar="{tensorboard,wandb,all,none}"),
+    Flag("--wandb-project-name", "logging.wandb_project", "W&B project of --report-to wandb", metavar="NAME"),
+    Flag("--progress-bar", "logging.progress_bar", "a tqdm bar on a terminal; off, or in a log file, a plain line "
+         "every --log-every-n-steps instead", boolean=True),
     Flag("--zeroshot-frequency", "eval.zeroshot_frequency", "evaluate every N epochs (0: only at the end)",
          type=int),
     # guards and distributed
@@ -181,14 +210,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--set", dest="set_overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config key, e.g. --set optim.beta2=0.95 (repeatable)")
     for flag in FLAGS:
-        dest = "flag__" + flag.key.replace(".", "__")
         if flag.boolean:
-            parser.add_argument(flag.name, dest=dest, action=argparse.BooleanOptionalAction,
-                                default=argparse.SUPPRESS, help=f"{flag.help} [{flag.key}]")
+            parser.add_argument(flag.name, dest=flag.dest, action=argparse.BooleanOptionalAction,
+                                default=argparse.SUPPRESS, help=f"{flag.help} [{', '.join(flag.keys)}]")
         else:
-            parser.add_argument(flag.name, dest=dest, type=flag.type, choices=flag.choices,
+            parser.add_argument(flag.name, dest=flag.dest, type=flag.type, choices=flag.choices, nargs=flag.nargs,
                                 metavar=flag.shown_metavar, default=argparse.SUPPRESS,
-                                help=f"{flag.help} [{flag.key}]")
+                                help=f"{flag.help} [{', '.join(flag.keys)}]")
     parser.set_defaults(run=run)
     return parser
 
@@ -201,9 +229,11 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     for text in args.set_overrides:
         key, value = parse_override(text)
         overrides[key] = value
+    flags = {flag.dest: flag for flag in FLAGS}
     for name, value in vars(args).items():
-        if name.startswith("flag__"):
-            overrides[name[len("flag__"):].replace("__", ".")] = value
+        if name in flags:
+            flag = flags[name]
+            overrides.update(zip(flag.keys, value) if len(flag.keys) > 1 else [(flag.key, value)])
     return overrides
 
 

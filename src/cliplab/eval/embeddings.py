@@ -6,24 +6,29 @@ returns float32 CPU tensors whose rows have unit L2 norm, ready for cosine simil
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from cliplab.eval.model_mode import inference_mode, model_device, model_dtype
+
+
+class ProgressCounter(Protocol):
+    """What the loops here report their progress to (`cliplab.console.Progress`, a tqdm bar)."""
+
+    def update(self, count: int) -> None: ...
 
 
 def encode_image_batches(
     model: torch.nn.Module,
     image_batches: Iterable[torch.Tensor],
     device: torch.device | str | None = None,
-    progress: tqdm | None = None,
+    progress: ProgressCounter | None = None,
 ) -> torch.Tensor:
     """[N, E] float32 image embeddings of the concatenated batches (each Float[B, 3, H, W]).
 
-    progress: a tqdm bar advanced by each batch's size (None: silent).
+    progress: advanced by each batch's size (None: silent).
     """
     device = torch.device(device) if device is not None else model_device(model)
     dtype = model_dtype(model)
@@ -45,7 +50,7 @@ def encode_texts(
     texts: Sequence[str],
     batch_size: int = 256,
     device: torch.device | str | None = None,
-    progress: tqdm | None = None,
+    progress: ProgressCounter | None = None,
 ) -> torch.Tensor:
     """[N, E] float32 embeddings of N texts, tokenized and encoded `batch_size` at a time."""
     if isinstance(texts, str) or len(texts) == 0:
@@ -69,11 +74,13 @@ def encode_pairs(
     batches: Iterable[Any],
     device: torch.device | str | None = None,
     max_samples: int | None = None,
+    progress: ProgressCounter | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(image_features [N, E], text_features [N, E]) of paired batches, row i of each a pair.
 
     batches: mappings with `images` Float[B, 3, H, W] and `tokens` Long[B, T] (the data loaders'
-    batch dicts); empty batches are skipped; max_samples: stop after this many pairs (None: all).
+    batch dicts); empty batches are skipped; max_samples: stop after this many pairs (None: all);
+    progress: advanced by each batch's pair count.
     """
     device = torch.device(device) if device is not None else model_device(model)
     dtype = model_dtype(model)
@@ -93,6 +100,8 @@ def encode_pairs(
             image_embeddings.append(F.normalize(image_features.float(), dim=-1).cpu())
             text_embeddings.append(F.normalize(text_features.float(), dim=-1).cpu())
             count += tokens.shape[0]
+            if progress is not None:
+                progress.update(tokens.shape[0])
             if max_samples is not None and count >= max_samples:
                 break
     if count == 0:

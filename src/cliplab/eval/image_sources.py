@@ -72,10 +72,12 @@ def class_folders(directory: str | Path) -> ClassFolders:
 
 @dataclass(frozen=True)
 class ManifestImages:
-    """Image paths (resolved) and captions of a CSV/TSV manifest, in file order."""
+    """Image paths (resolved), captions and line numbers (the header is line 1, the first row line 2)
+    of a CSV/TSV manifest's rows, in file order."""
 
     paths: tuple[Path, ...]
     captions: tuple[str, ...]
+    lines: tuple[int, ...]
 
 
 def manifest_images(manifest: str | Path, img_key: str = DEFAULT_IMG_KEY,
@@ -83,7 +85,8 @@ def manifest_images(manifest: str | Path, img_key: str = DEFAULT_IMG_KEY,
                     separator: str = DEFAULT_SEPARATOR) -> ManifestImages:
     """The images and captions a manifest lists (columns as in `CsvDataset`)."""
     dataset = CsvDataset(manifest, img_key=img_key, caption_key=caption_key, separator=separator)
-    return ManifestImages(paths=tuple(dataset.image_paths), captions=tuple(dataset.captions))
+    return ManifestImages(paths=tuple(dataset.image_paths), captions=tuple(dataset.captions),
+                          lines=tuple(range(2, len(dataset) + 2)))
 
 
 def load_image(path: Path) -> Image.Image:

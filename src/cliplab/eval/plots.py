@@ -14,33 +14,65 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 DPI = 110
+LOG_SCALE_SPREAD = 10.0
+LABEL_CHARS = 48
 
 
-def plot_series(
-    path: Path,
+def series_figure(
     series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
     title: str,
     ylabel: str,
     log_y: bool = False,
     xlabel: str = "step",
-) -> Path:
-    """Line plot of named (x, y) series on one axis; writes `path` (PNG) and returns it."""
+    y_limits: tuple[float, float] | None = None,
+) -> Figure:
+    """Line plot of named (x, y) series on one axis, each named in the legend; y_limits fixes the y
+    axis (e.g. (0, 1) for a fraction), else it fits the data; log_y draws a logarithmic y axis where
+    the values span more than a factor LOG_SCALE_SPREAD (below that, log ticks say less)."""
     if not series:
-        raise ValueError(f"plot_series({title!r}) got no series to draw")
+        raise ValueError(f"series_figure({title!r}) got no series to draw")
     figure = _figure(7.0, 4.0)
     axis = figure.add_subplot()
     for name, (xs, ys) in series.items():
         marker = "o" if len(xs) <= 30 else None
         axis.plot(xs, ys, label=name, marker=marker, markersize=3, linewidth=1.4)
-    if log_y and all(value > 0 for _, ys in series.values() for value in ys):
+    values = [value for _, ys in series.values() for value in ys]
+    if log_y and min(values) > 0 and max(values) > LOG_SCALE_SPREAD * min(values):
         axis.set_yscale("log")
+    if y_limits is not None:
+        axis.set_ylim(*y_limits)
     axis.set_title(title)
     axis.set_xlabel(xlabel)
     axis.set_ylabel(ylabel)
     axis.grid(True, alpha=0.3)
-    if len(series) > 1:
-        axis.legend(fontsize=8)
-    return _save(figure, path)
+    axis.legend(fontsize=8)
+    return figure
+
+
+def bar_figure(values: Mapping[str, float], title: str, ylabel: str,
+               y_limits: tuple[float, float] | None = None) -> Figure:
+    """One bar per named value, its value written above it: for a metric measured once (a single
+    evaluation), where a line plot would be lone dots."""
+    if not values:
+        raise ValueError(f"bar_figure({title!r}) got no values to draw")
+    figure = _figure(max(5.0, 0.9 * len(values) + 2.0), 4.0)
+    axis = figure.add_subplot()
+    names = list(values)
+    bars = axis.bar(range(len(names)), [values[name] for name in names], color="tab:blue", width=0.6)
+    axis.bar_label(bars, labels=[f"{values[name]:.3g}" for name in names], fontsize=8, padding=2)
+    axis.set_xticks(range(len(names)), labels=names, rotation=20, ha="right", fontsize=8)
+    if y_limits is not None:
+        axis.set_ylim(*y_limits)
+    axis.set_title(title)
+    axis.set_ylabel(ylabel)
+    axis.grid(True, axis="y", alpha=0.3)
+    return figure
+
+
+def plot_series(path: Path, series: Mapping[str, tuple[Sequence[float], Sequence[float]]], title: str, ylabel: str,
+                log_y: bool = False, xlabel: str = "step", y_limits: tuple[float, float] | None = None) -> Path:
+    """`series_figure(...)` written to `path` (PNG); returns the path."""
+    return save_figure(series_figure(series, title, ylabel, log_y=log_y, xlabel=xlabel, y_limits=y_limits), path)
 
 
 def plot_confusion_matrix(path: Path, confusion: np.ndarray, classnames: Sequence[str], title: str) -> Path:
@@ -66,7 +98,7 @@ def plot_confusion_matrix(path: Path, confusion: np.ndarray, classnames: Sequenc
         for column in range(count):
             color = "white" if recall[row, column] > 0.5 else "black"
             axis.text(column, row, str(confusion[row, column]), ha="center", va="center", fontsize=7, color=color)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_similarity_matrix(
@@ -77,7 +109,9 @@ def plot_similarity_matrix(
     title: str,
 ) -> Path:
     """Cosine similarity [N_text, N_image] as a heatmap, with the N images shown above their columns
-    and the texts labelling the rows; images: N arrays [H, W, 3] uint8 (or [H, W]); writes `path`."""
+    and the texts labelling the rows (text i is numbered i, as its image: the pairs lie on the
+    diagonal; long texts shortened to LABEL_CHARS); images: N arrays [H, W, 3] uint8 (or [H, W]);
+    writes `path`."""
     similarity = np.asarray(similarity, dtype=np.float64)
     if similarity.shape != (len(texts), len(images)):
         raise ValueError(f"similarity must be [{len(texts)}, {len(images)}] (texts x images), got {similarity.shape}")
@@ -93,14 +127,20 @@ def plot_similarity_matrix(
     heatmap = axis.imshow(similarity, cmap="viridis", aspect="auto")
     figure.colorbar(heatmap, ax=axis, fraction=0.03, pad=0.02, label="cosine similarity")
     axis.set_xticks(range(count), labels=[str(index) for index in range(count)], fontsize=8)
-    axis.set_yticks(range(len(texts)), labels=list(texts), fontsize=8)
+    axis.set_yticks(range(len(texts)), labels=[f"{index}: {shortened(text)}" for index, text in enumerate(texts)],
+                    fontsize=8)
     axis.set_xlabel("image")
     for row in range(similarity.shape[0]):
         for column in range(count):
             axis.text(column, row, f"{similarity[row, column]:.2f}", ha="center", va="center", fontsize=6,
                       color="white")
     figure.suptitle(title)
-    return _save(figure, path)
+    return save_figure(figure, path)
+
+
+def shortened(text: str, limit: int = LABEL_CHARS) -> str:
+    """`text`, cut to `limit` characters with an ellipsis when longer."""
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -109,7 +149,8 @@ def _figure(width: float, height: float) -> Figure:
     return figure
 
 
-def _save(figure: Figure, path: Path) -> Path:
+def save_figure(figure: Figure, path: Path) -> Path:
+    """Write `figure` as a PNG to `path` (parent directories created); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, format="png", bbox_inches="tight")

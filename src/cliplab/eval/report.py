@@ -10,17 +10,19 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from cliplab.errors import InvalidInputError, MissingInputError
-from cliplab.eval.plots import plot_confusion_matrix, plot_series
+from cliplab.eval.plots import bar_figure, plot_confusion_matrix, save_figure, series_figure
 from cliplab.eval.run_layout import SUMMARY_FILE
 
-RETRIEVAL_PLOT_KEYS = ("image_to_text_R@1", "text_to_image_R@1", "image_to_text_R@5", "text_to_image_R@5")
+RETRIEVAL_PLOT_KEYS = ("image_to_text_R@1", "text_to_image_R@1", "image_to_text_R@5", "text_to_image_R@5",
+                       "image_to_text_R@10", "text_to_image_R@10")
 
 
 @dataclass(frozen=True)
@@ -70,21 +72,84 @@ def series(records: tuple[dict[str, Any], ...], key: str) -> tuple[list[float], 
     return steps, values
 
 
+@dataclass(frozen=True)
+class SeriesFigure:
+    """What one metrics figure draws. series: legend name -> (steps, values), (lines: every one distinct);
+    bars: True when each series has a single point (one evaluation), drawn as one bar per series
+    instead of lone dots (then equal values stay separate bars); y_limits: fixed y axis (fractions:
+    FRACTION), None to fit the data."""
+
+    title: str
+    file_name: str
+    series: dict[str, tuple[list[float], list[float]]]
+    ylabel: str
+    log_y: bool = False
+    y_limits: tuple[float, float] | None = None
+
+    @property
+    def bars(self) -> bool:
+        return all(len(steps) == 1 for steps, _ in self.series.values())
+
+
+# A fraction's axis; the top margin keeps a line at 1.0 off the frame.
+FRACTION = (0.0, 1.05)
+
+
+def distinct_series(drawn: dict[str, tuple[list[float], list[float]]]) -> dict[str, tuple[list[float], list[float]]]:
+    """`drawn` with series equal to an earlier one merged into it, named "a = b" (a loss whose only
+    term is the total is one line, not two lines on top of each other)."""
+    merged: dict[str, tuple[list[float], list[float]]] = {}
+    for name, points in drawn.items():
+        same = next((existing for existing, other in merged.items() if other == points), None)
+        if same is None:
+            merged[name] = points
+        else:
+            merged[f"{same} = {name}"] = merged.pop(same)
+    return merged
+
+
+def series_figures(metrics: RunMetrics) -> list[SeriesFigure]:
+    """The metrics figures the records allow, in report order; those without data are left out."""
+    loss_keys = ["loss"] + sorted({key for record in metrics.train for key in record if key.startswith("loss/")})
+    wanted = [
+        ("Loss terms", "loss.png", metrics.train, loss_keys, "loss", True, None),
+        ("Learning rate", "learning_rate.png", metrics.train, ["lr"], "learning rate", False, None),
+        ("Logit scale", "logit_scale.png", metrics.train, ["logit_scale"], "exp(logit_scale)", False, None),
+        ("In-batch accuracy", "batch_accuracy.png", metrics.train, ["i2t_accuracy", "t2i_accuracy"],
+         "top-1 accuracy", False, FRACTION),
+        ("Zero-shot accuracy", "zero_shot_accuracy.png", metrics.evals, ["zero_shot_top1", "zero_shot_top5"],
+         "accuracy", False, FRACTION),
+        ("Retrieval recall", "retrieval.png", metrics.evals, list(RETRIEVAL_PLOT_KEYS), "recall", False, FRACTION),
+    ]
+    figures = []
+    for title, file_name, records, keys, ylabel, log_y, y_limits in wanted:
+        drawn = {key: series(records, key) for key in keys}
+        drawn = {key: points for key, points in drawn.items() if points[0]}
+        if not drawn:
+            continue
+        figure = SeriesFigure(title=title, file_name=file_name, series=drawn, ylabel=ylabel, log_y=log_y,
+                              y_limits=y_limits)
+        if not figure.bars:  # bars side by side hide nothing; lines on top of each other do
+            figure = replace(figure, series=distinct_series(drawn))
+        figures.append(figure)
+    return figures
+
+
+def draw_series_figure(spec: SeriesFigure) -> Figure:
+    """The matplotlib figure of `spec`: bars of the single values (titled with their step), or lines."""
+    if spec.bars:
+        steps = sorted({steps[0] for steps, _ in spec.series.values()})
+        at = ", ".join(f"{step:g}" for step in steps)
+        return bar_figure({name: values[0] for name, (_, values) in spec.series.items()},
+                          f"{spec.title} (step {at})", spec.ylabel, y_limits=spec.y_limits)
+    return series_figure(spec.series, spec.title, spec.ylabel, log_y=spec.log_y, y_limits=spec.y_limits)
+
+
 def training_figures(metrics: RunMetrics, out_dir: Path) -> dict[str, Path]:
     """Write every figure the records allow; returns {figure title: png path}. Figures whose data
     is absent (e.g. no evaluation yet) are left out."""
-    figures: dict[str, Path] = {}
-    loss_keys = ["loss"] + sorted({key for record in metrics.train for key in record if key.startswith("loss/")})
-    _add_series_figure(figures, "Loss terms", out_dir / "loss.png", metrics.train, loss_keys, "loss", log_y=True)
-    _add_series_figure(figures, "Learning rate", out_dir / "learning_rate.png", metrics.train, ["lr"], "learning rate")
-    _add_series_figure(figures, "Logit scale", out_dir / "logit_scale.png", metrics.train, ["logit_scale"],
-                       "exp(logit_scale)")
-    _add_series_figure(figures, "In-batch accuracy", out_dir / "batch_accuracy.png", metrics.train,
-                       ["i2t_accuracy", "t2i_accuracy"], "top-1 accuracy")
-    _add_series_figure(figures, "Zero-shot accuracy", out_dir / "zero_shot_accuracy.png", metrics.evals,
-                       ["zero_shot_top1", "zero_shot_top5"], "accuracy")
-    _add_series_figure(figures, "Retrieval recall", out_dir / "retrieval.png", metrics.evals,
-                       list(RETRIEVAL_PLOT_KEYS), "recall")
+    figures = {spec.title: save_figure(draw_series_figure(spec), out_dir / spec.file_name)
+               for spec in series_figures(metrics)}
     last_confusion = last_eval_with(metrics, "confusion_matrix")
     if last_confusion is not None:
         classnames = last_confusion.get("classnames") or [str(index) for index in range(len(last_confusion["confusion_matrix"]))]
@@ -92,14 +157,6 @@ def training_figures(metrics: RunMetrics, out_dir: Path) -> dict[str, Path]:
         figures["Confusion matrix"] = plot_confusion_matrix(
             out_dir / "confusion_matrix.png", np.asarray(last_confusion["confusion_matrix"]), classnames, title)
     return figures
-
-
-def _add_series_figure(figures: dict[str, Path], title: str, path: Path, records: tuple[dict[str, Any], ...],
-                       keys: list[str], ylabel: str, log_y: bool = False) -> None:
-    drawn = {key: series(records, key) for key in keys}
-    drawn = {key: points for key, points in drawn.items() if points[0]}
-    if drawn:
-        figures[title] = plot_series(path, drawn, title, ylabel, log_y=log_y)
 
 
 def last_eval_with(metrics: RunMetrics, key: str) -> dict[str, Any] | None:

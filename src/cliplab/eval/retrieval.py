@@ -14,21 +14,24 @@ from typing import Any, Iterable
 
 import torch
 
-from cliplab.eval.embeddings import encode_pairs
+from cliplab.eval.embeddings import ProgressCounter, encode_pairs
 from cliplab.eval.scores import model_logit_scale
 
 RECALL_AT = (1, 5, 10)
 
 
 def evaluate_retrieval(model: torch.nn.Module, batches: Iterable[Any], *, device: torch.device | str | None = None,
-                       max_samples: int | None = None) -> tuple[dict[str, float], int]:
-    """(retrieval metrics, number of pairs) of `model` on paired batches (`images`, `tokens`).
+                       max_samples: int | None = None,
+                       progress: ProgressCounter | None = None) -> tuple[dict[str, float], int]:
+    """(retrieval metrics, number of pairs) of `model` on paired batches (`images`, `tokens`);
+    progress: advanced by each batch's pair count.
 
     The one retrieval path of cliplab, used by `cliplab eval` and by the evaluation during
     training: unit-norm embeddings from `encode_pairs`, logits scaled by `model_logit_scale`
     (exp of the parameter clamped to the loss's maximum, so the logits are the ones the loss saw).
     """
-    image_features, text_features = encode_pairs(model, batches, device=device, max_samples=max_samples)
+    image_features, text_features = encode_pairs(model, batches, device=device, max_samples=max_samples,
+                                                 progress=progress)
     metrics = retrieval_metrics(image_features, text_features, model_logit_scale(model))
     return metrics, int(image_features.shape[0])
 

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
+from cliplab.eval.embeddings import ProgressCounter
 from cliplab.eval.model_mode import inference_mode, model_device, model_dtype
 
 Template = str | Callable[[str], str]
@@ -142,6 +143,7 @@ def zero_shot_evaluate(
     classnames: Sequence[str] | None = None,
     device: torch.device | str | None = None,
     max_samples: int | None = None,
+    progress: ProgressCounter | None = None,
 ) -> ZeroShotResult:
     """Zero-shot accuracy of `model` with class embeddings `classifier` [C, E] over `batches`
     (an [E, C] classifier, open_clip's layout, is refused with a ValueError saying so).
@@ -149,8 +151,8 @@ def zero_shot_evaluate(
     batches: iterable of batches holding `images` Float[B, 3, H, W] and `labels` Long[B] in [0, C),
     as a mapping with those keys, an object with those attributes, or an (images, labels) pair;
     classnames: C names for `per_class` (default "0".."C-1"); device: where the image tower runs
-    (default: the model's device); max_samples: stop after this many images (None: all).
-    Runs without gradients with the model in eval mode; its previous mode is restored.
+    (default: the model's device); max_samples: stop after this many images (None: all); progress:
+    advanced by each batch's image count. Runs without gradients with the model in eval mode; its previous mode is restored.
     """
     config = getattr(model, "config", None)
     check_classifier_shape(classifier, None if classnames is None else len(classnames),
@@ -180,6 +182,8 @@ def zero_shot_evaluate(
             top_k_hits += int((predictions == labels.view(-1, 1)).any(dim=1).sum())
             confusion += confusion_matrix(labels, predictions[:, 0], num_classes)
             count += labels.numel()
+            if progress is not None:
+                progress.update(labels.numel())
             if max_samples is not None and count >= max_samples:
                 break
     if count == 0:

@@ -70,15 +70,17 @@ def build_objectives(config: ObjectivesConfig, model: nn.Module, tokenizer: Toke
     model_config: ModelConfig = model.config
     _check_support(config, model_config, tokenizer)
     rank, _ = world_info()
+    # None for a kind without a mask token (the OpenAI BPE); only MLM needs one, checked above.
+    mask_id = getattr(tokenizer, "mask_id", None)
     objectives = Objectives(
         config,
         embed_dim=model_config.embed_dim,
         text_width=model_config.text.width,
         vocab_size=tokenizer.vocab_size,
-        protected_ids={tokenizer.pad_id, tokenizer.sot_id, tokenizer.eot_id, tokenizer.mask_id,
-                       *tokenizer.special_ids},
+        protected_ids={tokenizer.pad_id, tokenizer.sot_id, tokenizer.eot_id, *tokenizer.special_ids,
+                       *([] if mask_id is None else [mask_id])},
         pad_id=tokenizer.pad_id,
-        mask_id=tokenizer.mask_id,
+        mask_id=mask_id,
         seed=config.augment.seed + rank,
     )
     return objectives.to(next(model.parameters()).device)

@@ -11,8 +11,10 @@ see docs/training.md for the table from flag to key.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 from cliplab.data import DataConfig
@@ -70,17 +72,34 @@ def _non_negative_float(key: str, value: Any) -> None:
 class ModelSetupConfig:
     """Which model to build and which parts of it train.
 
-    name: a registered config (`cliplab.models.list_models()`) or a path to a model JSON/bundle.
+    name: a registered config (`cliplab.models.list_models()`: cliplab's and open_clip's names) or a
+        path to a model JSON. With `pretrained`: the architecture of a checkpoint that does not carry
+        one (an open_clip `epoch_K.pt`), or null to take the checkpoint's own (a name given must
+        agree with it). Null without `pretrained` means "tiny".
+    pretrained: a checkpoint to start from, in any format `cliplab.load` reads (--pretrained, as in
+        open_clip): its weights, tokenizer and preprocessing (docs/pretrained.md, "Fine-tuning").
     overrides: keyword overrides passed to `create_model` (e.g. {"embed_dim": 64, "vision.width": 64});
         null (the default) means DEFAULT_MODEL_OVERRIDES for the model (for `tiny`: the slimmer
-        sizes of the default run), {} the registered config unchanged.
-    tokenizer: a tokenizer.json to use (None: train one on the caption corpus of the data).
+        sizes of the default run), {} the registered config unchanged. With `pretrained`: null or {}
+        (the checkpoint fixes the architecture).
+    tokenizer: a tokenizer.json file, a tokenizer directory or an open_clip model name (None: the
+        resumed checkpoint's, the pretrained checkpoint's, the open_clip architecture's own, or one
+        trained on the captions; see `cliplab.train.tokenizer_setup`).
+    force_image_size: the side of the model's square input images instead of its config's (open_clip's
+        --force-image-size); the preprocessing follows it. Not with `pretrained`.
+    image_mean / image_std: the per-channel (R, G, B) normalisation instead of the one
+        `model_plan.plan_model` picks for the data (open_clip's --image-mean / --image-std). Not with
+        `pretrained` (the checkpoint brings its preprocessing).
     lock_image / lock_text and their unlocked counts mean what open_clip's flags mean.
     """
 
-    name: str = "tiny"
+    name: Optional[str] = None
+    pretrained: Optional[str] = None
     overrides: Optional[dict] = None
     tokenizer: Optional[str] = None
+    force_image_size: Optional[int] = None
+    image_mean: Optional[tuple[float, ...]] = None
+    image_std: Optional[tuple[float, ...]] = None
     lock_image: bool = False
     lock_image_unlocked_groups: int = 0
     lock_image_freeze_bn_stats: bool = False
@@ -91,14 +110,40 @@ class ModelSetupConfig:
     torchcompile: bool = False
 
     def __post_init__(self):
-        require(isinstance(self.name, str) and self.name != "", "name", self.name, "must be a model name or path")
+        require(self.pretrained is None or (isinstance(self.pretrained, str) and self.pretrained != ""),
+                "pretrained", self.pretrained, "must be a checkpoint path (any format cliplab.load reads)")
+        if self.name is None and self.pretrained is None:
+            self.name = "tiny"
+        require(self.name is None or (isinstance(self.name, str) and self.name != ""), "name", self.name,
+                "must be a model name or path")
         if self.overrides is None:
-            self.overrides = dict(DEFAULT_MODEL_OVERRIDES.get(self.name, {}))
+            self.overrides = {} if self.pretrained else dict(DEFAULT_MODEL_OVERRIDES.get(self.name, {}))
         require(isinstance(self.overrides, dict), "overrides", self.overrides, "must be a mapping")
+        require(not (self.pretrained and self.overrides), "overrides", self.overrides,
+                "cannot change the architecture of pretrained weights (model.pretrained): remove them")
+        _optional_positive_int("force_image_size", self.force_image_size)
+        for key in ("image_mean", "image_std"):
+            value = getattr(self, key)
+            require(value is None or (len(value) == 3 and all(math.isfinite(channel) for channel in value)), key,
+                    value, "must be 3 numbers (R, G, B) or null")
+        require(self.image_std is None or min(self.image_std) > 0, "image_std", self.image_std,
+                "must be > 0 in every channel")
+        for key in ("force_image_size", "image_mean", "image_std"):
+            require(not (self.pretrained and getattr(self, key) is not None), key, getattr(self, key),
+                    "cannot change the preprocessing of pretrained weights (model.pretrained brings its own): "
+                    "remove it")
         for key in ("lock_image_unlocked_groups", "lock_text_unlocked_layers"):
             value = getattr(self, key)
             require(isinstance(value, int) and not isinstance(value, bool) and value >= 0, key, value,
                     "must be an integer >= 0")
+
+    @property
+    def label(self) -> str:
+        """What the model is called in run names: `name`, else the pretrained checkpoint's file or
+        directory name."""
+        if self.name is not None:
+            return self.name
+        return Path(self.pretrained.rstrip("/\\")).name or self.pretrained
 
 
 @dataclass(kw_only=True)
@@ -243,12 +288,18 @@ class LoggingConfig:
     """Where the run directory goes and how often to log.
 
     The run directory is `<logs>/<name>`; name defaults to `<date>-<time>-<model>`.
+    log_every_n_steps: a metrics.jsonl record, and a console line where no progress bar is drawn.
+    progress_bar: a tqdm bar on a terminal (the console lines replace it in a log file).
+    tensorboard / wandb: the metric sinks besides metrics.jsonl (`metric_sinks`); wandb needs the
+        `wandb` extra and logs to the W&B project `wandb_project`.
     """
 
     logs: str = "./logs"
     name: Optional[str] = None
     log_every_n_steps: int = 10
     tensorboard: bool = True
+    wandb: bool = False
+    wandb_project: str = "cliplab"
     progress_bar: bool = True
 
     def __post_init__(self):
@@ -256,6 +307,10 @@ class LoggingConfig:
         require(self.name is None or (isinstance(self.name, str) and self.name != "" and "/" not in self.name),
                 "name", self.name, "must be a non-empty name without '/'")
         _positive_int("log_every_n_steps", self.log_every_n_steps)
+        require(isinstance(self.wandb_project, str) and self.wandb_project != "", "wandb_project",
+                self.wandb_project, "must be a W&B project name")
+        require(not self.wandb or importlib.util.find_spec("wandb") is not None, "wandb", self.wandb,
+                "needs the wandb package (pip install 'cliplab[wandb]')")
 
 
 @dataclass(kw_only=True)

@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from cliplab.data import DataConfig
 from cliplab.train.config import ConfigError, TrainConfig
 
 
@@ -134,6 +135,21 @@ def config_to_dict(config: Any) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
+def differences_from_defaults(config: Any, defaults: Any = None, prefix: str = "") -> dict[str, Any]:
+    """`{"section.key": value}` (JSON-ready) for every setting of `config` (a TrainConfig, or a
+    section of one) that differs from `defaults` (default: the type's defaults), in field order."""
+    defaults = type(config)() if defaults is None else defaults
+    changed: dict[str, Any] = {}
+    for field in dataclasses.fields(config):
+        value, default = getattr(config, field.name), getattr(defaults, field.name)
+        key = f"{prefix}{field.name}"
+        if dataclasses.is_dataclass(value) and type(value) is type(default):
+            changed.update(differences_from_defaults(value, default, prefix=f"{key}."))
+        elif value != default:
+            changed[key] = json.loads(json.dumps(value))
+    return changed
+
+
 def load_config_file(path: str | Path) -> dict:
     """Read a YAML or JSON config file into a dict (JSON is read by the YAML parser too)."""
     path = Path(path)
@@ -186,6 +202,15 @@ def resolve_config(config_path: str | Path | None = None,
     for dotted_key, value in (overrides or {}).items():
         set_dotted(data, dotted_key, value)
     return config_from_dict(data)
+
+
+def read_data_section(path: str | Path) -> DataConfig:
+    """The `data` section of a saved run config (a run's config.json), built alone: the other sections
+    may need what the reading machine lacks (the wandb package of `logging.wandb`, say)."""
+    data = load_config_file(path).get("data", {})
+    if not isinstance(data, Mapping):
+        raise ConfigError("data", data, f"must be a mapping (a config section) in {path}")
+    return dataclass_from_dict(DataConfig, data, prefix="data")
 
 
 def save_config(config: TrainConfig, path: str | Path) -> None:

@@ -72,9 +72,12 @@ def _options_set(config: LossConfig) -> dict[str, Any]:
 
 def choose_loss(config: LossConfig, model: ModelConfig) -> LossChoice:
     """The table's row for `model`, after checking that the loss options fit it."""
-    if config.siglip != (model.kind == "siglip"):
-        raise ConfigError("loss.siglip", config.siglip, f"does not match the model kind {model.kind!r} "
-                          f"(a siglip model needs --siglip, a {model.kind} model must not have it)")
+    if config.siglip and model.kind != "siglip":
+        raise ConfigError("loss.siglip", True, f"needs a siglip model; this is a {model.kind} model (it has no "
+                          "logit_bias): remove --siglip")
+    if model.kind == "siglip" and not config.siglip:
+        raise ConfigError("loss.siglip", False, "must be true for a siglip model (trained with the sigmoid loss "
+                          "and its logit_bias): add --siglip")
     choice = LOSS_TABLE.get((model.kind, config.tiled_loss))
     if choice is None:
         raise ConfigError("loss.tiled_loss", True, f"is not available for a {model.kind} model (its loss is "

@@ -1,28 +1,32 @@
-"""Run-directory logging on rank 0: metrics.jsonl, TensorBoard scalars, a tqdm progress bar, the summary.
+"""Run-directory logging on rank 0: metrics.jsonl, its sinks (TensorBoard, W&B), the console, the summary.
 
 metrics.jsonl holds one JSON object per line: `{"kind": "train", ...}` per logged step,
 `{"kind": "eval", ...}` per evaluation (key lists in docs/training.md) and `{"kind": "data", ...}`
 per epoch, its skipped-sample counts (docs/data.md). When a run resumes from step
 c, lines for steps after c (written before the interruption) are dropped first, so the file reads as
 one uninterrupted run; TensorBoard is told the same with `purge_step`.
+
+The console (`cliplab.console.Progress`): a tqdm bar over the steps on a terminal; in a log file, or
+with the bar off, a plain line every `log_every_n_steps` steps (`step_line`). Evaluations and skipped
+samples get a line either way.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
-from tqdm import tqdm
 
-from cliplab.eval.run_layout import METRICS_FILE, SUMMARY_FILE, TENSORBOARD_DIR
+from cliplab.console import Progress, format_duration
+from cliplab.eval.run_layout import METRICS_FILE, RUN_CONFIG_FILE, SUMMARY_FILE
 from cliplab.train.accumulation import LossOutput
 from cliplab.train.config import LoggingConfig, TrainConfig
-from cliplab.train.config_io import config_to_dict
+from cliplab.train.config_io import differences_from_defaults
+from cliplab.train.metric_sinks import ScalarSink, TensorBoardSink, WandbSink, scalars_of
 from cliplab.train.state import TrainState
 
 
@@ -55,68 +59,49 @@ def _json_safe(value: Any) -> Any:
 
 
 class MetricsLogger:
-    """Writes metrics on the main process; every method is a no-op elsewhere."""
+    """Writes metrics on the main process; every method is a no-op elsewhere. Each record goes to
+    metrics.jsonl, and its numeric values to every sink (`metric_sinks`: TensorBoard, W&B)."""
 
-    def __init__(self, run_dir: str | Path, *, enabled: bool, tensorboard: bool, resume_step: int | None = None):
+    def __init__(self, run_dir: str | Path, *, enabled: bool, sinks: Callable[[], list[ScalarSink]] = list,
+                 resume_step: int | None = None):
         self.enabled = enabled
         self.path = Path(run_dir) / METRICS_FILE
-        self._writer = None
+        self._sinks: list[ScalarSink] = []
         if not enabled:
             return
         if resume_step is not None:
             truncate_metrics_after(self.path, resume_step)
         self._handle = open(self.path, "a")
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            purge = None if resume_step is None else resume_step + 1
-            self._writer = SummaryWriter(str(Path(run_dir) / TENSORBOARD_DIR), purge_step=purge)
+        self._sinks = sinks()
 
     def log(self, record: Mapping[str, Any]) -> None:
-        """Append one record (needs 'kind' and 'step'); numeric top-level values go to TensorBoard."""
+        """Append one record (needs 'kind' and 'step'); numeric top-level values go to the sinks."""
         if not self.enabled:
             return
         line = json.dumps({key: _json_safe(value) for key, value in record.items()})
         self._handle.write(line + "\n")
         self._handle.flush()
-        if self._writer is not None:
-            for key, value in record.items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in ("step", "kind"):
-                    self._writer.add_scalar(f"{record['kind']}/{key}", value, record["step"])
+        scalars = scalars_of(record)
+        for sink in self._sinks:
+            sink.log(scalars, record["step"])
 
     def close(self) -> None:
         if not self.enabled:
             return
         self._handle.close()
-        if self._writer is not None:
-            self._writer.close()
+        for sink in self._sinks:
+            sink.close()
 
 
-class ProgressBar:
-    """tqdm over optimiser steps on the main process, showing loss, samples/s and the ETA.
-
-    On a terminal it redraws in place; written to a file or a pipe (a job's log) each redraw is a
-    new chunk of text, so there it redraws at most every NON_TTY_INTERVAL_S seconds.
-    """
-
-    NON_TTY_INTERVAL_S = 30.0
-
-    def __init__(self, *, total_steps: int, initial_step: int, enabled: bool, stream=None):
-        stream = sys.stderr if stream is None else stream
-        interactive = hasattr(stream, "isatty") and stream.isatty()
-        self._bar = tqdm(total=total_steps, initial=initial_step, unit="step", dynamic_ncols=True,
-                         disable=not enabled, desc="train", file=stream,
-                         mininterval=0.1 if interactive else self.NON_TTY_INTERVAL_S)
-
-    def update(self, *, loss: float, samples_per_s: float, epoch: int) -> None:
-        self._bar.set_postfix(loss=f"{loss:.4f}", samples_per_s=f"{samples_per_s:.0f}", epoch=epoch, refresh=False)
-        self._bar.update(1)
-
-    def write(self, message: str) -> None:
-        self._bar.write(message)
-
-    def close(self) -> None:
-        self._bar.close()
+def build_sinks(run_dir: Path, config: LoggingConfig, *, resume_step: int | None,
+                run_config: dict[str, Any]) -> list[ScalarSink]:
+    """The sinks `config` asks for (TensorBoard, W&B), opened now."""
+    sinks: list[ScalarSink] = []
+    if config.tensorboard:
+        sinks.append(TensorBoardSink(run_dir, resume_step=resume_step))
+    if config.wandb:
+        sinks.append(WandbSink(run_dir, project=config.wandb_project, config=run_config))
+    return sinks
 
 
 @dataclass(frozen=True)
@@ -159,23 +144,52 @@ def train_record(state: TrainState, report: StepReport) -> dict[str, Any]:
     return record
 
 
+def step_line(state: TrainState, report: StepReport, *, total_steps: int, eta_s: float | None) -> str:
+    """The console line of a logged step: step, epoch, loss (and its terms when they say more than
+    the total), lr, samples/s, data wait, ETA."""
+    terms = {name: float(value) for name, value in report.output.terms.items()}
+    loss = f"loss {report.loss:.4f}"
+    if len(terms) > 1 or any(value != report.loss for value in terms.values()):
+        loss += " (" + ", ".join(f"{name} {value:.4f}" for name, value in terms.items()) + ")"
+    parts = [f"step {state.step}/{total_steps} ({100 * state.step / total_steps:.0f}%)", f"epoch {report.epoch}",
+             loss, f"lr {report.lr:.3g}", f"{report.samples / report.step_time_s:.0f} samples/s",
+             f"data wait {report.data_wait_s:.3f} s"]
+    if eta_s is not None:
+        parts.append(f"ETA {format_duration(eta_s)}")
+    return " | ".join(parts)
+
+
+def eval_line(record: Mapping[str, Any]) -> str:
+    """The console line of an evaluation: zero-shot accuracy and/or retrieval R@1."""
+    parts = []
+    if "zero_shot_top1" in record:
+        parts.append(f"zero-shot top-1 {record['zero_shot_top1']:.4f}, top-5 {record['zero_shot_top5']:.4f}")
+    if "image_to_text_R@1" in record:
+        parts.append(f"retrieval R@1 image-to-text {record['image_to_text_R@1']:.4f}, "
+                     f"text-to-image {record['text_to_image_R@1']:.4f}")
+    return f"eval at step {record['step']}: " + "; ".join(parts)
+
+
 class TrainLogger:
-    """The run's log on the main process: metrics.jsonl and TensorBoard (`MetricsLogger`) and the
-    progress bar; every method is a no-op elsewhere. A train record every `log_every_n_steps` steps
+    """The run's log on the main process: metrics.jsonl and its sinks (`MetricsLogger`) and the
+    console (`cliplab.console.Progress`: a bar on a terminal, plain lines in a log file); every
+    method is a no-op elsewhere. A train record and a console line every `log_every_n_steps` steps
     and at the last step."""
 
     def __init__(self, run_dir: Path, config: LoggingConfig, *, enabled: bool, resume_step: int | None,
-                 total_steps: int, initial_step: int):
+                 total_steps: int, initial_step: int, run_config: dict[str, Any]):
         self.log_every_n_steps, self.total_steps = config.log_every_n_steps, total_steps
-        self.metrics = MetricsLogger(run_dir, enabled=enabled, tensorboard=config.tensorboard,
-                                     resume_step=resume_step)
-        self.progress = ProgressBar(total_steps=total_steps, initial_step=initial_step,
-                                    enabled=enabled and config.progress_bar)
+        self.metrics = MetricsLogger(run_dir, enabled=enabled, resume_step=resume_step, sinks=lambda: build_sinks(
+            run_dir, config, resume_step=resume_step, run_config=run_config))
+        self.progress = Progress(total_steps, desc="train", unit="step", bar=config.progress_bar,
+                                 initial=initial_step, line_interval_s=None, enabled=enabled)
 
     def log_step(self, state: TrainState, report: StepReport) -> None:
-        self.progress.update(loss=report.loss, samples_per_s=report.samples / report.step_time_s, epoch=report.epoch)
+        self.progress.update(1, loss=f"{report.loss:.4f}", samples_per_s=f"{report.samples / report.step_time_s:.0f}",
+                             epoch=report.epoch)
         if state.step % self.log_every_n_steps == 0 or state.step == self.total_steps:
             self.metrics.log(train_record(state, report))
+            self.progress.line(step_line(state, report, total_steps=self.total_steps, eta_s=self.progress.eta_s()))
 
     def log_data(self, state: TrainState, epoch: int, skip_record: dict[str, Any]) -> None:
         """An epoch's skip counts (`cliplab.data.skipping.epoch_skip_record`); a line when any was skipped."""
@@ -186,9 +200,7 @@ class TrainLogger:
 
     def log_eval(self, record: dict[str, Any]) -> None:
         self.metrics.log(record)
-        if "zero_shot_top1" in record:
-            self.note(f"eval at step {record['step']}: zero-shot top-1 {record['zero_shot_top1']:.4f}, "
-                      f"top-5 {record['zero_shot_top5']:.4f}")
+        self.note(eval_line(record))
 
     def note(self, message: str) -> None:
         self.progress.write(message)
@@ -199,9 +211,14 @@ class TrainLogger:
 
 
 def announce_run(config: TrainConfig, run_dir: Path, resume_from: Path | None, state: TrainState) -> None:
-    """Start-up lines of the main process: the run directory, the resolved config, where it resumes."""
+    """Start-up lines of the main process: the run directory, where the whole config is and what
+    differs from the defaults, where it resumes."""
     print(f"cliplab train: run directory {run_dir}")
-    print("resolved config:\n" + json.dumps(config_to_dict(config), indent=2))
+    changed = differences_from_defaults(config)
+    print(f"config: {run_dir / RUN_CONFIG_FILE}; " + ("set here (the rest are defaults):" if changed
+                                                      else "every setting is the default"))
+    for key, value in changed.items():
+        print(f"  {key}: {json.dumps(value)}")
     if resume_from is not None:
         print(f"resuming from {resume_from} (step {state.step}, epoch {state.epoch}, batch {state.batch_in_epoch})")
     if config.eval.eval_at_end and not config.evaluates_at_end:

@@ -39,6 +39,9 @@ class ModelBuild:
 
     def __init__(self, config: TrainConfig, context: DistributedContext):
         self.sharded = config.distributed.fsdp
+        if self.sharded and config.model.pretrained is not None:
+            raise ConfigError("distributed.fsdp", True, "does not start from model.pretrained (--pretrained) yet: "
+                              "fine-tune without --fsdp, or resume an FSDP2 run from a cliplab checkpoint")
         self.device = torch.device("meta") if self.sharded else context.device
         self.recorder = ShardedInit(context.rank, context.world_size) if self.sharded else None
 

@@ -13,7 +13,7 @@ from cliplab.train.config import ConfigError, TrainConfig
 def default_run_name(config: TrainConfig) -> str:
     """open_clip's pattern: date-time, model, lr, batch size, e.g. 2026_11_23-09_30_00-model_tiny-lr_0.002-b_256."""
     stamp = datetime.datetime.now().strftime("%Y_%m_%d-%H_%M_%S")
-    model = config.model.name.replace("/", "-")
+    model = config.model.label.replace("/", "-")
     return f"{stamp}-model_{model}-lr_{config.optim.lr:g}-b_{config.loop.batch_size}"
 
 

@@ -31,3 +31,24 @@ def learning_rate(step: int, total_steps: int, config: OptimConfig) -> float:
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr
+
+
+def warmup_warning(config: OptimConfig, total_steps: int) -> str | None:
+    """The start-up warning for a warmup of at least `total_steps` steps (the peak lr is reached at
+    the last step at best, and nothing decays), or None when the warmup is shorter than the run."""
+    if config.warmup < total_steps:
+        return None
+    last_lr = learning_rate(total_steps - 1, total_steps, config)
+    if config.warmup == total_steps:
+        outcome = f"the learning rate reaches its peak {config.lr:g} only at the last step and never decays"
+    else:
+        outcome = (f"the learning rate rises to {last_lr:.3g} at the last step and never reaches its peak "
+                   f"{config.lr:g} (--lr)")
+    return (f"warning: warmup is {config.warmup} steps (--warmup) but the run has {total_steps}: {outcome}; "
+            f"lower --warmup (e.g. {max(1, total_steps // 10)}, a tenth of the run) or train longer")
+
+
+def warn_if_warmup_outlasts_run(config: OptimConfig, total_steps: int) -> None:
+    warning = warmup_warning(config, total_steps)
+    if warning is not None:
+        print(warning)

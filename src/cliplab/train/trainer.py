@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from cliplab.data.skipping import epoch_skip_record, step_sample_counts
+from cliplab.distributed.agreement import raise_if_any_rank_failed
 from cliplab.eval.run_layout import CHECKPOINTS_DIR, RUN_CONFIG_FILE
 from cliplab.train.accumulation import LossOutput, MicroBatch, forward_backward
 from cliplab.train.checkpoint import CheckpointManager
@@ -39,13 +40,14 @@ from cliplab.train.evaluation import Evaluator
 from cliplab.train.guards import NonFiniteGuard
 from cliplab.train.loss_table import build_training_loss
 from cliplab.train.metrics_log import StepReport, TrainLogger, announce_run, write_summary
-from cliplab.train.model_setup import build_training_model, build_transforms
+from cliplab.train.model_plan import plan_model
+from cliplab.train.model_setup import build_training_model, build_transforms, describe_run_inputs
 from cliplab.train.objectives_setup import ModelWithObjectives, build_run_objectives
 from cliplab.train.optim import build_optimizer, clamp_logit_scale_, clip_gradients
 from cliplab.train.parallelism import ModelBuild, build_checkpointer, model_for_checkpoint, wrap_for_training
 from cliplab.train.precision import Precision
 from cliplab.train.run_dir import prepare_run_dir, resolve_resume
-from cliplab.train.schedule import learning_rate, set_lr
+from cliplab.train.schedule import learning_rate, set_lr, warn_if_warmup_outlasts_run
 from cliplab.train.state import TrainState
 from cliplab.train.tokenizer_setup import build_run_tokenizer
 from cliplab.train.torch_setup import configure_torch, seed_everything
@@ -96,10 +98,13 @@ class Trainer:
 
         torch.manual_seed(config.loop.seed)  # identical initial weights on every rank
         build = ModelBuild(config, context)
+        plan = None if config.model.pretrained else plan_model(config.model, config.data.dataset_type)
         with build.building():
-            self.model = build_training_model(config.model, build.device)
-        self.tokenizer = build_run_tokenizer(config.model, config.data, self.model.config.text,
-                                             resume_from=resume_from, run_dir=self.run_dir)
+            built = build_training_model(config.model, build.device, plan=plan, resuming=resume_from is not None)
+        self.model = built.model
+        run_tokenizer = build_run_tokenizer(config.model, config.data, self.model.config, resume_from=resume_from,
+                                            run_dir=self.run_dir, pretrained_tokenizer=built.tokenizer)
+        self.tokenizer = run_tokenizer.tokenizer
         with build.building():
             self.objectives = build_run_objectives(config, self.model, self.tokenizer)
         self.trainable = self.model if self.objectives is None else ModelWithObjectives(self.model, self.objectives)
@@ -118,6 +123,7 @@ class Trainer:
         if context.is_main:
             save_config(config, self.run_dir / RUN_CONFIG_FILE)
             announce_run(config, self.run_dir, resume_from, self.state)
+            print("\n".join(describe_run_inputs(built, run_tokenizer)))
 
         self.loss = build_training_loss(config.loss, self.model.config, context, self.objectives)
         transforms = build_transforms(self.model.config.preprocess)
@@ -127,14 +133,26 @@ class Trainer:
         self.data.start_epoch(self.state.epoch, self.state.batch_in_epoch)
         self.total_steps = self.data.total_steps()
         self.guard = NonFiniteGuard(config.guards.max_nonfinite_steps)
-        self.logger = TrainLogger(self.run_dir, config.logging, enabled=context.is_main,
-                                  resume_step=self.state.step if resume_from is not None else None,
-                                  total_steps=self.total_steps, initial_step=self.state.step)
+        if context.is_main:
+            warn_if_warmup_outlasts_run(config.optim, self.total_steps)
+        self.logger = self._open_logger(resumed=resume_from is not None)
         self.evaluator = Evaluator(config.eval, config.data, evaluates_at_end=config.evaluates_at_end,
                                    model=self.model, tokenizer=self.tokenizer, transform=transforms.eval,
                                    device=context.device, autocast=self.precision.autocast,
                                    log=self.logger.log_eval, gather_model=self._gathered_model())
         self.last_report: StepReport | None = None
+
+    def _open_logger(self, *, resumed: bool) -> TrainLogger:
+        """The run's logger; opening a sink can fail on rank 0 alone (W&B), so the ranks agree first."""
+        logger, error = None, None
+        try:
+            logger = TrainLogger(self.run_dir, self.config.logging, enabled=self.context.is_main,
+                                 resume_step=self.state.step if resumed else None, total_steps=self.total_steps,
+                                 initial_step=self.state.step, run_config=config_to_dict(self.config))
+        except Exception as caught:  # noqa: BLE001 - raised on every rank by raise_if_any_rank_failed
+            error = caught
+        raise_if_any_rank_failed(error)
+        return logger
 
     def train(self) -> TrainResult:
         state = self.state
