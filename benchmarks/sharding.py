@@ -5,8 +5,9 @@ Memory: ViT-L-14 on gloo CPU processes at N = 1, 2, 4, one AdamW step on a small
 parameters, gradients and AdamW state (under FSDP2 the local shards, `DTensor.to_local()`), and
 reads its RSS high-water mark (ru_maxrss: everything, activations and the all-gathered blocks
 included). FSDP2 builds the model on the meta device and fills its shards (`ModelBuild`), so no
-rank holds the whole model. A configuration whose processes cannot fit this machine's memory is
-not run (the rule: N x the N = 1 run's RSS above 70% of the memory available at start) and says so.
+rank holds the whole model. A DDP configuration whose processes cannot fit this machine's memory is
+not run and says so (the rule: every DDP rank holds what the N = 1 run held, so N x its RSS above
+70% of the memory available at start does not fit).
 
 Step time: the default model (the slimmed `tiny`) trained by `cliplab.train` at N = 2, DDP and
 FSDP2 in the same processes, same global batch; median step time of the steps after the first.
@@ -97,7 +98,7 @@ def memory_rows(model_name: str, overrides: dict, world_sizes: tuple[int, ...]) 
     for fsdp in (False, True):
         for world_size in world_sizes:
             label = "FSDP2" if fsdp else "DDP"
-            if single_rss is not None and world_size * single_rss > FIT_FRACTION * available:
+            if not fsdp and single_rss is not None and world_size * single_rss > FIT_FRACTION * available:
                 rows.append([label, str(world_size), "not run: needs about "
                              f"{world_size * single_rss / 2**30:.1f} GiB ({world_size} x the N=1 RSS), "
                              f"{available / 2**30:.1f} GiB available", "", "", "", ""])
@@ -123,6 +124,7 @@ def _step_time_run(rank: int, world_size: int, logs: str, steps: int) -> dict:
     times = {}
     for name, fsdp in (("ddp", False), ("fsdp", True)):
         config = smoke_config(logs=logs, name=name, steps=steps, batch_size=128 // world_size)
+        config.loop.epochs = steps  # max_steps ends the run, not the 512-sample epoch
         config.eval.eval_at_end = False
         config.loss.gather_with_grad = True
         config.distributed.fsdp = fsdp

@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 from cliplab.bundle import load as load_bundle
 from cliplab.distributed.launch import run_on_workers
+from cliplab.pretrained.dcp_reader import SHARDS_DIR, DcpModelReader
 from cliplab.train import train
 from cliplab.train.checkpoint import CheckpointManager
 
@@ -78,3 +79,64 @@ def test_fsdp_follows_ddp_and_its_checkpoints_resume_it(tmp_path, world_size):
     assert _losses(tmp_path / "fsdp_resumed") == fsdp[STEPS // 2:]
     # An FSDP2 run resumes from a DDP run's single-file checkpoint and follows the DDP run.
     _assert_close_losses(_losses(tmp_path / "fsdp_from_ddp"), ddp[STEPS // 2:])
+
+
+# --- the options that change what a sharded step does (slow: one DDP and one FSDP2 run each) -----
+
+FEATURES = {
+    "accumulation_checkpointing_locked_text_tiled": {"loop.accum_freq": 2, "model.grad_checkpointing": True,
+                                                     "model.lock_text": True, "loss.tiled_loss": True},
+}
+FEATURE_STEPS = 6
+
+
+def _feature_runs(rank, world_size, logs, feature):
+    for name, fsdp in (("ddp", False), ("fsdp", True)):
+        config = _config(logs, name, world_size, fsdp=fsdp, steps=FEATURE_STEPS)
+        config.loop.batch_size //= FEATURES[feature].get("loop.accum_freq", 1)
+        for key, value in FEATURES[feature].items():
+            section, field = key.split(".")
+            setattr(getattr(config, section), field, value)
+        train(config)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("feature", list(FEATURES))
+def test_fsdp_follows_ddp_with(tmp_path, feature):
+    run_on_workers(_feature_runs, 2, tmp_path, feature, timeout_s=600)
+    _assert_close_losses(_losses(tmp_path / "fsdp"), _losses(tmp_path / "ddp"))
+
+
+def _bf16_run(rank, world_size, logs):
+    from cliplab.train import TrainHooks
+
+    dtypes = []
+
+    def record(step, output):
+        dtypes.append(output.total.dtype)
+        return output
+
+    config = _config(logs, "bf16", world_size, fsdp=True, steps=3)
+    config.loop.precision = "amp_bf16"
+    train(config, hooks=TrainHooks(modify_loss=record))
+    return dtypes
+
+
+@pytest.mark.slow
+def test_fsdp_under_amp_bf16_keeps_the_loss_and_the_master_weights_fp32(tmp_path):
+    dtypes = run_on_workers(_bf16_run, 2, tmp_path, timeout_s=600)
+    assert all(dtype == torch.float32 for per_rank in dtypes for dtype in per_rank) and len(dtypes[0]) == 3
+    stored = DcpModelReader(CheckpointManager(tmp_path / "bf16" / "checkpoints", keep=2).latest() / SHARDS_DIR).shapes
+    assert all(value.dtype == torch.float32 for value in stored.values())  # as saved in the shards
+    assert all(math.isfinite(loss) for loss in _losses(tmp_path / "bf16"))
+
+
+@pytest.mark.slow
+def test_fsdp_with_objectives_is_refused_at_start_up(tmp_path):
+    from cliplab.objectives import ObjectivesConfig
+    from cliplab.train.config import ConfigError
+
+    config = _config(tmp_path, "objectives", 1, fsdp=True, steps=1)
+    config.objectives = ObjectivesConfig.from_dict({"mlm": {"enabled": True}})
+    with pytest.raises(ConfigError, match="distributed.fsdp.*not supported with x-clip objectives"):
+        train(config)

@@ -24,6 +24,7 @@ serves them to the code that fills the sharded parameters (`cliplab.distributed.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -189,9 +190,13 @@ class ShardedInit:
                 self._record(meta, cpu)
 
     def values(self, module: nn.Module) -> "ShardValues":
-        """The recorded values of `module`'s state dict, by name (call after building)."""
+        """The recorded values of `module`'s state dict, by name (call after building); a module's
+        extra state (not a tensor) as the constructor left it."""
         kept = {}
         for name, tensor in module.state_dict(keep_vars=True).items():
+            if not isinstance(tensor, torch.Tensor):  # a module's extra state: built as it is, kept whole
+                kept[name] = (copy.deepcopy(tensor), True)
+                continue
             shadow = self._shadows.get(_storage_key(tensor)) if tensor.is_meta else None
             if shadow is None or tensor.storage_offset() != 0 or tensor.numel() != shadow.numel:
                 raise ShardedInitError(f"{name}: no initial value was recorded for it (built outside "

@@ -30,7 +30,7 @@ from cliplab.bundle import WeightsOpener
 from cliplab.distributed.shard_init import ShardedInit
 from cliplab.train.checkpoint import CheckpointManager
 from cliplab.train.checkpointer import CheckpointedParts, Checkpointer
-from cliplab.train.config import CheckpointConfig, TrainConfig
+from cliplab.train.config import CheckpointConfig, ConfigError, TrainConfig
 from cliplab.train.distributed_setup import DistributedContext
 
 if TYPE_CHECKING:
@@ -91,22 +91,14 @@ def _ddp(trainable: nn.Module, model: nn.Module, config: TrainConfig, context: D
                          parameter_order=_parameter_order(trainable))
 
 
-def _initial_values(trainable: nn.Module, model: nn.Module, build: ModelBuild,
-                    weights: WeightsOpener | None) -> "ShardSource":
+def _initial_values(trainable: nn.Module, build: ModelBuild, weights: WeightsOpener | None) -> "ShardSource":
     """Where the shards' first values come from: the recorded initial values, or (a pretrained
-    model, `weights`) its checkpoint read one tensor at a time, with the recorded values of the
-    objective heads beside it."""
+    model, `weights`) its checkpoint, read one tensor at a time."""
     from cliplab.train.sharded_state import rows_of
 
     if weights is None:
         return build.recorder.values(trainable).rows
-    take = weights()
-    if trainable is model:
-        return rows_of(take)
-    heads = build.recorder.values(trainable.objectives).rows
-    model_rows = rows_of(lambda name: take(name[len("model."):]))
-    return lambda name, rows: (model_rows(name, rows) if name.startswith("model.")
-                               else heads(name[len("objectives."):], rows))
+    return rows_of(weights())
 
 
 def _fsdp(trainable: nn.Module, model: nn.Module, config: TrainConfig, context: DistributedContext,
@@ -114,7 +106,12 @@ def _fsdp(trainable: nn.Module, model: nn.Module, config: TrainConfig, context: 
     from cliplab.train.sharded_state import fill_shards
     from cliplab.train.sharding import shard
 
-    initial = _initial_values(trainable, model, build, weights)
+    if trainable is not model:
+        # The terms call into the towers outside the model's forward (FSDP2 then meets unsharded
+        # inputs against sharded weights); until that is handled, they train under DDP only.
+        raise ConfigError("distributed.fsdp", True, "is not supported with x-clip objectives yet: train them "
+                          "without --fsdp (DDP)")
+    initial = _initial_values(trainable, build, weights)
     order = _parameter_order(trainable)
     shard(trainable, model, precision=config.loop.precision, compile_blocks=config.model.torchcompile)
     fill_shards(trainable, initial, context.device)

@@ -4,6 +4,8 @@ Units (`fully_shard` groups, each all-gathered just before it runs and freed aft
 of every `BlockStack` (both towers' residual blocks, CoCa's decoder layers), every stage of a
 convolutional tower, every x-clip objective head that has parameters, each 0-d parameter (below),
 the CLIP model itself when objective heads sit beside it, and the root (the trainable module).
+(The trainer refuses objectives under FSDP2 for now, `parallelism._fsdp`: their terms call the
+towers outside the model's forward.)
 The root keeps what is left: embeddings, final norms, poolers, projections.
 
 0-d parameters: `fully_shard` refuses them, and cliplab's `logit_scale` / `logit_bias` are 0-d (as

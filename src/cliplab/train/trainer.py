@@ -101,8 +101,8 @@ class Trainer:
         resume_from = run_on_main(lambda: resolve_resume(config.checkpoint.resume, manager))
 
         torch.manual_seed(config.loop.seed)  # identical initial weights on every rank
-        plan = None if config.model.pretrained else plan_model(config.model, config.data.dataset_type)
         build = ModelBuild(config, context)
+        plan = None if config.model.pretrained else plan_model(config.model, config.data.dataset_type)
         with build.building():
             built = build_training_model(config.model, build.device, plan=plan, resuming=resume_from is not None)
         self.model = built.model
