@@ -22,8 +22,8 @@ from train_helpers import small_config
 GLOBAL_BATCH, CHECKPOINT_STEP, STEPS = 8, 10, 40
 
 
-def _config(logs, name, world_size, *, batch_size=None, resume=None, fsdp=False):
-    config = small_config(logs, name=name, steps=STEPS, batch_size=batch_size or GLOBAL_BATCH // world_size)
+def _config(logs, name, world_size, *, batch_size=None, resume=None, fsdp=False, steps=STEPS):
+    config = small_config(logs, name=name, steps=steps, batch_size=batch_size or GLOBAL_BATCH // world_size)
     config.data.train_num_samples = GLOBAL_BATCH * STEPS
     config.loss.gather_with_grad = True  # every rank computes (and logs) the loss of the whole global batch
     config.checkpoint.save_every_steps = CHECKPOINT_STEP
@@ -57,7 +57,7 @@ def test_a_two_rank_checkpoint_resumes_on_one_and_four_ranks(tmp_path):
 
 
 def test_resuming_with_another_global_batch_names_the_batch_size_that_fits(tmp_path):
-    train(_config(tmp_path, "eight", 1, batch_size=8))
-    checkpoint = str(tmp_path / "eight" / "checkpoints" / f"step_{STEPS:07d}")
+    train(_config(tmp_path, "eight", 1, batch_size=8, steps=2))
+    checkpoint = str(tmp_path / "eight" / "checkpoints" / f"step_{2:07d}")
     with pytest.raises(UserError, match="8 samples per step and this run takes 4 .*resume it with --batch-size 8"):
-        train(_config(tmp_path, "four", 1, batch_size=4, resume=checkpoint))
+        train(_config(tmp_path, "four", 1, batch_size=4, resume=checkpoint, steps=2))
