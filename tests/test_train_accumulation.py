@@ -157,8 +157,8 @@ def test_training_with_accumulation_equals_the_large_batch_with_dropout_on(tmp_p
                                   text_dropout=0.2))
     wrap = trainer.wrap_for_training
 
-    def chunked(model, config, context):
-        wrapped = wrap(model, config, context)
+    def chunked(*arguments):
+        wrapped = wrap(*arguments)
         return dataclasses.replace(wrapped, module=_ChunkedForward(wrapped.module, MICRO_BATCH))
     monkeypatch.setattr(trainer, "wrap_for_training", chunked)
     large = train(_e2e_config(tmp_path, "large", batch_size=ACCUM * MICRO_BATCH, accum_freq=1, text_dropout=0.2))

@@ -19,6 +19,10 @@ upgrade. When the layout changes, bump FORMAT_VERSION and convert the older vers
 `read_config`, so that every bundle ever written still loads (`tests/fixtures/bundle_format_1/` is
 a committed version-1 bundle that the tests load). New config fields default to the first layout's
 behaviour, so version 1 still describes every bundle.
+
+An FSDP2 run's step directory reads as a bundle whose weights are the DCP directory `shards/`
+(`cliplab.pretrained.dcp_reader`, one process, no process group); `cliplab export --format bundle`
+writes it out with a single `model.safetensors`.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors.torch import save_file
@@ -43,11 +47,14 @@ from cliplab.models.config import read_json_object
 from cliplab.pretrained.formats import (HF_HUB_PREFIX, LOCAL_DIR_PREFIX, accepted_formats, directory_format,
                                         download_hf_hub, strip_local_dir)
 from cliplab.pretrained.key_maps import check_state_dict
+from cliplab.pretrained.dcp_reader import SHARDS_DIR, DcpModelReader, is_sharded_checkpoint
 from cliplab.pretrained.weight_files import SafetensorsReader
 from cliplab.pretrained.loaders import (ForeignCheckpoint, architecture_config, build_model_from, fill_model,
                                         read_foreign)
 
 WEIGHTS_FILE = "model.safetensors"
+# Opens a checkpoint's weights for a model built on meta: -> take(name), the tensor of entry `name`.
+WeightsOpener = Callable[[], Callable[[str], torch.Tensor]]
 CONFIG_FILE = "config.json"
 FORMAT_VERSION = 1
 FORMAT_VERSION_KEY = "format_version"
@@ -62,13 +69,20 @@ class CheckpointNotFoundError(UserError, FileNotFoundError):
 def save(model: nn.Module, tokenizer: Any, path: str | os.PathLike) -> Path:
     """Write the bundle directory `path` (created if needed; bundle files in it are replaced)."""
     model = cliplab_model(model)
-    check_tokenizer_fits(model.config, tokenizer, "save")
-    directory = Path(path)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = save_description(model.config, tokenizer, path)
     state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}
     save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
+    return directory
+
+
+def save_description(config: ModelConfig, tokenizer: Any, path: str | os.PathLike) -> Path:
+    """A bundle's `config.json` and tokenizer files in directory `path` (created), without weights:
+    `save` adds `model.safetensors`; a sharded training checkpoint has its DCP shards instead."""
+    check_tokenizer_fits(config, tokenizer, "save")
+    directory = Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
     with open(directory / CONFIG_FILE, "w") as handle:
-        json.dump({FORMAT_VERSION_KEY: FORMAT_VERSION, **model.config.to_dict()}, handle, indent=2)
+        json.dump({FORMAT_VERSION_KEY: FORMAT_VERSION, **config.to_dict()}, handle, indent=2)
         handle.write("\n")
     save_tokenizer(tokenizer, directory)
     return directory
@@ -102,9 +116,10 @@ def read_config(path: str | os.PathLike) -> ModelConfig:
 
 
 def is_bundle(path: Path) -> bool:
-    """A directory with cliplab's weights and config files (and not a Hugging Face directory)."""
-    return (path.is_dir() and (path / WEIGHTS_FILE).is_file() and (path / CONFIG_FILE).is_file()
-            and directory_format(path) is None)
+    """A directory with cliplab's weights and config files (and not a Hugging Face directory); the
+    weights are `model.safetensors`, or DCP shards (an FSDP2 run's step directory)."""
+    return (path.is_dir() and ((path / WEIGHTS_FILE).is_file() or is_sharded_checkpoint(path))
+            and (path / CONFIG_FILE).is_file() and directory_format(path) is None)
 
 
 def _follow_latest(pointer: Path) -> Path:
@@ -118,7 +133,8 @@ def _follow_latest(pointer: Path) -> Path:
     target = pointer.parent / name  # an absolute name replaces the parent
     if not is_bundle(target):
         raise CheckpointNotFoundError(
-            f"{pointer} names {target}, which is not a complete checkpoint (needs {WEIGHTS_FILE} and {CONFIG_FILE})")
+            f"{pointer} names {target}, which is not a complete checkpoint (needs {CONFIG_FILE} and {WEIGHTS_FILE} "
+            f"or {SHARDS_DIR}/)")
     return target
 
 
@@ -148,7 +164,9 @@ class LoadedModel:
     preprocess: PIL image -> Float[3, S, S] (its settings: `model.config.preprocess`); tokenizer:
     texts -> Long[N, T], or None where the checkpoint has none cliplab reads (`require_tokenizer=
     False` only); path: the directory or file read; format: "bundle", "open_clip_hub",
-    "open_clip_checkpoint", "openai" or "hf".
+    "open_clip_checkpoint", "openai" or "hf". weights (for a model on "meta"): opens the
+    checkpoint's weights, returning take(name) -> the tensor of the model's state-dict entry
+    `name`, read on demand (what fills a sharded model shard by shard, `cliplab.train.parallelism`).
     """
 
     model: nn.Module
@@ -157,6 +175,7 @@ class LoadedModel:
     path: Path
     device: torch.device
     format: str
+    weights: WeightsOpener | None = None
 
 
 def _local_path(path: str | os.PathLike) -> Path:
@@ -168,17 +187,31 @@ def _local_path(path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def _read_bundle(directory: Path, device: torch.device, output_dict: bool) -> tuple[CLIP, Any]:
-    """Read the bundle's weights into a model built on meta: names and shapes are checked from the
-    file's header first, then one tensor at a time is read and copied."""
+def _bundle_weights(directory: Path, expected: dict[str, torch.Tensor]) -> Callable[[str], torch.Tensor]:
+    """take(name) -> the bundle's tensor `name`, shaped as in `expected` (a state dict of the
+    bundle's architecture; meta will do). Names and shapes are checked first (from the safetensors
+    header, or from DCP's metadata for shards); then one tensor is read per call (from DCP shards,
+    all of them on the first call)."""
+    sharded = not (directory / WEIGHTS_FILE).is_file()
+    source = directory / (SHARDS_DIR if sharded else WEIGHTS_FILE)
+    reader = DcpModelReader(source) if sharded else SafetensorsReader(source)
+    check_state_dict(expected, reader.shapes, source=str(source))
+    return lambda name: reader.read(name).reshape(expected[name].shape)
+
+
+def _read_bundle(directory: Path, device: torch.device, output_dict: bool) -> tuple[CLIP, Any, WeightsOpener]:
+    """The bundle's model built on meta and its weights copied in (unless `device` is meta), its
+    tokenizer, and the opener of its weights."""
     config = read_config(directory / CONFIG_FILE)
     with torch.device("meta"):
         model = build_model(config, output_dict=output_dict)
+    expected = model.state_dict()
+
+    def weights() -> Callable[[str], torch.Tensor]:
+        return _bundle_weights(directory, expected)
     if device.type != "meta":
-        reader = SafetensorsReader(directory / WEIGHTS_FILE)
-        check_state_dict(model.state_dict(), reader.shapes, source=str(directory / WEIGHTS_FILE))
-        fill_model(model, device, reader.read)
-    return model.eval(), load_tokenizer(directory)
+        fill_model(model, device, weights())
+    return model.eval(), load_tokenizer(directory), weights
 
 
 def _check_architecture(config: ModelConfig, model: Any, path: Path) -> None:
@@ -216,11 +249,11 @@ def load_model(path: str | os.PathLike, *, model: str | ModelConfig | None = Non
         location = location.parent
     if location.is_dir() and directory_format(location) is None:
         bundle_dir = resolve_checkpoint(location)
-        built, tokenizer = _read_bundle(bundle_dir, device, output_dict)
+        built, tokenizer, weights = _read_bundle(bundle_dir, device, output_dict)
         if model is not None:
             _check_architecture(built.config, model, bundle_dir)
         return LoadedModel(built, image_transform(built.config.preprocess, train=False), tokenizer,
-                           bundle_dir, device, "bundle")
+                           bundle_dir, device, "bundle", weights if device.type == "meta" else None)
     foreign = read_foreign(location, model)
     if foreign is None:
         raise CheckpointNotFoundError(f"{location} is not a checkpoint cliplab reads; {accepted_formats()}")
@@ -235,8 +268,10 @@ def _from_foreign(foreign: ForeignCheckpoint, model: Any, device: torch.device, 
         raise UserError(f"{foreign.path}: no tokenizer cliplab reads ({foreign.tokenizer_error}); pass "
                         "require_tokenizer=False to load the model without one")
     built = build_model_from(foreign, device, output_dict=output_dict)
+    expected = built.state_dict()
+    weights = (lambda: foreign.load_state(expected)) if device.type == "meta" else None
     return LoadedModel(built, image_transform(built.config.preprocess, train=False), foreign.tokenizer,
-                       foreign.path, device, foreign.format)
+                       foreign.path, device, foreign.format, weights)
 
 
 def load(path: str | os.PathLike, device: str | torch.device = "cpu", *,

@@ -1,4 +1,5 @@
-"""`cliplab export CHECKPOINT --format open_clip|hf --out DIR`: write what open_clip / transformers load."""
+"""`cliplab export CHECKPOINT --format open_clip|hf|bundle --out DIR`: write what open_clip /
+transformers load, or a cliplab bundle with one weights file (e.g. from an FSDP2 run's DCP shards)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ formats:
               open_clip.create_model_and_transforms("local-dir:DIR")
   hf          config.json, model.safetensors, preprocessor_config.json and tokenizer files:
               transformers.CLIPModel / SiglipModel.from_pretrained(DIR), CLIPTokenizer.from_pretrained(DIR)
+  bundle      cliplab's own: model.safetensors, config.json and the tokenizer's files: cliplab.load(DIR).
+              Turns an FSDP2 run's sharded (DCP) checkpoint into one file, in one process.
 
 A model the target cannot represent is refused, naming what is missing, before anything is
 written. An existing non-empty --out is written into only with --force (files of the exported
@@ -19,17 +22,19 @@ examples:
   cliplab export logs/vitb32-run --format open_clip --out exported/open_clip
   cliplab export ViT-B-32.pt --format hf --out exported/hf
   cliplab export epoch_10.pt --model ViT-B-32 --format hf --out exported/hf
+  cliplab export logs/fsdp-run/checkpoints/step_0001000 --format bundle --out exported/bundle
 """
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "export", help="write a checkpoint in open_clip's or Hugging Face's format",
-        description="Export a checkpoint (any format cliplab loads) to open_clip or Hugging Face transformers.",
+        description="Export a checkpoint (any format cliplab loads) to open_clip, Hugging Face transformers "
+                    "or a cliplab bundle.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", metavar="CHECKPOINT",
                         help="bundle, run directory, open_clip / OpenAI / Hugging Face checkpoint")
-    parser.add_argument("--format", required=True, choices=("open_clip", "hf"), help="what to write")
+    parser.add_argument("--format", required=True, choices=("open_clip", "hf", "bundle"), help="what to write")
     add_output_arguments(parser, "output directory")
     parser.set_defaults(run=run)
     return parser
@@ -44,10 +49,13 @@ def add_output_arguments(parser: argparse.ArgumentParser, out_help: str) -> None
 
 
 def run(args: argparse.Namespace) -> int:
-    from cliplab.bundle import load_model
-    from cliplab.pretrained.export import export
+    from cliplab.bundle import load_model, save
+    from cliplab.pretrained.export import export, prepare_directory
 
     loaded = load_model(args.checkpoint, model=args.model)
-    directory = export(loaded.model, loaded.tokenizer, args.out, format=args.format, force=args.force)
+    if args.format == "bundle":
+        directory = save(loaded.model, loaded.tokenizer, prepare_directory(args.out, args.force))
+    else:
+        directory = export(loaded.model, loaded.tokenizer, args.out, format=args.format, force=args.force)
     print(f"exported {loaded.path} ({loaded.format}) as {args.format} to {directory}")
     return 0

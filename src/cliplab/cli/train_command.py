@@ -194,6 +194,8 @@ FLAGS: tuple[Flag, ...] = (
          type=int),
     Flag("--dist-backend", "distributed.backend", "process group backend (default: nccl on GPU, else gloo)",
          choices=("gloo", "nccl")),
+    Flag("--fsdp", "distributed.fsdp", "shard parameters, gradients and optimiser state (FSDP2) instead of DDP",
+         boolean=True),
 )
 
 

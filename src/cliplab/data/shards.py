@@ -17,8 +17,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-import webdataset as wds
-
 from cliplab.data.csv_dataset import CsvDataset
 from cliplab.data.samples import BadSampleError, MapDataset
 from cliplab.errors import InvalidInputError
@@ -95,6 +93,8 @@ def write_shards(records: Iterator[ShardRecord | BadSampleError], *, out_dir: st
     Bad records are counted in the report, not written. `on_shard_written(path, samples_so_far)`
     is called after each shard (for progress output).
     """
+    import webdataset as wds  # imported where shards are written, so cliplab imports without it
+
     if samples_per_shard < 1:
         raise ValueError(f"samples_per_shard must be >= 1, got {samples_per_shard}")
     out_dir = Path(out_dir)

@@ -19,14 +19,14 @@ from __future__ import annotations
 import html
 import string
 
-import ftfy
-
 CLEAN_MODES = ("lower", "whitespace", "canonicalize")
 _DROP_PUNCTUATION = str.maketrans("", "", string.punctuation)
 
 
 def repair_text(text: str) -> str:
     """ftfy, then HTML unescaping twice, then strip."""
+    import ftfy  # here, not at module level: cliplab imports without it where no text is cleaned
+
     return html.unescape(html.unescape(ftfy.fix_text(text))).strip()
 
 

@@ -27,7 +27,6 @@ import random
 from pathlib import Path
 from typing import Iterator, Sequence
 
-import webdataset as wds
 from torch.utils.data import IterableDataset, get_worker_info
 
 from cliplab.data.batching import (REPLACEMENTS_PER_SLOT, PreparedSample, Tokenize, Transform,
@@ -46,6 +45,8 @@ def expand_shard_urls(urls: str | Sequence[str]) -> list[str]:
 
     Local paths are checked at once; raises FileNotFoundError naming the missing shards.
     """
+    import webdataset as wds  # imported where shards are read, so cliplab imports without it
+
     expanded = wds.shardlists.expand_urls(urls) if isinstance(urls, str) else [
         url for pattern in urls for url in wds.shardlists.expand_urls(pattern)]
     if not expanded:
@@ -150,6 +151,8 @@ class WebDatasetBatches(IterableDataset):
             raise InvalidInputError(f"a full pass over the shards of {self.pattern!r} produced no samples")
 
     def __iter__(self) -> Iterator[dict]:
+        import webdataset as wds
+
         worker = get_worker_info()
         worker_id, num_workers = (worker.id, worker.num_workers) if worker else (0, 1)
         quota = None

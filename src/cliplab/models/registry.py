@@ -104,14 +104,29 @@ def _initialisers_skipped():
             setattr(nn.init, name, function)
 
 
+_keep_initialisers_on_meta = False
+
+
+@contextlib.contextmanager
+def initialisers_on_meta():
+    """Run the initialisers on the meta device too, for a caller that shadows the meta tensors
+    with real values (`cliplab.distributed.shard_init`)."""
+    global _keep_initialisers_on_meta
+    previous, _keep_initialisers_on_meta = _keep_initialisers_on_meta, True
+    try:
+        yield
+    finally:
+        _keep_initialisers_on_meta = previous
+
+
 def build_model(config: ModelConfig, *, output_dict: bool = False) -> CLIP:
     """The model for `config` (class chosen by config.kind), freshly initialised, in train mode
     (on the meta device, where there is nothing to initialise, the initialisers are skipped).
     output_dict: what forward returns (open_clip's tuple when False; see CLIP)."""
     if not isinstance(config, ModelConfig):
         raise ValueError(f"config must be a ModelConfig, got {type(config).__name__}")
-    on_meta = torch.empty(0).is_meta
-    with _initialisers_skipped() if on_meta else contextlib.nullcontext():
+    skip = torch.empty(0).is_meta and not _keep_initialisers_on_meta
+    with _initialisers_skipped() if skip else contextlib.nullcontext():
         return MODEL_CLASSES[config.kind](config, output_dict=output_dict)
 
 

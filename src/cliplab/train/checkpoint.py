@@ -51,6 +51,7 @@ from torch import nn
 
 from cliplab.bundle import WEIGHTS_FILE
 from cliplab.bundle import save as save_bundle
+from cliplab.data.seeding import mix_seed
 from cliplab.distributed.agreement import gather_objects, run_on_main
 from cliplab.errors import MissingInputError, UserError
 from cliplab.eval.run_layout import LATEST_FILE
@@ -287,30 +288,55 @@ class CheckpointManager:
                 shutil.rmtree(path, ignore_errors=True)
 
 
-def restore_training_state(path: str | Path, *, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
-                           scaler: torch.amp.GradScaler | None = None, restore_rng: bool = True,
-                           rank: int = 0, extra_modules: dict[str, nn.Module] | None = None) -> TrainState:
-    """Resume training from checkpoint `path`: restore an unwrapped model (strict), the optimiser, the
-    scaler and this rank's RNG states in place; return the counters. A checkpoint from a run with
-    fewer ranks gives the extra ranks rank 0's RNG states. Pass a checkpoint `verify_checkpoint`
-    accepted (the run's resume does, once, on the main process); this reads the files as they are.
-    (Loading a model for use is `cliplab.bundle`'s job.)"""
+def read_checkpoint(path: str | Path, *, mmap: bool = False) -> tuple[Path, dict]:
+    """(the weights file, the train_state.pt payload) of the complete checkpoint `path`; with `mmap`
+    the payload's tensors are memory-mapped (read when used, private copies when written). Pass a
+    checkpoint `verify_checkpoint` accepted (the run's resume does, once, on the main process);
+    this reads the files as they are."""
     path = Path(path)
     if not (path / TRAIN_STATE_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
         raise MissingInputError(f"{path} is not a complete cliplab checkpoint (needs {WEIGHTS_FILE} and "
                                 f"{TRAIN_STATE_FILE})")
-    missing, unexpected = load_model(model, path / WEIGHTS_FILE, strict=False)
+    return path / WEIGHTS_FILE, torch.load(path / TRAIN_STATE_FILE, map_location="cpu", weights_only=False,
+                                           mmap=mmap)
+
+
+def restore_run_state(payload: dict, *, scaler: torch.amp.GradScaler | None = None, restore_rng: bool = True,
+                      rank: int = 0) -> TrainState:
+    """The scaler and this rank's RNG states from a checkpoint payload; returns the counters.
+
+    A rank the saved run had gets its own RNG states back. A rank it did not have (a resume on more
+    ranks) gets fresh generators seeded from (run seed, rank, step): copying another rank's states
+    would give two ranks the same dropout masks.
+    """
+    if scaler is not None and payload["scaler"] is not None:
+        scaler.load_state_dict(payload["scaler"])
+    train_state = TrainState.from_dict(payload["train_state"])
+    if restore_rng:
+        states = payload["rng"]
+        if rank < len(states):
+            set_rng_state(states[rank])
+        else:
+            seed = mix_seed(payload["config"]["loop"]["seed"], rank, train_state.step)
+            random.seed(seed)
+            np.random.seed(seed % 2**32)
+            torch.manual_seed(seed)
+    return train_state
+
+
+def restore_training_state(path: str | Path, *, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
+                           scaler: torch.amp.GradScaler | None = None, restore_rng: bool = True,
+                           rank: int = 0, extra_modules: dict[str, nn.Module] | None = None) -> TrainState:
+    """Resume training from checkpoint `path`: restore an unwrapped model (strict), the optimiser, the
+    scaler and this rank's RNG states in place (`restore_run_state`); return the counters.
+    (Loading a model for use is `cliplab.bundle`'s job.)"""
+    weights_file, payload = read_checkpoint(path)
+    missing, unexpected = load_model(model, weights_file, strict=False)
     if missing or unexpected:
         raise UserError(f"checkpoint {path} was saved from another model: missing {missing}, unexpected "
                         f"{unexpected}; resume it with the --model and overrides it was trained with")
-    payload = torch.load(path / TRAIN_STATE_FILE, map_location="cpu", weights_only=False)
     for name, module in (extra_modules or {}).items():
         module.load_state_dict(payload["extra_modules"][name], strict=True)
     if optimizer is not None:
         optimizer.load_state_dict(payload["optimizer"])
-    if scaler is not None and payload["scaler"] is not None:
-        scaler.load_state_dict(payload["scaler"])
-    if restore_rng:
-        states = payload["rng"]
-        set_rng_state(states[rank] if rank < len(states) else states[0])
-    return TrainState.from_dict(payload["train_state"])
+    return restore_run_state(payload, scaler=scaler, restore_rng=restore_rng, rank=rank)

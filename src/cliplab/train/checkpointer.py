@@ -2,7 +2,9 @@
 
 `Checkpointer` holds the objects a checkpoint saves (`CheckpointedParts`) and delegates the files to
 `CheckpointManager` (atomic step directories, `latest`, pruning). A checkpointer for sharded state
-(DCP under FSDP2) offers the same `restore` / `save_if_due` over the same parts.
+offers the same `restore` / `save_if_due` over the same parts, overriding `restore` and `save`:
+`dcp_checkpointer.DcpCheckpointer` under FSDP2 (every rank writes its DCP shards; it also resumes
+from a single-file checkpoint, a DDP run's).
 """
 
 from __future__ import annotations
@@ -66,8 +68,12 @@ class Checkpointer:
     def save_if_due(self, state: TrainState, *, epoch_done: bool, finished: bool) -> None:
         """A collective (every rank calls it; see `CheckpointManager.save`)."""
         if self.is_due(state, epoch_done=epoch_done, finished=finished) and self.last_saved_step != state.step:
-            parts = self.parts
-            self.manager.save(model=parts.model, tokenizer=parts.tokenizer, optimizer=parts.optimizer,
-                              scaler=parts.scaler, state=state, config=self.saved_config,
-                              extra_modules=parts.extra_modules)
+            self.save(state)
             self.last_saved_step = state.step
+
+    def save(self, state: TrainState) -> None:
+        """Write the checkpoint of `state` now (a collective)."""
+        parts = self.parts
+        self.manager.save(model=parts.model, tokenizer=parts.tokenizer, optimizer=parts.optimizer,
+                          scaler=parts.scaler, state=state, config=self.saved_config,
+                          extra_modules=parts.extra_modules)

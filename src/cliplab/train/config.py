@@ -363,11 +363,14 @@ class DistributedConfig:
 
     find_unused_parameters: DDP's option, for models with trainable parameters that some steps
     leave without a gradient.
+    fsdp: shard parameters, gradients and optimiser state over the ranks with FSDP2 (`fully_shard`)
+    instead of DDP's whole copies (`cliplab.train.parallelism`).
     """
 
     backend: Optional[str] = None
     timeout_s: int = 1800
     find_unused_parameters: bool = False
+    fsdp: bool = False
 
     def __post_init__(self):
         require(self.backend in (None, "gloo", "nccl"), "backend", self.backend, "must be gloo, nccl or null")

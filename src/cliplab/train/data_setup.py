@@ -1,19 +1,28 @@
 """The training data of a run: the dataset read once, one loader per epoch, the batches of a step.
 
-Per rank and step: `accum_freq` micro-batches of `batch_size`. A global batch size that does not
-depend on the number of ranks would be planned here.
+Per rank and step: `accum_freq` micro-batches of `batch_size`. Global micro-batch b of an epoch is
+a fixed slice of the epoch's seeded global order, and rank r reads the r-th part of it
+(`cliplab.data.sampler`); captions and augmentations are keyed by (seed, epoch, sample). So with the
+same global batch (batch_size * world_size) a step reads the same samples on 1, 2 or 4 ranks, and
+the data position a checkpoint holds, counted in global micro-batches, means the same on any number
+of ranks: a run resumes on a different world size (`check_resumable`) as torchrun's elastic
+`--nnodes MIN:MAX` may restart it. (Webdataset shards are split between ranks, so there the samples
+of a step depend on the world size.)
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable, Iterator
 
 from cliplab.data import DataConfig
 from cliplab.data.loader import build_map_dataset, build_train_loader
 from cliplab.data.samples import MapDataset
 from cliplab.data.seeding import preserved_global_rngs
+from cliplab.errors import UserError
 from cliplab.train.config import ConfigError, LoopConfig
 from cliplab.train.distributed_setup import DistributedContext
+from cliplab.train.state import TrainState
 
 
 def build_train_dataset(data: DataConfig) -> MapDataset | None:
@@ -57,6 +66,24 @@ class TrainData:
                               f"batches of {self.loop.batch_size} an epoch has per rank: lower loop.batch_size or "
                               "loop.accum_freq, or add data")
         self._iterator = iter(self.loader)
+
+    @property
+    def step_samples(self) -> int:
+        """Samples of one optimiser step over all ranks: batch_size * world_size * accum_freq."""
+        return self.global_micro_batch * self.micro_batches
+
+    def check_resumable(self, state: TrainState, checkpoint: Path) -> None:
+        """Raise a UserError when `checkpoint` (its counters `state`) was trained with another
+        global batch: its data position would name other samples. The world size may differ."""
+        if state.step == 0 or state.samples_seen == state.step * self.step_samples:
+            return
+        saved, ranks = state.samples_seen / state.step, self.context.world_size
+        per_rank = saved / (ranks * self.micro_batches)
+        hint = (f"--batch-size {int(per_rank)}" if per_rank == int(per_rank)
+                else f"a --batch-size and --accum-freq whose product times {ranks} ranks is {saved:g}")
+        raise UserError(f"checkpoint {checkpoint} was trained with {saved:g} samples per step and this run takes "
+                        f"{self.step_samples} (batch_size {self.loop.batch_size} x {ranks} ranks x accum_freq "
+                        f"{self.micro_batches}); resume it with {hint}, so that its steps read the same samples")
 
     @property
     def steps_per_epoch(self) -> int:

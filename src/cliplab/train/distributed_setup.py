@@ -69,6 +69,10 @@ def init_distributed(config: DistributedConfig) -> DistributedContext:
             dist.init_process_group(backend, store=store, rank=int(os.environ["RANK"]),
                                     world_size=int(os.environ["WORLD_SIZE"]), timeout=timeout)
         owns_group = True
+    elif not dist.is_initialized() and config.fsdp:  # FSDP2 needs a process group, even of one
+        backend = config.backend or ("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
+        owns_group = True
     if dist.is_initialized():
         rank, world_size = dist.get_rank(), dist.get_world_size()
     else:

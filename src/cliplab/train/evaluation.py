@@ -96,17 +96,20 @@ class Evaluator:
     with evaluation data (`evaluates_at_end`), at most once per step.
 
     The evaluation runs on rank 0 (`run_on_main`): its failure is raised on every rank, which would
-    otherwise wait for rank 0 at the next collective until the process-group timeout. Its record is
-    logged there and returned on every rank; `last_record` keeps the latest. The evaluation data is
-    opened at start-up (a collective), so that a missing or unreadable --val-data stops the run
-    before it trains rather than after. `restore(record)` hands it the last evaluation an earlier
-    attempt of the run logged.
+    otherwise wait for rank 0 at the next collective until the process-group timeout. A sharded
+    model is first gathered whole onto rank 0 by `gather_model` (a collective; None: `model` is
+    whole already). Its record is logged there and returned on every rank; `last_record` keeps the
+    latest. The evaluation data is opened at start-up (a collective), so that a missing or
+    unreadable --val-data stops the run before it trains rather than after. `restore(record)` hands
+    it the last evaluation an earlier attempt of the run logged.
     """
 
     def __init__(self, eval_config: EvalConfig, data_config: DataConfig, *, evaluates_at_end: bool,
                  model: nn.Module, tokenizer: Callable, transform: Callable, device: torch.device,
-                 autocast: Callable[[], contextlib.AbstractContextManager], log: Callable[[dict], None]):
+                 autocast: Callable[[], contextlib.AbstractContextManager], log: Callable[[dict], None],
+                 gather_model: Callable[[], nn.Module | None] | None = None):
         self.eval_config, self.data_config = eval_config, data_config
+        self.gather_model = gather_model
         self.evaluates_at_end = evaluates_at_end
         self.model, self.tokenizer, self.transform = model, tokenizer, transform
         self.device, self.autocast, self.log = device, autocast, log
@@ -131,11 +134,12 @@ class Evaluator:
             self._evaluate(state)
 
     def _evaluate(self, state: TrainState) -> None:
-        self.last_record = run_on_main(lambda: self._evaluate_and_log(state))
+        model = self.model if self.gather_model is None else self.gather_model()
+        self.last_record = run_on_main(lambda: self._evaluate_and_log(state, model))
         self.last_step = state.step
 
-    def _evaluate_and_log(self, state: TrainState) -> dict[str, Any]:
-        metrics = evaluate(self.model, self.tokenizer, data_config=self.data_config, eval_config=self.eval_config,
+    def _evaluate_and_log(self, state: TrainState, model: nn.Module) -> dict[str, Any]:
+        metrics = evaluate(model, self.tokenizer, data_config=self.data_config, eval_config=self.eval_config,
                            transform=self.transform, device=self.device, autocast=self.autocast, dataset=self.dataset)
         record = {"kind": "eval", "step": state.step, "epoch": state.epoch, **metrics}
         self.log(record)

@@ -20,7 +20,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from cliplab.bundle import load_model
+from cliplab.bundle import WeightsOpener, load_model
 from cliplab.data.transforms import PreprocessConfig, image_transform
 from cliplab.distributed.agreement import raise_if_any_rank_failed
 from cliplab.errors import UserError
@@ -39,12 +39,14 @@ class TrainingModel:
     """model: in train mode on the run's device, forward returns a dict (output_dict=True), which
     the loss reads by key. tokenizer: the pretrained checkpoint's (None for a fresh model, or a
     checkpoint without one). origin / preprocess_origin: where the architecture and weights, and
-    the preprocessing (`model.config.preprocess`), come from, in words."""
+    the preprocessing (`model.config.preprocess`), come from, in words. weights: for a pretrained
+    model built on meta (FSDP2), the opener of its checkpoint's weights (`LoadedModel.weights`)."""
 
     model: nn.Module
     tokenizer: Any
     origin: str
     preprocess_origin: str
+    weights: WeightsOpener | None = None
 
 
 def _created_model(setup: ModelSetupConfig, plan: ModelPlan | None) -> nn.Module:
@@ -55,9 +57,11 @@ def _created_model(setup: ModelSetupConfig, plan: ModelPlan | None) -> nn.Module
         raise ConfigError("model", setup.name, f"does not build a model: {error}") from None
 
 
-def _pretrained_model(setup: ModelSetupConfig, device: torch.device, resuming: bool) -> tuple[nn.Module, Any, str]:
+def _pretrained_model(setup: ModelSetupConfig, device: torch.device,
+                      resuming: bool) -> tuple[nn.Module, Any, str, WeightsOpener | None]:
     """Every rank reads the checkpoint itself; a rank that cannot (a path missing on one node) makes
-    every rank raise its error (a collective)."""
+    every rank raise its error (a collective). On the meta device (FSDP2) the weights are not read
+    here: the returned opener reads them for the shards."""
     loaded, failure = None, None
     try:
         loaded = load_model(setup.pretrained, model=setup.name, device="meta" if resuming else device,
@@ -69,7 +73,7 @@ def _pretrained_model(setup: ModelSetupConfig, device: torch.device, resuming: b
     model = loaded.model
     if resuming:
         model.to_empty(device=device)
-    return model, loaded.tokenizer, f"the pretrained checkpoint {loaded.path} ({loaded.format})"
+    return model, loaded.tokenizer, f"the pretrained checkpoint {loaded.path} ({loaded.format})", loaded.weights
 
 
 def _lock(model: nn.Module, setup: ModelSetupConfig) -> None:
@@ -94,19 +98,20 @@ def build_training_model(setup: ModelSetupConfig, device: torch.device, *, plan:
     nothing. plan: a fresh model's size and normalisation for the run's data (`model_plan.plan_model`;
     None: the section's overrides as they are). resuming: the weights will come from a resumed
     checkpoint (see the module docstring)."""
+    opener = None
     if setup.pretrained is None:
         model, tokenizer = _created_model(setup, plan), None
         origin, weights = f"the model config {setup.name}", "freshly initialised"
         preprocess_origin = origin if plan is None else plan.origin
     else:
-        model, tokenizer, origin = _pretrained_model(setup, device, resuming)
+        model, tokenizer, origin, opener = _pretrained_model(setup, device, resuming)
         weights, preprocess_origin = "with its weights", origin
     if resuming:
         weights = "weights from the resumed checkpoint"
     _lock(model, setup)
     if setup.grad_checkpointing:
         model.set_grad_checkpointing(True)
-    return TrainingModel(model.to(device).train(), tokenizer, f"{origin}, {weights}", preprocess_origin)
+    return TrainingModel(model.to(device).train(), tokenizer, f"{origin}, {weights}", preprocess_origin, opener)
 
 
 @dataclass(frozen=True)

@@ -57,13 +57,19 @@ def log_scale_upper_bound(max_logit_scale: float, dtype: torch.dtype) -> torch.T
     return bound
 
 
+# The log-temperature's name, unsharded and as FSDP2 holds it (`cliplab.train.sharding`).
+_LOGIT_SCALE_NAMES = ("logit_scale", "logit_scale.original")
+
+
 @torch.no_grad()
 def clamp_logit_scale_(model: nn.Module, max_logit_scale: float) -> None:
-    """Clamp the log-temperature parameter `logit_scale` to [0, ln max_logit_scale] in place."""
+    """Clamp the log-temperature parameter `logit_scale` to [0, ln max_logit_scale] in place (of a
+    sharded parameter, this rank's part)."""
     for name, parameter in model.named_parameters():
-        if name == "logit_scale" or name.endswith(".logit_scale"):
-            upper = log_scale_upper_bound(max_logit_scale, parameter.dtype).to(parameter.device)
-            torch.clamp_(parameter, min=torch.zeros_like(upper), max=upper)
+        if any(name == suffix or name.endswith("." + suffix) for suffix in _LOGIT_SCALE_NAMES):
+            local = parameter.to_local() if hasattr(parameter, "to_local") else parameter
+            upper = log_scale_upper_bound(max_logit_scale, local.dtype).to(local.device)
+            torch.clamp_(local, min=torch.zeros_like(upper), max=upper)
 
 
 def clip_gradients(model: nn.Module, max_norm: float | None) -> torch.Tensor | None:

@@ -1,40 +1,165 @@
-"""How the trainable module is wrapped for the step: DDP across processes, then torch.compile.
+"""How the trainable module is spread over the processes: DDP (whole copies) or FSDP2 (shards).
 
-The step calls `ParallelModel.module`; the unwrapped model is what is saved. A sharded wrapper
-(FSDP2's `fully_shard`) belongs here, with a checkpointer that saves its sharded state.
+`ModelBuild` decides how the model and objective heads are built: in full, or (FSDP2) on the meta
+device while `cliplab.distributed.shard_init.ShardedInit` keeps this rank's shard of the initial
+values, drawn exactly as the full build draws them, so that a sharded run starts from the weights
+a DDP run with the same seed has, and no rank ever holds the whole model.
+
+`wrap_for_training` then gives the `ParallelModel` the step runs:
+  - DDP (several processes, `distributed.fsdp` off): DistributedDataParallel, then torch.compile
+    of the whole module when asked;
+  - FSDP2 (`distributed.fsdp`): `sharding.shard` (units, mixed precision, 0-d parameters, blocks
+    compiled one by one when asked), then the shards allocated and filled;
+  - one process: the module itself (compiled when asked).
+Checkpoints of a sharded run are DCP directories written shard by shard by every rank
+(`dcp_checkpointer`, chosen by `build_checkpointer`); the whole model for evaluation is gathered
+onto rank 0 (`whole_model`, `sharded_state`).
 """
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Callable, ContextManager
+from typing import TYPE_CHECKING, Callable, ContextManager, Iterator
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from cliplab.train.config import TrainConfig
+from cliplab.bundle import WeightsOpener
+from cliplab.distributed.shard_init import ShardedInit
+from cliplab.train.checkpoint import CheckpointManager
+from cliplab.train.checkpointer import CheckpointedParts, Checkpointer
+from cliplab.train.config import CheckpointConfig, ConfigError, TrainConfig
 from cliplab.train.distributed_setup import DistributedContext
+
+if TYPE_CHECKING:
+    from cliplab.train.sharded_state import ShardSource
+
+
+class ModelBuild:
+    """Where the run's modules are built: `device` for `build_training_model`, and `building()`,
+    the context the model and objective heads are constructed in."""
+
+    def __init__(self, config: TrainConfig, context: DistributedContext):
+        self.sharded = config.distributed.fsdp
+        self.device = torch.device("meta") if self.sharded else context.device
+        self.recorder = ShardedInit(context.rank, context.world_size) if self.sharded else None
+
+    @contextlib.contextmanager
+    def building(self) -> Iterator[None]:
+        if self.recorder is None:
+            yield
+            return
+        from cliplab.models.registry import initialisers_on_meta
+
+        with initialisers_on_meta(), self.recorder.building():
+            yield
 
 
 @dataclass(frozen=True)
 class ParallelModel:
-    """module: what the step runs (images, tokens) -> outputs; no_sync(): a context in which a
-    backward does not all-reduce the gradients (DDP's no_sync; a null context in one process)."""
+    """module: what the step runs (images, tokens) -> outputs; trainable: the unwrapped module
+    whose (possibly sharded) parameters the optimiser steps; model: the CLIP model in it;
+    no_sync(): a context in which a backward does not reduce gradients across ranks (DDP's no_sync,
+    FSDP2's gradient sync off; a null context in one process); sharded: FSDP2; parameter_order:
+    the trainable module's parameter names before sharding, in `named_parameters` order (the
+    order of the unsharded optimiser's indices)."""
 
     module: nn.Module
+    trainable: nn.Module
+    model: nn.Module
     no_sync: Callable[[], ContextManager]
+    sharded: bool
+    parameter_order: tuple[str, ...]
 
 
-def wrap_for_training(model: nn.Module, config: TrainConfig, context: DistributedContext) -> ParallelModel:
-    """DDP (when distributed), then torch.compile (when asked)."""
-    wrapped, no_sync = model, contextlib.nullcontext
+def _parameter_order(module: nn.Module) -> tuple[str, ...]:
+    return tuple(name for name, _ in module.named_parameters())
+
+
+def _ddp(trainable: nn.Module, model: nn.Module, config: TrainConfig, context: DistributedContext) -> ParallelModel:
+    wrapped, no_sync = trainable, contextlib.nullcontext
     if context.distributed:
         device_ids = [context.device.index] if context.device.type == "cuda" else None
-        wrapped = DistributedDataParallel(model, device_ids=device_ids,
+        wrapped = DistributedDataParallel(trainable, device_ids=device_ids,
                                           find_unused_parameters=config.distributed.find_unused_parameters)
         no_sync = wrapped.no_sync
     if config.model.torchcompile:
         wrapped = torch.compile(wrapped)
-    return ParallelModel(module=wrapped, no_sync=no_sync)
+    return ParallelModel(module=wrapped, trainable=trainable, model=model, no_sync=no_sync, sharded=False,
+                         parameter_order=_parameter_order(trainable))
+
+
+def _initial_values(trainable: nn.Module, build: ModelBuild, weights: WeightsOpener | None) -> "ShardSource":
+    """Where the shards' first values come from: the recorded initial values, or (a pretrained
+    model, `weights`) its checkpoint, read one tensor at a time."""
+    from cliplab.train.sharded_state import rows_of
+
+    if weights is None:
+        return build.recorder.values(trainable).rows
+    return rows_of(weights())
+
+
+def _fsdp(trainable: nn.Module, model: nn.Module, config: TrainConfig, context: DistributedContext,
+          build: ModelBuild, weights: WeightsOpener | None) -> ParallelModel:
+    from cliplab.train.sharded_state import fill_shards
+    from cliplab.train.sharding import shard
+
+    if trainable is not model:
+        # The terms call into the towers outside the model's forward (FSDP2 then meets unsharded
+        # inputs against sharded weights); until that is handled, they train under DDP only.
+        raise ConfigError("distributed.fsdp", True, "is not supported with x-clip objectives yet: train them "
+                          "without --fsdp (DDP)")
+    initial = _initial_values(trainable, build, weights)
+    order = _parameter_order(trainable)
+    shard(trainable, model, precision=config.loop.precision, compile_blocks=config.model.torchcompile)
+    fill_shards(trainable, initial, context.device)
+
+    @contextlib.contextmanager
+    def no_sync() -> Iterator[None]:
+        trainable.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            trainable.set_requires_gradient_sync(True)
+
+    return ParallelModel(module=trainable, trainable=trainable, model=model, no_sync=no_sync, sharded=True,
+                         parameter_order=order)
+
+
+def wrap_for_training(trainable: nn.Module, model: nn.Module, config: TrainConfig, context: DistributedContext,
+                      build: ModelBuild, weights: WeightsOpener | None = None) -> ParallelModel:
+    """The ParallelModel of `trainable` (the model, or the model with objective heads), built by
+    `build`; weights: the opener of a pretrained model's checkpoint (`TrainingModel.weights`)."""
+    if build.sharded:
+        return _fsdp(trainable, model, config, context, build, weights)
+    return _ddp(trainable, model, config, context)
+
+
+def whole_model(parallel: ParallelModel, *, keep: bool) -> nn.Module | None:
+    """A collective under FSDP2: the unwrapped model with whole weights (for evaluation) on the ranks
+    that `keep` it, None on the others. Unsharded: the live model itself."""
+    if not parallel.sharded:
+        return parallel.model
+    from cliplab.models import build_model
+    from cliplab.train.sharded_state import gather_state_dict
+
+    state = gather_state_dict(parallel.model, keep=keep)
+    if not keep:
+        return None
+    with torch.device("meta"):
+        whole = build_model(parallel.model.config, output_dict=True)
+    whole.load_state_dict(state, strict=True, assign=True)
+    return whole
+
+
+def build_checkpointer(config: CheckpointConfig, manager: CheckpointManager, parts: CheckpointedParts, *,
+                       saved_config: dict, parallel: ParallelModel) -> Checkpointer:
+    """The checkpointer for how `parallel` holds the model: the plain one for whole copies, the
+    sharded one under FSDP2 (`dcp_checkpointer`: DCP directories that reshard)."""
+    if not parallel.sharded:
+        return Checkpointer(config, manager, parts, saved_config=saved_config)
+    from cliplab.train.dcp_checkpointer import DcpCheckpointer
+
+    return DcpCheckpointer(config, manager, parts, saved_config=saved_config, parallel=parallel)

@@ -2,11 +2,11 @@
 
 `Trainer.__init__` builds each component once from its config section: the run directory, the
 model (`model_setup`), its tokenizer (`tokenizer_setup`), the x-clip objectives
-(`objectives_setup`), the optimiser (`optim`), the precision with its GradScaler (`precision`),
-the checkpointer (`checkpointer`), the DDP/compile wrapper (`parallelism`), the loss
-(`loss_table`), the data (`data_setup`), the logger (`metrics_log`) and the evaluator
-(`evaluation`). The order of the builds is the order in which they draw from the global RNG, which
-the golden trajectory pins.
+(`objectives_setup`), the DDP/FSDP2/compile wrapper (`parallelism`, which also decides where the
+model is built and which checkpointer saves it), the optimiser (`optim`), the precision with its
+GradScaler (`precision`), the checkpointer (`checkpointer`), the loss (`loss_table`), the data
+(`data_setup`), the logger (`metrics_log`) and the evaluator (`evaluation`). The order of the
+builds is the order in which they draw from the global RNG, which the golden trajectory pins.
 
 `Trainer.train()` repeats `train_step()` and then lets the checkpointer and the evaluator act when
 their rule says so (save before evaluating, so that a failing evaluation cannot lose the weights
@@ -31,7 +31,7 @@ from cliplab.distributed.agreement import raise_if_any_rank_failed, run_on_main
 from cliplab.eval.run_layout import CHECKPOINTS_DIR, RUN_CONFIG_FILE
 from cliplab.train.accumulation import LossOutput, MicroBatch, forward_backward
 from cliplab.train.checkpoint import CheckpointManager
-from cliplab.train.checkpointer import CheckpointedParts, Checkpointer
+from cliplab.train.checkpointer import CheckpointedParts
 from cliplab.train.config import TrainConfig
 from cliplab.train.config_io import config_to_dict, save_config
 from cliplab.train.data_setup import TrainData
@@ -44,7 +44,7 @@ from cliplab.train.model_plan import plan_model
 from cliplab.train.model_setup import build_training_model, build_transforms, describe_run_inputs
 from cliplab.train.objectives_setup import ModelWithObjectives, build_run_objectives
 from cliplab.train.optim import build_optimizer, clamp_logit_scale_, clip_gradients
-from cliplab.train.parallelism import wrap_for_training
+from cliplab.train.parallelism import ModelBuild, build_checkpointer, whole_model, wrap_for_training
 from cliplab.train.precision import Precision
 from cliplab.train.run_dir import RunDirectory, claim_run_dir, resolve_resume
 from cliplab.train.schedule import learning_rate, set_lr, warn_if_warmup_outlasts_run
@@ -101,19 +101,23 @@ class Trainer:
         resume_from = run_on_main(lambda: resolve_resume(config.checkpoint.resume, manager))
 
         torch.manual_seed(config.loop.seed)  # identical initial weights on every rank
+        build = ModelBuild(config, context)
         plan = None if config.model.pretrained else plan_model(config.model, config.data.dataset_type)
-        built = build_training_model(config.model, context.device, plan=plan, resuming=resume_from is not None)
+        with build.building():
+            built = build_training_model(config.model, build.device, plan=plan, resuming=resume_from is not None)
         self.model = built.model
         run_tokenizer = build_run_tokenizer(config.model, config.data, self.model.config, resume_from=resume_from,
                                             run_dir=self.run_dir, pretrained_tokenizer=built.tokenizer)
         self.tokenizer = run_tokenizer.tokenizer
-        self.objectives = build_run_objectives(config, self.model, self.tokenizer)
+        with build.building():
+            self.objectives = build_run_objectives(config, self.model, self.tokenizer)
         self.trainable = self.model if self.objectives is None else ModelWithObjectives(self.model, self.objectives)
+        self.parallel = wrap_for_training(self.trainable, self.model, config, context, build, built.weights)
         self.optimizer = build_optimizer(self.trainable, config.optim)
         self.precision = Precision(config.loop, context.device)
-        self.checkpointer = Checkpointer(config.checkpoint, manager, CheckpointedParts(
+        self.checkpointer = build_checkpointer(config.checkpoint, manager, CheckpointedParts(
             model=self.model, tokenizer=self.tokenizer, optimizer=self.optimizer, scaler=self.precision.scaler,
-            objectives=self.objectives), saved_config=config_to_dict(config))
+            objectives=self.objectives), saved_config=config_to_dict(config), parallel=self.parallel)
         if resume_from is not None:
             self.state = self.checkpointer.restore(resume_from, rank=context.rank)
         else:
@@ -124,10 +128,11 @@ class Trainer:
             announce_run(config, self.run_dir, resume_from, self.state)
             print("\n".join(describe_run_inputs(built, run_tokenizer)))
 
-        self.parallel = wrap_for_training(self.trainable, config, context)
         self.loss = build_training_loss(config.loss, self.model.config, context, self.objectives)
         transforms = build_transforms(self.model.config.preprocess)
         self.data = TrainData(config.data, config.loop, context, transform=transforms.train, tokenizer=self.tokenizer)
+        if resume_from is not None:
+            self.data.check_resumable(self.state, resume_from)
         self.data.start_epoch(self.state.epoch, self.state.batch_in_epoch)
         self.total_steps = self.data.total_steps()
         self.guard = NonFiniteGuard(config.guards.max_nonfinite_steps)
@@ -137,7 +142,7 @@ class Trainer:
         self.evaluator = Evaluator(config.eval, config.data, evaluates_at_end=config.evaluates_at_end,
                                    model=self.model, tokenizer=self.tokenizer, transform=transforms.eval,
                                    device=context.device, autocast=self.precision.autocast,
-                                   log=self.logger.log_eval)
+                                   log=self.logger.log_eval, gather_model=self._gathered_model())
         self.evaluator.restore(run_on_main(lambda: self.logger.last_logged("eval")))
         self.last_report: StepReport | None = None
 
@@ -196,11 +201,18 @@ class Trainer:
         if hooks.after_step is not None:
             hooks.after_step(state.step, self.model)
         report = StepReport(epoch=epoch, epoch_done=epoch_done, output=output, lr=lr, grad_norm=grad_norm,
-                            samples=data.global_micro_batch * data.micro_batches, data_wait_s=data_wait,
+                            samples=data.step_samples, data_wait_s=data_wait,
                             step_time_s=time.perf_counter() - step_start)
         self.logger.log_step(state, report)
         self.last_report = report
         return report
+
+    def _gathered_model(self) -> Callable[[], nn.Module | None] | None:
+        """Under FSDP2, the collective that gives the main rank the whole model to evaluate."""
+        if not self.parallel.sharded:
+            return None
+        device, keep = self.context.device, self.context.is_main
+        return lambda: whole.to(device) if (whole := whole_model(self.parallel, keep=keep)) is not None else None
 
     def _micro_batches(self, batches: list[dict]) -> list[MicroBatch]:
         device = self.context.device

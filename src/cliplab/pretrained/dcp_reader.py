@@ -1,0 +1,67 @@
+"""The model in a sharded (DCP) training checkpoint, read whole in one process, no process group.
+
+An FSDP2 run's step directory (`cliplab.train.dcp_checkpointer`) holds the model config and the
+tokenizer as a bundle does, and its weights in the DCP directory `shards/`, under the keys
+`model.<name>` (`cliplab.train.dcp_state`). `DcpModelReader` reads those entries from DCP's
+metadata and files with `dcp.load(..., no_dist=True)`, which assembles each tensor from the shards
+of every rank that wrote it; the optimiser entries beside them are never read.
+"""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+from pathlib import Path
+
+import torch
+
+from cliplab.errors import UserError
+
+SHARDS_DIR = "shards"
+DCP_METADATA_FILE = ".metadata"
+MODEL_PREFIX = "model."
+
+
+def is_sharded_checkpoint(path: Path) -> bool:
+    """A step directory whose weights are a complete DCP directory `shards/`."""
+    return (path / SHARDS_DIR / DCP_METADATA_FILE).is_file()
+
+
+class DcpModelReader:
+    """The model tensors of the DCP directory `directory`: `shapes` (name -> a meta tensor of the
+    stored shape and dtype, names as in a bundle) and `read(name)` (the whole tensor, on the CPU).
+
+    A 0-d parameter that FSDP2 held as a 1-element vector is stored (and read) with shape [1];
+    `check_state_dict` accepts it and the loader reshapes it to the model's 0-d."""
+
+    def __init__(self, directory: Path):
+        from torch.distributed.checkpoint import FileSystemReader  # imported when used: it is slow to import
+        from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
+        self.directory = directory
+        self._reader = FileSystemReader(directory)
+        try:
+            metadata = self._reader.read_metadata()
+        except (OSError, pickle.UnpicklingError, EOFError) as error:
+            raise UserError(f"{directory}: not a readable torch.distributed.checkpoint directory ({error})") from error
+        entries = {key[len(MODEL_PREFIX):]: item for key, item in metadata.state_dict_metadata.items()
+                   if key.startswith(MODEL_PREFIX) and isinstance(item, TensorStorageMetadata)}
+        if not entries:
+            raise UserError(f"{directory}: the DCP directory holds no model.* tensors; expected a cliplab "
+                            "sharded training checkpoint")
+        self.shapes = {name: torch.empty(item.size, dtype=item.properties.dtype, device="meta")
+                       for name, item in entries.items()}
+        self._loaded: dict[str, torch.Tensor] | None = None
+
+    def read(self, name: str) -> torch.Tensor:
+        """The whole tensor `name`. The first call reads every model tensor in one pass over the
+        files (one DCP load); each is handed out once."""
+        if self._loaded is None:
+            import torch.distributed.checkpoint as dcp
+
+            state = {MODEL_PREFIX + key: torch.empty(meta.shape, dtype=meta.dtype) for key, meta in self.shapes.items()}
+            with warnings.catch_warnings():  # "assuming the intent is to load in a single process": it is
+                warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+                dcp.load(state, storage_reader=self._reader, no_dist=True)
+            self._loaded = {key[len(MODEL_PREFIX):]: value for key, value in state.items()}
+        return self._loaded.pop(name)

@@ -1,0 +1,123 @@
+"""FSDP2 for cliplab's models: the units, their precision, 0-d parameters, and state in and out.
+
+Units (`fully_shard` groups, each all-gathered just before it runs and freed after): every block
+of every `BlockStack` (both towers' residual blocks, CoCa's decoder layers), every stage of a
+convolutional tower, every x-clip objective head that has parameters, each 0-d parameter (below),
+the CLIP model itself when objective heads sit beside it, and the root (the trainable module).
+(The trainer refuses objectives under FSDP2 for now, `parallelism._fsdp`: their terms call the
+towers outside the model's forward.)
+The root keeps what is left: embeddings, final norms, poolers, projections.
+
+0-d parameters: `fully_shard` refuses them, and cliplab's `logit_scale` / `logit_bias` are 0-d (as
+open_clip's are). While sharded they are held as 1-element vectors behind a parametrization that
+gives the model its 0-d tensor back, each in a unit of its own kept in fp32. Every state dict that
+leaves a sharded run is renamed and reshaped back (`canonical_name`, `canonical_tensor`), so
+bundles and checkpoints have exactly the unsharded format.
+
+Mixed precision (`--precision amp_bf16` / `bf16`): parameters are all-gathered in bf16,
+gradients reduce-scattered in fp32, the sharded master weights and AdamW state stay fp32; the
+step still runs under bf16 autocast (norms and softmax in fp32), and the losses upcast their
+inputs, so logits and losses are fp32; the logit scale and bias are gathered in fp32.
+
+The model's public encoders (`encode_image`, `encode_text` and their per-token forms) are
+registered as FSDP forward methods, so evaluation and the x-clip terms can call them directly.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+from torch import nn
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
+from torch.nn.utils import parametrize
+
+from cliplab.models.layers import BlockStack
+from cliplab.models.towers.staged import StagedTower
+
+SCALAR_PARAMETERS = ("logit_scale", "logit_bias")
+ENCODER_METHODS = ("encode_image", "encode_text", "encode_image_tokens", "encode_text_tokens")
+_PARAMETRIZED = "parametrizations.{}.original"
+
+class OneElementAsScalar(nn.Module):
+    """The parametrization of a 0-d parameter held as shape [1]: forward gives the 0-d value (a
+    copy: FSDP2 must not hand out a view of its gathered tensor)."""
+
+    def forward(self, vector: torch.Tensor) -> torch.Tensor:
+        return vector.reshape(()).clone()
+
+    def right_inverse(self, scalar: torch.Tensor) -> torch.Tensor:
+        return scalar.reshape(1)
+
+
+def canonical_name(name: str) -> str:
+    """A parameter name of the sharded module -> its name in an unsharded state dict."""
+    for scalar in SCALAR_PARAMETERS:
+        name = name.replace(_PARAMETRIZED.format(scalar), scalar)
+    return name
+
+
+def is_held_scalar(name: str) -> bool:
+    return canonical_name(name) != name
+
+
+def hold_scalars_as_vectors(root: nn.Module) -> list[nn.Module]:
+    """Parametrize every 0-d `logit_scale` / `logit_bias` under `root` as a 1-element vector;
+    returns the parametrization modules (one FSDP unit each)."""
+    held = []
+    for module in list(root.modules()):
+        for name in SCALAR_PARAMETERS:
+            parameter = module._parameters.get(name)
+            if parameter is not None and parameter.dim() == 0:
+                parametrize.register_parametrization(module, name, OneElementAsScalar())
+                held.append(module.parametrizations[name])
+    return held
+
+
+def _objective_heads(root: nn.Module) -> Iterator[nn.Module]:
+    from cliplab.objectives.objectives import Objectives
+
+    for module in root.modules():
+        if isinstance(module, Objectives):
+            yield from (head for head in module.children() if any(True for _ in head.parameters()))
+
+
+def block_units(root: nn.Module) -> list[nn.Module]:
+    """The residual blocks and conv stages under `root`, input to output."""
+    units = []
+    for module in root.modules():
+        if isinstance(module, BlockStack):
+            units.extend(module.blocks)
+        elif isinstance(module, StagedTower):
+            units.extend(module.stages)
+    return units
+
+
+def mixed_precision(precision: str) -> MixedPrecisionPolicy:
+    """bf16 gathers with fp32 reduction under bf16 precisions; plain fp32 otherwise."""
+    if precision in ("bf16", "amp_bf16"):
+        return MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    return MixedPrecisionPolicy()
+
+
+def shard(root: nn.Module, model: nn.Module, *, precision: str, compile_blocks: bool) -> None:
+    """Make `root` (the trainable module: `model`, or `model` with objective heads) an FSDP2
+    module, in place, on its current device (meta is fine: see `sharded_state.fill_shards`).
+    compile_blocks: torch.compile each block and stage (`--torchcompile` under FSDP2)."""
+    policy = mixed_precision(precision)
+    scalars = hold_scalars_as_vectors(root)
+    for block in block_units(root):
+        if compile_blocks:
+            block.compile()
+        fully_shard(block, mp_policy=policy)
+    for head in _objective_heads(root):
+        fully_shard(head, mp_policy=policy)
+    for scalar in scalars:
+        fully_shard(scalar, mp_policy=MixedPrecisionPolicy())
+    if model is not root:
+        # The objective terms call the model's towers after its forward: keep it gathered till backward.
+        fully_shard(model, mp_policy=policy, reshard_after_forward=False)
+    fully_shard(root, mp_policy=policy)
+    for method in ENCODER_METHODS:
+        if hasattr(model, method):
+            register_fsdp_forward_method(model, method)
