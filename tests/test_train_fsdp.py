@@ -19,7 +19,7 @@ from cliplab.pretrained.dcp_reader import SHARDS_DIR, DcpModelReader
 from cliplab.train import train
 from cliplab.train.checkpoint import CheckpointManager
 
-from train_helpers import small_config
+from train_helpers import ADDED_TERM_NAMES, ADDED_TERMS, small_config
 
 STEPS = 40
 GLOBAL_BATCH = 8
@@ -35,9 +35,9 @@ def _config(logs, name, world_size, *, fsdp, steps=STEPS, **loop):
     return config
 
 
-def _losses(run_dir):
+def _losses(run_dir, key="loss"):
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [record["loss"] for record in records if record["kind"] == "train"]
+    return [record[key] for record in records if record["kind"] == "train"]
 
 
 def _ddp_then_fsdp(rank, world_size, logs):
@@ -131,12 +131,52 @@ def test_fsdp_under_amp_bf16_keeps_the_loss_and_the_master_weights_fp32(tmp_path
     assert all(math.isfinite(loss) for loss in _losses(tmp_path / "bf16"))
 
 
-@pytest.mark.slow
-def test_fsdp_with_objectives_is_refused_at_start_up(tmp_path):
-    from cliplab.objectives import ObjectivesConfig
-    from cliplab.train.config import ConfigError
+# --- the x-clip objectives under FSDP2 ----------------------------------------------------------
 
-    config = _config(tmp_path, "objectives", 1, fsdp=True, steps=1)
-    config.objectives = ObjectivesConfig.from_dict({"mlm": {"enabled": True}})
-    with pytest.raises(ConfigError, match="distributed.fsdp.*not supported with x-clip objectives"):
-        train(config)
+# Every term, with DCL and the extra projections replacing the loop's own loss: heads called through
+# their forward (MLM, SimSiam, SimCLR) and one projection at a time (multiview), the text tower
+# called outside the model's forward (MLM), the encoders on augmented views (SimSiam, SimCLR,
+# multiview) and per token (FILIP).
+EVERY_OBJECTIVE = {"contrastive": {"decoupled": True, "extra_latent_projection": True}, **ADDED_TERMS}
+OBJECTIVE_TERMS = ["dcl_loss", *ADDED_TERM_NAMES]
+OBJECTIVE_STEPS = 10
+
+
+def _objectives_config(logs, name, world_size, *, fsdp, steps=OBJECTIVE_STEPS):
+    from cliplab.objectives import ObjectivesConfig
+
+    config = _config(logs, name, world_size, fsdp=fsdp, steps=steps)
+    config.objectives = ObjectivesConfig.from_dict(EVERY_OBJECTIVE)
+    return config
+
+
+def _objective_runs(rank, world_size, logs):
+    for name, fsdp in (("ddp", False), ("fsdp", True)):
+        train(_objectives_config(logs, name, world_size, fsdp=fsdp))
+
+
+def test_fsdp_with_every_objective_follows_ddp(tmp_path):
+    run_on_workers(_objective_runs, 2, tmp_path, timeout_s=600)
+    for key in ["loss", *(f"loss/{term}" for term in OBJECTIVE_TERMS)]:
+        ddp, fsdp = _losses(tmp_path / "ddp", key), _losses(tmp_path / "fsdp", key)
+        assert len(ddp) == OBJECTIVE_STEPS, key
+        assert ddp[0] == fsdp[0], key  # the same weights, heads, batch and augmentations at step 1
+        _assert_close_losses(fsdp, ddp)
+
+
+def _objective_resume_runs(rank, world_size, logs):
+    config = _objectives_config(logs, "uninterrupted", world_size, fsdp=True, steps=6)
+    config.checkpoint.save_every_steps = 3
+    train(config)
+    resumed = _objectives_config(logs, "resumed", world_size, fsdp=True, steps=6)
+    resumed.checkpoint.resume = str(logs / "uninterrupted" / "checkpoints" / "step_0000003")
+    train(resumed)
+
+
+@pytest.mark.slow
+def test_fsdp_with_every_objective_resumes_from_its_sharded_checkpoint_exactly(tmp_path):
+    # The heads' shards and the count of objective calls (which seeds the views and masks) come back.
+    run_on_workers(_objective_resume_runs, 2, tmp_path, timeout_s=600)
+    assert (tmp_path / "uninterrupted" / "checkpoints" / "step_0000003" / SHARDS_DIR).is_dir()
+    for key in ["loss", *(f"loss/{term}" for term in OBJECTIVE_TERMS)]:
+        assert _losses(tmp_path / "resumed", key) == _losses(tmp_path / "uninterrupted", key)[3:], key

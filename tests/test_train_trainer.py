@@ -13,7 +13,7 @@ from cliplab.train.accumulation import LossOutput
 from cliplab.train.optim import log_scale_upper_bound
 from cliplab.train.checkpoint import CheckpointManager
 
-from train_helpers import small_config
+from train_helpers import ADDED_TERM_NAMES, ADDED_TERMS, SMALL_HEADS, small_config
 
 TRAIN_KEYS = {"kind", "step", "epoch", "samples_seen", "lr", "loss", "loss/contrastive_loss", "logit_scale",
               "i2t_accuracy", "t2i_accuracy", "local_batch_size", "global_batch_size", "data_wait_s",
@@ -112,14 +112,6 @@ def test_final_checkpoint_is_saved_before_the_final_evaluation(tmp_path, monkeyp
 
 
 # --- the x-clip objectives in the loop -------------------------------------------------------
-
-SMALL_HEADS = {"simsiam": {"hidden_dim": 16, "projection_dim": 8, "predictor_hidden_dim": 8},
-               "simclr": {"hidden_dim": 16, "projection_dim": 8}}
-ADDED_TERMS = {"filip": {"enabled": True}, "mlm": {"enabled": True},
-               "simsiam": {"enabled": True, **SMALL_HEADS["simsiam"]},
-               "simclr": {"enabled": True, **SMALL_HEADS["simclr"]},
-               "multiview": {"enabled": True}, "sim_reg": {"enabled": True}}
-ADDED_TERM_NAMES = ["filip_loss", "mlm_loss", "simsiam_loss", "simclr_loss", "multiview_loss", "sim_reg_loss"]
 
 
 def _objectives_config(logs, name, sections, *, steps, batch_size=8):

@@ -10,6 +10,16 @@ from cliplab.train.presets import smoke_config
 SMALL_MODEL = {"vision.width": 16, "text.width": 32, "text.heads": 2, "text.layers": 1,
                "text.context_length": 20, "embed_dim": 16}
 
+# Small x-clip heads, and every term the objectives add to the main contrastive one (with the
+# names they are logged under, as loss/<name>).
+SMALL_HEADS = {"simsiam": {"hidden_dim": 16, "projection_dim": 8, "predictor_hidden_dim": 8},
+               "simclr": {"hidden_dim": 16, "projection_dim": 8}}
+ADDED_TERMS = {"filip": {"enabled": True}, "mlm": {"enabled": True},
+               "simsiam": {"enabled": True, **SMALL_HEADS["simsiam"]},
+               "simclr": {"enabled": True, **SMALL_HEADS["simclr"]},
+               "multiview": {"enabled": True}, "sim_reg": {"enabled": True}}
+ADDED_TERM_NAMES = ["filip_loss", "mlm_loss", "simsiam_loss", "simclr_loss", "multiview_loss", "sim_reg_loss"]
+
 
 def small_config(logs, name="run", *, steps=6, batch_size=8, evaluate=False, **loop_overrides):
     config = smoke_config(logs=str(logs), name=name, steps=steps, batch_size=batch_size, **SMALL_MODEL)

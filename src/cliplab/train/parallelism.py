@@ -30,7 +30,7 @@ from cliplab.bundle import WeightsOpener
 from cliplab.distributed.shard_init import ShardedInit
 from cliplab.train.checkpoint import CheckpointManager
 from cliplab.train.checkpointer import CheckpointedParts, Checkpointer
-from cliplab.train.config import CheckpointConfig, ConfigError, TrainConfig
+from cliplab.train.config import CheckpointConfig, TrainConfig
 from cliplab.train.distributed_setup import DistributedContext
 
 if TYPE_CHECKING:
@@ -106,11 +106,6 @@ def _fsdp(trainable: nn.Module, model: nn.Module, config: TrainConfig, context: 
     from cliplab.train.sharded_state import fill_shards
     from cliplab.train.sharding import shard
 
-    if trainable is not model:
-        # The terms call into the towers outside the model's forward (FSDP2 then meets unsharded
-        # inputs against sharded weights); until that is handled, they train under DDP only.
-        raise ConfigError("distributed.fsdp", True, "is not supported with x-clip objectives yet: train them "
-                          "without --fsdp (DDP)")
     initial = _initial_values(trainable, build, weights)
     order = _parameter_order(trainable)
     shard(trainable, model, precision=config.loop.precision, compile_blocks=config.model.torchcompile)

@@ -2,11 +2,18 @@
 
 Units (`fully_shard` groups, each all-gathered just before it runs and freed after): every block
 of every `BlockStack` (both towers' residual blocks, CoCa's decoder layers), every stage of a
-convolutional tower, every x-clip objective head that has parameters, each 0-d parameter (below),
-the CLIP model itself when objective heads sit beside it, and the root (the trainable module).
-(The trainer refuses objectives under FSDP2 for now, `parallelism._fsdp`: their terms call the
-towers outside the model's forward.)
-The root keeps what is left: embeddings, final norms, poolers, projections.
+convolutional tower, every x-clip objective head that has parameters (the extra latent projections
+one unit each: the multiview term calls them one at a time), each 0-d parameter (below), and the
+root (the trainable module). The root keeps what is left: embeddings, final norms, poolers,
+projections.
+
+With objectives the root is `ModelWithObjectives`, whose forward runs the model's forward and then
+the terms, which call into the model again (`encode_image` on augmented views, the per-token
+encoders, `text_tower.forward_tokens` for MLM). The model's own parameters therefore stay in the
+root unit, gathered for that whole forward; the blocks and heads a term reaches gather themselves
+through their own units. The model is not a unit of its own: FSDP2 gathers a unit only inside its
+forward and registered methods, and a unit whose forward calls its registered encoders is
+resharded when that forward ends, whatever `reshard_after_forward` says (torch 2.13).
 
 0-d parameters: `fully_shard` refuses them, and cliplab's `logit_scale` / `logit_bias` are 0-d (as
 open_clip's are). While sharded they are held as 1-element vectors behind a parametrization that
@@ -19,8 +26,9 @@ gradients reduce-scattered in fp32, the sharded master weights and AdamW state s
 step still runs under bf16 autocast (norms and softmax in fp32), and the losses upcast their
 inputs, so logits and losses are fp32; the logit scale and bias are gathered in fp32.
 
-The model's public encoders (`encode_image`, `encode_text` and their per-token forms) are
-registered as FSDP forward methods, so evaluation and the x-clip terms can call them directly.
+When the model is the root, its public encoders (`encode_image`, `encode_text` and their
+per-token forms) are registered as FSDP forward methods, so they can be called on the sharded model
+directly (registering is a no-op on a model that is not a unit).
 """
 
 from __future__ import annotations
@@ -75,11 +83,18 @@ def hold_scalars_as_vectors(root: nn.Module) -> list[nn.Module]:
 
 
 def _objective_heads(root: nn.Module) -> Iterator[nn.Module]:
+    """The x-clip heads under `root` that have parameters, as the terms call them."""
+    from cliplab.objectives.heads import ExtraLatentProjections
     from cliplab.objectives.objectives import Objectives
 
     for module in root.modules():
         if isinstance(module, Objectives):
-            yield from (head for head in module.children() if any(True for _ in head.parameters()))
+            for head in module.children():
+                if isinstance(head, ExtraLatentProjections):
+                    # The multiview term calls each projection alone, not through the pair's forward.
+                    yield from (head.image_projection, head.text_projection)
+                elif any(True for _ in head.parameters()):
+                    yield head
 
 
 def block_units(root: nn.Module) -> list[nn.Module]:
@@ -114,9 +129,6 @@ def shard(root: nn.Module, model: nn.Module, *, precision: str, compile_blocks: 
         fully_shard(head, mp_policy=policy)
     for scalar in scalars:
         fully_shard(scalar, mp_policy=MixedPrecisionPolicy())
-    if model is not root:
-        # The objective terms call the model's towers after its forward: keep it gathered till backward.
-        fully_shard(model, mp_policy=policy, reshard_after_forward=False)
     fully_shard(root, mp_policy=policy)
     for method in ENCODER_METHODS:
         if hasattr(model, method):
