@@ -20,7 +20,7 @@ def _all_losses_worker(rank, world_size, layouts):
     return {name: worker(rank, world_size, layouts) for name, worker in WORKERS.items()}
 
 
-@pytest.mark.parametrize("world_size", [2, 3, 4])
+@pytest.mark.parametrize("world_size", [2, 3, pytest.param(4, marks=pytest.mark.slow)])  # 3: odd rings; 4 under -m slow
 def test_every_loss_and_option_matches_one_process(world_size):
     per_rank = run_on_workers(_all_losses_worker, world_size, LAYOUTS[world_size], timeout_s=300)
     for name, check in CHECKS.items():
