@@ -17,12 +17,23 @@ from __future__ import annotations
 import contextlib
 import copy
 import enum
+import os
 import sys
 import types
 from functools import lru_cache
+from pathlib import Path
 
 import pytest
 import torch
+
+# scripts/setup.sh installs the oracles --no-deps here, outside the user's environment; the suite and
+# the benchmarks that compare against them put it on sys.path (and on PYTHONPATH, for the processes
+# they start) by importing this module.
+ORACLES = Path(__file__).resolve().parent.parent / "build" / "test-oracles"
+if ORACLES.is_dir() and str(ORACLES) not in sys.path:
+    sys.path.insert(0, str(ORACLES))
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        part for part in (os.environ.get("PYTHONPATH"), str(ORACLES)) if part)
 
 _STAND_IN_MODULES = ("torchvision", "torchvision.transforms", "torchvision.transforms.functional",
                      "torchvision.ops", "torchvision.ops.misc")
