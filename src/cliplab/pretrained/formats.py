@@ -85,20 +85,8 @@ def strip_local_dir(path: str) -> Path:
 
 
 def download_hf_hub(spec: str) -> Path:
-    """`hf-hub:org/repo` -> the local snapshot directory (huggingface_hub's cache). Without a network
-    (or without huggingface_hub) a UserError says so and how to pass a local copy instead."""
-    repo_id = spec[len(HF_HUB_PREFIX):]
-    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
-        raise UserError(f"{spec}: expected {HF_HUB_PREFIX}org/repo")
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError as error:
-        raise UserError(f"{spec}: downloading needs the huggingface_hub package (pip install huggingface_hub); "
-                        "or download the repository and pass its directory") from error
-    try:
-        return Path(snapshot_download(repo_id))
-    except Exception as error:  # network, authorisation and cache errors have no common base class
-        raise UserError(f"{spec}: could not download from the Hugging Face Hub ({type(error).__name__}: "
-                        f"{str(error).splitlines()[0] if str(error) else 'no detail'}); where no network is "
-                        f"available, copy the repository here and pass its directory (or {LOCAL_DIR_PREFIX}DIR)"
-                        ) from error
+    """`hf-hub:org/repo` -> the local snapshot directory: the Hugging Face cache first (offline), else
+    downloaded into it; neither: a UserError naming the repository and the cache directory."""
+    from cliplab.pretrained.hf_cache import snapshot_dir
+
+    return snapshot_dir(spec[len(HF_HUB_PREFIX):], where=spec)
