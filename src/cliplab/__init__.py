@@ -21,8 +21,9 @@ The names are imported on first use (PEP 562 `__getattr__`), so `import cliplab`
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from cliplab.lazy_exports import lazy_exports
 
 # public name -> module that defines it
 _EXPORTS = {
@@ -33,10 +34,14 @@ _EXPORTS = {
     "export": "cliplab.pretrained.export",
     "get_tokenizer": "cliplab.factory",
     "list_models": "cliplab.models",
+    "list_pretrained": "cliplab.pretrained.tags",
+    "list_pretrained_models_by_tag": "cliplab.pretrained.tags",
+    "list_pretrained_tags_by_model": "cliplab.pretrained.tags",
     "load": "cliplab.bundle",
     "load_model": "cliplab.bundle",
     "retrieval_metrics": "cliplab.eval",
     "save": "cliplab.bundle",
+    "tokenize": "cliplab.factory",
     "wise_ft": "cliplab.pretrained.wise_ft",
     "zero_shot_classifier": "cliplab.eval",
 }
@@ -47,19 +52,10 @@ if TYPE_CHECKING:
     from cliplab.bundle import load, load_model, save
     from cliplab.eval import retrieval_metrics, zero_shot_classifier
     from cliplab.eval.zero_shot import build_zero_shot_classifier
-    from cliplab.factory import create_model_and_transforms, create_model_from_pretrained, get_tokenizer
+    from cliplab.factory import create_model_and_transforms, create_model_from_pretrained, get_tokenizer, tokenize
     from cliplab.models import create_model, list_models
     from cliplab.pretrained.export import export
+    from cliplab.pretrained.tags import list_pretrained, list_pretrained_models_by_tag, list_pretrained_tags_by_model
     from cliplab.pretrained.wise_ft import wise_ft
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'cliplab' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value  # later look-ups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

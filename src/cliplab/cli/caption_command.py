@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
 from cliplab.cli.common import (add_command_parser, existing_images, finish_model_use_parser, load_for_use,
                                 require_at_least, write_out)
 from cliplab.errors import UserError
@@ -46,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
 
 def caption(args: argparse.Namespace) -> dict[str, str]:
     """{image path: generated caption}, in the order given."""
+    import torch
+
     from cliplab.eval.image_sources import image_batches
 
     paths = existing_images(args.images)

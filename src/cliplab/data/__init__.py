@@ -6,42 +6,44 @@ Sources: the built-in Fashion-MNIST with generated captions (`fashion_mnist.py`)
 `caption_corpus.caption_corpus(config)` gives the captions to train a tokenizer on.
 `loader.build_train_loader` / `build_eval_loader` turn a `DataConfig` into batches of
 `images float [B,3,H,W]`, `tokens long [B,T]`, `sample_ids long [B]`, `labels long [B]`,
-`skipped int`, `skipped_examples list[str]` (see `batching.py`). `tokenizer` and `transforms`
-are imported on first use, so importing this package stays light.
+`skipped int`, `skipped_examples list[str]` (see `batching.py`). Every name is imported
+on first use (`cliplab.lazy_exports`), so importing this package (or `cliplab.data.config`) does
+not import torch.
 """
 
 from __future__ import annotations
 
-import importlib
+from cliplab.lazy_exports import lazy_exports
 
-from cliplab.data.captions import CaptionVocabulary, TemplateCaptioner
-from cliplab.data.config import DataConfig
-from cliplab.data.csv_dataset import CsvDataset
-from cliplab.data.fashion_mnist import (FASHION_MNIST_CLASSNAMES, FASHION_MNIST_TEMPLATES,
-                                        FashionMnistDataset, fashion_mnist_caption_corpus)
-from cliplab.data.fashion_mnist_files import FashionMnistNotFoundError, locate_fashion_mnist
-from cliplab.data.idx import IdxFormatError, read_idx
-from cliplab.data.loader import build_eval_loader, build_map_dataset, build_train_loader
-from cliplab.data.sampler import ResumableDistributedBatchSampler, SequentialEvalBatchSampler
-from cliplab.data.samples import BadSampleError, RawSample, TooManyBadSamplesError
-from cliplab.data.shards import write_shards
-from cliplab.data.skipping import SkipStats
-from cliplab.data.webdataset_source import WebDatasetBatches
+# public name -> module that defines it
+_EXPORTS = {
+    "BadSampleError": "cliplab.data.samples",
+    "CaptionVocabulary": "cliplab.data.captions",
+    "CsvDataset": "cliplab.data.csv_dataset",
+    "DataConfig": "cliplab.data.config",
+    "FASHION_MNIST_CLASSNAMES": "cliplab.data.fashion_mnist",
+    "FASHION_MNIST_TEMPLATES": "cliplab.data.fashion_mnist",
+    "FashionMnistDataset": "cliplab.data.fashion_mnist",
+    "FashionMnistNotFoundError": "cliplab.data.fashion_mnist_files",
+    "IdxFormatError": "cliplab.data.idx",
+    "RawSample": "cliplab.data.samples",
+    "ResumableDistributedBatchSampler": "cliplab.data.sampler",
+    "SequentialEvalBatchSampler": "cliplab.data.sampler",
+    "SkipStats": "cliplab.data.skipping",
+    "TemplateCaptioner": "cliplab.data.captions",
+    "Tokenizer": "cliplab.data.tokenizer",
+    "TooManyBadSamplesError": "cliplab.data.samples",
+    "WebDatasetBatches": "cliplab.data.webdataset_source",
+    "build_eval_loader": "cliplab.data.loader",
+    "build_map_dataset": "cliplab.data.loader",
+    "build_train_loader": "cliplab.data.loader",
+    "fashion_mnist_caption_corpus": "cliplab.data.fashion_mnist",
+    "image_transform": "cliplab.data.transforms",
+    "locate_fashion_mnist": "cliplab.data.fashion_mnist_files",
+    "read_idx": "cliplab.data.idx",
+    "write_shards": "cliplab.data.shards",
+}
 
-_LAZY = {"Tokenizer": "cliplab.data.tokenizer", "image_transform": "cliplab.data.transforms"}
+__all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'cliplab.data' has no attribute {name!r}")
-
-
-__all__ = [
-    "BadSampleError", "CaptionVocabulary", "CsvDataset", "DataConfig", "FASHION_MNIST_CLASSNAMES",
-    "FASHION_MNIST_TEMPLATES", "FashionMnistDataset", "FashionMnistNotFoundError",
-    "IdxFormatError", "RawSample", "ResumableDistributedBatchSampler",
-    "SequentialEvalBatchSampler", "SkipStats", "TemplateCaptioner", "TooManyBadSamplesError",
-    "WebDatasetBatches", "build_eval_loader", "build_map_dataset", "build_train_loader",
-    "fashion_mnist_caption_corpus", "locate_fashion_mnist", "read_idx", "write_shards",
-]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

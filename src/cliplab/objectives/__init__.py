@@ -4,31 +4,25 @@
 enabled term and returns an `Objectives` module; see docs/objectives.md.
 """
 
-from cliplab.objectives.builder import UnsupportedObjectiveError, build_objectives
-from cliplab.objectives.config import (
-    AugmentConfig,
-    ContrastiveConfig,
-    FilipConfig,
-    MlmConfig,
-    MultiviewConfig,
-    ObjectivesConfig,
-    SimClrConfig,
-    SimRegConfig,
-    SimSiamConfig,
-)
-from cliplab.objectives.objectives import Objectives
+from cliplab.lazy_exports import lazy_exports
 
-__all__ = [
-    "AugmentConfig",
-    "ContrastiveConfig",
-    "FilipConfig",
-    "MlmConfig",
-    "MultiviewConfig",
-    "Objectives",
-    "ObjectivesConfig",
-    "SimClrConfig",
-    "SimRegConfig",
-    "SimSiamConfig",
-    "UnsupportedObjectiveError",
-    "build_objectives",
-]
+# public name -> module that defines it; imported on first use, so that the configs (read by the
+# CLI's --help) import without torch
+_EXPORTS = {
+    "AugmentConfig": "cliplab.objectives.config",
+    "ContrastiveConfig": "cliplab.objectives.config",
+    "FilipConfig": "cliplab.objectives.config",
+    "MlmConfig": "cliplab.objectives.config",
+    "MultiviewConfig": "cliplab.objectives.config",
+    "Objectives": "cliplab.objectives.objectives",
+    "ObjectivesConfig": "cliplab.objectives.config",
+    "SimClrConfig": "cliplab.objectives.config",
+    "SimRegConfig": "cliplab.objectives.config",
+    "SimSiamConfig": "cliplab.objectives.config",
+    "UnsupportedObjectiveError": "cliplab.objectives.builder",
+    "build_objectives": "cliplab.objectives.builder",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -2,21 +2,41 @@
 
     from cliplab.train import train, smoke_config
     result = train(smoke_config(logs="/tmp/runs"))   # TrainResult(run_dir, summary)
+
+Every name is imported on first use (`cliplab.lazy_exports`), so that `cliplab.train.config` (the
+tables the CLI's --help shows) imports without torch.
 """
 
-from cliplab.train.checkpoint import CheckpointManager, restore_training_state
-from cliplab.train.config import (CheckpointConfig, ConfigError, DistributedConfig, EvalConfig, GuardConfig,
-                                  LoggingConfig, LoopConfig, LossConfig, ModelSetupConfig, OptimConfig,
-                                  TrainConfig)
-from cliplab.train.config_io import config_from_dict, config_to_dict, load_config_file, resolve_config
-from cliplab.train.guards import NonFiniteLossError
-from cliplab.train.presets import smoke_config
-from cliplab.train.state import TrainState
-from cliplab.train.trainer import Trainer, TrainHooks, TrainResult, train
+from cliplab.lazy_exports import lazy_exports
 
-__all__ = [
-    "CheckpointConfig", "CheckpointManager", "ConfigError", "DistributedConfig", "EvalConfig", "GuardConfig",
-    "LoggingConfig", "LoopConfig", "LossConfig", "ModelSetupConfig", "NonFiniteLossError", "OptimConfig",
-    "TrainConfig", "TrainHooks", "TrainResult", "TrainState", "Trainer", "config_from_dict", "config_to_dict",
-    "load_config_file", "resolve_config", "restore_training_state", "smoke_config", "train",
-]
+# public name -> module that defines it
+_EXPORTS = {
+    "CheckpointConfig": "cliplab.train.config",
+    "CheckpointManager": "cliplab.train.checkpoint",
+    "ConfigError": "cliplab.train.config",
+    "DistributedConfig": "cliplab.train.config",
+    "EvalConfig": "cliplab.train.config",
+    "GuardConfig": "cliplab.train.config",
+    "LoggingConfig": "cliplab.train.config",
+    "LoopConfig": "cliplab.train.config",
+    "LossConfig": "cliplab.train.config",
+    "ModelSetupConfig": "cliplab.train.config",
+    "NonFiniteLossError": "cliplab.train.guards",
+    "OptimConfig": "cliplab.train.config",
+    "TrainConfig": "cliplab.train.config",
+    "TrainHooks": "cliplab.train.trainer",
+    "TrainResult": "cliplab.train.trainer",
+    "TrainState": "cliplab.train.state",
+    "Trainer": "cliplab.train.trainer",
+    "config_from_dict": "cliplab.train.config_io",
+    "config_to_dict": "cliplab.train.config_io",
+    "load_config_file": "cliplab.train.config_io",
+    "resolve_config": "cliplab.train.config_io",
+    "restore_training_state": "cliplab.train.checkpoint",
+    "smoke_config": "cliplab.train.presets",
+    "train": "cliplab.train.trainer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
