@@ -50,7 +50,9 @@ from cliplab.pretrained.key_maps import check_state_dict
 from cliplab.pretrained.dcp_reader import SHARDS_DIR, DcpModelReader, is_sharded_checkpoint
 from cliplab.pretrained.weight_files import SafetensorsReader
 from cliplab.pretrained.loaders import (ForeignCheckpoint, architecture_config, build_model_from, fill_model,
-                                        read_foreign)
+                                        read_foreign, read_pretrained_tag)
+from cliplab.pretrained.tags import (describe_tags_of, find_pretrained_tag, list_pretrained_models_by_tag,
+                                     list_pretrained_tags_by_model, looks_like_a_tag)
 
 WEIGHTS_FILE = "model.safetensors"
 # Opens a checkpoint's weights for a model built on meta: -> take(name), the tensor of entry `name`.
@@ -244,7 +246,10 @@ def load_model(path: str | os.PathLike, *, model: str | ModelConfig | None = Non
     location = _local_path(path)
     device = torch.device(device)
     if not location.exists():
-        raise CheckpointNotFoundError(f"checkpoint path {location} does not exist")
+        tag = find_pretrained_tag(model, str(path)) if isinstance(model, str) else None
+        if tag is None:
+            raise CheckpointNotFoundError(f"checkpoint path {location} does not exist{_tag_hint(str(path), model)}")
+        return _from_foreign(read_pretrained_tag(tag, model), None, device, output_dict, require_tokenizer)
     if location.is_file() and is_bundle(location.parent):
         location = location.parent
     if location.is_dir() and directory_format(location) is None:
@@ -258,6 +263,19 @@ def load_model(path: str | os.PathLike, *, model: str | ModelConfig | None = Non
     if foreign is None:
         raise CheckpointNotFoundError(f"{location} is not a checkpoint cliplab reads; {accepted_formats()}")
     return _from_foreign(foreign, model, device, output_dict, require_tokenizer)
+
+
+def _tag_hint(text: str, model: Any) -> str:
+    """What a path that does not exist may have meant as an open_clip pretrained tag ("" if nothing)."""
+    if not looks_like_a_tag(text):
+        return ""
+    models = list_pretrained_models_by_tag(text)
+    if isinstance(model, str) and (models or list_pretrained_tags_by_model(model)):
+        return f", and it is not a pretrained tag of {model}: {describe_tags_of(model, text)}"
+    if models:
+        shown = ", ".join(models[:5]) + (", ..." if len(models) > 5 else "")
+        return f"; {text!r} is an open_clip pretrained tag of {shown}: name the architecture (model=NAME, --model)"
+    return ""
 
 
 def _from_foreign(foreign: ForeignCheckpoint, model: Any, device: torch.device, output_dict: bool,
