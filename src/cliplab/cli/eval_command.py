@@ -210,15 +210,27 @@ def _progress(desc: str, unit: str, count: int | None, max_samples: int | None):
     return Progress(count, desc=desc, unit=unit, line_interval_s=PROGRESS_LINE_INTERVAL_S)
 
 
+def _retrieval_pairs(data: DataConfig):
+    """(the dataset of the retrieval pairs, their count): the dataset read once for map-style data;
+    None for webdataset shards, whose count is --val-num-samples or the one recorded beside them
+    (None when neither says)."""
+    from cliplab.data import build_map_dataset
+    from cliplab.data.shard_counts import count_shard_samples
+
+    if data.dataset_type == "webdataset":
+        return None, data.val_num_samples or count_shard_samples(data.val_data).total
+    dataset = build_map_dataset(data, train=False)
+    return dataset, len(dataset)
+
+
 def _retrieval(args: argparse.Namespace, loaded, data: DataConfig) -> dict[str, Any]:
     from cliplab.data import build_eval_loader
     from cliplab.eval.retrieval import evaluate_retrieval
 
-    loader, num_batches = build_eval_loader(data, transform=loaded.preprocess, tokenize=loaded.tokenizer,
-                                            batch_size=args.batch_size, pin_memory=False)
-    # At most num_batches full batches: bad samples are skipped, not replaced.
-    progress = _progress("retrieval", "pairs", None if num_batches is None else num_batches * args.batch_size,
-                         args.retrieval_max_samples)
+    dataset, pairs = _retrieval_pairs(data)
+    loader, _ = build_eval_loader(data, transform=loaded.preprocess, tokenize=loaded.tokenizer,
+                                  batch_size=args.batch_size, pin_memory=False, dataset=dataset)
+    progress = _progress("retrieval", "pairs", pairs, args.retrieval_max_samples)
     try:
         metrics, count = evaluate_retrieval(loaded.model, loader, device=loaded.device,
                                             max_samples=args.retrieval_max_samples, progress=progress)
