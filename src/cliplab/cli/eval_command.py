@@ -7,7 +7,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cliplab.cli.common import add_command_parser, finish_model_use_parser, load_for_use, require_at_least, write_out
+from cliplab.cli.common import (add_checkpoint_argument, add_command_parser, finish_model_use_parser, load_for_use,
+                                require_at_least, write_out)
 from cliplab.errors import InvalidInputError, MissingInputError, UserError
 
 if TYPE_CHECKING:
@@ -20,8 +21,8 @@ HELP = "zero-shot accuracy and retrieval metrics of a checkpoint"
 DESCRIPTION = ("Zero-shot top-1/top-5 and per-class accuracy (Fashion-MNIST test split by default, or class-named "
                "folders), and image-text retrieval metrics on a manifest, shards or parquet files.")
 EPILOG = """\
-CHECKPOINT is a bundle directory, a training checkpoint (<run>/checkpoints/step_XXXXXXX) or a run
-directory (its checkpoints/latest is used).
+CHECKPOINT is a bundle directory, a training checkpoint (<run>/checkpoints/step_XXXXXXX), a run
+directory (its checkpoints/latest is used), or an open_clip, OpenAI or Hugging Face checkpoint.
 
 What is evaluated, unless --zero-shot / --no-zero-shot / --retrieval-data say otherwise: what the
 run was trained for, read from its config.json. A Fashion-MNIST run: zero-shot on the test split. A
@@ -46,7 +47,7 @@ examples:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = add_command_parser(subparsers, "eval", help=HELP, description=DESCRIPTION, epilog=EPILOG)
-    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="bundle, training checkpoint or run directory")
+    add_checkpoint_argument(parser)
     zero_shot = parser.add_argument_group("zero-shot classification")
     zero_shot.add_argument("--classes-from-folders", metavar="DIR",
                            help="evaluate on DIR/<class name>/<images>; '_' in folder names reads as a space")
