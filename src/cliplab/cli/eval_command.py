@@ -160,6 +160,7 @@ def _zero_shot(args: argparse.Namespace, loaded) -> dict[str, Any]:
     from cliplab.data import FASHION_MNIST_CLASSNAMES, FASHION_MNIST_TEMPLATES
     from cliplab.eval.image_sources import class_folders, labelled_image_batches
     from cliplab.eval.prompts import read_templates
+    from cliplab.eval.chance import chance_of_top_k, percent
     from cliplab.eval.zero_shot import zero_shot_classifier, zero_shot_evaluate
 
     if args.classes_from_folders:
@@ -180,7 +181,10 @@ def _zero_shot(args: argparse.Namespace, loaded) -> dict[str, Any]:
         progress.close()
     print(f"\nzero-shot on {dataset_name}: {result.count} images, {len(classnames)} classes, "
           f"{len(templates)} templates")
-    print(f"  top-1 {100 * result.top1:6.2f}%   top-{min(5, len(classnames))} {100 * result.top5:6.2f}%")
+    top_k = min(5, len(classnames))
+    print(f"  top-1 {100 * result.top1:6.2f}%   top-{top_k} {100 * result.top5:6.2f}%   (chance "
+          f"{percent(chance_of_top_k(1, len(classnames)))}, {percent(chance_of_top_k(top_k, len(classnames)))}: the "
+          f"true class among the 1 or {top_k} closest class prompts)")
     width = max(len(name) for name in classnames)
     print(f"  {'class':<{width}}  accuracy  images")
     totals = result.confusion.sum(dim=1).tolist()
@@ -226,6 +230,7 @@ def _retrieval_pairs(data: DataConfig):
 
 def _retrieval(args: argparse.Namespace, loaded, data: DataConfig) -> dict[str, Any]:
     from cliplab.data import build_eval_loader
+    from cliplab.eval.chance import LOW_WHEN_CAPTIONS_ARE_SHARED, chance_of_top_k
     from cliplab.eval.retrieval import evaluate_retrieval
 
     dataset, pairs = _retrieval_pairs(data)
@@ -242,4 +247,8 @@ def _retrieval(args: argparse.Namespace, loaded, data: DataConfig) -> dict[str, 
         recalls = "  ".join(f"R@{k} {100 * metrics[f'{direction}_R@{k}']:6.2f}%" for k in (1, 5, 10))
         print(f"  {direction:<14} {recalls}  mean rank {metrics[f'{direction}_mean_rank']:.1f}  "
               f"median rank {metrics[f'{direction}_median_rank']:.0f}")
+    if count:
+        chances = "  ".join(f"R@{k} {100 * chance_of_top_k(k, count):6.2f}%" for k in (1, 5, 10))
+        print(f"  chance         {chances}: a hit is the pair's own caption (image) among the k closest of all "
+              f"{count}, {LOW_WHEN_CAPTIONS_ARE_SHARED}")
     return {"data": str(data.val_data), "count": count, **metrics}
