@@ -38,12 +38,12 @@ ACCEPTED_FORMATS = (
     f"an open_clip hub directory: {OPEN_CLIP_CONFIG} with {', '.join(HUB_WEIGHT_FILES)}",
     "an open_clip training checkpoint (epoch_K.pt, a dict with 'state_dict') or state-dict file, with "
     "the architecture named: load(path, model='ViT-B-32')",
-    "a cliplab model's state dict (torch.save(model.state_dict()) or safetensors), with the architecture "
-    "named: load(path, model='tiny-vit')",
     "an OpenAI CLIP .pt (TorchScript archive or state dict with input_resolution, context_length, vocab_size)",
     f"a Hugging Face directory: {HF_CONFIG} with model_type 'clip' or 'siglip' and "
     f"{', '.join(HF_WEIGHT_FILES)}",
-    f"the prefixes {HF_HUB_PREFIX}org/repo (downloaded with huggingface_hub) and {LOCAL_DIR_PREFIX}PATH",
+    f"the prefixes {HF_HUB_PREFIX}org/repo (the Hugging Face cache, else a download) and {LOCAL_DIR_PREFIX}PATH",
+    "a cliplab model's state dict (torch.save(model.state_dict()) or safetensors), with the architecture "
+    "named: load(path, model='tiny-vit')",
     "an open_clip pretrained tag with its model: load('laion2b_s34b_b79k', model='ViT-B-32') "
     "(cliplab.list_pretrained())",
 )
