@@ -23,30 +23,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cliplab.lazy_exports import lazy_exports
+from cliplab.lazy_exports import exported_names, lazy_exports
 
-# public name -> module that defines it
+# defining module -> its public names
 _EXPORTS = {
-    "build_zero_shot_classifier": "cliplab.eval.zero_shot",
-    "create_model": "cliplab.models",
-    "create_model_and_transforms": "cliplab.factory",
-    "create_model_from_pretrained": "cliplab.factory",
-    "export": "cliplab.pretrained.export",
-    "get_tokenizer": "cliplab.factory",
-    "list_models": "cliplab.models",
-    "list_pretrained": "cliplab.pretrained.tags",
-    "list_pretrained_models_by_tag": "cliplab.pretrained.tags",
-    "list_pretrained_tags_by_model": "cliplab.pretrained.tags",
-    "load": "cliplab.bundle",
-    "load_model": "cliplab.bundle",
-    "retrieval_metrics": "cliplab.eval",
-    "save": "cliplab.bundle",
-    "tokenize": "cliplab.factory",
-    "wise_ft": "cliplab.pretrained.wise_ft",
-    "zero_shot_classifier": "cliplab.eval",
+    "cliplab.bundle": ("load", "load_model", "save"),
+    "cliplab.eval": ("retrieval_metrics", "zero_shot_classifier"),
+    "cliplab.eval.zero_shot": ("build_zero_shot_classifier",),
+    "cliplab.factory": ("create_model_and_transforms", "create_model_from_pretrained", "get_tokenizer", "tokenize"),
+    "cliplab.models": ("create_model", "list_models"),
+    "cliplab.pretrained.export": ("export",),
+    "cliplab.pretrained.tags": ("list_pretrained", "list_pretrained_models_by_tag", "list_pretrained_tags_by_model"),
+    "cliplab.pretrained.wise_ft": ("wise_ft",),
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = exported_names(_EXPORTS)
 
 if TYPE_CHECKING:
     from cliplab.bundle import load, load_model, save

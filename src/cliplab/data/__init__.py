@@ -13,37 +13,27 @@ not import torch.
 
 from __future__ import annotations
 
-from cliplab.lazy_exports import lazy_exports
+from cliplab.lazy_exports import exported_names, lazy_exports
 
-# public name -> module that defines it
+# defining module -> its public names
 _EXPORTS = {
-    "BadSampleError": "cliplab.data.samples",
-    "CaptionVocabulary": "cliplab.data.captions",
-    "CsvDataset": "cliplab.data.csv_dataset",
-    "DataConfig": "cliplab.data.config",
-    "FASHION_MNIST_CLASSNAMES": "cliplab.data.fashion_mnist",
-    "FASHION_MNIST_TEMPLATES": "cliplab.data.fashion_mnist",
-    "FashionMnistDataset": "cliplab.data.fashion_mnist",
-    "FashionMnistNotFoundError": "cliplab.data.fashion_mnist_files",
-    "IdxFormatError": "cliplab.data.idx",
-    "RawSample": "cliplab.data.samples",
-    "ResumableDistributedBatchSampler": "cliplab.data.sampler",
-    "SequentialEvalBatchSampler": "cliplab.data.sampler",
-    "SkipStats": "cliplab.data.skipping",
-    "TemplateCaptioner": "cliplab.data.captions",
-    "Tokenizer": "cliplab.data.tokenizer",
-    "TooManyBadSamplesError": "cliplab.data.samples",
-    "WebDatasetBatches": "cliplab.data.webdataset_source",
-    "build_eval_loader": "cliplab.data.loader",
-    "build_map_dataset": "cliplab.data.loader",
-    "build_train_loader": "cliplab.data.loader",
-    "fashion_mnist_caption_corpus": "cliplab.data.fashion_mnist",
-    "image_transform": "cliplab.data.transforms",
-    "locate_fashion_mnist": "cliplab.data.fashion_mnist_files",
-    "read_idx": "cliplab.data.idx",
-    "write_shards": "cliplab.data.shards",
+    "cliplab.data.captions": ("CaptionVocabulary", "TemplateCaptioner"),
+    "cliplab.data.config": ("DataConfig",),
+    "cliplab.data.csv_dataset": ("CsvDataset",),
+    "cliplab.data.fashion_mnist": ("FASHION_MNIST_CLASSNAMES", "FASHION_MNIST_TEMPLATES", "FashionMnistDataset",
+                                   "fashion_mnist_caption_corpus"),
+    "cliplab.data.fashion_mnist_files": ("FashionMnistNotFoundError", "locate_fashion_mnist"),
+    "cliplab.data.idx": ("IdxFormatError", "read_idx"),
+    "cliplab.data.loader": ("build_eval_loader", "build_map_dataset", "build_train_loader"),
+    "cliplab.data.sampler": ("ResumableDistributedBatchSampler", "SequentialEvalBatchSampler"),
+    "cliplab.data.samples": ("BadSampleError", "RawSample", "TooManyBadSamplesError"),
+    "cliplab.data.shards": ("write_shards",),
+    "cliplab.data.skipping": ("SkipStats",),
+    "cliplab.data.tokenizer": ("Tokenizer",),
+    "cliplab.data.transforms": ("image_transform",),
+    "cliplab.data.webdataset_source": ("WebDatasetBatches",),
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = exported_names(_EXPORTS)
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -4,25 +4,18 @@
 enabled term and returns an `Objectives` module; see docs/objectives.md.
 """
 
-from cliplab.lazy_exports import lazy_exports
+from cliplab.lazy_exports import exported_names, lazy_exports
 
-# public name -> module that defines it; imported on first use, so that the configs (read by the
+# defining module -> its public names; imported on first use, so that the configs (read by the
 # CLI's --help) import without torch
 _EXPORTS = {
-    "AugmentConfig": "cliplab.objectives.config",
-    "ContrastiveConfig": "cliplab.objectives.config",
-    "FilipConfig": "cliplab.objectives.config",
-    "MlmConfig": "cliplab.objectives.config",
-    "MultiviewConfig": "cliplab.objectives.config",
-    "Objectives": "cliplab.objectives.objectives",
-    "ObjectivesConfig": "cliplab.objectives.config",
-    "SimClrConfig": "cliplab.objectives.config",
-    "SimRegConfig": "cliplab.objectives.config",
-    "SimSiamConfig": "cliplab.objectives.config",
-    "UnsupportedObjectiveError": "cliplab.objectives.builder",
-    "build_objectives": "cliplab.objectives.builder",
+    "cliplab.objectives.builder": ("UnsupportedObjectiveError", "build_objectives"),
+    "cliplab.objectives.config": ("AugmentConfig", "ContrastiveConfig", "FilipConfig", "MlmConfig",
+                                  "MultiviewConfig", "ObjectivesConfig", "SimClrConfig", "SimRegConfig",
+                                  "SimSiamConfig"),
+    "cliplab.objectives.objectives": ("Objectives",),
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = exported_names(_EXPORTS)
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -7,36 +7,21 @@ Every name is imported on first use (`cliplab.lazy_exports`), so that `cliplab.t
 tables the CLI's --help shows) imports without torch.
 """
 
-from cliplab.lazy_exports import lazy_exports
+from cliplab.lazy_exports import exported_names, lazy_exports
 
-# public name -> module that defines it
+# defining module -> its public names
 _EXPORTS = {
-    "CheckpointConfig": "cliplab.train.config",
-    "CheckpointManager": "cliplab.train.checkpoint",
-    "ConfigError": "cliplab.train.config",
-    "DistributedConfig": "cliplab.train.config",
-    "EvalConfig": "cliplab.train.config",
-    "GuardConfig": "cliplab.train.config",
-    "LoggingConfig": "cliplab.train.config",
-    "LoopConfig": "cliplab.train.config",
-    "LossConfig": "cliplab.train.config",
-    "ModelSetupConfig": "cliplab.train.config",
-    "NonFiniteLossError": "cliplab.train.guards",
-    "OptimConfig": "cliplab.train.config",
-    "TrainConfig": "cliplab.train.config",
-    "TrainHooks": "cliplab.train.trainer",
-    "TrainResult": "cliplab.train.trainer",
-    "TrainState": "cliplab.train.state",
-    "Trainer": "cliplab.train.trainer",
-    "config_from_dict": "cliplab.train.config_io",
-    "config_to_dict": "cliplab.train.config_io",
-    "load_config_file": "cliplab.train.config_io",
-    "resolve_config": "cliplab.train.config_io",
-    "restore_training_state": "cliplab.train.checkpoint",
-    "smoke_config": "cliplab.train.presets",
-    "train": "cliplab.train.trainer",
+    "cliplab.train.checkpoint": ("CheckpointManager", "restore_training_state"),
+    "cliplab.train.config": ("CheckpointConfig", "ConfigError", "DistributedConfig", "EvalConfig", "GuardConfig",
+                             "LoggingConfig", "LoopConfig", "LossConfig", "ModelSetupConfig", "OptimConfig",
+                             "TrainConfig"),
+    "cliplab.train.config_io": ("config_from_dict", "config_to_dict", "load_config_file", "resolve_config"),
+    "cliplab.train.guards": ("NonFiniteLossError",),
+    "cliplab.train.presets": ("smoke_config",),
+    "cliplab.train.state": ("TrainState",),
+    "cliplab.train.trainer": ("TrainHooks", "TrainResult", "Trainer", "train"),
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = exported_names(_EXPORTS)
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
