@@ -166,10 +166,10 @@ class LoadedModel:
     preprocess: PIL image -> Float[3, S, S] (its settings: `model.config.preprocess`); tokenizer:
     texts -> Long[N, T], or None where the checkpoint has none cliplab reads (`require_tokenizer=
     False` only); path: the directory or file read; format: "bundle", "open_clip_hub",
-    "open_clip_checkpoint" (an
-    open_clip pretrained tag too), "cliplab_state_dict", "openai" or "hf". weights (for a model on "meta"): opens the
-    checkpoint's weights, returning take(name) -> the tensor of the model's state-dict entry
-    `name`, read on demand (what fills a sharded model shard by shard, `cliplab.train.parallelism`).
+    "open_clip_checkpoint" (an open_clip pretrained tag too), "cliplab_state_dict", "openai" or
+    "hf". weights (for a model on "meta"): opens the checkpoint's weights, returning take(name) ->
+    the tensor of the model's state-dict entry `name`, read on demand (what fills a sharded model
+    shard by shard, `cliplab.train.parallelism`).
     """
 
     model: nn.Module
