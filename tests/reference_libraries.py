@@ -22,6 +22,7 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import json
 import os
 import sys
 import types
@@ -163,20 +164,83 @@ def reference_mode():
         torch.backends.mha.set_fastpath_enabled(previous)
 
 
-def open_clip_model(model_cfg: dict) -> torch.nn.Module:
-    """open_clip's own model class for an open_clip `model_cfg` (CLIP, CustomTextCLIP or CoCa)."""
+def open_clip_model(model_cfg: dict, timm_kwargs: dict | None = None) -> torch.nn.Module:
+    """open_clip's own model class for an open_clip `model_cfg` (CLIP, CustomTextCLIP or CoCa).
+
+    timm_kwargs: keyword arguments added to open_clip's `timm.create_model` call for a timm image
+    tower (timm's model functions let them override their own, e.g. {"depth": 2, "embed_dim": 64,
+    "num_heads": 2}): a small variant of a timm tower with all its other features. The config
+    still names the full-size timm model, so a cliplab model compared with it must be given the
+    same sizes (its family's config, not the open_clip name)."""
     library = open_clip()
     config = copy.deepcopy(model_cfg)
     custom_text = config.pop("custom_text", False)
     model_class = library.CoCa if "multimodal_cfg" in config else (
         library.CustomTextCLIP if custom_text else library.CLIP)
-    return model_class(**config)
+    with _timm_create_model_with(timm_kwargs or {}):
+        return model_class(**config)
 
 
+@contextlib.contextmanager
+def _timm_create_model_with(extra: dict):
+    module = open_clip().timm_model
+    create_model = module.timm.create_model
+
+    def create_with_extra(name, **kwargs):
+        return create_model(name, **kwargs, **extra)
+    module.timm.create_model = create_with_extra
+    try:
+        yield
+    finally:
+        module.timm.create_model = create_model
+
+
+@lru_cache(maxsize=None)
 def open_clip_on_meta(name: str) -> torch.nn.Module:
-    """open_clip's model for a built-in name, built on the meta device (no memory; for counting)."""
+    """open_clip's model for a built-in name, built on the meta device (no memory; for counting
+    and tensor layouts), once per process: the same module each call, not to be changed. A config
+    with a Hugging Face text tower reads that model's config from the Hugging Face cache or the
+    network (OSError when neither has it)."""
     with torch.device("meta"):
         return open_clip_model(open_clip().get_model_config(name))
+
+
+def parameter_count(model: torch.nn.Module) -> int:
+    return sum(parameter.numel() for parameter in model.parameters())
+
+
+def open_clip_parameter_count(name: str) -> int:
+    """open_clip 3.3.0's (with timm 1.0.31's towers) parameter count for a built-in name (its
+    model built on the meta device once per process)."""
+    return parameter_count(open_clip_on_meta(name))
+
+
+def write_open_clip_hub(directory: Path, model_cfg: dict, *, seed: int, preprocess_cfg: dict | None = None,
+                        timm_kwargs: dict | None = None) -> torch.nn.Module:
+    """An open_clip hub directory (`open_clip_config.json` + `open_clip_model.safetensors`) holding
+    open_clip's model for `model_cfg` with seeded random weights (`randomize_`); -> that model (eval
+    mode), the reference to compare a loaded model with. Small variants: shrink `model_cfg`'s own
+    numbers (`small_open_clip_cfg`), and a timm tower's with `timm_kwargs` (see `open_clip_model`)."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(seed)
+    model = randomize_(open_clip_model(model_cfg, timm_kwargs), seed=seed + 1)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "open_clip_config.json").write_text(json.dumps({"model_cfg": model_cfg,
+                                                                 "preprocess_cfg": preprocess_cfg or {}}))
+    state = {name: tensor.detach().clone().contiguous() for name, tensor in model.state_dict().items()}
+    save_file(state, str(directory / "open_clip_model.safetensors"))
+    return model
+
+
+def small_open_clip_cfg(name: str, **sections: dict) -> dict:
+    """open_clip's `model_cfg` of built-in `name` with `sections` merged into it, e.g.
+    `small_open_clip_cfg("ViT-B-16-SigLIP", text_cfg={"layers": 2, "width": 64, "heads": 2},
+    embed_dim=64)` (a dict merges into the section it names, anything else replaces the key)."""
+    model_cfg = open_clip().get_model_config(name)
+    for key, value in sections.items():
+        model_cfg[key] = {**model_cfg.get(key, {}), **value} if isinstance(value, dict) else value
+    return model_cfg
 
 
 def randomize_(module: torch.nn.Module, seed: int, only_batch_norms: bool = False) -> torch.nn.Module:
