@@ -112,6 +112,19 @@ def _missing_family_message(side: str, section: dict) -> str:
             f"family '{kind}', which cliplab does not build yet")
 
 
+def families_table() -> str:
+    """The registered families as the Markdown table docs/models.md shows (a test keeps them equal)."""
+    lines = ["| kind | side | config | module | open_clip | Hugging Face | what it is |", "|---|---|---|---|---|---|---|"]
+    for family in TOWER_FAMILIES:
+        lines.append(f"| `{family.kind}` | {family.side} | `{family.config.__name__}` | `{family.build.__name__}` | "
+                     f"{'yes' if family.open_clip else 'no'} | {'yes' if family.hf_rules else 'no'} | "
+                     f"{family.summary} |")
+    lines += ["", "Families open_clip's configs name that are not registered yet (their names are refused "
+                  "naming them):", ""]
+    lines += [f"- `{kind}`: {what}" for kind, what in MISSING_FAMILIES.items()]
+    return "\n".join(lines) + "\n"
+
+
 __all__ = ["DEFAULT_KINDS", "MISSING_FAMILIES", "OpenClipContext", "OpenClipForm", "SIDES", "TOWER_FAMILIES",
-           "TowerFamily", "build_tower", "check_tower_config", "family_kinds", "family_of", "open_clip_family",
-           "tower_family"]
+           "TowerFamily", "build_tower", "check_tower_config", "families_table", "family_kinds", "family_of",
+           "open_clip_family", "tower_family"]
