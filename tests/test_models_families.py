@@ -10,9 +10,9 @@ import pytest
 from cliplab.models import ModelConfig, create_model
 from cliplab.models.families import (DEFAULT_KINDS, MISSING_FAMILIES, TOWER_FAMILIES, check_tower_config,
                                      families_table, family_kinds, family_of, tower_family)
-from cliplab.models.tower_configs import VISION_KINDS, VisionConfig
 from cliplab.models.timm_models import (HYBRID_BACKBONE_FAMILIES, TIMM_CLASS_FAMILIES, timm_family_kind,
                                         timm_model_names)
+from cliplab.models.tower_configs import VISION_KINDS, VisionConfig
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "models.md"
 REGISTERED = {family.kind for family in TOWER_FAMILIES}
