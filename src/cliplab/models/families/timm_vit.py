@@ -1,31 +1,48 @@
 """Tower family "timm_vit": timm's VisionTransformer as open_clip wraps it (`TimmModel`: the timm
-model as `visual.trunk`, the projection as `visual.head.proj`), built from cliplab's blocks in timm's
-parameter layout. The reference example of a family in one module: config, tower, open_clip
-reader/writer, key rules, FSDP units and lock groups, then `FAMILY`.
+model as `visual.trunk`, the projection as `visual.head.proj` or timm's own classifier
+`visual.trunk.head`), built from cliplab's blocks in timm's parameter layout. The reference example
+of a family in one module: config, tower, open_clip reader/writer, key rules, FSDP units and lock
+groups, then `FAMILY`.
 
-What it builds today: a plain ViT (learned positions, optional class token, LayerNorm eps 1e-6,
-exact GELU, optional qkv bias and layer scale, final norm on the tokens or after pooling) pooled by
-its class token or the mean of the patch tokens, e.g. open_clip's `vit_medium_patch16_gap_256`.
-Any other timm option a model needs (MAP pooling, register tokens, hybrid patch embeddings, ...) is
-refused naming the option, until this family grows it. The facts of each timm model come from
+What it builds: every VisionTransformer of open_clip 3.3.0's configs. SigLIP and SigLIP2 (no class
+token, attention-probe pooling "map", exact or tanh GELU), the medium GAP ViT (mean pooling, layer
+scale, no qkv bias), MobileCLIP's ViTs (`vit_base_mci_224`: a convolutional stem and a class token
+outside the positions; `vit_large_patch14_clip_224`: CLIP's norm before the blocks, LayerNorm eps
+1e-5), with timm's classifier as the projection (open_clip's `timm_proj: null`) and stochastic
+depth (`timm_drop_path`). An option no open_clip config uses (register tokens, q/k norms, dynamic
+sizes, ...) is refused naming it. The facts of each timm model come from
 `cliplab.models.timm_models` (timm's own constructor arguments, recorded by a script).
 
     open_clip vision_cfg                       TimmVitConfig
     timm_model_name                            timm_model_name, and from timm's arguments: img_size
                                                (= image_size), patch_size, embed_dim (width), depth
                                                (layers), num_heads (heads), mlp_ratio, qkv_bias,
-                                               init_values (layer_scale), class_token, fc_norm
-    timm_pool ("" keeps timm's global_pool)    pool "token" / "avg"
-    timm_proj "linear" / "none", timm_proj_bias projection "linear" or "linear_bias" / "none"
+                                               init_values (layer_scale), class_token, no_embed_class
+                                               (not class_token_position), pre_norm (norm_pre),
+                                               fc_norm, norm_layer (norm_eps), act_layer
+                                               (activation), embed_layer (stem "patch" / "conv")
+    timm_pool ("" keeps timm's global_pool)    pool "token" / "avg" / "map"
+    timm_proj "linear" / "none" / null         projection "linear" or "linear_bias" / "none" /
+    (+ timm_proj_bias)                         "linear_bias" with timm_classifier
+    timm_drop_path                             drop_path
 
     cliplab                                    open_clip
     vision_tower.patch_embedding               visual.trunk.patch_embed.proj
+      (stem "conv": .conv1/.norm1/.conv2/      visual.trunk.patch_embed.backbone.0.conv / 0.bn /
+      .norm2/.conv3)                           1.conv / 1.bn / 2.conv)
     vision_tower.class_embedding [W]           visual.trunk.cls_token [1, 1, W]
     vision_tower.position_embedding [N, W]     visual.trunk.pos_embed [1, N, W]
+    vision_tower.norm_pre                      visual.trunk.norm_pre
     vision_tower.transformer.blocks.N          visual.trunk.blocks.N (norm1, attn.qkv, attn.proj,
                                                ls1.gamma, norm2, mlp.fc1, mlp.fc2, ls2.gamma)
     vision_tower.norm / fc_norm                visual.trunk.norm / fc_norm
-    image_projection                           visual.head.proj
+    vision_tower.pooler (probe [W], attn.      visual.trunk.attn_pool (latent [1, 1, W], q, kv,
+      query/key_value/out, norm, mlp)          proj, norm, mlp.fc1/fc2)
+    image_projection                           visual.head.proj (timm_classifier: visual.trunk.head)
+
+Locking follows open_clip's `TimmModel.lock`: timm's parameter groups (stem; each block, the last
+with the final norm; then fc_norm, the attention pool and timm's classifier), and open_clip's
+`visual.head` outside them, so it stays trainable (`projection_locked`).
 """
 
 from __future__ import annotations
@@ -38,27 +55,34 @@ from torch import nn
 from cliplab.errors import UnsupportedArchitectureError
 from cliplab.models.families.open_clip_sections import VISION_KEYS, check_known, image_size, refuse
 from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily
-from cliplab.models.key_rules import PARAMETER, KeyRule, rule
-from cliplab.models.layers import BlockStack, TransformerBlock, init_transformer_weights
+from cliplab.models.key_rules import NORM, PARAMETER, KeyRule, rule
+from cliplab.models.layers import (BlockStack, ConvStem, ProbePooler, TransformerBlock, init_transformer_weights,
+                                   mlp_hidden_width)
+from cliplab.models.layers.conv_stem import CONV_STEM_STRIDE
+from cliplab.models.layers.drop_path import drop_path_rates
 from cliplab.models.timm_models import timm_constructor_args, timm_family_kind
-from cliplab.models.tower_configs import (PROJECTIONS, check_bool, check_choice, check_heads, check_positive_int)
+from cliplab.models.tower_configs import (PROJECTIONS, check_bool, check_choice, check_heads, check_positive_int,
+                                          check_probability)
 from cliplab.models.towers.locking import GroupItem
 from cliplab.models.towers.vision_transformer import check_images
 
 KIND = "timm_vit"
-POOLS = ("token", "avg")
+POOLS = ("token", "avg", "map")
+STEMS = ("patch", "conv")
+ACTIVATIONS = {None: "gelu", "gelu_tanh": "gelu_tanh"}  # timm's act_layer -> cliplab's activation
 TIMM_LAYER_NORM_EPS = 1e-6  # timm.layers.LayerNorm's default, VisionTransformer's norm
+PATCH_EMBED = "timm.layers.patch_embed.PatchEmbed"
+HYBRID_EMBED = "timm.layers.hybrid_embed.HybridEmbed"
+CONV_STEM = "timm.models.vision_transformer_hybrid.ConvStem"
 # timm's VisionTransformer arguments this family builds only at these values.
 BUILT_AT = {
     "in_chans": 3, "qk_norm": False, "scale_attn_norm": False, "scale_mlp_norm": False, "proj_bias": True,
-    "pos_embed": "learn", "no_embed_class": False, "reg_tokens": 0, "pre_norm": False, "final_norm": True,
-    "pool_include_prefix": False, "dynamic_img_size": False, "dynamic_img_pad": False, "drop_rate": 0.0,
-    "pos_drop_rate": 0.0, "patch_drop_rate": 0.0, "proj_drop_rate": 0.0, "attn_drop_rate": 0.0,
-    "drop_path_rate": 0.0, "embed_layer": "timm.layers.patch_embed.PatchEmbed", "embed_norm_layer": None,
-    "norm_layer": None, "act_layer": None, "block_fn": "timm.models.vision_transformer.Block",
-    "mlp_layer": "timm.layers.mlp.Mlp", "attn_layer": "timm.layers.attention.Attention",
+    "pos_embed": "learn", "reg_tokens": 0, "final_norm": True, "pool_include_prefix": False,
+    "dynamic_img_size": False, "dynamic_img_pad": False, "drop_rate": 0.0, "pos_drop_rate": 0.0,
+    "patch_drop_rate": 0.0, "proj_drop_rate": 0.0, "attn_drop_rate": 0.0, "embed_norm_layer": None,
+    "block_fn": "timm.models.vision_transformer.Block", "mlp_layer": "timm.layers.mlp.Mlp",
+    "attn_layer": "timm.layers.attention.Attention",
 }
-OPEN_CLIP_PROJECTIONS = {"linear": "linear", "none": "none"}
 
 
 @dataclass(kw_only=True)
@@ -68,10 +92,17 @@ class TimmVitConfig:
     timm_model_name: the timm model the config describes (what an open_clip export names; None
     for a config of cliplab's own, which open_clip cannot load). image_size, patch_size, width,
     layers, heads, mlp_ratio: as timm's img_size, patch_size, embed_dim, depth, num_heads,
-    mlp_ratio. qkv_bias, layer_scale (timm's init_values), class_token: timm's. pool: "token"
-    (the class token) or "avg" (the mean of the patch tokens). fc_norm: the final LayerNorm after
-    pooling instead of on every token. norm_eps: every LayerNorm's. projection: into the shared
-    latent ("linear", "linear_bias" or "none").
+    mlp_ratio (patch_size 16 for the conv stem, its stride). qkv_bias, layer_scale (timm's
+    init_values), class_token: timm's. class_token_position: the position embedding has a row for
+    the class token, added after it is prepended (timm's `no_embed_class=False`); False adds the
+    positions to the patches first. pool: "token" (the class token), "avg" (the mean of the patch
+    tokens) or "map" (an attention probe over the patch tokens). fc_norm: the final LayerNorm after
+    pooling instead of on every token. norm_pre: a LayerNorm before the blocks (and no bias in the
+    patch embedding). norm_eps: every LayerNorm's. activation: the MLPs' ("gelu" or "gelu_tanh").
+    stem: "patch" (one strided conv) or "conv" (MobileCLIP's `layers.ConvStem`). drop_path:
+    stochastic depth at the last block (0 at the first, linear between). projection: into the
+    shared latent ("linear", "linear_bias" or "none"). timm_classifier: the projection is timm's
+    own classifier inside the trunk (open_clip's `timm_proj: null`; needs "linear_bias").
     """
 
     kind: str = KIND
@@ -85,33 +116,29 @@ class TimmVitConfig:
     qkv_bias: bool = True
     layer_scale: float | None = None
     class_token: bool = True
+    class_token_position: bool = True
     pool: str = "token"
     fc_norm: bool = False
+    norm_pre: bool = False
     norm_eps: float = TIMM_LAYER_NORM_EPS
+    activation: str = "gelu"
+    stem: str = "patch"
+    drop_path: float = 0.0
     projection: str = "linear"
+    timm_classifier: bool = False
 
     def __post_init__(self) -> None:
         check_choice("vision.kind", self.kind, (KIND,))
-        if self.timm_model_name is not None and not isinstance(self.timm_model_name, str):
-            raise ValueError(f"vision.timm_model_name must be a str or None, got {self.timm_model_name!r}")
-        for name in ("image_size", "patch_size", "width", "layers"):
-            check_positive_int(f"vision.{name}", getattr(self, name))
-        check_heads("vision", self.width, self.heads)
-        if self.image_size % self.patch_size:
-            raise ValueError(f"vision.image_size ({self.image_size}) must be divisible by "
-                             f"vision.patch_size ({self.patch_size})")
-        if not isinstance(self.mlp_ratio, (int, float)) or self.mlp_ratio <= 0:
-            raise ValueError(f"vision.mlp_ratio must be a positive number, got {self.mlp_ratio!r}")
-        for name in ("qkv_bias", "class_token", "fc_norm"):
+        check_timm_tower(self)
+        for name in ("class_token_position", "norm_pre", "timm_classifier"):
             check_bool(f"vision.{name}", getattr(self, name))
-        if self.layer_scale is not None and not isinstance(self.layer_scale, (int, float)):
-            raise ValueError(f"vision.layer_scale must be a number or None, got {self.layer_scale!r}")
-        check_choice("vision.pool", self.pool, POOLS)
-        if self.pool == "token" and not self.class_token:
-            raise ValueError("vision.pool='token' needs vision.class_token=True")
-        if not isinstance(self.norm_eps, (int, float)) or not 0 < self.norm_eps < 1:
-            raise ValueError(f"vision.norm_eps must be a number in (0, 1), got {self.norm_eps!r}")
-        check_choice("vision.projection", self.projection, PROJECTIONS)
+        if not self.class_token_position and not self.class_token:
+            raise ValueError("vision.class_token_position=False needs vision.class_token=True")
+        check_choice("vision.activation", self.activation, tuple(ACTIVATIONS.values()))
+        check_choice("vision.stem", self.stem, STEMS)
+        if self.stem == "conv" and (self.patch_size != CONV_STEM_STRIDE or self.width % 4):
+            raise ValueError(f"vision.stem='conv' needs vision.patch_size={CONV_STEM_STRIDE} (its stride) and "
+                             f"vision.width divisible by 4, got {self.patch_size} and {self.width}")
 
     @property
     def output_width(self) -> int:
@@ -119,46 +146,93 @@ class TimmVitConfig:
 
     @property
     def grid_size(self) -> int:
+        """Patches per side; the strided conv leaves out the last image_size % patch_size pixels,
+        as timm's does (ViT-SO400M-14-SigLIP-384: 27 patches of 14 cover 378 of 384)."""
         return self.image_size // self.patch_size
+
+
+def check_timm_tower(config) -> None:
+    """The checks timm's ViT families share (ValueError naming the dotted key): sizes, heads,
+    mlp_ratio, qkv_bias / class_token / fc_norm, layer_scale, pool (of the module's POOLS is the
+    caller's), norm_eps, drop_path, projection and timm_classifier."""
+    if config.timm_model_name is not None and not isinstance(config.timm_model_name, str):
+        raise ValueError(f"vision.timm_model_name must be a str or None, got {config.timm_model_name!r}")
+    for name in ("image_size", "patch_size", "width", "layers"):
+        check_positive_int(f"vision.{name}", getattr(config, name))
+    check_heads("vision", config.width, config.heads)
+    if config.image_size < config.patch_size:
+        raise ValueError(f"vision.image_size ({config.image_size}) must be at least vision.patch_size "
+                         f"({config.patch_size})")
+    if not isinstance(config.mlp_ratio, (int, float)) or config.mlp_ratio <= 0:
+        raise ValueError(f"vision.mlp_ratio must be a positive number, got {config.mlp_ratio!r}")
+    for name in ("qkv_bias", "class_token", "fc_norm", "timm_classifier"):
+        check_bool(f"vision.{name}", getattr(config, name))
+    if config.layer_scale is not None and not isinstance(config.layer_scale, (int, float)):
+        raise ValueError(f"vision.layer_scale must be a number or None, got {config.layer_scale!r}")
+    check_choice("vision.pool", config.pool, POOLS)
+    if config.pool == "token" and not config.class_token:
+        raise ValueError("vision.pool='token' needs vision.class_token=True")
+    if not isinstance(config.norm_eps, (int, float)) or not 0 < config.norm_eps < 1:
+        raise ValueError(f"vision.norm_eps must be a number in (0, 1), got {config.norm_eps!r}")
+    check_probability("vision.drop_path", config.drop_path)
+    check_choice("vision.projection", config.projection, PROJECTIONS)
+    if config.timm_classifier and config.projection != "linear_bias":
+        raise ValueError(f"vision.timm_classifier=True needs vision.projection='linear_bias' (timm's classifier "
+                         f"has a bias), got {config.projection!r}")
 
 
 class TimmVisionTransformer(nn.Module):
     """images [B, 3, S, S] float -> pooled [B, W] and patch tokens [B, P, W], P = (S / patch)^2.
 
-    timm's VisionTransformer forward: patch embedding (a strided conv with bias), the class token
-    first (when present), learned positions added to every token, pre-norm blocks, the final norm
-    on every token (or, with fc_norm, after pooling), pooling by the class token or the mean of
-    the patch tokens.
+    timm's VisionTransformer forward: patch embedding (a strided conv, or the conv stem), the class
+    token first (when present), learned positions (on the class token too, or on the patches
+    only), the optional norm before the blocks, pre-norm blocks, the final norm on every token (or,
+    with fc_norm, after pooling), pooling by the class token, the mean of the patch tokens or an
+    attention probe over them.
     """
 
     def __init__(self, config: TimmVitConfig):
         super().__init__()
         self.config = config
         self.width = self.token_width = width = config.width
-        self.patch_embedding = nn.Conv2d(3, width, kernel_size=config.patch_size, stride=config.patch_size)
+        self.patch_embedding = (ConvStem(width) if config.stem == "conv" else nn.Conv2d(
+            3, width, kernel_size=config.patch_size, stride=config.patch_size, bias=not config.norm_pre))
         self.class_embedding = nn.Parameter(torch.empty(width)) if config.class_token else None
-        self.position_embedding = nn.Parameter(torch.empty(config.grid_size ** 2 + int(config.class_token), width))
+        positions = config.grid_size ** 2 + int(config.class_token and config.class_token_position)
+        self.position_embedding = nn.Parameter(torch.empty(positions, width))
+        self.norm_pre = nn.LayerNorm(width, eps=config.norm_eps) if config.norm_pre else nn.Identity()
         self.transformer = BlockStack([
             TransformerBlock(width, config.heads, config.mlp_ratio, norm_eps=config.norm_eps,
-                             layer_scale=config.layer_scale, qkv_bias=config.qkv_bias)
-            for _ in range(config.layers)])
+                             layer_scale=config.layer_scale, qkv_bias=config.qkv_bias, activation=config.activation,
+                             drop_path=rate)
+            for rate in drop_path_rates(config.drop_path, config.layers)])
         self.norm = nn.Identity() if config.fc_norm else nn.LayerNorm(width, eps=config.norm_eps)
+        self.pooler = (ProbePooler(width, config.heads, mlp_hidden_width(width, config.mlp_ratio, None),
+                                   config.activation, config.norm_eps) if config.pool == "map" else None)
         self.fc_norm = nn.LayerNorm(width, eps=config.norm_eps) if config.fc_norm else nn.Identity()
         nn.init.normal_(self.position_embedding, std=0.02)
         if self.class_embedding is not None:
             nn.init.normal_(self.class_embedding, std=1e-6)
         init_transformer_weights(self.transformer, width)
 
-    def forward_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """images [B, 3, S, S] -> (pooled [B, W], patch tokens [B, P, W])."""
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """images [B, 3, S, S] -> tokens [B, prefix + P, W] entering the blocks."""
         check_images(images, self.config.image_size)
         tokens = self.patch_embedding(images).flatten(2).transpose(1, 2)  # [B, P, W]
-        if self.class_embedding is not None:
-            tokens = torch.cat((self.class_embedding.expand(tokens.shape[0], 1, -1), tokens), dim=1)
-        hidden = self.norm(self.transformer(tokens + self.position_embedding))
+        if self.class_embedding is None:
+            return self.norm_pre(tokens + self.position_embedding)
+        if not self.config.class_token_position:
+            tokens = tokens + self.position_embedding
+        tokens = torch.cat((self.class_embedding.to(tokens.dtype).expand(tokens.shape[0], 1, -1), tokens), dim=1)
+        if self.config.class_token_position:
+            tokens = tokens + self.position_embedding
+        return self.norm_pre(tokens)
+
+    def forward_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """images [B, 3, S, S] -> (pooled [B, W], patch tokens [B, P, W])."""
+        hidden = self.norm(self.transformer(self.embed(images)))
         patch_tokens = hidden[:, 1:] if self.class_embedding is not None else hidden
-        pooled = hidden[:, 0] if self.config.pool == "token" else patch_tokens.mean(dim=1)
-        return self.fc_norm(pooled), patch_tokens
+        return self.fc_norm(pool_tokens(self.config.pool, hidden, patch_tokens, self.pooler)), patch_tokens
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.forward_features(images)[0]
@@ -167,101 +241,220 @@ class TimmVisionTransformer(nn.Module):
         return self.forward_features(images)[1]
 
     def parameter_groups(self) -> list[list[GroupItem]]:
-        """Locking groups as timm's group matcher counts them: the embeddings, each block, the
-        final norms."""
-        embeddings: list[GroupItem] = [self.patch_embedding, self.position_embedding]
+        """Locking groups as timm's group matcher counts them (`timm_groups`)."""
+        stem: list[GroupItem] = [self.patch_embedding, self.position_embedding, self.norm_pre]
         if self.class_embedding is not None:
-            embeddings.append(self.class_embedding)
-        return [embeddings, *([block] for block in self.transformer.blocks), [self.norm, self.fc_norm]]
+            stem.append(self.class_embedding)
+        return timm_groups(stem, list(self.transformer.blocks), self.norm, [self.fc_norm, self.pooler],
+                           self.config.timm_classifier)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.transformer.grad_checkpointing = enable
+
+
+def pool_tokens(pool: str, hidden: torch.Tensor, patch_tokens: torch.Tensor, pooler: nn.Module | None
+                ) -> torch.Tensor:
+    """The pooled vector [B, W] of hidden [B, prefix + P, W]: its first token ("token"), the mean of
+    the patch tokens [B, P, W] ("avg") or the attention probe over them ("map")."""
+    if pool == "token":
+        return hidden[:, 0]
+    if pool == "avg":
+        return patch_tokens.mean(dim=1)
+    return pooler(patch_tokens)
+
+
+def has_parameters(item: nn.Module | None) -> bool:
+    return item is not None and any(True for _ in item.parameters())
+
+
+def timm_groups(stem: list[GroupItem], blocks: list[nn.Module], norm: nn.Module, head: list[nn.Module | None],
+                timm_classifier: bool) -> list[list[GroupItem]]:
+    """timm's `group_matcher` groups, input to output: the stem; each block, the final norm joining
+    the last (timm's `(99999,)` ordinal); then what the matcher leaves unmatched (fc_norm, the
+    attention pool, the classifier) as one group, present when it holds anything. With
+    timm_classifier the classifier is the model's projection, added to that last group by the
+    model (`projection_locked`), so the group is there even when empty."""
+    groups = [stem, *([block] for block in blocks)]
+    groups[-1] = [*groups[-1], norm]
+    unmatched = [item for item in head if has_parameters(item)]
+    if unmatched or timm_classifier:
+        groups.append(unmatched)
+    return groups
 
 
 def recognises(vision: dict) -> bool:
     return timm_family_kind(vision.get("timm_model_name")) == KIND
 
 
-def _refuse_option(name: str, option: str, value) -> None:
+def refuse_option(name: str, kind: str, option: str, value) -> None:
+    """UnsupportedArchitectureError: timm model `name` needs `option`=`value`, which family `kind`
+    does not build."""
     raise UnsupportedArchitectureError(
-        f"vision_cfg.timm_model_name={name!r} (timm's VisionTransformer) needs {option}={value!r}, which the "
-        f"timm tower family '{KIND}' does not build yet")
+        f"vision_cfg.timm_model_name={name!r} needs {option}={value!r}, which the timm tower family '{kind}' "
+        f"does not build yet")
+
+
+def read_trunk_options(vision: dict, kind: str, arguments: dict) -> dict:
+    """What open_clip's TimmModel decides around timm's model, as config fields: pool, fc_norm,
+    projection, timm_classifier, drop_path and image_size. open_clip passes its pool (and 0 or
+    embed_dim classes) to timm's constructor when no projection of its own follows ("none" or
+    null), whose `global_pool` then decides fc_norm; with "linear" it resets only the pooling after
+    construction (an empty pool keeps timm's)."""
+    check_known(vision, VISION_KEYS, "vision_cfg")
+    name = vision["timm_model_name"]
+    for option in ("timm_drop", "patch_dropout"):
+        if vision.get(option):
+            refuse_option(name, kind, option, vision[option])
+    proj = vision.get("timm_proj", "linear")
+    if proj not in ("linear", "none", None):
+        refuse_option(name, kind, "timm_proj", proj)
+    pool = vision.get("timm_pool", "avg")
+    constructor_pool = arguments["global_pool"] if proj == "linear" else pool
+    pool = pool or constructor_pool
+    fc_norm = constructor_pool in ("avg", "avgmax", "max") if arguments["fc_norm"] is None else arguments["fc_norm"]
+    side, timm_side = image_size(vision.get("image_size", 224)), image_size(arguments["img_size"])
+    if side != timm_side:
+        raise UnsupportedArchitectureError(f"vision_cfg.image_size={side} differs from timm's img_size {timm_side} "
+                                           f"for {name!r} (open_clip builds the timm model at its own size)")
+    projection = {"linear": "linear_bias" if vision.get("timm_proj_bias", False) else "linear", "none": "none",
+                  None: "linear_bias"}[proj]
+    drop_path = vision.get("timm_drop_path")
+    return {"pool": pool, "fc_norm": bool(fc_norm), "projection": projection, "timm_classifier": proj is None,
+            "drop_path": arguments["drop_path_rate"] if drop_path is None else drop_path, "image_size": side}
+
+
+def write_trunk_options(config) -> dict:
+    """The open_clip section naming `config.timm_model_name` with the options `read_trunk_options`
+    reads back."""
+    values = {"timm_model_name": config.timm_model_name, "timm_model_pretrained": False, "timm_pool": config.pool,
+              "timm_proj": None if config.timm_classifier else ("none" if config.projection == "none" else "linear"),
+              "timm_proj_bias": config.projection == "linear_bias" and not config.timm_classifier,
+              "image_size": image_size(timm_constructor_args(config.timm_model_name)["img_size"])}
+    if config.drop_path:
+        values["timm_drop_path"] = config.drop_path
+    return values
+
+
+def check_written(config, values: dict, read_back) -> dict:
+    """`values` when reading them back gives `config`; otherwise refused naming the differences
+    (a config of cliplab's own sizes: open_clip builds timm towers by name only)."""
+    timm_built = read_back(values)
+    differences = [f"vision.{field.name}={getattr(config, field.name)!r} (timm: {getattr(timm_built, field.name)!r})"
+                   for field in fields(config) if getattr(config, field.name) != getattr(timm_built, field.name)]
+    if differences:
+        refuse(f"timm's {config.timm_model_name} is not this tower: {', '.join(differences)}")
+    return values
+
+
+def _stem(name: str, arguments: dict) -> str:
+    """"patch" for timm's PatchEmbed, "conv" for vit_base_mci_224's HybridEmbed around its ConvStem."""
+    embed_layer = arguments["embed_layer"]
+    if embed_layer == PATCH_EMBED:
+        return "patch"
+    width = arguments["embed_dim"]
+    backbone = embed_layer.get("keywords", {}).get("backbone", {}) if isinstance(embed_layer, dict) else {}
+    expected = [f"Conv2d(3, {width // 4}, kernel_size=(4, 4), stride=(4, 4), bias=False)",
+                f"Conv2d({width // 4}, {width // 4}, kernel_size=(2, 2), stride=(2, 2), bias=False)",
+                f"Conv2d({width // 4}, {width}, kernel_size=(2, 2), stride=(2, 2))", "GELU(approximate='none')"]
+    if (embed_layer.get("partial") == HYBRID_EMBED and backbone.get("instance") == CONV_STEM
+            and embed_layer["keywords"].get("proj") is False and arguments["patch_size"] == 1
+            and all(line in backbone.get("repr", "") for line in expected)):
+        return "conv"
+    refuse_option(name, KIND, "embed_layer", embed_layer)
+
+
+def timm_norm_eps(name: str, kind: str, norm_layer) -> float:
+    """The eps of timm's `norm_layer` argument: None (timm's LayerNorm, 1e-6) or a partial of it."""
+    if norm_layer is None:
+        return TIMM_LAYER_NORM_EPS
+    if (isinstance(norm_layer, dict) and norm_layer.get("partial") == "timm.layers.norm.LayerNorm"
+            and not norm_layer.get("args") and set(norm_layer.get("keywords", {})) == {"eps"}):
+        return float(norm_layer["keywords"]["eps"])
+    refuse_option(name, kind, "norm_layer", norm_layer)
+
+
+def timm_activation(name: str, kind: str, act_layer) -> str:
+    if act_layer not in ACTIVATIONS:
+        refuse_option(name, kind, "act_layer", act_layer)
+    return ACTIVATIONS[act_layer]
 
 
 def read(vision: dict, context: OpenClipContext) -> TimmVitConfig:
-    """As open_clip's TimmModel builds the tower: timm's arguments for the model, then its pool
-    and projection options (a "none" projection passes `timm_pool` to timm's constructor, whose
-    `global_pool` decides fc_norm; "linear" resets only the pooling after construction)."""
-    check_known(vision, VISION_KEYS, "vision_cfg")
+    """As open_clip's TimmModel builds the tower from timm's arguments for the model."""
     name = vision["timm_model_name"]
     arguments = timm_constructor_args(name)
     for option, value in BUILT_AT.items():
         if arguments[option] != value:
-            _refuse_option(name, option, arguments[option])
-    for option in ("timm_drop", "timm_drop_path"):
-        if vision.get(option):
-            _refuse_option(name, option, vision[option])
-    proj = vision.get("timm_proj", "linear")
-    if proj not in OPEN_CLIP_PROJECTIONS:
-        _refuse_option(name, "timm_proj", proj)
-    pool = vision.get("timm_pool", "avg")
-    constructor_pool = pool if proj == "none" else arguments["global_pool"]
-    pool = pool or constructor_pool
-    if pool not in POOLS:
-        _refuse_option(name, "global_pool", pool)
-    fc_norm = constructor_pool in ("avg", "avgmax", "max") if arguments["fc_norm"] is None else arguments["fc_norm"]
-    side = image_size(vision.get("image_size", 224))
-    timm_side = image_size(arguments["img_size"])
-    if side != timm_side:
-        raise UnsupportedArchitectureError(f"vision_cfg.image_size={side} differs from timm's img_size {timm_side} "
-                                           f"for {name!r} (open_clip builds the timm model at its own size)")
-    projection = OPEN_CLIP_PROJECTIONS[proj]
-    if projection == "linear" and vision.get("timm_proj_bias", False):
-        projection = "linear_bias"
-    return TimmVitConfig(timm_model_name=name, image_size=side, patch_size=arguments["patch_size"],
+            refuse_option(name, KIND, option, arguments[option])
+    options = read_trunk_options(vision, KIND, arguments)
+    if options["pool"] not in POOLS:
+        refuse_option(name, KIND, "global_pool", options["pool"])
+    stem = _stem(name, arguments)
+    return TimmVitConfig(timm_model_name=name, patch_size=CONV_STEM_STRIDE if stem == "conv" else arguments["patch_size"],
                          width=arguments["embed_dim"], layers=arguments["depth"], heads=arguments["num_heads"],
                          mlp_ratio=arguments["mlp_ratio"], qkv_bias=arguments["qkv_bias"],
-                         layer_scale=arguments["init_values"], class_token=arguments["class_token"], pool=pool,
-                         fc_norm=bool(fc_norm), projection=projection)
+                         layer_scale=arguments["init_values"], class_token=arguments["class_token"],
+                         class_token_position=not (arguments["no_embed_class"] and arguments["class_token"]),
+                         norm_pre=arguments["pre_norm"], norm_eps=timm_norm_eps(name, KIND, arguments["norm_layer"]),
+                         activation=timm_activation(name, KIND, arguments["act_layer"]), stem=stem, **options)
 
 
 def write(vision: TimmVitConfig, context: OpenClipContext) -> dict:
-    """The section naming `vision.timm_model_name`; refused when timm's model is not this config
-    (a config of cliplab's own sizes: open_clip builds timm towers by name only)."""
-    name = vision.timm_model_name
-    if not recognises({"timm_model_name": name}):
-        refuse(f"vision.timm_model_name={name!r} is not a timm model of the family '{KIND}' (open_clip builds a "
-               "timm tower by its timm model name)")
-    values = {"timm_model_name": name, "timm_model_pretrained": False, "timm_pool": vision.pool,
-              "timm_proj": "none" if vision.projection == "none" else "linear",
-              "timm_proj_bias": vision.projection == "linear_bias",
-              "image_size": image_size(timm_constructor_args(name)["img_size"])}
-    timm_built = read(values, context)
-    differences = [f"vision.{field.name}={getattr(vision, field.name)!r} (timm: {getattr(timm_built, field.name)!r})"
-                   for field in fields(vision) if getattr(vision, field.name) != getattr(timm_built, field.name)]
-    if differences:
-        refuse(f"timm's {name} is not this tower: {', '.join(differences)}")
-    return values
+    """The section naming `vision.timm_model_name`; refused when timm's model is not this config."""
+    if not recognises({"timm_model_name": vision.timm_model_name}):
+        refuse(f"vision.timm_model_name={vision.timm_model_name!r} is not a timm model of the family '{KIND}' "
+               "(open_clip builds a timm tower by its timm model name)")
+    return check_written(vision, write_trunk_options(vision), lambda values: read(values, context))
+
+
+def trunk_block_rules(ours: str, theirs: str) -> list[KeyRule]:
+    """A cliplab `TransformerBlock` under `ours` (a regex with the block index as group 0) <->
+    timm's `Block` under `theirs` (a format string)."""
+    return [
+        rule(ours + r"norm_attn\." + PARAMETER, theirs + "norm1.{param}"),
+        rule(ours + r"attn\.qkv\." + PARAMETER, theirs + "attn.qkv.{param}"),
+        rule(ours + r"attn\.out\." + PARAMETER, theirs + "attn.proj.{param}"),
+        rule(ours + r"scale_attn\.gamma", theirs + "ls1.gamma"),
+        rule(ours + r"norm_mlp\." + PARAMETER, theirs + "norm2.{param}"),
+        rule(ours + r"mlp\.fc\." + PARAMETER, theirs + "mlp.fc1.{param}"),
+        rule(ours + r"mlp\.proj\." + PARAMETER, theirs + "mlp.fc2.{param}"),
+        rule(ours + r"scale_mlp\.gamma", theirs + "ls2.gamma"),
+    ]
+
+
+def trunk_head_rules(config, prefix: str) -> list[KeyRule]:
+    """Final norms and the projection (timm's classifier in the trunk, or open_clip's head)."""
+    trunk = prefix + "trunk."
+    return [
+        rule(r"vision_tower\.norm\." + PARAMETER, trunk + "norm.{param}"),
+        rule(r"vision_tower\.fc_norm\." + PARAMETER, trunk + "fc_norm.{param}"),
+        rule(r"image_projection\." + PARAMETER,
+             trunk + "head.{param}" if config.timm_classifier else prefix + "head.proj.{param}"),
+    ]
 
 
 def open_clip_rules(vision: TimmVitConfig, prefix: str) -> list[KeyRule]:
-    trunk, block = prefix + "trunk.", r"vision_tower\.transformer\.blocks\.(\d+)\."
-    theirs = trunk + "blocks.{0}."
+    trunk, stem, pool = prefix + "trunk.", r"vision_tower\.patch_embedding\.", r"vision_tower\.pooler\."
+    backbone = trunk + "patch_embed.backbone."
     return [
-        rule(r"vision_tower\.patch_embedding\." + PARAMETER, trunk + "patch_embed.proj.{param}"),
+        rule(stem + r"conv1\.weight", backbone + "0.conv.weight"),
+        rule(stem + r"norm1\." + NORM, backbone + "0.bn.{param}"),
+        rule(stem + r"conv2\.weight", backbone + "1.conv.weight"),
+        rule(stem + r"norm2\." + NORM, backbone + "1.bn.{param}"),
+        rule(stem + r"conv3\." + PARAMETER, backbone + "2.conv.{param}"),
+        rule(stem + PARAMETER, trunk + "patch_embed.proj.{param}"),
         rule(r"vision_tower\.class_embedding", trunk + "cls_token", transform="squeeze2"),
         rule(r"vision_tower\.position_embedding", trunk + "pos_embed", transform="squeeze1"),
-        rule(block + r"norm_attn\." + PARAMETER, theirs + "norm1.{param}"),
-        rule(block + r"attn\.qkv\." + PARAMETER, theirs + "attn.qkv.{param}"),
-        rule(block + r"attn\.out\." + PARAMETER, theirs + "attn.proj.{param}"),
-        rule(block + r"scale_attn\.gamma", theirs + "ls1.gamma"),
-        rule(block + r"norm_mlp\." + PARAMETER, theirs + "norm2.{param}"),
-        rule(block + r"mlp\.fc\." + PARAMETER, theirs + "mlp.fc1.{param}"),
-        rule(block + r"mlp\.proj\." + PARAMETER, theirs + "mlp.fc2.{param}"),
-        rule(block + r"scale_mlp\.gamma", theirs + "ls2.gamma"),
-        rule(r"vision_tower\.norm\." + PARAMETER, trunk + "norm.{param}"),
-        rule(r"vision_tower\.fc_norm\." + PARAMETER, trunk + "fc_norm.{param}"),
-        rule(r"image_projection\." + PARAMETER, prefix + "head.proj.{param}"),
+        rule(r"vision_tower\.norm_pre\." + PARAMETER, trunk + "norm_pre.{param}"),
+        *trunk_block_rules(r"vision_tower\.transformer\.blocks\.(\d+)\.", trunk + "blocks.{0}."),
+        rule(pool + "probe", trunk + "attn_pool.latent", transform="squeeze2"),
+        rule(pool + r"attn\.query\." + PARAMETER, trunk + "attn_pool.q.{param}"),
+        rule(pool + r"attn\.key_value\." + PARAMETER, trunk + "attn_pool.kv.{param}"),
+        rule(pool + r"attn\.out\." + PARAMETER, trunk + "attn_pool.proj.{param}"),
+        rule(pool + r"norm\." + PARAMETER, trunk + "attn_pool.norm.{param}"),
+        rule(pool + r"mlp\.fc\." + PARAMETER, trunk + "attn_pool.mlp.fc1.{param}"),
+        rule(pool + r"mlp\.proj\." + PARAMETER, trunk + "attn_pool.mlp.fc2.{param}"),
+        *trunk_head_rules(vision, prefix),
     ]
 
 
@@ -269,10 +462,17 @@ def fsdp_units(tower: TimmVisionTransformer) -> list[nn.Module]:
     return list(tower.transformer.blocks)
 
 
+def projection_locked(vision) -> bool:
+    """open_clip's TimmModel.lock freezes `visual.trunk` only: the projection is locked when it is
+    timm's classifier in the trunk, never when it is open_clip's `visual.head`."""
+    return vision.timm_classifier
+
+
 FAMILY = TowerFamily(
     kind=KIND, side="vision", config=TimmVitConfig, build=TimmVisionTransformer,
-    summary="timm's VisionTransformer as open_clip wraps it (visual.trunk); today: class-token or mean pooling",
-    lock_groups=TimmVisionTransformer.parameter_groups, fsdp_units=fsdp_units,
+    summary="timm's VisionTransformer as open_clip wraps it (visual.trunk): SigLIP, SigLIP2, MobileCLIP ViTs, "
+            "the medium GAP ViT",
+    lock_groups=TimmVisionTransformer.parameter_groups, fsdp_units=fsdp_units, projection_locked=projection_locked,
     # timm towers use exact GELU whatever open_clip's quick_gelu flag says.
     open_clip=OpenClipForm(recognises=recognises, read=read, write=write, activation=lambda vision: None,
                            rules=open_clip_rules),
