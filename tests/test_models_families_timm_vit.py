@@ -188,6 +188,172 @@ def test_a_locked_trunk_trains_open_clips_head_and_freezes_timms_classifier():
     assert not trainable(mobile, "vision_tower.")
 
 
+def test_locked_conv_stem_keeps_its_batch_norm_statistics_with_the_norms():
+    """open_clip's freeze_bn_stats: a locked stem normalises with its running statistics and never
+    updates them, in training too; without it the statistics follow the batches."""
+    model = build_model(small_config("MobileCLIP2-B"))
+    stem = model.vision_tower.patch_embedding
+    images = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(6))
+    model.lock_image_tower(unlocked_groups=1, freeze_norms=False)
+    model.train()(images, torch.ones(4, 77, dtype=torch.long))
+    assert stem.norm1.training and not torch.equal(stem.norm1.running_mean, torch.zeros(192))
+    model = build_model(small_config("MobileCLIP2-B"))
+    stem = model.vision_tower.patch_embedding
+    model.lock_image_tower(unlocked_groups=1, freeze_norms=True)
+    model.train()
+    assert not stem.norm1.training and not stem.norm2.training and model.vision_tower.norm_pre.training
+    with torch.no_grad():
+        trained = model.vision_tower(images)
+        assert torch.equal(stem.norm1.running_mean, torch.zeros(192)) and torch.equal(stem.norm2.running_var,
+                                                                                       torch.ones(192))
+        assert torch.equal(trained, model.eval().vision_tower(images))
+
+
+def test_the_blocks_are_fsdp_units():
+    model = build_model(small_config("ViT-B-16-SigLIP2"))
+    units = model.fsdp_units()
+    assert units[:2] == list(model.vision_tower.transformer.blocks) and len(units) == 4
+
+
+# open_clip's pretrained configs of the families' hub directories (open_clip writes them as
+# preprocess_cfg): SigLIP's squash resize with mean/std 0.5, MobileCLIP's shortest-side bilinear
+# with mean 0 / std 1, MobileCLIP2-L-14's bicubic with OpenAI's statistics; the ViT-SO400M at 384.
+@pytest.mark.parametrize("name, tag", [("ViT-B-16-SigLIP2", "webli"), ("ViT-SO400M-14-SigLIP-384", "webli"),
+                                       ("MobileCLIP2-B", "dfndr2b"), ("MobileCLIP2-L-14", "dfndr2b")])
+def test_eval_preprocessing_of_the_hub_config_equals_open_clips(name, tag, tmp_path):
+    """open_clip's eval transform is torchvision's Resize (+ CenterCrop) handing PIL images to PIL:
+    written out in closed form for a 3:2 image (torchvision does not import here)."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from cliplab.bundle import load_model
+
+    library = open_clip()
+    size = builtin_open_clip_config(name)["vision_cfg"]["image_size"]
+    preprocess_cfg = library.transform.merge_preprocess_dict(library.transform.PreprocessCfg(size=size),
+                                                             library.get_pretrained_cfg(name, tag))
+    (tmp_path / "open_clip_config.json").write_text(json.dumps({"model_cfg": builtin_open_clip_config(name),
+                                                                "preprocess_cfg": preprocess_cfg}))
+    (tmp_path / "open_clip_model.safetensors").write_bytes(b"")  # a meta build reads no weights
+    transform = load_model(tmp_path, device="meta", require_tokenizer=False).preprocess
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (200, 300, 3), dtype=np.uint8))
+    resample = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}[preprocess_cfg["interpolation"]]
+    if preprocess_cfg["resize_mode"] == "squash":
+        expected = image.resize((size, size), resample)
+    else:  # shortest side to `size`, long side int(size * 3 / 2), centre crop at (long - size) / 2
+        assert preprocess_cfg["resize_mode"] == "shortest"
+        expected = image.resize((3 * size // 2, size), resample).crop((size // 4, 0, size // 4 + size, size))
+    pixels = torch.from_numpy(np.asarray(expected, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255
+    mean, std = (torch.tensor(preprocess_cfg[key], dtype=torch.float32).view(3, 1, 1) for key in ("mean", "std"))
+    assert torch.equal(transform(image), (pixels - mean) / std)
+
+
+def test_siglip2_trains_from_scratch_with_a_partly_locked_image_tower(tmp_path, capsys):
+    """`cliplab train --model ViT-B-16-SigLIP2 --siglip` (small overrides, a tokenizer trained on the
+    captions): the SigLIP loss trains; with --lock-image --lock-image-unlocked-groups 1 only the
+    attention pool of the image tower trains, as open_clip's TimmModel.lock leaves it."""
+    import json
+
+    from cliplab.cli import main
+    from cliplab.data.tokenizer import Tokenizer
+    from cliplab.data.tokenizer_files import save_tokenizer
+    from cliplab.models import create_model
+    from data_fixtures import make_manifest
+
+    manifest = make_manifest(tmp_path / "data", 8)
+    save_tokenizer(Tokenizer.train([f"caption {index}" for index in range(8)], vocab_size=300, context_length=16),
+                   tmp_path / "tokenizer")
+    overrides = {"vision.width": 32, "vision.layers": 2, "vision.heads": 2, "vision.image_size": 32,
+                 "vision.patch_size": 8, "text.width": 32, "text.heads": 2, "text.layers": 1, "text.vocab_size": 300,
+                 "text.context_length": 16, "embed_dim": 32, "preprocess.image_size": 32}
+    code = main(["train", "--logs", str(tmp_path / "logs"), "--name", "run", "--model", "ViT-B-16-SigLIP2", "--siglip",
+                 "--dataset-type", "csv", "--train-data", str(manifest), "--tokenizer", str(tmp_path / "tokenizer"),
+                 "--max-steps", "2", "--batch-size", "4", "--workers", "0", "--threads", "1", "--no-progress-bar",
+                 "--no-tensorboard", "--log-every-n-steps", "1", "--lock-image", "--lock-image-unlocked-groups", "1",
+                 "--lock-image-freeze-bn-stats",
+                 "--set", "model.overrides={" + ", ".join(f"{key}: {value}" for key, value in overrides.items()) + "}"])
+    assert code == 0, capsys.readouterr().err
+    model = create_model("ViT-B-16-SigLIP2", **overrides)
+    pooler = sum(parameter.numel() for parameter in model.vision_tower.pooler.parameters())
+    vision = sum(parameter.numel() for parameter in model.vision_tower.parameters())
+    total = sum(parameter.numel() for parameter in model.parameters())
+    assert f"model: siglip, {total:,} parameters ({total - vision + pooler:,} trainable)" in capsys.readouterr().out
+    records = [json.loads(line) for line in (tmp_path / "logs" / "run" / "metrics.jsonl").read_text().splitlines()]
+    losses = [record["loss"] for record in records if record["kind"] == "train"]
+    assert len(losses) == 2 and all(loss > 0 for loss in losses)
+
+
+@pytest.mark.slow
+def test_fine_tuning_a_siglip2_hub_directory_starts_from_open_clips_siglip_loss(tmp_path):
+    """`--pretrained <open_clip SigLIP2 hub dir> --siglip` on a CSV: the first step's loss is open_clip's
+    SigLipLoss of open_clip's model on the same batch (the checkpoint's logit_scale and logit_bias),
+    and the trained logit_bias moves from the checkpoint's by about lr per step (ViT-B-32-SigLIP2-256's
+    real image tower, a one-block text tower)."""
+    from cliplab.data.tokenizer import Tokenizer
+    from cliplab.data.tokenizer_files import save_tokenizer
+    from cliplab.train import TrainHooks, train
+    from cliplab.train.checkpoint import CheckpointManager
+    from data_fixtures import make_manifest
+    from finetune_fixtures import finetune_config
+    from reference_libraries import write_open_clip_hub
+    from safetensors.torch import load_file
+
+    name = "ViT-B-32-SigLIP2-256"
+    model_cfg = small_open_clip_cfg(name, text_cfg={"width": 64, "heads": 2, "layers": 1, "vocab_size": 300,
+                                                    "context_length": 16})
+    reference = write_open_clip_hub(tmp_path / "hub", model_cfg, seed=0,
+                                    preprocess_cfg=dict(open_clip().get_pretrained_cfg(name, "webli")))
+    save_tokenizer(Tokenizer.train([f"caption {index}" for index in range(8)], vocab_size=300, context_length=16),
+                   tmp_path / "tokenizer")
+    config = finetune_config(tmp_path / "logs", make_manifest(tmp_path / "data", 4), tmp_path / "hub", steps=2,
+                             batch_size=4, tokenizer=str(tmp_path / "tokenizer"))
+    config.loss.siglip, config.optim.lr = True, 1e-4
+    batches, losses = [], []
+    train(config, hooks=TrainHooks(after_batches=lambda step, read: batches.append(read[0]),
+                                   modify_loss=lambda step, output: losses.append(output.total.item()) or output))
+    loss = open_clip().loss.SigLipLoss()
+    with torch.no_grad(), reference_mode():
+        expected = loss(*reference.train()(batches[0]["images"], batches[0]["tokens"]))
+    assert losses[0] == pytest.approx(float(expected), rel=1e-5)
+    trained = load_file(CheckpointManager(tmp_path / "logs" / "finetune" / "checkpoints", keep=2).latest()
+                        / "model.safetensors")
+    assert abs(float(trained["logit_bias"]) - float(reference.logit_bias.detach())) <= 2.02e-4
+
+
+@pytest.mark.slow
+def test_a_real_size_siglip2_hub_directory_loads_with_open_clips_outputs_and_exports_back(tmp_path):
+    """ViT-B-16-SigLIP2 at real size (375M parameters): open_clip's model with random weights in an
+    open_clip hub directory, loaded by cliplab (no tokenizer files: ids passed directly), gives
+    open_clip's encode_image, encode_text, logit_scale and logit_bias; its export loads in open_clip."""
+    import cliplab
+    from cliplab.bundle import load_model
+    from cliplab.data.tokenizer_openai import openai_bpe_tokenizer
+    from reference_libraries import write_open_clip_hub
+
+    name = "ViT-B-16-SigLIP2"
+    reference = write_open_clip_hub(tmp_path / "hub", open_clip().get_model_config(name), seed=0,
+                                    preprocess_cfg=dict(open_clip().get_pretrained_cfg(name, "webli")))
+    ours = load_model(tmp_path / "hub", require_tokenizer=False).model
+    images = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(5))
+    tokens = torch.randint(1, 256000, (2, 64), generator=torch.Generator().manual_seed(6))
+    with torch.no_grad(), reference_mode():
+        expected = reference.encode_image(images), reference.encode_text(tokens)
+        assert_relative_close(ours.encode_image(images), expected[0])
+        assert_relative_close(ours.encode_text(tokens), expected[1])
+        assert torch.equal(ours.logit_scale, reference.logit_scale) and torch.equal(ours.logit_bias,
+                                                                                    reference.logit_bias)
+        del reference
+        # The export's open_clip config names no Hugging Face tokenizer, so open_clip reads it with the
+        # OpenAI BPE (64 positions): token ids are passed directly here.
+        directory = cliplab.export(ours, openai_bpe_tokenizer(64), tmp_path / "export", format="open_clip")
+        theirs = open_clip().create_model(f"local-dir:{directory}",
+                                          pretrained=f"{directory}/open_clip_model.safetensors").eval()
+        assert_relative_close(theirs.encode_image(images), expected[0])
+        assert_relative_close(theirs.encode_text(tokens), expected[1])
+
+
 @pytest.mark.slow
 def test_a_real_size_export_loads_in_open_clip_with_equal_features(tmp_path):
     """The whole round trip at real size (102M parameters): cliplab's model exported to an open_clip

@@ -2,13 +2,16 @@
 
 Three non-overlapping strided convolutions instead of one: 4x4 stride 4 to W/4 channels, BatchNorm,
 GELU; 2x2 stride 2 at W/4 channels, BatchNorm, GELU; 2x2 stride 2 (with bias) to W channels. The
-output grid is the image's divided by 16, as a 16x16 patch embedding's.
+output grid is the image's divided by 16, as a 16x16 patch embedding's. Its BatchNorms' statistics
+freeze when a locked tower asks (`batch_norm.FreezableBatchNorm2d`).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from cliplab.models.layers.batch_norm import FreezableBatchNorm2d
 
 CONV_STEM_STRIDE = 16
 
@@ -20,9 +23,9 @@ class ConvStem(nn.Module):
         super().__init__()
         hidden = width // 4
         self.conv1 = nn.Conv2d(3, hidden, kernel_size=4, stride=4, bias=False)
-        self.norm1 = nn.BatchNorm2d(hidden, eps=norm_eps)
+        self.norm1 = FreezableBatchNorm2d(hidden, eps=norm_eps)
         self.conv2 = nn.Conv2d(hidden, hidden, kernel_size=2, stride=2, bias=False)
-        self.norm2 = nn.BatchNorm2d(hidden, eps=norm_eps)
+        self.norm2 = FreezableBatchNorm2d(hidden, eps=norm_eps)
         self.conv3 = nn.Conv2d(hidden, width, kernel_size=2, stride=2)
         self.activation = nn.GELU()
 
