@@ -145,7 +145,7 @@ def compare_with_open_clip(name: str, batch_size: int, warmup: int, steps: int, 
             "loss_difference": max(abs(a - b) / abs(b) for a, b in zip(losses["cliplab"], losses["open_clip"]))}
 
 
-def write_comparison(name: str, args, result: dict) -> None:
+def write_comparison(name: str, args, result: dict, load_before: float) -> None:
     ratio = result["cliplab"] / result["open_clip"]
     table = format_table(["model", "params", "batch", "cliplab s / step", "open_clip + timm s / step",
                           "cliplab / open_clip", "loss rel. difference"],
@@ -157,7 +157,8 @@ def write_comparison(name: str, args, result: dict) -> None:
                 f"model), float32 on CPU with {args.threads} threads, cliplab's and open_clip's model (timm's "
                 f"tower) in one process with the same weights and inputs, their steps interleaved, "
                 f"{args.warmup} warm-up and {args.steps} timed steps each. The machine was shared with other jobs "
-                "(load average 8-16 on 2 cores), which the interleaving spreads over both.\n\n" + table)
+                f"(1-minute load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after, on "
+                f"{os.cpu_count()} cores), which the interleaving spreads over both.\n\n" + table)
         write_section("models_open_clip", "Forward/backward against open_clip + timm", body)
 
 
@@ -176,8 +177,9 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.against_open_clip:
+        load_before = os.getloadavg()[0]
         write_comparison(args.against_open_clip, args, compare_with_open_clip(
-            args.against_open_clip, args.batch_size, args.warmup, args.steps, args.threads))
+            args.against_open_clip, args.batch_size, args.warmup, args.steps, args.threads), load_before)
         return
 
     if args.worker:

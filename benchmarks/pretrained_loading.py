@@ -178,14 +178,16 @@ def main() -> None:
         write_own_section(format_table(headers, measure_rows(args.models.split(","), write_checkpoints, args.repeats)),
                           args.repeats)
     if args.timm_models:
+        load_before = os.getloadavg()[0]
         table = format_table(headers, measure_rows(args.timm_models.split(","), write_open_clip_hub_of, args.repeats))
         write_section("pretrained_loading_timm", "Loading open_clip hub directories of timm-tower models", f"""
 Random weights of each open_clip architecture with a timm image tower, written once as open_clip lays
 out its hub directories (its own model, `text.` prefix of CustomTextCLIP); each figure is the median
-over {args.repeats} fresh processes of one load call after the imports (see the section above for
-the columns). cliplab builds its own towers in timm's layout (`models.families.timm_vit`);
+over {args.repeats} fresh processes of one load call after the imports (the columns as in "Loading
+pretrained checkpoints"). cliplab builds its own towers in timm's layout (`models.families.timm_vit`);
 open_clip builds timm's model (random initialisation included) and loads the state dict into it.
-The machine was shared with other jobs (load average about 8 on 2 cores): ratios of one run only.
+The machine was shared with other jobs (1-minute load average {load_before:.1f} before, {os.getloadavg()[0]:.1f}
+after, on {os.cpu_count()} cores): ratios of this one run.
 
 {table}
 """)
