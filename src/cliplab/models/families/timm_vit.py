@@ -48,6 +48,7 @@ with the final norm; then fc_norm, the attention pool and timm's classifier), an
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -86,26 +87,25 @@ BUILT_AT = {
 
 
 @dataclass(kw_only=True)
-class TimmVitConfig:
-    """timm's VisionTransformer (see the module docstring).
+class TimmTowerConfig:
+    """What the configs of timm's ViT families share (this one's and "timm_vit_relpos"'s), with its
+    checks (ValueError naming the dotted key); a subclass sets KIND, POOLS and the `kind` default.
 
     timm_model_name: the timm model the config describes (what an open_clip export names; None
     for a config of cliplab's own, which open_clip cannot load). image_size, patch_size, width,
     layers, heads, mlp_ratio: as timm's img_size, patch_size, embed_dim, depth, num_heads,
-    mlp_ratio (patch_size 16 for the conv stem, its stride). qkv_bias, layer_scale (timm's
-    init_values), class_token: timm's. class_token_position: the position embedding has a row for
-    the class token, added after it is prepended (timm's `no_embed_class=False`); False adds the
-    positions to the patches first. pool: "token" (the class token), "avg" (the mean of the patch
-    tokens) or "map" (an attention probe over the patch tokens). fc_norm: the final LayerNorm after
-    pooling instead of on every token. norm_pre: a LayerNorm before the blocks (and no bias in the
-    patch embedding). norm_eps: every LayerNorm's. activation: the MLPs' ("gelu" or "gelu_tanh").
-    stem: "patch" (one strided conv) or "conv" (MobileCLIP's `layers.ConvStem`). drop_path:
-    stochastic depth at the last block (0 at the first, linear between). projection: into the
-    shared latent ("linear", "linear_bias" or "none"). timm_classifier: the projection is timm's
-    own classifier inside the trunk (open_clip's `timm_proj: null`; needs "linear_bias").
+    mlp_ratio. qkv_bias, layer_scale (timm's init_values), class_token: timm's. pool: "token" (the
+    class token), "avg" (the mean of the patch tokens) or "map" (an attention probe over the patch
+    tokens). fc_norm: the final LayerNorm after pooling instead of on every token. norm_eps: every
+    LayerNorm's. drop_path: stochastic depth at the last block (0 at the first, linear between).
+    projection: into the shared latent ("linear", "linear_bias" or "none"). timm_classifier: the
+    projection is timm's own classifier inside the trunk (open_clip's `timm_proj: null`; needs
+    "linear_bias").
     """
 
-    kind: str = KIND
+    KIND: ClassVar[str]
+    POOLS: ClassVar[tuple[str, ...]]
+    kind: str
     timm_model_name: str | None = None
     image_size: int
     patch_size: int = 16
@@ -116,29 +116,39 @@ class TimmVitConfig:
     qkv_bias: bool = True
     layer_scale: float | None = None
     class_token: bool = True
-    class_token_position: bool = True
     pool: str = "token"
     fc_norm: bool = False
-    norm_pre: bool = False
     norm_eps: float = TIMM_LAYER_NORM_EPS
-    activation: str = "gelu"
-    stem: str = "patch"
     drop_path: float = 0.0
     projection: str = "linear"
     timm_classifier: bool = False
 
     def __post_init__(self) -> None:
-        check_choice("vision.kind", self.kind, (KIND,))
-        check_timm_tower(self)
-        for name in ("class_token_position", "norm_pre", "timm_classifier"):
+        check_choice("vision.kind", self.kind, (self.KIND,))
+        if self.timm_model_name is not None and not isinstance(self.timm_model_name, str):
+            raise ValueError(f"vision.timm_model_name must be a str or None, got {self.timm_model_name!r}")
+        for name in ("image_size", "patch_size", "width", "layers"):
+            check_positive_int(f"vision.{name}", getattr(self, name))
+        check_heads("vision", self.width, self.heads)
+        if self.image_size < self.patch_size:
+            raise ValueError(f"vision.image_size ({self.image_size}) must be at least vision.patch_size "
+                             f"({self.patch_size})")
+        if not isinstance(self.mlp_ratio, (int, float)) or self.mlp_ratio <= 0:
+            raise ValueError(f"vision.mlp_ratio must be a positive number, got {self.mlp_ratio!r}")
+        for name in ("qkv_bias", "class_token", "fc_norm", "timm_classifier"):
             check_bool(f"vision.{name}", getattr(self, name))
-        if not self.class_token_position and not self.class_token:
-            raise ValueError("vision.class_token_position=False needs vision.class_token=True")
-        check_choice("vision.activation", self.activation, tuple(ACTIVATIONS.values()))
-        check_choice("vision.stem", self.stem, STEMS)
-        if self.stem == "conv" and (self.patch_size != CONV_STEM_STRIDE or self.width % 4):
-            raise ValueError(f"vision.stem='conv' needs vision.patch_size={CONV_STEM_STRIDE} (its stride) and "
-                             f"vision.width divisible by 4, got {self.patch_size} and {self.width}")
+        if self.layer_scale is not None and not isinstance(self.layer_scale, (int, float)):
+            raise ValueError(f"vision.layer_scale must be a number or None, got {self.layer_scale!r}")
+        check_choice("vision.pool", self.pool, self.POOLS)
+        if self.pool == "token" and not self.class_token:
+            raise ValueError("vision.pool='token' needs vision.class_token=True")
+        if not isinstance(self.norm_eps, (int, float)) or not 0 < self.norm_eps < 1:
+            raise ValueError(f"vision.norm_eps must be a number in (0, 1), got {self.norm_eps!r}")
+        check_probability("vision.drop_path", self.drop_path)
+        check_choice("vision.projection", self.projection, PROJECTIONS)
+        if self.timm_classifier and self.projection != "linear_bias":
+            raise ValueError(f"vision.timm_classifier=True needs vision.projection='linear_bias' (timm's "
+                             f"classifier has a bias), got {self.projection!r}")
 
     @property
     def output_width(self) -> int:
@@ -151,34 +161,37 @@ class TimmVitConfig:
         return self.image_size // self.patch_size
 
 
-def check_timm_tower(config) -> None:
-    """The checks timm's ViT families share (ValueError naming the dotted key): sizes, heads,
-    mlp_ratio, qkv_bias / class_token / fc_norm, layer_scale, pool (of the module's POOLS is the
-    caller's), norm_eps, drop_path, projection and timm_classifier."""
-    if config.timm_model_name is not None and not isinstance(config.timm_model_name, str):
-        raise ValueError(f"vision.timm_model_name must be a str or None, got {config.timm_model_name!r}")
-    for name in ("image_size", "patch_size", "width", "layers"):
-        check_positive_int(f"vision.{name}", getattr(config, name))
-    check_heads("vision", config.width, config.heads)
-    if config.image_size < config.patch_size:
-        raise ValueError(f"vision.image_size ({config.image_size}) must be at least vision.patch_size "
-                         f"({config.patch_size})")
-    if not isinstance(config.mlp_ratio, (int, float)) or config.mlp_ratio <= 0:
-        raise ValueError(f"vision.mlp_ratio must be a positive number, got {config.mlp_ratio!r}")
-    for name in ("qkv_bias", "class_token", "fc_norm", "timm_classifier"):
-        check_bool(f"vision.{name}", getattr(config, name))
-    if config.layer_scale is not None and not isinstance(config.layer_scale, (int, float)):
-        raise ValueError(f"vision.layer_scale must be a number or None, got {config.layer_scale!r}")
-    check_choice("vision.pool", config.pool, POOLS)
-    if config.pool == "token" and not config.class_token:
-        raise ValueError("vision.pool='token' needs vision.class_token=True")
-    if not isinstance(config.norm_eps, (int, float)) or not 0 < config.norm_eps < 1:
-        raise ValueError(f"vision.norm_eps must be a number in (0, 1), got {config.norm_eps!r}")
-    check_probability("vision.drop_path", config.drop_path)
-    check_choice("vision.projection", config.projection, PROJECTIONS)
-    if config.timm_classifier and config.projection != "linear_bias":
-        raise ValueError(f"vision.timm_classifier=True needs vision.projection='linear_bias' (timm's classifier "
-                         f"has a bias), got {config.projection!r}")
+@dataclass(kw_only=True)
+class TimmVitConfig(TimmTowerConfig):
+    """timm's VisionTransformer (see the module docstring); the shared fields as `TimmTowerConfig`'s
+    (patch_size 16 for the conv stem, its stride).
+
+    class_token_position: the position embedding has a row for the class token, added after it is
+    prepended (timm's `no_embed_class=False`); False adds the positions to the patches first.
+    norm_pre: a LayerNorm before the blocks (and no bias in the patch embedding). activation: the
+    MLPs' ("gelu" or "gelu_tanh"). stem: "patch" (one strided conv) or "conv" (MobileCLIP's
+    `layers.ConvStem`).
+    """
+
+    KIND: ClassVar[str] = KIND
+    POOLS: ClassVar[tuple[str, ...]] = POOLS
+    kind: str = KIND
+    class_token_position: bool = True
+    norm_pre: bool = False
+    activation: str = "gelu"
+    stem: str = "patch"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("class_token_position", "norm_pre"):
+            check_bool(f"vision.{name}", getattr(self, name))
+        if not self.class_token_position and not self.class_token:
+            raise ValueError("vision.class_token_position=False needs vision.class_token=True")
+        check_choice("vision.activation", self.activation, tuple(ACTIVATIONS.values()))
+        check_choice("vision.stem", self.stem, STEMS)
+        if self.stem == "conv" and (self.patch_size != CONV_STEM_STRIDE or self.width % 4):
+            raise ValueError(f"vision.stem='conv' needs vision.patch_size={CONV_STEM_STRIDE} (its stride) and "
+                             f"vision.width divisible by 4, got {self.patch_size} and {self.width}")
 
 
 class TimmVisionTransformer(nn.Module):

@@ -25,6 +25,7 @@ family's (shared helpers of `families.timm_vit`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -37,13 +38,12 @@ from cliplab.models.layers import BlockStack, init_transformer_weights
 from cliplab.models.layers.drop_path import drop_path_rates
 from cliplab.models.layers.relative_position import RelativePositionBlock
 from cliplab.models.timm_models import timm_constructor_args, timm_family_kind
-from cliplab.models.tower_configs import check_choice, check_positive_int
+from cliplab.models.tower_configs import check_positive_int
 from cliplab.models.towers.locking import GroupItem
 from cliplab.models.towers.vision_transformer import check_images
 
 KIND = "timm_vit_relpos"
 POOLS = ("token", "avg")
-RELPOS_LAYER_NORM_EPS = 1e-6  # VisionTransformerRelPos's default norm_layer
 TIMM_POSITION_WIDTH = 128  # RelPosMlp's hidden width when rel_pos_dim is None
 BUILT_AT = {
     "in_chans": 3, "qk_norm": False, "rel_pos_type": "mlp", "shared_rel_pos": False, "drop_rate": 0.0,
@@ -53,43 +53,23 @@ BUILT_AT = {
 
 
 @dataclass(kw_only=True)
-class TimmVitRelPosConfig:
-    """timm's VisionTransformerRelPos (see the module docstring). The fields as `TimmVitConfig`'s,
-    with layer_scale defaulting to timm's 1e-6, pool "token" or "avg", and position_width: the
-    hidden width of each block's relative position MLP."""
+class TimmVitRelPosConfig(timm_vit.TimmTowerConfig):
+    """timm's VisionTransformerRelPos (see the module docstring). The fields as
+    `timm_vit.TimmTowerConfig`'s, with timm's defaults for this class (layer scale 1e-6, no class
+    token, mean pooling; pool "token" or "avg"), and position_width: the hidden width of each
+    block's relative position MLP."""
 
+    KIND: ClassVar[str] = KIND
+    POOLS: ClassVar[tuple[str, ...]] = POOLS
     kind: str = KIND
-    timm_model_name: str | None = None
-    image_size: int
-    patch_size: int = 16
-    width: int = 768
-    layers: int = 12
-    heads: int = 12
-    mlp_ratio: float = 4.0
-    qkv_bias: bool = True
     layer_scale: float | None = 1e-6
     class_token: bool = False
     pool: str = "avg"
-    fc_norm: bool = False
-    norm_eps: float = RELPOS_LAYER_NORM_EPS
     position_width: int = TIMM_POSITION_WIDTH
-    drop_path: float = 0.0
-    projection: str = "linear"
-    timm_classifier: bool = False
 
     def __post_init__(self) -> None:
-        check_choice("vision.kind", self.kind, (KIND,))
-        timm_vit.check_timm_tower(self)
-        check_choice("vision.pool", self.pool, POOLS)
+        super().__post_init__()
         check_positive_int("vision.position_width", self.position_width)
-
-    @property
-    def output_width(self) -> int:
-        return self.width
-
-    @property
-    def grid_size(self) -> int:
-        return self.image_size // self.patch_size
 
 
 class TimmRelPosVisionTransformer(nn.Module):
