@@ -40,22 +40,27 @@ sizes, ...) is refused naming it. The facts of each timm model come from
       query/key_value/out, norm, mlp)          proj, norm, mlp.fc1/fc2)
     image_projection                           visual.head.proj (timm_classifier: visual.trunk.head)
 
-Locking follows open_clip's `TimmModel.lock`: timm's parameter groups (stem; each block, the last
-with the final norm; then fc_norm, the attention pool and timm's classifier), and open_clip's
-`visual.head` outside them, so it stays trainable (`projection_locked`).
+What open_clip's TimmModel decides around the timm model (pooling, projection, names, locking) is
+`families.timm_trunk`'s, shared with the other timm families. Locking follows `TimmModel.lock`:
+timm's parameter groups (stem; each block, the last with the final norm; then fc_norm, the
+attention pool and timm's classifier), and open_clip's `visual.head` outside them, so it stays
+trainable (`timm_trunk.projection_locked`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 from torch import nn
 
-from cliplab.errors import UnsupportedArchitectureError
-from cliplab.models.families.open_clip_sections import VISION_KEYS, check_known, image_size, refuse
+from cliplab.models.families.open_clip_sections import refuse
 from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily
+from cliplab.models.families.timm_trunk import (ACTIVATIONS, TIMM_LAYER_NORM_EPS, check_written,
+                                                projection_locked, read_trunk_options, refuse_option,
+                                                timm_activation, timm_groups, timm_norm_eps, trunk_head_rules,
+                                                write_trunk_options)
 from cliplab.models.key_rules import NORM, PARAMETER, KeyRule, rule
 from cliplab.models.layers import (BlockStack, ConvStem, ProbePooler, TransformerBlock, init_transformer_weights,
                                    mlp_hidden_width)
@@ -70,8 +75,6 @@ from cliplab.models.towers.vision_transformer import check_images
 KIND = "timm_vit"
 POOLS = ("token", "avg", "map")
 STEMS = ("patch", "conv")
-ACTIVATIONS = {None: "gelu", "gelu_tanh": "gelu_tanh"}  # timm's act_layer -> cliplab's activation
-TIMM_LAYER_NORM_EPS = 1e-6  # timm.layers.LayerNorm's default, VisionTransformer's norm
 PATCH_EMBED = "timm.layers.patch_embed.PatchEmbed"
 HYBRID_EMBED = "timm.layers.hybrid_embed.HybridEmbed"
 CONV_STEM = "timm.models.vision_transformer_hybrid.ConvStem"
@@ -276,87 +279,8 @@ def pool_tokens(pool: str, hidden: torch.Tensor, patch_tokens: torch.Tensor, poo
     return pooler(patch_tokens)
 
 
-def has_parameters(item: nn.Module | None) -> bool:
-    return item is not None and any(True for _ in item.parameters())
-
-
-def timm_groups(stem: list[GroupItem], blocks: list[nn.Module], norm: nn.Module, head: list[nn.Module | None],
-                timm_classifier: bool) -> list[list[GroupItem]]:
-    """timm's `group_matcher` groups, input to output: the stem; each block, the final norm joining
-    the last (timm's `(99999,)` ordinal); then what the matcher leaves unmatched (fc_norm, the
-    attention pool, the classifier) as one group, present when it holds anything. With
-    timm_classifier the classifier is the model's projection, added to that last group by the
-    model (`projection_locked`), so the group is there even when empty."""
-    groups = [stem, *([block] for block in blocks)]
-    groups[-1] = [*groups[-1], norm]
-    unmatched = [item for item in head if has_parameters(item)]
-    if unmatched or timm_classifier:
-        groups.append(unmatched)
-    return groups
-
-
 def recognises(vision: dict) -> bool:
     return timm_family_kind(vision.get("timm_model_name")) == KIND
-
-
-def refuse_option(name: str, kind: str, option: str, value) -> None:
-    """UnsupportedArchitectureError: timm model `name` needs `option`=`value`, which family `kind`
-    does not build."""
-    raise UnsupportedArchitectureError(
-        f"vision_cfg.timm_model_name={name!r} needs {option}={value!r}, which the timm tower family '{kind}' "
-        f"does not build yet")
-
-
-def read_trunk_options(vision: dict, kind: str, arguments: dict) -> dict:
-    """What open_clip's TimmModel decides around timm's model, as config fields: pool, fc_norm,
-    projection, timm_classifier, drop_path and image_size. open_clip passes its pool (and 0 or
-    embed_dim classes) to timm's constructor when no projection of its own follows ("none" or
-    null), whose `global_pool` then decides fc_norm; with "linear" it resets only the pooling after
-    construction (an empty pool keeps timm's)."""
-    check_known(vision, VISION_KEYS, "vision_cfg")
-    name = vision["timm_model_name"]
-    for option in ("timm_drop", "patch_dropout"):
-        if vision.get(option):
-            refuse_option(name, kind, option, vision[option])
-    proj = vision.get("timm_proj", "linear")
-    if proj not in ("linear", "none", None):
-        refuse_option(name, kind, "timm_proj", proj)
-    pool = vision.get("timm_pool", "avg")
-    constructor_pool = arguments["global_pool"] if proj == "linear" else pool
-    pool = pool or constructor_pool
-    fc_norm = constructor_pool in ("avg", "avgmax", "max") if arguments["fc_norm"] is None else arguments["fc_norm"]
-    side, timm_side = image_size(vision.get("image_size", 224)), image_size(arguments["img_size"])
-    if side != timm_side:
-        raise UnsupportedArchitectureError(f"vision_cfg.image_size={side} differs from timm's img_size {timm_side} "
-                                           f"for {name!r} (open_clip builds the timm model at its own size)")
-    projection = {"linear": "linear_bias" if vision.get("timm_proj_bias", False) else "linear", "none": "none",
-                  None: "linear_bias"}[proj]
-    drop_path = vision.get("timm_drop_path")
-    return {"pool": pool, "fc_norm": bool(fc_norm), "projection": projection, "timm_classifier": proj is None,
-            "drop_path": arguments["drop_path_rate"] if drop_path is None else drop_path, "image_size": side}
-
-
-def write_trunk_options(config) -> dict:
-    """The open_clip section naming `config.timm_model_name` with the options `read_trunk_options`
-    reads back."""
-    values = {"timm_model_name": config.timm_model_name, "timm_model_pretrained": False, "timm_pool": config.pool,
-              "timm_proj": None if config.timm_classifier else ("none" if config.projection == "none" else "linear"),
-              "timm_proj_bias": config.projection == "linear_bias" and not config.timm_classifier,
-              "image_size": image_size(timm_constructor_args(config.timm_model_name)["img_size"])}
-    if config.drop_path:
-        values["timm_drop_path"] = config.drop_path
-    return values
-
-
-def check_written(config, values: dict, read_back) -> dict:
-    """`values` when reading them back gives `config`; otherwise refused naming the differences
-    (a config of cliplab's own sizes: open_clip builds timm towers by name only)."""
-    timm_built = read_back(values)
-    differences = [f"vision.{field.name}={getattr(config, field.name)!r} (timm: {getattr(timm_built, field.name)!r})"
-                   for field in fields(config) if getattr(config, field.name) != getattr(timm_built, field.name)]
-    if differences:
-        refuse(f"timm's {config.timm_model_name} is not this tower: {', '.join(differences)}")
-    return values
 
 
 def _stem(name: str, arguments: dict) -> str:
@@ -374,22 +298,6 @@ def _stem(name: str, arguments: dict) -> str:
             and all(line in backbone.get("repr", "") for line in expected)):
         return "conv"
     refuse_option(name, KIND, "embed_layer", embed_layer)
-
-
-def timm_norm_eps(name: str, kind: str, norm_layer) -> float:
-    """The eps of timm's `norm_layer` argument: None (timm's LayerNorm, 1e-6) or a partial of it."""
-    if norm_layer is None:
-        return TIMM_LAYER_NORM_EPS
-    if (isinstance(norm_layer, dict) and norm_layer.get("partial") == "timm.layers.norm.LayerNorm"
-            and not norm_layer.get("args") and set(norm_layer.get("keywords", {})) == {"eps"}):
-        return float(norm_layer["keywords"]["eps"])
-    refuse_option(name, kind, "norm_layer", norm_layer)
-
-
-def timm_activation(name: str, kind: str, act_layer) -> str:
-    if act_layer not in ACTIVATIONS:
-        refuse_option(name, kind, "act_layer", act_layer)
-    return ACTIVATIONS[act_layer]
 
 
 def read(vision: dict, context: OpenClipContext) -> TimmVitConfig:
@@ -435,17 +343,6 @@ def trunk_block_rules(ours: str, theirs: str) -> list[KeyRule]:
     ]
 
 
-def trunk_head_rules(config, prefix: str) -> list[KeyRule]:
-    """Final norms and the projection (timm's classifier in the trunk, or open_clip's head)."""
-    trunk = prefix + "trunk."
-    return [
-        rule(r"vision_tower\.norm\." + PARAMETER, trunk + "norm.{param}"),
-        rule(r"vision_tower\.fc_norm\." + PARAMETER, trunk + "fc_norm.{param}"),
-        rule(r"image_projection\." + PARAMETER,
-             trunk + "head.{param}" if config.timm_classifier else prefix + "head.proj.{param}"),
-    ]
-
-
 def open_clip_rules(vision: TimmVitConfig, prefix: str) -> list[KeyRule]:
     trunk, stem, pool = prefix + "trunk.", r"vision_tower\.patch_embedding\.", r"vision_tower\.pooler\."
     backbone = trunk + "patch_embed.backbone."
@@ -473,12 +370,6 @@ def open_clip_rules(vision: TimmVitConfig, prefix: str) -> list[KeyRule]:
 
 def fsdp_units(tower: TimmVisionTransformer) -> list[nn.Module]:
     return list(tower.transformer.blocks)
-
-
-def projection_locked(vision) -> bool:
-    """open_clip's TimmModel.lock freezes `visual.trunk` only: the projection is locked when it is
-    timm's classifier in the trunk, never when it is open_clip's `visual.head`."""
-    return vision.timm_classifier
 
 
 FAMILY = TowerFamily(

@@ -4,7 +4,7 @@ embeddings: every block adds its own relative position bias to the attention log
 log-spaced offsets between patches (`layers.relative_position`, timm's `RelPosMlp`); layer scale
 (timm's default 1e-6), an optional class token, final norm on the tokens or after pooling, pooling
 by the class token or the mean of the patch tokens. Conversion and locking as the "timm_vit"
-family's (shared helpers of `families.timm_vit`).
+family's (`families.timm_trunk`, and the block layout of `families.timm_vit`).
 
     open_clip vision_cfg                       TimmVitRelPosConfig
     timm_model_name                            timm_model_name, and from timm's arguments: img_size,
@@ -30,7 +30,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from cliplab.models.families import timm_vit
+from cliplab.models.families import timm_trunk, timm_vit
 from cliplab.models.families.open_clip_sections import refuse
 from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily
 from cliplab.models.key_rules import PARAMETER, KeyRule, rule
@@ -115,12 +115,12 @@ class TimmRelPosVisionTransformer(nn.Module):
         return self.forward_features(images)[1]
 
     def parameter_groups(self) -> list[list[GroupItem]]:
-        """Locking groups as timm's group matcher counts them (`timm_vit.timm_groups`; the stem is
+        """Locking groups as timm's group matcher counts them (`timm_trunk.timm_groups`; the stem is
         the class token and the patch embedding)."""
         stem: list[GroupItem] = [self.patch_embedding]
         if self.class_embedding is not None:
             stem.append(self.class_embedding)
-        return timm_vit.timm_groups(stem, list(self.transformer.blocks), self.norm, [self.fc_norm],
+        return timm_trunk.timm_groups(stem, list(self.transformer.blocks), self.norm, [self.fc_norm],
                                     self.config.timm_classifier)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
@@ -137,10 +137,10 @@ def read(vision: dict, context: OpenClipContext) -> TimmVitRelPosConfig:
     arguments = timm_constructor_args(name)
     for option, value in BUILT_AT.items():
         if arguments[option] != value:
-            timm_vit.refuse_option(name, KIND, option, arguments[option])
-    options = timm_vit.read_trunk_options(vision, KIND, arguments)
+            timm_trunk.refuse_option(name, KIND, option, arguments[option])
+    options = timm_trunk.read_trunk_options(vision, KIND, arguments)
     if options["pool"] not in POOLS:
-        timm_vit.refuse_option(name, KIND, "global_pool", options["pool"])
+        timm_trunk.refuse_option(name, KIND, "global_pool", options["pool"])
     return TimmVitRelPosConfig(timm_model_name=name, patch_size=arguments["patch_size"], width=arguments["embed_dim"],
                                layers=arguments["depth"], heads=arguments["num_heads"],
                                mlp_ratio=arguments["mlp_ratio"], qkv_bias=arguments["qkv_bias"],
@@ -153,7 +153,7 @@ def write(vision: TimmVitRelPosConfig, context: OpenClipContext) -> dict:
     if not recognises({"timm_model_name": vision.timm_model_name}):
         refuse(f"vision.timm_model_name={vision.timm_model_name!r} is not a timm model of the family '{KIND}' "
                "(open_clip builds a timm tower by its timm model name)")
-    return timm_vit.check_written(vision, timm_vit.write_trunk_options(vision), lambda values: read(values, context))
+    return timm_trunk.check_written(vision, timm_trunk.write_trunk_options(vision), lambda values: read(values, context))
 
 
 def open_clip_rules(vision: TimmVitRelPosConfig, prefix: str) -> list[KeyRule]:
@@ -165,7 +165,7 @@ def open_clip_rules(vision: TimmVitRelPosConfig, prefix: str) -> list[KeyRule]:
         *timm_vit.trunk_block_rules(block, theirs),
         rule(block + r"relative_position\.fc\." + PARAMETER, theirs + "attn.rel_pos.mlp.fc1.{param}"),
         rule(block + r"relative_position\.proj\." + PARAMETER, theirs + "attn.rel_pos.mlp.fc2.{param}"),
-        *timm_vit.trunk_head_rules(vision, prefix),
+        *timm_trunk.trunk_head_rules(vision, prefix),
     ]
 
 
@@ -177,7 +177,7 @@ FAMILY = TowerFamily(
     kind=KIND, side="vision", config=TimmVitRelPosConfig, build=TimmRelPosVisionTransformer,
     summary="timm's VisionTransformerRelPos as open_clip wraps it: relative position bias from an MLP in every block",
     lock_groups=TimmRelPosVisionTransformer.parameter_groups, fsdp_units=fsdp_units,
-    projection_locked=timm_vit.projection_locked,
+    projection_locked=timm_trunk.projection_locked,
     open_clip=OpenClipForm(recognises=recognises, read=read, write=write, activation=lambda vision: None,
                            rules=open_clip_rules),
 )
