@@ -77,8 +77,8 @@ def test_renamed_special_tokens_survive_a_round_trip(tmp_path, trained):
 def test_load_errors_name_the_file(tmp_path):
     with pytest.raises(UserError, match=r"holds no tokenizer: expected cliplab_tokenizer.json .* or tokenizer.json"):
         load_tokenizer(tmp_path)
-    (tmp_path / "cliplab_tokenizer.json").write_text(json.dumps({"kind": "sentencepiece"}))
-    with pytest.raises(UserError, match=r"cliplab_tokenizer.json: unknown tokenizer kind 'sentencepiece'"):
+    (tmp_path / "cliplab_tokenizer.json").write_text(json.dumps({"kind": "wordlevel"}))
+    with pytest.raises(UserError, match=r"cliplab_tokenizer.json: unknown tokenizer kind 'wordlevel'"):
         load_tokenizer(tmp_path)
     (tmp_path / "cliplab_tokenizer.json").write_text(json.dumps({"kind": "openai_bpe"}))
     with pytest.raises(UserError, match=r"cannot rebuild the openai_bpe tokenizer \(KeyError: 'context_length'\)"):
@@ -151,9 +151,10 @@ def test_hf_tokenizer_configs_read_the_local_directory_like_open_clip(name, tmp_
     assert torch.equal(ours(TEXTS), theirs(TEXTS))
 
 
-def test_hf_tokenizer_configs_need_a_directory():
+def test_hf_tokenizer_configs_need_a_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))  # an empty Hugging Face cache
     model_cfg = open_clip().get_model_config("ViT-L-14-CLIPA")
-    with pytest.raises(UserError, match=r"uses the Hugging Face tokenizer 'bert-base-uncased': pass a local directory"):
+    with pytest.raises(UserError, match=r"the Hugging Face tokenizer 'bert-base-uncased' of this model is not in the Hugging Face cache"):
         tokenizer_from_open_clip_config(model_cfg)
     with pytest.raises(UserError, match=r"tokenizer_kwargs \['clean'\] are not supported for the OpenAI BPE"):
         tokenizer_from_open_clip_config({"text_cfg": {"tokenizer_kwargs": {"clean": "canonicalize"}}})
