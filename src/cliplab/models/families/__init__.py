@@ -22,7 +22,7 @@ from typing import Any
 from torch import nn
 
 from cliplab.errors import UnsupportedArchitectureError
-from cliplab.models.families import conv, resnet, text_transformer, timm_vit, vit
+from cliplab.models.families import conv, naflex_vit, resnet, text_transformer, timm_vit, vit
 from cliplab.models.families.spec import SIDES, OpenClipContext, OpenClipForm, TowerFamily
 from cliplab.models.timm_models import timm_family_kind, timm_model
 
@@ -31,6 +31,7 @@ TOWER_FAMILIES: tuple[TowerFamily, ...] = (
     conv.FAMILY,
     resnet.FAMILY,
     timm_vit.FAMILY,
+    naflex_vit.FAMILY,
     text_transformer.FAMILY,
 )
 
