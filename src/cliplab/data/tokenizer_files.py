@@ -26,15 +26,15 @@ from pathlib import Path
 from cliplab.data.tokenizer import TOKENIZER_FILE, Tokenizer
 from cliplab.data.tokenizer_base import DESCRIPTOR_FILE, TokenizerBase
 from cliplab.data.tokenizer_hf import HFTokenizer, open_clip_hf_tokenizer
-from cliplab.data.tokenizer_hf_classes import SPIECE_MODEL
-from cliplab.data.tokenizer_hf_files import MERGES_TXT, TOKENIZER_CONFIG, TOKENIZER_JSON, VOCAB_JSON, read_json
+from cliplab.data.tokenizer_hf_classes import SPIECE_MODEL, has_tokenizer_files
+from cliplab.data.tokenizer_hf_files import TOKENIZER_CONFIG, TOKENIZER_JSON, VOCAB_JSON, read_json
 from cliplab.data.tokenizer_openai import DEFAULT_CONTEXT_LENGTH, openai_bpe_tokenizer
 from cliplab.data.tokenizer_sentencepiece import SentencePieceTokenizer
 from cliplab.errors import UserError
 from cliplab.pretrained.hf_cache import cached_repo_dir, hub_cache_dir
 
 KINDS = ("cliplab_bpe", "openai_bpe", "hf", "sentencepiece")
-# A directory holds a Hugging Face tokenizer when it has one of these (vocab.json with merges.txt).
+# The files that mark a cached snapshot of a Hugging Face tokenizer (the first one cached is looked for).
 HF_TOKENIZER_FILES = (TOKENIZER_JSON, SPIECE_MODEL, VOCAB_JSON)
 
 
@@ -95,12 +95,6 @@ def write_hf_tokenizer_files(tokenizer: TokenizerBase, directory: str | os.PathL
     return tokenizer.write_hf_files(directory)
 
 
-def holds_hf_tokenizer(directory: Path) -> bool:
-    """Whether `directory` has Hugging Face tokenizer files (`HF_TOKENIZER_FILES`)."""
-    return ((directory / TOKENIZER_JSON).is_file() or (directory / SPIECE_MODEL).is_file()
-            or ((directory / VOCAB_JSON).is_file() and (directory / MERGES_TXT).is_file()))
-
-
 def find_hf_tokenizer(name: str, directory: str | os.PathLike | None) -> Path:
     """The directory holding the files of the Hugging Face tokenizer `name` (a hub id or a local
     path, as `text_cfg.hf_tokenizer_name` holds it): `directory` (the checkpoint's) when it has
@@ -109,7 +103,7 @@ def find_hf_tokenizer(name: str, directory: str | os.PathLike | None) -> Path:
     candidates = [Path(directory)] if directory is not None else []
     candidates.append(Path(name).expanduser())
     for candidate in candidates:
-        if candidate.is_dir() and holds_hf_tokenizer(candidate):
+        if candidate.is_dir() and has_tokenizer_files(candidate):
             return candidate
     cached = cached_repo_dir(name, HF_TOKENIZER_FILES)
     if cached is not None:

@@ -34,8 +34,8 @@ from tokenizers import Tokenizer as BackendTokenizer
 
 from cliplab.data.tokenizer_base import REQUIRED_ROLES, TokenizerBase, as_text_list, write_descriptor
 from cliplab.data.tokenizer_cleaning import CLEAN_MODES, clean_text
-from cliplab.data.tokenizer_hf_classes import (SPIECE_MODEL, class_tokens, rebuilt_backend, tokenizer_class,
-                                               tokenizer_class_name)
+from cliplab.data.tokenizer_hf_classes import (SPIECE_MODEL, class_tokens, has_tokenizer_files, rebuilt_backend,
+                                               tokenizer_class, tokenizer_class_name)
 from cliplab.data.tokenizer_hf_files import (MERGES_TXT, ROLE_KEYS, TOKEN_KEYS, TOKENIZER_JSON,
                                              VOCAB_JSON, added_token, clip_bpe_backend, json_merges,
                                              model_max_length, read_json, read_tokenizer_settings,
@@ -197,16 +197,17 @@ def hf_tokenizer_from_dir(directory: str | os.PathLike, context_length: int | No
     directory = Path(directory)
     if not directory.is_dir():
         raise UserError(f"tokenizer directory {directory} does not exist or is not a directory")
+    if not has_tokenizer_files(directory):
+        raise UserError(f"{directory} holds no Hugging Face tokenizer: expected {TOKENIZER_JSON}, "
+                        f"{VOCAB_JSON} and {MERGES_TXT}, or {SPIECE_MODEL}")
     settings = read_tokenizer_settings(directory)
     class_name = tokenizer_class_name(directory, settings)
     if class_name == "SiglipTokenizer":
         if strip_sep_token:
             raise UserError(f"{directory}: strip_sep_token needs a sep_token, and SiglipTokenizer has none")
         return sentencepiece_tokenizer_from_dir(directory, context_length, clean=clean)
-    has_bpe_files = (directory / VOCAB_JSON).is_file() and (directory / MERGES_TXT).is_file()
-    if not (directory / TOKENIZER_JSON).is_file() and not (class_name == "CLIPTokenizer" and has_bpe_files):
-        raise UserError(f"{directory} holds no Hugging Face tokenizer: expected {TOKENIZER_JSON}, "
-                        f"{VOCAB_JSON} and {MERGES_TXT}, or {SPIECE_MODEL}")
+    if not (directory / TOKENIZER_JSON).is_file() and class_name != "CLIPTokenizer":
+        raise UserError(f"{directory}: {class_name or 'this tokenizer class'} needs {TOKENIZER_JSON}")
     entry = tokenizer_class(class_name)
     tokens = class_tokens(entry, settings)
     stored_padding = stored_truncation = None

@@ -140,6 +140,13 @@ TOKENIZER_CLASSES = {entry.name: entry for entry in (
 STORED_PIPELINE = TokenizerClass("stored")
 
 
+def has_tokenizer_files(directory: Path) -> bool:
+    """Whether `directory` holds Hugging Face tokenizer files: tokenizer.json, a spiece.model, or
+    vocab.json with merges.txt."""
+    return ((directory / TOKENIZER_JSON).is_file() or (directory / SPIECE_MODEL).is_file()
+            or ((directory / VOCAB_JSON).is_file() and (directory / MERGES_TXT).is_file()))
+
+
 def _model_type(directory: Path) -> str | None:
     config = directory / "config.json"
     return read_json(config).get("model_type") if config.is_file() else None

@@ -112,9 +112,9 @@ def _processor_preprocess(processor: dict | None, model_type: str, image_size: i
 
 
 def naflex_preprocess(processor: dict | None, patch_size: int) -> tuple[PreprocessConfig, int]:
-    """A Siglip2ImageProcessor's preprocessor_config.json values (None: its defaults) ->
-    (the fixed-resolution PreprocessConfig, max_num_patches); see the module docstring."""
-    values = {**NAFLEX_PROCESSOR_DEFAULTS, **(processor or {})}
+    """A Siglip2ImageProcessor's preprocessor_config.json values (None: its defaults, at the model's
+    patch_size) -> (the fixed-resolution PreprocessConfig, max_num_patches); see the module docstring."""
+    values = {**NAFLEX_PROCESSOR_DEFAULTS, **(processor if processor is not None else {"patch_size": patch_size})}
     if values["patch_size"] != patch_size:
         raise UnsupportedArchitectureError(f"preprocessor_config.json patch_size={values['patch_size']!r}: the "
                                            f"model's patches are {patch_size} pixels wide")
