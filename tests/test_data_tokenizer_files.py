@@ -170,7 +170,8 @@ def test_hf_tokenizer_files_are_found_in_the_checkpoint_then_the_hugging_face_ca
     checkpoint = tmp_path / "checkpoint"
     checkpoint.mkdir()
     with pytest.raises(UserError, match=rf"^the Hugging Face tokenizer 'timm/ViT-B-16-SigLIP2' of this model is "
-                                        rf"neither in {checkpoint} nor in the Hugging Face cache {tmp_path}/hf_home/hub: "
+                                        rf"neither in {checkpoint} nor in the Hugging Face cache "
+                                        rf"{tmp_path}/hf_home/hub: "
                                         r"put its files \(tokenizer.json \(or spiece.model\), tokenizer_config.json "
                                         r"and special_tokens_map.json\) into one of them"):
         tokenizer_from_open_clip_config(model_cfg, directory=checkpoint)

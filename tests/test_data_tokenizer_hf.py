@@ -133,7 +133,8 @@ def test_pickles_for_dataloader_workers(wordpiece_dirs):
 def test_errors_name_the_directory_and_what_is_missing(tmp_path, wordpiece_dirs):
     with pytest.raises(UserError, match="does not exist or is not a directory"):
         hf_tokenizer_from_dir(tmp_path / "missing")
-    with pytest.raises(UserError, match=r"holds no Hugging Face tokenizer: expected tokenizer.json, vocab.json and merges.txt, "
+    with pytest.raises(UserError, match=r"holds no Hugging Face tokenizer: expected tokenizer.json, vocab.json and "
+                                        r"merges.txt, "
                                         r"or spiece.model"):
         hf_tokenizer_from_dir(tmp_path)
     bare = tmp_path / "bare"

@@ -119,8 +119,8 @@ def test_export_to_hugging_face_round_trips(siglip2, siglip_tokenizer_dirs, tmp_
     for name, tensor in loaded.model.state_dict().items():
         assert torch.equal(again.model.state_dict()[name], tensor), name
     gemma = hf_tokenizer_from_dir(siglip_tokenizer_dirs["gemma"], 16)  # Gemma's pipeline, not lowercased
-    with pytest.raises(UserError, match=r"transformers reads the tokenizer of a siglip2 directory as Siglip2Tokenizer, "
-                                        r"which the model's tokenizer \(HFTokenizer\) is not"):
+    with pytest.raises(UserError, match=r"transformers reads the tokenizer of a siglip2 directory as "
+                                        r"Siglip2Tokenizer, which the model's tokenizer \(HFTokenizer\) is not"):
         cliplab.export(loaded.model, gemma, tmp_path / "refused", format="hf")
     assert not (tmp_path / "refused").exists()
 
@@ -131,8 +131,9 @@ def test_blocks_are_the_fsdp_units_and_lock_groups(siglip2):
     assert family_of(model.config.vision).fsdp_units(tower) == list(tower.transformer.blocks)
     model.lock_image_tower(unlocked_groups=1)
     trainable = {name for name, parameter in model.named_parameters() if parameter.requires_grad}
+    head = ("vision_tower.norm_post", "vision_tower.pooler")
     assert {name for name in trainable if name.startswith("vision_tower")} == {
-        name for name, _ in model.named_parameters() if name.startswith(("vision_tower.norm_post", "vision_tower.pooler"))}
+        name for name, _ in model.named_parameters() if name.startswith(head)}
     assert len(family_of(model.config.vision).lock_groups(tower)) == 2 + 2  # embeddings, 2 blocks, head
 
 

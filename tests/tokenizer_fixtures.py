@@ -151,7 +151,8 @@ def t5_backend(spiece_path):
     backend.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always", split=True)
     backend.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
                                                            special_tokens=[("</s>", 1)])
-    backend.add_special_tokens([AddedToken(token, special=True, normalized=False) for token in ("<pad>", "</s>", "<unk>")])
+    backend.add_special_tokens([AddedToken(token, special=True, normalized=False)
+                                for token in ("<pad>", "</s>", "<unk>")])
     return backend
 
 

@@ -99,8 +99,8 @@ class SentencePieceTokenizer(TokenizerBase):
         for key, token in self._tokens.items():
             if token not in self._added_ids:
                 raise UserError(f"{key} {token!r} is neither in the SentencePiece model nor an added token")
-        role_ids = {"pad": self._added_ids[self._tokens["pad_token"]], "eot": self._added_ids[self._tokens["eos_token"]],
-                    "unk": self._added_ids[self._tokens["unk_token"]]}
+        role_ids = {role: self._added_ids[self._tokens[key]]
+                    for role, key in (("pad", "pad_token"), ("eot", "eos_token"), ("unk", "unk_token"))}
         special = {token_id for token_id, token in self._added.items() if token.special}
         super().__init__(role_ids=role_ids, special_ids=special, context_length=context_length)
         self.lowercase = bool(lowercase)

@@ -6,8 +6,8 @@
 
 open_clip: open_clip_config.json (`model_cfg` from `config_to_open_clip`, `preprocess_cfg`) and
 open_clip_model.safetensors; open_clip tokenizes with its own SimpleTokenizer (the OpenAI BPE),
-so the model's tokenizer must be that one (see `check_open_clip_tokenizer`). Hugging Face: config.json, model.safetensors,
-preprocessor_config.json and the tokenizer files `AutoTokenizer.from_pretrained` reads (a SigLIP2
+so the model's tokenizer must be that one (see `check_open_clip_tokenizer`). Hugging Face: config.json,
+model.safetensors, preprocessor_config.json and the tokenizer files `AutoTokenizer.from_pretrained` reads (a SigLIP2
 directory's tokenizer must be SigLIP2's own: transformers reads any tokenizer there as
 Siglip2Tokenizer, see `check_hf_tokenizer`). A model or
 tokenizer the target cannot represent is refused before anything is written, naming what is
