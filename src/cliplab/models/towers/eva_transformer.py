@@ -54,15 +54,17 @@ class EvaVisionTransformer(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """timm's initialisation: truncated normal (std 0.02) for positions, class token and every
-        Linear, zero biases, and the projections back into the residual stream of block i divided
-        by sqrt(2 (i + 1))."""
-        nn.init.trunc_normal_(self.position_embedding, std=TIMM_INIT_STD)
+        """timm's initialisation: normal (std 0.02) for positions, class token and every Linear,
+        zero biases, and the projections back into the residual stream of block i divided by
+        sqrt(2 (i + 1)). timm truncates its normal at +-2, a hundred standard deviations away, so
+        a plain normal draw is the same distribution; torch's truncated draw rejects samples in a
+        data-dependent loop, which a sharded (FSDP2) build cannot replay shard by shard."""
+        nn.init.normal_(self.position_embedding, std=TIMM_INIT_STD)
         if self.class_embedding is not None:
-            nn.init.trunc_normal_(self.class_embedding, std=TIMM_INIT_STD)
+            nn.init.normal_(self.class_embedding, std=TIMM_INIT_STD)
         for module in [*self.transformer.modules(), *(self.pooler.modules() if self.pooler is not None else ())]:
             if isinstance(module, nn.Linear):
-                nn.init.trunc_normal_(module.weight, std=TIMM_INIT_STD)
+                nn.init.normal_(module.weight, std=TIMM_INIT_STD)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
         with torch.no_grad():
