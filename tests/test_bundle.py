@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from cliplab.bundle import (FORMAT_VERSION, CheckpointNotFoundError, check_format_version, load, load_model,
                             resolve_checkpoint, save)
+from cliplab.checkpoint_files.manifest import MANIFEST_FILE, build_manifest
 from cliplab.data.tokenizer import Tokenizer
 from cliplab.errors import UserError
 from cliplab.models import create_model
@@ -182,6 +183,13 @@ def _fake_bundle(directory, config=None):
     return directory
 
 
+def _published(step_dir):
+    """`step_dir` with the manifest a run writes last (a checkpoint readers of a run take)."""
+    step = int(step_dir.name.removeprefix("step_"))
+    (step_dir / MANIFEST_FILE).write_text(build_manifest(step_dir, step=step, run_id=None).to_json())
+    return step_dir
+
+
 def test_bundle_and_step_directories_resolve_to_themselves(tmp_path):
     bundle = _fake_bundle(tmp_path / "bundle")
     step = _fake_bundle(tmp_path / "run" / "checkpoints" / "step_0000007")
@@ -192,8 +200,8 @@ def test_bundle_and_step_directories_resolve_to_themselves(tmp_path):
 
 def test_run_directory_resolves_through_latest(tmp_path):
     run = tmp_path / "run"
-    _fake_bundle(run / "checkpoints" / "step_0000001")
-    newest = _fake_bundle(run / "checkpoints" / "step_0000002")
+    _published(_fake_bundle(run / "checkpoints" / "step_0000001"))
+    newest = _published(_fake_bundle(run / "checkpoints" / "step_0000002"))
     (run / "checkpoints" / "latest").write_text("step_0000002\n")
     assert resolve_checkpoint(run) == newest
     assert resolve_checkpoint(run / "checkpoints") == newest
@@ -203,8 +211,11 @@ def test_run_directory_resolves_through_latest(tmp_path):
     "layout, message",
     [("missing", "does not exist"), ("text_file", r"not a checkpoint cliplab reads; accepted: \(1\)"),
      ("empty_dir", r"is not a checkpoint: it holds nothing; accepted: \(1\) a cliplab bundle"),
-     ("run_without_latest", "no checkpoints/latest"), ("dangling_latest", "not a complete checkpoint"),
-     ("empty_latest", "is empty"), ("binary_latest", "is not UTF-8 text; expected the name of a checkpoint")],
+     ("run_without_latest", "no checkpoints/latest"),
+     ("dangling_latest", "holds no step directory although latest shows that checkpoints were written .*latest "
+                         "names step_0000009, which does not exist"),
+     ("empty_latest", "latest holds '', not the name of a step directory"),
+     ("binary_latest", "latest holds bytes that are not UTF-8 text")],
 )
 def test_paths_that_are_not_checkpoints_fail_clearly(tmp_path, layout, message):
     path = tmp_path / "target"
@@ -225,7 +236,7 @@ def test_paths_that_are_not_checkpoints_fail_clearly(tmp_path, layout, message):
 
 
 def test_load_reads_a_committed_format_1_bundle_through_a_run_directory_and_its_weights_file(tmp_path):
-    step = shutil.copytree(FORMAT_1_BUNDLE, tmp_path / "run" / "checkpoints" / "step_0000003")
+    step = _published(shutil.copytree(FORMAT_1_BUNDLE, tmp_path / "run" / "checkpoints" / "step_0000003"))
     (tmp_path / "run" / "checkpoints" / "latest").write_text("step_0000003\n")
     reference, _, reference_tokenizer = load(FORMAT_1_BUNDLE)
     for path in (tmp_path / "run", step / "model.safetensors"):

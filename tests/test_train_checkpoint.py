@@ -17,13 +17,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from cliplab.checkpoint_files.manifest import UnverifiedCheckpointError, checkpoint_files, verify_checkpoint
+from cliplab.checkpoint_files.step_dirs import NoVerifiedCheckpointError
 from cliplab.data.tokenizer import Tokenizer
 from cliplab.distributed.launch import run_on_workers
 from cliplab.models import create_model
 from cliplab.train import checkpoint as checkpoint_module
 from cliplab.train.atomic_files import NoSpaceError, format_bytes
-from cliplab.train.checkpoint import CheckpointManager, NoVerifiedCheckpointError, restore_training_state
-from cliplab.train.manifest import UnverifiedCheckpointError, checkpoint_files, verify_checkpoint
+from cliplab.train.checkpoint import CheckpointManager, restore_training_state
 from cliplab.train.config import OptimConfig
 from cliplab.train.optim import build_optimizer
 from cliplab.train.state import TrainState

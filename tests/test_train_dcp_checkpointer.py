@@ -17,12 +17,12 @@ import pytest
 import torch
 
 import cliplab
+from cliplab.checkpoint_files.manifest import verify_checkpoint
 from cliplab.cli import main
 from cliplab.distributed.launch import run_on_workers
 from cliplab.pretrained.dcp_reader import SHARDS_DIR
 from cliplab.train import TrainHooks, train
 from cliplab.train.checkpoint import CheckpointManager
-from cliplab.train.manifest import verify_checkpoint
 
 from train_helpers import small_config
 
