@@ -53,6 +53,7 @@ from torch.distributed.checkpoint.planner import LoadPlan, LoadPlanner, ReadItem
 from torch.futures import Future
 
 from cliplab.errors import UserError
+from cliplab.pretrained.weight_files import load_failure
 
 DCP_METADATA_FILE = ".metadata"
 _INDEX_RECORDS = ("Metadata", "TensorStorageMetadata", "BytesStorageMetadata", "ChunkStorageMetadata",
@@ -124,8 +125,9 @@ def check_index(metadata: Metadata, directory: Path) -> None:
             raise UserError(f"{path}: entry {index.fqn!r} is stored in {name}, which {directory} lacks")
         if not _is_count(info.offset) or not _is_count(info.length) \
                 or info.offset + info.length > (directory / name).stat().st_size:
-            raise UserError(f"{path}: entry {index.fqn!r} lies outside {name} (offset {info.offset!r}, length "
-                            f"{info.length!r})")
+            raise UserError(f"{directory / name}: does not hold entry {index.fqn!r} where its index {path.name} "
+                            f"says (offset {info.offset!r}, length {info.length!r}, file of "
+                            f"{(directory / name).stat().st_size} bytes)")
         ranges.setdefault(name, []).append((info.offset, info.offset + info.length))
     for name, spans in ranges.items():
         spans.sort()
@@ -204,7 +206,7 @@ class SafeDcpReader(FileSystemReader):
                 raise
             except Exception as error:  # torch, pickle and zip errors have no common base class
                 raise UserError(f"{self.directory / name}: not a DCP shard file cliplab reads "
-                                f"({type(error).__name__}: {_first_line(error)})") from None
+                                f"({load_failure(error)})") from None
         done: Future[None] = Future()
         done.set_result(None)
         return done

@@ -50,7 +50,20 @@ def read_torch_file(path: Path) -> Any:
         return torch.load(str(path), map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except Exception as error:  # pickle, zip and torch errors have no common base class
         raise UserError(f"{path}: not a PyTorch checkpoint that loads with weights_only=True "
-                        f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from error
+                        f"({load_failure(error)})") from error
+
+
+def load_failure(error: Exception) -> str:
+    """Why a (weights-only) torch.load failed, in one short line: torch's message spans many, with
+    advice on weights_only before the cause and a link to its documentation after it."""
+    text = str(error)
+    marker = "WeightsUnpickler error: "
+    if marker in text:
+        text = text[text.index(marker) + len(marker):]
+    paragraphs = [part.strip() for part in text.split("\n\n") if part.strip()]
+    cause = [part for part in paragraphs if not part.startswith(("Weights only load failed", "Check the documentation"))]
+    line = (cause or paragraphs or [""])[0].splitlines()[0]
+    return f"{type(error).__name__}: {line.split('. ')[0].rstrip('.')}"
 
 
 _SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,

@@ -59,11 +59,11 @@ from cliplab.data.seeding import mix_seed
 from cliplab.distributed.agreement import run_on_main
 from cliplab.errors import MissingInputError, UserError
 from cliplab.pretrained.weight_files import SafetensorsReader
-from cliplab.train.atomic_files import (TMP_PREFIX, fsync_path, fsync_tree, raise_if_out_of_space, tensor_bytes,
-                                        write_text_atomic)
+from cliplab.train.atomic_files import (TMP_PREFIX, fsync_path, fsync_tree, raise_if_out_of_space, save_torch,
+                                        tensor_bytes, write_text_atomic)
 from cliplab.train.state import TrainState
 from cliplab.train.train_state_file import (TRAIN_STATE_FILE, gather_rng_states, read_train_state, set_rng_state,
-                                            training_payload, write_train_state)
+                                            training_payload)
 
 SET_ASIDE_PREFIX = "rejected_"
 
@@ -138,7 +138,7 @@ class CheckpointManager:
         staging = self.stage(step)
         try:
             save_bundle(model, tokenizer, staging)
-            write_train_state(payload, staging / TRAIN_STATE_FILE)
+            save_torch(payload, staging / TRAIN_STATE_FILE)
             return self.publish(staging, step)
         except BaseException as error:
             shutil.rmtree(staging, ignore_errors=True)

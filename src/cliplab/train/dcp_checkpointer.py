@@ -43,6 +43,7 @@ from cliplab.distributed.agreement import run_on_main
 from cliplab.errors import UserError
 from cliplab.pretrained.dcp_reader import SHARDS_DIR, is_sharded_checkpoint
 from cliplab.pretrained.weight_files import SafetensorsReader
+from cliplab.train.atomic_files import save_torch
 from cliplab.train.checkpoint import read_checkpoint, restore_run_state
 from cliplab.train.checkpointer import Checkpointer
 from cliplab.train.dcp_state import load_sharded, save_sharded
@@ -50,8 +51,7 @@ from cliplab.train.parallelism import ParallelModel
 from cliplab.train.sharded_state import ShardSource, load_optimizer_state, load_shards, rows_of
 from cliplab.train.sharding import canonical_name
 from cliplab.train.state import TrainState
-from cliplab.train.train_state_file import (TRAIN_STATE_FILE, gather_rng_states, read_train_state, training_payload,
-                                            write_train_state)
+from cliplab.train.train_state_file import TRAIN_STATE_FILE, gather_rng_states, read_train_state, training_payload
 
 
 class DcpCheckpointer(Checkpointer):
@@ -72,8 +72,8 @@ class DcpCheckpointer(Checkpointer):
         parts = self.parts
         try:
             save_description(parts.model.config, parts.tokenizer, staging)
-            write_train_state(training_payload(state=state, scaler=parts.scaler, rng_states=rng_states,
-                                               config=self.saved_config), staging / TRAIN_STATE_FILE)
+            save_torch(training_payload(state=state, scaler=parts.scaler, rng_states=rng_states,
+                                        config=self.saved_config), staging / TRAIN_STATE_FILE)
             return self.manager.publish(staging, state.step)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)

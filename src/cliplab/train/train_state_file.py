@@ -9,10 +9,10 @@ The payload (`training_payload`), one dict:
     optimizer       `optimizer.state_dict()`            } single-file checkpoints only: an FSDP2
     extra_modules   the objective heads' state dicts    } checkpoint keeps them in its DCP shards
 
-It is written with `torch.save` and read with `torch.load(weights_only=True)`, which unpickles
-tensors, dicts, lists, tuples, strings, numbers, booleans and None and refuses every other global:
-a file holding a `__reduce__` payload fails in one line naming it, having run nothing. Everything
-the payload holds is of those types; the NumPy generator state, whose key is an array, is stored
+It is written with `torch.save` (`atomic_files.save_torch`) and read with
+`torch.load(weights_only=True)`, which unpickles tensors, dicts, lists, tuples, strings, numbers,
+booleans and None and refuses every other global: a file holding a `__reduce__` payload fails in
+one line naming it, having run nothing. Everything the payload holds is of those types; the NumPy generator state, whose key is an array, is stored
 with that key as an int64 tensor (`rng_state`). Checkpoints written before that hold a NumPy array
 there; they still resume, the reader allowing exactly the globals such an array needs
 (`_LEGACY_NUMPY_GLOBALS`: numpy's array reconstruction, ndarray, dtype and the uint32 dtype class),
@@ -35,7 +35,7 @@ except ImportError:  # NumPy 1
 
 from cliplab.distributed.agreement import gather_objects
 from cliplab.errors import UserError
-from cliplab.train.atomic_files import save_torch
+from cliplab.pretrained.weight_files import load_failure
 from cliplab.train.state import TrainState
 
 TRAIN_STATE_FILE = "train_state.pt"
@@ -86,10 +86,6 @@ def training_payload(*, state: TrainState, scaler: torch.amp.GradScaler | None, 
     return payload
 
 
-def write_train_state(payload: dict[str, Any], path: Path) -> None:
-    save_torch(payload, path)
-
-
 def read_train_state(path: Path, *, mmap: bool = False) -> dict[str, Any]:
     """The payload of `train_state.pt` at `path` (tensors memory-mapped with `mmap`); UserError in one
     line naming the file when it holds anything else (a global other than the allowed types, a
@@ -99,7 +95,7 @@ def read_train_state(path: Path, *, mmap: bool = False) -> dict[str, Any]:
             payload = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as error:  # pickle, zip and torch errors have no common base class
         raise UserError(f"{path}: not a training state cliplab reads without running code "
-                        f"({_first_reason(error)})") from None
+                        f"({load_failure(error)})") from None
     if not isinstance(payload, dict):
         raise UserError(f"{path}: expected a training state (a dict), got {type(payload).__name__}")
     for key, kind in _REQUIRED.items():
@@ -107,12 +103,3 @@ def read_train_state(path: Path, *, mmap: bool = False) -> dict[str, Any]:
             raise UserError(f"{path}: the training state lacks its {key!r} section (a {kind.__name__})")
     return payload
 
-
-def _first_reason(error: Exception) -> str:
-    """The cause of a failed weights-only load in one short line (torch's message spans many)."""
-    text = str(error)
-    marker = "WeightsUnpickler error: "
-    if marker in text:
-        text = text[text.index(marker) + len(marker):]
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    return f"{type(error).__name__}: {line.split('. ')[0]}"
