@@ -16,11 +16,7 @@ and tests/test_train_dcp_checkpointer.py (FSDP2, 2 ranks).
 
 from __future__ import annotations
 
-import dataclasses
-import io
 import json
-import os
-import pickle
 import re
 import shutil
 import sys
@@ -33,7 +29,6 @@ import torch.distributed.checkpoint as dcp
 
 import cliplab
 from cliplab.bundle import save_description
-from cliplab.checkpoint_files.manifest import MANIFEST_FILE, build_manifest, read_manifest
 from cliplab.cli import main
 from cliplab.data.tokenizer import Tokenizer
 from cliplab.errors import UserError
@@ -44,21 +39,12 @@ from cliplab.train.checkpoint import CheckpointManager
 from cliplab.train.state import TrainState
 from cliplab.train.train_state_file import rng_state, training_payload
 from data_fixtures import make_manifest, write_png
+from hostile_files import replace_with_pickle, republish, store_instead
 
 pytestmark = pytest.mark.filterwarnings("ignore:torch.distributed is disabled")
 OVERRIDES = {"embed_dim": 16, "vision.width": 16, "text.width": 16, "text.heads": 2, "text.layers": 1,
              "text.context_length": 12, "text.vocab_size": 300}
 CAPTIONS = ["a photo of a bag", "a photo of a boot", "caption 1", "caption 2"]
-
-
-class RunsCode:
-    """Unpickling it creates `marker` (what an attacker's payload would do instead)."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
 
 
 def _model(step):
@@ -116,38 +102,16 @@ def _copy_with(run, tmp_path, step, edits):
     directory = copy / "checkpoints" / f"step_{step:07d}"
     for edit in edits:
         edit(directory)
-    written = read_manifest(directory)
-    (directory / MANIFEST_FILE).write_text(build_manifest(directory, step=step, run_id=written.run_id).to_json())
+    republish(directory)
     return copy
 
 
 def _pickle_file(name, marker):
-    def edit(directory):
-        if name.endswith(".pt"):
-            torch.save({"train_state": RunsCode(marker)}, directory / name)
-        else:
-            (directory / name).write_bytes(pickle.dumps(RunsCode(marker)))
-    return edit
+    return lambda directory: replace_with_pickle(directory / name, marker)
 
 
 def _stored_value(fqn, marker):
-    """The entry `fqn` of the shards re-stored as a torch.save of a code-running object (appended to
-    its shard file, the index pointed at it): what DCP would unpickle."""
-    def edit(directory):
-        shards = directory / SHARDS_DIR
-        with open(shards / ".metadata", "rb") as handle:
-            metadata = pickle.load(handle)  # the test's own, trusted file
-        key = next(key for key in metadata.storage_data if key.fqn == fqn)
-        info = metadata.storage_data[key]
-        buffer = io.BytesIO()
-        torch.save(RunsCode(marker), buffer)
-        with open(shards / info.relative_path, "ab") as handle:
-            offset = handle.tell()
-            handle.write(buffer.getvalue())
-        metadata.storage_data[key] = dataclasses.replace(info, offset=offset, length=len(buffer.getvalue()))
-        with open(shards / ".metadata", "wb") as handle:
-            pickle.dump(metadata, handle)
-    return edit
+    return lambda directory: store_instead(directory / SHARDS_DIR, fqn, marker)
 
 
 def _flip_byte(name):

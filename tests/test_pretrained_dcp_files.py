@@ -9,31 +9,19 @@ from a hostile checkpoint are in tests/test_train_dcp_checkpointer.py.
 """
 
 import dataclasses
-import io
-import os
 import pickle
 import re
 
 import pytest
 import torch
 import torch.distributed.checkpoint as dcp
-from torch.distributed.checkpoint.filesystem import _StorageInfo
 
 from cliplab.errors import UserError
 from cliplab.pretrained.dcp_files import load_dcp, read_dcp_metadata
 from cliplab.pretrained.dcp_reader import DcpModelReader
+from hostile_files import RunsCode, store_instead
 
 pytestmark = pytest.mark.filterwarnings("ignore:torch.distributed is disabled")
-
-
-class RunsCode:
-    """Unpickling it creates `marker` (what an attacker's payload would do instead)."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
 
 
 def _state():
@@ -63,22 +51,6 @@ def _index(directory):
 def _rewrite_index(directory, metadata):
     with open(directory / ".metadata", "wb") as handle:
         pickle.dump(metadata, handle)
-
-
-def _store_instead(directory, fqn, payload):
-    """Append `payload`'s torch.save bytes to the shard file and point the index entry `fqn` at them."""
-    metadata = _index(directory)
-    key = next(key for key in metadata.storage_data if key.fqn == fqn)
-    info = metadata.storage_data[key]
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    shard = directory / info.relative_path
-    offset = shard.stat().st_size
-    with open(shard, "ab") as handle:
-        handle.write(buffer.getvalue())
-    metadata.storage_data[key] = dataclasses.replace(info, offset=offset, length=len(buffer.getvalue()))
-    _rewrite_index(directory, metadata)
-    return shard
 
 
 def _one_line(error):
@@ -117,7 +89,7 @@ def test_a_code_running_index_runs_nothing(shards, tmp_path, where):
 
 def test_a_code_running_value_in_a_shard_file_runs_nothing(shards, tmp_path):
     marker = tmp_path / "ran"
-    shard = _store_instead(shards, "optimizer.param_groups.0.lr", RunsCode(marker))
+    shard = store_instead(shards, "optimizer.param_groups.0.lr", marker)
     with pytest.raises(UserError) as refused:
         load_dcp(_empty_like(_state()), shards, no_dist=True)
     assert re.fullmatch(rf"{shard}: not a DCP shard file cliplab reads \(UnpicklingError: .*posix.system.*\)",
@@ -129,7 +101,7 @@ def test_a_code_running_value_in_a_shard_file_runs_nothing(shards, tmp_path):
 
 def test_a_code_running_tensor_in_a_shard_file_runs_nothing(shards, tmp_path):
     marker = tmp_path / "ran"
-    shard = _store_instead(shards, "model.weight", RunsCode(marker))
+    shard = store_instead(shards, "model.weight", marker)
     with pytest.raises(UserError) as refused:
         DcpModelReader(shards).read("weight")
     assert re.fullmatch(rf"{shard}: not a DCP shard file cliplab reads \(UnpicklingError: .*\)", _one_line(refused))
@@ -178,7 +150,3 @@ def test_an_index_that_does_not_fit_its_files_is_refused_before_any_allocation(s
     with pytest.raises(UserError) as refused:
         DcpModelReader(shards)
     assert _one_line(refused).startswith(message.format(d=shards))
-
-
-def test_the_storage_record_class_is_the_one_torch_writes():
-    assert {field.name for field in dataclasses.fields(_StorageInfo)} >= {"relative_path", "offset", "length"}

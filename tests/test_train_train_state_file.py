@@ -2,7 +2,6 @@
 nothing and fails in one line naming the file), RNG states restored bit for bit, and a file in the
 format written before (a NumPy array in the RNG state) still read."""
 
-import os
 import pickle
 import random
 import re
@@ -14,16 +13,7 @@ import torch
 from cliplab.errors import UserError
 from cliplab.train.state import TrainState
 from cliplab.train.train_state_file import read_train_state, rng_state, set_rng_state, training_payload
-
-
-class RunsCode:
-    """Unpickling it creates `marker` (what an attacker's payload would do instead)."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
+from hostile_files import RunsCode
 
 
 def _payload():
