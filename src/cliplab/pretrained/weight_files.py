@@ -3,11 +3,16 @@
 - `.safetensors`: `SafetensorsReader`, which reads one tensor at a time with plain file reads into
   fresh (aligned) memory: loading then holds the model plus one tensor, where a memory map would
   keep every page it touched resident (and hand out tensors at offsets that are not 64-byte
-  aligned, on which CPU kernels round differently).
+  aligned, on which CPU kernels round differently). Its header is checked whole first
+  (`read_safetensors_header`): a hostile one is one line, before anything is allocated from it.
 - PyTorch zip/pickle files (`.bin`, `.pt`, `.pth`): `torch.load(weights_only=True)`, memory-mapped
   where the file allows it.
-- TorchScript archives (OpenAI's CLIP `.pt`): `torch.jit.load`, whose state dict is all that is kept.
-- Sharded Hugging Face weights: an index (`*.index.json`, its `weight_map`) and its shard files.
+- TorchScript archives (OpenAI's CLIP `.pt`): `torch.jit.load`, whose state dict is all that is
+  kept. The exception to the title: it unpickles no Python globals and imports no Python code, but
+  it compiles the archive's TorchScript and runs the `__setstate__` methods the archive defines
+  (docs/pretrained.md says what to trust).
+- Sharded Hugging Face weights: an index (`*.index.json`, its `weight_map` of plain shard file
+  names) and its shard files.
 A `WeightSource` is (names -> tensors of the stored shapes, meta ones allowed; read(name)).
 Every failure is a UserError naming the file.
 """
