@@ -20,7 +20,6 @@ import json
 import re
 import shutil
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest

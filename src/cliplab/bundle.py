@@ -50,8 +50,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from cliplab.checkpoint_files.manifest import MANIFEST_FILE, VerifiedCheckpoint, verified_checkpoint
-from cliplab.checkpoint_files.step_dirs import (CHECKPOINTS_DIR, LATEST_FILE, NoVerifiedCheckpointError, newest_verified,
-                                                read_pointer, read_whole, step_dirs)
+from cliplab.checkpoint_files.step_dirs import (CHECKPOINTS_DIR, LATEST_FILE, NoVerifiedCheckpointError,
+                                                newest_verified, read_pointer, read_whole, step_dirs)
 from cliplab.data.tokenizer_files import load_tokenizer, save_tokenizer
 from cliplab.data.transforms import ImageTransform, image_transform
 from cliplab.errors import UserError
@@ -158,13 +158,15 @@ def choose_checkpoint(path: Path, note: Callable[[str], None] = _note) -> Verifi
     checkpoints = path / CHECKPOINTS_DIR if (path / CHECKPOINTS_DIR).is_dir() else path
     if checkpoints is path and not ((path / LATEST_FILE).is_file() or step_dirs(path)):
         found = sorted(entry.name for entry in path.iterdir())[:8] if path.is_dir() else [path.name]
-        raise CheckpointNotFoundError(f"{path} is not a checkpoint: it holds {found or 'nothing'}; {accepted_formats()}")
+        raise CheckpointNotFoundError(f"{path} is not a checkpoint: it holds {found or 'nothing'}; "
+                                      f"{accepted_formats()}")
     return _newest_in_run(checkpoints, path, note)
 
 
 def _newest_in_run(checkpoints: Path, run: Path, note: Callable[[str], None]) -> VerifiedCheckpoint:
     pointer = read_pointer(checkpoints)
-    no_pointer = f"run directory {run} has no {CHECKPOINTS_DIR}/{LATEST_FILE}: training has not completed a checkpoint yet"
+    no_pointer = (f"run directory {run} has no {CHECKPOINTS_DIR}/{LATEST_FILE}: training has not completed a "
+                  "checkpoint yet")
     try:
         found = newest_verified(checkpoints, note, advice="restore one from a copy; a step directory an older "
                                 f"cliplab wrote without {MANIFEST_FILE} loads when named directly")

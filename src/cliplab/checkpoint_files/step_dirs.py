@@ -83,8 +83,10 @@ def read_pointer(directory: Path) -> Pointer:
     pointer = directory / LATEST_FILE
     try:
         raw = pointer.read_bytes()
-    except (FileNotFoundError, IsADirectoryError):
-        return Pointer(None, None, None if not pointer.exists() else f"{pointer} is not a file")
+    except FileNotFoundError:
+        return Pointer(None, None, None)
+    except OSError as error:
+        return Pointer(None, None, f"{pointer} cannot be read ({error.strerror or error})")
     try:
         name = raw.decode("utf-8").strip()
     except UnicodeDecodeError:

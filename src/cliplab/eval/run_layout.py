@@ -10,7 +10,7 @@
     run.lock           locked by the live run's main process; holds its pid (LOCK_FILE)
 """
 
-from cliplab.checkpoint_files.step_dirs import CHECKPOINTS_DIR, LATEST_FILE
+from cliplab.checkpoint_files.step_dirs import CHECKPOINTS_DIR, LATEST_FILE  # listed here with the rest
 
 RUN_CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"

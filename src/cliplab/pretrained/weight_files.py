@@ -66,7 +66,8 @@ def load_failure(error: Exception) -> str:
     if marker in text:
         text = text[text.index(marker) + len(marker):]
     paragraphs = [part.strip() for part in text.split("\n\n") if part.strip()]
-    cause = [part for part in paragraphs if not part.startswith(("Weights only load failed", "Check the documentation"))]
+    cause = [part for part in paragraphs
+             if not part.startswith(("Weights only load failed", "Check the documentation"))]
     line = (cause or paragraphs or [""])[0].splitlines()[0]
     return f"{type(error).__name__}: {line.split('. ')[0].rstrip('.')}"
 

@@ -262,7 +262,8 @@ def restore_training_state(path: str | Path, *, model: nn.Module, optimizer: tor
     weights_file, payload = read_checkpoint(path)
     weights = SafetensorsReader(weights_file)
     expected = model.state_dict()
-    missing, unexpected = sorted(expected.keys() - weights.shapes.keys()), sorted(weights.shapes.keys() - expected.keys())
+    missing = sorted(expected.keys() - weights.shapes.keys())
+    unexpected = sorted(weights.shapes.keys() - expected.keys())
     if missing or unexpected:
         raise UserError(f"checkpoint {path} was saved from another model: missing {missing}, unexpected "
                         f"{unexpected}; resume it with the --model and overrides it was trained with")

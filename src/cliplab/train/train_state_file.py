@@ -12,11 +12,11 @@ The payload (`training_payload`), one dict:
 It is written with `torch.save` (`atomic_files.save_torch`) and read with
 `torch.load(weights_only=True)`, which unpickles tensors, dicts, lists, tuples, strings, numbers,
 booleans and None and refuses every other global: a file holding a `__reduce__` payload fails in
-one line naming it, having run nothing. Everything the payload holds is of those types; the NumPy generator state, whose key is an array, is stored
-with that key as an int64 tensor (`rng_state`). Checkpoints written before that hold a NumPy array
-there; they still resume, the reader allowing exactly the globals such an array needs
-(`_LEGACY_NUMPY_GLOBALS`: numpy's array reconstruction, ndarray, dtype and the uint32 dtype class),
-which build arrays and nothing else.
+one line naming it, having run nothing. Everything the payload holds is of those types; the NumPy
+generator state, whose key is an array, is stored with that key as an int64 tensor (`rng_state`).
+Checkpoints written before that hold a NumPy array there; they still resume, the reader allowing
+exactly the globals such an array needs (`_LEGACY_NUMPY_GLOBALS`: numpy's array reconstruction,
+ndarray, dtype and the uint32 dtype class), which build arrays and nothing else.
 """
 
 from __future__ import annotations
