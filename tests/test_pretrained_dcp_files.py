@@ -124,6 +124,12 @@ def _resize(shards, fqn, size, chunk_sizes=None):
     _rewrite_index(shards, metadata)
 
 
+def _set_chunks(shards, fqn, chunks):
+    metadata = _index(shards)
+    metadata.state_dict_metadata[fqn].chunks = chunks
+    _rewrite_index(shards, metadata)
+
+
 @pytest.mark.parametrize("damage, message", [
     (lambda d: _edit(d, "model.weight", relative_path="../outside.distcp"),
      "{d}/.metadata: entry 'model.weight' is stored in '../outside.distcp', not a file of the directory"),
@@ -141,8 +147,14 @@ def _resize(shards, fqn, size, chunk_sizes=None):
      "{d}/.metadata: the chunks of entry 'model.weight' hold 6 values, its shape [1000000, 1000000] 1000000000000"),
     (lambda d: _resize(d, "model.weight", [1, 3]), "{d}/.metadata: entry 'model.weight' has a chunk outside its "
                                                    "shape [1, 3]"),
+    (lambda d: _edit(d, "model.weight", transform_descriptors=["zstd"]),
+     "{d}/.metadata: entry 'model.weight' is stored through DCP transforms ['zstd'], which cliplab does not read"),
     (lambda d: (d / ".metadata").write_bytes(pickle.dumps({"not": "an index"})),
      "{d}/.metadata: not a DCP index (it holds a dict)"),
+    (lambda d: _rewrite_index(d, dataclasses.replace(_index(d), storage_meta="elsewhere")),
+     "{d}/.metadata: not a DCP index (its state_dict_metadata, storage_data or storage_meta is not what DCP "
+     "writes)"),
+    (lambda d: _set_chunks(d, "model.weight", 5), "{d}/.metadata: not a DCP index cliplab reads (TypeError: "),
     (lambda d: (d / ".metadata").write_bytes(b"\x80\x05garbage"), "{d}/.metadata: not a DCP index cliplab reads"),
 ])
 def test_an_index_that_does_not_fit_its_files_is_refused_before_any_allocation(shards, damage, message):

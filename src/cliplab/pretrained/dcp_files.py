@@ -105,27 +105,39 @@ def read_dcp_metadata(directory: Path) -> Metadata:
             from None
     if not isinstance(metadata, Metadata):
         raise UserError(f"{path}: not a DCP index (it holds a {type(metadata).__name__})")
-    check_index(metadata, directory)
+    try:
+        check_index(metadata, directory)
+    except UserError:
+        raise
+    except Exception as error:  # records of the allowed classes, assembled otherwise than DCP does
+        raise UserError(f"{path}: not a DCP index cliplab reads ({type(error).__name__}: {_first_line(error)})") \
+            from None
     return metadata
 
 
 def check_index(metadata: Metadata, directory: Path) -> None:
     """UserError naming `.metadata` unless every storage entry is a non-overlapping range inside a
-    shard file of `directory` (named plainly) and every tensor entry's chunks lie inside its shape."""
+    shard file of `directory` (named plainly, stored without transforms) and every tensor entry's
+    chunks make up its shape, each in a range that can hold it."""
     path = directory / DCP_METADATA_FILE
     ranges: dict[str, list[tuple[int, int]]] = {}
-    if not isinstance(metadata.storage_data, dict) or not isinstance(metadata.state_dict_metadata, dict):
-        raise UserError(f"{path}: not a DCP index (its state_dict_metadata or storage_data is not a dict)")
+    if not isinstance(metadata.storage_data, dict) or not isinstance(metadata.state_dict_metadata, dict) \
+            or not isinstance(metadata.storage_meta, (StorageMeta, type(None))):
+        raise UserError(f"{path}: not a DCP index (its state_dict_metadata, storage_data or storage_meta is not "
+                        "what DCP writes)")
     for index, info in metadata.storage_data.items():
+        fqn = getattr(index, "fqn", index)
         name = getattr(info, "relative_path", None)
         if not isinstance(info, _StorageInfo) or not _is_plain_name(name):
-            raise UserError(f"{path}: entry {getattr(index, 'fqn', index)!r} is stored in {name!r}, not a file "
-                            "of the directory")
+            raise UserError(f"{path}: entry {fqn!r} is stored in {name!r}, not a file of the directory")
         if not (directory / name).is_file():
-            raise UserError(f"{path}: entry {index.fqn!r} is stored in {name}, which {directory} lacks")
+            raise UserError(f"{path}: entry {fqn!r} is stored in {name}, which {directory} lacks")
+        if getattr(info, "transform_descriptors", None):  # compression and the like, which cliplab never writes
+            raise UserError(f"{path}: entry {fqn!r} is stored through DCP transforms "
+                            f"{info.transform_descriptors!r}, which cliplab does not read")
         if not _is_count(info.offset) or not _is_count(info.length) \
                 or info.offset + info.length > (directory / name).stat().st_size:
-            raise UserError(f"{directory / name}: does not hold entry {index.fqn!r} where its index {path.name} "
+            raise UserError(f"{directory / name}: does not hold entry {fqn!r} where its index {path.name} "
                             f"says (offset {info.offset!r}, length {info.length!r}, file of "
                             f"{(directory / name).stat().st_size} bytes)")
         ranges.setdefault(name, []).append((info.offset, info.offset + info.length))
