@@ -89,7 +89,8 @@ def test_the_converter_reads_timms_facts():
     bigg = config_from_open_clip(builtin_open_clip_config("PE-Core-bigG-14-448")).vision
     assert (bigg.class_token, bigg.rope_grid_offset, bigg.mlp_width) == (False, 0.0, 8960)
     eva01 = config_from_open_clip(builtin_open_clip_config("EVA01-g-14")).vision
-    assert (eva01.mlp, eva01.qkv_bias, eva01.qkv_fused, eva01.rope, eva01.mlp_width) == ("gelu", "qv", True, False, 6144)
+    assert (eva01.mlp, eva01.qkv_bias, eva01.qkv_fused, eva01.rope, eva01.mlp_width) == (
+        "gelu", "qv", True, False, 6144)
     eva02_e = config_from_open_clip(builtin_open_clip_config("EVA02-E-14")).vision
     assert (eva02_e.post_norm, eva02_e.layer_scale, eva02_e.rope, eva02_e.mlp_width) == (True, None, False, 15360)
 

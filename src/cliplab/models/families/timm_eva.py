@@ -88,8 +88,9 @@ class TimmEvaConfig:
     rotary positions (`layers.rotary_2d`) with rope_temperature, rope_grid_offset,
     rope_grid_indexing ("ij" or "xy") and rope_reference_grid ([H, W] or None). pool: "token" (class
     token), "avg" (mean of the patch tokens) or "map" (attention probe with attention_pool_heads and
-    hidden width int(width * attention_pool_mlp_ratio); both unused by the other pools). fc_norm: the final LayerNorm after pooling
-    instead of on every token. norm_eps: every LayerNorm's. projection: into the shared latent.
+    hidden width int(width * attention_pool_mlp_ratio); both unused by the other pools). fc_norm:
+    the final LayerNorm after pooling instead of on every token. norm_eps: every LayerNorm's.
+    projection: into the shared latent.
     """
 
     kind: str = KIND
