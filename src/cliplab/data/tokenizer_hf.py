@@ -34,8 +34,8 @@ from tokenizers import Tokenizer as BackendTokenizer
 
 from cliplab.data.tokenizer_base import REQUIRED_ROLES, TokenizerBase, as_text_list, write_descriptor
 from cliplab.data.tokenizer_cleaning import CLEAN_MODES, clean_text
-from cliplab.data.tokenizer_hf_classes import (SPIECE_MODEL, class_tokens, has_tokenizer_files, rebuilt_backend,
-                                               tokenizer_class, tokenizer_class_name)
+from cliplab.data.tokenizer_hf_classes import (SPIECE_MODEL, TokenizerClass, class_tokens, has_tokenizer_files,
+                                               rebuilt_backend, tokenizer_class, tokenizer_class_name)
 from cliplab.data.tokenizer_hf_files import (MERGES_TXT, ROLE_KEYS, TOKEN_KEYS, TOKENIZER_JSON,
                                              VOCAB_JSON, added_token, clip_bpe_backend, json_merges,
                                              model_max_length, read_json, read_tokenizer_settings,
@@ -182,9 +182,28 @@ class HFTokenizer(TokenizerBase):
                                           self.context_length)
 
 
-def _framing_side(settings: dict, stored_side: str | None, key: str, default: str) -> str:
-    """A padding / truncation side: tokenizer_config.json's, else tokenizer.json's, else the class's."""
-    return settings.get(key) or stored_side or default
+def _clip_backend(directory: Path, settings: dict, tokens: dict[str, str]) -> BackendTokenizer:
+    vocab, merges = read_vocab_and_merges(directory)
+    # transformers keeps the flags of added_tokens_decoder entries; other special tokens are
+    # matched in the raw text (normalized=False) whatever flags their own entries state.
+    declared = [added_token(entry) for entry in settings.get("added_tokens_decoder", {}).values()]
+    contents = {token.content for token in declared}
+    declared += [added_token(token) for token in dict.fromkeys(tokens.values()) if token not in contents]
+    return clip_bpe_backend(vocab, merges, sot_token=tokens["bos_token"], eot_token=tokens["eos_token"],
+                            unk_token=tokens["unk_token"], added_tokens=declared)
+
+
+def _json_backend(directory: Path, entry: TokenizerClass, settings: dict, stored: dict,
+                  tokens: dict[str, str]) -> BackendTokenizer:
+    """tokenizer.json's pipeline: rebuilt by `entry`'s class, or as stored."""
+    try:
+        if entry.pipeline is not None:
+            return rebuilt_backend(entry, stored, settings, tokens)
+        return BackendTokenizer.from_str(json.dumps(stored))
+    except UserError as error:
+        raise UserError(f"{directory}: {error}") from None
+    except Exception as error:  # the Rust side raises a bare Exception on a malformed file
+        raise UserError(f"{directory / TOKENIZER_JSON} is not a valid tokenizer.json: {error}") from error
 
 
 def hf_tokenizer_from_dir(directory: str | os.PathLike, context_length: int | None = None, *,
@@ -210,39 +229,22 @@ def hf_tokenizer_from_dir(directory: str | os.PathLike, context_length: int | No
         raise UserError(f"{directory}: {class_name or 'this tokenizer class'} needs {TOKENIZER_JSON}")
     entry = tokenizer_class(class_name)
     tokens = class_tokens(entry, settings)
-    stored_padding = stored_truncation = None
+    stored = {} if class_name == "CLIPTokenizer" else read_json(directory / TOKENIZER_JSON)
     if class_name == "CLIPTokenizer":
-        vocab, merges = read_vocab_and_merges(directory)
-        # transformers keeps the flags of added_tokens_decoder entries; other special tokens are
-        # matched in the raw text (normalized=False) whatever flags their own entries state.
-        declared = [added_token(entry) for entry in settings.get("added_tokens_decoder", {}).values()]
-        contents = {token.content for token in declared}
-        declared += [added_token(token) for token in dict.fromkeys(tokens.values()) if token not in contents]
-        backend = clip_bpe_backend(vocab, merges, sot_token=tokens["bos_token"],
-                                   eot_token=tokens["eos_token"], unk_token=tokens["unk_token"],
-                                   added_tokens=declared)
+        backend = _clip_backend(directory, settings, tokens)
     else:
-        stored = read_json(directory / TOKENIZER_JSON)
-        stored_padding, stored_truncation = stored.get("padding"), stored.get("truncation")
-        try:
-            backend = (rebuilt_backend(entry, stored, settings, tokens) if entry.pipeline is not None
-                       else BackendTokenizer.from_str(json.dumps(stored)))
-        except UserError as error:
-            raise UserError(f"{directory}: {error}") from None
-        except Exception as error:  # the Rust side raises a bare Exception on a malformed file
-            raise UserError(f"{directory / TOKENIZER_JSON} is not a valid tokenizer.json: {error}") from error
-        if "pad_token" not in tokens and stored_padding:
-            tokens["pad_token"] = stored_padding["pad_token"]
+        backend = _json_backend(directory, entry, settings, stored, tokens)
+        if "pad_token" not in tokens and stored.get("padding"):
+            tokens["pad_token"] = stored["padding"]["pad_token"]
+    # Sides: tokenizer_config.json's, else tokenizer.json's, else the class's.
+    padding_side = settings.get("padding_side") or (stored.get("padding") or {}).get("direction") or entry.padding_side
+    truncation_side = settings.get("truncation_side") or (stored.get("truncation") or {}).get("direction") or "right"
     if context_length is None:
         context_length = model_max_length(settings) or DEFAULT_CONTEXT_LENGTH
     try:
         return HFTokenizer(backend, tokens=tokens, context_length=context_length,
                            clip_pipeline=class_name == "CLIPTokenizer", clean=clean, strip_sep_token=strip_sep_token,
-                           padding_side=_framing_side(settings, (stored_padding or {}).get("direction"),
-                                                      "padding_side", entry.padding_side),
-                           truncation_side=_framing_side(settings, (stored_truncation or {}).get("direction"),
-                                                         "truncation_side", "right"),
-                           tokenizer_class=class_name)
+                           padding_side=padding_side, truncation_side=truncation_side, tokenizer_class=class_name)
     except UserError as error:
         raise UserError(f"{directory}: {error}") from None
 

@@ -207,8 +207,9 @@ class SentencePieceTokenizer(TokenizerBase):
     @classmethod
     def from_saved(cls, directory: Path, settings: dict) -> "SentencePieceTokenizer":
         """Inverse of `save_pretrained` (settings: the descriptor without its "kind")."""
-        added = {int(token_id): SpecialToken(**token) for token_id, token in settings.pop("added").items()}
-        return cls((directory / SPIECE_MODEL).read_bytes(), added=added, **settings)
+        added = {int(token_id): SpecialToken(**token) for token_id, token in settings["added"].items()}
+        options = {key: value for key, value in settings.items() if key != "added"}
+        return cls((directory / SPIECE_MODEL).read_bytes(), added=added, **options)
 
     def write_hf_files(self, directory: str | os.PathLike) -> list[str]:
         """spiece.model, tokenizer_config.json and special_tokens_map.json that transformers'
