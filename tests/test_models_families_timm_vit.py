@@ -36,8 +36,8 @@ SMALL = {
                          {**SMALL_TEXT, "vocab_size": 500, "context_length": 16}, 64),
     # The conv stem's channels are fixed by timm's model function (768), so only the depth shrinks.
     "MobileCLIP2-B": ({"depth": 2, "img_size": 32}, {"layers": 2}, 32, SMALL_TEXT, 32),
-    "MobileCLIP2-L-14": ({"depth": 2, "embed_dim": 64, "num_heads": 4, "img_size": 28}, {"width": 64, "layers": 2,
-                                                                                        "heads": 4}, 28, SMALL_TEXT, 32),
+    "MobileCLIP2-L-14": ({"depth": 2, "embed_dim": 64, "num_heads": 4, "img_size": 28},
+                         {"width": 64, "layers": 2, "heads": 4}, 28, SMALL_TEXT, 32),
 }
 
 

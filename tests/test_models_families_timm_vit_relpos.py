@@ -26,7 +26,8 @@ SMALL_TIMM = {"depth": 2, "embed_dim": 64, "num_heads": 4, "img_size": 32, "patc
 
 def small_config():
     full = config_from_open_clip(builtin_open_clip_config(NAME))
-    vision = dataclasses.replace(full.vision, width=64, layers=2, heads=4, image_size=32, patch_size=8, position_width=16)
+    vision = dataclasses.replace(full.vision, width=64, layers=2, heads=4, image_size=32, patch_size=8,
+                                 position_width=16)
     text = dataclasses.replace(full.text, width=32, heads=2, layers=2)
     return dataclasses.replace(full, embed_dim=32, vision=vision, text=text, preprocess=PreprocessConfig(image_size=32))
 

@@ -311,7 +311,8 @@ def read(vision: dict, context: OpenClipContext) -> TimmVitConfig:
     if options["pool"] not in POOLS:
         refuse_option(name, KIND, "global_pool", options["pool"])
     stem = _stem(name, arguments)
-    return TimmVitConfig(timm_model_name=name, patch_size=CONV_STEM_STRIDE if stem == "conv" else arguments["patch_size"],
+    patch_size = CONV_STEM_STRIDE if stem == "conv" else arguments["patch_size"]
+    return TimmVitConfig(timm_model_name=name, patch_size=patch_size,
                          width=arguments["embed_dim"], layers=arguments["depth"], heads=arguments["num_heads"],
                          mlp_ratio=arguments["mlp_ratio"], qkv_bias=arguments["qkv_bias"],
                          layer_scale=arguments["init_values"], class_token=arguments["class_token"],

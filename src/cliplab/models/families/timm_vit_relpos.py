@@ -153,7 +153,8 @@ def write(vision: TimmVitRelPosConfig, context: OpenClipContext) -> dict:
     if not recognises({"timm_model_name": vision.timm_model_name}):
         refuse(f"vision.timm_model_name={vision.timm_model_name!r} is not a timm model of the family '{KIND}' "
                "(open_clip builds a timm tower by its timm model name)")
-    return timm_trunk.check_written(vision, timm_trunk.write_trunk_options(vision), lambda values: read(values, context))
+    return timm_trunk.check_written(vision, timm_trunk.write_trunk_options(vision),
+                                    lambda values: read(values, context))
 
 
 def open_clip_rules(vision: TimmVitRelPosConfig, prefix: str) -> list[KeyRule]:
