@@ -113,6 +113,21 @@ def trunk_head_rules(config, prefix: str) -> list[KeyRule]:
     ]
 
 
+def attention_pool_rules(trunk: str) -> list[KeyRule]:
+    """cliplab's `layers.ProbePooler` at `vision_tower.pooler` <-> timm's AttentionPoolLatent at
+    `trunk` + "attn_pool" (SigLIP's MAP head, PE-Core's attention pooling)."""
+    ours, theirs = r"vision_tower\.pooler\.", trunk + "attn_pool."
+    return [
+        rule(ours + "probe", theirs + "latent", transform="squeeze2"),
+        rule(ours + r"attn\.query\." + PARAMETER, theirs + "q.{param}"),
+        rule(ours + r"attn\.key_value\." + PARAMETER, theirs + "kv.{param}"),
+        rule(ours + r"attn\.out\." + PARAMETER, theirs + "proj.{param}"),
+        rule(ours + r"norm\." + PARAMETER, theirs + "norm.{param}"),
+        rule(ours + r"mlp\.fc\." + PARAMETER, theirs + "mlp.fc1.{param}"),
+        rule(ours + r"mlp\.proj\." + PARAMETER, theirs + "mlp.fc2.{param}"),
+    ]
+
+
 def has_parameters(item: nn.Module | None) -> bool:
     return item is not None and any(True for _ in item.parameters())
 

@@ -57,10 +57,10 @@ from torch import nn
 
 from cliplab.models.families.open_clip_sections import refuse
 from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily
-from cliplab.models.families.timm_trunk import (ACTIVATIONS, TIMM_LAYER_NORM_EPS, check_written,
-                                                projection_locked, read_trunk_options, refuse_option,
-                                                timm_activation, timm_groups, timm_norm_eps, trunk_head_rules,
-                                                write_trunk_options)
+from cliplab.models.families.timm_trunk import (ACTIVATIONS, TIMM_LAYER_NORM_EPS, attention_pool_rules,
+                                                check_written, projection_locked, read_trunk_options,
+                                                refuse_option, timm_activation, timm_groups, timm_norm_eps,
+                                                trunk_head_rules, write_trunk_options)
 from cliplab.models.key_rules import NORM, PARAMETER, KeyRule, rule
 from cliplab.models.layers import (BlockStack, ConvStem, ProbePooler, TransformerBlock, init_transformer_weights,
                                    mlp_hidden_width)
@@ -345,7 +345,7 @@ def trunk_block_rules(ours: str, theirs: str) -> list[KeyRule]:
 
 
 def open_clip_rules(vision: TimmVitConfig, prefix: str) -> list[KeyRule]:
-    trunk, stem, pool = prefix + "trunk.", r"vision_tower\.patch_embedding\.", r"vision_tower\.pooler\."
+    trunk, stem = prefix + "trunk.", r"vision_tower\.patch_embedding\."
     backbone = trunk + "patch_embed.backbone."
     return [
         rule(stem + r"conv1\.weight", backbone + "0.conv.weight"),
@@ -358,13 +358,7 @@ def open_clip_rules(vision: TimmVitConfig, prefix: str) -> list[KeyRule]:
         rule(r"vision_tower\.position_embedding", trunk + "pos_embed", transform="squeeze1"),
         rule(r"vision_tower\.norm_pre\." + PARAMETER, trunk + "norm_pre.{param}"),
         *trunk_block_rules(r"vision_tower\.transformer\.blocks\.(\d+)\.", trunk + "blocks.{0}."),
-        rule(pool + "probe", trunk + "attn_pool.latent", transform="squeeze2"),
-        rule(pool + r"attn\.query\." + PARAMETER, trunk + "attn_pool.q.{param}"),
-        rule(pool + r"attn\.key_value\." + PARAMETER, trunk + "attn_pool.kv.{param}"),
-        rule(pool + r"attn\.out\." + PARAMETER, trunk + "attn_pool.proj.{param}"),
-        rule(pool + r"norm\." + PARAMETER, trunk + "attn_pool.norm.{param}"),
-        rule(pool + r"mlp\.fc\." + PARAMETER, trunk + "attn_pool.mlp.fc1.{param}"),
-        rule(pool + r"mlp\.proj\." + PARAMETER, trunk + "attn_pool.mlp.fc2.{param}"),
+        *attention_pool_rules(trunk),
         *trunk_head_rules(vision, prefix),
     ]
 
