@@ -133,10 +133,16 @@ def test_a_tag_neither_cached_nor_downloadable_is_one_line_naming_the_repository
 
 
 def test_a_tag_of_an_architecture_cliplab_does_not_build_is_refused_before_any_download(cached_tag):
+    built = set(cliplab.list_models())
+    unbuilt = [(model, tag) for model, tag in cliplab.list_pretrained() if model not in built]
+    if not unbuilt:
+        pytest.skip("cliplab builds every architecture of open_clip's tags")
+    model, tag = unbuilt[0]
     with pytest.raises(UserError) as raised:
-        cliplab.create_model_and_transforms("EVA02-B-16", pretrained="merged2b_s8b_b131k")
-    assert str(raised.value) == ("pretrained tag 'merged2b_s8b_b131k' of EVA02-B-16: cliplab does not build the "
-                                 "open_clip architecture EVA02-B-16 (cliplab.list_models() lists those it builds)")
+        cliplab.create_model_and_transforms(model, pretrained=tag)
+    message = str(raised.value)
+    assert "\n" not in message and message.startswith(f"pretrained tag {tag!r} of {model}: ")
+    assert "which cliplab does not build" in message and "cache" not in message  # nothing was looked up
 
 
 def test_an_unknown_tag_names_the_models_tags_and_a_bare_tag_asks_for_the_architecture(cached_tag):

@@ -21,20 +21,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from cliplab.data.preprocess_config import PreprocessConfig, read_hf_image_processor
+from cliplab.data.preprocess_config import PreprocessConfig
 from cliplab.data.tokenizer_files import tokenizer_from_open_clip_config
 from cliplab.data.tokenizer_hf import hf_tokenizer_from_dir
 from cliplab.errors import UserError
-from cliplab.models import ModelConfig, build_model, get_model_config, list_models
+from cliplab.models import ModelConfig, build_model, get_model_config
 from cliplab.models.config import read_json_object
-from cliplab.models.open_clip_config import (builtin_open_clip_config, builtin_open_clip_names,
-                                             config_from_open_clip, config_to_open_clip)
+from cliplab.models.open_clip_config import (UnsupportedArchitectureError, builtin_open_clip_config,
+                                             config_from_open_clip, config_to_open_clip, known_open_clip_names)
 from cliplab.pretrained.cliplab_keys import CLIPLAB_RULES, is_cliplab_layout
 from cliplab.pretrained.formats import (HF_WEIGHT_FILES, HUB_WEIGHT_FILES, OPEN_CLIP_CONFIG, accepted_formats,
                                         directory_format, first_existing)
 from cliplab.pretrained.hf_cache import repo_file
-from cliplab.pretrained.hf_config import config_from_hf
-from cliplab.pretrained.hf_keys import hf_clip_rules, hf_siglip_rules, without_position_ids
+from cliplab.pretrained.hf_config import HF_PROCESSOR_CONFIG, config_from_hf
+from cliplab.pretrained.hf_keys import hf_model_rules, without_position_ids
 from cliplab.pretrained.key_maps import cliplab_reader
 from cliplab.pretrained.open_clip_keys import open_clip_rules
 from cliplab.pretrained.openai_checkpoint import is_openai_state_dict, openai_model_cfg, without_openai_extras
@@ -147,7 +147,7 @@ def architecture_model_cfg(model: str | dict | Path | ModelConfig) -> dict:
     if isinstance(model, ModelConfig):
         return config_to_open_clip(model)
     name = str(model)
-    if name in builtin_open_clip_names():
+    if name in known_open_clip_names():
         return builtin_open_clip_config(name)
     path = Path(name)
     if path.is_dir():
@@ -165,7 +165,7 @@ def architecture_config(model: str | dict | Path | ModelConfig) -> ModelConfig:
         return model
     name = str(model)
     path = Path(name)
-    if isinstance(model, dict) or name in builtin_open_clip_names() or (path / OPEN_CLIP_CONFIG).is_file() \
+    if isinstance(model, dict) or name in known_open_clip_names() or (path / OPEN_CLIP_CONFIG).is_file() \
             or path.name == OPEN_CLIP_CONFIG:
         return config_from_open_clip(architecture_model_cfg(model))
     try:
@@ -214,7 +214,7 @@ def _read_cliplab_state(path: Path, state: dict[str, torch.Tensor],
                         f"architecture it was saved from: load(path, model='tiny-vit') (a name of "
                         f"cliplab.list_models(), or a model JSON such as a bundle's config.json)")
     config = architecture_config(model)
-    if isinstance(model, str) and model in builtin_open_clip_names():
+    if isinstance(model, str) and model in known_open_clip_names():
         tokenizer, error = _tokenizer(lambda: tokenizer_from_open_clip_config(builtin_open_clip_config(model)))
     else:
         tokenizer, error = None, ("a state dict holds no tokenizer and cliplab's architectures train theirs: "
@@ -230,15 +230,15 @@ def read_pretrained_tag(tag: PretrainedTag, model: str | dict | Path | ModelConf
     tag's preprocessing. The architecture is checked before the weights are read through the Hugging
     Face cache (downloaded when not cached)."""
     where = f"pretrained tag {tag.tag!r} of {tag.model}"
-    if isinstance(model, str) and model not in list_models():
-        raise UserError(f"{where}: cliplab does not build the open_clip architecture {model} (cliplab.list_models() "
-                        "lists those it builds)")
     model_cfg = dict(architecture_model_cfg(model))
     if tag.quick_gelu and not model_cfg.get("quick_gelu", False):
         warnings.warn(f"pretrained tag {tag.tag!r} of {tag.model} was trained with QuickGELU: building {model} "
                       f"with QuickGELU, as {tag.model}-quickgelu is", UserWarning, stacklevel=2)
         model_cfg["quick_gelu"] = True
-    config_from_open_clip(model_cfg)  # an architecture cliplab does not build is refused before any download
+    try:
+        config_from_open_clip(model_cfg)  # an architecture cliplab does not build is refused before any download
+    except UnsupportedArchitectureError as error:
+        raise UnsupportedArchitectureError(f"{where}: {error}") from None
     weights = repo_file(tag.repo_id, tag.weight_files, where=where)
     return read_checkpoint_file(weights, model_cfg, preprocess_cfg=tag.preprocess_cfg)
 
@@ -252,12 +252,12 @@ def _hf_weights(directory: Path) -> Path:
 
 
 def read_hf_directory(directory: Path, weights: Path | None = None) -> ForeignCheckpoint:
-    """A transformers CLIPModel / SiglipModel directory (config.json, weights, tokenizer files,
-    preprocessor_config.json)."""
+    """A transformers CLIPModel / SiglipModel / Siglip2Model directory (config.json, weights,
+    tokenizer files, preprocessor_config.json)."""
     values = read_json_object(directory / "config.json", str(directory / "config.json"))
-    processor = directory / "preprocessor_config.json"
-    preprocess = read_hf_image_processor(processor) if processor.is_file() else None
-    config = config_from_hf(values, preprocess)
+    processor_file = directory / HF_PROCESSOR_CONFIG
+    processor = read_json_object(processor_file, str(processor_file)) if processor_file.is_file() else None
+    config = config_from_hf(values, processor)
     tokenizer, error = _tokenizer(lambda: hf_tokenizer_from_dir(directory, config.text.context_length))
     if tokenizer is not None and tokenizer.pad_id < config.text.vocab_size:
         # The text tower never masks padding here; pad_id only marks padding in token-level outputs.
@@ -268,7 +268,7 @@ def read_hf_directory(directory: Path, weights: Path | None = None) -> ForeignCh
         shapes, read = sharded_source(weights) if weights.name.endswith(".index.json") else file_source(weights)
         return without_position_ids(shapes), read
 
-    rules = hf_clip_rules(config) if config.kind == "clip" else hf_siglip_rules(config)
+    rules = hf_model_rules(config, values["model_type"])
     return ForeignCheckpoint("hf", directory, config, _state_loader(open_source, lambda shapes: rules, weights),
                              tokenizer, error)
 

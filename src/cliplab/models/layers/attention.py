@@ -48,13 +48,14 @@ def key_padding_attention_mask(key_is_real: torch.Tensor, causal: bool) -> torch
 class SelfAttention(nn.Module):
     """Multi-head self-attention: x [B, T, W] -> [B, T, W].
 
-    qkv/out projections with bias (the layout of CLIP's attention, so parameter counts match).
+    qkv/out projections with bias (the layout of CLIP's attention, so parameter counts match);
+    qkv_bias=False drops the qkv bias (some of timm's ViTs).
     """
 
-    def __init__(self, width: int, heads: int):
+    def __init__(self, width: int, heads: int, *, qkv_bias: bool = True):
         super().__init__()
         self.heads = heads
-        self.qkv = nn.Linear(width, 3 * width)
+        self.qkv = nn.Linear(width, 3 * width, bias=qkv_bias)
         self.out = nn.Linear(width, width)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, causal: bool = False,
@@ -82,11 +83,13 @@ class CrossAttention(nn.Module):
         self.key_value = nn.Linear(context_width, 2 * width)
         self.out = nn.Linear(width, width)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor,
+                attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """attn_mask: Bool broadcastable to [B, H, T, S] (True: may attend) or None."""
         batch, length, width = x.shape
         head_dim = width // self.heads
         query = self.query(x).view(batch, length, self.heads, head_dim).transpose(1, 2)
         key_value = self.key_value(context).view(batch, context.shape[1], 2, self.heads, head_dim)
         key, value = key_value.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, H, S, D]
-        attended = F.scaled_dot_product_attention(query, key, value)
+        attended = F.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask)
         return self.out(attended.transpose(1, 2).reshape(batch, length, width))
