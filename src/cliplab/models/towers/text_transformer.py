@@ -46,6 +46,28 @@ def pool_index(tokens: torch.Tensor, is_real: torch.Tensor, pool: str, eos_id: i
     return torch.full((tokens.shape[0],), tokens.shape[1] - 1, dtype=torch.long, device=tokens.device)
 
 
+def pooled_prefix_length(tokens: torch.Tensor, is_real: torch.Tensor, config: TextConfig) -> int | None:
+    """How many leading positions decide every row's pooled vector, or None when all of them may.
+
+    tokens Long[B, T], is_real Bool[B, T]. A position after every row's pooled position (pools
+    "eot", "argmax", "eos") or after every row's last real token (pool "mean") cannot change the
+    pooled vector when attention is causal (later keys are hidden from earlier queries), nor, with
+    the "keys" padding mask, when it is padding in every row (padded keys are hidden from every
+    query). Dropping those positions leaves the same computation on fewer rows: equal up to
+    float reassociation in the matmuls. Pools "cls" (a class token after the last position, at
+    position T; the "shifted" mask comes with it) and "last" depend on T itself: None.
+    """
+    if config.pool in ("cls", "last"):
+        return None
+    if not (config.causal or config.padding_mask == "keys"):
+        return None
+    needed = last_real_index(is_real)
+    if config.pool != "mean":
+        pooled_at = pool_index(tokens, is_real, config.pool, config.eos_id)
+        needed = pooled_at if config.causal else torch.maximum(needed, pooled_at)
+    return int(needed.max()) + 1
+
+
 def attention_mask(is_real: torch.Tensor, padding_mask: str, causal: bool, class_token: bool
                    ) -> torch.Tensor | None:
     """The mask for the blocks: Bool[B, 1, L, L] (True = may attend), or None when only a causal
@@ -148,7 +170,15 @@ class TextTransformer(nn.Module):
         return pooled, hidden, is_real
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens [B, T] -> pooled [B, W]."""
+        """tokens [B, T] -> pooled [B, W]; the blocks run on the positions that decide it only
+        (`pooled_prefix_length`: for a causal tower, up to the batch's last pooled position).
+        Not under dropout in training: fewer positions would draw other dropout masks."""
+        self.check_tokens(tokens)
+        if self.training and self.config.dropout > 0:
+            return self.forward_features(tokens)[0]
+        length = pooled_prefix_length(tokens, tokens != self.config.pad_id, self.config)
+        if length is not None and length < tokens.shape[1]:
+            tokens = tokens[:, :length]
         return self.forward_features(tokens)[0]
 
     def forward_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
