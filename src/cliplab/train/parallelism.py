@@ -6,11 +6,11 @@ values, drawn exactly as the full build draws them, so that a sharded run starts
 a DDP run with the same seed has, and no rank ever holds the whole model.
 
 `wrap_for_training` then gives the `ParallelModel` the step runs:
-  - DDP (several processes, `distributed.fsdp` off): DistributedDataParallel, then torch.compile
-    of the whole module when asked;
+  - DDP (several processes, `distributed.fsdp` off): the model's repeated blocks compiled when
+    asked (`CLIP.compile_blocks`, regional compilation), then DistributedDataParallel;
   - FSDP2 (`distributed.fsdp`): `sharding.shard` (units, mixed precision, 0-d parameters, blocks
     compiled one by one when asked), then the shards allocated and filled;
-  - one process: the module itself (compiled when asked).
+  - one process: the module itself (its blocks compiled when asked).
 Checkpoints of a sharded run are DCP directories written shard by shard by every rank
 (`dcp_checkpointer`, chosen by `build_checkpointer`); the whole model for evaluation is gathered
 onto rank 0 (`whole_model`, `sharded_state`).
@@ -32,6 +32,7 @@ from cliplab.train.checkpoint import CheckpointManager
 from cliplab.train.checkpointer import CheckpointedParts, Checkpointer
 from cliplab.train.config import CheckpointConfig, TrainConfig
 from cliplab.train.distributed_setup import DistributedContext
+from cliplab.train.torch_setup import use_compile_cache
 
 if TYPE_CHECKING:
     from cliplab.train.sharded_state import ShardSource
@@ -80,13 +81,13 @@ def _parameter_order(module: nn.Module) -> tuple[str, ...]:
 
 def _ddp(trainable: nn.Module, model: nn.Module, config: TrainConfig, context: DistributedContext) -> ParallelModel:
     wrapped, no_sync = trainable, contextlib.nullcontext
+    if config.model.torchcompile:
+        model.compile_blocks()
     if context.distributed:
         device_ids = [context.device.index] if context.device.type == "cuda" else None
         wrapped = DistributedDataParallel(trainable, device_ids=device_ids,
                                           find_unused_parameters=config.distributed.find_unused_parameters)
         no_sync = wrapped.no_sync
-    if config.model.torchcompile:
-        wrapped = torch.compile(wrapped)
     return ParallelModel(module=wrapped, trainable=trainable, model=model, no_sync=no_sync, sharded=False,
                          parameter_order=_parameter_order(trainable))
 
@@ -127,6 +128,8 @@ def wrap_for_training(trainable: nn.Module, model: nn.Module, config: TrainConfi
                       build: ModelBuild, weights: WeightsOpener | None = None) -> ParallelModel:
     """The ParallelModel of `trainable` (the model, or the model with objective heads), built by
     `build`; weights: the opener of a pretrained model's checkpoint (`TrainingModel.weights`)."""
+    if config.model.torchcompile:
+        use_compile_cache()
     if build.sharded:
         return _fsdp(trainable, model, config, context, build, weights)
     return _ddp(trainable, model, config, context)
