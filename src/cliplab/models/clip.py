@@ -119,18 +119,24 @@ class CLIP(nn.Module):
         """Freeze the image tower and its projection except the last `unlocked_groups` groups.
 
         Groups, input to output, as the tower's family counts them (`TowerFamily.lock_groups`):
-        embeddings (ViT) or stem (conv); each block or stage; final norm with the projection.
-        freeze_norms=False leaves every norm layer trainable.
+        embeddings (ViT) or stem (conv); each block or stage; final norm with the projection (a
+        family with `locks_projection=False`, open_clip's timm towers, leaves the projection and
+        any head outside its groups trainable, as open_clip does). freeze_norms=False leaves every
+        norm layer trainable.
         """
-        groups = family_of(self.config.vision).lock_groups(self.vision_tower)
-        groups[-1] = [*groups[-1], self.image_projection]
+        family = family_of(self.config.vision)
+        groups = family.lock_groups(self.vision_tower)
+        if family.locks_projection:
+            groups[-1] = [*groups[-1], self.image_projection]
         freeze_groups(groups, unlocked_groups, freeze_norms, argument_name="unlocked_groups")
 
     def lock_text_tower(self, unlocked_layers: int = 0, freeze_norms: bool = True) -> None:
         """Freeze the text tower and its projection except the last `unlocked_layers` groups
         (embeddings, each block, final norm with the projection)."""
-        groups = family_of(self.config.text).lock_groups(self.text_tower)
-        groups[-1] = [*groups[-1], self.text_projection]
+        family = family_of(self.config.text)
+        groups = family.lock_groups(self.text_tower)
+        if family.locks_projection:
+            groups[-1] = [*groups[-1], self.text_projection]
         freeze_groups(groups, unlocked_layers, freeze_norms, argument_name="unlocked_layers")
 
     def fsdp_units(self) -> list[nn.Module]:

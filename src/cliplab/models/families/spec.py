@@ -19,7 +19,8 @@ The contracts a family's parts keep:
   the tower's.
 - `lock_groups(tower) -> [[module or parameter, ...], ...]`: the tower's parameter groups from
   input to output, as open_clip's `lock_image_tower(unlocked_groups)` counts them; the model adds
-  its projection to the last group.
+  its projection to the last group, unless `locks_projection` is False (open_clip's `TimmModel.lock`
+  freezes the timm trunk only: its `visual.head`, the projection, stays trainable).
 - `fsdp_units(tower) -> [module, ...]`: the submodules that become FSDP2 units of their own
   (residual blocks, stages), input to output; the rest of the tower stays in the root unit.
 - `open_clip` (`OpenClipForm`, None where open_clip has no such tower): `recognises(section)` says
@@ -80,6 +81,7 @@ class TowerFamily:
 
     kind: the config's `kind` (unique over both sides). side: "vision" or "text". summary: one
     line for docs/models.md. config: its config dataclass. build: config -> the tower module.
+    locks_projection: whether locking the tower freezes the model's projection with its last group.
     """
 
     kind: str
@@ -91,6 +93,7 @@ class TowerFamily:
     fsdp_units: Callable[[nn.Module], list[nn.Module]]
     open_clip: OpenClipForm | None = None
     hf_rules: Callable[[Any, str], list[KeyRule]] | None = None
+    locks_projection: bool = True
 
     def __post_init__(self) -> None:
         if self.side not in SIDES:
