@@ -53,10 +53,9 @@ def test_small_variants_equal_open_clip_through_the_key_rules_both_ways(small):
 
 
 def test_a_hub_directory_loads_with_open_clips_features_and_eval_preprocessing(tmp_path):
-    reference = BASE.write_hub(tmp_path / "hub", HUB_PREPROCESS)
+    BASE.write_hub(tmp_path / "hub", HUB_PREPROCESS)
     theirs, ours = BASE.open_clip_from_hub(tmp_path / "hub"), BASE.cliplab_from_hub(tmp_path / "hub")
-    assert_same_features(ours, reference, BASE.images())
-    assert_same_features(ours, theirs, BASE.images())
+    assert_same_features(ours, theirs, BASE.images(2))
     assert_eval_preprocessing_is_open_clips(ours, theirs)
 
 
