@@ -3,25 +3,44 @@
 features through the family's key rules both ways (fp32, eval, 1e-5 relative), and from an open_clip
 hub directory with open_clip's eval preprocessing; the lock groups are timm's and the lock is
 open_clip's; the converter reads timm's facts, exports by name and refuses what it does not build;
-channels-last and gradient checkpointing change nothing; a real-size hub directory loads and
-exports back to open_clip (slow)."""
+channels-last and gradient checkpointing change nothing; a tiny override trains on a CSV, and a
+small ConvNeXt checkpoint fine-tunes, resumes exactly (in process; killed by SIGKILL through the CLI:
+slow) and locks as open_clip does; a real-size hub directory loads and exports back to open_clip
+(slow)."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
+from cliplab.bundle import save
+from cliplab.data.tokenizer_openai import openai_bpe_tokenizer
 from cliplab.errors import UnsupportedArchitectureError
 from cliplab.models import build_model, create_model
 from cliplab.models.families.timm_convnext import TimmConvNextConfig
 from cliplab.models.open_clip_config import builtin_open_clip_config, config_from_open_clip, config_to_open_clip
+from cliplab.train import train
+from cliplab.train.checkpoint import CheckpointManager
+from finetune_fixtures import finetune_config
 from reference_libraries import assert_relative_close
 from timm_fixtures import (SmallTimmTower, assert_checkpointing_changes_nothing_and_every_parameter_learns,
                            assert_eval_preprocessing_is_open_clips, assert_groups_are_timms, assert_lock_is_open_clips,
-                           assert_real_size_round_trip, assert_same_features, loaded_from)
+                           assert_real_size_round_trip, assert_same_features, assert_trains_on_a_csv, loaded_from,
+                           noise_manifest)
+from train_helpers import assert_same_final_checkpoint
 
 torch.set_num_threads(2)
 SMALL_SIZES = {"depths": [1, 1, 2, 1], "dims": [16, 32, 64, 128]}
 BASE = SmallTimmTower("convnext_base", {key: tuple(value) for key, value in SMALL_SIZES.items()}, SMALL_SIZES, 64)
 LARGE_D = SmallTimmTower("convnext_large_d", BASE.timm_kwargs, SMALL_SIZES, 64)
+# convnext_base shrunk to train in a second (its drop path 0.1 stays: resuming must replay it).
+TINY = {"embed_dim": 16, "vision.depths": [1, 1, 2, 1], "vision.dims": [8, 16, 16, 32], "vision.image_size": 32,
+        "preprocess.image_size": 32, "text.width": 32, "text.heads": 2, "text.layers": 1}
 # open_clip's pretrained convnext configs (laion/CLIP-convnext_*): OpenAI's statistics, bicubic, shortest side.
 HUB_PREPROCESS = {"mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711],
                   "interpolation": "bicubic", "resize_mode": "shortest"}
@@ -116,6 +135,97 @@ def test_channels_last_keeps_its_layout_and_the_features():
 
 def test_gradient_checkpointing_and_drop_path_train_every_parameter():
     assert_checkpointing_changes_nothing_and_every_parameter_learns(BASE)
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    return noise_manifest(tmp_path_factory.mktemp("data"), 8)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A tiny convnext_base saved as a cliplab bundle (open_clip names its timm towers only at
+    their real sizes, so a small pretrained ConvNeXt is a cliplab bundle)."""
+    torch.manual_seed(0)
+    return save(create_model("convnext_base", **TINY), openai_bpe_tokenizer(77), tmp_path_factory.mktemp("tiny"))
+
+
+def test_a_tiny_override_trains_on_a_csv(manifest, tmp_path):
+    assert_trains_on_a_csv("convnext_base", TINY, manifest, tmp_path)
+
+
+def test_fine_tuning_resumes_exactly(checkpoint, manifest, tmp_path):
+    train(finetune_config(tmp_path, manifest, checkpoint, name="whole", steps=4))
+    train(finetune_config(tmp_path, manifest, checkpoint, name="resumed", steps=2))
+    resumed = finetune_config(tmp_path, manifest, checkpoint, name="resumed", steps=4)
+    resumed.checkpoint.resume = "latest"
+    train(resumed)
+    assert_same_final_checkpoint(tmp_path / "resumed", tmp_path / "whole", steps=4)
+
+
+@pytest.mark.parametrize("unlocked_groups, trained", [(0, set()), (1, {"head_norm"})])
+def test_lock_image_freezes_the_trunk_and_trains_the_projection(unlocked_groups, trained, checkpoint, manifest,
+                                                                tmp_path):
+    """--lock-image --lock-image-freeze-bn-stats (norms locked too, open_clip's lock): the trunk
+    keeps the checkpoint's weights but for its last `unlocked_groups` groups; the projection
+    (open_clip's visual.head) and the text tower train."""
+    config = finetune_config(tmp_path, manifest, checkpoint, steps=2, lock_image=True, lock_image_freeze_bn_stats=True,
+                             lock_image_unlocked_groups=unlocked_groups)
+    result = train(config)
+    before = load_file(checkpoint / "model.safetensors")
+    after = load_file(CheckpointManager(result.run_dir / "checkpoints", keep=2).latest() / "model.safetensors")
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    tower = {name.split(".")[1] for name in changed if name.startswith("vision_tower.")}
+    assert tower == trained
+    assert "image_projection.weight" in changed and any(name.startswith("text_tower.") for name in changed)
+
+
+def _cli_command(logs, checkpoint, manifest, resume=False):
+    command = [sys.executable, "-m", "cliplab", "train", "--pretrained", str(checkpoint), "--dataset-type", "csv",
+               "--train-data", str(manifest), "--logs", str(logs), "--name", "run", "--max-steps", "12",
+               "--batch-size", "4", "--epochs", "10", "--workers", "0", "--save-every-steps", "3",
+               "--keep-checkpoints", "2", "--log-every-n-steps", "1", "--no-progress-bar", "--no-tensorboard",
+               "--threads", "1", "--deterministic", "--warmup", "2", "--set", "eval.eval_at_end=false"]
+    return command + (["--resume", "latest"] if resume else [])
+
+
+def _cli_losses(run_dir):
+    records = map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+    return {record["step"]: record["loss"] for record in records if record["kind"] == "train"}
+
+
+@pytest.mark.slow
+def test_a_fine_tune_killed_after_a_checkpoint_resumes_to_the_uninterrupted_run(checkpoint, manifest, tmp_path):
+    """`cliplab train --pretrained <convnext bundle>` SIGKILLed once a step after a checkpoint is
+    logged, resumed with --resume latest: the end is the uninterrupted run's, bit for bit (weights,
+    optimiser, counters, the losses of every step after the checkpoint)."""
+    subprocess.run(_cli_command(tmp_path / "reference", checkpoint, manifest), check=True, capture_output=True,
+                   timeout=600)
+    run_dir = tmp_path / "killed" / "run"
+    process = subprocess.Popen(_cli_command(tmp_path / "killed", checkpoint, manifest), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    checkpoint_at = killed_at = None
+    try:
+        deadline = time.time() + 600
+        while time.time() < deadline and process.poll() is None:
+            checkpoints = run_dir / "checkpoints"
+            latest = CheckpointManager(checkpoints, keep=2).latest() if checkpoints.exists() else None
+            logged = _cli_losses(run_dir) if (run_dir / "metrics.jsonl").exists() else {}
+            if latest is not None and logged and max(logged) > int(latest.name.split("_")[1]):
+                process.send_signal(signal.SIGKILL)
+                killed_at, checkpoint_at = max(logged), int(latest.name.split("_")[1])
+                break
+            time.sleep(0.005)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == -signal.SIGKILL and checkpoint_at < killed_at < 12
+    subprocess.run(_cli_command(tmp_path / "killed", checkpoint, manifest, resume=True), check=True,
+                   capture_output=True, timeout=600)
+    assert_same_final_checkpoint(run_dir, tmp_path / "reference" / "run", steps=12)
+    losses, reference = _cli_losses(run_dir), _cli_losses(tmp_path / "reference" / "run")
+    assert sorted(losses) == list(range(1, 13))
+    assert all(losses[step] == reference[step] for step in range(checkpoint_at + 1, 13))
 
 
 @pytest.mark.slow

@@ -17,7 +17,8 @@ from cliplab.models.open_clip_config import builtin_open_clip_config, config_fro
 from reference_libraries import assert_relative_close
 from timm_fixtures import (SmallTimmTower, assert_checkpointing_changes_nothing_and_every_parameter_learns,
                            assert_eval_preprocessing_is_open_clips, assert_groups_are_timms, assert_lock_is_open_clips,
-                           assert_real_size_round_trip, assert_same_features, loaded_from)
+                           assert_real_size_round_trip, assert_same_features, assert_trains_on_a_csv, loaded_from,
+                           noise_manifest)
 
 torch.set_num_threads(2)
 NAME = "swin_base_patch4_window7_224"
@@ -107,6 +108,14 @@ def test_channels_last_input_gives_the_same_features():
 
 def test_gradient_checkpointing_and_drop_path_train_every_parameter():
     assert_checkpointing_changes_nothing_and_every_parameter_learns(PADDED)
+
+
+def test_a_tiny_override_trains_on_a_csv(tmp_path):
+    """Grids 8 and 4 with 4x4 windows (stage 0 shifted), drop path 0.1 (timm's default) on."""
+    overrides = {"embed_dim": 16, "vision.width": 8, "vision.depths": [2, 1], "vision.heads": [1, 2],
+                 "vision.window": 4, "vision.image_size": 32, "preprocess.image_size": 32, "text.width": 32,
+                 "text.heads": 2, "text.layers": 1}
+    assert_trains_on_a_csv(NAME, overrides, noise_manifest(tmp_path / "data", 8), tmp_path)
 
 
 @pytest.mark.slow

@@ -104,9 +104,10 @@ def requires_grad_by_open_clip_name(model: torch.nn.Module, rules=None) -> dict[
 
 
 def assert_eval_preprocessing_is_open_clips(ours: torch.nn.Module, theirs: torch.nn.Module) -> None:
-    """cliplab's model read from a hub directory has the eval preprocessing open_clip resolved for it (`theirs.visual.preprocess_cfg`), and on PIL images of other shapes it gives open_clip's
-    eval pixels: resize of the short side to S (PIL, open_clip's interpolation), center crop,
-    [0, 1] scaling, mean/std (torchvision hands PIL images to PIL's resize)."""
+    """cliplab's model read from a hub directory has the eval preprocessing open_clip resolved for it
+    (`theirs.visual.preprocess_cfg`), and on PIL images of other shapes it gives open_clip's eval
+    pixels: resize of the short side to S (PIL, open_clip's interpolation), center crop, [0, 1]
+    scaling, mean/std (torchvision hands PIL images to PIL's resize)."""
     resolved = theirs.visual.preprocess_cfg
     config = PreprocessConfig.from_open_clip(resolved, resolved["size"])
     assert ours.config.preprocess == config
@@ -199,3 +200,41 @@ def assert_real_size_round_trip(name: str, preprocess_cfg: dict, directory: Path
     exported = export(loaded.model, openai_bpe_tokenizer(77), directory / "export", format="open_clip")
     again = open_clip().create_model(f"local-dir:{exported}", pretrained=f"{exported}/open_clip_model.safetensors")
     assert_same_features(loaded.model, again.eval(), images)
+
+
+def noise_manifest(directory: Path, count: int) -> Path:
+    """`count` random-noise 16x16 RGB PNGs captioned "caption i", in make_manifest's TSV layout. Not
+    flat colours: on those every token of a window is the same, and attention is blind to its
+    position bias (a zero gradient)."""
+    (directory / "images").mkdir(parents=True, exist_ok=True)
+    lines = ["filepath\ttitle\tlabel"]
+    for index in range(count):
+        pixels = np.random.default_rng(index).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(directory / "images" / f"{index}.png")
+        lines.append(f"images/{index}.png\tcaption {index}\t{index % 10}")
+    (directory / "manifest.tsv").write_text("\n".join(lines) + "\n")
+    return directory / "manifest.tsv"
+
+
+def assert_trains_on_a_csv(name: str, overrides: dict, manifest: Path, logs: Path) -> None:
+    """`name` shrunk by `overrides` trains 3 steps on the CSV `manifest` (`noise_manifest`) from
+    scratch: finite losses, and every parameter moves between the first step and the last."""
+    from cliplab.train import TrainHooks, train
+    from cliplab.train.config import ModelSetupConfig
+    from train_helpers import csv_config
+
+    config = csv_config(logs, manifest, batch_size=4, epochs=2)
+    config.model = ModelSetupConfig(name=name, overrides=dict(overrides))
+    config.loop.max_steps = 3
+    snapshots, losses = {}, []
+
+    def after_step(step, model):
+        snapshots[step] = {key: value.detach().clone() for key, value in model.named_parameters()}
+
+    def modify_loss(step, output):
+        losses.append(float(output.total.detach()))
+        return output
+
+    result = train(config, hooks=TrainHooks(after_step=after_step, modify_loss=modify_loss))
+    assert result.summary["steps"] == 3 and len(losses) == 3 and all(map(np.isfinite, losses))
+    assert [name for name in snapshots[1] if torch.equal(snapshots[1][name], snapshots[3][name])] == []

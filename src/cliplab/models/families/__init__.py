@@ -22,7 +22,8 @@ from typing import Any
 from torch import nn
 
 from cliplab.errors import UnsupportedArchitectureError
-from cliplab.models.families import conv, resnet, text_transformer, timm_convnext, timm_swin, timm_vit, vit
+from cliplab.models.families import (conv, resnet, text_transformer, timm_convnext, timm_swin, timm_vit,
+                                     vit)
 from cliplab.models.families.spec import SIDES, OpenClipContext, OpenClipForm, TowerFamily
 from cliplab.models.timm_models import timm_family_kind, timm_model
 

@@ -210,7 +210,8 @@ def open_clip_rules(vision: TimmConvNextConfig, prefix: str) -> list[KeyRule]:
     theirs = trunk + "stages.{0}.blocks.{1}."
     return [
         rule(r"vision_tower\.stem\.(\d)\." + PARAMETER, trunk + "stem.{0}.{param}"),
-        rule(r"vision_tower\.stages\.(\d+)\.downsample\.(\d)\." + PARAMETER, trunk + "stages.{0}.downsample.{1}.{param}"),
+        rule(r"vision_tower\.stages\.(\d+)\.downsample\.(\d)\." + PARAMETER,
+             trunk + "stages.{0}.downsample.{1}.{param}"),
         rule(block + r"depthwise\." + PARAMETER, theirs + "conv_dw.{param}"),
         rule(block + r"norm\." + PARAMETER, theirs + "norm.{param}"),
         rule(block + r"mlp\.fc\." + PARAMETER, theirs + "mlp.fc1.{param}"),
