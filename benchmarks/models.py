@@ -1,10 +1,19 @@
-"""Forward+backward throughput and peak memory of model configs, with and without checkpointing.
+"""Forward+backward throughput and peak memory of model configs, with and without checkpointing;
+and cliplab's towers beside open_clip's (with timm's) on the same weights and inputs.
 
 Each configuration runs in a fresh subprocess so its peak RSS (`ru_maxrss`) is its own. A step is
 forward of images and tokens, a local symmetric InfoNCE loss, and backward (no optimizer).
 
     python benchmarks/models.py                       # tiny and ViT-B-32 at batch 64, writes BENCHMARKS.md
     python benchmarks/models.py --models tiny --steps 5 --no-write
+    python benchmarks/models.py --against-open-clip convnext_base --batch-size 8 --steps 3
+
+--against-open-clip: in one process, cliplab's model of each open_clip name and open_clip's own
+(open_clip 3.3.0 + timm 1.0.31 from build/test-oracles, through tests/reference_libraries.py) holding
+the same weights (cliplab's, mapped by the family's key rules), on the same batch; their features are
+checked equal first, then the two step in turn (warm-up, then timed steps interleaved, so both see
+the same machine load). Writes section `models_vs_open_clip` (the ratio is cliplab's s/step over
+open_clip's, from this one run).
 """
 
 from __future__ import annotations
@@ -28,18 +37,11 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def run_worker(model_name: str, batch_size: int, checkpointing: bool, warmup: int, steps: int,
-               threads: int) -> dict:
+def random_batch(config, batch_size: int):
+    """(images [B, 3, S, S], tokens [B, T]): random pixels, random captions of random lengths
+    (start id 1, end id 2, padding 0)."""
     import torch
-    import torch.nn.functional as F
 
-    from cliplab.models import create_model
-
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model = create_model(model_name, output_dict=True)
-    model.set_grad_checkpointing(checkpointing)
-    config = model.config
     size, length = config.vision.image_size, config.text.context_length
     images = torch.randn(batch_size, 3, size, size)
     tokens = torch.randint(5, config.text.vocab_size, (batch_size, length))
@@ -48,15 +50,42 @@ def run_worker(model_name: str, batch_size: int, checkpointing: bool, warmup: in
     tokens[:, 0] = 1
     tokens[positions >= caption_lengths[:, None]] = 0
     tokens[torch.arange(batch_size), caption_lengths - 1] = 2
-    labels = torch.arange(batch_size)
+    return images, tokens
+
+
+def training_step(model, images, tokens) -> None:
+    """Forward, the local symmetric InfoNCE loss, backward (a model returning a dict or open_clip's
+    (image_features, text_features, logit_scale) tuple)."""
+    import torch
+    import torch.nn.functional as F
+
+    output = model(images, tokens)
+    image_features, text_features, logit_scale = (
+        (output["image_features"], output["text_features"], output["logit_scale"]) if isinstance(output, dict)
+        else output[:3])
+    logits = logit_scale * image_features @ text_features.T
+    labels = torch.arange(images.shape[0])
+    loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+
+
+def run_worker(model_name: str, batch_size: int, checkpointing: bool, warmup: int, steps: int,
+               threads: int) -> dict:
+    import torch
+
+    from cliplab.models import create_model
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = create_model(model_name, output_dict=True)
+    model.set_grad_checkpointing(checkpointing)
+    config = model.config
+    images, tokens = random_batch(config, batch_size)
     baseline_mib = peak_rss_mib()
 
     def step() -> None:
-        output = model(images, tokens)
-        logits = output["logit_scale"] * output["image_features"] @ output["text_features"].T
-        loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
-        model.zero_grad(set_to_none=True)
-        loss.backward()
+        training_step(model, images, tokens)
 
     for _ in range(warmup):
         step()
@@ -84,6 +113,66 @@ def measure_in_subprocess(model_name: str, batch_size: int, checkpointing: bool,
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
+def compare_with_open_clip(model_name: str, batch_size: int, warmup: int, steps: int, threads: int) -> dict:
+    """cliplab's and open_clip's `model_name` on the same weights and batch (see the module docstring):
+    {"seconds_cliplab", "seconds_open_clip", "parameters", "image_size", "max_relative_difference"}."""
+    import torch
+
+    sys.path.insert(0, str(REPO_ROOT / "tests"))
+    from reference_libraries import open_clip, open_clip_model, reference_mode
+
+    from cliplab.models import create_model
+    from cliplab.pretrained.key_maps import from_cliplab
+    from cliplab.pretrained.open_clip_keys import open_clip_rules, open_clip_text_prefix
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    ours = create_model(model_name, output_dict=True)
+    theirs = open_clip_model(open_clip().get_model_config(model_name))
+    rules = open_clip_rules(ours.config, open_clip_text_prefix(ours.config))
+    theirs.load_state_dict(from_cliplab(ours.state_dict(), rules))
+    images, tokens = random_batch(ours.config, batch_size)
+    with torch.no_grad(), reference_mode():
+        expected = theirs.eval().encode_image(images)
+        difference = float((ours.eval().encode_image(images) - expected).abs().max() / expected.abs().max())
+    if difference > 1e-5:
+        raise RuntimeError(f"{model_name}: cliplab's features differ from open_clip's by {difference:.2e} (relative)")
+    ours.train(), theirs.train()
+    for _ in range(warmup):
+        training_step(ours, images, tokens)
+        training_step(theirs, images, tokens)
+    seconds = {"cliplab": 0.0, "open_clip": 0.0}
+    for _ in range(steps):
+        for library, model in (("cliplab", ours), ("open_clip", theirs)):
+            start = time.perf_counter()
+            training_step(model, images, tokens)
+            seconds[library] += (time.perf_counter() - start) / steps
+    return {"seconds_cliplab": seconds["cliplab"], "seconds_open_clip": seconds["open_clip"],
+            "parameters": sum(parameter.numel() for parameter in ours.parameters()),
+            "image_size": ours.config.vision.image_size, "max_relative_difference": difference}
+
+
+def report_comparisons(args) -> None:
+    rows = []
+    for model_name in args.against_open_clip.split(","):
+        result = compare_with_open_clip(model_name, args.batch_size, args.warmup, args.steps, args.threads)
+        rows.append([model_name, f"{result['parameters'] / 1e6:.2f}M", args.batch_size, result["image_size"],
+                     f"{result['seconds_cliplab']:.2f}", f"{result['seconds_open_clip']:.2f}",
+                     f"{result['seconds_cliplab'] / result['seconds_open_clip']:.2f}",
+                     f"{result['max_relative_difference']:.1e}"])
+        print(rows[-1], flush=True)
+    headers = ["model", "params", "batch", "image side", "cliplab s / step", "open_clip + timm s / step",
+               "ratio (cliplab / open_clip)", "features max rel. difference"]
+    table = format_table(headers, rows)
+    print(table)
+    if not args.no_write:
+        body = (f"Forward + backward (local symmetric InfoNCE, no optimizer step), float32 on CPU with "
+                f"{args.threads} threads, train mode (stochastic depth on in both), {args.warmup} warm-up and "
+                f"{args.steps} timed steps per library, interleaved in one process on the same weights and "
+                "batch; eval-mode image features checked equal first.\n\n" + table)
+        write_section("models_vs_open_clip", "Model forward/backward beside open_clip + timm", body)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="tiny,ViT-B-32", help="comma-separated registered names")
@@ -92,6 +181,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2, help="timed steps per configuration")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-write", action="store_true", help="print only, leave BENCHMARKS.md alone")
+    parser.add_argument("--against-open-clip", metavar="NAMES",
+                        help="comma-separated open_clip names: time cliplab beside open_clip + timm instead")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--checkpointing", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -99,6 +190,9 @@ def main() -> None:
     if args.worker:
         print(json.dumps(run_worker(args.models, args.batch_size, args.checkpointing, args.warmup,
                                     args.steps, args.threads)))
+        return
+    if args.against_open_clip:
+        report_comparisons(args)
         return
 
     rows = []

@@ -8,11 +8,8 @@ small ConvNeXt checkpoint fine-tunes, resumes exactly (in process; killed by SIG
 slow) and locks as open_clip does; a real-size hub directory loads and exports back to open_clip
 (slow)."""
 
-import json
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -32,7 +29,7 @@ from timm_fixtures import (SmallTimmTower, assert_checkpointing_changes_nothing_
                            assert_eval_preprocessing_is_open_clips, assert_groups_are_timms, assert_lock_is_open_clips,
                            assert_real_size_round_trip, assert_same_features, assert_trains_on_a_csv, loaded_from,
                            noise_manifest)
-from train_helpers import assert_same_final_checkpoint
+from train_helpers import assert_same_final_checkpoint, logged_losses, sigkill_after_a_checkpoint
 
 torch.set_num_threads(2)
 SMALL_SIZES = {"depths": [1, 1, 2, 1], "dims": [16, 32, 64, 128]}
@@ -189,11 +186,6 @@ def _cli_command(logs, checkpoint, manifest, resume=False):
     return command + (["--resume", "latest"] if resume else [])
 
 
-def _cli_losses(run_dir):
-    records = map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
-    return {record["step"]: record["loss"] for record in records if record["kind"] == "train"}
-
-
 @pytest.mark.slow
 def test_a_fine_tune_killed_after_a_checkpoint_resumes_to_the_uninterrupted_run(checkpoint, manifest, tmp_path):
     """`cliplab train --pretrained <convnext bundle>` SIGKILLed once a step after a checkpoint is
@@ -204,26 +196,12 @@ def test_a_fine_tune_killed_after_a_checkpoint_resumes_to_the_uninterrupted_run(
     run_dir = tmp_path / "killed" / "run"
     process = subprocess.Popen(_cli_command(tmp_path / "killed", checkpoint, manifest), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
-    checkpoint_at = killed_at = None
-    try:
-        deadline = time.time() + 600
-        while time.time() < deadline and process.poll() is None:
-            checkpoints = run_dir / "checkpoints"
-            latest = CheckpointManager(checkpoints, keep=2).latest() if checkpoints.exists() else None
-            logged = _cli_losses(run_dir) if (run_dir / "metrics.jsonl").exists() else {}
-            if latest is not None and logged and max(logged) > int(latest.name.split("_")[1]):
-                process.send_signal(signal.SIGKILL)
-                killed_at, checkpoint_at = max(logged), int(latest.name.split("_")[1])
-                break
-            time.sleep(0.005)
-    finally:
-        process.kill()
-        process.wait()
-    assert process.returncode == -signal.SIGKILL and checkpoint_at < killed_at < 12
+    checkpoint_at, killed_at = sigkill_after_a_checkpoint(process, run_dir, timeout_s=600)
+    assert checkpoint_at < killed_at < 12
     subprocess.run(_cli_command(tmp_path / "killed", checkpoint, manifest, resume=True), check=True,
                    capture_output=True, timeout=600)
     assert_same_final_checkpoint(run_dir, tmp_path / "reference" / "run", steps=12)
-    losses, reference = _cli_losses(run_dir), _cli_losses(tmp_path / "reference" / "run")
+    losses, reference = logged_losses(run_dir), logged_losses(tmp_path / "reference" / "run")
     assert sorted(losses) == list(range(1, 13))
     assert all(losses[step] == reference[step] for step in range(checkpoint_at + 1, 13))
 

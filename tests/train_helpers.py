@@ -1,4 +1,9 @@
-"""Small configs shared by the training tests (a shrunken tiny model, a few steps, no eval)."""
+"""Small configs shared by the training tests (a shrunken tiny model, a few steps, no eval), and the
+kill of a `cliplab train` process once a step after a checkpoint is logged."""
+
+import json
+import signal
+import time
 
 import torch
 from safetensors.torch import load_file
@@ -63,3 +68,31 @@ def csv_config(logs, manifest, *, name="run", batch_size=12, epochs=1, max_skip_
     config.data.skip_check_min_samples = skip_check_min_samples
     config.loop.epochs = epochs
     return config
+
+
+def logged_losses(run_dir) -> dict[int, float]:
+    """step -> loss of the train records in the run's metrics.jsonl."""
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return {r["step"]: r["loss"] for r in map(json.loads, lines) if r["kind"] == "train"}
+
+
+def sigkill_after_a_checkpoint(process, run_dir, timeout_s: float = 240) -> tuple[int, int]:
+    """SIGKILL `process` (a `cliplab train` writing `run_dir`) as soon as it has logged a step after its
+    newest checkpoint; -> (that checkpoint's step, the last logged step). Fails when the run ends first."""
+    killed_at = checkpoint_at = None
+    try:
+        deadline = time.time() + timeout_s
+        while time.time() < deadline and process.poll() is None:
+            checkpoints = run_dir / "checkpoints"
+            latest = CheckpointManager(checkpoints, keep=2).latest() if checkpoints.exists() else None
+            logged = logged_losses(run_dir) if (run_dir / "metrics.jsonl").exists() else {}
+            if latest is not None and logged and max(logged) > int(latest.name.split("_")[1]):
+                process.send_signal(signal.SIGKILL)
+                killed_at, checkpoint_at = max(logged), int(latest.name.split("_")[1])
+                break
+            time.sleep(0.005)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    return checkpoint_at, killed_at

@@ -35,16 +35,16 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cliplab.models.families.open_clip_sections import VISION_KEYS, check_known, image_size, refuse
+from cliplab.models.families.open_clip_sections import image_size
 from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily
-from cliplab.models.families.timm_heads import (TimmHeadFields, build_head, head_rules, read_head, refuse_option,
-                                                refuse_unless_timms, write_head)
+from cliplab.models.families.timm_heads import TimmHeadFields, build_head, head_rules, read_head, write_section
+from cliplab.models.families.timm_staged import (StagedTimmTower, recognising, refuse_option, stage_blocks,
+                                                 timm_arguments)
 from cliplab.models.key_rules import PARAMETER, KeyRule, rule
 from cliplab.models.layers.convnext import ConvNextBlock, convnext_downsample
 from cliplab.models.layers.drop_path import drop_path_rates
 from cliplab.models.layers.norm2d import LayerNorm2d
 from cliplab.models.layers.stage import DownsampledStage
-from cliplab.models.timm_models import timm_constructor_args, timm_family_kind
 from cliplab.models.tower_configs import check_choice, check_positive_int
 from cliplab.models.towers.locking import GroupItem
 from cliplab.models.towers.vision_transformer import check_images
@@ -109,7 +109,7 @@ class TimmConvNextConfig(TimmHeadFields):
         return self.head_output_width(self.dims[-1])
 
 
-class TimmConvNext(nn.Module):
+class TimmConvNext(StagedTimmTower):
     """images [B, 3, S, S] float -> pooled [B, W] and cell tokens [B, G*G, W] (G = the last
     stage's side, cells row-major).
 
@@ -149,40 +149,17 @@ class TimmConvNext(nn.Module):
         pooled = cells.mean(dim=1) if self.config.pool == "avg" else cells.amax(dim=1)
         return self.head(self.head_norm(pooled)), self.head(self.head_norm(cells))
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.forward_features(images)[0]
-
-    def forward_tokens(self, images: torch.Tensor) -> torch.Tensor:
-        return self.forward_features(images)[1]
-
     def parameter_groups(self) -> list[list[GroupItem]]:
         """Locking groups as timm's group matcher counts ConvNeXt's: the stem, each block (a stage's
         downsampling layer with its first block), the head norm. The MLP head is open_clip's
         `visual.head`, which its lock leaves trainable: in no group."""
-        groups: list[list[GroupItem]] = [[self.stem]]
-        for stage in self.stages:
-            groups.append([stage.downsample, stage.blocks[0]])
-            groups += [[block] for block in stage.blocks[1:]]
-        return groups + [[self.head_norm]]
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        for stage in self.stages:
-            stage.grad_checkpointing = enable
-
-
-def recognises(vision: dict) -> bool:
-    return timm_family_kind(vision.get("timm_model_name")) == KIND
+        return [[self.stem], *self.stage_groups(), [self.head_norm]]
 
 
 def read(vision: dict, context: OpenClipContext) -> TimmConvNextConfig:
     """As open_clip's TimmModel builds the tower: timm's ConvNeXt arguments for the model, then the
     head options (`timm_heads.read_head`)."""
-    check_known(vision, VISION_KEYS, "vision_cfg")
-    name = vision["timm_model_name"]
-    arguments = timm_constructor_args(name)
-    for option, value in BUILT_AT.items():
-        if arguments[option] != value:
-            refuse_option(name, KIND, option, arguments[option])
+    name, arguments = timm_arguments(vision, KIND, BUILT_AT)
     if not isinstance(arguments["kernel_sizes"], int):
         refuse_option(name, KIND, "kernel_sizes", arguments["kernel_sizes"])
     eps = arguments["norm_eps"]
@@ -195,14 +172,7 @@ def read(vision: dict, context: OpenClipContext) -> TimmConvNextConfig:
 
 def write(vision: TimmConvNextConfig, context: OpenClipContext) -> dict:
     """The section naming `vision.timm_model_name`; refused when timm's model is not this tower."""
-    name = vision.timm_model_name
-    if not recognises({"timm_model_name": name}):
-        refuse(f"vision.timm_model_name={name!r} is not a timm model of the family '{KIND}' (open_clip builds a "
-               "timm tower by its timm model name)")
-    values = {"timm_model_name": name, "timm_model_pretrained": False, "image_size": vision.image_size,
-              **write_head(vision, context)}
-    refuse_unless_timms(vision, read(values, context), name)
-    return values
+    return write_section(vision, context, KIND, vision.image_size, read)
 
 
 def open_clip_rules(vision: TimmConvNextConfig, prefix: str) -> list[KeyRule]:
@@ -222,15 +192,11 @@ def open_clip_rules(vision: TimmConvNextConfig, prefix: str) -> list[KeyRule]:
     ]
 
 
-def fsdp_units(tower: TimmConvNext) -> list[nn.Module]:
-    return [block for stage in tower.stages for block in stage.blocks]
-
-
 FAMILY = TowerFamily(
     kind=KIND, side="vision", config=TimmConvNextConfig, build=TimmConvNext,
     summary="timm's ConvNeXt as open_clip wraps it (visual.trunk), with open_clip's linear or MLP head",
-    lock_groups=TimmConvNext.parameter_groups, fsdp_units=fsdp_units, locks_projection=False,
+    lock_groups=TimmConvNext.parameter_groups, fsdp_units=stage_blocks, locks_projection=False,
     # timm towers use exact GELU whatever open_clip's quick_gelu flag says.
-    open_clip=OpenClipForm(recognises=recognises, read=read, write=write, activation=lambda vision: None,
+    open_clip=OpenClipForm(recognises=recognising(KIND), read=read, write=write, activation=lambda vision: None,
                            rules=open_clip_rules),
 )

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from cliplab.errors import UnsupportedArchitectureError
 from cliplab.models.families.open_clip_sections import refuse
 from cliplab.models.families.spec import OpenClipContext
+from cliplab.models.families.timm_staged import check_exportable, refuse_option, refuse_unless_timms
 from cliplab.models.key_rules import PARAMETER, KeyRule, rule
 from cliplab.models.layers.projection_mlp import ProjectionMLP
-from cliplab.models.timm_models import timm_constructor_args, timm_model
+from cliplab.models.timm_models import timm_constructor_args
 from cliplab.models.tower_configs import PROJECTIONS, check_bool, check_choice, check_positive_int, check_probability
 
 HEAD_POOLS = ("avg", "max")
@@ -92,14 +92,6 @@ def head_rules(prefix: str) -> list[KeyRule]:
             rule(r"image_projection\." + PARAMETER, prefix + "head.proj.{param}")]
 
 
-def refuse_option(name: str, kind: str, option: str, value) -> None:
-    """The refusal of an open_clip or timm option a timm family does not build, in the one-line form
-    the registry's other refusals have."""
-    raise UnsupportedArchitectureError(
-        f"vision_cfg.timm_model_name={name!r} (timm's {timm_model(name)['class']}) needs {option}={value!r}, which "
-        f"the timm tower family '{kind}' does not build yet")
-
-
 def read_head(vision: dict, context: OpenClipContext, kind: str) -> dict:
     """The `TimmHeadFields` values of an open_clip `vision_cfg` naming a timm model of family `kind`,
     as open_clip's TimmModel builds them (refusals in `refuse_option`'s form)."""
@@ -143,10 +135,14 @@ def write_head(config: TimmHeadFields, context: OpenClipContext) -> dict:
             "timm_drop_path": config.drop_path}
 
 
-def refuse_unless_timms(config, timm_built, name: str) -> None:
-    """Refuse an export of `config` unless it is, field for field, what open_clip builds for timm's
-    `name` (`timm_built`): open_clip builds a timm tower by name only, never at cliplab's own sizes."""
-    differences = [f"vision.{field}={getattr(config, field)!r} (timm: {getattr(timm_built, field)!r})"
-                   for field in config.__dataclass_fields__ if getattr(config, field) != getattr(timm_built, field)]
-    if differences:
-        refuse(f"timm's {name} is not this tower: {', '.join(differences)}")
+
+def write_section(config: TimmHeadFields, context: OpenClipContext, kind: str, image_side: int, read) -> dict:
+    """The open_clip vision_cfg of `config` (a family `kind` config with a `timm_model_name`):
+    the timm model by name, `image_side`, the head options; refused unless `read` (the family's
+    reader) gives `config` back from it, i.e. unless timm's model is this tower."""
+    name = config.timm_model_name
+    check_exportable(name, kind)
+    values = {"timm_model_name": name, "timm_model_pretrained": False, "image_size": image_side,
+              **write_head(config, context)}
+    refuse_unless_timms(config, read(values, context), name)
+    return values

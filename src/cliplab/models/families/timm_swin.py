@@ -38,15 +38,16 @@ import torch
 from torch import nn
 
 from cliplab.errors import UnsupportedArchitectureError
-from cliplab.models.families.open_clip_sections import VISION_KEYS, check_known, image_size, refuse
+from cliplab.models.families.open_clip_sections import image_size
 from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily
-from cliplab.models.families.timm_heads import (TimmHeadFields, build_head, head_rules, read_head, refuse_option,
-                                                refuse_unless_timms, write_head)
+from cliplab.models.families.timm_heads import TimmHeadFields, build_head, head_rules, read_head, write_section
+from cliplab.models.families.timm_staged import (StagedTimmTower, check_exportable, recognising, refuse_option,
+                                                 stage_blocks, timm_arguments)
 from cliplab.models.key_rules import PARAMETER, KeyRule, rule
 from cliplab.models.layers.drop_path import drop_path_rates
 from cliplab.models.layers.stage import DownsampledStage
 from cliplab.models.layers.window_attention import PatchMerging, SwinBlock
-from cliplab.models.timm_models import timm_constructor_args, timm_family_kind
+from cliplab.models.timm_models import timm_constructor_args
 from cliplab.models.tower_configs import check_bool, check_choice, check_positive_int
 from cliplab.models.towers.locking import GroupItem
 from cliplab.models.towers.vision_transformer import check_images
@@ -123,7 +124,7 @@ class TimmSwinConfig(TimmHeadFields):
         return self.head_output_width(self.stage_widths[-1])
 
 
-class TimmSwinTransformer(nn.Module):
+class TimmSwinTransformer(StagedTimmTower):
     """images [B, 3, S, S] float -> pooled [B, W] and tokens [B, G*G, W] (G: the last stage's grid
     side, tokens row-major).
 
@@ -167,42 +168,20 @@ class TimmSwinTransformer(nn.Module):
         pooled = tokens.mean(dim=1) if self.config.pool == "avg" else tokens.amax(dim=1)
         return self.head(pooled), self.head(tokens)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.forward_features(images)[0]
-
-    def forward_tokens(self, images: torch.Tensor) -> torch.Tensor:
-        return self.forward_features(images)[1]
-
     def parameter_groups(self) -> list[list[GroupItem]]:
         """Locking groups as timm's group matcher counts Swin's: the patch embedding, each block (a
         stage's patch merging with its first block), the final norm with the last block. The MLP
         head is open_clip's `visual.head`, which its lock leaves trainable: in no group."""
-        groups: list[list[GroupItem]] = [[self.patch_embedding, self.patch_norm]]
-        for stage in self.stages:
-            groups.append([stage.downsample, stage.blocks[0]])
-            groups += [[block] for block in stage.blocks[1:]]
+        groups = [[self.patch_embedding, self.patch_norm], *self.stage_groups()]
         groups[-1].append(self.norm)
         return groups
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        for stage in self.stages:
-            stage.grad_checkpointing = enable
-
-
-def recognises(vision: dict) -> bool:
-    return timm_family_kind(vision.get("timm_model_name")) == KIND
 
 
 def read(vision: dict, context: OpenClipContext) -> TimmSwinConfig:
     """As open_clip's TimmModel builds the tower: timm's SwinTransformer arguments for the model
     (built at timm's own img_size, which the config's image_size must equal), then the head options
     (`timm_heads.read_head`)."""
-    check_known(vision, VISION_KEYS, "vision_cfg")
-    name = vision["timm_model_name"]
-    arguments = timm_constructor_args(name)
-    for option, value in BUILT_AT.items():
-        if arguments[option] != value:
-            refuse_option(name, KIND, option, arguments[option])
+    name, arguments = timm_arguments(vision, KIND, BUILT_AT)
     for option in ("embed_dim", "window_size", "mlp_ratio"):
         if isinstance(arguments[option], (list, tuple)):
             refuse_option(name, KIND, option, arguments[option])
@@ -219,14 +198,9 @@ def read(vision: dict, context: OpenClipContext) -> TimmSwinConfig:
 
 def write(vision: TimmSwinConfig, context: OpenClipContext) -> dict:
     """The section naming `vision.timm_model_name`; refused when timm's model is not this tower."""
-    name = vision.timm_model_name
-    if not recognises({"timm_model_name": name}):
-        refuse(f"vision.timm_model_name={name!r} is not a timm model of the family '{KIND}' (open_clip builds a "
-               "timm tower by its timm model name)")
-    values = {"timm_model_name": name, "timm_model_pretrained": False,
-              "image_size": image_size(timm_constructor_args(name)["img_size"]), **write_head(vision, context)}
-    refuse_unless_timms(vision, read(values, context), name)
-    return values
+    check_exportable(vision.timm_model_name, KIND)
+    timm_side = image_size(timm_constructor_args(vision.timm_model_name)["img_size"])
+    return write_section(vision, context, KIND, timm_side, read)  # a differing image_size is listed there
 
 
 def open_clip_rules(vision: TimmSwinConfig, prefix: str) -> list[KeyRule]:
@@ -249,15 +223,11 @@ def open_clip_rules(vision: TimmSwinConfig, prefix: str) -> list[KeyRule]:
     ]
 
 
-def fsdp_units(tower: TimmSwinTransformer) -> list[nn.Module]:
-    return [block for stage in tower.stages for block in stage.blocks]
-
-
 FAMILY = TowerFamily(
     kind=KIND, side="vision", config=TimmSwinConfig, build=TimmSwinTransformer,
     summary="timm's SwinTransformer (shifted-window attention) as open_clip wraps it (visual.trunk)",
-    lock_groups=TimmSwinTransformer.parameter_groups, fsdp_units=fsdp_units, locks_projection=False,
+    lock_groups=TimmSwinTransformer.parameter_groups, fsdp_units=stage_blocks, locks_projection=False,
     # timm towers use exact GELU whatever open_clip's quick_gelu flag says.
-    open_clip=OpenClipForm(recognises=recognises, read=read, write=write, activation=lambda vision: None,
+    open_clip=OpenClipForm(recognises=recognising(KIND), read=read, write=write, activation=lambda vision: None,
                            rules=open_clip_rules),
 )

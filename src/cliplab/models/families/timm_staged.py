@@ -1,0 +1,100 @@
+"""What the families of staged timm towers share ("timm_convnext", "timm_swin"): reading timm's facts
+for a model with the refusals in the registry's one-line form, the export check, and the tower
+frame (stages of `DownsampledStage`s, timm's lock groups, blocks as FSDP units).
+
+timm's group matcher of both models counts a stage's downsampling layer with its first block (the
+two share one ordinal); the tower's own first and last groups (stem, final norm) are each
+family's.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from cliplab.errors import UnsupportedArchitectureError
+from cliplab.models.families.open_clip_sections import VISION_KEYS, check_known, refuse
+from cliplab.models.timm_models import timm_constructor_args, timm_family_kind, timm_model
+from cliplab.models.towers.locking import GroupItem
+
+
+def recognising(kind: str) -> Callable[[dict], bool]:
+    """The `OpenClipForm.recognises` of family `kind`: a vision_cfg naming one of its timm models."""
+    def recognises(vision: dict) -> bool:
+        return timm_family_kind(vision.get("timm_model_name")) == kind
+    return recognises
+
+
+def refuse_option(name: str, kind: str, option: str, value) -> None:
+    """The refusal of an open_clip or timm option a timm family does not build, in the one-line form
+    the registry's other refusals have."""
+    raise UnsupportedArchitectureError(
+        f"vision_cfg.timm_model_name={name!r} (timm's {timm_model(name)['class']}) needs {option}={value!r}, which "
+        f"the timm tower family '{kind}' does not build yet")
+
+
+def timm_arguments(vision: dict, kind: str, built_at: dict) -> tuple[str, dict]:
+    """(timm model name, timm's constructor arguments for it) of an open_clip vision_cfg; refused
+    where an argument of `built_at` differs from the value the family builds."""
+    check_known(vision, VISION_KEYS, "vision_cfg")
+    name = vision["timm_model_name"]
+    arguments = timm_constructor_args(name)
+    for option, value in built_at.items():
+        if arguments[option] != value:
+            refuse_option(name, kind, option, arguments[option])
+    return name, arguments
+
+
+def check_exportable(name: str | None, kind: str) -> None:
+    """Refuse an export whose config names no timm model of family `kind`."""
+    if timm_family_kind(name) != kind:
+        refuse(f"vision.timm_model_name={name!r} is not a timm model of the family '{kind}' (open_clip builds a "
+               "timm tower by its timm model name)")
+
+
+def refuse_unless_timms(config, timm_built, name: str) -> None:
+    """Refuse an export of `config` unless it is, field for field, what open_clip builds for timm's
+    `name` (`timm_built`): open_clip builds a timm tower by name only, never at cliplab's own sizes."""
+    differences = [f"vision.{field}={getattr(config, field)!r} (timm: {getattr(timm_built, field)!r})"
+                   for field in config.__dataclass_fields__ if getattr(config, field) != getattr(timm_built, field)]
+    if differences:
+        refuse(f"timm's {name} is not this tower: {', '.join(differences)}")
+
+
+class StagedTimmTower(nn.Module, ABC):
+    """images -> (pooled [B, W], tokens [B, P, W]) through `self.stages` (an nn.ModuleList of
+    `DownsampledStage`); subclasses define `forward_features`."""
+
+    stages: nn.ModuleList
+
+    @abstractmethod
+    def forward_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """images [B, 3, S, S] -> (pooled [B, W], tokens [B, P, W])."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(images)[0]
+
+    def forward_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(images)[1]
+
+    def stage_groups(self) -> list[list[GroupItem]]:
+        """timm's lock groups of the stages: each block, a stage's downsampling layer with its first."""
+        groups: list[list[GroupItem]] = []
+        for stage in self.stages:
+            groups.append([stage.downsample, stage.blocks[0]])
+            groups += [[block] for block in stage.blocks[1:]]
+        return groups
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in backward instead of storing them."""
+        for stage in self.stages:
+            stage.grad_checkpointing = enable
+
+
+def stage_blocks(tower: StagedTimmTower) -> list[nn.Module]:
+    """The FSDP units of a staged tower: every block, input to output (the downsampling layers, stem
+    and head stay in the root unit)."""
+    return [block for stage in tower.stages for block in stage.blocks]
