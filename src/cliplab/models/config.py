@@ -153,9 +153,9 @@ def read_json_object(path: str | os.PathLike, described_as: str) -> dict:
     """The JSON object in the file at `path`; ValueError naming `described_as` (e.g. "model config
     '/x/config.json'") when the file is not JSON or holds something other than an object."""
     try:
-        with open(path) as handle:
+        with open(path, encoding="utf-8") as handle:
             values = json.load(handle)
-    except json.JSONDecodeError as error:
+    except (ValueError, RecursionError) as error:  # ValueError: not JSON, or not UTF-8 text
         raise ValueError(f"{described_as} is not valid JSON: {error}") from error
     if not isinstance(values, dict):
         raise ValueError(f"{described_as} must hold a JSON object, got {type(values).__name__}")
