@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from cliplab.errors import UnsupportedArchitectureError
-from cliplab.models import build_model, create_model
+from cliplab.models import build_model, create_model, get_model_config
 from cliplab.models.families.timm_swin import TimmSwinConfig
 from cliplab.models.open_clip_config import builtin_open_clip_config, config_from_open_clip, config_to_open_clip
 from reference_libraries import assert_relative_close
@@ -19,6 +19,7 @@ from timm_fixtures import (SmallTimmTower, assert_checkpointing_changes_nothing_
                            assert_eval_preprocessing_is_open_clips, assert_groups_are_timms, assert_lock_is_open_clips,
                            assert_real_size_round_trip, assert_same_features, assert_trains_on_a_csv, loaded_from,
                            noise_manifest)
+from train_helpers import assert_fsdp_follows_ddp, assert_sharded_build_keeps_the_full_builds_values
 
 torch.set_num_threads(2)
 NAME = "swin_base_patch4_window7_224"
@@ -28,6 +29,9 @@ SWIN = SmallTimmTower(NAME, {"embed_dim": 16, "depths": (2, 2, 2, 2), "num_heads
 # without shift in the third, an odd grid merged in the fourth.
 PADDED = SmallTimmTower(NAME, {**SWIN.timm_kwargs, "depths": (2, 2, 2, 1), "img_size": 40, "window_size": 4},
                         {**SWIN.vision, "depths": [2, 2, 2, 1], "window": 4}, 40)
+# Grids 8 and 4 with 4x4 windows (stage 0 shifted), drop path 0.1 (timm's default) on: trains in a second.
+TINY = {"embed_dim": 16, "vision.width": 8, "vision.depths": [2, 1], "vision.heads": [1, 2], "vision.window": 4,
+        "vision.image_size": 32, "preprocess.image_size": 32, "text.width": 32, "text.heads": 2, "text.layers": 1}
 HUB_PREPROCESS = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "interpolation": "bilinear"}
 
 
@@ -111,11 +115,19 @@ def test_gradient_checkpointing_and_drop_path_train_every_parameter():
 
 
 def test_a_tiny_override_trains_on_a_csv(tmp_path):
-    """Grids 8 and 4 with 4x4 windows (stage 0 shifted), drop path 0.1 (timm's default) on."""
-    overrides = {"embed_dim": 16, "vision.width": 8, "vision.depths": [2, 1], "vision.heads": [1, 2],
-                 "vision.window": 4, "vision.image_size": 32, "preprocess.image_size": 32, "text.width": 32,
-                 "text.heads": 2, "text.layers": 1}
-    assert_trains_on_a_csv(NAME, overrides, noise_manifest(tmp_path / "data", 8), tmp_path)
+    assert_trains_on_a_csv(NAME, TINY, noise_manifest(tmp_path / "data", 8), tmp_path)
+
+
+def test_fsdp_units_are_the_blocks_and_a_sharded_build_keeps_the_full_builds_values():
+    model = create_model(NAME, device="meta", **TINY)
+    blocks = [block for stage in model.vision_tower.stages for block in stage.blocks]
+    assert len(blocks) == 3 and model.fsdp_units() == [*blocks, *model.text_tower.transformer.blocks]
+    assert_sharded_build_keeps_the_full_builds_values(get_model_config(NAME, **TINY))
+
+
+@pytest.mark.slow
+def test_fsdp_shards_the_blocks_and_follows_ddp(tmp_path):
+    assert_fsdp_follows_ddp(tmp_path / "logs", noise_manifest(tmp_path / "data", 16), NAME, TINY)
 
 
 @pytest.mark.slow
