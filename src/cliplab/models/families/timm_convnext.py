@@ -114,8 +114,8 @@ class TimmConvNext(StagedTimmTower):
     stage's side, cells row-major).
 
     pooled = head(head_norm(pool(feature map))), as timm's head then open_clip's; each cell token
-    gets the same head_norm and head, so the model's projection maps them into the shared latent as
-    it maps the pooled vector. W = the last stage's channels, or the MLP head's output width.
+    gets the same head_norm and head (see `StagedTimmTower`). W = the last stage's channels, or the
+    MLP head's output width.
     """
 
     def __init__(self, config: TimmConvNextConfig):
@@ -139,15 +139,16 @@ class TimmConvNext(StagedTimmTower):
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
 
-    def forward_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """images [B, 3, S, S] -> (pooled [B, W], cell tokens [B, G*G, W])."""
+    def trunk_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """images [B, 3, S, S] -> the last stage's cells [B, G*G, C] (no copy when channels-last)."""
         check_images(images, self.config.image_size)
         features = self.stem(images)
         for stage in self.stages:
             features = stage(features)
-        cells = features.permute(0, 2, 3, 1).flatten(1, 2)  # [B, G*G, C]; no copy when channels-last
-        pooled = cells.mean(dim=1) if self.config.pool == "avg" else cells.amax(dim=1)
-        return self.head(self.head_norm(pooled)), self.head(self.head_norm(cells))
+        return features.permute(0, 2, 3, 1).flatten(1, 2)
+
+    def pooled_norm(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head_norm(x)
 
     def parameter_groups(self) -> list[list[GroupItem]]:
         """Locking groups as timm's group matcher counts ConvNeXt's: the stem, each block (a stage's

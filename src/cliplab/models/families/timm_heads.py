@@ -135,7 +135,6 @@ def write_head(config: TimmHeadFields, context: OpenClipContext) -> dict:
             "timm_drop_path": config.drop_path}
 
 
-
 def write_section(config: TimmHeadFields, context: OpenClipContext, kind: str, image_side: int, read) -> dict:
     """The open_clip vision_cfg of `config` (a family `kind` config with a `timm_model_name`):
     the timm model by name, `image_side`, the head options; refused unless `read` (the family's

@@ -65,20 +65,38 @@ def refuse_unless_timms(config, timm_built, name: str) -> None:
 
 
 class StagedTimmTower(nn.Module, ABC):
-    """images -> (pooled [B, W], tokens [B, P, W]) through `self.stages` (an nn.ModuleList of
-    `DownsampledStage`); subclasses define `forward_features`."""
+    """images -> tokens [B, P, C] through `self.stages` (an nn.ModuleList of `DownsampledStage`),
+    then pooled [B, W] = head(pooled_norm(pool of the tokens)) and per-token [B, P, W] =
+    head(pooled_norm(tokens)): the projection into the shared latent maps the tokens as it maps the
+    pooled vector. Subclasses define `trunk_tokens`, set `config` (with `pool`) and `head`, and
+    override `pooled_norm` where timm normalises after pooling (ConvNeXt)."""
 
     stages: nn.ModuleList
 
     @abstractmethod
-    def forward_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """images [B, 3, S, S] -> (pooled [B, W], tokens [B, P, W])."""
+    def trunk_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """images [B, 3, S, S] -> the last stage's tokens [B, P, C], row-major over its grid."""
+
+    def pooled_norm(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def pooled(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [B, P, C] -> head(pooled_norm(mean or max over P)) [B, W]."""
+        pooled = tokens.mean(dim=1) if self.config.pool == "avg" else tokens.amax(dim=1)
+        return self.head(self.pooled_norm(pooled))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.forward_features(images)[0]
+        """images [B, 3, S, S] -> pooled [B, W]."""
+        return self.pooled(self.trunk_tokens(images))
 
     def forward_tokens(self, images: torch.Tensor) -> torch.Tensor:
-        return self.forward_features(images)[1]
+        """images [B, 3, S, S] -> tokens through the same norm and head [B, P, W]."""
+        return self.head(self.pooled_norm(self.trunk_tokens(images)))
+
+    def forward_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """images [B, 3, S, S] -> (pooled [B, W], tokens [B, P, W]), the trunk run once."""
+        tokens = self.trunk_tokens(images)
+        return self.pooled(tokens), self.head(self.pooled_norm(tokens))
 
     def stage_groups(self) -> list[list[GroupItem]]:
         """timm's lock groups of the stages: each block, a stage's downsampling layer with its first."""

@@ -129,7 +129,7 @@ class TimmSwinTransformer(StagedTimmTower):
     side, tokens row-major).
 
     tokens = head(norm(last stage)), pooled = head(pool of norm(last stage)) as timm's head then
-    open_clip's. W = the last stage's width, or the MLP head's output width.
+    open_clip's (see `StagedTimmTower`). W = the last stage's width, or the MLP head's output width.
     """
 
     def __init__(self, config: TimmSwinConfig):
@@ -158,15 +158,13 @@ class TimmSwinTransformer(StagedTimmTower):
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
 
-    def forward_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """images [B, 3, S, S] -> (pooled [B, W], tokens [B, G*G, W])."""
+    def trunk_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """images [B, 3, S, S] -> the last stage's tokens, normalised [B, G*G, C]."""
         check_images(images, self.config.image_size)
         grid = self.patch_norm(self.patch_embedding(images).permute(0, 2, 3, 1))  # [B, H, W, C]
         for stage in self.stages:
             grid = stage(grid)
-        tokens = self.norm(grid).flatten(1, 2)  # [B, G*G, C]
-        pooled = tokens.mean(dim=1) if self.config.pool == "avg" else tokens.amax(dim=1)
-        return self.head(pooled), self.head(tokens)
+        return self.norm(grid).flatten(1, 2)
 
     def parameter_groups(self) -> list[list[GroupItem]]:
         """Locking groups as timm's group matcher counts Swin's: the patch embedding, each block (a
