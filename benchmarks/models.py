@@ -11,9 +11,9 @@ forward of images and tokens, a local symmetric InfoNCE loss, and backward (no o
 --against-open-clip: in one process, cliplab's model of each open_clip name and open_clip's own
 (open_clip 3.3.0 + timm 1.0.31 from build/test-oracles, through tests/reference_libraries.py) holding
 the same weights (cliplab's, mapped by the family's key rules), on the same batch; their features are
-checked equal first, then the two step in turn (warm-up, then timed steps interleaved, so both see
-the same machine load). Writes section `models_vs_open_clip` (the ratio is cliplab's s/step over
-open_clip's, from this one run).
+checked equal first, then the two step in turn (warm-up, then timed steps interleaved, who goes
+first alternating, so both see the same machine load). Writes section `models_vs_open_clip` (the
+ratio is the median of cliplab's s/step over open_clip's, step by step, from this one run).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -141,35 +142,41 @@ def compare_with_open_clip(model_name: str, batch_size: int, warmup: int, steps:
     for _ in range(warmup):
         training_step(ours, images, tokens)
         training_step(theirs, images, tokens)
-    seconds = {"cliplab": 0.0, "open_clip": 0.0}
-    for _ in range(steps):
-        for library, model in (("cliplab", ours), ("open_clip", theirs)):
+    seconds: dict[str, list[float]] = {"cliplab": [], "open_clip": []}
+    pair = [("cliplab", ours), ("open_clip", theirs)]
+    for step in range(steps):
+        for library, model in pair if step % 2 == 0 else pair[::-1]:  # who goes first alternates
             start = time.perf_counter()
             training_step(model, images, tokens)
-            seconds[library] += (time.perf_counter() - start) / steps
-    return {"seconds_cliplab": seconds["cliplab"], "seconds_open_clip": seconds["open_clip"],
+            seconds[library].append(time.perf_counter() - start)
+    ratios = [ours_s / theirs_s for ours_s, theirs_s in zip(seconds["cliplab"], seconds["open_clip"])]
+    return {"seconds_cliplab": statistics.median(seconds["cliplab"]),
+            "seconds_open_clip": statistics.median(seconds["open_clip"]), "ratio": statistics.median(ratios),
             "parameters": sum(parameter.numel() for parameter in ours.parameters()),
             "image_size": ours.config.vision.image_size, "max_relative_difference": difference}
 
 
 def report_comparisons(args) -> None:
-    rows = []
+    load_before, rows = os.getloadavg()[0], []
     for model_name in args.against_open_clip.split(","):
         result = compare_with_open_clip(model_name, args.batch_size, args.warmup, args.steps, args.threads)
         rows.append([model_name, f"{result['parameters'] / 1e6:.2f}M", args.batch_size, result["image_size"],
                      f"{result['seconds_cliplab']:.2f}", f"{result['seconds_open_clip']:.2f}",
-                     f"{result['seconds_cliplab'] / result['seconds_open_clip']:.2f}",
+                     f"{result['ratio']:.2f}",
                      f"{result['max_relative_difference']:.1e}"])
         print(rows[-1], flush=True)
     headers = ["model", "params", "batch", "image side", "cliplab s / step", "open_clip + timm s / step",
-               "ratio (cliplab / open_clip)", "features max rel. difference"]
+               "ratio (cliplab / open_clip, median of steps)", "features max rel. difference"]
     table = format_table(headers, rows)
     print(table)
     if not args.no_write:
         body = (f"Forward + backward (local symmetric InfoNCE, no optimizer step), float32 on CPU with "
                 f"{args.threads} threads, train mode (stochastic depth on in both), {args.warmup} warm-up and "
                 f"{args.steps} timed steps per library, interleaved in one process on the same weights and "
-                "batch; eval-mode image features checked equal first.\n\n" + table)
+                f"batch (who goes first alternates); medians of the steps, and the median of the step-by-step "
+                f"ratios; eval-mode image features checked equal first. Load average (1 min) before / after: "
+                f"{load_before:.1f} / {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (above the core count: "
+                "other jobs shared the CPU, so the seconds are slow; the interleaved ratio less so).\n\n" + table)
         write_section("models_vs_open_clip", "Model forward/backward beside open_clip + timm", body)
 
 
