@@ -120,24 +120,26 @@ class CLIP(nn.Module):
 
         Groups, input to output, as the tower's family counts them (`TowerFamily.lock_groups`):
         embeddings (ViT) or stem (conv); each block or stage; final norm with the projection (a
-        family with `locks_projection=False`, open_clip's timm towers, leaves the projection and
-        any head outside its groups trainable, as open_clip does). freeze_norms=False leaves every
-        norm layer trainable.
+        timm tower's projection outside timm's model stays trainable, as open_clip's
+        `TimmModel.lock` leaves it: `TowerFamily.projection_locked`). freeze_norms=False leaves
+        every norm layer trainable.
         """
-        family = family_of(self.config.vision)
-        groups = family.lock_groups(self.vision_tower)
-        if family.locks_projection:
-            groups[-1] = [*groups[-1], self.image_projection]
-        freeze_groups(groups, unlocked_groups, freeze_norms, argument_name="unlocked_groups")
+        freeze_groups(self._lock_groups("vision", self.image_projection), unlocked_groups, freeze_norms,
+                      argument_name="unlocked_groups")
 
     def lock_text_tower(self, unlocked_layers: int = 0, freeze_norms: bool = True) -> None:
         """Freeze the text tower and its projection except the last `unlocked_layers` groups
         (embeddings, each block, final norm with the projection)."""
-        family = family_of(self.config.text)
-        groups = family.lock_groups(self.text_tower)
-        if family.locks_projection:
-            groups[-1] = [*groups[-1], self.text_projection]
-        freeze_groups(groups, unlocked_layers, freeze_norms, argument_name="unlocked_layers")
+        freeze_groups(self._lock_groups("text", self.text_projection), unlocked_layers, freeze_norms,
+                      argument_name="unlocked_layers")
+
+    def _lock_groups(self, side: str, projection: nn.Module) -> list[list[GroupItem]]:
+        config = getattr(self.config, side)
+        family = family_of(config)
+        groups = family.lock_groups(getattr(self, f"{side}_tower"))
+        if family.projection_locked(config):
+            groups[-1] = [*groups[-1], projection]
+        return groups
 
     def fsdp_units(self) -> list[nn.Module]:
         """The submodules FSDP2 shards as units of their own, input to output: the image tower's,

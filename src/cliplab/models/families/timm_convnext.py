@@ -38,11 +38,11 @@ from torch import nn
 from cliplab.models.families.open_clip_sections import image_size
 from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily
 from cliplab.models.families.timm_heads import TimmHeadFields, build_head, head_rules, read_head, write_section
-from cliplab.models.families.timm_staged import (StagedTimmTower, recognising, refuse_option, stage_blocks,
+from cliplab.models.families.timm_staged import (StagedTimmTower, recognising, stage_blocks, stage_drop_path_rates,
                                                  timm_arguments)
+from cliplab.models.families.timm_trunk import refuse_option
 from cliplab.models.key_rules import PARAMETER, KeyRule, rule
 from cliplab.models.layers.convnext import ConvNextBlock, convnext_downsample
-from cliplab.models.layers.drop_path import drop_path_rates
 from cliplab.models.layers.norm2d import LayerNorm2d
 from cliplab.models.layers.stage import DownsampledStage
 from cliplab.models.tower_configs import check_choice, check_positive_int
@@ -125,7 +125,7 @@ class TimmConvNext(StagedTimmTower):
         self.width = self.token_width = config.output_width
         self.stem = nn.Sequential(nn.Conv2d(3, dims[0], kernel_size=config.patch_size, stride=config.patch_size),
                                   LayerNorm2d(dims[0], eps=eps))
-        rates = drop_path_rates(config.drop_path, config.depths)
+        rates = stage_drop_path_rates(config.drop_path, config.depths)
         self.stages = nn.ModuleList(
             DownsampledStage(nn.Identity() if index == 0 else convnext_downsample(dims[index - 1], dims[index], eps),
                              [ConvNextBlock(dims[index], kernel_size=config.kernel_size, norm_eps=eps,
@@ -196,7 +196,8 @@ def open_clip_rules(vision: TimmConvNextConfig, prefix: str) -> list[KeyRule]:
 FAMILY = TowerFamily(
     kind=KIND, side="vision", config=TimmConvNextConfig, build=TimmConvNext,
     summary="timm's ConvNeXt as open_clip wraps it (visual.trunk), with open_clip's linear or MLP head",
-    lock_groups=TimmConvNext.parameter_groups, fsdp_units=stage_blocks, locks_projection=False,
+    lock_groups=TimmConvNext.parameter_groups, fsdp_units=stage_blocks,
+    projection_locked=lambda vision: False,  # open_clip's visual.head, outside TimmModel.lock's trunk
     # timm towers use exact GELU whatever open_clip's quick_gelu flag says.
     open_clip=OpenClipForm(recognises=recognising(KIND), read=read, write=write, activation=lambda vision: None,
                            rules=open_clip_rules),

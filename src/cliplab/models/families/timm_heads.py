@@ -13,7 +13,7 @@ names and the open_clip options, shared by the families "timm_convnext" and "tim
     timm_drop_path                 drop_path (None: timm's default for the model)
 
 The head stays trainable under open_clip's lock of the tower (`TimmModel.lock` freezes the trunk
-only), so the families declare `locks_projection=False` and keep the MLP head out of their groups.
+only), so the families' `projection_locked` says False and the MLP head is in none of their groups.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from torch import nn
 
 from cliplab.models.families.open_clip_sections import refuse
 from cliplab.models.families.spec import OpenClipContext
-from cliplab.models.families.timm_staged import check_exportable, refuse_option, refuse_unless_timms
+from cliplab.models.families.timm_staged import check_exportable
+from cliplab.models.families.timm_trunk import check_written, refuse_option
 from cliplab.models.key_rules import PARAMETER, KeyRule, rule
 from cliplab.models.layers.projection_mlp import ProjectionMLP
 from cliplab.models.timm_models import timm_constructor_args
@@ -139,9 +140,7 @@ def write_section(config: TimmHeadFields, context: OpenClipContext, kind: str, i
     """The open_clip vision_cfg of `config` (a family `kind` config with a `timm_model_name`):
     the timm model by name, `image_side`, the head options; refused unless `read` (the family's
     reader) gives `config` back from it, i.e. unless timm's model is this tower."""
-    name = config.timm_model_name
-    check_exportable(name, kind)
-    values = {"timm_model_name": name, "timm_model_pretrained": False, "image_size": image_side,
+    check_exportable(config.timm_model_name, kind)
+    values = {"timm_model_name": config.timm_model_name, "timm_model_pretrained": False, "image_size": image_side,
               **write_head(config, context)}
-    refuse_unless_timms(config, read(values, context), name)
-    return values
+    return check_written(config, values, lambda written: read(written, context))

@@ -1,6 +1,7 @@
-"""What the families of staged timm towers share ("timm_convnext", "timm_swin"): reading timm's facts
-for a model with the refusals in the registry's one-line form, the export check, and the tower
-frame (stages of `DownsampledStage`s, timm's lock groups, blocks as FSDP units).
+"""What the families of staged timm towers share ("timm_convnext", "timm_swin"), beyond what every
+timm family shares (`timm_trunk`): reading timm's facts for a model, the export check, the
+per-stage stochastic depth rates, and the tower frame (stages of `DownsampledStage`s, timm's lock
+groups, blocks as FSDP units).
 
 timm's group matcher of both models counts a stage's downsampling layer with its first block (the
 two share one ordinal); the tower's own first and last groups (stem, final norm) are each
@@ -15,9 +16,10 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from cliplab.errors import UnsupportedArchitectureError
 from cliplab.models.families.open_clip_sections import VISION_KEYS, check_known, refuse
-from cliplab.models.timm_models import timm_constructor_args, timm_family_kind, timm_model
+from cliplab.models.families.timm_trunk import refuse_option
+from cliplab.models.layers.drop_path import drop_path_rates
+from cliplab.models.timm_models import timm_constructor_args, timm_family_kind
 from cliplab.models.towers.locking import GroupItem
 
 
@@ -26,14 +28,6 @@ def recognising(kind: str) -> Callable[[dict], bool]:
     def recognises(vision: dict) -> bool:
         return timm_family_kind(vision.get("timm_model_name")) == kind
     return recognises
-
-
-def refuse_option(name: str, kind: str, option: str, value) -> None:
-    """The refusal of an open_clip or timm option a timm family does not build, in the one-line form
-    the registry's other refusals have."""
-    raise UnsupportedArchitectureError(
-        f"vision_cfg.timm_model_name={name!r} (timm's {timm_model(name)['class']}) needs {option}={value!r}, which "
-        f"the timm tower family '{kind}' does not build yet")
 
 
 def timm_arguments(vision: dict, kind: str, built_at: dict) -> tuple[str, dict]:
@@ -55,13 +49,10 @@ def check_exportable(name: str | None, kind: str) -> None:
                "timm tower by its timm model name)")
 
 
-def refuse_unless_timms(config, timm_built, name: str) -> None:
-    """Refuse an export of `config` unless it is, field for field, what open_clip builds for timm's
-    `name` (`timm_built`): open_clip builds a timm tower by name only, never at cliplab's own sizes."""
-    differences = [f"vision.{field}={getattr(config, field)!r} (timm: {getattr(timm_built, field)!r})"
-                   for field in config.__dataclass_fields__ if getattr(config, field) != getattr(timm_built, field)]
-    if differences:
-        refuse(f"timm's {name} is not this tower: {', '.join(differences)}")
+def stage_drop_path_rates(rate: float, depths: list[int]) -> list[list[float]]:
+    """timm's per-block stochastic depth rates (linear from 0 to `rate` over all blocks), per stage."""
+    rates = iter(drop_path_rates(rate, sum(depths)))
+    return [[next(rates) for _ in range(depth)] for depth in depths]
 
 
 class StagedTimmTower(nn.Module, ABC):

@@ -41,10 +41,10 @@ from cliplab.errors import UnsupportedArchitectureError
 from cliplab.models.families.open_clip_sections import image_size
 from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily
 from cliplab.models.families.timm_heads import TimmHeadFields, build_head, head_rules, read_head, write_section
-from cliplab.models.families.timm_staged import (StagedTimmTower, check_exportable, recognising, refuse_option,
-                                                 stage_blocks, timm_arguments)
+from cliplab.models.families.timm_staged import (StagedTimmTower, check_exportable, recognising, stage_blocks,
+                                                 stage_drop_path_rates, timm_arguments)
+from cliplab.models.families.timm_trunk import refuse_option
 from cliplab.models.key_rules import PARAMETER, KeyRule, rule
-from cliplab.models.layers.drop_path import drop_path_rates
 from cliplab.models.layers.stage import DownsampledStage
 from cliplab.models.layers.window_attention import PatchMerging, SwinBlock
 from cliplab.models.timm_models import timm_constructor_args
@@ -139,7 +139,7 @@ class TimmSwinTransformer(StagedTimmTower):
         self.width = self.token_width = config.output_width
         self.patch_embedding = nn.Conv2d(3, widths[0], kernel_size=config.patch_size, stride=config.patch_size)
         self.patch_norm = nn.LayerNorm(widths[0], eps=eps)
-        rates = drop_path_rates(config.drop_path, config.depths)
+        rates = stage_drop_path_rates(config.drop_path, config.depths)
         side, stages = config.image_size // config.patch_size, []
         for index, (width, heads) in enumerate(zip(widths, config.heads)):
             if index > 0:
@@ -224,7 +224,8 @@ def open_clip_rules(vision: TimmSwinConfig, prefix: str) -> list[KeyRule]:
 FAMILY = TowerFamily(
     kind=KIND, side="vision", config=TimmSwinConfig, build=TimmSwinTransformer,
     summary="timm's SwinTransformer (shifted-window attention) as open_clip wraps it (visual.trunk)",
-    lock_groups=TimmSwinTransformer.parameter_groups, fsdp_units=stage_blocks, locks_projection=False,
+    lock_groups=TimmSwinTransformer.parameter_groups, fsdp_units=stage_blocks,
+    projection_locked=lambda vision: False,  # open_clip's visual.head, outside TimmModel.lock's trunk
     # timm towers use exact GELU whatever open_clip's quick_gelu flag says.
     open_clip=OpenClipForm(recognises=recognising(KIND), read=read, write=write, activation=lambda vision: None,
                            rules=open_clip_rules),

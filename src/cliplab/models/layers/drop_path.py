@@ -1,6 +1,8 @@
-"""Stochastic depth ("drop path", Huang et al. 2016, as timm's `DropPath`): in training, a residual
-branch's output is zeroed for a random subset of the samples and divided by the keep probability
-for the others, so its expectation is unchanged; in eval it is the identity."""
+"""Stochastic depth ("drop path"): in training, a residual branch is dropped for whole samples.
+
+timm's towers train with it (`drop_path_rate`, rising linearly from 0 at the first block to the
+rate at the last); open_clip passes `timm_drop_path` through. Identity in eval mode.
+"""
 
 from __future__ import annotations
 
@@ -8,34 +10,33 @@ import torch
 from torch import nn
 
 
-def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
-    """x [B, ...] -> [B, ...]: each sample kept with probability 1 - rate (then scaled by
-    1 / (1 - rate)) or zeroed, one draw per sample; x itself when rate is 0 or not training."""
-    if rate == 0.0 or not training:
-        return x
-    keep = 1.0 - rate
-    kept = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
-    return x * kept.div_(keep)
+def drop_path_rates(rate: float, depth: int) -> list[float]:
+    """The per-block rates for `depth` blocks: linear from 0 to `rate` (timm's rule, float32
+    steps as torch.linspace makes them)."""
+    return torch.linspace(0, rate, depth, device="cpu").tolist()
 
 
-def drop_path_rates(rate: float, depths: list[int]) -> list[list[float]]:
-    """Per-block rates rising linearly from 0 (the first block) to `rate` (the last) over all
-    stages, split per stage (timm's rule, float32 steps as timm computes them)."""
-    steps = torch.linspace(0.0, rate, sum(depths), device="cpu")
-    return [stage.tolist() for stage in steps.split(list(depths))]
+def drop_samples(branch: torch.Tensor, probability: float) -> torch.Tensor:
+    """branch [B, ...] -> each sample's branch zeroed with `probability`, else scaled by
+    1 / (1 - probability), so the expectation is unchanged."""
+    keep = 1.0 - probability
+    mask = branch.new_empty((branch.shape[0],) + (1,) * (branch.dim() - 1)).bernoulli_(keep)
+    return branch * mask.div_(keep)
 
 
 class DropPath(nn.Module):
-    """`drop_path` with a fixed rate in [0, 1), active in train mode."""
+    """A residual branch [B, ...] dropped per sample with `probability` while training."""
 
-    def __init__(self, rate: float = 0.0):
+    def __init__(self, probability: float):
         super().__init__()
-        if not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
-            raise ValueError(f"drop path rate must be a number in [0, 1), got {rate!r}")
-        self.rate = float(rate)
+        if not 0.0 <= probability < 1.0:
+            raise ValueError(f"probability must be in [0, 1), got {probability!r}")
+        self.probability = probability
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return drop_path(x, self.rate, self.training)
+    def forward(self, branch: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.probability == 0.0:
+            return branch
+        return drop_samples(branch, self.probability)
 
     def extra_repr(self) -> str:
-        return f"rate={self.rate}"
+        return f"probability={self.probability}"
