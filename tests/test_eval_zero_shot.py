@@ -138,4 +138,4 @@ def test_evaluate_rejects_bad_labels_and_empty_data():
 def test_confusion_matrix_counts_pairs():
     confusion = confusion_matrix(torch.tensor([0, 0, 1, 2]), torch.tensor([0, 1, 1, 0]), 3)
     assert confusion.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 0]]
-    assert isinstance(ZeroShotResult(1.0, 1.0, {}, confusion, 4, ("a", "b", "c")).as_metrics()["zero_shot_count"], int)
+    assert isinstance(ZeroShotResult(1.0, 1.0, {}, confusion, 4, ("a", "b", "c"), 0.5, float("nan")).as_metrics()["zero_shot_count"], int)

@@ -37,6 +37,9 @@ def test_eval_line_reports_what_the_evaluation_measured():
     assert eval_line(record) == "eval at step 7: retrieval R@1 image-to-text 0.2500, text-to-image 0.5000"
     record.update(zero_shot_top1=0.75, zero_shot_top5=1.0)
     assert eval_line(record).startswith("eval at step 7: zero-shot top-1 0.7500, top-5 1.0000; retrieval")
+    record.update(zero_shot_mean_per_class_recall=0.625)
+    assert eval_line(record).startswith("eval at step 7: zero-shot top-1 0.7500, top-5 1.0000, "
+                                        "mean per-class recall 0.6250; retrieval")
 
 
 def test_without_a_terminal_a_line_every_n_steps_and_at_the_last(tmp_path, monkeypatch):

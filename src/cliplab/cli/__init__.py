@@ -21,7 +21,7 @@ import sys
 from cliplab.errors import RunStoppedError, UserError
 
 # Order is the order shown in `cliplab --help`.
-COMMAND_MODULES = ("train", "eval", "classify", "embed", "caption", "report", "shards", "export", "wise_ft")
+COMMAND_MODULES = ("train", "eval", "benchmark", "classify", "embed", "caption", "report", "shards", "export", "wise_ft")
 
 USER_ERROR_EXIT = 2
 RUN_STOPPED_EXIT = 1

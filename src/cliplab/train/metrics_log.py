@@ -193,10 +193,13 @@ def step_line(state: TrainState, report: StepReport, *, total_steps: int, eta_s:
 
 
 def eval_line(record: Mapping[str, Any]) -> str:
-    """The console line of an evaluation: zero-shot accuracy and/or retrieval R@1."""
+    """The console line of an evaluation: zero-shot accuracy (and mean per-class recall) and/or
+    retrieval R@1."""
     parts = []
     if "zero_shot_top1" in record:
-        parts.append(f"zero-shot top-1 {record['zero_shot_top1']:.4f}, top-5 {record['zero_shot_top5']:.4f}")
+        recall = record.get("zero_shot_mean_per_class_recall")
+        parts.append(f"zero-shot top-1 {record['zero_shot_top1']:.4f}, top-5 {record['zero_shot_top5']:.4f}"
+                     + ("" if recall is None else f", mean per-class recall {recall:.4f}"))
     if "image_to_text_R@1" in record:
         parts.append(f"retrieval R@1 image-to-text {record['image_to_text_R@1']:.4f}, "
                      f"text-to-image {record['text_to_image_R@1']:.4f}")
