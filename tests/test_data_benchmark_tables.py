@@ -68,7 +68,7 @@ def test_parquet_rows_with_caption_lists_and_labels(tmp_path):
 
 def test_a_path_that_is_no_layout_is_one_line(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
-    with pytest.raises(UserError, match=r"--dataset .*notes.txt: not a dataset layout cliplab reads"):
+    with pytest.raises(UserError, match=r"dataset .*notes.txt: not a dataset layout cliplab reads"):
         open_benchmark_dataset(str(tmp_path / "notes.txt"))
-    with pytest.raises(UserError, match=r"--dataset .*missing: no such file or directory"):
+    with pytest.raises(UserError, match=r"dataset .*missing: no such file or directory"):
         open_benchmark_dataset(str(tmp_path / "missing"))

@@ -63,13 +63,13 @@ def open_benchmark_dataset(location: str, options: DatasetOptions = DatasetOptio
         return fashion_mnist_set.open_dataset(data_dir=options.data_dir, download=options.download)
     path = Path(location)
     if not path.exists():
-        raise MissingInputError(f"--dataset {location}: no such file or directory, and not a built-in dataset "
+        raise MissingInputError(f"dataset {location}: no such file or directory, and not a built-in dataset "
                                 f"({', '.join(BUILTIN_NAMES)})")
     for layout in LAYOUTS:
         if layout.detect(path):
             return layout.open(path, options)
     raise InvalidInputError(
-        f"--dataset {location}: not a dataset layout cliplab reads: a directory of {{split}}/*.tar shards "
+        f"dataset {location}: not a dataset layout cliplab reads: a directory of {{split}}/*.tar shards "
         "(CLIP_benchmark's), a .csv/.tsv/.parquet file (or a directory of {split}.csv ...), or a directory of "
         "class folders of images")
 
