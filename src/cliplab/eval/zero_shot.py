@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from cliplab.eval.classification_metrics import classification_metrics, top_k_accuracies
-from cliplab.eval.embeddings import ProgressCounter
+from cliplab.eval.embeddings import ProgressCounter, encode_texts
 from cliplab.eval.model_mode import inference_mode, model_device, model_dtype
 
 Template = str | Callable[[str], str]
@@ -48,16 +48,9 @@ def zero_shot_classifier(
     """
     prompts = class_prompts(classnames, templates)  # C * K prompts, class-major
     device = torch.device(device) if device is not None else model_device(model)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    template_embeddings = []
-    with inference_mode(model):
-        for start in range(0, len(prompts), batch_size):
-            tokens = tokenizer(prompts[start:start + batch_size]).to(device)
-            text_features = model.encode_text(tokens)  # [n, E]
-            template_embeddings.append(F.normalize(text_features.float(), dim=-1))
-    per_template = torch.cat(template_embeddings).view(len(classnames), len(templates), -1)  # [C, K, E]
-    return F.normalize(per_template.mean(dim=1), dim=-1)
+    template_embeddings = encode_texts(model, tokenizer, prompts, batch_size=batch_size, device=device)  # unit rows
+    per_template = template_embeddings.view(len(classnames), len(templates), -1)  # [C, K, E]
+    return F.normalize(per_template.mean(dim=1), dim=-1).to(device)
 
 
 def build_zero_shot_classifier(
