@@ -124,11 +124,16 @@ def linear_probe(root: Path, train, test, validation=None, *, epochs: int, lr: f
         if rows is not None:
             torch.save(rows.features, directory / f"features_{name}.pt")
             torch.save(rows.labels, directory / f"targets_{name}.pt")
-    with cuda_on_cpu(), numpy_scalars():
-        torch.manual_seed(seed)
-        return module.evaluate(torch.nn.Identity(), None, None, fewshot_k, batch_size, 0, lr, epochs, "model", seed,
-                               str(root), "cuda", val_dataloader=None if validation is None else object(), amp=False,
-                               verbose=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as cliplab's probe trains a small probe on a CPU (same arithmetic, and fast)
+    try:
+        with cuda_on_cpu(), numpy_scalars():
+            torch.manual_seed(seed)
+            return module.evaluate(torch.nn.Identity(), None, None, fewshot_k, batch_size, 0, lr, epochs, "model",
+                                   seed, str(root), "cuda", amp=False, verbose=False,
+                                   val_dataloader=None if validation is None else object())
+    finally:
+        torch.set_num_threads(threads)
 
 
 def build_csv(files: list[Path], output: Path) -> Path:

@@ -16,15 +16,6 @@ from eval_toy_models import BagOfTokensModel, CharacterTokenizer
 
 pytestmark = pytest.mark.filterwarnings("ignore:'pin_memory':UserWarning", "ignore::UserWarning:sklearn")
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The probe's steps are tiny matrix products: on a shared 2-core machine, handing each to two
-    threads cost 100x the arithmetic (130 ms against 1.4 ms per fit measured here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 TEMPLATES = ("a photo of a {c}.", "the {c}, small.")
 
 
