@@ -188,21 +188,24 @@ def _probe_splits(dataset: BenchmarkDataset, options: BenchmarkOptions) -> dict[
     return splits
 
 
-def _all_features(models, dataset, test, probe_splits, caches, needs_test, options, progress,
-                  note) -> list[dict[str, torch.Tensor]]:
+def _all_features(models: list[BenchmarkModel], dataset: BenchmarkDataset, test: BenchmarkSplit,
+                  probe_splits: dict[str, BenchmarkSplit], caches: list[FeatureCache | None], needs_test: bool,
+                  options: BenchmarkOptions, progress: ProgressFactory | None,
+                  note: Callable[[str], None]) -> list[dict[str, torch.Tensor]]:
     """features[model][split name] -> [N, E] for every split a task needs: one pass per split over
-    the models whose features are neither cached nor computed yet."""
+    the models whose features are neither cached (the probe's splits) nor computed yet."""
     features: list[dict[str, torch.Tensor]] = [{} for _ in models]
+    cached_splits = {split.name for split in probe_splits.values()}
     wanted = {split.name: split for split in probe_splits.values()}
     if needs_test:
         wanted[test.name] = test
     for name, split in wanted.items():
         missing = []
         for index, model in enumerate(models):
-            cached = caches[index].load(dataset, split) if caches[index] is not None and name in probe_names(
-                probe_splits) else None
+            cache = caches[index] if name in cached_splits else None
+            cached = cache.load(dataset, split) if cache is not None else None
             if cached is not None:
-                note(f"{model.name}: {name} features from the cache {caches[index].directory(dataset, split)}")
+                note(f"{model.name}: {name} features from the cache {cache.directory(dataset, split)}")
                 features[index][name] = cached.features
             else:
                 missing.append(index)
@@ -217,13 +220,9 @@ def _all_features(models, dataset, test, probe_splits, caches, needs_test, optio
                 counter.close()
         for index, values in zip(missing, computed):
             features[index][name] = values
-            if caches[index] is not None and name in probe_names(probe_splits):
+            if caches[index] is not None and name in cached_splits:
                 caches[index].save(dataset, split, Features(values, torch.tensor(split.labels, dtype=torch.long)))
     return features
-
-
-def probe_names(probe_splits: dict[str, BenchmarkSplit]) -> set[str]:
-    return {split.name for split in probe_splits.values()}
 
 
 def _zero_shot(model: BenchmarkModel, image_features: torch.Tensor, test: BenchmarkSplit, inputs: ZeroShotInputs,
