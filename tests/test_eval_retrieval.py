@@ -125,3 +125,16 @@ def test_caption_recall_closed_form_and_bad_k():
     assert metrics == {"image_retrieval_recall@1": 0.5, "text_retrieval_recall@1": pytest.approx(2 / 3)}
     with pytest.raises(ValueError, match=r"recall@4 needs 1 <= k <= min\(3 images, 4 captions\)"):
         caption_retrieval_recall(images, texts, image_of_text, (4,))
+
+
+def test_caption_recall_in_row_chunks_equals_one_chunk(monkeypatch):
+    from cliplab.eval import retrieval as retrieval_module
+
+    generator = torch.Generator().manual_seed(9)
+    images = F.normalize(torch.randn(11, 8, generator=generator), dim=-1)
+    texts = F.normalize(torch.randn(25, 8, generator=generator), dim=-1)
+    image_of_text = torch.arange(25) % 11
+    whole = retrieval_module.caption_retrieval_recall(images, texts, image_of_text, (1, 4))
+    chunks = retrieval_module._row_chunks
+    monkeypatch.setattr(retrieval_module, "_row_chunks", lambda matrix: chunks(matrix, rows=3))
+    assert retrieval_module.caption_retrieval_recall(images, texts, image_of_text, (1, 4)) == whole

@@ -179,7 +179,8 @@ def _zero_shot(args: argparse.Namespace, loaded) -> dict[str, Any]:
         progress.close()
     print(f"\nzero-shot on {dataset_name}: {result.count} images, {len(classnames)} classes, "
           f"{len(templates)} templates")
-    print(f"  top-1 {100 * result.top1:6.2f}%   top-{min(5, len(classnames))} {100 * result.top5:6.2f}%")
+    print(f"  top-1 {100 * result.top1:6.2f}%   top-{min(5, len(classnames))} {100 * result.top5:6.2f}%   "
+          f"mean per-class recall {100 * result.mean_per_class_recall:6.2f}%")
     width = max(len(name) for name in classnames)
     print(f"  {'class':<{width}}  accuracy  images")
     totals = result.confusion.sum(dim=1).tolist()
