@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cliplab.models.config import ModelConfig
-from cliplab.models.towers import TextTransformer, build_vision_tower
+from cliplab.models.families import build_tower, family_of
 from cliplab.models.towers.locking import GroupItem, freeze_groups, is_frozen
 
 
@@ -36,7 +36,8 @@ def init_projection(layer: nn.Module, width: int) -> None:
 class CLIP(nn.Module):
     """images [B, 3, S, S] float, tokens [B, T] long -> features in a shared E-dim latent.
 
-    Attributes: `vision_tower` and `text_tower` (each with `forward_tokens` and `width`),
+    Attributes: `vision_tower` and `text_tower` (each with `forward_tokens` and `width`; the module
+    their configs' tower families build, see `cliplab.models.families`),
     `image_projection` [W_v -> E] and `text_projection` [W_t -> E] (see `projection`), `logit_scale`
     (log of the temperature's inverse), `logit_bias` (SigLIP only, else None), `config`,
     `output_dict` (what `forward` returns: open_clip's tuple when False, the default, else a dict;
@@ -49,8 +50,8 @@ class CLIP(nn.Module):
             raise ValueError(f"config must be a ModelConfig, got {type(config).__name__}")
         self.config = config
         self.output_dict = output_dict
-        self.vision_tower = build_vision_tower(config.vision)
-        self.text_tower = TextTransformer(config.text)
+        self.vision_tower = build_tower(config.vision)
+        self.text_tower = build_tower(config.text)
         self.image_projection = projection(config.vision.projection, config.vision.output_width,
                                            config.embed_dim)
         self.text_projection = projection(config.text.projection, config.text.width, config.embed_dim)
@@ -117,19 +118,26 @@ class CLIP(nn.Module):
     def lock_image_tower(self, unlocked_groups: int = 0, freeze_norms: bool = True) -> None:
         """Freeze the image tower and its projection except the last `unlocked_groups` groups.
 
-        Groups, input to output: embeddings (ViT) or stem (conv); each block or stage; final norm
-        with the projection. freeze_norms=False leaves every norm layer trainable.
+        Groups, input to output, as the tower's family counts them (`TowerFamily.lock_groups`):
+        embeddings (ViT) or stem (conv); each block or stage; final norm with the projection.
+        freeze_norms=False leaves every norm layer trainable.
         """
-        groups = self.vision_tower.parameter_groups()
+        groups = family_of(self.config.vision).lock_groups(self.vision_tower)
         groups[-1] = [*groups[-1], self.image_projection]
         freeze_groups(groups, unlocked_groups, freeze_norms, argument_name="unlocked_groups")
 
     def lock_text_tower(self, unlocked_layers: int = 0, freeze_norms: bool = True) -> None:
         """Freeze the text tower and its projection except the last `unlocked_layers` groups
         (embeddings, each block, final norm with the projection)."""
-        groups = self.text_tower.parameter_groups()
+        groups = family_of(self.config.text).lock_groups(self.text_tower)
         groups[-1] = [*groups[-1], self.text_projection]
         freeze_groups(groups, unlocked_layers, freeze_norms, argument_name="unlocked_layers")
+
+    def fsdp_units(self) -> list[nn.Module]:
+        """The submodules FSDP2 shards as units of their own, input to output: the image tower's,
+        then the text tower's, as their families name them (`TowerFamily.fsdp_units`)."""
+        return (family_of(self.config.vision).fsdp_units(self.vision_tower)
+                + family_of(self.config.text).fsdp_units(self.text_tower))
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute block activations in backward (less memory, about one more forward of time)."""

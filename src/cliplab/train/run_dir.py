@@ -16,12 +16,12 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cliplab.checkpoint_files.manifest import UnverifiedCheckpointError, verify_checkpoint
 from cliplab.distributed.agreement import run_on_main
 from cliplab.eval.run_layout import CHECKPOINTS_DIR, LATEST_FILE, METRICS_FILE, RUN_ID_FILE
 from cliplab.train.atomic_files import TMP_PREFIX, write_text_atomic
 from cliplab.train.checkpoint import CheckpointManager
 from cliplab.train.config import ConfigError, TrainConfig
-from cliplab.train.manifest import UnverifiedCheckpointError, verify_checkpoint
 from cliplab.train.run_lock import RunLock
 
 # What earlier cliplab versions left when killed while rewriting metrics.jsonl.
