@@ -7,8 +7,9 @@ features: the model (the checkpoint path it was read from, with the size and mod
 each of its files), the precision, the preprocessing, and the split (the dataset's location and
 layout, the split's name, every image's source and label). A checkpoint rewritten in place gets a
 new key; an image file rewritten in place under the same name does not (pass another root, or
-delete the folder). Files are written under a temporary name and renamed, and read with
-safetensors (no unpickling). ROOT defaults to `$CLIPLAB_CACHE/benchmark-features`
+delete the folder). Files are written under a temporary name and renamed, and read with the
+checked safetensors reader (`pretrained.weight_files.SafetensorsReader`: nothing unpickled, a bad
+header reads as absent). ROOT defaults to `$CLIPLAB_CACHE/benchmark-features`
 (`~/.cache/cliplab/benchmark-features`).
 """
 
@@ -21,12 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from cliplab.data.benchmark import BenchmarkDataset, BenchmarkSplit
 from cliplab.data.fashion_mnist_files import CACHE_ENV_VAR
+from cliplab.errors import UserError
 from cliplab.eval.linear_probe import Features
+from cliplab.pretrained.weight_files import SafetensorsReader
 
 ABOUT_FILE = "about.json"
 
@@ -65,13 +67,14 @@ class FeatureCache:
         if not file.is_file():
             return None
         try:
-            tensors = load_file(str(file))
-        except (SafetensorError, OSError):
+            reader = SafetensorsReader(file)  # its header checked before anything is read
+            shapes = reader.shapes
+            if set(shapes) != {"features", "labels"} or shapes["features"].dim() != 2 \
+                    or shapes["features"].shape[0] != len(split) or tuple(shapes["labels"].shape) != (len(split),):
+                return None
+            return Features(reader.read("features"), reader.read("labels"))
+        except UserError:
             return None
-        features, labels = tensors.get("features"), tensors.get("labels")
-        if features is None or labels is None or features.shape[0] != len(split) or labels.shape != (len(split),):
-            return None
-        return Features(features, labels)
 
     def save(self, dataset: BenchmarkDataset, split: BenchmarkSplit, features: Features) -> Path:
         directory = self.directory(dataset, split)
