@@ -92,7 +92,8 @@ def test_features_come_from_the_cache_the_second_time(tmp_path, monkeypatch):
 def test_bad_input_is_one_line_naming_the_file(tmp_path):
     write_image_folder(tmp_path / "labels_only", {"test": 6})
     dataset = open_benchmark_dataset(str(tmp_path / "labels_only"))
-    with pytest.raises(UserError, match=r"--task zeroshot_retrieval needs captions, but .*labels_only/test has labels only"):
+    with pytest.raises(UserError, match=r"--task zeroshot_retrieval needs captions, but .*labels_only/test has "
+                                        r"labels only"):
         run_benchmark(_models(), dataset, BenchmarkOptions(tasks=("zeroshot_retrieval",)))
     with pytest.raises(UserError, match=r"--task linear_probe needs a 'train' split to train on"):
         run_benchmark(_models(), dataset, BenchmarkOptions(tasks=("linear_probe",)))

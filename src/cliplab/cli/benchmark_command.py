@@ -154,7 +154,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         classnames=args.classnames, templates=args.templates,
         probe=LinearProbeConfig(epochs=args.fewshot_epochs, lr=args.fewshot_lr, batch_size=args.batch_size,
                                 fewshot_k=args.fewshot_k, seed=args.seed),
-        feature_root=None if args.no_feature_cache else Path(args.feature_root) if args.feature_root else default_root())
+        feature_root=None if args.no_feature_cache else Path(args.feature_root or default_root()))
     dataset = open_benchmark_dataset(args.dataset, DatasetOptions(
         keys=TableKeys(image_key=args.image_key, label_key=args.label_key, caption_key=args.caption_key,
                        separator=args.csv_separator), name=args.dataset_name, data_dir=args.data_dir))
@@ -197,7 +197,8 @@ def _load(spec: str, arch: str | None, device, precision: str):
     print(f"model: {spec} ({loaded.format}, {loaded.path})")
     preprocess_key = repr(loaded.model.config.preprocess)
     return BenchmarkModel(
-        name=_model_name(spec, arch), pretrained=spec, model=loaded.model, preprocess=loaded.preprocess, tokenizer=loaded.tokenizer,
+        name=_model_name(spec, arch), pretrained=spec, model=loaded.model, preprocess=loaded.preprocess,
+        tokenizer=loaded.tokenizer,
         device=device, preprocess_key=preprocess_key, autocast=autocast,
         cache_key={"checkpoint": checkpoint_fingerprint(loaded.path), "arch": arch, "precision": precision,
                    "preprocess": preprocess_key})

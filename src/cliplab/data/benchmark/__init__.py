@@ -46,7 +46,8 @@ class Layout:
 
 
 LAYOUTS = (
-    Layout(wds_layout.LAYOUT, wds_layout.detect, lambda path, options: wds_layout.open_dataset(path, name=options.name)),
+    Layout(wds_layout.LAYOUT, wds_layout.detect,
+           lambda path, options: wds_layout.open_dataset(path, name=options.name)),
     Layout(csv_table.LAYOUT, csv_table.detect,
            lambda path, options: csv_table.open_dataset(path, keys=options.keys, name=options.name)),
     Layout(parquet_table.LAYOUT, parquet_table.detect,
