@@ -90,7 +90,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     probe.add_argument("--no-feature-cache", action="store_true", help="neither read nor write cached features")
     results = parser.add_argument_group("result files")
     results.add_argument("--build", nargs="+", metavar="FILE", help="result files (or directories of them) to gather")
-    results.add_argument("--plot", metavar="DIR", help="with --build: one bar chart per task comparing the models")
+    results.add_argument("--plot", metavar="DIR", help="one bar chart per task comparing the models (of --build's "
+                                                      "files, or of this run)")
     parser.set_defaults(run=run)
     return parser
 
@@ -98,8 +99,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     if args.build:
         return _build(args)
-    if args.plot:
-        raise UserError("--plot draws the results --build gathers: add --build FILES")
     if not args.model or not args.dataset:
         raise UserError("give --model and --dataset (or --build FILES)")
     return _evaluate(args)
@@ -170,6 +169,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     records = [result_record(dataset.name, args.language, result) for result in results]
     for record, path in zip(records, output_paths(args.output or DEFAULT_OUTPUT, records)):
         print(f"wrote {write_record(record, path)}")
+    if args.plot:
+        from cliplab.eval.benchmark_results import plot_charts
+
+        for path in plot_charts(records, Path(args.plot)):
+            print(f"wrote {path}")
     return 0
 
 
