@@ -14,7 +14,8 @@ preprocessed (the model's eval transform, 224 px) and encoded, the metrics.
   runs after loading the model).
 - CLIP_benchmark: what its CLI runs for a `wds/` dataset: `build_wds_dataset`, a torch DataLoader over
   `dataset.batched(batch_size)`, `zeroshot_classification.evaluate`, with amp off (fp32, the same
-  numbers; checked equal) and with its default amp on (bf16 autocast on a CPU).
+  numbers; checked equal) and with its default amp on (bf16 autocast on a CPU), each against
+  cliplab at the same precision (`--precision fp32` / `amp`).
 Both use the same batch size, loader workers and torch threads. Each side is timed in wall-clock
 seconds and in CPU seconds (this process and its loader workers, `resource.getrusage`): the machine
 is shared with other jobs, so the wall clock says as much about them as about the loop, while the
@@ -43,6 +44,7 @@ from cliplab.data.benchmark.wds_writer import write_clip_benchmark_split  # noqa
 from cliplab.data.tokenizer_openai import openai_bpe_tokenizer  # noqa: E402
 from cliplab.data.transforms import image_transform  # noqa: E402
 from cliplab.eval.benchmark import ZERO_SHOT, BenchmarkModel, BenchmarkOptions, run_benchmark  # noqa: E402
+from cliplab.eval.split_features import autocast_for  # noqa: E402
 from cliplab.models import create_model  # noqa: E402
 
 
@@ -70,9 +72,12 @@ def timed(run):
     return time.perf_counter() - wall, cpu_seconds() - cpu, result
 
 
-def cliplab_loop(model, preprocess, tokenizer, directory: Path, batch_size: int, workers: int) -> dict:
+def cliplab_loop(model, preprocess, tokenizer, directory: Path, batch_size: int, workers: int,
+                 precision: str) -> dict:
+    device = torch.device("cpu")
     benchmark_model = BenchmarkModel(name="ViT-B-32", pretrained="random", model=model, preprocess=preprocess,
-                                     tokenizer=tokenizer, device=torch.device("cpu"), preprocess_key="vit")
+                                     tokenizer=tokenizer, device=device, preprocess_key="vit",
+                                     autocast=autocast_for(precision, device))
     options = BenchmarkOptions(tasks=(ZERO_SHOT,), batch_size=batch_size, workers=workers)
     return run_benchmark([benchmark_model], open_benchmark_dataset(str(directory)), options,
                          note=lambda line: None)[0]["metrics"]
@@ -107,12 +112,17 @@ def main() -> None:
     preprocess = image_transform(model.config.preprocess, train=False)
     tokenizer = openai_bpe_tokenizer(77)
     sides = {
-        "cliplab": lambda: cliplab_loop(model, preprocess, tokenizer, directory, args.batch_size, args.workers),
+        "cliplab": lambda: cliplab_loop(model, preprocess, tokenizer, directory, args.batch_size, args.workers,
+                                        "fp32"),
         "clip_benchmark": lambda: clip_benchmark_loop(model, preprocess, tokenizer, directory, args.batch_size,
                                                       args.workers, amp=False),
+        "cliplab_amp": lambda: cliplab_loop(model, preprocess, tokenizer, directory, args.batch_size, args.workers,
+                                            "amp"),
         "clip_benchmark_amp": lambda: clip_benchmark_loop(model, preprocess, tokenizer, directory, args.batch_size,
                                                           args.workers, amp=True),
     }
+    baseline = {"cliplab": "cliplab", "clip_benchmark": "cliplab", "cliplab_amp": "cliplab_amp",
+                "clip_benchmark_amp": "cliplab_amp"}
     walls: dict[str, list[float]] = {name: [] for name in sides}
     cpus: dict[str, list[float]] = {name: [] for name in sides}
     metrics: dict[str, dict] = {}
@@ -128,24 +138,28 @@ def main() -> None:
     ours, theirs = metrics["cliplab"], metrics["clip_benchmark"]
     if any(abs(ours[key] - theirs[key]) > 1e-9 for key in ("acc1", "acc5", "mean_per_class_recall")):
         raise SystemExit(f"metrics differ: cliplab {ours}, CLIP_benchmark {theirs}")
-    labels = {"cliplab": "`cliplab benchmark` (fp32, inference_mode, prompts cut to their tokens)",
+    labels = {"cliplab": "`cliplab benchmark --precision fp32`",
               "clip_benchmark": "CLIP_benchmark `evaluate`, amp off (fp32)",
-              "clip_benchmark_amp": "CLIP_benchmark `evaluate`, its default amp (bf16 autocast on CPU)"}
+              "cliplab_amp": "`cliplab benchmark --precision amp` (bf16 autocast on a CPU)",
+              "clip_benchmark_amp": "CLIP_benchmark `evaluate`, its default amp (bf16 autocast on a CPU)"}
     rows = []
     for name in sides:
         wall, cpu = min(walls[name]), min(cpus[name])
-        rows.append([labels[name], f"{wall:.1f}", f"{args.images / wall:.2f}", f"{wall / min(walls['cliplab']):.2f}",
-                     f"{cpu:.1f}", f"{args.images / cpu:.2f}", f"{cpu / min(cpus['cliplab']):.2f}"])
-    table = format_table(["loop", "wall s", "images/s", "cliplab speed-up (wall)", "CPU s", "images per CPU s",
-                          "cliplab speed-up (CPU)"], rows)
+        rows.append([labels[name], f"{wall:.1f}", f"{args.images / wall:.2f}", f"{cpu:.1f}", f"{args.images / cpu:.2f}",
+                     f"{cpu / min(cpus[baseline[name]]):.2f}", f"{wall / min(walls[baseline[name]]):.2f}"])
+    table = format_table(["loop", "wall s", "images/s", "CPU s", "images per CPU s",
+                          "cliplab speed-up, CPU (same precision)", "cliplab speed-up, wall"], rows)
     print(table)
-    print(f"metrics (cliplab = CLIP_benchmark amp off): {ours}")
+    print(f"metrics: {metrics}")
     if not args.no_write:
         body = (f"ViT-B-32, random weights, CPU, {args.images} Fashion-MNIST test images (224 px after the eval "
                 f"transform), batch {args.batch_size}, {args.workers} loader workers, {args.threads} torch "
                 f"thread(s), 10 classes x 10 templates (100 prompts); best of {args.rounds} alternating rounds, "
                 "each the whole task (class embeddings, decoding, encoding, metrics). The fp32 rows give equal "
-                "metrics. Speed-up = the loop's time / cliplab's.\n\n" + table)
+                "metrics; the amp rows agree to bf16 rounding (cliplab "
+                + ", ".join(f"{key} {value:.4f}" for key, value in metrics["cliplab_amp"].items()) + "; CLIP_benchmark "
+                + ", ".join(f"{key} {value:.4f}" for key, value in metrics["clip_benchmark_amp"].items())
+                + "). Speed-up = the other loop's time / cliplab's at the same precision.\n\n" + table)
         write_section("eval_speed", "Zero-shot throughput: `cliplab benchmark` against CLIP_benchmark's loop", body)
 
 

@@ -63,7 +63,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--workers", type=int, default=4, help="image decoding processes (default: 4)")
     add_device_argument(parser)
     parser.add_argument("--precision", choices=PRECISIONS, default=None,
-                        help="fp32, or autocast: amp/fp16 (CUDA), bf16/amp_bf16 (default: amp on CUDA, fp32 on CPU)")
+                        help="fp32, or autocast: amp (CLIP_benchmark's: fp16 on CUDA, bf16 on a CPU), fp16 (CUDA), "
+                             "bf16 (default: amp on CUDA, fp32 on a CPU)")
     parser.add_argument("--recall-k", default="1,5,10", metavar="K,K", help="k of recall@k (default: 1,5,10)")
     parser.add_argument("--language", default="en", help="language of the built-in class names and templates")
     data = parser.add_argument_group("dataset")

@@ -29,16 +29,18 @@ Autocast = Callable[[], contextlib.AbstractContextManager]
 
 
 def autocast_for(precision: str, device: torch.device) -> Autocast:
-    """The autocast of `precision`, as training names them: fp32 none; bf16 == amp_bf16 (bf16
-    autocast); amp == fp16 (fp16 autocast, CUDA only)."""
+    """The autocast of `precision`: fp32 none; amp torch's autocast in the device's own low
+    precision, as CLIP_benchmark's amp (fp16 on CUDA, bf16 on a CPU); fp16 fp16 autocast (CUDA
+    only); bf16 == amp_bf16 bf16 autocast."""
     if precision not in PRECISIONS:
         raise InvalidInputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    dtype = {"amp": torch.float16, "fp16": torch.float16, "bf16": torch.bfloat16, "amp_bf16": torch.bfloat16}.get(
-        precision)
-    if dtype is None:
+    if precision == "fp32":
         return contextlib.nullcontext
-    if dtype == torch.float16 and device.type != "cuda":
-        raise InvalidInputError(f"--precision {precision} (fp16 autocast) needs CUDA; use bf16 or fp32 on {device}")
+    if precision == "amp":
+        return lambda: torch.autocast(device_type=device.type)
+    if precision == "fp16" and device.type != "cuda":
+        raise InvalidInputError(f"--precision fp16 needs CUDA; use amp or bf16 (bf16 autocast) on {device}")
+    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
     return lambda: torch.autocast(device_type=device.type, dtype=dtype)
 
 
