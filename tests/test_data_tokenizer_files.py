@@ -14,6 +14,7 @@ from cliplab.data.tokenizer_files import (load_tokenizer, save_tokenizer, tokeni
 from cliplab.data.tokenizer_hf import HFTokenizer, hf_tokenizer_from_dir, open_clip_hf_tokenizer
 from cliplab.data.tokenizer_openai import OpenAIBPETokenizer, openai_bpe_tokenizer
 from cliplab.errors import UserError
+from hf_text_fixtures import use_cache, write_hf_config
 from reference_libraries import open_clip, transformers
 # session fixtures: clip_vocab_dir, open_clip_simple_tokenizer, wordpiece_dirs
 from tokenizer_fixtures import (ADVERSARIAL_TEXTS, clip_vocab_dir, open_clip_simple_tokenizer,  # noqa: F401
@@ -151,10 +152,23 @@ def test_hf_tokenizer_configs_read_the_local_directory_like_open_clip(name, tmp_
     assert torch.equal(ours(TEXTS), theirs(TEXTS))
 
 
-def test_hf_tokenizer_configs_need_a_directory():
+def test_hf_tokenizer_configs_read_the_hugging_face_cache_or_name_the_files(tmp_path, wordpiece_dirs, monkeypatch):
+    """Without a directory, the tokenizer's files come from the Hugging Face cache by name (as
+    open_clip's HFTokenizer reads them offline); not there: one line naming them."""
     model_cfg = open_clip().get_model_config("ViT-L-14-CLIPA")
-    with pytest.raises(UserError, match=r"uses the Hugging Face tokenizer 'bert-base-uncased': pass a local directory"):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
+    with pytest.raises(UserError, match=r"uses the Hugging Face tokenizer 'bert-base-uncased', whose files "
+                                        r"\(tokenizer.json, vocab.json or spiece.model, sentencepiece.bpe.model\) "
+                                        r"are not in bert-base-uncased, the Hugging Face cache .*empty: pass a directory"):
         tokenizer_from_open_clip_config(model_cfg)
+    snapshot = tmp_path / "cache" / "models--bert-base-uncased" / "snapshots" / ("1" * 40)
+    shutil.copytree(wordpiece_dirs["bert"], snapshot)
+    write_hf_config(snapshot, "bert")  # AutoTokenizer (open_clip's) reads the model's config too
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("1" * 40)
+    use_cache(monkeypatch, tmp_path / "cache")
+    ours, theirs = tokenizer_from_open_clip_config(model_cfg), open_clip().get_tokenizer("ViT-L-14-CLIPA")
+    assert torch.equal(ours(TEXTS), theirs(TEXTS))
     with pytest.raises(UserError, match=r"tokenizer_kwargs \['clean'\] are not supported for the OpenAI BPE"):
         tokenizer_from_open_clip_config({"text_cfg": {"tokenizer_kwargs": {"clean": "canonicalize"}}})
     with pytest.raises(UserError, match="model_cfg must be a dict"):

@@ -139,7 +139,7 @@ def test_errors_name_the_directory_and_what_is_missing(tmp_path, wordpiece_dirs)
     bare.mkdir()
     shutil.copy(wordpiece_dirs["fast"] / "tokenizer.json", bare / "tokenizer.json")
     with pytest.raises(UserError, match=r"bare: the tokenizer files name no token for pad \(pad_token\), "
-                                        r"sot \(bos_token or cls_token\), eot"):
+                                        r"eot \(eos_token or sep_token\); add them"):
         hf_tokenizer_from_dir(bare)
     with pytest.raises(UserError, match=r"tokenizer_kwargs \['language'\] are not supported"):
         open_clip_hf_tokenizer(wordpiece_dirs["fast"], 16, language="en")

@@ -246,7 +246,7 @@ def _read_bundle(directory: Path, verified: VerifiedCheckpoint | None, device: t
 
 def _check_architecture(config: ModelConfig, model: Any, path: Path) -> None:
     """UserError when the architecture `model` names differs from the one `path` carries."""
-    wanted = architecture_config(model)
+    wanted = architecture_config(model, path if path.is_dir() else path.parent)
     ignored = {"preprocess", "init_logit_scale", "init_logit_bias"}
     ours = {key: value for key, value in config.to_dict().items() if key not in ignored}
     theirs = {key: value for key, value in wanted.to_dict().items() if key not in ignored}

@@ -19,10 +19,14 @@ from pathlib import Path
 
 from cliplab.data.tokenizer import TOKENIZER_FILE, Tokenizer
 from cliplab.data.tokenizer_base import DESCRIPTOR_FILE, TokenizerBase
-from cliplab.data.tokenizer_hf import HFTokenizer, open_clip_hf_tokenizer
+from cliplab.data.tokenizer_hf import SENTENCEPIECE_FILES, HFTokenizer, open_clip_hf_tokenizer
 from cliplab.data.tokenizer_hf_files import read_json
 from cliplab.data.tokenizer_openai import DEFAULT_CONTEXT_LENGTH, openai_bpe_tokenizer
 from cliplab.errors import UserError
+from cliplab.pretrained.hf_cache import cached_file, hub_cache_dir
+
+# A directory of Hugging Face tokenizer files holds one of these (a pipeline or CLIP's BPE files).
+HF_TOKENIZER_FILES = ("tokenizer.json", "vocab.json")
 
 KINDS = ("cliplab_bpe", "openai_bpe", "hf")
 
@@ -86,8 +90,9 @@ def tokenizer_from_open_clip_config(model_cfg: dict, context_length: int | None 
                                     directory: str | os.PathLike | None = None) -> TokenizerBase:
     """The tokenizer open_clip's `get_tokenizer` picks for an open_clip `model_cfg`.
 
-    text_cfg.hf_tokenizer_name set: open_clip's HFTokenizer over the files in `directory` (with
-    text_cfg.tokenizer_kwargs); otherwise the OpenAI BPE. context_length: the argument, else
+    text_cfg.hf_tokenizer_name set: open_clip's HFTokenizer (with text_cfg.tokenizer_kwargs) over
+    the files in `directory`, else in the directory or Hugging Face cache entry the name gives
+    (`hf_tokenizer_dir`); otherwise the OpenAI BPE. context_length: the argument, else
     text_cfg.context_length, else 77.
     """
     if not isinstance(model_cfg, dict):
@@ -104,8 +109,31 @@ def tokenizer_from_open_clip_config(model_cfg: dict, context_length: int | None 
             raise UserError(f"text_cfg.tokenizer_kwargs {sorted(tokenizer_kwargs)} are not supported "
                             "for the OpenAI BPE tokenizer")
         return openai_bpe_tokenizer(context_length)
-    if directory is None:
-        raise UserError(f"this model's text tower uses the Hugging Face tokenizer {hf_name!r}: pass a "
-                        f"local directory holding its files (tokenizer.json, tokenizer_config.json; "
-                        f"e.g. `huggingface-cli download {hf_name}` where a network allows)")
-    return open_clip_hf_tokenizer(directory, context_length, **tokenizer_kwargs)
+    return open_clip_hf_tokenizer(hf_tokenizer_dir(hf_name, directory), context_length, **tokenizer_kwargs)
+
+
+def _holds_tokenizer(directory: Path) -> bool:
+    return any((directory / name).is_file() for name in (*HF_TOKENIZER_FILES, *SENTENCEPIECE_FILES))
+
+
+def hf_tokenizer_dir(name: str, directory: str | os.PathLike | None = None) -> Path:
+    """The directory of Hugging Face tokenizer `name`'s files: `directory` (a checkpoint's) when it
+    holds some, else `name` as a local directory, else its snapshot in the Hugging Face cache
+    (never the network); UserError naming the places looked in otherwise."""
+    candidates = [Path(directory)] if directory is not None else []
+    candidates.append(Path(name).expanduser())
+    for candidate in candidates:
+        if candidate.is_dir() and _holds_tokenizer(candidate):
+            return candidate
+    for filename in (*HF_TOKENIZER_FILES, *SENTENCEPIECE_FILES):
+        try:
+            cached = cached_file(name, filename)
+        except ValueError:  # huggingface_hub's HFValidationError: not a repository id
+            break
+        if cached is not None:
+            return cached.parent
+    looked = ", ".join([*(str(candidate) for candidate in candidates), f"the Hugging Face cache {hub_cache_dir()}"])
+    raise UserError(f"this model's text tower uses the Hugging Face tokenizer {name!r}, whose files "
+                    f"({', '.join(HF_TOKENIZER_FILES)} or {', '.join(SENTENCEPIECE_FILES)}) are not in {looked}: "
+                    f"pass a directory holding them (`huggingface-cli download {name}` where a network allows "
+                    f"fills the cache)")

@@ -7,7 +7,9 @@ directory)(texts, padding="max_length", max_length=context_length, truncation=Tr
   model_type "clip", or there is no tokenizer.json) the CLIP pipeline rebuilt from the vocabulary, as
   transformers 5 does (`tokenizer_hf_files.clip_bpe_backend`); for any other class the stored
   tokenizer.json as it is. (transformers' own BERT, XLM-R, ... classes rebuild their pipelines too;
-  the tokenizer.json that transformers writes for them holds the same pipeline.)
+  the tokenizer.json that transformers writes for them holds the same pipeline.) A directory with
+  a SentencePiece model and no tokenizer.json (mT5's repositories): transformers' conversion of it
+  (needs the `cliplab[hf]` extra); saving the tokenizer then writes the converted pipeline.
 - framing: the text truncated to `context_length` minus the post-processor's specials (side from
   `truncation_side`), the specials added, padded to `context_length` with `pad_token` (side from
   `padding_side`). CLIP pads with `<|endoftext|>`, so there `pad_id == eot_id`.
@@ -19,6 +21,7 @@ by 0 when `strip_sep_token` (the CLIPA configs).
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from collections.abc import Sequence
@@ -27,7 +30,7 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer as BackendTokenizer
 
-from cliplab.data.tokenizer_base import TokenizerBase, as_text_list, write_descriptor
+from cliplab.data.tokenizer_base import REQUIRED_ROLES, TokenizerBase, as_text_list, write_descriptor
 from cliplab.data.tokenizer_cleaning import CLEAN_MODES, clean_text
 from cliplab.data.tokenizer_hf_files import (CLIP_CLASSES, CLIP_DEFAULT_TOKENS, MERGES_TXT, ROLE_KEYS,
                                              TOKEN_KEYS, TOKENIZER_JSON, VOCAB_JSON, added_token,
@@ -37,6 +40,7 @@ from cliplab.data.tokenizer_hf_files import (CLIP_CLASSES, CLIP_DEFAULT_TOKENS, 
 from cliplab.errors import UserError
 
 DEFAULT_CONTEXT_LENGTH = 77
+SENTENCEPIECE_FILES = ("spiece.model", "sentencepiece.bpe.model")
 SIDES = ("right", "left")
 OPEN_CLIP_TOKENIZER_KWARGS = ("clean", "strip_sep_token")
 
@@ -76,8 +80,7 @@ class HFTokenizer(TokenizerBase):
             present = [key for key in keys if key in token_ids]
             if present:
                 role_ids[role] = token_ids[present[0]]
-        missing = [f"{role} ({' or '.join(ROLE_KEYS[role])})" for role in ("pad", "sot", "eot")
-                   if role not in role_ids]
+        missing = [f"{role} ({' or '.join(ROLE_KEYS[role])})" for role in REQUIRED_ROLES if role not in role_ids]
         if missing:
             raise UserError(f"the tokenizer files name no token for {', '.join(missing)}; add them "
                             f"to tokenizer_config.json")
@@ -181,6 +184,20 @@ def _names_clip(directory: Path, settings: dict, has_tokenizer_json: bool) -> bo
     return config.is_file() and read_json(config).get("model_type") == "clip"
 
 
+def _converted_sentencepiece(directory: Path, model_file: Path) -> tuple[BackendTokenizer, dict[str, str]]:
+    """transformers' own pipeline and special tokens for a directory holding a SentencePiece model
+    and no tokenizer.json (mT5's repositories ship spiece.model alone): `AutoTokenizer` converts it,
+    so the ids are transformers' (and open_clip's, which runs AutoTokenizer) by construction."""
+    try:
+        transformers = importlib.import_module("transformers")
+    except ImportError as error:
+        raise UserError(f"{directory} holds a SentencePiece model ({model_file.name}) and no {TOKENIZER_JSON}; "
+                        "reading it needs the transformers library: pip install 'cliplab[hf]'") from error
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(directory))
+    tokens = {key: str(getattr(tokenizer, key)) for key in TOKEN_KEYS if getattr(tokenizer, key, None) is not None}
+    return BackendTokenizer.from_str(tokenizer.backend_tokenizer.to_str()), tokens
+
+
 def hf_tokenizer_from_dir(directory: str | os.PathLike, context_length: int | None = None, *,
                           clean: str | None = None, strip_sep_token: bool = False) -> HFTokenizer:
     """The tokenizer in a Hugging Face tokenizer directory (module docstring).
@@ -192,12 +209,14 @@ def hf_tokenizer_from_dir(directory: str | os.PathLike, context_length: int | No
         raise UserError(f"tokenizer directory {directory} does not exist or is not a directory")
     has_tokenizer_json = (directory / TOKENIZER_JSON).is_file()
     has_bpe_files = (directory / VOCAB_JSON).is_file() and (directory / MERGES_TXT).is_file()
-    if not has_tokenizer_json and not has_bpe_files:
+    sentencepiece = next((directory / name for name in SENTENCEPIECE_FILES if (directory / name).is_file()), None)
+    if not has_tokenizer_json and not has_bpe_files and sentencepiece is None:
         raise UserError(f"{directory} holds no Hugging Face tokenizer: expected {TOKENIZER_JSON}, or "
-                        f"{VOCAB_JSON} and {MERGES_TXT}")
+                        f"{VOCAB_JSON} and {MERGES_TXT}, or a SentencePiece model ({', '.join(SENTENCEPIECE_FILES)})")
     settings = read_tokenizer_settings(directory)
     named = {key: token_content(settings[key]) for key in TOKEN_KEYS if settings.get(key) is not None}
-    clip_pipeline = _names_clip(directory, settings, has_tokenizer_json)
+    # Without tokenizer.json, only vocab.json + merges.txt make a CLIP directory (not a SentencePiece model).
+    clip_pipeline = _names_clip(directory, settings, has_tokenizer_json or not has_bpe_files)
     if clip_pipeline:
         tokens = {**CLIP_DEFAULT_TOKENS, **named}
         vocab, merges = read_vocab_and_merges(directory)
@@ -209,6 +228,8 @@ def hf_tokenizer_from_dir(directory: str | os.PathLike, context_length: int | No
         backend = clip_bpe_backend(vocab, merges, sot_token=tokens["bos_token"],
                                    eot_token=tokens["eos_token"], unk_token=tokens["unk_token"],
                                    added_tokens=declared)
+    elif not has_tokenizer_json and sentencepiece is not None:
+        backend, tokens = _converted_sentencepiece(directory, sentencepiece)
     else:
         try:
             backend = BackendTokenizer.from_file(str(directory / TOKENIZER_JSON))

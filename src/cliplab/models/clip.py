@@ -19,18 +19,24 @@ from cliplab.models.towers.locking import GroupItem, freeze_groups, is_frozen
 
 def projection(kind: str, width: int, embed_dim: int) -> nn.Module:
     """A tower's map into the shared latent: [.., width] -> [.., embed_dim]. kind "linear" (no
-    bias), "linear_bias", or "none" (identity; width == embed_dim)."""
+    bias), "linear_bias", "mlp" (open_clip's HF-tower projection: Linear, exact GELU, Linear, no
+    biases, hidden width (width + embed_dim) // 2), or "none" (identity; width == embed_dim)."""
     if kind == "none":
         return nn.Identity()
+    if kind == "mlp":
+        hidden = (width + embed_dim) // 2
+        return nn.Sequential(nn.Linear(width, hidden, bias=False), nn.GELU(), nn.Linear(hidden, embed_dim, bias=False))
     return nn.Linear(width, embed_dim, bias=kind == "linear_bias")
 
 
-def init_projection(layer: nn.Module, width: int) -> None:
-    """Weights std width^-0.5, bias zero (identity projections have nothing to initialise)."""
-    if isinstance(layer, nn.Linear):
-        nn.init.normal_(layer.weight, std=width ** -0.5)
-        if layer.bias is not None:
-            nn.init.zeros_(layer.bias)
+def init_projection(layer: nn.Module) -> None:
+    """Each linear map's weights std (its input width)^-0.5, biases zero (identity projections have
+    nothing to initialise)."""
+    for linear in layer.modules():
+        if isinstance(linear, nn.Linear):
+            nn.init.normal_(linear.weight, std=linear.in_features ** -0.5)
+            if linear.bias is not None:
+                nn.init.zeros_(linear.bias)
 
 
 class CLIP(nn.Module):
@@ -55,8 +61,8 @@ class CLIP(nn.Module):
         self.image_projection = projection(config.vision.projection, config.vision.output_width,
                                            config.embed_dim)
         self.text_projection = projection(config.text.projection, config.text.width, config.embed_dim)
-        init_projection(self.image_projection, config.vision.output_width)
-        init_projection(self.text_projection, config.text.width)
+        init_projection(self.image_projection)
+        init_projection(self.text_projection)
         self.logit_scale = nn.Parameter(torch.tensor(float(config.init_logit_scale)))
         self.logit_bias = (nn.Parameter(torch.tensor(float(config.init_logit_bias)))
                            if config.init_logit_bias is not None else None)
@@ -119,19 +125,27 @@ class CLIP(nn.Module):
         """Freeze the image tower and its projection except the last `unlocked_groups` groups.
 
         Groups, input to output, as the tower's family counts them (`TowerFamily.lock_groups`):
-        embeddings (ViT) or stem (conv); each block or stage; final norm with the projection.
-        freeze_norms=False leaves every norm layer trainable.
+        embeddings (ViT) or stem (conv); each block or stage; final norm with the projection (a
+        timm tower's projection outside timm's model stays trainable, as open_clip's
+        `TimmModel.lock` leaves it: `TowerFamily.projection_locked`). freeze_norms=False leaves
+        every norm layer trainable.
         """
-        groups = family_of(self.config.vision).lock_groups(self.vision_tower)
-        groups[-1] = [*groups[-1], self.image_projection]
-        freeze_groups(groups, unlocked_groups, freeze_norms, argument_name="unlocked_groups")
+        freeze_groups(self._lock_groups("vision", self.image_projection), unlocked_groups, freeze_norms,
+                      argument_name="unlocked_groups")
 
     def lock_text_tower(self, unlocked_layers: int = 0, freeze_norms: bool = True) -> None:
         """Freeze the text tower and its projection except the last `unlocked_layers` groups
         (embeddings, each block, final norm with the projection)."""
-        groups = family_of(self.config.text).lock_groups(self.text_tower)
-        groups[-1] = [*groups[-1], self.text_projection]
-        freeze_groups(groups, unlocked_layers, freeze_norms, argument_name="unlocked_layers")
+        freeze_groups(self._lock_groups("text", self.text_projection), unlocked_layers, freeze_norms,
+                      argument_name="unlocked_layers")
+
+    def _lock_groups(self, side: str, projection: nn.Module) -> list[list[GroupItem]]:
+        config = getattr(self.config, side)
+        family = family_of(config)
+        groups = family.lock_groups(getattr(self, f"{side}_tower"))
+        if family.projection_locked(config):
+            groups[-1] = [*groups[-1], projection]
+        return groups
 
     def fsdp_units(self) -> list[nn.Module]:
         """The submodules FSDP2 shards as units of their own, input to output: the image tower's,

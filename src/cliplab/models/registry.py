@@ -25,6 +25,8 @@ from torch import nn
 from cliplab.models.clip import CLIP
 from cliplab.models.coca import CoCa
 from cliplab.models.config import ModelConfig, apply_overrides, read_json_object
+# initialisers_on_meta is imported from here by its callers (shard_init's users).
+from cliplab.models.meta_build import initialisers_on_meta, meta_values_recorded  # noqa: F401
 from cliplab.models.open_clip_config import builtin_open_clip_names, known_open_clip_names, open_clip_name_config
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -105,28 +107,13 @@ def _initialisers_skipped():
             setattr(nn.init, name, function)
 
 
-_keep_initialisers_on_meta = False
-
-
-@contextlib.contextmanager
-def initialisers_on_meta():
-    """Run the initialisers on the meta device too, for a caller that shadows the meta tensors
-    with real values (`cliplab.distributed.shard_init`)."""
-    global _keep_initialisers_on_meta
-    previous, _keep_initialisers_on_meta = _keep_initialisers_on_meta, True
-    try:
-        yield
-    finally:
-        _keep_initialisers_on_meta = previous
-
-
 def build_model(config: ModelConfig, *, output_dict: bool = False) -> CLIP:
     """The model for `config` (class chosen by config.kind), freshly initialised, in train mode
     (on the meta device, where there is nothing to initialise, the initialisers are skipped).
     output_dict: what forward returns (open_clip's tuple when False; see CLIP)."""
     if not isinstance(config, ModelConfig):
         raise ValueError(f"config must be a ModelConfig, got {type(config).__name__}")
-    skip = torch.empty(0).is_meta and not _keep_initialisers_on_meta
+    skip = torch.empty(0).is_meta and not meta_values_recorded()
     with _initialisers_skipped() if skip else contextlib.nullcontext():
         return MODEL_CLASSES[config.kind](config, output_dict=output_dict)
 
