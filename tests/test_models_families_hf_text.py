@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import shutil
+import signal
+import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -22,14 +26,21 @@ from cliplab.losses import ClipLoss
 from cliplab.models import build_model, create_model, list_models
 from cliplab.models.families import family_of
 from cliplab.models.families.hf_text import HfTextConfig
+from cliplab.distributed.launch import run_on_workers
+from cliplab.distributed.shard_init import ShardedInit, shard_rows
 from cliplab.models.meta_build import initialisers_on_meta
 from cliplab.models.open_clip_config import builtin_open_clip_config, config_from_open_clip, config_to_open_clip
 from cliplab.pretrained.key_maps import from_cliplab, to_cliplab
 from cliplab.pretrained.open_clip_keys import open_clip_rules
+from cliplab.train import TrainHooks, train
+from cliplab.train.checkpoint import CheckpointManager
+from data_fixtures import make_manifest
+from finetune_fixtures import finetune_config
 from hf_text_fixtures import (SMALL_CONFIGS, hf_config, random_corpus, use_cache, write_cache, write_hf_config,
                               write_tokenizers)
 from reference_libraries import (assert_relative_close, open_clip, open_clip_model, randomize_, reference_mode,
                                  transformers, write_open_clip_hub)
+from train_helpers import assert_same_final_checkpoint
 
 torch.set_num_threads(2)
 SMALL_VISION = {"image_size": 32, "layers": 2, "width": 32, "patch_size": 8, "head_width": 16}
@@ -217,7 +228,7 @@ def test_names_find_the_config_and_tokenizer_in_the_hugging_face_cache(hf_dirs, 
 def test_pretrained_hugging_face_weights_are_read_or_their_absence_named(hf_dirs, tmp_path):
     """hf_model_pretrained: a fresh model on a real device starts from the weights beside the
     config (as open_clip's AutoModel.from_pretrained); none there: one line naming them and the way
-    to a random tower; on meta nothing is read; a sharded build refuses."""
+    to a random tower; on meta nothing is read; a sharded (FSDP2) build refuses."""
     directory = tmp_path / "xlmr_weights"
     torch.manual_seed(1)
     pretrained = transformers().AutoModel.from_config(hf_config("xlm-roberta"), add_pooling_layer=False)
@@ -234,9 +245,9 @@ def test_pretrained_hugging_face_weights_are_read_or_their_absence_named(hf_dirs
         build_model(without_weights)
     with torch.device("meta"):
         build_model(without_weights)
-    with pytest.raises(UserError, match=r"a sharded \(FSDP2\) build of a fresh model cannot read the Hugging Face "
-                                        r"weights"), initialisers_on_meta(), torch.device("meta"):
-        build_model(without_weights)
+    with pytest.raises(UserError, match=r"a sharded \(FSDP2\) build of a fresh model cannot load the Hugging Face "
+                                        r"weights"), initialisers_on_meta(), ShardedInit(1, 2).building():
+        build_model(config_from_open_clip(model_cfg))
 
 
 def test_without_transformers_the_tower_is_one_line_naming_the_extra(hf_dirs, monkeypatch):
@@ -292,6 +303,23 @@ def test_fsdp_units_are_the_encoder_layers_and_every_parameter_gets_a_gradient(h
     assert missing == [] and not model.text_tower.transformer.embed_tokens.weight.grad[1].any()
 
 
+@pytest.mark.parametrize("model_type", ["xlm-roberta", "mt5", "m2m_100"])
+def test_a_sharded_build_keeps_the_initial_values_of_the_full_build(hf_dirs, model_type):
+    """What FSDP2's meta build records for rank 1 of 2 is that rank's rows of the full build with the
+    same seed (the HF tower built on the CPU inside it, its values handed over by copies)."""
+    config = config_from_open_clip(small_model_cfg(hf_dirs[model_type]))
+    recorder = ShardedInit(1, 2)
+    torch.manual_seed(0)
+    with initialisers_on_meta(), recorder.building():
+        sharded = build_model(config)
+    assert all(parameter.is_meta for parameter in sharded.parameters())
+    kept = recorder.values(sharded)
+    torch.manual_seed(0)
+    for name, tensor in build_model(config).state_dict().items():
+        rows = shard_rows(tensor.shape[0], 1, 2) if tensor.dim() >= 2 else None
+        assert torch.equal(kept.rows(name, rows), tensor if rows is None else tensor[rows]), name
+
+
 def test_a_meta_build_filled_from_a_checkpoint_or_allocated_empty_computes_its_buffers(hf_dirs):
     """RoBERTa's position ids and M2M100's sinusoidal positions live outside the state dict: after
     a meta build filled by load_state_dict(assign=True), or to_empty, the tower computes them."""
@@ -341,3 +369,135 @@ def test_the_config_is_plain_json_and_reads_back(hf_dirs):
     changed["text"]["hf_config"]["model_type"] = "gpt2"
     with pytest.raises(ValueError, match=r"text.hf_config.model_type must be one of"):
         type(config).from_dict(changed)
+
+
+@pytest.fixture(scope="module")
+def hf_hub(hf_dirs, tmp_path_factory):
+    """An open_clip hub directory of a small XLM-R CLIP (random weights) as cliplab exports it:
+    open_clip_config.json, the weights, the text model's config.json and its tokenizer files."""
+    directory = hf_dirs["xlm-roberta"]
+    torch.manual_seed(0)
+    model = build_model(config_from_open_clip(small_model_cfg(directory)))
+    tokenizer = cliplab.get_tokenizer("xlm-roberta-base-ViT-B-32", directory=directory)
+    return cliplab.export(model, tokenizer, tmp_path_factory.mktemp("hf_hub") / "hub", format="open_clip")
+
+
+def test_fine_tuning_with_the_text_tower_locked_keeps_open_clips_locked_layers(hf_hub, tmp_path):
+    """--pretrained an HF-text hub directory on a CSV, --lock-text --lock-text-unlocked-layers 1: the
+    embeddings and the first encoder layer keep their weights over two steps (LayerNorms too, with
+    --lock-text-freeze-layer-norm), the last layer and the projection move."""
+    manifest = make_manifest(tmp_path / "data", 4)
+    config = finetune_config(tmp_path / "logs", manifest, hf_hub, steps=2, batch_size=4, lock_text=True,
+                             lock_text_unlocked_layers=1, lock_text_freeze_layer_norm=True)
+    states, frozen = [], set()
+
+    def after_step(step, model):
+        states.append({key: value.detach().clone() for key, value in model.state_dict().items()})
+        frozen.update(key for key, parameter in model.named_parameters() if not parameter.requires_grad)
+
+    train(config, hooks=TrainHooks(after_step=after_step))
+    first, second = states
+    text = {key for key in first if key.startswith("text_tower.")}
+    assert frozen == {key for key in text if ".layer.1." not in key}
+    assert all(torch.equal(first[key], second[key]) for key in frozen)
+    moving = [key for key in first if ".layer.1." in key or key.startswith("text_projection.")]
+    assert moving and not any(torch.equal(first[key], second[key]) for key in moving if key.endswith("weight"))
+
+
+def _cli_command(logs, name, hub, manifest, resume=False):
+    command = [sys.executable, "-m", "cliplab", "train", "--logs", str(logs), "--name", name, "--pretrained", str(hub),
+               "--dataset-type", "csv", "--train-data", str(manifest), "--max-steps", str(RESUME_STEPS),
+               "--batch-size", "4", "--epochs", "10", "--workers", "0", "--save-every-steps", "2",
+               "--keep-checkpoints", "2", "--log-every-n-steps", "1", "--no-progress-bar", "--no-tensorboard",
+               "--threads", "1", "--deterministic", "--warmup", "1", "--set", "eval.eval_at_end=false"]
+    return command + (["--resume", "latest"] if resume else [])
+
+
+RESUME_STEPS = 6
+
+
+def _train_losses(run_dir):
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return {record["step"]: record["loss"] for record in map(json.loads, lines) if record["kind"] == "train"}
+
+
+def test_a_resumed_fine_tune_continues_bit_for_bit(hf_hub, tmp_path):
+    """2 steps, checkpoint, resume to 4 (the HF tower's dropout on): the 4-step run's weights and
+    optimiser state exactly."""
+    manifest = make_manifest(tmp_path / "data", 4)
+    train(finetune_config(tmp_path, manifest, hf_hub, name="whole", steps=4, batch_size=4))
+    train(finetune_config(tmp_path, manifest, hf_hub, name="resumed", steps=2, batch_size=4))
+    resumed = finetune_config(tmp_path, manifest, hf_hub, name="resumed", steps=4, batch_size=4)
+    resumed.checkpoint.resume = "latest"
+    train(resumed)
+    assert_same_final_checkpoint(tmp_path / "resumed", tmp_path / "whole", steps=4)
+
+
+def test_a_fresh_process_loads_the_hub_directory(hf_hub):
+    """transformers imported for the first time inside the meta build that loading is: its
+    initialisation functions must still be torch's (the buffers a checkpoint does not hold are
+    computed with them)."""
+    tokens = tokens_for("xlm-roberta").tolist()
+    with torch.no_grad():
+        expected = cliplab.load(hf_hub)[0].encode_text(torch.tensor(tokens))
+    script = ("import sys, torch, cliplab; model = cliplab.load(sys.argv[1])[0]; "
+              f"torch.save(model.encode_text(torch.tensor({tokens})).detach(), sys.argv[2])")
+    output = hf_hub.parent / "features.pt"
+    completed = subprocess.run([sys.executable, "-c", script, str(hf_hub), str(output)], capture_output=True, text=True,
+                               timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert torch.equal(torch.load(output), expected)
+
+
+@pytest.mark.slow
+def test_a_killed_fine_tune_resumes_to_the_uninterrupted_run_bit_for_bit(hf_hub, tmp_path):
+    """SIGKILL a real `cliplab train --pretrained HUB` once a step after a checkpoint is logged, resume
+    with --resume latest: weights, optimiser and losses equal the uninterrupted run's (the HF tower's
+    dropout is on: the resumed steps replay its masks)."""
+    manifest = make_manifest(tmp_path / "data", 8)
+    completed = subprocess.run(_cli_command(tmp_path, "reference", hf_hub, manifest), capture_output=True, text=True,
+                               timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    run_dir = tmp_path / "killed"
+    process = subprocess.Popen(_cli_command(tmp_path, "killed", hf_hub, manifest), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    killed_at = None
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and process.poll() is None:
+            checkpoints = run_dir / "checkpoints"
+            latest = CheckpointManager(checkpoints, keep=2).latest() if checkpoints.exists() else None
+            logged = _train_losses(run_dir) if (run_dir / "metrics.jsonl").exists() else {}
+            if latest is not None and logged and max(logged) > int(latest.name.split("_")[1]):
+                process.send_signal(signal.SIGKILL)
+                killed_at = max(logged)
+                break
+            time.sleep(0.005)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == -signal.SIGKILL and killed_at < RESUME_STEPS, "the run finished before the kill"
+    completed = subprocess.run(_cli_command(tmp_path, "killed", hf_hub, manifest, resume=True), capture_output=True,
+                               text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert_same_final_checkpoint(run_dir, tmp_path / "reference", steps=RESUME_STEPS)
+    assert _train_losses(run_dir) == _train_losses(tmp_path / "reference")
+
+
+def _ddp_then_fsdp(rank, world_size, logs, manifest, hub):
+    for run, fsdp in (("ddp", False), ("fsdp", True)):
+        config = finetune_config(logs, manifest, hub, name=run, steps=3, batch_size=8 // world_size)
+        config.loss.gather_with_grad = True  # every rank logs the loss of the whole global batch
+        config.distributed.fsdp = fsdp
+        train(config)
+
+
+@pytest.mark.slow
+def test_fsdp_shards_the_encoder_layers_and_follows_ddp(hf_hub, tmp_path):
+    """2 gloo ranks fine-tuning the HF-text hub directory 3 steps: FSDP2 (each encoder layer a unit,
+    the model built on meta and its buffers computed after allocation) within 1e-4 of DDP."""
+    manifest = make_manifest(tmp_path / "data", 8)
+    run_on_workers(_ddp_then_fsdp, 2, tmp_path / "logs", manifest, hf_hub, timeout_s=600)
+    losses = {run: list(_train_losses(tmp_path / "logs" / run).values()) for run in ("ddp", "fsdp")}
+    assert len(losses["ddp"]) == len(losses["fsdp"]) == 3 and losses["ddp"][0] == losses["fsdp"][0]
+    assert all(math.isclose(ours, theirs, rel_tol=1e-4) for ours, theirs in zip(losses["fsdp"], losses["ddp"])), losses

@@ -19,6 +19,7 @@ from pathlib import Path
 from types import ModuleType
 
 from cliplab.errors import MissingModelFilesError, UserError
+from cliplab.models.meta_build import torch_initialisers
 from cliplab.pretrained.formats import HF_WEIGHT_FILES
 from cliplab.pretrained.hf_cache import cached_file, hub_cache_dir
 
@@ -27,8 +28,12 @@ EXTRA = "pip install 'cliplab[hf]'"
 
 
 def require_transformers(what: str) -> ModuleType:
-    """The `transformers` package; UserError naming `what` needs it and the extra to install."""
+    """The `transformers` package; UserError naming `what` needs it and the extra to install.
+    Imported with torch's own initialisers in force: its `initialization` module keeps references
+    to them, and a first import inside a meta build (which skips them) would keep the no-ops."""
     try:
+        with torch_initialisers():
+            importlib.import_module("transformers.initialization")
         return importlib.import_module("transformers")
     except ImportError as error:
         raise UserError(f"{what} needs the transformers library, which is not installed: {EXTRA}") from error

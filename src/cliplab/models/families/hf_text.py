@@ -24,7 +24,7 @@ snapshot; cliplab never downloads them); when they are not there, the build stop
 `MissingModelFilesError` naming the files and `text.hf_model_pretrained=false` (a randomly
 initialised tower, transformers' initialisation) rather than training a random tower unawares. A
 meta-device build reads nothing (a checkpoint fills it); FSDP2's sharded build of a fresh model
-(`initialisers_on_meta`) cannot read them and refuses. Loaded checkpoints never read them.
+(`initialisers_on_meta`) cannot load them and refuses. Loaded checkpoints never read them.
 
     cliplab                                    open_clip (CustomTextCLIP / CoCa, under "text.")
     text_tower.transformer.*                   text.transformer.* (transformers' own names)
@@ -52,7 +52,7 @@ from cliplab.models.families.open_clip_sections import TEXT_KEYS, check_known
 from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily
 from cliplab.models.hf_text_files import HF_CONFIG_FILE, find_hf_config, find_hf_weights, require_transformers
 from cliplab.models.key_rules import KeyRule, rule
-from cliplab.models.meta_build import meta_values_recorded
+from cliplab.models.meta_build import meta_values_recorded, to_meta_with_values
 from cliplab.models.tower_configs import check_bool, check_choice, check_positive_int
 from cliplab.models.towers.hf_text_tower import HF_ARCHITECTURES, POOLERS, HfTextTower, build_hf_model
 
@@ -146,19 +146,24 @@ class HfTextConfig:
 
 def build_hf_text_tower(config: HfTextConfig) -> HfTextTower:
     """The tower of `config`: transformers' model from the config (randomly initialised), or from
-    the pretrained weights of `hf_model_name` when `hf_model_pretrained` and the build is on a real
-    device (see the module docstring)."""
+    the pretrained weights of `hf_model_name` when `hf_model_pretrained` (see the module
+    docstring). On the meta device nothing is read or initialised, except in a build whose values
+    are recorded shard by shard (FSDP2's, `initialisers_on_meta`): transformers' initialisation
+    cannot be replayed there, so the model is built on the CPU (in full, once, on every rank) and
+    handed over by copies the recorder keeps its rows of; transformers' loading of pretrained
+    weights cannot run inside such a recorder, which is refused."""
     transformers = require_transformers(f"the text tower {config.hf_model_name!r} (text.kind='{KIND}')")
+    on_meta = torch.empty(0).is_meta
+    recorded = on_meta and meta_values_recorded()
     where = f"text.hf_model_name={config.hf_model_name!r} with text.hf_model_pretrained=true"
-    pretrained_from = None
-    if config.hf_model_pretrained:
-        if torch.empty(0).is_meta:
-            if meta_values_recorded():
-                raise UserError(
-                    f"{where}: a sharded (FSDP2) build of a fresh model cannot read the Hugging Face weights; "
-                    "start from a checkpoint that holds them (--pretrained), or set text.hf_model_pretrained=false")
-        else:
-            pretrained_from = find_hf_weights(config.hf_model_name, where)
+    if recorded and config.hf_model_pretrained:
+        raise UserError(f"{where}: a sharded (FSDP2) build of a fresh model cannot load the Hugging Face weights; "
+                        "start from a checkpoint that holds them (--pretrained), or set text.hf_model_pretrained=false")
+    pretrained_from = find_hf_weights(config.hf_model_name, where) if config.hf_model_pretrained and not on_meta else None
+    if recorded:
+        with torch.device("cpu"):
+            transformer = build_hf_model(transformers, config)
+        return HfTextTower(config, to_meta_with_values(transformer))
     return HfTextTower(config, build_hf_model(transformers, config, pretrained_from))
 
 

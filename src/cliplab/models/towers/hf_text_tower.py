@@ -133,9 +133,16 @@ class HfTextTower(nn.Module):
     def _parameter_device(self) -> torch.device:
         return next(self.transformer.parameters()).device
 
+    def _restore_if_left_on_meta(self) -> None:
+        """After a meta build filled with real parameters (load_state_dict(assign=True))."""
+        if self._parameter_device().type != "meta" and any(
+                buffer.is_meta for module in self._derived for buffer in module.buffers(recurse=False)):
+            self.restore_derived_buffers()
+
     def _apply(self, fn, recurse=True):
+        self._restore_if_left_on_meta()  # else moving would fail on them
         super()._apply(fn, recurse)
-        if not self._parameter_device().type == "meta":
+        if self._parameter_device().type != "meta":
             self.restore_derived_buffers()
         return self
 
@@ -151,8 +158,7 @@ class HfTextTower(nn.Module):
         """tokens [B, T] -> (pooled [B, W], hidden [B, T, W] (the model's last hidden state, every
         position), is_real Bool[B, T])."""
         self.check_tokens(tokens)
-        if any(buffer.is_meta for module in self._derived for buffer in module.buffers(recurse=False)):
-            self.restore_derived_buffers()
+        self._restore_if_left_on_meta()
         tokens = tokens.long()
         is_real = tokens != self.config.pad_id
         mask = is_real.long()
