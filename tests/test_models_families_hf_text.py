@@ -292,15 +292,26 @@ def test_locking_freezes_what_open_clips_lock_freezes(hf_dirs, model_type, unloc
 
 
 def test_fsdp_units_are_the_encoder_layers_and_every_parameter_gets_a_gradient(hf_dirs):
+    """Every parameter gets a gradient, the same with the encoder layers checkpointed (dropout on,
+    the same seed)."""
     config = config_from_open_clip(small_model_cfg(hf_dirs["m2m_100"]))
     torch.manual_seed(0)
     model = build_model(config, output_dict=True).train()
     assert family_of(config.text).fsdp_units(model.text_tower) == list(model.text_tower.transformer.layers)
-    output = model(IMAGES, tokens_for("m2m_100", count=3))
-    ClipLoss()(output["image_features"], output["text_features"], output["logit_scale"]).backward()
-    missing = [name for name, parameter in model.named_parameters() if parameter.grad is None]
-    # the padding row of the token embedding gets none by construction, the rest all do
-    assert missing == [] and not model.text_tower.transformer.embed_tokens.weight.grad[1].any()
+    gradients = []
+    for checkpointed in (False, True):
+        model.zero_grad()
+        model.set_grad_checkpointing(checkpointed)
+        torch.manual_seed(1)
+        output = model(IMAGES, tokens_for("m2m_100", count=3))
+        ClipLoss()(output["image_features"], output["text_features"], output["logit_scale"]).backward()
+        gradients.append({name: parameter.grad.clone() for name, parameter in model.named_parameters()
+                          if parameter.grad is not None})
+    assert sorted(gradients[0]) == sorted(name for name, _ in model.named_parameters())
+    assert all(torch.allclose(gradients[1][name], gradient, rtol=1e-5, atol=1e-7)
+               for name, gradient in gradients[0].items())
+    # the padding row of the token embedding gets none by construction
+    assert not model.text_tower.transformer.embed_tokens.weight.grad[1].any()
 
 
 @pytest.mark.parametrize("model_type", ["xlm-roberta", "mt5", "m2m_100"])

@@ -207,7 +207,15 @@ class HfTextTower(nn.Module):
         return groups
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
-        if enable:
-            self.transformer.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        """transformers' own checkpointing of the encoder layers (non-reentrant: frozen embeddings
+        leave the layers' inputs without a gradient)."""
+        model = self.transformer
+        if not hasattr(model, "activation_checkpointing_enable"):  # older transformers 5 releases
+            if enable:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                model.gradient_checkpointing_disable()
+        elif enable:
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         else:
-            self.transformer.gradient_checkpointing_disable()
+            model.activation_checkpointing_disable()
