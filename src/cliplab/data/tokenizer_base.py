@@ -4,7 +4,9 @@ A tokenizer maps `str | list[str]` of N texts to `LongTensor[N, context_length]`
 tokens play roles: `pad` (fills the row after the text), `sot` / `eot` (start and end of text),
 `mask` (masked language modelling), `unk` (out-of-vocabulary). A kind that has no token for a role
 raises `MissingTokenError` when the role is read: the OpenAI BPE has no mask token, so an MLM
-objective on it fails at start-up naming the missing token, never with a made-up id.
+objective on it fails at start-up naming the missing token, never with a made-up id. Every kind has
+pad and eot; SigLIP's tokenizers (T5's and Gemma's vocabularies as SigLIP frames them) start the
+text with no token of their own, so they have no sot.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import torch
 from cliplab.errors import UserError
 
 ROLES = ("pad", "sot", "eot", "mask", "unk")
-# T5's and mT5's tokenizers start a text with no token of their own: sot is optional.
 REQUIRED_ROLES = ("pad", "eot")
 # Written by every save; names the kind and its settings. A directory without it holds a format-1
 # tokenizer.json of the trained byte-level BPE.
