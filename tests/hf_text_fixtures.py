@@ -150,3 +150,23 @@ def use_cache(patch, cache: Path) -> None:
     patch.setenv("HF_HUB_OFFLINE", "1")
     patch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
     patch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+
+def write_t5_sentencepiece_dir(directory: Path) -> Path:
+    """mT5's repository layout for its tokenizer: a SentencePiece unigram model (pad 0, eos 1,
+    unk 2, no bos, as T5's) as spiece.model, tokenizer_config.json naming T5Tokenizer, no
+    tokenizer.json; -> the directory."""
+    import io
+
+    import sentencepiece
+
+    directory.mkdir(parents=True, exist_ok=True)
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(random_corpus(400, seed=3)), model_writer=model, vocab_size=120, model_type="unigram",
+        pad_id=0, eos_id=1, unk_id=2, bos_id=-1, hard_vocab_limit=False, character_coverage=1.0, minloglevel=2)
+    (directory / "spiece.model").write_bytes(model.getvalue())
+    (directory / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "T5Tokenizer", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>",
+        "extra_ids": 0}))
+    return directory

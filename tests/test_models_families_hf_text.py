@@ -2,13 +2,14 @@
 models of every model type open_clip knows, with random weights, give open_clip's text features
 through the family's key rules in both directions (fp32, eval, 1e-5 relative); an open_clip hub
 directory of xlm-roberta-base-ViT-B-32 with a small XLM-R config loads with open_clip's features and
-tokenizer ids and exports back; CoCa (coca_roberta) and the NLLB SigLIP text side equal open_clip's;
+tokenizer ids and exports back; CoCa (coca_roberta) and nllb-clip-base-siglip equal open_clip's;
 locking freezes what open_clip's lock freezes; the HF config and weights are found, or named, as the
 family says; without transformers the tower is one line naming the extra."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import shutil
@@ -21,6 +22,8 @@ import pytest
 import torch
 
 import cliplab
+from cliplab.data.preprocess_config import PreprocessConfig
+from cliplab.data.tokenizer_files import load_tokenizer
 from cliplab.errors import MissingModelFilesError, UnsupportedArchitectureError, UserError
 from cliplab.losses import ClipLoss
 from cliplab.models import build_model, create_model, list_models
@@ -37,7 +40,7 @@ from cliplab.train.checkpoint import CheckpointManager
 from data_fixtures import make_manifest
 from finetune_fixtures import finetune_config
 from hf_text_fixtures import (SMALL_CONFIGS, hf_config, random_corpus, use_cache, write_cache, write_hf_config,
-                              write_tokenizers)
+                              write_t5_sentencepiece_dir, write_tokenizers)
 from reference_libraries import (assert_relative_close, open_clip, open_clip_model, randomize_, reference_mode,
                                  transformers, write_open_clip_hub)
 from train_helpers import assert_same_final_checkpoint
@@ -175,17 +178,20 @@ def test_coca_with_a_roberta_text_tower_equals_open_clip(hf_dirs):
         assert_relative_close(ours(IMAGES, tokens)["logits"], reference(IMAGES, tokens)["logits"])
 
 
-def test_the_nllb_siglip_text_side_equals_open_clip(hf_dirs):
-    """nllb-clip-base-siglip's text side (small M2M100 encoder, first-token pooling, linear
-    projection) and its SigLIP logit bias, with a small native image tower in place of timm's
-    SigLIP ViT (that family is not on this branch)."""
+def test_nllb_clip_base_siglip_equals_open_clip(hf_dirs):
+    """nllb-clip-base-siglip: timm's SigLIP ViT (shrunk: 2 blocks of width 64 on 32-pixel images, as
+    the timm_vit tests shrink it) and a small M2M100 encoder (first-token pooling, linear
+    projection): features, logit scale and bias equal open_clip's."""
     model_cfg = builtin_open_clip_config("nllb-clip-base-siglip")
-    model_cfg.update(embed_dim=16, vision_cfg=dict(SMALL_VISION))
+    model_cfg["embed_dim"] = 64  # the SigLIP tower has no projection: its width is the embedding
     model_cfg["text_cfg"].update(hf_model_name=str(hf_dirs["m2m_100"]), hf_tokenizer_name=str(hf_dirs["m2m_100"]),
                                  hf_model_pretrained=False)
     torch.manual_seed(0)
-    reference = randomize_(open_clip_model(model_cfg), seed=6)
-    config = config_from_open_clip(model_cfg)
+    reference = randomize_(open_clip_model(model_cfg, timm_kwargs={"depth": 2, "embed_dim": 64, "num_heads": 4,
+                                                                    "img_size": 32, "patch_size": 8}), seed=6)
+    full = config_from_open_clip({**model_cfg, "embed_dim": 768})  # open_clip's own sizes, then shrunk alike
+    vision = dataclasses.replace(full.vision, image_size=32, width=64, layers=2, heads=4, patch_size=8)
+    config = dataclasses.replace(full, embed_dim=64, vision=vision, preprocess=PreprocessConfig(image_size=32))
     assert config.kind == "siglip" and (config.text.pooler, config.text.projection) == ("cls_pooler", "linear")
     ours = build_model(config).eval()
     ours.load_state_dict(to_cliplab(reference.state_dict(), ours.state_dict(), open_clip_rules(config, "text."),
@@ -200,6 +206,18 @@ def test_the_tokenizer_is_open_clips_hf_tokenizer(hf_dirs, model_type):
     theirs = open_clip().tokenizer.HFTokenizer(str(hf_dirs[model_type]), context_length=77)
     texts = TEXTS + random_corpus(100, seed=11)
     assert torch.equal(ours(texts), theirs(texts)) and ours.pad_id == hf_config(model_type).pad_token_id
+
+
+def test_mt5s_sentencepiece_files_give_open_clips_ids(tmp_path):
+    """mT5's repositories hold spiece.model without tokenizer.json: transformers converts it (as
+    open_clip's HFTokenizer, AutoTokenizer, does); saved, the tokenizer reads back without it."""
+    directory = write_t5_sentencepiece_dir(tmp_path / "mt5")
+    ours = cliplab.get_tokenizer("mt5-base-ViT-B-32", directory=directory)
+    theirs = open_clip().tokenizer.HFTokenizer(str(directory), context_length=77)
+    texts = TEXTS + random_corpus(100, seed=12)
+    assert torch.equal(ours(texts), theirs(texts)) and (ours.pad_id, ours.eot_id) == (0, 1)
+    ours.save_pretrained(tmp_path / "saved")
+    assert torch.equal(load_tokenizer(tmp_path / "saved")(texts), ours(texts))
 
 
 def test_names_find_the_config_and_tokenizer_in_the_hugging_face_cache(hf_dirs, tmp_path, monkeypatch):
