@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from cliplab.models.towers.locking import NORM_TYPES, GroupItem
+from cliplab.models.towers.text_transformer import check_tokens
 
 
 @dataclass(frozen=True)
@@ -146,18 +147,10 @@ class HfTextTower(nn.Module):
             self.restore_derived_buffers()
         return self
 
-    def check_tokens(self, tokens: torch.Tensor) -> None:
-        if not isinstance(tokens, torch.Tensor) or tokens.dtype not in (torch.int64, torch.int32):
-            raise ValueError(f"tokens must be an int64/int32 tensor, got "
-                             f"{getattr(tokens, 'dtype', type(tokens).__name__)}")
-        if tokens.dim() != 2 or not 1 <= tokens.shape[1] <= self.config.context_length:
-            raise ValueError(f"tokens must have shape [B, T] with 1 <= T <= context_length="
-                             f"{self.config.context_length}, got {tuple(tokens.shape)}")
-
     def forward_features(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """tokens [B, T] -> (pooled [B, W], hidden [B, T, W] (the model's last hidden state, every
         position), is_real Bool[B, T])."""
-        self.check_tokens(tokens)
+        check_tokens(tokens, self.config.context_length)
         self._restore_if_left_on_meta()
         tokens = tokens.long()
         is_real = tokens != self.config.pad_id
