@@ -41,8 +41,8 @@ from data_fixtures import make_manifest
 from finetune_fixtures import finetune_config
 from hf_text_fixtures import (SMALL_CONFIGS, hf_config, random_corpus, use_cache, write_cache, write_hf_config,
                               write_t5_sentencepiece_dir, write_tokenizers)
-from reference_libraries import (assert_relative_close, open_clip, open_clip_model, randomize_, reference_mode,
-                                 transformers, write_open_clip_hub)
+from reference_libraries import (assert_relative_close, open_clip, open_clip_model, parameter_count, randomize_,
+                                 reference_mode, transformers, write_open_clip_hub)
 from train_helpers import assert_same_final_checkpoint
 
 torch.set_num_threads(2)
@@ -112,6 +112,7 @@ def test_small_models_equal_open_clip_through_the_key_rules_both_ways(hf_dirs, m
     ours.load_state_dict(to_cliplab(theirs_state, ours.state_dict(), rules, "open_clip"))
     back = from_cliplab(ours.state_dict(), rules)
     assert sorted(back) == sorted(theirs_state) and all(torch.equal(back[name], theirs_state[name]) for name in back)
+    assert parameter_count(ours) == parameter_count(reference)
     assert_same_features(ours, reference, model_type, IMAGES)
     with torch.no_grad():  # open_clip's text tokens: the model's last hidden state, every position
         hidden = ours.text_tower.forward_tokens(tokens_for(model_type))
