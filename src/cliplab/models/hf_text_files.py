@@ -21,7 +21,7 @@ from types import ModuleType
 from cliplab.errors import MissingModelFilesError, UserError
 from cliplab.models.meta_build import torch_initialisers
 from cliplab.pretrained.formats import HF_WEIGHT_FILES
-from cliplab.pretrained.hf_cache import cached_file, hub_cache_dir
+from cliplab.pretrained.hf_cache import cached_repo_dir, hub_cache_dir
 
 HF_CONFIG_FILE = "config.json"
 EXTRA = "pip install 'cliplab[hf]'"
@@ -47,13 +47,6 @@ def _read_config(path: Path) -> dict | None:
     return values if isinstance(values, dict) else None
 
 
-def _cached(name: str, filename: str) -> Path | None:
-    try:
-        return cached_file(name, filename)
-    except ValueError:  # huggingface_hub's HFValidationError: not a repository id
-        return None
-
-
 def _cache_entry(name: str) -> str:
     return f"{hub_cache_dir()}/models--{name.replace('/', '--')}"
 
@@ -75,9 +68,10 @@ def find_hf_config(name: str, model_types, directory: Path | None, where: str) -
             raise UserError(f"{where}: {local} is not a JSON object")
         return values
     looked.append(f"a local directory {name}")
-    cached = _cached(name, HF_CONFIG_FILE)
-    if cached is not None and _read_config(cached) is not None:
-        return _read_config(cached)
+    cached = cached_repo_dir(name, (HF_CONFIG_FILE,))
+    values = _read_config(cached / HF_CONFIG_FILE) if cached is not None else None
+    if values is not None:
+        return values
     looked.append(f"the Hugging Face cache ({_cache_entry(name)})")
     raise MissingModelFilesError(
         f"{where}: the text model's {HF_CONFIG_FILE} was not found; looked in {', '.join(looked)}. cliplab does "
@@ -91,10 +85,9 @@ def find_hf_weights(name: str, where: str) -> Path:
     local = Path(name).expanduser()
     if local.is_dir() and any((local / weights).is_file() for weights in HF_WEIGHT_FILES):
         return local
-    for weights in HF_WEIGHT_FILES:
-        cached = _cached(name, weights)
-        if cached is not None:
-            return cached.parent
+    cached = cached_repo_dir(name, HF_WEIGHT_FILES)
+    if cached is not None:
+        return cached
     raise MissingModelFilesError(
         f"{where}: the pretrained weights of {name!r} ({' or '.join(HF_WEIGHT_FILES)}, with {HF_CONFIG_FILE}) were "
         f"not found in a local directory {name} or the Hugging Face cache ({_cache_entry(name)}), and cliplab does "
