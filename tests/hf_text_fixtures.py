@@ -27,7 +27,8 @@ SMALL_CONFIGS = {
     "m2m_100": ("M2M100Config", dict(vocab_size=300, d_model=32, encoder_layers=2, decoder_layers=1,
                                      encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64,
                                      decoder_ffn_dim=64, max_position_embeddings=80, scale_embedding=True,
-                                     encoder_layerdrop=0.0, decoder_layerdrop=0.0, pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=2)),
+                                     encoder_layerdrop=0.0, decoder_layerdrop=0.0, pad_token_id=1, bos_token_id=0,
+                                     eos_token_id=2, decoder_start_token_id=2)),
 }
 
 # The text models of open_clip 3.3.0's ten HF-text configs, at their published sizes (the numbers of
@@ -114,7 +115,8 @@ def _bpe_vocab(specials: list[str], byte_level: bool) -> tuple[dict[str, int], l
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
     backend = Tokenizer(models.BPE(unk_token=None if byte_level else "<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False) if byte_level else pre_tokenizers.Metaspace()
+    backend.pre_tokenizer = (pre_tokenizers.ByteLevel(add_prefix_space=False) if byte_level
+                             else pre_tokenizers.Metaspace())
     alphabet = pre_tokenizers.ByteLevel.alphabet() if byte_level else []
     backend.train_from_iterator(random_corpus(400, seed=2), trainers.BpeTrainer(
         vocab_size=400 if byte_level else 200, special_tokens=specials, initial_alphabet=alphabet))

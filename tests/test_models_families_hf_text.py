@@ -47,7 +47,8 @@ from train_helpers import assert_same_final_checkpoint
 
 torch.set_num_threads(2)
 SMALL_VISION = {"image_size": 32, "layers": 2, "width": 32, "patch_size": 8, "head_width": 16}
-TEXTS = ["a photo of a dog", "", "  Ein Foto   von einem Hund ", "犬の写真 café", "x " * 100] + random_corpus(3, seed=9)
+TEXTS = (["a photo of a dog", "", "  Ein Foto   von einem Hund ", "犬の写真 café", "x " * 100]
+         + random_corpus(3, seed=9))
 
 
 @pytest.fixture(scope="module")

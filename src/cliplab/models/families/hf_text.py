@@ -159,7 +159,8 @@ def build_hf_text_tower(config: HfTextConfig) -> HfTextTower:
     if recorded and config.hf_model_pretrained:
         raise UserError(f"{where}: a sharded (FSDP2) build of a fresh model cannot load the Hugging Face weights; "
                         "start from a checkpoint that holds them (--pretrained), or set text.hf_model_pretrained=false")
-    pretrained_from = find_hf_weights(config.hf_model_name, where) if config.hf_model_pretrained and not on_meta else None
+    reads_weights = config.hf_model_pretrained and not on_meta
+    pretrained_from = find_hf_weights(config.hf_model_name, where) if reads_weights else None
     if recorded:
         with torch.device("cpu"):
             transformer = build_hf_model(transformers, config)
