@@ -100,15 +100,15 @@ def open_clip_optimizer(model, lr: float, wd: float):
 @contextlib.contextmanager
 def whole_text_context(enabled: bool):
     """While enabled, the pooled text forward runs on every position (as before trimming)."""
-    from cliplab.models.towers import text_transformer
+    from cliplab.models.towers.text_transformer import TextTransformer
 
-    original = text_transformer.pooled_prefix_length
+    original = TextTransformer.pooled_prefix_length
     if enabled:
-        text_transformer.pooled_prefix_length = lambda tokens, is_real, config: None
+        TextTransformer.pooled_prefix_length = lambda self, tokens: tokens.shape[1]
     try:
         yield
     finally:
-        text_transformer.pooled_prefix_length = original
+        TextTransformer.pooled_prefix_length = original
 
 
 def compiled_calls(model) -> dict:

@@ -6,8 +6,7 @@ import torch
 from cliplab.models.config import TextConfig, VisionConfig
 from cliplab.models.families import build_tower
 from cliplab.models.towers import ConvTower, TextTransformer, VisionTransformer
-from cliplab.models.towers.text_transformer import (attention_mask, last_real_index, masked_mean, pool_index,
-                                                    pooled_prefix_length)
+from cliplab.models.towers.text_transformer import attention_mask, last_real_index, masked_mean, pool_index
 
 PAD = 0
 
@@ -58,36 +57,33 @@ def test_trailing_padding_can_be_trimmed(variant):
     torch.testing.assert_close(tower(tokens[:, :5]), tower(tokens), rtol=0, atol=1e-5)
 
 
-# (variant, prefix length for padded_tokens()[:2] with one extra padded column): causal towers need
-# positions up to the batch's last pooled one; a bidirectional tower under the "keys" mask up to
-# its last real token; the others every position.
-PREFIX_CASES = [
-    (dict(pool="eot", causal=True, padding_mask="keys"), 5),
-    (dict(pool="eot", causal=True, padding_mask="none"), 5),
-    (dict(pool="argmax", causal=True, padding_mask="none"), 4),  # open_clip: the largest id, 32, at 3
-    (dict(pool="eos", causal=True, padding_mask="none", eos_id=2), 5),
-    (dict(pool="mean", causal=True, padding_mask="keys"), 5),
-    (dict(pool="mean", causal=False, padding_mask="keys"), 5),
-    (dict(pool="argmax", causal=False, padding_mask="keys"), 5),
-    (dict(pool="eot", causal=False, padding_mask="none"), None),
-    (dict(pool="last", causal=True, padding_mask="none"), None),
-    (dict(pool="cls", causal=True, padding_mask="keys"), None),
-    (dict(pool="cls", causal=True, padding_mask="shifted"), None),
-]
-
-
-@pytest.mark.parametrize("variant, expected", PREFIX_CASES, ids=lambda v: "-".join(map(str, v.values()))
-                         if isinstance(v, dict) else str(v))
-def test_pooled_forward_runs_on_the_deciding_prefix_and_equals_the_whole_sequence(variant, expected):
+@pytest.mark.parametrize("variant, expected", [
+    (dict(pool="argmax", causal=True, padding_mask="none"), 5),  # open_clip / OpenAI: end-of-text has the largest id
+    (dict(pool="eot", causal=True), 5), (dict(pool="mean", causal=False), 5), (dict(pool="eos", eos_id=2), 5),
+    (dict(pool="eot", causal=False, padding_mask="none"), 8), (dict(pool="last", causal=True), 8),
+    (dict(pool="cls", causal=True), 8)])
+def test_pooled_prefix_length_keeps_what_pooling_reads(variant, expected):
     tower = text_tower(**variant)
-    tokens = padded_tokens()[:2, :7]
-    assert pooled_prefix_length(tokens, tokens != PAD, tower.config) == expected
+    tokens = padded_tokens()[:2]
+    if variant["pool"] == "argmax":
+        tokens = torch.where(tokens == 2, 39, tokens)  # end-of-text as the largest id, as OpenAI's BPE has it
+    length = tower.pooled_prefix_length(tokens)
+    assert length == expected
+    torch.testing.assert_close(tower(tokens[:, :length]), tower(tokens), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", [dict(pool="argmax", causal=True, padding_mask="none"),
+                                     dict(pool="eot", causal=True, position="rotary"),
+                                     dict(pool="mean", causal=False)], ids=lambda v: "-".join(map(str, v.values())))
+def test_pooled_forward_runs_on_the_pooled_prefix_and_equals_the_whole_sequence(variant):
+    tower = text_tower(**variant)
+    tokens = torch.where(padded_tokens()[:2] == 2, 39, padded_tokens()[:2])  # end-of-text the largest id
     shapes = []
     tower.transformer.register_forward_hook(lambda module, inputs, output: shapes.append(output.shape[1]))
     pooled = tower(tokens)
-    whole = tower.forward_features(tokens)[0]
-    assert shapes[0] == (expected or 7) + (1 if variant["pool"] == "cls" else 0)
-    # Fewer rows in the same matmuls: equal up to float reassociation.
+    whole = tower.forward_features(tokens)[0]  # every position through the blocks
+    assert shapes == [5, 8]
+    # The same computation on fewer rows: equal up to float reassociation.
     torch.testing.assert_close(pooled, whole, rtol=0, atol=1e-6)
 
 

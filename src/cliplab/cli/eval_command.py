@@ -183,8 +183,9 @@ def _zero_shot(args: argparse.Namespace, loaded) -> dict[str, Any]:
     print(f"\nzero-shot on {dataset_name}: {result.count} images, {len(classnames)} classes, "
           f"{len(templates)} templates")
     top_k = min(5, len(classnames))
-    print(f"  top-1 {100 * result.top1:6.2f}%   top-{top_k} {100 * result.top5:6.2f}%   (chance "
-          f"{percent(chance_of_top_k(1, len(classnames)))}, {percent(chance_of_top_k(top_k, len(classnames)))}: the "
+    print(f"  top-1 {100 * result.top1:6.2f}%   top-{top_k} {100 * result.top5:6.2f}%   mean per-class recall "
+          f"{100 * result.mean_per_class_recall:6.2f}%   (chance {percent(chance_of_top_k(1, len(classnames)))}, "
+          f"{percent(chance_of_top_k(top_k, len(classnames)))}, {percent(chance_of_top_k(1, len(classnames)))}: the "
           f"true class among the 1 or {top_k} closest class prompts)")
     width = max(len(name) for name in classnames)
     print(f"  {'class':<{width}}  accuracy  images")

@@ -19,6 +19,15 @@ from cliplab.models.towers.locking import GroupItem
 from cliplab.models.towers.vision_transformer import block_options
 
 
+def check_tokens(tokens: torch.Tensor, context_length: int) -> None:
+    """ValueError unless `tokens` is an int64/int32 [B, T] tensor with 1 <= T <= context_length."""
+    if not isinstance(tokens, torch.Tensor) or tokens.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"tokens must be an int64/int32 tensor, got {getattr(tokens, 'dtype', type(tokens).__name__)}")
+    if tokens.dim() != 2 or not 1 <= tokens.shape[1] <= context_length:
+        raise ValueError(f"tokens must have shape [B, T] with 1 <= T <= context_length={context_length}, "
+                         f"got {tuple(tokens.shape)}")
+
+
 def last_real_index(is_real: torch.Tensor) -> torch.Tensor:
     """is_real Bool[B, T] -> Long[B]: index of the last True per row (0 for an all-padding row).
 
@@ -44,28 +53,6 @@ def pool_index(tokens: torch.Tensor, is_real: torch.Tensor, pool: str, eos_id: i
     if pool == "eos":
         return (tokens == eos_id).int().argmax(dim=-1)
     return torch.full((tokens.shape[0],), tokens.shape[1] - 1, dtype=torch.long, device=tokens.device)
-
-
-def pooled_prefix_length(tokens: torch.Tensor, is_real: torch.Tensor, config: TextConfig) -> int | None:
-    """How many leading positions decide every row's pooled vector, or None when all of them may.
-
-    tokens Long[B, T], is_real Bool[B, T]. A position after every row's pooled position (pools
-    "eot", "argmax", "eos") or after every row's last real token (pool "mean") cannot change the
-    pooled vector when attention is causal (later keys are hidden from earlier queries), nor, with
-    the "keys" padding mask, when it is padding in every row (padded keys are hidden from every
-    query). Dropping those positions leaves the same computation on fewer rows: equal up to
-    float reassociation in the matmuls. Pools "cls" (a class token after the last position, at
-    position T; the "shifted" mask comes with it) and "last" depend on T itself: None.
-    """
-    if config.pool in ("cls", "last"):
-        return None
-    if not (config.causal or config.padding_mask == "keys"):
-        return None
-    needed = last_real_index(is_real)
-    if config.pool != "mean":
-        pooled_at = pool_index(tokens, is_real, config.pool, config.eos_id)
-        needed = pooled_at if config.causal else torch.maximum(needed, pooled_at)
-    return int(needed.max()) + 1
 
 
 def attention_mask(is_real: torch.Tensor, padding_mask: str, causal: bool, class_token: bool
@@ -119,12 +106,7 @@ class TextTransformer(nn.Module):
         init_transformer_weights(self.transformer, self.width)
 
     def check_tokens(self, tokens: torch.Tensor) -> None:
-        if not isinstance(tokens, torch.Tensor) or tokens.dtype not in (torch.int64, torch.int32):
-            raise ValueError(f"tokens must be an int64/int32 tensor, got "
-                             f"{getattr(tokens, 'dtype', type(tokens).__name__)}")
-        if tokens.dim() != 2 or not 1 <= tokens.shape[1] <= self.config.context_length:
-            raise ValueError(f"tokens must have shape [B, T] with 1 <= T <= context_length="
-                             f"{self.config.context_length}, got {tuple(tokens.shape)}")
+        check_tokens(tokens, self.config.context_length)
 
     def forward_features(self, tokens: torch.Tensor, with_class_token: bool = True
                          ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
@@ -170,16 +152,28 @@ class TextTransformer(nn.Module):
         return pooled, hidden, is_real
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens [B, T] -> pooled [B, W]; the blocks run on the positions that decide it only
-        (`pooled_prefix_length`: for a causal tower, up to the batch's last pooled position).
-        Not under dropout in training: fewer positions would draw other dropout masks."""
+        """tokens [B, T] -> pooled [B, W]; the blocks run on the columns that decide it only
+        (`pooled_prefix_length`: for a causal tower, up to the batch's last end-of-text), in
+        training too. Not under dropout in training: fewer positions would draw other masks."""
         self.check_tokens(tokens)
-        if self.training and self.config.dropout > 0:
-            return self.forward_features(tokens)[0]
-        length = pooled_prefix_length(tokens, tokens != self.config.pad_id, self.config)
-        if length is not None and length < tokens.shape[1]:
-            tokens = tokens[:, :length]
+        if not (self.training and self.config.dropout > 0):
+            tokens = tokens[:, :self.pooled_prefix_length(tokens)]
         return self.forward_features(tokens)[0]
+
+    def pooled_prefix_length(self, tokens: torch.Tensor) -> int:
+        """The fewest leading columns of tokens [B, T] that give every row the pooled vector all T
+        give (float reassociation aside): what evaluation feeds, since prompts are far shorter than
+        the context. With a causal mask, or padding masked out of every key, the columns after a
+        row's last real token and its pooled position are read by nothing kept; pools "last" and
+        "cls" read the end, and a bidirectional tower without a key mask reads everything: T."""
+        config = self.config
+        if config.pool not in ("eot", "argmax", "eos", "mean") or not (config.causal or config.padding_mask == "keys"):
+            return tokens.shape[1]
+        is_real = tokens != config.pad_id
+        needed = last_real_index(is_real)
+        if config.pool != "mean":
+            needed = torch.maximum(needed, pool_index(tokens.long(), is_real, config.pool, config.eos_id))
+        return int(needed.max()) + 1
 
     def forward_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens [B, T] -> hidden states [B, T, W] (class token excluded; after the final norm
