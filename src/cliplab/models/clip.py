@@ -153,7 +153,7 @@ class CLIP(nn.Module):
         return (family_of(self.config.vision).fsdp_units(self.vision_tower)
                 + family_of(self.config.text).fsdp_units(self.text_tower))
 
-    def compile_blocks(self) -> None:
+    def compile_blocks(self, **options) -> None:
         """torch.compile each repeated unit (`fsdp_units`: blocks, stages) in place: regional
         compilation. The blocks of a tower run the same code on the same shapes, so dynamo traces
         one graph per kind of block and every block of that kind reuses it; the glue between the
@@ -161,10 +161,11 @@ class CLIP(nn.Module):
         for any sequence length at once (`dynamic=True`): the pooled text forward runs on a
         batch-dependent prefix (`TextTransformer.forward`), which would otherwise cost a second
         compilation when the length first changes. The compiled kernels round differently from
-        eager ones (fused elementwise work), so it is opt-in (`--torchcompile`)."""
+        eager ones (fused elementwise work), so it is opt-in (`--torchcompile`). options: more of
+        torch.compile's keyword arguments (backend, mode)."""
         text_units = set(family_of(self.config.text).fsdp_units(self.text_tower))
         for unit in self.fsdp_units():
-            unit.compile(dynamic=True if unit in text_units else None)
+            unit.compile(dynamic=True if unit in text_units else None, **options)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute block activations in backward (less memory, about one more forward of time)."""
