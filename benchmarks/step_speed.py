@@ -225,7 +225,10 @@ def main() -> None:
             if len(chosen) == len(VARIANTS):
                 for label, seconds in medians.items():
                     ablation.append([name, precision, label, f"{seconds:.2f}", f"{seconds / medians[baseline]:.2f}"])
-    load_after = os.getloadavg()[0]
+            report(args, headline, ablation, compile_rows, load_before)  # after each pair: a stopped run keeps these
+
+
+def report(args, headline: list, ablation: list, compile_rows: list, load_before: float) -> None:
     tables = (
         "Ablation (cumulative, top to bottom; s / step is the median over the timed rounds):\n\n"
         + format_table(["model", "precision", "set-up", "s / step", "/ open_clip"], ablation)
@@ -236,13 +239,13 @@ def main() -> None:
         + format_table(["model", "precision", "open_clip s / step", "cliplab default s / step",
                         "cliplab --torchcompile s / step", "default / open_clip", "compiled / open_clip"],
                        headline))
-    print(tables)
+    print(tables, flush=True)
     if not args.no_write:
         body = (f"Batch {args.batch_size}, {args.threads} torch threads, {args.warmup} warm-up and {args.rounds} "
                 f"timed rounds per model and precision; one process, the variants interleaved (see the "
                 f"script's docstring for the step, the inputs and the variants). Load average {load_before:.1f} "
-                f"before and {load_after:.1f} after on {os.cpu_count()} cores (other jobs shared the machine; "
-                f"the interleaving spreads their load over every variant).\n\n" + tables)
+                f"before and {os.getloadavg()[0]:.1f} after on {os.cpu_count()} cores (other jobs shared the "
+                f"machine; the interleaving spreads their load over every variant).\n\n" + tables)
         write_section("step_speed", "Training step against open_clip (ViT-B, batch 16)", body)
 
 
