@@ -1,0 +1,204 @@
+"""What an objective term is: one `ObjectiveTerm` record holding everything `Objectives` does with
+one x-clip term, and `TermInputs`, what a term's loss reads for one batch.
+
+The contracts a term's parts keep:
+
+- section / config: the term's section under `objectives:` and its keyword-only dataclass,
+  validated in `__post_init__` with `cliplab.objectives.checks` (ValueError naming
+  `objectives.<section>.<key>`); off by default, so a config without the section trains plain CLIP.
+- enabled(section) / weight(section): whether the term runs and its weight in the total (default:
+  the `enabled` and `weight` keys of a `TermSection`, which checks them).
+- names: the names the loss can have in `Objectives.forward`'s output and in the logs
+  (`loss/<name>`); the first, or the one `choose_name(section)` picks.
+- needs(section): what sizing its head or drawing its inputs takes from the model and tokenizer,
+  among `HeadSizes`' fields; `Objectives` refuses to build without them (ValueError).
+- head_name / head(section, sizes): the module holding the term's parameters, an attribute of
+  `Objectives` under `head_name` (so `objectives.<head_name>.*` in state dicts), None when the
+  section needs none. Heads are built in table order from the global torch generator.
+- image_views(section): how many augmented image views it reads; `TermInputs.image_views` draws
+  the largest count any enabled term asks for, once per batch, on first use.
+- reads: the `TermInputs` it reads (the docs' table; checked against `TERM_INPUTS`).
+- loss(inputs, section, head) -> 0-d fp32 tensor, unweighted.
+- check_support(section, model_config, tokenizer): raises `UnsupportedObjectiveError` (via
+  `unsupported`) when the model kind or the tokenizer cannot serve the term; None: every model can.
+
+Random draws (masks, views, dropped tokens) come from `inputs.generator` in table order, so the
+order of `OBJECTIVE_TERMS` is part of what a run replays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from cliplab.errors import InvalidInputError
+from cliplab.objectives.augment import random_resized_crop_and_flip
+from cliplab.objectives.checks import check_bool, check_number
+
+# What a term's loss may read from `TermInputs` (its `reads`).
+TERM_INPUTS = ("images", "tokens", "image_features", "text_features", "logit_scale", "features_i2t",
+               "image_views", "generator", "vocabulary")
+
+
+class UnsupportedObjectiveError(InvalidInputError):
+    """An enabled objective needs something the model or tokenizer does not provide."""
+
+
+def unsupported(term: str, kind: str, missing: str) -> UnsupportedObjectiveError:
+    """The error of term `term` (a section, or a dotted key) on a model of kind `kind`."""
+    return UnsupportedObjectiveError(f"objective '{term}' is not supported by a {kind} model: {missing}")
+
+
+@dataclass(kw_only=True)
+class TermSection:
+    """The keys of a term switched on and off: `enabled` and its `weight` (> 0). A subclass names its
+    `section`, sets its weight's default and checks its own keys in `check` (the dotted key under
+    `objectives.`, with `cliplab.objectives.checks`)."""
+
+    section: ClassVar[str]
+    enabled: bool = False
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_bool(f"{self.section}.enabled", self.enabled)
+        check_number(f"{self.section}.weight", self.weight, low=0.0, low_inclusive=False)
+        self.check()
+
+    def check(self) -> None:
+        """The section's own keys."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class HeadSizes:
+    """What heads are sized from and masks drawn with: the model's pooled latent width `embed_dim`,
+    the text tower's hidden width `text_width`, and the tokenizer's `vocab_size`, `pad_id` and
+    `mask_id` (None where there is none)."""
+
+    embed_dim: int | None = None
+    text_width: int | None = None
+    vocab_size: int | None = None
+    pad_id: int | None = None
+    mask_id: int | None = None
+
+    def missing(self, names: Iterable[str]) -> list[str]:
+        """The names among `names` without a usable value (a width must be a positive int)."""
+        def usable(name: str) -> bool:
+            value = getattr(self, name)
+            if name.endswith(("_dim", "_width")):
+                return isinstance(value, int) and not isinstance(value, bool) and value > 0
+            return value is not None
+        return [name for name in names if not usable(name)]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Vocabulary:
+    """The token ids the text terms treat specially: `protected_ids` are never masked nor dropped
+    (specials and padding)."""
+
+    protected_ids: tuple[int, ...]
+    pad_id: int | None
+    mask_id: int | None
+    vocab_size: int | None
+
+
+@dataclass(kw_only=True, eq=False)
+class TermInputs:
+    """One batch as every term sees it.
+
+    model: the unwrapped CLIP model (for the terms' own encoder passes); images [B, 3, H, W] float;
+    tokens [B, T] long; image_features / text_features [B, E] (pooled, unnormalised) and logit_scale
+    (exponentiated), the model's outputs; decoupled: the DCL switch (`objectives.contrastive`), which
+    FILIP and multiview follow too; augment: the `objectives.augment` section; generator: the one
+    generator of this call's draws; vocabulary: the tokenizer's ids; extra_projections: the
+    contrastive term's second pair of projections, or None; image_view_count: how many augmented
+    views `image_views` draws.
+    """
+
+    model: nn.Module
+    images: torch.Tensor
+    tokens: torch.Tensor
+    image_features: torch.Tensor
+    text_features: torch.Tensor
+    logit_scale: torch.Tensor
+    decoupled: bool
+    augment: Any
+    generator: torch.Generator
+    vocabulary: Vocabulary
+    extra_projections: nn.Module | None = None
+    image_view_count: int = 0
+
+    @cached_property
+    def features_i2t(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(image [B, E], text [B, E]) latents that score the image-to-text direction through the
+        extra projections; (None, None) without them."""
+        if self.extra_projections is None:
+            return None, None
+        return self.extra_projections(self.image_features, self.text_features)
+
+    @cached_property
+    def image_views(self) -> list[torch.Tensor]:
+        """Pooled, unnormalised latents [B, E] of `image_view_count` augmented views of the images,
+        drawn on first use and shared by every term that reads them; one encoder call over all."""
+        if self.image_view_count == 0:
+            return []
+        augment = self.augment
+        views = [random_resized_crop_and_flip(self.images, crop_scale=augment.crop_scale, crop_ratio=augment.crop_ratio,
+                                              flip_probability=augment.flip_probability, generator=self.generator)
+                 for _ in range(self.image_view_count)]
+        return list(self.model.encode_image(torch.cat(views), normalize=False).chunk(self.image_view_count))
+
+
+def _switched_on(section: Any) -> bool:
+    return section.enabled
+
+
+def _section_weight(section: Any) -> float:
+    return section.weight
+
+
+def _needs_nothing(section: Any) -> tuple[str, ...]:
+    return ()
+
+
+def _no_views(section: Any) -> int:
+    return 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ObjectiveTerm:
+    """One x-clip term, everything `Objectives` does with it in one record (see the module docstring).
+
+    summary: one line for docs/objectives.md's table.
+    """
+
+    section: str
+    config: type
+    summary: str
+    names: tuple[str, ...]
+    reads: tuple[str, ...]
+    loss: Callable[[TermInputs, Any, nn.Module | None], torch.Tensor]
+    enabled: Callable[[Any], bool] = _switched_on
+    weight: Callable[[Any], float] = _section_weight
+    needs: Callable[[Any], tuple[str, ...]] = _needs_nothing
+    head_name: str | None = None
+    head: Callable[[Any, HeadSizes], nn.Module | None] | None = None
+    image_views: Callable[[Any], int] = _no_views
+    check_support: Callable[[Any, Any, Any], None] | None = None
+    choose_name: Callable[[Any], str] | None = None
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.reads) - set(TERM_INPUTS))
+        if unknown:
+            raise ValueError(f"ObjectiveTerm {self.section!r}: reads {unknown}, not among {TERM_INPUTS}")
+        if getattr(self.config, "section", self.section) != self.section:
+            raise ValueError(f"ObjectiveTerm {self.section!r}: its config names section {self.config.section!r}")
+        if (self.head is None) != (self.head_name is None):
+            raise ValueError(f"ObjectiveTerm {self.section!r}: head and head_name go together")
+
+    def loss_name(self, section: Any) -> str:
+        return self.names[0] if self.choose_name is None else self.choose_name(section)
