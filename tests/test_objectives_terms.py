@@ -34,6 +34,14 @@ def test_each_term_is_one_complete_entry_and_the_config_has_its_section():
         objective_term("dino")
 
 
+def test_what_a_term_may_read_is_what_term_inputs_hold():
+    from cliplab.objectives.term_inputs import TermInputs
+
+    fields = {field.name for field in dataclasses.fields(TermInputs)}
+    properties = {name for name in vars(TermInputs) if not name.startswith("_") and name not in fields}
+    assert set(TERM_INPUTS) <= fields | properties
+
+
 def test_the_table_order_is_the_order_of_the_outputs_and_heads():
     assert [term.section for term in OBJECTIVE_TERMS] == [
         "contrastive", "filip", "mlm", "simsiam", "simclr", "multiview", "sim_reg"]

@@ -22,8 +22,8 @@ import torch
 import torch.nn as nn
 
 from cliplab.objectives.config import ObjectivesConfig
-from cliplab.objectives.terms import (OBJECTIVE_TERMS, HeadSizes, ObjectiveTerm, TermInputs, Vocabulary,
-                                      objective_term)
+from cliplab.objectives.term_inputs import TermInputs
+from cliplab.objectives.terms import OBJECTIVE_TERMS, HeadSizes, ObjectiveTerm, Vocabulary, objective_term
 
 
 class Objectives(nn.Module):

@@ -7,16 +7,18 @@ holds, the terms `Objectives.forward` computes (enabled entries, in table order)
 
 How to add a term: write one module in this package that defines the section's config dataclass
 (a `TermSection`: `enabled`, `weight` and the term's own keys, checked in `check`), its loss (a
-function of `TermInputs`, its section and its head; the pure math may live in
-`cliplab.losses.xclip`), its head when it has parameters, and ends with `TERM = ObjectiveTerm(...)`;
-then add that `TERM` to `OBJECTIVE_TERMS` below. Append it: the table's order is the order of the
-terms' random draws and of their heads' parameters, which runs and checkpoints replay.
+function of `cliplab.objectives.term_inputs.TermInputs`, its section and its head; the pure math
+may live in `cliplab.losses.xclip`), its head when it has parameters, and ends with
+`TERM = ObjectiveTerm(...)`; then add that `TERM` to `OBJECTIVE_TERMS` below. Append it: the
+table's order is the order of the terms' random draws and of their heads' parameters, which runs
+and checkpoints replay. The module imports torch, its loss and its head inside the functions that
+use them (`spec` says why).
 """
 
 from __future__ import annotations
 
 from cliplab.objectives.terms import contrastive, filip, mlm, multiview, sim_reg, simclr, simsiam
-from cliplab.objectives.terms.spec import (TERM_INPUTS, HeadSizes, ObjectiveTerm, TermInputs, TermSection,
+from cliplab.objectives.terms.spec import (TERM_INPUTS, HeadSizes, ObjectiveTerm, TermSection,
                                            UnsupportedObjectiveError, Vocabulary, unsupported)
 
 OBJECTIVE_TERMS: tuple[ObjectiveTerm, ...] = (
@@ -52,5 +54,5 @@ def terms_table() -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["OBJECTIVE_TERMS", "TERM_INPUTS", "HeadSizes", "ObjectiveTerm", "TermInputs", "TermSection",
+__all__ = ["OBJECTIVE_TERMS", "TERM_INPUTS", "HeadSizes", "ObjectiveTerm", "TermSection",
            "UnsupportedObjectiveError", "Vocabulary", "objective_term", "terms_table", "unsupported"]

@@ -5,13 +5,16 @@ then adds no contrastive loss of its own (`Objectives.replaces_contrastive_loss`
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-
-from cliplab.losses.xclip.dcl import global_contrastive_loss
 from cliplab.objectives.checks import check_bool, check_number
-from cliplab.objectives.heads import ExtraLatentProjections
-from cliplab.objectives.terms.spec import HeadSizes, ObjectiveTerm, TermInputs, unsupported
+from cliplab.objectives.terms.spec import HeadSizes, ObjectiveTerm, unsupported
+
+if TYPE_CHECKING:
+    import torch
+
+    from cliplab.objectives.heads import ExtraLatentProjections
+    from cliplab.objectives.term_inputs import TermInputs
 
 
 @dataclass(kw_only=True)
@@ -56,10 +59,14 @@ def check_support(section: ContrastiveConfig, model_config, tokenizer) -> None:
 
 
 def head(section: ContrastiveConfig, sizes: HeadSizes) -> ExtraLatentProjections | None:
+    from cliplab.objectives.heads import ExtraLatentProjections
+
     return ExtraLatentProjections(sizes.embed_dim) if section.extra_latent_projection else None
 
 
 def loss(inputs: TermInputs, section: ContrastiveConfig, head: ExtraLatentProjections | None) -> torch.Tensor:
+    from cliplab.losses.xclip.dcl import global_contrastive_loss
+
     image_features_i2t, text_features_i2t = inputs.features_i2t
     return global_contrastive_loss(inputs.image_features, inputs.text_features, inputs.logit_scale,
                                    decoupled=section.decoupled, image_features_i2t=image_features_i2t,

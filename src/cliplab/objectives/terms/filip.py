@@ -4,12 +4,15 @@ x-clip's `use_all_token_embeds`), added to the main contrastive term."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-
-from cliplab.losses.xclip.filip import filip_loss
 from cliplab.objectives.checks import check_positive_int
-from cliplab.objectives.terms.spec import ObjectiveTerm, TermInputs, TermSection
+from cliplab.objectives.terms.spec import ObjectiveTerm, TermSection
+
+if TYPE_CHECKING:
+    import torch
+
+    from cliplab.objectives.term_inputs import TermInputs
 
 
 @dataclass(kw_only=True)
@@ -28,6 +31,8 @@ class FilipConfig(TermSection):
 
 
 def loss(inputs: TermInputs, section: FilipConfig, head: None) -> torch.Tensor:
+    from cliplab.losses.xclip.filip import filip_loss
+
     image_tokens = inputs.model.encode_image_tokens(inputs.images)  # [B, P, E]
     text_tokens, text_mask = inputs.model.encode_text_tokens(inputs.tokens)  # [B, T, E], [B, T]
     return filip_loss(image_tokens, text_tokens, text_mask, inputs.logit_scale, decoupled=inputs.decoupled,

@@ -4,13 +4,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-
-from cliplab.losses.xclip.mlm import mask_tokens, mlm_loss
 from cliplab.objectives.checks import check_number, require
-from cliplab.objectives.heads import MlmHead
-from cliplab.objectives.terms.spec import HeadSizes, ObjectiveTerm, TermInputs, TermSection, unsupported
+from cliplab.objectives.terms.spec import HeadSizes, ObjectiveTerm, TermSection, unsupported
+
+if TYPE_CHECKING:
+    import torch
+
+    from cliplab.objectives.heads import MlmHead
+    from cliplab.objectives.term_inputs import TermInputs
 
 
 @dataclass(kw_only=True)
@@ -42,7 +45,15 @@ def check_support(section: MlmConfig, model_config, tokenizer) -> None:
                                        f"text tower's ({text_vocab})")
 
 
+def head(section: MlmConfig, sizes: HeadSizes) -> MlmHead:
+    from cliplab.objectives.heads import MlmHead
+
+    return MlmHead(sizes.text_width, sizes.vocab_size)
+
+
 def loss(inputs: TermInputs, section: MlmConfig, head: MlmHead) -> torch.Tensor:
+    from cliplab.losses.xclip.mlm import mask_tokens, mlm_loss
+
     vocabulary = inputs.vocabulary
     masked = mask_tokens(inputs.tokens, protected_ids=vocabulary.protected_ids, mask_id=vocabulary.mask_id,
                          vocab_size=vocabulary.vocab_size, mask_probability=section.mask_probability,
@@ -58,6 +69,6 @@ TERM = ObjectiveTerm(
     summary="masked language modelling on the text tower's hidden states",
     reads=("tokens", "generator", "vocabulary"),
     needs=lambda section: ("text_width", "vocab_size", "mask_id"),
-    head_name="mlm_head", head=lambda section, sizes: MlmHead(sizes.text_width, sizes.vocab_size),
+    head_name="mlm_head", head=head,
     loss=loss, check_support=check_support,
 )

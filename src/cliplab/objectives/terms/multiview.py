@@ -4,13 +4,15 @@ DeCLIP's), every (text view, image view) combination but (original, original).""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-
-from cliplab.losses.xclip.multiview import multiview_contrastive_loss
-from cliplab.objectives.augment import drop_tokens
 from cliplab.objectives.checks import check_bool, require
-from cliplab.objectives.terms.spec import ObjectiveTerm, TermInputs, TermSection
+from cliplab.objectives.terms.spec import ObjectiveTerm, TermSection
+
+if TYPE_CHECKING:
+    import torch
+
+    from cliplab.objectives.term_inputs import TermInputs
 
 
 @dataclass(kw_only=True)
@@ -35,6 +37,9 @@ class MultiviewConfig(TermSection):
 def loss(inputs: TermInputs, section: MultiviewConfig, head: None) -> torch.Tensor:
     """Views: the originals, plus the first augmented image view and a token-dropped text (drawn
     after the image views)."""
+    from cliplab.losses.xclip.multiview import multiview_contrastive_loss
+    from cliplab.objectives.augment import drop_tokens
+
     image_views = [inputs.image_features] + (inputs.image_views[:1] if section.augment_images else [])
     text_views = [inputs.text_features]
     if section.augment_texts:

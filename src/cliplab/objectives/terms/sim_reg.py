@@ -4,11 +4,14 @@ similarity structures (`sim_reg_loss`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+from cliplab.objectives.terms.spec import ObjectiveTerm, TermSection
 
-from cliplab.losses.xclip.sim_reg import similarity_regularization_loss
-from cliplab.objectives.terms.spec import ObjectiveTerm, TermInputs, TermSection
+if TYPE_CHECKING:
+    import torch
+
+    from cliplab.objectives.term_inputs import TermInputs
 
 
 @dataclass(kw_only=True)
@@ -20,6 +23,8 @@ class SimRegConfig(TermSection):
 
 
 def loss(inputs: TermInputs, section: SimRegConfig, head: None) -> torch.Tensor:
+    from cliplab.losses.xclip.sim_reg import similarity_regularization_loss
+
     return similarity_regularization_loss(inputs.image_features, inputs.text_features)
 
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-
-from cliplab.losses.xclip.simclr import simclr_loss
 from cliplab.objectives.checks import check_number, check_positive_int
-from cliplab.objectives.heads import SimClrHead
-from cliplab.objectives.terms.spec import HeadSizes, ObjectiveTerm, TermInputs, TermSection
+from cliplab.objectives.terms.spec import HeadSizes, ObjectiveTerm, TermSection
+
+if TYPE_CHECKING:
+    import torch
+
+    from cliplab.objectives.heads import SimClrHead
+    from cliplab.objectives.term_inputs import TermInputs
 
 
 @dataclass(kw_only=True)
@@ -32,10 +35,14 @@ class SimClrConfig(TermSection):
 
 
 def head(section: SimClrConfig, sizes: HeadSizes) -> SimClrHead:
+    from cliplab.objectives.heads import SimClrHead
+
     return SimClrHead(sizes.embed_dim, section.hidden_dim, section.projection_dim)
 
 
 def loss(inputs: TermInputs, section: SimClrConfig, head: SimClrHead) -> torch.Tensor:
+    from cliplab.losses.xclip.simclr import simclr_loss
+
     first_view, second_view = inputs.image_views[:2]
     return simclr_loss(head(first_view), head(second_view), temperature=section.temperature)
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-
-from cliplab.losses.xclip.simsiam import simsiam_loss
 from cliplab.objectives.checks import check_positive_int
-from cliplab.objectives.heads import SimSiamHead
-from cliplab.objectives.terms.spec import HeadSizes, ObjectiveTerm, TermInputs, TermSection
+from cliplab.objectives.terms.spec import HeadSizes, ObjectiveTerm, TermSection
+
+if TYPE_CHECKING:
+    import torch
+
+    from cliplab.objectives.heads import SimSiamHead
+    from cliplab.objectives.term_inputs import TermInputs
 
 
 @dataclass(kw_only=True)
@@ -32,10 +35,14 @@ class SimSiamConfig(TermSection):
 
 
 def head(section: SimSiamConfig, sizes: HeadSizes) -> SimSiamHead:
+    from cliplab.objectives.heads import SimSiamHead
+
     return SimSiamHead(sizes.embed_dim, section.hidden_dim, section.projection_dim, section.predictor_hidden_dim)
 
 
 def loss(inputs: TermInputs, section: SimSiamConfig, head: SimSiamHead) -> torch.Tensor:
+    from cliplab.losses.xclip.simsiam import simsiam_loss
+
     first_view, second_view = inputs.image_views[:2]
     projections_1, predictions_1 = head(first_view)
     projections_2, predictions_2 = head(second_view)

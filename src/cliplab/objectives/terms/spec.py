@@ -1,5 +1,5 @@
 """What an objective term is: one `ObjectiveTerm` record holding everything `Objectives` does with
-one x-clip term, and `TermInputs`, what a term's loss reads for one batch.
+one x-clip term (what a term's loss reads for one batch is `cliplab.objectives.term_inputs.TermInputs`).
 
 The contracts a term's parts keep:
 
@@ -24,21 +24,25 @@ The contracts a term's parts keep:
 
 Random draws (masks, views, dropped tokens) come from `inputs.generator` in table order, so the
 order of `OBJECTIVE_TERMS` is part of what a run replays.
+
+A term's module imports torch, its loss math and its head inside the functions that use them, so
+the table and the config sections import without torch (the CLI's --help reads the config).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from functools import cached_property
-from typing import Any, ClassVar
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from cliplab.errors import InvalidInputError
-from cliplab.objectives.augment import random_resized_crop_and_flip
 from cliplab.objectives.checks import check_bool, check_number
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from cliplab.objectives.term_inputs import TermInputs
 
 # What a term's loss may read from `TermInputs` (its `reads`).
 TERM_INPUTS = ("images", "tokens", "image_features", "text_features", "logit_scale", "features_i2t",
@@ -104,53 +108,6 @@ class Vocabulary:
     pad_id: int | None
     mask_id: int | None
     vocab_size: int | None
-
-
-@dataclass(kw_only=True, eq=False)
-class TermInputs:
-    """One batch as every term sees it.
-
-    model: the unwrapped CLIP model (for the terms' own encoder passes); images [B, 3, H, W] float;
-    tokens [B, T] long; image_features / text_features [B, E] (pooled, unnormalised) and logit_scale
-    (exponentiated), the model's outputs; decoupled: the DCL switch (`objectives.contrastive`), which
-    FILIP and multiview follow too; augment: the `objectives.augment` section; generator: the one
-    generator of this call's draws; vocabulary: the tokenizer's ids; extra_projections: the
-    contrastive term's second pair of projections, or None; image_view_count: how many augmented
-    views `image_views` draws.
-    """
-
-    model: nn.Module
-    images: torch.Tensor
-    tokens: torch.Tensor
-    image_features: torch.Tensor
-    text_features: torch.Tensor
-    logit_scale: torch.Tensor
-    decoupled: bool
-    augment: Any
-    generator: torch.Generator
-    vocabulary: Vocabulary
-    extra_projections: nn.Module | None = None
-    image_view_count: int = 0
-
-    @cached_property
-    def features_i2t(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """(image [B, E], text [B, E]) latents that score the image-to-text direction through the
-        extra projections; (None, None) without them."""
-        if self.extra_projections is None:
-            return None, None
-        return self.extra_projections(self.image_features, self.text_features)
-
-    @cached_property
-    def image_views(self) -> list[torch.Tensor]:
-        """Pooled, unnormalised latents [B, E] of `image_view_count` augmented views of the images,
-        drawn on first use and shared by every term that reads them; one encoder call over all."""
-        if self.image_view_count == 0:
-            return []
-        augment = self.augment
-        views = [random_resized_crop_and_flip(self.images, crop_scale=augment.crop_scale, crop_ratio=augment.crop_ratio,
-                                              flip_probability=augment.flip_probability, generator=self.generator)
-                 for _ in range(self.image_view_count)]
-        return list(self.model.encode_image(torch.cat(views), normalize=False).chunk(self.image_view_count))
 
 
 def _switched_on(section: Any) -> bool:
