@@ -2,7 +2,7 @@
 
 import pytest
 
-from cliplab.data.fashion_mnist import FASHION_MNIST_MEAN, FASHION_MNIST_STD
+from cliplab.data.sources.fashion_mnist import FASHION_MNIST_MEAN, FASHION_MNIST_STD
 from cliplab.data.transforms import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from cliplab.models.registry import get_model_config
 from cliplab.train.config import ConfigError, ModelSetupConfig

@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cliplab.cli.common import add_command_parser, finish_model_use_parser, load_for_use, require_at_least, write_out
-from cliplab.errors import InvalidInputError, MissingInputError, UserError
+from cliplab.data.sources import SOURCES, data_source
+from cliplab.errors import InvalidInputError, UserError
 
 if TYPE_CHECKING:
     from cliplab.data import DataConfig
 
-RETRIEVAL_DATA_TYPES = ("csv", "webdataset", "parquet")
+# the sources whose data --retrieval-data can name (a built-in one has no location to give)
+RETRIEVAL_DATA_TYPES = tuple(source.name for source in SOURCES if not source.built_in)
 PROGRESS_LINE_INTERVAL_S = 10.0
 
 HELP = "zero-shot accuracy and retrieval metrics of a checkpoint"
@@ -90,7 +92,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     trained_on = run_data_config(loaded.path)
     run_zero_shot = zero_shot_wanted(args, trained_on)
     retrieval_data = retrieval_data_config(args, trained_on)
-    if not run_zero_shot and trained_on is not None and trained_on.dataset_type != "fashion-mnist":
+    if not run_zero_shot and trained_on is not None and data_source(trained_on.dataset_type).zero_shot() is None:
         print(f"no Fashion-MNIST zero-shot: the run trained on {trained_on.dataset_type} data (--zero-shot runs it)")
     if not run_zero_shot and retrieval_data is None:
         raise UserError("nothing to evaluate: give --retrieval-data (the run has no validation data to default to)"
@@ -132,7 +134,7 @@ def zero_shot_wanted(args: argparse.Namespace, trained_on: DataConfig | None) ->
         return True
     if trained_on is None:
         return not args.retrieval_data
-    return trained_on.dataset_type == "fashion-mnist"
+    return data_source(trained_on.dataset_type).zero_shot() is not None
 
 
 def retrieval_data_config(args: argparse.Namespace, trained_on: DataConfig | None) -> DataConfig | None:
@@ -141,11 +143,15 @@ def retrieval_data_config(args: argparse.Namespace, trained_on: DataConfig | Non
     from cliplab.data import DataConfig
 
     if args.retrieval_data is None:
-        if trained_on is None or trained_on.dataset_type == "fashion-mnist" or trained_on.val_data is None:
+        if trained_on is None or data_source(trained_on.dataset_type).built_in or trained_on.val_data is None:
             return None
         return replace(trained_on, workers=args.workers)
-    if args.dataset_type == "csv" and not Path(args.retrieval_data).is_file():
-        raise MissingInputError(f"--retrieval-data: manifest {args.retrieval_data} does not exist")
+    check = data_source(args.dataset_type).check
+    try:
+        if check is not None:
+            check(args.retrieval_data)
+    except UserError as error:
+        raise type(error)(f"--retrieval-data: {error}") from None
     try:
         return DataConfig(dataset_type=args.dataset_type, val_data=args.retrieval_data, workers=args.workers,
                           csv_img_key=args.csv_img_key, csv_caption_key=args.csv_caption_key,

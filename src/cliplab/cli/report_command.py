@@ -108,6 +108,7 @@ def _similarity_figure(args: argparse.Namespace, run_dir: Path, out_dir: Path, n
 def similarity_data(run_dir: Path, fashion_mnist_dir: str | None) -> tuple[DataConfig, str]:
     """The data config whose evaluation split holds the pairs to show (the run's validation data,
     else its training data), and words for it; from RUN_DIR/config.json."""
+    from cliplab.data.sources import data_source
     from cliplab.eval.run_layout import RUN_CONFIG_FILE
     from cliplab.train.config_io import read_data_section
 
@@ -115,9 +116,10 @@ def similarity_data(run_dir: Path, fashion_mnist_dir: str | None) -> tuple[DataC
     if not config_path.is_file():
         raise MissingInputError(f"{config_path} does not exist, so the run's data is unknown")
     data = read_data_section(config_path)
-    if data.dataset_type == "fashion-mnist":
+    source = data_source(data.dataset_type)
+    if source.built_in:
         directory = fashion_mnist_dir or data.val_data or data.train_data
-        return replace(data, val_data=directory, train_data=directory), "Fashion-MNIST test split"
+        return replace(data, val_data=directory, train_data=directory), f"{source.title} test split"
     if data.val_data is not None:
         return data, f"validation data ({data.val_data})"
     return (replace(data, val_data=data.train_data, val_num_samples=data.train_num_samples),

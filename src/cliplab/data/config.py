@@ -1,19 +1,21 @@
-"""`DataConfig`: where the data comes from and how it is loaded (open_clip's flag names)."""
+"""`DataConfig`: where the data comes from and how it is loaded (open_clip's flag names).
+`dataset_type` names a source of `cliplab.data.sources.SOURCES` (`DATASET_TYPES`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-DATASET_TYPES = ("fashion-mnist", "csv", "webdataset", "parquet")
+from cliplab.data.sources import DATASET_TYPES, data_source
 
 
 @dataclass(kw_only=True)
 class DataConfig:
     """What to load for training and evaluation.
 
-    dataset_type: "fashion-mnist" (built in; train_data / val_data optionally name the directory
-        holding its idx files), "csv" (train_data / val_data are manifests), "webdataset" (brace
-        patterns of tar shards) or "parquet" (a parquet file, a directory of them, or a glob).
+    dataset_type: a registered source (`cliplab.data.sources`, docs/data.md): "fashion-mnist"
+        (built in; train_data / val_data optionally name the directory holding its idx files),
+        "csv" (train_data / val_data are manifests), "webdataset" (brace patterns of tar shards)
+        or "parquet" (a parquet file, a directory of them, or a glob).
     csv_label_key: optional integer label column of a manifest.
     parquet_image_key / parquet_caption_key: the image column (encoded bytes, or {"bytes", "path"}
         structs) and the caption column of parquet data; None takes the first that exists of
@@ -53,10 +55,7 @@ class DataConfig:
     cache_dir: str | None = None
 
     def __post_init__(self) -> None:
-        if self.dataset_type not in DATASET_TYPES:
-            raise ValueError(f"dataset_type must be one of {DATASET_TYPES}, got "
-                             f"{self.dataset_type!r}")
-        if self.dataset_type != "fashion-mnist" and not (self.train_data or self.val_data):
+        if not data_source(self.dataset_type).built_in and not (self.train_data or self.val_data):
             raise ValueError(f"dataset_type {self.dataset_type!r} needs train_data and/or val_data")
         for name in ("train_num_samples", "val_num_samples"):
             value = getattr(self, name)
@@ -76,3 +75,6 @@ class DataConfig:
         if self.skip_check_min_samples < 1:
             raise ValueError(f"skip_check_min_samples must be >= 1, got "
                              f"{self.skip_check_min_samples}")
+
+
+__all__ = ["DATASET_TYPES", "DataConfig"]

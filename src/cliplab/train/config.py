@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from cliplab.data import DataConfig
+from cliplab.data.sources import data_source
 from cliplab.errors import InvalidInputError
 from cliplab.objectives import ObjectivesConfig
 
@@ -378,9 +379,9 @@ class DistributedConfig:
 
 
 def has_evaluation_data(data: DataConfig) -> bool:
-    """Whether evaluation has data: Fashion-MNIST brings its test split; csv and webdataset runs
-    evaluate on data.val_data (retrieval only: zero-shot needs Fashion-MNIST's classes)."""
-    return data.dataset_type == "fashion-mnist" or data.val_data is not None
+    """Whether evaluation has data: a built-in source (Fashion-MNIST) brings its test split; csv,
+    webdataset and parquet runs evaluate on data.val_data (retrieval only: zero-shot needs classes)."""
+    return data_source(data.dataset_type).built_in or data.val_data is not None
 
 
 @dataclass(kw_only=True)
@@ -403,7 +404,7 @@ class TrainConfig:
         require(not (self.checkpoint.resume == "latest" and self.logging.name is None), "checkpoint.resume",
                 self.checkpoint.resume, "needs logging.name (--name): 'latest' is looked up in <logs>/<name>")
         data_type = self.data.dataset_type
-        require(data_type == "fashion-mnist" or self.data.train_data is not None, "data.train_data",
+        require(data_source(data_type).built_in or self.data.train_data is not None, "data.train_data",
                 self.data.train_data, f"must be set for dataset_type {data_type!r} (--train-data)")
         require(not self.eval.zeroshot_frequency or has_evaluation_data(self.data), "eval.zeroshot_frequency",
                 self.eval.zeroshot_frequency, f"needs evaluation data: a {data_type} run evaluates on "

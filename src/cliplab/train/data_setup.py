@@ -19,6 +19,7 @@ from cliplab.data import DataConfig
 from cliplab.data.loader import build_map_dataset, build_train_loader
 from cliplab.data.samples import MapDataset
 from cliplab.data.seeding import preserved_global_rngs
+from cliplab.data.sources import data_source
 from cliplab.errors import UserError
 from cliplab.train.config import ConfigError, LoopConfig
 from cliplab.train.distributed_setup import DistributedContext
@@ -26,8 +27,9 @@ from cliplab.train.state import TrainState
 
 
 def build_train_dataset(data: DataConfig) -> MapDataset | None:
-    """The map-style training dataset, read once for all epochs (None for webdataset shards)."""
-    if data.dataset_type == "webdataset":
+    """The map-style training dataset, read once for all epochs (None for a streamed source:
+    webdataset shards)."""
+    if data_source(data.dataset_type).map_style is None:
         return None
     return build_map_dataset(data, train=True)
 

@@ -22,7 +22,7 @@ from torch import nn
 from cliplab.data import DataConfig
 from cliplab.data.loader import build_eval_loader, build_map_dataset
 from cliplab.data.samples import MapDataset
-from cliplab.data.webdataset_source import expand_shard_urls
+from cliplab.data.sources import data_source
 from cliplab.distributed.agreement import run_on_main
 from cliplab.errors import UserError
 from cliplab.eval import zero_shot_classifier, zero_shot_evaluate
@@ -38,20 +38,19 @@ class ZeroShotTask:
 
 
 def zero_shot_task(data_config: DataConfig) -> ZeroShotTask | None:
-    """Fashion-MNIST's class names and templates when evaluating on it; None for other data."""
-    if data_config.dataset_type != "fashion-mnist":
-        return None
-    from cliplab.data.fashion_mnist import FASHION_MNIST_CLASSNAMES, FASHION_MNIST_TEMPLATES
-
-    return ZeroShotTask(tuple(FASHION_MNIST_CLASSNAMES), tuple(FASHION_MNIST_TEMPLATES))
+    """The class names and templates of the data's source (Fashion-MNIST's); None for data without
+    classes."""
+    classes = data_source(data_config.dataset_type).zero_shot()
+    return None if classes is None else ZeroShotTask(classes.classnames, classes.templates)
 
 
 def open_evaluation_data(data_config: DataConfig) -> MapDataset | None:
     """The evaluation dataset, opened once (its manifest read, its files found); None for webdataset
     shards, which are only checked to exist. A UserError here names --val-data when it is set."""
+    source = data_source(data_config.dataset_type)
     try:
-        if data_config.dataset_type == "webdataset":
-            expand_shard_urls(data_config.val_data)
+        if source.iterable is not None:
+            source.check(data_config.val_data)
             return None
         return build_map_dataset(data_config, train=False)
     except UserError as error:

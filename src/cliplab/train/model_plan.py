@@ -1,10 +1,11 @@
 """What the model config alone cannot know about a freshly created model: its input size
 (`force_image_size`) and the image normalisation that fits the run's data.
 
-The tiny model configs normalise with Fashion-MNIST's grayscale statistics; on other data (csv,
-webdataset, parquet: colour images) a run normalises with OpenAI CLIP's mean and std instead, the
-statistics of the photographs CLIP-family models are usually trained on, known before any image is
-read and the same on every rank and at every resume. `image_mean` / `image_std` choose others; a
+The tiny model configs normalise with Fashion-MNIST's grayscale statistics; on data whose source
+(`cliplab.data.sources`, its `statistics`) has others (csv, webdataset, parquet: colour images) a
+run normalises with that source's instead, OpenAI CLIP's mean and std, the statistics of the
+photographs CLIP-family models are usually trained on, known before any image is read and the same
+on every rank and at every resume. `image_mean` / `image_std` choose others; a
 model config whose statistics are not Fashion-MNIST's keeps them. The choice is printed at start-up
 (`model_setup.describe_run_inputs`) and saved with the model (its `preprocess` section), so
 `cliplab.load` preprocesses as training did. A pretrained checkpoint brings its own preprocessing
@@ -16,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cliplab.data.fashion_mnist import FASHION_MNIST_MEAN, FASHION_MNIST_STD
-from cliplab.data.transforms import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PreprocessConfig
+from cliplab.data.sources import SOURCES, data_source
+from cliplab.data.transforms import PreprocessConfig
 from cliplab.train.config import ConfigError, ModelSetupConfig
 
 
@@ -42,11 +43,16 @@ def _model_config(name: str, overrides: dict[str, Any], *, key: str = "model", v
 
 
 def _fitting_statistics(preprocess: PreprocessConfig, name: str, dataset_type: str):
-    """(mean, std, why) that fit `dataset_type` data for a model whose config normalises as `preprocess`."""
-    if dataset_type != "fashion-mnist" and (preprocess.mean, preprocess.std) == (FASHION_MNIST_MEAN, FASHION_MNIST_STD):
-        return OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, (
-            f"OpenAI CLIP's statistics: the {name} config's are Fashion-MNIST's grayscale ones, which do not fit "
-            f"{dataset_type} images; --image-mean/--image-std choose others")
+    """(mean, std, why) that fit `dataset_type` data for a model whose config normalises as `preprocess`:
+    a config with a built-in source's statistics (the tiny configs: Fashion-MNIST's) takes those of
+    the data's source instead, any other config keeps its own."""
+    fits = data_source(dataset_type).statistics
+    config_source = next((source for source in SOURCES if source.built_in and (
+        source.statistics.mean, source.statistics.std) == (preprocess.mean, preprocess.std)), None)
+    if config_source is not None and config_source.statistics != fits:
+        return fits.mean, fits.std, (
+            f"{fits.name} statistics: the {name} config's are {config_source.statistics.name} ones, which do "
+            f"not fit {dataset_type} images; --image-mean/--image-std choose others")
     return preprocess.mean, preprocess.std, f"the model config {name}"
 
 
