@@ -14,8 +14,8 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from cliplab.bundle import (FORMAT_VERSION, CheckpointNotFoundError, check_format_version, load, load_model,
-                            resolve_checkpoint, save)
+from cliplab.bundle import CheckpointNotFoundError, load, load_model, save
+from cliplab.pretrained.cliplab_bundle import FORMAT_VERSION, check_format_version, resolve_checkpoint
 from cliplab.checkpoint_files.manifest import MANIFEST_FILE, build_manifest
 from cliplab.data.tokenizer import Tokenizer
 from cliplab.errors import UserError
@@ -312,7 +312,7 @@ def test_readers_racing_a_run_that_saves_and_prunes_every_step_read_whole_checkp
     import threading
     import time
 
-    import cliplab.bundle as bundle_module
+    import cliplab.pretrained.cliplab_bundle as bundle_module
 
     checkpoints = tmp_path / "run" / "checkpoints"
     manager, model, optimizer = _save_steps(checkpoints, tokenizer, [1], keep=1)

@@ -27,7 +27,7 @@ import torch
 import torch.distributed.checkpoint as dcp
 
 import cliplab
-from cliplab.bundle import save_description
+from cliplab.pretrained.cliplab_bundle import save_description
 from cliplab.cli import main
 from cliplab.data.tokenizer import Tokenizer
 from cliplab.errors import UserError

@@ -14,7 +14,8 @@ import torch
 import torch.distributed.checkpoint as dcp
 
 import cliplab
-from cliplab.bundle import CheckpointNotFoundError, load_model, save_description
+from cliplab.bundle import CheckpointNotFoundError, load_model
+from cliplab.pretrained.cliplab_bundle import save_description
 from cliplab.checkpoint_files.manifest import MANIFEST_FILE, build_manifest
 from cliplab.cli import main
 from cliplab.data.tokenizer import Tokenizer

@@ -28,7 +28,7 @@ from cliplab.data.transforms import ImageTransform, image_transform
 from cliplab.errors import UserError
 from cliplab.models import create_model
 from cliplab.models.open_clip_config import builtin_open_clip_config, known_open_clip_names
-from cliplab.pretrained.formats import HF_HUB_PREFIX, LOCAL_DIR_PREFIX
+from cliplab.pretrained.formats.prefixes import HF_HUB_PREFIX, LOCAL_DIR_PREFIX
 
 
 def _carries_weights(model_name: str) -> bool:

@@ -1,7 +1,7 @@
 """Step checkpoints that prove themselves: `checkpoints/step_XXXXXXX/` directories and a `latest` pointer.
 
 Layout of one checkpoint directory:
-    model.safetensors, config.json, tokenizer files  a loadable bundle (cliplab.bundle.save)
+    model.safetensors, config.json, tokenizer files  a loadable bundle (cliplab.save)
     train_state.pt                                   optimiser, scaler, RNG states, data position,
                                                      counters, run config (`train_state_file`: read
                                                      without running anything it contains)
@@ -49,8 +49,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from cliplab.bundle import WEIGHTS_FILE
-from cliplab.bundle import save as save_bundle
 from cliplab.checkpoint_files.manifest import (MANIFEST_FILE, UnverifiedCheckpointError, build_manifest, read_manifest,
                                                verify_checkpoint)
 from cliplab.checkpoint_files.step_dirs import (LATEST_FILE, Pointer, newest_verified, read_pointer, step_dir_name,
@@ -58,6 +56,8 @@ from cliplab.checkpoint_files.step_dirs import (LATEST_FILE, Pointer, newest_ver
 from cliplab.data.seeding import mix_seed
 from cliplab.distributed.agreement import run_on_main
 from cliplab.errors import MissingInputError, UserError
+from cliplab.pretrained.cliplab_bundle import WEIGHTS_FILE
+from cliplab.pretrained.cliplab_bundle import save as save_bundle
 from cliplab.pretrained.weight_files import SafetensorsReader
 from cliplab.train.atomic_files import (TMP_PREFIX, fsync_path, fsync_tree, raise_if_out_of_space, save_torch,
                                         tensor_bytes, write_text_atomic)

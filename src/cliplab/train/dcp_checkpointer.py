@@ -3,7 +3,7 @@
 Layout of one checkpoint directory (the manifest lists every other file, at any depth):
     shards/                           DCP: `.metadata` + `__<rank>_0.distcp` per rank; the model,
                                       the objective heads and the AdamW state (`dcp_state`)
-    config.json, tokenizer files      as in a bundle (`cliplab.bundle.save_description`)
+    config.json, tokenizer files      as in a bundle (`cliplab.pretrained.cliplab_bundle.save_description`)
     train_state.pt                    counters and data position, GradScaler, every rank's RNG
                                       states, the saved run config (`train_state_file`: the payload
                                       of a single-file checkpoint without "optimizer" and
@@ -38,7 +38,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from cliplab.bundle import save_description
+from cliplab.pretrained.cliplab_bundle import save_description
 from cliplab.distributed.agreement import run_on_main
 from cliplab.errors import UserError
 from cliplab.pretrained.dcp_reader import SHARDS_DIR, is_sharded_checkpoint

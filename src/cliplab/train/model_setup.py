@@ -20,11 +20,12 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from cliplab.bundle import WeightsOpener, load_model
+from cliplab.bundle import load_model
 from cliplab.data.transforms import PreprocessConfig, image_transform
 from cliplab.distributed.agreement import raise_if_any_rank_failed
 from cliplab.errors import UserError
 from cliplab.models import create_model
+from cliplab.pretrained.formats import WeightsOpener
 from cliplab.train.config import ConfigError, ModelSetupConfig
 from cliplab.train.model_plan import ModelPlan
 from cliplab.train.tokenizer_setup import RunTokenizer

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from cliplab.bundle import WeightsOpener
+from cliplab.pretrained.formats import WeightsOpener
 from cliplab.distributed.shard_init import ShardedInit
 from cliplab.train.checkpoint import CheckpointManager
 from cliplab.train.checkpointer import CheckpointedParts, Checkpointer

@@ -20,6 +20,7 @@ from __future__ import annotations
 from cliplab.data.sources import csv, fashion_mnist, parquet, webdataset
 from cliplab.data.sources.spec import (PHOTOGRAPHS, DataSource, ImageStatistics, IterableStyle, MapStyle,
                                        ZeroShotClasses)
+from cliplab.registry_index import index_entries
 
 SOURCES: tuple[DataSource, ...] = (
     fashion_mnist.SOURCE,
@@ -30,9 +31,7 @@ SOURCES: tuple[DataSource, ...] = (
 
 DATASET_TYPES: tuple[str, ...] = tuple(source.name for source in SOURCES)
 
-_BY_NAME = {source.name: source for source in SOURCES}
-if len(_BY_NAME) != len(SOURCES):
-    raise ValueError("SOURCES: two sources share a name")
+_BY_NAME = index_entries(SOURCES, lambda source: source.name, "SOURCES")
 
 
 def data_source(dataset_type: str) -> DataSource:

@@ -26,6 +26,7 @@ from cliplab.models.families import (conv, naflex_vit, resnet, text_transformer,
                                      timm_vit_relpos, vit)
 from cliplab.models.families.spec import SIDES, OpenClipContext, OpenClipForm, TowerFamily
 from cliplab.models.timm_models import timm_family_kind, timm_model
+from cliplab.registry_index import index_entries
 
 TOWER_FAMILIES: tuple[TowerFamily, ...] = (
     vit.FAMILY,
@@ -49,9 +50,7 @@ MISSING_FAMILIES = {
     "hf_text": "a Hugging Face transformers text model with open_clip's pooler and projection",
 }
 
-_BY_KIND = {family.kind: family for family in TOWER_FAMILIES}
-if len(_BY_KIND) != len(TOWER_FAMILIES):
-    raise ValueError("TOWER_FAMILIES: two families share a kind")
+_BY_KIND = index_entries(TOWER_FAMILIES, lambda family: family.kind, "TOWER_FAMILIES")
 
 
 def family_kinds(side: str) -> tuple[str, ...]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 from cliplab.objectives.terms import contrastive, filip, mlm, multiview, sim_reg, simclr, simsiam
 from cliplab.objectives.terms.spec import (TERM_INPUTS, HeadSizes, ObjectiveTerm, TermSection,
                                            UnsupportedObjectiveError, Vocabulary, unsupported)
+from cliplab.registry_index import index_entries
 
 OBJECTIVE_TERMS: tuple[ObjectiveTerm, ...] = (
     contrastive.TERM,
@@ -31,9 +32,7 @@ OBJECTIVE_TERMS: tuple[ObjectiveTerm, ...] = (
     sim_reg.TERM,
 )
 
-_BY_SECTION = {term.section: term for term in OBJECTIVE_TERMS}
-if len(_BY_SECTION) != len(OBJECTIVE_TERMS):
-    raise ValueError("OBJECTIVE_TERMS: two terms share a section")
+_BY_SECTION = index_entries(OBJECTIVE_TERMS, lambda term: term.section, "OBJECTIVE_TERMS")
 
 
 def objective_term(section: str) -> ObjectiveTerm:

@@ -1,0 +1,67 @@
+"""Format "hf": a Hugging Face transformers CLIPModel / SiglipModel / Siglip2Model directory
+(config.json with `model_type`, the weights, tokenizer files, preprocessor_config.json), what
+`from_pretrained` reads and `cliplab export --format hf` writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from cliplab.pretrained.formats.spec import CheckpointFormat, ExportForm, LoadedModel, Location
+
+HF_CONFIG_FILE = "config.json"  # transformers' model config (not cliplab's ModelConfig of a bundle)
+HF_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                   "pytorch_model.bin.index.json")
+
+
+def directory_model_type(directory: Path) -> str | None:
+    """config.json's model_type when `directory` holds a Hugging Face model config, else None (also
+    for an unreadable config.json: whoever reads it as their own format reports that). The model
+    type a cliplab model exports as is `cliplab.pretrained.hf_config.hf_model_type`."""
+    config = directory / HF_CONFIG_FILE
+    if not config.is_file():
+        return None
+    try:
+        values = json.loads(config.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return values.get("model_type") if isinstance(values, dict) else None
+
+
+def is_hf_directory(directory: Path) -> bool:
+    """A Hugging Face model directory (an open_clip hub directory with a config.json is the hub's)."""
+    from cliplab.pretrained.formats.open_clip_hub import is_hub_directory
+
+    return not is_hub_directory(directory) and directory_model_type(directory) is not None
+
+
+def detect(location: Location) -> bool:
+    return location.path.exists() and is_hf_directory(location.directory)
+
+
+def read(location: Location) -> LoadedModel:
+    from cliplab.pretrained.loaders import loaded_from_foreign, read_hf_directory
+
+    weights = None if location.path.is_dir() else location.path
+    return loaded_from_foreign(read_hf_directory(location.directory, weights), location.request)
+
+
+def check(model: Any, tokenizer: Any) -> None:
+    from cliplab.pretrained.export import check_hf_export
+
+    check_hf_export(model, tokenizer)
+
+
+def write(model: Any, tokenizer: Any, directory: Path) -> list[str]:
+    from cliplab.pretrained.export import export_hf
+
+    return export_hf(model, model.config, tokenizer, directory)
+
+
+FORMAT = CheckpointFormat(
+    name="hf", architecture="carried",
+    summary=f"a Hugging Face directory: {HF_CONFIG_FILE} with model_type 'clip' or 'siglip' and "
+            f"{', '.join(HF_WEIGHT_FILES)}",
+    detect=detect, read=read, export=ExportForm(name="hf", check=check, write=write),
+)

@@ -1,0 +1,44 @@
+"""Format "open_clip_checkpoint": a weights file outside any checkpoint directory holding an
+open_clip training checkpoint (`epoch_K.pt`: a dict with 'state_dict', DDP's `module.` prefix
+dropped) or a state dict in open_clip's names; the architecture is named with `model=`."""
+
+from __future__ import annotations
+
+from cliplab.pretrained.formats.spec import CheckpointFormat, LoadedModel, Location
+
+WEIGHT_FILE_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
+
+
+def is_lone_weights_file(location: Location) -> bool:
+    """A weights file (by its suffix) that no checkpoint directory holds: its content decides the format."""
+    from cliplab.pretrained.cliplab_bundle import is_bundle
+    from cliplab.pretrained.formats.hf import is_hf_directory
+    from cliplab.pretrained.formats.open_clip_hub import is_hub_directory
+
+    path = location.path
+    return (path.is_file() and path.suffix in WEIGHT_FILE_SUFFIXES and not is_bundle(path.parent)
+            and not is_hub_directory(path.parent) and not is_hf_directory(path.parent))
+
+
+def holds_openai_state(location: Location) -> bool:
+    from cliplab.pretrained.openai_checkpoint import is_openai_state_dict
+
+    state = location.weights_object
+    return isinstance(state, dict) and is_openai_state_dict(state)
+
+
+def read_weights_file(location: Location) -> LoadedModel:
+    """What `read_checkpoint_file` makes of the file (OpenAI's or open_clip's), as a LoadedModel."""
+    from cliplab.pretrained.loaders import loaded_from_foreign, read_checkpoint_file
+
+    checkpoint = read_checkpoint_file(location.path, location.request.model, state=location.weights_object)
+    return loaded_from_foreign(checkpoint, location.request)
+
+
+FORMAT = CheckpointFormat(
+    name="open_clip_checkpoint", architecture="named",
+    summary="an open_clip training checkpoint (epoch_K.pt, a dict with 'state_dict') or state-dict file, with "
+            "the architecture named: load(path, model='ViT-B-32')",
+    detect=lambda location: is_lone_weights_file(location) and not holds_openai_state(location),
+    read=read_weights_file,
+)
