@@ -20,7 +20,8 @@ def test_the_listing_numbers_the_summaries_in_table_order():
     assert listing.startswith("accepted: (1) a cliplab bundle")
     for index, entry in enumerate(FORMATS, 1):
         assert f"({index}) {entry.summary}" in listing and format_named(entry.name) is entry
-    assert [entry.name for entry in FORMATS][:5] == ["bundle", "open_clip_hub", "open_clip_checkpoint", "openai", "hf"]
+    assert [entry.name for entry in FORMATS] == ["bundle", "open_clip_hub", "open_clip_checkpoint", "openai", "hf",
+                                                 "prefixes", "cliplab_state_dict", "pretrained_tag"]
 
 
 def test_export_formats_are_the_entries_that_write():
@@ -43,10 +44,13 @@ def _layouts(tmp_path):
                 "context_length": torch.tensor(77), "vocab_size": torch.tensor(49408)}, openai)
     open_clip = tmp_path / "epoch_1.pt"
     torch.save({"state_dict": {"module.visual.proj": torch.zeros(1)}}, open_clip)
+    ours = tmp_path / "tiny.pt"
+    torch.save({"vision_tower.conv.weight": torch.zeros(1)}, ours)
     run = tmp_path / "run"
     run.mkdir()
     return {"open_clip_hub": [hub, hub / "open_clip_config.json"], "hf": [hf], "openai": [openai],
-            "open_clip_checkpoint": [open_clip], "bundle": [run], None: [tmp_path / "absent", tmp_path / "x.txt"]}
+            "open_clip_checkpoint": [open_clip], "cliplab_state_dict": [ours], "bundle": [run],
+            None: [tmp_path / "absent", tmp_path / "x.txt"]}
 
 
 def test_each_path_is_detected_by_exactly_one_format(tmp_path):

@@ -5,31 +5,24 @@ enabled term and returns an `Objectives` module; see docs/objectives.md. The ter
 of `cliplab.objectives.terms.OBJECTIVE_TERMS` (how to add one: that package's docstring).
 """
 
-from cliplab.objectives.builder import build_objectives
-from cliplab.objectives.config import AugmentConfig, ObjectivesConfig
-from cliplab.objectives.objectives import Objectives
-from cliplab.objectives.terms import OBJECTIVE_TERMS, ObjectiveTerm, UnsupportedObjectiveError
-from cliplab.objectives.terms.contrastive import ContrastiveConfig
-from cliplab.objectives.terms.filip import FilipConfig
-from cliplab.objectives.terms.mlm import MlmConfig
-from cliplab.objectives.terms.multiview import MultiviewConfig
-from cliplab.objectives.terms.sim_reg import SimRegConfig
-from cliplab.objectives.terms.simclr import SimClrConfig
-from cliplab.objectives.terms.simsiam import SimSiamConfig
+from cliplab.lazy_exports import exported_names, lazy_exports
 
-__all__ = [
-    "OBJECTIVE_TERMS",
-    "AugmentConfig",
-    "ContrastiveConfig",
-    "FilipConfig",
-    "MlmConfig",
-    "MultiviewConfig",
-    "ObjectiveTerm",
-    "Objectives",
-    "ObjectivesConfig",
-    "SimClrConfig",
-    "SimRegConfig",
-    "SimSiamConfig",
-    "UnsupportedObjectiveError",
-    "build_objectives",
-]
+# defining module -> its public names; imported on first use, so that the configs (read by the
+# CLI's --help) import without torch
+_EXPORTS = {
+    "cliplab.objectives.builder": ("build_objectives",),
+    "cliplab.objectives.config": ("AugmentConfig", "ObjectivesConfig"),
+    "cliplab.objectives.objectives": ("Objectives",),
+    "cliplab.objectives.terms": ("OBJECTIVE_TERMS", "ObjectiveTerm", "UnsupportedObjectiveError"),
+    "cliplab.objectives.terms.contrastive": ("ContrastiveConfig",),
+    "cliplab.objectives.terms.filip": ("FilipConfig",),
+    "cliplab.objectives.terms.mlm": ("MlmConfig",),
+    "cliplab.objectives.terms.multiview": ("MultiviewConfig",),
+    "cliplab.objectives.terms.sim_reg": ("SimRegConfig",),
+    "cliplab.objectives.terms.simclr": ("SimClrConfig",),
+    "cliplab.objectives.terms.simsiam": ("SimSiamConfig",),
+}
+
+__all__ = exported_names(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

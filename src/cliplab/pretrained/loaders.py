@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,17 +29,21 @@ from cliplab.data.transforms import image_transform
 from cliplab.errors import UserError
 from cliplab.models import ModelConfig, build_model, get_model_config
 from cliplab.models.config import read_json_object
-from cliplab.models.open_clip_config import builtin_open_clip_config, config_from_open_clip, known_open_clip_names
-from cliplab.pretrained.formats import format_named, hf, open_clip_checkpoint, open_clip_hub
+from cliplab.models.open_clip_config import (UnsupportedArchitectureError, builtin_open_clip_config,
+                                             config_from_open_clip, config_to_open_clip, known_open_clip_names)
+from cliplab.pretrained.cliplab_keys import CLIPLAB_RULES, is_cliplab_layout
+from cliplab.pretrained.formats import cliplab_state_dict, format_named, hf, open_clip_checkpoint, open_clip_hub
 from cliplab.pretrained.formats import openai as openai_format
 from cliplab.pretrained.formats.hf import HF_CONFIG_FILE, HF_WEIGHT_FILES
 from cliplab.pretrained.formats.open_clip_hub import HUB_WEIGHT_FILES, OPEN_CLIP_CONFIG
 from cliplab.pretrained.formats.spec import LoadedModel, LoadRequest, NotACheckpointError
+from cliplab.pretrained.hf_cache import repo_file
 from cliplab.pretrained.hf_config import HF_PROCESSOR_CONFIG, config_from_hf
 from cliplab.pretrained.hf_keys import hf_model_rules, without_position_ids
 from cliplab.pretrained.key_maps import cliplab_reader
 from cliplab.pretrained.open_clip_keys import open_clip_rules
 from cliplab.pretrained.openai_checkpoint import is_openai_state_dict, openai_model_cfg, without_openai_extras
+from cliplab.pretrained.tags import PretrainedTag
 from cliplab.pretrained.weight_files import (WeightSource, file_source, read_state_file, sample_keys,
                                              sharded_source, state_source, tensors_only)
 
@@ -146,23 +151,24 @@ def _unwrapped(values: Any) -> Any:
     return values
 
 
-def architecture_model_cfg(model: str | dict | Path) -> dict:
+def architecture_model_cfg(model: str | dict | Path | ModelConfig) -> dict:
     """The open_clip model_cfg named by `model`: a built-in open_clip name, an open_clip model_cfg
-    dict, or a path to an open_clip_config.json / hub directory."""
+    dict, a path to an open_clip_config.json / hub directory, or (written in open_clip's terms) a
+    cliplab architecture: a ModelConfig, a registered name or a ModelConfig JSON."""
     if isinstance(model, dict):
         return model
+    if isinstance(model, ModelConfig):
+        return config_to_open_clip(model)
     name = str(model)
     if name in known_open_clip_names():
         return builtin_open_clip_config(name)
     path = Path(name)
     if path.is_dir():
         path = path / OPEN_CLIP_CONFIG
-    if path.is_file():
+    if path.is_file() and path.name == OPEN_CLIP_CONFIG:
         values = read_json_object(path, str(path))
         return values.get("model_cfg", values)
-    raise UserError(f"model={name!r}: expected an open_clip architecture name (e.g. 'ViT-B-32', "
-                    f"'RN50-quickgelu'; see cliplab.models.open_clip_config.builtin_open_clip_names()) or an "
-                    f"{OPEN_CLIP_CONFIG}")
+    return config_to_open_clip(architecture_config(name))
 
 
 def architecture_config(model: str | dict | Path | ModelConfig) -> ModelConfig:
@@ -178,7 +184,7 @@ def architecture_config(model: str | dict | Path | ModelConfig) -> ModelConfig:
     try:
         return get_model_config(name)
     except ValueError as error:
-        raise UserError(f"model={name!r}: {error}") from error
+        raise UserError(f"model={name!r}: {error}") from None
 
 
 def read_weights_object(path: Path) -> Any:
@@ -187,14 +193,18 @@ def read_weights_object(path: Path) -> Any:
     return _unwrapped(read_state_file(path))
 
 
-def read_checkpoint_file(path: Path, model: str | dict | Path | None = None, *,
-                         state: Any = None) -> ForeignCheckpoint:
+def read_checkpoint_file(path: Path, model: str | dict | Path | ModelConfig | None = None, *,
+                         preprocess_cfg: dict | None = None, state: Any = None) -> ForeignCheckpoint:
     """A weights file outside a checkpoint directory: OpenAI CLIP (architecture from the shapes
-    unless `model` names one) or open_clip (training checkpoint or state dict; `model` required).
-    state: the file's object when already read (`read_weights_object`)."""
+    unless `model` names one), open_clip (training checkpoint or state dict) or cliplab's own state
+    dict (`cliplab_keys`); the last two need `model`. preprocess_cfg: open_clip's spelling of the
+    preprocessing the weights were trained with (None: open_clip's defaults). state: the file's
+    object when already read (`read_weights_object`)."""
     state = read_weights_object(path) if state is None else state
     if not isinstance(state, dict) or not state:
         raise NotACheckpointError(f"{path}: not a checkpoint cliplab reads: it holds a {type(state).__name__}")
+    if is_cliplab_layout(state):
+        return _read_cliplab_state(path, tensors_only(state, path), model)
     openai = is_openai_state_dict(state)
     if openai:
         state = without_openai_extras(state)
@@ -206,11 +216,50 @@ def read_checkpoint_file(path: Path, model: str | dict | Path | None = None, *,
                                   f"(open_clip's name)")
     model_cfg = openai_model_cfg(state) if model is None else architecture_model_cfg(model)
     config = config_from_open_clip(model_cfg, PreprocessConfig.from_open_clip(
-        {}, (model_cfg.get("vision_cfg") or {}).get("image_size", 224)))
+        preprocess_cfg or {}, (model_cfg.get("vision_cfg") or {}).get("image_size", 224)))
     tokenizer, error = _tokenizer(lambda: tokenizer_from_open_clip_config(model_cfg))
     return ForeignCheckpoint((openai_format if openai else open_clip_checkpoint).FORMAT.name, path, config,
                              _state_loader(lambda: state_source(state), _open_clip_rules_for(config), path),
                              tokenizer, error)
+
+
+def _read_cliplab_state(path: Path, state: dict[str, torch.Tensor],
+                        model: str | dict | Path | ModelConfig | None) -> ForeignCheckpoint:
+    """A state dict in cliplab's own names (`torch.save(model.state_dict())`), of the architecture
+    `model` names (a cliplab or open_clip name, a model JSON, a ModelConfig); the tokenizer is the
+    open_clip architecture's own, and none for cliplab's architectures (they train theirs)."""
+    if model is None:
+        raise UserError(f"{path}: a state dict in cliplab's layout, keys {sample_keys(state)}; it needs the "
+                        f"architecture it was saved from: load(path, model='tiny-vit') (a name of "
+                        f"cliplab.list_models(), or a model JSON such as a bundle's config.json)")
+    config = architecture_config(model)
+    if isinstance(model, str) and model in known_open_clip_names():
+        tokenizer, error = _tokenizer(lambda: tokenizer_from_open_clip_config(builtin_open_clip_config(model)))
+    else:
+        tokenizer, error = None, ("a state dict holds no tokenizer and cliplab's architectures train theirs: "
+                                  "give the run's tokenizer (--tokenizer), or save a bundle (cliplab.save)")
+    return ForeignCheckpoint(cliplab_state_dict.FORMAT.name, path, config,
+                             _state_loader(lambda: state_source(state), lambda shapes: CLIPLAB_RULES, path),
+                             tokenizer, error)
+
+
+def read_pretrained_tag(tag: PretrainedTag, model: str | dict | Path | ModelConfig) -> ForeignCheckpoint:
+    """The weights of open_clip pretrained tag `tag` for the architecture `model` names (as open_clip
+    builds it: QuickGELU switched on when the tag was trained with it, with a warning), with the
+    tag's preprocessing. The architecture is checked before the weights are read through the Hugging
+    Face cache (downloaded when not cached)."""
+    where = f"pretrained tag {tag.tag!r} of {tag.model}"
+    model_cfg = dict(architecture_model_cfg(model))
+    if tag.quick_gelu and not model_cfg.get("quick_gelu", False):
+        warnings.warn(f"pretrained tag {tag.tag!r} of {tag.model} was trained with QuickGELU: building {model} "
+                      f"with QuickGELU, as {tag.model}-quickgelu is", UserWarning, stacklevel=2)
+        model_cfg["quick_gelu"] = True
+    try:
+        config_from_open_clip(model_cfg)  # an architecture cliplab does not build is refused before any download
+    except UnsupportedArchitectureError as error:
+        raise UnsupportedArchitectureError(f"{where}: {error}") from None
+    weights = repo_file(tag.repo_id, tag.weight_files, where=where)
+    return read_checkpoint_file(weights, model_cfg, preprocess_cfg=tag.preprocess_cfg)
 
 
 def _hf_weights(directory: Path) -> Path:

@@ -67,7 +67,7 @@ def evaluate(model: nn.Module, tokenizer: Callable[[list[str]], torch.Tensor], *
     (on `dataset` when one was opened with `open_evaluation_data`).
 
     Returns the JSON-ready part of an eval record: zero_shot_top1/top5/per_class, confusion_matrix,
-    classnames, zero_shot_count, and the retrieval keys (image_to_text_R@1, ...).
+    classnames, zero_shot_count, the retrieval keys (image_to_text_R@1, ...) and retrieval_count.
     """
     record: dict[str, Any] = {}
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -84,9 +84,9 @@ def evaluate(model: nn.Module, tokenizer: Callable[[list[str]], torch.Tensor], *
                 result = zero_shot_evaluate(model, classifier, loader(), classnames=task.classnames, device=device,
                                             max_samples=eval_config.zeroshot_num_samples)
                 record.update(result.as_metrics())
-            metrics, _ = evaluate_retrieval(model, loader(), device=device,
-                                            max_samples=eval_config.retrieval_num_samples)
-        record.update(metrics)
+            metrics, count = evaluate_retrieval(model, loader(), device=device,
+                                                max_samples=eval_config.retrieval_num_samples)
+        record.update(metrics, retrieval_count=count)
     return record
 
 

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from cliplab.errors import UserError
 from cliplab.registry_index import index_entries
-from cliplab.pretrained.formats import bundle, hf, open_clip_checkpoint, open_clip_hub, openai, prefixes
+from cliplab.pretrained.formats import (bundle, cliplab_state_dict, hf, open_clip_checkpoint, open_clip_hub, openai,
+                                        prefixes, pretrained_tag)
 from cliplab.pretrained.formats.spec import (CheckpointFormat, CheckpointNotFoundError, ExportForm, LoadedModel,
                                              LoadRequest, Location, NotACheckpointError, WeightsOpener)
 
@@ -34,6 +35,8 @@ FORMATS: tuple[CheckpointFormat, ...] = (
     openai.FORMAT,
     hf.FORMAT,
     prefixes.FORMAT,
+    cliplab_state_dict.FORMAT,
+    pretrained_tag.FORMAT,
 )
 
 _BY_NAME = index_entries(FORMATS, lambda entry: entry.name, "FORMATS")
@@ -70,8 +73,8 @@ def resolve_location(path: str | Path, request: LoadRequest) -> Location:
     for entry in FORMATS:
         resolved = entry.resolve(text) if entry.resolve is not None else None
         if resolved is not None:
-            return Location(resolved, request)
-    return Location(Path(path), request)
+            return Location(resolved, request, text)
+    return Location(Path(path), request, text)
 
 
 def read_checkpoint(path: str | Path, request: LoadRequest) -> LoadedModel:
@@ -85,7 +88,8 @@ def read_checkpoint(path: str | Path, request: LoadRequest) -> LoadedModel:
     except NotACheckpointError as error:
         raise type(error)(f"{error}; {accepted_formats()}") from None
     if not location.path.exists():
-        raise CheckpointNotFoundError(f"checkpoint path {location.path} does not exist")
+        hints = "".join(entry.missing_hint(location) for entry in FORMATS)
+        raise CheckpointNotFoundError(f"checkpoint path {location.path} does not exist{hints}")
     raise CheckpointNotFoundError(f"{location.path} is not a checkpoint cliplab reads; {accepted_formats()}")
 
 

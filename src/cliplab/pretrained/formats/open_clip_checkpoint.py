@@ -24,11 +24,20 @@ def holds_openai_state(location: Location) -> bool:
     from cliplab.pretrained.openai_checkpoint import is_openai_state_dict
 
     state = location.weights_object
-    return isinstance(state, dict) and is_openai_state_dict(state)
+    return isinstance(state, dict) and is_openai_state_dict(state) and not holds_cliplab_state(location)
+
+
+def holds_cliplab_state(location: Location) -> bool:
+    """A state dict in cliplab's own names (`cliplab.pretrained.cliplab_keys`)."""
+    from cliplab.pretrained.cliplab_keys import is_cliplab_layout
+
+    state = location.weights_object
+    return isinstance(state, dict) and is_cliplab_layout(state)
 
 
 def read_weights_file(location: Location) -> LoadedModel:
-    """What `read_checkpoint_file` makes of the file (OpenAI's or open_clip's), as a LoadedModel."""
+    """What `read_checkpoint_file` makes of the file (OpenAI's, open_clip's or cliplab's state dict),
+    as a LoadedModel."""
     from cliplab.pretrained.loaders import loaded_from_foreign, read_checkpoint_file
 
     checkpoint = read_checkpoint_file(location.path, location.request.model, state=location.weights_object)
@@ -39,6 +48,7 @@ FORMAT = CheckpointFormat(
     name="open_clip_checkpoint", architecture="named",
     summary="an open_clip training checkpoint (epoch_K.pt, a dict with 'state_dict') or state-dict file, with "
             "the architecture named: load(path, model='ViT-B-32')",
-    detect=lambda location: is_lone_weights_file(location) and not holds_openai_state(location),
+    detect=lambda location: (is_lone_weights_file(location) and not holds_openai_state(location)
+                             and not holds_cliplab_state(location)),
     read=read_weights_file,
 )

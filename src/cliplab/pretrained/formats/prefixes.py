@@ -38,6 +38,6 @@ def resolve(text: str) -> Path | None:
 
 FORMAT = CheckpointFormat(
     name="prefixes",
-    summary=f"the prefixes {HF_HUB_PREFIX}org/repo (downloaded with huggingface_hub) and {LOCAL_DIR_PREFIX}PATH",
+    summary=f"the prefixes {HF_HUB_PREFIX}org/repo (the Hugging Face cache, else a download) and {LOCAL_DIR_PREFIX}PATH",
     resolve=resolve,
 )

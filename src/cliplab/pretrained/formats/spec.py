@@ -12,6 +12,8 @@ The contracts a format's parts keep:
 - read(location) -> `LoadedModel`: the model (eval mode, on `location.request.device`; on "meta"
   the architecture and an opener of the weights), its preprocessing and tokenizer. A user error
   names the file and what is wrong; `NotACheckpointError` is completed with the accepted formats.
+- missing_hint(location) -> str: what a location that does not exist may have meant as this format
+  (a pretrained tag without its model, say), added to the "does not exist" error; "" for nothing.
 - or resolve(text) -> Path | None, for a location prefix (`hf-hub:`, `local-dir:`): the local
   directory the text names (None: not this prefix), which is then detected as any path.
 - architecture (formats read, not prefixes): "carried" (the checkpoint holds it; `model=` must
@@ -70,8 +72,9 @@ class LoadedModel:
 
     preprocess: PIL image -> Float[3, S, S] (its settings: `model.config.preprocess`); tokenizer:
     texts -> Long[N, T], or None where the checkpoint has none cliplab reads (`require_tokenizer=
-    False` only); path: the directory or file read; format: the name of its `CheckpointFormat`
-    ("bundle", "open_clip_hub", "open_clip_checkpoint", "openai" or "hf"). weights (for a model on
+    False` only); path: the directory or file read; format: the name of the `CheckpointFormat` whose
+    reader made it ("bundle", "open_clip_hub", "open_clip_checkpoint" (an open_clip pretrained tag
+    too), "openai", "hf" or "cliplab_state_dict"). weights (for a model on
     "meta"): opens the checkpoint's weights, returning take(name) -> the tensor of the model's
     state-dict entry `name`, read on demand (what fills a sharded model shard by shard,
     `cliplab.train.parallelism`).
@@ -87,11 +90,13 @@ class LoadedModel:
 
 
 class Location:
-    """A path to read with `request`, looked at once for every format's `detect`."""
+    """A path to read with `request`, looked at once for every format's `detect`; `text` is the
+    location as the user gave it (a prefix, a pretrained tag ...)."""
 
-    def __init__(self, path: Path, request: LoadRequest):
+    def __init__(self, path: Path, request: LoadRequest, text: str | None = None):
         self.path = path
         self.request = request
+        self.text = str(path) if text is None else text
 
     @property
     def directory(self) -> Path:
@@ -120,6 +125,10 @@ def _never(location: Location) -> bool:
     return False
 
 
+def _no_hint(location: Location) -> str:
+    return ""
+
+
 @dataclass(frozen=True, kw_only=True)
 class CheckpointFormat:
     """What cliplab does with one checkpoint format (each part's contract: the module docstring)."""
@@ -131,6 +140,7 @@ class CheckpointFormat:
     read: Callable[[Location], LoadedModel] | None = None
     resolve: Callable[[str], Path | None] | None = None
     export: ExportForm | None = None
+    missing_hint: Callable[[Location], str] = _no_hint
 
     def __post_init__(self) -> None:
         if (self.read is None) == (self.resolve is None):
