@@ -26,7 +26,8 @@ FROZEN_FLAGS = [
     "--save-every-steps", "--save-frequency", "--seed", "--set",
     "--siglip", "--tensorboard", "--threads", "--tile-size", "--tiled-loss", "--tokenizer", "--torchcompile",
     "--train-data", "--train-num-samples", "--val-data", "--val-num-samples", "--warmup", "--wd", "--workers",
-    "--zeroshot-frequency", "--force-image-size", "--image-mean", "--image-std", "--wandb-project-name",
+    "--zeroshot-frequency", "--zeroshot-dataset", "--force-image-size", "--image-mean", "--image-std",
+    "--wandb-project-name",
 ]
 
 

@@ -3,6 +3,7 @@ docs' table generated from it."""
 
 
 import pytest
+from PIL import Image
 
 from cliplab.data.config import DATASET_TYPES, DataConfig
 from cliplab.data.sources import SOURCES, data_source, sources_table
@@ -17,11 +18,12 @@ def test_docs_show_the_registrys_table():
 
 
 def test_the_dataset_types_are_the_tables_names_in_order():
-    assert DATASET_TYPES == tuple(source.name for source in SOURCES) == ("fashion-mnist", "csv", "webdataset",
-                                                                          "parquet")
-    for source in SOURCES:
-        assert data_source(source.name) is source
-        assert (source.map_style is None) != (source.iterable is None) and callable(source.captions)
+    assert DATASET_TYPES == tuple(source.name for source in SOURCES if source.trains) == (
+        "fashion-mnist", "csv", "webdataset", "parquet")
+    for name in DATASET_TYPES:
+        source = data_source(name)
+        assert source.name == name and (source.map_style is None) != (source.iterable is None)
+        assert callable(source.captions)
     with pytest.raises(ValueError, match=r"dataset_type must be one of \('fashion-mnist', 'csv', 'webdataset', "
                                          r"'parquet'\), got 'tfrecord'"):
         DataConfig(dataset_type="tfrecord", train_data="x")
@@ -30,11 +32,22 @@ def test_the_dataset_types_are_the_tables_names_in_order():
 def test_only_the_built_in_source_has_classes_and_its_own_statistics():
     built_in = [source for source in SOURCES if source.built_in]
     assert [source.name for source in built_in] == ["fashion-mnist"]
-    classes = built_in[0].zero_shot()
-    assert len(classes.classnames) == 10 and all("{}" in template for template in classes.templates)
-    assert built_in[0].statistics != PHOTOGRAPHS
-    assert all(source.zero_shot() is None and source.statistics == PHOTOGRAPHS for source in SOURCES
+    assert built_in[0].zero_shot is not None and built_in[0].statistics != PHOTOGRAPHS
+    assert all(source.zero_shot is None and source.statistics == PHOTOGRAPHS for source in SOURCES
                if not source.built_in)
+
+
+def test_every_benchmark_layout_is_a_source_and_image_folders_are_read_as_benchmarks_only(tmp_path):
+    assert [source.name for source in SOURCES if source.benchmark is not None] == [
+        "fashion-mnist", "csv", "webdataset", "parquet", "image-folder"]
+    assert "image-folder" not in DATASET_TYPES
+    (tmp_path / "cat").mkdir()
+    Image.new("RGB", (4, 4)).save(tmp_path / "cat" / "a.png")
+    detected = [source.name for source in SOURCES if source.benchmark is not None
+                and source.benchmark.detect(str(tmp_path))]
+    assert detected == ["image-folder"]
+    assert [source.name for source in SOURCES if source.benchmark and source.benchmark.detect("fashion-mnist")] == [
+        "fashion-mnist"]
 
 
 def test_a_location_check_names_what_is_missing(tmp_path):

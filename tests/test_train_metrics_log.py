@@ -45,6 +45,11 @@ def test_eval_line_says_what_each_figure_measures_and_its_chance_level():
                                  + retrieval)
     assert eval_line({"step": 1, "image_to_text_R@1": 0.5, "text_to_image_R@1": 0.25}) == (
         "eval at step 1:\n  retrieval R@1 image-to-text 50.00%, text-to-image 25.00%")  # a record without its count
+    record = {"step": 3, "zero_shot_top1": 0.75, "zero_shot_top5": 1.0, "zero_shot_mean_per_class_recall": 0.625,
+              "zero_shot_count": 8, "classnames": ["a", "b", "c", "d"]}
+    assert eval_line(record) == ("eval at step 3:\n  zero-shot top-1 75.00%, top-4 100.00%, mean per-class recall "
+                                 "62.50% of 8 images (chance 25.00%, 100.00%, 25.00%: the true class among the 1 or "
+                                 "4 closest of 4 class prompts)")
 
 
 def test_without_a_terminal_a_line_every_n_steps_and_at_the_last(tmp_path, monkeypatch):

@@ -22,7 +22,7 @@ from cliplab.cli.parser import CliParser, unrecognized_message
 from cliplab.errors import RunStoppedError, UserError
 
 # Order is the order shown in `cliplab --help`.
-COMMAND_MODULES = ("train", "eval", "classify", "embed", "caption", "report", "shards", "export", "wise_ft")
+COMMAND_MODULES = ("train", "eval", "benchmark", "classify", "embed", "caption", "report", "shards", "export", "wise_ft")
 
 USER_ERROR_EXIT = 2
 RUN_STOPPED_EXIT = 1

@@ -94,7 +94,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     trained_on = run_data_config(loaded.path)
     run_zero_shot = zero_shot_wanted(args, trained_on)
     retrieval_data = retrieval_data_config(args, trained_on)
-    if not run_zero_shot and trained_on is not None and data_source(trained_on.dataset_type).zero_shot() is None:
+    if not run_zero_shot and trained_on is not None and data_source(trained_on.dataset_type).zero_shot is None:
         print(f"no Fashion-MNIST zero-shot: the run trained on {trained_on.dataset_type} data (--zero-shot runs it)")
     if not run_zero_shot and retrieval_data is None:
         raise UserError("nothing to evaluate: give --retrieval-data (the run has no validation data to default to)"
@@ -136,7 +136,7 @@ def zero_shot_wanted(args: argparse.Namespace, trained_on: DataConfig | None) ->
         return True
     if trained_on is None:
         return not args.retrieval_data
-    return data_source(trained_on.dataset_type).zero_shot() is not None
+    return data_source(trained_on.dataset_type).zero_shot is not None
 
 
 def retrieval_data_config(args: argparse.Namespace, trained_on: DataConfig | None) -> DataConfig | None:
@@ -189,8 +189,9 @@ def _zero_shot(args: argparse.Namespace, loaded) -> dict[str, Any]:
     print(f"\nzero-shot on {dataset_name}: {result.count} images, {len(classnames)} classes, "
           f"{len(templates)} templates")
     top_k = min(5, len(classnames))
-    print(f"  top-1 {100 * result.top1:6.2f}%   top-{top_k} {100 * result.top5:6.2f}%   (chance "
-          f"{percent(chance_of_top_k(1, len(classnames)))}, {percent(chance_of_top_k(top_k, len(classnames)))}: the "
+    print(f"  top-1 {100 * result.top1:6.2f}%   top-{top_k} {100 * result.top5:6.2f}%   mean per-class recall "
+          f"{100 * result.mean_per_class_recall:6.2f}%   (chance {percent(chance_of_top_k(1, len(classnames)))}, "
+          f"{percent(chance_of_top_k(top_k, len(classnames)))}, {percent(chance_of_top_k(1, len(classnames)))}: the "
           f"true class among the 1 or {top_k} closest class prompts)")
     width = max(len(name) for name in classnames)
     print(f"  {'class':<{width}}  accuracy  images")

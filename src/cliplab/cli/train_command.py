@@ -204,6 +204,8 @@ FLAGS: tuple[Flag, ...] = (
          "every --log-every-n-steps instead", boolean=True),
     Flag("--zeroshot-frequency", "eval.zeroshot_frequency", "evaluate every N epochs (0: only at the end)",
          type=int),
+    Flag("--zeroshot-dataset", "eval.zeroshot_dataset", "zero-shot on this dataset's test split (any cliplab "
+         "benchmark dataset; default: Fashion-MNIST's when training on it)", metavar="DATASET"),
     # guards and distributed
     Flag("--max-nonfinite-steps", "guards.max_nonfinite_steps", "stop after N non-finite steps in a row",
          type=int),

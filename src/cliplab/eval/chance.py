@@ -35,15 +35,22 @@ def percent(value: float) -> str:
 
 
 def zero_shot_sentence(metrics: Mapping[str, Any]) -> str:
-    """'zero-shot top-1 90.64%, top-5 99.88% of 10000 images (chance 10.00%, 50.00%: the true class among
-    the 1 or 5 closest of 10 class prompts)' from an eval record's zero_shot_* keys (counts when present)."""
+    """'zero-shot top-1 90.64%, top-5 99.88%[, mean per-class recall 90.60%] of 10000 images (chance
+    10.00%, 50.00%[, 10.00%]: the true class among the 1 or 5 closest of 10 class prompts)' from an eval
+    record's zero_shot_* keys (counts and recall when present)."""
     classes = len(metrics.get("classnames") or ())
     top_k = min(5, classes) if classes else 5
+    recall = metrics.get("zero_shot_mean_per_class_recall")
     sentence = f"zero-shot top-1 {percent(metrics['zero_shot_top1'])}, top-{top_k} {percent(metrics['zero_shot_top5'])}"
+    if recall is not None:
+        sentence += f", mean per-class recall {percent(recall)}"
     if metrics.get("zero_shot_count"):
         sentence += f" of {metrics['zero_shot_count']} images"
     if classes:
-        sentence += (f" (chance {percent(chance_of_top_k(1, classes))}, {percent(chance_of_top_k(top_k, classes))}: "
+        chances = [chance_of_top_k(1, classes), chance_of_top_k(top_k, classes)]
+        if recall is not None:
+            chances.append(chance_of_top_k(1, classes))  # a per-class mean of top-1 hits
+        sentence += (f" (chance {', '.join(percent(chance) for chance in chances)}: "
                      f"the true class among the 1 or {top_k} closest of {classes} class prompts)")
     return sentence
 

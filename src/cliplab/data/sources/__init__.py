@@ -1,12 +1,15 @@
-"""The data-source registry: every `data.dataset_type` cliplab reads, one `DataSource` each (see
-`spec` for what a source holds), in one table, `SOURCES`.
+"""The data-source registry: every kind of data cliplab reads, one `DataSource` each (see `spec` for
+what a source holds), in one table, `SOURCES`: the training `data.dataset_type`s and the layouts
+`cliplab benchmark` reads.
 
 Everything that depends on the kind of data asks this table: `DataConfig`'s choices
-(`DATASET_TYPES`) and checks, the loaders (`data.loader`: a map-style dataset sampled by
-`data.sampler`, or a source's own stream of batches), the tokenizer's corpus
-(`data.caption_corpus`), the evaluation during training and `cliplab eval` (class names for
-zero-shot, where evaluation data comes from), the image statistics a fresh model normalises with
-(`train.model_plan`) and `cliplab report`.
+(`DATASET_TYPES`: the sources training reads) and checks, the loaders (`data.loader`: a map-style
+dataset sampled by `data.sampler`, or a source's own stream of batches), the tokenizer's corpus
+(`data.caption_corpus`), the evaluation during training and `cliplab eval` (zero-shot on a
+source's own classes, where evaluation data comes from), the image statistics a fresh model
+normalises with (`train.model_plan`), `cliplab report`, and the benchmark datasets
+(`data.benchmark.open_benchmark_dataset`: the first entry whose `benchmark.detect` accepts a
+location, in table order).
 
 How to add a source: write one module in this package that reads its data (or imports a reader
 from `cliplab.data`, inside the functions that use it), defines its captions for a tokenizer, and
@@ -17,9 +20,9 @@ sources ignore them).
 
 from __future__ import annotations
 
-from cliplab.data.sources import csv, fashion_mnist, parquet, webdataset
-from cliplab.data.sources.spec import (PHOTOGRAPHS, DataSource, ImageStatistics, IterableStyle, MapStyle,
-                                       ZeroShotClasses)
+from cliplab.data.sources import csv, fashion_mnist, image_folder, parquet, webdataset
+from cliplab.data.sources.spec import (PHOTOGRAPHS, BenchmarkForm, DataSource, ImageStatistics, IterableStyle,
+                                       MapStyle)
 from cliplab.registry_index import index_entries
 
 SOURCES: tuple[DataSource, ...] = (
@@ -27,30 +30,32 @@ SOURCES: tuple[DataSource, ...] = (
     csv.SOURCE,
     webdataset.SOURCE,
     parquet.SOURCE,
+    image_folder.SOURCE,
 )
 
-DATASET_TYPES: tuple[str, ...] = tuple(source.name for source in SOURCES)
+DATASET_TYPES: tuple[str, ...] = tuple(source.name for source in SOURCES if source.trains)
 
 _BY_NAME = index_entries(SOURCES, lambda source: source.name, "SOURCES")
 
 
 def data_source(dataset_type: str) -> DataSource:
-    """The source of `dataset_type`; ValueError "dataset_type must be one of (...)" otherwise."""
+    """The training source of `dataset_type`; ValueError "dataset_type must be one of (...)" otherwise."""
     source = _BY_NAME.get(dataset_type) if isinstance(dataset_type, str) else None
-    if source is None:
+    if source is None or not source.trains:
         raise ValueError(f"dataset_type must be one of {DATASET_TYPES}, got {dataset_type!r}")
     return source
 
 
 def sources_table() -> str:
     """The registered sources as the Markdown table docs/data.md shows (a test keeps them equal)."""
-    lines = ["| dataset_type | read as | train_data / val_data | zero-shot classes | what it is |",
-             "|---|---|---|---|---|"]
+    lines = ["| source | training reads it as | train_data / val_data | zero-shot on its classes | "
+             "benchmark dataset | what it is |", "|---|---|---|---|---|---|"]
     for source in SOURCES:
-        lines.append(f"| `{source.name}` | {source.style} | {source.location} | "
-                     f"{'yes' if source.zero_shot() else 'no'} | {source.summary} |")
+        benchmark = source.benchmark.location if source.benchmark is not None else "-"
+        lines.append(f"| `{source.name}` | {source.style} | {source.location if source.trains else '-'} | "
+                     f"{'yes' if source.zero_shot else 'no'} | {benchmark} | {source.summary} |")
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["DATASET_TYPES", "PHOTOGRAPHS", "SOURCES", "DataSource", "ImageStatistics", "IterableStyle", "MapStyle",
-           "ZeroShotClasses", "data_source", "sources_table"]
+__all__ = ["DATASET_TYPES", "PHOTOGRAPHS", "SOURCES", "BenchmarkForm", "DataSource", "ImageStatistics",
+           "IterableStyle", "MapStyle", "data_source", "sources_table"]

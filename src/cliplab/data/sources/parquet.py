@@ -1,13 +1,16 @@
 """Source "parquet": image-caption pairs in parquet files (`data.parquet_dataset`: img2dataset's
-output, Hugging Face hub datasets); needs pyarrow, imported when the data is read."""
+output, Hugging Face hub datasets); needs pyarrow, imported when the data is read. As a benchmark
+dataset a `.parquet` file or a directory of `{split}.parquet` (`data.benchmark.parquet_table`)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
 
-from cliplab.data.sources.spec import DataSource, MapStyle
+from cliplab.data.sources.spec import BenchmarkForm, DataSource, MapStyle, path_detector
 
 if TYPE_CHECKING:
+    from cliplab.data.benchmark.dataset import BenchmarkDataset
     from cliplab.data.config import DataConfig
     from cliplab.data.parquet_dataset import ParquetDataset
 
@@ -27,8 +30,22 @@ def captions(config: DataConfig) -> Iterator[str]:
                             image_key=config.parquet_image_key)
 
 
+def open_benchmark(location: str, options: Any) -> BenchmarkDataset:
+    from cliplab.data.benchmark import parquet_table
+
+    return parquet_table.open_dataset(Path(location), keys=options.keys, name=options.name)
+
+
+def _is_benchmark(path: Path) -> bool:
+    from cliplab.data.benchmark import parquet_table
+
+    return parquet_table.detect(path)
+
+
 SOURCE = DataSource(
     name="parquet", title="parquet", summary="image bytes and captions in parquet files (img2dataset, Hugging Face datasets)",
     location="a parquet file, a directory of them, or a glob",
     map_style=MapStyle(open=open_split), captions=captions,
+    benchmark=BenchmarkForm(location="a .parquet file (or a directory of {split}.parquet)",
+                            detect=path_detector(_is_benchmark), open=open_benchmark),
 )

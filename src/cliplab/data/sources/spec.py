@@ -1,13 +1,14 @@
-"""What a data source is: one `DataSource` record holding everything cliplab does with one
-`data.dataset_type` (how its splits are read, its captions for a tokenizer, its class names, its
-sample count, the image statistics that fit it).
+"""What a data source is: one `DataSource` record holding everything cliplab does with one kind of
+data: as a training `data.dataset_type` (how its splits are read, its captions for a tokenizer, its
+sample count, the image statistics that fit it) and as a benchmark dataset (`cliplab benchmark`,
+--zeroshot-dataset: its layout's reader, its class names).
 
 The contracts a source's parts keep:
 
 - name: the `dataset_type` value (`--dataset-type`); title: its name in sentences. location: what `train_data` / `val_data` hold,
   in words. built_in: the data comes with cliplab (the location is optional: a directory holding
   its files), its splits are "train" and "test", and evaluation has a split without `val_data`.
-- exactly one of
+- at most one training form (none: a layout `cliplab benchmark` reads but training does not):
   - `map_style` (`MapStyle`): `open(config, train, fetch) -> MapDataset` (`data.samples`): the
     training (train=True) or evaluation split, read once at start-up; the loaders sample it, so its
     sample count is `len(dataset)`;
@@ -17,11 +18,17 @@ The contracts a source's parts keep:
 - check(location): a UserError when `location` (a `train_data` / `val_data` value) cannot be this
   source's data, found without reading it (evaluation checks its split at start-up, `cliplab eval`
   its --retrieval-data); None: nothing to check before reading.
-- captions(config) -> Iterable[str]: the training data's captions, in file order, to train a
-  tokenizer on (`caption_corpus` takes the first `MAX_CORPUS_CAPTIONS`); UserError naming the
-  config key or file that is wrong.
-- zero_shot(): the class names and prompt templates of its labels (`ZeroShotClasses`), or None for
-  data without classes (no zero-shot during training, `cliplab eval` defaults to retrieval).
+- captions(config) -> Iterable[str] (training sources): the training data's captions, in file
+  order, to train a tokenizer on (`caption_corpus` takes the first `MAX_CORPUS_CAPTIONS`);
+  UserError naming the config key or file that is wrong.
+- zero_shot(config) -> BenchmarkDataset, or None for data without classes: the benchmark dataset
+  whose test split zero-shot runs on during training by default (Fashion-MNIST's; others need
+  --zeroshot-dataset, and `cliplab eval` defaults to retrieval for them).
+- benchmark (`BenchmarkForm` or None): how `cliplab benchmark` / --zeroshot-dataset reads a
+  location of this source (`cliplab.data.benchmark.open_benchmark_dataset` asks the entries in
+  table order): `detect(location: str)` (a built-in source: its name), `open(location, options)
+  -> BenchmarkDataset` (options: `data.benchmark.DatasetOptions`), `location` (what it reads, in
+  words, for the error naming what a location is not).
 - statistics: the per-channel mean and std its images are normalised with when the model config's
   statistics are another source's (`train.model_plan`): Fashion-MNIST's grayscale ones, or OpenAI
   CLIP's for photographs.
@@ -34,6 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cliplab.data.preprocess_config import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
@@ -56,12 +64,18 @@ class ImageStatistics:
 PHOTOGRAPHS = ImageStatistics("OpenAI CLIP's", OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)
 
 
-@dataclass(frozen=True)
-class ZeroShotClasses:
-    """A source's class names (index = label) and its zero-shot prompt templates (`template.format(name)`)."""
+@dataclass(frozen=True, kw_only=True)
+class BenchmarkForm:
+    """A source read as a benchmark dataset (see the module docstring)."""
 
-    classnames: tuple[str, ...]
-    templates: tuple[str, ...]
+    location: str
+    detect: Callable[[str], bool]
+    open: Callable[[str, Any], Any]
+
+
+def path_detector(detect: Callable[[Path], bool]) -> Callable[[str], bool]:
+    """A `BenchmarkForm.detect` of a path layout: the location exists and `detect(path)` accepts it."""
+    return lambda location: Path(location).exists() and detect(Path(location))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,10 +93,6 @@ class IterableStyle:
     sample_count: Callable[[DataConfig, bool], int | None]
 
 
-def _no_classes() -> None:
-    return None
-
-
 @dataclass(frozen=True, kw_only=True)
 class DataSource:
     """What cliplab does with one `dataset_type` (each part's contract: the module docstring); the
@@ -92,18 +102,26 @@ class DataSource:
     title: str
     summary: str
     location: str
-    captions: Callable[[DataConfig], Iterable[str]]
+    captions: Callable[[DataConfig], Iterable[str]] | None = None
     statistics: ImageStatistics = PHOTOGRAPHS
     built_in: bool = False
-    zero_shot: Callable[[], ZeroShotClasses | None] = _no_classes
+    zero_shot: Callable[[DataConfig], Any] | None = None
     check: Callable[[str], None] | None = None
     map_style: MapStyle | None = None
     iterable: IterableStyle | None = None
+    benchmark: BenchmarkForm | None = None
 
     def __post_init__(self) -> None:
-        if (self.map_style is None) == (self.iterable is None):
-            raise ValueError(f"DataSource {self.name!r}: give exactly one of map_style and iterable")
+        if self.map_style is not None and self.iterable is not None:
+            raise ValueError(f"DataSource {self.name!r}: give at most one of map_style and iterable")
+        if self.trains != (self.captions is not None):
+            raise ValueError(f"DataSource {self.name!r}: a training source has captions, another none")
+
+    @property
+    def trains(self) -> bool:
+        """Whether training reads it (its name is a `dataset_type`)."""
+        return self.map_style is not None or self.iterable is not None
 
     @property
     def style(self) -> str:
-        return "map" if self.map_style is not None else "iterable"
+        return "map" if self.map_style is not None else "iterable" if self.iterable is not None else "-"
