@@ -353,7 +353,7 @@ def test_webdataset_run_takes_its_epoch_from_the_shards_info_file(tmp_path, caps
     import json
 
     from cliplab.data.csv_dataset import CsvDataset
-    from cliplab.data.shards import dataset_records, write_shards
+    from cliplab.data.webdataset_writer import dataset_records, write_shards
     from data_fixtures import make_manifest
 
     report = write_shards(dataset_records(CsvDataset(make_manifest(tmp_path / "data", 20))),
@@ -446,7 +446,7 @@ def test_the_fine_tuning_recipe_runs_as_written(tmp_path, monkeypatch, capsys):
 
     import torch
 
-    from cliplab.bundle import load_model
+    from cliplab.model_io import load_model
     from data_fixtures import make_manifest
     from finetune_fixtures import write_small_hub
 

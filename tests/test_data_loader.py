@@ -5,7 +5,7 @@ import torch.distributed as dist
 from cliplab.data.config import DataConfig
 from cliplab.data.loader import build_eval_loader, build_train_loader
 from cliplab.data.samples import TooManyBadSamplesError
-from cliplab.data.shards import dataset_records, write_shards
+from cliplab.data.webdataset_writer import dataset_records, write_shards
 from cliplab.data.csv_dataset import CsvDataset
 from cliplab.distributed.launch import run_on_workers
 from data_fixtures import (first_pixel_transform, length_tokenize, make_fashion_dir,

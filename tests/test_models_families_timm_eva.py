@@ -19,7 +19,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 import cliplab
-from cliplab.bundle import load_model
+from cliplab.model_io import load_model
 from cliplab.distributed.launch import run_on_workers
 from cliplab.distributed.shard_init import ShardedInit, shard_rows
 from cliplab.data.preprocess_config import PreprocessConfig

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import cliplab
-from cliplab.bundle import load_model
+from cliplab.model_io import load_model
 from cliplab.cli import main
 from cliplab.data.tokenizer import Tokenizer
 from cliplab.data.tokenizer_openai import openai_bpe_tokenizer

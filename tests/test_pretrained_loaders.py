@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from cliplab.bundle import load_model
+from cliplab.model_io import load_model
 from cliplab.data.tokenizer_openai import openai_bpe_tokenizer
 from cliplab.errors import UserError
 from cliplab.pretrained.key_maps import StateDictMismatchError

@@ -21,7 +21,7 @@ from cliplab.checkpoint_files.manifest import verify_checkpoint
 from cliplab.cli import main
 from cliplab.distributed.launch import run_on_workers
 from cliplab.errors import UserError
-from cliplab.pretrained.dcp_reader import SHARDS_DIR
+from cliplab.file_names import DCP_SHARDS_DIR
 from cliplab.train import TrainHooks, train
 from cliplab.train.checkpoint import CheckpointManager
 
@@ -96,7 +96,7 @@ def test_the_run_writes_verified_dcp_checkpoints(full_run):
     checkpoints = logs / "full" / "checkpoints"
     for step in (K, K + FURTHER):
         files = verify_checkpoint(checkpoints / f"step_{step:07d}").files
-        assert {f"{SHARDS_DIR}/.metadata", f"{SHARDS_DIR}/__0_0.distcp", f"{SHARDS_DIR}/__1_0.distcp",
+        assert {f"{DCP_SHARDS_DIR}/.metadata", f"{DCP_SHARDS_DIR}/__0_0.distcp", f"{DCP_SHARDS_DIR}/__1_0.distcp",
                 "train_state.pt", "config.json"} <= files.keys()
         assert "model.safetensors" not in files
     assert CheckpointManager(checkpoints, keep=2).latest().name == f"step_{K + FURTHER:07d}"
@@ -148,16 +148,16 @@ def test_resume_takes_the_previous_checkpoint_when_the_newest_is_incomplete(full
         (staging / "manifest.json").unlink()
         assert copy.find_resumable(notes.append) == newest and notes == []
         return
-    lost = f"{SHARDS_DIR}/__1_0.distcp" if damage == "lost shard" else f"{SHARDS_DIR}/.metadata"
+    lost = f"{DCP_SHARDS_DIR}/__1_0.distcp" if damage == "lost shard" else f"{DCP_SHARDS_DIR}/.metadata"
     (newest / lost).unlink()
     assert copy.find_resumable(notes.append) == previous
     assert notes == [f"skipping checkpoint {newest}: it lacks {lost}, which its manifest lists"]
 
 
 # (file, entry of the shards re-stored as a pickle): the files of a sharded checkpoint holding pickles
-HOSTILE = [("train_state.pt", None), (f"{SHARDS_DIR}/.metadata", None),
-           (SHARDS_DIR, "model.logit_scale"),  # a tensor
-           (SHARDS_DIR, "optimizer.param_groups.0.lr")]  # a value, which every rank unpickles
+HOSTILE = [("train_state.pt", None), (f"{DCP_SHARDS_DIR}/.metadata", None),
+           (DCP_SHARDS_DIR, "model.logit_scale"),  # a tensor
+           (DCP_SHARDS_DIR, "optimizer.param_groups.0.lr")]  # a value, which every rank unpickles
 
 
 def _resume_each(rank, world_size, logs, runs):
@@ -187,7 +187,7 @@ def test_an_fsdp2_resume_from_code_running_pickles_runs_nothing_on_any_rank(full
             replace_with_pickle(step_dir / name, marker)
             expected.append(str(step_dir / name))
         else:
-            expected.append(str(store_instead(step_dir / SHARDS_DIR, entry, marker)))
+            expected.append(str(store_instead(step_dir / DCP_SHARDS_DIR, entry, marker)))
         republish(step_dir)
         runs.append((f"resumed_hostile_{index}", step_dir))
     per_rank = run_on_workers(_resume_each, 2, logs, runs, timeout_s=600)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from cliplab.bundle import load_model, save
+from cliplab.model_io import load_model, save
 from cliplab.cli import main
 from cliplab.data.tokenizer import Tokenizer
 from cliplab.data.tokenizer_hf import hf_tokenizer_from_dir

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from cliplab.bundle import load as load_bundle
+from cliplab.model_io import load as load_bundle
 from cliplab.distributed.launch import run_on_workers
 from cliplab.train import TrainHooks, train
 from cliplab.train.accumulation import LossOutput

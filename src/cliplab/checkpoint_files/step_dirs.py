@@ -6,7 +6,7 @@ checkpoint a reader takes.
 (written by `cliplab.train.checkpoint.CheckpointManager`).
 
 `read_pointer` is the one reader of `latest`. `newest_verified` is how every reader chooses:
-resume (`CheckpointManager.find_resumable`) and every reader of a run directory (`cliplab.bundle`:
+resume (`CheckpointManager.find_resumable`) and every reader of a run directory (`cliplab.model_io`:
 `cliplab.load`, eval, classify, embed, export, `--pretrained`) take the newest step directory
 whose manifest verifies, whatever `latest` says, and hear one line per checkpoint skipped with the
 reason. `latest` is read to say what is wrong with it, never trusted.

@@ -192,7 +192,7 @@ def _progress(what: str, total: int, unit: str):
 
 
 def _load(spec: str, arch: str | None, device, precision: str):
-    from cliplab.bundle import load_model
+    from cliplab.model_io import load_model
     from cliplab.eval.benchmark import BenchmarkModel
     from cliplab.eval.feature_cache import checkpoint_fingerprint
     from cliplab.eval.split_features import autocast_for

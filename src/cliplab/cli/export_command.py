@@ -51,7 +51,7 @@ def add_output_arguments(parser: argparse.ArgumentParser, out_help: str) -> None
 
 
 def run(args: argparse.Namespace) -> int:
-    from cliplab.bundle import load_model
+    from cliplab.model_io import load_model
     from cliplab.pretrained.export import export
 
     loaded = load_model(args.checkpoint, model=args.model)

@@ -79,7 +79,7 @@ def write_report(args: argparse.Namespace) -> Path:
 
 
 def _similarity_figure(args: argparse.Namespace, run_dir: Path, out_dir: Path, notes: list[str]) -> Path | None:
-    from cliplab.bundle import CheckpointNotFoundError
+    from cliplab.model_io import CheckpointNotFoundError
     from cliplab.data import build_eval_loader
     from cliplab.eval.plots import plot_similarity_matrix
     from cliplab.eval.similarity_sample import similarity_sample

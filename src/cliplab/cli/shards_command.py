@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
 
     from cliplab.data import DataConfig, build_map_dataset
     from cliplab.data.csv_dataset import CsvDataset
-    from cliplab.data.shards import dataset_records, write_shards
+    from cliplab.data.webdataset_writer import dataset_records, write_shards
     from cliplab.data.sources import SOURCES
 
     require_at_least("--samples-per-shard", args.samples_per_shard, 1)

@@ -23,7 +23,7 @@ class DataConfig:
         label column.
     train_num_samples: samples per epoch. For map-style datasets it defaults to the dataset size
         (fewer takes a seeded subset, more repeats it); for webdataset, to the count recorded next to
-        the shards (`shard_counts.py`), an error at loader start when there is none.
+        the shards (`webdataset_counts.py`), an error at loader start when there is none.
     val_num_samples: webdataset only, gives the evaluation loader its batch count (default: the
         count recorded next to the shards, where there is one).
     max_skip_fraction: the run stops once more than this share of the samples drawn in an epoch were

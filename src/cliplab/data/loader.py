@@ -61,7 +61,7 @@ def build_train_loader(data_config: DataConfig, *, transform: Transform, tokeniz
     """This rank's training loader for `epoch`, starting at batch `start_batch`.
 
     An epoch is `train_num_samples` samples; for webdataset shards without it, the count recorded
-    next to them (`shard_counts.py`), or a UserError saying how to give one.
+    next to them (`webdataset_counts.py`), or a UserError saying how to give one.
 
     Returns (loader, num_batches): num_batches is the epoch's full batch count per rank, equal on
     every rank; the loader yields batches start_batch .. num_batches - 1, each of exactly

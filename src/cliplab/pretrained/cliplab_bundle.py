@@ -44,11 +44,12 @@ from cliplab.checkpoint_files.step_dirs import (CHECKPOINTS_DIR, LATEST_FILE, No
 from cliplab.data.tokenizer_files import load_tokenizer, save_tokenizer
 from cliplab.data.transforms import image_transform
 from cliplab.errors import UserError
+from cliplab.file_names import DCP_SHARDS_DIR, MODEL_CONFIG_FILE
 from cliplab.models import CLIP, ModelConfig, build_model
 from cliplab.models.config import read_json_object
 from cliplab.models.tokenizer_fit import check_tokenizer_fits
 from cliplab.models.wrappers import cliplab_model
-from cliplab.pretrained.dcp_reader import SHARDS_DIR, DcpModelReader, is_sharded_checkpoint
+from cliplab.pretrained.dcp_reader import DcpModelReader, is_sharded_checkpoint
 from cliplab.pretrained.formats import accepted_formats, foreign_directory
 from cliplab.pretrained.formats.spec import CheckpointNotFoundError, LoadedModel, Location, WeightsOpener
 from cliplab.pretrained.key_maps import check_state_dict
@@ -56,7 +57,6 @@ from cliplab.pretrained.loaders import check_architecture, fill_model
 from cliplab.pretrained.weight_files import SafetensorsReader
 
 WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
 FORMAT_VERSION = 1
 FORMAT_VERSION_KEY = "format_version"
 
@@ -76,7 +76,7 @@ def save_description(config: ModelConfig, tokenizer: Any, path: str | os.PathLik
     check_tokenizer_fits(config, tokenizer, "save")
     directory = Path(path)
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / CONFIG_FILE, "w") as handle:
+    with open(directory / MODEL_CONFIG_FILE, "w") as handle:
         json.dump({FORMAT_VERSION_KEY: FORMAT_VERSION, **config.to_dict()}, handle, indent=2)
         handle.write("\n")
     save_tokenizer(tokenizer, directory)
@@ -115,7 +115,7 @@ def is_bundle(path: Path) -> bool:
     a Hugging Face one has them too); the weights are `model.safetensors`, or DCP shards (an FSDP2
     run's step directory)."""
     return (path.is_dir() and ((path / WEIGHTS_FILE).is_file() or is_sharded_checkpoint(path))
-            and (path / CONFIG_FILE).is_file() and not foreign_directory(path))
+            and (path / MODEL_CONFIG_FILE).is_file() and not foreign_directory(path))
 
 
 def _note(line: str) -> None:
@@ -161,8 +161,8 @@ def _newest_in_run(checkpoints: Path, run: Path, note: Callable[[str], None]) ->
     if pointer.problem is not None and not pointer.names_older_than(found.path):
         note(f"{pointer.problem}; reading the newest checkpoint that verifies, {found.path.name}")
     if not is_bundle(found.path):
-        raise CheckpointNotFoundError(f"{found.path} verifies but holds no model (needs {CONFIG_FILE} and "
-                                      f"{WEIGHTS_FILE} or {SHARDS_DIR}/)")
+        raise CheckpointNotFoundError(f"{found.path} verifies but holds no model (needs {MODEL_CONFIG_FILE} and "
+                                      f"{WEIGHTS_FILE} or {DCP_SHARDS_DIR}/)")
     return found
 
 
@@ -172,7 +172,7 @@ def _bundle_weights(directory: Path, expected: dict[str, torch.Tensor]) -> Calla
     header, or from DCP's metadata for shards); then one tensor is read per call (from DCP shards,
     all of them on the first call)."""
     sharded = not (directory / WEIGHTS_FILE).is_file()
-    source = directory / (SHARDS_DIR if sharded else WEIGHTS_FILE)
+    source = directory / (DCP_SHARDS_DIR if sharded else WEIGHTS_FILE)
     reader = DcpModelReader(source) if sharded else SafetensorsReader(source)
     check_state_dict(expected, reader.shapes, source=str(source))
     return lambda name: reader.read(name).reshape(expected[name].shape)
@@ -182,7 +182,7 @@ def _read_bundle(directory: Path, verified: VerifiedCheckpoint | None, device: t
                  output_dict: bool) -> tuple[CLIP, Any, WeightsOpener]:
     """The bundle's model built on meta and its weights copied in (unless `device` is meta), its
     tokenizer, and the opener of its weights (which refuses a checkpoint changed since `verified`)."""
-    config = read_config(directory / CONFIG_FILE)
+    config = read_config(directory / MODEL_CONFIG_FILE)
     with torch.device("meta"):
         model = build_model(config, output_dict=output_dict)
     expected = model.state_dict()

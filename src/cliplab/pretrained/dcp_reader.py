@@ -17,15 +17,14 @@ from pathlib import Path
 import torch
 
 from cliplab.errors import UserError
+from cliplab.file_names import DCP_METADATA_FILE, DCP_SHARDS_DIR
 
-SHARDS_DIR = "shards"
-DCP_METADATA_FILE = ".metadata"  # = dcp_files.DCP_METADATA_FILE, kept here so that importing this module stays cheap
 MODEL_PREFIX = "model."
 
 
 def is_sharded_checkpoint(path: Path) -> bool:
     """A step directory whose weights are a complete DCP directory `shards/`."""
-    return (path / SHARDS_DIR / DCP_METADATA_FILE).is_file()
+    return (path / DCP_SHARDS_DIR / DCP_METADATA_FILE).is_file()
 
 
 class DcpModelReader:

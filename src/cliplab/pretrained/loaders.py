@@ -45,7 +45,7 @@ from cliplab.pretrained.open_clip_keys import open_clip_rules
 from cliplab.pretrained.openai_checkpoint import is_openai_state_dict, openai_model_cfg, without_openai_extras
 from cliplab.pretrained.tags import PretrainedTag
 from cliplab.pretrained.weight_files import (WeightSource, file_source, read_state_file, sample_keys,
-                                             sharded_source, state_source, tensors_only)
+                                             hf_index_source, state_source, tensors_only)
 
 # Given the model's (meta) state dict: a reader of its tensors in cliplab's names.
 StateLoader = Callable[[dict[str, torch.Tensor]], Callable[[str], torch.Tensor]]
@@ -284,7 +284,7 @@ def read_hf_directory(directory: Path, weights: Path | None = None) -> ForeignCh
     weights = weights or _hf_weights(directory)
 
     def open_source() -> WeightSource:
-        shapes, read = sharded_source(weights) if weights.name.endswith(".index.json") else file_source(weights)
+        shapes, read = hf_index_source(weights) if weights.name.endswith(".index.json") else file_source(weights)
         return without_position_ids(shapes), read
 
     rules = hf_model_rules(config, values["model_type"])

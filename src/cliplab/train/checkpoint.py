@@ -258,7 +258,7 @@ def restore_training_state(path: str | Path, *, model: nn.Module, optimizer: tor
                            rank: int = 0, extra_modules: dict[str, nn.Module] | None = None) -> TrainState:
     """Resume training from checkpoint `path`: restore an unwrapped model (strict), the optimiser, the
     scaler and this rank's RNG states in place (`restore_run_state`); return the counters.
-    (Loading a model for use is `cliplab.bundle`'s job.)"""
+    (Loading a model for use is `cliplab.model_io`'s job.)"""
     weights_file, payload = read_checkpoint(path)
     weights = SafetensorsReader(weights_file)
     expected = model.state_dict()

@@ -21,6 +21,7 @@ from typing import Any, Optional
 from cliplab.data import DataConfig
 from cliplab.data.sources import data_source
 from cliplab.errors import InvalidInputError
+from cliplab.losses.siglip_exchanges import SIGLIP_DIST_IMPLS
 from cliplab.objectives import ObjectivesConfig
 
 # The default run must finish in minutes on a 2-core CPU: the registered `tiny` model is slimmed for
@@ -31,7 +32,6 @@ DEFAULT_MODEL_OVERRIDES = {
 }
 
 PRECISIONS = ("fp32", "bf16", "amp_bf16", "amp", "fp16")
-SIGLIP_DIST_IMPLS = ("bidir", "shift", "reduce", "gather")
 LR_SCHEDULERS = ("cosine", "const")
 
 

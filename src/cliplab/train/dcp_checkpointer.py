@@ -38,10 +38,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from cliplab.pretrained.cliplab_bundle import save_description
 from cliplab.distributed.agreement import run_on_main
 from cliplab.errors import UserError
-from cliplab.pretrained.dcp_reader import SHARDS_DIR, is_sharded_checkpoint
+from cliplab.file_names import DCP_SHARDS_DIR
+from cliplab.pretrained.cliplab_bundle import save_description
+from cliplab.pretrained.dcp_reader import is_sharded_checkpoint
 from cliplab.pretrained.weight_files import SafetensorsReader
 from cliplab.train.atomic_files import save_torch
 from cliplab.train.checkpoint import read_checkpoint, restore_run_state
@@ -65,7 +66,7 @@ class DcpCheckpointer(Checkpointer):
         """Write checkpoint `step_<state.step>` (see the module docstring). A collective."""
         rng_states = gather_rng_states()
         staging = run_on_main(lambda: self.manager.stage(state.step))
-        save_sharded(staging / SHARDS_DIR, self.parallel.trainable, self.parts.optimizer, rename=canonical_name)
+        save_sharded(staging / DCP_SHARDS_DIR, self.parallel.trainable, self.parts.optimizer, rename=canonical_name)
         run_on_main(lambda: self._publish(staging, state, rng_states))
 
     def _publish(self, staging: Path, state: TrainState, rng_states: list) -> Path:
@@ -83,7 +84,7 @@ class DcpCheckpointer(Checkpointer):
         """Restore the parts from checkpoint `path` (verified by `run_dir.resolve_resume`): sharded,
         written by any number of ranks, or a single file. A collective."""
         if is_sharded_checkpoint(path):
-            load_sharded(path / SHARDS_DIR, self.parallel.trainable, self.parts.optimizer, rename=canonical_name)
+            load_sharded(path / DCP_SHARDS_DIR, self.parallel.trainable, self.parts.optimizer, rename=canonical_name)
             payload = read_train_state(path / TRAIN_STATE_FILE)
         else:
             weights_file, payload = read_checkpoint(path, mmap=True)

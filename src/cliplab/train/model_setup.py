@@ -2,7 +2,7 @@
 
     model.pretrained None    create_model(name, **overrides), the overrides planned for the run's data
                              (`model_plan`): freshly initialised from the global RNG
-    model.pretrained PATH    cliplab.bundle.load_model(PATH, model=name): the checkpoint's architecture,
+    model.pretrained PATH    cliplab.model_io.load_model(PATH, model=name): the checkpoint's architecture,
                              weights, tokenizer and preprocessing (any format `cliplab.load` reads;
                              `name` names the architecture of formats that carry none, and must agree
                              with the others)
@@ -20,7 +20,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from cliplab.bundle import load_model
+from cliplab.model_io import load_model
 from cliplab.data.transforms import PreprocessConfig, image_transform
 from cliplab.distributed.agreement import raise_if_any_rank_failed
 from cliplab.errors import UserError

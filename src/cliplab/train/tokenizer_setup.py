@@ -33,7 +33,7 @@ from cliplab.data.tokenizer_files import load_tokenizer, save_tokenizer
 from cliplab.data.tokenizer_hf import hf_tokenizer_from_dir
 from cliplab.distributed.agreement import run_on_main
 from cliplab.errors import UserError
-from cliplab.factory import get_tokenizer
+from cliplab.open_clip_api import get_tokenizer
 from cliplab.models.config import ModelConfig, TextConfig
 from cliplab.models.open_clip_config import builtin_open_clip_config, builtin_open_clip_names
 from cliplab.models.tokenizer_fit import check_tokenizer_fits

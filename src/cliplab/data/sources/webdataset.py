@@ -1,5 +1,5 @@
 """Source "webdataset": tar shards of image-caption samples, streamed (`data.webdataset_source`,
-written by `data.shards`, counted by `data.shard_counts`); as a benchmark dataset CLIP_benchmark's
+written by `data.webdataset_writer`, counted by `data.webdataset_counts`); as a benchmark dataset CLIP_benchmark's
 layout, a directory of `{split}/*.tar` shards (`data.benchmark.wds_layout`)."""
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def batches(config: DataConfig, train: bool, *, transform: Transform, tokenize: 
 def sample_count(config: DataConfig, train: bool) -> int | None:
     """train_num_samples / val_num_samples, else the count recorded next to the shards (required
     for training)."""
-    from cliplab.data.shard_counts import count_shard_samples
+    from cliplab.data.webdataset_counts import count_shard_samples
 
     if train:
         if config.train_num_samples is not None:

@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from cliplab.file_names import HF_CONFIG_FILE  # one of three config.json (see there)
 from cliplab.pretrained.formats.spec import CheckpointFormat, ExportForm, LoadedModel, Location
 
-HF_CONFIG_FILE = "config.json"  # transformers' model config (not cliplab's ModelConfig of a bundle)
 HF_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                    "pytorch_model.bin.index.json")
 

@@ -5,7 +5,7 @@ manifest of jpg/png/webp files, else PNG), `KEY.txt` (caption) and `KEY.json` (`
 `label`, `caption`, `source`), KEY being the 9-digit dataset index. Shards are named `PREFIX-000000.tar`, ... and written under a temporary name, renamed when complete.
 Bad samples are skipped and reported, as in training. `PREFIX-info.json` records the brace
 pattern, the shards with their sample counts (`shard_paths`, `shard_num_samples`) and the totals:
-a training run reads its epoch size from it (`shard_counts.py`).
+a training run reads its epoch size from it (`webdataset_counts.py`).
 """
 
 from __future__ import annotations

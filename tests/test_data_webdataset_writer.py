@@ -8,7 +8,7 @@ from PIL import Image
 
 from cliplab.data.csv_dataset import CsvDataset
 from cliplab.data.fashion_mnist import FashionMnistDataset
-from cliplab.data.shards import dataset_records, write_shards
+from cliplab.data.webdataset_writer import dataset_records, write_shards
 from data_fixtures import make_fashion_dir, make_manifest
 
 

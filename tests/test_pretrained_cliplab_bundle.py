@@ -1,4 +1,4 @@
-"""cliplab.bundle: saving and loading bundles (bitwise round trip, wrapped models, clear failures
+"""cliplab.model_io: saving and loading bundles (bitwise round trip, wrapped models, clear failures
 for bad directories and shapes, format versions: the committed version-1 bundle still loads and
 computes what it computed when written), resolving step and run directories, and the errors for
 paths that hold no checkpoint. The foreign formats have their own tests
@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from cliplab.bundle import CheckpointNotFoundError, load, load_model, save
+from cliplab.model_io import CheckpointNotFoundError, load, load_model, save
 from cliplab.pretrained.cliplab_bundle import FORMAT_VERSION, check_format_version, resolve_checkpoint
 from cliplab.checkpoint_files.manifest import MANIFEST_FILE, build_manifest
 from cliplab.data.tokenizer import Tokenizer

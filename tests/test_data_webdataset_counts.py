@@ -5,8 +5,8 @@ import pytest
 from cliplab.data.config import DataConfig
 from cliplab.data.csv_dataset import CsvDataset
 from cliplab.data.loader import build_eval_loader, build_train_loader
-from cliplab.data.shard_counts import count_shard_samples
-from cliplab.data.shards import dataset_records, write_shards
+from cliplab.data.webdataset_counts import count_shard_samples
+from cliplab.data.webdataset_writer import dataset_records, write_shards
 from cliplab.errors import UserError
 from data_fixtures import first_pixel_transform, length_tokenize, make_manifest
 

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cliplab.bundle import load_model
+from cliplab.model_io import load_model
 from cliplab.data.tokenizer_files import tokenizer_from_open_clip_config
 from cliplab.data.tokenizer_openai import openai_bpe_tokenizer
 from cliplab.data.transforms import ImageTransform, image_transform
