@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cliplab.config_checks import check_int_at_least, require, require_together
 from cliplab.data.sources import DATASET_TYPES, data_source
 
 
@@ -55,26 +56,22 @@ class DataConfig:
     cache_dir: str | None = None
 
     def __post_init__(self) -> None:
-        if not data_source(self.dataset_type).built_in and not (self.train_data or self.val_data):
-            raise ValueError(f"dataset_type {self.dataset_type!r} needs train_data and/or val_data")
+        # Keys of a section `cliplab.train.config_io` reports whole: "config section 'data': ..."
+        require_together(data_source(self.dataset_type).built_in or bool(self.train_data or self.val_data),
+                         "train_data", f"dataset_type {self.dataset_type!r} needs train_data and/or val_data")
         for name in ("train_num_samples", "val_num_samples"):
             value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1 when given, got {value}")
+            require(value is None or value >= 1, name, value, "must be >= 1 when given", quoted=False)
         for name in ("parquet_image_key", "parquet_caption_key", "parquet_label_key"):
-            if getattr(self, name) == "":
-                raise ValueError(f"{name} must name a column (or be null for the default), got ''")
-        if len(self.csv_separator) != 1:
-            raise ValueError(f"csv_separator must be one character, got {self.csv_separator!r}")
-        if self.shuffle_buffer < 1:
-            raise ValueError(f"shuffle_buffer must be >= 1, got {self.shuffle_buffer}")
-        if self.workers < 0:
-            raise ValueError(f"workers must be >= 0, got {self.workers}")
-        if not 0.0 <= self.max_skip_fraction < 1.0:
-            raise ValueError(f"max_skip_fraction must be in [0, 1), got {self.max_skip_fraction}")
-        if self.skip_check_min_samples < 1:
-            raise ValueError(f"skip_check_min_samples must be >= 1, got "
-                             f"{self.skip_check_min_samples}")
+            require(getattr(self, name) != "", name, "", "must name a column (or be null for the default)",
+                    quoted=False)
+        require(len(self.csv_separator) == 1, "csv_separator", self.csv_separator, "must be one character",
+                quoted=False)
+        check_int_at_least("shuffle_buffer", self.shuffle_buffer, 1, quoted=False)
+        check_int_at_least("workers", self.workers, 0, quoted=False)
+        require(0.0 <= self.max_skip_fraction < 1.0, "max_skip_fraction", self.max_skip_fraction,
+                "must be in [0, 1)", quoted=False)
+        check_int_at_least("skip_check_min_samples", self.skip_check_min_samples, 1, quoted=False)
 
 
 __all__ = ["DATASET_TYPES", "DataConfig"]

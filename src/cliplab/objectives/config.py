@@ -5,14 +5,15 @@ dataclass) plus `augment`, the views several terms share.
 Everything is off by default, so a training config without an `objectives:` section trains plain
 CLIP. Each term's default weight is x-clip's (MLM 0.05, image SSL 0.05, multiview 0.1); x-clip's
 similarity regulariser defaults to weight 0 (off), so cliplab picks 0.1 for when it is enabled.
-Every section validates itself and raises ValueError naming the dotted key.
+Every section validates itself with `cliplab.config_checks` and raises a ConfigError naming its key,
+which `from_dict` (and the training config's loader) reports as `objectives.<section>.<key>`.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, make_dataclass
 
-from cliplab.objectives.checks import check_number, require
+from cliplab.config_checks import ConfigError, check_number, require
 from cliplab.objectives.terms import OBJECTIVE_TERMS
 
 
@@ -35,17 +36,17 @@ class AugmentConfig:
     def __post_init__(self) -> None:
         self.crop_scale = tuple(self.crop_scale)
         self.crop_ratio = tuple(self.crop_ratio)
-        require(len(self.crop_scale) == 2, "augment.crop_scale", self.crop_scale, "must be two numbers")
-        check_number("augment.crop_scale[0]", self.crop_scale[0], low=0.0, high=1.0, low_inclusive=False)
-        check_number("augment.crop_scale[1]", self.crop_scale[1], low=self.crop_scale[0], high=1.0)
-        require(len(self.crop_ratio) == 2, "augment.crop_ratio", self.crop_ratio, "must be two numbers")
-        check_number("augment.crop_ratio[0]", self.crop_ratio[0], low=0.0, low_inclusive=False)
-        check_number("augment.crop_ratio[1]", self.crop_ratio[1], low=self.crop_ratio[0])
-        check_number("augment.flip_probability", self.flip_probability, low=0.0, high=1.0)
-        check_number("augment.token_drop_probability", self.token_drop_probability, low=0.0, high=1.0,
+        require(len(self.crop_scale) == 2, "crop_scale", self.crop_scale, "must be two numbers")
+        check_number("crop_scale[0]", self.crop_scale[0], low=0.0, high=1.0, low_inclusive=False)
+        check_number("crop_scale[1]", self.crop_scale[1], low=self.crop_scale[0], high=1.0)
+        require(len(self.crop_ratio) == 2, "crop_ratio", self.crop_ratio, "must be two numbers")
+        check_number("crop_ratio[0]", self.crop_ratio[0], low=0.0, low_inclusive=False)
+        check_number("crop_ratio[1]", self.crop_ratio[1], low=self.crop_ratio[0])
+        check_number("flip_probability", self.flip_probability, low=0.0, high=1.0)
+        check_number("token_drop_probability", self.token_drop_probability, low=0.0, high=1.0,
                      high_inclusive=False)
         require(isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0,
-                "augment.seed", self.seed, "must be an integer >= 0")
+                "seed", self.seed, "must be an integer >= 0")
 
 
 # section name -> its dataclass: the terms' in table order, then augment.
@@ -74,20 +75,23 @@ class _ObjectivesConfigMethods:
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "ObjectivesConfig":
-        """Build from a (partial) nested dict; unknown keys raise ValueError naming them."""
+        """Build from a (partial) nested dict; a ConfigError names `objectives.<section>.<key>`."""
         values = {} if values is None else values
-        require(isinstance(values, dict), "", values, "must be a mapping")
+        require(isinstance(values, dict), "objectives", values, "must be a mapping")
         unknown = sorted(set(values) - set(_SECTIONS))
-        require(not unknown, str(unknown), values, f"unknown sections; known: {sorted(_SECTIONS)}")
+        require(not unknown, f"objectives.{unknown}", values, f"names unknown sections; known: {sorted(_SECTIONS)}")
         sections = {}
         for name, section_values in values.items():
             section_type = _SECTIONS[name]
-            require(isinstance(section_values, dict), name, section_values, "must be a mapping")
+            require(isinstance(section_values, dict), f"objectives.{name}", section_values, "must be a mapping")
             known = {section_field.name for section_field in fields(section_type)}
             unknown_keys = sorted(set(section_values) - known)
-            require(not unknown_keys, f"{name}.{unknown_keys}", section_values,
-                    f"unknown keys; known: {sorted(known)}")
-            sections[name] = section_type(**section_values)
+            require(not unknown_keys, f"objectives.{name}.{unknown_keys}", section_values,
+                    f"names unknown keys; known: {sorted(known)}")
+            try:
+                sections[name] = section_type(**section_values)
+            except ConfigError as error:
+                raise error.with_prefix(f"objectives.{name}") from None
         return cls(**sections)
 
 

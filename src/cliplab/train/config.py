@@ -1,7 +1,7 @@
 """The training configuration: one small keyword-only dataclass per concern, composed into TrainConfig.
 
-Every section validates itself in `__post_init__` and raises `ConfigError` naming the offending key
-and value, so a bad experiment fails at start-up rather than hours in. `config_io` builds a
+Every section validates itself in `__post_init__` with `cliplab.config_checks` and raises
+`ConfigError` naming the offending key and value, so a bad experiment fails at start-up rather than hours in. `config_io` builds a
 TrainConfig from YAML/JSON/flags and prefixes the section name (`optim.lr`) to the key.
 
 Defaults are the ones `cliplab train` uses with no arguments: the tiny model on Fashion-MNIST
@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from cliplab.config_checks import (ConfigError, check_non_negative, check_optional_positive_int, check_positive_int,
+                                   require)
 from cliplab.data import DataConfig
 from cliplab.data.sources import data_source
-from cliplab.errors import InvalidInputError
 from cliplab.losses.siglip_exchanges import SIGLIP_DIST_IMPLS
 from cliplab.objectives import ObjectivesConfig
 
@@ -33,41 +34,6 @@ DEFAULT_MODEL_OVERRIDES = {
 
 PRECISIONS = ("fp32", "bf16", "amp_bf16", "amp", "fp16")
 LR_SCHEDULERS = ("cosine", "const")
-
-
-class ConfigError(InvalidInputError):
-    """A configuration key holds a value the run cannot use. `key` is the dotted name."""
-
-    def __init__(self, key: str, value: Any, requirement: str):
-        self.key, self.value, self.requirement = key, value, requirement
-        super().__init__(f"config key '{key}' {requirement}, got {value!r}")
-
-    def __reduce__(self):
-        # Rebuilt from its three parts, so that it crosses process boundaries (`cliplab.distributed`).
-        return type(self), (self.key, self.value, self.requirement)
-
-    def with_prefix(self, prefix: str) -> "ConfigError":
-        return ConfigError(f"{prefix}.{self.key}" if prefix else self.key, self.value, self.requirement)
-
-
-def require(condition: bool, key: str, value: Any, requirement: str) -> None:
-    if not condition:
-        raise ConfigError(key, value, requirement)
-
-
-def _positive_int(key: str, value: Any) -> None:
-    require(isinstance(value, int) and not isinstance(value, bool) and value > 0, key, value,
-            "must be a positive integer")
-
-
-def _optional_positive_int(key: str, value: Any) -> None:
-    if value is not None:
-        _positive_int(key, value)
-
-
-def _non_negative_float(key: str, value: Any) -> None:
-    require(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-            and value >= 0, key, value, "must be a finite number >= 0")
 
 
 @dataclass(kw_only=True)
@@ -123,7 +89,7 @@ class ModelSetupConfig:
         require(isinstance(self.overrides, dict), "overrides", self.overrides, "must be a mapping")
         require(not (self.pretrained and self.overrides), "overrides", self.overrides,
                 "cannot change the architecture of pretrained weights (model.pretrained): remove them")
-        _optional_positive_int("force_image_size", self.force_image_size)
+        check_optional_positive_int("force_image_size", self.force_image_size)
         for key in ("image_mean", "image_std"):
             value = getattr(self, key)
             require(value is None or (len(value) == 3 and all(math.isfinite(channel) for channel in value)), key,
@@ -171,14 +137,14 @@ class LoopConfig:
     deterministic: bool = False
 
     def __post_init__(self):
-        _positive_int("epochs", self.epochs)
-        _optional_positive_int("max_steps", self.max_steps)
-        _positive_int("batch_size", self.batch_size)
-        _positive_int("accum_freq", self.accum_freq)
+        check_positive_int("epochs", self.epochs)
+        check_optional_positive_int("max_steps", self.max_steps)
+        check_positive_int("batch_size", self.batch_size)
+        check_positive_int("accum_freq", self.accum_freq)
         require(self.precision in PRECISIONS, "precision", self.precision, f"must be one of {PRECISIONS}")
         require(isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0, "seed",
                 self.seed, "must be an integer >= 0")
-        _optional_positive_int("threads", self.threads)
+        check_optional_positive_int("threads", self.threads)
 
     @property
     def autocast_dtype(self) -> Optional[str]:
@@ -209,7 +175,7 @@ class OptimConfig:
     def __post_init__(self):
         require(isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool) and math.isfinite(self.lr)
                 and self.lr > 0, "lr", self.lr, "must be a finite number > 0")
-        _non_negative_float("wd", self.wd)
+        check_non_negative("wd", self.wd)
         for key in ("beta1", "beta2"):
             value = getattr(self, key)
             require(isinstance(value, (int, float)) and 0 <= value < 1, key, value, "must be in [0, 1)")
@@ -219,7 +185,7 @@ class OptimConfig:
                 "warmup", self.warmup, "must be an integer >= 0 (steps)")
         require(self.lr_scheduler in LR_SCHEDULERS, "lr_scheduler", self.lr_scheduler,
                 f"must be one of {LR_SCHEDULERS}")
-        _non_negative_float("min_lr", self.min_lr)
+        check_non_negative("min_lr", self.min_lr)
         require(self.min_lr <= self.lr, "min_lr", self.min_lr, f"must be <= lr ({self.lr})")
         if self.grad_clip_norm is not None:
             require(isinstance(self.grad_clip_norm, (int, float)) and self.grad_clip_norm > 0,
@@ -253,13 +219,13 @@ class LossConfig:
             require(self.siglip, "dist_impl", self.dist_impl, "only applies with siglip: true")
         require(not (self.local_loss and not self.gather_with_grad), "local_loss", self.local_loss,
                 "needs gather_with_grad: true (without it the gradients are wrong under DDP)")
-        _optional_positive_int("tile_size", self.tile_size)
+        check_optional_positive_int("tile_size", self.tile_size)
         require(self.tile_size is None or self.tiled_loss, "tile_size", self.tile_size,
                 "only applies with tiled_loss: true")
         require(isinstance(self.max_logit_scale, (int, float)) and math.isfinite(self.max_logit_scale)
                 and self.max_logit_scale > 1, "max_logit_scale", self.max_logit_scale, "must be a finite number > 1")
-        _non_negative_float("coca_caption_loss_weight", self.coca_caption_loss_weight)
-        _non_negative_float("coca_contrastive_loss_weight", self.coca_contrastive_loss_weight)
+        check_non_negative("coca_caption_loss_weight", self.coca_caption_loss_weight)
+        check_non_negative("coca_contrastive_loss_weight", self.coca_contrastive_loss_weight)
 
 
 @dataclass(kw_only=True)
@@ -280,8 +246,8 @@ class CheckpointConfig:
     def __post_init__(self):
         require(isinstance(self.save_frequency, int) and not isinstance(self.save_frequency, bool)
                 and self.save_frequency >= 0, "save_frequency", self.save_frequency, "must be an integer >= 0")
-        _optional_positive_int("save_every_steps", self.save_every_steps)
-        _positive_int("keep_checkpoints", self.keep_checkpoints)
+        check_optional_positive_int("save_every_steps", self.save_every_steps)
+        check_positive_int("keep_checkpoints", self.keep_checkpoints)
         require(self.resume is None or (isinstance(self.resume, str) and self.resume != ""), "resume",
                 self.resume, "must be 'latest' or a checkpoint path")
 
@@ -315,7 +281,7 @@ class LoggingConfig:
         require(isinstance(self.logs, str) and self.logs != "", "logs", self.logs, "must be a directory path")
         require(self.name is None or is_one_path_component(self.name), "name", self.name,
                 "must be one path component (not empty, '.' or '..', without '/' or a NUL character)")
-        _positive_int("log_every_n_steps", self.log_every_n_steps)
+        check_positive_int("log_every_n_steps", self.log_every_n_steps)
         require(isinstance(self.wandb_project, str) and self.wandb_project != "", "wandb_project",
                 self.wandb_project, "must be a W&B project name")
         require(not self.wandb or importlib.util.find_spec("wandb") is not None, "wandb", self.wandb,
@@ -347,9 +313,9 @@ class EvalConfig:
         require(isinstance(self.zeroshot_frequency, int) and not isinstance(self.zeroshot_frequency, bool)
                 and self.zeroshot_frequency >= 0, "zeroshot_frequency", self.zeroshot_frequency,
                 "must be an integer >= 0")
-        _optional_positive_int("zeroshot_num_samples", self.zeroshot_num_samples)
-        _positive_int("retrieval_num_samples", self.retrieval_num_samples)
-        _positive_int("batch_size", self.batch_size)
+        check_optional_positive_int("zeroshot_num_samples", self.zeroshot_num_samples)
+        check_positive_int("retrieval_num_samples", self.retrieval_num_samples)
+        check_positive_int("batch_size", self.batch_size)
         require(self.zeroshot_dataset is None or (isinstance(self.zeroshot_dataset, str) and self.zeroshot_dataset),
                 "zeroshot_dataset", self.zeroshot_dataset, "must name a dataset (or be null)")
 
@@ -361,7 +327,7 @@ class GuardConfig:
     max_nonfinite_steps: int = 5
 
     def __post_init__(self):
-        _positive_int("max_nonfinite_steps", self.max_nonfinite_steps)
+        check_positive_int("max_nonfinite_steps", self.max_nonfinite_steps)
 
 
 @dataclass(kw_only=True)
@@ -381,7 +347,7 @@ class DistributedConfig:
 
     def __post_init__(self):
         require(self.backend in (None, "gloo", "nccl"), "backend", self.backend, "must be gloo, nccl or null")
-        _positive_int("timeout_s", self.timeout_s)
+        check_positive_int("timeout_s", self.timeout_s)
 
 
 def has_retrieval_data(data: DataConfig) -> bool:

@@ -17,23 +17,10 @@ from typing import Any, Mapping
 
 import yaml
 
+from cliplab.config_checks import ConfigError, SectionError
 from cliplab.data import DataConfig
 from cliplab.train.atomic_files import write_text_atomic
-from cliplab.train.config import ConfigError, TrainConfig
-
-
-class SectionError(ConfigError):
-    """A section owned by another package rejected its values; its own message names the key."""
-
-    def __init__(self, section: str, message: str):
-        ValueError.__init__(self, f"config section '{section}': {message}")
-        self.key, self.value, self.requirement = section, None, message
-
-    def with_prefix(self, prefix: str) -> "SectionError":
-        return self
-
-    def __reduce__(self):
-        return type(self), (self.key, self.requirement)
+from cliplab.train.config import TrainConfig
 
 
 def _type_name(annotation: Any) -> str:
@@ -123,7 +110,7 @@ def dataclass_from_dict(cls: type, data: Mapping[str, Any], prefix: str = "") ->
     except ConfigError as error:
         raise error.with_prefix(prefix) from None
     except (ValueError, TypeError) as error:
-        # Sections owned by other packages (data, objectives) raise plain ValueErrors naming the key.
+        # A check outside `cliplab.config_checks` (a model's architecture, say): its message whole.
         raise SectionError(prefix or cls.__name__, str(error)) from None
 
 

@@ -20,6 +20,7 @@ sources ignore them).
 
 from __future__ import annotations
 
+from cliplab.config_checks import require
 from cliplab.data.sources import csv, fashion_mnist, image_folder, parquet, webdataset
 from cliplab.data.sources.spec import (PHOTOGRAPHS, BenchmarkForm, DataSource, ImageStatistics, IterableStyle,
                                        MapStyle)
@@ -39,10 +40,10 @@ _BY_NAME = index_entries(SOURCES, lambda source: source.name, "SOURCES")
 
 
 def data_source(dataset_type: str) -> DataSource:
-    """The training source of `dataset_type`; ValueError "dataset_type must be one of (...)" otherwise."""
+    """The training source of `dataset_type`; ConfigError "dataset_type must be one of (...)" otherwise."""
     source = _BY_NAME.get(dataset_type) if isinstance(dataset_type, str) else None
-    if source is None or not source.trains:
-        raise ValueError(f"dataset_type must be one of {DATASET_TYPES}, got {dataset_type!r}")
+    require(source is not None and source.trains, "dataset_type", dataset_type, f"must be one of {DATASET_TYPES}",
+            quoted=False)
     return source
 
 

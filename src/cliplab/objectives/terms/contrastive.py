@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cliplab.objectives.checks import check_bool, check_number
+from cliplab.config_checks import check_bool, check_number
 from cliplab.objectives.terms.spec import HeadSizes, ObjectiveTerm, unsupported
 
 if TYPE_CHECKING:
@@ -33,9 +33,9 @@ class ContrastiveConfig:
     weight: float = 1.0
 
     def __post_init__(self) -> None:
-        check_bool("contrastive.decoupled", self.decoupled)
-        check_bool("contrastive.extra_latent_projection", self.extra_latent_projection)
-        check_number("contrastive.weight", self.weight, low=0.0, low_inclusive=False)
+        check_bool("decoupled", self.decoupled)
+        check_bool("extra_latent_projection", self.extra_latent_projection)
+        check_number("weight", self.weight, low=0.0, low_inclusive=False)
 
     @property
     def replaces_standard_loss(self) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cliplab.objectives.checks import check_positive_int
+from cliplab.config_checks import check_positive_int
 from cliplab.objectives.terms.spec import ObjectiveTerm, TermSection
 
 if TYPE_CHECKING:
@@ -22,12 +22,11 @@ class FilipConfig(TermSection):
     tile_size: image/text columns scored at a time; memory O(B_local x tile_size x T x P).
     """
 
-    section = "filip"
     weight: float = 1.0
     tile_size: int = 32
 
     def check(self) -> None:
-        check_positive_int("filip.tile_size", self.tile_size)
+        check_positive_int("tile_size", self.tile_size)
 
 
 def loss(inputs: TermInputs, section: FilipConfig, head: None) -> torch.Tensor:

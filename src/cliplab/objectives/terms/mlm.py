@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cliplab.objectives.checks import check_number, require
+from cliplab.config_checks import check_number, require
 from cliplab.objectives.terms.spec import HeadSizes, ObjectiveTerm, TermSection, unsupported
 
 if TYPE_CHECKING:
@@ -20,17 +20,16 @@ if TYPE_CHECKING:
 class MlmConfig(TermSection):
     """Masked language modelling on the text tower (`mlm_loss`); BERT's 15% / 80-10-10 recipe."""
 
-    section = "mlm"
     weight: float = 0.05
     mask_probability: float = 0.15
     mask_token_fraction: float = 0.8
     random_token_fraction: float = 0.1
 
     def check(self) -> None:
-        check_number("mlm.mask_probability", self.mask_probability, low=0.0, high=1.0, low_inclusive=False)
-        check_number("mlm.mask_token_fraction", self.mask_token_fraction, low=0.0, high=1.0)
-        check_number("mlm.random_token_fraction", self.random_token_fraction, low=0.0, high=1.0)
-        require(self.mask_token_fraction + self.random_token_fraction <= 1.0, "mlm.random_token_fraction",
+        check_number("mask_probability", self.mask_probability, low=0.0, high=1.0, low_inclusive=False)
+        check_number("mask_token_fraction", self.mask_token_fraction, low=0.0, high=1.0)
+        check_number("random_token_fraction", self.random_token_fraction, low=0.0, high=1.0)
+        require(self.mask_token_fraction + self.random_token_fraction <= 1.0, "random_token_fraction",
                 self.random_token_fraction, f"plus mlm.mask_token_fraction ({self.mask_token_fraction}) must be <= 1")
 
 

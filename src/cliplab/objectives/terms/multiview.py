@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cliplab.objectives.checks import check_bool, require
+from cliplab.config_checks import check_bool, require
 from cliplab.objectives.terms.spec import ObjectiveTerm, TermSection
 
 if TYPE_CHECKING:
@@ -22,15 +22,14 @@ class MultiviewConfig(TermSection):
     augment_images / augment_texts: which modalities get an augmented view (at least one).
     """
 
-    section = "multiview"
     weight: float = 0.1
     augment_images: bool = True
     augment_texts: bool = True
 
     def check(self) -> None:
-        check_bool("multiview.augment_images", self.augment_images)
-        check_bool("multiview.augment_texts", self.augment_texts)
-        require(self.augment_images or self.augment_texts, "multiview.augment_texts", self.augment_texts,
+        check_bool("augment_images", self.augment_images)
+        check_bool("augment_texts", self.augment_texts)
+        require(self.augment_images or self.augment_texts, "augment_texts", self.augment_texts,
                 "or multiview.augment_images must be true")
 
 

@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 class SimRegConfig(TermSection):
     """Similarity regularisation between the image-image and text-text structures (`sim_reg_loss`)."""
 
-    section = "sim_reg"
     weight: float = 0.1
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cliplab.objectives.checks import check_number, check_positive_int
+from cliplab.config_checks import check_number, check_positive_int
 from cliplab.objectives.terms.spec import HeadSizes, ObjectiveTerm, TermSection
 
 if TYPE_CHECKING:
@@ -22,16 +22,15 @@ class SimClrConfig(TermSection):
     projection head: Linear(E, hidden_dim)-ReLU-Linear(hidden_dim, projection_dim).
     """
 
-    section = "simclr"
     weight: float = 0.05
     temperature: float = 0.1
     hidden_dim: int = 512
     projection_dim: int = 128
 
     def check(self) -> None:
-        check_number("simclr.temperature", self.temperature, low=0.0, low_inclusive=False)
-        check_positive_int("simclr.hidden_dim", self.hidden_dim)
-        check_positive_int("simclr.projection_dim", self.projection_dim)
+        check_number("temperature", self.temperature, low=0.0, low_inclusive=False)
+        check_positive_int("hidden_dim", self.hidden_dim)
+        check_positive_int("projection_dim", self.projection_dim)
 
 
 def head(section: SimClrConfig, sizes: HeadSizes) -> SimClrHead:

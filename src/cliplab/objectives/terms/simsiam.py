@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cliplab.objectives.checks import check_positive_int
+from cliplab.config_checks import check_positive_int
 from cliplab.objectives.terms.spec import HeadSizes, ObjectiveTerm, TermSection
 
 if TYPE_CHECKING:
@@ -23,7 +23,6 @@ class SimSiamConfig(TermSection):
     predictor: Linear(projection_dim, predictor_hidden_dim)-BN-ReLU-Linear(.., projection_dim).
     """
 
-    section = "simsiam"
     weight: float = 0.05
     hidden_dim: int = 512
     projection_dim: int = 256
@@ -31,7 +30,7 @@ class SimSiamConfig(TermSection):
 
     def check(self) -> None:
         for name in ("hidden_dim", "projection_dim", "predictor_hidden_dim"):
-            check_positive_int(f"simsiam.{name}", getattr(self, name))
+            check_positive_int(name, getattr(self, name))
 
 
 def head(section: SimSiamConfig, sizes: HeadSizes) -> SimSiamHead:

@@ -4,8 +4,8 @@ one x-clip term (what a term's loss reads for one batch is `cliplab.objectives.t
 The contracts a term's parts keep:
 
 - section / config: the term's section under `objectives:` and its keyword-only dataclass,
-  validated in `__post_init__` with `cliplab.objectives.checks` (ValueError naming
-  `objectives.<section>.<key>`); off by default, so a config without the section trains plain CLIP.
+  validated in `__post_init__` with `cliplab.config_checks` (a ConfigError naming the key, which
+  the composers report as `objectives.<section>.<key>`); off by default, so a config without the section trains plain CLIP.
 - enabled(section) / weight(section): whether the term runs and its weight in the total (default:
   the `enabled` and `weight` keys of a `TermSection`, which checks them).
 - names: the names the loss can have in `Objectives.forward`'s output and in the logs
@@ -33,10 +33,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from cliplab.errors import InvalidInputError
-from cliplab.objectives.checks import check_bool, check_number
+from cliplab.config_checks import check_bool, check_number
 
 if TYPE_CHECKING:
     import torch
@@ -60,17 +60,17 @@ def unsupported(term: str, kind: str, missing: str) -> UnsupportedObjectiveError
 
 @dataclass(kw_only=True)
 class TermSection:
-    """The keys of a term switched on and off: `enabled` and its `weight` (> 0). A subclass names its
-    `section`, sets its weight's default and checks its own keys in `check` (the dotted key under
-    `objectives.`, with `cliplab.objectives.checks`)."""
+    """The keys of a term switched on and off: `enabled` and its `weight` (> 0). A subclass sets its
+    weight's default and checks its own keys in `check` (with `cliplab.config_checks`, keys as the
+    section spells them; `ObjectivesConfig` and the training config put "objectives.<section>." in
+    front)."""
 
-    section: ClassVar[str]
     enabled: bool = False
     weight: float = 1.0
 
     def __post_init__(self) -> None:
-        check_bool(f"{self.section}.enabled", self.enabled)
-        check_number(f"{self.section}.weight", self.weight, low=0.0, low_inclusive=False)
+        check_bool("enabled", self.enabled)
+        check_number("weight", self.weight, low=0.0, low_inclusive=False)
         self.check()
 
     def check(self) -> None:
@@ -152,8 +152,6 @@ class ObjectiveTerm:
         unknown = sorted(set(self.reads) - set(TERM_INPUTS))
         if unknown:
             raise ValueError(f"ObjectiveTerm {self.section!r}: reads {unknown}, not among {TERM_INPUTS}")
-        if getattr(self.config, "section", self.section) != self.section:
-            raise ValueError(f"ObjectiveTerm {self.section!r}: its config names section {self.config.section!r}")
         if (self.head is None) != (self.head_name is None):
             raise ValueError(f"ObjectiveTerm {self.section!r}: head and head_name go together")
 
