@@ -10,8 +10,8 @@ and 17): `cliplab.load`, `cliplab eval`, `classify`, `embed`, `export --format b
   reader skips the damaged checkpoint with one line, as resume does, and reads the one before; its
   pickles run nothing.
 Before: the pickle in `.metadata` ran on all six paths and the load went on; the flipped byte was
-read silently. The same files given to resume are in tests/test_train_checkpoint.py (single file)
-and tests/test_train_dcp_checkpointer.py (FSDP2, 2 ranks).
+read silently. The same files given to resume are in tests/test_train_checkpointing_manager.py (single file)
+and tests/test_train_checkpointing_dcp.py (FSDP2, 2 ranks).
 """
 
 from __future__ import annotations
@@ -27,16 +27,16 @@ import torch
 import torch.distributed.checkpoint as dcp
 
 import cliplab
-from cliplab.pretrained.cliplab_bundle import save_description
 from cliplab.cli import main
 from cliplab.data.tokenizer import Tokenizer
 from cliplab.errors import UserError
-from cliplab.models import create_model
 from cliplab.file_names import DCP_SHARDS_DIR
-from cliplab.train.atomic_files import save_torch
-from cliplab.train.checkpoint import CheckpointManager
+from cliplab.models import create_model
+from cliplab.pretrained.cliplab_bundle import save_description
+from cliplab.train.checkpointing.atomic_files import save_torch
+from cliplab.train.checkpointing.manager import CheckpointManager
+from cliplab.train.checkpointing.payload import rng_state, training_payload
 from cliplab.train.state import TrainState
-from cliplab.train.train_state_file import rng_state, training_payload
 from data_fixtures import make_manifest, write_png
 from hostile_files import replace_with_pickle, republish, store_instead
 

@@ -294,7 +294,7 @@ def test_fine_tuning_a_siglip2_hub_directory_starts_from_open_clips_siglip_loss(
     from cliplab.data.tokenizer import Tokenizer
     from cliplab.data.tokenizer_files import save_tokenizer
     from cliplab.train import TrainHooks, train
-    from cliplab.train.checkpoint import CheckpointManager
+    from cliplab.train.checkpointing.manager import CheckpointManager
     from data_fixtures import make_manifest
     from finetune_fixtures import finetune_config
     from reference_libraries import write_open_clip_hub

@@ -14,12 +14,12 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from cliplab.model_io import CheckpointNotFoundError, load, load_model, save
-from cliplab.pretrained.cliplab_bundle import FORMAT_VERSION, check_format_version, resolve_checkpoint
 from cliplab.checkpoint_files.manifest import MANIFEST_FILE, build_manifest
 from cliplab.data.tokenizer import Tokenizer
 from cliplab.errors import UserError
+from cliplab.model_io import CheckpointNotFoundError, load, load_model, save
 from cliplab.models import create_model
+from cliplab.pretrained.cliplab_bundle import FORMAT_VERSION, check_format_version, resolve_checkpoint
 from eval_fixtures import trained_run  # noqa: F401  (session fixture)
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -269,7 +269,7 @@ def test_all_three_layouts_load_the_same_weights(trained_run):
 
 def _save_steps(directory, tokenizer, steps, keep=2):
     """A run's checkpoints of `steps` (logit_scale = the step, so a read tells which one it came from)."""
-    from cliplab.train.checkpoint import CheckpointManager
+    from cliplab.train.checkpointing.manager import CheckpointManager
     from cliplab.train.state import TrainState
 
     model = tiny()

@@ -3,7 +3,7 @@ bundle` give the model that was saved, with 0-d logit_scale / logit_bias and bun
 
 The DCP directory here is written by one process (`no_dist=True`) in the layout an FSDP2 run
 writes (`model.<name>`, a held 0-d parameter stored as [1], optimiser entries beside it); FSDP2
-runs that write it with 2 ranks are in tests/test_train_dcp_checkpointer.py.
+runs that write it with 2 ranks are in tests/test_train_checkpointing_dcp.py.
 """
 
 import json

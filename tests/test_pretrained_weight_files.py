@@ -117,7 +117,7 @@ def test_every_reader_of_cliplab_files_checks_the_header(tmp_path, monkeypatch):
     safetensors through read_safetensors_header."""
     import cliplab.pretrained.weight_files as weight_files
     from cliplab.models import create_model
-    from cliplab.train.checkpoint import CheckpointManager, restore_training_state
+    from cliplab.train.checkpointing.manager import CheckpointManager, restore_training_state
     from cliplab.data.tokenizer import Tokenizer
     from cliplab.train.state import TrainState
 

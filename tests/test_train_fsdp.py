@@ -13,12 +13,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from cliplab.distributed.launch import run_on_workers
 from cliplab.file_names import DCP_SHARDS_DIR
 from cliplab.model_io import load as load_bundle
-from cliplab.distributed.launch import run_on_workers
 from cliplab.pretrained.dcp_reader import DcpModelReader
 from cliplab.train import train
-from cliplab.train.checkpoint import CheckpointManager
+from cliplab.train.checkpointing.manager import CheckpointManager
 
 from train_helpers import ADDED_TERM_NAMES, ADDED_TERMS, small_config
 

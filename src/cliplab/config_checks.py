@@ -10,7 +10,7 @@ A check names the key it checks, as its dataclass spells it, and the requirement
 
 - a key of the training configuration, which a YAML file or `--set` addresses (the sections of
   `TrainConfig`, the x-clip objectives): "config key 'optim.lr' must be ..., got ..."; a composer
-  (`cliplab.train.config_io`, `ObjectivesConfig.from_dict`) puts the section in front of the
+  (`cliplab.train.config.io`, `ObjectivesConfig.from_dict`) puts the section in front of the
   section's own key (`with_prefix`);
 - a key of a model's architecture (`ModelConfig`, the tower families' configs: "vision.width must
   be ..., got ...") or of a section another package validates on its own (`DataConfig`), whose

@@ -2,7 +2,7 @@
 
 config.json is three schemas, told apart by the directory holding it:
 
-    RUN_CONFIG_FILE     a run directory: the resolved TrainConfig (`cliplab.train.config_io`)
+    RUN_CONFIG_FILE     a run directory: the resolved TrainConfig (`cliplab.train.config.io`)
     MODEL_CONFIG_FILE   a bundle or step directory: a ModelConfig plus "format_version"
                         (`cliplab.pretrained.cliplab_bundle`)
     HF_CONFIG_FILE      a Hugging Face model directory: transformers' config, with "model_type"
@@ -12,8 +12,8 @@ config.json is three schemas, told apart by the directory holding it:
 
     DCP shards          an FSDP2 run's weights and optimiser state in a step directory: the DCP
                         directory DCP_SHARDS_DIR, one .distcp file per rank plus DCP_METADATA_FILE
-                        (`cliplab.pretrained.dcp_files`, `cliplab.train.dcp_state`)
-    FSDP shards         each rank's slice of a parameter in memory (`cliplab.train.sharding`)
+                        (`cliplab.pretrained.dcp_files`, `cliplab.train.checkpointing.dcp_state`)
+    FSDP shards         each rank's slice of a parameter in memory (`cliplab.train.parallel.fsdp`)
     webdataset shards   the tar files of a dataset (`cliplab.data.webdataset_source`, written by
                         `cliplab.data.webdataset_writer`, counted by `cliplab.data.webdataset_counts`)
     HF index parts      the weight files a Hugging Face `*.index.json` maps tensors to

@@ -3,7 +3,7 @@ checkpoint a reader takes.
 
     checkpoints/step_0000150/   one checkpoint; complete and intact when its manifest verifies
     checkpoints/latest          text naming the newest checkpoint written: "step_0000150\\n"
-(written by `cliplab.train.checkpoint.CheckpointManager`).
+(written by `cliplab.train.checkpointing.manager.CheckpointManager`).
 
 `read_pointer` is the one reader of `latest`. `newest_verified` is how every reader chooses:
 resume (`CheckpointManager.find_resumable`) and every reader of a run directory (`cliplab.model_io`:

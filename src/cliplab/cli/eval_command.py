@@ -119,7 +119,7 @@ def run_data_config(bundle_dir: Path) -> DataConfig | None:
     """The data section of the training run that `bundle_dir` (a resolved checkpoint) belongs to:
     from <run>/config.json when it is <run>/checkpoints/step_XXXXXXX; None for a bundle saved elsewhere."""
     from cliplab.eval.run_layout import CHECKPOINTS_DIR, RUN_CONFIG_FILE
-    from cliplab.train.config_io import read_data_section
+    from cliplab.train.config.io import read_data_section
 
     config_path = bundle_dir.parent.parent / RUN_CONFIG_FILE
     if bundle_dir.parent.name != CHECKPOINTS_DIR or not config_path.is_file():

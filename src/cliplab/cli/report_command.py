@@ -110,7 +110,7 @@ def similarity_data(run_dir: Path, fashion_mnist_dir: str | None) -> tuple[DataC
     else its training data), and words for it; from RUN_DIR/config.json."""
     from cliplab.data.sources import data_source
     from cliplab.eval.run_layout import RUN_CONFIG_FILE
-    from cliplab.train.config_io import read_data_section
+    from cliplab.train.config.io import read_data_section
 
     config_path = run_dir / RUN_CONFIG_FILE
     if not config_path.is_file():

@@ -56,7 +56,7 @@ class DataConfig:
     cache_dir: str | None = None
 
     def __post_init__(self) -> None:
-        # Keys of a section `cliplab.train.config_io` reports whole: "config section 'data': ..."
+        # Keys of a section `cliplab.train.config.io` reports whole: "config section 'data': ..."
         require_together(data_source(self.dataset_type).built_in or bool(self.train_data or self.val_data),
                          "train_data", f"dataset_type {self.dataset_type!r} needs train_data and/or val_data")
         for name in ("train_num_samples", "val_num_samples"):

@@ -1,8 +1,8 @@
 """The model in a sharded (DCP) training checkpoint, read whole in one process, no process group.
 
-An FSDP2 run's step directory (`cliplab.train.dcp_checkpointer`) holds the model config and the
+An FSDP2 run's step directory (`cliplab.train.checkpointing.dcp`) holds the model config and the
 tokenizer as a bundle does, and its weights in the DCP directory `shards/`, under the keys
-`model.<name>` (`cliplab.train.dcp_state`). `DcpModelReader` reads those entries from DCP's
+`model.<name>` (`cliplab.train.checkpointing.dcp_state`). `DcpModelReader` reads those entries from DCP's
 metadata and files with one DCP load in this process (no process group), which assembles each
 tensor from the shards of every rank that wrote it; the optimiser entries beside them are never
 read. Both go through `cliplab.pretrained.dcp_files`, which runs nothing the files contain and

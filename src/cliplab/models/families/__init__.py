@@ -5,7 +5,7 @@ Everything that depends on a tower's kind asks this table: the config dataclass 
 (`ModelConfig.from_dict`), the module (`build_tower`), open_clip's configs and names
 (`open_clip_family`, used by `cliplab.models.open_clip_config`), the tensor names
 (`cliplab.pretrained.open_clip_keys` / `hf_keys`), the locking groups (`CLIP.lock_image_tower`)
-and the FSDP2 units (`CLIP.fsdp_units`, which `cliplab.train.sharding` shards by).
+and the FSDP2 units (`CLIP.fsdp_units`, which `cliplab.train.parallel.fsdp` shards by).
 
 How to add a family (docs/models.md says it at length): write one module in this package that
 defines the config dataclass (with a `kind` field), the tower module (or imports it from

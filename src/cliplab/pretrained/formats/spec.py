@@ -77,7 +77,7 @@ class LoadedModel:
     too), "openai", "hf" or "cliplab_state_dict"). weights (for a model on
     "meta"): opens the checkpoint's weights, returning take(name) -> the tensor of the model's
     state-dict entry `name`, read on demand (what fills a sharded model shard by shard,
-    `cliplab.train.parallelism`).
+    `cliplab.train.parallel.build`).
     """
 
     model: nn.Module
