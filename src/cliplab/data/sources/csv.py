@@ -5,13 +5,12 @@ dataset a `.csv` / `.tsv` file or a directory of `{split}.csv` (`data.benchmark.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Iterator
 
-from cliplab.data.sources.spec import BenchmarkForm, DataSource, MapStyle, path_detector
+from cliplab.data.sources.spec import DataSource, MapStyle, layout_form
 from cliplab.errors import InvalidInputError, MissingInputError, UserError
 
 if TYPE_CHECKING:
-    from cliplab.data.benchmark.dataset import BenchmarkDataset
     from cliplab.data.config import DataConfig
     from cliplab.data.csv_dataset import CsvDataset
 
@@ -42,18 +41,6 @@ def captions(config: DataConfig) -> Iterator[str]:
         raise UserError(f"config key 'data.train_data' (--train-data): {error}") from None
 
 
-def open_benchmark(location: str, options: Any) -> BenchmarkDataset:
-    from cliplab.data.benchmark import csv_table
-
-    return csv_table.open_dataset(Path(location), keys=options.keys, name=options.name)
-
-
-def _is_benchmark(path: Path) -> bool:
-    from cliplab.data.benchmark import csv_table
-
-    return csv_table.detect(path)
-
-
 def check(location: str) -> None:
     if not Path(location).is_file():
         raise MissingInputError(f"manifest {location} does not exist")
@@ -63,6 +50,5 @@ SOURCE = DataSource(
     name="csv", title="CSV", summary="image paths and captions listed in a CSV/TSV manifest (open_clip's --csv-* keys)",
     location="a CSV/TSV manifest (relative image paths are read from its directory)",
     map_style=MapStyle(open=open_split), captions=captions, check=check,
-    benchmark=BenchmarkForm(location="a .csv/.tsv file (or a directory of {split}.csv ...)",
-                            detect=path_detector(_is_benchmark), open=open_benchmark),
+    benchmark=layout_form("csv_table", "a .csv/.tsv file (or a directory of {split}.csv ...)", takes_keys=True),
 )

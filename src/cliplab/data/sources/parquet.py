@@ -4,13 +4,11 @@ dataset a `.parquet` file or a directory of `{split}.parquet` (`data.benchmark.p
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Iterator
 
-from cliplab.data.sources.spec import BenchmarkForm, DataSource, MapStyle, path_detector
+from cliplab.data.sources.spec import DataSource, MapStyle, layout_form
 
 if TYPE_CHECKING:
-    from cliplab.data.benchmark.dataset import BenchmarkDataset
     from cliplab.data.config import DataConfig
     from cliplab.data.parquet_dataset import ParquetDataset
 
@@ -30,22 +28,9 @@ def captions(config: DataConfig) -> Iterator[str]:
                             image_key=config.parquet_image_key)
 
 
-def open_benchmark(location: str, options: Any) -> BenchmarkDataset:
-    from cliplab.data.benchmark import parquet_table
-
-    return parquet_table.open_dataset(Path(location), keys=options.keys, name=options.name)
-
-
-def _is_benchmark(path: Path) -> bool:
-    from cliplab.data.benchmark import parquet_table
-
-    return parquet_table.detect(path)
-
-
 SOURCE = DataSource(
     name="parquet", title="parquet", summary="image bytes and captions in parquet files (img2dataset, Hugging Face datasets)",
     location="a parquet file, a directory of them, or a glob",
     map_style=MapStyle(open=open_split), captions=captions,
-    benchmark=BenchmarkForm(location="a .parquet file (or a directory of {split}.parquet)",
-                            detect=path_detector(_is_benchmark), open=open_benchmark),
+    benchmark=layout_form("parquet_table", "a .parquet file (or a directory of {split}.parquet)", takes_keys=True),
 )

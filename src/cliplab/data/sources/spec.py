@@ -39,6 +39,7 @@ so that the table (read by `DataConfig` and the CLI's --help) imports without th
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,9 +74,19 @@ class BenchmarkForm:
     open: Callable[[str, Any], Any]
 
 
-def path_detector(detect: Callable[[Path], bool]) -> Callable[[str], bool]:
-    """A `BenchmarkForm.detect` of a path layout: the location exists and `detect(path)` accepts it."""
-    return lambda location: Path(location).exists() and detect(Path(location))
+def layout_form(module: str, location: str, *, takes_keys: bool = False) -> BenchmarkForm:
+    """The `BenchmarkForm` of a path layout whose reader is `cliplab.data.benchmark.<module>`
+    (`detect(path)`, `open_dataset(path, name=, keys=)`), imported when the form is first used;
+    takes_keys: the reader reads table columns (`options.keys`)."""
+    def reader() -> Any:
+        return importlib.import_module(f"cliplab.data.benchmark.{module}")
+
+    def open_layout(where: str, options: Any) -> Any:
+        keys = {"keys": options.keys} if takes_keys else {}
+        return reader().open_dataset(Path(where), name=options.name, **keys)
+
+    return BenchmarkForm(location=location, open=open_layout,
+                         detect=lambda where: Path(where).exists() and reader().detect(Path(where)))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -5,14 +5,12 @@ layout, a directory of `{split}/*.tar` shards (`data.benchmark.wds_layout`)."""
 from __future__ import annotations
 
 import tarfile
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Iterator
 
-from cliplab.data.sources.spec import BenchmarkForm, DataSource, IterableStyle, path_detector
+from cliplab.data.sources.spec import DataSource, IterableStyle, layout_form
 
 if TYPE_CHECKING:
     from cliplab.data.batching import Tokenize, Transform
-    from cliplab.data.benchmark.dataset import BenchmarkDataset
     from cliplab.data.config import DataConfig
     from cliplab.data.webdataset_source import WebDatasetBatches
 
@@ -78,22 +76,9 @@ def check(location: str) -> None:
     expand_shard_urls(location)
 
 
-def open_benchmark(location: str, options: Any) -> BenchmarkDataset:
-    from cliplab.data.benchmark import wds_layout
-
-    return wds_layout.open_dataset(Path(location), name=options.name)
-
-
-def _is_benchmark(path: Path) -> bool:
-    from cliplab.data.benchmark import wds_layout
-
-    return wds_layout.detect(path)
-
-
 SOURCE = DataSource(
     name="webdataset", title="webdataset", summary="tar shards of image-caption samples, streamed (open_clip's webdataset)",
     location="a brace pattern of tar shards (`dir/train-{000000..000009}.tar`), `::`-joined lists, URLs",
     iterable=IterableStyle(batches=batches, sample_count=sample_count), captions=captions, check=check,
-    benchmark=BenchmarkForm(location="a directory of {split}/*.tar shards (CLIP_benchmark's)",
-                            detect=path_detector(_is_benchmark), open=open_benchmark),
+    benchmark=layout_form("wds_layout", "a directory of {split}/*.tar shards (CLIP_benchmark's)"),
 )

@@ -12,8 +12,9 @@ How to add a format: write one module in this package that defines `detect(locat
 names, or `location.weights_object` for a weights file; it must exclude the other formats) and
 `read(location) -> LoadedModel` (for a foreign format: its reader makes a
 `cliplab.pretrained.loaders.ForeignCheckpoint` and `loaded_from_foreign` the rest), imports its
-reader inside those functions, and ends with `FORMAT = CheckpointFormat(...)`; then add that
-`FORMAT` to `FORMATS` below. Its summary joins the accepted-formats listing at its place in the
+reader inside those functions (`parts` has a directory format's parts,
+`open_clip_checkpoint.weights_file_format` a weights file's), and ends with `FORMAT =
+CheckpointFormat(...)`; then add that `FORMAT` to `FORMATS` below. Its summary joins the accepted-formats listing at its place in the
 table (append it: messages number the items).
 """
 

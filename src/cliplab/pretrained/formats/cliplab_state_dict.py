@@ -4,14 +4,10 @@ recognises its names), with the architecture named: `load(path, model='tiny-vit'
 
 from __future__ import annotations
 
-from cliplab.pretrained.formats.open_clip_checkpoint import (holds_cliplab_state, is_lone_weights_file,
-                                                             read_weights_file)
-from cliplab.pretrained.formats.spec import CheckpointFormat
+from cliplab.pretrained.formats.open_clip_checkpoint import holds_cliplab_state, weights_file_format
 
-FORMAT = CheckpointFormat(
-    name="cliplab_state_dict", architecture="named",
+FORMAT = weights_file_format(
+    name="cliplab_state_dict", architecture="named", holds=holds_cliplab_state,
     summary="a cliplab model's state dict (torch.save(model.state_dict()) or safetensors), with the architecture "
             "named: load(path, model='tiny-vit')",
-    detect=lambda location: is_lone_weights_file(location) and holds_cliplab_state(location),
-    read=read_weights_file,
 )

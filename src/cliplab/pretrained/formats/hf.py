@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
-
 from cliplab.file_names import HF_CONFIG_FILE  # one of three config.json (see there)
-from cliplab.pretrained.formats.spec import CheckpointFormat, ExportForm, LoadedModel, Location
+from cliplab.pretrained.formats.parts import directory_detector, directory_reader, exported_by
+from cliplab.pretrained.formats.spec import CheckpointFormat
 
 HF_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                    "pytorch_model.bin.index.json")
@@ -36,32 +35,10 @@ def is_hf_directory(directory: Path) -> bool:
     return not is_hub_directory(directory) and directory_model_type(directory) is not None
 
 
-def detect(location: Location) -> bool:
-    return location.path.exists() and is_hf_directory(location.directory)
-
-
-def read(location: Location) -> LoadedModel:
-    from cliplab.pretrained.loaders import loaded_from_foreign, read_hf_directory
-
-    weights = None if location.path.is_dir() else location.path
-    return loaded_from_foreign(read_hf_directory(location.directory, weights), location.request)
-
-
-def check(model: Any, tokenizer: Any) -> None:
-    from cliplab.pretrained.export import check_hf_export
-
-    check_hf_export(model, tokenizer)
-
-
-def write(model: Any, tokenizer: Any, directory: Path) -> list[str]:
-    from cliplab.pretrained.export import export_hf
-
-    return export_hf(model, model.config, tokenizer, directory)
-
-
 FORMAT = CheckpointFormat(
     name="hf", architecture="carried",
     summary=f"a Hugging Face directory: {HF_CONFIG_FILE} with model_type 'clip' or 'siglip' and "
             f"{', '.join(HF_WEIGHT_FILES)}",
-    detect=detect, read=read, export=ExportForm(name="hf", check=check, write=write),
+    detect=directory_detector(is_hf_directory), read=directory_reader("read_hf_directory"),
+    export=exported_by("hf", check="check_hf_export", write="export_hf"),
 )

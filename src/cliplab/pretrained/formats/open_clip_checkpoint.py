@@ -4,6 +4,8 @@ dropped) or a state dict in open_clip's names; the architecture is named with `m
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from cliplab.pretrained.formats.spec import CheckpointFormat, LoadedModel, Location
 
 WEIGHT_FILE_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
@@ -44,11 +46,17 @@ def read_weights_file(location: Location) -> LoadedModel:
     return loaded_from_foreign(checkpoint, location.request)
 
 
-FORMAT = CheckpointFormat(
+def weights_file_format(*, name: str, architecture: str, summary: str,
+                        holds: Callable[[Location], bool]) -> CheckpointFormat:
+    """A format of lone weights files, told apart from the others by what the file `holds`; read by
+    `read_checkpoint_file`, which tells them apart the same way."""
+    return CheckpointFormat(name=name, architecture=architecture, summary=summary, read=read_weights_file,
+                            detect=lambda location: is_lone_weights_file(location) and holds(location))
+
+
+FORMAT = weights_file_format(
     name="open_clip_checkpoint", architecture="named",
     summary="an open_clip training checkpoint (epoch_K.pt, a dict with 'state_dict') or state-dict file, with "
             "the architecture named: load(path, model='ViT-B-32')",
-    detect=lambda location: (is_lone_weights_file(location) and not holds_openai_state(location)
-                             and not holds_cliplab_state(location)),
-    read=read_weights_file,
+    holds=lambda location: not holds_openai_state(location) and not holds_cliplab_state(location),
 )

@@ -4,14 +4,10 @@ the architecture is read off the tensor shapes unless `model=` names one."""
 
 from __future__ import annotations
 
-from cliplab.pretrained.formats.open_clip_checkpoint import (holds_openai_state, is_lone_weights_file,
-                                                             read_weights_file)
-from cliplab.pretrained.formats.spec import CheckpointFormat
+from cliplab.pretrained.formats.open_clip_checkpoint import holds_openai_state, weights_file_format
 
-FORMAT = CheckpointFormat(
-    name="openai", architecture="read off the weights",
+FORMAT = weights_file_format(
+    name="openai", architecture="read off the weights", holds=holds_openai_state,
     summary="an OpenAI CLIP .pt (TorchScript archive or state dict with input_resolution, context_length, "
             "vocab_size)",
-    detect=lambda location: is_lone_weights_file(location) and holds_openai_state(location),
-    read=read_weights_file,
 )

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from cliplab.config_checks import ConfigError, SectionError
+from cliplab.config_checks import ConfigError, SectionError, is_int, require
 from cliplab.data import DataConfig
 from cliplab.train.checkpointing.atomic_files import write_text_atomic
 from cliplab.train.config import TrainConfig
@@ -25,6 +25,14 @@ from cliplab.train.config import TrainConfig
 
 def _type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+# A scalar field's type -> (whether a value is one, the requirement a ConfigError states).
+_SCALARS = {
+    bool: (lambda value: isinstance(value, bool), "must be true or false"),
+    int: (is_int, "must be an integer"),
+    str: (lambda value: isinstance(value, str), "must be a string"),
+}
 
 
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
@@ -65,13 +73,9 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         if not isinstance(value, Mapping):
             raise ConfigError(key, value, "must be a mapping")
         return dict(value)
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(key, value, "must be true or false")
-        return value
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(key, value, "must be an integer")
+    if annotation in _SCALARS:
+        accepts, requirement = _SCALARS[annotation]
+        require(accepts(value), key, value, requirement)
         return value
     if annotation is float:
         if isinstance(value, str):
@@ -83,10 +87,6 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(key, value, "must be a number")
         return float(value)
-    if annotation is str:
-        if not isinstance(value, str):
-            raise ConfigError(key, value, "must be a string")
-        return value
     if isinstance(annotation, type) and not isinstance(value, annotation):
         raise ConfigError(key, value, f"must be {_type_name(annotation)}")
     return value
