@@ -27,6 +27,7 @@ FROZEN_FLAGS = [
     "--siglip", "--tensorboard", "--threads", "--tile-size", "--tiled-loss", "--tokenizer", "--torchcompile",
     "--train-data", "--train-num-samples", "--val-data", "--val-num-samples", "--warmup", "--wd", "--workers",
     "--zeroshot-frequency", "--force-image-size", "--image-mean", "--image-std", "--wandb-project-name",
+    "--allow-config-change", "--requeue-exit-code",
 ]
 
 

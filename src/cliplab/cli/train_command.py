@@ -69,6 +69,10 @@ def _optional_float(text: str) -> float | None:
     return None if text.lower() in ("none", "null", "off") else float(text)
 
 
+def _comma_separated(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
 REPORT_TO_CHOICES = ("tensorboard", "wandb", "all", "none")
 REPORT_TO_KEYS = ("logging.tensorboard", "logging.wandb")
 
@@ -176,6 +180,11 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--save-frequency", "checkpoint.save_frequency", "checkpoint every N epochs (0: off)", type=int),
     Flag("--save-every-steps", "checkpoint.save_every_steps", "checkpoint every N steps", type=_optional_int),
     Flag("--keep-checkpoints", "checkpoint.keep_checkpoints", "how many checkpoints to keep", type=int),
+    Flag("--allow-config-change", "checkpoint.allow_config_change", "comma-separated config keys or sections a "
+         "resume may change although they affect training (e.g. optim.lr,loop.epochs); other changes are refused",
+         type=_comma_separated, metavar="KEY[,KEY...]"),
+    Flag("--requeue-exit-code", "checkpoint.requeue_exit_code", "exit status after a SIGTERM, SIGUSR1 or SIGINT "
+         "stopped the run with a checkpoint of its last step (3 to 125)", type=int, metavar="N"),
     # logging and evaluation (open_clip)
     Flag("--logs", "logging.logs", "parent directory of run directories", metavar="DIR"),
     Flag("--name", "logging.name", "run name (default: date-time-model-lr-batch)", metavar="NAME"),
@@ -238,7 +247,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """0 when the run finished; `checkpoint.requeue_exit_code` when a signal stopped it after saving."""
     from cliplab.train import resolve_config, train
 
-    train(resolve_config(args.config, overrides_from_args(args)))
-    return 0
+    result = train(resolve_config(args.config, overrides_from_args(args)))
+    return 0 if result.preemption is None else result.preemption.exit_code

@@ -7,6 +7,9 @@
     checkpoints/       step_XXXXXXX/ directories and the `latest` pointer (CHECKPOINTS_DIR, LATEST_FILE)
     run_id             the run's id, which its checkpoint manifests carry (RUN_ID_FILE)
     run.lock           locked by the live run's main process; holds its pid (LOCK_FILE)
+    preempted.json     written when a signal stopped the run after a checkpoint, removed when it
+                       starts again (PREEMPTED_FILE; `cliplab.train.preemption`)
+    config_history.jsonl  the configs of resumed attempts that changed settings (CONFIG_HISTORY_FILE)
 """
 
 RUN_CONFIG_FILE = "config.json"
@@ -17,3 +20,5 @@ CHECKPOINTS_DIR = "checkpoints"
 LATEST_FILE = "latest"
 RUN_ID_FILE = "run_id"
 LOCK_FILE = "run.lock"
+PREEMPTED_FILE = "preempted.json"
+CONFIG_HISTORY_FILE = "config_history.jsonl"

@@ -16,7 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from cliplab.train.checkpoint import CheckpointManager, restore_training_state
+from cliplab.distributed.agreement import run_on_main
+from cliplab.train.checkpoint import CheckpointManager, restore_training_state, step_dir_name
 from cliplab.train.config import CheckpointConfig
 from cliplab.train.state import TrainState
 
@@ -70,6 +71,17 @@ class Checkpointer:
         if self.is_due(state, epoch_done=epoch_done, finished=finished) and self.last_saved_step != state.step:
             self.save(state)
             self.last_saved_step = state.step
+
+    def save_now(self, state: TrainState) -> Path | None:
+        """The directory of the checkpoint of `state.step`, written now unless this run wrote it
+        already; None before the first step (nothing trained, nothing to save). A collective."""
+        if state.step == 0:
+            return None
+        path = self.manager.directory / step_dir_name(state.step)
+        if self.last_saved_step != state.step or not run_on_main(path.is_dir):  # resumed from elsewhere
+            self.save(state)
+            self.last_saved_step = state.step
+        return path
 
     def save(self, state: TrainState) -> None:
         """Write the checkpoint of `state` now (a collective)."""
