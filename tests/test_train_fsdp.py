@@ -53,10 +53,10 @@ def _ddp_then_fsdp(rank, world_size, logs):
     train(from_ddp)
 
 
-def _assert_close_losses(losses, reference):
+def _assert_close_losses(losses, reference, key="loss"):
     assert len(losses) == len(reference)
     for step, (loss, expected) in enumerate(zip(losses, reference), start=1):
-        assert math.isclose(loss, expected, rel_tol=LOSS_RTOL), (step, loss, expected)
+        assert math.isclose(loss, expected, rel_tol=LOSS_RTOL), (key, step, loss, expected)
 
 
 @pytest.mark.parametrize("world_size", [2, pytest.param(4, marks=pytest.mark.slow)])
@@ -147,6 +147,12 @@ def _objectives_config(logs, name, world_size, *, fsdp, steps=OBJECTIVE_STEPS):
 
     config = _config(logs, name, world_size, fsdp=fsdp, steps=steps)
     config.objectives = ObjectivesConfig.from_dict(EVERY_OBJECTIVE)
+    # AdamW turns a gradient entry at rounding-noise level into a step of about lr: the heads' tiny
+    # gradients (SimSiam's near-zero cosines) then drift apart chaotically between two summation
+    # orders (1% relative by step 4 on some processors). A larger eps keeps those entries' steps
+    # proportional to their gradients, so the comparison sees the computation, not the amplified noise
+    # (worst term 3e-5 relative with eps 1e-3, against 1e-2 with 1e-6, on an AMD EPYC).
+    config.optim.eps = 1e-3
     return config
 
 
@@ -161,7 +167,7 @@ def test_fsdp_with_every_objective_follows_ddp(tmp_path):
         ddp, fsdp = _losses(tmp_path / "ddp", key), _losses(tmp_path / "fsdp", key)
         assert len(ddp) == OBJECTIVE_STEPS, key
         assert ddp[0] == fsdp[0], key  # the same weights, heads, batch and augmentations at step 1
-        _assert_close_losses(fsdp, ddp)
+        _assert_close_losses(fsdp, ddp, key)
 
 
 def _objective_resume_runs(rank, world_size, logs):
