@@ -207,4 +207,9 @@ def record_run_config(config: TrainConfig, run_dir: Path, resumed: ConfigOnResum
     if previous and not previous.endswith("\n"):  # a record torn by a kill
         previous = previous[:previous.rfind("\n") + 1]
     write_text_atomic(history, previous + json.dumps(record) + "\n")
-    note(f"config changed from step {resumed.step} on: {describe_changes(resumed.changes)} (recorded in {history})")
+    affecting = {key: change for key, change in resumed.changes.items() if not is_free_on_resume(key)}
+    others = len(resumed.changes) - len(affecting)
+    if affecting:
+        note(f"config changed from step {resumed.step} on, as --allow-config-change allows: "
+             f"{describe_changes(affecting)}" + (f" (and {others} setting{'s' * (others > 1)} that do not affect "
+                                                  "training)" if others else "") + f"; recorded in {history}")

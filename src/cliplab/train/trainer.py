@@ -132,8 +132,8 @@ class Trainer:
             self.state = TrainState()
             seed_everything(config.loop.seed + context.rank)
         if context.is_main:
-            record_run_config(config, self.run_dir, config_on_resume)
             announce_run(config, self.run_dir, resume_from, self.state)
+            record_run_config(config, self.run_dir, config_on_resume)
             print("\n".join(describe_run_inputs(built, run_tokenizer)))
 
         self.loss = build_training_loss(config.loss, self.model.config, context, self.objectives)
