@@ -134,7 +134,8 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--lock-image-unlocked-groups", "model.lock_image_unlocked_groups",
          "leave the last N image-tower groups trainable", type=int),
     Flag("--lock-image-freeze-bn-stats", "model.lock_image_freeze_bn_stats",
-         "also freeze the norm layers of the locked groups", boolean=True),
+         "also freeze the BatchNorm running statistics of the locked groups (the locked parameters, norms "
+         "included, are frozen by --lock-image)", boolean=True),
     Flag("--lock-text", "model.lock_text", "freeze the text tower", boolean=True),
     Flag("--lock-text-unlocked-layers", "model.lock_text_unlocked_layers",
          "leave the last N text-tower layers trainable", type=int),

@@ -34,8 +34,8 @@ def zero_shot_classifier(
 ) -> torch.Tensor:
     """Class embeddings [C, E] float32, each row of unit L2 norm.
 
-    model: exposes `encode_text(tokens[N, T] long) -> [N, E]` (pass the bare model, not a DDP
-    wrapper); tokenizer: list of N strings -> LongTensor[N, T]; classnames: C names; templates:
+    model: exposes `encode_text(tokens[N, T] long, normalize=False) -> [N, E]` (pass the bare model,
+    not a DDP wrapper; normalize is passed, since CoCa's default is True); tokenizer: list of N strings -> LongTensor[N, T]; classnames: C names; templates:
     strings with one "{}" for the class name, or callables name -> prompt; device: where the text
     tower runs (default: the model's device); batch_size: prompts per forward.
     Runs without gradients with the model in eval mode; its previous train/eval mode is restored.
@@ -48,7 +48,7 @@ def zero_shot_classifier(
     with inference_mode(model):
         for start in range(0, len(prompts), batch_size):
             tokens = tokenizer(prompts[start:start + batch_size]).to(device)
-            text_features = model.encode_text(tokens)  # [n, E]
+            text_features = model.encode_text(tokens, normalize=False)  # [n, E]; normalised in fp32
             template_embeddings.append(F.normalize(text_features.float(), dim=-1))
     per_template = torch.cat(template_embeddings).view(len(classnames), len(templates), -1)  # [C, K, E]
     return F.normalize(per_template.mean(dim=1), dim=-1)
@@ -174,7 +174,8 @@ def zero_shot_evaluate(
             if max_samples is not None:
                 images, labels = images[: max_samples - count], labels[: max_samples - count]
             _check_labels(labels, num_classes)
-            image_features = F.normalize(model.encode_image(images.to(device=device, dtype=dtype)).float(), dim=-1)
+            image_features = F.normalize(model.encode_image(images.to(device=device, dtype=dtype), normalize=False).float(),
+                                         dim=-1)
             check_classifier_shape(classifier, num_classes, image_features.shape[1])
             logits = image_features @ class_embeddings.T  # [B, C]
             predictions = logits.topk(top_k, dim=1).indices.cpu()  # [B, top_k]

@@ -14,7 +14,8 @@ from torch import nn
 
 from cliplab.models.config import ModelConfig
 from cliplab.models.towers import TextTransformer, build_vision_tower
-from cliplab.models.towers.locking import GroupItem, freeze_groups, is_frozen
+from cliplab.models.towers.locking import (GroupItem, batch_norms, freeze_groups, is_frozen, locked_items,
+                                           open_clip_groups)
 
 
 def projection(kind: str, width: int, embed_dim: int) -> nn.Module:
@@ -59,6 +60,7 @@ class CLIP(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(float(config.init_logit_scale)))
         self.logit_bias = (nn.Parameter(torch.tensor(float(config.init_logit_bias)))
                            if config.init_logit_bias is not None else None)
+        self._frozen_batch_norms: list[nn.Module] = []  # kept in eval mode (`lock_image_tower`)
 
     # Frozen sides run without building a graph: nothing in them could receive a gradient.
     def _image_side(self) -> list[GroupItem]:
@@ -114,22 +116,35 @@ class CLIP(nn.Module):
             output["logit_bias"] = self.logit_bias
         return output if self.output_dict else tuple(output.values())
 
-    def lock_image_tower(self, unlocked_groups: int = 0, freeze_norms: bool = True) -> None:
-        """Freeze the image tower and its projection except the last `unlocked_groups` groups.
-
-        Groups, input to output: embeddings (ViT) or stem (conv); each block or stage; final norm
-        with the projection. freeze_norms=False leaves every norm layer trainable.
+    def lock_image_tower(self, unlocked_groups: int = 0, freeze_bn_stats: bool = False) -> None:
+        """Freeze the image tower and its projection except the last `unlocked_groups` groups, as
+        open_clip's `lock_image_tower` (LiT): every parameter of the locked groups, norm layers
+        included. Groups, input to output (open_clip's): embeddings (ViT: patch embedding, positions,
+        class token, pre-norm) or stem (conv); each block or stage but the last; the last one with the
+        final norm (and pooler); the projection. freeze_bn_stats: the BatchNorm layers of the locked
+        groups also stop updating their running statistics (kept in eval mode whatever `train()`
+        says), as open_clip's --lock-image-freeze-bn-stats.
         """
-        groups = self.vision_tower.parameter_groups()
-        groups[-1] = [*groups[-1], self.image_projection]
-        freeze_groups(groups, unlocked_groups, freeze_norms, argument_name="unlocked_groups")
+        groups = open_clip_groups(self.vision_tower.parameter_groups(), self.image_projection)
+        freeze_groups(groups, unlocked_groups, freeze_norms=True, argument_name="unlocked_groups")
+        if not isinstance(freeze_bn_stats, bool):
+            raise ValueError(f"freeze_bn_stats must be a bool, got {freeze_bn_stats!r}")
+        self._frozen_batch_norms = batch_norms(locked_items(groups, unlocked_groups)) if freeze_bn_stats else []
+        self.train(self.training)
 
-    def lock_text_tower(self, unlocked_layers: int = 0, freeze_norms: bool = True) -> None:
-        """Freeze the text tower and its projection except the last `unlocked_layers` groups
-        (embeddings, each block, final norm with the projection)."""
-        groups = self.text_tower.parameter_groups()
-        groups[-1] = [*groups[-1], self.text_projection]
-        freeze_groups(groups, unlocked_layers, freeze_norms, argument_name="unlocked_layers")
+    def lock_text_tower(self, unlocked_layers: int = 0, freeze_layer_norm: bool = True) -> None:
+        """Freeze the text tower and its projection except the last `unlocked_layers` groups, as
+        open_clip's `lock_text_tower`: groups embeddings; each block but the last; the last with the
+        final norm; the projection. freeze_layer_norm=False leaves the norm layers of the tower
+        trainable (open_clip's Hugging Face text tower; its own text transformer refuses False)."""
+        groups = open_clip_groups(self.text_tower.parameter_groups(), self.text_projection)
+        freeze_groups(groups, unlocked_layers, freeze_norms=freeze_layer_norm, argument_name="unlocked_layers")
+
+    def train(self, mode: bool = True) -> "CLIP":
+        super().train(mode)
+        for layer in self._frozen_batch_norms:
+            layer.eval()
+        return self
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute block activations in backward (less memory, about one more forward of time)."""

@@ -1,7 +1,17 @@
-"""Freezing a tower for LiT-style training: all but its last N parameter groups, norms optional.
+"""Freezing a tower for LiT-style training: all but its last N parameter groups, as open_clip does.
 
 A group is a list of modules and/or bare parameters (class token, position embedding), listed from
-input to output, e.g. [embeddings], block 0, ..., block L-1, [final norm, projection].
+input to output. A tower lists its own groups, [embeddings or stem], block 0, ..., block L-1,
+[final norm, pooler]; `open_clip_groups` regroups them with the projection as open_clip 3.3.0's
+`lock_image_tower` / `lock_text_tower` do: [embeddings], block 0, ..., block L-2,
+[block L-1, final norm, pooler], [projection]. So `unlocked_groups=1` leaves the projection alone
+trainable and 2 adds the last block with the final norm, in both libraries.
+
+Locking freezes every parameter of the locked groups, norm layers included (open_clip's
+`--lock-image`); `freeze_norms=False` leaves the norm layers trainable (what open_clip's Hugging
+Face text tower does without `--lock-text-freeze-layer-norm`). BatchNorm running statistics are a
+separate matter: `batch_norms` lists the BatchNorm layers of the locked groups, which a model keeps
+in eval mode when asked (`--lock-image-freeze-bn-stats`), so their statistics stop moving too.
 """
 
 from __future__ import annotations
@@ -27,6 +37,25 @@ def norm_parameters(items: Iterable[GroupItem]) -> list[nn.Parameter]:
     """Parameters of every normalisation layer inside `items`."""
     return [parameter for item in items if isinstance(item, nn.Module) for sub in item.modules()
             if isinstance(sub, NORM_TYPES) for parameter in sub.parameters(recurse=False)]
+
+
+def open_clip_groups(tower_groups: list[list[GroupItem]], projection: nn.Module) -> list[list[GroupItem]]:
+    """open_clip's locking groups (module docstring) from a tower's own [first, *blocks, head]."""
+    first, *blocks, head = tower_groups
+    if not blocks:
+        raise ValueError("a tower to lock needs at least one block")
+    return [first, *blocks[:-1], [*blocks[-1], *head], [projection]]
+
+
+def locked_items(groups: list[list[GroupItem]], unlocked_groups: int) -> list[GroupItem]:
+    """The items of every group but the last `unlocked_groups`."""
+    return [item for group in groups[:len(groups) - unlocked_groups] for item in group]
+
+
+def batch_norms(items: Iterable[GroupItem]) -> list[nn.Module]:
+    """The BatchNorm layers inside `items`."""
+    return [sub for item in items if isinstance(item, nn.Module) for sub in item.modules()
+            if isinstance(sub, nn.modules.batchnorm._BatchNorm)]
 
 
 def freeze_groups(groups: list[list[GroupItem]], unlocked_groups: int, freeze_norms: bool,
