@@ -97,3 +97,11 @@ def test_a_fresh_start_writes_config_json_and_a_resume_from_another_run_is_compa
     assert json.loads((tmp_path / "copy" / "config.json").read_text())["optim"]["lr"] == 0.01
     record = json.loads((tmp_path / "copy" / "config_history.jsonl").read_text())
     assert record["changes"]["optim.lr"] == [0.001, 0.01] and record["changes"]["logging.name"] == ["source", "copy"]
+
+
+def test_the_docs_table_of_free_keys_is_the_code_table():
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "docs" / "training.md").read_text()
+    table = text[text.index("| key or section | why it may change |"):].split("\n\n")[0].splitlines()[2:]
+    assert table == [f"| `{entry.key}` | {entry.why} |" for entry in FREE_ON_RESUME]
