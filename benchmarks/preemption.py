@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import statistics
 import subprocess
@@ -91,6 +92,7 @@ def _default_run_signalled(logs: Path) -> dict[str, float]:
 def main() -> None:
     from cliplab.distributed.launch import run_on_workers
 
+    load_before = os.getloadavg()[0]
     single = _time_agreements()
     two = run_on_workers(_time_agreements, 2)[0]
     with tempfile.TemporaryDirectory() as directory:
@@ -109,7 +111,9 @@ def main() -> None:
         ["median step", f"{run['step_s']:.3f}"],
     ])
     body += ("\n\nThe rest of signal -> exit is the step in flight, reading the next step's batches (dropped) "
-             "and the process's exit (data-loader workers, interpreter).")
+             "and the process's exit (data-loader workers, interpreter). The machine's 1-minute load average was "
+             f"{load_before:.1f} at the start and {os.getloadavg()[0]:.1f} at the end (on {os.cpu_count()} cores; "
+             "other work shared them): absolute times scale with it, the ratios of the interleaved rows less so.")
     print(body)
     write_section("preemption", "Preemption: per-step agreement cost and time to stop", body)
 

@@ -194,11 +194,8 @@ class Trainer:
         step_start = time.perf_counter()
         batches, read_error = data.read_step()
         data_wait = time.perf_counter() - step_start
-        counts = agree_on_step(batches, read_error, votes=self.preemption.votes())
-        if self.preemption.agree(counts.votes):  # before a read error: a signalled worker may have died
+        if not self._agree_to_train(batches, read_error):
             return None
-        raise_read_failures(counts, read_error)  # on every rank, when any rank's read failed
-        state.record_step_samples(counts.skipped, counts.drawn)
         if hooks.after_batches is not None:
             hooks.after_batches(state.step, batches)
         lr = learning_rate(state.step, self.total_steps, self.config.optim)
@@ -221,6 +218,17 @@ class Trainer:
         self.logger.log_step(state, report)
         self.last_report = report
         return report
+
+    def _agree_to_train(self, batches: list[dict], read_error: Exception | None) -> bool:
+        """The step boundary's one collective: False when any rank was signalled to stop (checked
+        before read errors: a signalled data-loader worker may have died); else every rank raises a
+        failed read, or the step's sample counts go into the state and True."""
+        counts = agree_on_step(batches, read_error, votes=self.preemption.votes())
+        if self.preemption.agree(counts.votes):
+            return False
+        raise_read_failures(counts, read_error)
+        self.state.record_step_samples(counts.skipped, counts.drawn)
+        return True
 
     def _gathered_model(self) -> Callable[[], nn.Module | None] | None:
         """Under FSDP2, the collective that gives the main rank the whole model to evaluate."""
