@@ -59,6 +59,7 @@ FREE_ON_RESUME: tuple[FreeOnResume, ...] = (
     FreeOnResume("loop.accum_freq", "the global batch must stay (see loop.batch_size); accumulation is exact"),
     FreeOnResume("loop.threads", "speed only"),
     FreeOnResume("loop.deterministic", "which kernels torch picks, not what they compute"),
+    FreeOnResume("model.tokenizer", "a resume takes the checkpoint's tokenizer (`tokenizer_setup`)"),
     FreeOnResume("model.grad_checkpointing", "recomputes the same activations"),
     FreeOnResume("model.torchcompile", "the same model, compiled"),
     FreeOnResume("guards", "when a failing run stops"),
