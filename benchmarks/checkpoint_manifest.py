@@ -58,8 +58,8 @@ def _default_run_parts():
 
 
 def main() -> None:
+    from cliplab.checkpoint_files.manifest import build_manifest, verify_checkpoint
     from cliplab.train.checkpoint import CheckpointManager
-    from cliplab.train.manifest import build_manifest, verify_checkpoint
     from cliplab.train.state import TrainState
 
     model, tokenizer, optimizer = _default_run_parts()

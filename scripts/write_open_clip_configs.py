@@ -5,10 +5,11 @@ from the installed package, not through `import open_clip`):
 
     python scripts/write_open_clip_configs.py
 
-Keeps the configs whose towers cliplab builds itself: those that need neither timm
-(`vision_cfg.timm_model_name`) nor a Hugging Face text model (`text_cfg.hf_model_name`). The numbers
-are open_clip's, unchanged; cliplab reads them with `cliplab.models.open_clip_config`, the same
-converter that reads an `open_clip_config.json` of a hub directory.
+Keeps all 144 of open_clip 3.3.0's configs, those with timm image towers
+(`vision_cfg.timm_model_name`) or Hugging Face text towers (`text_cfg.hf_model_name`) included. The
+numbers are open_clip's, unchanged; cliplab reads them with `cliplab.models.open_clip_config`, the
+same converter that reads an `open_clip_config.json` of a hub directory, and lists (and builds) the
+names whose tower families are registered (`cliplab.models.families`).
 """
 
 from __future__ import annotations
@@ -22,13 +23,7 @@ OUTPUT = Path(__file__).resolve().parent.parent / "src" / "cliplab" / "models" /
 
 
 def builtin_configs(config_dir: Path) -> dict[str, dict]:
-    configs = {}
-    for path in sorted(config_dir.glob("*.json")):
-        model_cfg = json.loads(path.read_text())
-        if model_cfg.get("vision_cfg", {}).get("timm_model_name") or model_cfg.get("text_cfg", {}).get("hf_model_name"):
-            continue
-        configs[path.stem] = model_cfg
-    return configs
+    return {path.stem: json.loads(path.read_text()) for path in sorted(config_dir.glob("*.json"))}
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from cliplab.bundle import (FORMAT_VERSION, CheckpointNotFoundError, check_format_version, load, load_model,
                             resolve_checkpoint, save)
+from cliplab.checkpoint_files.manifest import MANIFEST_FILE, build_manifest
 from cliplab.data.tokenizer import Tokenizer
 from cliplab.errors import UserError
 from cliplab.models import create_model
@@ -182,6 +183,13 @@ def _fake_bundle(directory, config=None):
     return directory
 
 
+def _published(step_dir):
+    """`step_dir` with the manifest a run writes last (a checkpoint readers of a run take)."""
+    step = int(step_dir.name.removeprefix("step_"))
+    (step_dir / MANIFEST_FILE).write_text(build_manifest(step_dir, step=step, run_id=None).to_json())
+    return step_dir
+
+
 def test_bundle_and_step_directories_resolve_to_themselves(tmp_path):
     bundle = _fake_bundle(tmp_path / "bundle")
     step = _fake_bundle(tmp_path / "run" / "checkpoints" / "step_0000007")
@@ -192,8 +200,8 @@ def test_bundle_and_step_directories_resolve_to_themselves(tmp_path):
 
 def test_run_directory_resolves_through_latest(tmp_path):
     run = tmp_path / "run"
-    _fake_bundle(run / "checkpoints" / "step_0000001")
-    newest = _fake_bundle(run / "checkpoints" / "step_0000002")
+    _published(_fake_bundle(run / "checkpoints" / "step_0000001"))
+    newest = _published(_fake_bundle(run / "checkpoints" / "step_0000002"))
     (run / "checkpoints" / "latest").write_text("step_0000002\n")
     assert resolve_checkpoint(run) == newest
     assert resolve_checkpoint(run / "checkpoints") == newest
@@ -203,8 +211,11 @@ def test_run_directory_resolves_through_latest(tmp_path):
     "layout, message",
     [("missing", "does not exist"), ("text_file", r"not a checkpoint cliplab reads; accepted: \(1\)"),
      ("empty_dir", r"is not a checkpoint: it holds nothing; accepted: \(1\) a cliplab bundle"),
-     ("run_without_latest", "no checkpoints/latest"), ("dangling_latest", "not a complete checkpoint"),
-     ("empty_latest", "is empty"), ("binary_latest", "is not UTF-8 text; expected the name of a checkpoint")],
+     ("run_without_latest", "no checkpoints/latest"),
+     ("dangling_latest", "holds no step directory although latest shows that checkpoints were written .*latest "
+                         "names step_0000009, which does not exist"),
+     ("empty_latest", "latest holds '', not the name of a step directory"),
+     ("binary_latest", "latest holds bytes that are not UTF-8 text")],
 )
 def test_paths_that_are_not_checkpoints_fail_clearly(tmp_path, layout, message):
     path = tmp_path / "target"
@@ -225,7 +236,7 @@ def test_paths_that_are_not_checkpoints_fail_clearly(tmp_path, layout, message):
 
 
 def test_load_reads_a_committed_format_1_bundle_through_a_run_directory_and_its_weights_file(tmp_path):
-    step = shutil.copytree(FORMAT_1_BUNDLE, tmp_path / "run" / "checkpoints" / "step_0000003")
+    step = _published(shutil.copytree(FORMAT_1_BUNDLE, tmp_path / "run" / "checkpoints" / "step_0000003"))
     (tmp_path / "run" / "checkpoints" / "latest").write_text("step_0000003\n")
     reference, _, reference_tokenizer = load(FORMAT_1_BUNDLE)
     for path in (tmp_path / "run", step / "model.safetensors"):
@@ -252,3 +263,92 @@ def test_all_three_layouts_load_the_same_weights(trained_run):
     for model in models[1:]:
         for name, tensor in model.state_dict().items():
             assert torch.equal(tensor, reference[name]), name
+
+
+# --- reading a run: verified, and whole while the run prunes ------------------------------------
+
+def _save_steps(directory, tokenizer, steps, keep=2):
+    """A run's checkpoints of `steps` (logit_scale = the step, so a read tells which one it came from)."""
+    from cliplab.train.checkpoint import CheckpointManager
+    from cliplab.train.state import TrainState
+
+    model = tiny()
+    manager = CheckpointManager(directory, keep=keep)
+    optimizer = torch.optim.AdamW(model.parameters())
+    for step in steps:
+        with torch.no_grad():
+            model.logit_scale.fill_(float(step))
+        manager.save(model=model, tokenizer=tokenizer, optimizer=optimizer, scaler=None, state=TrainState(step=step),
+                     config={})
+    return manager, model, optimizer
+
+
+def test_a_run_read_skips_a_damaged_checkpoint_with_a_line_as_resume_does(tokenizer, tmp_path, capsys):
+    # Before: `latest` was followed unverified, and the flipped byte was loaded silently.
+    checkpoints = tmp_path / "run" / "checkpoints"
+    _save_steps(checkpoints, tokenizer, [1, 2])
+    weights = checkpoints / "step_0000002" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-3] ^= 0x01
+    weights.write_bytes(bytes(data))
+    loaded = load_model(tmp_path / "run")
+    assert loaded.path == checkpoints / "step_0000001" and loaded.model.logit_scale.item() == 1.0
+    assert capsys.readouterr().err == (f"skipping checkpoint {checkpoints / 'step_0000002'}: it has model.safetensors "
+                                       "with another SHA-256 than its manifest's (the file changed after it was "
+                                       "written: corrupt)\n")
+    with pytest.raises(UserError) as refused:  # named explicitly: verified, and refused in one line
+        load_model(checkpoints / "step_0000002")
+    assert str(refused.value) == (f"checkpoint {checkpoints / 'step_0000002'} has model.safetensors with another "
+                                  "SHA-256 than its manifest's (the file changed after it was written: corrupt)")
+    (checkpoints / "latest").write_bytes(b"\xff")
+    assert load_model(checkpoints).path == checkpoints / "step_0000001"
+    assert f"{checkpoints / 'latest'} holds bytes that are not UTF-8 text; reading the newest checkpoint that " \
+           "verifies, step_0000001" in capsys.readouterr().err
+
+
+def test_readers_racing_a_run_that_saves_and_prunes_every_step_read_whole_checkpoints(tokenizer, tmp_path):
+    """A writer thread saves a checkpoint per step with keep 1 for 3 s while this thread loads the run
+    again and again. Before: 13 of 2,662 loads failed (FileNotFoundError, a tokenizer rebuild error)."""
+    import threading
+    import time
+
+    import cliplab.bundle as bundle_module
+
+    checkpoints = tmp_path / "run" / "checkpoints"
+    manager, model, optimizer = _save_steps(checkpoints, tokenizer, [1], keep=1)
+    stop, saved = threading.Event(), [1]
+
+    def write():
+        from cliplab.train.state import TrainState
+        while not stop.is_set():
+            step = saved[-1] + 1
+            with torch.no_grad():
+                model.logit_scale.fill_(float(step))
+            manager.save(model=model, tokenizer=tokenizer, optimizer=optimizer, scaler=None,
+                         state=TrainState(step=step), config={})
+            saved.append(step)
+
+    choices, failures, reads = [], [], []
+    real_choose = bundle_module.choose_checkpoint
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        bundle_module.choose_checkpoint = lambda *args: choices.append(1) or real_choose(*args)
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:
+            try:
+                loaded = load_model(tmp_path / "run")
+            except Exception as error:  # noqa: BLE001 - every failure is counted, none is allowed
+                failures.append(f"{type(error).__name__}: {error}")
+                continue
+            step = int(loaded.path.name.removeprefix("step_"))
+            reads.append(step)
+            assert loaded.model.logit_scale.item() == float(step)  # config, weights and tokenizer of one step
+            assert torch.equal(loaded.tokenizer(["a bag"]), tokenizer(["a bag"]))
+    finally:
+        bundle_module.choose_checkpoint = real_choose
+        stop.set()
+        writer.join()
+    print(f"{len(reads)} loads of {len(set(reads))} checkpoints, {len(choices) - len(reads)} chosen again, "
+          f"{len(saved)} saved")
+    assert failures == [] and len(reads) > 0 and len(saved) > 1

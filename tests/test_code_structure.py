@@ -6,8 +6,9 @@ from pathlib import Path
 
 SOURCE = Path(__file__).resolve().parent.parent / "src" / "cliplab"
 MAX_TRAIN_FUNCTION_LINES = 80
-# cli -> train -> {models, data, losses, eval, objectives} -> distributed
-LOWER_PACKAGES = ("models", "data", "losses", "eval", "objectives", "distributed")
+# cli -> train -> {models, data, losses, eval, objectives, pretrained} -> distributed; bundle.py, which
+# train and cli read checkpoints through, sits on checkpoint_files
+LOWER_PACKAGES = ("models", "data", "losses", "eval", "objectives", "pretrained", "checkpoint_files", "distributed")
 
 
 def _modules(package: str):
@@ -42,4 +43,13 @@ def test_nothing_below_train_imports_train_or_cli():
     upward = sorted(f"{path.relative_to(SOURCE)} imports {module}" for package in LOWER_PACKAGES
                     for path, tree in _modules(package) for module in _imported_modules(tree)
                     if module.startswith(("cliplab.train", "cliplab.cli")))
+    assert upward == []
+
+
+def test_the_checkpoint_files_sit_below_bundle_and_train():
+    """One reader of manifests and `latest` for resume and every other reader (issue 19): nothing in
+    checkpoint_files imports what reads through it."""
+    upward = sorted(f"{path.relative_to(SOURCE)} imports {module}" for path, tree in _modules("checkpoint_files")
+                    for module in _imported_modules(tree)
+                    if module.startswith(("cliplab.bundle", "cliplab.factory", "cliplab.train", "cliplab.cli")))
     assert upward == []

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from cliplab.models.config import TextConfig, VisionConfig
-from cliplab.models.towers import ConvTower, TextTransformer, VisionTransformer, build_vision_tower
+from cliplab.models.families import build_tower
+from cliplab.models.towers import ConvTower, TextTransformer, VisionTransformer
 from cliplab.models.towers.text_transformer import attention_mask, last_real_index, masked_mean, pool_index
 
 PAD = 0
@@ -120,7 +121,7 @@ def test_vit_patch_dropout_only_in_training():
 
 
 def test_conv_tower_tokens_are_grid_cells():
-    tower = build_vision_tower(VisionConfig(kind="conv", image_size=28, width=32, layers=2))
+    tower = build_tower(VisionConfig(kind="conv", image_size=28, width=32, layers=2))
     assert isinstance(tower, ConvTower) and tower.width == 32
     pooled, tokens = tower.forward_features(torch.randn(2, 3, 28, 28))
     assert pooled.shape == (2, 32) and tokens.shape == (2, 49, 32)
@@ -128,7 +129,7 @@ def test_conv_tower_tokens_are_grid_cells():
 
 
 def test_vision_towers_reject_wrong_image_shape():
-    tower = build_vision_tower(VisionConfig(kind="conv", image_size=28, width=32, layers=2))
+    tower = build_tower(VisionConfig(kind="conv", image_size=28, width=32, layers=2))
     with pytest.raises(ValueError, match=r"images must have shape \[B, 3, 28, 28\], got \(2, 1, 28, 28\)"):
         tower(torch.randn(2, 1, 28, 28))
     with pytest.raises(ValueError, match="floating point"):

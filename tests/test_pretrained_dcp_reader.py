@@ -15,6 +15,7 @@ import torch.distributed.checkpoint as dcp
 
 import cliplab
 from cliplab.bundle import CheckpointNotFoundError, load_model, save_description
+from cliplab.checkpoint_files.manifest import MANIFEST_FILE, build_manifest
 from cliplab.cli import main
 from cliplab.data.tokenizer import Tokenizer
 from cliplab.errors import UserError
@@ -34,12 +35,15 @@ def _tiny(kind):
 
 
 def _write_step_dir(directory, model, tokenizer):
-    """A step directory as an FSDP2 run writes it: config, tokenizer, DCP shards (held scalars [1])."""
+    """A step directory as an FSDP2 run writes it: config, tokenizer, DCP shards (held scalars [1]),
+    the manifest last."""
     save_description(model.config, tokenizer, directory)
     state = {name: (value.reshape(1) if value.dim() == 0 else value).clone()
              for name, value in model.state_dict().items()}
     moments = {name: {"exp_avg": torch.zeros_like(value)} for name, value in state.items()}
     dcp.save({"model": state, "optimizer": {"state": moments}}, checkpoint_id=directory / SHARDS_DIR, no_dist=True)
+    step = int(directory.name.removeprefix("step_"))
+    (directory / MANIFEST_FILE).write_text(build_manifest(directory, step=step, run_id=None).to_json())
     return directory
 
 

@@ -17,13 +17,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from cliplab.checkpoint_files.manifest import UnverifiedCheckpointError, checkpoint_files, verify_checkpoint
+from cliplab.checkpoint_files.step_dirs import NoVerifiedCheckpointError
 from cliplab.data.tokenizer import Tokenizer
 from cliplab.distributed.launch import run_on_workers
 from cliplab.models import create_model
 from cliplab.train import checkpoint as checkpoint_module
 from cliplab.train.atomic_files import NoSpaceError, format_bytes
-from cliplab.train.checkpoint import CheckpointManager, NoVerifiedCheckpointError, restore_training_state
-from cliplab.train.manifest import UnverifiedCheckpointError, checkpoint_files, verify_checkpoint
+from cliplab.train.checkpoint import CheckpointManager, restore_training_state
 from cliplab.train.config import OptimConfig
 from cliplab.train.optim import build_optimizer
 from cliplab.train.state import TrainState
@@ -421,3 +422,55 @@ def test_a_sharded_writer_publishes_through_stage_and_publish_and_every_shard_is
     (final / "__1_0.distcp").write_bytes(b"rank 1" * 99 + b"rank 2")
     with pytest.raises(UnverifiedCheckpointError, match="has __1_0.distcp with another SHA-256"):
         verify_checkpoint(final)
+
+
+# --- resuming from a hostile checkpoint ----------------------------------------------------------
+
+def _train_argv(logs, name, *extra, steps=3):
+    return ["train", "--logs", str(logs), "--name", name, "--max-steps", str(steps), "--save-every-steps", "2",
+            "--batch-size", "8", "--workers", "0", "--threads", "1", "--no-progress-bar", "--no-tensorboard",
+            "--train-num-samples", "64", "--set", "eval.eval_at_end=false", "--set",
+            "model.overrides={vision.width: 16, text.width: 32, text.heads: 2, text.layers: 1, "
+            "text.context_length: 20, embed_dim: 16}", *extra]
+
+
+@pytest.fixture(scope="module")
+def stopped_run(tmp_path_factory):
+    """A run stopped after its checkpoint of step 2 (of 3): what --resume continues."""
+    from cliplab.cli import main
+
+    logs = tmp_path_factory.mktemp("stopped")
+    assert main(_train_argv(logs, "run", steps=2)) == 0
+    return logs / "run"
+
+
+RESUMED_FILES = ["train_state.pt", "model.safetensors", "config.json", "cliplab_tokenizer.json", "tokenizer.json"]
+UNREAD_BY_RESUME = {"config.json"}  # the bundle's model config: resume builds the model from the run's
+
+
+@pytest.mark.parametrize("resume", ["latest", "PATH"])
+@pytest.mark.parametrize("name", RESUMED_FILES)
+def test_resuming_from_a_code_running_pickle_runs_nothing_and_is_one_line(stopped_run, tmp_path, capsys, resume,
+                                                                          name):
+    """Each file of the checkpoint replaced by a pickle that would create a marker, the manifest
+    recomputed (as anyone can): --resume latest of the run, and --resume PATH from another run.
+    Before: train_state.pt's ran on torch.load(weights_only=False), then resume went on."""
+    from cliplab.cli import main
+    from hostile_files import replace_with_pickle, republish
+
+    run = shutil.copytree(stopped_run, tmp_path / "logs" / "run")
+    step = run / "checkpoints" / "step_0000002"
+    marker = tmp_path / "ran"
+    replace_with_pickle(step / name, marker)
+    republish(step)
+    capsys.readouterr()
+    argv = (_train_argv(tmp_path / "logs", "run", "--resume", "latest") if resume == "latest"
+            else _train_argv(tmp_path / "logs", "other", "--resume", str(step)))
+    status = main(argv)
+    err = capsys.readouterr().err
+    assert not marker.exists()
+    if name in UNREAD_BY_RESUME:
+        assert status == 0, err
+        return
+    assert status == 2 and "Traceback" not in err
+    assert err.count("\n") == 1 and err.startswith("cliplab train: error: ") and str(step / name) in err, err

@@ -17,13 +17,15 @@ import pytest
 import torch
 
 import cliplab
+from cliplab.checkpoint_files.manifest import verify_checkpoint
 from cliplab.cli import main
 from cliplab.distributed.launch import run_on_workers
+from cliplab.errors import UserError
 from cliplab.pretrained.dcp_reader import SHARDS_DIR
 from cliplab.train import TrainHooks, train
 from cliplab.train.checkpoint import CheckpointManager
-from cliplab.train.manifest import verify_checkpoint
 
+from hostile_files import replace_with_pickle, republish, store_instead
 from train_helpers import small_config
 
 K, FURTHER = 10, 30
@@ -150,3 +152,46 @@ def test_resume_takes_the_previous_checkpoint_when_the_newest_is_incomplete(full
     (newest / lost).unlink()
     assert copy.find_resumable(notes.append) == previous
     assert notes == [f"skipping checkpoint {newest}: it lacks {lost}, which its manifest lists"]
+
+
+# (file, entry of the shards re-stored as a pickle): the files of a sharded checkpoint holding pickles
+HOSTILE = [("train_state.pt", None), (f"{SHARDS_DIR}/.metadata", None),
+           (SHARDS_DIR, "model.logit_scale"),  # a tensor
+           (SHARDS_DIR, "optimizer.param_groups.0.lr")]  # a value, which every rank unpickles
+
+
+def _resume_each(rank, world_size, logs, runs):
+    """Every rank resumes from each hostile step directory in turn; -> the message each raised."""
+    messages = []
+    for name, step_dir in runs:
+        config = _config(logs, name, world_size, steps=K + FURTHER)
+        config.checkpoint.resume = str(step_dir)
+        try:
+            train(config)
+        except UserError as error:
+            messages.append(str(error))
+    return messages
+
+
+def test_an_fsdp2_resume_from_code_running_pickles_runs_nothing_on_any_rank(full_run, tmp_path):
+    """Each file of a sharded checkpoint that holds pickles (train_state.pt, the DCP index, a tensor
+    and an optimiser value stored in the shards), replaced by one that would create a marker, the
+    manifest recomputed: both ranks refuse it in the same line naming the file, and nothing runs.
+    Before: train_state.pt and .metadata ran on every rank, the shards' value on the ranks reading it."""
+    logs, _ = full_run
+    marker = tmp_path / "ran"
+    runs, expected = [], []
+    for index, (name, entry) in enumerate(HOSTILE):
+        step_dir = shutil.copytree(_step_dir(logs, K), tmp_path / f"hostile_{index}" / _step_dir(logs, K).name)
+        if entry is None:
+            replace_with_pickle(step_dir / name, marker)
+            expected.append(str(step_dir / name))
+        else:
+            expected.append(str(store_instead(step_dir / SHARDS_DIR, entry, marker)))
+        republish(step_dir)
+        runs.append((f"resumed_hostile_{index}", step_dir))
+    per_rank = run_on_workers(_resume_each, 2, logs, runs, timeout_s=600)
+    assert not marker.exists()
+    assert per_rank[0] == per_rank[1] and len(per_rank[0]) == len(HOSTILE)
+    for message, path in zip(per_rank[0], expected):
+        assert message.startswith(f"{path}: ") and "\n" not in message, message

@@ -23,12 +23,24 @@ behaviour, so version 1 still describes every bundle.
 An FSDP2 run's step directory reads as a bundle whose weights are the DCP directory `shards/`
 (`cliplab.pretrained.dcp_reader`, one process, no process group); `cliplab export --format bundle`
 writes it out with a single `model.safetensors`.
+
+Every read path (`load`, `load_model`, and through them eval, classify, embed, export and
+`train --pretrained`) reads a training checkpoint as resume does: a run directory (or its
+`checkpoints/`) gives its newest step directory whose manifest verifies, whatever `latest` says,
+each checkpoint skipped being one line on stderr with the reason
+(`cliplab.checkpoint_files.step_dirs`); a directory named explicitly that holds a manifest must
+verify (one line naming the problem otherwise); a bundle without one (`save`'s) is read as it is.
+The checkpoint is read whole or not at all: when the run writing it prunes or replaces it during
+the read, the read starts again on the newest checkpoint that verifies (`read_whole`). No file is
+read by anything that could run code it contains (`cliplab.pretrained.weight_files`,
+`cliplab.pretrained.dcp_files`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -37,6 +49,9 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from cliplab.checkpoint_files.manifest import MANIFEST_FILE, VerifiedCheckpoint, verified_checkpoint
+from cliplab.checkpoint_files.step_dirs import (CHECKPOINTS_DIR, LATEST_FILE, NoVerifiedCheckpointError,
+                                                newest_verified, read_pointer, read_whole, step_dirs)
 from cliplab.data.tokenizer_files import load_tokenizer, save_tokenizer
 from cliplab.data.transforms import ImageTransform, image_transform
 from cliplab.errors import UserError
@@ -58,8 +73,6 @@ WeightsOpener = Callable[[], Callable[[str], torch.Tensor]]
 CONFIG_FILE = "config.json"
 FORMAT_VERSION = 1
 FORMAT_VERSION_KEY = "format_version"
-CHECKPOINTS_DIR = "checkpoints"
-LATEST_FILE = "latest"
 
 
 class CheckpointNotFoundError(UserError, FileNotFoundError):
@@ -122,39 +135,52 @@ def is_bundle(path: Path) -> bool:
             and (path / CONFIG_FILE).is_file() and directory_format(path) is None)
 
 
-def _follow_latest(pointer: Path) -> Path:
-    try:
-        name = pointer.read_text(encoding="utf-8").strip()
-    except UnicodeDecodeError:
-        raise CheckpointNotFoundError(f"{pointer} is not UTF-8 text; expected the name of a checkpoint directory") \
-            from None
-    if not name:
-        raise CheckpointNotFoundError(f"{pointer} is empty; expected the name of a checkpoint directory")
-    target = pointer.parent / name  # an absolute name replaces the parent
-    if not is_bundle(target):
-        raise CheckpointNotFoundError(
-            f"{pointer} names {target}, which is not a complete checkpoint (needs {CONFIG_FILE} and {WEIGHTS_FILE} "
-            f"or {SHARDS_DIR}/)")
-    return target
+def _note(line: str) -> None:
+    print(line, file=sys.stderr)
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """The cliplab bundle directory that a bundle, step or run directory designates (a run and its
-    `checkpoints/` directory resolve through `checkpoints/latest`, the newest complete step)."""
-    path = Path(path)
+def resolve_checkpoint(path: str | Path, note: Callable[[str], None] = _note) -> Path:
+    """The cliplab bundle directory that a bundle, step or run directory designates: a run (or its
+    `checkpoints/` directory) gives its newest checkpoint that verifies; `note` hears one line per
+    checkpoint skipped."""
+    chosen = choose_checkpoint(Path(path), note)
+    return chosen.path if isinstance(chosen, VerifiedCheckpoint) else chosen
+
+
+def choose_checkpoint(path: Path, note: Callable[[str], None] = _note) -> VerifiedCheckpoint | Path:
+    """What a reader of `path` reads (see the module docstring): a verified checkpoint, or a bundle
+    without a manifest (read as it is). CheckpointNotFoundError, or the verification's error for a
+    damaged checkpoint named explicitly, in one line."""
     if not path.exists():
         raise CheckpointNotFoundError(f"checkpoint path {path} does not exist")
     if is_bundle(path):
-        return path
-    for pointer in (path / CHECKPOINTS_DIR / LATEST_FILE, path / LATEST_FILE):
-        if pointer.is_file():
-            return _follow_latest(pointer)
-    if (path / CHECKPOINTS_DIR).is_dir():
-        raise CheckpointNotFoundError(
-            f"run directory {path} has no {CHECKPOINTS_DIR}/{LATEST_FILE}: training has not completed "
-            "a checkpoint yet; pass a step directory explicitly if one is complete")
-    found = sorted(entry.name for entry in path.iterdir())[:8] if path.is_dir() else [path.name]
-    raise CheckpointNotFoundError(f"{path} is not a checkpoint: it holds {found or 'nothing'}; {accepted_formats()}")
+        return verified_checkpoint(path) if (path / MANIFEST_FILE).is_file() else path
+    checkpoints = path / CHECKPOINTS_DIR if (path / CHECKPOINTS_DIR).is_dir() else path
+    if checkpoints is path and not ((path / LATEST_FILE).is_file() or step_dirs(path)):
+        found = sorted(entry.name for entry in path.iterdir())[:8] if path.is_dir() else [path.name]
+        raise CheckpointNotFoundError(f"{path} is not a checkpoint: it holds {found or 'nothing'}; "
+                                      f"{accepted_formats()}")
+    return _newest_in_run(checkpoints, path, note)
+
+
+def _newest_in_run(checkpoints: Path, run: Path, note: Callable[[str], None]) -> VerifiedCheckpoint:
+    pointer = read_pointer(checkpoints)
+    no_pointer = (f"run directory {run} has no {CHECKPOINTS_DIR}/{LATEST_FILE}: training has not completed a "
+                  "checkpoint yet")
+    try:
+        found = newest_verified(checkpoints, note, advice="restore one from a copy; a step directory an older "
+                                f"cliplab wrote without {MANIFEST_FILE} loads when named directly")
+    except NoVerifiedCheckpointError as error:
+        missing = pointer.name is None and pointer.problem is None
+        raise CheckpointNotFoundError(f"{no_pointer}; {error}" if missing else str(error)) from None
+    if found is None:
+        raise CheckpointNotFoundError(f"{no_pointer}; pass a step directory explicitly if one is complete")
+    if pointer.problem is not None and not pointer.names_older_than(found.path):
+        note(f"{pointer.problem}; reading the newest checkpoint that verifies, {found.path.name}")
+    if not is_bundle(found.path):
+        raise CheckpointNotFoundError(f"{found.path} verifies but holds no model (needs {CONFIG_FILE} and "
+                                      f"{WEIGHTS_FILE} or {SHARDS_DIR}/)")
+    return found
 
 
 @dataclass(frozen=True)
@@ -199,15 +225,19 @@ def _bundle_weights(directory: Path, expected: dict[str, torch.Tensor]) -> Calla
     return lambda name: reader.read(name).reshape(expected[name].shape)
 
 
-def _read_bundle(directory: Path, device: torch.device, output_dict: bool) -> tuple[CLIP, Any, WeightsOpener]:
+def _read_bundle(directory: Path, verified: VerifiedCheckpoint | None, device: torch.device,
+                 output_dict: bool) -> tuple[CLIP, Any, WeightsOpener]:
     """The bundle's model built on meta and its weights copied in (unless `device` is meta), its
-    tokenizer, and the opener of its weights."""
+    tokenizer, and the opener of its weights (which refuses a checkpoint changed since `verified`)."""
     config = read_config(directory / CONFIG_FILE)
     with torch.device("meta"):
         model = build_model(config, output_dict=output_dict)
     expected = model.state_dict()
 
     def weights() -> Callable[[str], torch.Tensor]:
+        if verified is not None and not verified.unchanged():
+            raise CheckpointNotFoundError(f"checkpoint {directory} was removed or replaced since it was verified "
+                                          "(pruned by the run writing it?); read it again")
         return _bundle_weights(directory, expected)
     if device.type != "meta":
         fill_model(model, device, weights())
@@ -248,16 +278,21 @@ def load_model(path: str | os.PathLike, *, model: str | ModelConfig | None = Non
     if location.is_file() and is_bundle(location.parent):
         location = location.parent
     if location.is_dir() and directory_format(location) is None:
-        bundle_dir = resolve_checkpoint(location)
-        built, tokenizer, weights = _read_bundle(bundle_dir, device, output_dict)
-        if model is not None:
-            _check_architecture(built.config, model, bundle_dir)
-        return LoadedModel(built, image_transform(built.config.preprocess, train=False), tokenizer,
-                           bundle_dir, device, "bundle", weights if device.type == "meta" else None)
+        return read_whole(lambda: choose_checkpoint(location),
+                          lambda bundle_dir, verified: _loaded_bundle(bundle_dir, verified, model, device, output_dict))
     foreign = read_foreign(location, model)
     if foreign is None:
         raise CheckpointNotFoundError(f"{location} is not a checkpoint cliplab reads; {accepted_formats()}")
     return _from_foreign(foreign, model, device, output_dict, require_tokenizer)
+
+
+def _loaded_bundle(bundle_dir: Path, verified: VerifiedCheckpoint | None, model: Any, device: torch.device,
+                   output_dict: bool) -> LoadedModel:
+    built, tokenizer, weights = _read_bundle(bundle_dir, verified, device, output_dict)
+    if model is not None:
+        _check_architecture(built.config, model, bundle_dir)
+    return LoadedModel(built, image_transform(built.config.preprocess, train=False), tokenizer,
+                       bundle_dir, device, "bundle", weights if device.type == "meta" else None)
 
 
 def _from_foreign(foreign: ForeignCheckpoint, model: Any, device: torch.device, output_dict: bool,

@@ -32,5 +32,10 @@ class MissingInputError(UserError, FileNotFoundError):
     """A file or directory the user named that does not exist."""
 
 
+class UnsupportedArchitectureError(UserError):
+    """An open_clip, OpenAI or Hugging Face architecture that no registered tower family of
+    cliplab's builds (`cliplab.models.families`); the message names the setting and the family."""
+
+
 class RunStoppedError(Exception):
     """A run that stopped itself on purpose; the message says why and what to change."""

@@ -27,7 +27,7 @@ from cliplab.data.tokenizer_files import tokenizer_from_open_clip_config
 from cliplab.data.transforms import ImageTransform, image_transform
 from cliplab.errors import UserError
 from cliplab.models import create_model
-from cliplab.models.open_clip_config import builtin_open_clip_config, builtin_open_clip_names
+from cliplab.models.open_clip_config import builtin_open_clip_config, known_open_clip_names
 from cliplab.pretrained.formats import HF_HUB_PREFIX, LOCAL_DIR_PREFIX
 
 
@@ -92,7 +92,7 @@ def get_tokenizer(model_name: str, context_length: int | None = None, *,
     OpenAI BPE at that model's context length, or (configs naming a Hugging Face tokenizer, e.g.
     the CLIPA ones) that tokenizer read from `directory`. For a checkpoint path (any format, with
     or without open_clip's prefixes): the checkpoint's own tokenizer."""
-    if model_name in builtin_open_clip_names():
+    if model_name in known_open_clip_names():  # the tokenizer needs no tower family
         return tokenizer_from_open_clip_config(builtin_open_clip_config(model_name), context_length, directory)
     if _carries_weights(model_name) or Path(model_name).exists():
         loaded = load_model(model_name, device="meta")

@@ -21,7 +21,7 @@ DESCRIPTION = ("Zero-shot top-1/top-5 and per-class accuracy (Fashion-MNIST test
                "folders), and image-text retrieval metrics on a manifest, shards or parquet files.")
 EPILOG = """\
 CHECKPOINT is a bundle directory, a training checkpoint (<run>/checkpoints/step_XXXXXXX) or a run
-directory (its checkpoints/latest is used).
+directory (its newest checkpoint that verifies is used).
 
 What is evaluated, unless --zero-shot / --no-zero-shot / --retrieval-data say otherwise: what the
 run was trained for, read from its config.json. A Fashion-MNIST run: zero-shot on the test split. A

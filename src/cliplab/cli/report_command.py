@@ -16,9 +16,9 @@ if TYPE_CHECKING:
 DESCRIPTION = ("Plot losses, learning rate, logit scale, accuracies, zero-shot results, the last confusion matrix "
                "and an image-caption similarity matrix of the run's own data; write report.md linking them.")
 EPILOG = """\
-Reads RUN_DIR/metrics.jsonl and RUN_DIR/summary.json. The similarity figure loads the latest
-checkpoint (RUN_DIR/checkpoints/latest) and embeds up to 10 of the run's own image-caption pairs
-against each other: from its validation data (the training data when it has none; data as
+Reads RUN_DIR/metrics.jsonl and RUN_DIR/summary.json. The similarity figure loads the newest
+checkpoint of RUN_DIR/checkpoints that verifies and embeds up to 10 of the run's own image-caption
+pairs against each other: from its validation data (the training data when it has none; data as
 RUN_DIR/config.json names it), one image per class where the data has labels, each with its own
 caption. A metric measured once (a single evaluation) is drawn as bars. Figures whose data the run
 has not logged yet are left out.

@@ -55,7 +55,7 @@ def read_json(path: Path) -> dict:
     try:
         with open(path, encoding="utf-8") as handle:
             values = json.load(handle)
-    except (OSError, json.JSONDecodeError) as error:
+    except (OSError, ValueError, RecursionError) as error:  # ValueError: not JSON, or not UTF-8 text
         raise UserError(f"{path}: cannot read it as JSON ({error})") from error
     if not isinstance(values, dict):
         raise UserError(f"{path}: expected a JSON object, found {type(values).__name__}")

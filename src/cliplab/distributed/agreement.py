@@ -11,7 +11,8 @@ where ranks can part ways therefore goes through one of these collectives, calle
     any_rank(flag)                    True on every rank when any rank's flag is True
 
 What every rank raises: a rank that failed raises its own error (its traceback intact); the others
-raise the error of the lowest failing rank, rebuilt from its pickle, so the same type and message,
+raise the error of the lowest failing rank, rebuilt from its pickle (sent by a rank of this job,
+never read from a file), so the same type and message,
 with a note naming the rank it came from. An error that does not survive pickling (a constructor
 that does not take its own `args`) arrives as a `UserError` when it was one, else as a
 `RuntimeError`, carrying its type name and message.

@@ -95,6 +95,8 @@ def run_on_workers(
             if not path.exists():
                 errors.append(f"rank {rank}: no result (exit code {processes[rank].exitcode})")
                 continue
+            # The file of a worker this call started, in the temporary directory it created: its
+            # value may be any picklable object, and nothing else writes there.
             payload = torch.load(path, weights_only=False)
             if payload["ok"]:
                 results.append(payload["value"])

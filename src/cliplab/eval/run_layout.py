@@ -4,7 +4,8 @@
     metrics.jsonl      one JSON record per line (METRICS_FILE)
     summary.json       the run's outcome (SUMMARY_FILE)
     tensorboard/       event files (TENSORBOARD_DIR)
-    checkpoints/       step_XXXXXXX/ directories and the `latest` pointer (CHECKPOINTS_DIR, LATEST_FILE)
+    checkpoints/       step_XXXXXXX/ directories and the `latest` pointer (CHECKPOINTS_DIR, LATEST_FILE;
+                       read by `cliplab.checkpoint_files.step_dirs`)
     run_id             the run's id, which its checkpoint manifests carry (RUN_ID_FILE)
     run.lock           locked by the live run's main process; holds its pid (LOCK_FILE)
     preempted.json     written when a signal stopped the run after a checkpoint, removed when it
@@ -12,12 +13,12 @@
     config_history.jsonl  the configs of resumed attempts that changed settings (CONFIG_HISTORY_FILE)
 """
 
+from cliplab.checkpoint_files.step_dirs import CHECKPOINTS_DIR, LATEST_FILE  # listed here with the rest
+
 RUN_CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 TENSORBOARD_DIR = "tensorboard"
-CHECKPOINTS_DIR = "checkpoints"
-LATEST_FILE = "latest"
 RUN_ID_FILE = "run_id"
 LOCK_FILE = "run.lock"
 PREEMPTED_FILE = "preempted.json"

@@ -13,9 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from cliplab.models.config import ModelConfig
-from cliplab.models.towers import TextTransformer, build_vision_tower
-from cliplab.models.towers.locking import (GroupItem, batch_norms, freeze_groups, is_frozen, locked_items,
-                                           open_clip_groups)
+from cliplab.models.families import build_tower, family_of
+from cliplab.models.towers.locking import GroupItem, batch_norms, freeze_groups, is_frozen, locked_items
 
 
 def projection(kind: str, width: int, embed_dim: int) -> nn.Module:
@@ -37,7 +36,8 @@ def init_projection(layer: nn.Module, width: int) -> None:
 class CLIP(nn.Module):
     """images [B, 3, S, S] float, tokens [B, T] long -> features in a shared E-dim latent.
 
-    Attributes: `vision_tower` and `text_tower` (each with `forward_tokens` and `width`),
+    Attributes: `vision_tower` and `text_tower` (each with `forward_tokens` and `width`; the module
+    their configs' tower families build, see `cliplab.models.families`),
     `image_projection` [W_v -> E] and `text_projection` [W_t -> E] (see `projection`), `logit_scale`
     (log of the temperature's inverse), `logit_bias` (SigLIP only, else None), `config`,
     `output_dict` (what `forward` returns: open_clip's tuple when False, the default, else a dict;
@@ -50,8 +50,8 @@ class CLIP(nn.Module):
             raise ValueError(f"config must be a ModelConfig, got {type(config).__name__}")
         self.config = config
         self.output_dict = output_dict
-        self.vision_tower = build_vision_tower(config.vision)
-        self.text_tower = TextTransformer(config.text)
+        self.vision_tower = build_tower(config.vision)
+        self.text_tower = build_tower(config.text)
         self.image_projection = projection(config.vision.projection, config.vision.output_width,
                                            config.embed_dim)
         self.text_projection = projection(config.text.projection, config.text.width, config.embed_dim)
@@ -119,13 +119,14 @@ class CLIP(nn.Module):
     def lock_image_tower(self, unlocked_groups: int = 0, freeze_bn_stats: bool = False) -> None:
         """Freeze the image tower and its projection except the last `unlocked_groups` groups, as
         open_clip's `lock_image_tower` (LiT): every parameter of the locked groups, norm layers
-        included. Groups, input to output (open_clip's): embeddings (ViT: patch embedding, positions,
-        class token, pre-norm) or stem (conv); each block or stage but the last; the last one with the
-        final norm (and pooler); the projection. freeze_bn_stats: the BatchNorm layers of the locked
-        groups also stop updating their running statistics (kept in eval mode whatever `train()`
-        says), as open_clip's --lock-image-freeze-bn-stats.
+        included. The groups, input to output, are open_clip's for the tower's family
+        (`TowerFamily.lock_groups`; for cliplab's own towers: embeddings or stem, each block or
+        stage but the last, the last with the final norm and pooler, the projection).
+        freeze_bn_stats: the BatchNorm layers of the locked groups also stop updating their running
+        statistics (kept in eval mode whatever `train()` says), as open_clip's
+        --lock-image-freeze-bn-stats.
         """
-        groups = open_clip_groups(self.vision_tower.parameter_groups(), self.image_projection)
+        groups = family_of(self.config.vision).lock_groups(self.vision_tower, self.image_projection)
         freeze_groups(groups, unlocked_groups, freeze_norms=True, argument_name="unlocked_groups")
         if not isinstance(freeze_bn_stats, bool):
             raise ValueError(f"freeze_bn_stats must be a bool, got {freeze_bn_stats!r}")
@@ -134,10 +135,10 @@ class CLIP(nn.Module):
 
     def lock_text_tower(self, unlocked_layers: int = 0, freeze_layer_norm: bool = True) -> None:
         """Freeze the text tower and its projection except the last `unlocked_layers` groups, as
-        open_clip's `lock_text_tower`: groups embeddings; each block but the last; the last with the
-        final norm; the projection. freeze_layer_norm=False leaves the norm layers of the tower
-        trainable (open_clip's Hugging Face text tower; its own text transformer refuses False)."""
-        groups = open_clip_groups(self.text_tower.parameter_groups(), self.text_projection)
+        open_clip's `lock_text_tower` (its groups: embeddings; each block but the last; the last
+        with the final norm; the projection). freeze_layer_norm=False leaves the norm layers of the
+        tower trainable (open_clip's Hugging Face text tower; its own text transformer refuses False)."""
+        groups = family_of(self.config.text).lock_groups(self.text_tower, self.text_projection)
         freeze_groups(groups, unlocked_layers, freeze_norms=freeze_layer_norm, argument_name="unlocked_layers")
 
     def train(self, mode: bool = True) -> "CLIP":
@@ -145,6 +146,12 @@ class CLIP(nn.Module):
         for layer in self._frozen_batch_norms:
             layer.eval()
         return self
+
+    def fsdp_units(self) -> list[nn.Module]:
+        """The submodules FSDP2 shards as units of their own, input to output: the image tower's,
+        then the text tower's, as their families name them (`TowerFamily.fsdp_units`)."""
+        return (family_of(self.config.vision).fsdp_units(self.vision_tower)
+                + family_of(self.config.text).fsdp_units(self.text_tower))
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute block activations in backward (less memory, about one more forward of time)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from cliplab.models.clip import CLIP
 from cliplab.models.config import ModelConfig
@@ -59,6 +60,10 @@ class CoCa(CLIP):
             "labels": tokens[:, 1:].long(),
             "logit_scale": self.logit_scale.exp(),
         }
+
+    def fsdp_units(self) -> list[nn.Module]:
+        """The towers' units (`CLIP.fsdp_units`), then each decoder layer."""
+        return super().fsdp_units() + list(self.decoder.transformer.blocks)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         super().set_grad_checkpointing(enable)

@@ -15,11 +15,14 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any
 
 from cliplab.data.transforms import PreprocessConfig
-from cliplab.models.tower_configs import (TextConfig, VisionConfig, check_block_options, check_choice,
+from cliplab.models.families import DEFAULT_KINDS, check_tower_config, tower_family
+from cliplab.models.tower_configs import (DECODER_LAYOUTS, DecoderConfig, TextConfig, VisionConfig, check_choice,
                                           check_heads, check_positive_int)
 
+__all__ = ["DECODER_LAYOUTS", "MODEL_KINDS", "DecoderConfig", "ModelConfig", "TextConfig", "VisionConfig",
+           "apply_overrides", "read_json_object"]
+
 MODEL_KINDS = ("clip", "siglip", "coca")
-DECODER_LAYOUTS = ("fused", "split")
 
 
 def _from_dict(cls, values: Any, path: str):
@@ -42,39 +45,11 @@ def _from_dict(cls, values: Any, path: str):
 
 
 @dataclass(kw_only=True)
-class DecoderConfig:
-    """CoCa multimodal decoder: causal self-attention + cross-attention to image tokens, then a
-    linear head over the vocabulary.
-
-    Its width is the text tower's width (it continues the text tower's hidden states).
-    layout: "fused" (cliplab's: one block per layer with self-attention, cross-attention and one MLP)
-    or "split" (open_clip's: per layer a self-attention block and a cross-attention block, each
-    with its own MLP, the image tokens normalised by the cross-attention block's own LayerNorm).
-    mlp_width, activation, norm_eps, layer_scale ("split" only), dropout: see the blocks.
-    """
-
-    layers: int
-    heads: int = 8
-    layout: str = "fused"
-    mlp_ratio: float = 4.0
-    mlp_width: int | None = None
-    activation: str = "gelu"
-    norm_eps: float = 1e-5
-    layer_scale: float | None = None
-    dropout: float = 0.0
-
-    def __post_init__(self) -> None:
-        check_positive_int("decoder.layers", self.layers)
-        check_positive_int("decoder.heads", self.heads)
-        check_choice("decoder.layout", self.layout, DECODER_LAYOUTS)
-        check_block_options("decoder", self)
-        if self.layer_scale is not None and self.layout == "fused":
-            raise ValueError("decoder.layer_scale applies to layout='split' only")
-
-
-@dataclass(kw_only=True)
 class ModelConfig:
     """A whole model: kind ("clip", "siglip", "coca"), shared latent size, towers, preprocessing.
+
+    vision / text: the config of a registered tower family of that side (`cliplab.models.families`;
+    `VisionConfig` and `TextConfig` for cliplab's own towers), chosen by its `kind`.
 
     init_logit_scale / init_logit_bias: initial values of the learned (log) temperature and bias;
     None picks the kind's default: clip/coca log(1/0.07) and no bias, siglip log(10) and -10.
@@ -82,8 +57,8 @@ class ModelConfig:
 
     kind: str = "clip"
     embed_dim: int
-    vision: VisionConfig
-    text: TextConfig
+    vision: Any
+    text: Any
     decoder: DecoderConfig | None = None
     preprocess: PreprocessConfig | None = None
     init_logit_scale: float | None = None
@@ -92,10 +67,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         check_choice("kind", self.kind, MODEL_KINDS)
         check_positive_int("embed_dim", self.embed_dim)
-        for name, expected in (("vision", VisionConfig), ("text", TextConfig)):
-            if not isinstance(getattr(self, name), expected):
-                raise ValueError(f"{name} must be a {expected.__name__}, "
-                                 f"got {type(getattr(self, name)).__name__}")
+        check_tower_config("vision", self.vision)
+        check_tower_config("text", self.text)
         for name, width in (("vision", self.vision.output_width), ("text", self.text.width)):
             if getattr(self, name).projection == "none" and width != self.embed_dim:
                 raise ValueError(f"{name}.projection='none' uses the tower's output as the embedding: "
@@ -137,8 +110,8 @@ class ModelConfig:
         for key in ("vision", "text"):
             if key not in values:
                 raise ValueError(f"model config is missing the '{key}' section")
-        vision = _from_dict(VisionConfig, values.pop("vision"), "vision")
-        text = _from_dict(TextConfig, values.pop("text"), "text")
+        vision = _tower_from_dict("vision", values.pop("vision"))
+        text = _tower_from_dict("text", values.pop("text"))
         decoder_values = values.pop("decoder", None)
         decoder = None if decoder_values is None else _from_dict(DecoderConfig, decoder_values, "decoder")
         preprocess_values = values.pop("preprocess", None) or {}
@@ -147,6 +120,15 @@ class ModelConfig:
         top = _from_dict(_TopLevelKeys, values, "")
         return cls(vision=vision, text=text, decoder=decoder, preprocess=preprocess,
                    **{field.name: getattr(top, field.name) for field in fields(_TopLevelKeys)})
+
+
+def _tower_from_dict(side: str, values: Any):
+    """The config of the tower family `values["kind"]` names (a section without one: the side's
+    first family, as configs written before the registry)."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{side} must be a dict, got {type(values).__name__}")
+    family = tower_family(side, values.get("kind", DEFAULT_KINDS[side]))
+    return _from_dict(family.config, values, side)
 
 
 @dataclass(kw_only=True)
@@ -171,9 +153,9 @@ def read_json_object(path: str | os.PathLike, described_as: str) -> dict:
     """The JSON object in the file at `path`; ValueError naming `described_as` (e.g. "model config
     '/x/config.json'") when the file is not JSON or holds something other than an object."""
     try:
-        with open(path) as handle:
+        with open(path, encoding="utf-8") as handle:
             values = json.load(handle)
-    except json.JSONDecodeError as error:
+    except (ValueError, RecursionError) as error:  # ValueError: not JSON, or not UTF-8 text
         raise ValueError(f"{described_as} is not valid JSON: {error}") from error
     if not isinstance(values, dict):
         raise ValueError(f"{described_as} must hold a JSON object, got {type(values).__name__}")

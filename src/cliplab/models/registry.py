@@ -1,7 +1,9 @@
 """Model registry: configs found by name, models built by kind.
 
 Names: cliplab's own configs (JSON files in `models/configs/`), open_clip's built-in model names
-(`open_clip_configs.json`, read by the same converter as an open_clip hub directory's config), and
+(`open_clip_configs.json`, read by the same converter as an open_clip hub directory's config; the
+ones whose tower families are registered, see `cliplab.models.families`: any other of open_clip's
+144 names is refused with `UnsupportedArchitectureError` naming the family it needs), and
 `register_model` additions.
 
     create_model("tiny")                                   # a registered name
@@ -23,8 +25,7 @@ from torch import nn
 from cliplab.models.clip import CLIP
 from cliplab.models.coca import CoCa
 from cliplab.models.config import ModelConfig, apply_overrides, read_json_object
-from cliplab.models.open_clip_config import (builtin_open_clip_config, builtin_open_clip_names,
-                                             config_from_open_clip)
+from cliplab.models.open_clip_config import builtin_open_clip_names, known_open_clip_names, open_clip_name_config
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -60,8 +61,8 @@ def _config_values(name_or_path: str | Path) -> dict:
     if name in _registered_configs:
         return _registered_configs[name]
     builtin = _builtin_config_paths()
-    if name not in builtin and name in builtin_open_clip_names():
-        return config_from_open_clip(builtin_open_clip_config(name)).to_dict()
+    if name not in builtin and name in known_open_clip_names():
+        return open_clip_name_config(name).to_dict()
     path = builtin.get(name, Path(name))
     if not path.is_file():
         raise ValueError(f"unknown model {name!r}: not a registered name or a JSON file; "

@@ -1,4 +1,7 @@
-"""Tower configurations: `VisionConfig` and `TextConfig`, keyword-only and validated on construction.
+"""The configurations of cliplab's own towers: `VisionConfig` (tower families "vit", "conv" and
+"resnet"), `TextConfig` (family "transformer") and CoCa's `DecoderConfig`; keyword-only and
+validated on construction. A tower family added later brings its own config dataclass (see
+`cliplab.models.families`); these three predate the registry and keep their shape.
 
 Every field beyond the first cliplab layout defaults to that layout's behaviour, so a config (or a
 bundle's config.json) written before the field existed reads unchanged. The extra fields make the
@@ -13,7 +16,8 @@ from typing import Any
 
 from cliplab.models.layers.activations import ACTIVATIONS
 
-VISION_KINDS = ("vit", "conv", "resnet")
+VISION_KINDS = ("vit", "conv", "resnet")  # the families whose config is VisionConfig
+TEXT_KINDS = ("transformer",)  # the families whose config is TextConfig
 VISION_POOLS = ("cls", "mean", "attention", "probe")
 TEXT_POOLS = ("eot", "cls", "mean", "argmax", "eos", "last")
 TEXT_POSITIONS = ("learned", "rotary")
@@ -67,7 +71,7 @@ def check_block_options(prefix: str, config) -> None:
 
 @dataclass(kw_only=True)
 class VisionConfig:
-    """Image tower.
+    """Image tower of the families "vit", "conv" and "resnet" (one dataclass for the three).
 
     kind: "vit" (patch embedding + transformer), "conv" (small conv net for tiny images) or "resnet"
     (OpenAI's ModifiedResNet: 3-conv stem, 4 bottleneck stages, attention pooling).
@@ -200,7 +204,7 @@ class VisionConfig:
 
 @dataclass(kw_only=True)
 class TextConfig:
-    """Text tower.
+    """Text tower (family "transformer": cliplab's own; a config.json without `kind` is one).
 
     context_length: tokens per caption T. vocab_size: rows of the token embedding.
     position: "learned" absolute embedding or "rotary" (RoPE in every attention layer).
@@ -219,6 +223,7 @@ class TextConfig:
     "linear_bias" or "none" (as for the image tower).
     """
 
+    kind: str = "transformer"
     context_length: int
     vocab_size: int
     width: int
@@ -242,6 +247,7 @@ class TextConfig:
     rotary_base: float = 10000.0
 
     def __post_init__(self) -> None:
+        check_choice("text.kind", self.kind, TEXT_KINDS)
         check_positive_int("text.context_length", self.context_length)
         check_positive_int("text.vocab_size", self.vocab_size)
         check_positive_int("text.width", self.width)
@@ -278,3 +284,37 @@ class TextConfig:
     def position_count(self) -> int:
         """Rows of the learned position table."""
         return self.context_length + (1 if self.class_token_position else 0)
+
+
+DECODER_LAYOUTS = ("fused", "split")
+
+
+@dataclass(kw_only=True)
+class DecoderConfig:
+    """CoCa multimodal decoder: causal self-attention + cross-attention to image tokens, then a
+    linear head over the vocabulary.
+
+    Its width is the text tower's width (it continues the text tower's hidden states).
+    layout: "fused" (cliplab's: one block per layer with self-attention, cross-attention and one MLP)
+    or "split" (open_clip's: per layer a self-attention block and a cross-attention block, each
+    with its own MLP, the image tokens normalised by the cross-attention block's own LayerNorm).
+    mlp_width, activation, norm_eps, layer_scale ("split" only), dropout: see the blocks.
+    """
+
+    layers: int
+    heads: int = 8
+    layout: str = "fused"
+    mlp_ratio: float = 4.0
+    mlp_width: int | None = None
+    activation: str = "gelu"
+    norm_eps: float = 1e-5
+    layer_scale: float | None = None
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_positive_int("decoder.layers", self.layers)
+        check_positive_int("decoder.heads", self.heads)
+        check_choice("decoder.layout", self.layout, DECODER_LAYOUTS)
+        check_block_options("decoder", self)
+        if self.layer_scale is not None and self.layout == "fused":
+            raise ValueError("decoder.layer_scale applies to layout='split' only")

@@ -3,13 +3,14 @@
 An FSDP2 run's step directory (`cliplab.train.dcp_checkpointer`) holds the model config and the
 tokenizer as a bundle does, and its weights in the DCP directory `shards/`, under the keys
 `model.<name>` (`cliplab.train.dcp_state`). `DcpModelReader` reads those entries from DCP's
-metadata and files with `dcp.load(..., no_dist=True)`, which assembles each tensor from the shards
-of every rank that wrote it; the optimiser entries beside them are never read.
+metadata and files with one DCP load in this process (no process group), which assembles each
+tensor from the shards of every rank that wrote it; the optimiser entries beside them are never
+read. Both go through `cliplab.pretrained.dcp_files`, which runs nothing the files contain and
+bounds the tensors the index declares by the size of the shard files before any is allocated.
 """
 
 from __future__ import annotations
 
-import pickle
 import warnings
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import torch
 from cliplab.errors import UserError
 
 SHARDS_DIR = "shards"
-DCP_METADATA_FILE = ".metadata"
+DCP_METADATA_FILE = ".metadata"  # = dcp_files.DCP_METADATA_FILE, kept here so that importing this module stays cheap
 MODEL_PREFIX = "model."
 
 
@@ -35,15 +36,12 @@ class DcpModelReader:
     `check_state_dict` accepts it and the loader reshapes it to the model's 0-d."""
 
     def __init__(self, directory: Path):
-        from torch.distributed.checkpoint import FileSystemReader  # imported when used: it is slow to import
-        from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+        from torch.distributed.checkpoint.metadata import TensorStorageMetadata  # imported when used: slow to import
+
+        from cliplab.pretrained.dcp_files import read_dcp_metadata
 
         self.directory = directory
-        self._reader = FileSystemReader(directory)
-        try:
-            metadata = self._reader.read_metadata()
-        except (OSError, pickle.UnpicklingError, EOFError) as error:
-            raise UserError(f"{directory}: not a readable torch.distributed.checkpoint directory ({error})") from error
+        metadata = read_dcp_metadata(directory)
         entries = {key[len(MODEL_PREFIX):]: item for key, item in metadata.state_dict_metadata.items()
                    if key.startswith(MODEL_PREFIX) and isinstance(item, TensorStorageMetadata)}
         if not entries:
@@ -57,11 +55,11 @@ class DcpModelReader:
         """The whole tensor `name`. The first call reads every model tensor in one pass over the
         files (one DCP load); each is handed out once."""
         if self._loaded is None:
-            import torch.distributed.checkpoint as dcp
+            from cliplab.pretrained.dcp_files import load_dcp
 
             state = {MODEL_PREFIX + key: torch.empty(meta.shape, dtype=meta.dtype) for key, meta in self.shapes.items()}
             with warnings.catch_warnings():  # "assuming the intent is to load in a single process": it is
                 warnings.filterwarnings("ignore", message="torch.distributed is disabled")
-                dcp.load(state, storage_reader=self._reader, no_dist=True)
+                load_dcp(state, self.directory, no_dist=True)
             self._loaded = {key[len(MODEL_PREFIX):]: value for key, value in state.items()}
         return self._loaded.pop(name)

@@ -126,23 +126,23 @@ def hf_model_type(config: ModelConfig) -> str:
     """"clip" or "siglip": which HF model class holds `config`'s architecture, or
     UnsupportedArchitectureError naming the first setting neither can represent."""
     vision, text = config.vision, config.text
-    target = "siglip" if vision.pool == "probe" else "clip"
+    target = "siglip" if getattr(vision, "pool", None) == "probe" else "clip"
     clip_vision = dict(kind="vit", class_token=True, patch_bias=False, norm_pre=True, pool="cls",
                        final_norm="tokens", projection="linear", layer_scale=None)
     siglip_vision = dict(kind="vit", class_token=False, patch_bias=True, norm_pre=False, pool="probe",
                          final_norm="tokens", projection="none", layer_scale=None)
-    clip_text = dict(position="learned", causal=True, padding_mask="none", final_norm="tokens",
-                     projection="linear", layer_scale=None, class_token_position=False)
-    siglip_text = dict(position="learned", causal=False, padding_mask="none", pool="last", final_norm="tokens",
-                       projection="linear_bias", layer_scale=None, class_token_position=False)
+    clip_text = dict(kind="transformer", position="learned", causal=True, padding_mask="none",
+                     final_norm="tokens", projection="linear", layer_scale=None, class_token_position=False)
+    siglip_text = dict(kind="transformer", position="learned", causal=False, padding_mask="none", pool="last",
+                       final_norm="tokens", projection="linear_bias", layer_scale=None, class_token_position=False)
     required = [("vision", vision, clip_vision if target == "clip" else siglip_vision),
                 ("text", text, clip_text if target == "clip" else siglip_text)]
     for prefix, tower, settings in required:
         for name, wanted in settings.items():
-            if getattr(tower, name) != wanted:
+            if getattr(tower, name, None) != wanted:  # another family's config lacks the attribute
                 raise UnsupportedArchitectureError(
                     f"transformers' {'CLIPModel' if target == 'clip' else 'SiglipModel'} cannot represent "
-                    f"{prefix}.{name}={getattr(tower, name)!r} (it needs {wanted!r})")
+                    f"{prefix}.{name}={getattr(tower, name, None)!r} (it needs {wanted!r})")
     if target == "clip" and (text.pool not in ("argmax", "eos") or text.eos_id == LEGACY_EOS_ID):
         raise UnsupportedArchitectureError(f"transformers' CLIPModel pools text at argmax, or at the first "
                                            f"eos_token_id other than {LEGACY_EOS_ID}; not text.pool={text.pool!r} "

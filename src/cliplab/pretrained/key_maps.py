@@ -1,12 +1,8 @@
 """State-dict conversion between cliplab's names and a foreign layout, written once for every format.
 
-A format is a list of `KeyRule`s. Each rule matches cliplab tensor names (a regex) and names the
-foreign tensor(s) holding the same numbers, with a `transform` for the foreign side's layout:
-
-    "same"        foreign tensor == cliplab tensor
-    "transpose"   foreign [in, out] == cliplab Linear weight [out, in] (open_clip's `x @ proj`)
-    "squeeze1"/2  the foreign tensor has 1 / 2 extra leading dims of size 1 (HF SigLIP's (1,) scale,
-                  (1, 1, D) probe)
+A format is a list of `KeyRule`s (`cliplab.models.key_rules`: each tower family declares its own).
+Each rule matches cliplab tensor names (a regex) and names the foreign tensor(s) holding the same
+numbers, with a `transform` for the foreign side's layout ("same", "transpose", "squeeze1"/2).
 
 Several tensors on one side can hold one tensor's rows on the other: along dim 0,
 cat(cliplab tensors) == cat(transformed foreign tensors). That covers q/k/v (HF: three Linears,
@@ -28,30 +24,16 @@ from dataclasses import dataclass
 import torch
 
 from cliplab.errors import UserError
+from cliplab.models.key_rules import TRANSFORMS, KeyRule, rule
 
-TRANSFORMS = ("same", "transpose", "squeeze1", "squeeze2")
+__all__ = ["TRANSFORMS", "Group", "KeyRule", "StateDictMismatchError", "check_state_dict", "cliplab_reader",
+           "from_cliplab", "groups_for", "rule", "to_cliplab"]
+
 SHOWN_PER_KIND = 8  # names listed per kind of mismatch; the count is always given
 
 
 class StateDictMismatchError(UserError):
     """A checkpoint whose tensors do not match the architecture (missing, unexpected, mis-shaped)."""
-
-
-@dataclass(frozen=True)
-class KeyRule:
-    """cliplab names matching `pattern` (a full-match regex) <-> foreign `targets`.
-
-    targets: format strings filled with the match's groups (positional "{0}", ..., and named ones
-    such as "{param}"). Rules are tried in order; the first full match wins.
-    """
-
-    pattern: str
-    targets: tuple[str, ...]
-    transform: str = "same"
-
-    def __post_init__(self) -> None:
-        if self.transform not in TRANSFORMS:
-            raise ValueError(f"transform must be one of {TRANSFORMS}, got {self.transform!r}")
 
 
 @dataclass(frozen=True)
@@ -61,10 +43,6 @@ class Group:
     ours: tuple[str, ...]
     theirs: tuple[str, ...]
     transform: str
-
-
-def rule(pattern: str, *targets: str, transform: str = "same") -> KeyRule:
-    return KeyRule(pattern, tuple(targets), transform)
 
 
 def groups_for(names: Sequence[str], rules: Sequence[KeyRule]) -> list[Group]:

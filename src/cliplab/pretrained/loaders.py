@@ -26,8 +26,7 @@ from cliplab.data.tokenizer_hf import hf_tokenizer_from_dir
 from cliplab.errors import UserError
 from cliplab.models import ModelConfig, build_model, get_model_config
 from cliplab.models.config import read_json_object
-from cliplab.models.open_clip_config import (builtin_open_clip_config, builtin_open_clip_names,
-                                             config_from_open_clip)
+from cliplab.models.open_clip_config import builtin_open_clip_config, config_from_open_clip, known_open_clip_names
 from cliplab.pretrained.formats import (HF_WEIGHT_FILES, HUB_WEIGHT_FILES, OPEN_CLIP_CONFIG, accepted_formats,
                                         directory_format, first_existing)
 from cliplab.pretrained.hf_config import config_from_hf
@@ -140,7 +139,7 @@ def architecture_model_cfg(model: str | dict | Path) -> dict:
     if isinstance(model, dict):
         return model
     name = str(model)
-    if name in builtin_open_clip_names():
+    if name in known_open_clip_names():
         return builtin_open_clip_config(name)
     path = Path(name)
     if path.is_dir():
@@ -160,7 +159,7 @@ def architecture_config(model: str | dict | Path | ModelConfig) -> ModelConfig:
         return model
     name = str(model)
     path = Path(name)
-    if isinstance(model, dict) or name in builtin_open_clip_names() or (path / OPEN_CLIP_CONFIG).is_file() \
+    if isinstance(model, dict) or name in known_open_clip_names() or (path / OPEN_CLIP_CONFIG).is_file() \
             or path.name == OPEN_CLIP_CONFIG:
         return config_from_open_clip(architecture_model_cfg(model))
     try:

@@ -3,12 +3,14 @@
 Layout of one checkpoint directory:
     model.safetensors, config.json, tokenizer files  a loadable bundle (cliplab.bundle.save)
     train_state.pt                                   optimiser, scaler, RNG states, data position,
-                                                     counters (`cliplab.train.state.TrainState`)
+                                                     counters, run config (`train_state_file`: read
+                                                     without running anything it contains)
     manifest.json                                    step, the writing run's id, and the size and
-                                                     SHA-256 of every other file (`cliplab.train.manifest`)
-`checkpoints/latest` is a text file naming the newest checkpoint written, for readers such as
-`cliplab eval RUN`. Resuming does not trust it: it takes the newest step directory whose manifest
-verifies (`find_resumable`).
+                                                     SHA-256 of every other file
+                                                     (`cliplab.checkpoint_files.manifest`)
+`checkpoints/latest` is a text file naming the newest checkpoint written. Neither resume nor any
+other reader trusts it: each takes the newest step directory whose manifest verifies
+(`cliplab.checkpoint_files.step_dirs.newest_verified`; `find_resumable` here).
 
 Writing is `stage` (a hidden `.tmp-step_XXXXXXX` directory), the files, then `publish`: every file
 is fsynced, the manifest is computed from the files as they are on disk and written last, fsynced
@@ -38,7 +40,6 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import shutil
 import uuid
 from pathlib import Path
@@ -46,58 +47,25 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from safetensors.torch import load_model
 from torch import nn
 
 from cliplab.bundle import WEIGHTS_FILE
 from cliplab.bundle import save as save_bundle
+from cliplab.checkpoint_files.manifest import (MANIFEST_FILE, UnverifiedCheckpointError, build_manifest, read_manifest,
+                                               verify_checkpoint)
+from cliplab.checkpoint_files.step_dirs import (LATEST_FILE, Pointer, newest_verified, read_pointer, step_dir_name,
+                                                step_dirs, step_of)
 from cliplab.data.seeding import mix_seed
-from cliplab.distributed.agreement import gather_objects, run_on_main
+from cliplab.distributed.agreement import run_on_main
 from cliplab.errors import MissingInputError, UserError
-from cliplab.eval.run_layout import LATEST_FILE
+from cliplab.pretrained.weight_files import SafetensorsReader
 from cliplab.train.atomic_files import (TMP_PREFIX, fsync_path, fsync_tree, raise_if_out_of_space, save_torch,
                                         tensor_bytes, write_text_atomic)
-from cliplab.train.manifest import (MANIFEST_FILE, UnverifiedCheckpointError, build_manifest, read_manifest,
-                                    verify_checkpoint)
 from cliplab.train.state import TrainState
+from cliplab.train.train_state_file import (TRAIN_STATE_FILE, gather_rng_states, read_train_state, set_rng_state,
+                                            training_payload)
 
-TRAIN_STATE_FILE = "train_state.pt"
-_STEP_PREFIX = "step_"
-_STEP_NAME = re.compile(r"step_(\d{7,})")
 SET_ASIDE_PREFIX = "rejected_"
-
-
-def step_dir_name(step: int) -> str:
-    return f"{_STEP_PREFIX}{step:07d}"
-
-
-def _step_of(path: Path) -> int:
-    return int(path.name[len(_STEP_PREFIX):])
-
-
-def rng_state() -> dict[str, Any]:
-    """Python, NumPy, torch CPU and (when present) every CUDA device's generator state."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def gather_rng_states() -> list[dict[str, Any]]:
-    """Every rank's `rng_state()`, in rank order (a collective when a process group is in use)."""
-    return gather_objects(rng_state())
-
-
-class NoVerifiedCheckpointError(UserError):
-    """Checkpoints exist, and not one of them verifies."""
 
 
 class CheckpointManager:
@@ -116,70 +84,37 @@ class CheckpointManager:
     def latest(self) -> Path | None:
         """The checkpoint `latest` names; None when the pointer is missing or unreadable or names no
         directory holding a manifest. Reads no checkpoint file (`find_resumable` verifies)."""
-        target, _ = self._read_pointer()
+        target = read_pointer(self.directory).target
         return target if target is not None and (target / MANIFEST_FILE).is_file() else None
-
-    def _read_pointer(self) -> tuple[Path | None, str | None]:
-        """(the directory `latest` names, None) or (None, what is wrong with the pointer); (None, None)
-        when there is no pointer."""
-        pointer = self.directory / LATEST_FILE
-        if not pointer.is_file():
-            return None, None
-        try:
-            name = pointer.read_bytes().decode("utf-8").strip()
-        except UnicodeDecodeError:
-            return None, f"{pointer} holds bytes that are not UTF-8 text"
-        if not _STEP_NAME.fullmatch(name):
-            return None, f"{pointer} holds {name[:40]!r}, not the name of a step directory"
-        if not (self.directory / name).is_dir():
-            return None, f"{pointer} names {name}, which does not exist"
-        return self.directory / name, None
 
     def step_dirs(self) -> list[Path]:
         """Step directories in step order (verified or not)."""
-        found = [path for path in self.directory.glob(f"{_STEP_PREFIX}*")
-                 if _STEP_NAME.fullmatch(path.name) and path.is_dir()]
-        return sorted(found, key=_step_of)
+        return step_dirs(self.directory)
 
     def find_resumable(self, note: Callable[[str], None] = print) -> Path | None:
         """The newest step directory whose manifest verifies; `note` hears one line per checkpoint
-        skipped (with its reason) and about a bad `latest`. None when the run has no checkpoint
-        yet (no step directory and no pointer). NoVerifiedCheckpointError when checkpoints exist
-        and none verifies: starting afresh would prune or overwrite them."""
-        pointed, pointer_problem = self._read_pointer()
-        candidates = self.step_dirs()
-        if not candidates:
-            if pointer_problem is None and pointed is None:
-                return None
-            raise NoVerifiedCheckpointError(
-                f"{self.directory} holds no step directory although {LATEST_FILE} shows that checkpoints were "
-                f"written ({pointer_problem or 'it names ' + pointed.name}); restore them, or move "
-                f"{self.directory} away to start the run afresh")
-        skipped = []
-        for path in reversed(candidates):
-            try:
-                verify_checkpoint(path)
-            except UnverifiedCheckpointError as error:
-                skipped.append(f"{path.name}: {error.reason}")
-                note(f"skipping checkpoint {path}: it {error.reason}")
-                continue
-            if pointed != path:
-                self._repoint(path, pointed, pointer_problem, note)
-            return path
-        raise NoVerifiedCheckpointError(
-            f"none of the {len(candidates)} checkpoints in {self.directory} verifies ({'; '.join(skipped)}); "
-            f"restore one from a copy, or move {self.directory} away to start the run afresh")
+        skipped (with its reason) and about a bad `latest`, which is then pointed at the checkpoint
+        chosen. None when the run has no checkpoint yet (no step directory and no pointer).
+        NoVerifiedCheckpointError when checkpoints exist and none verifies: starting afresh would
+        prune or overwrite them."""
+        pointer = read_pointer(self.directory)
+        found = newest_verified(self.directory, note, advice=f"restore one from a copy, or move {self.directory} "
+                                "away to start the run afresh")
+        if found is None:
+            return None
+        if pointer.target != found.path:
+            self._repoint(found.path, pointer, note)
+        return found.path
 
-    def _repoint(self, chosen: Path, pointed: Path | None, pointer_problem: str | None,
-                 note: Callable[[str], None]) -> None:
+    def _repoint(self, chosen: Path, pointer: Pointer, note: Callable[[str], None]) -> None:
         """Point `latest` at the checkpoint resume chose, saying why when the pointer was wrong."""
-        if pointer_problem is not None:
-            note(f"{pointer_problem}; resuming from the newest checkpoint that verifies, {chosen.name}")
-        elif pointed is None:
+        if pointer.problem is not None:
+            note(f"{pointer.problem}; resuming from the newest checkpoint that verifies, {chosen.name}")
+        elif pointer.target is None:
             note(f"{self.directory / LATEST_FILE} is missing; resuming from the newest checkpoint that "
                  f"verifies, {chosen.name}")
-        elif _step_of(pointed) < _step_of(chosen):
-            note(f"{LATEST_FILE} names {pointed.name}; {chosen.name} is newer and verifies (a save ended "
+        elif step_of(pointer.target) < step_of(chosen):
+            note(f"{LATEST_FILE} names {pointer.target.name}; {chosen.name} is newer and verifies (a save ended "
                  "before it moved the pointer)")
         write_text_atomic(self.directory / LATEST_FILE, chosen.name + "\n")
 
@@ -194,14 +129,9 @@ class CheckpointManager:
         """
         rng_states = gather_rng_states()
         return run_on_main(lambda: self._write(
-            model=model, tokenizer=tokenizer, step=state.step, payload={
-                "train_state": state.to_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict() if scaler is not None else None,
-                "rng": rng_states,
-                "extra_modules": {name: module.state_dict() for name, module in (extra_modules or {}).items()},
-                "config": config,
-            }))
+            model=model, tokenizer=tokenizer, step=state.step, payload=training_payload(
+                state=state, scaler=scaler, rng_states=rng_states, config=config, optimizer=optimizer,
+                extra_modules=extra_modules)))
 
     def _write(self, *, model: nn.Module, tokenizer: Any, step: int, payload: dict) -> Path:
         needed = tensor_bytes(model.state_dict()) + tensor_bytes(payload)
@@ -282,7 +212,7 @@ class CheckpointManager:
                     ours.append(path)
             except UnverifiedCheckpointError:
                 continue  # not (provably) written by this run: never removed
-        ours.sort(key=_step_of)
+        ours.sort(key=step_of)
         for path in ours[:-self.keep]:
             if path != keep_path:
                 shutil.rmtree(path, ignore_errors=True)
@@ -292,13 +222,12 @@ def read_checkpoint(path: str | Path, *, mmap: bool = False) -> tuple[Path, dict
     """(the weights file, the train_state.pt payload) of the complete checkpoint `path`; with `mmap`
     the payload's tensors are memory-mapped (read when used, private copies when written). Pass a
     checkpoint `verify_checkpoint` accepted (the run's resume does, once, on the main process);
-    this reads the files as they are."""
+    this reads the files as they are, running nothing they contain (`read_train_state`)."""
     path = Path(path)
     if not (path / TRAIN_STATE_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
         raise MissingInputError(f"{path} is not a complete cliplab checkpoint (needs {WEIGHTS_FILE} and "
                                 f"{TRAIN_STATE_FILE})")
-    return path / WEIGHTS_FILE, torch.load(path / TRAIN_STATE_FILE, map_location="cpu", weights_only=False,
-                                           mmap=mmap)
+    return path / WEIGHTS_FILE, read_train_state(path / TRAIN_STATE_FILE, mmap=mmap)
 
 
 def restore_run_state(payload: dict, *, scaler: torch.amp.GradScaler | None = None, restore_rng: bool = True,
@@ -331,10 +260,14 @@ def restore_training_state(path: str | Path, *, model: nn.Module, optimizer: tor
     scaler and this rank's RNG states in place (`restore_run_state`); return the counters.
     (Loading a model for use is `cliplab.bundle`'s job.)"""
     weights_file, payload = read_checkpoint(path)
-    missing, unexpected = load_model(model, weights_file, strict=False)
+    weights = SafetensorsReader(weights_file)
+    expected = model.state_dict()
+    missing = sorted(expected.keys() - weights.shapes.keys())
+    unexpected = sorted(weights.shapes.keys() - expected.keys())
     if missing or unexpected:
         raise UserError(f"checkpoint {path} was saved from another model: missing {missing}, unexpected "
                         f"{unexpected}; resume it with the --model and overrides it was trained with")
+    model.load_state_dict(weights.read_all(), strict=True)
     for name, module in (extra_modules or {}).items():
         module.load_state_dict(payload["extra_modules"][name], strict=True)
     if optimizer is not None:

@@ -17,11 +17,12 @@ import torch
 from torch import nn
 
 from cliplab.bundle import WEIGHTS_FILE
+from cliplab.checkpoint_files.step_dirs import step_dir_name
 from cliplab.distributed.agreement import run_on_main
 from cliplab.pretrained.dcp_reader import SHARDS_DIR, DcpModelReader, is_sharded_checkpoint
 from cliplab.pretrained.key_maps import StateDictMismatchError, check_state_dict
 from cliplab.pretrained.weight_files import SafetensorsReader
-from cliplab.train.checkpoint import CheckpointManager, restore_training_state, step_dir_name
+from cliplab.train.checkpoint import CheckpointManager, restore_training_state
 from cliplab.train.config import CheckpointConfig
 from cliplab.train.state import TrainState
 

@@ -30,7 +30,7 @@ from cliplab.eval.run_layout import CHECKPOINTS_DIR, CONFIG_HISTORY_FILE, RUN_CO
 from cliplab.train.atomic_files import write_text_atomic
 from cliplab.train.config import TrainConfig
 from cliplab.train.config_io import config_to_dict, save_config
-from cliplab.train.manifest import read_manifest
+from cliplab.checkpoint_files.manifest import read_manifest
 
 
 @dataclass(frozen=True)

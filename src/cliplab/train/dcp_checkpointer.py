@@ -5,9 +5,10 @@ Layout of one checkpoint directory (the manifest lists every other file, at any 
                                       the objective heads and the AdamW state (`dcp_state`)
     config.json, tokenizer files      as in a bundle (`cliplab.bundle.save_description`)
     train_state.pt                    counters and data position, GradScaler, every rank's RNG
-                                      states, the saved run config (the payload of a single-file
-                                      checkpoint without its "optimizer" and "extra_modules")
-    manifest.json                     written last (`cliplab.train.manifest`)
+                                      states, the saved run config (`train_state_file`: the payload
+                                      of a single-file checkpoint without "optimizer" and
+                                      "extra_modules")
+    manifest.json                     written last (`cliplab.checkpoint_files.manifest`)
 
 Saving, a collective: rank 0 stages `.tmp-step_XXXXXXX` (`CheckpointManager.stage`, a name every
 rank can compute, shared with `run_on_main`); every rank writes its own shards into it
@@ -19,7 +20,10 @@ that the next start removes): resume takes the previous checkpoint, which still 
 lost or damaged afterwards fails the manifest, and resume falls back the same way.
 
 Resuming (`restore`) reads this rank's rows of every tensor from the shards of whatever number of
-ranks wrote them (`dcp_state.load_sharded`): a run checkpointed on N ranks resumes on M. No rank
+ranks wrote them (`dcp_state.load_sharded`): a run checkpointed on N ranks resumes on M. Every file
+is read without running anything it contains: DCP's `.metadata` and the pickled values in the
+shards through `cliplab.pretrained.dcp_files`, `train_state.pt` through `read_train_state`; a
+hostile file fails on every rank in the same line naming it. No rank
 holds the whole model or optimiser state while saving or loading. The RNG states follow
 `checkpoint.restore_run_state`: a rank the saved run had gets its own back, a rank it did not have
 gets fresh generators seeded from (run seed, rank, step).
@@ -34,21 +38,20 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import torch
-
 from cliplab.bundle import save_description
 from cliplab.distributed.agreement import run_on_main
 from cliplab.errors import UserError
 from cliplab.pretrained.dcp_reader import SHARDS_DIR, is_sharded_checkpoint
 from cliplab.pretrained.weight_files import SafetensorsReader
 from cliplab.train.atomic_files import save_torch
-from cliplab.train.checkpoint import TRAIN_STATE_FILE, gather_rng_states, read_checkpoint, restore_run_state
+from cliplab.train.checkpoint import read_checkpoint, restore_run_state
 from cliplab.train.checkpointer import Checkpointer, check_saved_shapes
 from cliplab.train.dcp_state import load_sharded, save_sharded
 from cliplab.train.parallelism import ParallelModel
 from cliplab.train.sharded_state import ShardSource, load_optimizer_state, load_shards, rows_of
 from cliplab.train.sharding import canonical_name
 from cliplab.train.state import TrainState
+from cliplab.train.train_state_file import TRAIN_STATE_FILE, gather_rng_states, read_train_state, training_payload
 
 
 class DcpCheckpointer(Checkpointer):
@@ -69,9 +72,8 @@ class DcpCheckpointer(Checkpointer):
         parts = self.parts
         try:
             save_description(parts.model.config, parts.tokenizer, staging)
-            save_torch({"train_state": state.to_dict(),
-                        "scaler": parts.scaler.state_dict() if parts.scaler is not None else None,
-                        "rng": rng_states, "config": self.saved_config}, staging / TRAIN_STATE_FILE)
+            save_torch(training_payload(state=state, scaler=parts.scaler, rng_states=rng_states,
+                                        config=self.saved_config), staging / TRAIN_STATE_FILE)
             return self.manager.publish(staging, state.step)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -83,7 +85,7 @@ class DcpCheckpointer(Checkpointer):
         check_saved_shapes(path, self._model_tensors())
         if is_sharded_checkpoint(path):
             load_sharded(path / SHARDS_DIR, self.parallel.trainable, self.parts.optimizer, rename=canonical_name)
-            payload = torch.load(path / TRAIN_STATE_FILE, map_location="cpu", weights_only=False)
+            payload = read_train_state(path / TRAIN_STATE_FILE)
         else:
             weights_file, payload = read_checkpoint(path, mmap=True)
             load_shards(self.parallel.trainable, self._single_file_source(path, SafetensorsReader(weights_file), payload))

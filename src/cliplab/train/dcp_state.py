@@ -19,6 +19,8 @@ rank reads the rows its own shards cover), and into one process with no process 
 `save_sharded` and `load_sharded` are collectives under a process group: every rank calls them
 with the same directory, in the same order. DCP writes the directory's `.metadata` on the
 coordinator after every rank's shards are written, so a directory without it is incomplete.
+Loading runs nothing the files contain (`cliplab.pretrained.dcp_files.load_dcp`): a hostile or
+damaged `.metadata` or shard file fails every rank in one line naming it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ import torch.distributed.checkpoint as dcp
 from torch import nn
 from torch.distributed import ProcessGroup
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+from cliplab.pretrained.dcp_files import load_dcp
 
 MODEL_KEY, OBJECTIVES_KEY, OPTIMIZER_KEY = "model", "objectives", "optimizer"
 _GROUP_NAME_LISTS = ("params", "param_names")  # the parameter names a param group lists
@@ -103,5 +107,5 @@ def load_sharded(directory: str | Path, trainable: nn.Module, optimizer: torch.o
     """Load this rank's shards of `trainable` and `optimizer` from the DCP directory `directory`,
     written by any number of ranks (`rename` as it was saved with). Every entry must be there."""
     layout = _Layout(trainable, optimizer, rename)
-    dcp.load(layout.sections, checkpoint_id=Path(directory), process_group=process_group)
+    load_dcp(layout.sections, Path(directory), process_group=process_group)
     layout.restore()

@@ -44,7 +44,7 @@ from cliplab.distributed.agreement import run_on_main
 from cliplab.eval.run_layout import PREEMPTED_FILE
 from cliplab.train.atomic_files import write_text_atomic
 from cliplab.train.checkpointer import Checkpointer
-from cliplab.train.manifest import verify_checkpoint
+from cliplab.checkpoint_files.manifest import verify_checkpoint
 from cliplab.train.state import TrainState
 
 PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)

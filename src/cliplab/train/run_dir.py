@@ -4,9 +4,9 @@
 (`cliplab.train.run_lock`: a second run on the same directory, or a `--resume latest` while the run
 is still alive, fails at once naming the holder's pid), refuses a fresh run over an existing one,
 removes the leftovers of this run's own interrupted writes and the `preempted.json` of its last
-attempt, and reads (or, the first time, writes) the run's id. Only the main process locks: it alone writes the run directory, which every rank
-reads from a filesystem they share, so one lock per run directory is one lock per run, on one node
-or many. Every rank gets the same `RunDirectory` or the same error (`run_on_main`).
+attempt, and reads (or, the first time, writes) the run's id. Only the main process locks: it alone
+writes the run directory, which every rank reads from a filesystem they share, so one lock per run
+directory is one lock per run, on one node or many. Every rank gets the same `RunDirectory` or the same error (`run_on_main`).
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cliplab.checkpoint_files.manifest import UnverifiedCheckpointError, verify_checkpoint
 from cliplab.distributed.agreement import run_on_main
 from cliplab.eval.run_layout import CHECKPOINTS_DIR, LATEST_FILE, METRICS_FILE, PREEMPTED_FILE, RUN_ID_FILE
 from cliplab.train.atomic_files import TMP_PREFIX, write_text_atomic
 from cliplab.train.checkpoint import CheckpointManager
 from cliplab.train.config import ConfigError, TrainConfig
-from cliplab.train.manifest import UnverifiedCheckpointError, verify_checkpoint
 from cliplab.train.run_lock import RunLock
 
 # What earlier cliplab versions left when killed while rewriting metrics.jsonl.

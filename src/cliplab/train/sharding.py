@@ -1,11 +1,11 @@
 """FSDP2 for cliplab's models: the units, their precision, 0-d parameters, and state in and out.
 
-Units (`fully_shard` groups, each all-gathered just before it runs and freed after): every block
-of every `BlockStack` (both towers' residual blocks, CoCa's decoder layers), every stage of a
-convolutional tower, every x-clip objective head that has parameters (the extra latent projections
-one unit each: the multiview term calls them one at a time), each 0-d parameter (below), and the
-root (the trainable module). The root keeps what is left: embeddings, final norms, poolers,
-projections.
+Units (`fully_shard` groups, each all-gathered just before it runs and freed after): the ones the
+model's tower families name (`model.fsdp_units()`, from `TowerFamily.fsdp_units`: both towers'
+residual blocks, the stages of a convolutional tower; CoCa's decoder layers), every x-clip
+objective head that has parameters (the extra latent projections one unit each: the multiview
+term calls them one at a time), each 0-d parameter (below), and the root (the trainable module).
+The root keeps what is left: embeddings, final norms, poolers, projections.
 
 With objectives the root is `ModelWithObjectives`, whose forward runs the model's forward and then
 the terms, which call into the model again (`encode_image` on augmented views, the per-token
@@ -40,8 +40,6 @@ from torch import nn
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
 from torch.nn.utils import parametrize
 
-from cliplab.models.layers import BlockStack
-from cliplab.models.towers.staged import StagedTower
 
 SCALAR_PARAMETERS = ("logit_scale", "logit_bias")
 ENCODER_METHODS = ("encode_image", "encode_text", "encode_image_tokens", "encode_text_tokens")
@@ -97,17 +95,6 @@ def _objective_heads(root: nn.Module) -> Iterator[nn.Module]:
                     yield head
 
 
-def block_units(root: nn.Module) -> list[nn.Module]:
-    """The residual blocks and conv stages under `root`, input to output."""
-    units = []
-    for module in root.modules():
-        if isinstance(module, BlockStack):
-            units.extend(module.blocks)
-        elif isinstance(module, StagedTower):
-            units.extend(module.stages)
-    return units
-
-
 def mixed_precision(precision: str) -> MixedPrecisionPolicy:
     """bf16 gathers with fp32 reduction under bf16 precisions; plain fp32 otherwise."""
     if precision in ("bf16", "amp_bf16"):
@@ -121,7 +108,7 @@ def shard(root: nn.Module, model: nn.Module, *, precision: str, compile_blocks: 
     compile_blocks: torch.compile each block and stage (`--torchcompile` under FSDP2)."""
     policy = mixed_precision(precision)
     scalars = hold_scalars_as_vectors(root)
-    for block in block_units(root):
+    for block in model.fsdp_units():
         if compile_blocks:
             block.compile()
         fully_shard(block, mp_policy=policy)

@@ -48,13 +48,14 @@ def key_padding_attention_mask(key_is_real: torch.Tensor, causal: bool) -> torch
 class SelfAttention(nn.Module):
     """Multi-head self-attention: x [B, T, W] -> [B, T, W].
 
-    qkv/out projections with bias (the layout of CLIP's attention, so parameter counts match).
+    qkv/out projections with bias (the layout of CLIP's attention, so parameter counts match);
+    qkv_bias=False drops the qkv bias (some of timm's ViTs).
     """
 
-    def __init__(self, width: int, heads: int):
+    def __init__(self, width: int, heads: int, *, qkv_bias: bool = True):
         super().__init__()
         self.heads = heads
-        self.qkv = nn.Linear(width, 3 * width)
+        self.qkv = nn.Linear(width, 3 * width, bias=qkv_bias)
         self.out = nn.Linear(width, width)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, causal: bool = False,

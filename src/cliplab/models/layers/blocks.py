@@ -4,7 +4,8 @@ x: [B, T, W] float throughout. Each block adds its branches to the residual stre
 x + attn(norm(x)), then x + mlp(norm(x)); the decoder blocks add cross-attention to a context.
 Every block takes the same keyword options: `mlp_width` (hidden width; default W * mlp_ratio,
 truncated to an int as open_clip does), `activation` (see `activations.ACTIVATIONS`), `norm_eps`
-and `layer_scale` (initial value of a learned per-channel scale on each branch, or None for none).
+and `layer_scale` (initial value of a learned per-channel scale on each branch, or None for none);
+`TransformerBlock` also `qkv_bias` (see `SelfAttention`).
 """
 
 from __future__ import annotations
@@ -55,10 +56,10 @@ class TransformerBlock(nn.Module):
 
     def __init__(self, width: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0, *,
                  mlp_width: int | None = None, activation: str = "gelu", norm_eps: float = 1e-5,
-                 layer_scale: float | None = None):
+                 layer_scale: float | None = None, qkv_bias: bool = True):
         super().__init__()
         self.norm_attn = nn.LayerNorm(width, eps=norm_eps)
-        self.attn = SelfAttention(width, heads)
+        self.attn = SelfAttention(width, heads, qkv_bias=qkv_bias)
         self.scale_attn = _branch_scale(width, layer_scale)
         self.norm_mlp = nn.LayerNorm(width, eps=norm_eps)
         self.mlp = MLP(width, mlp_hidden_width(width, mlp_ratio, mlp_width), activation)
@@ -166,7 +167,8 @@ def init_transformer_weights(stack: BlockStack, width: int) -> None:
         if isinstance(module, (SelfAttention, CrossAttention)):
             for name, linear in module.named_children():
                 nn.init.normal_(linear.weight, std=residual_std if name == "out" else attention_std)
-                nn.init.zeros_(linear.bias)
+                if linear.bias is not None:
+                    nn.init.zeros_(linear.bias)
         elif isinstance(module, MLP):
             nn.init.normal_(module.fc.weight, std=fc_std)
             nn.init.zeros_(module.fc.bias)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cliplab.models.config import VisionConfig
+from cliplab.models.tower_configs import VisionConfig
 from cliplab.models.layers import ConvNormAct
 from cliplab.models.towers.locking import GroupItem
 from cliplab.models.towers.staged import StagedTower

@@ -1,11 +1,14 @@
 """Freezing a tower for LiT-style training: all but its last N parameter groups, as open_clip does.
 
 A group is a list of modules and/or bare parameters (class token, position embedding), listed from
-input to output. A tower lists its own groups, [embeddings or stem], block 0, ..., block L-1,
-[final norm, pooler]; `open_clip_groups` regroups them with the projection as open_clip 3.3.0's
-`lock_image_tower` / `lock_text_tower` do: [embeddings], block 0, ..., block L-2,
-[block L-1, final norm, pooler], [projection]. So `unlocked_groups=1` leaves the projection alone
-trainable and 2 adds the last block with the final norm, in both libraries.
+input to output. Each tower family says how open_clip groups its towers with the model's projection
+(`TowerFamily.lock_groups(tower, projection)`). open_clip 3.3.0's own towers (`projection_alone`):
+a cliplab tower lists [embeddings or stem], block 0, ..., block L-1, [final norm, pooler], which
+`open_clip_groups` regroups as open_clip's `lock_image_tower` / `lock_text_tower` do: [embeddings],
+block 0, ..., block L-2, [block L-1, final norm, pooler], [projection]; so `unlocked_groups=1`
+leaves the projection alone trainable and 2 adds the last block with the final norm, in both
+libraries. timm trunks (`projection_with_last`): timm's group matcher's groups, the projection in
+the last.
 
 Locking freezes every parameter of the locked groups, norm layers included (open_clip's
 `--lock-image`); `freeze_norms=False` leaves the norm layers trainable (what open_clip's Hugging
@@ -16,13 +19,14 @@ in eval mode when asked (`--lock-image-freeze-bn-stats`), so their statistics st
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from torch import nn
 
 NORM_TYPES = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)
 
 GroupItem = nn.Module | nn.Parameter
+LockGroups = Callable[[nn.Module, nn.Module], list[list[GroupItem]]]  # (tower, projection) -> groups
 
 
 def group_parameters(items: Iterable[GroupItem]) -> Iterator[nn.Parameter]:
@@ -40,11 +44,25 @@ def norm_parameters(items: Iterable[GroupItem]) -> list[nn.Parameter]:
 
 
 def open_clip_groups(tower_groups: list[list[GroupItem]], projection: nn.Module) -> list[list[GroupItem]]:
-    """open_clip's locking groups (module docstring) from a tower's own [first, *blocks, head]."""
+    """open_clip's groups for its own towers (module docstring) from a tower's [first, *blocks, head]."""
     first, *blocks, head = tower_groups
     if not blocks:
         raise ValueError("a tower to lock needs at least one block")
     return [first, *blocks[:-1], [*blocks[-1], *head], [projection]]
+
+
+def projection_alone(parameter_groups: Callable[[nn.Module], list[list[GroupItem]]]) -> LockGroups:
+    """A family's `lock_groups` for a tower open_clip locks with its own layout (`open_clip_groups`)."""
+    return lambda tower, projection: open_clip_groups(parameter_groups(tower), projection)
+
+
+def projection_with_last(parameter_groups: Callable[[nn.Module], list[list[GroupItem]]]) -> LockGroups:
+    """A family's `lock_groups` for a tower whose groups already are open_clip's (a timm trunk's, as
+    timm's group matcher counts them): the projection joins the last group."""
+    def lock_groups(tower: nn.Module, projection: nn.Module) -> list[list[GroupItem]]:
+        groups = parameter_groups(tower)
+        return [*groups[:-1], [*groups[-1], projection]]
+    return lock_groups
 
 
 def locked_items(groups: list[list[GroupItem]], unlocked_groups: int) -> list[GroupItem]:

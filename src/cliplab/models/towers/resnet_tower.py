@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cliplab.models.config import VisionConfig
+from cliplab.models.tower_configs import VisionConfig
 from cliplab.models.towers.locking import GroupItem
 from cliplab.models.towers.staged import StagedTower
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cliplab.models.config import DecoderConfig
+from cliplab.models.tower_configs import DecoderConfig
 from cliplab.models.layers import BlockStack, DecoderBlock, SplitDecoderLayer, init_transformer_weights
 
 

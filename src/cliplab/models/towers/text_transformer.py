@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cliplab.models.config import TextConfig
+from cliplab.models.tower_configs import TextConfig
 from cliplab.models.layers import (BlockStack, TransformerBlock, init_transformer_weights,
                                    key_padding_attention_mask, rotary_cos_sin)
 from cliplab.models.towers.locking import GroupItem

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cliplab.models.config import VisionConfig
+from cliplab.models.tower_configs import VisionConfig
 from cliplab.models.layers import (AttentionalPooler, BlockStack, PatchDropout, ProbePooler,
                                    TransformerBlock, init_transformer_weights, mlp_hidden_width)
 from cliplab.models.towers.locking import GroupItem

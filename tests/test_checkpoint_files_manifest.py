@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from cliplab.train.manifest import (MANIFEST_FILE, UnverifiedCheckpointError, build_manifest, read_manifest,
+from cliplab.checkpoint_files.manifest import (MANIFEST_FILE, UnverifiedCheckpointError, build_manifest, read_manifest,
                                     verify_checkpoint)
 
 FILES = {"model.safetensors": b"weights" * 100, "train_state.pt": b"state" * 50, "shards/rank_1.distcp": b"shard"}
@@ -70,7 +70,7 @@ def test_each_kind_of_damage_is_named(tmp_path, damage, reason):
 
 
 def test_a_truncated_file_is_found_without_hashing_any_file(tmp_path, monkeypatch):
-    import cliplab.train.manifest as manifest_module
+    import cliplab.checkpoint_files.manifest as manifest_module
 
     directory = _checkpoint(tmp_path / "step_0000007")
     (directory / "model.safetensors").write_bytes(b"weights")

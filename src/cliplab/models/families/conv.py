@@ -1,0 +1,22 @@
+"""Tower family "conv": cliplab's small convolutional tower for tiny images (`towers.conv_tower`,
+`VisionConfig`); open_clip and Hugging Face have no such tower, so it has no foreign layout."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from cliplab.models.families.spec import TowerFamily
+from cliplab.models.tower_configs import VisionConfig
+from cliplab.models.towers.conv_tower import ConvTower
+from cliplab.models.towers.locking import projection_alone
+
+
+def fsdp_units(tower: ConvTower) -> list[nn.Module]:
+    return list(tower.stages)
+
+
+FAMILY = TowerFamily(
+    kind="conv", side="vision", config=VisionConfig, build=ConvTower,
+    summary="cliplab's small conv net for tiny images (Fashion-MNIST on a CPU)",
+    lock_groups=projection_alone(ConvTower.parameter_groups), fsdp_units=fsdp_units,
+)

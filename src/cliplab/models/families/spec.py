@@ -1,0 +1,99 @@
+"""What a tower family is: one `TowerFamily` record holding everything cliplab does with a kind of
+tower (config, module, open_clip conversion, tensor names, FSDP units, locking).
+
+The contracts a family's parts keep:
+
+- config: a keyword-only dataclass validated in `__post_init__` (ValueError naming the dotted key,
+  e.g. "vision.width must be ..."), with a `kind` field defaulting to the family's kind. `to_dict`
+  of the model is `dataclasses.asdict`, so every field must be JSON data. An image tower's config
+  has `image_size` (int, square images), `projection` ("linear", "linear_bias" or "none": how
+  `CLIP.image_projection` maps the pooled vector into the shared latent) and `output_width` (the
+  pooled vector's width); a text tower's has `context_length`, `vocab_size`, `width`, `pad_id`,
+  `causal` and `projection`.
+- module (`build(config)`): an image tower has `forward(images [B, 3, S, S]) -> pooled [B, W_out]`,
+  `forward_tokens(images) -> [B, P, W_tok]`, `forward_features(images) -> (pooled, tokens)`,
+  `width` (= W_out), `token_width` (= W_tok) and `set_grad_checkpointing(enable)`; a text tower
+  `forward(tokens [B, T]) -> [B, W]`, `forward_tokens(tokens) -> [B, T, W]`,
+  `forward_features(tokens) -> (pooled, hidden, is_real)`, `width`, `set_grad_checkpointing`. The
+  projection into the shared latent is the model's (`image_projection`, `text_projection`), not
+  the tower's.
+- `lock_groups(tower, projection) -> [[module or parameter, ...], ...]`: the tower's parameter
+  groups with the model's projection, input to output, as open_clip's
+  `lock_image_tower(unlocked_groups)` / `lock_text_tower` count them
+  (`cliplab.models.towers.locking`: `projection_alone` for open_clip's own towers, where the
+  projection is the last group; `projection_with_last` for timm trunks).
+- `fsdp_units(tower) -> [module, ...]`: the submodules that become FSDP2 units of their own
+  (residual blocks, stages), input to output; the rest of the tower stays in the root unit.
+- `open_clip` (`OpenClipForm`, None where open_clip has no such tower): `recognises(section)` says
+  whether an open_clip `vision_cfg` / `text_cfg` describes this family; `read(section, context)`
+  makes the config (`UnsupportedArchitectureError` naming the key it cannot build);
+  `write(config, context)` gives the section back (`UnsupportedArchitectureError` when open_clip
+  cannot represent the config); `activation(config)` is the activation the tower takes from
+  open_clip's top-level `quick_gelu` flag ("gelu" / "quick_gelu"; None for a tower that ignores the
+  flag); `rules(config, prefix)` the `KeyRule`s between cliplab's names (`vision_tower.*` and
+  `image_projection.*`, or `text_tower.*` and `text_projection.*`) and open_clip's under `prefix`
+  ("visual." for an image tower; "" or "text." for a text tower).
+- `hf_rules(config, model_type)` (None where transformers has no such tower): the same for the
+  tower's part of a transformers `CLIPModel` / `SiglipModel` (model_type "clip" / "siglip").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from cliplab.models.key_rules import KeyRule
+from cliplab.models.towers.locking import LockGroups
+
+SIDES = ("vision", "text")
+
+
+@dataclass(frozen=True, kw_only=True)
+class OpenClipContext:
+    """What an open_clip section is read or written with, beyond the section itself: the model's
+    `embed_dim` and its top-level `quick_gelu` flag."""
+
+    embed_dim: int
+    quick_gelu: bool = False
+
+    @property
+    def activation(self) -> str:
+        """The activation open_clip's own towers use under the flag."""
+        return "quick_gelu" if self.quick_gelu else "gelu"
+
+
+@dataclass(frozen=True, kw_only=True)
+class OpenClipForm:
+    """A family's open_clip side (see the module docstring for each callable's contract)."""
+
+    recognises: Callable[[dict], bool]
+    read: Callable[[dict, OpenClipContext], Any]
+    write: Callable[[Any, OpenClipContext], dict]
+    activation: Callable[[Any], str | None]
+    rules: Callable[[Any, str], list[KeyRule]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TowerFamily:
+    """One kind of tower, everything cliplab does with it in one record (see the module docstring).
+
+    kind: the config's `kind` (unique over both sides). side: "vision" or "text". summary: one
+    line for docs/models.md. config: its config dataclass. build: config -> the tower module.
+    """
+
+    kind: str
+    side: str
+    summary: str
+    config: type
+    build: Callable[[Any], nn.Module]
+    lock_groups: LockGroups
+    fsdp_units: Callable[[nn.Module], list[nn.Module]]
+    open_clip: OpenClipForm | None = None
+    hf_rules: Callable[[Any, str], list[KeyRule]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.side not in SIDES:
+            raise ValueError(f"TowerFamily {self.kind!r}: side must be one of {SIDES}, got {self.side!r}")
