@@ -25,7 +25,7 @@ import torch
 from cliplab.bundle import load_model
 from cliplab.train.checkpoint import CheckpointManager
 from cliplab.checkpoint_files.manifest import verify_checkpoint
-from cliplab.train.preemption import PREEMPTION_SIGNALS, PreemptionHandler, preemption_line, Preemption
+from cliplab.train.preemption import PREEMPTION_SIGNALS, Preemption, PreemptionHandler, preemption_line
 
 from train_helpers import SMALL_MODEL, assert_same_final_checkpoint
 
