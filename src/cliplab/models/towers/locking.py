@@ -8,7 +8,7 @@ a cliplab tower lists [embeddings or stem], block 0, ..., block L-1, [final norm
 block 0, ..., block L-2, [block L-1, final norm, pooler], [projection]; so `unlocked_groups=1`
 leaves the projection alone trainable and 2 adds the last block with the final norm, in both
 libraries. timm trunks (`projection_with_last`): timm's group matcher's groups, the projection in
-the last.
+the last; so too SigLIP2's NaFlex tower (no open_clip counterpart), whose probe head ends it.
 
 Locking freezes every parameter of the locked groups, norm layers included (open_clip's
 `--lock-image`); `freeze_norms=False` leaves the norm layers trainable (what open_clip's Hugging
@@ -57,8 +57,8 @@ def projection_alone(parameter_groups: Callable[[nn.Module], list[list[GroupItem
 
 
 def projection_with_last(parameter_groups: Callable[[nn.Module], list[list[GroupItem]]]) -> LockGroups:
-    """A family's `lock_groups` for a tower whose groups already are open_clip's (a timm trunk's, as
-    timm's group matcher counts them): the projection joins the last group."""
+    """A family's `lock_groups` for a tower whose groups already end with its head (a timm trunk's, as
+    timm's group matcher counts them for open_clip): the projection joins the last group."""
     def lock_groups(tower: nn.Module, projection: nn.Module) -> list[list[GroupItem]]:
         groups = parameter_groups(tower)
         return [*groups[:-1], [*groups[-1], projection]]
