@@ -134,7 +134,7 @@ def test_blocks_are_the_fsdp_units_and_lock_groups(siglip2):
     head = ("vision_tower.norm_post", "vision_tower.pooler")
     assert {name for name in trainable if name.startswith("vision_tower")} == {
         name for name, _ in model.named_parameters() if name.startswith(head)}
-    assert len(family_of(model.config.vision).lock_groups(tower, model.image_projection)) == 2 + 2  # embeddings, 2 blocks, head
+    assert len(family_of(model.config.vision).lock_groups(tower)) == 2 + 2  # embeddings, 2 blocks, head
 
 
 def test_fine_tunes_from_the_directory_at_a_fixed_resolution(siglip2, tmp_path):

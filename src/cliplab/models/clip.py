@@ -14,7 +14,7 @@ from torch import nn
 
 from cliplab.models.config import ModelConfig
 from cliplab.models.families import build_tower, family_of
-from cliplab.models.towers.locking import GroupItem, batch_norms, freeze_groups, is_frozen, locked_items
+from cliplab.models.towers.locking import GroupItem, freeze_groups, is_frozen
 
 
 def projection(kind: str, width: int, embed_dim: int) -> nn.Module:
@@ -60,7 +60,6 @@ class CLIP(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(float(config.init_logit_scale)))
         self.logit_bias = (nn.Parameter(torch.tensor(float(config.init_logit_bias)))
                            if config.init_logit_bias is not None else None)
-        self._frozen_batch_norms: list[nn.Module] = []  # kept in eval mode (`lock_image_tower`)
 
     # Frozen sides run without building a graph: nothing in them could receive a gradient.
     def _image_side(self) -> list[GroupItem]:
@@ -119,33 +118,31 @@ class CLIP(nn.Module):
     def lock_image_tower(self, unlocked_groups: int = 0, freeze_bn_stats: bool = False) -> None:
         """Freeze the image tower and its projection except the last `unlocked_groups` groups, as
         open_clip's `lock_image_tower` (LiT): every parameter of the locked groups, norm layers
-        included. The groups, input to output, are open_clip's for the tower's family
-        (`TowerFamily.lock_groups`; for cliplab's own towers: embeddings or stem, each block or
-        stage but the last, the last with the final norm and pooler, the projection).
-        freeze_bn_stats: the BatchNorm layers of the locked groups also stop updating their running
-        statistics (kept in eval mode whatever `train()` says), as open_clip's
-        --lock-image-freeze-bn-stats.
+        included. Groups, input to output, as open_clip counts them for the tower's family
+        (`TowerFamily.lock_groups`; open_clip's own towers: embeddings or stem, each block or stage
+        but the last, the last with the final norm and pooler, the projection; a timm trunk's
+        projection outside timm's model stays trainable, as open_clip's `TimmModel.lock` leaves it:
+        `TowerFamily.projection_locked`). freeze_bn_stats: the locked groups' BatchNorm layers
+        also stop updating their running statistics, as open_clip's --lock-image-freeze-bn-stats.
         """
-        groups = family_of(self.config.vision).lock_groups(self.vision_tower, self.image_projection)
-        freeze_groups(groups, unlocked_groups, freeze_norms=True, argument_name="unlocked_groups")
-        if not isinstance(freeze_bn_stats, bool):
-            raise ValueError(f"freeze_bn_stats must be a bool, got {freeze_bn_stats!r}")
-        self._frozen_batch_norms = batch_norms(locked_items(groups, unlocked_groups)) if freeze_bn_stats else []
-        self.train(self.training)
+        freeze_groups(self._lock_groups("vision", self.image_projection), unlocked_groups, True,
+                      argument_name="unlocked_groups", freeze_bn_stats=freeze_bn_stats)
 
     def lock_text_tower(self, unlocked_layers: int = 0, freeze_layer_norm: bool = True) -> None:
         """Freeze the text tower and its projection except the last `unlocked_layers` groups, as
         open_clip's `lock_text_tower` (its groups: embeddings; each block but the last; the last
         with the final norm; the projection). freeze_layer_norm=False leaves the norm layers of the
         tower trainable (open_clip's Hugging Face text tower; its own text transformer refuses False)."""
-        groups = family_of(self.config.text).lock_groups(self.text_tower, self.text_projection)
-        freeze_groups(groups, unlocked_layers, freeze_norms=freeze_layer_norm, argument_name="unlocked_layers")
+        freeze_groups(self._lock_groups("text", self.text_projection), unlocked_layers, freeze_layer_norm,
+                      argument_name="unlocked_layers")
 
-    def train(self, mode: bool = True) -> "CLIP":
-        super().train(mode)
-        for layer in self._frozen_batch_norms:
-            layer.eval()
-        return self
+    def _lock_groups(self, side: str, projection: nn.Module) -> list[list[GroupItem]]:
+        config = getattr(self.config, side)
+        family = family_of(config)
+        groups = family.lock_groups(getattr(self, f"{side}_tower"))
+        if family.projection_locked(config):
+            groups[-1] = [*groups[-1], projection]
+        return groups
 
     def fsdp_units(self) -> list[nn.Module]:
         """The submodules FSDP2 shards as units of their own, input to output: the image tower's,

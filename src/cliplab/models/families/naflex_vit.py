@@ -30,7 +30,6 @@ from cliplab.models.families.spec import TowerFamily
 from cliplab.models.key_rules import PARAMETER, KeyRule, rule
 from cliplab.models.tower_configs import (PROJECTIONS, check_block_options, check_choice, check_heads,
                                           check_positive_int)
-from cliplab.models.towers.locking import projection_with_last
 from cliplab.models.towers.naflex_vision_transformer import NaFlexVisionTransformer
 
 KIND = "naflex_vit"
@@ -104,6 +103,5 @@ def fsdp_units(tower: NaFlexVisionTransformer) -> list[nn.Module]:
 FAMILY = TowerFamily(
     kind=KIND, side="vision", config=NaFlexVisionConfig, build=NaFlexVisionTransformer,
     summary="SigLIP2's NaFlex ViT (HF Siglip2Model): patches at each image's aspect ratio, resized position grid",
-    lock_groups=projection_with_last(NaFlexVisionTransformer.parameter_groups), fsdp_units=fsdp_units,
-    hf_rules=hf_rules,
+    lock_groups=NaFlexVisionTransformer.parameter_groups, fsdp_units=fsdp_units, hf_rules=hf_rules,
 )

@@ -17,11 +17,14 @@ The contracts a family's parts keep:
   `forward_features(tokens) -> (pooled, hidden, is_real)`, `width`, `set_grad_checkpointing`. The
   projection into the shared latent is the model's (`image_projection`, `text_projection`), not
   the tower's.
-- `lock_groups(tower, projection) -> [[module or parameter, ...], ...]`: the tower's parameter
-  groups with the model's projection, input to output, as open_clip's
-  `lock_image_tower(unlocked_groups)` / `lock_text_tower` count them
-  (`cliplab.models.towers.locking`: `projection_alone` for open_clip's own towers, where the
-  projection is the last group; `projection_with_last` for timm trunks).
+- `lock_groups(tower) -> [[module or parameter, ...], ...]`: the tower's parameter groups from
+  input to output, as open_clip's `lock_image_tower(unlocked_groups)` counts them; the model adds
+  its projection to the last group when `projection_locked(config)` says open_clip's lock freezes
+  it (the default: open_clip's own towers lock their projection, as a group of its own:
+  `towers.locking.open_clip_layout` ends their groups with an empty one for it). A family
+  whose open_clip lock leaves the projection trainable says False: open_clip's `TimmModel.lock`
+  freezes only `visual.trunk`, so `visual.head` keeps training (timm towers), as does
+  `HFTextEncoder.lock` its pooler's projection.
 - `fsdp_units(tower) -> [module, ...]`: the submodules that become FSDP2 units of their own
   (residual blocks, stages), input to output; the rest of the tower stays in the root unit.
 - `open_clip` (`OpenClipForm`, None where open_clip has no such tower): `recognises(section)` says
@@ -46,7 +49,7 @@ from typing import Any
 from torch import nn
 
 from cliplab.models.key_rules import KeyRule
-from cliplab.models.towers.locking import LockGroups
+from cliplab.models.towers.locking import GroupItem
 
 SIDES = ("vision", "text")
 
@@ -82,6 +85,7 @@ class TowerFamily:
 
     kind: the config's `kind` (unique over both sides). side: "vision" or "text". summary: one
     line for docs/models.md. config: its config dataclass. build: config -> the tower module.
+    projection_locked: config -> whether locking the tower locks the model's projection with it.
     """
 
     kind: str
@@ -89,10 +93,11 @@ class TowerFamily:
     summary: str
     config: type
     build: Callable[[Any], nn.Module]
-    lock_groups: LockGroups
+    lock_groups: Callable[[nn.Module], list[list[GroupItem]]]
     fsdp_units: Callable[[nn.Module], list[nn.Module]]
     open_clip: OpenClipForm | None = None
     hf_rules: Callable[[Any, str], list[KeyRule]] | None = None
+    projection_locked: Callable[[Any], bool] = lambda config: True
 
     def __post_init__(self) -> None:
         if self.side not in SIDES:

@@ -1,20 +1,19 @@
 """Freezing a tower for LiT-style training: all but its last N parameter groups, as open_clip does.
 
 A group is a list of modules and/or bare parameters (class token, position embedding), listed from
-input to output. Each tower family says how open_clip groups its towers with the model's projection
-(`TowerFamily.lock_groups(tower, projection)`). open_clip 3.3.0's own towers (`projection_alone`):
-a cliplab tower lists [embeddings or stem], block 0, ..., block L-1, [final norm, pooler], which
-`open_clip_groups` regroups as open_clip's `lock_image_tower` / `lock_text_tower` do: [embeddings],
-block 0, ..., block L-2, [block L-1, final norm, pooler], [projection]; so `unlocked_groups=1`
-leaves the projection alone trainable and 2 adds the last block with the final norm, in both
-libraries. timm trunks (`projection_with_last`): timm's group matcher's groups, the projection in
-the last; so too SigLIP2's NaFlex tower (no open_clip counterpart), whose probe head ends it.
+input to output. Each tower family gives its groups as open_clip counts them (`TowerFamily.lock_groups`;
+the model adds its projection to the last one when open_clip's lock freezes it). For open_clip
+3.3.0's own towers `open_clip_layout` regroups a cliplab tower's [embeddings or stem], block 0, ...,
+block L-1, [final norm, pooler] as open_clip's `lock_image_tower` / `lock_text_tower` do:
+[embeddings], block 0, ..., block L-2, [block L-1, final norm, pooler], [] (the projection's group);
+so `unlocked_groups=1` leaves the projection alone trainable and 2 adds the last block with the
+final norm, in both libraries.
 
 Locking freezes every parameter of the locked groups, norm layers included (open_clip's
 `--lock-image`); `freeze_norms=False` leaves the norm layers trainable (what open_clip's Hugging
 Face text tower does without `--lock-text-freeze-layer-norm`). BatchNorm running statistics are a
-separate matter: `batch_norms` lists the BatchNorm layers of the locked groups, which a model keeps
-in eval mode when asked (`--lock-image-freeze-bn-stats`), so their statistics stop moving too.
+separate matter, as in open_clip: with `freeze_bn_stats` the locked groups' `FreezableBatchNorm2d`
+layers normalise with their running statistics and stop updating them (`--lock-image-freeze-bn-stats`).
 """
 
 from __future__ import annotations
@@ -23,10 +22,11 @@ from collections.abc import Callable, Iterable, Iterator
 
 from torch import nn
 
+from cliplab.models.layers.batch_norm import FreezableBatchNorm2d
+
 NORM_TYPES = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)
 
 GroupItem = nn.Module | nn.Parameter
-LockGroups = Callable[[nn.Module, nn.Module], list[list[GroupItem]]]  # (tower, projection) -> groups
 
 
 def group_parameters(items: Iterable[GroupItem]) -> Iterator[nn.Parameter]:
@@ -43,48 +43,29 @@ def norm_parameters(items: Iterable[GroupItem]) -> list[nn.Parameter]:
             if isinstance(sub, NORM_TYPES) for parameter in sub.parameters(recurse=False)]
 
 
-def open_clip_groups(tower_groups: list[list[GroupItem]], projection: nn.Module) -> list[list[GroupItem]]:
-    """open_clip's groups for its own towers (module docstring) from a tower's [first, *blocks, head]."""
-    first, *blocks, head = tower_groups
-    if not blocks:
-        raise ValueError("a tower to lock needs at least one block")
-    return [first, *blocks[:-1], [*blocks[-1], *head], [projection]]
-
-
-def projection_alone(parameter_groups: Callable[[nn.Module], list[list[GroupItem]]]) -> LockGroups:
-    """A family's `lock_groups` for a tower open_clip locks with its own layout (`open_clip_groups`)."""
-    return lambda tower, projection: open_clip_groups(parameter_groups(tower), projection)
-
-
-def projection_with_last(parameter_groups: Callable[[nn.Module], list[list[GroupItem]]]) -> LockGroups:
-    """A family's `lock_groups` for a tower whose groups already end with its head (a timm trunk's, as
-    timm's group matcher counts them for open_clip): the projection joins the last group."""
-    def lock_groups(tower: nn.Module, projection: nn.Module) -> list[list[GroupItem]]:
-        groups = parameter_groups(tower)
-        return [*groups[:-1], [*groups[-1], projection]]
+def open_clip_layout(parameter_groups: Callable[[nn.Module], list[list[GroupItem]]]
+                     ) -> Callable[[nn.Module], list[list[GroupItem]]]:
+    """A family's `lock_groups` for a tower open_clip locks with its own layout (module docstring),
+    from the tower's [first, *blocks, head]; the last group is empty until the model adds its projection."""
+    def lock_groups(tower: nn.Module) -> list[list[GroupItem]]:
+        first, *blocks, head = parameter_groups(tower)
+        if not blocks:
+            raise ValueError("a tower to lock needs at least one block")
+        return [first, *blocks[:-1], [*blocks[-1], *head], []]
     return lock_groups
 
 
-def locked_items(groups: list[list[GroupItem]], unlocked_groups: int) -> list[GroupItem]:
-    """The items of every group but the last `unlocked_groups`."""
-    return [item for group in groups[:len(groups) - unlocked_groups] for item in group]
-
-
-def batch_norms(items: Iterable[GroupItem]) -> list[nn.Module]:
-    """The BatchNorm layers inside `items`."""
-    return [sub for item in items if isinstance(item, nn.Module) for sub in item.modules()
-            if isinstance(sub, nn.modules.batchnorm._BatchNorm)]
-
-
 def freeze_groups(groups: list[list[GroupItem]], unlocked_groups: int, freeze_norms: bool,
-                  argument_name: str = "unlocked_groups") -> None:
+                  argument_name: str = "unlocked_groups", *, freeze_bn_stats: bool = False) -> None:
     """Freeze every parameter in `groups`, then unfreeze the last `unlocked_groups` groups, and every
-    norm layer's parameters when `freeze_norms` is False."""
+    norm layer's parameters when `freeze_norms` is False; with `freeze_bn_stats` the frozen groups'
+    freezable BatchNorm layers keep their running statistics (see `layers.batch_norm`)."""
     if not isinstance(unlocked_groups, int) or not 0 <= unlocked_groups <= len(groups):
         raise ValueError(f"{argument_name} must be an int in [0, {len(groups)}] (this tower has "
                          f"{len(groups)} groups), got {unlocked_groups!r}")
-    if not isinstance(freeze_norms, bool):
-        raise ValueError(f"freeze_norms must be a bool, got {freeze_norms!r}")
+    for name, value in (("freeze_norms", freeze_norms), ("freeze_bn_stats", freeze_bn_stats)):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be a bool, got {value!r}")
     all_items = [item for group in groups for item in group]
     for parameter in group_parameters(all_items):
         parameter.requires_grad_(False)
@@ -94,6 +75,13 @@ def freeze_groups(groups: list[list[GroupItem]], unlocked_groups: int, freeze_no
     if not freeze_norms:
         for parameter in norm_parameters(all_items):
             parameter.requires_grad_(True)
+    if not freeze_bn_stats:
+        return
+    for group in groups[:len(groups) - unlocked_groups]:
+        for item in group:
+            for sub in item.modules() if isinstance(item, nn.Module) else ():
+                if isinstance(sub, FreezableBatchNorm2d):
+                    sub.freeze_statistics()
 
 
 def is_frozen(items: Iterable[GroupItem]) -> bool:
