@@ -5,6 +5,7 @@ import math
 
 import pytest
 
+from cliplab.eval.chance import percent
 from cliplab.train import TrainHooks, train
 from cliplab.train.accumulation import LossOutput
 from cliplab.train.summary import strict_summary, write_summary
@@ -55,7 +56,7 @@ def test_the_summary_and_the_done_line_say_at_which_step_the_figures_were_measur
     assert (first["eval_step"], first["eval_epoch"], first["final_loss_step"]) == (2, 0, 2)
     assert capsys.readouterr().out.splitlines()[-1].startswith(
         f"done: 2 steps, 16 samples in {first['wall_seconds']:.0f} s; zero-shot top-1 "
-        f"{first['zero_shot_top1']:.4f}, top-5 {first['zero_shot_top5']:.4f} at step 2; summary in ")
+        f"{percent(first['zero_shot_top1'])}, top-5 {percent(first['zero_shot_top5'])} at step 2; summary in ")
 
     resumed = small_config(tmp_path, name="run", steps=4)  # eval_at_end false
     resumed.checkpoint.resume, resumed.checkpoint.allow_config_change = "latest", ("loop.max_steps",)
@@ -63,5 +64,5 @@ def test_the_summary_and_the_done_line_say_at_which_step_the_figures_were_measur
     assert summary["zero_shot_top1"] == first["zero_shot_top1"]
     assert (summary["steps"], summary["eval_step"], summary["final_loss_step"]) == (4, 2, 4)
     assert _strict_load((tmp_path / "run" / "summary.json").read_text()) == summary
-    assert (f"zero-shot top-1 {first['zero_shot_top1']:.4f}, top-5 {first['zero_shot_top5']:.4f} at step 2, "
+    assert (f"zero-shot top-1 {percent(first['zero_shot_top1'])}, top-5 {percent(first['zero_shot_top5'])} at step 2, "
             "not the final step 4; summary in ") in capsys.readouterr().out

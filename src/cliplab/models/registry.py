@@ -24,8 +24,10 @@ from torch import nn
 
 from cliplab.models.clip import CLIP
 from cliplab.models.coca import CoCa
+from cliplab.errors import InvalidInputError
 from cliplab.models.config import ModelConfig, apply_overrides, read_json_object
 from cliplab.models.open_clip_config import builtin_open_clip_names, known_open_clip_names, open_clip_name_config
+from cliplab.suggestions import closest_names
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -56,6 +58,20 @@ def register_model(name: str, config: ModelConfig | dict) -> None:
 FILE_METADATA_KEYS = ("format_version",)
 
 
+class UnknownModelError(InvalidInputError):
+    """A model name that is neither registered nor a JSON file; the message names the closest
+    names (`closest`, at most 5) and points to `list_models()`."""
+
+    def __init__(self, name: str):
+        known = list_models()
+        self.name, self.closest = name, closest_names(name, known)
+        self.hint = f"closest names: {', '.join(self.closest)} (cliplab.list_models() lists all {len(known)})"
+        super().__init__(f"unknown model {name!r}: not a registered name or a JSON file; {self.hint}")
+
+    def __reduce__(self):
+        return type(self), (self.name,)
+
+
 def _config_values(name_or_path: str | Path) -> dict:
     name = str(name_or_path)
     if name in _registered_configs:
@@ -65,8 +81,7 @@ def _config_values(name_or_path: str | Path) -> dict:
         return open_clip_name_config(name).to_dict()
     path = builtin.get(name, Path(name))
     if not path.is_file():
-        raise ValueError(f"unknown model {name!r}: not a registered name or a JSON file; "
-                         f"known models: {', '.join(list_models())}")
+        raise UnknownModelError(name)
     values = read_json_object(path, f"model config {str(path)!r}")
     # A saved model's config.json also records its file format (see cliplab.bundle); the
     # architecture is everything else.

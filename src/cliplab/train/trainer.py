@@ -88,7 +88,9 @@ def train(config: TrainConfig, *, hooks: TrainHooks | None = None) -> TrainResul
     try:
         with (claim_run_dir(config) as run_directory,  # locked until the run ends, however it ends
               PreemptionHandler(exit_code=config.checkpoint.requeue_exit_code) as preemption):
-            return Trainer(config, context, hooks or TrainHooks(), run_directory, preemption).train()
+            with run_directory.removed_if_start_fails():  # a failed start leaves no directory behind
+                trainer = Trainer(config, context, hooks or TrainHooks(), run_directory, preemption)
+            return trainer.train()
     finally:
         shutdown(context)
 

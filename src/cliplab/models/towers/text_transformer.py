@@ -151,6 +151,21 @@ class TextTransformer(nn.Module):
         """tokens [B, T] -> pooled [B, W]."""
         return self.forward_features(tokens)[0]
 
+    def pooled_prefix_length(self, tokens: torch.Tensor) -> int:
+        """The fewest leading columns of tokens [B, T] that give every row the pooled vector all T
+        give (float reassociation aside): what evaluation feeds, since prompts are far shorter than
+        the context. With a causal mask, or padding masked out of every key, the columns after a
+        row's last real token and its pooled position are read by nothing kept; pools "last" and
+        "cls" read the end, and a bidirectional tower without a key mask reads everything: T."""
+        config = self.config
+        if config.pool not in ("eot", "argmax", "eos", "mean") or not (config.causal or config.padding_mask == "keys"):
+            return tokens.shape[1]
+        is_real = tokens != config.pad_id
+        needed = last_real_index(is_real)
+        if config.pool != "mean":
+            needed = torch.maximum(needed, pool_index(tokens.long(), is_real, config.pool, config.eos_id))
+        return int(needed.max()) + 1
+
     def forward_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens [B, T] -> hidden states [B, T, W] (class token excluded; after the final norm
         unless final_norm="pooled")."""
