@@ -11,7 +11,7 @@ forward of images and tokens, a local symmetric InfoNCE loss, and backward (no o
 open_clip's (with timm 1.0.31's tower) holding the same weights (cliplab's, through its open_clip
 key rules): forward + backward of the model's own loss (SigLIP's sigmoid loss for a SigLIP model),
 the two libraries' steps interleaved so that machine load falls on both alike; section
-`models_open_clip` of BENCHMARKS.md.
+`models_open_clip_NAME` of BENCHMARKS.md (one per model).
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ def write_comparison(name: str, args, result: dict, load_before: float) -> None:
                 f"{args.warmup} warm-up and {args.steps} timed steps each. The machine was shared with other jobs "
                 f"(1-minute load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after, on "
                 f"{os.cpu_count()} cores), which the interleaving spreads over both.\n\n" + table)
-        write_section("models_open_clip", "Forward/backward against open_clip + timm", body)
+        write_section(f"models_open_clip_{name}", f"Forward/backward against open_clip + timm: {name}", body)
 
 
 def main() -> None:

@@ -177,12 +177,14 @@ def open_clip_model(model_cfg: dict, timm_kwargs: dict | None = None) -> torch.n
     custom_text = config.pop("custom_text", False)
     model_class = library.CoCa if "multimodal_cfg" in config else (
         library.CustomTextCLIP if custom_text else library.CLIP)
-    with _timm_create_model_with(timm_kwargs or {}):
+    with smaller_timm_towers(timm_kwargs or {}):
         return model_class(**config)
 
 
 @contextlib.contextmanager
-def _timm_create_model_with(extra: dict):
+def smaller_timm_towers(extra: dict):
+    """While inside, open_clip builds every timm tower with `extra` added to its `timm.create_model`
+    call (see `open_clip_model`), also through its own factory (`create_model("local-dir:...")`)."""
     module = open_clip().timm_model
     create_model = module.timm.create_model
 

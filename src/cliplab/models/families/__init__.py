@@ -22,8 +22,8 @@ from typing import Any
 from torch import nn
 
 from cliplab.errors import UnsupportedArchitectureError
-from cliplab.models.families import (conv, naflex_vit, resnet, text_transformer, timm_eva, timm_vit,
-                                     timm_vit_relpos, vit)
+from cliplab.models.families import (conv, naflex_vit, resnet, text_transformer, timm_convnext, timm_eva,
+                                     timm_swin, timm_vit, timm_vit_relpos, vit)
 from cliplab.models.families.spec import SIDES, OpenClipContext, OpenClipForm, TowerFamily
 from cliplab.models.timm_models import timm_family_kind, timm_model
 
@@ -35,6 +35,8 @@ TOWER_FAMILIES: tuple[TowerFamily, ...] = (
     timm_vit_relpos.FAMILY,
     timm_eva.FAMILY,
     naflex_vit.FAMILY,
+    timm_convnext.FAMILY,
+    timm_swin.FAMILY,
     text_transformer.FAMILY,
 )
 
@@ -42,9 +44,7 @@ TOWER_FAMILIES: tuple[TowerFamily, ...] = (
 DEFAULT_KINDS = {"vision": "vit", "text": "transformer"}
 # Families open_clip 3.3.0's configs need that are not in TOWER_FAMILIES yet: kind -> what builds it.
 MISSING_FAMILIES = {
-    "timm_convnext": "timm's ConvNeXt",
     "timm_fastvit": "timm's FastVit (MobileCLIP S-series)",
-    "timm_swin": "timm's SwinTransformer",
     "timm_vitamin": "timm's ViTamin (VisionTransformer after MbConv stages)",
     "hf_text": "a Hugging Face transformers text model with open_clip's pooler and projection",
 }
