@@ -249,12 +249,13 @@ def _read_bundle(directory: Path, verified: VerifiedCheckpoint | None, device: t
 
 def _check_architecture(config: ModelConfig, model: Any, path: Path) -> None:
     """UserError when the architecture `model` names differs from the one `path` carries."""
-    wanted = architecture_config(model)
+    wanted = architecture_config(model, path if path.is_dir() else path.parent)
     ignored = {"preprocess", "init_logit_scale", "init_logit_bias"}
     ours = {key: value for key, value in config.to_dict().items() if key not in ignored}
     theirs = {key: value for key, value in wanted.to_dict().items() if key not in ignored}
-    for values in (ours, theirs):
-        values["text"] = {key: value for key, value in values["text"].items() if key != "pad_id"}
+    for values in (ours, theirs):  # not architecture: padding id, where a fresh HF text tower starts from
+        values["text"] = {key: value for key, value in values["text"].items()
+                          if key not in ("pad_id", "hf_model_pretrained")}
     if ours != theirs:
         differing = sorted(f"{section}.{key}" for section in ours if isinstance(ours[section], dict)
                            for key in ours[section] if ours[section][key] != (theirs.get(section) or {}).get(key))

@@ -79,7 +79,9 @@ class ModelConfig:
                 raise ValueError("kind='coca' needs decoder: DecoderConfig, got "
                                  f"{type(self.decoder).__name__}")
             check_heads("decoder", self.text.width, self.decoder.heads)
-            if not self.text.causal:
+            # open_clip's coca_roberta runs its decoder on a bidirectional Hugging Face tower, whose
+            # hidden states have seen the next tokens; it is built as open_clip builds it.
+            if isinstance(self.text, TextConfig) and not self.text.causal:
                 raise ValueError("kind='coca' needs text.causal=True: the decoder predicts each "
                                  "next token from the text tower's hidden states")
         elif self.decoder is not None:
@@ -99,6 +101,14 @@ class ModelConfig:
             self.init_logit_bias = -10.0
         if self.init_logit_bias is not None and self.kind != "siglip":
             raise ValueError(f"init_logit_bias applies to kind='siglip' only, got kind={self.kind!r}")
+
+    @property
+    def decoder_vocab_size(self) -> int | None:
+        """The ids CoCa's decoder predicts: decoder.vocab_size, else the text tower's (None without
+        a decoder)."""
+        if self.decoder is None:
+            return None
+        return self.decoder.vocab_size if self.decoder.vocab_size is not None else self.text.vocab_size
 
     def to_dict(self) -> dict:
         """Plain nested dict (JSON-serialisable); `ModelConfig.from_dict` inverts it."""

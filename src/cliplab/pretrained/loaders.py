@@ -121,7 +121,7 @@ def read_open_clip_hub(directory: Path, weights: Path | None = None) -> ForeignC
                         f"{', '.join(HUB_WEIGHT_FILES)}")
     image_size = (model_cfg.get("vision_cfg") or {}).get("image_size", 224)
     preprocess = PreprocessConfig.from_open_clip(values.get("preprocess_cfg") or {}, image_size)
-    config = config_from_open_clip(model_cfg, preprocess)
+    config = config_from_open_clip(model_cfg, preprocess, directory=directory, weights_from_checkpoint=True)
     tokenizer, error = _tokenizer(lambda: tokenizer_from_open_clip_config(model_cfg, directory=directory))
     return ForeignCheckpoint("open_clip_hub", directory, config,
                              _state_loader(lambda: file_source(weights, _unwrapped), _open_clip_rules_for(config),
@@ -158,16 +158,19 @@ def architecture_model_cfg(model: str | dict | Path | ModelConfig) -> dict:
     return config_to_open_clip(architecture_config(name))
 
 
-def architecture_config(model: str | dict | Path | ModelConfig) -> ModelConfig:
+def architecture_config(model: str | dict | Path | ModelConfig, checkpoint_dir: Path | None = None) -> ModelConfig:
     """The ModelConfig `model` names: a ModelConfig, an open_clip architecture (see
-    `architecture_model_cfg`), or a cliplab registered name / ModelConfig JSON."""
+    `architecture_model_cfg`), or a cliplab registered name / ModelConfig JSON. checkpoint_dir: the
+    directory of the checkpoint whose weights the architecture will hold (an open_clip one reads
+    its towers' own files there first, and no tower starts from pretrained weights of its own)."""
     if isinstance(model, ModelConfig):
         return model
     name = str(model)
     path = Path(name)
     if isinstance(model, dict) or name in known_open_clip_names() or (path / OPEN_CLIP_CONFIG).is_file() \
             or path.name == OPEN_CLIP_CONFIG:
-        return config_from_open_clip(architecture_model_cfg(model))
+        return config_from_open_clip(architecture_model_cfg(model), directory=checkpoint_dir,
+                                     weights_from_checkpoint=checkpoint_dir is not None)
     try:
         return get_model_config(name)
     except ValueError as error:
@@ -197,7 +200,8 @@ def read_checkpoint_file(path: Path, model: str | dict | Path | ModelConfig | No
                         f"name); {accepted_formats()}")
     model_cfg = openai_model_cfg(state) if model is None else architecture_model_cfg(model)
     config = config_from_open_clip(model_cfg, PreprocessConfig.from_open_clip(
-        preprocess_cfg or {}, (model_cfg.get("vision_cfg") or {}).get("image_size", 224)))
+        preprocess_cfg or {}, (model_cfg.get("vision_cfg") or {}).get("image_size", 224)), directory=path.parent,
+        weights_from_checkpoint=True)
     tokenizer, error = _tokenizer(lambda: tokenizer_from_open_clip_config(model_cfg))
     return ForeignCheckpoint("openai" if openai else "open_clip_checkpoint", path, config,
                              _state_loader(lambda: state_source(state), _open_clip_rules_for(config), path),

@@ -19,6 +19,15 @@ from cliplab.models.towers.locking import GroupItem
 from cliplab.models.towers.vision_transformer import block_options
 
 
+def check_tokens(tokens: torch.Tensor, context_length: int) -> None:
+    """ValueError unless `tokens` is an int64/int32 [B, T] tensor with 1 <= T <= context_length."""
+    if not isinstance(tokens, torch.Tensor) or tokens.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"tokens must be an int64/int32 tensor, got {getattr(tokens, 'dtype', type(tokens).__name__)}")
+    if tokens.dim() != 2 or not 1 <= tokens.shape[1] <= context_length:
+        raise ValueError(f"tokens must have shape [B, T] with 1 <= T <= context_length={context_length}, "
+                         f"got {tuple(tokens.shape)}")
+
+
 def last_real_index(is_real: torch.Tensor) -> torch.Tensor:
     """is_real Bool[B, T] -> Long[B]: index of the last True per row (0 for an all-padding row).
 
@@ -97,12 +106,7 @@ class TextTransformer(nn.Module):
         init_transformer_weights(self.transformer, self.width)
 
     def check_tokens(self, tokens: torch.Tensor) -> None:
-        if not isinstance(tokens, torch.Tensor) or tokens.dtype not in (torch.int64, torch.int32):
-            raise ValueError(f"tokens must be an int64/int32 tensor, got "
-                             f"{getattr(tokens, 'dtype', type(tokens).__name__)}")
-        if tokens.dim() != 2 or not 1 <= tokens.shape[1] <= self.config.context_length:
-            raise ValueError(f"tokens must have shape [B, T] with 1 <= T <= context_length="
-                             f"{self.config.context_length}, got {tuple(tokens.shape)}")
+        check_tokens(tokens, self.config.context_length)
 
     def forward_features(self, tokens: torch.Tensor, with_class_token: bool = True
                          ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
