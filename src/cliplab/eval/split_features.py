@@ -108,7 +108,7 @@ def encode_split_images(split: BenchmarkSplit, encoders: Sequence[ImageEncoder],
             for position, encoder in enumerate(encoders):
                 images = batch[group_of[position]].to(device=encoder.device, dtype=dtypes[position])
                 with encoder.autocast():
-                    output = encoder.model.encode_image(images)
+                    output = encoder.model.encode_image(images, normalize=False)  # normalised in fp32 below
                 features[position].append(F.normalize(output.float(), dim=-1).cpu())
             if progress is not None:
                 progress.update(batch[0].shape[0])
