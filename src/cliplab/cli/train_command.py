@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from cliplab.data.config import DATASET_TYPES
-from cliplab.train.config import LR_SCHEDULERS, PRECISIONS, SIGLIP_DIST_IMPLS
+from cliplab.precision_names import PRECISIONS
+from cliplab.train.config import LR_SCHEDULERS, SIGLIP_DIST_IMPLS
 
 EPILOG = """\
 examples:

@@ -23,8 +23,8 @@ from cliplab.data.samples import BadSampleError
 from cliplab.errors import InvalidInputError, UserError
 from cliplab.eval.embeddings import ProgressCounter
 from cliplab.eval.model_mode import inference_mode, model_dtype
+from cliplab.precision_names import PRECISIONS
 
-PRECISIONS = ("fp32", "amp", "fp16", "bf16", "amp_bf16")
 Autocast = Callable[[], contextlib.AbstractContextManager]
 
 

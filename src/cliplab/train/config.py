@@ -22,6 +22,7 @@ from typing import Any, Optional
 
 from cliplab.data import DataConfig
 from cliplab.errors import InvalidInputError
+from cliplab.precision_names import PRECISIONS
 from cliplab.objectives import ObjectivesConfig
 
 # The default run must finish in minutes on a 2-core CPU: the registered `tiny` model is slimmed for
@@ -31,7 +32,6 @@ DEFAULT_MODEL_OVERRIDES = {
     "tiny": {"vision.width": 64, "text.width": 64, "text.heads": 4, "text.context_length": 20},
 }
 
-PRECISIONS = ("fp32", "bf16", "amp_bf16", "amp", "fp16")
 SIGLIP_DIST_IMPLS = ("bidir", "shift", "reduce", "gather")
 LR_SCHEDULERS = ("cosine", "const")
 REQUEUE_EXIT_CODES = (3, 125)  # the range `checkpoint.requeue_exit_code` takes
