@@ -67,7 +67,8 @@ def test_every_open_clip_name_builds_with_open_clips_count_and_layout_or_is_refu
     else:
         theirs_count = open_clip_parameter_count(name)
     assert parameter_count(ours) == theirs_count
-    rules = open_clip_rules(ours.config, open_clip_text_prefix(ours.config))
+    custom_text = builtin_open_clip_config(name).get("custom_text", False)  # CustomTextCLIP: the text tower under text.
+    rules = open_clip_rules(ours.config, "text." if custom_text else open_clip_text_prefix(ours.config))
     check_state_dict(from_cliplab(ours.state_dict(), rules), open_clip_on_meta(name).state_dict(), name)
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from torch import nn
 
 from cliplab.errors import UnsupportedArchitectureError
-from cliplab.models.families import conv, resnet, text_transformer, timm_vit, vit
+from cliplab.models.families import conv, resnet, text_transformer, timm_fastvit, timm_vit, vit
 from cliplab.models.families.spec import SIDES, OpenClipContext, OpenClipForm, TowerFamily
 from cliplab.models.timm_models import timm_family_kind, timm_model
 
@@ -31,6 +31,7 @@ TOWER_FAMILIES: tuple[TowerFamily, ...] = (
     conv.FAMILY,
     resnet.FAMILY,
     timm_vit.FAMILY,
+    timm_fastvit.FAMILY,
     text_transformer.FAMILY,
 )
 
@@ -41,7 +42,6 @@ MISSING_FAMILIES = {
     "timm_vit_relpos": "timm's VisionTransformerRelPos",
     "timm_eva": "timm's Eva (EVA01, EVA02, PE-Core)",
     "timm_convnext": "timm's ConvNeXt",
-    "timm_fastvit": "timm's FastVit (MobileCLIP S-series)",
     "timm_swin": "timm's SwinTransformer",
     "timm_vitamin": "timm's ViTamin (VisionTransformer after MbConv stages)",
     "hf_text": "a Hugging Face transformers text model with open_clip's pooler and projection",
