@@ -49,6 +49,34 @@ def test_every_rank_keeps_its_rows_of_the_full_build(name, overrides):
                 assert torch.equal(values.rows(key, rows), expected), (world_size, rank, key)
 
 
+class _ValueDependentInit(nn.Module):
+    """Initialisers that torch skips on the meta device: truncation close enough to the mean that the
+    rejection loop runs, and orthogonal_ (a QR of the whole matrix)."""
+
+    def __init__(self):
+        super().__init__()
+        self.truncated = nn.Parameter(torch.empty(6, 5))
+        self.rotation = nn.Parameter(torch.empty(5, 5))
+        nn.init.trunc_normal_(self.truncated, std=1.0, a=-0.5, b=0.5)
+        nn.init.orthogonal_(self.rotation)
+
+
+def test_initialisers_that_skip_meta_tensors_give_the_full_builds_values():
+    torch.manual_seed(5)
+    full = _ValueDependentInit().state_dict()
+    after_full = torch.rand(3)
+    for rank in range(2):
+        torch.manual_seed(5)
+        recorder = ShardedInit(rank, 2)
+        with recorder.building():
+            model = _ValueDependentInit()
+        assert torch.equal(torch.rand(3), after_full)
+        values = recorder.values(model)
+        for key, value in full.items():
+            rows = shard_rows(value.shape[0], rank, 2)
+            assert torch.equal(values.rows(key, rows), value[rows]), (rank, key)
+
+
 def test_an_op_mixing_rows_of_a_sharded_tensor_is_refused():
     recorder = ShardedInit(0, 2)
     with pytest.raises(ShardedInitError, match="cannot be computed shard by shard"), recorder.building():

@@ -14,7 +14,7 @@ from cliplab.models.families import MISSING_FAMILIES, TOWER_FAMILIES
 from cliplab.models.open_clip_config import (UnsupportedArchitectureError, builtin_open_clip_config,
                                              builtin_open_clip_names, config_from_open_clip, config_to_open_clip,
                                              known_open_clip_names)
-from cliplab.models.timm_models import timm_family_kind
+from cliplab.models.timm_models import timm_family_kind, timm_model, timm_model_names
 from cliplab.pretrained.key_maps import check_state_dict, from_cliplab
 from cliplab.pretrained.open_clip_keys import open_clip_rules, open_clip_text_prefix
 from reference_libraries import open_clip, open_clip_on_meta, open_clip_parameter_count, parameter_count
@@ -67,7 +67,7 @@ def test_every_open_clip_name_builds_with_open_clips_count_and_layout_or_is_refu
     else:
         theirs_count = open_clip_parameter_count(name)
     assert parameter_count(ours) == theirs_count
-    custom_text = builtin_open_clip_config(name).get("custom_text", False)  # CustomTextCLIP: the text tower under text.
+    custom_text = builtin_open_clip_config(name).get("custom_text", False)  # open_clip's CustomTextCLIP: text.*
     rules = open_clip_rules(ours.config, "text." if custom_text else open_clip_text_prefix(ours.config))
     check_state_dict(from_cliplab(ours.state_dict(), rules), open_clip_on_meta(name).state_dict(), name)
 
@@ -98,9 +98,6 @@ def test_mapping_of_representative_configs():
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"vision_cfg": {"timm_model_name": "eva02_base_patch16_clip_224"}},
-     r"vision_cfg.timm_model_name='eva02_base_patch16_clip_224' \(timm's Eva\) needs the timm tower family "
-     r"'timm_eva', which cliplab does not build yet"),
     ({"vision_cfg": {"timm_model_name": "resnet18"}}, r"vision_cfg.timm_model_name='resnet18' is not a timm model "
                                                       r"cliplab knows"),
     ({"text_cfg": {"hf_model_name": "xlm-roberta-base"}}, r"text_cfg.hf_model_name='xlm-roberta-base' needs the "
@@ -115,6 +112,18 @@ def test_unsupported_configs_are_refused_by_key(change, message):
     values = builtin_open_clip_config("ViT-B-32")
     for section, update in change.items():
         values[section].update(update)
+    with pytest.raises(UnsupportedArchitectureError, match=message):
+        config_from_open_clip(values)
+
+
+def test_a_timm_model_of_an_unregistered_family_is_refused_naming_the_family():
+    name = next((name for name in timm_model_names() if timm_family_kind(name) in MISSING_FAMILIES), None)
+    if name is None:
+        pytest.skip("every timm family open_clip's configs name is registered")
+    values = builtin_open_clip_config("ViT-B-32")
+    values["vision_cfg"]["timm_model_name"] = name
+    message = (rf"vision_cfg.timm_model_name='{name}' \(timm's {timm_model(name)['class']}\) needs the timm tower "
+               rf"family '{timm_family_kind(name)}', which cliplab does not build yet")
     with pytest.raises(UnsupportedArchitectureError, match=message):
         config_from_open_clip(values)
 

@@ -15,7 +15,10 @@ device, and every operation on a meta tensor is repeated on a real CPU "shadow" 
 So a rank holds its shards plus one full tensor at a time. An operation that would mix rows of a
 partly kept tensor (a matmul over a weight, a data-dependent loop) raises `ShardedInitError`
 naming it; cliplab's models and heads use none. Values given as data (`torch.tensor(2.65)`), which
-the meta device would drop, are captured on the CPU first.
+the meta device would drop, are captured on the CPU first. The initialisers of `torch.nn.init` that
+return a meta tensor untouched (`trunc_normal_`, whose rejection loop depends on the values drawn,
+`orthogonal_`, `dirac_`, `sparse_`) run on a full-size CPU temporary with the same generator, and
+their result is copied in: the same values and the same generator state as the full build.
 
 `values(module)` then maps each state-dict name to its kept tensor, and `rows(name, rank_rows)`
 serves them to the code that fills the sharded parameters (`cliplab.distributed.shard_fill`).
@@ -105,6 +108,35 @@ class _CaptureTensorData(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+# torch.nn.init functions that return early on a meta tensor (so the full build would draw values
+# the meta build never records).
+_META_SKIPPING_INITIALISERS = ("trunc_normal_", "orthogonal_", "dirac_", "sparse_")
+
+
+def _drawn_on_cpu(initialiser):
+    def initialise(tensor: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        if not tensor.is_meta:
+            return initialiser(tensor, *args, **kwargs)
+        full = initialiser(torch.empty(tensor.shape, dtype=tensor.dtype, device="cpu"), *args, **kwargs)
+        with torch.no_grad():
+            tensor.copy_(full)
+        return tensor
+
+    return initialise
+
+
+@contextlib.contextmanager
+def _initialisers_drawn_on_cpu():
+    saved = {name: getattr(nn.init, name) for name in _META_SKIPPING_INITIALISERS}
+    try:
+        for name, initialiser in saved.items():
+            setattr(nn.init, name, _drawn_on_cpu(initialiser))
+        yield
+    finally:
+        for name, initialiser in saved.items():
+            setattr(nn.init, name, initialiser)
+
+
 class _ShadowRecorder(TorchDispatchMode):
     def __init__(self, owner: "ShardedInit"):
         super().__init__()
@@ -134,7 +166,7 @@ class ShardedInit:
         """Run a constructor here: its tensors are on meta, their shard values recorded. (A model
         registry that skips initialisers on meta must be told not to: `cliplab.models.registry.
         initialisers_on_meta`.)"""
-        with torch.device("meta"), _CaptureTensorData(), _ShadowRecorder(self):
+        with torch.device("meta"), _CaptureTensorData(), _initialisers_drawn_on_cpu(), _ShadowRecorder(self):
             yield
 
     def _kept_range(self, tensor: torch.Tensor, numel: int) -> tuple[int, int]:

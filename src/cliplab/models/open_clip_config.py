@@ -66,7 +66,7 @@ def builtin_open_clip_config(name: str) -> dict:
 
 def open_clip_name_config(name: str) -> ModelConfig:
     """The ModelConfig of a built-in open_clip name; UnsupportedArchitectureError ("open_clip model
-    'EVA02-B-16': ... needs the timm tower family 'timm_eva' ...") for one cliplab does not build."""
+    'convnext_base': ... needs the timm tower family 'timm_convnext' ...") for one cliplab does not build."""
     try:
         return config_from_open_clip(builtin_open_clip_config(name))
     except UnsupportedArchitectureError as error:
