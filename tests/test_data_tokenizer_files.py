@@ -15,9 +15,9 @@ from cliplab.data.tokenizer_hf import HFTokenizer, hf_tokenizer_from_dir, open_c
 from cliplab.data.tokenizer_openai import OpenAIBPETokenizer, openai_bpe_tokenizer
 from cliplab.errors import UserError
 from reference_libraries import open_clip, transformers
-# session fixtures: clip_vocab_dir, open_clip_simple_tokenizer, wordpiece_dirs
+# session fixtures: clip_vocab_dir, open_clip_simple_tokenizer, wordpiece_dirs, siglip_tokenizer_dirs, spiece_model
 from tokenizer_fixtures import (ADVERSARIAL_TEXTS, clip_vocab_dir, open_clip_simple_tokenizer,  # noqa: F401
-                                random_texts, wordpiece_dirs)
+                                random_texts, siglip_tokenizer_dirs, spiece_model, wordpiece_dirs)
 
 FORMAT_1_BUNDLE = Path(__file__).parent / "fixtures" / "bundle_format_1"
 TEXTS = ADVERSARIAL_TEXTS + random_texts(200, seed=7)
@@ -77,8 +77,8 @@ def test_renamed_special_tokens_survive_a_round_trip(tmp_path, trained):
 def test_load_errors_name_the_file(tmp_path):
     with pytest.raises(UserError, match=r"holds no tokenizer: expected cliplab_tokenizer.json .* or tokenizer.json"):
         load_tokenizer(tmp_path)
-    (tmp_path / "cliplab_tokenizer.json").write_text(json.dumps({"kind": "sentencepiece"}))
-    with pytest.raises(UserError, match=r"cliplab_tokenizer.json: unknown tokenizer kind 'sentencepiece'"):
+    (tmp_path / "cliplab_tokenizer.json").write_text(json.dumps({"kind": "wordlevel"}))
+    with pytest.raises(UserError, match=r"cliplab_tokenizer.json: unknown tokenizer kind 'wordlevel'"):
         load_tokenizer(tmp_path)
     (tmp_path / "cliplab_tokenizer.json").write_text(json.dumps({"kind": "openai_bpe"}))
     with pytest.raises(UserError, match=r"cannot rebuild the openai_bpe tokenizer \(KeyError: 'context_length'\)"):
@@ -151,9 +151,46 @@ def test_hf_tokenizer_configs_read_the_local_directory_like_open_clip(name, tmp_
     assert torch.equal(ours(TEXTS), theirs(TEXTS))
 
 
-def test_hf_tokenizer_configs_need_a_directory():
+def put_in_hf_cache(cache: Path, repo_id: str, files: Path) -> Path:
+    """`files`' contents as huggingface_hub caches repository `repo_id` (refs/main -> a snapshot)."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    revision = "0" * 40
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(revision)
+    shutil.copytree(files, repo / "snapshots" / revision)
+    return repo / "snapshots" / revision
+
+
+def test_hf_tokenizer_files_are_found_in_the_checkpoint_then_the_hugging_face_cache(tmp_path, monkeypatch,
+                                                                                    siglip_tokenizer_dirs):
+    """open_clip's ViT-B-16-SigLIP2 names hf_tokenizer_name timm/ViT-B-16-SigLIP2, clean canonicalize."""
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    model_cfg = open_clip().get_model_config("ViT-B-16-SigLIP2")
+    checkpoint = tmp_path / "checkpoint"
+    checkpoint.mkdir()
+    with pytest.raises(UserError, match=rf"^the Hugging Face tokenizer 'timm/ViT-B-16-SigLIP2' of this model is "
+                                        rf"neither in {checkpoint} nor in the Hugging Face cache "
+                                        rf"{tmp_path}/hf_home/hub: "
+                                        r"put its files \(tokenizer.json \(or spiece.model\), tokenizer_config.json "
+                                        r"and special_tokens_map.json\) into one of them"):
+        tokenizer_from_open_clip_config(model_cfg, directory=checkpoint)
+    with pytest.raises(UserError, match=r"is not in the Hugging Face cache .*or pass a directory holding them$"):
+        tokenizer_from_open_clip_config(model_cfg)
+    snapshot = put_in_hf_cache(tmp_path / "hf_home" / "hub", "timm/ViT-B-16-SigLIP2", siglip_tokenizer_dirs["gemma"])
+    expected = open_clip().tokenizer.HFTokenizer(str(snapshot), context_length=64, clean="canonicalize")(TEXTS)
+    for directory in (None, checkpoint):  # the checkpoint has no tokenizer files: the cache's
+        assert torch.equal(tokenizer_from_open_clip_config(model_cfg, directory=directory)(TEXTS), expected)
+    shutil.copy(siglip_tokenizer_dirs["gemma_defaults"] / "tokenizer.json", checkpoint)
+    shutil.copy(siglip_tokenizer_dirs["gemma_defaults"] / "tokenizer_config.json", checkpoint)
+    ours = tokenizer_from_open_clip_config(model_cfg, directory=checkpoint)  # the checkpoint's own files first
+    assert ours.padding_side == "left" and not torch.equal(ours(TEXTS), expected)
+
+
+def test_hf_tokenizer_configs_need_their_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))  # an empty Hugging Face cache
     model_cfg = open_clip().get_model_config("ViT-L-14-CLIPA")
-    with pytest.raises(UserError, match=r"uses the Hugging Face tokenizer 'bert-base-uncased': pass a local directory"):
+    with pytest.raises(UserError, match=r"the Hugging Face tokenizer 'bert-base-uncased' of this model is not in "):
         tokenizer_from_open_clip_config(model_cfg)
     with pytest.raises(UserError, match=r"tokenizer_kwargs \['clean'\] are not supported for the OpenAI BPE"):
         tokenizer_from_open_clip_config({"text_cfg": {"tokenizer_kwargs": {"clean": "canonicalize"}}})

@@ -133,13 +133,15 @@ def test_pickles_for_dataloader_workers(wordpiece_dirs):
 def test_errors_name_the_directory_and_what_is_missing(tmp_path, wordpiece_dirs):
     with pytest.raises(UserError, match="does not exist or is not a directory"):
         hf_tokenizer_from_dir(tmp_path / "missing")
-    with pytest.raises(UserError, match=r"holds no Hugging Face tokenizer: expected tokenizer.json, or vocab.json"):
+    with pytest.raises(UserError, match=r"holds no Hugging Face tokenizer: expected tokenizer.json, vocab.json and "
+                                        r"merges.txt, "
+                                        r"or spiece.model"):
         hf_tokenizer_from_dir(tmp_path)
     bare = tmp_path / "bare"
     bare.mkdir()
     shutil.copy(wordpiece_dirs["fast"] / "tokenizer.json", bare / "tokenizer.json")
     with pytest.raises(UserError, match=r"bare: the tokenizer files name no token for pad \(pad_token\), "
-                                        r"sot \(bos_token or cls_token\), eot"):
+                                        r"eot \(eos_token or sep_token\)"):
         hf_tokenizer_from_dir(bare)
     with pytest.raises(UserError, match=r"tokenizer_kwargs \['language'\] are not supported"):
         open_clip_hf_tokenizer(wordpiece_dirs["fast"], 16, language="en")

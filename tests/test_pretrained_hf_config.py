@@ -4,6 +4,7 @@ library from small configs with random weights, compared on the same inputs (fp3
 relative), with their tokenizer files and preprocessor_config.json; unsupported settings are refused."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -15,6 +16,8 @@ from cliplab.errors import UserError
 from cliplab.models.open_clip_config import UnsupportedArchitectureError
 from cliplab.pretrained.hf_config import config_from_hf
 from reference_libraries import assert_relative_close, randomize_, transformers
+# session fixtures: spiece_model, siglip_tokenizer_dirs
+from tokenizer_fixtures import siglip_tokenizer_dirs, spiece_model  # noqa: F401
 
 torch.set_num_threads(2)
 TEXT = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4)
@@ -111,10 +114,25 @@ def test_siglip_directory_loads_exactly_and_says_when_it_has_no_tokenizer(tmp_pa
     assert_same_outputs(loaded.model, reference, tokens)
 
 
+def test_a_siglip_directory_as_google_publishes_it_loads_with_its_tokenizer(tmp_path, siglip_tokenizer_dirs):
+    """spiece.model and Google's tokenizer_config.json, no tokenizer.json: transformers' SiglipTokenizer."""
+    reference = hf_siglip()
+    reference.save_pretrained(tmp_path / "siglip")
+    for name in ("spiece.model", "tokenizer_config.json"):
+        shutil.copy(siglip_tokenizer_dirs["spiece"] / name, tmp_path / "siglip" / name)
+    loaded = load_model(tmp_path / "siglip")
+    texts = ["A photo of a CAT!", "two </s> dogs", "", "the " * 20]
+    expected = transformers().AutoTokenizer.from_pretrained(str(tmp_path / "siglip"))(
+        texts, padding="max_length", max_length=16, truncation=True, return_tensors="pt").input_ids
+    assert loaded.tokenizer.kind == "sentencepiece" and torch.equal(loaded.tokenizer(texts), expected)
+    assert loaded.model.config.text.pad_id == 1
+    assert_same_outputs(loaded.model, reference, expected)
+
+
 @pytest.mark.parametrize("change, message", [
     ({"vision_config": {"hidden_act": "relu"}}, r"vision_config.hidden_act='relu': cliplab supports"),
     ({"vision_config": {"num_channels": 1}}, r"num_channels=1: cliplab models take RGB images"),
-    ({"model_type": "blip"}, r"model_type='blip': cliplab reads \('clip', 'siglip'\)"),
+    ({"model_type": "blip"}, r"model_type='blip': cliplab reads \('clip', 'siglip', 'siglip2'\)"),
 ])
 def test_unsupported_hf_configs_are_refused(change, message):
     values = json.loads(hf_clip().config.to_json_string())

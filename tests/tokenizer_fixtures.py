@@ -94,3 +94,134 @@ def wordpiece_dirs(tmp_path_factory):
     (root / "vocab.txt").write_text("".join(f"{token}\n" for token in sorted(vocab, key=vocab.get)))
     library.BertTokenizer(str(root / "vocab.txt")).save_pretrained(root / "bert")
     return {"fast": root / "fast", "bert": root / "bert"}
+
+
+# SigLIP's and SigLIP2's tokenizers, small: a SentencePiece unigram model trained on captions, as
+# spiece.model (Google's Hugging Face SigLIP repositories) and as a T5-like tokenizer.json (open_clip's
+# timm/ViT-*-SigLIP repositories); a byte-fallback BPE as a Gemma-like tokenizer.json (SigLIP2).
+SPIECE_CORPUS = [f"{template} {name}" for template in ("a photo of a", "a picture of the", "A close-up photo of",
+                                                        "an image showing two", "the cat sat next to the")
+                 for name in ("dog", "cat", "sneaker", "ankle boot", "T-shirt", "snow", "bird", "river", "tree")]
+SPIECE_CORPUS += ADVERSARIAL_TEXTS
+# Texts with the special tokens of these tokenizers, and with their "▁" (SentencePiece's space).
+SPECIAL_TEXTS = ["</s>", "a </s> b", "x<unk>y", " ▁▁ a ▁b", "HELLO </s>  World", "the " * 62 + "</s>",
+                 "<eos> <bos> <pad> x", "<0x41> <mask>", "<extra_id_0> hi <extra_id_99>", "  lead", "trail  "]
+
+
+@pytest.fixture(scope="session")
+def spiece_model(tmp_path_factory):
+    """spiece.model: unigram, T5's ids (pad 0, eos 1, unk 2, no bos), 200 pieces."""
+    import io
+
+    import sentencepiece
+
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(SPIECE_CORPUS * 3), model_writer=model, model_type="unigram", vocab_size=200,
+        pad_id=0, eos_id=1, unk_id=2, bos_id=-1, character_coverage=1.0, hard_vocab_limit=False, minloglevel=2)
+    path = tmp_path_factory.mktemp("spiece") / "spiece.model"
+    path.write_bytes(model.getvalue())
+    return path
+
+
+def write_tokenizer_dir(directory, backend, tokenizer_config: dict, model_type: str | None = None):
+    """tokenizer.json (backend) and tokenizer_config.json; a config.json naming `model_type` if given."""
+    directory.mkdir(parents=True, exist_ok=True)
+    backend.save(str(directory / "tokenizer.json"))
+    (directory / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+    if model_type is not None:
+        (directory / "config.json").write_text(json.dumps({"model_type": model_type}))
+    return directory
+
+
+def t5_backend(spiece_path):
+    """The pipeline transformers 4 wrote into T5's tokenizer.json (SentencePiece's character map and a
+    run-of-spaces rule, Metaspace words, `$A </s>`), over the unigram model of `spiece_path`."""
+    import sentencepiece
+    from sentencepiece import sentencepiece_model_pb2
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    processor = sentencepiece.SentencePieceProcessor(model_file=str(spiece_path))
+    proto = sentencepiece_model_pb2.ModelProto.FromString(processor.serialized_model_proto())
+    vocab = [(processor.id_to_piece(index), processor.get_score(index)) for index in range(processor.get_piece_size())]
+    backend = Tokenizer(models.Unigram(vocab, unk_id=2, byte_fallback=False))
+    backend.normalizer = normalizers.Sequence([normalizers.Precompiled(proto.normalizer_spec.precompiled_charsmap),
+                                               normalizers.Replace(Regex(" {2,}"), " ")])
+    backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
+    backend.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always", split=True)
+    backend.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
+                                                           special_tokens=[("</s>", 1)])
+    backend.add_special_tokens([AddedToken(token, special=True, normalized=False)
+                                for token in ("<pad>", "</s>", "<unk>")])
+    return backend
+
+
+GEMMA_SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]
+
+
+def gemma_backend(eos_only: bool):
+    """Gemma's pipeline (" " -> "▁", byte-fallback BPE with `<0xNN>` pieces, no pre-splitting) over a
+    BPE trained on the captions; post-processor `<bos> $A` (Gemma's) or, eos_only, `$A <eos>`."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    trainer = Tokenizer(models.BPE(unk_token="<unk>"))
+    trainer.normalizer = normalizers.Replace(" ", "▁")
+    trainer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never", split=True)
+    trainer.train_from_iterator(SPIECE_CORPUS * 3, trainers.BpeTrainer(vocab_size=300, special_tokens=GEMMA_SPECIALS,
+                                                                       show_progress=False))
+    values = json.loads(trainer.to_str())
+    vocab = values["model"]["vocab"]
+    for byte in range(256):
+        vocab.setdefault(f"<0x{byte:02X}>", len(vocab))
+    values["model"].update(byte_fallback=True, fuse_unk=True)
+    backend = Tokenizer.from_str(json.dumps(values))
+    backend.normalizer = normalizers.Replace(" ", "▁")
+    backend.pre_tokenizer = pre_tokenizers.Split(" ", "merged_with_previous")
+    backend.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
+    backend.post_processor = (
+        processors.TemplateProcessing(single="$A <eos>", pair="$A <eos> $B <eos>", special_tokens=[("<eos>", 1)])
+        if eos_only else
+        processors.TemplateProcessing(single="<bos> $A", pair="<bos> $A <bos> $B", special_tokens=[("<bos>", 2)]))
+    return backend
+
+
+GEMMA_TOKENS = {"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>", "unk_token": "<unk>",
+                "mask_token": "<mask>"}
+
+
+@pytest.fixture(scope="session")
+def siglip_tokenizer_dirs(tmp_path_factory, spiece_model):
+    """Tokenizer directories as SigLIP and SigLIP2 checkpoints hold them:
+
+    "spiece": Google's HF SigLIP (spiece.model, tokenizer_config.json with added_tokens_decoder);
+    "t5": open_clip's timm SigLIP (T5 tokenizer.json, tokenizer_class T5Tokenizer, pad </s>, no sentinels);
+    "t5_sentinels": the same with T5Tokenizer's default 100 sentinels;
+    "gemma": SigLIP2-like Gemma files (eos appended, right padding);
+    "gemma_defaults": Gemma's own defaults (bos first, no padding side named: GemmaTokenizer pads left);
+    "siglip2_model": the Gemma defaults in a directory whose config.json says model_type "siglip2".
+    """
+    import shutil
+
+    root = tmp_path_factory.mktemp("siglip_tokenizers")
+    spiece = root / "spiece"
+    spiece.mkdir()
+    shutil.copy(spiece_model, spiece / "spiece.model")
+    entry = {"lstrip": True, "normalized": False, "rstrip": True, "single_word": False, "special": True}
+    (spiece / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "SiglipTokenizer", "model_max_length": 64, "do_lower_case": True,
+        "added_tokens_decoder": {"1": {"content": "</s>", **entry}, "2": {"content": "<unk>", **entry}},
+        "eos_token": "</s>", "pad_token": "</s>", "unk_token": "<unk>", "additional_special_tokens": []}))
+    t5_config = {"tokenizer_class": "T5Tokenizer", "eos_token": "</s>", "pad_token": "</s>", "unk_token": "<unk>",
+                 "model_max_length": 64}
+    gemma = {"tokenizer_class": "GemmaTokenizer", "model_max_length": 64, **GEMMA_TOKENS}
+    return {
+        "spiece": spiece,
+        "t5": write_tokenizer_dir(root / "t5", t5_backend(spiece_model),
+                                  {**t5_config, "extra_ids": 0, "additional_special_tokens": []}),
+        "t5_sentinels": write_tokenizer_dir(root / "t5_sentinels", t5_backend(spiece_model), t5_config),
+        "gemma": write_tokenizer_dir(root / "gemma", gemma_backend(eos_only=True),
+                                     {**gemma, "add_bos_token": False, "add_eos_token": True, "padding_side": "right"}),
+        "gemma_defaults": write_tokenizer_dir(root / "gemma_defaults", gemma_backend(eos_only=False), gemma),
+        "siglip2_model": write_tokenizer_dir(root / "siglip2_model", gemma_backend(eos_only=False), gemma,
+                                             model_type="siglip2"),
+    }

@@ -4,7 +4,9 @@ A tokenizer maps `str | list[str]` of N texts to `LongTensor[N, context_length]`
 tokens play roles: `pad` (fills the row after the text), `sot` / `eot` (start and end of text),
 `mask` (masked language modelling), `unk` (out-of-vocabulary). A kind that has no token for a role
 raises `MissingTokenError` when the role is read: the OpenAI BPE has no mask token, so an MLM
-objective on it fails at start-up naming the missing token, never with a made-up id.
+objective on it fails at start-up naming the missing token, never with a made-up id. Every kind has
+pad and eot; SigLIP's tokenizers (T5's and Gemma's vocabularies as SigLIP frames them) start the
+text with no token of their own, so they have no sot.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 from cliplab.errors import UserError
 
 ROLES = ("pad", "sot", "eot", "mask", "unk")
+REQUIRED_ROLES = ("pad", "eot")
 # Written by every save; names the kind and its settings. A directory without it holds a format-1
 # tokenizer.json of the trained byte-level BPE.
 DESCRIPTOR_FILE = "cliplab_tokenizer.json"
@@ -75,7 +78,7 @@ class TokenizerBase(ABC):
     """Roles, sizes and `batch_decode` for a tokenizer kind; each kind adds `__call__`, `decode`,
     `vocab_size` and `save_pretrained`.
 
-    role_ids: role -> id for the roles the kind has (subset of ROLES; pad, sot and eot required).
+    role_ids: role -> id for the roles the kind has (subset of ROLES; pad and eot required).
     special_ids: the ids that are not text (decode drops them; MLM never masks them).
     """
 
@@ -85,9 +88,9 @@ class TokenizerBase(ABC):
         unknown = sorted(set(role_ids) - set(ROLES))
         if unknown:
             raise ValueError(f"token roles must be among {ROLES}, got {unknown}")
-        missing = [role for role in ("pad", "sot", "eot") if role not in role_ids]
+        missing = [role for role in REQUIRED_ROLES if role not in role_ids]
         if missing:
-            raise ValueError(f"a tokenizer needs pad, sot and eot tokens; missing {missing}")
+            raise ValueError(f"a tokenizer needs pad and eot tokens; missing {missing}")
         self._role_ids = dict(role_ids)
         self._special_ids = frozenset(special_ids)
         self._context_length = check_context_length(context_length)

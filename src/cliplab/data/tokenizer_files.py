@@ -1,15 +1,21 @@
 """Every tokenizer kind in and out of a directory, Hugging Face export, open_clip's tokenizer choice.
 
 Kinds: "cliplab_bpe" (`tokenizer.Tokenizer`, trained by cliplab), "openai_bpe"
-(`tokenizer_openai.OpenAIBPETokenizer`), "hf" (`tokenizer_hf.HFTokenizer`).
+(`tokenizer_openai.OpenAIBPETokenizer`), "hf" (`tokenizer_hf.HFTokenizer`), "sentencepiece"
+(`tokenizer_sentencepiece.SentencePieceTokenizer`, SigLIP's spiece.model).
 
 A bundle, checkpoint or run directory holds, flat beside the model files:
 
     cliplab_tokenizer.json   {"kind": ..., settings}  written by every save
     tokenizer.json           the `tokenizers` pipeline (cliplab_bpe and hf kinds)
+    spiece.model             the SentencePiece model (sentencepiece kind)
 
 A directory with tokenizer.json and no descriptor is a format-1 bundle: the trained BPE, as cliplab
 wrote it before the other kinds existed. `load_tokenizer` reads all of them.
+
+An open_clip config naming a Hugging Face tokenizer (`text_cfg.hf_tokenizer_name`) finds its files
+in the checkpoint's directory, else in the Hugging Face cache under that name (`HF_HOME`; never the
+network), else stops with one line naming the files and where to put them.
 """
 
 from __future__ import annotations
@@ -20,11 +26,16 @@ from pathlib import Path
 from cliplab.data.tokenizer import TOKENIZER_FILE, Tokenizer
 from cliplab.data.tokenizer_base import DESCRIPTOR_FILE, TokenizerBase
 from cliplab.data.tokenizer_hf import HFTokenizer, open_clip_hf_tokenizer
-from cliplab.data.tokenizer_hf_files import read_json
+from cliplab.data.tokenizer_hf_classes import SPIECE_MODEL, has_tokenizer_files
+from cliplab.data.tokenizer_hf_files import TOKENIZER_CONFIG, TOKENIZER_JSON, VOCAB_JSON, read_json
 from cliplab.data.tokenizer_openai import DEFAULT_CONTEXT_LENGTH, openai_bpe_tokenizer
+from cliplab.data.tokenizer_sentencepiece import SentencePieceTokenizer
 from cliplab.errors import UserError
+from cliplab.pretrained.hf_cache import cached_repo_dir, hub_cache_dir
 
-KINDS = ("cliplab_bpe", "openai_bpe", "hf")
+KINDS = ("cliplab_bpe", "openai_bpe", "hf", "sentencepiece")
+# The files that mark a cached snapshot of a Hugging Face tokenizer (the first one cached is looked for).
+HF_TOKENIZER_FILES = (TOKENIZER_JSON, SPIECE_MODEL, VOCAB_JSON)
 
 
 def _check_tokenizer(tokenizer) -> None:
@@ -57,6 +68,8 @@ def load_tokenizer(directory: str | os.PathLike) -> TokenizerBase:
             return openai_bpe_tokenizer(settings["context_length"])
         if kind == "hf":
             return HFTokenizer.from_saved(directory, settings)
+        if kind == "sentencepiece":
+            return SentencePieceTokenizer.from_saved(directory, settings)
     except (KeyError, TypeError, ValueError) as error:
         raise UserError(f"{descriptor}: cannot rebuild the {kind} tokenizer "
                         f"({type(error).__name__}: {error})") from error
@@ -82,13 +95,35 @@ def write_hf_tokenizer_files(tokenizer: TokenizerBase, directory: str | os.PathL
     return tokenizer.write_hf_files(directory)
 
 
+def find_hf_tokenizer(name: str, directory: str | os.PathLike | None) -> Path:
+    """The directory holding the files of the Hugging Face tokenizer `name` (a hub id or a local
+    path, as `text_cfg.hf_tokenizer_name` holds it): `directory` (the checkpoint's) when it has
+    them, else `name` itself when it is such a directory, else its snapshot in the Hugging Face
+    cache. None of them: one UserError naming the files and both places."""
+    candidates = [Path(directory)] if directory is not None else []
+    candidates.append(Path(name).expanduser())
+    for candidate in candidates:
+        if candidate.is_dir() and has_tokenizer_files(candidate):
+            return candidate
+    cached = cached_repo_dir(name, HF_TOKENIZER_FILES)
+    if cached is not None:
+        return cached
+    files = f"{TOKENIZER_JSON} (or {SPIECE_MODEL}), {TOKENIZER_CONFIG} and special_tokens_map.json"
+    fetch = f"`huggingface-cli download {name}` where a network allows, then copy the cache"
+    if directory is None:
+        raise UserError(f"the Hugging Face tokenizer {name!r} of this model is not in the Hugging Face cache "
+                        f"{hub_cache_dir()}: put its files ({files}) there ({fetch}), or pass a directory holding them")
+    raise UserError(f"the Hugging Face tokenizer {name!r} of this model is neither in {directory} nor in the Hugging "
+                    f"Face cache {hub_cache_dir()}: put its files ({files}) into one of them ({fetch})")
+
+
 def tokenizer_from_open_clip_config(model_cfg: dict, context_length: int | None = None,
                                     directory: str | os.PathLike | None = None) -> TokenizerBase:
     """The tokenizer open_clip's `get_tokenizer` picks for an open_clip `model_cfg`.
 
-    text_cfg.hf_tokenizer_name set: open_clip's HFTokenizer over the files in `directory` (with
-    text_cfg.tokenizer_kwargs); otherwise the OpenAI BPE. context_length: the argument, else
-    text_cfg.context_length, else 77.
+    text_cfg.hf_tokenizer_name set: open_clip's HFTokenizer (with text_cfg.tokenizer_kwargs) over
+    the files `find_hf_tokenizer` finds (`directory`: the checkpoint's); otherwise the OpenAI BPE.
+    context_length: the argument, else text_cfg.context_length, else 77.
     """
     if not isinstance(model_cfg, dict):
         raise UserError(f"model_cfg must be a dict (an open_clip model config), got {type(model_cfg).__name__}")
@@ -104,8 +139,4 @@ def tokenizer_from_open_clip_config(model_cfg: dict, context_length: int | None 
             raise UserError(f"text_cfg.tokenizer_kwargs {sorted(tokenizer_kwargs)} are not supported "
                             "for the OpenAI BPE tokenizer")
         return openai_bpe_tokenizer(context_length)
-    if directory is None:
-        raise UserError(f"this model's text tower uses the Hugging Face tokenizer {hf_name!r}: pass a "
-                        f"local directory holding its files (tokenizer.json, tokenizer_config.json; "
-                        f"e.g. `huggingface-cli download {hf_name}` where a network allows)")
-    return open_clip_hf_tokenizer(directory, context_length, **tokenizer_kwargs)
+    return open_clip_hf_tokenizer(find_hf_tokenizer(hf_name, directory), context_length, **tokenizer_kwargs)

@@ -3,14 +3,19 @@
 `hf_tokenizer_from_dir(directory)` gives the ids of `transformers.AutoTokenizer.from_pretrained(
 directory)(texts, padding="max_length", max_length=context_length, truncation=True)`:
 
-- the pipeline: for a `CLIPTokenizer` directory (its tokenizer_config.json says so, config.json says
-  model_type "clip", or there is no tokenizer.json) the CLIP pipeline rebuilt from the vocabulary, as
-  transformers 5 does (`tokenizer_hf_files.clip_bpe_backend`); for any other class the stored
-  tokenizer.json as it is. (transformers' own BERT, XLM-R, ... classes rebuild their pipelines too;
-  the tokenizer.json that transformers writes for them holds the same pipeline.)
+- the class: the one transformers 5 makes of the directory (`tokenizer_hf_classes`: the
+  tokenizer_config.json's, overridden for a SigLIP2 model directory, else guessed from the files).
+- the pipeline: for `CLIPTokenizer` the CLIP pipeline rebuilt from the vocabulary
+  (`tokenizer_hf_files.clip_bpe_backend`); for T5's, Gemma's and SigLIP2's classes the pipeline
+  those classes build in code over the stored vocabulary (`tokenizer_hf_classes`); for
+  `SiglipTokenizer` (a spiece.model) a `tokenizer_sentencepiece.SentencePieceTokenizer`; for any
+  other class the stored tokenizer.json as it is. (transformers' own BERT, XLM-R, ... classes
+  rebuild their pipelines too; the tokenizer.json that transformers writes for them holds the same
+  pipeline.)
 - framing: the text truncated to `context_length` minus the post-processor's specials (side from
   `truncation_side`), the specials added, padded to `context_length` with `pad_token` (side from
-  `padding_side`). CLIP pads with `<|endoftext|>`, so there `pad_id == eot_id`.
+  `padding_side`: tokenizer_config.json's, else tokenizer.json's, else the class's: Gemma's and
+  SigLIP2's pad on the left). CLIP pads with `<|endoftext|>`, so there `pad_id == eot_id`.
 
 `open_clip_hf_tokenizer(directory, context_length, **tokenizer_kwargs)` is open_clip's `HFTokenizer`:
 the same, after open_clip's cleaning (`clean`, default "whitespace"), and with every sep id replaced
@@ -27,13 +32,16 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer as BackendTokenizer
 
-from cliplab.data.tokenizer_base import TokenizerBase, as_text_list, write_descriptor
+from cliplab.data.tokenizer_base import REQUIRED_ROLES, TokenizerBase, as_text_list, write_descriptor
 from cliplab.data.tokenizer_cleaning import CLEAN_MODES, clean_text
-from cliplab.data.tokenizer_hf_files import (CLIP_CLASSES, CLIP_DEFAULT_TOKENS, MERGES_TXT, ROLE_KEYS,
-                                             TOKEN_KEYS, TOKENIZER_JSON, VOCAB_JSON, added_token,
-                                             clip_bpe_backend, json_merges, model_max_length, read_json,
-                                             read_tokenizer_settings, read_vocab_and_merges, token_content,
-                                             write_clip_tokenizer_files, write_fast_tokenizer_files)
+from cliplab.data.tokenizer_hf_classes import (SPIECE_MODEL, TokenizerClass, class_tokens, has_tokenizer_files,
+                                               rebuilt_backend, tokenizer_class, tokenizer_class_name)
+from cliplab.data.tokenizer_hf_files import (MERGES_TXT, ROLE_KEYS, TOKEN_KEYS, TOKENIZER_JSON,
+                                             VOCAB_JSON, added_token, clip_bpe_backend, json_merges,
+                                             model_max_length, read_json, read_tokenizer_settings,
+                                             read_vocab_and_merges, write_clip_tokenizer_files,
+                                             write_fast_tokenizer_files)
+from cliplab.data.tokenizer_sentencepiece import sentencepiece_tokenizer_from_dir
 from cliplab.errors import UserError
 
 DEFAULT_CONTEXT_LENGTH = 77
@@ -49,13 +57,16 @@ class HFTokenizer(TokenizerBase):
     eot <- eos_token or sep_token, mask <- mask_token, unk <- unk_token.
     clip_pipeline: the backend is CLIPTokenizer's pipeline (decode turns "</w>" into spaces; the
     tokenizer can be written as CLIP tokenizer files). clean: an open_clip cleaning mode or None.
+    tokenizer_class: the transformers class whose pipeline the backend is (None: not known; a
+    tokenizer saved before cliplab recorded it).
     """
 
     kind = "hf"
 
     def __init__(self, backend: BackendTokenizer, *, tokens: dict[str, str], context_length: int,
                  clip_pipeline: bool, clean: str | None = None, strip_sep_token: bool = False,
-                 padding_side: str = "right", truncation_side: str = "right"):
+                 padding_side: str = "right", truncation_side: str = "right",
+                 tokenizer_class: str | None = None):
         unknown = sorted(set(tokens) - set(TOKEN_KEYS))
         if unknown:
             raise ValueError(f"tokens keys must be among {TOKEN_KEYS}, got {unknown}")
@@ -76,7 +87,7 @@ class HFTokenizer(TokenizerBase):
             present = [key for key in keys if key in token_ids]
             if present:
                 role_ids[role] = token_ids[present[0]]
-        missing = [f"{role} ({' or '.join(ROLE_KEYS[role])})" for role in ("pad", "sot", "eot")
+        missing = [f"{role} ({' or '.join(ROLE_KEYS[role])})" for role in REQUIRED_ROLES
                    if role not in role_ids]
         if missing:
             raise UserError(f"the tokenizer files name no token for {', '.join(missing)}; add them "
@@ -94,6 +105,7 @@ class HFTokenizer(TokenizerBase):
         self.strip_sep_token = bool(strip_sep_token)
         self.padding_side = padding_side
         self.truncation_side = truncation_side
+        self.tokenizer_class = tokenizer_class
 
     @property
     def vocab_size(self) -> int:
@@ -141,7 +153,7 @@ class HFTokenizer(TokenizerBase):
         return {"context_length": self.context_length, "tokens": self.tokens,
                 "clip_pipeline": self.clip_pipeline, "clean": self.clean,
                 "strip_sep_token": self.strip_sep_token, "padding_side": self.padding_side,
-                "truncation_side": self.truncation_side}
+                "truncation_side": self.truncation_side, "tokenizer_class": self.tokenizer_class}
 
     def save_pretrained(self, directory: str | os.PathLike) -> list[str]:
         """tokenizer.json (the pipeline) and the descriptor with `settings()`."""
@@ -170,66 +182,75 @@ class HFTokenizer(TokenizerBase):
                                           self.context_length)
 
 
-def _names_clip(directory: Path, settings: dict, has_tokenizer_json: bool) -> bool:
-    """Whether transformers would build a CLIPTokenizer for `directory`."""
-    tokenizer_class = settings.get("tokenizer_class")
-    if tokenizer_class is not None:
-        return tokenizer_class in CLIP_CLASSES
-    if not has_tokenizer_json:
-        return True
-    config = directory / "config.json"
-    return config.is_file() and read_json(config).get("model_type") == "clip"
+def _clip_backend(directory: Path, settings: dict, tokens: dict[str, str]) -> BackendTokenizer:
+    vocab, merges = read_vocab_and_merges(directory)
+    # transformers keeps the flags of added_tokens_decoder entries; other special tokens are
+    # matched in the raw text (normalized=False) whatever flags their own entries state.
+    declared = [added_token(entry) for entry in settings.get("added_tokens_decoder", {}).values()]
+    contents = {token.content for token in declared}
+    declared += [added_token(token) for token in dict.fromkeys(tokens.values()) if token not in contents]
+    return clip_bpe_backend(vocab, merges, sot_token=tokens["bos_token"], eot_token=tokens["eos_token"],
+                            unk_token=tokens["unk_token"], added_tokens=declared)
+
+
+def _json_backend(directory: Path, entry: TokenizerClass, settings: dict, stored: dict,
+                  tokens: dict[str, str]) -> BackendTokenizer:
+    """tokenizer.json's pipeline: rebuilt by `entry`'s class, or as stored."""
+    try:
+        if entry.pipeline is not None:
+            return rebuilt_backend(entry, stored, settings, tokens)
+        return BackendTokenizer.from_str(json.dumps(stored))
+    except UserError as error:
+        raise UserError(f"{directory}: {error}") from None
+    except Exception as error:  # the Rust side raises a bare Exception on a malformed file
+        raise UserError(f"{directory / TOKENIZER_JSON} is not a valid tokenizer.json: {error}") from error
 
 
 def hf_tokenizer_from_dir(directory: str | os.PathLike, context_length: int | None = None, *,
-                          clean: str | None = None, strip_sep_token: bool = False) -> HFTokenizer:
-    """The tokenizer in a Hugging Face tokenizer directory (module docstring).
+                          clean: str | None = None, strip_sep_token: bool = False) -> TokenizerBase:
+    """The tokenizer in a Hugging Face tokenizer directory (module docstring): an `HFTokenizer`,
+    or for SiglipTokenizer's files (spiece.model) a `SentencePieceTokenizer`.
 
-    context_length: None -> tokenizer_config.json's model_max_length, else 77.
+    context_length: None -> tokenizer_config.json's model_max_length, else 77 (SigLIP: 64).
     """
     directory = Path(directory)
     if not directory.is_dir():
         raise UserError(f"tokenizer directory {directory} does not exist or is not a directory")
-    has_tokenizer_json = (directory / TOKENIZER_JSON).is_file()
-    has_bpe_files = (directory / VOCAB_JSON).is_file() and (directory / MERGES_TXT).is_file()
-    if not has_tokenizer_json and not has_bpe_files:
-        raise UserError(f"{directory} holds no Hugging Face tokenizer: expected {TOKENIZER_JSON}, or "
-                        f"{VOCAB_JSON} and {MERGES_TXT}")
+    if not has_tokenizer_files(directory):
+        raise UserError(f"{directory} holds no Hugging Face tokenizer: expected {TOKENIZER_JSON}, "
+                        f"{VOCAB_JSON} and {MERGES_TXT}, or {SPIECE_MODEL}")
     settings = read_tokenizer_settings(directory)
-    named = {key: token_content(settings[key]) for key in TOKEN_KEYS if settings.get(key) is not None}
-    clip_pipeline = _names_clip(directory, settings, has_tokenizer_json)
-    if clip_pipeline:
-        tokens = {**CLIP_DEFAULT_TOKENS, **named}
-        vocab, merges = read_vocab_and_merges(directory)
-        # transformers keeps the flags of added_tokens_decoder entries; other special tokens are
-        # matched in the raw text (normalized=False) whatever flags their own entries state.
-        declared = [added_token(entry) for entry in settings.get("added_tokens_decoder", {}).values()]
-        contents = {token.content for token in declared}
-        declared += [added_token(token) for token in dict.fromkeys(tokens.values()) if token not in contents]
-        backend = clip_bpe_backend(vocab, merges, sot_token=tokens["bos_token"],
-                                   eot_token=tokens["eos_token"], unk_token=tokens["unk_token"],
-                                   added_tokens=declared)
+    class_name = tokenizer_class_name(directory, settings)
+    if class_name == "SiglipTokenizer":
+        if strip_sep_token:
+            raise UserError(f"{directory}: strip_sep_token needs a sep_token, and SiglipTokenizer has none")
+        return sentencepiece_tokenizer_from_dir(directory, context_length, clean=clean)
+    if not (directory / TOKENIZER_JSON).is_file() and class_name != "CLIPTokenizer":
+        raise UserError(f"{directory}: {class_name or 'this tokenizer class'} needs {TOKENIZER_JSON}")
+    entry = tokenizer_class(class_name)
+    tokens = class_tokens(entry, settings)
+    stored = {} if class_name == "CLIPTokenizer" else read_json(directory / TOKENIZER_JSON)
+    if class_name == "CLIPTokenizer":
+        backend = _clip_backend(directory, settings, tokens)
     else:
-        try:
-            backend = BackendTokenizer.from_file(str(directory / TOKENIZER_JSON))
-        except Exception as error:  # the Rust side raises a bare Exception on a malformed file
-            raise UserError(f"{directory / TOKENIZER_JSON} is not a valid tokenizer.json: {error}") from error
-        tokens = dict(named)
-        if "pad_token" not in tokens and backend.padding:
-            tokens["pad_token"] = backend.padding["pad_token"]
+        backend = _json_backend(directory, entry, settings, stored, tokens)
+        if "pad_token" not in tokens and stored.get("padding"):
+            tokens["pad_token"] = stored["padding"]["pad_token"]
+    # Sides: tokenizer_config.json's, else tokenizer.json's, else the class's.
+    padding_side = settings.get("padding_side") or (stored.get("padding") or {}).get("direction") or entry.padding_side
+    truncation_side = settings.get("truncation_side") or (stored.get("truncation") or {}).get("direction") or "right"
     if context_length is None:
         context_length = model_max_length(settings) or DEFAULT_CONTEXT_LENGTH
     try:
         return HFTokenizer(backend, tokens=tokens, context_length=context_length,
-                           clip_pipeline=clip_pipeline, clean=clean, strip_sep_token=strip_sep_token,
-                           padding_side=settings.get("padding_side", "right"),
-                           truncation_side=settings.get("truncation_side", "right"))
+                           clip_pipeline=class_name == "CLIPTokenizer", clean=clean, strip_sep_token=strip_sep_token,
+                           padding_side=padding_side, truncation_side=truncation_side, tokenizer_class=class_name)
     except UserError as error:
         raise UserError(f"{directory}: {error}") from None
 
 
 def open_clip_hf_tokenizer(directory: str | os.PathLike, context_length: int,
-                           **tokenizer_kwargs) -> HFTokenizer:
+                           **tokenizer_kwargs) -> TokenizerBase:
     """open_clip's `HFTokenizer(directory, context_length, **tokenizer_kwargs)`; tokenizer_kwargs
     are a model config's `text_cfg.tokenizer_kwargs` (clean, default "whitespace";
     strip_sep_token, default False)."""

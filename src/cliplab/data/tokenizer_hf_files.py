@@ -147,7 +147,7 @@ def clip_bpe_backend(vocab: dict[str, int], merges: list[tuple[str, str]], *, so
     return backend
 
 
-def _write_json(path: Path, values: dict) -> None:
+def write_json(path: Path, values: dict) -> None:
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(values, handle, indent=2, ensure_ascii=False)
         handle.write("\n")
@@ -162,7 +162,7 @@ def write_clip_tokenizer_files(directory: str | os.PathLike, vocab: dict[str, in
     tokens = dict(tokens or CLIP_DEFAULT_TOKENS)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    _write_json(directory / VOCAB_JSON, vocab)
+    write_json(directory / VOCAB_JSON, vocab)
     with open(directory / MERGES_TXT, "w", encoding="utf-8") as handle:
         handle.write("#version: 0.2\n")
         handle.writelines(f"{left} {right}\n" for left, right in merges)
@@ -170,9 +170,9 @@ def write_clip_tokenizer_files(directory: str | os.PathLike, vocab: dict[str, in
                                unk_token=tokens["unk_token"],
                                added_tokens=[added_token(token) for token in tokens.values()])
     backend.save(str(directory / TOKENIZER_JSON))
-    _write_json(directory / SPECIAL_TOKENS_MAP, tokens)
-    _write_json(directory / TOKENIZER_CONFIG, {"tokenizer_class": "CLIPTokenizer",
-                                               "model_max_length": context_length, **tokens})
+    write_json(directory / SPECIAL_TOKENS_MAP, tokens)
+    write_json(directory / TOKENIZER_CONFIG, {"tokenizer_class": "CLIPTokenizer",
+                                              "model_max_length": context_length, **tokens})
     return [VOCAB_JSON, MERGES_TXT, TOKENIZER_JSON, TOKENIZER_CONFIG, SPECIAL_TOKENS_MAP]
 
 
@@ -180,14 +180,17 @@ def write_fast_tokenizer_files(directory: str | os.PathLike, backend: BackendTok
                                tokens: dict[str, str], context_length: int) -> list[str]:
     """A generic fast tokenizer (`AutoTokenizer.from_pretrained(directory)` runs tokenizer.json as
     it is): tokenizer.json, tokenizer_config.json, special_tokens_map.json. tokens: HF token key
-    (TOKEN_KEYS) -> string; backend must add the specials itself (its post-processor)."""
+    (TOKEN_KEYS) -> string; backend must add the specials itself (its post-processor). The padding
+    side is written out (right): a class transformers substitutes for the generic one (SigLIP2's)
+    would otherwise pad on its own default side."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     stored = BackendTokenizer.from_str(backend.to_str())
     stored.no_padding()
     stored.no_truncation()
     stored.save(str(directory / TOKENIZER_JSON))
-    _write_json(directory / SPECIAL_TOKENS_MAP, tokens)
-    _write_json(directory / TOKENIZER_CONFIG, {"tokenizer_class": "PreTrainedTokenizerFast",
-                                               "model_max_length": context_length, **tokens})
+    write_json(directory / SPECIAL_TOKENS_MAP, tokens)
+    write_json(directory / TOKENIZER_CONFIG, {"tokenizer_class": "PreTrainedTokenizerFast",
+                                              "model_max_length": context_length, "padding_side": "right",
+                                              **tokens})
     return [TOKENIZER_JSON, TOKENIZER_CONFIG, SPECIAL_TOKENS_MAP]

@@ -34,10 +34,11 @@ from PIL import Image
 from cliplab.data.images import scale_16_bit_gray
 from cliplab.data.preprocess_config import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PreprocessConfig
 
-__all__ = ["OPENAI_CLIP_MEAN", "OPENAI_CLIP_STD", "ImageTransform", "PreprocessConfig", "center_crop_box",
-           "eval_geometry", "image_transform", "images_uint8_to_tensor", "keep_ratio_size", "shortest_side_size"]
+__all__ = ["OPENAI_CLIP_MEAN", "OPENAI_CLIP_STD", "PIL_FILTERS", "ImageTransform", "PreprocessConfig",
+           "center_crop_box", "eval_geometry", "image_transform", "images_uint8_to_tensor", "keep_ratio_size",
+           "normalize_images", "pil_to_float_tensor", "shortest_side_size"]
 
-_PIL_INTERPOLATIONS = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST}
+PIL_FILTERS = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST}
 
 
 def shortest_side_size(width: int, height: int, side: int) -> tuple[int, int]:
@@ -92,7 +93,7 @@ def eval_geometry(image: Image.Image, config: PreprocessConfig) -> Image.Image:
     """open_clip's eval resize and crop for `config`, on the image in its own mode (open_clip
     converts to RGB after this, which matters for palette and RGBA images)."""
     target_hw = config.size_hw
-    resample = _PIL_INTERPOLATIONS[config.interpolation]
+    resample = PIL_FILTERS[config.interpolation]
     if config.resize_mode == "squash":
         return _resize(image, (target_hw[1], target_hw[0]), resample)
     if config.resize_mode == "longest":
@@ -131,7 +132,7 @@ class ImageTransform:
                 image = image.transpose(Image.FLIP_LEFT_RIGHT)
         else:
             image = eval_geometry(image, self.config).convert("RGB")
-        return _normalize(_pil_to_float_tensor(image), self.config.mean, self.config.std)
+        return normalize_images(pil_to_float_tensor(image), self.config.mean, self.config.std)
 
     def _uniform(self, low: float = 0.0, high: float = 1.0) -> float:
         return low + (high - low) * float(torch.rand((), generator=self.generator))
@@ -143,7 +144,7 @@ class ImageTransform:
         left = int(self._uniform(0, width - crop_width + 1)) if width > crop_width else 0
         top = int(self._uniform(0, height - crop_height + 1)) if height > crop_height else 0
         height, width = self.config.size_hw
-        return image.resize((width, height), _PIL_INTERPOLATIONS[self.config.interpolation],
+        return image.resize((width, height), PIL_FILTERS[self.config.interpolation],
                             box=(left, top, left + crop_width, top + crop_height))
 
     def __repr__(self) -> str:
@@ -169,13 +170,13 @@ def _sample_crop_size(width: int, height: int, scale: tuple[float, float],
     return width, height
 
 
-def _pil_to_float_tensor(image: Image.Image) -> torch.Tensor:
+def pil_to_float_tensor(image: Image.Image) -> torch.Tensor:
     """RGB PIL image -> Tensor[3, H, W] float32 in [0, 1]."""
     array = np.asarray(image, dtype=np.uint8)
     return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
 
 
-def _normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+def normalize_images(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """images: [..., 3, H, W] float in [0, 1] -> (images - mean) / std, per channel."""
     mean_tensor = torch.tensor(mean, dtype=images.dtype).view(3, 1, 1)
     std_tensor = torch.tensor(std, dtype=images.dtype).view(3, 1, 1)
@@ -216,7 +217,7 @@ def images_uint8_to_tensor(images: np.ndarray | torch.Tensor, config: Preprocess
         floats = _batched_random_resized_crop(floats, config, generator)
     else:
         floats = _batched_resize_and_center_crop(floats, config)
-    return _normalize(floats.contiguous(), config.mean, config.std)
+    return normalize_images(floats.contiguous(), config.mean, config.std)
 
 
 def _batched_resize_and_center_crop(images: torch.Tensor, config: PreprocessConfig) -> torch.Tensor:

@@ -72,13 +72,14 @@ def build_objectives(config: ObjectivesConfig, model: nn.Module, tokenizer: Toke
     rank, _ = world_info()
     # None for a kind without a mask token (the OpenAI BPE); only MLM needs one, checked above.
     mask_id = getattr(tokenizer, "mask_id", None)
+    # SigLIP's tokenizers have no start-of-text token either.
+    role_ids = [getattr(tokenizer, name, None) for name in ("pad_id", "sot_id", "eot_id", "mask_id")]
     objectives = Objectives(
         config,
         embed_dim=model_config.embed_dim,
         text_width=model_config.text.width,
         vocab_size=tokenizer.vocab_size,
-        protected_ids={tokenizer.pad_id, tokenizer.sot_id, tokenizer.eot_id, *tokenizer.special_ids,
-                       *([] if mask_id is None else [mask_id])},
+        protected_ids={*tokenizer.special_ids, *(token_id for token_id in role_ids if token_id is not None)},
         pad_id=tokenizer.pad_id,
         mask_id=mask_id,
         seed=config.augment.seed + rank,

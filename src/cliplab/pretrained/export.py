@@ -1,13 +1,15 @@
 """Export a cliplab model to the directories open_clip and Hugging Face transformers load.
 
     export(model, tokenizer, "out/oc", format="open_clip")  # open_clip.create_model("local-dir:out/oc")
-    export(model, tokenizer, "out/hf", format="hf")         # transformers.CLIPModel / SiglipModel
-                                                            #   .from_pretrained("out/hf")
+    export(model, tokenizer, "out/hf", format="hf")         # transformers.CLIPModel / SiglipModel /
+                                                            #   Siglip2Model .from_pretrained("out/hf")
 
 open_clip: open_clip_config.json (`model_cfg` from `config_to_open_clip`, `preprocess_cfg`) and
 open_clip_model.safetensors; open_clip tokenizes with its own SimpleTokenizer (the OpenAI BPE),
-so the model's tokenizer must be that one (see `check_open_clip_tokenizer`). Hugging Face: config.json, model.safetensors,
-preprocessor_config.json and the tokenizer files `CLIPTokenizer.from_pretrained` reads. A model or
+so the model's tokenizer must be that one (see `check_open_clip_tokenizer`). Hugging Face: config.json,
+model.safetensors, preprocessor_config.json and the tokenizer files `AutoTokenizer.from_pretrained` reads (a SigLIP2
+directory's tokenizer must be SigLIP2's own: transformers reads any tokenizer there as
+Siglip2Tokenizer, see `check_hf_tokenizer`). A model or
 tokenizer the target cannot represent is refused before anything is written, naming what is
 missing. An existing non-empty directory is written into only with `force=True`, which replaces the
 files of these names and leaves every other file alone.
@@ -33,13 +35,15 @@ from cliplab.models.open_clip_config import config_to_open_clip
 from cliplab.models.tokenizer_fit import check_tokenizer_fits
 from cliplab.models.wrappers import cliplab_model
 from cliplab.pretrained.formats import HUB_WEIGHT_FILES, OPEN_CLIP_CONFIG
-from cliplab.pretrained.hf_config import config_to_hf, hf_model_type
-from cliplab.pretrained.hf_keys import hf_clip_rules, hf_siglip_rules
+from cliplab.pretrained.hf_config import HF_PROCESSOR_CONFIG, config_to_hf, hf_model_type, naflex_processor_values
+from cliplab.pretrained.hf_keys import hf_model_rules
 from cliplab.pretrained.key_maps import from_cliplab
 from cliplab.pretrained.open_clip_keys import open_clip_rules, open_clip_text_prefix
 
 EXPORT_FORMATS = ("open_clip", "hf")
 HF_PROCESSOR_TYPES = {"clip": "CLIPImageProcessor", "siglip": "SiglipImageProcessor"}
+# transformers 5 reads the tokenizer of a directory of these model types as this class, whatever its files name.
+HF_IMPOSED_TOKENIZERS = {"siglip2": "Siglip2Tokenizer"}
 
 
 def prepare_directory(path: str | os.PathLike, force: bool) -> Path:
@@ -87,19 +91,35 @@ def export_open_clip(model: CLIP, config: ModelConfig, tokenizer: Any, directory
     return [OPEN_CLIP_CONFIG, weights]
 
 
+def hf_special_ids(tokenizer: Any) -> dict[str, int | None]:
+    """The ids config.json records: "bos" (None for a tokenizer without one), "eos", "pad"."""
+    return {"bos": getattr(tokenizer, "sot_id", None), "eos": tokenizer.eot_id, "pad": tokenizer.pad_id}
+
+
+def check_hf_tokenizer(model_type: str, tokenizer: Any) -> None:
+    """UserError when transformers would read the exported tokenizer files as another tokenizer:
+    a SigLIP2 directory's tokenizer is always read as Siglip2Tokenizer (Gemma's BPE, lowercased)."""
+    imposed = HF_IMPOSED_TOKENIZERS.get(model_type)
+    if imposed is not None and getattr(tokenizer, "tokenizer_class", None) != imposed:
+        raise UserError(f"transformers reads the tokenizer of a {model_type} directory as {imposed}, which the "
+                        f"model's tokenizer ({type(tokenizer).__name__}) is not; the export would tokenize "
+                        "differently there")
+
+
 def export_hf(model: CLIP, config: ModelConfig, tokenizer: Any, directory: Path) -> list[str]:
     model_type = hf_model_type(config)
-    special_ids = {"bos": tokenizer.sot_id, "eos": tokenizer.eot_id, "pad": tokenizer.pad_id}
-    hf_config = config_to_hf(config, special_ids)
-    processor_type = HF_PROCESSOR_TYPES[model_type]
-    config.preprocess.to_hf_image_processor(processor_type)  # refuses an unrepresentable one before writing
-    rules = hf_clip_rules(config) if model_type == "clip" else hf_siglip_rules(config)
-    state = from_cliplab(_cpu_state(model), rules)
+    hf_config = config_to_hf(config, hf_special_ids(tokenizer))
+    state = from_cliplab(_cpu_state(model), hf_model_rules(config, model_type))
+    if model_type in HF_PROCESSOR_TYPES:  # refuses an unrepresentable one before writing
+        config.preprocess.to_hf_image_processor(HF_PROCESSOR_TYPES[model_type])
     save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})
     _write_json(directory / "config.json", hf_config)
-    write_hf_image_processor(config.preprocess, directory / "preprocessor_config.json", processor_type)
+    if model_type in HF_PROCESSOR_TYPES:
+        write_hf_image_processor(config.preprocess, directory / HF_PROCESSOR_CONFIG, HF_PROCESSOR_TYPES[model_type])
+    else:
+        _write_json(directory / HF_PROCESSOR_CONFIG, naflex_processor_values(config))
     tokenizer_files = write_hf_tokenizer_files(tokenizer, directory)
-    return ["config.json", "model.safetensors", "preprocessor_config.json", *tokenizer_files]
+    return ["config.json", "model.safetensors", HF_PROCESSOR_CONFIG, *tokenizer_files]
 
 
 def export(model: nn.Module, tokenizer: Any, path: str | os.PathLike, format: str = "open_clip",
@@ -115,7 +135,8 @@ def export(model: nn.Module, tokenizer: Any, path: str | os.PathLike, format: st
         config_to_open_clip(config)
         check_open_clip_tokenizer(config, tokenizer)
     else:
-        config_to_hf(config, {"bos": tokenizer.sot_id, "eos": tokenizer.eot_id, "pad": tokenizer.pad_id})
+        config_to_hf(config, hf_special_ids(tokenizer))
+        check_hf_tokenizer(hf_model_type(config), tokenizer)
     directory = prepare_directory(path, force)
     (export_open_clip if format == "open_clip" else export_hf)(model, config, tokenizer, directory)
     return directory

@@ -41,6 +41,20 @@ def cached_file(repo_id: str, filename: str, *, revision: str | None = None) -> 
     return Path(found) if isinstance(found, str) else None
 
 
+def cached_repo_dir(repo_id: str, filenames: tuple[str, ...]) -> Path | None:
+    """The cached snapshot directory of `repo_id` that holds the first of `filenames` the cache has
+    (the files downloaded with it lie beside it), or None: not cached, or not a repository id at all
+    (a local path, say). Never the network."""
+    for filename in filenames:
+        try:
+            found = cached_file(repo_id, filename)
+        except ValueError:  # huggingface_hub's HFValidationError: the name is no repository id
+            return None
+        if found is not None:
+            return found.parent
+    return None
+
+
 def snapshot_dir(repo_id: str, *, where: str, allow_patterns: list[str] | None = None,
                  revision: str | None = None) -> Path:
     """The local directory of `repo_id`'s files: from the cache when it holds them, else downloaded

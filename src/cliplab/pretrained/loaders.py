@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cliplab.data.preprocess_config import PreprocessConfig, read_hf_image_processor
+from cliplab.data.preprocess_config import PreprocessConfig
 from cliplab.data.tokenizer_files import tokenizer_from_open_clip_config
 from cliplab.data.tokenizer_hf import hf_tokenizer_from_dir
 from cliplab.errors import UserError
@@ -29,8 +29,8 @@ from cliplab.models.config import read_json_object
 from cliplab.models.open_clip_config import builtin_open_clip_config, config_from_open_clip, known_open_clip_names
 from cliplab.pretrained.formats import (HF_WEIGHT_FILES, HUB_WEIGHT_FILES, OPEN_CLIP_CONFIG, accepted_formats,
                                         directory_format, first_existing)
-from cliplab.pretrained.hf_config import config_from_hf
-from cliplab.pretrained.hf_keys import hf_clip_rules, hf_siglip_rules, without_position_ids
+from cliplab.pretrained.hf_config import HF_PROCESSOR_CONFIG, config_from_hf
+from cliplab.pretrained.hf_keys import hf_model_rules, without_position_ids
 from cliplab.pretrained.key_maps import cliplab_reader
 from cliplab.pretrained.open_clip_keys import open_clip_rules
 from cliplab.pretrained.openai_checkpoint import is_openai_state_dict, openai_model_cfg, without_openai_extras
@@ -202,12 +202,12 @@ def _hf_weights(directory: Path) -> Path:
 
 
 def read_hf_directory(directory: Path, weights: Path | None = None) -> ForeignCheckpoint:
-    """A transformers CLIPModel / SiglipModel directory (config.json, weights, tokenizer files,
-    preprocessor_config.json)."""
+    """A transformers CLIPModel / SiglipModel / Siglip2Model directory (config.json, weights,
+    tokenizer files, preprocessor_config.json)."""
     values = read_json_object(directory / "config.json", str(directory / "config.json"))
-    processor = directory / "preprocessor_config.json"
-    preprocess = read_hf_image_processor(processor) if processor.is_file() else None
-    config = config_from_hf(values, preprocess)
+    processor_file = directory / HF_PROCESSOR_CONFIG
+    processor = read_json_object(processor_file, str(processor_file)) if processor_file.is_file() else None
+    config = config_from_hf(values, processor)
     tokenizer, error = _tokenizer(lambda: hf_tokenizer_from_dir(directory, config.text.context_length))
     if tokenizer is not None and tokenizer.pad_id < config.text.vocab_size:
         # The text tower never masks padding here; pad_id only marks padding in token-level outputs.
@@ -218,7 +218,7 @@ def read_hf_directory(directory: Path, weights: Path | None = None) -> ForeignCh
         shapes, read = sharded_source(weights) if weights.name.endswith(".index.json") else file_source(weights)
         return without_position_ids(shapes), read
 
-    rules = hf_clip_rules(config) if config.kind == "clip" else hf_siglip_rules(config)
+    rules = hf_model_rules(config, values["model_type"])
     return ForeignCheckpoint("hf", directory, config, _state_loader(open_source, lambda shapes: rules, weights),
                              tokenizer, error)
 

@@ -40,7 +40,7 @@ from cliplab.models.tokenizer_fit import check_tokenizer_fits
 from cliplab.train.config import ConfigError, ModelSetupConfig
 
 # Files that mark a directory of Hugging Face tokenizer files (cliplab's own saves carry DESCRIPTOR_FILE).
-HF_TOKENIZER_MARKERS = ("tokenizer_config.json", "special_tokens_map.json", "vocab.json")
+HF_TOKENIZER_MARKERS = ("tokenizer_config.json", "special_tokens_map.json", "vocab.json", "spiece.model")
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from typing import Any
 from torch import nn
 
 from cliplab.errors import UnsupportedArchitectureError
-from cliplab.models.families import conv, resnet, text_transformer, timm_eva, timm_fastvit, timm_vit, vit
+from cliplab.models.families import conv, naflex_vit, resnet, text_transformer, timm_eva, timm_fastvit, timm_vit, vit
 from cliplab.models.families.spec import SIDES, OpenClipContext, OpenClipForm, TowerFamily
 from cliplab.models.timm_models import timm_family_kind, timm_model
 
@@ -33,6 +33,7 @@ TOWER_FAMILIES: tuple[TowerFamily, ...] = (
     timm_vit.FAMILY,
     timm_eva.FAMILY,
     timm_fastvit.FAMILY,
+    naflex_vit.FAMILY,
     text_transformer.FAMILY,
 )
 

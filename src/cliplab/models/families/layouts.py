@@ -1,5 +1,6 @@
 """Tensor layouts the families share: open_clip's transformer block and `nn.MultiheadAttention`,
-and a Hugging Face encoder's layers, each against cliplab's `TransformerBlock` / `CrossAttention`."""
+a Hugging Face encoder's layers and SigLIP's attention-probe head, each against cliplab's
+`TransformerBlock` / `CrossAttention` / `ProbePooler`."""
 
 from __future__ import annotations
 
@@ -43,4 +44,16 @@ def encoder_rules(ours: str, theirs: str) -> list[KeyRule]:
         rule(ours + r"\.(\d+)\.norm_mlp\." + PARAMETER, layer + ".layer_norm2.{param}"),
         rule(ours + r"\.(\d+)\.mlp\.fc\." + PARAMETER, layer + ".mlp.fc1.{param}"),
         rule(ours + r"\.(\d+)\.mlp\.proj\." + PARAMETER, layer + ".mlp.fc2.{param}"),
+    ]
+
+
+def probe_head_rules(ours: str, theirs: str) -> list[KeyRule]:
+    """cliplab's `ProbePooler` at prefix `ours` (a regex) <-> Hugging Face SigLIP's attention-probe
+    head at `theirs` ("vision_model.head": probe (1, 1, W), attention, layernorm, mlp)."""
+    return [
+        rule(ours + r"\.probe", theirs + ".probe", transform="squeeze2"),
+        *multihead_rules(ours + r"\.attn", theirs + ".attention", same_width=True),
+        rule(ours + r"\.norm\." + PARAMETER, theirs + ".layernorm.{param}"),
+        rule(ours + r"\.mlp\.fc\." + PARAMETER, theirs + ".mlp.fc1.{param}"),
+        rule(ours + r"\.mlp\.proj\." + PARAMETER, theirs + ".mlp.fc2.{param}"),
     ]

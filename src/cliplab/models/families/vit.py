@@ -35,7 +35,7 @@ from typing import Any
 from torch import nn
 
 from cliplab.errors import UnsupportedArchitectureError
-from cliplab.models.families.layouts import block_rules, encoder_rules, multihead_rules
+from cliplab.models.families.layouts import block_rules, encoder_rules, multihead_rules, probe_head_rules
 from cliplab.models.families.open_clip_sections import (VISION_KEYS, check_known, check_supported, image_size,
                                                          mlp_ratio, norm_eps, norm_kwargs, refuse)
 from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily
@@ -134,14 +134,7 @@ def hf_rules(vision: VisionConfig, model_type: str) -> list[KeyRule]:
     ]
     if model_type == "clip":
         return rules + [rule(r"image_projection\.weight", "visual_projection.weight")]
-    head = "vision_model.head"
-    return rules + [
-        rule(r"vision_tower\.pooler\.probe", head + ".probe", transform="squeeze2"),
-        *multihead_rules(r"vision_tower\.pooler\.attn", head + ".attention", same_width=True),
-        rule(r"vision_tower\.pooler\.norm\." + PARAMETER, head + ".layernorm.{param}"),
-        rule(r"vision_tower\.pooler\.mlp\.fc\." + PARAMETER, head + ".mlp.fc1.{param}"),
-        rule(r"vision_tower\.pooler\.mlp\.proj\." + PARAMETER, head + ".mlp.fc2.{param}"),
-    ]
+    return rules + probe_head_rules(r"vision_tower\.pooler", "vision_model.head")
 
 
 def fsdp_units(tower: VisionTransformer) -> list[nn.Module]:

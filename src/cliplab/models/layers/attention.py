@@ -83,11 +83,13 @@ class CrossAttention(nn.Module):
         self.key_value = nn.Linear(context_width, 2 * width)
         self.out = nn.Linear(width, width)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor,
+                attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """attn_mask: Bool broadcastable to [B, H, T, S] (True: may attend) or None."""
         batch, length, width = x.shape
         head_dim = width // self.heads
         query = self.query(x).view(batch, length, self.heads, head_dim).transpose(1, 2)
         key_value = self.key_value(context).view(batch, context.shape[1], 2, self.heads, head_dim)
         key, value = key_value.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, H, S, D]
-        attended = F.scaled_dot_product_attention(query, key, value)
+        attended = F.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask)
         return self.out(attended.transpose(1, 2).reshape(batch, length, width))

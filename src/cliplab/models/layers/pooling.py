@@ -42,7 +42,9 @@ class ProbePooler(nn.Module):
         self.norm = nn.LayerNorm(width, eps=norm_eps)
         self.mlp = MLP(width, mlp_width, activation)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, token_is_real: torch.Tensor | None = None) -> torch.Tensor:
+        """token_is_real: Bool[B, S], False for padding the probe must not read (None: all real)."""
         probe = self.probe.to(tokens.dtype).expand(tokens.shape[0], 1, -1)
-        pooled = self.attn(probe, tokens)
+        mask = None if token_is_real is None else token_is_real[:, None, None, :]
+        pooled = self.attn(probe, tokens, attn_mask=mask)
         return (pooled + self.mlp(self.norm(pooled)))[:, 0]
