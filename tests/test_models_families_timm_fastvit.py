@@ -234,3 +234,21 @@ def test_a_real_size_mobileclip2_s0_hub_directory_loads_with_open_clips_outputs_
         assert_relative_close(theirs.encode_image(images), expected[0])
         assert_relative_close(theirs.encode_text(tokens), expected[1])
         assert_relative_close(ours.reparameterize().encode_image(images), expected[0])
+
+
+def test_a_tiny_mobileclip2_s0_trains_on_csv_data(tmp_path, capsys):
+    """`cliplab train --model MobileCLIP2-S0` with tiny overrides on a CSV: two steps, finite losses."""
+    import json
+
+    from cliplab.cli import main
+    from data_fixtures import make_manifest
+
+    overrides = "{" + ", ".join(f"{key}: {value}" for key, value in TINY.items()) + "}"
+    code = main(["train", "--logs", str(tmp_path / "logs"), "--name", "run", "--model", NAME, "--dataset-type", "csv",
+                 "--train-data", str(make_manifest(tmp_path / "data", 8)), "--max-steps", "2", "--batch-size", "4",
+                 "--workers", "0", "--threads", "1", "--no-progress-bar", "--no-tensorboard",
+                 "--log-every-n-steps", "1", "--set", f"model.overrides={overrides}"])
+    assert code == 0, capsys.readouterr().err
+    records = [json.loads(line) for line in (tmp_path / "logs" / "run" / "metrics.jsonl").read_text().splitlines()]
+    losses = [record["loss"] for record in records if record["kind"] == "train"]
+    assert len(losses) == 2 and all(0 < loss < 10 for loss in losses)
