@@ -8,22 +8,9 @@ from torch import nn
 
 from cliplab.models.layers.mobileone import (ConvBatchNorm, LargeKernelConv, MobileOneBlock, fold_batch_norm,
                                              identity_kernel, reparameterize_all)
+from reference_libraries import randomize_ as randomized
 
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}  # fp32: folding reassociates the sums
-
-
-def randomized(module: nn.Module, seed: int) -> nn.Module:
-    """Every parameter and BatchNorm statistic random (so each fold is exercised); eval mode."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in module.parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
-        for name, buffer in module.named_buffers():
-            if name.endswith("running_var"):
-                buffer.copy_(torch.rand(buffer.shape, generator=generator) + 0.5)
-            elif name.endswith("running_mean"):
-                buffer.copy_(torch.randn(buffer.shape, generator=generator))
-    return module.eval()
 
 
 def images(channels: int, side: int = 9) -> torch.Tensor:
