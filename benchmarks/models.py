@@ -5,7 +5,14 @@ forward of images and tokens, a local symmetric InfoNCE loss, and backward (no o
 
     python benchmarks/models.py                       # tiny and ViT-B-32 at batch 64, writes BENCHMARKS.md
     python benchmarks/models.py --models tiny --steps 5 --no-write
+    python benchmarks/models.py --against-open-clip ViT-B-16-SigLIP2 --batch-size 8
     python benchmarks/models.py --reparameterize MobileCLIP2-S0 --batch-size 16 --steps 5
+
+`--against-open-clip NAME` times instead, in one process on the same inputs, cliplab's model and
+open_clip's (with timm 1.0.31's tower) holding the same weights (cliplab's, through its open_clip
+key rules): forward + backward of the model's own loss (SigLIP's sigmoid loss for a SigLIP model),
+the two libraries' steps interleaved so that machine load falls on both alike; section
+`models_open_clip_NAME` of BENCHMARKS.md (one per model).
 
 `--reparameterize NAME` (a FastViT / MobileCLIP model) times instead, in one process, image inference
 (`encode_image`, eval, no grad) of the model as trained and of a copy after `reparameterize()`, their
@@ -90,6 +97,77 @@ def measure_in_subprocess(model_name: str, batch_size: int, checkpointing: bool,
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
+def compare_with_open_clip(name: str, batch_size: int, warmup: int, steps: int, threads: int) -> dict:
+    """Seconds per forward + backward step of cliplab's and open_clip's `name` (same weights, same
+    inputs), interleaved; also the largest relative difference of their losses."""
+    import torch
+    import torch.nn.functional as F
+
+    sys.path.insert(0, str(REPO_ROOT / "tests"))
+    from cliplab.models import create_model
+    from cliplab.models.open_clip_config import builtin_open_clip_config
+    from cliplab.pretrained.key_maps import from_cliplab
+    from cliplab.pretrained.open_clip_keys import open_clip_rules
+    from reference_libraries import open_clip, open_clip_model
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model_cfg = builtin_open_clip_config(name)
+    ours = create_model(name, output_dict=True).train()
+    theirs = open_clip_model(model_cfg).train()
+    theirs.output_dict = True
+    prefix = "text." if model_cfg.get("custom_text") else ""
+    theirs.load_state_dict(from_cliplab(ours.state_dict(), open_clip_rules(ours.config, prefix)))
+    config = ours.config
+    size, length = config.vision.image_size, config.text.context_length
+    generator = torch.Generator().manual_seed(1)
+    images = torch.randn(batch_size, 3, size, size, generator=generator)
+    tokens = torch.randint(1, config.text.vocab_size, (batch_size, length), generator=generator)
+    labels = 2 * torch.eye(batch_size) - 1
+
+    def loss_of(output: dict) -> torch.Tensor:
+        logits = output["logit_scale"] * output["image_features"] @ output["text_features"].T
+        if "logit_bias" in output and output["logit_bias"] is not None:
+            return -F.logsigmoid(labels * (logits + output["logit_bias"])).sum() / batch_size
+        targets = torch.arange(batch_size)
+        return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
+
+    def step(model) -> float:
+        loss = loss_of(model(images, tokens))
+        model.zero_grad(set_to_none=True)
+        loss.backward()
+        return float(loss.detach())
+
+    timings = {"cliplab": [], "open_clip": []}
+    losses = {"cliplab": [], "open_clip": []}
+    for index in range(warmup + steps):
+        for library, model in (("cliplab", ours), ("open_clip", theirs)):
+            start = time.perf_counter()
+            losses[library].append(step(model))
+            if index >= warmup:
+                timings[library].append(time.perf_counter() - start)
+    return {"parameters": sum(parameter.numel() for parameter in ours.parameters()),
+            "cliplab": sum(timings["cliplab"]) / steps, "open_clip": sum(timings["open_clip"]) / steps,
+            "loss_difference": max(abs(a - b) / abs(b) for a, b in zip(losses["cliplab"], losses["open_clip"]))}
+
+
+def write_comparison(name: str, args, result: dict, load_before: float) -> None:
+    ratio = result["cliplab"] / result["open_clip"]
+    table = format_table(["model", "params", "batch", "cliplab s / step", "open_clip + timm s / step",
+                          "cliplab / open_clip", "loss rel. difference"],
+                         [[name, f"{result['parameters'] / 1e6:.2f}M", args.batch_size, f"{result['cliplab']:.2f}",
+                           f"{result['open_clip']:.2f}", f"{ratio:.2f}", f"{result['loss_difference']:.1e}"]])
+    print(table)
+    if not args.no_write:
+        body = (f"Forward + backward of the model's own loss (SigLIP's sigmoid loss with logit_bias for a SigLIP "
+                f"model), float32 on CPU with {args.threads} threads, cliplab's and open_clip's model (timm's "
+                f"tower) in one process with the same weights and inputs, their steps interleaved, "
+                f"{args.warmup} warm-up and {args.steps} timed steps each. The machine was shared with other jobs "
+                f"(1-minute load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after, on "
+                f"{os.cpu_count()} cores), which the interleaving spreads over both.\n\n" + table)
+        write_section(f"models_open_clip_{name}", f"Forward/backward against open_clip + timm: {name}", body)
+
+
 def compare_reparameterized(name: str, batch_size: int, warmup: int, steps: int, threads: int) -> dict:
     """Seconds per `encode_image` batch of `name` as built (train-time branches) and folded by
     `reparameterize()`, interleaved; the largest relative difference of their features."""
@@ -149,9 +227,17 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print only, leave BENCHMARKS.md alone")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--checkpointing", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--against-open-clip", metavar="NAME",
+                        help="time NAME against open_clip + timm in this process instead (see above)")
     parser.add_argument("--reparameterize", metavar="NAME",
                         help="time NAME's image inference before and after reparameterize() instead (see above)")
     args = parser.parse_args()
+
+    if args.against_open_clip:
+        load_before = os.getloadavg()[0]
+        write_comparison(args.against_open_clip, args, compare_with_open_clip(
+            args.against_open_clip, args.batch_size, args.warmup, args.steps, args.threads), load_before)
+        return
 
     if args.reparameterize:
         load_before = os.getloadavg()[0]

@@ -188,6 +188,38 @@ def test_fsdp_with_every_objective_resumes_from_its_sharded_checkpoint_exactly(t
         assert _losses(tmp_path / "resumed", key) == _losses(tmp_path / "uninterrupted", key)[3:], key
 
 
+# --- a timm tower family under FSDP2 ----------------------------------------------------------
+
+TIMM_VIT_STEPS = 6
+# ViT-B-16-SigLIP2 (timm_vit image tower: MAP pooling; SigLIP loss with logit_bias), shrunk.
+SIGLIP2_OVERRIDES = {"vision.width": 32, "vision.layers": 2, "vision.heads": 2, "vision.image_size": 32,
+                     "vision.patch_size": 8, "text.width": 32, "text.heads": 2, "text.layers": 1,
+                     "text.vocab_size": 300, "text.context_length": 16, "embed_dim": 32, "preprocess.image_size": 32}
+
+
+def _timm_vit_runs(rank, world_size, logs):
+    from cliplab.train.config import ModelSetupConfig
+
+    for name, fsdp in (("ddp", False), ("fsdp", True)):
+        config = _config(logs, name, world_size, fsdp=fsdp, steps=TIMM_VIT_STEPS)
+        config.model = ModelSetupConfig(name="ViT-B-16-SigLIP2", overrides=SIGLIP2_OVERRIDES,
+                                        tokenizer=str(logs / "tokenizer"))
+        config.loss.siglip, config.loss.gather_with_grad = True, False  # each rank logs its own images' loss
+        train(config)
+
+
+def test_fsdp_shards_the_timm_vit_blocks_and_follows_ddp(tmp_path):
+    from cliplab.data.tokenizer import Tokenizer
+    from cliplab.data.tokenizer_files import save_tokenizer
+
+    save_tokenizer(Tokenizer.train([f"a photo of a {word}" for word in ("shirt", "shoe", "bag", "coat", "dress")] * 4,
+                                   vocab_size=300, context_length=16), tmp_path / "tokenizer")
+    run_on_workers(_timm_vit_runs, 2, tmp_path, timeout_s=600)
+    ddp, fsdp = _losses(tmp_path / "ddp"), _losses(tmp_path / "fsdp")
+    assert len(ddp) == TIMM_VIT_STEPS and ddp[0] == fsdp[0]
+    _assert_close_losses(fsdp, ddp)
+
+
 # --- a BatchNorm tower under FSDP2 ------------------------------------------------------------
 
 BATCH_NORM_STEPS = 2

@@ -120,19 +120,27 @@ class CLIP(nn.Module):
         """Freeze the image tower and its projection except the last `unlocked_groups` groups.
 
         Groups, input to output, as the tower's family counts them (`TowerFamily.lock_groups`):
-        embeddings (ViT) or stem (conv); each block or stage; final norm with the projection.
-        freeze_norms=False leaves every norm layer trainable.
+        embeddings (ViT) or stem (conv); each block or stage; final norm with the projection (a
+        timm tower's projection outside timm's model stays trainable, as open_clip's
+        `TimmModel.lock` leaves it: `TowerFamily.projection_locked`). freeze_norms=False leaves
+        every norm layer trainable.
         """
-        groups = family_of(self.config.vision).lock_groups(self.vision_tower)
-        groups[-1] = [*groups[-1], self.image_projection]
-        freeze_groups(groups, unlocked_groups, freeze_norms, argument_name="unlocked_groups")
+        freeze_groups(self._lock_groups("vision", self.image_projection), unlocked_groups, freeze_norms,
+                      argument_name="unlocked_groups")
 
     def lock_text_tower(self, unlocked_layers: int = 0, freeze_norms: bool = True) -> None:
         """Freeze the text tower and its projection except the last `unlocked_layers` groups
         (embeddings, each block, final norm with the projection)."""
-        groups = family_of(self.config.text).lock_groups(self.text_tower)
-        groups[-1] = [*groups[-1], self.text_projection]
-        freeze_groups(groups, unlocked_layers, freeze_norms, argument_name="unlocked_layers")
+        freeze_groups(self._lock_groups("text", self.text_projection), unlocked_layers, freeze_norms,
+                      argument_name="unlocked_layers")
+
+    def _lock_groups(self, side: str, projection: nn.Module) -> list[list[GroupItem]]:
+        config = getattr(self.config, side)
+        family = family_of(config)
+        groups = family.lock_groups(getattr(self, f"{side}_tower"))
+        if family.projection_locked(config):
+            groups[-1] = [*groups[-1], projection]
+        return groups
 
     def fsdp_units(self) -> list[nn.Module]:
         """The submodules FSDP2 shards as units of their own, input to output: the image tower's,

@@ -22,7 +22,8 @@ from typing import Any
 from torch import nn
 
 from cliplab.errors import UnsupportedArchitectureError
-from cliplab.models.families import conv, naflex_vit, resnet, text_transformer, timm_eva, timm_fastvit, timm_vit, vit
+from cliplab.models.families import (conv, naflex_vit, resnet, text_transformer, timm_eva, timm_fastvit, timm_vit,
+                                     timm_vit_relpos, vit)
 from cliplab.models.families.spec import SIDES, OpenClipContext, OpenClipForm, TowerFamily
 from cliplab.models.timm_models import timm_family_kind, timm_model
 
@@ -31,6 +32,7 @@ TOWER_FAMILIES: tuple[TowerFamily, ...] = (
     conv.FAMILY,
     resnet.FAMILY,
     timm_vit.FAMILY,
+    timm_vit_relpos.FAMILY,
     timm_eva.FAMILY,
     timm_fastvit.FAMILY,
     naflex_vit.FAMILY,
@@ -41,7 +43,6 @@ TOWER_FAMILIES: tuple[TowerFamily, ...] = (
 DEFAULT_KINDS = {"vision": "vit", "text": "transformer"}
 # Families open_clip 3.3.0's configs need that are not in TOWER_FAMILIES yet: kind -> what builds it.
 MISSING_FAMILIES = {
-    "timm_vit_relpos": "timm's VisionTransformerRelPos",
     "timm_convnext": "timm's ConvNeXt",
     "timm_swin": "timm's SwinTransformer",
     "timm_vitamin": "timm's ViTamin (VisionTransformer after MbConv stages)",

@@ -19,7 +19,11 @@ The contracts a family's parts keep:
   the tower's.
 - `lock_groups(tower) -> [[module or parameter, ...], ...]`: the tower's parameter groups from
   input to output, as open_clip's `lock_image_tower(unlocked_groups)` counts them; the model adds
-  its projection to the last group.
+  its projection to the last group when `projection_locked(config)` says open_clip's lock freezes
+  it (the default: open_clip's own towers lock their projection with the final norm). A family
+  whose open_clip lock leaves the projection trainable says False: open_clip's `TimmModel.lock`
+  freezes only `visual.trunk`, so `visual.head` keeps training (timm towers), as does
+  `HFTextEncoder.lock` its pooler's projection.
 - `fsdp_units(tower) -> [module, ...]`: the submodules that become FSDP2 units of their own
   (residual blocks, stages), input to output; the rest of the tower stays in the root unit.
 - `open_clip` (`OpenClipForm`, None where open_clip has no such tower): `recognises(section)` says
@@ -80,6 +84,7 @@ class TowerFamily:
 
     kind: the config's `kind` (unique over both sides). side: "vision" or "text". summary: one
     line for docs/models.md. config: its config dataclass. build: config -> the tower module.
+    projection_locked: config -> whether locking the tower locks the model's projection with it.
     """
 
     kind: str
@@ -91,6 +96,7 @@ class TowerFamily:
     fsdp_units: Callable[[nn.Module], list[nn.Module]]
     open_clip: OpenClipForm | None = None
     hf_rules: Callable[[Any, str], list[KeyRule]] | None = None
+    projection_locked: Callable[[Any], bool] = lambda config: True
 
     def __post_init__(self) -> None:
         if self.side not in SIDES:

@@ -9,6 +9,7 @@ which is also open_clip's and OpenAI's own text tower and Hugging Face CLIP's an
     proj_bias / proj_type "none"               projection "linear_bias" / "none"
     (every tower)                              padding_mask="none": open_clip masks no padding
     quick_gelu (top level)                     activation="quick_gelu"
+    act_kwargs {"approximate": "tanh"}         activation="gelu_tanh" (SigLIP2's text tower)
 
     cliplab                                    open_clip (under "" in CLIP, "text." otherwise)
     text_tower.token_embedding / position_e.   token_embedding / positional_embedding
@@ -45,9 +46,26 @@ def recognises(text: dict) -> bool:
     return not text.get("hf_model_name")
 
 
+TANH_GELU = {"approximate": "tanh"}  # open_clip's act_kwargs for nn.GELU's tanh approximation
+
+
+def _activation(text: dict, context: OpenClipContext) -> str:
+    """The activation open_clip builds: GELU or QuickGELU by the top-level flag, GELU's tanh
+    approximation with `act_kwargs` {"approximate": "tanh"} (the only act_kwargs cliplab reads)."""
+    act_kwargs = text.get("act_kwargs")
+    if act_kwargs in (None, {}):
+        return context.activation
+    if act_kwargs != TANH_GELU or context.quick_gelu:
+        flag = " with quick_gelu" if context.quick_gelu else ""
+        raise UnsupportedArchitectureError(f"text_cfg.act_kwargs={act_kwargs!r}{flag}: cliplab reads {TANH_GELU} "
+                                           "on GELU only")
+    return "gelu_tanh"
+
+
 def read(text: dict, context: OpenClipContext) -> TextConfig:
     check_known(text, TEXT_KEYS, "text_cfg")
-    check_supported(text, "text_cfg")
+    activation = _activation(text, context)
+    check_supported({key: value for key, value in text.items() if key != "act_kwargs"}, "text_cfg")
     projection = "none" if text.get("proj_type", "linear") == "none" else (
         "linear_bias" if text.get("proj_bias", False) else "linear")
     options: dict[str, Any]
@@ -65,7 +83,7 @@ def read(text: dict, context: OpenClipContext) -> TextConfig:
                       width=text.get("width", 512), heads=text.get("heads", 8), layers=text.get("layers", 12),
                       mlp_ratio=text.get("mlp_ratio", 4.0), layer_scale=text.get("ls_init_value"),
                       causal=not text.get("no_causal_mask", False), pad_id=text.get("pad_id", 0),
-                      projection=projection, activation=context.activation, norm_eps=norm_eps(text, "text_cfg"),
+                      projection=projection, activation=activation, norm_eps=norm_eps(text, "text_cfg"),
                       **options)
 
 
@@ -77,6 +95,8 @@ def write(text: TextConfig, context: OpenClipContext) -> dict:
               "pad_id": text.pad_id, **norm_kwargs(text.norm_eps)}
     if text.layer_scale is not None:
         values["ls_init_value"] = text.layer_scale
+    if text.activation == "gelu_tanh":
+        values["act_kwargs"] = dict(TANH_GELU)
     if text.pool == "cls":
         if not (text.class_token_position and text.padding_mask == "shifted" and text.final_norm == "pooled"):
             refuse("a text class token as open_clip lays it out needs class_token_position, padding_mask="
@@ -133,7 +153,9 @@ FAMILY = TowerFamily(
     kind="transformer", side="text", config=TextConfig, build=TextTransformer,
     summary="cliplab's text transformer: open_clip's and OpenAI's own, HF CLIP and SigLIP text towers",
     lock_groups=TextTransformer.parameter_groups, fsdp_units=fsdp_units,
-    open_clip=OpenClipForm(recognises=recognises, read=read, write=write, activation=lambda text: text.activation,
+    # GELU's tanh approximation comes from act_kwargs on top of GELU, so it needs the flag off.
+    open_clip=OpenClipForm(recognises=recognises, read=read, write=write,
+                           activation=lambda text: "gelu" if text.activation == "gelu_tanh" else text.activation,
                            rules=open_clip_rules),
     hf_rules=hf_rules,
 )

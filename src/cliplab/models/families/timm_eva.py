@@ -51,6 +51,7 @@ from torch import nn
 from cliplab.errors import UnsupportedArchitectureError
 from cliplab.models.families.open_clip_sections import VISION_KEYS, check_known, image_size, refuse
 from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily
+from cliplab.models.families.timm_trunk import attention_pool_rules
 from cliplab.models.key_rules import PARAMETER, KeyRule, rule
 from cliplab.models.layers.eva_blocks import EVA_MLPS, QKV_BIASES
 from cliplab.models.layers.rotary_2d import GRID_INDEXINGS
@@ -303,7 +304,7 @@ def _mlp_rules(vision: TimmEvaConfig, ours: str, theirs: str) -> list[KeyRule]:
 
 def open_clip_rules(vision: TimmEvaConfig, prefix: str) -> list[KeyRule]:
     trunk, block = prefix + "trunk.", r"vision_tower\.transformer\.blocks\.(\d+)\."
-    theirs, pooler = trunk + "blocks.{0}.", r"vision_tower\.pooler\."
+    theirs = trunk + "blocks.{0}."
     return [
         rule(r"vision_tower\.patch_embedding\." + PARAMETER, trunk + "patch_embed.proj.{param}"),
         rule(r"vision_tower\.class_embedding", trunk + "cls_token", transform="squeeze2"),
@@ -318,13 +319,7 @@ def open_clip_rules(vision: TimmEvaConfig, prefix: str) -> list[KeyRule]:
         *_mlp_rules(vision, block + r"mlp\.", theirs + "mlp."),
         rule(block + r"scale_mlp\.gamma", theirs + "gamma_2"),
         rule(r"vision_tower\.norm\." + PARAMETER, trunk + "norm.{param}"),
-        rule(pooler + "probe", trunk + "attn_pool.latent", transform="squeeze2"),
-        rule(pooler + r"attn\.query\." + PARAMETER, trunk + "attn_pool.q.{param}"),
-        rule(pooler + r"attn\.key_value\." + PARAMETER, trunk + "attn_pool.kv.{param}"),
-        rule(pooler + r"attn\.out\." + PARAMETER, trunk + "attn_pool.proj.{param}"),
-        rule(pooler + r"norm\." + PARAMETER, trunk + "attn_pool.norm.{param}"),
-        rule(pooler + r"mlp\.fc\." + PARAMETER, trunk + "attn_pool.mlp.fc1.{param}"),
-        rule(pooler + r"mlp\.proj\." + PARAMETER, trunk + "attn_pool.mlp.fc2.{param}"),
+        *attention_pool_rules(trunk),
         rule(r"vision_tower\.fc_norm\." + PARAMETER, trunk + "fc_norm.{param}"),
         rule(r"image_projection\." + PARAMETER, trunk + "head.{param}"),
     ]

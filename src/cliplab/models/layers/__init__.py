@@ -8,13 +8,15 @@ from cliplab.models.layers.blocks import (MLP, BlockStack, CrossAttentionBlock, 
                                           SplitDecoderLayer, TransformerBlock, init_transformer_weights,
                                           mlp_hidden_width)
 from cliplab.models.layers.conv import ConvNormAct
+from cliplab.models.layers.conv_stem import ConvStem
+from cliplab.models.layers.drop_path import DropPath
 from cliplab.models.layers.patch_dropout import PatchDropout, keep_random_patches
 from cliplab.models.layers.pooling import AttentionalPooler, ProbePooler
 
 __all__ = [
-    "ACTIVATIONS", "AttentionalPooler", "BlockStack", "ConvNormAct", "CrossAttention", "CrossAttentionBlock",
-    "DecoderBlock", "LayerScale", "MLP", "PatchDropout", "ProbePooler", "QuickGELU", "SelfAttention",
-    "SplitDecoderLayer", "TransformerBlock", "apply_rotary", "init_transformer_weights",
+    "ACTIVATIONS", "AttentionalPooler", "BlockStack", "ConvNormAct", "ConvStem", "CrossAttention",
+    "CrossAttentionBlock", "DecoderBlock", "DropPath", "LayerScale", "MLP", "PatchDropout", "ProbePooler",
+    "QuickGELU", "SelfAttention", "SplitDecoderLayer", "TransformerBlock", "apply_rotary", "init_transformer_weights",
     "keep_random_patches", "key_padding_attention_mask", "make_activation", "mlp_hidden_width",
     "rotary_cos_sin",
 ]

@@ -5,7 +5,8 @@ x + attn(norm(x)), then x + mlp(norm(x)); the decoder blocks add cross-attention
 Every block takes the same keyword options: `mlp_width` (hidden width; default W * mlp_ratio,
 truncated to an int as open_clip does), `activation` (see `activations.ACTIVATIONS`), `norm_eps`
 and `layer_scale` (initial value of a learned per-channel scale on each branch, or None for none);
-`TransformerBlock` also `qkv_bias` (see `SelfAttention`).
+`TransformerBlock` also `qkv_bias` (see `SelfAttention`) and `drop_path` (stochastic depth of both
+branches in training, see `drop_path.DropPath`; 0 for none).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from torch.utils.checkpoint import checkpoint
 
 from cliplab.models.layers.activations import make_activation
 from cliplab.models.layers.attention import CrossAttention, SelfAttention
+from cliplab.models.layers.drop_path import DropPath
 
 
 class MLP(nn.Module):
@@ -56,7 +58,7 @@ class TransformerBlock(nn.Module):
 
     def __init__(self, width: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0, *,
                  mlp_width: int | None = None, activation: str = "gelu", norm_eps: float = 1e-5,
-                 layer_scale: float | None = None, qkv_bias: bool = True):
+                 layer_scale: float | None = None, qkv_bias: bool = True, drop_path: float = 0.0):
         super().__init__()
         self.norm_attn = nn.LayerNorm(width, eps=norm_eps)
         self.attn = SelfAttention(width, heads, qkv_bias=qkv_bias)
@@ -65,12 +67,13 @@ class TransformerBlock(nn.Module):
         self.mlp = MLP(width, mlp_hidden_width(width, mlp_ratio, mlp_width), activation)
         self.scale_mlp = _branch_scale(width, layer_scale)
         self.dropout = nn.Dropout(dropout)
+        self.drop_path = DropPath(drop_path) if drop_path else nn.Identity()
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, causal: bool = False,
                 rotary: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         attended = self.attn(self.norm_attn(x), attn_mask=attn_mask, causal=causal, rotary=rotary)
-        x = x + self.dropout(self.scale_attn(attended))
-        return x + self.dropout(self.scale_mlp(self.mlp(self.norm_mlp(x))))
+        x = x + self.drop_path(self.dropout(self.scale_attn(attended)))
+        return x + self.drop_path(self.dropout(self.scale_mlp(self.mlp(self.norm_mlp(x)))))
 
 
 class DecoderBlock(nn.Module):

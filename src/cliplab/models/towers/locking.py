@@ -1,7 +1,9 @@
 """Freezing a tower for LiT-style training: all but its last N parameter groups, norms optional.
 
 A group is a list of modules and/or bare parameters (class token, position embedding), listed from
-input to output, e.g. [embeddings], block 0, ..., block L-1, [final norm, projection].
+input to output, e.g. [embeddings], block 0, ..., block L-1, [final norm, projection]. With the
+norms frozen, the frozen groups' `FreezableBatchNorm2d` layers also stop updating their running
+statistics (open_clip's `freeze_bn_stats`).
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from torch import nn
+
+from cliplab.models.layers.batch_norm import FreezableBatchNorm2d
 
 NORM_TYPES = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)
 
@@ -32,7 +36,8 @@ def norm_parameters(items: Iterable[GroupItem]) -> list[nn.Parameter]:
 def freeze_groups(groups: list[list[GroupItem]], unlocked_groups: int, freeze_norms: bool,
                   argument_name: str = "unlocked_groups") -> None:
     """Freeze every parameter in `groups`, then unfreeze the last `unlocked_groups` groups, and every
-    norm layer's parameters when `freeze_norms` is False."""
+    norm layer's parameters when `freeze_norms` is False; when it is True, the frozen groups'
+    freezable BatchNorm layers keep their running statistics (see `layers.batch_norm`)."""
     if not isinstance(unlocked_groups, int) or not 0 <= unlocked_groups <= len(groups):
         raise ValueError(f"{argument_name} must be an int in [0, {len(groups)}] (this tower has "
                          f"{len(groups)} groups), got {unlocked_groups!r}")
@@ -47,6 +52,12 @@ def freeze_groups(groups: list[list[GroupItem]], unlocked_groups: int, freeze_no
     if not freeze_norms:
         for parameter in norm_parameters(all_items):
             parameter.requires_grad_(True)
+        return
+    for group in groups[:len(groups) - unlocked_groups]:
+        for item in group:
+            for sub in item.modules() if isinstance(item, nn.Module) else ():
+                if isinstance(sub, FreezableBatchNorm2d):
+                    sub.freeze_statistics()
 
 
 def is_frozen(items: Iterable[GroupItem]) -> bool:

@@ -1,0 +1,153 @@
+"""What open_clip's `TimmModel` does around a timm model, for every timm tower family: the options
+it decides (pooling, projection, stochastic depth, image size; `read_trunk_options` /
+`write_trunk_options`), the names it gives (`visual.trunk.` for timm's model, `visual.head.proj` or
+timm's classifier `visual.trunk.head` for the projection; `trunk_head_rules`), its lock
+(`TimmModel.lock`: timm's `group_matcher` groups of the trunk, `timm_groups`; open_clip's head
+outside them stays trainable, `projection_locked`), and the refusal of a timm option a family does
+not build (`refuse_option`). timm's own facts come from `cliplab.models.timm_models`.
+
+A family's config holds `pool`, `fc_norm`, `projection`, `timm_classifier`, `drop_path`,
+`image_size` and `timm_model_name` (e.g. `timm_vit.TimmTowerConfig`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+from torch import nn
+
+from cliplab.errors import UnsupportedArchitectureError
+from cliplab.models.families.open_clip_sections import VISION_KEYS, check_known, image_size, refuse
+from cliplab.models.key_rules import PARAMETER, KeyRule, rule
+from cliplab.models.timm_models import timm_constructor_args
+from cliplab.models.towers.locking import GroupItem
+
+TIMM_LAYER_NORM_EPS = 1e-6  # timm.layers.LayerNorm's default, VisionTransformer's norm
+ACTIVATIONS = {None: "gelu", "gelu_tanh": "gelu_tanh"}  # timm's act_layer -> cliplab's activation
+
+
+def refuse_option(name: str, kind: str, option: str, value) -> None:
+    """UnsupportedArchitectureError: timm model `name` needs `option`=`value`, which family `kind`
+    does not build."""
+    raise UnsupportedArchitectureError(
+        f"vision_cfg.timm_model_name={name!r} needs {option}={value!r}, which the timm tower family '{kind}' "
+        f"does not build yet")
+
+
+def read_trunk_options(vision: dict, kind: str, arguments: dict) -> dict:
+    """What open_clip's TimmModel decides around timm's model, as config fields: pool, fc_norm,
+    projection, timm_classifier, drop_path and image_size. open_clip passes its pool (and 0 or
+    embed_dim classes) to timm's constructor when no projection of its own follows ("none" or
+    null), whose `global_pool` then decides fc_norm; with "linear" it resets only the pooling after
+    construction (an empty pool keeps timm's)."""
+    check_known(vision, VISION_KEYS, "vision_cfg")
+    name = vision["timm_model_name"]
+    for option in ("timm_drop", "patch_dropout"):
+        if vision.get(option):
+            refuse_option(name, kind, option, vision[option])
+    proj = vision.get("timm_proj", "linear")
+    if proj not in ("linear", "none", None):
+        refuse_option(name, kind, "timm_proj", proj)
+    pool = vision.get("timm_pool", "avg")
+    constructor_pool = arguments["global_pool"] if proj == "linear" else pool
+    pool = pool or constructor_pool
+    fc_norm = constructor_pool in ("avg", "avgmax", "max") if arguments["fc_norm"] is None else arguments["fc_norm"]
+    side, timm_side = image_size(vision.get("image_size", 224)), image_size(arguments["img_size"])
+    if side != timm_side:
+        raise UnsupportedArchitectureError(f"vision_cfg.image_size={side} differs from timm's img_size {timm_side} "
+                                           f"for {name!r} (open_clip builds the timm model at its own size)")
+    projection = {"linear": "linear_bias" if vision.get("timm_proj_bias", False) else "linear", "none": "none",
+                  None: "linear_bias"}[proj]
+    drop_path = vision.get("timm_drop_path")
+    return {"pool": pool, "fc_norm": bool(fc_norm), "projection": projection, "timm_classifier": proj is None,
+            "drop_path": arguments["drop_path_rate"] if drop_path is None else drop_path, "image_size": side}
+
+
+def write_trunk_options(config) -> dict:
+    """The open_clip section naming `config.timm_model_name` with the options `read_trunk_options`
+    reads back."""
+    values = {"timm_model_name": config.timm_model_name, "timm_model_pretrained": False, "timm_pool": config.pool,
+              "timm_proj": None if config.timm_classifier else ("none" if config.projection == "none" else "linear"),
+              "timm_proj_bias": config.projection == "linear_bias" and not config.timm_classifier,
+              "image_size": image_size(timm_constructor_args(config.timm_model_name)["img_size"])}
+    if config.drop_path:
+        values["timm_drop_path"] = config.drop_path
+    return values
+
+
+def check_written(config, values: dict, read_back) -> dict:
+    """`values` when reading them back gives `config`; otherwise refused naming the differences
+    (a config of cliplab's own sizes: open_clip builds timm towers by name only)."""
+    timm_built = read_back(values)
+    differences = [f"vision.{field.name}={getattr(config, field.name)!r} (timm: {getattr(timm_built, field.name)!r})"
+                   for field in fields(config) if getattr(config, field.name) != getattr(timm_built, field.name)]
+    if differences:
+        refuse(f"timm's {config.timm_model_name} is not this tower: {', '.join(differences)}")
+    return values
+
+
+def timm_norm_eps(name: str, kind: str, norm_layer) -> float:
+    """The eps of timm's `norm_layer` argument: None (timm's LayerNorm, 1e-6) or a partial of it."""
+    if norm_layer is None:
+        return TIMM_LAYER_NORM_EPS
+    if (isinstance(norm_layer, dict) and norm_layer.get("partial") == "timm.layers.norm.LayerNorm"
+            and not norm_layer.get("args") and set(norm_layer.get("keywords", {})) == {"eps"}):
+        return float(norm_layer["keywords"]["eps"])
+    refuse_option(name, kind, "norm_layer", norm_layer)
+
+
+def timm_activation(name: str, kind: str, act_layer) -> str:
+    if act_layer not in ACTIVATIONS:
+        refuse_option(name, kind, "act_layer", act_layer)
+    return ACTIVATIONS[act_layer]
+
+
+def trunk_head_rules(config, prefix: str) -> list[KeyRule]:
+    """Final norms and the projection (timm's classifier in the trunk, or open_clip's head)."""
+    trunk = prefix + "trunk."
+    return [
+        rule(r"vision_tower\.norm\." + PARAMETER, trunk + "norm.{param}"),
+        rule(r"vision_tower\.fc_norm\." + PARAMETER, trunk + "fc_norm.{param}"),
+        rule(r"image_projection\." + PARAMETER,
+             trunk + "head.{param}" if config.timm_classifier else prefix + "head.proj.{param}"),
+    ]
+
+
+def attention_pool_rules(trunk: str) -> list[KeyRule]:
+    """cliplab's `layers.ProbePooler` at `vision_tower.pooler` <-> timm's AttentionPoolLatent at
+    `trunk` + "attn_pool" (SigLIP's MAP head, PE-Core's attention pooling)."""
+    ours, theirs = r"vision_tower\.pooler\.", trunk + "attn_pool."
+    return [
+        rule(ours + "probe", theirs + "latent", transform="squeeze2"),
+        rule(ours + r"attn\.query\." + PARAMETER, theirs + "q.{param}"),
+        rule(ours + r"attn\.key_value\." + PARAMETER, theirs + "kv.{param}"),
+        rule(ours + r"attn\.out\." + PARAMETER, theirs + "proj.{param}"),
+        rule(ours + r"norm\." + PARAMETER, theirs + "norm.{param}"),
+        rule(ours + r"mlp\.fc\." + PARAMETER, theirs + "mlp.fc1.{param}"),
+        rule(ours + r"mlp\.proj\." + PARAMETER, theirs + "mlp.fc2.{param}"),
+    ]
+
+
+def has_parameters(item: nn.Module | None) -> bool:
+    return item is not None and any(True for _ in item.parameters())
+
+
+def timm_groups(stem: list[GroupItem], blocks: list[nn.Module], norm: nn.Module, head: list[nn.Module | None],
+                timm_classifier: bool) -> list[list[GroupItem]]:
+    """timm's `group_matcher` groups, input to output: the stem; each block, the final norm joining
+    the last (timm's `(99999,)` ordinal); then what the matcher leaves unmatched (fc_norm, the
+    attention pool, the classifier) as one group, present when it holds anything. With
+    timm_classifier the classifier is the model's projection, added to that last group by the
+    model (`projection_locked`), so the group is there even when empty."""
+    groups = [stem, *([block] for block in blocks)]
+    groups[-1] = [*groups[-1], norm]
+    unmatched = [item for item in head if has_parameters(item)]
+    if unmatched or timm_classifier:
+        groups.append(unmatched)
+    return groups
+
+
+def projection_locked(vision) -> bool:
+    """open_clip's TimmModel.lock freezes `visual.trunk` only: the projection is locked when it is
+    timm's classifier in the trunk, never when it is open_clip's `visual.head`."""
+    return vision.timm_classifier
