@@ -146,7 +146,7 @@ def test_export_refuses_other_sizes_and_folded_branches():
 @pytest.mark.parametrize("change, message", [
     ({"timm_pool": "max"}, r"needs global_pool='max', which the timm tower family 'timm_fastvit' does not build"),
     ({"timm_proj": "mlp"}, r"needs timm_proj='mlp'"),
-    ({"timm_drop_path": 0.1}, r"needs timm_drop_path=0.1"),
+    ({"patch_dropout": 0.5}, r"needs patch_dropout=0.5"),
     ({"timm_proj": "linear", "timm_drop": 0.1}, r"needs timm_drop=0.1"),
 ])
 def test_options_the_family_does_not_build_are_refused_by_name(change, message):
@@ -154,6 +154,22 @@ def test_options_the_family_does_not_build_are_refused_by_name(change, message):
     model_cfg["vision_cfg"].update(change)
     with pytest.raises(UnsupportedArchitectureError, match=message):
         config_from_open_clip(model_cfg)
+
+
+def test_stochastic_depth_rises_over_the_blocks_as_timms():
+    """open_clip's timm_drop_path: each block's drop probability is timm's (the MLP branch of a
+    RepMixer block, both branches of an attention block); identity in eval mode."""
+    model_cfg = small_open_clip_cfg(NAME, embed_dim=32, text_cfg=SMALL_TEXT)
+    model_cfg["vision_cfg"]["timm_drop_path"] = 0.1
+    theirs = open_clip_model(model_cfg, timm_kwargs=SMALL[NAME][0]).visual.trunk
+    config = config_from_open_clip(model_cfg)
+    assert config.vision.drop_path == 0.1 and config_from_open_clip(config_to_open_clip(config)) == config
+    ours = build_model(dataclasses.replace(small_config(NAME), vision=dataclasses.replace(
+        small_config(NAME).vision, drop_path=0.1))).vision_tower
+    expected = [getattr(block.drop_path if hasattr(block, "drop_path") else block.drop_path1, "drop_prob", 0.0)
+                for stage in theirs.stages for block in stage.blocks]
+    assert [getattr(block.drop_path, "probability", 0.0) for stage in ours.stages for block in stage.blocks] == expected
+    assert expected[-1] == pytest.approx(0.1) and expected[0] == 0.0
 
 
 def test_open_clips_linear_head_and_no_projection_are_read():
@@ -178,6 +194,22 @@ def test_locking_follows_open_clips_timm_model_lock(unlocked):
     ours.lock_image_tower(unlocked_groups=unlocked, freeze_norms=True)
     ours_trainable = set(from_cliplab({key: torch.empty(0) for key in trainable(ours, "")}, rules))
     assert {key for key in ours_trainable if key.startswith("visual.")} == trainable(reference, "visual.")
+
+
+def test_a_locked_tower_keeps_the_batch_norm_statistics_of_its_locked_groups():
+    """open_clip's freeze_bn_stats: the BatchNorms of the locked groups normalise with their running
+    statistics and never update them, in training too; the unlocked last group's follow the batches."""
+    model = build_model(small_config(NAME))
+    tower = model.vision_tower
+    stem_mean, final_mean = (layer.running_mean.clone() for layer in (tower.stem[0].conv_kxk[0].bn,
+                                                                      tower.final_conv.conv_kxk[0].bn))
+    model.lock_image_tower(unlocked_groups=1, freeze_norms=True)
+    model.train()
+    with torch.no_grad():
+        model.encode_image(random_images())
+    assert not tower.stem[0].conv_kxk[0].bn.training and tower.final_conv.conv_kxk[0].bn.training
+    assert torch.equal(tower.stem[0].conv_kxk[0].bn.running_mean, stem_mean)
+    assert not torch.equal(tower.final_conv.conv_kxk[0].bn.running_mean, final_mean)
 
 
 def test_the_stages_are_fsdp_units():

@@ -23,7 +23,7 @@ from torch import nn
 
 from cliplab.errors import UnsupportedArchitectureError
 from cliplab.models.families import (conv, naflex_vit, resnet, text_transformer, timm_eva, timm_fastvit, timm_vit,
-                                     timm_vit_relpos, vit)
+                                     timm_vit_relpos, timm_vitamin, vit)
 from cliplab.models.families.spec import SIDES, OpenClipContext, OpenClipForm, TowerFamily
 from cliplab.models.timm_models import timm_family_kind, timm_model
 
@@ -35,6 +35,7 @@ TOWER_FAMILIES: tuple[TowerFamily, ...] = (
     timm_vit_relpos.FAMILY,
     timm_eva.FAMILY,
     timm_fastvit.FAMILY,
+    timm_vitamin.FAMILY,
     naflex_vit.FAMILY,
     text_transformer.FAMILY,
 )
@@ -45,7 +46,6 @@ DEFAULT_KINDS = {"vision": "vit", "text": "transformer"}
 MISSING_FAMILIES = {
     "timm_convnext": "timm's ConvNeXt",
     "timm_swin": "timm's SwinTransformer",
-    "timm_vitamin": "timm's ViTamin (VisionTransformer after MbConv stages)",
     "hf_text": "a Hugging Face transformers text model with open_clip's pooler and projection",
 }
 

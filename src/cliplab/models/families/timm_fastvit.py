@@ -18,6 +18,7 @@ layout, so it is not exported).
                                                (head_ratio), norm_layer (attention_norm)
     image_size                                 image_size (FastViT has no fixed size)
     timm_pool ("" keeps timm's "avg")          pool "avg"
+    timm_drop_path                             drop_path (None: timm's 0)
     timm_proj null / "linear" / "none"         projection "linear_bias" with timm_classifier (timm's
     (+ timm_proj_bias)                         head.fc, what MobileCLIP uses) / "linear" or
                                                "linear_bias" / "none"
@@ -30,25 +31,27 @@ layout, so it is not exported).
     image_projection                           visual.trunk.head.fc (timm_classifier) or
                                                visual.head.proj
 
-Locking follows open_clip's `TimmModel.lock` (timm's FastVit group matcher, see
-`FastVitTower.parameter_groups`): timm's classifier is in the trunk and locks with the final conv;
-open_clip's own `visual.head` stays trainable. BatchNorm statistics: see docs/training.md.
+What open_clip's TimmModel decides around the trunk (refusals, the written section, locking) is
+`families.timm_trunk`'s. Locking follows open_clip's `TimmModel.lock` (timm's FastVit group matcher,
+see `FastVitTower.parameter_groups`): timm's classifier is in the trunk and locks with the final
+conv; open_clip's own `visual.head` stays trainable (`timm_trunk.projection_locked`). BatchNorm
+statistics under DDP, FSDP2 and a locked tower: docs/training.md.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from torch import nn
 
-from cliplab.errors import UnsupportedArchitectureError
 from cliplab.models.families.open_clip_sections import VISION_KEYS, check_known, image_size, refuse
 from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily
+from cliplab.models.families.timm_trunk import check_written, projection_locked, refuse_option
 from cliplab.models.key_rules import PARAMETER, KeyRule, rule
 from cliplab.models.layers.fastvit_blocks import ATTENTION_HEAD_WIDTH, POSITION_KERNEL
 from cliplab.models.timm_models import timm_constructor_args, timm_family_kind
-from cliplab.models.tower_configs import PROJECTIONS, check_bool, check_choice, check_positive_int
+from cliplab.models.tower_configs import PROJECTIONS, check_bool, check_choice, check_positive_int, check_probability
 from cliplab.models.towers.fastvit_tower import FastVitTower
 
 KIND = "timm_fastvit"
@@ -81,7 +84,8 @@ class TimmFastVitConfig:
     (None: no layer scale). downsample_activation: GELU after the large-kernel conv.
     stem_scale_branch: the stem's 1x1 branches. head_ratio: the final conv's width over the last
     stage's. attention_norm: "batch" (BatchNorm2d) or "layer" (LayerNorm2d, eps 1e-5) before
-    attention. pool: "avg". reparameterized: the train-time branches folded (see
+    attention. pool: "avg". drop_path: stochastic depth of the last block (0 at the first, linear
+    over all blocks between, as timm's stage-wise rates). reparameterized: the train-time branches folded (see
     `FastVitTower.reparameterize`). projection: into the shared latent ("linear", "linear_bias"
     or "none"). timm_classifier: the projection is timm's classifier `head.fc` in the trunk
     (open_clip's `timm_proj: null`; needs "linear_bias").
@@ -105,6 +109,7 @@ class TimmFastVitConfig:
     head_ratio: float = 2.0
     attention_norm: str = "batch"
     pool: str = "avg"
+    drop_path: float = 0.0
     reparameterized: bool = False
     projection: str = "linear"
     timm_classifier: bool = False
@@ -128,6 +133,7 @@ class TimmFastVitConfig:
             raise ValueError(f"vision.head_ratio must be a number giving a positive width, got {self.head_ratio!r}")
         check_choice("vision.attention_norm", self.attention_norm, ATTENTION_NORMS)
         check_choice("vision.pool", self.pool, POOLS)
+        check_probability("vision.drop_path", self.drop_path)
         check_choice("vision.projection", self.projection, PROJECTIONS)
         if self.timm_classifier and self.projection != "linear_bias":
             raise ValueError(f"vision.timm_classifier=True needs vision.projection='linear_bias' (timm's classifier "
@@ -170,24 +176,18 @@ def recognises(vision: dict) -> bool:
     return timm_family_kind(vision.get("timm_model_name")) == KIND
 
 
-def refuse_option(name: str, option: str, value) -> None:
-    raise UnsupportedArchitectureError(
-        f"vision_cfg.timm_model_name={name!r} needs {option}={value!r}, which the timm tower family '{KIND}' "
-        f"does not build yet")
-
-
 def _attention_norm(name: str, norm_layer) -> str:
     if norm_layer == BATCH_NORM:
         return "batch"
     if norm_layer == LAYER_NORM_2D:
         return "layer"
-    refuse_option(name, "norm_layer", norm_layer)
+    refuse_option(name, KIND, "norm_layer", norm_layer)
 
 
 def _position_encodings(name: str, pos_embs: list) -> list[bool]:
     for value in pos_embs:
         if value not in (None, POSITION_ENCODING):
-            refuse_option(name, "pos_embs", value)
+            refuse_option(name, KIND, "pos_embs", value)
     return [value is not None for value in pos_embs]
 
 
@@ -197,9 +197,9 @@ def _projection(name: str, vision: dict) -> tuple[str, bool]:
     if proj is None:
         return "linear_bias", True
     if proj not in ("linear", "none"):
-        refuse_option(name, "timm_proj", proj)
+        refuse_option(name, KIND, "timm_proj", proj)
     if proj == "linear" and vision.get("timm_drop"):  # open_clip's head dropout; ignored by timm's classifier
-        refuse_option(name, "timm_drop", vision["timm_drop"])
+        refuse_option(name, KIND, "timm_drop", vision["timm_drop"])
     if proj == "none":
         return "none", False
     return ("linear_bias" if vision.get("timm_proj_bias", False) else "linear"), False
@@ -212,13 +212,13 @@ def read(vision: dict, context: OpenClipContext) -> TimmFastVitConfig:
     arguments = timm_constructor_args(name)
     for option, value in BUILT_AT.items():
         if arguments[option] != value:
-            refuse_option(name, option, arguments[option])
-    for option in ("timm_drop_path", "patch_dropout"):
-        if vision.get(option):
-            refuse_option(name, option, vision[option])
+            refuse_option(name, KIND, option, arguments[option])
+    if vision.get("patch_dropout"):
+        refuse_option(name, KIND, "patch_dropout", vision["patch_dropout"])
+    drop_path = vision.get("timm_drop_path")
     pool = vision.get("timm_pool", "avg") or arguments["global_pool"]
     if pool not in POOLS:
-        refuse_option(name, "global_pool", pool)
+        refuse_option(name, KIND, "global_pool", pool)
     projection, timm_classifier = _projection(name, vision)
     return TimmFastVitConfig(
         timm_model_name=name, image_size=image_size(vision.get("image_size", 224)), layers=list(arguments["layers"]),
@@ -229,7 +229,8 @@ def read(vision: dict, context: OpenClipContext) -> TimmFastVitConfig:
         mixer_kernel_size=arguments["repmixer_kernel_size"], downsample_kernel_size=arguments["down_patch_size"],
         layer_scale=arguments["layer_scale_init_value"], downsample_activation=arguments["lkc_use_act"],
         stem_scale_branch=arguments["stem_use_scale_branch"], head_ratio=arguments["cls_ratio"],
-        attention_norm=_attention_norm(name, arguments["norm_layer"]), pool=pool, projection=projection,
+        attention_norm=_attention_norm(name, arguments["norm_layer"]), pool=pool,
+        drop_path=arguments["drop_path_rate"] if drop_path is None else drop_path, projection=projection,
         timm_classifier=timm_classifier)
 
 
@@ -247,12 +248,9 @@ def write(vision: TimmFastVitConfig, context: OpenClipContext) -> dict:
               "timm_proj": None if vision.timm_classifier else ("none" if vision.projection == "none" else "linear"),
               "timm_proj_bias": vision.projection == "linear_bias" and not vision.timm_classifier,
               "image_size": vision.image_size}
-    timm_built = read(values, context)
-    differences = [f"vision.{field.name}={getattr(vision, field.name)!r} (timm: {getattr(timm_built, field.name)!r})"
-                   for field in fields(vision) if getattr(vision, field.name) != getattr(timm_built, field.name)]
-    if differences:
-        refuse(f"timm's {name} is not this tower: {', '.join(differences)}")
-    return values
+    if vision.drop_path:
+        values["timm_drop_path"] = vision.drop_path
+    return check_written(vision, values, lambda section: read(section, context))
 
 
 def open_clip_rules(vision: TimmFastVitConfig, prefix: str) -> list[KeyRule]:
@@ -275,7 +273,7 @@ FAMILY = TowerFamily(
     kind=KIND, side="vision", config=TimmFastVitConfig, build=FastVitTower,
     summary="timm's FastVit as open_clip wraps it (MobileCLIP-S1/S2, MobileCLIP2-S0..S4): MobileOne, RepMixer and "
             "attention stages, BatchNorm; reparameterize() folds the train-time branches",
-    lock_groups=FastVitTower.parameter_groups, fsdp_units=fsdp_units,
+    lock_groups=FastVitTower.parameter_groups, fsdp_units=fsdp_units, projection_locked=projection_locked,
     open_clip=OpenClipForm(recognises=recognises, read=read, write=write, activation=lambda vision: None,
                            rules=open_clip_rules),
 )

@@ -23,6 +23,8 @@ import torch
 from torch import nn
 
 from cliplab.models.layers.attention import SelfAttention
+from cliplab.models.layers.batch_norm import FreezableBatchNorm2d
+from cliplab.models.layers.drop_path import DropPath
 from cliplab.models.layers.mobileone import (ConvBatchNorm, MobileOneBlock, folded_conv, identity_kernel,
                                              replace_with_folded)
 from cliplab.models.layers.norm2d import LayerNorm2d
@@ -127,33 +129,41 @@ def _layer_scale(channels: int, initial_value: float | None) -> nn.Module:
     return LayerScale2d(channels, initial_value) if initial_value is not None else nn.Identity()
 
 
+def _drop_path(probability: float) -> nn.Module:
+    return DropPath(probability) if probability else nn.Identity()
+
+
 class RepMixerBlock(nn.Module):
-    """The convolutional metaformer block: `token_mixer` (RepMixer), then x + gamma * mlp(x)."""
+    """The convolutional metaformer block: `token_mixer` (RepMixer), then x + gamma * mlp(x), the MLP
+    branch dropped per sample with probability `drop_path` in training (stochastic depth)."""
 
     def __init__(self, channels: int, *, kernel_size: int, mlp_ratio: float, layer_scale: float | None,
-                 reparameterized: bool = False):
+                 drop_path: float = 0.0, reparameterized: bool = False):
         super().__init__()
         self.token_mixer = RepMixer(channels, kernel_size, layer_scale, reparameterized=reparameterized)
         self.mlp = ConvMlp(channels, int(channels * mlp_ratio))
         self.layer_scale = _layer_scale(channels, layer_scale)
+        self.drop_path = _drop_path(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.token_mixer(x)
-        return x + self.layer_scale(self.mlp(x))
+        return x + self.drop_path(self.layer_scale(self.mlp(x)))
 
 
 class AttentionBlock(nn.Module):
     """The attention metaformer block: x + gamma1 * attention(norm(x)) over the H*W positions
     (heads of width 32, no qkv bias), then x + gamma2 * mlp(x). norm: "batch" (BatchNorm2d) or
-    "layer" (LayerNorm2d over the channels, eps 1e-5)."""
+    "layer" (LayerNorm2d over the channels, eps 1e-5). drop_path: stochastic depth of both branches."""
 
-    def __init__(self, channels: int, *, mlp_ratio: float, layer_scale: float | None, norm: str):
+    def __init__(self, channels: int, *, mlp_ratio: float, layer_scale: float | None, norm: str,
+                 drop_path: float = 0.0):
         super().__init__()
-        self.norm = nn.BatchNorm2d(channels) if norm == "batch" else LayerNorm2d(channels, eps=1e-5)
+        self.norm = FreezableBatchNorm2d(channels) if norm == "batch" else LayerNorm2d(channels, eps=1e-5)
         self.token_mixer = SelfAttention(channels, channels // ATTENTION_HEAD_WIDTH, qkv_bias=False)
         self.layer_scale_1 = _layer_scale(channels, layer_scale)
         self.mlp = ConvMlp(channels, int(channels * mlp_ratio))
         self.layer_scale_2 = _layer_scale(channels, layer_scale)
+        self.drop_path = _drop_path(drop_path)
 
     def attend(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, C, H, W] -> attention over the H*W positions, [B, C, H, W]."""
@@ -162,5 +172,5 @@ class AttentionBlock(nn.Module):
         return attended.transpose(1, 2).reshape(batch, channels, height, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.layer_scale_1(self.attend(self.norm(x)))
-        return x + self.layer_scale_2(self.mlp(x))
+        x = x + self.drop_path(self.layer_scale_1(self.attend(self.norm(x))))
+        return x + self.drop_path(self.layer_scale_2(self.mlp(x)))

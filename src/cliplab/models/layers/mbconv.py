@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from cliplab.models.layers.norm2d import LayerNorm2d
 
@@ -86,7 +87,9 @@ class StridedConv(nn.Module):
 class MbConvStages(nn.Module):
     """images [B, 3, S, S] -> feature map [B, W, S / 16, S / 16] (module docstring). widths: the
     stem's and the stages' (C0, C1); depths: blocks per stage; out_width: W. `grad_checkpointing`
-    recomputes each stage in backward."""
+    recomputes each stage in backward (non-reentrant checkpoint, as `BlockStack`'s)."""
+
+    grad_checkpointing = False
 
     def __init__(self, widths: tuple[int, int], depths: tuple[int, int], out_width: int):
         super().__init__()
@@ -105,4 +108,10 @@ class MbConvStages(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.stages(self.stem(images)))
+        features = self.stem(images)
+        for stage in self.stages:
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                features = checkpoint(stage, features, use_reentrant=False)
+            else:
+                features = stage(features)
+        return self.pool(features)

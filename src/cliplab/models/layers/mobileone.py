@@ -12,7 +12,8 @@ sum of the branches' (beta_b - mu_b g_b/s_b). `reparameterize()` replaces the br
 convolution (`reparam_conv`) in place: in eval mode the outputs are unchanged up to float rounding.
 In training mode the branches normalise with batch statistics, which no single convolution can do,
 so a block is folded for inference only; a block built `reparameterized=True` has the folded
-layout from the start (timm's `inference_mode`), to load folded weights.
+layout from the start (timm's `inference_mode`), to load folded weights. The BatchNorms are
+`FreezableBatchNorm2d`s, whose statistics a locked tower can keep (`--lock-image-freeze-bn-stats`).
 
 Shapes: x [B, C_in, H, W] -> [B, C_out, H', W'] with H' = (H + 2p - k) // stride + 1, p = k // 2
 (timm's symmetric padding for odd kernels).
@@ -23,6 +24,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from cliplab.models.layers.batch_norm import FreezableBatchNorm2d
 
 
 def fold_batch_norm(kernel: torch.Tensor, norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -72,7 +75,7 @@ class ConvBatchNorm(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2,
                               groups=groups, bias=False)
-        self.bn = nn.BatchNorm2d(out_channels)
+        self.bn = FreezableBatchNorm2d(out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.bn(self.conv(x))
@@ -125,7 +128,8 @@ class MobileOneBlock(nn.Module):
             self.identity = self.conv_kxk = self.conv_scale = None
         else:
             self.reparam_conv = None
-            self.identity = (nn.BatchNorm2d(in_channels) if in_channels == out_channels and stride == 1 else None)
+            self.identity = (FreezableBatchNorm2d(in_channels) if in_channels == out_channels and stride == 1
+                             else None)
             self.conv_kxk = (nn.ModuleList([ConvBatchNorm(in_channels, out_channels, kernel_size, stride, groups)
                                             for _ in range(conv_branches)]) if conv_branches else None)
             self.conv_scale = (ConvBatchNorm(in_channels, out_channels, 1, stride, groups)

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from cliplab.models.layers import BlockStack
+from cliplab.models.layers.drop_path import drop_path_rates
 from cliplab.models.layers.fastvit_blocks import AttentionBlock, ConditionalPositionEncoding, RepMixerBlock
 from cliplab.models.layers.mobileone import LargeKernelConv, MobileOneBlock, reparameterize_all
 from cliplab.models.towers.locking import GroupItem
@@ -61,12 +62,13 @@ def _downsample(config: TimmFastVitConfig, in_width: int, width: int, squeeze_ex
         MobileOneBlock(width, width, 1, reparameterized=config.reparameterized))
 
 
-def _block(config: TimmFastVitConfig, stage: int) -> nn.Module:
+def _block(config: TimmFastVitConfig, stage: int, drop_path: float) -> nn.Module:
     width, mlp_ratio = config.widths[stage], config.mlp_ratios[stage]
     if config.token_mixers[stage] == "attention":
-        return AttentionBlock(width, mlp_ratio=mlp_ratio, layer_scale=config.layer_scale, norm=config.attention_norm)
+        return AttentionBlock(width, mlp_ratio=mlp_ratio, layer_scale=config.layer_scale, norm=config.attention_norm,
+                              drop_path=drop_path)
     return RepMixerBlock(width, kernel_size=config.mixer_kernel_size, mlp_ratio=mlp_ratio,
-                         layer_scale=config.layer_scale, reparameterized=config.reparameterized)
+                         layer_scale=config.layer_scale, drop_path=drop_path, reparameterized=config.reparameterized)
 
 
 class FastVitTower(StagedTower):
@@ -78,12 +80,13 @@ class FastVitTower(StagedTower):
         self.config = config
         self.stem = _stem(config.widths[0], config.stem_scale_branch, config.reparameterized)
         stages, in_width = [], config.widths[0]
+        rates = iter(drop_path_rates(config.drop_path, sum(config.layers)))  # timm's: linear over all blocks
         for stage, (depth, width) in enumerate(zip(config.layers, config.widths)):
             downsample = (_downsample(config, in_width, width, config.se_downsamples[stage])
                           if config.downsamples[stage] or in_width != width else nn.Identity())
             pos_emb = (ConditionalPositionEncoding(width, reparameterized=config.reparameterized)
                        if config.position_encodings[stage] else nn.Identity())
-            stages.append(FastVitStage(downsample, pos_emb, [_block(config, stage) for _ in range(depth)]))
+            stages.append(FastVitStage(downsample, pos_emb, [_block(config, stage, next(rates)) for _ in range(depth)]))
             in_width = width
         self.stages = nn.ModuleList(stages)
         self.width = self.token_width = config.output_width
