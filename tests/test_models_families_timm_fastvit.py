@@ -7,7 +7,6 @@ timm's own inference layout and values (`timm.utils.reparameterize_model`); the 
 timm's facts and refuses what it does not build; locking follows open_clip's `TimmModel.lock`; a
 tiny MobileCLIP2-S0 trains; real-size hub directories load in cliplab and export back (slow)."""
 
-import copy
 import dataclasses
 
 import pytest
@@ -234,38 +233,22 @@ def test_a_tiny_mobileclip2_s0_trains_with_a_gradient_for_every_parameter():
 @pytest.mark.parametrize("name, tag", [("MobileCLIP-S1", "datacompdr"), (NAME, "dfndr2b"),
                                        ("MobileCLIP2-S3", "dfndr2b")])
 def test_eval_preprocessing_of_the_hub_config_equals_open_clips(name, tag, tmp_path):
-    from open_clip_preprocess import assert_hub_preprocessing_equals_open_clips
+    from open_clip_hub_checks import assert_hub_preprocessing_equals_open_clips
 
     assert_hub_preprocessing_equals_open_clips(name, tag, tmp_path)
 
 
 @pytest.mark.slow
 def test_a_real_size_mobileclip2_s0_hub_directory_loads_with_open_clips_outputs_and_exports_back(tmp_path):
-    """MobileCLIP2-S0 at real size (75M parameters): open_clip's model with random weights and
-    BatchNorm statistics in an open_clip hub directory, loaded by `cliplab.load`, gives open_clip's
-    encode_image, encode_text and logit_scale (also after `reparameterize()`); its export loads in
-    open_clip with the same features."""
-    import cliplab
-    from reference_libraries import open_clip, write_open_clip_hub
+    """MobileCLIP2-S0 at real size (75M parameters, random BatchNorm statistics): `cliplab.load` of
+    open_clip's hub directory gives open_clip's features, its export loads in open_clip with them,
+    and they stay after `reparameterize()`."""
+    from open_clip_hub_checks import assert_hub_directory_loads_and_exports_back
 
-    reference = write_open_clip_hub(tmp_path / "hub", open_clip().get_model_config(NAME), seed=0,
-                                    preprocess_cfg=dict(open_clip().get_pretrained_cfg(NAME, "dfndr2b")))
-    ours, preprocess, tokenizer = cliplab.load(tmp_path / "hub")
-    images = torch.randn(2, 3, 256, 256, generator=torch.Generator().manual_seed(5))
-    tokens = tokenizer(["a photo of a cat", "two dogs on a sofa"])
-    with torch.no_grad(), reference_mode():
-        expected = reference.encode_image(images), reference.encode_text(tokens)
-        assert all(torch.isfinite(features).all() for features in expected)
-        assert_relative_close(ours.encode_image(images), expected[0])
-        assert_relative_close(ours.encode_text(tokens), expected[1])
-        assert torch.equal(ours.logit_scale, reference.logit_scale)
-        del reference
-        directory = cliplab.export(ours, tokenizer, tmp_path / "export", format="open_clip")
-        theirs = open_clip().create_model(f"local-dir:{directory}",
-                                          pretrained=f"{directory}/open_clip_model.safetensors").eval()
-        assert_relative_close(theirs.encode_image(images), expected[0])
-        assert_relative_close(theirs.encode_text(tokens), expected[1])
-        assert_relative_close(ours.reparameterize().encode_image(images), expected[0])
+    ours, images, expected = assert_hub_directory_loads_and_exports_back(NAME, "dfndr2b", tmp_path,
+                                                                         ["a photo of a cat", "two dogs on a sofa"])
+    with torch.no_grad():
+        assert_relative_close(ours.reparameterize().encode_image(images), expected)
 
 
 def test_a_tiny_mobileclip2_s0_trains_on_csv_data(tmp_path, capsys):
