@@ -165,7 +165,8 @@ def reference_mode():
 
 
 def open_clip_model(model_cfg: dict, timm_kwargs: dict | None = None) -> torch.nn.Module:
-    """open_clip's own model class for an open_clip `model_cfg` (CLIP, CustomTextCLIP or CoCa).
+    """open_clip's own model class for an open_clip `model_cfg` (CLIP, CustomTextCLIP or CoCa, as
+    open_clip's factory chooses).
 
     timm_kwargs: keyword arguments added to open_clip's `timm.create_model` call for a timm image
     tower (timm's model functions let them override their own, e.g. {"depth": 2, "embed_dim": 64,
@@ -174,15 +175,18 @@ def open_clip_model(model_cfg: dict, timm_kwargs: dict | None = None) -> torch.n
     same sizes (its family's config, not the open_clip name)."""
     library = open_clip()
     config = copy.deepcopy(model_cfg)
-    custom_text = config.pop("custom_text", False)
+    # as open_clip's factory: a Hugging Face text tower means CustomTextCLIP
+    custom_text = config.pop("custom_text", False) or bool(config.get("text_cfg", {}).get("hf_model_name"))
     model_class = library.CoCa if "multimodal_cfg" in config else (
         library.CustomTextCLIP if custom_text else library.CLIP)
-    with _timm_create_model_with(timm_kwargs or {}):
+    with smaller_timm_towers(timm_kwargs or {}):
         return model_class(**config)
 
 
 @contextlib.contextmanager
-def _timm_create_model_with(extra: dict):
+def smaller_timm_towers(extra: dict):
+    """While inside, open_clip builds every timm tower with `extra` added to its `timm.create_model`
+    call (see `open_clip_model`), also through its own factory (`create_model("local-dir:...")`)."""
     module = open_clip().timm_model
     create_model = module.timm.create_model
 
@@ -200,9 +204,13 @@ def open_clip_on_meta(name: str) -> torch.nn.Module:
     """open_clip's model for a built-in name, built on the meta device (no memory; for counting
     and tensor layouts), once per process: the same module each call, not to be changed. A config
     with a Hugging Face text tower reads that model's config from the Hugging Face cache or the
-    network (OSError when neither has it)."""
+    network (OSError when neither has it), and is built as open_clip's factory builds it for a
+    checkpoint: `hf_model_pretrained` off (no weights read)."""
+    model_cfg = open_clip().get_model_config(name)
+    if model_cfg.get("text_cfg", {}).get("hf_model_name"):
+        model_cfg["text_cfg"]["hf_model_pretrained"] = False
     with torch.device("meta"):
-        return open_clip_model(open_clip().get_model_config(name))
+        return open_clip_model(model_cfg)
 
 
 def parameter_count(model: torch.nn.Module) -> int:

@@ -91,3 +91,15 @@ def test_help_states_the_template_and_the_phrase_rule(capsys):
         run_cli(["classify", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "'a photo of the {}.'" in text and "A label that is a phrase already, starting with a, an or the" in text
+
+
+def test_help_names_every_checkpoint_format_it_reads(capsys):
+    # Before: "bundle, training checkpoint or run directory", though open_clip and HF checkpoints load too.
+    from cliplab.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["classify", "--help"])
+    flat = " ".join(capsys.readouterr().out.split())
+    for shown in ("cliplab run, step or bundle directory", "open_clip hub directory", "OpenAI CLIP .pt",
+                  "Hugging Face CLIP/SigLIP directory", "hub:org/repo"):  # argparse may wrap at "hf-"
+        assert shown in flat, shown

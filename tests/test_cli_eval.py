@@ -180,6 +180,7 @@ def test_a_csv_run_is_evaluated_on_retrieval_without_fashion_mnist_zero_shot(csv
     assert run_cli(["eval", csv_run.run_dir, "--retrieval-data", csv_run.val_manifest, "--out", given]) == 0
     printed = capsys.readouterr().out
     assert "no Fashion-MNIST zero-shot: the run trained on csv data (--zero-shot runs it)" in printed
+    assert "retrieval: 12/12 pairs (100%)" in printed  # before: 12/256, the batch size as the total
     assert "zero-shot on" not in printed
     assert run_cli(["eval", csv_run.run_dir, "--out", default]) == 0  # its own validation data
     results, own = json.loads(given.read_text()), json.loads(default.read_text())

@@ -87,3 +87,23 @@ def test_disabled_progress_writes_nothing():
     progress.write("y")
     progress.close()
     assert bar_stream.getvalue() == line_stream.getvalue() == ""
+
+
+def test_a_terminal_of_zero_columns_gets_the_lines():
+    # Before: a pseudo-terminal reporting 0 columns (a fresh pty, `docker exec -t`) showed neither the
+    # bar (tqdm draws nothing in 0 columns) nor the lines (a terminal was taken to show the bar).
+    import os
+
+    controller, terminal_fd = os.openpty()  # a new pty's window is 0 x 0
+    try:
+        with os.fdopen(terminal_fd, "w", closefd=False) as terminal:
+            assert terminal.isatty() and os.get_terminal_size(terminal.fileno()).columns == 0
+            line_stream = io.StringIO()
+            progress = _progress(terminal, line_stream, line_interval_s=None)
+            progress.update(10)
+            progress.line("step 10/100")
+            progress.close()
+            assert not progress.shows_bar and line_stream.getvalue() == "step 10/100\n"
+    finally:
+        os.close(controller)
+        os.close(terminal_fd)

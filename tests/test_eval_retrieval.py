@@ -89,3 +89,52 @@ def test_a_models_retrieval_is_the_metrics_of_its_unit_norm_embeddings_up_to_max
         expected = retrieval_metrics(model.encode_image(images[:6], normalize=True),
                                      model.encode_text(tokens[:6], normalize=True), 100.0)
     assert count == 6 and metrics == expected
+
+
+def test_caption_recall_equals_clip_benchmarks_evaluate_with_shared_captions_and_a_captionless_image():
+    from clip_benchmark_oracle import retrieval
+    from cliplab.eval.retrieval import caption_retrieval_recall
+    from eval_toy_models import BagOfTokensModel, CharacterTokenizer
+
+    model, tokenizer = BagOfTokensModel(seed=7).eval(), CharacterTokenizer()
+    generator = torch.Generator().manual_seed(8)
+    images = torch.randn(23, 3, 2, 2, generator=generator)
+    words = ["cat", "dog", "bird", "fish"]
+    captions = [[f"a {words[index % 4]}", f"the {words[(index * 3) % 4]} {index}"][: 1 + index % 2]
+                for index in range(23)]
+    captions[5] = []  # an image nobody describes: never found
+    theirs = retrieval(model, tokenizer, images, captions, recall_k=(1, 3, 7), batch_size=8)
+    with torch.no_grad():
+        image_features = F.normalize(model.encode_image(images), dim=-1)
+        texts = [text for texts in captions for text in texts]
+        text_features = F.normalize(model.encode_text(tokenizer(texts)), dim=-1)
+    image_of_text = torch.tensor([image for image, texts in enumerate(captions) for _ in texts])
+    ours = caption_retrieval_recall(image_features, text_features, image_of_text, (1, 3, 7))
+    assert ours == theirs
+
+
+def test_caption_recall_closed_form_and_bad_k():
+    from cliplab.eval.retrieval import caption_retrieval_recall
+
+    images = torch.eye(3)
+    texts = torch.tensor([[1.0, 0, 0], [0, 0, 1.0], [0, 1.0, 0], [0.6, 0.8, 0]])  # image 0 has texts 0 and 3
+    image_of_text = torch.tensor([0, 0, 1, 2])
+    metrics = caption_retrieval_recall(images, texts, image_of_text, (1,))
+    # texts: 0 -> image 0 (hit), 1 -> image 2 (miss), 2 -> image 1 (hit), 3 -> image 1 (miss)
+    # images: 0 -> text 0 (hit), 1 -> text 2 (hit), 2 -> text 1 (image 0's: miss)
+    assert metrics == {"image_retrieval_recall@1": 0.5, "text_retrieval_recall@1": pytest.approx(2 / 3)}
+    with pytest.raises(ValueError, match=r"recall@4 needs 1 <= k <= min\(3 images, 4 captions\)"):
+        caption_retrieval_recall(images, texts, image_of_text, (4,))
+
+
+def test_caption_recall_in_row_chunks_equals_one_chunk(monkeypatch):
+    from cliplab.eval import retrieval as retrieval_module
+
+    generator = torch.Generator().manual_seed(9)
+    images = F.normalize(torch.randn(11, 8, generator=generator), dim=-1)
+    texts = F.normalize(torch.randn(25, 8, generator=generator), dim=-1)
+    image_of_text = torch.arange(25) % 11
+    whole = retrieval_module.caption_retrieval_recall(images, texts, image_of_text, (1, 4))
+    chunks = retrieval_module._row_chunks
+    monkeypatch.setattr(retrieval_module, "_row_chunks", lambda matrix: chunks(matrix, rows=3))
+    assert retrieval_module.caption_retrieval_recall(images, texts, image_of_text, (1, 4)) == whole

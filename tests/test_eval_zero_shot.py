@@ -138,4 +138,27 @@ def test_evaluate_rejects_bad_labels_and_empty_data():
 def test_confusion_matrix_counts_pairs():
     confusion = confusion_matrix(torch.tensor([0, 0, 1, 2]), torch.tensor([0, 1, 1, 0]), 3)
     assert confusion.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 0]]
-    assert isinstance(ZeroShotResult(1.0, 1.0, {}, confusion, 4, ("a", "b", "c")).as_metrics()["zero_shot_count"], int)
+    assert isinstance(ZeroShotResult(1.0, 1.0, {}, confusion, 4, ("a", "b", "c"), 0.5, float("nan")).as_metrics()["zero_shot_count"], int)
+
+
+@pytest.mark.parametrize("num_classes", [7, 3])  # acc5, and NaN below 5 classes
+def test_benchmark_metrics_equal_clip_benchmarks_evaluate(num_classes):
+    from clip_benchmark_oracle import zero_shot
+
+    model, tokenizer = BagOfTokensModel(seed=4).eval(), CharacterTokenizer()
+    generator = torch.Generator().manual_seed(5)
+    classnames = [f"class {chr(97 + index)}" for index in range(num_classes)]
+    templates = ["a photo of a {c}.", "the {c}", "{c} seen from afar"]
+    images = torch.randn(60, 3, 2, 2, generator=generator)
+    labels = torch.randint(0, num_classes, (60,), generator=generator)
+    classifier = zero_shot_classifier(model, tokenizer, classnames, templates)
+    ours = zero_shot_evaluate(model, classifier, _batches(images, labels, 16), classnames=classnames)
+    theirs = zero_shot(model, tokenizer, images, labels, classnames, templates, batch_size=16)
+    assert set(theirs) == set(ours.benchmark_metrics())
+    for key, value in ours.benchmark_metrics().items():
+        assert value == pytest.approx(theirs[key], rel=1e-12, nan_ok=True), key
+    assert ours.mean_per_class_recall == pytest.approx(sum(ours.per_class.values()) / len(ours.per_class))
+
+
+def test_cliplab_and_clip_benchmark_templates_give_the_same_prompts():
+    assert class_prompts(["bag"], ["a {c}.", "a {}.", lambda name: name.upper()]) == ["a bag.", "a bag.", "BAG"]

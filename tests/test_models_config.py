@@ -107,6 +107,26 @@ def test_overrides_dotted_top_level_and_nested_dict():
     assert ModelConfig.from_dict(created).preprocess.mean == (0.5, 0.5, 0.5)
 
 
+def test_the_preprocessing_follows_an_overridden_tower_size_unless_set_too():
+    # Before: create_model("ViT-B-32", **{"vision.image_size": 64}) raised "preprocess.image_size (224)
+    # must equal vision.image_size (64)".
+    from cliplab.errors import UserError
+    from cliplab.models import create_model
+
+    values = ModelConfig.from_dict(tiny_values()).to_dict()  # preprocess.image_size written out, as saved configs are
+    for overrides in ({"vision.image_size": 64}, {"vision": {"image_size": 64}},
+                      {"vision.image_size": 64, "preprocess.image_size": 64}):
+        config = ModelConfig.from_dict(apply_overrides(values, overrides))
+        assert config.vision.image_size == config.preprocess.image_size == 64, overrides
+    assert create_model("ViT-B-32", device="meta", **{"vision.image_size": 64}).config.preprocess.image_size == 64
+    with pytest.raises(UserError) as raised:
+        ModelConfig.from_dict(apply_overrides(values, {"vision.image_size": 64, "preprocess.image_size": 32}))
+    assert str(raised.value) == ("preprocess.image_size (32) must equal vision.image_size (64): the images are made "
+                                 "the size the tower takes; set only vision.image_size (the preprocessing follows "
+                                 "it), or both to the same size")
+    assert isinstance(raised.value, ValueError)  # callers that catch ValueError still do
+
+
 def test_overrides_reject_bad_paths():
     with pytest.raises(ValueError, match="'embed_dim' is not a config section"):
         apply_overrides(tiny_values(), {"embed_dim.width": 3})

@@ -63,6 +63,6 @@ def test_a_config_without_text_kind_reads_as_the_text_transformer():
     values = create_model("tiny", device="meta").config.to_dict()
     assert values["text"].pop("kind") == "transformer"
     assert ModelConfig.from_dict(values).to_dict()["text"]["kind"] == "transformer"
-    values["text"]["kind"] = "hf_text"
-    with pytest.raises(ValueError, match=r"text.kind must be one of \('transformer',\), got 'hf_text'"):
+    values["text"]["kind"] = "gpt_text"
+    with pytest.raises(ValueError, match=r"text.kind must be one of \('transformer', 'hf_text'\), got 'gpt_text'"):
         ModelConfig.from_dict(values)

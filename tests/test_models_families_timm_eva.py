@@ -20,14 +20,11 @@ from safetensors.torch import save_file
 
 import cliplab
 from cliplab.bundle import load_model
-from cliplab.distributed.launch import run_on_workers
-from cliplab.distributed.shard_init import ShardedInit, shard_rows
 from cliplab.data.preprocess_config import PreprocessConfig
 from cliplab.data.tokenizer_openai import openai_bpe_tokenizer
 from cliplab.errors import UnsupportedArchitectureError
 from cliplab.losses import ClipLoss
 from cliplab.models import build_model, create_model, get_model_config
-from cliplab.models.registry import initialisers_on_meta
 from cliplab.models.families.timm_eva import TimmEvaConfig
 from cliplab.models.open_clip_config import builtin_open_clip_config, config_from_open_clip, config_to_open_clip
 from cliplab.pretrained.key_maps import from_cliplab, to_cliplab
@@ -38,7 +35,7 @@ from cliplab.train.config import ModelSetupConfig
 from data_fixtures import make_manifest
 from reference_libraries import (assert_relative_close, open_clip, open_clip_model, randomize_, reference_mode,
                                  small_open_clip_cfg)
-from train_helpers import csv_config
+from train_helpers import assert_fsdp_follows_ddp, assert_sharded_build_keeps_the_full_builds_values, csv_config
 
 torch.set_num_threads(2)
 SMALL_TIMM = {"depth": 2, "embed_dim": 64, "num_heads": 4, "img_size": 32, "patch_size": 8}
@@ -269,43 +266,14 @@ def test_a_tiny_model_trains_on_csv_data_with_the_image_tower_locked(name, tmp_p
 
 @pytest.mark.parametrize("name", ["EVA02-B-16", "PE-Core-B-16"])
 def test_a_sharded_build_keeps_the_initial_values_of_the_full_build(name):
-    """What FSDP2's meta build records for rank 1 of 2 is that rank's rows of the full build with the
-    same seed (every initialiser replays shard by shard: no data-dependent draws)."""
-    config = get_model_config(name, **TINY)
-    recorder = ShardedInit(1, 2)
-    torch.manual_seed(0)
-    with initialisers_on_meta(), recorder.building():
-        sharded = build_model(config)
-    kept = recorder.values(sharded)
-    torch.manual_seed(0)
-    for tensor_name, tensor in build_model(config).state_dict().items():
-        rows = shard_rows(tensor.shape[0], 1, 2) if tensor.dim() >= 2 else None
-        assert torch.equal(kept.rows(tensor_name, rows), tensor if rows is None else tensor[rows]), tensor_name
-
-
-def _ddp_then_fsdp(rank, world_size, logs, manifest, name):
-    for run, fsdp in (("ddp", False), ("fsdp", True)):
-        config = csv_config(logs, manifest, name=run, batch_size=8 // world_size, epochs=3)
-        config.model = ModelSetupConfig(name=name, overrides=dict(TINY))
-        config.loss.gather_with_grad = True  # every rank logs the loss of the whole global batch
-        config.distributed.fsdp = fsdp
-        train(config)
-
-
-def _losses(run_dir):
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [record["loss"] for record in records if record["kind"] == "train"]
+    assert_sharded_build_keeps_the_full_builds_values(get_model_config(name, **TINY))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["EVA02-B-16", "PE-Core-B-16"])
 def test_fsdp_shards_the_blocks_and_follows_ddp(name, tmp_path):
     """2 gloo ranks, 6 steps: FSDP2 (each Eva block a unit) within 1e-4 of DDP, as for every family."""
-    manifest = make_manifest(tmp_path / "data", 16)
-    run_on_workers(_ddp_then_fsdp, 2, tmp_path / "logs", manifest, name, timeout_s=600)
-    ddp, fsdp = _losses(tmp_path / "logs" / "ddp"), _losses(tmp_path / "logs" / "fsdp")
-    assert len(ddp) == len(fsdp) == 6 and ddp[0] == fsdp[0]
-    assert all(math.isclose(ours, theirs, rel_tol=1e-4) for ours, theirs in zip(fsdp, ddp)), (fsdp, ddp)
+    assert_fsdp_follows_ddp(tmp_path / "logs", make_manifest(tmp_path / "data", 16), name, TINY)
 
 
 @pytest.mark.slow

@@ -17,9 +17,19 @@ from cliplab.models.open_clip_config import (UnsupportedArchitectureError, built
 from cliplab.models.timm_models import timm_family_kind, timm_model, timm_model_names
 from cliplab.pretrained.key_maps import check_state_dict, from_cliplab
 from cliplab.pretrained.open_clip_keys import open_clip_rules, open_clip_text_prefix
+from hf_text_fixtures import use_cache, write_cache
 from reference_libraries import open_clip, open_clip_on_meta, open_clip_parameter_count, parameter_count
 
 NAMES = builtin_open_clip_names()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def hugging_face_cache(tmp_path_factory):
+    """The ten HF-text configs' text models' config.json at their published sizes in a Hugging Face
+    cache that both cliplab and open_clip (transformers' AutoConfig, offline) read by name."""
+    with pytest.MonkeyPatch.context() as patch:
+        use_cache(patch, write_cache(tmp_path_factory.mktemp("hf_cache")))
+        yield
 OPEN_CLIP_NAMES = known_open_clip_names()
 REFUSAL = re.compile(r"open_clip model '(?P<name>[^']+)': (?P<key>vision_cfg\.timm_model_name|text_cfg\.hf_model_name)"
                      r"='[^']+'.* family '(?P<kind>[a-z_]+)'")
@@ -59,14 +69,7 @@ def test_every_open_clip_name_builds_with_open_clips_count_and_layout_or_is_refu
         assert match["kind"] in _families_of(builtin_open_clip_config(name)) & (set(MISSING_FAMILIES) | registered)
         return
     ours = create_model(name, device="meta")
-    if builtin_open_clip_config(name).get("text_cfg", {}).get("hf_model_name"):
-        try:
-            theirs_count = open_clip_parameter_count(name)
-        except OSError as error:  # open_clip reads the HF config from the hub: offline, not here
-            pytest.skip(f"open_clip needs the Hugging Face config of {name}'s text tower: {error}")
-    else:
-        theirs_count = open_clip_parameter_count(name)
-    assert parameter_count(ours) == theirs_count
+    assert parameter_count(ours) == open_clip_parameter_count(name)
     custom_text = builtin_open_clip_config(name).get("custom_text", False)  # open_clip's CustomTextCLIP: text.*
     rules = open_clip_rules(ours.config, "text." if custom_text else open_clip_text_prefix(ours.config))
     check_state_dict(from_cliplab(ours.state_dict(), rules), open_clip_on_meta(name).state_dict(), name)
@@ -100,8 +103,8 @@ def test_mapping_of_representative_configs():
 @pytest.mark.parametrize("change, message", [
     ({"vision_cfg": {"timm_model_name": "resnet18"}}, r"vision_cfg.timm_model_name='resnet18' is not a timm model "
                                                       r"cliplab knows"),
-    ({"text_cfg": {"hf_model_name": "xlm-roberta-base"}}, r"text_cfg.hf_model_name='xlm-roberta-base' needs the "
-                                                          r"Hugging Face text tower family 'hf_text'"),
+    ({"text_cfg": {"hf_model_name": "xlm-roberta-base", "hf_pooler_type": "max_pooler"}},
+     r"text_cfg.hf_pooler_type='max_pooler': the family 'hf_text' builds"),
     ({"vision_cfg": {"qk_norm": True}}, r"vision_cfg.qk_norm=True needs a tower cliplab does not build"),
     ({"vision_cfg": {"pos_embed_type": "sin_cos_2d"}}, r"vision_cfg.pos_embed_type"),
     ({"text_cfg": {"pool_type": "first"}}, r"text_cfg.pool_type='first'"),

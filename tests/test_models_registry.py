@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from cliplab.errors import UserError
 from cliplab.models import CLIP, CoCa, ModelConfig, create_model, get_model_config, list_models, register_model
 from cliplab.models import registry
 
@@ -17,9 +18,15 @@ def test_builtin_configs_are_registered():
     assert {"tiny", "tiny-siglip", "tiny-coca", "tiny-vit", "ViT-B-32", "ViT-B-16"} <= set(list_models())
 
 
-def test_unknown_name_lists_known_models():
-    with pytest.raises(ValueError, match=r"unknown model 'tinny'.*known models: .*tiny-coca.*ViT-B-32"):
+def test_an_unknown_name_names_the_five_closest_and_points_to_list_models():
+    with pytest.raises(ValueError) as raised:
         create_model("tinny")
+    assert str(raised.value) == ("unknown model 'tinny': not a registered name or a JSON file; closest names: tiny, "
+                                 f"tiny-vit, tiny-coca, tiny-siglip, RN50 (cliplab.list_models() lists all "
+                                 f"{len(list_models())})")
+    assert isinstance(raised.value, UserError)
+    with pytest.raises(ValueError, match=r"closest names: ViT-B-32, "):
+        create_model("vit-b32")  # case does not count
 
 
 def contrastive_and_caption_loss(output):

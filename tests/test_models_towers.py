@@ -57,6 +57,21 @@ def test_trailing_padding_can_be_trimmed(variant):
     torch.testing.assert_close(tower(tokens[:, :5]), tower(tokens), rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("variant, expected", [
+    (dict(pool="argmax", causal=True, padding_mask="none"), 5),  # open_clip / OpenAI: end-of-text has the largest id
+    (dict(pool="eot", causal=True), 5), (dict(pool="mean", causal=False), 5), (dict(pool="eos", eos_id=2), 5),
+    (dict(pool="eot", causal=False, padding_mask="none"), 8), (dict(pool="last", causal=True), 8),
+    (dict(pool="cls", causal=True), 8)])
+def test_pooled_prefix_length_keeps_what_pooling_reads(variant, expected):
+    tower = text_tower(**variant)
+    tokens = padded_tokens()[:2]
+    if variant["pool"] == "argmax":
+        tokens = torch.where(tokens == 2, 39, tokens)  # end-of-text as the largest id, as OpenAI's BPE has it
+    length = tower.pooled_prefix_length(tokens)
+    assert length == expected
+    torch.testing.assert_close(tower(tokens[:, :length]), tower(tokens), rtol=0, atol=1e-5)
+
+
 def test_eot_pooling_takes_last_non_pad_state():
     tower = text_tower(pool="eot")
     tokens = padded_tokens()

@@ -156,4 +156,4 @@ def test_unreadable_evaluation_data_on_rank_0_stops_every_rank_at_start_up(tmp_p
     assert (kind0, message0) == (kind1, message1)
     assert kind0 == "UserError" and message0.startswith(f"--val-data {val_manifest} (data.val_data, read by the "
                                                         f"evaluation): manifest {val_manifest} has no column 'title'")
-    assert not (tmp_path / "run" / "checkpoints").exists()  # not one step trained
+    assert not (tmp_path / "run").exists()  # not one step trained; the failed start left no directory

@@ -32,11 +32,24 @@ def test_a_loss_that_is_its_only_term_is_printed_once():
     assert "| loss 2.0000 |" in line and "contrastive_loss" not in line and "ETA" not in line
 
 
-def test_eval_line_reports_what_the_evaluation_measured():
-    record = {"step": 7, "image_to_text_R@1": 0.25, "text_to_image_R@1": 0.5}
-    assert eval_line(record) == "eval at step 7: retrieval R@1 image-to-text 0.2500, text-to-image 0.5000"
-    record.update(zero_shot_top1=0.75, zero_shot_top5=1.0)
-    assert eval_line(record).startswith("eval at step 7: zero-shot top-1 0.7500, top-5 1.0000; retrieval")
+def test_eval_line_says_what_each_figure_measures_and_its_chance_level():
+    # Before: "retrieval R@1 image-to-text 0.0120" beside "zero-shot top-1 0.9064", unexplained.
+    record = {"step": 7, "image_to_text_R@1": 0.012, "text_to_image_R@1": 0.011, "retrieval_count": 10000}
+    retrieval = ("  retrieval R@1 image-to-text 1.20%, text-to-image 1.10% of 10000 pairs (chance 0.01%: a hit is "
+                 "the pair's own caption (image) ranked first of all 10000, so captions that fit many images keep it "
+                 "low)")
+    assert eval_line(record) == "eval at step 7:\n" + retrieval
+    record.update(zero_shot_top1=0.9064, zero_shot_top5=0.9988, zero_shot_count=10000, classnames=list("abcdefghij"))
+    assert eval_line(record) == ("eval at step 7:\n  zero-shot top-1 90.64%, top-5 99.88% of 10000 images (chance "
+                                 "10.00%, 50.00%: the true class among the 1 or 5 closest of 10 class prompts)\n"
+                                 + retrieval)
+    assert eval_line({"step": 1, "image_to_text_R@1": 0.5, "text_to_image_R@1": 0.25}) == (
+        "eval at step 1:\n  retrieval R@1 image-to-text 50.00%, text-to-image 25.00%")  # a record without its count
+    record = {"step": 3, "zero_shot_top1": 0.75, "zero_shot_top5": 1.0, "zero_shot_mean_per_class_recall": 0.625,
+              "zero_shot_count": 8, "classnames": ["a", "b", "c", "d"]}
+    assert eval_line(record) == ("eval at step 3:\n  zero-shot top-1 75.00%, top-4 100.00%, mean per-class recall "
+                                 "62.50% of 8 images (chance 25.00%, 100.00%, 25.00%: the true class among the 1 or "
+                                 "4 closest of 4 class prompts)")
 
 
 def test_without_a_terminal_a_line_every_n_steps_and_at_the_last(tmp_path, monkeypatch):

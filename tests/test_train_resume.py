@@ -22,7 +22,8 @@ import torch
 from cliplab.train import TrainHooks, train
 from cliplab.train.checkpoint import CheckpointManager
 
-from train_helpers import SMALL_MODEL, assert_same_final_checkpoint, small_config
+from train_helpers import (SMALL_MODEL, assert_same_final_checkpoint, logged_losses, sigkill_after_a_checkpoint,
+                           small_config)
 
 STEPS = 30
 
@@ -37,11 +38,6 @@ def _command(logs, name, workers, resume=False):
                "--deterministic", "--warmup", "2", "--set", f"model.overrides={overrides}",
                "--set", "eval.eval_at_end=false"]
     return command + (["--resume", "latest"] if resume else [])
-
-
-def _losses(run_dir):
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return {r["step"]: r["loss"] for r in map(json.loads, lines) if r["kind"] == "train"}
 
 
 def _run(command, **kwargs):
@@ -61,27 +57,13 @@ def test_sigkill_then_resume_matches_uninterrupted_run(reference, tmp_path, work
     run_dir = tmp_path / "killed"
     process = subprocess.Popen(_command(tmp_path, "killed", workers), stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
-    killed_at = checkpoint_at = None
-    try:
-        deadline = time.time() + 240
-        while time.time() < deadline and process.poll() is None:
-            latest = CheckpointManager(run_dir / "checkpoints", keep=2).latest() if (run_dir / "checkpoints").exists() else None
-            logged = _losses(run_dir) if (run_dir / "metrics.jsonl").exists() else {}
-            if latest is not None and logged and max(logged) > int(latest.name.split("_")[1]):
-                process.send_signal(signal.SIGKILL)
-                killed_at, checkpoint_at = max(logged), int(latest.name.split("_")[1])
-                break
-            time.sleep(0.005)
-    finally:
-        process.kill()
-        process.wait()
-    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    checkpoint_at, killed_at = sigkill_after_a_checkpoint(process, run_dir)
     assert checkpoint_at < killed_at < STEPS
 
     _run(_command(tmp_path, "killed", workers, resume=True))
 
     assert_same_final_checkpoint(run_dir, reference, steps=STEPS)
-    losses, reference_losses = _losses(run_dir), _losses(reference)
+    losses, reference_losses = logged_losses(run_dir), logged_losses(reference)
     assert sorted(losses) == list(range(1, STEPS + 1))  # lines after the checkpoint were rewritten, once
     for step in range(checkpoint_at + 1, STEPS + 1):
         assert losses[step] == reference_losses[step], step
@@ -91,7 +73,7 @@ def test_resume_latest_without_checkpoint_starts_fresh(tmp_path):
     command = _command(tmp_path, "fresh", workers=0, resume=True)
     command[command.index("--max-steps") + 1] = "2"
     _run(command)
-    assert sorted(_losses(tmp_path / "fresh")) == [1, 2]
+    assert sorted(logged_losses(tmp_path / "fresh")) == [1, 2]
 
 
 def _equal_rng_states(a, b):
@@ -114,7 +96,7 @@ def test_kills_at_random_moments_and_during_saves_resume_to_the_uninterrupted_ru
     kills = {"during a save": 0, "at a random step": 0}
     for attempt in range(20):
         moment = "during a save" if attempt % 2 else "at a random step"
-        logged_before = max(_losses(run_dir), default=0) if (run_dir / "metrics.jsonl").exists() else 0
+        logged_before = max(logged_losses(run_dir), default=0) if (run_dir / "metrics.jsonl").exists() else 0
         kill_after = logged_before + chooser.randint(1, 6)
         process = subprocess.Popen(_command(tmp_path, "killed", workers=2, resume=True), stdout=subprocess.DEVNULL,
                                    stderr=subprocess.PIPE, text=True)
@@ -124,7 +106,7 @@ def test_kills_at_random_moments_and_during_saves_resume_to_the_uninterrupted_ru
                 if moment == "during a save":
                     due = checkpoints.is_dir() and any(checkpoints.glob(".tmp-step_*"))
                 else:
-                    due = (run_dir / "metrics.jsonl").exists() and max(_losses(run_dir), default=0) >= kill_after
+                    due = (run_dir / "metrics.jsonl").exists() and max(logged_losses(run_dir), default=0) >= kill_after
                 if due:
                     process.send_signal(signal.SIGKILL)
                     kills[moment] += 1
@@ -147,7 +129,7 @@ def test_kills_at_random_moments_and_during_saves_resume_to_the_uninterrupted_ru
                       torch.load(reference_final / "train_state.pt", weights_only=False)["rng"])
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [record["step"] for record in lines if record["kind"] == "train"] == list(range(1, STEPS + 1))
-    assert _losses(run_dir) == _losses(reference)
+    assert logged_losses(run_dir) == logged_losses(reference)
 
 
 # --- in-process: what resume completes, falls back to and drops ---------------------------------

@@ -160,3 +160,35 @@ def test_a_second_run_on_a_busy_directory_fails_at_once_naming_the_holder(tmp_pa
     finally:
         holder.kill()
         holder.wait()
+
+
+@pytest.mark.parametrize("mistake", [
+    ["--model", "tinyy"],  # the configuration, checked against the model registry
+    ["--accum-freq", "5"],  # the data: 4 batches of 8 an epoch
+    ["--val-data", "absent.tsv"],  # the evaluation data
+])
+def test_a_failed_start_leaves_no_run_directory(tmp_path, capsys, monkeypatch, mistake):
+    # Before: each failed start left <logs>/<name>/ with run.lock and run_id in it.
+    import cliplab.train.trainer as trainer
+    from cliplab.cli import main
+    from data_fixtures import make_manifest
+
+    claimed = []
+    monkeypatch.setattr(trainer, "claim_run_dir", lambda config: claimed.append(1) or claim_run_dir(config))
+    manifest = make_manifest(tmp_path / "data", 32)
+    code = main(["train", "--logs", str(tmp_path / "logs"), "--name", "run", "--max-steps", "1", "--batch-size", "8",
+                 "--dataset-type", "csv", "--train-data", str(manifest), "--workers", "0", *mistake])
+    assert code == 2 and capsys.readouterr().err.startswith("cliplab train: error: ")
+    assert claimed == [1]  # the mistake was found after the directory was claimed
+    assert not (tmp_path / "logs" / "run").exists()
+
+
+def test_a_failed_start_keeps_a_directory_that_was_there_before(tmp_path, capsys):
+    from cliplab.cli import main
+
+    existing = tmp_path / "logs" / "run"
+    existing.mkdir(parents=True)
+    (existing / "notes.txt").write_text("mine")
+    code = main(["train", "--logs", str(tmp_path / "logs"), "--name", "run", "--model", "tinyy"])
+    assert code == 2 and "'model.name'" in capsys.readouterr().err
+    assert (existing / "notes.txt").read_text() == "mine"

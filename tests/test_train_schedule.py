@@ -18,3 +18,12 @@ def test_a_warmup_longer_than_the_run_is_named_with_its_numbers():
 
 def test_a_warmup_as_long_as_the_run_never_decays():
     assert "reaches its peak 0.002 only at the last step and never decays" in warmup_warning(OptimConfig(warmup=70), 70)
+
+
+@pytest.mark.parametrize("warmup, total_steps, shown", [
+    (1, 1, "warmup is 1 step (--warmup) but the run has 1"),  # before: "1 steps ... (e.g. 1, a tenth of the run)"
+    (100, 2, "warmup is 100 steps (--warmup) but the run has 2")])
+def test_a_run_of_fewer_than_ten_steps_is_told_to_drop_the_warmup(warmup, total_steps, shown):
+    warning = warmup_warning(OptimConfig(warmup=warmup), total_steps)
+    assert warning.startswith(f"warning: {shown}: ")
+    assert warning.endswith("lower --warmup (e.g. 0, no warmup) or train longer")

@@ -20,7 +20,7 @@ TRAIN_KEYS = {"kind", "step", "epoch", "samples_seen", "lr", "loss", "loss/contr
               "step_time_s", "samples_per_s", "skipped_samples", "nonfinite_skips", "grad_norm"}
 EVAL_KEYS = {"kind", "step", "epoch", "zero_shot_top1", "zero_shot_top5", "zero_shot_per_class",
              "confusion_matrix", "classnames", "zero_shot_count", "image_to_text_R@1", "text_to_image_R@1",
-             "image_to_text_mean_rank", "text_to_image_median_rank"}
+             "image_to_text_mean_rank", "text_to_image_median_rank", "retrieval_count"}
 
 
 def test_smoke_run_writes_the_run_directory(tmp_path):
@@ -37,6 +37,7 @@ def test_smoke_run_writes_the_run_directory(tmp_path):
     assert train_records[-1]["samples_seen"] == 24 and train_records[-1]["global_batch_size"] == 8
     assert len(eval_records) == 1 and EVAL_KEYS <= set(eval_records[0])
     assert len(eval_records[0]["confusion_matrix"]) == 10
+    assert eval_records[0]["retrieval_count"] == config.eval.retrieval_num_samples  # the chance level's N
     summary = json.loads((run_dir / "summary.json").read_text())
     for key in ("zero_shot_top1", "zero_shot_top5", "wall_seconds", "steps", "samples_seen", "skipped_samples"):
         assert key in summary, key

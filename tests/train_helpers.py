@@ -1,4 +1,9 @@
-"""Small configs shared by the training tests (a shrunken tiny model, a few steps, no eval)."""
+"""Small configs shared by the training tests (a shrunken tiny model, a few steps, no eval), and the
+kill of a `cliplab train` process once a step after a checkpoint is logged."""
+
+import json
+import signal
+import time
 
 import torch
 from safetensors.torch import load_file
@@ -63,3 +68,76 @@ def csv_config(logs, manifest, *, name="run", batch_size=12, epochs=1, max_skip_
     config.data.skip_check_min_samples = skip_check_min_samples
     config.loop.epochs = epochs
     return config
+
+
+def logged_losses(run_dir) -> dict[int, float]:
+    """step -> loss of the train records in the run's metrics.jsonl."""
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return {r["step"]: r["loss"] for r in map(json.loads, lines) if r["kind"] == "train"}
+
+
+def sigkill_after_a_checkpoint(process, run_dir, timeout_s: float = 240) -> tuple[int, int]:
+    """SIGKILL `process` (a `cliplab train` writing `run_dir`) as soon as it has logged a step after its
+    newest checkpoint; -> (that checkpoint's step, the last logged step). Fails when the run ends first."""
+    killed_at = checkpoint_at = None
+    try:
+        deadline = time.time() + timeout_s
+        while time.time() < deadline and process.poll() is None:
+            checkpoints = run_dir / "checkpoints"
+            latest = CheckpointManager(checkpoints, keep=2).latest() if checkpoints.exists() else None
+            logged = logged_losses(run_dir) if (run_dir / "metrics.jsonl").exists() else {}
+            if latest is not None and logged and max(logged) > int(latest.name.split("_")[1]):
+                process.send_signal(signal.SIGKILL)
+                killed_at, checkpoint_at = max(logged), int(latest.name.split("_")[1])
+                break
+            time.sleep(0.005)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    return checkpoint_at, killed_at
+
+
+def assert_sharded_build_keeps_the_full_builds_values(config) -> None:
+    """What FSDP2's meta build of `config` records for rank 1 of 2 is that rank's rows of the full
+    build with the same seed (every initialiser replays shard by shard: no data-dependent draws)."""
+    from cliplab.distributed.shard_init import ShardedInit, shard_rows
+    from cliplab.models import build_model
+    from cliplab.models.registry import initialisers_on_meta
+
+    recorder = ShardedInit(1, 2)
+    torch.manual_seed(0)
+    with initialisers_on_meta(), recorder.building():
+        sharded = build_model(config)
+    kept = recorder.values(sharded)
+    torch.manual_seed(0)
+    for tensor_name, tensor in build_model(config).state_dict().items():
+        rows = shard_rows(tensor.shape[0], 1, 2) if tensor.dim() >= 2 else None
+        assert torch.equal(kept.rows(tensor_name, rows), tensor if rows is None else tensor[rows]), tensor_name
+
+
+def ddp_then_fsdp(rank, world_size, logs, manifest, name, overrides) -> None:
+    """On each of `world_size` gloo ranks: a DDP run, then an FSDP2 run ("ddp", "fsdp" under `logs`)
+    of model `name` with `overrides`, 3 epochs of the CSV `manifest` at a global batch of 8; every
+    rank logs the loss of the whole global batch (gather_with_grad)."""
+    from cliplab.train import train
+    from cliplab.train.config import ModelSetupConfig
+
+    for run, fsdp in (("ddp", False), ("fsdp", True)):
+        config = csv_config(logs, manifest, name=run, batch_size=8 // world_size, epochs=3)
+        config.model = ModelSetupConfig(name=name, overrides=dict(overrides))
+        config.loss.gather_with_grad = True
+        config.distributed.fsdp = fsdp
+        train(config)
+
+
+def assert_fsdp_follows_ddp(logs, manifest, name, overrides) -> None:
+    """2 gloo ranks, 6 steps (`ddp_then_fsdp`): FSDP2 within 1e-4 of DDP, the first step equal."""
+    import math
+
+    from cliplab.distributed.launch import run_on_workers
+
+    run_on_workers(ddp_then_fsdp, 2, logs, manifest, name, overrides, timeout_s=600)
+    ddp, fsdp = (list(logged_losses(logs / run).values()) for run in ("ddp", "fsdp"))
+    assert len(ddp) == len(fsdp) == 6 and ddp[0] == fsdp[0]
+    assert all(math.isclose(ours, theirs, rel_tol=1e-4) for ours, theirs in zip(fsdp, ddp)), (fsdp, ddp)

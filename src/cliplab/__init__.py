@@ -21,45 +21,32 @@ The names are imported on first use (PEP 562 `__getattr__`), so `import cliplab`
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-# public name -> module that defines it
+from cliplab.lazy_exports import exported_names, lazy_exports
+
+# defining module -> its public names
 _EXPORTS = {
-    "build_zero_shot_classifier": "cliplab.eval.zero_shot",
-    "create_model": "cliplab.models",
-    "create_model_and_transforms": "cliplab.factory",
-    "create_model_from_pretrained": "cliplab.factory",
-    "export": "cliplab.pretrained.export",
-    "get_tokenizer": "cliplab.factory",
-    "list_models": "cliplab.models",
-    "load": "cliplab.bundle",
-    "load_model": "cliplab.bundle",
-    "retrieval_metrics": "cliplab.eval",
-    "save": "cliplab.bundle",
-    "wise_ft": "cliplab.pretrained.wise_ft",
-    "zero_shot_classifier": "cliplab.eval",
+    "cliplab.bundle": ("load", "load_model", "save"),
+    "cliplab.eval": ("retrieval_metrics", "zero_shot_classifier"),
+    "cliplab.eval.zero_shot": ("build_zero_shot_classifier",),
+    "cliplab.factory": ("create_model_and_transforms", "create_model_from_pretrained", "get_tokenizer", "tokenize"),
+    "cliplab.models": ("create_model", "list_models"),
+    "cliplab.pretrained.export": ("export",),
+    "cliplab.pretrained.tags": ("list_pretrained", "list_pretrained_models_by_tag", "list_pretrained_tags_by_model"),
+    "cliplab.pretrained.wise_ft": ("wise_ft",),
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = exported_names(_EXPORTS)
 
 if TYPE_CHECKING:
     from cliplab.bundle import load, load_model, save
     from cliplab.eval import retrieval_metrics, zero_shot_classifier
     from cliplab.eval.zero_shot import build_zero_shot_classifier
-    from cliplab.factory import create_model_and_transforms, create_model_from_pretrained, get_tokenizer
+    from cliplab.factory import create_model_and_transforms, create_model_from_pretrained, get_tokenizer, tokenize
     from cliplab.models import create_model, list_models
     from cliplab.pretrained.export import export
+    from cliplab.pretrained.tags import list_pretrained, list_pretrained_models_by_tag, list_pretrained_tags_by_model
     from cliplab.pretrained.wise_ft import wise_ft
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'cliplab' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value  # later look-ups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

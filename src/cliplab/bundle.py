@@ -65,7 +65,9 @@ from cliplab.pretrained.key_maps import check_state_dict
 from cliplab.pretrained.dcp_reader import SHARDS_DIR, DcpModelReader, is_sharded_checkpoint
 from cliplab.pretrained.weight_files import SafetensorsReader
 from cliplab.pretrained.loaders import (ForeignCheckpoint, architecture_config, build_model_from, fill_model,
-                                        read_foreign)
+                                        read_foreign, read_pretrained_tag)
+from cliplab.pretrained.tags import (describe_tags_of, find_pretrained_tag, list_pretrained_models_by_tag,
+                                     list_pretrained_tags_by_model, looks_like_a_tag)
 
 WEIGHTS_FILE = "model.safetensors"
 # Opens a checkpoint's weights for a model built on meta: -> take(name), the tensor of entry `name`.
@@ -190,9 +192,10 @@ class LoadedModel:
     preprocess: PIL image -> Float[3, S, S] (its settings: `model.config.preprocess`); tokenizer:
     texts -> Long[N, T], or None where the checkpoint has none cliplab reads (`require_tokenizer=
     False` only); path: the directory or file read; format: "bundle", "open_clip_hub",
-    "open_clip_checkpoint", "openai" or "hf". weights (for a model on "meta"): opens the
-    checkpoint's weights, returning take(name) -> the tensor of the model's state-dict entry
-    `name`, read on demand (what fills a sharded model shard by shard, `cliplab.train.parallelism`).
+    "open_clip_checkpoint" (an open_clip pretrained tag too), "cliplab_state_dict", "openai" or
+    "hf". weights (for a model on "meta"): opens the checkpoint's weights, returning take(name) ->
+    the tensor of the model's state-dict entry `name`, read on demand (what fills a sharded model
+    shard by shard, `cliplab.train.parallelism`).
     """
 
     model: nn.Module
@@ -246,12 +249,13 @@ def _read_bundle(directory: Path, verified: VerifiedCheckpoint | None, device: t
 
 def _check_architecture(config: ModelConfig, model: Any, path: Path) -> None:
     """UserError when the architecture `model` names differs from the one `path` carries."""
-    wanted = architecture_config(model)
+    wanted = architecture_config(model, path if path.is_dir() else path.parent)
     ignored = {"preprocess", "init_logit_scale", "init_logit_bias"}
     ours = {key: value for key, value in config.to_dict().items() if key not in ignored}
     theirs = {key: value for key, value in wanted.to_dict().items() if key not in ignored}
-    for values in (ours, theirs):
-        values["text"] = {key: value for key, value in values["text"].items() if key != "pad_id"}
+    for values in (ours, theirs):  # not architecture: padding id, where a fresh HF text tower starts from
+        values["text"] = {key: value for key, value in values["text"].items()
+                          if key not in ("pad_id", "hf_model_pretrained")}
     if ours != theirs:
         differing = sorted(f"{section}.{key}" for section in ours if isinstance(ours[section], dict)
                            for key in ours[section] if ours[section][key] != (theirs.get(section) or {}).get(key))
@@ -274,7 +278,10 @@ def load_model(path: str | os.PathLike, *, model: str | ModelConfig | None = Non
     location = _local_path(path)
     device = torch.device(device)
     if not location.exists():
-        raise CheckpointNotFoundError(f"checkpoint path {location} does not exist")
+        tag = find_pretrained_tag(model, str(path)) if isinstance(model, str) else None
+        if tag is None:
+            raise CheckpointNotFoundError(f"checkpoint path {location} does not exist{_tag_hint(str(path), model)}")
+        return _from_foreign(read_pretrained_tag(tag, model), None, device, output_dict, require_tokenizer)
     if location.is_file() and is_bundle(location.parent):
         location = location.parent
     if location.is_dir() and directory_format(location) is None:
@@ -293,6 +300,19 @@ def _loaded_bundle(bundle_dir: Path, verified: VerifiedCheckpoint | None, model:
         _check_architecture(built.config, model, bundle_dir)
     return LoadedModel(built, image_transform(built.config.preprocess, train=False), tokenizer,
                        bundle_dir, device, "bundle", weights if device.type == "meta" else None)
+
+
+def _tag_hint(text: str, model: Any) -> str:
+    """What a path that does not exist may have meant as an open_clip pretrained tag ("" if nothing)."""
+    if not looks_like_a_tag(text):
+        return ""
+    models = list_pretrained_models_by_tag(text)
+    if isinstance(model, str) and (models or list_pretrained_tags_by_model(model)):
+        return f", and it is not a pretrained tag of {model}: {describe_tags_of(model, text)}"
+    if models:
+        shown = ", ".join(models[:5]) + (", ..." if len(models) > 5 else "")
+        return f"; {text!r} is an open_clip pretrained tag of {shown}: name the architecture (model=NAME, --model)"
+    return ""
 
 
 def _from_foreign(foreign: ForeignCheckpoint, model: Any, device: torch.device, output_dict: bool,

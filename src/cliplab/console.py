@@ -1,6 +1,7 @@
 """Progress of a long loop, readable on a terminal and in a log file.
 
-`Progress` shows a tqdm bar when its bar stream (stderr) is a terminal and a bar is wanted; otherwise,
+`Progress` shows a tqdm bar when its bar stream (stderr) is a terminal (at least MIN_BAR_COLUMNS
+wide, where the width can be told) and a bar is wanted; otherwise,
 and also whenever stdout is not a terminal (`cliplab train > run.log`), it prints plain lines to
 stdout instead: no carriage returns, one complete line at a time, as open_clip's logging does. So a
 log file reads line by line, and switching the bar off (`--no-progress-bar`) removes the bar, not
@@ -15,6 +16,7 @@ This module imports nothing from cliplab, so every package can use it.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any, Callable, TextIO
@@ -22,8 +24,25 @@ from typing import Any, Callable, TextIO
 from tqdm import tqdm
 
 
+MIN_BAR_COLUMNS = 40  # a narrower terminal (some report 0 columns) gets plain lines instead of a bar
+
+
 def is_terminal(stream: Any) -> bool:
     return hasattr(stream, "isatty") and stream.isatty()
+
+
+def terminal_columns(stream: Any) -> int | None:
+    """The width of the terminal `stream` writes to, or None when it cannot be told."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def can_draw_bar(stream: Any) -> bool:
+    """A terminal wide enough for a bar (of unknown width: assumed wide enough)."""
+    columns = terminal_columns(stream)
+    return is_terminal(stream) and (columns is None or columns >= MIN_BAR_COLUMNS)
 
 
 def format_duration(seconds: float) -> str:
@@ -56,7 +75,7 @@ class Progress:
         self.line_interval_s, self.clock = line_interval_s, clock
         self.bar_stream = sys.stderr if bar_stream is None else bar_stream
         self.line_stream = sys.stdout if line_stream is None else line_stream
-        self.shows_bar = enabled and bar and is_terminal(self.bar_stream)
+        self.shows_bar = enabled and bar and can_draw_bar(self.bar_stream)
         self.shows_lines = enabled and (not self.shows_bar or not is_terminal(self.line_stream))
         self.done, self.initial = initial, initial
         self.started = self.last_line = clock()

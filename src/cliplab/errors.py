@@ -37,5 +37,10 @@ class UnsupportedArchitectureError(UserError):
     cliplab's builds (`cliplab.models.families`); the message names the setting and the family."""
 
 
+class MissingModelFilesError(UserError):
+    """Files an architecture needs that are not on this machine (a Hugging Face text model's
+    config.json or weights): the message names them and where cliplab looked."""
+
+
 class RunStoppedError(Exception):
     """A run that stopped itself on purpose; the message says why and what to change."""

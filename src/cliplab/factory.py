@@ -1,21 +1,21 @@
 """open_clip's entry points, so that migrating is one import:
 
     model, preprocess_train, preprocess_val = cliplab.create_model_and_transforms(
-        "ViT-B-32", pretrained="open_clip_pytorch_model.bin")
+        "ViT-B-32", pretrained="laion2b_s34b_b79k")          # an open_clip pretrained tag
     model, preprocess = cliplab.create_model_from_pretrained("hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K")
     tokenizer = cliplab.get_tokenizer("ViT-B-32")
-    image_features, text_features, logit_scale = model(images, tokenizer(["a cat"]))
+    image_features, text_features, logit_scale = model(images, cliplab.tokenize(["a cat"]))
 
-`pretrained` is a local path in any format `cliplab.load` accepts (cliplab itself downloads only
-`hf-hub:` repositories). open_clip's pretrained *tags* ("laion2b_s34b_b79k", "openai") name
-downloads from open_clip's own table; cliplab refuses them with a message that says how to pass the
-files instead. A model name with the `hf-hub:` or `local-dir:` prefix carries its weights, as in
-open_clip (`pretrained` must then be None).
+`pretrained` is an open_clip pretrained tag of the model (`cliplab.list_pretrained()`; the weights
+come through the Hugging Face cache, `cliplab.pretrained.tags`) or a local path in any format
+`cliplab.load` accepts. A model name with the `hf-hub:` or `local-dir:` prefix carries its weights,
+as in open_clip (`pretrained` must then be None).
 """
 
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from torch import nn
 
 from cliplab.bundle import load_model
 from cliplab.data.tokenizer_files import tokenizer_from_open_clip_config
+from cliplab.data.tokenizer_openai import openai_bpe_tokenizer
 from cliplab.data.transforms import ImageTransform, image_transform
 from cliplab.errors import UserError
 from cliplab.models import create_model
@@ -35,18 +36,6 @@ def _carries_weights(model_name: str) -> bool:
     return model_name.startswith((HF_HUB_PREFIX, LOCAL_DIR_PREFIX))
 
 
-def _check_pretrained(pretrained: str | os.PathLike) -> None:
-    text = str(pretrained)
-    if text.startswith((HF_HUB_PREFIX, LOCAL_DIR_PREFIX)) or Path(text).exists():
-        return
-    if os.sep not in text and "." not in text:
-        raise UserError(f"pretrained={text!r} is not a file or directory; if it is an open_clip pretrained tag, "
-                        "cliplab does not download tagged weights (they come from open_clip's own table): "
-                        "download them where a network allows, e.g. the Hugging Face repository the tag names, "
-                        "and pass the local path, or pass pretrained='hf-hub:org/repo'")
-    raise UserError(f"pretrained={text!r} does not exist")
-
-
 def _build(model_name: str, pretrained: str | os.PathLike | None, device: str | torch.device,
            output_dict: bool, overrides: dict[str, Any]) -> nn.Module:
     if _carries_weights(model_name):
@@ -56,7 +45,6 @@ def _build(model_name: str, pretrained: str | os.PathLike | None, device: str | 
     elif pretrained is None:
         return create_model(model_name, output_dict=output_dict, device=device, **overrides)
     else:
-        _check_pretrained(pretrained)
         source, architecture = pretrained, model_name
     if overrides:
         raise UserError(f"architecture overrides {sorted(overrides)} cannot apply to pretrained weights")
@@ -103,3 +91,15 @@ def get_tokenizer(model_name: str, context_length: int | None = None, *,
     raise UserError(f"get_tokenizer({model_name!r}): expected a built-in open_clip model name (e.g. 'ViT-B-32') or "
                     "a checkpoint path; cliplab's own architectures (e.g. 'tiny') train their tokenizer: load "
                     "it with the model (cliplab.load)")
+
+
+@lru_cache(maxsize=4)
+def _openai_bpe(context_length: int) -> Any:
+    return openai_bpe_tokenizer(context_length)
+
+
+def tokenize(texts: str | list[str], context_length: int = 77) -> torch.Tensor:
+    """open_clip's `tokenize`: OpenAI's BPE (open_clip's SimpleTokenizer: cleaned, lower-cased,
+    start and end tokens, padded with 0) -> LongTensor[N, context_length]; a text too long ends
+    on the end token."""
+    return _openai_bpe(context_length)(texts)

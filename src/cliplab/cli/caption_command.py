@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
-from cliplab.cli.common import (add_command_parser, existing_images, finish_model_use_parser, load_for_use,
-                                require_at_least, write_out)
+from cliplab.cli.common import (add_checkpoint_argument, add_command_parser, existing_images, finish_model_use_parser,
+                                load_for_use, require_at_least, write_out)
 from cliplab.errors import UserError
 
 DESCRIPTION = "Generate a caption for each image with a CoCa model's text decoder."
@@ -24,7 +22,7 @@ examples:
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = add_command_parser(subparsers, "caption", help="caption images with a CoCa checkpoint",
                                 description=DESCRIPTION, epilog=EPILOG)
-    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="CoCa bundle, training checkpoint or run directory")
+    add_checkpoint_argument(parser, "CoCa")
     parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files to caption")
     parser.add_argument("--max-length", type=int, default=None,
                         help="tokens per caption, start and end tokens included (default: the context length)")
@@ -46,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
 
 def caption(args: argparse.Namespace) -> dict[str, str]:
     """{image path: generated caption}, in the order given."""
+    import torch
+
     from cliplab.eval.image_sources import image_batches
 
     paths = existing_images(args.images)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cliplab.cli.common import (add_command_parser, existing_images, finish_model_use_parser, load_for_use,
-                                require_at_least, write_out)
+from cliplab.cli.common import (add_checkpoint_argument, add_command_parser, existing_images, finish_model_use_parser,
+                                load_for_use, require_at_least, write_out)
 from cliplab.errors import UserError
 
 DESCRIPTION = "Rank the given labels for each image by zero-shot probability."
@@ -30,7 +30,7 @@ examples:
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = add_command_parser(subparsers, "classify", help="zero-shot classify images among labels you give",
                                 description=DESCRIPTION, epilog=EPILOG)
-    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="bundle, training checkpoint or run directory")
+    add_checkpoint_argument(parser)
     parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files to classify")
     parser.add_argument("--labels", required=True,
                         help="comma-separated candidate labels, e.g. 'cat,dog,bird'; phrases such as 'a red circle' "

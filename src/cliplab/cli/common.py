@@ -21,6 +21,18 @@ def add_command_parser(subparsers: argparse._SubParsersAction, name: str, *, hel
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
+# What CHECKPOINT may be for the commands that use a model: every format `cliplab.load` reads alone.
+CHECKPOINT_FORMATS = ("a cliplab run, step or bundle directory; an open_clip hub directory (open_clip_config.json, "
+                      "or local-dir:DIR); an OpenAI CLIP .pt; a Hugging Face CLIP/SigLIP directory; or hf-hub:org/repo "
+                      "(the Hugging Face cache first, then a download)")
+
+
+def add_checkpoint_argument(parser: argparse.ArgumentParser, model_kind: str = "") -> None:
+    """The CHECKPOINT positional; `model_kind` (e.g. "CoCa") names the kind of model it must hold."""
+    held = f" holding a {model_kind} model" if model_kind else ""
+    parser.add_argument("checkpoint", metavar="CHECKPOINT", help=f"the model to use{held}: {CHECKPOINT_FORMATS}")
+
+
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
 

@@ -6,7 +6,8 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from cliplab.cli.common import add_command_parser, finish_model_use_parser, load_for_use, require_at_least
+from cliplab.cli.common import (add_checkpoint_argument, add_command_parser, finish_model_use_parser, load_for_use,
+                                require_at_least)
 from cliplab.errors import MissingInputError, UserError
 
 PROGRESS_LINE_INTERVAL_S = 10.0
@@ -33,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser = add_command_parser(subparsers, "embed", help="write normalised image and/or text embeddings",
                                 description="Embed the images of a directory or manifest and/or the lines of a "
                                             "text file.", epilog=EPILOG)
-    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="bundle, training checkpoint or run directory")
+    add_checkpoint_argument(parser)
     parser.add_argument("--images", metavar="DIR|MANIFEST",
                         help="a directory (every image below it, sorted) or a CSV/TSV manifest")
     parser.add_argument("--texts", metavar="FILE", help="a text file, one text per line (blank lines skipped)")

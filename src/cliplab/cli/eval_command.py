@@ -7,7 +7,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cliplab.cli.common import add_command_parser, finish_model_use_parser, load_for_use, require_at_least, write_out
+from cliplab.cli.common import (add_checkpoint_argument, add_command_parser, finish_model_use_parser, load_for_use,
+                                require_at_least, write_out)
 from cliplab.errors import InvalidInputError, MissingInputError, UserError
 
 if TYPE_CHECKING:
@@ -20,8 +21,9 @@ HELP = "zero-shot accuracy and retrieval metrics of a checkpoint"
 DESCRIPTION = ("Zero-shot top-1/top-5 and per-class accuracy (Fashion-MNIST test split by default, or class-named "
                "folders), and image-text retrieval metrics on a manifest, shards or parquet files.")
 EPILOG = """\
-CHECKPOINT is a bundle directory, a training checkpoint (<run>/checkpoints/step_XXXXXXX) or a run
-directory (its newest checkpoint that verifies is used).
+CHECKPOINT is a bundle directory, a training checkpoint (<run>/checkpoints/step_XXXXXXX), a run
+directory (its newest checkpoint that verifies is used), or an open_clip, OpenAI or Hugging Face
+checkpoint.
 
 What is evaluated, unless --zero-shot / --no-zero-shot / --retrieval-data say otherwise: what the
 run was trained for, read from its config.json. A Fashion-MNIST run: zero-shot on the test split. A
@@ -46,7 +48,7 @@ examples:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = add_command_parser(subparsers, "eval", help=HELP, description=DESCRIPTION, epilog=EPILOG)
-    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="bundle, training checkpoint or run directory")
+    add_checkpoint_argument(parser)
     zero_shot = parser.add_argument_group("zero-shot classification")
     zero_shot.add_argument("--classes-from-folders", metavar="DIR",
                            help="evaluate on DIR/<class name>/<images>; '_' in folder names reads as a space")
@@ -159,6 +161,7 @@ def _zero_shot(args: argparse.Namespace, loaded) -> dict[str, Any]:
     from cliplab.data import FASHION_MNIST_CLASSNAMES, FASHION_MNIST_TEMPLATES
     from cliplab.eval.image_sources import class_folders, labelled_image_batches
     from cliplab.eval.prompts import read_templates
+    from cliplab.eval.chance import chance_of_top_k, percent
     from cliplab.eval.zero_shot import zero_shot_classifier, zero_shot_evaluate
 
     if args.classes_from_folders:
@@ -179,7 +182,11 @@ def _zero_shot(args: argparse.Namespace, loaded) -> dict[str, Any]:
         progress.close()
     print(f"\nzero-shot on {dataset_name}: {result.count} images, {len(classnames)} classes, "
           f"{len(templates)} templates")
-    print(f"  top-1 {100 * result.top1:6.2f}%   top-{min(5, len(classnames))} {100 * result.top5:6.2f}%")
+    top_k = min(5, len(classnames))
+    print(f"  top-1 {100 * result.top1:6.2f}%   top-{top_k} {100 * result.top5:6.2f}%   mean per-class recall "
+          f"{100 * result.mean_per_class_recall:6.2f}%   (chance {percent(chance_of_top_k(1, len(classnames)))}, "
+          f"{percent(chance_of_top_k(top_k, len(classnames)))}, {percent(chance_of_top_k(1, len(classnames)))}: the "
+          f"true class among the 1 or {top_k} closest class prompts)")
     width = max(len(name) for name in classnames)
     print(f"  {'class':<{width}}  accuracy  images")
     totals = result.confusion.sum(dim=1).tolist()
@@ -210,15 +217,28 @@ def _progress(desc: str, unit: str, count: int | None, max_samples: int | None):
     return Progress(count, desc=desc, unit=unit, line_interval_s=PROGRESS_LINE_INTERVAL_S)
 
 
+def _retrieval_pairs(data: DataConfig):
+    """(the dataset of the retrieval pairs, their count): the dataset read once for map-style data;
+    None for webdataset shards, whose count is --val-num-samples or the one recorded beside them
+    (None when neither says)."""
+    from cliplab.data import build_map_dataset
+    from cliplab.data.shard_counts import count_shard_samples
+
+    if data.dataset_type == "webdataset":
+        return None, data.val_num_samples or count_shard_samples(data.val_data).total
+    dataset = build_map_dataset(data, train=False)
+    return dataset, len(dataset)
+
+
 def _retrieval(args: argparse.Namespace, loaded, data: DataConfig) -> dict[str, Any]:
     from cliplab.data import build_eval_loader
+    from cliplab.eval.chance import LOW_WHEN_CAPTIONS_ARE_SHARED, chance_of_top_k
     from cliplab.eval.retrieval import evaluate_retrieval
 
-    loader, num_batches = build_eval_loader(data, transform=loaded.preprocess, tokenize=loaded.tokenizer,
-                                            batch_size=args.batch_size, pin_memory=False)
-    # At most num_batches full batches: bad samples are skipped, not replaced.
-    progress = _progress("retrieval", "pairs", None if num_batches is None else num_batches * args.batch_size,
-                         args.retrieval_max_samples)
+    dataset, pairs = _retrieval_pairs(data)
+    loader, _ = build_eval_loader(data, transform=loaded.preprocess, tokenize=loaded.tokenizer,
+                                  batch_size=args.batch_size, pin_memory=False, dataset=dataset)
+    progress = _progress("retrieval", "pairs", pairs, args.retrieval_max_samples)
     try:
         metrics, count = evaluate_retrieval(loaded.model, loader, device=loaded.device,
                                             max_samples=args.retrieval_max_samples, progress=progress)
@@ -229,4 +249,8 @@ def _retrieval(args: argparse.Namespace, loaded, data: DataConfig) -> dict[str, 
         recalls = "  ".join(f"R@{k} {100 * metrics[f'{direction}_R@{k}']:6.2f}%" for k in (1, 5, 10))
         print(f"  {direction:<14} {recalls}  mean rank {metrics[f'{direction}_mean_rank']:.1f}  "
               f"median rank {metrics[f'{direction}_median_rank']:.0f}")
+    if count:
+        chances = "  ".join(f"R@{k} {100 * chance_of_top_k(k, count):6.2f}%" for k in (1, 5, 10))
+        print(f"  chance         {chances}: a hit is the pair's own caption (image) among the k closest of all "
+              f"{count}, {LOW_WHEN_CAPTIONS_ARE_SHARED}")
     return {"data": str(data.val_data), "count": count, **metrics}

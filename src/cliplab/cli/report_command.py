@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
 def write_report(args: argparse.Namespace) -> Path:
     """Write the figures and report.md; returns the path of report.md."""
-    from cliplab.eval.report import read_metrics, read_summary, report_markdown, training_figures
+    from cliplab.eval.report import figure_notes, read_metrics, read_summary, report_markdown, training_figures
     from cliplab.eval.run_layout import METRICS_FILE
 
     run_dir = Path(args.run_dir)
@@ -62,7 +62,7 @@ def write_report(args: argparse.Namespace) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = read_metrics(run_dir / METRICS_FILE)
     figures = training_figures(metrics, out_dir)
-    notes: list[str] = []
+    notes: list[str] = figure_notes(metrics)
     if not metrics.evals:
         notes.append("No evaluation has been logged yet: zero-shot and confusion figures are missing.")
     if args.no_similarity:

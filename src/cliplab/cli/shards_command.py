@@ -1,4 +1,5 @@
-"""`cliplab shards`: write webdataset tar shards from the built-in dataset or a CSV/TSV manifest."""
+"""`cliplab shards`: write webdataset tar shards from the built-in dataset or a CSV/TSV manifest, in
+img2dataset's layout (for training) or CLIP_benchmark's (for `cliplab benchmark` and CLIP_benchmark)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,11 @@ examples:
   cliplab shards --from data/train.csv --csv-separator , --csv-img-key image \\
       --csv-caption-key caption --out shards/mydata
 
+  # CLIP_benchmark's layout (DIR/{split}/0.tar .., nshards.txt, classnames.txt, templates) for
+  # cliplab benchmark and CLIP_benchmark's wds/ datasets: labels (.cls), captions (.txt, a line each)
+  cliplab shards --from fashion-mnist --split test --layout clip_benchmark --out wds_fashion_mnist
+  cliplab shards --from fashion-mnist --split train --layout clip_benchmark --out wds_fashion_mnist
+
 then train on them (the sample count is read from the train-info.json written beside them):
   cliplab train --dataset-type webdataset --train-data 'shards/fmnist/train-{000000..000005}.tar'
 """
@@ -34,6 +40,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--from", dest="source", required=True, metavar="SOURCE",
                         help="'fashion-mnist', or the path of a CSV/TSV manifest")
     parser.add_argument("--out", required=True, metavar="DIR", help="directory to write shards to")
+    parser.add_argument("--layout", choices=("img2dataset", "clip_benchmark"), default="img2dataset",
+                        help="img2dataset (default: KEY.png/.txt/.json, for training) or clip_benchmark "
+                             "(DIR/{split}/N.tar with .png/.cls/.txt, for benchmarking; --from fashion-mnist or any "
+                             "dataset cliplab benchmark reads)")
     parser.add_argument("--split", choices=("train", "test"), default="train",
                         help="fashion-mnist split (default: train); also the shard name prefix")
     parser.add_argument("--samples-per-shard", type=int, default=10000, metavar="N",
@@ -66,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
 
     require_at_least("--samples-per-shard", args.samples_per_shard, 1)
     require_at_least("--max-samples", args.max_samples, 1)
+    if args.layout == "clip_benchmark":
+        return _clip_benchmark_layout(args)
     if args.source == "fashion-mnist":
         dataset = FashionMnistDataset(split=args.split, data_dir=args.data_dir, caption_seed=args.caption_seed)
         prefix = args.prefix or args.split
@@ -82,4 +94,18 @@ def run(args: argparse.Namespace) -> int:
     if report.skipped:
         print(f"skipped {report.skipped} bad samples, e.g.:\n  "
               + "\n  ".join(report.skipped_examples[:10]))
+    return 0
+
+
+def _clip_benchmark_layout(args: argparse.Namespace) -> int:
+    from cliplab.data.benchmark import DatasetOptions, open_benchmark_dataset
+    from cliplab.data.benchmark.wds_writer import write_clip_benchmark_split
+
+    dataset = open_benchmark_dataset(args.source, DatasetOptions(data_dir=args.data_dir))
+    split = dataset.split(args.split)
+    written = write_clip_benchmark_split(
+        split, args.out, classnames=dataset.classnames.values if dataset.classnames else None,
+        templates=dataset.templates.values if dataset.templates else None, samples_per_shard=args.samples_per_shard,
+        max_samples=args.max_samples, on_shard_written=lambda path, done: print(f"wrote {path} ({done} samples)"))
+    print(f"{written.num_samples} samples in {len(written.shards)} shards: {written.directory}")
     return 0

@@ -14,8 +14,6 @@ from cliplab.data.config import DATASET_TYPES
 from cliplab.train.config import LR_SCHEDULERS, PRECISIONS, SIGLIP_DIST_IMPLS
 
 EPILOG = """\
-Precedence: defaults < --config file < --set KEY=VALUE < the flags below.
-
 examples:
   # the default: tiny model on the built-in Fashion-MNIST captions, evaluated at the end
   cliplab train
@@ -43,6 +41,7 @@ class Flag:
     boolean: bool = False
     nargs: int | None = None  # values the flag takes (None: one)
     metavar: str | None = None  # None: the flag's name in capitals (--batch-size BATCH_SIZE), as open_clip shows
+    default: str | None = None  # words for the default where its value alone does not say (None: the value)
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -53,6 +52,11 @@ class Flag:
     @property
     def dest(self) -> str:
         return "flag__" + "__".join(self.keys).replace(".", "__")
+
+    @property
+    def section(self) -> str:
+        """The config section of the flag's (first) key: what groups it in --help."""
+        return self.keys[0].split(".")[0]
 
     @property
     def shown_metavar(self) -> str | None:
@@ -90,42 +94,48 @@ def _report_to(text: str) -> tuple[bool, bool]:
 FLAGS: tuple[Flag, ...] = (
     # data (open_clip)
     Flag("--train-data", "data.train_data", "training data: csv manifest, webdataset shard pattern, parquet "
-         "file, directory or glob, or the Fashion-MNIST directory", metavar="PATH"),
-    Flag("--val-data", "data.val_data", "evaluation data (same formats as --train-data)", metavar="PATH"),
+         "file, directory or glob, or the Fashion-MNIST directory", metavar="PATH",
+         default="the built-in Fashion-MNIST: system copy, cache or download"),
+    Flag("--val-data", "data.val_data", "evaluation data (same formats as --train-data)", metavar="PATH",
+         default="none; a Fashion-MNIST run evaluates on its test split"),
     Flag("--dataset-type", "data.dataset_type", "format of the data", choices=DATASET_TYPES),
     Flag("--csv-img-key", "data.csv_img_key", "image path column of a csv manifest"),
     Flag("--csv-caption-key", "data.csv_caption_key", "caption column of a csv manifest"),
-    Flag("--csv-separator", "data.csv_separator", "column separator of a csv manifest"),
-    Flag("--csv-label-key", "data.csv_label_key", "integer class label column of a csv manifest (default: none)"),
+    Flag("--csv-separator", "data.csv_separator", "column separator of a csv manifest", default="tab"),
+    Flag("--csv-label-key", "data.csv_label_key", "integer class label column of a csv manifest", default="none"),
     Flag("--parquet-image-key", "data.parquet_image_key", "image column of parquet data: encoded bytes or "
-         "{bytes, path} structs (default: the first of image, jpg, png)"),
-    Flag("--parquet-caption-key", "data.parquet_caption_key", "caption column of parquet data (default: the "
-         "first of caption, text, txt)"),
-    Flag("--parquet-label-key", "data.parquet_label_key", "integer class label column of parquet data "
-         "(default: none)"),
-    Flag("--train-num-samples", "data.train_num_samples", "samples per epoch (webdataset default: the counts "
-         "cliplab shards or img2dataset wrote next to the shards)", type=int),
-    Flag("--val-num-samples", "data.val_num_samples", "samples in webdataset validation shards (default: as "
-         "for --train-num-samples)", type=int),
+         "{bytes, path} structs", default="the first of image, jpg, png"),
+    Flag("--parquet-caption-key", "data.parquet_caption_key", "caption column of parquet data",
+         default="the first of caption, text, txt"),
+    Flag("--parquet-label-key", "data.parquet_label_key", "integer class label column of parquet data",
+         default="none"),
+    Flag("--train-num-samples", "data.train_num_samples", "samples per epoch", type=int,
+         default="all; webdataset: the counts cliplab shards or img2dataset wrote next to the shards"),
+    Flag("--val-num-samples", "data.val_num_samples", "samples in webdataset validation shards", type=int,
+         default="as for --train-num-samples"),
     Flag("--dataset-resampled", "data.dataset_resampled", "webdataset: draw shards with replacement",
          boolean=True),
     Flag("--workers", "data.workers", "data loader worker processes per rank", type=int),
     # model (open_clip)
-    Flag("--model", "model.name", "model name (cliplab.models.list_models(): cliplab's and open_clip's) or model "
-         "JSON path; with --pretrained: the architecture of a checkpoint that carries none (default: the "
-         "checkpoint's own)", metavar="NAME"),
+    Flag("--model", "model.name", "model name (cliplab.list_models(): cliplab's and open_clip's) or model JSON "
+         "path; with --pretrained: the architecture of a checkpoint that carries none, or of an open_clip "
+         "pretrained tag (cliplab.list_pretrained())", metavar="NAME",
+         default="tiny; with --pretrained: the checkpoint's own"),
     Flag("--pretrained", "model.pretrained", "start from this checkpoint (any format cliplab.load reads: cliplab "
-         "run or bundle, open_clip hub dir or epoch_K.pt, OpenAI .pt, Hugging Face dir, hf-hub:, local-dir:) with "
-         "its tokenizer and preprocessing", metavar="PATH"),
-    Flag("--tokenizer", "model.tokenizer", "tokenizer.json, tokenizer directory or open_clip model name (default: "
-         "the resumed or pretrained checkpoint's, the open_clip model's own, else one trained on the captions)",
-         metavar="TOKENIZER"),
+         "run, bundle or state dict, open_clip hub dir or epoch_K.pt, OpenAI .pt, Hugging Face dir, hf-hub:, "
+         "local-dir:, or an open_clip pretrained tag with --model, e.g. --model ViT-B-32 --pretrained "
+         "laion2b_s34b_b79k) with its tokenizer and preprocessing", metavar="PATH",
+         default="none: random initialisation"),
+    Flag("--tokenizer", "model.tokenizer", "tokenizer.json, tokenizer directory or open_clip model name",
+         metavar="TOKENIZER", default="the resumed or pretrained checkpoint's, the open_clip model's own, else "
+         "one trained on the captions"),
     Flag("--force-image-size", "model.force_image_size", "input image side instead of the model config's (the "
-         "preprocessing follows)", type=int, metavar="SIZE"),
-    Flag("--image-mean", "model.image_mean", "per-channel normalisation mean, R G B (default: the model config's; "
-         "OpenAI CLIP's for the tiny models on csv, webdataset or parquet data)", type=float, nargs=3, metavar="M"),
-    Flag("--image-std", "model.image_std", "per-channel normalisation std, R G B (default: as --image-mean)",
-         type=float, nargs=3, metavar="S"),
+         "preprocessing follows)", type=int, metavar="SIZE", default="the model config's"),
+    Flag("--image-mean", "model.image_mean", "per-channel normalisation mean, R G B", type=float, nargs=3,
+         metavar="M", default="the model config's; OpenAI CLIP's for the tiny models on csv, webdataset or "
+         "parquet data"),
+    Flag("--image-std", "model.image_std", "per-channel normalisation std, R G B", type=float, nargs=3,
+         metavar="S", default="as --image-mean"),
     Flag("--lock-image", "model.lock_image", "freeze the image tower", boolean=True),
     Flag("--lock-image-unlocked-groups", "model.lock_image_unlocked_groups",
          "leave the last N image-tower groups trainable", type=int),
@@ -141,13 +151,15 @@ FLAGS: tuple[Flag, ...] = (
     # loop (open_clip + --max-steps)
     Flag("--batch-size", "loop.batch_size", "batch size per process (per micro-batch)", type=int),
     Flag("--epochs", "loop.epochs", "epochs to train", type=int),
-    Flag("--max-steps", "loop.max_steps", "stop after N optimiser steps", type=_optional_int),
+    Flag("--max-steps", "loop.max_steps", "stop after N optimiser steps", type=_optional_int,
+         default="none: every step of --epochs"),
     Flag("--accum-freq", "loop.accum_freq", "micro-batches per optimiser step (negatives span all of them)",
          type=int),
     Flag("--precision", "loop.precision", "fp32; bf16 == amp_bf16 (autocast); amp == fp16 (CUDA, GradScaler)",
          choices=PRECISIONS),
     Flag("--seed", "loop.seed", "random seed", type=int),
-    Flag("--threads", "loop.threads", "torch threads per process", type=_optional_int),
+    Flag("--threads", "loop.threads", "torch threads per process", type=_optional_int,
+         default="torch's, divided by the processes per node"),
     Flag("--deterministic", "loop.deterministic", "use deterministic algorithms", boolean=True),
     # optimiser (open_clip + clipping)
     Flag("--lr", "optim.lr", "peak learning rate", type=float),
@@ -163,60 +175,99 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--local-loss", "loss.local_loss", "local rows against global columns (needs --gather-with-grad)",
          boolean=True),
     Flag("--gather-with-grad", "loss.gather_with_grad", "all-gather features with gradient", boolean=True),
-    Flag("--dist-impl", "loss.dist_impl", "SigLIP exchange across ranks", choices=SIGLIP_DIST_IMPLS),
+    Flag("--dist-impl", "loss.dist_impl", "SigLIP exchange across ranks", choices=SIGLIP_DIST_IMPLS,
+         default="the loss's, bidir"),
     Flag("--tiled-loss", "loss.tiled_loss", "memory-efficient tiled loss", boolean=True),
-    Flag("--tile-size", "loss.tile_size", "rows per tile of the tiled loss", type=int),
+    Flag("--tile-size", "loss.tile_size", "rows per tile of the tiled loss", type=int, default="the loss's"),
     Flag("--coca-caption-loss-weight", "loss.coca_caption_loss_weight", "weight of CoCa's captioning loss",
          type=float),
     Flag("--coca-contrastive-loss-weight", "loss.coca_contrastive_loss_weight", "weight of CoCa's contrastive loss",
          type=float),
     # checkpoints (open_clip + step checkpoints)
     Flag("--resume", "checkpoint.resume", "'latest' (this run's newest checkpoint) or a checkpoint directory",
-         metavar="{latest,DIR}"),
+         metavar="{latest,DIR}", default="none: a fresh run"),
     Flag("--save-frequency", "checkpoint.save_frequency", "checkpoint every N epochs (0: off)", type=int),
-    Flag("--save-every-steps", "checkpoint.save_every_steps", "checkpoint every N steps", type=_optional_int),
+    Flag("--save-every-steps", "checkpoint.save_every_steps", "checkpoint every N steps", type=_optional_int,
+         default="off"),
     Flag("--keep-checkpoints", "checkpoint.keep_checkpoints", "how many checkpoints to keep", type=int),
     # logging and evaluation (open_clip)
     Flag("--logs", "logging.logs", "parent directory of run directories", metavar="DIR"),
-    Flag("--name", "logging.name", "run name (default: date-time-model-lr-batch)", metavar="NAME"),
+    Flag("--name", "logging.name", "run name", metavar="NAME", default="date-time-model-lr-batch"),
     Flag("--log-every-n-steps", "logging.log_every_n_steps", "a metrics.jsonl record every N steps, and a console "
          "line where no bar is drawn", type=int),
     Flag("--tensorboard", "logging.tensorboard", "write TensorBoard event files", boolean=True),
     Flag("--report-to", REPORT_TO_KEYS, "where metrics go besides metrics.jsonl, comma-separated: tensorboard, "
-         "wandb, all, or none ('' too)", type=_report_to, metavar="{tensorboard,wandb,all,none}"),
+         "wandb, all, or none ('' too)", type=_report_to, metavar="{tensorboard,wandb,all,none}",
+         default="tensorboard"),
     Flag("--wandb-project-name", "logging.wandb_project", "W&B project of --report-to wandb", metavar="NAME"),
     Flag("--progress-bar", "logging.progress_bar", "a tqdm bar on a terminal; off, or in a log file, a plain line "
          "every --log-every-n-steps instead", boolean=True),
     Flag("--zeroshot-frequency", "eval.zeroshot_frequency", "evaluate every N epochs (0: only at the end)",
          type=int),
+    Flag("--zeroshot-dataset", "eval.zeroshot_dataset", "zero-shot on this dataset's test split (any cliplab "
+         "benchmark dataset; default: Fashion-MNIST's when training on it)", metavar="DATASET"),
     # guards and distributed
     Flag("--max-nonfinite-steps", "guards.max_nonfinite_steps", "stop after N non-finite steps in a row",
          type=int),
-    Flag("--dist-backend", "distributed.backend", "process group backend (default: nccl on GPU, else gloo)",
-         choices=("gloo", "nccl")),
+    Flag("--dist-backend", "distributed.backend", "process group backend", choices=("gloo", "nccl"),
+         default="nccl on GPU, else gloo"),
     Flag("--fsdp", "distributed.fsdp", "shard parameters, gradients and optimiser state (FSDP2) instead of DDP",
          boolean=True),
 )
 
 
+# --help's groups, in the order shown: config section -> title.
+HELP_GROUPS = {
+    "data": "data", "model": "model", "optim": "optimisation", "loop": "training loop", "guards": "training loop",
+    "loss": "loss", "distributed": "distributed", "checkpoint": "checkpoints", "logging": "logging",
+    "eval": "evaluation",
+}
+USAGE = "cliplab train [--config FILE] [--set KEY=VALUE] [--FLAG VALUE ...]"
+DESCRIPTION = """\
+Train a CLIP, SigLIP or CoCa model. With no arguments: the tiny model on the built-in Fashion-MNIST
+captions, evaluated zero-shot at the end. Each flag sets the config key shown in brackets; a value
+comes from, last one winning: the defaults, the --config file, --set KEY=VALUE, the flags."""
+
+
+def shown_default(flag: Flag, defaults: Any) -> str:
+    """The default of `flag` as --help shows it: its words, else the value of its key in `defaults`
+    (a TrainConfig): on/off, none, numbers as written, whitespace quoted."""
+    if flag.default is not None:
+        return flag.default
+    section, key = flag.keys[0].split(".")
+    value = getattr(getattr(defaults, section), key)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value is None:
+        return "none"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, str) and (not value or value.strip() != value):
+        return repr(value)
+    return str(value)
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "train", help="train a CLIP-family model",
-        description="Train a CLIP, SigLIP or CoCa model. With no arguments: the tiny model on the built-in "
-                    "Fashion-MNIST captions, evaluated zero-shot at the end.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", metavar="FILE", help="YAML or JSON experiment config (sections as in "
+    from cliplab.train.config import TrainConfig  # dataclasses only: --help stays free of torch
+
+    parser = subparsers.add_parser("train", help="train a CLIP-family model", usage=USAGE, description=DESCRIPTION,
+                                   epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    config = parser.add_argument_group("configuration")
+    config.add_argument("--config", metavar="FILE", help="YAML or JSON experiment config (sections as in "
                         "docs/training.md)")
-    parser.add_argument("--set", dest="set_overrides", action="append", default=[], metavar="KEY=VALUE",
+    config.add_argument("--set", dest="set_overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config key, e.g. --set optim.beta2=0.95 (repeatable)")
+    groups = {title: parser.add_argument_group(title) for title in dict.fromkeys(HELP_GROUPS.values())}
+    defaults = TrainConfig()
     for flag in FLAGS:
+        shown = f"{flag.help} (default: {shown_default(flag, defaults)}) [{', '.join(flag.keys)}]".replace("%", "%%")
+        group = groups[HELP_GROUPS[flag.section]]
         if flag.boolean:
-            parser.add_argument(flag.name, dest=flag.dest, action=argparse.BooleanOptionalAction,
-                                default=argparse.SUPPRESS, help=f"{flag.help} [{', '.join(flag.keys)}]")
+            group.add_argument(flag.name, dest=flag.dest, action=argparse.BooleanOptionalAction,
+                               default=argparse.SUPPRESS, help=shown)
         else:
-            parser.add_argument(flag.name, dest=flag.dest, type=flag.type, choices=flag.choices, nargs=flag.nargs,
-                                metavar=flag.shown_metavar, default=argparse.SUPPRESS,
-                                help=f"{flag.help} [{', '.join(flag.keys)}]")
+            group.add_argument(flag.name, dest=flag.dest, type=flag.type, choices=flag.choices, nargs=flag.nargs,
+                               metavar=flag.shown_metavar, default=argparse.SUPPRESS, help=shown)
     parser.set_defaults(run=run)
     return parser
 

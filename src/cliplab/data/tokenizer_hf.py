@@ -8,7 +8,9 @@ directory)(texts, padding="max_length", max_length=context_length, truncation=Tr
 - the pipeline: for `CLIPTokenizer` the CLIP pipeline rebuilt from the vocabulary
   (`tokenizer_hf_files.clip_bpe_backend`); for T5's, Gemma's and SigLIP2's classes the pipeline
   those classes build in code over the stored vocabulary (`tokenizer_hf_classes`); for
-  `SiglipTokenizer` (a spiece.model) a `tokenizer_sentencepiece.SentencePieceTokenizer`; for any
+  `SiglipTokenizer` (a spiece.model) a `tokenizer_sentencepiece.SentencePieceTokenizer`; for
+  another class with a spiece.model and no tokenizer.json (mT5's repositories) transformers' own
+  conversion (needs the `cliplab[hf]` extra; saving writes the converted pipeline); for any
   other class the stored tokenizer.json as it is. (transformers' own BERT, XLM-R, ... classes
   rebuild their pipelines too; the tokenizer.json that transformers writes for them holds the same
   pipeline.)
@@ -24,6 +26,7 @@ by 0 when `strip_sep_token` (the CLIPA configs).
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from collections.abc import Sequence
@@ -206,6 +209,21 @@ def _json_backend(directory: Path, entry: TokenizerClass, settings: dict, stored
         raise UserError(f"{directory / TOKENIZER_JSON} is not a valid tokenizer.json: {error}") from error
 
 
+def _converted_backend(directory: Path, class_name: str | None) -> tuple[BackendTokenizer, dict[str, str]]:
+    """transformers' own pipeline and special tokens for a spiece.model without tokenizer.json read
+    as another class than SigLIP's (mT5's repositories: T5Tokenizer): `AutoTokenizer` converts it,
+    so the ids are transformers' (and open_clip's HFTokenizer's) by construction."""
+    try:
+        transformers = importlib.import_module("transformers")
+    except ImportError as error:
+        raise UserError(f"{directory}: {class_name or 'this tokenizer class'} from {SPIECE_MODEL} without "
+                        f"{TOKENIZER_JSON} is converted by transformers, which is not installed: "
+                        "pip install 'cliplab[hf]'") from error
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(directory))
+    tokens = {key: str(getattr(tokenizer, key)) for key in TOKEN_KEYS if getattr(tokenizer, key, None) is not None}
+    return BackendTokenizer.from_str(tokenizer.backend_tokenizer.to_str()), tokens
+
+
 def hf_tokenizer_from_dir(directory: str | os.PathLike, context_length: int | None = None, *,
                           clean: str | None = None, strip_sep_token: bool = False) -> TokenizerBase:
     """The tokenizer in a Hugging Face tokenizer directory (module docstring): an `HFTokenizer`,
@@ -225,12 +243,15 @@ def hf_tokenizer_from_dir(directory: str | os.PathLike, context_length: int | No
         if strip_sep_token:
             raise UserError(f"{directory}: strip_sep_token needs a sep_token, and SiglipTokenizer has none")
         return sentencepiece_tokenizer_from_dir(directory, context_length, clean=clean)
-    if not (directory / TOKENIZER_JSON).is_file() and class_name != "CLIPTokenizer":
+    converted = not (directory / TOKENIZER_JSON).is_file() and class_name != "CLIPTokenizer"
+    if converted and not (directory / SPIECE_MODEL).is_file():
         raise UserError(f"{directory}: {class_name or 'this tokenizer class'} needs {TOKENIZER_JSON}")
     entry = tokenizer_class(class_name)
     tokens = class_tokens(entry, settings)
-    stored = {} if class_name == "CLIPTokenizer" else read_json(directory / TOKENIZER_JSON)
-    if class_name == "CLIPTokenizer":
+    stored = {} if class_name == "CLIPTokenizer" or converted else read_json(directory / TOKENIZER_JSON)
+    if converted:
+        backend, tokens = _converted_backend(directory, class_name)
+    elif class_name == "CLIPTokenizer":
         backend = _clip_backend(directory, settings, tokens)
     else:
         backend = _json_backend(directory, entry, settings, stored, tokens)

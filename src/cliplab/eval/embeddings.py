@@ -52,21 +52,38 @@ def encode_texts(
     device: torch.device | str | None = None,
     progress: ProgressCounter | None = None,
 ) -> torch.Tensor:
-    """[N, E] float32 embeddings of N texts, tokenized and encoded `batch_size` at a time."""
+    """[N, E] float32 embeddings of N texts, encoded `batch_size` at a time.
+
+    The texts are tokenized at once and encoded in order of their token count, each batch cut to
+    the columns its longest text needs where the text tower says nothing reads the rest
+    (`TextTransformer.pooled_prefix_length`: causal CLIP towers), so short prompts do not pay for
+    the whole context; the rows come back in the order of `texts`.
+    """
     if isinstance(texts, str) or len(texts) == 0:
         raise ValueError(f"texts must be a non-empty sequence of strings, got {texts!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     device = torch.device(device) if device is not None else model_device(model)
-    embeddings = []
+    tokens = tokenizer(list(texts))  # [N, T]
+    prefix_length = getattr(getattr(model, "text_tower", None), "pooled_prefix_length", None)
+    order = torch.arange(len(texts))
+    if prefix_length is not None:
+        pad_id = model.text_tower.config.pad_id
+        order = torch.argsort((tokens != pad_id).sum(dim=1), stable=True)
+    embeddings = torch.empty(0)
     with inference_mode(model):
         for start in range(0, len(texts), batch_size):
-            chunk = list(texts[start:start + batch_size])
-            features = model.encode_text(tokenizer(chunk).to(device))
-            embeddings.append(F.normalize(features.float(), dim=-1).cpu())
+            rows = order[start:start + batch_size]
+            batch = tokens[rows]
+            if prefix_length is not None:
+                batch = batch[:, :prefix_length(batch)]
+            features = F.normalize(model.encode_text(batch.to(device)).float(), dim=-1).cpu()
+            if embeddings.numel() == 0:
+                embeddings = torch.empty(len(texts), features.shape[1])
+            embeddings[rows] = features
             if progress is not None:
-                progress.update(len(chunk))
-    return torch.cat(embeddings)
+                progress.update(len(rows))
+    return embeddings
 
 
 def encode_pairs(

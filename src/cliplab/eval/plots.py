@@ -69,6 +69,34 @@ def bar_figure(values: Mapping[str, float], title: str, ylabel: str,
     return figure
 
 
+def grouped_bar_figure(table: Mapping[str, Mapping[str, float]], title: str, ylabel: str,
+                       y_limits: tuple[float, float] | None = None) -> Figure:
+    """Bars in groups: table[group][series] -> value; one group per key along x (e.g. datasets),
+    one coloured bar per series within it (e.g. models), named in the legend."""
+    if not table:
+        raise ValueError(f"grouped_bar_figure({title!r}) got no values to draw")
+    groups = list(table)
+    series = list(dict.fromkeys(name for values in table.values() for name in values))
+    width = 0.8 / len(series)
+    figure = _figure(max(5.0, 0.6 * len(groups) * len(series) + 2.5), 4.0)
+    axis = figure.add_subplot()
+    for position, name in enumerate(series):
+        xs = [index + (position - (len(series) - 1) / 2) * width for index, group in enumerate(groups)
+              if name in table[group]]
+        values = [table[group][name] for group in groups if name in table[group]]
+        bars = axis.bar(xs, values, width=width, label=shortened(name))
+        axis.bar_label(bars, labels=[f"{value:.3g}" for value in values], fontsize=7, padding=2)
+    axis.set_xticks(range(len(groups)), labels=[shortened(group) for group in groups], rotation=20, ha="right",
+                    fontsize=8)
+    if y_limits is not None:
+        axis.set_ylim(*y_limits)
+    axis.set_title(title)
+    axis.set_ylabel(ylabel)
+    axis.grid(True, axis="y", alpha=0.3)
+    axis.legend(fontsize=8)
+    return figure
+
+
 def plot_series(path: Path, series: Mapping[str, tuple[Sequence[float], Sequence[float]]], title: str, ylabel: str,
                 log_y: bool = False, xlabel: str = "step", y_limits: tuple[float, float] | None = None) -> Path:
     """`series_figure(...)` written to `path` (PNG); returns the path."""

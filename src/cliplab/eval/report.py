@@ -18,6 +18,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from cliplab.errors import InvalidInputError, MissingInputError
+from cliplab.eval.chance import in_batch_sentence, retrieval_sentence, zero_shot_sentence
 from cliplab.eval.plots import bar_figure, plot_confusion_matrix, save_figure, series_figure
 from cliplab.eval.run_layout import SUMMARY_FILE
 
@@ -157,6 +158,21 @@ def training_figures(metrics: RunMetrics, out_dir: Path) -> dict[str, Path]:
         figures["Confusion matrix"] = plot_confusion_matrix(
             out_dir / "confusion_matrix.png", np.asarray(last_confusion["confusion_matrix"]), classnames, title)
     return figures
+
+
+def figure_notes(metrics: RunMetrics) -> list[str]:
+    """What the figures measure and their chance levels (`cliplab.eval.chance`), for report.md: the
+    in-batch accuracy at the run's global batch size, the last evaluation's zero-shot and retrieval."""
+    notes = []
+    batch_sizes = sorted({record["global_batch_size"] for record in metrics.train if "global_batch_size" in record})
+    if batch_sizes:
+        notes.append(in_batch_sentence(batch_sizes[-1]))
+    last = metrics.evals[-1] if metrics.evals else {}
+    if "zero_shot_top1" in last:
+        notes.append(f"Last evaluation: {zero_shot_sentence(last)}.")
+    if "image_to_text_R@1" in last:
+        notes.append(f"Last evaluation: {retrieval_sentence(last)}.")
+    return notes
 
 
 def last_eval_with(metrics: RunMetrics, key: str) -> dict[str, Any] | None:

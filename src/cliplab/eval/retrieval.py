@@ -1,4 +1,9 @@
-"""Image-text retrieval metrics of paired embeddings, with open_clip's `get_clip_metrics` definitions.
+"""Image-text retrieval metrics: of paired embeddings with open_clip's `get_clip_metrics`
+definitions (`retrieval_metrics`, what training and `cliplab eval` report), and of images with
+several captions each with CLIP_benchmark 1.6.2's (`caption_retrieval_recall`, what
+`cliplab benchmark` reports).
+
+Pairs (open_clip):
 
 Row i of the image features and row i of the text features are a pair. For each query the rank is
 the 0-based position of its partner among all candidates sorted by descending logit, so a perfect
@@ -6,11 +11,17 @@ retrieval has rank 0 everywhere. Reported per direction ("image_to_text", "text_
   mean_rank   = mean(rank) + 1
   median_rank = floor(median(rank)) + 1
   R@k         = fraction of queries with rank < k, for k in RECALL_AT
+
+Several captions per image (CLIP_benchmark), scores = text_features @ image_features.T [M, N]:
+  image_retrieval_recall@k = fraction of the M captions whose image is among the k images of
+                             highest score (torch.topk's choice among equal scores)
+  text_retrieval_recall@k  = fraction of the N images with at least one of their captions among the
+                             k captions of highest score (an image without captions counts as missed)
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import torch
 
@@ -96,3 +107,40 @@ def _check_pairs(image_features: torch.Tensor, text_features: torch.Tensor) -> N
         )
     if image_features.shape[0] == 0:
         raise ValueError("retrieval_metrics needs at least one image-text pair, got 0")
+
+
+def caption_retrieval_recall(image_features: torch.Tensor, text_features: torch.Tensor,
+                             text_image_index: torch.Tensor, recall_k: Sequence[int]) -> dict[str, float]:
+    """CLIP_benchmark's retrieval metrics (module docstring) for each k of `recall_k`.
+
+    image_features: [N, E] and text_features: [M, E], unit-norm rows; text_image_index: Long[M], the
+    image of each caption, in [0, N); every k must be <= min(N, M).
+    """
+    _check_pairs(image_features, image_features)
+    _check_pairs(text_features, text_features)
+    count_images, count_texts = image_features.shape[0], text_features.shape[0]
+    if text_image_index.shape != (count_texts,):
+        raise ValueError(f"text_image_index must hold one image per caption, [{count_texts}], got "
+                         f"{tuple(text_image_index.shape)}")
+    for k in recall_k:
+        if not 1 <= k <= min(count_images, count_texts):
+            raise ValueError(f"recall@{k} needs 1 <= k <= min({count_images} images, {count_texts} captions)")
+    image_of_text = text_image_index.long().cpu()
+    scores = text_features.float().cpu() @ image_features.float().cpu().T  # [M, N], as CLIP_benchmark forms it
+    metrics: dict[str, float] = {}
+    for k in recall_k:
+        image_hits = torch.cat([(rows.topk(k, dim=1).indices == image_of_text[start:start + len(rows)].view(-1, 1))
+                                .any(dim=1) for start, rows in _row_chunks(scores)])
+        text_hits = torch.cat([(image_of_text[rows.topk(k, dim=1).indices]
+                                == torch.arange(start, start + len(rows)).view(-1, 1)).any(dim=1)
+                               for start, rows in _row_chunks(scores.T)])
+        metrics[f"image_retrieval_recall@{k}"] = float(image_hits.float().mean())
+        metrics[f"text_retrieval_recall@{k}"] = float(text_hits.float().mean())
+    return metrics
+
+
+def _row_chunks(matrix: torch.Tensor, rows: int = 1024):
+    """(first row, a view of up to `rows` rows) over `matrix`: each query's top k is its row's, so
+    chunks give what the whole matrix gives, without a copy of it (COCO: 25,000 x 5,000 scores)."""
+    for start in range(0, matrix.shape[0], rows):
+        yield start, matrix[start:start + rows]

@@ -4,6 +4,11 @@ The classifier follows open_clip: each class is embedded through every template,
 embeddings are L2-normalised, averaged, and the mean is normalised again. An image is assigned the
 class whose embedding has the highest cosine similarity with the normalised image embedding.
 
+Templates hold `{}` (cliplab) or `{c}` (CLIP_benchmark) where the class name goes, or are callables
+name -> prompt. The metrics of `ZeroShotResult.benchmark_metrics` are CLIP_benchmark's
+(`classification_metrics.py`); the same result serves `cliplab benchmark`, `cliplab eval` and the
+evaluation during training.
+
 Shape convention: cliplab's classifier is [C, E], one row per class (`zero_shot_classifier`), and
 `logits = image_features @ classifier.T`. open_clip's `build_zero_shot_classifier` returns [E, C]
 (`logits = image_features @ classifier`); the function of that name here does the same, for code
@@ -18,7 +23,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-from cliplab.eval.embeddings import ProgressCounter
+from cliplab.eval.classification_metrics import classification_metrics, top_k_accuracies
+from cliplab.eval.embeddings import ProgressCounter, encode_texts
 from cliplab.eval.model_mode import inference_mode, model_device, model_dtype
 
 Template = str | Callable[[str], str]
@@ -42,16 +48,9 @@ def zero_shot_classifier(
     """
     prompts = class_prompts(classnames, templates)  # C * K prompts, class-major
     device = torch.device(device) if device is not None else model_device(model)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    template_embeddings = []
-    with inference_mode(model):
-        for start in range(0, len(prompts), batch_size):
-            tokens = tokenizer(prompts[start:start + batch_size]).to(device)
-            text_features = model.encode_text(tokens)  # [n, E]
-            template_embeddings.append(F.normalize(text_features.float(), dim=-1))
-    per_template = torch.cat(template_embeddings).view(len(classnames), len(templates), -1)  # [C, K, E]
-    return F.normalize(per_template.mean(dim=1), dim=-1)
+    template_embeddings = encode_texts(model, tokenizer, prompts, batch_size=batch_size, device=device)  # unit rows
+    per_template = template_embeddings.view(len(classnames), len(templates), -1)  # [C, K, E]
+    return F.normalize(per_template.mean(dim=1), dim=-1).to(device)
 
 
 def build_zero_shot_classifier(
@@ -97,15 +96,16 @@ def class_prompts(classnames: Sequence[str], templates: Sequence[Template]) -> l
     if isinstance(templates, str) or len(templates) == 0:
         raise ValueError(f"templates must be a non-empty sequence of templates, got {templates!r}")
     for template in templates:
-        if isinstance(template, str) and "{}" not in template:
-            raise ValueError(f"template {template!r} has no '{{}}' placeholder for the class name")
+        if isinstance(template, str) and "{}" not in template and "{c}" not in template:
+            raise ValueError(f"template {template!r} has no '{{}}' (or '{{c}}') placeholder for the class name")
         if not isinstance(template, str) and not callable(template):
             raise ValueError(f"a template must be a string with '{{}}' or a callable, got {template!r}")
-    return [
-        template.format(name) if isinstance(template, str) else template(name)
-        for name in classnames
-        for template in templates
-    ]
+    return [fill_template(template, name) for name in classnames for template in templates]
+
+
+def fill_template(template: Template, classname: str) -> str:
+    """The prompt of `template` for `classname`: '{}' and '{c}' both take the name."""
+    return template.format(classname, c=classname) if isinstance(template, str) else template(classname)
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,9 @@ class ZeroShotResult:
 
     top1 / top5: fractions in [0, 1] (top5 is top-min(5, C)); per_class: classname -> accuracy of
     the images of that class (classes with no image are left out); confusion: LongTensor[C, C],
-    row = true class, column = predicted class; classnames: the C names in classifier order.
+    row = true class, column = predicted class (the argmax); classnames: the C names in classifier
+    order; mean_per_class_recall: the mean of `per_class` (balanced accuracy); acc5: top-5, NaN for
+    fewer than 5 classes (CLIP_benchmark's rule).
     """
 
     top1: float
@@ -123,17 +125,47 @@ class ZeroShotResult:
     confusion: torch.Tensor
     count: int
     classnames: tuple[str, ...]
+    mean_per_class_recall: float
+    acc5: float
 
     def as_metrics(self) -> dict[str, Any]:
         """JSON-ready keys of an eval line in metrics.jsonl."""
         return {
             "zero_shot_top1": self.top1,
             "zero_shot_top5": self.top5,
+            "zero_shot_mean_per_class_recall": self.mean_per_class_recall,
             "zero_shot_per_class": dict(self.per_class),
             "confusion_matrix": self.confusion.tolist(),
             "classnames": list(self.classnames),
             "zero_shot_count": self.count,
         }
+
+    def benchmark_metrics(self) -> dict[str, float]:
+        """CLIP_benchmark's `metrics` of a zero-shot classification result."""
+        return {"acc1": self.top1, "acc5": self.acc5, "mean_per_class_recall": self.mean_per_class_recall}
+
+
+def zero_shot_result(image_features: torch.Tensor, labels: torch.Tensor, classifier: torch.Tensor,
+                     classnames: Sequence[str] | None = None) -> ZeroShotResult:
+    """The zero-shot result of unit-norm image features [N, E] float with labels Long[N] in [0, C)
+    against class embeddings `classifier` [C, E] (logits = 100 * features @ classifier.T, as
+    CLIP_benchmark scales them: the same floats, so ties resolve alike)."""
+    check_classifier_shape(classifier, None if classnames is None else len(classnames), image_features.shape[1])
+    num_classes = classifier.shape[0]
+    names = tuple(str(index) for index in range(num_classes)) if classnames is None else tuple(classnames)
+    labels = labels.cpu().long()
+    if labels.numel() == 0:
+        raise ValueError("zero_shot_result got no images")
+    _check_labels(labels, num_classes)
+    logits = (100.0 * image_features.float()) @ classifier.to(device=image_features.device,
+                                                              dtype=torch.float32).T  # [N, C]
+    logits = logits.cpu()
+    metrics = classification_metrics(logits, labels, top5_defined=num_classes >= 5)
+    confusion = confusion_matrix(labels, logits.argmax(dim=1), num_classes)
+    top5 = metrics["acc5"] if num_classes >= 5 else top_k_accuracies(logits, labels, (num_classes,))[0]
+    return ZeroShotResult(top1=metrics["acc1"], top5=top5, per_class=per_class_accuracy(confusion, names),
+                          confusion=confusion, count=int(labels.numel()), classnames=names,
+                          mean_per_class_recall=metrics["mean_per_class_recall"], acc5=metrics["acc5"])
 
 
 def zero_shot_evaluate(
@@ -158,13 +190,9 @@ def zero_shot_evaluate(
     check_classifier_shape(classifier, None if classnames is None else len(classnames),
                            getattr(config, "embed_dim", None))
     num_classes = classifier.shape[0]
-    names = tuple(str(index) for index in range(num_classes)) if classnames is None else tuple(classnames)
     device = torch.device(device) if device is not None else model_device(model)
     dtype = model_dtype(model)
-    class_embeddings = classifier.to(device=device, dtype=torch.float32)
-    top_k = min(5, num_classes)
-    confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
-    top_k_hits = 0
+    features, seen_labels = [], []
     count = 0
     with inference_mode(model):
         for batch in batches:
@@ -174,13 +202,8 @@ def zero_shot_evaluate(
             if max_samples is not None:
                 images, labels = images[: max_samples - count], labels[: max_samples - count]
             _check_labels(labels, num_classes)
-            image_features = F.normalize(model.encode_image(images.to(device=device, dtype=dtype)).float(), dim=-1)
-            check_classifier_shape(classifier, num_classes, image_features.shape[1])
-            logits = image_features @ class_embeddings.T  # [B, C]
-            predictions = logits.topk(top_k, dim=1).indices.cpu()  # [B, top_k]
-            labels = labels.cpu().long()
-            top_k_hits += int((predictions == labels.view(-1, 1)).any(dim=1).sum())
-            confusion += confusion_matrix(labels, predictions[:, 0], num_classes)
+            features.append(F.normalize(model.encode_image(images.to(device=device, dtype=dtype)).float(), dim=-1))
+            seen_labels.append(labels.cpu().long())
             count += labels.numel()
             if progress is not None:
                 progress.update(labels.numel())
@@ -188,14 +211,7 @@ def zero_shot_evaluate(
                 break
     if count == 0:
         raise ValueError("zero_shot_evaluate got no images: the batches were empty")
-    return ZeroShotResult(
-        top1=float(confusion.diagonal().sum()) / count,
-        top5=top_k_hits / count,
-        per_class=per_class_accuracy(confusion, names),
-        confusion=confusion,
-        count=count,
-        classnames=names,
-    )
+    return zero_shot_result(torch.cat(features), torch.cat(seen_labels), classifier.to(device), classnames)
 
 
 def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor, num_classes: int) -> torch.Tensor:

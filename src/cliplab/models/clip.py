@@ -20,18 +20,24 @@ from cliplab.models.towers.locking import GroupItem, freeze_groups, is_frozen
 
 def projection(kind: str, width: int, embed_dim: int) -> nn.Module:
     """A tower's map into the shared latent: [.., width] -> [.., embed_dim]. kind "linear" (no
-    bias), "linear_bias", or "none" (identity; width == embed_dim)."""
+    bias), "linear_bias", "mlp" (open_clip's HF-tower projection: Linear, exact GELU, Linear, no
+    biases, hidden width (width + embed_dim) // 2), or "none" (identity; width == embed_dim)."""
     if kind == "none":
         return nn.Identity()
+    if kind == "mlp":
+        hidden = (width + embed_dim) // 2
+        return nn.Sequential(nn.Linear(width, hidden, bias=False), nn.GELU(), nn.Linear(hidden, embed_dim, bias=False))
     return nn.Linear(width, embed_dim, bias=kind == "linear_bias")
 
 
-def init_projection(layer: nn.Module, width: int) -> None:
-    """Weights std width^-0.5, bias zero (identity projections have nothing to initialise)."""
-    if isinstance(layer, nn.Linear):
-        nn.init.normal_(layer.weight, std=width ** -0.5)
-        if layer.bias is not None:
-            nn.init.zeros_(layer.bias)
+def init_projection(layer: nn.Module) -> None:
+    """Each linear map's weights std (its input width)^-0.5, biases zero (identity projections have
+    nothing to initialise)."""
+    for linear in layer.modules():
+        if isinstance(linear, nn.Linear):
+            nn.init.normal_(linear.weight, std=linear.in_features ** -0.5)
+            if linear.bias is not None:
+                nn.init.zeros_(linear.bias)
 
 
 class CLIP(nn.Module):
@@ -56,8 +62,8 @@ class CLIP(nn.Module):
         self.image_projection = projection(config.vision.projection, config.vision.output_width,
                                            config.embed_dim)
         self.text_projection = projection(config.text.projection, config.text.width, config.embed_dim)
-        init_projection(self.image_projection, config.vision.output_width)
-        init_projection(self.text_projection, config.text.width)
+        init_projection(self.image_projection)
+        init_projection(self.text_projection)
         self.logit_scale = nn.Parameter(torch.tensor(float(config.init_logit_scale)))
         self.logit_bias = (nn.Parameter(torch.tensor(float(config.init_logit_bias)))
                            if config.init_logit_bias is not None else None)

@@ -25,7 +25,7 @@ class CoCa(CLIP):
         super().__init__(config, output_dict=output_dict)
         self.decoder = MultimodalDecoder(config.decoder, width=config.text.width,
                                          image_width=self.vision_tower.token_width,
-                                         vocab_size=config.text.vocab_size)
+                                         vocab_size=config.decoder_vocab_size)
 
     def _encode_image_both(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """-> (unit-norm image_features [B, E], image tokens [B, P, W_v]) from one tower pass."""
@@ -78,7 +78,7 @@ class CoCa(CLIP):
             eot_id = tokenizer.eot_id if eot_id is None else eot_id
         if sot_id is None or eot_id is None:
             raise ValueError("generate needs a tokenizer or both sot_id and eot_id")
-        vocab_size, context_length = self.config.text.vocab_size, self.config.text.context_length
+        vocab_size, context_length = self.config.decoder_vocab_size, self.config.text.context_length
         pad_id = self.config.text.pad_id
         for name, value in (("sot_id", sot_id), ("eot_id", eot_id)):
             if not isinstance(value, int) or not 0 <= value < vocab_size:

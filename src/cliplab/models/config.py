@@ -15,6 +15,7 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any
 
 from cliplab.data.transforms import PreprocessConfig
+from cliplab.errors import InvalidInputError
 from cliplab.models.families import DEFAULT_KINDS, check_tower_config, tower_family
 from cliplab.models.tower_configs import (DECODER_LAYOUTS, DecoderConfig, TextConfig, VisionConfig, check_choice,
                                           check_heads, check_positive_int)
@@ -78,7 +79,9 @@ class ModelConfig:
                 raise ValueError("kind='coca' needs decoder: DecoderConfig, got "
                                  f"{type(self.decoder).__name__}")
             check_heads("decoder", self.text.width, self.decoder.heads)
-            if not self.text.causal:
+            # open_clip's coca_roberta runs its decoder on a bidirectional Hugging Face tower, whose
+            # hidden states have seen the next tokens; it is built as open_clip builds it.
+            if isinstance(self.text, TextConfig) and not self.text.causal:
                 raise ValueError("kind='coca' needs text.causal=True: the decoder predicts each "
                                  "next token from the text tower's hidden states")
         elif self.decoder is not None:
@@ -88,14 +91,24 @@ class ModelConfig:
         if not isinstance(self.preprocess, PreprocessConfig):
             raise ValueError(f"preprocess must be a PreprocessConfig, got {type(self.preprocess).__name__}")
         if self.preprocess.image_size != self.vision.image_size:
-            raise ValueError(f"preprocess.image_size ({self.preprocess.image_size}) must equal "
-                             f"vision.image_size ({self.vision.image_size})")
+            raise InvalidInputError(f"preprocess.image_size ({self.preprocess.image_size}) must equal "
+                                    f"vision.image_size ({self.vision.image_size}): the images are made the "
+                                    "size the tower takes; set only vision.image_size (the preprocessing "
+                                    "follows it), or both to the same size")
         if self.init_logit_scale is None:
             self.init_logit_scale = math.log(10.0) if self.kind == "siglip" else math.log(1 / 0.07)
         if self.init_logit_bias is None and self.kind == "siglip":
             self.init_logit_bias = -10.0
         if self.init_logit_bias is not None and self.kind != "siglip":
             raise ValueError(f"init_logit_bias applies to kind='siglip' only, got kind={self.kind!r}")
+
+    @property
+    def decoder_vocab_size(self) -> int | None:
+        """The ids CoCa's decoder predicts: decoder.vocab_size, else the text tower's (None without
+        a decoder)."""
+        if self.decoder is None:
+            return None
+        return self.decoder.vocab_size if self.decoder.vocab_size is not None else self.text.vocab_size
 
     def to_dict(self) -> dict:
         """Plain nested dict (JSON-serialisable); `ModelConfig.from_dict` inverts it."""
@@ -168,7 +181,8 @@ def apply_overrides(values: dict, overrides: dict[str, Any]) -> dict:
     Each override key is a top-level key ("embed_dim") or a dotted path ("vision.width",
     "preprocess.mean"); a dict value is merged into the section it names instead of replacing it
     (`vision={"width": 32}` changes only the width). Keys are checked when the result is turned
-    into a ModelConfig, which names any unknown key.
+    into a ModelConfig, which names any unknown key. The preprocessing follows the tower: a new
+    vision.image_size sets preprocess.image_size too, unless the overrides set that themselves.
     """
     merged = copy.deepcopy(values)
     for dotted_key, value in overrides.items():
@@ -189,7 +203,16 @@ def apply_overrides(values: dict, overrides: dict[str, Any]) -> dict:
             section[leaf] = _deep_merge(section[leaf], value)
         else:
             section[leaf] = copy.deepcopy(value)
+    if _overrides_key(overrides, "vision", "image_size") and not _overrides_key(overrides, "preprocess", "image_size") \
+            and isinstance(merged.get("preprocess"), dict) and isinstance(merged.get("vision"), dict):
+        merged["preprocess"]["image_size"] = copy.deepcopy(merged["vision"].get("image_size"))
     return merged
+
+
+def _overrides_key(overrides: dict[str, Any], section: str, key: str) -> bool:
+    """Whether `overrides` set `section.key`, dotted or as a section dict."""
+    whole = overrides.get(section)
+    return f"{section}.{key}" in overrides or (isinstance(whole, dict) and key in whole)
 
 
 def _deep_merge(base: dict, update: dict) -> dict:

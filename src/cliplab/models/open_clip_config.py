@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from cliplab.data.transforms import PreprocessConfig
-from cliplab.errors import UnsupportedArchitectureError, UserError
+from cliplab.errors import MissingModelFilesError, UnsupportedArchitectureError, UserError
 from cliplab.models.config import DecoderConfig, ModelConfig
 from cliplab.models.families import OpenClipContext, family_of, open_clip_family
 from cliplab.models.families.open_clip_sections import UNSUPPORTED, check_known, check_supported, refuse
@@ -66,11 +66,11 @@ def builtin_open_clip_config(name: str) -> dict:
 
 def open_clip_name_config(name: str) -> ModelConfig:
     """The ModelConfig of a built-in open_clip name; UnsupportedArchitectureError ("open_clip model
-    'convnext_base': ... needs the timm tower family 'timm_convnext' ...") for one cliplab does not build."""
+    'MobileCLIP-S1': ... needs the timm tower family 'timm_fastvit' ...") for one cliplab does not build."""
     try:
         return config_from_open_clip(builtin_open_clip_config(name))
-    except UnsupportedArchitectureError as error:
-        raise UnsupportedArchitectureError(f"open_clip model {name!r}: {error}") from error
+    except (UnsupportedArchitectureError, MissingModelFilesError) as error:
+        raise type(error)(f"open_clip model {name!r}: {error}") from error
 
 
 @lru_cache(maxsize=1)
@@ -87,6 +87,8 @@ def _buildable_names() -> tuple[str, ...]:
             config_from_open_clip(model_cfg)
         except UnsupportedArchitectureError:
             continue
+        except MissingModelFilesError:  # a Hugging Face text model's config.json, not on this machine
+            pass
         buildable.append(name)
     return tuple(buildable)
 
@@ -99,7 +101,9 @@ def _section(values: Any, where: str) -> dict:
     return values
 
 
-def decoder_from_open_clip(multimodal: dict, text, activation: str) -> DecoderConfig:
+def decoder_from_open_clip(multimodal: dict, text, activation: str, vocab_size: int) -> DecoderConfig:
+    """open_clip's CoCa decoder; vocab_size: text_cfg.vocab_size, what open_clip's decoder predicts
+    (kept in the DecoderConfig only where the text tower has another, a Hugging Face one)."""
     check_known(multimodal, {"width", "heads", "layers", "ls_init_value", *_IGNORED_MULTIMODAL_KEYS,
                              *UNSUPPORTED}, "multimodal_cfg")
     check_supported(multimodal, "multimodal_cfg")
@@ -110,19 +114,25 @@ def decoder_from_open_clip(multimodal: dict, text, activation: str) -> DecoderCo
     # open_clip 3.3.0 builds its decoder with mlp_ratio 4 and LayerNorm eps 1e-5 whatever
     # multimodal_cfg says (both keys are ignored there, so they are ignored here).
     return DecoderConfig(layers=multimodal.get("layers", 12), heads=multimodal.get("heads", 8), layout="split",
-                         layer_scale=multimodal.get("ls_init_value"), activation=activation)
+                         layer_scale=multimodal.get("ls_init_value"), activation=activation,
+                         vocab_size=None if vocab_size == text.vocab_size else vocab_size)
 
 
-def config_from_open_clip(model_cfg: dict, preprocess: PreprocessConfig | None = None) -> ModelConfig:
+def config_from_open_clip(model_cfg: dict, preprocess: PreprocessConfig | None = None, *,
+                          directory: Path | None = None, weights_from_checkpoint: bool = False) -> ModelConfig:
     """The ModelConfig of an open_clip `model_cfg` dict. preprocess: the image preprocessing (None:
-    open_clip's defaults at the model's image size). UnsupportedArchitectureError names any key
-    cliplab cannot build (or the tower family it needs); the other open_clip validation errors
-    become UserError."""
+    open_clip's defaults at the model's image size). directory: the checkpoint's directory, where
+    a tower's own files are looked for first (a Hugging Face text model's config.json);
+    weights_from_checkpoint: the weights will come from that checkpoint (no tower is to start from
+    pretrained weights of its own, as in open_clip's factory). UnsupportedArchitectureError names
+    any key cliplab cannot build (or the tower family it needs), MissingModelFilesError the files
+    a tower needs that are not here; the other open_clip validation errors become UserError."""
     model_cfg = _section(model_cfg, "model_cfg")
     check_known(model_cfg, _TOP_KEYS, "model_cfg")
     if "embed_dim" not in model_cfg:
         raise UserError("model_cfg has no embed_dim")
-    context = OpenClipContext(embed_dim=model_cfg["embed_dim"], quick_gelu=bool(model_cfg.get("quick_gelu", False)))
+    context = OpenClipContext(embed_dim=model_cfg["embed_dim"], quick_gelu=bool(model_cfg.get("quick_gelu", False)),
+                              directory=directory, weights_from_checkpoint=weights_from_checkpoint)
     try:
         towers = {}
         for side in ("vision", "text"):
@@ -131,7 +141,8 @@ def config_from_open_clip(model_cfg: dict, preprocess: PreprocessConfig | None =
         decoder = None
         if model_cfg.get("multimodal_cfg") is not None:
             decoder = decoder_from_open_clip(_section(model_cfg["multimodal_cfg"], "multimodal_cfg"), towers["text"],
-                                             context.activation)
+                                             context.activation,
+                                             _section(model_cfg.get("text_cfg"), "text_cfg").get("vocab_size", 49408))
         logit_bias = model_cfg.get("init_logit_bias")
         kind = "coca" if decoder is not None else ("siglip" if logit_bias is not None else "clip")
         return ModelConfig(kind=kind, embed_dim=context.embed_dim, vision=towers["vision"], text=towers["text"],
@@ -183,9 +194,14 @@ def config_to_open_clip(config: ModelConfig) -> dict:
         if decoder.layout != "split" or decoder.mlp_width not in (None, 4 * config.text.width) \
                 or decoder.mlp_ratio != 4 or decoder.norm_eps != 1e-5:
             refuse("open_clip's CoCa decoder is the 'split' layout with MLP ratio 4 and LayerNorm eps 1e-5")
+        vocab_size = config.decoder_vocab_size
+        written = model_cfg["text_cfg"].setdefault("vocab_size", vocab_size)  # what open_clip's decoder reads
+        if written != vocab_size:
+            refuse(f"decoder.vocab_size={vocab_size} differs from the text tower's {written}: open_clip's CoCa "
+                   "decoder predicts text_cfg.vocab_size ids")
         model_cfg["multimodal_cfg"] = {"width": config.text.width, "heads": decoder.heads, "layers": decoder.layers,
                                        "context_length": config.text.context_length,
-                                       "vocab_size": config.text.vocab_size,
+                                       "vocab_size": vocab_size,
                                        **({"ls_init_value": decoder.layer_scale} if decoder.layer_scale else {})}
         model_cfg["custom_text"] = True
         for section in ("vision_cfg", "text_cfg"):  # open_clip's CoCa unpacks (pooled, tokens)

@@ -24,8 +24,12 @@ from torch import nn
 
 from cliplab.models.clip import CLIP
 from cliplab.models.coca import CoCa
+from cliplab.errors import InvalidInputError
 from cliplab.models.config import ModelConfig, apply_overrides, read_json_object
+# initialisers_on_meta is imported from here by its callers (shard_init's users).
+from cliplab.models.meta_build import initialisers_on_meta, initialisers_skipped, meta_values_recorded  # noqa: F401
 from cliplab.models.open_clip_config import builtin_open_clip_names, known_open_clip_names, open_clip_name_config
+from cliplab.suggestions import closest_names
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -56,6 +60,20 @@ def register_model(name: str, config: ModelConfig | dict) -> None:
 FILE_METADATA_KEYS = ("format_version",)
 
 
+class UnknownModelError(InvalidInputError):
+    """A model name that is neither registered nor a JSON file; the message names the closest
+    names (`closest`, at most 5) and points to `list_models()`."""
+
+    def __init__(self, name: str):
+        known = list_models()
+        self.name, self.closest = name, closest_names(name, known)
+        self.hint = f"closest names: {', '.join(self.closest)} (cliplab.list_models() lists all {len(known)})"
+        super().__init__(f"unknown model {name!r}: not a registered name or a JSON file; {self.hint}")
+
+    def __reduce__(self):
+        return type(self), (self.name,)
+
+
 def _config_values(name_or_path: str | Path) -> dict:
     name = str(name_or_path)
     if name in _registered_configs:
@@ -65,8 +83,7 @@ def _config_values(name_or_path: str | Path) -> dict:
         return open_clip_name_config(name).to_dict()
     path = builtin.get(name, Path(name))
     if not path.is_file():
-        raise ValueError(f"unknown model {name!r}: not a registered name or a JSON file; "
-                         f"known models: {', '.join(list_models())}")
+        raise UnknownModelError(name)
     values = read_json_object(path, f"model config {str(path)!r}")
     # A saved model's config.json also records its file format (see cliplab.bundle); the
     # architecture is everything else.
@@ -85,49 +102,14 @@ def get_model_config(name_or_path: str | Path | ModelConfig, **overrides: Any) -
     return ModelConfig.from_dict(apply_overrides(values, overrides))
 
 
-_INITIALISERS = ("normal_", "uniform_", "zeros_", "ones_", "constant_", "kaiming_uniform_", "kaiming_normal_",
-                 "trunc_normal_", "xavier_uniform_", "xavier_normal_")
-
-
-@contextlib.contextmanager
-def _initialisers_skipped():
-    """torch.nn.init's in-place initialisers as no-ops (every module, torch's own layers included,
-    calls them through `torch.nn.init`). For the meta device, where tensors hold no values: a
-    random draw there still runs torch's reference kernels and, the first time, imports the
-    compiler stack (seconds for a ViT-B)."""
-    saved = {name: getattr(nn.init, name) for name in _INITIALISERS}
-    try:
-        for name in _INITIALISERS:
-            setattr(nn.init, name, lambda tensor, *args, **kwargs: tensor)
-        yield
-    finally:
-        for name, function in saved.items():
-            setattr(nn.init, name, function)
-
-
-_keep_initialisers_on_meta = False
-
-
-@contextlib.contextmanager
-def initialisers_on_meta():
-    """Run the initialisers on the meta device too, for a caller that shadows the meta tensors
-    with real values (`cliplab.distributed.shard_init`)."""
-    global _keep_initialisers_on_meta
-    previous, _keep_initialisers_on_meta = _keep_initialisers_on_meta, True
-    try:
-        yield
-    finally:
-        _keep_initialisers_on_meta = previous
-
-
 def build_model(config: ModelConfig, *, output_dict: bool = False) -> CLIP:
     """The model for `config` (class chosen by config.kind), freshly initialised, in train mode
     (on the meta device, where there is nothing to initialise, the initialisers are skipped).
     output_dict: what forward returns (open_clip's tuple when False; see CLIP)."""
     if not isinstance(config, ModelConfig):
         raise ValueError(f"config must be a ModelConfig, got {type(config).__name__}")
-    skip = torch.empty(0).is_meta and not _keep_initialisers_on_meta
-    with _initialisers_skipped() if skip else contextlib.nullcontext():
+    skip = torch.empty(0).is_meta and not meta_values_recorded()
+    with initialisers_skipped() if skip else contextlib.nullcontext():
         return MODEL_CLASSES[config.kind](config, output_dict=output_dict)
 
 

@@ -299,6 +299,9 @@ class DecoderConfig:
     or "split" (open_clip's: per layer a self-attention block and a cross-attention block, each
     with its own MLP, the image tokens normalised by the cross-attention block's own LayerNorm).
     mlp_width, activation, norm_eps, layer_scale ("split" only), dropout: see the blocks.
+    vocab_size: the ids the head predicts (None: the text tower's vocab_size). open_clip's CoCa
+    takes it from text_cfg.vocab_size, which a Hugging Face text tower does not read
+    (coca_roberta-ViT-B-32: 49408 against RoBERTa's 50265 ids).
     """
 
     layers: int
@@ -310,9 +313,12 @@ class DecoderConfig:
     norm_eps: float = 1e-5
     layer_scale: float | None = None
     dropout: float = 0.0
+    vocab_size: int | None = None
 
     def __post_init__(self) -> None:
         check_positive_int("decoder.layers", self.layers)
+        if self.vocab_size is not None:
+            check_positive_int("decoder.vocab_size", self.vocab_size)
         check_positive_int("decoder.heads", self.heads)
         check_choice("decoder.layout", self.layout, DECODER_LAYOUTS)
         check_block_options("decoder", self)

@@ -4,31 +4,18 @@
 enabled term and returns an `Objectives` module; see docs/objectives.md.
 """
 
-from cliplab.objectives.builder import UnsupportedObjectiveError, build_objectives
-from cliplab.objectives.config import (
-    AugmentConfig,
-    ContrastiveConfig,
-    FilipConfig,
-    MlmConfig,
-    MultiviewConfig,
-    ObjectivesConfig,
-    SimClrConfig,
-    SimRegConfig,
-    SimSiamConfig,
-)
-from cliplab.objectives.objectives import Objectives
+from cliplab.lazy_exports import exported_names, lazy_exports
 
-__all__ = [
-    "AugmentConfig",
-    "ContrastiveConfig",
-    "FilipConfig",
-    "MlmConfig",
-    "MultiviewConfig",
-    "Objectives",
-    "ObjectivesConfig",
-    "SimClrConfig",
-    "SimRegConfig",
-    "SimSiamConfig",
-    "UnsupportedObjectiveError",
-    "build_objectives",
-]
+# defining module -> its public names; imported on first use, so that the configs (read by the
+# CLI's --help) import without torch
+_EXPORTS = {
+    "cliplab.objectives.builder": ("UnsupportedObjectiveError", "build_objectives"),
+    "cliplab.objectives.config": ("AugmentConfig", "ContrastiveConfig", "FilipConfig", "MlmConfig",
+                                  "MultiviewConfig", "ObjectivesConfig", "SimClrConfig", "SimRegConfig",
+                                  "SimSiamConfig"),
+    "cliplab.objectives.objectives": ("Objectives",),
+}
+
+__all__ = exported_names(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -5,8 +5,11 @@
                                                             #   Siglip2Model .from_pretrained("out/hf")
 
 open_clip: open_clip_config.json (`model_cfg` from `config_to_open_clip`, `preprocess_cfg`) and
-open_clip_model.safetensors; open_clip tokenizes with its own SimpleTokenizer (the OpenAI BPE),
-so the model's tokenizer must be that one (see `check_open_clip_tokenizer`). Hugging Face: config.json,
+open_clip_model.safetensors, plus the files a tower's family writes beside them (a Hugging Face
+text tower's config.json: `OpenClipForm.side_files`); open_clip tokenizes with its own
+SimpleTokenizer (the OpenAI BPE), so the model's tokenizer must be that one, unless the config
+names a Hugging Face tokenizer, whose files are then written too and read by open_clip from the
+directory (`local-dir:`; see `check_open_clip_tokenizer`). Hugging Face: config.json,
 model.safetensors, preprocessor_config.json and the tokenizer files `AutoTokenizer.from_pretrained` reads (a SigLIP2
 directory's tokenizer must be SigLIP2's own: transformers reads any tokenizer there as
 Siglip2Tokenizer, see `check_hf_tokenizer`). A model or
@@ -31,6 +34,7 @@ from cliplab.data.tokenizer_hf import HFTokenizer
 from cliplab.data.tokenizer_openai import OpenAIBPETokenizer
 from cliplab.errors import UserError
 from cliplab.models import CLIP, ModelConfig
+from cliplab.models.families import family_of
 from cliplab.models.open_clip_config import config_to_open_clip
 from cliplab.models.tokenizer_fit import check_tokenizer_fits
 from cliplab.models.wrappers import cliplab_model
@@ -67,11 +71,23 @@ def _write_json(path: Path, values: dict) -> None:
     path.write_text(json.dumps(values, indent=2) + "\n")
 
 
+def names_hf_tokenizer(model_cfg: dict) -> bool:
+    """Whether open_clip reads an export of `model_cfg` with a Hugging Face tokenizer (its text_cfg
+    names one: the Hugging Face text towers, the CLIPA configs), from the export's own files."""
+    return bool((model_cfg.get("text_cfg") or {}).get("hf_tokenizer_name"))
+
+
 def check_open_clip_tokenizer(config: ModelConfig, tokenizer: Any) -> None:
-    """open_clip tokenizes these exports with its own SimpleTokenizer, the OpenAI BPE. A CLIP
-    tokenizer of Hugging Face's (a loaded HF CLIP's) gives the same ids up to end-of-text and pads
-    with 49407 instead of 0, which a text tower that masks no padding and pools at end-of-text never
-    reads; anything else is refused."""
+    """open_clip tokenizes these exports with its own SimpleTokenizer, the OpenAI BPE, unless the
+    config names a Hugging Face tokenizer, which it then reads from the export's files (written
+    from the model's HFTokenizer). A CLIP tokenizer of Hugging Face's (a loaded HF CLIP's) gives
+    the OpenAI BPE's ids up to end-of-text and pads with 49407 instead of 0, which a text tower that
+    masks no padding and pools at end-of-text never reads; anything else is refused."""
+    if names_hf_tokenizer(config_to_open_clip(config)):
+        if not isinstance(tokenizer, HFTokenizer):
+            raise UserError(f"open_clip tokenizes this export with a Hugging Face tokenizer read from its files, "
+                            f"which the model's tokenizer ({type(tokenizer).__name__}) cannot be written as")
+        return
     if isinstance(tokenizer, OpenAIBPETokenizer):
         return
     hf_clip = isinstance(tokenizer, HFTokenizer) and tokenizer.clip_pipeline and tokenizer.vocab_size == 49408
@@ -88,7 +104,15 @@ def export_open_clip(model: CLIP, config: ModelConfig, tokenizer: Any, directory
     weights = HUB_WEIGHT_FILES[0]
     save_file(state, str(directory / weights), metadata={"format": "pt"})
     _write_json(directory / OPEN_CLIP_CONFIG, {"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg})
-    return [OPEN_CLIP_CONFIG, weights]
+    written = [OPEN_CLIP_CONFIG, weights]
+    for side in ("vision", "text"):
+        tower = getattr(config, side)
+        for name, values in family_of(tower).open_clip.side_files(tower).items():
+            _write_json(directory / name, values)
+            written.append(name)
+    if names_hf_tokenizer(model_cfg):
+        written += write_hf_tokenizer_files(tokenizer, directory)
+    return written
 
 
 def hf_special_ids(tokenizer: Any) -> dict[str, int | None]:

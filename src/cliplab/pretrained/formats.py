@@ -7,9 +7,12 @@
     a weights file                    inside one of the directories above: that directory; else
                                       read: an OpenAI CLIP .pt (TorchScript or state dict with
                                       input_resolution / context_length / vocab_size), or an
-                                      open_clip training checkpoint / state dict with the
-                                      architecture named (`model=`)
+                                      open_clip training checkpoint / state dict, or a cliplab
+                                      model's state dict (`cliplab_keys`), with the architecture
+                                      named (`model=`)
     hf-hub:org/repo, local-dir:PATH   open_clip's prefixes: a Hub download / a local directory
+    an open_clip pretrained tag       with `model=` naming its architecture (`tags`): the Hub
+                                      repository the tag names, through the Hugging Face cache
 """
 
 from __future__ import annotations
@@ -38,7 +41,11 @@ ACCEPTED_FORMATS = (
     "an OpenAI CLIP .pt (TorchScript archive or state dict with input_resolution, context_length, vocab_size)",
     f"a Hugging Face directory: {HF_CONFIG} with model_type 'clip' or 'siglip' and "
     f"{', '.join(HF_WEIGHT_FILES)}",
-    f"the prefixes {HF_HUB_PREFIX}org/repo (downloaded with huggingface_hub) and {LOCAL_DIR_PREFIX}PATH",
+    f"the prefixes {HF_HUB_PREFIX}org/repo (the Hugging Face cache, else a download) and {LOCAL_DIR_PREFIX}PATH",
+    "a cliplab model's state dict (torch.save(model.state_dict()) or safetensors), with the architecture "
+    "named: load(path, model='tiny-vit')",
+    "an open_clip pretrained tag with its model: load('laion2b_s34b_b79k', model='ViT-B-32') "
+    "(cliplab.list_pretrained())",
 )
 
 

@@ -4,7 +4,8 @@ The cache is huggingface_hub's layout (`models--org--name/snapshots/REVISION/...
 directory). Its location is read from the environment at each call, not at import, so `HF_HOME` or
 `HF_HUB_CACHE` set by a test or a job script after start-up is honoured:
 `HF_HUB_CACHE`, else `$HF_HOME/hub`, else `$XDG_CACHE_HOME/huggingface/hub`, else
-`~/.cache/huggingface/hub`. Every lookup tries the cache first, so a populated cache works offline.
+`~/.cache/huggingface/hub`. Every lookup tries the cache first, so a populated cache works offline;
+`HF_HUB_OFFLINE` (read at each call too: huggingface_hub reads it once, at its import) stops there.
 """
 
 from __future__ import annotations
@@ -23,6 +24,15 @@ def hub_cache_dir() -> Path:
         return Path(os.environ["HF_HOME"]).expanduser() / "hub"
     cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
     return cache_home / "huggingface" / "hub"
+
+
+class OfflineError(Exception):
+    """The network is not to be used: HF_HUB_OFFLINE is set."""
+
+
+def _check_online() -> None:
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "on", "yes", "true"):
+        raise OfflineError("HF_HUB_OFFLINE is set")
 
 
 def check_repo_id(repo_id: str, *, where: str) -> str:
@@ -69,10 +79,43 @@ def snapshot_dir(repo_id: str, *, where: str, allow_patterns: list[str] | None =
     except Exception:  # not cached (or only partly): try the network below
         pass
     try:
+        _check_online()
         return Path(snapshot_download(repo_id, **arguments))
     except Exception as error:  # network, authorisation and cache errors have no common base class
-        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise UserError(f"{where}: Hugging Face repository {repo_id} is not in the cache {cache} and could "
-                        f"not be downloaded ({type(error).__name__}: {detail}); with no network, put its "
-                        f"files there (huggingface-cli download {repo_id} on a connected machine, then copy "
-                        f"the cache) or pass a local directory") from error
+        raise _unavailable(where, f"Hugging Face repository {repo_id} is not in the cache {cache}", repo_id,
+                           error) from error
+
+
+def _unavailable(where: str, absent: str, repo_id: str, error: Exception) -> UserError:
+    """The one line for files neither cached nor downloadable: what is absent, why the download
+    failed, how to fill the cache by hand."""
+    detail = str(error).splitlines()[0] if str(error) else ""
+    return UserError(f"{where}: {absent} and could not be downloaded ({type(error).__name__}"
+                     f"{': ' + detail if detail else ''}); with no network, put its files there (huggingface-cli "
+                     f"download {repo_id} on a connected machine, then copy the cache) or pass a local path")
+
+
+def repo_file(repo_id: str, filenames: tuple[str, ...], *, where: str, revision: str | None = None) -> Path:
+    """The local copy of the first of `filenames` that `repo_id` has: any cached one first (offline),
+    else downloaded into the cache, trying them in order. Neither possible: one UserError naming the
+    repository, the files and the cache directory."""
+    from huggingface_hub import hf_hub_download
+
+    check_repo_id(repo_id, where=where)
+    for filename in filenames:
+        found = cached_file(repo_id, filename, revision=revision)
+        if found is not None:
+            return found
+    cache = hub_cache_dir()
+    error: Exception | None = None
+    for filename in filenames:
+        try:
+            _check_online()
+            return Path(hf_hub_download(repo_id, filename, cache_dir=cache, revision=revision))
+        except OfflineError as failure:
+            error = failure
+            break
+        except Exception as failure:  # network, authorisation, missing-file and cache errors share no base class
+            error = failure
+    raise _unavailable(where, f"Hugging Face repository {repo_id} has none of {', '.join(filenames)} in the "
+                       f"cache {cache}", repo_id, error) from error

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,14 +27,18 @@ from cliplab.data.tokenizer_hf import hf_tokenizer_from_dir
 from cliplab.errors import UserError
 from cliplab.models import ModelConfig, build_model, get_model_config
 from cliplab.models.config import read_json_object
-from cliplab.models.open_clip_config import builtin_open_clip_config, config_from_open_clip, known_open_clip_names
+from cliplab.models.open_clip_config import (UnsupportedArchitectureError, builtin_open_clip_config,
+                                             config_from_open_clip, config_to_open_clip, known_open_clip_names)
+from cliplab.pretrained.cliplab_keys import CLIPLAB_RULES, is_cliplab_layout
 from cliplab.pretrained.formats import (HF_WEIGHT_FILES, HUB_WEIGHT_FILES, OPEN_CLIP_CONFIG, accepted_formats,
                                         directory_format, first_existing)
+from cliplab.pretrained.hf_cache import repo_file
 from cliplab.pretrained.hf_config import HF_PROCESSOR_CONFIG, config_from_hf
 from cliplab.pretrained.hf_keys import hf_model_rules, without_position_ids
 from cliplab.pretrained.key_maps import cliplab_reader
 from cliplab.pretrained.open_clip_keys import open_clip_rules
 from cliplab.pretrained.openai_checkpoint import is_openai_state_dict, openai_model_cfg, without_openai_extras
+from cliplab.pretrained.tags import PretrainedTag
 from cliplab.pretrained.weight_files import (WeightSource, file_source, read_state_file, sample_keys,
                                              sharded_source, state_source, tensors_only)
 
@@ -43,7 +48,7 @@ StateLoader = Callable[[dict[str, torch.Tensor]], Callable[[str], torch.Tensor]]
 
 @dataclass(frozen=True)
 class ForeignCheckpoint:
-    """format: "open_clip_hub", "open_clip_checkpoint", "openai" or "hf". load_state: given the
+    """format: "open_clip_hub", "open_clip_checkpoint", "cliplab_state_dict", "openai" or "hf". load_state: given the
     model's (meta) state dict, the weights by cliplab name, read on demand. tokenizer: None
     only where the checkpoint comes without one cliplab reads (`tokenizer_error` says why)."""
 
@@ -116,7 +121,7 @@ def read_open_clip_hub(directory: Path, weights: Path | None = None) -> ForeignC
                         f"{', '.join(HUB_WEIGHT_FILES)}")
     image_size = (model_cfg.get("vision_cfg") or {}).get("image_size", 224)
     preprocess = PreprocessConfig.from_open_clip(values.get("preprocess_cfg") or {}, image_size)
-    config = config_from_open_clip(model_cfg, preprocess)
+    config = config_from_open_clip(model_cfg, preprocess, directory=directory, weights_from_checkpoint=True)
     tokenizer, error = _tokenizer(lambda: tokenizer_from_open_clip_config(model_cfg, directory=directory))
     return ForeignCheckpoint("open_clip_hub", directory, config,
                              _state_loader(lambda: file_source(weights, _unwrapped), _open_clip_rules_for(config),
@@ -133,48 +138,57 @@ def _unwrapped(values: Any) -> Any:
     return values
 
 
-def architecture_model_cfg(model: str | dict | Path) -> dict:
+def architecture_model_cfg(model: str | dict | Path | ModelConfig) -> dict:
     """The open_clip model_cfg named by `model`: a built-in open_clip name, an open_clip model_cfg
-    dict, or a path to an open_clip_config.json / hub directory."""
+    dict, a path to an open_clip_config.json / hub directory, or (written in open_clip's terms) a
+    cliplab architecture: a ModelConfig, a registered name or a ModelConfig JSON."""
     if isinstance(model, dict):
         return model
+    if isinstance(model, ModelConfig):
+        return config_to_open_clip(model)
     name = str(model)
     if name in known_open_clip_names():
         return builtin_open_clip_config(name)
     path = Path(name)
     if path.is_dir():
         path = path / OPEN_CLIP_CONFIG
-    if path.is_file():
+    if path.is_file() and path.name == OPEN_CLIP_CONFIG:
         values = read_json_object(path, str(path))
         return values.get("model_cfg", values)
-    raise UserError(f"model={name!r}: expected an open_clip architecture name (e.g. 'ViT-B-32', "
-                    f"'RN50-quickgelu'; see cliplab.models.open_clip_config.builtin_open_clip_names()) or an "
-                    f"{OPEN_CLIP_CONFIG}")
+    return config_to_open_clip(architecture_config(name))
 
 
-def architecture_config(model: str | dict | Path | ModelConfig) -> ModelConfig:
+def architecture_config(model: str | dict | Path | ModelConfig, checkpoint_dir: Path | None = None) -> ModelConfig:
     """The ModelConfig `model` names: a ModelConfig, an open_clip architecture (see
-    `architecture_model_cfg`), or a cliplab registered name / ModelConfig JSON."""
+    `architecture_model_cfg`), or a cliplab registered name / ModelConfig JSON. checkpoint_dir: the
+    directory of the checkpoint whose weights the architecture will hold (an open_clip one reads
+    its towers' own files there first, and no tower starts from pretrained weights of its own)."""
     if isinstance(model, ModelConfig):
         return model
     name = str(model)
     path = Path(name)
     if isinstance(model, dict) or name in known_open_clip_names() or (path / OPEN_CLIP_CONFIG).is_file() \
             or path.name == OPEN_CLIP_CONFIG:
-        return config_from_open_clip(architecture_model_cfg(model))
+        return config_from_open_clip(architecture_model_cfg(model), directory=checkpoint_dir,
+                                     weights_from_checkpoint=checkpoint_dir is not None)
     try:
         return get_model_config(name)
     except ValueError as error:
-        raise UserError(f"model={name!r}: {error}") from error
+        raise UserError(f"model={name!r}: {error}") from None
 
 
-def read_checkpoint_file(path: Path, model: str | dict | Path | None = None) -> ForeignCheckpoint:
+def read_checkpoint_file(path: Path, model: str | dict | Path | ModelConfig | None = None, *,
+                         preprocess_cfg: dict | None = None) -> ForeignCheckpoint:
     """A weights file outside a checkpoint directory: OpenAI CLIP (architecture from the shapes
-    unless `model` names one) or open_clip (training checkpoint or state dict; `model` required)."""
+    unless `model` names one), open_clip (training checkpoint or state dict) or cliplab's own state
+    dict (`cliplab_keys`); the last two need `model`. preprocess_cfg: open_clip's spelling of the
+    preprocessing the weights were trained with (None: open_clip's defaults)."""
     state = _unwrapped(read_state_file(path))
     if not isinstance(state, dict) or not state:
         raise UserError(f"{path}: not a checkpoint cliplab reads: it holds a {type(state).__name__}; "
                         f"{accepted_formats()}")
+    if is_cliplab_layout(state):
+        return _read_cliplab_state(path, tensors_only(state, path), model)
     openai = is_openai_state_dict(state)
     if openai:
         state = without_openai_extras(state)
@@ -186,11 +200,51 @@ def read_checkpoint_file(path: Path, model: str | dict | Path | None = None) -> 
                         f"name); {accepted_formats()}")
     model_cfg = openai_model_cfg(state) if model is None else architecture_model_cfg(model)
     config = config_from_open_clip(model_cfg, PreprocessConfig.from_open_clip(
-        {}, (model_cfg.get("vision_cfg") or {}).get("image_size", 224)))
+        preprocess_cfg or {}, (model_cfg.get("vision_cfg") or {}).get("image_size", 224)), directory=path.parent,
+        weights_from_checkpoint=True)
     tokenizer, error = _tokenizer(lambda: tokenizer_from_open_clip_config(model_cfg))
     return ForeignCheckpoint("openai" if openai else "open_clip_checkpoint", path, config,
                              _state_loader(lambda: state_source(state), _open_clip_rules_for(config), path),
                              tokenizer, error)
+
+
+def _read_cliplab_state(path: Path, state: dict[str, torch.Tensor],
+                        model: str | dict | Path | ModelConfig | None) -> ForeignCheckpoint:
+    """A state dict in cliplab's own names (`torch.save(model.state_dict())`), of the architecture
+    `model` names (a cliplab or open_clip name, a model JSON, a ModelConfig); the tokenizer is the
+    open_clip architecture's own, and none for cliplab's architectures (they train theirs)."""
+    if model is None:
+        raise UserError(f"{path}: a state dict in cliplab's layout, keys {sample_keys(state)}; it needs the "
+                        f"architecture it was saved from: load(path, model='tiny-vit') (a name of "
+                        f"cliplab.list_models(), or a model JSON such as a bundle's config.json)")
+    config = architecture_config(model)
+    if isinstance(model, str) and model in known_open_clip_names():
+        tokenizer, error = _tokenizer(lambda: tokenizer_from_open_clip_config(builtin_open_clip_config(model)))
+    else:
+        tokenizer, error = None, ("a state dict holds no tokenizer and cliplab's architectures train theirs: "
+                                  "give the run's tokenizer (--tokenizer), or save a bundle (cliplab.save)")
+    return ForeignCheckpoint("cliplab_state_dict", path, config,
+                             _state_loader(lambda: state_source(state), lambda shapes: CLIPLAB_RULES, path),
+                             tokenizer, error)
+
+
+def read_pretrained_tag(tag: PretrainedTag, model: str | dict | Path | ModelConfig) -> ForeignCheckpoint:
+    """The weights of open_clip pretrained tag `tag` for the architecture `model` names (as open_clip
+    builds it: QuickGELU switched on when the tag was trained with it, with a warning), with the
+    tag's preprocessing. The architecture is checked before the weights are read through the Hugging
+    Face cache (downloaded when not cached)."""
+    where = f"pretrained tag {tag.tag!r} of {tag.model}"
+    model_cfg = dict(architecture_model_cfg(model))
+    if tag.quick_gelu and not model_cfg.get("quick_gelu", False):
+        warnings.warn(f"pretrained tag {tag.tag!r} of {tag.model} was trained with QuickGELU: building {model} "
+                      f"with QuickGELU, as {tag.model}-quickgelu is", UserWarning, stacklevel=2)
+        model_cfg["quick_gelu"] = True
+    try:
+        config_from_open_clip(model_cfg)  # an architecture cliplab does not build is refused before any download
+    except UnsupportedArchitectureError as error:
+        raise UnsupportedArchitectureError(f"{where}: {error}") from None
+    weights = repo_file(tag.repo_id, tag.weight_files, where=where)
+    return read_checkpoint_file(weights, model_cfg, preprocess_cfg=tag.preprocess_cfg)
 
 
 def _hf_weights(directory: Path) -> Path:

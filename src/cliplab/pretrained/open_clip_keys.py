@@ -56,5 +56,8 @@ def open_clip_rules(config: ModelConfig, text_prefix: str = "") -> list[KeyRule]
 
 
 def open_clip_text_prefix(config: ModelConfig) -> str:
-    """Where open_clip's own model class for `config` keeps the text tower: CoCa under "text."."""
-    return "text." if config.kind == "coca" else ""
+    """Where open_clip's own model class for `config` keeps the text tower: CoCa and
+    CustomTextCLIP (a text family with `OpenClipForm.custom_text`, e.g. Hugging Face towers) under
+    "text."."""
+    form = family_of(config.text).open_clip
+    return "text." if config.kind == "coca" or (form is not None and form.custom_text) else ""

@@ -2,21 +2,26 @@
 
     from cliplab.train import train, smoke_config
     result = train(smoke_config(logs="/tmp/runs"))   # TrainResult(run_dir, summary)
+
+Every name is imported on first use (`cliplab.lazy_exports`), so that `cliplab.train.config` (the
+tables the CLI's --help shows) imports without torch.
 """
 
-from cliplab.train.checkpoint import CheckpointManager, restore_training_state
-from cliplab.train.config import (CheckpointConfig, ConfigError, DistributedConfig, EvalConfig, GuardConfig,
-                                  LoggingConfig, LoopConfig, LossConfig, ModelSetupConfig, OptimConfig,
-                                  TrainConfig)
-from cliplab.train.config_io import config_from_dict, config_to_dict, load_config_file, resolve_config
-from cliplab.train.guards import NonFiniteLossError
-from cliplab.train.presets import smoke_config
-from cliplab.train.state import TrainState
-from cliplab.train.trainer import Trainer, TrainHooks, TrainResult, train
+from cliplab.lazy_exports import exported_names, lazy_exports
 
-__all__ = [
-    "CheckpointConfig", "CheckpointManager", "ConfigError", "DistributedConfig", "EvalConfig", "GuardConfig",
-    "LoggingConfig", "LoopConfig", "LossConfig", "ModelSetupConfig", "NonFiniteLossError", "OptimConfig",
-    "TrainConfig", "TrainHooks", "TrainResult", "TrainState", "Trainer", "config_from_dict", "config_to_dict",
-    "load_config_file", "resolve_config", "restore_training_state", "smoke_config", "train",
-]
+# defining module -> its public names
+_EXPORTS = {
+    "cliplab.train.checkpoint": ("CheckpointManager", "restore_training_state"),
+    "cliplab.train.config": ("CheckpointConfig", "ConfigError", "DistributedConfig", "EvalConfig", "GuardConfig",
+                             "LoggingConfig", "LoopConfig", "LossConfig", "ModelSetupConfig", "OptimConfig",
+                             "TrainConfig"),
+    "cliplab.train.config_io": ("config_from_dict", "config_to_dict", "load_config_file", "resolve_config"),
+    "cliplab.train.guards": ("NonFiniteLossError",),
+    "cliplab.train.presets": ("smoke_config",),
+    "cliplab.train.state": ("TrainState",),
+    "cliplab.train.trainer": ("TrainHooks", "TrainResult", "Trainer", "train"),
+}
+
+__all__ = exported_names(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -330,6 +330,9 @@ class EvalConfig:
     retrieval_num_samples: image-caption pairs for retrieval metrics (the first ones of the val data,
         or of the captioned Fashion-MNIST test split).
     batch_size: images per evaluation forward.
+    zeroshot_dataset: the dataset zero-shot runs on (its test split), any `cliplab benchmark` reads:
+        fashion-mnist, a CLIP_benchmark webdataset directory, an ImageFolder tree, a labelled CSV/TSV
+        or parquet file (None: Fashion-MNIST's test split when training on it, else no zero-shot).
     """
 
     zeroshot_frequency: int = 0
@@ -337,6 +340,7 @@ class EvalConfig:
     zeroshot_num_samples: Optional[int] = None
     retrieval_num_samples: int = 1000
     batch_size: int = 500
+    zeroshot_dataset: Optional[str] = None
 
     def __post_init__(self):
         require(isinstance(self.zeroshot_frequency, int) and not isinstance(self.zeroshot_frequency, bool)
@@ -345,6 +349,8 @@ class EvalConfig:
         _optional_positive_int("zeroshot_num_samples", self.zeroshot_num_samples)
         _positive_int("retrieval_num_samples", self.retrieval_num_samples)
         _positive_int("batch_size", self.batch_size)
+        require(self.zeroshot_dataset is None or (isinstance(self.zeroshot_dataset, str) and self.zeroshot_dataset),
+                "zeroshot_dataset", self.zeroshot_dataset, "must name a dataset (or be null)")
 
 
 @dataclass(kw_only=True)
@@ -377,10 +383,15 @@ class DistributedConfig:
         _positive_int("timeout_s", self.timeout_s)
 
 
-def has_evaluation_data(data: DataConfig) -> bool:
-    """Whether evaluation has data: Fashion-MNIST brings its test split; csv and webdataset runs
-    evaluate on data.val_data (retrieval only: zero-shot needs Fashion-MNIST's classes)."""
+def has_retrieval_data(data: DataConfig) -> bool:
+    """Whether retrieval has image-caption pairs: Fashion-MNIST's captioned test split, or data.val_data."""
     return data.dataset_type == "fashion-mnist" or data.val_data is not None
+
+
+def has_evaluation_data(data: DataConfig, evaluation: EvalConfig | None = None) -> bool:
+    """Whether evaluation has data: Fashion-MNIST brings its test split; csv, webdataset and parquet
+    runs evaluate on data.val_data (retrieval), and zero-shot on eval.zeroshot_dataset when set."""
+    return has_retrieval_data(data) or (evaluation is not None and evaluation.zeroshot_dataset is not None)
 
 
 @dataclass(kw_only=True)
@@ -405,12 +416,13 @@ class TrainConfig:
         data_type = self.data.dataset_type
         require(data_type == "fashion-mnist" or self.data.train_data is not None, "data.train_data",
                 self.data.train_data, f"must be set for dataset_type {data_type!r} (--train-data)")
-        require(not self.eval.zeroshot_frequency or has_evaluation_data(self.data), "eval.zeroshot_frequency",
-                self.eval.zeroshot_frequency, f"needs evaluation data: a {data_type} run evaluates on "
-                f"data.val_data (--val-data), which is not set (or use --zeroshot-frequency 0)")
+        require(not self.eval.zeroshot_frequency or has_evaluation_data(self.data, self.eval),
+                "eval.zeroshot_frequency", self.eval.zeroshot_frequency, f"needs evaluation data: a {data_type} run "
+                "evaluates on data.val_data (--val-data) or eval.zeroshot_dataset (--zeroshot-dataset), neither of "
+                "which is set (or use --zeroshot-frequency 0)")
 
     @property
     def evaluates_at_end(self) -> bool:
         """eval.eval_at_end where there is evaluation data; a run without any (a csv or webdataset run
         without val_data) skips the final evaluation, as open_clip does, with a note at start-up."""
-        return self.eval.eval_at_end and has_evaluation_data(self.data)
+        return self.eval.eval_at_end and has_evaluation_data(self.data, self.eval)

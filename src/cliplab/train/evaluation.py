@@ -1,11 +1,15 @@
 """Evaluation during training: zero-shot classification and image-text retrieval (cliplab.eval).
 
-Zero-shot needs class names and prompt templates: the built-in Fashion-MNIST ones when training on
-it (on its test split), none otherwise (then only retrieval runs). Retrieval uses the first
-`retrieval_num_samples` image-caption pairs of the evaluation data (val data, or the captioned
-Fashion-MNIST test split) through `cliplab.eval.retrieval.evaluate_retrieval`, the path
-`cliplab eval` takes. Runs on the main process only, inside `torch.random.fork_rng` so that
-evaluating never changes the training RNG stream.
+Zero-shot runs on the test split of `eval.zeroshot_dataset` (--zeroshot-dataset: any dataset
+`cliplab benchmark` reads, with its class names and templates), by default on the built-in
+Fashion-MNIST test split when training on it, none otherwise. It takes the path `cliplab benchmark`
+takes: `eval.split_features.encode_split_images` for the image features, `zero_shot_classifier`
+and `zero_shot_result` for the class embeddings and the metrics (top-1, top-5, mean per-class
+recall, per class, confusion). Retrieval uses the first `retrieval_num_samples` image-caption pairs
+of the evaluation data (val data, or the captioned Fashion-MNIST test split) through
+`cliplab.eval.retrieval.evaluate_retrieval`, the path `cliplab eval` takes. Runs on the main
+process only, inside `torch.random.fork_rng` so that evaluating never changes the training RNG
+stream.
 
 `Evaluator` owns the rule of when an evaluation is due and its agreement across ranks.
 """
@@ -20,35 +24,64 @@ import torch
 from torch import nn
 
 from cliplab.data import DataConfig
+from cliplab.data.benchmark import BenchmarkSplit, NamedList, fashion_mnist_set, open_benchmark_dataset
+from cliplab.data.benchmark.class_names import resolve_classnames, resolve_templates
 from cliplab.data.loader import build_eval_loader, build_map_dataset
 from cliplab.data.samples import MapDataset
 from cliplab.data.webdataset_source import expand_shard_urls
 from cliplab.distributed.agreement import run_on_main
 from cliplab.errors import UserError
-from cliplab.eval import zero_shot_classifier, zero_shot_evaluate
+from cliplab.eval import zero_shot_classifier
 from cliplab.eval.retrieval import evaluate_retrieval
-from cliplab.train.config import EvalConfig
+from cliplab.eval.split_features import ImageEncoder, encode_split_images
+from cliplab.eval.zero_shot import zero_shot_result
+from cliplab.train.config import EvalConfig, has_retrieval_data
 from cliplab.train.state import TrainState
+
+ZERO_SHOT_SPLIT = "test"
 
 
 @dataclass(frozen=True)
-class ZeroShotTask:
-    classnames: tuple[str, ...]
-    templates: tuple[str, ...]
+class ZeroShotData:
+    """The labelled images zero-shot runs on, with the class names and templates it uses."""
+
+    split: BenchmarkSplit
+    classnames: NamedList
+    templates: NamedList
 
 
-def zero_shot_task(data_config: DataConfig) -> ZeroShotTask | None:
-    """Fashion-MNIST's class names and templates when evaluating on it; None for other data."""
-    if data_config.dataset_type != "fashion-mnist":
+def open_zero_shot_data(data_config: DataConfig, eval_config: EvalConfig) -> ZeroShotData | None:
+    """The test split of `eval.zeroshot_dataset`, else of Fashion-MNIST when training on it, else
+    None; its class names and templates resolved and checked against its labels (a UserError here
+    names --zeroshot-dataset)."""
+    location = eval_config.zeroshot_dataset
+    if location is None and data_config.dataset_type != "fashion-mnist":
         return None
-    from cliplab.data.fashion_mnist import FASHION_MNIST_CLASSNAMES, FASHION_MNIST_TEMPLATES
-
-    return ZeroShotTask(tuple(FASHION_MNIST_CLASSNAMES), tuple(FASHION_MNIST_TEMPLATES))
+    try:
+        if location is None:
+            dataset = fashion_mnist_set.open_dataset(data_dir=data_config.val_data or data_config.train_data,
+                                                     cache_dir=data_config.cache_dir,
+                                                     download=data_config.fashion_mnist_download)
+        else:
+            dataset = open_benchmark_dataset(location)
+        split = dataset.split(ZERO_SHOT_SPLIT)
+        if split.labels is None:
+            raise UserError(f"{split.where} has no labels to classify")
+        classnames, templates = resolve_classnames(dataset), resolve_templates(dataset)
+        split.check_labels(len(classnames.values), classnames.source)
+    except UserError as error:
+        if location is None:
+            raise
+        raise UserError(f"--zeroshot-dataset {location} (eval.zeroshot_dataset): {error}") from None
+    return ZeroShotData(split, classnames, templates)
 
 
 def open_evaluation_data(data_config: DataConfig) -> MapDataset | None:
     """The evaluation dataset, opened once (its manifest read, its files found); None for webdataset
-    shards, which are only checked to exist. A UserError here names --val-data when it is set."""
+    shards, which are only checked to exist, and without retrieval data. A UserError here names
+    --val-data when it is set."""
+    if not has_retrieval_data(data_config):
+        return None
     try:
         if data_config.dataset_type == "webdataset":
             expand_shard_urls(data_config.val_data)
@@ -60,34 +93,45 @@ def open_evaluation_data(data_config: DataConfig) -> MapDataset | None:
         raise UserError(f"--val-data {data_config.val_data} (data.val_data, read by the evaluation): {error}") from None
 
 
+def zero_shot_metrics(model: nn.Module, tokenizer: Callable[[list[str]], torch.Tensor], data: ZeroShotData, *,
+                      eval_config: EvalConfig, transform: Callable, device: torch.device, workers: int,
+                      autocast: Callable[[], contextlib.AbstractContextManager]) -> dict[str, Any]:
+    """The zero-shot part of an eval record (`ZeroShotResult.as_metrics`) on the first
+    `zeroshot_num_samples` images of `data`."""
+    names = data.classnames.values
+    with autocast():
+        classifier = zero_shot_classifier(model, tokenizer, names, data.templates.values, device=device)
+    encoder = ImageEncoder(model, transform, "run", device, autocast)
+    features = encode_split_images(data.split, [encoder], batch_size=eval_config.batch_size, workers=workers,
+                                   limit=eval_config.zeroshot_num_samples)[0]
+    labels = torch.tensor(data.split.labels[:features.shape[0]], dtype=torch.long)
+    return zero_shot_result(features, labels, classifier.float().cpu(), names).as_metrics()
+
+
 def evaluate(model: nn.Module, tokenizer: Callable[[list[str]], torch.Tensor], *, data_config: DataConfig,
              eval_config: EvalConfig, transform: Callable, device: torch.device,
              autocast: Callable[[], contextlib.AbstractContextManager],
-             dataset: MapDataset | None = None) -> dict[str, Any]:
-    """Zero-shot (when the data has classes) and retrieval metrics of the unwrapped `model`
-    (on `dataset` when one was opened with `open_evaluation_data`).
+             dataset: MapDataset | None = None, zero_shot: ZeroShotData | None = None) -> dict[str, Any]:
+    """Zero-shot (on `zero_shot`, from `open_zero_shot_data`) and retrieval metrics of the unwrapped
+    `model` (on `dataset` when one was opened with `open_evaluation_data`).
 
-    Returns the JSON-ready part of an eval record: zero_shot_top1/top5/per_class, confusion_matrix,
-    classnames, zero_shot_count, and the retrieval keys (image_to_text_R@1, ...).
+    Returns the JSON-ready part of an eval record: zero_shot_top1/top5/mean_per_class_recall/
+    per_class, confusion_matrix, classnames, zero_shot_count, the retrieval keys
+    (image_to_text_R@1, ...) and retrieval_count.
     """
     record: dict[str, Any] = {}
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        task = zero_shot_task(data_config)
         workers = min(data_config.workers, 2)
-
-        def loader():
-            return build_eval_loader(data_config, transform=transform, tokenize=tokenizer,
-                                     batch_size=eval_config.batch_size, workers=workers, dataset=dataset)[0]
-
-        with autocast():
-            if task is not None:
-                classifier = zero_shot_classifier(model, tokenizer, task.classnames, task.templates, device=device)
-                result = zero_shot_evaluate(model, classifier, loader(), classnames=task.classnames, device=device,
-                                            max_samples=eval_config.zeroshot_num_samples)
-                record.update(result.as_metrics())
-            metrics, _ = evaluate_retrieval(model, loader(), device=device,
-                                            max_samples=eval_config.retrieval_num_samples)
-        record.update(metrics)
+        if zero_shot is not None:
+            record.update(zero_shot_metrics(model, tokenizer, zero_shot, eval_config=eval_config, transform=transform,
+                                            device=device, workers=workers, autocast=autocast))
+        if has_retrieval_data(data_config):
+            loader = build_eval_loader(data_config, transform=transform, tokenize=tokenizer,
+                                       batch_size=eval_config.batch_size, workers=workers, dataset=dataset)[0]
+            with autocast():
+                metrics, count = evaluate_retrieval(model, loader, device=device,
+                                                    max_samples=eval_config.retrieval_num_samples)
+            record.update(metrics, retrieval_count=count)
     return record
 
 
@@ -116,11 +160,13 @@ class Evaluator:
         self.last_record: dict[str, Any] | None = None
         self.last_step = -1
         self.dataset: MapDataset | None = None
+        self.zero_shot: ZeroShotData | None = None
         if evaluates_at_end or eval_config.zeroshot_frequency:
             run_on_main(self._open_data)
 
     def _open_data(self) -> None:
         self.dataset = open_evaluation_data(self.data_config)
+        self.zero_shot = open_zero_shot_data(self.data_config, self.eval_config)
 
     def restore(self, record: dict[str, Any] | None) -> None:
         """Take `record` (an eval record, or None) as the latest evaluation done."""
@@ -140,7 +186,8 @@ class Evaluator:
 
     def _evaluate_and_log(self, state: TrainState, model: nn.Module) -> dict[str, Any]:
         metrics = evaluate(model, self.tokenizer, data_config=self.data_config, eval_config=self.eval_config,
-                           transform=self.transform, device=self.device, autocast=self.autocast, dataset=self.dataset)
+                           transform=self.transform, device=self.device, autocast=self.autocast, dataset=self.dataset,
+                           zero_shot=self.zero_shot)
         record = {"kind": "eval", "step": state.step, "epoch": state.epoch, **metrics}
         self.log(record)
         return record

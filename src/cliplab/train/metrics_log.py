@@ -26,6 +26,7 @@ import torch
 
 from cliplab.console import Progress, format_duration
 from cliplab.eval.run_layout import METRICS_FILE, RUN_CONFIG_FILE, TENSORBOARD_DIR
+from cliplab.eval.chance import retrieval_sentence, zero_shot_sentence
 from cliplab.train.accumulation import LossOutput
 from cliplab.train.atomic_files import raise_if_out_of_space
 from cliplab.train.config import LoggingConfig, TrainConfig
@@ -193,14 +194,14 @@ def step_line(state: TrainState, report: StepReport, *, total_steps: int, eta_s:
 
 
 def eval_line(record: Mapping[str, Any]) -> str:
-    """The console line of an evaluation: zero-shot accuracy and/or retrieval R@1."""
+    """The console lines of an evaluation: zero-shot accuracy and/or retrieval R@1, each with what it
+    measures and its chance level (`cliplab.eval.chance`)."""
     parts = []
     if "zero_shot_top1" in record:
-        parts.append(f"zero-shot top-1 {record['zero_shot_top1']:.4f}, top-5 {record['zero_shot_top5']:.4f}")
+        parts.append(zero_shot_sentence(record))
     if "image_to_text_R@1" in record:
-        parts.append(f"retrieval R@1 image-to-text {record['image_to_text_R@1']:.4f}, "
-                     f"text-to-image {record['text_to_image_R@1']:.4f}")
-    return f"eval at step {record['step']}: " + "; ".join(parts)
+        parts.append(retrieval_sentence(record))
+    return f"eval at step {record['step']}:" + "".join(f"\n  {part}" for part in parts)
 
 
 class TrainLogger:

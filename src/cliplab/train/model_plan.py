@@ -33,10 +33,12 @@ class ModelPlan:
 def _model_config(name: str, overrides: dict[str, Any], *, key: str = "model", value: Any = None):
     """The ModelConfig of `name` with `overrides`; a ConfigError naming `key` (holding `value`) when
     it does not build."""
-    from cliplab.models.registry import get_model_config
+    from cliplab.models.registry import UnknownModelError, get_model_config
 
     try:
         return get_model_config(name, **overrides)
+    except UnknownModelError as error:
+        raise ConfigError("model.name", name, f"(--model) names no model: {error.hint}") from None
     except ValueError as error:
         raise ConfigError(key, name if value is None else value, f"does not build a {name} model: {error}") from None
 

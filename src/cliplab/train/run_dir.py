@@ -7,12 +7,21 @@ removes the leftovers of this run's own interrupted writes, and reads (or, the f
 the run's id. Only the main process locks: it alone writes the run directory, which every rank
 reads from a filesystem they share, so one lock per run directory is one lock per run, on one node
 or many. Every rank gets the same `RunDirectory` or the same error (`run_on_main`).
+
+A start that fails leaves nothing behind: `RunDirectory.removed_if_start_fails()` wraps the
+building of the run (the configuration checked against the model, the tokenizer, the data opened),
+and when that raises, the main process removes the directory this claim created (never one that was
+there before: an earlier run's or the user's). So a mistyped path or model name costs no empty
+`run.lock` + `run_id` directory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import shutil
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +52,18 @@ class RunDirectory:
     path: Path
     run_id: str
     lock: RunLock | None = field(default=None, repr=False)
+    created: bool = False  # this claim created the directory (known on the main process only)
+
+    @contextlib.contextmanager
+    def removed_if_start_fails(self) -> Iterator[None]:
+        """Remove the directory when the block raises, if this claim created it (main process; the
+        lock is still held, so no other run can have entered it). The error propagates."""
+        try:
+            yield
+        except BaseException:
+            if self.created and self.lock is not None:
+                shutil.rmtree(self.path, ignore_errors=True)
+            raise
 
     def release(self) -> None:
         if self.lock is not None:
@@ -59,13 +80,15 @@ class RunDirectory:
 def claim_run_dir(config: TrainConfig) -> RunDirectory:
     """Create, lock and return the run directory (see the module docstring). A collective."""
     held: list[RunLock] = []
-    name, run_id = run_on_main(lambda: _claim_on_main(config, held))
-    return RunDirectory(path=Path(config.logging.logs) / name, run_id=run_id, lock=held[0] if held else None)
+    name, run_id, created = run_on_main(lambda: _claim_on_main(config, held))
+    return RunDirectory(path=Path(config.logging.logs) / name, run_id=run_id, lock=held[0] if held else None,
+                        created=created and bool(held))
 
 
-def _claim_on_main(config: TrainConfig, held: list[RunLock]) -> tuple[str, str]:
+def _claim_on_main(config: TrainConfig, held: list[RunLock]) -> tuple[str, str, bool]:
     name = config.logging.name or default_run_name(config)
     run_dir = Path(config.logging.logs) / name
+    created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -82,7 +105,7 @@ def _claim_on_main(config: TrainConfig, held: list[RunLock]) -> tuple[str, str]:
         lock.release()
         raise
     held.append(lock)
-    return name, run_id
+    return name, run_id, created
 
 
 def _holds_a_run(run_dir: Path) -> bool:

@@ -44,8 +44,10 @@ def warmup_warning(config: OptimConfig, total_steps: int) -> str | None:
     else:
         outcome = (f"the learning rate rises to {last_lr:.3g} at the last step and never reaches its peak "
                    f"{config.lr:g} (--lr)")
-    return (f"warning: warmup is {config.warmup} steps (--warmup) but the run has {total_steps}: {outcome}; "
-            f"lower --warmup (e.g. {max(1, total_steps // 10)}, a tenth of the run) or train longer")
+    tenth = total_steps // 10
+    lower = f"{tenth}, a tenth of the run" if tenth > 0 else "0, no warmup"
+    return (f"warning: warmup is {config.warmup} step{'s' if config.warmup != 1 else ''} (--warmup) but the run has "
+            f"{total_steps}: {outcome}; lower --warmup (e.g. {lower}) or train longer")
 
 
 def warn_if_warmup_outlasts_run(config: OptimConfig, total_steps: int) -> None:

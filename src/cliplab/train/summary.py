@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from cliplab.eval.chance import percent
 from cliplab.eval.run_layout import SUMMARY_FILE
 from cliplab.train.atomic_files import write_text_atomic
 
@@ -59,9 +60,10 @@ def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
     elif "image_to_text_R@1" in summary:  # data without classes: retrieval only
         evaluation = (f"; retrieval R@1 image-to-text {_shown(summary['image_to_text_R@1'])}, "
                       f"text-to-image {_shown(summary['text_to_image_R@1'])}")
+    # What the figures measure, and their chance levels, the evaluation's lines above say.
     print(f"done: {summary['steps']} steps, {summary['samples_seen']} samples in {summary['wall_seconds']:.0f} s"
           + evaluation + f"; summary in {path}")
 
 
 def _shown(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
+    return "n/a" if value is None else percent(value)

@@ -36,7 +36,7 @@ from cliplab.errors import UserError
 from cliplab.factory import get_tokenizer
 from cliplab.models.config import ModelConfig, TextConfig
 from cliplab.models.open_clip_config import builtin_open_clip_config, builtin_open_clip_names
-from cliplab.models.tokenizer_fit import check_tokenizer_fits
+from cliplab.models.tokenizer_fit import check_captions_fit, check_tokenizer_fits
 from cliplab.train.config import ConfigError, ModelSetupConfig
 
 # Files that mark a directory of Hugging Face tokenizer files (cliplab's own saves carry DESCRIPTOR_FILE).
@@ -110,6 +110,7 @@ def build_run_tokenizer(setup: ModelSetupConfig, data: DataConfig, model: ModelC
                                pretrained_tokenizer=pretrained_tokenizer)
     source = f"the tokenizer ({chosen.origin})"
     check_tokenizer_fits(model, chosen.tokenizer, source)
+    check_captions_fit(model, chosen.tokenizer, source)
     if chosen.tokenizer.context_length != text.context_length:
         raise UserError(f"{source} makes sequences of {chosen.tokenizer.context_length} tokens, the text tower "
                         f"expects context_length {text.context_length}")

@@ -82,7 +82,9 @@ def train(config: TrainConfig, *, hooks: TrainHooks | None = None) -> TrainResul
     context = init_distributed(config.distributed)
     try:
         with claim_run_dir(config) as run_directory:  # locked until the run ends, however it ends
-            return Trainer(config, context, hooks or TrainHooks(), run_directory).train()
+            with run_directory.removed_if_start_fails():  # a failed start leaves no directory behind
+                trainer = Trainer(config, context, hooks or TrainHooks(), run_directory)
+            return trainer.train()
     finally:
         shutdown(context)
 

@@ -34,7 +34,11 @@ The contracts a family's parts keep:
   open_clip's top-level `quick_gelu` flag ("gelu" / "quick_gelu"; None for a tower that ignores the
   flag); `rules(config, prefix)` the `KeyRule`s between cliplab's names (`vision_tower.*` and
   `image_projection.*`, or `text_tower.*` and `text_projection.*`) and open_clip's under `prefix`
-  ("visual." for an image tower; "" or "text." for a text tower).
+  ("visual." for an image tower; "" or "text." for a text tower). `custom_text`: open_clip builds
+  this text tower only inside its `CustomTextCLIP` (or CoCa), under "text." (Hugging Face towers).
+  `side_files(config)`: JSON files (name -> content) an open_clip export writes beside the model
+  for the tower's architecture, which the section only names (a Hugging Face model's config.json;
+  `read` finds it there through `OpenClipContext.directory`).
 - `hf_rules(config, model_type)` (None where transformers has no such tower): the same for the
   tower's part of a transformers `CLIPModel` / `SiglipModel` (model_type "clip" / "siglip").
 """
@@ -43,6 +47,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -56,10 +61,16 @@ SIDES = ("vision", "text")
 @dataclass(frozen=True, kw_only=True)
 class OpenClipContext:
     """What an open_clip section is read or written with, beyond the section itself: the model's
-    `embed_dim` and its top-level `quick_gelu` flag."""
+    `embed_dim` and its top-level `quick_gelu` flag; where the checkpoint's files lie (`directory`,
+    None for a config without a checkpoint: a tower whose architecture lives in a file of its own,
+    a Hugging Face text model's config.json, looks there first) and whether the weights come from
+    that checkpoint (`weights_from_checkpoint`: a tower then starts from nothing else, as open_clip
+    turns off `hf_model_pretrained` / `timm_model_pretrained` when it loads a checkpoint)."""
 
     embed_dim: int
     quick_gelu: bool = False
+    directory: Path | None = None
+    weights_from_checkpoint: bool = False
 
     @property
     def activation(self) -> str:
@@ -76,6 +87,8 @@ class OpenClipForm:
     write: Callable[[Any, OpenClipContext], dict]
     activation: Callable[[Any], str | None]
     rules: Callable[[Any, str], list[KeyRule]]
+    custom_text: bool = False
+    side_files: Callable[[Any], dict[str, dict]] = lambda config: {}
 
 
 @dataclass(frozen=True, kw_only=True)

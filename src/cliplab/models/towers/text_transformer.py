@@ -19,6 +19,15 @@ from cliplab.models.towers.locking import GroupItem
 from cliplab.models.towers.vision_transformer import block_options
 
 
+def check_tokens(tokens: torch.Tensor, context_length: int) -> None:
+    """ValueError unless `tokens` is an int64/int32 [B, T] tensor with 1 <= T <= context_length."""
+    if not isinstance(tokens, torch.Tensor) or tokens.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"tokens must be an int64/int32 tensor, got {getattr(tokens, 'dtype', type(tokens).__name__)}")
+    if tokens.dim() != 2 or not 1 <= tokens.shape[1] <= context_length:
+        raise ValueError(f"tokens must have shape [B, T] with 1 <= T <= context_length={context_length}, "
+                         f"got {tuple(tokens.shape)}")
+
+
 def last_real_index(is_real: torch.Tensor) -> torch.Tensor:
     """is_real Bool[B, T] -> Long[B]: index of the last True per row (0 for an all-padding row).
 
@@ -97,12 +106,7 @@ class TextTransformer(nn.Module):
         init_transformer_weights(self.transformer, self.width)
 
     def check_tokens(self, tokens: torch.Tensor) -> None:
-        if not isinstance(tokens, torch.Tensor) or tokens.dtype not in (torch.int64, torch.int32):
-            raise ValueError(f"tokens must be an int64/int32 tensor, got "
-                             f"{getattr(tokens, 'dtype', type(tokens).__name__)}")
-        if tokens.dim() != 2 or not 1 <= tokens.shape[1] <= self.config.context_length:
-            raise ValueError(f"tokens must have shape [B, T] with 1 <= T <= context_length="
-                             f"{self.config.context_length}, got {tuple(tokens.shape)}")
+        check_tokens(tokens, self.config.context_length)
 
     def forward_features(self, tokens: torch.Tensor, with_class_token: bool = True
                          ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
@@ -150,6 +154,21 @@ class TextTransformer(nn.Module):
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens [B, T] -> pooled [B, W]."""
         return self.forward_features(tokens)[0]
+
+    def pooled_prefix_length(self, tokens: torch.Tensor) -> int:
+        """The fewest leading columns of tokens [B, T] that give every row the pooled vector all T
+        give (float reassociation aside): what evaluation feeds, since prompts are far shorter than
+        the context. With a causal mask, or padding masked out of every key, the columns after a
+        row's last real token and its pooled position are read by nothing kept; pools "last" and
+        "cls" read the end, and a bidirectional tower without a key mask reads everything: T."""
+        config = self.config
+        if config.pool not in ("eot", "argmax", "eos", "mean") or not (config.causal or config.padding_mask == "keys"):
+            return tokens.shape[1]
+        is_real = tokens != config.pad_id
+        needed = last_real_index(is_real)
+        if config.pool != "mean":
+            needed = torch.maximum(needed, pool_index(tokens.long(), is_real, config.pool, config.eos_id))
+        return int(needed.max()) + 1
 
     def forward_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens [B, T] -> hidden states [B, T, W] (class token excluded; after the final norm
