@@ -45,12 +45,12 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from cliplab.models.families.open_clip_sections import VISION_KEYS, check_known, image_size, refuse
+from cliplab.models.families.open_clip_sections import image_size, refuse
 from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily
+from cliplab.models.families.timm_staged import check_exportable, recognising, timm_arguments
 from cliplab.models.families.timm_trunk import check_written, projection_locked, refuse_option
 from cliplab.models.key_rules import PARAMETER, KeyRule, rule
 from cliplab.models.layers.fastvit_blocks import ATTENTION_HEAD_WIDTH, POSITION_KERNEL
-from cliplab.models.timm_models import timm_constructor_args, timm_family_kind
 from cliplab.models.tower_configs import PROJECTIONS, check_bool, check_choice, check_positive_int, check_probability
 from cliplab.models.towers.fastvit_tower import FastVitTower
 
@@ -172,8 +172,7 @@ class TimmFastVitConfig:
         return dataclasses.replace(self, reparameterized=True)
 
 
-def recognises(vision: dict) -> bool:
-    return timm_family_kind(vision.get("timm_model_name")) == KIND
+recognises = recognising(KIND)
 
 
 def _attention_norm(name: str, norm_layer) -> str:
@@ -207,12 +206,7 @@ def _projection(name: str, vision: dict) -> tuple[str, bool]:
 
 def read(vision: dict, context: OpenClipContext) -> TimmFastVitConfig:
     """As open_clip's TimmModel builds the tower from timm's arguments for the model."""
-    check_known(vision, VISION_KEYS, "vision_cfg")
-    name = vision["timm_model_name"]
-    arguments = timm_constructor_args(name)
-    for option, value in BUILT_AT.items():
-        if arguments[option] != value:
-            refuse_option(name, KIND, option, arguments[option])
+    name, arguments = timm_arguments(vision, KIND, BUILT_AT)
     if vision.get("patch_dropout"):
         refuse_option(name, KIND, "patch_dropout", vision["patch_dropout"])
     drop_path = vision.get("timm_drop_path")
@@ -238,9 +232,7 @@ def write(vision: TimmFastVitConfig, context: OpenClipContext) -> dict:
     """The section naming `vision.timm_model_name`; refused when timm's model is not this config
     or its branches are folded."""
     name = vision.timm_model_name
-    if not recognises({"timm_model_name": name}):
-        refuse(f"vision.timm_model_name={name!r} is not a timm model of the family '{KIND}' (open_clip builds a "
-               "timm tower by its timm model name)")
+    check_exportable(name, KIND)
     if vision.reparameterized:
         refuse("vision.reparameterized=True: open_clip builds FastViT with its train-time branches (export the "
                "model before reparameterize())")

@@ -41,8 +41,9 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from cliplab.models.families.open_clip_sections import image_size, refuse
+from cliplab.models.families.open_clip_sections import image_size
 from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily
+from cliplab.models.families.timm_staged import check_exportable, recognising
 from cliplab.models.families.timm_trunk import (check_written, projection_locked, read_trunk_options,
                                                 refuse_option, timm_groups, trunk_head_rules, write_trunk_options)
 from cliplab.models.families.timm_vit import BUILT_AT as TIMM_VIT_BUILT_AT
@@ -52,7 +53,7 @@ from cliplab.models.layers import BlockStack, init_transformer_weights, mlp_hidd
 from cliplab.models.layers.drop_path import drop_path_rates
 from cliplab.models.layers.geglu import GeGluBlock
 from cliplab.models.layers.mbconv import STRIDE, MbConvStages
-from cliplab.models.timm_models import timm_constructor_args, timm_family_kind
+from cliplab.models.timm_models import timm_constructor_args
 from cliplab.models.towers.locking import GroupItem
 from cliplab.models.towers.vision_transformer import check_images
 
@@ -165,8 +166,7 @@ class TimmVitaminTransformer(nn.Module):
         self.transformer.grad_checkpointing = self.patch_embedding.grad_checkpointing = enable
 
 
-def recognises(vision: dict) -> bool:
-    return timm_family_kind(vision.get("timm_model_name")) == KIND
+recognises = recognising(KIND)
 
 
 def _mbconv_stem(name: str, arguments: dict) -> tuple[list[int], list[int]]:
@@ -218,9 +218,7 @@ def read(vision: dict, context: OpenClipContext) -> TimmVitaminConfig:
 
 def write(vision: TimmVitaminConfig, context: OpenClipContext) -> dict:
     """The section naming `vision.timm_model_name`; refused when timm's model is not this config."""
-    if not recognises({"timm_model_name": vision.timm_model_name}):
-        refuse(f"vision.timm_model_name={vision.timm_model_name!r} is not a timm model of the family '{KIND}' "
-               "(open_clip builds a timm tower by its timm model name)")
+    check_exportable(vision.timm_model_name, KIND)
     values = write_trunk_options(vision)
     if not vision.positions:
         values["image_size"] = image_size(vision.image_size)
