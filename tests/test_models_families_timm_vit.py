@@ -221,7 +221,7 @@ def test_the_blocks_are_fsdp_units():
 @pytest.mark.parametrize("name, tag", [("ViT-B-16-SigLIP2", "webli"), ("ViT-SO400M-14-SigLIP-384", "webli"),
                                        ("MobileCLIP2-B", "dfndr2b"), ("MobileCLIP2-L-14", "dfndr2b")])
 def test_eval_preprocessing_of_the_hub_config_equals_open_clips(name, tag, tmp_path):
-    from open_clip_hub_checks import assert_hub_preprocessing_equals_open_clips
+    from open_clip_preprocess import assert_hub_preprocessing_equals_open_clips
 
     assert_hub_preprocessing_equals_open_clips(name, tag, tmp_path)
 
