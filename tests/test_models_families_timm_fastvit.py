@@ -117,7 +117,7 @@ def test_a_locked_tower_keeps_the_batch_norm_statistics_of_its_locked_groups():
     model = build_model(S0.config())
     stem, final = model.vision_tower.stem[0].conv_kxk[0].bn, model.vision_tower.final_conv.conv_kxk[0].bn
     stem_mean, final_mean = stem.running_mean.clone(), final.running_mean.clone()
-    model.lock_image_tower(unlocked_groups=1, freeze_norms=True)
+    model.lock_image_tower(unlocked_groups=1, freeze_bn_stats=True)
     model.train()
     with torch.no_grad():
         model.encode_image(S0.images())

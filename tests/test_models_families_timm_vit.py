@@ -171,7 +171,7 @@ def test_locking_follows_open_clips_timm_model_lock(name, unlocked):
     trainable; cliplab's lock, norms frozen too, leaves trainable exactly the same tensors."""
     reference, ours, rules = loaded_pair(name)
     reference.lock_image_tower(unlocked_groups=unlocked)
-    ours.lock_image_tower(unlocked_groups=unlocked, freeze_norms=True)
+    ours.lock_image_tower(unlocked_groups=unlocked)
     ours_trainable = set(from_cliplab({key: torch.empty(0) for key in trainable(ours, "")}, rules))
     assert {key for key in ours_trainable if key.startswith("visual.")} == trainable(reference, "visual.")
 
@@ -194,12 +194,12 @@ def test_locked_conv_stem_keeps_its_batch_norm_statistics_with_the_norms():
     model = build_model(small_config("MobileCLIP2-B"))
     stem = model.vision_tower.patch_embedding
     images = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(6))
-    model.lock_image_tower(unlocked_groups=1, freeze_norms=False)
+    model.lock_image_tower(unlocked_groups=1, freeze_bn_stats=False)
     model.train()(images, torch.ones(4, 77, dtype=torch.long))
     assert stem.norm1.training and not torch.equal(stem.norm1.running_mean, torch.zeros(192))
     model = build_model(small_config("MobileCLIP2-B"))
     stem = model.vision_tower.patch_embedding
-    model.lock_image_tower(unlocked_groups=1, freeze_norms=True)
+    model.lock_image_tower(unlocked_groups=1, freeze_bn_stats=True)
     model.train()
     assert not stem.norm1.training and not stem.norm2.training and model.vision_tower.norm_pre.training
     with torch.no_grad():

@@ -17,7 +17,7 @@ from cliplab.data.samples import TooManyBadSamplesError
 from cliplab.distributed.launch import run_on_workers
 from cliplab.train import TrainHooks, train
 
-from data_fixtures import make_manifest
+from data_fixtures import damage_row_group, make_manifest, make_parquet
 from train_helpers import csv_config
 
 
@@ -43,6 +43,20 @@ def test_one_percent_bad_completes_and_counts_each_bad_sample_once(tmp_path):
                    for example in epoch["skipped_examples"])
     assert named == [("150.png", "image file does not exist"), ("299.png", "empty caption"),
                      ("7.png", "cannot decode image")]
+
+
+def test_a_parquet_row_group_that_cannot_be_read_is_skipped_and_counted_and_training_goes_on(tmp_path):
+    # Before: OSError "Couldn't deserialize thrift" at start-up (the tokenizer's caption corpus) and
+    # in the loader, a 91-line traceback.
+    data = damage_row_group(make_parquet(tmp_path / "data.parquet", 96, row_group_size=8), 3)
+    config = csv_config(tmp_path, data, batch_size=12, max_skip_fraction=0.2)
+    config.data.dataset_type = "parquet"
+    result = train(config)
+    assert result.summary["steps"] == 8 and result.summary["skipped_samples"] == 8  # rows 24-31, each once
+    [epoch] = records(result.run_dir, "data")
+    assert (epoch["skipped_samples"], epoch["samples_drawn"]) == (8, 104)
+    assert all(re.fullmatch(rf"{re.escape(str(data))}:row (2[4-9]|3[01]): row group 3 of the file cannot be read "
+                            r"\(Couldn't deserialize thrift.*\)", example) for example in epoch["skipped_examples"])
 
 
 def test_all_bad_fails_within_k_errors_naming_files(tmp_path):

@@ -464,8 +464,9 @@ def test_resuming_from_a_code_running_pickle_runs_nothing_and_is_one_line(stoppe
     replace_with_pickle(step / name, marker)
     republish(step)
     capsys.readouterr()
-    argv = (_train_argv(tmp_path / "logs", "run", "--resume", "latest") if resume == "latest"
-            else _train_argv(tmp_path / "logs", "other", "--resume", str(step)))
+    longer = ("--allow-config-change", "loop.max_steps")  # the stopped run had 2 steps; this one 3
+    argv = (_train_argv(tmp_path / "logs", "run", "--resume", "latest", *longer) if resume == "latest"
+            else _train_argv(tmp_path / "logs", "other", "--resume", str(step), *longer))
     status = main(argv)
     err = capsys.readouterr().err
     assert not marker.exists()
