@@ -7,6 +7,7 @@ The same class serves kind "clip" and "siglip"; SigLIP adds a learned `logit_bia
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 import torch
 import torch.nn.functional as F
@@ -155,6 +156,16 @@ class CLIP(nn.Module):
         then the text tower's, as their families name them (`TowerFamily.fsdp_units`)."""
         return (family_of(self.config.vision).fsdp_units(self.vision_tower)
                 + family_of(self.config.text).fsdp_units(self.text_tower))
+
+    def reparameterize(self) -> "CLIP":
+        """Fold the image tower's train-time branches into single convolutions for inference, in
+        place, when its family has them (FastViT / MobileCLIP: `FastVitTower.reparameterize`);
+        nothing for other towers. Eval-mode features stay equal up to float rounding; the config
+        records the folded layout, so a saved model loads back folded. Returns self."""
+        if hasattr(self.vision_tower, "reparameterize"):
+            self.vision_tower.reparameterize()
+            self.config = dataclasses.replace(self.config, vision=self.vision_tower.config)
+        return self
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute block activations in backward (less memory, about one more forward of time)."""
