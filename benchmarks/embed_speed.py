@@ -70,7 +70,7 @@ def main() -> None:
     from cliplab.models.open_clip_config import builtin_open_clip_config
     from cliplab.pretrained.key_maps import from_cliplab
     from cliplab.pretrained.open_clip_keys import open_clip_rules
-    from cliplab.train.torch_setup import use_compile_cache
+    from cliplab.train.parallel.torch_setup import use_compile_cache
     from reference_libraries import open_clip_model
 
     torch.set_num_threads(args.threads)

@@ -128,7 +128,7 @@ def build_pair(name: str, batch_size: int, precision: str):
     from cliplab.pretrained.key_maps import from_cliplab
     from cliplab.pretrained.open_clip_keys import open_clip_rules
     from cliplab.train.config import OptimConfig
-    from cliplab.train.optim import build_optimizer
+    from cliplab.train.step.optim import build_optimizer
     from reference_libraries import open_clip, open_clip_model
 
     torch.manual_seed(0)

@@ -24,19 +24,19 @@ import torch
 import cliplab
 from cliplab.data.preprocess_config import PreprocessConfig
 from cliplab.data.tokenizer_files import load_tokenizer
+from cliplab.distributed.launch import run_on_workers
+from cliplab.distributed.shard_init import ShardedInit, shard_rows
 from cliplab.errors import MissingModelFilesError, UnsupportedArchitectureError, UserError
 from cliplab.losses import ClipLoss
 from cliplab.models import build_model, create_model, list_models
 from cliplab.models.families import family_of
 from cliplab.models.families.hf_text import HfTextConfig
-from cliplab.distributed.launch import run_on_workers
-from cliplab.distributed.shard_init import ShardedInit, shard_rows
 from cliplab.models.meta_build import initialisers_on_meta
 from cliplab.models.open_clip_config import builtin_open_clip_config, config_from_open_clip, config_to_open_clip
 from cliplab.pretrained.key_maps import from_cliplab, to_cliplab
 from cliplab.pretrained.open_clip_keys import open_clip_rules
 from cliplab.train import TrainHooks, train
-from cliplab.train.checkpoint import CheckpointManager
+from cliplab.train.checkpointing.manager import CheckpointManager
 from data_fixtures import make_manifest
 from finetune_fixtures import finetune_config
 from hf_text_fixtures import (SMALL_CONFIGS, hf_config, random_corpus, use_cache, write_cache, write_hf_config,
@@ -293,12 +293,12 @@ MISSING_LAYER_NAMES = {"m2m_100": {"layer_attr": "layers", "token_embeddings_att
 @pytest.mark.parametrize("unlocked_layers, freeze_norms", [(0, True), (0, False), (1, False), (2, True), (3, False)])
 def test_locking_freezes_what_open_clips_lock_freezes(hf_dirs, model_type, unlocked_layers, freeze_norms, monkeypatch):
     """lock_text_tower counts open_clip's groups (embeddings, each encoder layer; the projection
-    never frozen) and leaves only modules called LayerNorm trainable under freeze_norms=False.
+    never frozen) and leaves only modules called LayerNorm trainable under freeze_layer_norm=False.
     open_clip's own lock fails for M2M100 and BERT with unlocked layers (no layer names in its
     table); given those names, it freezes what cliplab freezes."""
     model_cfg = small_model_cfg(hf_dirs[model_type], hf_pooler_type="cls_pooler" if model_type == "bert" else None)
     ours = build_model(config_from_open_clip(model_cfg))
-    ours.lock_text_tower(unlocked_layers, freeze_norms=freeze_norms)
+    ours.lock_text_tower(unlocked_layers, freeze_layer_norm=freeze_norms)
     frozen = {name.removeprefix("text_tower.") for name, parameter in ours.named_parameters()
               if not parameter.requires_grad}
     reference = open_clip_model(model_cfg)
@@ -460,6 +460,7 @@ def test_a_resumed_fine_tune_continues_bit_for_bit(hf_hub, tmp_path):
     train(finetune_config(tmp_path, manifest, hf_hub, name="resumed", steps=2, batch_size=4))
     resumed = finetune_config(tmp_path, manifest, hf_hub, name="resumed", steps=4, batch_size=4)
     resumed.checkpoint.resume = "latest"
+    resumed.checkpoint.allow_config_change = ("loop.epochs",)  # constant lr: the schedule does not move
     train(resumed)
     assert_same_final_checkpoint(tmp_path / "resumed", tmp_path / "whole", steps=4)
 

@@ -19,11 +19,13 @@ from PIL import Image
 from safetensors.torch import save_file
 
 import cliplab
-from cliplab.bundle import load_model
 from cliplab.data.preprocess_config import PreprocessConfig
 from cliplab.data.tokenizer_openai import openai_bpe_tokenizer
+from cliplab.distributed.launch import run_on_workers
+from cliplab.distributed.shard_init import ShardedInit, shard_rows
 from cliplab.errors import UnsupportedArchitectureError
 from cliplab.losses import ClipLoss
+from cliplab.model_io import load_model
 from cliplab.models import build_model, create_model, get_model_config
 from cliplab.models.families.timm_eva import TimmEvaConfig
 from cliplab.models.open_clip_config import builtin_open_clip_config, config_from_open_clip, config_to_open_clip
@@ -239,8 +241,8 @@ def test_every_parameter_of_a_tiny_model_gets_a_gradient(name):
 
 @pytest.mark.parametrize("name", ["EVA02-B-16", "PE-Core-B-16"])
 def test_a_tiny_model_trains_on_csv_data_with_the_image_tower_locked(name, tmp_path):
-    """--lock-image (model.lock_image): the image side but its LayerNorms (cliplab unfreezes those
-    unless --lock-image-freeze-bn-stats) keeps its weights over a step, the text side moves."""
+    """--lock-image (model.lock_image): the whole image side, its norms included (open_clip's
+    meaning), keeps its weights over a step; the text side moves."""
     manifest = make_manifest(tmp_path / "data", 8)
     config = csv_config(tmp_path / "logs", manifest, batch_size=4, epochs=1)
     config.model = ModelSetupConfig(name=name, overrides=dict(TINY), lock_image=True)
@@ -258,7 +260,7 @@ def test_a_tiny_model_trains_on_csv_data_with_the_image_tower_locked(name, tmp_p
     assert len(states) == 2 and all(math.isfinite(loss) for loss in losses)
     first, second = states
     image_side = {key for key in first if key.startswith(("vision_tower.", "image_projection."))}
-    assert frozen == {key for key in image_side if "norm" not in key}
+    assert frozen == image_side
     assert all(torch.equal(first[key], second[key]) for key in frozen)
     text_side = [key for key in first if key.startswith(("text_tower.", "text_projection."))]
     assert not any(torch.equal(first[key], second[key]) for key in text_side if key.endswith("weight"))

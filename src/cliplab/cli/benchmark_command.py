@@ -46,7 +46,7 @@ examples:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from cliplab.eval.benchmark import ALL, TASKS
+    from cliplab.eval.benchmark_tasks import ALL, TASKS
 
     parser = add_command_parser(subparsers, "benchmark", help=HELP, description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("--model", action="append", metavar="MODEL", help="a checkpoint to evaluate (repeatable)")
@@ -177,7 +177,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _model_name(spec: str, arch: str | None) -> str:
     """The result's `model`: the architecture when named, else the checkpoint's file or folder name."""
-    from cliplab.pretrained.formats import HF_HUB_PREFIX
+    from cliplab.pretrained.formats.prefixes import HF_HUB_PREFIX
 
     return arch or Path(spec[len(HF_HUB_PREFIX):] if spec.startswith(HF_HUB_PREFIX) else spec.rstrip("/")).name
 
@@ -189,7 +189,7 @@ def _progress(what: str, total: int, unit: str):
 
 
 def _load(spec: str, arch: str | None, device, precision: str, args: argparse.Namespace):
-    from cliplab.bundle import load_model
+    from cliplab.model_io import load_model
     from cliplab.eval.benchmark import BenchmarkModel
     from cliplab.eval.feature_cache import checkpoint_fingerprint
     from cliplab.eval.split_features import autocast_for

@@ -53,7 +53,7 @@ def finish_model_use_parser(parser: argparse.ArgumentParser, run: Callable[[argp
 
 def add_inference_arguments(parser: argparse.ArgumentParser, *, workers: int) -> None:
     """--precision, --workers and --compile: how a command that encodes many images runs."""
-    from cliplab.eval.precision_names import PRECISIONS
+    from cliplab.precision_names import PRECISIONS
 
     parser.add_argument("--precision", choices=PRECISIONS, default=None,
                         help="fp32, or autocast: amp (fp16 on CUDA, bf16 on a CPU), fp16 (CUDA), bf16 (default: amp "
@@ -75,7 +75,7 @@ def compile_if_asked(args: argparse.Namespace, model) -> None:
     """--compile: the model's repeated blocks compiled in place (`CLIP.compile_blocks`), with
     torch's compile cache where training keeps it."""
     if args.compile:
-        from cliplab.train.torch_setup import use_compile_cache
+        from cliplab.train.parallel.torch_setup import use_compile_cache
 
         use_compile_cache()
         model.compile_blocks()
@@ -124,8 +124,8 @@ def resolve_device(text: str | None):
 
 def load_for_use(checkpoint: str | Path, device: str | None):
     """The model, preprocess and tokenizer of CHECKPOINT (any path `cliplab.load` accepts) on
-    --device `device` (None: cuda when available), as a `cliplab.bundle.LoadedModel`."""
-    from cliplab.bundle import load_model
+    --device `device` (None: cuda when available), as a `cliplab.model_io.LoadedModel`."""
+    from cliplab.model_io import load_model
 
     return load_model(checkpoint, device=resolve_device(device))
 

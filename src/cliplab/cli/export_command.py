@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from cliplab.pretrained.formats import EXPORT_FORMATS
+
 EPILOG = """\
 formats:
   open_clip   open_clip_config.json + open_clip_model.safetensors:
@@ -34,7 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", metavar="CHECKPOINT",
                         help="bundle, run directory, open_clip / OpenAI / Hugging Face checkpoint")
-    parser.add_argument("--format", required=True, choices=("open_clip", "hf", "bundle"), help="what to write")
+    parser.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="what to write")
     add_output_arguments(parser, "output directory")
     parser.set_defaults(run=run)
     return parser
@@ -49,13 +51,10 @@ def add_output_arguments(parser: argparse.ArgumentParser, out_help: str) -> None
 
 
 def run(args: argparse.Namespace) -> int:
-    from cliplab.bundle import load_model, save
-    from cliplab.pretrained.export import export, prepare_directory
+    from cliplab.model_io import load_model
+    from cliplab.pretrained.export import export
 
     loaded = load_model(args.checkpoint, model=args.model)
-    if args.format == "bundle":
-        directory = save(loaded.model, loaded.tokenizer, prepare_directory(args.out, args.force))
-    else:
-        directory = export(loaded.model, loaded.tokenizer, args.out, format=args.format, force=args.force)
+    directory = export(loaded.model, loaded.tokenizer, args.out, format=args.format, force=args.force)
     print(f"exported {loaded.path} ({loaded.format}) as {args.format} to {directory}")
     return 0

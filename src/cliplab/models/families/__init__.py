@@ -5,7 +5,7 @@ Everything that depends on a tower's kind asks this table: the config dataclass 
 (`ModelConfig.from_dict`), the module (`build_tower`), open_clip's configs and names
 (`open_clip_family`, used by `cliplab.models.open_clip_config`), the tensor names
 (`cliplab.pretrained.open_clip_keys` / `hf_keys`), the locking groups (`CLIP.lock_image_tower`)
-and the FSDP2 units (`CLIP.fsdp_units`, which `cliplab.train.sharding` shards by).
+and the FSDP2 units (`CLIP.fsdp_units`, which `cliplab.train.parallel.fsdp` shards by).
 
 How to add a family (docs/models.md says it at length): write one module in this package that
 defines the config dataclass (with a `kind` field), the tower module (or imports it from
@@ -23,9 +23,10 @@ from torch import nn
 
 from cliplab.errors import UnsupportedArchitectureError
 from cliplab.models.families import (conv, hf_text, naflex_vit, resnet, text_transformer, timm_convnext,
-                                     timm_eva, timm_swin, timm_vit, timm_vit_relpos, vit)
+                                     timm_eva, timm_fastvit, timm_swin, timm_vit, timm_vit_relpos, timm_vitamin, vit)
 from cliplab.models.families.spec import SIDES, OpenClipContext, OpenClipForm, TowerFamily
 from cliplab.models.timm_models import timm_family_kind, timm_model
+from cliplab.registry_index import index_entries
 
 TOWER_FAMILIES: tuple[TowerFamily, ...] = (
     vit.FAMILY,
@@ -34,6 +35,8 @@ TOWER_FAMILIES: tuple[TowerFamily, ...] = (
     timm_vit.FAMILY,
     timm_vit_relpos.FAMILY,
     timm_eva.FAMILY,
+    timm_fastvit.FAMILY,
+    timm_vitamin.FAMILY,
     naflex_vit.FAMILY,
     timm_convnext.FAMILY,
     timm_swin.FAMILY,
@@ -44,14 +47,9 @@ TOWER_FAMILIES: tuple[TowerFamily, ...] = (
 # The kind a config section without a `kind` key has (configs written before the registry).
 DEFAULT_KINDS = {"vision": "vit", "text": "transformer"}
 # Families open_clip 3.3.0's configs need that are not in TOWER_FAMILIES yet: kind -> what builds it.
-MISSING_FAMILIES = {
-    "timm_fastvit": "timm's FastVit (MobileCLIP S-series)",
-    "timm_vitamin": "timm's ViTamin (VisionTransformer after MbConv stages)",
-}
+MISSING_FAMILIES: dict[str, str] = {}
 
-_BY_KIND = {family.kind: family for family in TOWER_FAMILIES}
-if len(_BY_KIND) != len(TOWER_FAMILIES):
-    raise ValueError("TOWER_FAMILIES: two families share a kind")
+_BY_KIND = index_entries(TOWER_FAMILIES, lambda family: family.kind, "TOWER_FAMILIES")
 
 
 def family_kinds(side: str) -> tuple[str, ...]:
@@ -118,6 +116,8 @@ def families_table() -> str:
         lines.append(f"| `{family.kind}` | {family.side} | `{family.config.__name__}` | `{family.build.__name__}` | "
                      f"{'yes' if family.open_clip else 'no'} | {'yes' if family.hf_rules else 'no'} | "
                      f"{family.summary} |")
+    if not MISSING_FAMILIES:
+        return "\n".join([*lines, "", "Every family open_clip 3.3.0's built-in configs name is registered."]) + "\n"
     lines += ["", "Families open_clip's configs name that are not registered yet (their names are refused "
                   "naming them):", ""]
     lines += [f"- `{kind}`: {what}" for kind, what in MISSING_FAMILIES.items()]
