@@ -13,9 +13,10 @@ open_clip pads them (`cliplab.tokenize`; the longest is 24 tokens with start and
 
 cliplab's variants share one model and one optimiser and differ only in what they switch on,
 cumulatively (the ablation): the per-parameter AdamW loop (as before this benchmark) or the fused
-kernel; the pooled text forward on the whole context or on the batch's deciding prefix
-(`TextTransformer.forward`); eager blocks or regional compilation (`CLIP.compile_blocks`,
-`--torchcompile`). Every round runs each variant's step once, in an order rotated from round to
+kernel; the text tower on the whole context or on the batch's deciding prefix (the cut the
+trainer makes, `cliplab.train.step.text_prefix`); the image tower's last block on every token or on the class token's
+row alone (`VisionTransformer.forward`); eager blocks or regional compilation
+(`CLIP.compile_blocks`, `--torchcompile`). Every round runs each variant's step once, in an order rotated from round to
 round, so machine load falls on all of them alike; the figure is each variant's median over the
 rounds after warm-up, and the ratio to open_clip's median in the same run is printed last.
 """
@@ -61,20 +62,23 @@ CAPTIONS = [
 @dataclass(frozen=True)
 class Variant:
     """One of cliplab's set-ups: which optimiser kernel, whether the text tower trims, whether the
-    blocks run compiled."""
+    image tower's last block computes the class row alone, whether the blocks run compiled."""
 
     label: str
     fused_adamw: bool
     trimmed_text: bool
+    class_row: bool
     compiled: bool
 
 
 VARIANTS = [
-    Variant("cliplab, AdamW loop, whole context, eager (before)", False, False, False),
-    Variant("+ fused AdamW", True, False, False),
-    Variant("+ text on the pooled prefix (the default)", True, True, False),
-    Variant("+ regional torch.compile (--torchcompile)", True, True, True),
+    Variant("cliplab, AdamW loop, whole context, eager (before)", False, False, False, False),
+    Variant("+ fused AdamW", True, False, False, False),
+    Variant("+ text on the pooled prefix", True, True, False, False),
+    Variant("+ last image block on the class row (the default)", True, True, True, False),
+    Variant("+ regional torch.compile (--torchcompile)", True, True, True, True),
 ]
+DEFAULT, COMPILED = VARIANTS[3], VARIANTS[4]
 
 
 def caption_batch(batch_size: int):
@@ -98,17 +102,17 @@ def open_clip_optimizer(model, lr: float, wd: float):
 
 
 @contextlib.contextmanager
-def whole_text_context(enabled: bool):
-    """While enabled, the pooled text forward runs on every position (as before trimming)."""
-    from cliplab.models.towers.text_transformer import TextTransformer
+def every_image_row(enabled: bool):
+    """While enabled, the image tower's last block computes every token (as before)."""
+    from cliplab.models.towers.vision_transformer import VisionTransformer
 
-    original = TextTransformer.pooled_prefix_length
+    original = VisionTransformer.pools_class_row_only
     if enabled:
-        TextTransformer.pooled_prefix_length = lambda self, tokens: tokens.shape[1]
+        VisionTransformer.pools_class_row_only = property(lambda self: False)
     try:
         yield
     finally:
-        TextTransformer.pooled_prefix_length = original
+        VisionTransformer.pools_class_row_only = original
 
 
 def compiled_calls(model) -> dict:
@@ -128,7 +132,9 @@ def build_pair(name: str, batch_size: int, precision: str):
     from cliplab.pretrained.key_maps import from_cliplab
     from cliplab.pretrained.open_clip_keys import open_clip_rules
     from cliplab.train.config import OptimConfig
+    from cliplab.train.step.accumulation import MicroBatch
     from cliplab.train.step.optim import build_optimizer
+    from cliplab.train.step.text_prefix import cut_to_step_prefix
     from reference_libraries import open_clip, open_clip_model
 
     torch.manual_seed(0)
@@ -148,9 +154,10 @@ def build_pair(name: str, batch_size: int, precision: str):
     ours.compile_blocks()
     compiled = compiled_calls(ours)
 
-    def run(model, loss_fn, optimizer) -> None:
+    def run(model, loss_fn, optimizer, cut_text: bool = False) -> None:
+        step_tokens = cut_to_step_prefix([MicroBatch(images, tokens)], model)[0].tokens if cut_text else tokens
         with autocast():
-            output = model(images, tokens)
+            output = model(images, step_tokens)
             loss = loss_fn(output["image_features"].float(), output["text_features"].float(), output["logit_scale"])
         loss.backward()
         optimizer.step()
@@ -161,8 +168,8 @@ def build_pair(name: str, batch_size: int, precision: str):
             group["fused"], group["foreach"] = variant.fused_adamw or None, False
         for unit, call in compiled.items():
             unit._compiled_call_impl = call if variant.compiled else None
-        with whole_text_context(not variant.trimmed_text):
-            run(ours, our_loss, our_optimizer)
+        with every_image_row(not variant.class_row):
+            run(ours, our_loss, our_optimizer, cut_text=variant.trimmed_text)
 
     def their_step() -> None:
         run(theirs, their_loss, their_optimizer)
@@ -213,14 +220,14 @@ def main() -> None:
     headline, ablation, compile_rows = [], [], []
     baseline = "open_clip 3.3.0"
     for name in args.models.split(","):
-        chosen = VARIANTS if name in args.ablation_models.split(",") else VARIANTS[2:]
+        chosen = VARIANTS if name in args.ablation_models.split(",") else [DEFAULT, COMPILED]
         for precision in args.precisions.split(","):
             result = measure(name, args.batch_size, precision, chosen, args.warmup, args.rounds)
             medians = result["medians"]
-            default, compiled = medians[VARIANTS[2].label], medians[VARIANTS[3].label]
+            default, compiled = medians[DEFAULT.label], medians[COMPILED.label]
             headline.append([name, precision, f"{medians[baseline]:.2f}", f"{default:.2f}", f"{compiled:.2f}",
                              f"{default / medians[baseline]:.2f}", f"{compiled / medians[baseline]:.2f}"])
-            compile_rows.append([name, precision, f"{result['first'][VARIANTS[3].label]:.0f}",
+            compile_rows.append([name, precision, f"{result['first'][COMPILED.label]:.0f}",
                                  f"{compiled:.2f}"])
             if len(chosen) == len(VARIANTS):
                 for label, seconds in medians.items():

@@ -70,8 +70,13 @@ class TransformerBlock(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path else nn.Identity()
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, causal: bool = False,
-                rotary: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        attended = self.attn(self.norm_attn(x), attn_mask=attn_mask, causal=causal, rotary=rotary)
+                rotary: tuple[torch.Tensor, torch.Tensor] | None = None, queries: int | None = None
+                ) -> torch.Tensor:
+        """queries: the output of the first `queries` positions only, [B, queries, W] (every
+        position still a key; see `SelfAttention.forward`)."""
+        attended = self.attn(self.norm_attn(x), attn_mask=attn_mask, causal=causal, rotary=rotary, queries=queries)
+        if queries is not None:
+            x = x[:, :queries]
         x = x + self.drop_path(self.dropout(self.scale_attn(attended)))
         return x + self.drop_path(self.dropout(self.scale_mlp(self.mlp(self.norm_mlp(x)))))
 
@@ -148,8 +153,13 @@ class BlockStack(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.grad_checkpointing = False
 
-    def forward(self, x: torch.Tensor, **block_kwargs) -> torch.Tensor:
-        for block in self.blocks:
+    def forward(self, x: torch.Tensor, *, last_block_queries: int | None = None, **block_kwargs) -> torch.Tensor:
+        """last_block_queries: the last block computes the first that many positions only (what a
+        class-token pooling reads; `TransformerBlock.forward`'s queries)."""
+        last = len(self.blocks) - 1
+        for index, block in enumerate(self.blocks):
+            if index == last and last_block_queries is not None:
+                block_kwargs = {**block_kwargs, "queries": last_block_queries}
             if self.grad_checkpointing and torch.is_grad_enabled():
                 x = checkpoint(block, x, use_reentrant=False, **block_kwargs)
             else:
