@@ -2,6 +2,7 @@
 
     python benchmarks/step_speed.py                          # ViT-B-32 and ViT-B-16, fp32 and bf16, batch 16
     python benchmarks/step_speed.py --models ViT-B-32 --precisions fp32 --rounds 3 --no-write
+    python benchmarks/step_speed.py --flops                  # the step's matmul FLOPs instead (section step_flops)
 
 A step is what training does for one batch: both towers forward, the symmetric InfoNCE loss
 (each library's own `ClipLoss`), backward, AdamW (each library's own optimiser set-up: open_clip's
@@ -19,6 +20,12 @@ row alone (`VisionTransformer.forward`); eager blocks or regional compilation
 (`CLIP.compile_blocks`, `--torchcompile`). Every round runs each variant's step once, in an order rotated from round to
 round, so machine load falls on all of them alike; the figure is each variant's median over the
 rounds after warm-up, and the ratio to open_clip's median in the same run is printed last.
+
+`--flops` counts instead what each eager set-up asks of the processor in one fp32 step (forward
+and backward; torch's `FlopCounterMode`: matmuls and convolutions, not the CPU attention kernels,
+which it has no formula for). Both libraries run the same matmul kernels, so the matmuls' share of
+a step shrinks by that ratio and no further; the rest of the step (elementwise work, the
+optimiser's update) is what the fused AdamW and compilation act on.
 """
 
 from __future__ import annotations
@@ -200,6 +207,38 @@ def measure(name: str, batch_size: int, precision: str, variants: list[Variant],
     return {"parameters": parameters, "medians": medians, "first": first}
 
 
+def count_flops(name: str, batch_size: int) -> list[list[str]]:
+    """Rows (model, set-up, GFLOP per step, / open_clip) of one fp32 step of each eager set-up."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    our_step, their_step, _ = build_pair(name, batch_size, "fp32")
+
+    def flops(step: Callable[[], None]) -> int:
+        with FlopCounterMode(display=False) as counter:
+            step()
+        return counter.get_total_flops()
+
+    theirs = flops(their_step)
+    rows = [[name, "open_clip 3.3.0", f"{theirs / 1e9:.0f}", "1.00"]]
+    for variant in VARIANTS[:-1]:
+        ours = flops(lambda: our_step(variant))
+        rows.append([name, variant.label, f"{ours / 1e9:.0f}", f"{ours / theirs:.2f}"])
+    return rows
+
+
+def flops_report(args) -> None:
+    rows = [row for name in args.models.split(",") for row in count_flops(name, args.batch_size)]
+    table = format_table(["model", "set-up", "GFLOP / step", "/ open_clip"], rows)
+    print(table, flush=True)
+    if not args.no_write:
+        body = (f"Batch {args.batch_size}, fp32, one step of each eager set-up (forward and backward) under torch's "
+                f"`FlopCounterMode`: matmuls and convolutions; the CPU attention kernels have no formula there and "
+                f"are left out on both sides (a few percent of a ViT-B step). Both libraries run the same matmul "
+                f"kernels, so the matmuls' share of a step shrinks by this ratio and no further; the rest (elementwise "
+                f"work, the optimiser's update) is what the fused AdamW and compilation act on.\n\n" + table)
+        write_section("step_flops", "Training step FLOPs against open_clip (ViT-B, batch 16)", body)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="ViT-B-32,ViT-B-16")
@@ -211,11 +250,15 @@ def main() -> None:
     parser.add_argument("--ablation-models", default="ViT-B-32",
                         help="models timed with every variant; the others with the default and the compiled one")
     parser.add_argument("--no-write", action="store_true", help="print only, leave BENCHMARKS.md alone")
+    parser.add_argument("--flops", action="store_true", help="count each set-up's FLOPs instead of timing it")
     args = parser.parse_args()
 
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.flops:
+        flops_report(args)
+        return
     load_before = os.getloadavg()[0]
     headline, ablation, compile_rows = [], [], []
     baseline = "open_clip 3.3.0"

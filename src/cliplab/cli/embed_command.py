@@ -28,7 +28,7 @@ examples:
   cliplab embed bundle/ --texts queries.txt --out queries.npy
   cliplab embed bundle/ --images val.tsv --texts queries.txt --out emb.parquet
   cliplab embed bundle/ --images val.csv --csv-separator , --out val.npy --parquet
-  cliplab embed bundle/ --images photos/ --out photos.npy --precision bf16 --compile   # fastest on a CPU
+  cliplab embed bundle/ --images photos/ --out photos.npy --precision bf16   # fastest on a CPU with AVX512-BF16
 """
 
 

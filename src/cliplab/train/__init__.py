@@ -10,7 +10,8 @@
     config/          the configuration: sections, loading/saving, presets
     setup/           the components built from their config sections (model, tokenizer, objectives, data)
     parallel/        processes, devices, DDP / FSDP2
-    step/            the parts of one optimiser step (accumulation, loss, precision, optimiser, schedule, guards)
+    step/            the parts of one optimiser step (accumulation, loss, precision, optimiser, schedule, guards,
+                     the text prefix)
     checkpointing/   checkpoints written and read back (file protocol, payload, DCP, the run lock)
     metrics/         metrics.jsonl, console lines, sinks, summary.json
 
