@@ -13,7 +13,10 @@ says what was found and lists the accepted formats.
 
 A bundle is one directory: `model.safetensors` (the unwrapped model's state dict, no `module.` /
 `_orig_mod.` prefixes), `config.json` (`ModelConfig.to_dict()` plus `"format_version"`), and the
-tokenizer's files (`cliplab.data.tokenizer_files.save_tokenizer`). A bundle written before the
+tokenizer's files (`cliplab.data.tokenizer_files.save_tokenizer`); a model with LoRA adapters
+(`cliplab.models.lora`) adds `lora.json`, and loading it merges the adapters into the weights. A
+training checkpoint of a run with an EMA holds the EMA weights too (`cliplab.pretrained.ema_weights`):
+`load(..., ema=True)` gives the model with them. A bundle written before the
 version key existed reads as version 1; one from a newer cliplab is refused with a request to
 upgrade. When the layout changes, bump FORMAT_VERSION and convert the older versions in
 `read_config`, so that every bundle ever written still loads (`tests/fixtures/bundle_format_1/` is
@@ -59,10 +62,12 @@ from cliplab.models import CLIP, ModelConfig, build_model
 from cliplab.models.tokenizer_fit import check_tokenizer_fits
 from cliplab.models.wrappers import cliplab_model
 from cliplab.models.config import read_json_object
+from cliplab.models.lora import add_lora, lora_spec_of, merge_lora, read_lora_spec, write_lora_spec
 from cliplab.pretrained.formats import (HF_HUB_PREFIX, LOCAL_DIR_PREFIX, accepted_formats, directory_format,
                                         download_hf_hub, strip_local_dir)
 from cliplab.pretrained.key_maps import check_state_dict
 from cliplab.pretrained.dcp_reader import SHARDS_DIR, DcpModelReader, is_sharded_checkpoint
+from cliplab.pretrained.ema_weights import ema_reader
 from cliplab.pretrained.weight_files import SafetensorsReader
 from cliplab.pretrained.loaders import (ForeignCheckpoint, architecture_config, build_model_from, fill_model,
                                         read_foreign, read_pretrained_tag)
@@ -87,6 +92,7 @@ def save(model: nn.Module, tokenizer: Any, path: str | os.PathLike) -> Path:
     directory = save_description(model.config, tokenizer, path)
     state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}
     save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
+    write_lora_spec(lora_spec_of(model), directory)
     return directory
 
 
@@ -216,35 +222,60 @@ def _local_path(path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def _bundle_weights(directory: Path, expected: dict[str, torch.Tensor]) -> Callable[[str], torch.Tensor]:
+def _bundle_weights(directory: Path, expected: dict[str, torch.Tensor], ema: bool = False
+                    ) -> Callable[[str], torch.Tensor]:
     """take(name) -> the bundle's tensor `name`, shaped as in `expected` (a state dict of the
-    bundle's architecture; meta will do). Names and shapes are checked first (from the safetensors
-    header, or from DCP's metadata for shards); then one tensor is read per call (from DCP shards,
-    all of them on the first call)."""
+    bundle's architecture; meta will do), from its EMA weights where `ema` asks for them. Names and
+    shapes are checked first (from the safetensors header, or from DCP's metadata for shards); then
+    one tensor is read per call (from DCP shards, all of them on the first call)."""
     sharded = not (directory / WEIGHTS_FILE).is_file()
     source = directory / (SHARDS_DIR if sharded else WEIGHTS_FILE)
     reader = DcpModelReader(source) if sharded else SafetensorsReader(source)
+    if ema:
+        reader = ema_reader(directory, reader)
     check_state_dict(expected, reader.shapes, source=str(source))
     return lambda name: reader.read(name).reshape(expected[name].shape)
 
 
 def _read_bundle(directory: Path, verified: VerifiedCheckpoint | None, device: torch.device,
-                 output_dict: bool) -> tuple[CLIP, Any, WeightsOpener]:
+                 output_dict: bool, ema: bool = False) -> tuple[CLIP, Any, WeightsOpener]:
     """The bundle's model built on meta and its weights copied in (unless `device` is meta), its
-    tokenizer, and the opener of its weights (which refuses a checkpoint changed since `verified`)."""
+    tokenizer, and the opener of its weights (which refuses a checkpoint changed since `verified`).
+    A bundle with LoRA adapters is read whole onto the CPU and merged, on any `device`."""
     config = read_config(directory / CONFIG_FILE)
+    lora = read_lora_spec(directory)
     with torch.device("meta"):
         model = build_model(config, output_dict=output_dict)
+    adapted = add_lora(model, lora) if lora is not None else None
     expected = model.state_dict()
 
     def weights() -> Callable[[str], torch.Tensor]:
         if verified is not None and not verified.unchanged():
             raise CheckpointNotFoundError(f"checkpoint {directory} was removed or replaced since it was verified "
                                           "(pruned by the run writing it?); read it again")
-        return _bundle_weights(directory, expected)
-    if device.type != "meta":
+        return _bundle_weights(directory, expected, ema)
+    if adapted is not None:
+        model, weights = _merged(adapted, weights(), config, device, output_dict)
+    elif device.type != "meta":
         fill_model(model, device, weights())
     return model.eval(), load_tokenizer(directory), weights
+
+
+def _merged(adapted: Any, take: Callable[[str], torch.Tensor], config: ModelConfig, device: torch.device,
+            output_dict: bool) -> tuple[CLIP, WeightsOpener]:
+    """The model of peft's wrapper `adapted` (built on meta) filled on the CPU from `take`, its
+    adapters merged, on `device` (on meta: a fresh build of the architecture), and the opener of
+    its merged weights."""
+    fill_model(adapted.base_model.model, torch.device("cpu"), take)
+    model = merge_lora(adapted)
+    state = model.state_dict()
+
+    def weights() -> Callable[[str], torch.Tensor]:
+        return state.__getitem__
+    if device.type == "meta":
+        with torch.device("meta"):
+            return build_model(config, output_dict=output_dict), weights
+    return model.to(device), weights
 
 
 def _check_architecture(config: ModelConfig, model: Any, path: Path) -> None:
@@ -265,7 +296,7 @@ def _check_architecture(config: ModelConfig, model: Any, path: Path) -> None:
 
 def load_model(path: str | os.PathLike, *, model: str | ModelConfig | None = None,
                device: str | torch.device = "cpu", output_dict: bool = False,
-               require_tokenizer: bool = True) -> LoadedModel:
+               require_tokenizer: bool = True, ema: bool = False) -> LoadedModel:
     """The model, preprocessing and tokenizer at `path` (any accepted format; see the module).
 
     model: the architecture, for formats without one (an open_clip training checkpoint or state
@@ -273,7 +304,8 @@ def load_model(path: str | os.PathLike, *, model: str | ModelConfig | None = Non
     off the shapes; for formats that carry one it must agree. device: where the weights go ("meta":
     build without reading them). output_dict: what forward returns (training uses True).
     require_tokenizer: False accepts a checkpoint without tokenizer files cliplab reads (tokenizer
-    is then None).
+    is then None). ema: the EMA weights of a training checkpoint of a run with an EMA (--ema-decay)
+    instead of its model's (UserError for anything else).
     """
     location = _local_path(path)
     device = torch.device(device)
@@ -281,21 +313,30 @@ def load_model(path: str | os.PathLike, *, model: str | ModelConfig | None = Non
         tag = find_pretrained_tag(model, str(path)) if isinstance(model, str) else None
         if tag is None:
             raise CheckpointNotFoundError(f"checkpoint path {location} does not exist{_tag_hint(str(path), model)}")
+        _refuse_ema(ema, str(path))
         return _from_foreign(read_pretrained_tag(tag, model), None, device, output_dict, require_tokenizer)
     if location.is_file() and is_bundle(location.parent):
         location = location.parent
     if location.is_dir() and directory_format(location) is None:
         return read_whole(lambda: choose_checkpoint(location),
-                          lambda bundle_dir, verified: _loaded_bundle(bundle_dir, verified, model, device, output_dict))
+                          lambda bundle_dir, verified: _loaded_bundle(bundle_dir, verified, model, device, output_dict,
+                                                                      ema))
     foreign = read_foreign(location, model)
     if foreign is None:
         raise CheckpointNotFoundError(f"{location} is not a checkpoint cliplab reads; {accepted_formats()}")
+    _refuse_ema(ema, str(location))
     return _from_foreign(foreign, model, device, output_dict, require_tokenizer)
 
 
+def _refuse_ema(ema: bool, path: str) -> None:
+    if ema:
+        raise UserError(f"{path} holds no EMA weights: only cliplab training checkpoints of a run trained with "
+                        "--ema-decay (ema.decay) have them")
+
+
 def _loaded_bundle(bundle_dir: Path, verified: VerifiedCheckpoint | None, model: Any, device: torch.device,
-                   output_dict: bool) -> LoadedModel:
-    built, tokenizer, weights = _read_bundle(bundle_dir, verified, device, output_dict)
+                   output_dict: bool, ema: bool = False) -> LoadedModel:
+    built, tokenizer, weights = _read_bundle(bundle_dir, verified, device, output_dict, ema)
     if model is not None:
         _check_architecture(built.config, model, bundle_dir)
     return LoadedModel(built, image_transform(built.config.preprocess, train=False), tokenizer,
@@ -330,8 +371,9 @@ def _from_foreign(foreign: ForeignCheckpoint, model: Any, device: torch.device, 
 
 
 def load(path: str | os.PathLike, device: str | torch.device = "cpu", *,
-         model: str | ModelConfig | None = None) -> tuple[CLIP, ImageTransform, Any]:
+         model: str | ModelConfig | None = None, ema: bool = False) -> tuple[CLIP, ImageTransform, Any]:
     """`cliplab.load`: (model in eval mode on `device`, preprocess: PIL image -> Float[3, S, S],
-    tokenizer: list of N strings -> Long[N, T]) from any accepted path (see `load_model`)."""
-    loaded = load_model(path, model=model, device=device)
+    tokenizer: list of N strings -> Long[N, T]) from any accepted path (see `load_model`; `ema`:
+    a run's EMA weights)."""
+    loaded = load_model(path, model=model, device=device, ema=ema)
     return loaded.model, loaded.preprocess, loaded.tokenizer

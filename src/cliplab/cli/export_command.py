@@ -14,6 +14,10 @@ formats:
   bundle      cliplab's own: model.safetensors, config.json and the tokenizer's files: cliplab.load(DIR).
               Turns an FSDP2 run's sharded (DCP) checkpoint into one file, in one process.
 
+A run trained with LoRA adapters is exported merged (W + (alpha / r) B A): a plain model of
+its architecture. --ema exports a run's EMA weights (a run trained with --ema-decay) instead
+of its model's.
+
 A model the target cannot represent is refused, naming what is missing, before anything is
 written. An existing non-empty --out is written into only with --force (files of the exported
 names are replaced; other files are kept).
@@ -23,6 +27,7 @@ examples:
   cliplab export ViT-B-32.pt --format hf --out exported/hf
   cliplab export epoch_10.pt --model ViT-B-32 --format hf --out exported/hf
   cliplab export logs/fsdp-run/checkpoints/step_0001000 --format bundle --out exported/bundle
+  cliplab export logs/ema-run --ema --format open_clip --out exported/ema
 """
 
 
@@ -35,6 +40,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("checkpoint", metavar="CHECKPOINT",
                         help="bundle, run directory, open_clip / OpenAI / Hugging Face checkpoint")
     parser.add_argument("--format", required=True, choices=("open_clip", "hf", "bundle"), help="what to write")
+    parser.add_argument("--ema", action="store_true",
+                        help="the EMA weights of a training checkpoint (a run trained with --ema-decay)")
     add_output_arguments(parser, "output directory")
     parser.set_defaults(run=run)
     return parser
@@ -52,10 +59,11 @@ def run(args: argparse.Namespace) -> int:
     from cliplab.bundle import load_model, save
     from cliplab.pretrained.export import export, prepare_directory
 
-    loaded = load_model(args.checkpoint, model=args.model)
+    loaded = load_model(args.checkpoint, model=args.model, ema=args.ema)
     if args.format == "bundle":
         directory = save(loaded.model, loaded.tokenizer, prepare_directory(args.out, args.force))
     else:
         directory = export(loaded.model, loaded.tokenizer, args.out, format=args.format, force=args.force)
-    print(f"exported {loaded.path} ({loaded.format}) as {args.format} to {directory}")
+    weights = " (its EMA weights)" if args.ema else ""
+    print(f"exported {loaded.path} ({loaded.format}){weights} as {args.format} to {directory}")
     return 0

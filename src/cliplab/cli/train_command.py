@@ -28,6 +28,9 @@ examples:
   cliplab train --batch-size 64 --accum-freq 4
   # fine-tune a pretrained checkpoint (here an open_clip hub directory) with its tokenizer and preprocessing
   cliplab train --pretrained open_clip_hub_dir --dataset-type csv --train-data train.tsv --lr 1e-5 --lock-image
+  # fine-tune with LoRA adapters of rank 8 and an EMA of the weights; see the parameter groups first
+  cliplab train --pretrained open_clip_hub_dir --dataset-type csv --train-data train.tsv --lora-rank 8 \
+      --ema-decay 0.999 --layer-decay 0.75 --dry-run
 """
 
 
@@ -73,6 +76,26 @@ def _optional_float(text: str) -> float | None:
     return None if text.lower() in ("none", "null", "off") else float(text)
 
 
+def _names(text: str) -> tuple[str, ...]:
+    """'attn.qkv, mlp.fc' -> ('attn.qkv', 'mlp.fc')."""
+    names = tuple(part.strip() for part in text.split(","))
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return names
+
+
+def _labels(text: str) -> tuple[int, ...]:
+    """'0,1,2' -> (0, 1, 2)."""
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integer labels, got {text!r}") from None
+
+
+def _one(text: str) -> tuple[str]:
+    return (text,)
+
+
 REPORT_TO_CHOICES = ("tensorboard", "wandb", "all", "none")
 REPORT_TO_KEYS = ("logging.tensorboard", "logging.wandb")
 
@@ -113,6 +136,8 @@ FLAGS: tuple[Flag, ...] = (
          default="all; webdataset: the counts cliplab shards or img2dataset wrote next to the shards"),
     Flag("--val-num-samples", "data.val_num_samples", "samples in webdataset validation shards", type=int,
          default="as for --train-num-samples"),
+    Flag("--train-classes", "data.train_classes", "train only on the samples of these comma-separated class labels "
+         "(Fashion-MNIST, or csv with --csv-label-key)", type=_labels, metavar="LABELS", default="all"),
     Flag("--dataset-resampled", "data.dataset_resampled", "webdataset: draw shards with replacement",
          boolean=True),
     Flag("--workers", "data.workers", "data loader worker processes per rank", type=int),
@@ -170,6 +195,40 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--warmup", "optim.warmup", "linear warmup steps", type=int),
     Flag("--lr-scheduler", "optim.lr_scheduler", "schedule after warmup", choices=LR_SCHEDULERS),
     Flag("--grad-clip-norm", "optim.grad_clip_norm", "clip the gradient norm ('none': off)", type=_optional_float),
+    Flag("--layer-decay", "optim.layer_decay", "layer-wise lr decay D in (0, 1]: block i of L trains at lr x D^(L - i), "
+         "the embeddings at D^(L + 1), heads and logit scale at D^0", type=_optional_float, metavar="D",
+         default="none: every layer at lr"),
+    Flag("--layer-decay-image", "optim.layer_decay_image", "--layer-decay of the image tower", type=_optional_float,
+         metavar="D", default="--layer-decay"),
+    Flag("--layer-decay-text", "optim.layer_decay_text", "--layer-decay of the text tower", type=_optional_float,
+         metavar="D", default="--layer-decay"),
+    Flag("--lr-image", "optim.lr_image", "peak learning rate of the image tower and its projection",
+         type=_optional_float, metavar="LR", default="--lr"),
+    Flag("--lr-text", "optim.lr_text", "peak learning rate of the text tower and its projection",
+         type=_optional_float, metavar="LR", default="--lr"),
+    Flag("--wd-image", "optim.wd_image", "weight decay of the image tower and its projection", type=_optional_float,
+         metavar="WD", default="--wd"),
+    Flag("--wd-text", "optim.wd_text", "weight decay of the text tower and its projection", type=_optional_float,
+         metavar="WD", default="--wd"),
+    Flag("--wd-exclude", "optim.wd_exclude", "no weight decay on parameters whose name matches this regular "
+         "expression (re.search; '|' for several), besides norms, biases, embeddings and logit scale", type=_one,
+         metavar="PATTERN", default="none"),
+    # fine-tuning: LoRA (peft) and the EMA of the weights
+    Flag("--lora-rank", "lora.rank", "add LoRA adapters of this rank (peft) and train them instead of the towers' "
+         "weights", type=_optional_int, metavar="R", default="none: no LoRA"),
+    Flag("--lora-alpha", "lora.alpha", "LoRA scale alpha: the update is (alpha / R) B A", type=_optional_float,
+         metavar="ALPHA", default="R"),
+    Flag("--lora-dropout", "lora.dropout", "dropout on the LoRA adapters' input", type=float, metavar="P"),
+    Flag("--lora-targets", "lora.targets", "comma-separated module-name suffixes of the layers to adapt (peft's "
+         "target_modules)", type=_names, metavar="NAMES", default="the tower families': attention q/k/v and output, "
+         "MLP in and out (attn.qkv, attn.out, mlp.fc, mlp.proj ...), a conv tower's convolutions"),
+    Flag("--lora-image-only", "lora.image_only", "adapt the image tower only", boolean=True),
+    Flag("--lora-text-only", "lora.text_only", "adapt the text tower only", boolean=True),
+    Flag("--ema-decay", "ema.decay", "keep an exponential moving average of the weights with this decay in (0, 1), "
+         "evaluated beside the model (ema/ metrics)", type=_optional_float, metavar="DECAY", default="none: no EMA"),
+    Flag("--ema-warmup", "ema.warmup", "raise the EMA's decay linearly from 0 over the first N steps", type=int,
+         metavar="STEPS"),
+    Flag("--ema-cpu", "ema.cpu", "keep the EMA in host memory", boolean=True),
     # loss (open_clip + tiled)
     Flag("--siglip", "loss.siglip", "sigmoid loss (for siglip models)", boolean=True),
     Flag("--local-loss", "loss.local_loss", "local rows against global columns (needs --gather-with-grad)",
@@ -218,7 +277,8 @@ FLAGS: tuple[Flag, ...] = (
 
 # --help's groups, in the order shown: config section -> title.
 HELP_GROUPS = {
-    "data": "data", "model": "model", "optim": "optimisation", "loop": "training loop", "guards": "training loop",
+    "data": "data", "model": "model", "optim": "optimisation", "lora": "fine-tuning", "ema": "fine-tuning",
+    "loop": "training loop", "guards": "training loop",
     "loss": "loss", "distributed": "distributed", "checkpoint": "checkpoints", "logging": "logging",
     "eval": "evaluation",
 }
@@ -257,6 +317,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "docs/training.md)")
     config.add_argument("--set", dest="set_overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config key, e.g. --set optim.beta2=0.95 (repeatable)")
+    config.add_argument("--dry-run", action="store_true",
+                        help="build the model (adapters too) and the optimiser, print the model's lines and every "
+                             "parameter group, and exit: nothing is trained or written")
     groups = {title: parser.add_argument_group(title) for title in dict.fromkeys(HELP_GROUPS.values())}
     defaults = TrainConfig()
     for flag in FLAGS:
@@ -291,5 +354,11 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from cliplab.train import resolve_config, train
 
-    train(resolve_config(args.config, overrides_from_args(args)))
+    config = resolve_config(args.config, overrides_from_args(args))
+    if args.dry_run:
+        from cliplab.train.dry_run import dry_run
+
+        print("\n".join(dry_run(config)))
+        return 0
+    train(config)
     return 0

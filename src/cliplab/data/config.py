@@ -26,6 +26,9 @@ class DataConfig:
         count recorded next to the shards, where there is one).
     max_skip_fraction: the run stops once more than this share of the samples drawn in an epoch were
         bad, checked after skip_check_min_samples draws.
+    train_classes: train only on the samples of these class labels (None: all); needs labels read
+        with the data: Fashion-MNIST, or a csv manifest with csv_label_key (`class_subset`).
+        Evaluation is not restricted.
     caption_seed: seeds the generated Fashion-MNIST captions (with epoch and sample index).
     fashion_mnist_download: whether to download Fashion-MNIST into the cache when no local copy
         exists; cache_dir overrides $CLIPLAB_CACHE/fashion-mnist.
@@ -42,6 +45,7 @@ class DataConfig:
     parquet_caption_key: str | None = None
     parquet_label_key: str | None = None
     train_num_samples: int | None = None
+    train_classes: tuple[int, ...] | None = None
     val_num_samples: int | None = None
     dataset_resampled: bool = False
     shuffle_buffer: int = 1000
@@ -65,6 +69,15 @@ class DataConfig:
         for name in ("parquet_image_key", "parquet_caption_key", "parquet_label_key"):
             if getattr(self, name) == "":
                 raise ValueError(f"{name} must name a column (or be null for the default), got ''")
+        if self.train_classes is not None:
+            self.train_classes = tuple(self.train_classes)
+            if not self.train_classes or not all(isinstance(label, int) and not isinstance(label, bool) and label >= 0
+                                                 for label in self.train_classes):
+                raise ValueError(f"train_classes must be class labels (integers >= 0), got {self.train_classes!r}")
+            if not (self.dataset_type == "fashion-mnist" or (self.dataset_type == "csv" and self.csv_label_key)):
+                raise ValueError(f"train_classes needs labels read with the data: fashion-mnist, or csv with "
+                                 f"csv_label_key; dataset_type {self.dataset_type!r} "
+                                 f"{'without csv_label_key ' if self.dataset_type == 'csv' else ''}has none")
         if len(self.csv_separator) != 1:
             raise ValueError(f"csv_separator must be one character, got {self.csv_separator!r}")
         if self.shuffle_buffer < 1:

@@ -12,10 +12,11 @@ from cliplab.lazy_exports import exported_names, lazy_exports
 # defining module -> its public names
 _EXPORTS = {
     "cliplab.train.checkpoint": ("CheckpointManager", "restore_training_state"),
-    "cliplab.train.config": ("CheckpointConfig", "ConfigError", "DistributedConfig", "EvalConfig", "GuardConfig",
-                             "LoggingConfig", "LoopConfig", "LossConfig", "ModelSetupConfig", "OptimConfig",
-                             "TrainConfig"),
+    "cliplab.train.config": ("CheckpointConfig", "ConfigError", "DistributedConfig", "EmaConfig", "EvalConfig",
+                             "GuardConfig", "LoggingConfig", "LoopConfig", "LoraConfig", "LossConfig",
+                             "ModelSetupConfig", "OptimConfig", "TrainConfig"),
     "cliplab.train.config_io": ("config_from_dict", "config_to_dict", "load_config_file", "resolve_config"),
+    "cliplab.train.dry_run": ("dry_run",),
     "cliplab.train.guards": ("NonFiniteLossError",),
     "cliplab.train.presets": ("smoke_config",),
     "cliplab.train.state": ("TrainState",),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -67,6 +68,15 @@ def _optional_positive_int(key: str, value: Any) -> None:
 def _non_negative_float(key: str, value: Any) -> None:
     require(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
             and value >= 0, key, value, "must be a finite number >= 0")
+
+
+def _positive_float(key: str, value: Any) -> None:
+    require(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and value > 0, key, value, "must be a finite number > 0")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass(kw_only=True)
@@ -193,6 +203,16 @@ class OptimConfig:
     """AdamW with open_clip's weight-decay exclusions, a warmup + cosine schedule and clipping.
 
     warmup: linear warmup length in optimiser steps. grad_clip_norm: max global L2 norm (None: off).
+
+    The parameter groups (`cliplab.train.param_groups`): every group's lr is the schedule's times
+    the group's scale. lr_image / lr_text: the peak lr of a tower (with its projection) instead of
+    `lr` (its scale is lr_image / lr). layer_decay D (layer_decay_image / _text per tower, else
+    layer_decay; None: 1): block i of a tower of L blocks trains at D^(L - i) of the tower's lr, its
+    embeddings at D^(L + 1), its final group, the projections, logit scale and heads at D^0 (the
+    tower family's `lock_groups`, input to output, are the layers). wd_image / wd_text: the weight
+    decay of a tower's decayed tensors instead of `wd`. wd_exclude: regular expressions
+    (`re.search`) over parameter names whose tensors get no weight decay, besides the norms,
+    biases, embeddings and logit scale / bias that never do.
     """
 
     lr: float = 2e-3
@@ -204,6 +224,14 @@ class OptimConfig:
     lr_scheduler: str = "cosine"
     min_lr: float = 0.0
     grad_clip_norm: Optional[float] = 1.0
+    layer_decay: Optional[float] = None
+    layer_decay_image: Optional[float] = None
+    layer_decay_text: Optional[float] = None
+    lr_image: Optional[float] = None
+    lr_text: Optional[float] = None
+    wd_image: Optional[float] = None
+    wd_text: Optional[float] = None
+    wd_exclude: tuple[str, ...] = ()
 
     def __post_init__(self):
         require(isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool) and math.isfinite(self.lr)
@@ -223,6 +251,99 @@ class OptimConfig:
         if self.grad_clip_norm is not None:
             require(isinstance(self.grad_clip_norm, (int, float)) and self.grad_clip_norm > 0,
                     "grad_clip_norm", self.grad_clip_norm, "must be > 0 or null")
+        for key in ("layer_decay", "layer_decay_image", "layer_decay_text"):
+            value = getattr(self, key)
+            require(value is None or (_is_number(value) and 0 < value <= 1), key, value,
+                    "must be in (0, 1] (1: no decay) or null")
+        for key in ("lr_image", "lr_text"):
+            if getattr(self, key) is not None:
+                _positive_float(key, getattr(self, key))
+        for key in ("wd_image", "wd_text"):
+            if getattr(self, key) is not None:
+                _non_negative_float(key, getattr(self, key))
+        self.wd_exclude = tuple(self.wd_exclude)
+        for pattern in self.wd_exclude:
+            require(isinstance(pattern, str) and pattern != "", "wd_exclude", pattern,
+                    "must hold regular expressions over parameter names")
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ConfigError("wd_exclude", pattern, f"must be a regular expression ({error})") from None
+
+
+@dataclass(kw_only=True)
+class LoraConfig:
+    """LoRA adapters through peft (`cliplab.train.lora_setup`, `cliplab.models.lora`); off without a rank.
+
+    rank: the adapters' rank r (None: no LoRA). alpha: their scale is alpha / r (None: alpha = r).
+    dropout: on the adapters' input. targets: module-name suffixes of the layers to adapt, as peft's
+    `target_modules` takes them (None: each tower family's defaults: attention q/k/v and output,
+    MLP in and out, a conv tower's convolutions). image_only / text_only: adapt one tower; the other
+    trains (or not) as --lock-* says. The adapted towers' own weights are frozen.
+    """
+
+    rank: Optional[int] = None
+    alpha: Optional[float] = None
+    dropout: float = 0.0
+    targets: Optional[tuple[str, ...]] = None
+    image_only: bool = False
+    text_only: bool = False
+
+    def __post_init__(self):
+        require(self.rank is None or (isinstance(self.rank, int) and not isinstance(self.rank, bool) and self.rank > 0),
+                "rank", self.rank, "must be a positive integer (the adapters' rank), or null for no LoRA")
+        if self.alpha is not None:
+            _positive_float("alpha", self.alpha)
+        require(_is_number(self.dropout) and 0 <= self.dropout < 1, "dropout", self.dropout, "must be in [0, 1)")
+        if self.targets is not None:
+            self.targets = tuple(self.targets)
+            require(len(self.targets) > 0 and all(isinstance(name, str) and name.strip() == name and name
+                                                  for name in self.targets), "targets", self.targets,
+                    "must be module-name suffixes (e.g. attn.qkv, mlp.fc), or null for the defaults")
+        require(not (self.image_only and self.text_only), "text_only", self.text_only,
+                "cannot be combined with lora.image_only: leave both off to adapt both towers")
+        if self.rank is None:
+            for key, unset in (("alpha", None), ("dropout", 0.0), ("targets", None), ("image_only", False),
+                               ("text_only", False)):
+                require(getattr(self, key) == unset, key, getattr(self, key),
+                        "only applies with lora.rank (--lora-rank)")
+
+    @property
+    def enabled(self) -> bool:
+        return self.rank is not None
+
+    @property
+    def sides(self) -> tuple[str, ...]:
+        """The towers adapted: "vision" and/or "text"."""
+        return ("vision",) if self.image_only else ("text",) if self.text_only else ("vision", "text")
+
+
+@dataclass(kw_only=True)
+class EmaConfig:
+    """An exponential moving average of the trained weights (`cliplab.train.ema`); off without a decay.
+
+    decay: d in (0, 1), each step ema <- d * ema + (1 - d) * weights (None: no EMA). warmup: the
+    decay rises linearly from 0 over the first `warmup` optimiser steps (d_t = d * min(1, t /
+    warmup) at step t), so that the average soon forgets the starting weights. cpu: keep the
+    average in host memory instead of on the device.
+    """
+
+    decay: Optional[float] = None
+    warmup: int = 0
+    cpu: bool = False
+
+    def __post_init__(self):
+        require(self.decay is None or (_is_number(self.decay) and 0 < self.decay < 1), "decay", self.decay,
+                "must be in (0, 1) (e.g. 0.9999), or null for no EMA")
+        require(isinstance(self.warmup, int) and not isinstance(self.warmup, bool) and self.warmup >= 0, "warmup",
+                self.warmup, "must be an integer >= 0 (steps)")
+        if self.decay is None:
+            for key, unset in (("warmup", 0), ("cpu", False)):
+                require(getattr(self, key) == unset, key, getattr(self, key), "only applies with ema.decay (--ema-decay)")
+
+    @property
+    def enabled(self) -> bool:
+        return self.decay is not None
 
 
 @dataclass(kw_only=True)
@@ -402,6 +523,8 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    ema: EmaConfig = field(default_factory=EmaConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     objectives: ObjectivesConfig = field(default_factory=ObjectivesConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)

@@ -7,6 +7,8 @@
                              `name` names the architecture of formats that carry none, and must agree
                              with the others)
 
+The towers are then locked as --lock-* asks and, with LoRA, adapters added (`lora_setup`).
+
 A run that resumes takes its weights from the resumed checkpoint, so the pretrained file then only
 gives the architecture: it is built on the meta device without reading a weight, and allocated
 empty for the checkpoint to fill (the model holds no buffers outside its state dict).
@@ -25,7 +27,9 @@ from cliplab.data.transforms import PreprocessConfig, image_transform
 from cliplab.distributed.agreement import raise_if_any_rank_failed
 from cliplab.errors import UserError
 from cliplab.models import create_model
-from cliplab.train.config import ConfigError, ModelSetupConfig
+from cliplab.models.lora import LoraSpec
+from cliplab.train.config import ConfigError, LoraConfig, ModelSetupConfig
+from cliplab.train.lora_setup import adapt_for_training, describe_lora
 from cliplab.train.model_plan import ModelPlan
 from cliplab.train.tokenizer_setup import RunTokenizer
 
@@ -40,13 +44,15 @@ class TrainingModel:
     the loss reads by key. tokenizer: the pretrained checkpoint's (None for a fresh model, or a
     checkpoint without one). origin / preprocess_origin: where the architecture and weights, and
     the preprocessing (`model.config.preprocess`), come from, in words. weights: for a pretrained
-    model built on meta (FSDP2), the opener of its checkpoint's weights (`LoadedModel.weights`)."""
+    model built on meta (FSDP2), the opener of its checkpoint's weights (`LoadedModel.weights`,
+    by the names of the model without adapters). lora: the LoRA adapters added (None: none)."""
 
     model: nn.Module
     tokenizer: Any
     origin: str
     preprocess_origin: str
     weights: WeightsOpener | None = None
+    lora: LoraSpec | None = None
 
 
 def _created_model(setup: ModelSetupConfig, plan: ModelPlan | None) -> nn.Module:
@@ -92,12 +98,13 @@ def _lock(model: nn.Module, setup: ModelSetupConfig) -> None:
 
 
 def build_training_model(setup: ModelSetupConfig, device: torch.device, *, plan: ModelPlan | None = None,
-                         resuming: bool = False) -> TrainingModel:
-    """The run's model (see the module docstring), towers locked as asked, on `device`, in train mode.
-    A fresh model draws its initial weights from the global torch generator; a loaded one draws
-    nothing. plan: a fresh model's size and normalisation for the run's data (`model_plan.plan_model`;
-    None: the section's overrides as they are). resuming: the weights will come from a resumed
-    checkpoint (see the module docstring)."""
+                         resuming: bool = False, lora: LoraConfig | None = None) -> TrainingModel:
+    """The run's model (see the module docstring), towers locked as asked, adapted as `lora` asks,
+    on `device`, in train mode. A fresh model draws its initial weights from the global torch
+    generator, then the adapters theirs; a loaded one draws only the adapters'. plan: a fresh
+    model's size and normalisation for the run's data (`model_plan.plan_model`; None: the section's
+    overrides as they are). resuming: the weights will come from a resumed checkpoint (see the
+    module docstring)."""
     opener = None
     if setup.pretrained is None:
         model, tokenizer = _created_model(setup, plan), None
@@ -109,9 +116,11 @@ def build_training_model(setup: ModelSetupConfig, device: torch.device, *, plan:
     if resuming:
         weights = "weights from the resumed checkpoint"
     _lock(model, setup)
+    adapters = adapt_for_training(model, lora) if lora is not None else None
     if setup.grad_checkpointing:
         model.set_grad_checkpointing(True)
-    return TrainingModel(model.to(device).train(), tokenizer, f"{origin}, {weights}", preprocess_origin, opener)
+    return TrainingModel(model.to(device).train(), tokenizer, f"{origin}, {weights}", preprocess_origin, opener,
+                         adapters)
 
 
 @dataclass(frozen=True)
@@ -141,14 +150,22 @@ def _floats(values: tuple[float, ...]) -> str:
     return "(" + ", ".join(f"{value:.4g}" for value in values) + ")"
 
 
+def describe_model(model: TrainingModel) -> list[str]:
+    """The start-up lines of the model: its kind, parameter counts and origin, and its LoRA adapters."""
+    parameters = sum(parameter.numel() for parameter in model.model.parameters())
+    trainable = sum(parameter.numel() for parameter in model.model.parameters() if parameter.requires_grad)
+    lines = [f"model: {model.model.config.kind}, {parameters:,} parameters ({trainable:,} trainable); from "
+             f"{model.origin}"]
+    if model.lora is not None:
+        lines.append(describe_lora(model.lora, model.model))
+    return lines
+
+
 def describe_run_inputs(model: TrainingModel, tokenizer: RunTokenizer) -> list[str]:
     """The start-up lines saying which model, tokenizer and preprocessing the run uses, and where
     each comes from."""
     config = model.model.config
-    parameters = sum(parameter.numel() for parameter in model.model.parameters())
-    trainable = sum(parameter.numel() for parameter in model.model.parameters() if parameter.requires_grad)
     vocabulary = tokenizer.tokenizer
-    return [f"model: {config.kind}, {parameters:,} parameters ({trainable:,} trainable); from {model.origin}",
-            f"tokenizer: {vocabulary.kind}, {vocabulary.vocab_size} ids, context {vocabulary.context_length}; "
-            f"from {tokenizer.origin}",
-            f"preprocessing: {describe_preprocess(config.preprocess)}; from {model.preprocess_origin}"]
+    return describe_model(model) + [f"tokenizer: {vocabulary.kind}, {vocabulary.vocab_size} ids, context {vocabulary.context_length}; "
+                    f"from {tokenizer.origin}",
+                    f"preprocessing: {describe_preprocess(config.preprocess)}; from {model.preprocess_origin}"]

@@ -93,12 +93,18 @@ def _ddp(trainable: nn.Module, model: nn.Module, config: TrainConfig, context: D
 
 def _initial_values(trainable: nn.Module, build: ModelBuild, weights: WeightsOpener | None) -> "ShardSource":
     """Where the shards' first values come from: the recorded initial values, or (a pretrained
-    model, `weights`) its checkpoint, read one tensor at a time."""
+    model, `weights`) its checkpoint, read one tensor at a time; LoRA adapters added to a
+    pretrained model take their recorded initial values, the layers they adapt the checkpoint's."""
+    from cliplab.models.lora import base_name, is_adapter_name
     from cliplab.train.sharded_state import rows_of
 
     if weights is None:
         return build.recorder.values(trainable).rows
-    return rows_of(weights())
+    pretrained = rows_of(weights())
+    if not any(is_adapter_name(name) for name, _ in trainable.named_parameters()):
+        return pretrained
+    recorded = build.recorder.values(trainable).rows
+    return lambda name, rows: recorded(name, rows) if is_adapter_name(name) else pretrained(base_name(name), rows)
 
 
 def _fsdp(trainable: nn.Module, model: nn.Module, config: TrainConfig, context: DistributedContext,
@@ -138,6 +144,7 @@ def whole_model(parallel: ParallelModel, *, keep: bool) -> nn.Module | None:
     if not parallel.sharded:
         return parallel.model
     from cliplab.models import build_model
+    from cliplab.models.lora import add_lora, lora_spec_of
     from cliplab.train.sharded_state import gather_state_dict
 
     state = gather_state_dict(parallel.model, keep=keep)
@@ -145,6 +152,9 @@ def whole_model(parallel: ParallelModel, *, keep: bool) -> nn.Module | None:
         return None
     with torch.device("meta"):
         whole = build_model(parallel.model.config, output_dict=True)
+    lora = lora_spec_of(parallel.model)
+    if lora is not None:
+        add_lora(whole, lora)
     whole.load_state_dict(state, strict=True, assign=True)
     return whole
 

@@ -1,10 +1,11 @@
 """`train(config) -> TrainResult`: a `Trainer` built from named components, and its loop.
 
 `Trainer.__init__` builds each component once from its config section: the run directory, the
-model (`model_setup`), its tokenizer (`tokenizer_setup`), the x-clip objectives
-(`objectives_setup`), the DDP/FSDP2/compile wrapper (`parallelism`, which also decides where the
-model is built and which checkpointer saves it), the optimiser (`optim`), the precision with its
-GradScaler (`precision`), the checkpointer (`checkpointer`), the loss (`loss_table`), the data
+model (`model_setup`, with its LoRA adapters: `lora_setup`), its tokenizer (`tokenizer_setup`), the
+x-clip objectives (`objectives_setup`), the DDP/FSDP2/compile wrapper (`parallelism`, which also
+decides where the model is built and which checkpointer saves it), the optimiser and its parameter
+groups (`optim`, `param_groups`), the EMA of the weights (`ema`), the precision with its GradScaler
+(`precision`), the checkpointer (`checkpointer`), the loss (`loss_table`), the data
 (`data_setup`), the logger (`metrics_log`) and the evaluator (`evaluation`). The order of the
 builds is the order in which they draw from the global RNG, which the golden trajectory pins.
 
@@ -13,7 +14,7 @@ their rule says so (save before evaluating, so that a failing evaluation cannot 
 just trained). `train_step()` reads the step's micro-batches, agrees with the other ranks on what was
 read, forward/backwards them (`accumulation`), unscales and clips, lets the guard decide whether the
 step is finite on every rank, steps the optimiser at the scheduled lr, clamps the logit scale,
-counts the step in `TrainState` and logs it.
+updates the EMA, counts the step in `TrainState` and logs it.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from cliplab.train.config import TrainConfig
 from cliplab.train.config_io import config_to_dict, save_config
 from cliplab.train.data_setup import TrainData
 from cliplab.train.distributed_setup import DistributedContext, init_distributed, shutdown
+from cliplab.train.ema import WeightEma
 from cliplab.train.evaluation import Evaluator
 from cliplab.train.guards import NonFiniteGuard
 from cliplab.train.loss_table import build_training_loss
@@ -43,7 +45,7 @@ from cliplab.train.metrics_log import StepReport, TrainLogger, announce_run
 from cliplab.train.model_plan import plan_model
 from cliplab.train.model_setup import build_training_model, build_transforms, describe_run_inputs
 from cliplab.train.objectives_setup import ModelWithObjectives, build_run_objectives
-from cliplab.train.optim import build_optimizer, clamp_logit_scale_, clip_gradients
+from cliplab.train.optim import build_optimizer, clamp_logit_scale_, clip_gradients, describe_optimizer
 from cliplab.train.parallelism import ModelBuild, build_checkpointer, whole_model, wrap_for_training
 from cliplab.train.precision import Precision
 from cliplab.train.run_dir import RunDirectory, claim_run_dir, resolve_resume
@@ -106,7 +108,8 @@ class Trainer:
         build = ModelBuild(config, context)
         plan = None if config.model.pretrained else plan_model(config.model, config.data.dataset_type)
         with build.building():
-            built = build_training_model(config.model, build.device, plan=plan, resuming=resume_from is not None)
+            built = build_training_model(config.model, build.device, plan=plan, resuming=resume_from is not None,
+                                         lora=config.lora)
         self.model = built.model
         run_tokenizer = build_run_tokenizer(config.model, config.data, self.model.config, resume_from=resume_from,
                                             run_dir=self.run_dir, pretrained_tokenizer=built.tokenizer)
@@ -115,11 +118,12 @@ class Trainer:
             self.objectives = build_run_objectives(config, self.model, self.tokenizer)
         self.trainable = self.model if self.objectives is None else ModelWithObjectives(self.model, self.objectives)
         self.parallel = wrap_for_training(self.trainable, self.model, config, context, build, built.weights)
-        self.optimizer = build_optimizer(self.trainable, config.optim)
+        self.optimizer = build_optimizer(self.trainable, config.optim, self.model)
+        self.ema = WeightEma(self.model, config.ema) if config.ema.enabled else None
         self.precision = Precision(config.loop, context.device)
         self.checkpointer = build_checkpointer(config.checkpoint, manager, CheckpointedParts(
             model=self.model, tokenizer=self.tokenizer, optimizer=self.optimizer, scaler=self.precision.scaler,
-            objectives=self.objectives), saved_config=config_to_dict(config), parallel=self.parallel)
+            objectives=self.objectives, ema=self.ema), saved_config=config_to_dict(config), parallel=self.parallel)
         if resume_from is not None:
             self.state = self.checkpointer.restore(resume_from, rank=context.rank)
         else:
@@ -129,6 +133,9 @@ class Trainer:
             save_config(config, self.run_dir / RUN_CONFIG_FILE)
             announce_run(config, self.run_dir, resume_from, self.state)
             print("\n".join(describe_run_inputs(built, run_tokenizer)))
+            print(describe_optimizer(self.optimizer, config.optim) + " (cliplab train --dry-run lists the groups)")
+            if self.ema is not None:
+                print(self.ema.describe())
 
         self.loss = build_training_loss(config.loss, self.model.config, context, self.objectives)
         transforms = build_transforms(self.model.config.preprocess)
@@ -144,7 +151,8 @@ class Trainer:
         self.evaluator = Evaluator(config.eval, config.data, evaluates_at_end=config.evaluates_at_end,
                                    model=self.model, tokenizer=self.tokenizer, transform=transforms.eval,
                                    device=context.device, autocast=self.precision.autocast,
-                                   log=self.logger.log_eval, gather_model=self._gathered_model())
+                                   log=self.logger.log_eval, gather_model=self._gathered_model(),
+                                   ema_averages=self._ema_averages())
         self.evaluator.restore(run_on_main(lambda: self.logger.last_logged("eval")))
         self.last_report: StepReport | None = None
 
@@ -216,6 +224,12 @@ class Trainer:
         device, keep = self.context.device, self.context.is_main
         return lambda: whole.to(device) if (whole := whole_model(self.parallel, keep=keep)) is not None else None
 
+    def _ema_averages(self) -> Callable[[], dict[str, torch.Tensor] | None] | None:
+        """The collective that gives the main rank the EMA's averages whole (None without an EMA)."""
+        if self.ema is None:
+            return None
+        return lambda: self.ema.whole_averages(keep=self.context.is_main)
+
     def _micro_batches(self, batches: list[dict]) -> list[MicroBatch]:
         device = self.context.device
         return [MicroBatch(batch["images"].to(device, non_blocking=True), batch["tokens"].to(device, non_blocking=True))
@@ -244,6 +258,8 @@ class Trainer:
                              f"({self.state.consecutive_nonfinite + 1} in a row)")
         else:
             clamp_logit_scale_(self.model, self.config.loss.max_logit_scale)
+            if self.ema is not None:
+                self.ema.update(self.state.step + 1)
         return grad_norm, skipped
 
     def _log_epoch_samples(self, report: StepReport) -> None:

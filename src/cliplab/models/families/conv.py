@@ -18,4 +18,5 @@ FAMILY = TowerFamily(
     kind="conv", side="vision", config=VisionConfig, build=ConvTower,
     summary="cliplab's small conv net for tiny images (Fashion-MNIST on a CPU)",
     lock_groups=ConvTower.parameter_groups, fsdp_units=fsdp_units,
+    lora_targets=lambda vision: ("0",),  # every convolution: the first layer of each ConvNormAct
 )

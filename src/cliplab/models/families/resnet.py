@@ -73,6 +73,7 @@ FAMILY = TowerFamily(
     kind="resnet", side="vision", config=VisionConfig, build=ModifiedResNet,
     summary="OpenAI's ModifiedResNet (open_clip's RN50, RN101, RN50x4 ...)",
     lock_groups=ModifiedResNet.parameter_groups, fsdp_units=fsdp_units,
+    lora_targets=lambda vision: ("conv1", "conv2", "conv3", "attention_pool.qkv"),  # the bottlenecks, the pool
     # open_clip's ModifiedResNet has no activation option: the quick_gelu flag passes it by.
     open_clip=OpenClipForm(recognises=recognises, read=read, write=write, activation=lambda vision: None,
                            rules=open_clip_rules),

@@ -26,6 +26,11 @@ The contracts a family's parts keep:
   `HFTextEncoder.lock` its pooler's projection.
 - `fsdp_units(tower) -> [module, ...]`: the submodules that become FSDP2 units of their own
   (residual blocks, stages), input to output; the rest of the tower stays in the root unit.
+- `lora_targets(config) -> (name, ...)`: the layers LoRA adapts by default (`cliplab.models.lora`), as
+  module-name suffixes inside the tower (peft's `target_modules` form): attention q/k/v and output,
+  MLP in and out where the tower has them, the convolutions of a conv tower. The default,
+  `TRANSFORMER_LORA_TARGETS`, names cliplab's own transformer blocks (`layers.attention`,
+  `layers.blocks`), which every ViT-like family builds on.
 - `open_clip` (`OpenClipForm`, None where open_clip has no such tower): `recognises(section)` says
   whether an open_clip `vision_cfg` / `text_cfg` describes this family; `read(section, context)`
   makes the config (`UnsupportedArchitectureError` naming the key it cannot build);
@@ -56,6 +61,9 @@ from cliplab.models.key_rules import KeyRule
 from cliplab.models.towers.locking import GroupItem
 
 SIDES = ("vision", "text")
+# cliplab's attention (fused `qkv`, or `query` + `key_value` for cross-attention, and `out`) and MLP
+# (`fc` in, `proj` out) layers, as they sit in its blocks.
+TRANSFORMER_LORA_TARGETS = ("attn.qkv", "attn.query", "attn.key_value", "attn.out", "mlp.fc", "mlp.proj")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,6 +106,7 @@ class TowerFamily:
     kind: the config's `kind` (unique over both sides). side: "vision" or "text". summary: one
     line for docs/models.md. config: its config dataclass. build: config -> the tower module.
     projection_locked: config -> whether locking the tower locks the model's projection with it.
+    lora_targets: config -> the module-name suffixes LoRA adapts by default.
     """
 
     kind: str
@@ -110,6 +119,7 @@ class TowerFamily:
     open_clip: OpenClipForm | None = None
     hf_rules: Callable[[Any, str], list[KeyRule]] | None = None
     projection_locked: Callable[[Any], bool] = lambda config: True
+    lora_targets: Callable[[Any], tuple[str, ...]] = lambda config: TRANSFORMER_LORA_TARGETS
 
     def __post_init__(self) -> None:
         if self.side not in SIDES:

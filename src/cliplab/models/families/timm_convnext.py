@@ -197,6 +197,7 @@ FAMILY = TowerFamily(
     kind=KIND, side="vision", config=TimmConvNextConfig, build=TimmConvNext,
     summary="timm's ConvNeXt as open_clip wraps it (visual.trunk), with open_clip's linear or MLP head",
     lock_groups=TimmConvNext.parameter_groups, fsdp_units=stage_blocks,
+    lora_targets=lambda vision: ("mlp.fc", "mlp.proj"),  # the blocks' pointwise MLPs (no attention)
     projection_locked=lambda vision: False,  # open_clip's visual.head, outside TimmModel.lock's trunk
     # timm towers use exact GELU whatever open_clip's quick_gelu flag says.
     open_clip=OpenClipForm(recognises=recognising(KIND), read=read, write=write, activation=lambda vision: None,

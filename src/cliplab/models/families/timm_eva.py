@@ -50,7 +50,7 @@ from torch import nn
 
 from cliplab.errors import UnsupportedArchitectureError
 from cliplab.models.families.open_clip_sections import VISION_KEYS, check_known, image_size, refuse
-from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily
+from cliplab.models.families.spec import TRANSFORMER_LORA_TARGETS, OpenClipContext, OpenClipForm, TowerFamily
 from cliplab.models.families.timm_trunk import attention_pool_rules
 from cliplab.models.key_rules import PARAMETER, KeyRule, rule
 from cliplab.models.layers.eva_blocks import EVA_MLPS, QKV_BIASES
@@ -334,6 +334,7 @@ FAMILY = TowerFamily(
     summary="timm's Eva as open_clip wraps it (visual.trunk): EVA01, EVA02 (rotary, SwiGLU, sub-LN), PE-Core "
             "(rotary, attention pooling)",
     lock_groups=EvaVisionTransformer.parameter_groups, fsdp_units=fsdp_units,
+    lora_targets=lambda vision: (*TRANSFORMER_LORA_TARGETS, "mlp.gate"),  # SwiGLU's second input
     # timm towers use exact GELU whatever open_clip's quick_gelu flag says.
     open_clip=OpenClipForm(recognises=recognises, read=read, write=write, activation=lambda vision: None,
                            rules=open_clip_rules),
