@@ -27,7 +27,7 @@ FROZEN_FLAGS = [
     "--siglip", "--tensorboard", "--threads", "--tile-size", "--tiled-loss", "--tokenizer", "--torchcompile",
     "--train-data", "--train-num-samples", "--val-data", "--val-num-samples", "--warmup", "--wd", "--workers",
     "--zeroshot-frequency", "--zeroshot-dataset", "--force-image-size", "--image-mean", "--image-std",
-    "--wandb-project-name",
+    "--wandb-project-name", "--allow-config-change", "--requeue-exit-code",
 ]
 
 

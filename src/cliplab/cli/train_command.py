@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from cliplab.data.config import DATASET_TYPES
-from cliplab.train.config import LR_SCHEDULERS, PRECISIONS, SIGLIP_DIST_IMPLS
+from cliplab.precision_names import PRECISIONS
+from cliplab.train.config import LR_SCHEDULERS, SIGLIP_DIST_IMPLS
 
 EPILOG = """\
 examples:
@@ -76,14 +77,6 @@ def _optional_float(text: str) -> float | None:
     return None if text.lower() in ("none", "null", "off") else float(text)
 
 
-def _names(text: str) -> tuple[str, ...]:
-    """'attn.qkv, mlp.fc' -> ('attn.qkv', 'mlp.fc')."""
-    names = tuple(part.strip() for part in text.split(","))
-    if not all(names):
-        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
-    return names
-
-
 def _labels(text: str) -> tuple[int, ...]:
     """'0,1,2' -> (0, 1, 2)."""
     try:
@@ -94,6 +87,10 @@ def _labels(text: str) -> tuple[int, ...]:
 
 def _one(text: str) -> tuple[str]:
     return (text,)
+
+
+def _comma_separated(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 REPORT_TO_CHOICES = ("tensorboard", "wandb", "all", "none")
@@ -165,7 +162,8 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--lock-image-unlocked-groups", "model.lock_image_unlocked_groups",
          "leave the last N image-tower groups trainable", type=int),
     Flag("--lock-image-freeze-bn-stats", "model.lock_image_freeze_bn_stats",
-         "also freeze the norm layers of the locked groups", boolean=True),
+         "also freeze the BatchNorm running statistics of the locked groups (the locked parameters, norms "
+         "included, are frozen by --lock-image)", boolean=True),
     Flag("--lock-text", "model.lock_text", "freeze the text tower", boolean=True),
     Flag("--lock-text-unlocked-layers", "model.lock_text_unlocked_layers",
          "leave the last N text-tower layers trainable", type=int),
@@ -220,7 +218,7 @@ FLAGS: tuple[Flag, ...] = (
          metavar="ALPHA", default="R"),
     Flag("--lora-dropout", "lora.dropout", "dropout on the LoRA adapters' input", type=float, metavar="P"),
     Flag("--lora-targets", "lora.targets", "comma-separated module-name suffixes of the layers to adapt (peft's "
-         "target_modules)", type=_names, metavar="NAMES", default="the tower families': attention q/k/v and output, "
+         "target_modules)", type=_comma_separated, metavar="NAMES", default="the tower families': attention q/k/v and output, "
          "MLP in and out (attn.qkv, attn.out, mlp.fc, mlp.proj ...), a conv tower's convolutions"),
     Flag("--lora-image-only", "lora.image_only", "adapt the image tower only", boolean=True),
     Flag("--lora-text-only", "lora.text_only", "adapt the text tower only", boolean=True),
@@ -249,6 +247,11 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--save-every-steps", "checkpoint.save_every_steps", "checkpoint every N steps", type=_optional_int,
          default="off"),
     Flag("--keep-checkpoints", "checkpoint.keep_checkpoints", "how many checkpoints to keep", type=int),
+    Flag("--allow-config-change", "checkpoint.allow_config_change", "comma-separated config keys or sections a "
+         "resume may change although they affect training (e.g. optim.lr,loop.epochs); other changes are refused",
+         type=_comma_separated, metavar="KEY[,KEY...]"),
+    Flag("--requeue-exit-code", "checkpoint.requeue_exit_code", "exit status after a SIGTERM, SIGUSR1 or SIGINT "
+         "stopped the run with a checkpoint of its last step (3 to 125)", type=int, metavar="N"),
     # logging and evaluation (open_clip)
     Flag("--logs", "logging.logs", "parent directory of run directories", metavar="DIR"),
     Flag("--name", "logging.name", "run name", metavar="NAME", default="date-time-model-lr-batch"),
@@ -352,6 +355,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """0 when the run finished; `checkpoint.requeue_exit_code` when a signal stopped it after saving."""
     from cliplab.train import resolve_config, train
 
     config = resolve_config(args.config, overrides_from_args(args))
@@ -360,5 +364,6 @@ def run(args: argparse.Namespace) -> int:
 
         print("\n".join(dry_run(config)))
         return 0
-    train(config)
-    return 0
+    result = train(config)
+    return 0 if result.preemption is None else result.preemption.exit_code
+

@@ -49,7 +49,7 @@ from cliplab.pretrained.ema_weights import EMA_PREFIX
 from cliplab.pretrained.weight_files import SafetensorsReader
 from cliplab.train.atomic_files import save_torch
 from cliplab.train.checkpoint import read_checkpoint, restore_run_state
-from cliplab.train.checkpointer import EMA_STARTS_NOW, Checkpointer
+from cliplab.train.checkpointer import EMA_STARTS_NOW, Checkpointer, check_saved_shapes
 from cliplab.train.dcp_state import load_sharded, save_sharded
 from cliplab.train.parallelism import ParallelModel
 from cliplab.train.sharded_state import ShardSource, load_optimizer_state, load_shards, rows_of
@@ -90,6 +90,7 @@ class DcpCheckpointer(Checkpointer):
     def restore(self, path: Path, *, rank: int) -> TrainState:
         """Restore the parts from checkpoint `path` (verified by `run_dir.resolve_resume`): sharded,
         written by any number of ranks, or a single file. A collective."""
+        check_saved_shapes(path, self._model_tensors())
         ema = self.parts.ema
         if is_sharded_checkpoint(path):
             has_ema = ema is not None and bool(DcpModelReader(path / SHARDS_DIR, prefix=EMA_PREFIX, required=False).shapes)
@@ -114,11 +115,16 @@ class DcpCheckpointer(Checkpointer):
         """The EMA's averages as the `ema` section of the DCP shards (None without an EMA)."""
         return None if self.parts.ema is None else {EMA_SECTION: self.parts.ema.sharded_state()}
 
+    def _model_tensors(self) -> dict[str, torch.Tensor]:
+        """The model's tensors under the names a checkpoint gives them (whole shapes: DTensors)."""
+        return {canonical_name(name): tensor for name, tensor in self.parallel.model.state_dict().items()
+                if not name.endswith("_extra_state")}
+
     def _single_file_source(self, path: Path, weights: SafetensorsReader, payload: dict) -> ShardSource:
         """Names of the trainable module -> a single-file checkpoint's values (weights file, heads' state)."""
         with_heads = self.parts.objectives is not None
         heads = payload["extra_modules"].get("objectives", {}) if with_heads else {}
-        names = {canonical_name(name) for name in self.parallel.model.state_dict() if not name.endswith("_extra_state")}
+        names = set(self._model_tensors())
         if names != set(weights.shapes):
             raise UserError(f"checkpoint {path} was saved from another model: missing "
                             f"{sorted(names - set(weights.shapes))}, unexpected {sorted(set(weights.shapes) - names)}; "

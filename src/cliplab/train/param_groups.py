@@ -13,10 +13,12 @@ projection, "text": the text tower and its projection), in layer k of the tower'
                     optim.wd_exclude; else wd_T (optim.wd_image / wd_text, else wd)
 
 The layers are the tower family's `lock_groups` (input to output, the groups --lock-image-unlocked-
-groups counts): for a ViT [embeddings], block 0 .. block L-1, [final norm], so n = L + 2 and block
-i trains at D^(L - i), the embeddings at D^(L + 1), the final group at D^0 (timm's layer decay).
-The projections and anything of a tower outside its groups are D^0 too; the logit scale and bias,
-a CoCa decoder and x-clip objective heads belong to no tower: scale 1, weight decay `wd`.
+groups counts). For open_clip's own towers (`towers.locking.open_clip_layout`) they are
+[embeddings], block 0, ..., block L-2, [block L-1 with the final norm], [projection]: n = L + 2, so
+block i trains at D^(L - i), the embeddings at D^(L + 1) and the projection at D^0 (timm's layer
+decay, with the final norm in its last block's layer). The projections and anything of a tower
+outside its groups are D^0 too; the logit scale and bias, a CoCa decoder and x-clip objective
+heads belong to no tower: scale 1, weight decay `wd`.
 
 Groups are ordered by (lr scale, decayed, weight decay) and list their tensors in `named_parameters`
 order; the two groups of scale 1 (not decayed; decayed by `wd`) are always there, empty or not, so
