@@ -28,6 +28,10 @@ FROZEN_FLAGS = [
     "--train-data", "--train-num-samples", "--val-data", "--val-num-samples", "--warmup", "--wd", "--workers",
     "--zeroshot-frequency", "--zeroshot-dataset", "--force-image-size", "--image-mean", "--image-std",
     "--wandb-project-name", "--allow-config-change", "--requeue-exit-code",
+    "--train-classes", "--dry-run", "--layer-decay", "--layer-decay-image", "--layer-decay-text", "--lr-image",
+    "--lr-text", "--wd-image", "--wd-text", "--wd-exclude", "--lora-rank", "--lora-alpha", "--lora-dropout",
+    "--lora-targets", "--lora-image-only", "--no-lora-image-only", "--lora-text-only", "--no-lora-text-only",
+    "--ema-decay", "--ema-warmup", "--ema-cpu", "--no-ema-cpu",
 ]
 
 
@@ -71,11 +75,27 @@ def test_absent_flags_do_not_override():
     (["--resume", "latest"], "checkpoint.resume"),
     (["--name", ".."], "logging.name"),  # wrote into the parent of --logs
     (["--set", "optim.eps=inf"], "optim.eps"),
+    (["--lora-rank", "0"], "lora.rank"),
+    (["--lora-rank", "-2"], "lora.rank"),
+    (["--lora-alpha", "4"], "lora.alpha"),  # no rank: no LoRA to scale
+    (["--lora-rank", "4", "--lora-image-only", "--lora-text-only"], "lora.text_only"),
+    (["--lora-rank", "4", "--lora-targets", "attn.qkv,nope", "--max-steps", "1"], "lora.targets"),
+    (["--layer-decay", "0"], "optim.layer_decay"),
+    (["--layer-decay", "1.5"], "optim.layer_decay"),
+    (["--layer-decay-text", "-0.5"], "optim.layer_decay_text"),
+    (["--wd-exclude", "norm("], "optim.wd_exclude"),
+    (["--ema-decay", "1"], "ema.decay"),
+    (["--ema-decay", "0"], "ema.decay"),
+    (["--ema-warmup", "10"], "ema.warmup"),  # no decay: no EMA to warm up
+    (["--train-classes", "0,-1"], "data"),
+    (["--dataset-type", "parquet", "--train-data", "x.parquet", "--train-classes", "1"], "data"),
 ])
 def test_bad_config_fails_at_start_naming_the_key(argv, named, capsys, tmp_path):
     code = main(["train", "--logs", str(tmp_path), *argv])
     assert code == 2
-    assert f"'{named}'" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert f"'{named}'" in error
+    assert len(error.strip().splitlines()) == 1, error  # one line, no traceback
     assert not any(tmp_path.iterdir())  # nothing was started
 
 

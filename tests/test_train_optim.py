@@ -1,4 +1,5 @@
-"""Weight-decay groups (open_clip's exclusions), the logit-scale clamp, and the lr schedule."""
+"""The optimiser over trainable parameters, the logit-scale clamp, and the lr schedule (the groups:
+test_train_param_groups.py)."""
 
 import math
 
@@ -7,23 +8,8 @@ import torch
 
 from cliplab.models import create_model
 from cliplab.train.config import OptimConfig
-from cliplab.train.optim import build_optimizer, clamp_logit_scale_, parameter_groups
+from cliplab.train.optim import build_optimizer, clamp_logit_scale_
 from cliplab.train.schedule import learning_rate
-
-
-def test_no_decay_on_biases_norms_embeddings_and_scale():
-    model = create_model("tiny-siglip")
-    no_decay, decay = parameter_groups(model, weight_decay=0.2)
-    assert no_decay["weight_decay"] == 0.0 and decay["weight_decay"] == 0.2
-    names = set(no_decay["param_names"])
-    assert {"logit_scale", "logit_bias"} <= names
-    assert any("position" in name for name in names)
-    parameters = dict(model.named_parameters())
-    for name in names:
-        assert parameters[name].ndim < 2 or "embedding" in name, name
-    for name in decay["param_names"]:
-        assert parameters[name].ndim >= 2 and "norm" not in name and "bias" not in name, name
-    assert len(names) + len(decay["param_names"]) == len(parameters)
 
 
 def test_frozen_parameters_are_left_out():
