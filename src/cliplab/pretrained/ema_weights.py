@@ -39,14 +39,6 @@ class EmaOverlay:
         return (self.ema if name in self.ema.shapes else self.base).read(name)
 
 
-def has_ema_weights(directory: Path) -> bool:
-    """Whether checkpoint directory `directory` holds EMA weights (of either layout)."""
-    if (directory / EMA_WEIGHTS_FILE).is_file():
-        return True
-    shards = directory / SHARDS_DIR
-    return (shards / ".metadata").is_file() and bool(DcpModelReader(shards, prefix=EMA_PREFIX, required=False).shapes)
-
-
 def ema_reader(directory: Path, base: Any) -> EmaOverlay:
     """The reader of checkpoint `directory`'s model with its EMA weights (`base`: the reader of its
     model); UserError naming the directory when it holds none."""
