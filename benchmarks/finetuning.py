@@ -16,7 +16,7 @@
    templates, cliplab's zero-shot path): top-1 on the images of classes 0-4 (old) and of 5-9 (new).
 4. ViT-B-32 (random weights), batch 16 of 224x224 images, CPU fp32, AdamW: the time of a training
    step (forward, backward, optimiser) and the peak RSS of full fine-tuning and of LoRA rank 8
-   (`lora_setup.adapt_for_training`), each in a fresh process, both in this run.
+   (`cliplab.train.setup.lora.adapt_for_training`), each in a fresh process, both in this run.
 
 The CPU is shared with other jobs: the 1-minute load average is recorded with the figures, and the
 ratios within one table (same run, same machine) are what to read.
@@ -57,7 +57,7 @@ def _peak_rss_mib() -> float:
 
 
 def _run_config(logs: Path, name: str, steps: int, settings: dict):
-    from cliplab.train.config_io import resolve_config
+    from cliplab.train.config.io import resolve_config
 
     overrides = {"logging.logs": str(logs), "logging.name": name, "logging.tensorboard": False,
                  "logging.progress_bar": False, "logging.log_every_n_steps": 1, "loop.max_steps": steps,
@@ -71,8 +71,8 @@ def child_train(logs: str, name: str, steps: int, settings: dict) -> dict:
     import torch
 
     from cliplab.train import train
-    from cliplab.train.model_setup import build_training_model
-    from cliplab.train.model_plan import plan_model
+    from cliplab.train.setup.model import build_training_model
+    from cliplab.train.setup.model_plan import plan_model
 
     config = _run_config(Path(logs), name, steps, settings)
     plan = None if config.model.pretrained else plan_model(config.model, config.data.dataset_type)
@@ -95,8 +95,8 @@ def child_vit(mode: str, steps: int) -> dict:
     from cliplab.losses import ClipLoss
     from cliplab.models import create_model
     from cliplab.train.config import LoraConfig, OptimConfig
-    from cliplab.train.lora_setup import adapt_for_training
-    from cliplab.train.optim import build_optimizer
+    from cliplab.train.setup.lora import adapt_for_training
+    from cliplab.train.step.optim import build_optimizer
 
     torch.manual_seed(0)
     model = create_model("ViT-B-32", output_dict=True).train()

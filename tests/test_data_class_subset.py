@@ -6,7 +6,7 @@ import pytest
 from cliplab.data import DataConfig
 from cliplab.data.class_subset import ClassSubset
 from cliplab.errors import UserError
-from cliplab.train.data_setup import build_train_dataset
+from cliplab.train.setup.data import build_train_dataset
 
 from data_fixtures import make_manifest
 

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 import cliplab
-from cliplab.bundle import load_model
 from cliplab.cli import main
 from cliplab.data.tokenizer import Tokenizer
 from cliplab.data.tokenizer_openai import openai_bpe_tokenizer
 from cliplab.errors import UserError
+from cliplab.model_io import load_model
 from cliplab.models import build_model, create_model
 from cliplab.models.open_clip_config import UnsupportedArchitectureError, config_from_open_clip
 from cliplab.pretrained.hf_config import config_from_hf

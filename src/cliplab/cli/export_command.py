@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from cliplab.pretrained.formats import EXPORT_FORMATS
+
 EPILOG = """\
 formats:
   open_clip   open_clip_config.json + open_clip_model.safetensors:
@@ -39,7 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", metavar="CHECKPOINT",
                         help="bundle, run directory, open_clip / OpenAI / Hugging Face checkpoint")
-    parser.add_argument("--format", required=True, choices=("open_clip", "hf", "bundle"), help="what to write")
+    parser.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="what to write")
     parser.add_argument("--ema", action="store_true",
                         help="the EMA weights of a training checkpoint (a run trained with --ema-decay)")
     add_output_arguments(parser, "output directory")
@@ -56,14 +58,11 @@ def add_output_arguments(parser: argparse.ArgumentParser, out_help: str) -> None
 
 
 def run(args: argparse.Namespace) -> int:
-    from cliplab.bundle import load_model, save
-    from cliplab.pretrained.export import export, prepare_directory
+    from cliplab.model_io import load_model
+    from cliplab.pretrained.export import export
 
     loaded = load_model(args.checkpoint, model=args.model, ema=args.ema)
-    if args.format == "bundle":
-        directory = save(loaded.model, loaded.tokenizer, prepare_directory(args.out, args.force))
-    else:
-        directory = export(loaded.model, loaded.tokenizer, args.out, format=args.format, force=args.force)
+    directory = export(loaded.model, loaded.tokenizer, args.out, format=args.format, force=args.force)
     weights = " (its EMA weights)" if args.ema else ""
     print(f"exported {loaded.path} ({loaded.format}){weights} as {args.format} to {directory}")
     return 0

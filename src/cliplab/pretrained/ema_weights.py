@@ -1,6 +1,6 @@
 """The EMA weights a training checkpoint may hold beside its model (`cliplab train --ema-decay`).
 
-A run with an EMA (`cliplab.train.ema`) averages the tensors it trains; the rest of the model (what
+A run with an EMA (`cliplab.train.step.ema`) averages the tensors it trains; the rest of the model (what
 is frozen, the buffers) is the model's own. Its checkpoints hold the averages:
     ema.safetensors     a single-file checkpoint: the averaged tensors under their state-dict names
     shards/ ema.<name>  an FSDP2 checkpoint: the same, sharded like the parameters, in its DCP shards
@@ -16,7 +16,8 @@ from typing import Any
 import torch
 
 from cliplab.errors import UserError
-from cliplab.pretrained.dcp_reader import SHARDS_DIR, DcpModelReader
+from cliplab.file_names import DCP_SHARDS_DIR
+from cliplab.pretrained.dcp_reader import DcpModelReader, is_sharded_checkpoint
 from cliplab.pretrained.weight_files import SafetensorsReader
 
 EMA_WEIGHTS_FILE = "ema.safetensors"
@@ -44,9 +45,9 @@ def ema_reader(directory: Path, base: Any) -> EmaOverlay:
     model); UserError naming the directory when it holds none."""
     if (directory / EMA_WEIGHTS_FILE).is_file():
         return EmaOverlay(base, SafetensorsReader(directory / EMA_WEIGHTS_FILE), str(directory / EMA_WEIGHTS_FILE))
-    shards = directory / SHARDS_DIR
-    ema = DcpModelReader(shards, prefix=EMA_PREFIX, required=False) if (shards / ".metadata").is_file() else None
+    sharded = is_sharded_checkpoint(directory)
+    ema = DcpModelReader(directory / DCP_SHARDS_DIR, prefix=EMA_PREFIX, required=False) if sharded else None
     if ema is None or not ema.shapes:
         raise UserError(f"{directory} holds no EMA weights: only checkpoints of a run trained with --ema-decay "
                         "(ema.decay) have them")
-    return EmaOverlay(base, ema, str(shards))
+    return EmaOverlay(base, ema, str(directory / DCP_SHARDS_DIR))

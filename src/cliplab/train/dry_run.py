@@ -12,10 +12,10 @@ from __future__ import annotations
 import torch
 
 from cliplab.train.config import TrainConfig
-from cliplab.train.model_plan import plan_model
-from cliplab.train.model_setup import build_training_model, describe_model
-from cliplab.train.optim import build_optimizer, describe_optimizer
-from cliplab.train.param_groups import describe_parameter_groups
+from cliplab.train.setup.model import build_training_model, describe_model
+from cliplab.train.setup.model_plan import plan_model
+from cliplab.train.step.optim import build_optimizer, describe_optimizer
+from cliplab.train.step.param_groups import describe_parameter_groups
 
 
 def dry_run(config: TrainConfig) -> list[str]:

@@ -1,12 +1,12 @@
 """`train(config) -> TrainResult`: a `Trainer` built from named components, and its loop.
 
 `Trainer.__init__` builds each component once from its config section: the run directory, the
-model (`model_setup`, with its LoRA adapters: `lora_setup`), its tokenizer (`tokenizer_setup`), the
-x-clip objectives (`objectives_setup`), the DDP/FSDP2/compile wrapper (`parallelism`, which also
-decides where the model is built and which checkpointer saves it), the optimiser and its parameter
-groups (`optim`, `param_groups`), the EMA of the weights (`ema`), the precision with its GradScaler
-(`precision`), the checkpointer (`checkpointer`), the loss (`loss_table`), the data
-(`data_setup`), the logger (`metrics_log`) and the evaluator (`evaluation`). The order of the
+model (`setup.model`, with its LoRA adapters: `setup.lora`), its tokenizer (`setup.tokenizer`), the
+x-clip objectives (`setup.objectives`), the DDP/FSDP2/compile wrapper (`parallel.build`, which also
+decides where the model is built), the optimiser and its parameter groups (`step.optim`,
+`step.param_groups`), the EMA of the weights (`step.ema`), the precision with its GradScaler
+(`step.precision`), the checkpointer (`build_checkpointer`), the loss (`step.loss_table`), the data
+(`setup.data`), the logger (`metrics.log`) and the evaluator (`evaluation`). The order of the
 builds is the order in which they draw from the global RNG, which the golden trajectory pins.
 
 `Trainer.train()` repeats `train_step()` and then lets the checkpointer and the evaluator act when
@@ -31,32 +31,33 @@ from torch import nn
 from cliplab.data.skipping import agree_on_step, epoch_skip_record, raise_read_failures
 from cliplab.distributed.agreement import raise_if_any_rank_failed, run_on_main
 from cliplab.eval.run_layout import CHECKPOINTS_DIR
-from cliplab.train.accumulation import LossOutput, MicroBatch, forward_backward
-from cliplab.train.checkpoint import CheckpointManager
-from cliplab.train.checkpointer import CheckpointedParts
-from cliplab.train.config import TrainConfig
-from cliplab.train.config_history import check_config_on_resume, record_run_config
-from cliplab.train.config_io import config_to_dict
-from cliplab.train.data_setup import TrainData
-from cliplab.train.distributed_setup import DistributedContext, init_distributed, shutdown
-from cliplab.train.ema import WeightEma
+from cliplab.train.checkpointing.checkpointer import CheckpointedParts, Checkpointer
+from cliplab.train.checkpointing.dcp import DcpCheckpointer
+from cliplab.train.checkpointing.manager import CheckpointManager
+from cliplab.train.config import CheckpointConfig, TrainConfig
+from cliplab.train.config.history import check_config_on_resume, record_run_config
+from cliplab.train.config.io import config_to_dict
 from cliplab.train.evaluation import Evaluator
-from cliplab.train.guards import NonFiniteGuard
-from cliplab.train.loss_table import build_training_loss
-from cliplab.train.metrics_log import StepReport, TrainLogger, announce_run
-from cliplab.train.model_plan import plan_model
-from cliplab.train.model_setup import build_training_model, build_transforms, describe_run_inputs
-from cliplab.train.objectives_setup import ModelWithObjectives, build_run_objectives
-from cliplab.train.optim import build_optimizer, clamp_logit_scale_, clip_gradients, describe_optimizer
-from cliplab.train.parallelism import ModelBuild, build_checkpointer, whole_model, wrap_for_training
-from cliplab.train.precision import Precision
+from cliplab.train.metrics.log import StepReport, TrainLogger, announce_run
+from cliplab.train.metrics.summary import strict_summary, write_summary
+from cliplab.train.parallel.build import ModelBuild, ParallelModel, whole_model, wrap_for_training
+from cliplab.train.parallel.processes import DistributedContext, init_distributed, shutdown
+from cliplab.train.parallel.torch_setup import configure_torch, seed_everything
 from cliplab.train.preemption import Preemption, PreemptionHandler
 from cliplab.train.run_dir import RunDirectory, claim_run_dir, resolve_resume
-from cliplab.train.schedule import learning_rate, set_lr, warn_if_warmup_outlasts_run
+from cliplab.train.setup.data import TrainData
+from cliplab.train.setup.model import build_training_model, build_transforms, describe_run_inputs
+from cliplab.train.setup.model_plan import plan_model
+from cliplab.train.setup.objectives import ModelWithObjectives, build_run_objectives
+from cliplab.train.setup.tokenizer import build_run_tokenizer
 from cliplab.train.state import TrainState
-from cliplab.train.summary import strict_summary, write_summary
-from cliplab.train.tokenizer_setup import build_run_tokenizer
-from cliplab.train.torch_setup import configure_torch, seed_everything
+from cliplab.train.step.accumulation import LossOutput, MicroBatch, forward_backward
+from cliplab.train.step.ema import WeightEma
+from cliplab.train.step.guards import NonFiniteGuard
+from cliplab.train.step.loss_table import build_training_loss
+from cliplab.train.step.optim import build_optimizer, clamp_logit_scale_, clip_gradients, describe_optimizer
+from cliplab.train.step.precision import Precision
+from cliplab.train.step.schedule import learning_rate, set_lr, warn_if_warmup_outlasts_run
 
 
 @dataclass
@@ -97,6 +98,17 @@ def train(config: TrainConfig, *, hooks: TrainHooks | None = None) -> TrainResul
         shutdown(context)
 
 
+
+def build_checkpointer(config: CheckpointConfig, manager: CheckpointManager, parts: CheckpointedParts, *,
+                       saved_config: dict, parallel: ParallelModel) -> Checkpointer:
+    """The checkpointer for how `parallel` holds the model: the plain one for whole copies, the
+    sharded one under FSDP2 (`checkpointing.dcp`: DCP directories that reshard). Chosen here, with
+    the Trainer, so that neither `parallel` nor `checkpointing` imports the other's choice."""
+    if not parallel.sharded:
+        return Checkpointer(config, manager, parts, saved_config=saved_config)
+    return DcpCheckpointer(config, manager, parts, saved_config=saved_config, parallel=parallel)
+
+
 class Trainer:
     """One run: its components (see the module docstring), its state, and the loop over its steps."""
 
@@ -113,7 +125,8 @@ class Trainer:
         config_on_resume = run_on_main(lambda: check_config_on_resume(config, resume_from))
 
         torch.manual_seed(config.loop.seed)  # identical initial weights on every rank
-        build = ModelBuild(config, context)
+        build = ModelBuild(config.distributed, context, compile=config.model.torchcompile,
+                           precision=config.loop.precision)
         plan = None if config.model.pretrained else plan_model(config.model, config.data.dataset_type)
         with build.building():
             built = build_training_model(config.model, build.device, plan=plan, resuming=resume_from is not None,
@@ -123,9 +136,10 @@ class Trainer:
                                             run_dir=self.run_dir, pretrained_tokenizer=built.tokenizer)
         self.tokenizer = run_tokenizer.tokenizer
         with build.building():
-            self.objectives = build_run_objectives(config, self.model, self.tokenizer)
+            self.objectives = build_run_objectives(config.objectives, self.model, self.tokenizer,
+                                                   accum_freq=config.loop.accum_freq)
         self.trainable = self.model if self.objectives is None else ModelWithObjectives(self.model, self.objectives)
-        self.parallel = wrap_for_training(self.trainable, self.model, config, context, build, built.weights)
+        self.parallel = wrap_for_training(self.trainable, self.model, build, built.weights)
         self.optimizer = build_optimizer(self.trainable, config.optim, self.model)
         self.ema = WeightEma(self.model, config.ema) if config.ema.enabled else None
         self.precision = Precision(config.loop, context.device)
