@@ -219,3 +219,10 @@ def test_eval_progress_in_a_log_file_is_plain_lines(trained_run, capsys):
     captured = capsys.readouterr()
     assert "zero-shot: 30/30 img (100%)" in captured.out and ", done in " in captured.out
     assert "\r" not in captured.out + captured.err
+
+
+def test_retrieval_dataset_types_are_the_training_sources_with_a_location(capsys):
+    # image-folder is a benchmark layout only: offering it led to "dataset_type must be one of (...)"
+    with pytest.raises(SystemExit):
+        run_cli(["eval", "--help"])
+    assert "--dataset-type {csv,webdataset,parquet}" in capsys.readouterr().out

@@ -8,6 +8,7 @@ import pytest
 
 from cliplab.cli import build_parser, main
 from cliplab.cli.train_command import FLAGS, overrides_from_args
+from cliplab.data.sources import DATASET_TYPES
 
 # Changing this list renames or removes a user-facing flag: update docs/training.md with it.
 FROZEN_FLAGS = [
@@ -115,7 +116,7 @@ def test_help_shows_readable_placeholders(capsys):
     text = capsys.readouterr().out
     assert "FLAG__" not in text and "flag__" not in text
     for shown in ("--train-data PATH", "--batch-size BATCH_SIZE", "--logs DIR", "--resume {latest,DIR}",
-                  "--dataset-type {fashion-mnist,csv,webdataset,parquet}", "--report-to {tensorboard,wandb,all,none}",
+                  f"--dataset-type {{{','.join(DATASET_TYPES)}}}", "--report-to {tensorboard,wandb,all,none}",
                   "--image-mean M M M", "--force-image-size SIZE"):
         assert shown in text, shown
 

@@ -8,6 +8,7 @@ import time
 import torch
 from safetensors.torch import load_file
 
+from cliplab.objectives.terms import OBJECTIVE_TERMS
 from cliplab.train.checkpointing.manager import CheckpointManager
 from cliplab.train.config import EvalConfig
 from cliplab.train.config.presets import smoke_config
@@ -19,11 +20,11 @@ SMALL_MODEL = {"vision.width": 16, "text.width": 32, "text.heads": 2, "text.laye
 # names they are logged under, as loss/<name>).
 SMALL_HEADS = {"simsiam": {"hidden_dim": 16, "projection_dim": 8, "predictor_hidden_dim": 8},
                "simclr": {"hidden_dim": 16, "projection_dim": 8}}
-ADDED_TERMS = {"filip": {"enabled": True}, "mlm": {"enabled": True},
-               "simsiam": {"enabled": True, **SMALL_HEADS["simsiam"]},
-               "simclr": {"enabled": True, **SMALL_HEADS["simclr"]},
-               "multiview": {"enabled": True}, "sim_reg": {"enabled": True}}
-ADDED_TERM_NAMES = ["filip_loss", "mlm_loss", "simsiam_loss", "simclr_loss", "multiview_loss", "sim_reg_loss"]
+# Every registered term beside the main contrastive one, switched on (small heads where it has any), in
+# table order: a term added to OBJECTIVE_TERMS joins the DDP/FSDP2/resume equality tests that use these.
+_ADDED = [term for term in OBJECTIVE_TERMS if term.section != "contrastive"]
+ADDED_TERMS = {term.section: {"enabled": True, **SMALL_HEADS.get(term.section, {})} for term in _ADDED}
+ADDED_TERM_NAMES = [term.names[0] for term in _ADDED]
 
 
 def small_config(logs, name="run", *, steps=6, batch_size=8, evaluate=False, **loop_overrides):

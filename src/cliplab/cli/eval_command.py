@@ -15,8 +15,9 @@ from cliplab.errors import InvalidInputError, UserError
 if TYPE_CHECKING:
     from cliplab.data import DataConfig
 
-# the sources whose data --retrieval-data can name (a built-in one has no location to give)
-RETRIEVAL_DATA_TYPES = tuple(source.name for source in SOURCES if not source.built_in)
+# the training sources whose data --retrieval-data can name (a built-in one has no location to give)
+RETRIEVAL_SOURCES = tuple(source for source in SOURCES if source.trains and not source.built_in)
+RETRIEVAL_DATA_TYPES = tuple(source.name for source in RETRIEVAL_SOURCES)
 PROGRESS_LINE_INTERVAL_S = 10.0
 
 HELP = "zero-shot accuracy and retrieval metrics of a checkpoint"
@@ -64,8 +65,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                            help="run zero-shot classification, or not (default: what the run trained for, above)")
     retrieval = parser.add_argument_group("retrieval")
     retrieval.add_argument("--retrieval-data", metavar="PATH",
-                           help="image-caption pairs: a manifest (csv), a shard pattern (webdataset) or parquet files "
-                                "(default: a csv, webdataset or parquet run's validation data)")
+                           help="image-caption pairs, by --dataset-type: " + "; ".join(
+                               f"{source.name}: {source.location}" for source in RETRIEVAL_SOURCES)
+                           + f" (default: a {', '.join(RETRIEVAL_DATA_TYPES)} run's validation data)")
     retrieval.add_argument("--dataset-type", choices=RETRIEVAL_DATA_TYPES, default="csv",
                            help="format of --retrieval-data (default: csv)")
     retrieval.add_argument("--csv-img-key", default="filepath", help="image path column (default: filepath)")

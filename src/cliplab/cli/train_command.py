@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from cliplab.data.config import DATASET_TYPES
+from cliplab.data.sources import SOURCES
 from cliplab.precision_names import PRECISIONS
 from cliplab.train.config import LR_SCHEDULERS, SIGLIP_DIST_IMPLS
 
@@ -113,8 +114,8 @@ def _report_to(text: str) -> tuple[bool, bool]:
 
 FLAGS: tuple[Flag, ...] = (
     # data (open_clip)
-    Flag("--train-data", "data.train_data", "training data: csv manifest, webdataset shard pattern, parquet "
-         "file, directory or glob, or the Fashion-MNIST directory", metavar="PATH",
+    Flag("--train-data", "data.train_data", "training data, by --dataset-type: " + "; ".join(
+         f"{source.name}: {source.location}" for source in SOURCES if source.trains), metavar="PATH",
          default="the built-in Fashion-MNIST: system copy, cache or download"),
     Flag("--val-data", "data.val_data", "evaluation data (same formats as --train-data)", metavar="PATH",
          default="none; a Fashion-MNIST run evaluates on its test split"),

@@ -13,10 +13,8 @@ from cliplab.data.sources import DATASET_TYPES, data_source, labelled_sources
 class DataConfig:
     """What to load for training and evaluation.
 
-    dataset_type: a registered source (`cliplab.data.sources`, docs/data.md): "fashion-mnist"
-        (built in; train_data / val_data optionally name the directory holding its idx files),
-        "csv" (train_data / val_data are manifests), "webdataset" (brace patterns of tar shards)
-        or "parquet" (a parquet file, a directory of them, or a glob).
+    dataset_type: a training source of the registry (`cliplab.data.sources.DATASET_TYPES`; what
+        train_data / val_data hold for each: its `location`, docs/data.md's table).
     csv_label_key: optional integer label column of a manifest.
     parquet_image_key / parquet_caption_key: the image column (encoded bytes, or {"bytes", "path"}
         structs) and the caption column of parquet data; None takes the first that exists of

@@ -16,6 +16,9 @@ from `cliplab.data`, inside the functions that use it), defines its captions for
 ends with `SOURCE = DataSource(...)`; then add that `SOURCE` to `SOURCES` below. Its name becomes a
 `--dataset-type` choice. A source needing keys of its own adds them to `DataConfig` (the other
 sources ignore them).
+
+Last, `python scripts/write_docs_tables.py` rewrites the docs' generated table from this one (a
+test keeps them equal), and tests/test_data_sources.py pins the registered sources in order: add the new name there.
 """
 
 from __future__ import annotations

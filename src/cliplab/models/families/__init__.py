@@ -13,6 +13,10 @@ defines the config dataclass (with a `kind` field), the tower module (or imports
 `FAMILY = TowerFamily(...)`; then add that `FAMILY` to `TOWER_FAMILIES` below. A family open_clip
 configs name but nobody has written yet is refused by `open_clip_family` with one line naming it
 (`MISSING_FAMILIES`).
+
+Last, `python scripts/write_docs_tables.py` rewrites the docs' generated table from this one (a
+test keeps them equal), and the registry sweep (tests/test_models_families.py, `SWEEP`) gets a row:
+the small settings one model of the family is built with.
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ reader inside those functions (`parts` has a directory format's parts,
 `open_clip_checkpoint.weights_file_format` a weights file's), and ends with `FORMAT =
 CheckpointFormat(...)`; then add that `FORMAT` to `FORMATS` below. Its summary joins the accepted-formats listing at its place in the
 table (append it: messages number the items).
+
+Last, `python scripts/write_docs_tables.py` rewrites the docs' generated table from this one (a
+test keeps them equal), and tests/test_pretrained_formats.py pins the registered formats in order: add the new name there.
 """
 
 from __future__ import annotations
