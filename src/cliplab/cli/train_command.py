@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from cliplab.data.config import DATASET_TYPES
-from cliplab.train.config import LR_SCHEDULERS, PRECISIONS, SIGLIP_DIST_IMPLS
+from cliplab.train.config import CONTEXT_EXTENSIONS, LR_SCHEDULERS, PRECISIONS, SIGLIP_DIST_IMPLS
 
 EPILOG = """\
 examples:
@@ -130,7 +130,16 @@ FLAGS: tuple[Flag, ...] = (
          metavar="TOKENIZER", default="the resumed or pretrained checkpoint's, the open_clip model's own, else "
          "one trained on the captions"),
     Flag("--force-image-size", "model.force_image_size", "input image side instead of the model config's (the "
-         "preprocessing follows)", type=int, metavar="SIZE", default="the model config's"),
+         "preprocessing follows; with --pretrained the learned position grids are resized)", type=int, metavar="SIZE",
+         default="the model config's"),
+    Flag("--force-context-length", "model.force_context_length", "text context length instead of the model "
+         "config's (the tokenizer follows; with --pretrained the text positions are resized by --context-extension)",
+         type=int, metavar="LENGTH", default="the model config's"),
+    Flag("--context-extension", "model.context_extension", "how --force-context-length resizes pretrained text "
+         "positions: interpolate (open_clip's, linear) or longclip (the first 20 kept, the rest stretched)",
+         choices=CONTEXT_EXTENSIONS),
+    Flag("--force-patch-dropout", "model.force_patch_dropout", "ViT patch dropout while training instead of the "
+         "model config's (also with --pretrained)", type=float, metavar="P", default="the model config's"),
     Flag("--image-mean", "model.image_mean", "per-channel normalisation mean, R G B", type=float, nargs=3,
          metavar="M", default="the model config's; OpenAI CLIP's for the tiny models on csv, webdataset or "
          "parquet data"),

@@ -5,7 +5,8 @@
     model.pretrained PATH    cliplab.bundle.load_model(PATH, model=name): the checkpoint's architecture,
                              weights, tokenizer and preprocessing (any format `cliplab.load` reads;
                              `name` names the architecture of formats that carry none, and must agree
-                             with the others)
+                             with the others); at the image size, context length and patch dropout
+                             the section forces, its weights carried over (`input_size`)
 
 A run that resumes takes its weights from the resumed checkpoint, so the pretrained file then only
 gives the architecture: it is built on the meta device without reading a weight, and allocated
@@ -26,6 +27,7 @@ from cliplab.distributed.agreement import raise_if_any_rank_failed
 from cliplab.errors import UserError
 from cliplab.models import create_model
 from cliplab.train.config import ConfigError, ModelSetupConfig
+from cliplab.train.input_size import resize_pretrained
 from cliplab.train.model_plan import ModelPlan
 from cliplab.train.tokenizer_setup import RunTokenizer
 
@@ -70,10 +72,14 @@ def _pretrained_model(setup: ModelSetupConfig, device: torch.device,
         with_model = f" with --model {setup.name}" if setup.name is not None else ""
         failure = PretrainedLoadError(f"--pretrained {setup.pretrained} (model.pretrained){with_model}: {error}")
     raise_if_any_rank_failed(failure)
-    model = loaded.model
+    resized = resize_pretrained(loaded.model, setup, loaded.weights)
+    model = resized.model
     if resuming:
         model.to_empty(device=device)
-    return model, loaded.tokenizer, f"the pretrained checkpoint {loaded.path} ({loaded.format})", loaded.weights
+    origin = f"the pretrained checkpoint {loaded.path} ({loaded.format})"
+    if resized.changes:
+        origin += f", resized ({'; '.join(resized.changes)})"
+    return model, loaded.tokenizer, origin, resized.weights
 
 
 def _lock(model: nn.Module, setup: ModelSetupConfig) -> None:
