@@ -26,6 +26,7 @@ from cliplab.models.families import family_of
 from cliplab.models.families.spec import SequenceResize
 from cliplab.models.layers.position_resize import interpolate_positions, stretch_positions_longclip
 from cliplab.models.registry import build_model, get_model_config
+from cliplab.models.tower_configs import VisionConfig
 
 CONTEXT_EXTENSIONS: dict[str, SequenceResize] = {
     "interpolate": interpolate_positions,
@@ -42,8 +43,8 @@ def resized_config(config: ModelConfig, *, image_size: int | None = None, contex
     whose config would floor it)."""
     overrides: dict[str, Any] = {}
     if image_size is not None:
-        patch = getattr(config.vision, "patch_size", None)
-        if isinstance(patch, int) and image_size % patch:
+        patch = _patch_size(config.vision)
+        if patch is not None and image_size % patch:
             raise ValueError(f"vision.image_size ({image_size}) must be divisible by vision.patch_size ({patch})")
         overrides["vision.image_size"] = image_size
     if context_length is not None:
@@ -54,6 +55,14 @@ def resized_config(config: ModelConfig, *, image_size: int | None = None, contex
                              "(cliplab's vit family has)")
         overrides["vision.patch_dropout"] = patch_dropout
     return get_model_config(config, **overrides)
+
+
+def _patch_size(vision: Any) -> int | None:
+    """The side of the tower's patches; None for a tower that takes no patches (VisionConfig's conv
+    and resnet kinds carry an unused patch_size)."""
+    if isinstance(vision, VisionConfig) and vision.kind != "vit":
+        return None
+    return getattr(vision, "patch_size", None)
 
 
 def _shapes(config: ModelConfig) -> dict[str, torch.Size]:
