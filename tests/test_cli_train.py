@@ -27,7 +27,8 @@ FROZEN_FLAGS = [
     "--siglip", "--tensorboard", "--threads", "--tile-size", "--tiled-loss", "--tokenizer", "--torchcompile",
     "--train-data", "--train-num-samples", "--val-data", "--val-num-samples", "--warmup", "--wd", "--workers",
     "--zeroshot-frequency", "--zeroshot-dataset", "--force-image-size", "--image-mean", "--image-std",
-    "--force-context-length", "--context-extension", "--force-patch-dropout",
+    "--force-context-length", "--context-extension", "--force-patch-dropout", "--train-data-upsampling-factors",
+    "--wds-caption-key",
     "--wandb-project-name",
 ]
 

@@ -94,19 +94,25 @@ def _report_to(text: str) -> tuple[bool, bool]:
 FLAGS: tuple[Flag, ...] = (
     # data (open_clip)
     Flag("--train-data", "data.train_data", "training data: csv manifest, webdataset shard pattern, parquet "
-         "file, directory or glob, or the Fashion-MNIST directory", metavar="PATH",
-         default="the built-in Fashion-MNIST: system copy, cache or download"),
+         "file, directory or glob, or the Fashion-MNIST directory; several sources of one type joined by '::' are "
+         "mixed", metavar="PATH", default="the built-in Fashion-MNIST: system copy, cache or download"),
+    Flag("--train-data-upsampling-factors", "data.train_data_upsampling_factors", "one factor per '::' source of "
+         "--train-data, '::'-separated (e.g. 1::4): how often each sample of a source is drawn relative to one of "
+         "factor 1 (webdataset: with --dataset-resampled)", metavar="FACTORS", default="1 each"),
     Flag("--val-data", "data.val_data", "evaluation data (same formats as --train-data)", metavar="PATH",
          default="none; a Fashion-MNIST run evaluates on its test split"),
     Flag("--dataset-type", "data.dataset_type", "format of the data", choices=DATASET_TYPES),
     Flag("--csv-img-key", "data.csv_img_key", "image path column of a csv manifest"),
-    Flag("--csv-caption-key", "data.csv_caption_key", "caption column of a csv manifest"),
+    Flag("--csv-caption-key", "data.csv_caption_key", "caption column of a csv manifest (a cell may hold a JSON "
+         "list of captions)"),
     Flag("--csv-separator", "data.csv_separator", "column separator of a csv manifest", default="tab"),
     Flag("--csv-label-key", "data.csv_label_key", "integer class label column of a csv manifest", default="none"),
     Flag("--parquet-image-key", "data.parquet_image_key", "image column of parquet data: encoded bytes or "
          "{bytes, path} structs", default="the first of image, jpg, png"),
-    Flag("--parquet-caption-key", "data.parquet_caption_key", "caption column of parquet data",
-         default="the first of caption, text, txt"),
+    Flag("--parquet-caption-key", "data.parquet_caption_key", "caption column of parquet data (strings or lists "
+         "of strings)", default="the first of caption, text, txt"),
+    Flag("--wds-caption-key", "data.wds_caption_key", "webdataset: the key of each sample's .json holding its "
+         "caption or list of captions", metavar="KEY", default="none: the .txt file"),
     Flag("--parquet-label-key", "data.parquet_label_key", "integer class label column of parquet data",
          default="none"),
     Flag("--train-num-samples", "data.train_num_samples", "samples per epoch", type=int,

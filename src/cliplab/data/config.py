@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cliplab.data.mixture_syntax import parse_factors, split_sources
+
 DATASET_TYPES = ("fashion-mnist", "csv", "webdataset", "parquet")
 
 
@@ -14,6 +16,14 @@ class DataConfig:
     dataset_type: "fashion-mnist" (built in; train_data / val_data optionally name the directory
         holding its idx files), "csv" (train_data / val_data are manifests), "webdataset" (brace
         patterns of tar shards) or "parquet" (a parquet file, a directory of them, or a glob).
+        train_data may name several sources of that type joined by `::` (a mixture, `data.mixture`).
+    train_data_upsampling_factors: one factor per source of train_data (a list, or open_clip's
+        `1::4`): how often each sample of a source is drawn relative to one of factor 1; None: 1
+        each. Webdataset shards need dataset_resampled for them (open_clip's rule).
+    csv_caption_key / parquet_caption_key / wds_caption_key: where a sample's caption is: one caption,
+        or several (a JSON list in a CSV cell, a list column, a list in the webdataset `.json`;
+        `caption_lists`), of which training draws one per sample and epoch and evaluation reads all.
+        wds_caption_key: the `.json` key (None: the `.txt` file).
     csv_label_key: optional integer label column of a manifest.
     parquet_image_key / parquet_caption_key: the image column (encoded bytes, or {"bytes", "path"}
         structs) and the caption column of parquet data; None takes the first that exists of
@@ -26,7 +36,8 @@ class DataConfig:
         count recorded next to the shards, where there is one).
     max_skip_fraction: the run stops once more than this share of the samples drawn in an epoch were
         bad, checked after skip_check_min_samples draws.
-    caption_seed: seeds the generated Fashion-MNIST captions (with epoch and sample index).
+    caption_seed: seeds the caption a sample trains on in an epoch (with the epoch and the sample): the
+        generated Fashion-MNIST captions, and the draw among several captions of a field.
     fashion_mnist_download: whether to download Fashion-MNIST into the cache when no local copy
         exists; cache_dir overrides $CLIPLAB_CACHE/fashion-mnist.
     """
@@ -34,6 +45,7 @@ class DataConfig:
     dataset_type: str = "fashion-mnist"
     train_data: str | None = None
     val_data: str | None = None
+    train_data_upsampling_factors: list[float] | str | None = None
     csv_img_key: str = "filepath"
     csv_caption_key: str = "title"
     csv_label_key: str | None = None
@@ -41,6 +53,7 @@ class DataConfig:
     parquet_image_key: str | None = None
     parquet_caption_key: str | None = None
     parquet_label_key: str | None = None
+    wds_caption_key: str | None = None
     train_num_samples: int | None = None
     val_num_samples: int | None = None
     dataset_resampled: bool = False
@@ -62,7 +75,8 @@ class DataConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1 when given, got {value}")
-        for name in ("parquet_image_key", "parquet_caption_key", "parquet_label_key"):
+        self._check_mixture()
+        for name in ("parquet_image_key", "parquet_caption_key", "parquet_label_key", "wds_caption_key"):
             if getattr(self, name) == "":
                 raise ValueError(f"{name} must name a column (or be null for the default), got ''")
         if len(self.csv_separator) != 1:
@@ -76,3 +90,21 @@ class DataConfig:
         if self.skip_check_min_samples < 1:
             raise ValueError(f"skip_check_min_samples must be >= 1, got "
                              f"{self.skip_check_min_samples}")
+
+    def _check_mixture(self) -> None:
+        """Normalise the factors to a list of floats and check them against the sources."""
+        if self.train_data_upsampling_factors is None:
+            return
+        self.train_data_upsampling_factors = parse_factors(self.train_data_upsampling_factors)
+        count = len(self.train_data_upsampling_factors)
+        if self.dataset_type == "fashion-mnist" or self.train_data is None:
+            raise ValueError(f"train_data_upsampling_factors weigh the '::'-joined sources of train_data, which "
+                             f"dataset_type {self.dataset_type!r} without train_data does not have")
+        sources = len(split_sources(self.train_data))
+        if count != sources:
+            raise ValueError(f"train_data_upsampling_factors holds {count} factor{'s' * (count != 1)} for the "
+                             f"{sources} source{'s' * (sources != 1)} of train_data {self.train_data!r}: give one per "
+                             "'::'-separated source")
+        if self.dataset_type == "webdataset" and not self.dataset_resampled:
+            raise ValueError("train_data_upsampling_factors on webdataset shards weigh the shards' draws with "
+                             "replacement: add dataset_resampled (--dataset-resampled), as open_clip requires")

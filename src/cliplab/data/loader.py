@@ -9,6 +9,7 @@ return `(loader, num_batches)`: iterate the loader for batch dicts (format in `b
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -19,6 +20,8 @@ from cliplab.data.config import DataConfig
 from cliplab.data.csv_dataset import CsvDataset
 from cliplab.data.fashion_mnist import FashionMnistDataset
 from cliplab.data.fashion_mnist_files import Fetcher, urllib_fetch
+from cliplab.data.mixture import MixtureDataset, WeightedPasses
+from cliplab.data.mixture_syntax import split_sources
 from cliplab.data.sampler import ResumableDistributedBatchSampler, SequentialEvalBatchSampler
 from cliplab.data.samples import MapDataset
 from cliplab.data.shard_counts import count_shard_samples
@@ -30,10 +33,14 @@ from cliplab.errors import UserError
 def build_map_dataset(config: DataConfig, *, train: bool,
                       fetch: Fetcher = urllib_fetch) -> MapDataset:
     """The map-style dataset of the train (train=True) or evaluation split; not for webdataset.
+    Training data of several `::`-joined sources is their `MixtureDataset`.
 
     Parquet data needs pyarrow (the `parquet` extra) and imports it only here.
     """
     location = config.train_data if train else config.val_data
+    if train and location is not None and len(split_sources(location)) > 1:
+        return MixtureDataset([build_map_dataset(replace(config, train_data=source, train_data_upsampling_factors=None),
+                                                 train=True, fetch=fetch) for source in split_sources(location)])
     if config.dataset_type == "fashion-mnist":
         return FashionMnistDataset(
             split="train" if train else "test", data_dir=location or config.train_data,
@@ -44,7 +51,7 @@ def build_map_dataset(config: DataConfig, *, train: bool,
             raise ValueError(f"csv data: {'train_data' if train else 'val_data'} is not set")
         return CsvDataset(location, img_key=config.csv_img_key,
                           caption_key=config.csv_caption_key, separator=config.csv_separator,
-                          label_key=config.csv_label_key)
+                          label_key=config.csv_label_key, caption_seed=config.caption_seed)
     if config.dataset_type == "parquet":
         from cliplab.data.parquet_dataset import ParquetDataset
 
@@ -52,7 +59,7 @@ def build_map_dataset(config: DataConfig, *, train: bool,
             raise UserError(f"parquet data: {'train_data' if train else 'val_data'} is not set")
         return ParquetDataset(location, image_key=config.parquet_image_key,
                               caption_key=config.parquet_caption_key,
-                              label_key=config.parquet_label_key)
+                              label_key=config.parquet_label_key, caption_seed=config.caption_seed)
     raise ValueError(f"dataset_type {config.dataset_type!r} is not map-style")
 
 
@@ -101,14 +108,15 @@ def build_train_loader(data_config: DataConfig, *, transform: Transform, tokeniz
             data_config.train_data, transform=transform, tokenize=tokenize, batch_size=batch_size,
             rank=rank, world_size=world_size, seed=seed, epoch=epoch, num_batches=num_batches,
             start_batch=start_batch, resampled=data_config.dataset_resampled,
-            shuffle_buffer=data_config.shuffle_buffer)
+            shuffle_buffer=data_config.shuffle_buffer, caption_key=data_config.wds_caption_key,
+            caption_seed=data_config.caption_seed, upsampling_factors=data_config.train_data_upsampling_factors)
         loader = _data_loader(batches, sampler=None, workers=workers, pin_memory=pin_memory)
     else:
         dataset = dataset if dataset is not None else build_map_dataset(data_config, train=True)
         sampler = ResumableDistributedBatchSampler(
             dataset_size=len(dataset), batch_size=batch_size, rank=rank, world_size=world_size,
             seed=seed, epoch=epoch, num_samples=data_config.train_num_samples,
-            start_batch=start_batch)
+            start_batch=start_batch, passes=mixture_passes(dataset, data_config))
         num_batches = sampler.num_batches
         assembler = MapBatchAssembler(dataset, transform=transform, tokenize=tokenize,
                                       seed=seed, epoch=epoch, refill=True)
@@ -126,7 +134,8 @@ def build_eval_loader(data_config: DataConfig, *, transform: Transform, tokenize
                       dataset: MapDataset | None = None) -> tuple[AccountedLoader, int | None]:
     """The evaluation loader: Fashion-MNIST's test split, or val_data; every sample once, in order.
 
-    Captions are those of epoch 0. Bad samples are skipped without replacement, so batches may be
+    Captions are those of epoch 0, and every caption of each sample rides along (`caption_lists`,
+    `caption_tokens`: what retrieval reads). Bad samples are skipped without replacement, so batches may be
     short; num_batches is an upper bound (None for webdataset shards whose count is neither
     val_num_samples nor recorded next to them).
     """
@@ -136,7 +145,8 @@ def build_eval_loader(data_config: DataConfig, *, transform: Transform, tokenize
             raise ValueError("dataset_type 'webdataset': val_data is not set")
         batches = WebDatasetBatches(
             data_config.val_data, transform=transform, tokenize=tokenize, batch_size=batch_size,
-            rank=rank, world_size=world_size, seed=0, epoch=0, num_batches=None)
+            rank=rank, world_size=world_size, seed=0, epoch=0, num_batches=None,
+            caption_key=data_config.wds_caption_key)
         loader = _data_loader(batches, sampler=None, workers=workers, pin_memory=pin_memory)
         num_samples = data_config.val_num_samples
         if num_samples is None:
@@ -149,13 +159,21 @@ def build_eval_loader(data_config: DataConfig, *, transform: Transform, tokenize
                                              rank=rank, world_size=world_size)
         num_batches = len(sampler)
         assembler = MapBatchAssembler(dataset, transform=transform, tokenize=tokenize, seed=0,
-                                      epoch=0, refill=False)
+                                      epoch=0, refill=False, caption_lists=True)
         loader = _data_loader(assembler, sampler=sampler, workers=workers, pin_memory=pin_memory)
     accounted = AccountedLoader(loader, num_batches=num_batches,
                                 max_skip_fraction=data_config.max_skip_fraction,
                                 min_samples=data_config.skip_check_min_samples,
                                 what=f"evaluation data ({_describe(data_config, train=False)})")
     return accounted, num_batches
+
+
+def mixture_passes(dataset: MapDataset, config: DataConfig) -> WeightedPasses | None:
+    """The weighted passes of a mixture of sources (`data.mixture`); None for one source without a factor."""
+    factors = config.train_data_upsampling_factors
+    if isinstance(dataset, MixtureDataset):
+        return WeightedPasses(tuple(dataset.sizes), tuple(factors or [1.0] * len(dataset.sizes)))
+    return None if factors is None else WeightedPasses((len(dataset),), tuple(factors))
 
 
 def _describe(config: DataConfig, *, train: bool) -> str:
