@@ -9,7 +9,7 @@ Batch format (the contract with the training loop):
     skipped: int                 (bad samples met while assembling this batch)
     skipped_examples: list[str]  ("source: reason" of each of them)
 and, in evaluation batches (`caption_lists=True`), every caption of each sample (`caption_lists`):
-    caption_lists: list[tuple[str, ...]] (B)
+    caption_lists: list[list[str]] (B)
     caption_tokens: long [M, T]  (the tokens of all of them, sample after sample; M = their count)
 
 Skipping policy: a sample whose read raises BadSampleError is counted and, for training, replaced
@@ -78,7 +78,7 @@ def assemble_batch(samples: Sequence[PreparedSample], *, tokenize: Tokenize, ski
         "skipped_examples": skipped_examples,
     }
     if caption_lists:
-        lists = [sample.captions or (sample.caption,) for sample in samples]
+        lists = [list(sample.captions or (sample.caption,)) for sample in samples]
         batch["caption_lists"] = lists
         batch["caption_tokens"] = _tokenized(tokenize, [caption for texts in lists for caption in texts])
     return batch

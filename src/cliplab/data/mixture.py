@@ -7,8 +7,8 @@ meaning), so a source's share of the mixture is its size times its factor.
 Map-style sources (csv, parquet): `MixtureDataset` reads them as one dataset, source after source
 (sample id i is the i-th sample of that concatenation). An epoch's order (`data.sampler`) is a
 stream of weighted passes (`WeightedPasses`): a pass holds every sample of source s floor(f_s) times
-plus round((f_s - floor(f_s)) * n_s) of its samples drawn without replacement, all shuffled together,
-every draw seeded by (seed, epoch, pass). With every factor 1 a pass is a permutation of the
+plus round((f_s - floor(f_s)) * n_s) (half to even) of its samples drawn without replacement, all
+shuffled together, every draw seeded by (seed, epoch, pass). With every factor 1 a pass is a permutation of the
 concatenation, exactly the order of a single dataset of that size. The sampler cuts the stream into
 global batches as for one dataset, so a resumed run and any world size read the same samples, and
 an epoch is one pass unless `train_num_samples` says otherwise.

@@ -292,7 +292,8 @@ class ParquetDataset:
         file = self.files[file_index]
         source = f"{file}:row {first_row + row}"
         table = self._table(group)
-        captions = sample_captions(table.column(self.columns.caption)[row].as_py() or "", source=source)
+        field = table.column(self.columns.caption)[row].as_py()
+        captions = sample_captions("" if field is None else field, source=source)
         caption = drawn_caption(captions, seed=self.caption_seed, epoch=epoch, key=index)
         label = table.column(self.columns.label)[row].as_py() if self.columns.label else None
         image = table.column(self.columns.image)[row].as_py()
