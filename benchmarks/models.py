@@ -6,12 +6,18 @@ forward of images and tokens, a local symmetric InfoNCE loss, and backward (no o
     python benchmarks/models.py                       # tiny and ViT-B-32 at batch 64, writes BENCHMARKS.md
     python benchmarks/models.py --models tiny --steps 5 --no-write
     python benchmarks/models.py --against-open-clip ViT-B-16-SigLIP2 --batch-size 8
+    python benchmarks/models.py --reparameterize MobileCLIP2-S0 --batch-size 16 --steps 5
 
 `--against-open-clip NAME` times instead, in one process on the same inputs, cliplab's model and
 open_clip's (with timm 1.0.31's tower) holding the same weights (cliplab's, through its open_clip
 key rules): forward + backward of the model's own loss (SigLIP's sigmoid loss for a SigLIP model),
 the two libraries' steps interleaved so that machine load falls on both alike; section
 `models_open_clip_NAME` of BENCHMARKS.md (one per model).
+
+`--reparameterize NAME` (a FastViT / MobileCLIP model) times instead, in one process, image inference
+(`encode_image`, eval, no grad) of the model as trained and of a copy after `reparameterize()`, their
+batches interleaved so that machine load falls on both alike, after checking their features equal;
+section `models_reparameterize` of BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -162,6 +168,55 @@ def write_comparison(name: str, args, result: dict, load_before: float) -> None:
         write_section(f"models_open_clip_{name}", f"Forward/backward against open_clip + timm: {name}", body)
 
 
+def compare_reparameterized(name: str, batch_size: int, warmup: int, steps: int, threads: int) -> dict:
+    """Seconds per `encode_image` batch of `name` as built (train-time branches) and folded by
+    `reparameterize()`, interleaved; the largest relative difference of their features."""
+    import copy
+
+    import torch
+
+    from cliplab.models import create_model
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    unfolded = create_model(name).eval()
+    folded = copy.deepcopy(unfolded).reparameterize()
+    size = unfolded.config.vision.image_size
+    images = torch.randn(batch_size, 3, size, size, generator=torch.Generator().manual_seed(1))
+    timings = {"unfolded": 0.0, "folded": 0.0}
+    with torch.no_grad():
+        expected = unfolded.encode_image(images)
+        difference = float((folded.encode_image(images) - expected).abs().max() / expected.abs().max())
+        for index in range(warmup + steps):
+            for variant, model in (("unfolded", unfolded), ("folded", folded)):
+                start = time.perf_counter()
+                model.encode_image(images)
+                if index >= warmup:
+                    timings[variant] += (time.perf_counter() - start) / steps
+    return {"parameters": (sum(p.numel() for p in unfolded.vision_tower.parameters()),
+                           sum(p.numel() for p in folded.vision_tower.parameters())),
+            "seconds": timings, "difference": difference}
+
+
+def write_reparameterized(name: str, args, result: dict, load_before: float) -> None:
+    seconds, (before, after) = result["seconds"], result["parameters"]
+    rows = [[name, label, f"{count / 1e6:.2f}M", args.batch_size, f"{seconds[variant]:.3f}",
+             f"{args.batch_size / seconds[variant]:.1f}"]
+            for variant, label, count in (("unfolded", "as built (train-time branches)", before),
+                                          ("folded", "after reparameterize()", after))]
+    table = format_table(["model", "image tower", "image tower params", "batch", "s / batch", "images / s"], rows)
+    table += (f"\n\nSpeed-up of `reparameterize()`: {seconds['unfolded'] / seconds['folded']:.2f}x images / s; "
+              f"features max relative difference {result['difference']:.1e}.")
+    print(table)
+    if not args.no_write:
+        body = (f"Image inference (`encode_image`, eval mode, no grad), float32 on CPU with {args.threads} threads, "
+                f"the model as built and a copy folded by `reparameterize()` in one process on the same images, "
+                f"their batches interleaved, {args.warmup} warm-up and {args.steps} timed batches each. The machine "
+                f"was shared with other jobs (1-minute load average {load_before:.1f} before, "
+                f"{os.getloadavg()[0]:.1f} after, on {os.cpu_count()} cores).\n\n" + table)
+        write_section("models_reparameterize", "FastViT inference before and after reparameterize()", body)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="tiny,ViT-B-32", help="comma-separated registered names")
@@ -174,12 +229,20 @@ def main() -> None:
     parser.add_argument("--checkpointing", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--against-open-clip", metavar="NAME",
                         help="time NAME against open_clip + timm in this process instead (see above)")
+    parser.add_argument("--reparameterize", metavar="NAME",
+                        help="time NAME's image inference before and after reparameterize() instead (see above)")
     args = parser.parse_args()
 
     if args.against_open_clip:
         load_before = os.getloadavg()[0]
         write_comparison(args.against_open_clip, args, compare_with_open_clip(
             args.against_open_clip, args.batch_size, args.warmup, args.steps, args.threads), load_before)
+        return
+
+    if args.reparameterize:
+        load_before = os.getloadavg()[0]
+        write_reparameterized(args.reparameterize, args, compare_reparameterized(
+            args.reparameterize, args.batch_size, args.warmup, args.steps, args.threads), load_before)
         return
 
     if args.worker:

@@ -133,3 +133,19 @@ def make_parquet(path: Path, count: int, *, first: int = 0, row_group_size: int 
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.table(columns), path, row_group_size=row_group_size)
     return path
+
+
+def damage_row_group(path: Path, row_group: int) -> Path:
+    """Overwrite the page headers at the start of each column chunk of `row_group` in the parquet
+    file `path` (what a flipped sector does): reading that group then fails with pyarrow's
+    "Couldn't deserialize thrift"; the footer and the other groups stay readable."""
+    import pyarrow.parquet as pq
+
+    metadata = pq.ParquetFile(path).metadata.row_group(row_group)
+    data = bytearray(path.read_bytes())
+    for column in range(metadata.num_columns):
+        chunk = metadata.column(column)
+        start = chunk.dictionary_page_offset or chunk.data_page_offset
+        data[start:start + 12] = b"\xff" * 12
+    path.write_bytes(bytes(data))
+    return path

@@ -29,7 +29,7 @@ FROZEN_FLAGS = [
     "--zeroshot-frequency", "--zeroshot-dataset", "--force-image-size", "--image-mean", "--image-std",
     "--force-context-length", "--context-extension", "--force-patch-dropout", "--train-data-upsampling-factors",
     "--wds-caption-key",
-    "--wandb-project-name",
+    "--wandb-project-name", "--allow-config-change", "--requeue-exit-code",
 ]
 
 

@@ -9,7 +9,7 @@ from cliplab.data import parquet_dataset  # noqa: E402
 from cliplab.data.parquet_dataset import ParquetDataset, parquet_captions, parquet_files  # noqa: E402
 from cliplab.data.samples import BadSampleError  # noqa: E402
 from cliplab.errors import UserError  # noqa: E402
-from data_fixtures import make_parquet, png_bytes, write_png  # noqa: E402
+from data_fixtures import damage_row_group, make_parquet, png_bytes, write_png  # noqa: E402
 
 
 def first_pixel(sample):
@@ -204,3 +204,29 @@ def test_a_caption_column_of_other_lists_is_refused(tmp_path):
     with pytest.raises(UserError, match=r"caption column 'caption' holds list<element: int64>; expected strings or "
                                         r"lists of strings"):
         ParquetDataset(tmp_path / "ints.parquet")
+
+
+def test_a_row_group_that_cannot_be_read_makes_its_rows_bad_samples_and_the_rest_reads(tmp_path):
+    # Before: OSError "Couldn't deserialize thrift" from pyarrow, through the loader: a 91-line traceback.
+    path = damage_row_group(make_parquet(tmp_path / "a.parquet", 12, row_group_size=4), 1)
+    dataset = ParquetDataset(path)
+    assert len(dataset) == 12
+    assert [dataset.read(i, epoch=0).caption for i in (0, 3, 8, 11)] == ["caption 0", "caption 3", "caption 8",
+                                                                       "caption 11"]
+    for row in range(4, 8):
+        with pytest.raises(BadSampleError) as raised:
+            dataset.read(row, epoch=0)
+        assert str(raised.value).startswith(f"{path}:row {row}: row group 1 of the file cannot be read (Couldn't "
+                                            "deserialize thrift")
+        assert "\n" not in str(raised.value)
+    assert list(parquet_captions(path)) == [f"caption {i}" for i in (0, 1, 2, 3, 8, 9, 10, 11)]
+
+
+def test_a_row_group_unreadable_at_construction_keeps_its_rows_as_bad_samples(tmp_path):
+    """A group with null images has its image column read when the index is built; damaged, its rows
+    all stay in the index (which hold images is unknown) and fail when drawn."""
+    path = damage_row_group(make_parquet(tmp_path / "a.parquet", 8, row_group_size=4, bad={5: "null-image"}), 1)
+    dataset = ParquetDataset(path)
+    assert len(dataset) == 8
+    with pytest.raises(BadSampleError, match="row group 1 of the file cannot be read"):
+        dataset.read(5, epoch=0)

@@ -96,7 +96,7 @@ def test_fully_locked_image_tower_gets_no_gradient_and_builds_no_graph():
 
 def test_partially_unlocked_image_tower_trains_only_its_last_groups():
     model = tiny("tiny-vit", **{"vision.heads": 2, "vision.layers": 3})
-    model.lock_image_tower(unlocked_groups=2)  # last block + (final norm, projection)
+    model.lock_image_tower(unlocked_groups=2)  # (last block, final norm) + projection
     symmetric_info_nce(model(*batch())).backward()
     image_side = {name for name in parameters_with_gradient(model)
                   if name.startswith(("vision_tower.", "image_projection."))}
@@ -107,7 +107,7 @@ def test_partially_unlocked_image_tower_trains_only_its_last_groups():
 
 def test_lock_with_trainable_norms():
     model = tiny()
-    model.lock_text_tower(unlocked_layers=0, freeze_norms=False)
+    model.lock_text_tower(unlocked_layers=0, freeze_layer_norm=False)
     trainable = {name for name, parameter in model.named_parameters() if parameter.requires_grad}
     text_side = {name for name in trainable if name.startswith(("text_tower.", "text_projection."))}
     assert text_side and all("norm" in name for name in text_side)
@@ -115,6 +115,69 @@ def test_lock_with_trainable_norms():
     symmetric_info_nce(model(*batch())).backward()
     assert model.text_tower.norm_final.weight.grad is not None
     assert model.text_tower.token_embedding.weight.grad is None
+
+
+def test_a_locked_image_tower_freezes_its_norms_and_only_the_projection_is_group_one():
+    # Before: lock_image_tower(freeze_norms=...) with the training default left every norm trainable.
+    model = tiny("tiny-vit", **{"vision.heads": 2, "vision.layers": 3})
+    model.lock_image_tower()
+    assert not any(parameter.requires_grad for name, parameter in model.named_parameters()
+                   if name.startswith(("vision_tower.", "image_projection.")))
+    model.lock_image_tower(unlocked_groups=1)
+    assert {name for name, parameter in model.named_parameters() if parameter.requires_grad
+            and name.startswith(("vision_tower.", "image_projection."))} == {"image_projection.weight"}
+
+
+def _trainable(model):
+    return {name for name, parameter in model.named_parameters() if parameter.requires_grad}
+
+
+@pytest.mark.parametrize("case, tower", [("vit", "image"), ("vit", "text"), ("coca", "text")])
+def test_unlocked_groups_are_open_clips_groups(case, tower):
+    """For every count of unlocked groups, a parameter trains in cliplab exactly when its open_clip
+    counterpart trains after open_clip 3.3.0's lock_image_tower / lock_text_tower (defaults). (CoCa's
+    attentional pooler, which open_clip never unlocks, is left out: cliplab groups it with the last block.)"""
+    from cliplab.models import build_model
+    from cliplab.models.open_clip_config import config_from_open_clip
+    from cliplab.pretrained.key_maps import groups_for
+    from cliplab.pretrained.open_clip_keys import open_clip_rules, open_clip_text_prefix
+    from reference_libraries import open_clip_model
+    from test_pretrained_loaders import CASES
+
+    model_cfg = CASES[case]
+    config = config_from_open_clip(model_cfg)
+    parameters = [name for name, _ in build_model(config).named_parameters()]
+    groups = groups_for(parameters, open_clip_rules(config, open_clip_text_prefix(config)))
+    layers = model_cfg["vision_cfg" if tower == "image" else "text_cfg"]["layers"]
+    for unlocked in range(layers + 3):  # open_clip's L + 2 groups, and none locked
+        ours, theirs = build_model(config), open_clip_model(model_cfg)
+        getattr(ours, f"lock_{tower}_tower")(unlocked)
+        # open_clip's CoCa has no lock methods; its CLIP's delegate to these
+        (theirs.visual.lock if tower == "image" else theirs.text.lock if case == "coca" else theirs.lock_text_tower)(unlocked)
+        ours_trainable, theirs_trainable = _trainable(ours), _trainable(theirs)
+        for group in groups:
+            assert ({name in ours_trainable for name in group.ours}
+                    == {name in theirs_trainable for name in group.theirs}), (unlocked, group)
+        assert len(ours_trainable) < len(parameters) or unlocked == layers + 2
+
+
+def test_freeze_bn_stats_keeps_the_locked_batch_norms_statistics():
+    """open_clip's --lock-image-freeze-bn-stats: without it a locked ResNet tower's BatchNorm running
+    statistics still move in training (as in open_clip); with it they stay, through train()."""
+    from cliplab.models import build_model
+    from cliplab.models.open_clip_config import config_from_open_clip
+    from test_pretrained_loaders import CASES
+
+    config = config_from_open_clip(CASES["resnet"])
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    for freeze, moves in ((False, True), (True, False)):
+        model = build_model(config)
+        model.lock_image_tower(freeze_bn_stats=freeze)
+        before = {name: buffer.clone() for name, buffer in model.named_buffers() if "running_" in name}
+        model.train()
+        model.encode_image(images)
+        changed = any(not torch.equal(buffer, before[name]) for name, buffer in model.named_buffers() if name in before)
+        assert changed == moves, freeze
 
 
 def test_lock_rejects_too_many_groups():

@@ -112,3 +112,46 @@ def test_output_feeds_coca_loss_directly():
     (clip_loss + caption_loss).backward()
     assert torch.isfinite(clip_loss) and torch.isfinite(caption_loss)
     assert model.decoder.lm_head.weight.grad.abs().sum() > 0
+
+
+def test_encoders_normalise_by_default_as_open_clips_coca_does_and_clip_does_not():
+    # Before: cliplab's CoCa inherited CLIP's normalize=False; a migrated CoCa user got unnormalised features.
+    import inspect
+
+    from cliplab.models.clip import CLIP
+    from cliplab.models.coca import CoCa
+    from reference_libraries import open_clip
+
+    library = open_clip()
+    for ours, theirs in ((CLIP, library.CLIP), (CLIP, library.CustomTextCLIP), (CoCa, library.CoCa)):
+        for method in ("encode_image", "encode_text"):
+            default = inspect.signature(getattr(theirs, method)).parameters["normalize"].default
+            assert inspect.signature(getattr(ours, method)).parameters["normalize"].default == default, (ours, method)
+    model = tiny_coca()
+    images = torch.randn(2, 3, 28, 28, generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(model.encode_image(images).norm(dim=-1), torch.ones(2))
+    unnormalised = model.encode_image(images, normalize=False)
+    assert torch.equal(model.encode_image(images), torch.nn.functional.normalize(unnormalised, dim=-1))
+    assert torch.equal(model.encode_text(tokens()), model.encode_text(tokens(), normalize=True))
+    assert not torch.allclose(model.encode_text(tokens(), normalize=False).norm(dim=-1), torch.ones(2))
+
+
+def test_the_encoders_defaults_give_open_clips_coca_outputs():
+    """open_clip's CoCa and cliplab's with its weights (key maps): the encoders called with their
+    defaults agree (relative 1e-5: float reassociation between the libraries)."""
+    from cliplab.models import build_model
+    from cliplab.models.open_clip_config import config_from_open_clip
+    from cliplab.pretrained.key_maps import to_cliplab
+    from cliplab.pretrained.open_clip_keys import open_clip_rules
+    from reference_libraries import assert_relative_close, open_clip_model, randomize_, reference_mode
+    from test_pretrained_loaders import CASES, inputs
+
+    theirs = randomize_(open_clip_model(CASES["coca"]), seed=3)
+    config = config_from_open_clip(CASES["coca"])
+    ours = build_model(config)
+    ours.load_state_dict(to_cliplab(theirs.state_dict(), ours.state_dict(), open_clip_rules(config, "text."), "coca"))
+    images, text = inputs(CASES["coca"])
+    with torch.no_grad(), reference_mode():
+        assert_relative_close(ours.eval().encode_image(images), theirs.encode_image(images))
+        assert_relative_close(ours.encode_text(text), theirs.encode_text(text))
+        torch.testing.assert_close(ours.encode_text(text).norm(dim=-1), torch.ones(len(text)))

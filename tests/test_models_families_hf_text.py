@@ -293,12 +293,12 @@ MISSING_LAYER_NAMES = {"m2m_100": {"layer_attr": "layers", "token_embeddings_att
 @pytest.mark.parametrize("unlocked_layers, freeze_norms", [(0, True), (0, False), (1, False), (2, True), (3, False)])
 def test_locking_freezes_what_open_clips_lock_freezes(hf_dirs, model_type, unlocked_layers, freeze_norms, monkeypatch):
     """lock_text_tower counts open_clip's groups (embeddings, each encoder layer; the projection
-    never frozen) and leaves only modules called LayerNorm trainable under freeze_norms=False.
+    never frozen) and leaves only modules called LayerNorm trainable under freeze_layer_norm=False.
     open_clip's own lock fails for M2M100 and BERT with unlocked layers (no layer names in its
     table); given those names, it freezes what cliplab freezes."""
     model_cfg = small_model_cfg(hf_dirs[model_type], hf_pooler_type="cls_pooler" if model_type == "bert" else None)
     ours = build_model(config_from_open_clip(model_cfg))
-    ours.lock_text_tower(unlocked_layers, freeze_norms=freeze_norms)
+    ours.lock_text_tower(unlocked_layers, freeze_layer_norm=freeze_norms)
     frozen = {name.removeprefix("text_tower.") for name, parameter in ours.named_parameters()
               if not parameter.requires_grad}
     reference = open_clip_model(model_cfg)
@@ -460,6 +460,7 @@ def test_a_resumed_fine_tune_continues_bit_for_bit(hf_hub, tmp_path):
     train(finetune_config(tmp_path, manifest, hf_hub, name="resumed", steps=2, batch_size=4))
     resumed = finetune_config(tmp_path, manifest, hf_hub, name="resumed", steps=4, batch_size=4)
     resumed.checkpoint.resume = "latest"
+    resumed.checkpoint.allow_config_change = ("loop.epochs",)  # constant lr: the schedule does not move
     train(resumed)
     assert_same_final_checkpoint(tmp_path / "resumed", tmp_path / "whole", steps=4)
 

@@ -239,8 +239,8 @@ def test_every_parameter_of_a_tiny_model_gets_a_gradient(name):
 
 @pytest.mark.parametrize("name", ["EVA02-B-16", "PE-Core-B-16"])
 def test_a_tiny_model_trains_on_csv_data_with_the_image_tower_locked(name, tmp_path):
-    """--lock-image (model.lock_image): the image side but its LayerNorms (cliplab unfreezes those
-    unless --lock-image-freeze-bn-stats) keeps its weights over a step, the text side moves."""
+    """--lock-image (model.lock_image): the whole image side, its norms included (open_clip's
+    meaning), keeps its weights over a step; the text side moves."""
     manifest = make_manifest(tmp_path / "data", 8)
     config = csv_config(tmp_path / "logs", manifest, batch_size=4, epochs=1)
     config.model = ModelSetupConfig(name=name, overrides=dict(TINY), lock_image=True)
@@ -258,7 +258,7 @@ def test_a_tiny_model_trains_on_csv_data_with_the_image_tower_locked(name, tmp_p
     assert len(states) == 2 and all(math.isfinite(loss) for loss in losses)
     first, second = states
     image_side = {key for key in first if key.startswith(("vision_tower.", "image_projection."))}
-    assert frozen == {key for key in image_side if "norm" not in key}
+    assert frozen == image_side
     assert all(torch.equal(first[key], second[key]) for key in frozen)
     text_side = [key for key in first if key.startswith(("text_tower.", "text_projection."))]
     assert not any(torch.equal(first[key], second[key]) for key in text_side if key.endswith("weight"))

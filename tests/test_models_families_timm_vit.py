@@ -171,7 +171,7 @@ def test_locking_follows_open_clips_timm_model_lock(name, unlocked):
     trainable; cliplab's lock, norms frozen too, leaves trainable exactly the same tensors."""
     reference, ours, rules = loaded_pair(name)
     reference.lock_image_tower(unlocked_groups=unlocked)
-    ours.lock_image_tower(unlocked_groups=unlocked, freeze_norms=True)
+    ours.lock_image_tower(unlocked_groups=unlocked)
     ours_trainable = set(from_cliplab({key: torch.empty(0) for key in trainable(ours, "")}, rules))
     assert {key for key in ours_trainable if key.startswith("visual.")} == trainable(reference, "visual.")
 
@@ -194,12 +194,12 @@ def test_locked_conv_stem_keeps_its_batch_norm_statistics_with_the_norms():
     model = build_model(small_config("MobileCLIP2-B"))
     stem = model.vision_tower.patch_embedding
     images = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(6))
-    model.lock_image_tower(unlocked_groups=1, freeze_norms=False)
+    model.lock_image_tower(unlocked_groups=1, freeze_bn_stats=False)
     model.train()(images, torch.ones(4, 77, dtype=torch.long))
     assert stem.norm1.training and not torch.equal(stem.norm1.running_mean, torch.zeros(192))
     model = build_model(small_config("MobileCLIP2-B"))
     stem = model.vision_tower.patch_embedding
-    model.lock_image_tower(unlocked_groups=1, freeze_norms=True)
+    model.lock_image_tower(unlocked_groups=1, freeze_bn_stats=True)
     model.train()
     assert not stem.norm1.training and not stem.norm2.training and model.vision_tower.norm_pre.training
     with torch.no_grad():
@@ -221,33 +221,9 @@ def test_the_blocks_are_fsdp_units():
 @pytest.mark.parametrize("name, tag", [("ViT-B-16-SigLIP2", "webli"), ("ViT-SO400M-14-SigLIP-384", "webli"),
                                        ("MobileCLIP2-B", "dfndr2b"), ("MobileCLIP2-L-14", "dfndr2b")])
 def test_eval_preprocessing_of_the_hub_config_equals_open_clips(name, tag, tmp_path):
-    """open_clip's eval transform is torchvision's Resize (+ CenterCrop) handing PIL images to PIL:
-    written out in closed form for a 3:2 image (torchvision does not import here)."""
-    import json
+    from open_clip_preprocess import assert_hub_preprocessing_equals_open_clips
 
-    import numpy as np
-    from PIL import Image
-
-    from cliplab.bundle import load_model
-
-    library = open_clip()
-    size = builtin_open_clip_config(name)["vision_cfg"]["image_size"]
-    preprocess_cfg = library.transform.merge_preprocess_dict(library.transform.PreprocessCfg(size=size),
-                                                             library.get_pretrained_cfg(name, tag))
-    (tmp_path / "open_clip_config.json").write_text(json.dumps({"model_cfg": builtin_open_clip_config(name),
-                                                                "preprocess_cfg": preprocess_cfg}))
-    (tmp_path / "open_clip_model.safetensors").write_bytes(b"")  # a meta build reads no weights
-    transform = load_model(tmp_path, device="meta", require_tokenizer=False).preprocess
-    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (200, 300, 3), dtype=np.uint8))
-    resample = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}[preprocess_cfg["interpolation"]]
-    if preprocess_cfg["resize_mode"] == "squash":
-        expected = image.resize((size, size), resample)
-    else:  # shortest side to `size`, long side int(size * 3 / 2), centre crop at (long - size) / 2
-        assert preprocess_cfg["resize_mode"] == "shortest"
-        expected = image.resize((3 * size // 2, size), resample).crop((size // 4, 0, size // 4 + size, size))
-    pixels = torch.from_numpy(np.asarray(expected, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255
-    mean, std = (torch.tensor(preprocess_cfg[key], dtype=torch.float32).view(3, 1, 1) for key in ("mean", "std"))
-    assert torch.equal(transform(image), (pixels - mean) / std)
+    assert_hub_preprocessing_equals_open_clips(name, tag, tmp_path)
 
 
 def test_siglip2_trains_from_scratch_with_a_partly_locked_image_tower(tmp_path, capsys):

@@ -24,9 +24,12 @@ from cliplab.pretrained.open_clip_keys import open_clip_rules
 from finetune_fixtures import SMALL_OPEN_CLIP_CFG
 from reference_libraries import assert_relative_close, open_clip, open_clip_model, randomize_, reference_mode
 import test_models_families_timm_eva as eva_tests
+import test_models_families_timm_fastvit as fastvit_tests
 import test_models_families_timm_swin as swin_tests
 import test_models_families_timm_vit as timm_vit_tests
 import test_models_families_timm_vit_relpos as relpos_tests
+import test_models_families_timm_vitamin as vitamin_tests
+from timm_fixtures import loaded_from
 
 torch.set_num_threads(2)
 
@@ -185,3 +188,21 @@ def test_the_one_tensor_reader_gives_the_whole_state_dicts_tensors():
     for name in reversed(list(whole)):
         assert torch.equal(take(name), whole[name]), name
     assert len(reads) == len(state)  # each tensor read once
+
+
+def test_vitamin_positions_resized_as_timms_set_input_size():
+    reference = vitamin_tests.small_vitamin(32).reference()
+    ours = loaded_from(reference, vitamin_tests.small_vitamin(32).config())
+    reference.visual.set_input_size(64)
+    resized, resize = resized_model(ours, image_size=64)
+    assert list(resize.changed) == ["vision_tower.position_embedding"]
+    torch.testing.assert_close(resized.vision_tower.position_embedding, reference.visual.trunk.pos_embed[0],
+                               rtol=0, atol=1e-6)
+    with torch.no_grad(), reference_mode():
+        assert_relative_close(resized.encode_image(_images(64)), reference.encode_image(_images(64)))
+
+
+def test_fastvit_needs_nothing_at_another_size():
+    config = get_model_config(fastvit_tests.NAME, **fastvit_tests.TINY)
+    resize = InputResize(config, resized_config(config, image_size=2 * config.vision.image_size))
+    assert resize.changed == {}

@@ -77,8 +77,9 @@ def inputs(model_cfg, context_length=None):
 def assert_same_outputs(ours, reference, model_cfg):
     images, tokens = inputs(model_cfg)
     with torch.no_grad(), reference_mode():
-        assert_relative_close(ours.encode_image(images), reference.encode_image(images, normalize=False))
-        assert_relative_close(ours.encode_text(tokens), reference.encode_text(tokens, normalize=False))
+        for encode, inputs_ in (("encode_image", images), ("encode_text", tokens)):  # CoCa's default is True
+            assert_relative_close(getattr(ours, encode)(inputs_, normalize=False),
+                                  getattr(reference, encode)(inputs_, normalize=False))
         assert float(ours.logit_scale) == float(reference.logit_scale)
         if "multimodal_cfg" in model_cfg:
             assert_relative_close(ours(images, tokens)["logits"], reference(images, tokens)["logits"])

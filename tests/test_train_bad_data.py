@@ -7,7 +7,6 @@ Fashion-MNIST files.
 
 import json
 import re
-import time
 
 import pytest
 
@@ -17,7 +16,7 @@ from cliplab.data.samples import TooManyBadSamplesError
 from cliplab.distributed.launch import run_on_workers
 from cliplab.train import TrainHooks, train
 
-from data_fixtures import make_manifest
+from data_fixtures import damage_row_group, make_manifest, make_parquet
 from train_helpers import csv_config
 
 
@@ -45,14 +44,26 @@ def test_one_percent_bad_completes_and_counts_each_bad_sample_once(tmp_path):
                      ("7.png", "cannot decode image")]
 
 
+def test_a_parquet_row_group_that_cannot_be_read_is_skipped_and_counted_and_training_goes_on(tmp_path):
+    # Before: OSError "Couldn't deserialize thrift" at start-up (the tokenizer's caption corpus) and
+    # in the loader, a 91-line traceback.
+    data = damage_row_group(make_parquet(tmp_path / "data.parquet", 96, row_group_size=8), 3)
+    config = csv_config(tmp_path, data, batch_size=12, max_skip_fraction=0.2)
+    config.data.dataset_type = "parquet"
+    result = train(config)
+    assert result.summary["steps"] == 8 and result.summary["skipped_samples"] == 8  # rows 24-31, each once
+    [epoch] = records(result.run_dir, "data")
+    assert (epoch["skipped_samples"], epoch["samples_drawn"]) == (8, 104)
+    assert all(re.fullmatch(rf"{re.escape(str(data))}:row (2[4-9]|3[01]): row group 3 of the file cannot be read "
+                            r"\(Couldn't deserialize thrift.*\)", example) for example in epoch["skipped_examples"])
+
+
 def test_all_bad_fails_within_k_errors_naming_files(tmp_path):
     kinds = ["truncated", "missing", "garbage", "empty-caption"]
     manifest = make_manifest(tmp_path / "data", 40, bad={i: kinds[i % 4] for i in range(40)})
     batch_size = 8
-    start = time.monotonic()
     with pytest.raises(TooManyBadSamplesError) as raised:
         train(csv_config(tmp_path, manifest, batch_size=batch_size))
-    assert time.monotonic() - start < 30
     message = str(raised.value)
     errors = int(re.match(r"(\d+) of the samples drawn for one batch of 8 were bad", message).group(1))
     assert errors == REPLACEMENTS_PER_SLOT * batch_size + 1  # K = 4 x batch_size + 1 bad draws
@@ -118,7 +129,8 @@ def _train_catching(rank, world_size, config):
 def test_bad_data_on_one_rank_stops_every_rank_promptly(tmp_path):
     """Only rank 1's samples are bad. Rank 1 used to raise alone while rank 0 waited in its next
     collective for the gloo timeout (120 s here; 1800 s by default): now every rank raises at once.
-    About 10 s, most of it starting the 2 processes (25-35 s when the cores are contended)."""
+    A rank left waiting would fail with the collective's timeout instead, so equal errors show it
+    (wall time is not asserted: a busy machine takes minutes just to start the processes)."""
     count, batch_size = 64, 4
     sampler = ResumableDistributedBatchSampler(dataset_size=count, batch_size=batch_size, rank=1,
                                                world_size=2, seed=0, epoch=0)
@@ -127,10 +139,7 @@ def test_bad_data_on_one_rank_stops_every_rank_promptly(tmp_path):
     config = csv_config(tmp_path, manifest, batch_size=batch_size, skip_check_min_samples=8)
     assert config.loop.seed == 0  # the seed the sampler above used
 
-    start = time.monotonic()
-    (kind0, message0), (kind1, message1) = run_on_workers(_train_catching, 2, config, timeout_s=60)
-    assert time.monotonic() - start < 60
-
+    (kind0, message0), (kind1, message1) = run_on_workers(_train_catching, 2, config, timeout_s=600)
     assert kind0 == kind1 == "TooManyBadSamplesError"
     assert re.search(r"max_skip_fraction 5\.0%.*examples:", message1, re.S)
     assert re.search(r"images/\d+\.png: cannot decode image", message1)
@@ -149,10 +158,8 @@ def test_unreadable_evaluation_data_on_rank_0_stops_every_rank_at_start_up(tmp_p
     config.data.val_data = str(val_manifest)
     config.eval.eval_at_end = True
 
-    start = time.monotonic()
-    (kind0, message0), (kind1, message1) = run_on_workers(_train_catching, 2, config, timeout_s=60)
-    assert time.monotonic() - start < 60
-    # Rank 1 reports rank 0's real cause, not a secondary "rank 0 failed".
+    (kind0, message0), (kind1, message1) = run_on_workers(_train_catching, 2, config, timeout_s=600)
+    # Rank 1 reports rank 0's real cause, not a secondary "rank 0 failed" nor a collective's timeout.
     assert (kind0, message0) == (kind1, message1)
     assert kind0 == "UserError" and message0.startswith(f"--val-data {val_manifest} (data.val_data, read by the "
                                                         f"evaluation): manifest {val_manifest} has no column 'title'")

@@ -162,3 +162,25 @@ def test_directory_without_metadata_is_not_a_checkpoint(tmp_path: Path):
     (tmp_path / "shards").mkdir()
     (tmp_path / "shards" / "__0_0.distcp").write_bytes(b"partial")
     assert not is_sharded_checkpoint(tmp_path)
+
+
+def _save_per_rank_batch_norm_statistics(rank, world_size, directory):
+    """A BatchNorm whose running statistics differ on each rank (each normalised its own batch)."""
+    root = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    fully_shard(root, mesh=DeviceMesh.from_group(dist.group.WORLD, "cpu"))
+    optimizer = torch.optim.AdamW(root.parameters())
+    root(torch.randn(6, 3, generator=torch.Generator().manual_seed(rank))).sum().backward()
+    optimizer.step()
+    save_sharded(directory, root, optimizer)
+    return {name: buffer.clone() for name, buffer in root.named_buffers()}
+
+
+def test_a_sharded_checkpoint_holds_rank_0s_batch_norm_statistics(tmp_path):
+    """As a DDP run's checkpoint (rank 0 writes it) does, not a mix of the ranks' (DCP's default
+    deduplication writes each replicated tensor from whichever rank balances the writes)."""
+    directory = tmp_path / "shards"
+    per_rank = run_on_workers(_save_per_rank_batch_norm_statistics, 2, directory, timeout_s=120)
+    reader = DcpModelReader(directory)
+    for name in ("1.running_mean", "1.running_var"):
+        assert not torch.equal(per_rank[0][name], per_rank[1][name])
+        assert torch.equal(reader.read(name), per_rank[0][name]), name

@@ -218,3 +218,41 @@ def test_fsdp_shards_the_timm_vit_blocks_and_follows_ddp(tmp_path):
     ddp, fsdp = _losses(tmp_path / "ddp"), _losses(tmp_path / "fsdp")
     assert len(ddp) == TIMM_VIT_STEPS and ddp[0] == fsdp[0]
     _assert_close_losses(fsdp, ddp)
+
+
+# --- a BatchNorm tower under FSDP2 ------------------------------------------------------------
+
+BATCH_NORM_STEPS = 2
+# MobileCLIP2-S0 (timm_fastvit image tower: MobileOne blocks and BatchNorm everywhere), shrunk.
+MOBILECLIP_OVERRIDES = {"vision.layers": [1, 1, 1, 1], "vision.widths": [8, 16, 16, 32], "vision.image_size": 32,
+                        "preprocess.image_size": 32, "text.width": 32, "text.heads": 2, "text.layers": 1,
+                        "text.context_length": 20, "embed_dim": 16}
+
+
+def _batch_norm_runs(rank, world_size, logs):
+    from cliplab.train.config import ModelSetupConfig
+
+    for name, fsdp in (("ddp", False), ("fsdp", True)):
+        config = _config(logs, name, world_size, fsdp=fsdp, steps=BATCH_NORM_STEPS, accum_freq=2)
+        config.model = ModelSetupConfig(name="MobileCLIP2-S0", overrides=MOBILECLIP_OVERRIDES)
+        config.checkpoint.save_every_steps = BATCH_NORM_STEPS
+        train(config)
+
+
+@pytest.mark.slow  # two 2-rank runs; the default suite checks the checkpointed statistics in test_train_dcp_state
+def test_fsdp_trains_a_batch_norm_tower_and_keeps_its_statistics_as_ddp_does(tmp_path):
+    """Each rank normalises with its own micro-batches and updates its own running statistics (no
+    SyncBatchNorm, as open_clip's default; accumulation's two passes update them twice, as
+    open_clip's accum_freq): the losses follow DDP's, and the sharded checkpoint holds rank 0's
+    statistics as DDP's does (DCP would otherwise write each from whichever rank balances the
+    writes)."""
+    run_on_workers(_batch_norm_runs, 2, tmp_path, timeout_s=600)
+    ddp, fsdp = _losses(tmp_path / "ddp"), _losses(tmp_path / "fsdp")
+    assert len(ddp) == BATCH_NORM_STEPS and ddp[0] == fsdp[0]
+    _assert_close_losses(fsdp, ddp)
+    ddp_weights = load_file(CheckpointManager(tmp_path / "ddp" / "checkpoints", keep=2).latest() / "model.safetensors")
+    reader = DcpModelReader(CheckpointManager(tmp_path / "fsdp" / "checkpoints", keep=2).latest() / SHARDS_DIR)
+    statistics = [name for name in ddp_weights if name.endswith(("running_mean", "running_var"))]
+    assert len(statistics) == 74  # 37 BatchNorm layers
+    for name in statistics:
+        torch.testing.assert_close(reader.read(name), ddp_weights[name], rtol=1e-4, atol=1e-6)

@@ -82,6 +82,7 @@ def test_scaler_state_survives_a_checkpoint_round_trip(tmp_path, cpu_grad_scaler
     train(interrupted, hooks=hooks)
     resumed = _config(tmp_path, "resumed")
     resumed.checkpoint.resume = "latest"
+    resumed.checkpoint.allow_config_change = ("loop.max_steps",)  # the interrupted attempt stopped early on purpose
     result = train(resumed, hooks=hooks)
     _, reference_state = _checkpoint(reference.run_dir, STEPS)
     _, resumed_state = _checkpoint(result.run_dir, STEPS)

@@ -5,6 +5,7 @@ import math
 
 import pytest
 
+from cliplab.eval.chance import percent
 from cliplab.train import TrainHooks, train
 from cliplab.train.accumulation import LossOutput
 from cliplab.train.summary import strict_summary, write_summary
@@ -46,3 +47,22 @@ def test_a_run_whose_last_loss_is_nan_writes_null_and_says_why(tmp_path):
     assert written == result.summary
     assert written["final_loss"] is None and written["nonfinite"] == ["final_loss"]
     assert written["nonfinite_skips"] == 1
+
+
+def test_the_summary_and_the_done_line_say_at_which_step_the_figures_were_measured(tmp_path, capsys):
+    # Before: a run resumed with eval_at_end false reported the earlier attempt's zero-shot top-1 as
+    # if measured at its end, with no step anywhere.
+    first = train(small_config(tmp_path, name="run", steps=2, evaluate=True)).summary
+    assert (first["eval_step"], first["eval_epoch"], first["final_loss_step"]) == (2, 0, 2)
+    assert capsys.readouterr().out.splitlines()[-1].startswith(
+        f"done: 2 steps, 16 samples in {first['wall_seconds']:.0f} s; zero-shot top-1 "
+        f"{percent(first['zero_shot_top1'])}, top-5 {percent(first['zero_shot_top5'])} at step 2; summary in ")
+
+    resumed = small_config(tmp_path, name="run", steps=4)  # eval_at_end false
+    resumed.checkpoint.resume, resumed.checkpoint.allow_config_change = "latest", ("loop.max_steps",)
+    summary = train(resumed).summary
+    assert summary["zero_shot_top1"] == first["zero_shot_top1"]
+    assert (summary["steps"], summary["eval_step"], summary["final_loss_step"]) == (4, 2, 4)
+    assert _strict_load((tmp_path / "run" / "summary.json").read_text()) == summary
+    assert (f"zero-shot top-1 {percent(first['zero_shot_top1'])}, top-5 {percent(first['zero_shot_top5'])} at step 2, "
+            "not the final step 4; summary in ") in capsys.readouterr().out

@@ -22,7 +22,7 @@ def _torchrun(logs, max_steps):
                "--master_port", str(_free_port()), "-m", "cliplab",
                # the documented form: after `--` torchrun's parser does not mistake --logs for its --logs-specs
                "--", "train", "--name", "ddp", "--logs", str(logs),
-               "--resume", "latest", "--max-steps", str(max_steps), "--batch-size", "4", "--train-num-samples", "64",
+               "--resume", "latest", "--max-steps", str(max_steps), "--allow-config-change", "loop.max_steps", "--batch-size", "4", "--train-num-samples", "64",
                "--workers", "0", "--threads", "1", "--save-every-steps", "2", "--log-every-n-steps", "1",
                "--local-loss", "--gather-with-grad", "--no-progress-bar", "--no-tensorboard",
                "--set", f"model.overrides={overrides}", "--set", "eval.eval_at_end=false"]

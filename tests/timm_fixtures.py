@@ -15,6 +15,7 @@ from cliplab.data.preprocess_config import PreprocessConfig
 from cliplab.data.tokenizer_openai import openai_bpe_tokenizer
 from cliplab.data.transforms import image_transform
 from cliplab.models import build_model
+from cliplab.models.families import family_of
 from cliplab.models.open_clip_config import config_from_open_clip
 from cliplab.pretrained.key_maps import from_cliplab, to_cliplab
 from cliplab.pretrained.loaders import build_model_from, read_open_clip_hub
@@ -75,10 +76,11 @@ class SmallTimmTower:
 
 def loaded_from(reference: torch.nn.Module, config) -> torch.nn.Module:
     """cliplab's model of `config` holding `reference`'s weights through the family's key rules
-    (checked both ways: back to open_clip's names, every tensor equal), eval mode."""
+    (checked both ways: back to open_clip's names, every tensor equal), eval mode. The text tower's
+    names are under "text." when `reference` is open_clip's CustomTextCLIP (`custom_text` configs)."""
     ours = build_model(config).eval()
-    rules = open_clip_rules(config)
     theirs = reference.state_dict()
+    rules = open_clip_rules(config, "text." if "text.token_embedding.weight" in theirs else "")
     ours.load_state_dict(to_cliplab(theirs, ours.state_dict(), rules, "open_clip"))
     back = from_cliplab(ours.state_dict(), rules)
     assert sorted(back) == sorted(theirs)
@@ -132,16 +134,20 @@ def _open_clip_names(parameters: list[torch.nn.Parameter], model: torch.nn.Modul
 
 
 def assert_groups_are_timms(small: SmallTimmTower) -> None:
-    """The family's lock groups, by open_clip name, are timm's `group_parameters` of the trunk."""
+    """The family's lock groups, by open_clip name, are timm's `group_parameters` of the trunk (the
+    projection joins the last group when it is timm's classifier: `projection_locked`)."""
     from reference_libraries import timm
 
     trunk = small.reference().visual.trunk
     theirs = timm().models._manipulate.group_parameters(trunk, trunk.group_matcher())
     ours = build_model(small.config())
     rules = open_clip_rules(ours.config)
+    tower_groups = ours.vision_tower.parameter_groups()
+    if family_of(ours.config.vision).projection_locked(ours.config.vision):
+        tower_groups[-1] = [*tower_groups[-1], ours.image_projection]
     groups = [[parameter for item in group for parameter in
                ([item] if isinstance(item, torch.nn.Parameter) else item.parameters())]
-              for group in ours.vision_tower.parameter_groups()]
+              for group in tower_groups]
     assert [_open_clip_names(group, ours, rules) for group in groups] == \
         [sorted(f"visual.trunk.{name}" for name in theirs[index]) for index in sorted(theirs)]
 

@@ -10,6 +10,8 @@ Exit statuses, decided here once for every command by the type of what escaped `
      the message says what happened and what to change
   2  a problem with the user's input (`UserError`): one line `cliplab <command>: error: <message>`,
      no traceback
+  3  (`cliplab train`, `--requeue-exit-code`) SIGTERM, SIGUSR1 or SIGINT stopped the run after a
+     verified checkpoint of its last step: `--resume latest` continues it
 """
 
 from __future__ import annotations

@@ -45,8 +45,8 @@ examples:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from cliplab.eval.benchmark import ALL, TASKS
-    from cliplab.eval.split_features import PRECISIONS
+    from cliplab.eval.benchmark_tasks import ALL, TASKS
+    from cliplab.precision_names import PRECISIONS
 
     parser = add_command_parser(subparsers, "benchmark", help=HELP, description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("--model", action="append", metavar="MODEL", help="a checkpoint to evaluate (repeatable)")

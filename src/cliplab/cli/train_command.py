@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from cliplab.data.config import DATASET_TYPES
-from cliplab.train.config import CONTEXT_EXTENSIONS, LR_SCHEDULERS, PRECISIONS, SIGLIP_DIST_IMPLS
+from cliplab.precision_names import PRECISIONS
+from cliplab.train.config import CONTEXT_EXTENSIONS, LR_SCHEDULERS, SIGLIP_DIST_IMPLS
 
 EPILOG = """\
 examples:
@@ -71,6 +72,10 @@ def _optional_int(text: str) -> int | None:
 
 def _optional_float(text: str) -> float | None:
     return None if text.lower() in ("none", "null", "off") else float(text)
+
+
+def _comma_separated(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 REPORT_TO_CHOICES = ("tensorboard", "wandb", "all", "none")
@@ -155,7 +160,8 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--lock-image-unlocked-groups", "model.lock_image_unlocked_groups",
          "leave the last N image-tower groups trainable", type=int),
     Flag("--lock-image-freeze-bn-stats", "model.lock_image_freeze_bn_stats",
-         "also freeze the norm layers of the locked groups", boolean=True),
+         "also freeze the BatchNorm running statistics of the locked groups (the locked parameters, norms "
+         "included, are frozen by --lock-image)", boolean=True),
     Flag("--lock-text", "model.lock_text", "freeze the text tower", boolean=True),
     Flag("--lock-text-unlocked-layers", "model.lock_text_unlocked_layers",
          "leave the last N text-tower layers trainable", type=int),
@@ -205,6 +211,11 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--save-every-steps", "checkpoint.save_every_steps", "checkpoint every N steps", type=_optional_int,
          default="off"),
     Flag("--keep-checkpoints", "checkpoint.keep_checkpoints", "how many checkpoints to keep", type=int),
+    Flag("--allow-config-change", "checkpoint.allow_config_change", "comma-separated config keys or sections a "
+         "resume may change although they affect training (e.g. optim.lr,loop.epochs); other changes are refused",
+         type=_comma_separated, metavar="KEY[,KEY...]"),
+    Flag("--requeue-exit-code", "checkpoint.requeue_exit_code", "exit status after a SIGTERM, SIGUSR1 or SIGINT "
+         "stopped the run with a checkpoint of its last step (3 to 125)", type=int, metavar="N"),
     # logging and evaluation (open_clip)
     Flag("--logs", "logging.logs", "parent directory of run directories", metavar="DIR"),
     Flag("--name", "logging.name", "run name", metavar="NAME", default="date-time-model-lr-batch"),
@@ -304,7 +315,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """0 when the run finished; `checkpoint.requeue_exit_code` when a signal stopped it after saving."""
     from cliplab.train import resolve_config, train
 
-    train(resolve_config(args.config, overrides_from_args(args)))
-    return 0
+    result = train(resolve_config(args.config, overrides_from_args(args)))
+    return 0 if result.preemption is None else result.preemption.exit_code

@@ -19,8 +19,15 @@ order.
 Files are read by row group, never whole: `read(i)` reads the row group that holds sample i
 (the image, caption and label columns only) and keeps the most recently used ones, up to
 ROW_GROUP_CACHE_BYTES per process. A read that misses the cache costs one row group; img2dataset
-and the hub write row groups of about 100 rows, which keeps that cheap. Undecodable bytes and empty captions raise BadSampleError naming the file and row, as the
-CSV source does; the loader counts, replaces and reports them.
+and the hub write row groups of about 100 rows, which keeps that cheap. Undecodable bytes and empty
+captions raise BadSampleError naming the file and row, as the CSV source does; the loader counts,
+replaces and reports them.
+
+A row group whose pages cannot be read (a damaged page header: "Couldn't deserialize thrift", a
+truncated or garbled chunk) makes each of its rows a bad sample in the same way, counted once per
+row drawn, while the rest of the file trains: the footer still gives the group's row count, the
+index keeps its rows, and the first failed read is remembered so that its other rows fail without
+reading the file again. `parquet_captions` (the tokenizer's corpus) passes over such a group.
 """
 
 from __future__ import annotations
@@ -216,10 +223,12 @@ class ParquetDataset:
         self._handles: OrderedDict[int, object] = OrderedDict()
         self._tables: OrderedDict[int, object] = OrderedDict()
         self._cached_bytes = 0
+        self._unreadable: dict[int, str] = {}  # group -> why its read failed (per process)
 
     def _rows_with_image(self, handle, row_group: int) -> np.ndarray | None:
         """The rows of `row_group` whose image is not null; None when the statistics show there
-        are no nulls (the common case: nothing is read)."""
+        are no nulls (the common case: nothing is read), or when the group cannot be read (its rows
+        are then bad samples when drawn)."""
         leaf = f"{self.columns.image}.bytes" if self.columns.image_is_struct else self.columns.image
         metadata = handle.metadata.row_group(row_group)
         for column in range(metadata.num_columns):
@@ -228,8 +237,12 @@ class ParquetDataset:
                 statistics = chunk.statistics
                 if statistics is not None and statistics.has_null_count and statistics.null_count == 0:
                     return None
-        compute = _pyarrow().compute
-        images = handle.read_row_group(row_group, columns=[self.columns.image]).column(0).combine_chunks()
+        pa = _pyarrow()
+        compute = pa.compute
+        try:
+            images = handle.read_row_group(row_group, columns=[self.columns.image]).column(0).combine_chunks()
+        except (OSError, pa.ArrowException):
+            return None
         present = compute.is_valid(images)
         if self.columns.image_is_struct:
             fields = images.flatten()  # the children, with the struct's own nulls applied
@@ -245,7 +258,8 @@ class ParquetDataset:
 
     def __getstate__(self) -> dict:
         # pyarrow file handles do not pickle: each DataLoader worker opens its own.
-        return {**self.__dict__, "_handles": OrderedDict(), "_tables": OrderedDict(), "_cached_bytes": 0}
+        return {**self.__dict__, "_handles": OrderedDict(), "_tables": OrderedDict(), "_cached_bytes": 0,
+                "_unreadable": {}}
 
     def _position(self, index: int) -> tuple[int, int]:
         """(group, row within the row group) of sample `index`."""
@@ -271,15 +285,24 @@ class ParquetDataset:
             self._handles.popitem(last=False)[1].close()
         return handle
 
-    def _table(self, group: int):
+    def _table(self, group: int, source: str):
         """The row group `group` (image, caption and label columns), through a cache of the most
-        recently used row groups, ROW_GROUP_CACHE_BYTES at most."""
+        recently used row groups, ROW_GROUP_CACHE_BYTES at most. BadSampleError naming `source` (the
+        sample wanted) when the group cannot be read."""
         table = self._tables.get(group)
         if table is not None:
             self._tables.move_to_end(group)
             return table
         file_index, row_group, _ = self._groups[group]
-        table = self._handle(file_index).read_row_group(row_group, columns=self.columns.names)
+        if group not in self._unreadable:
+            pa = _pyarrow()
+            try:
+                table = self._handle(file_index).read_row_group(row_group, columns=self.columns.names)
+            except (OSError, pa.ArrowException) as error:
+                reason = " ".join(str(error).split())  # pyarrow's message spans lines
+                self._unreadable[group] = f"row group {row_group} of the file cannot be read ({reason})"
+        if group in self._unreadable:
+            raise BadSampleError(source, self._unreadable[group])
         self._tables[group] = table
         self._cached_bytes += table.nbytes
         while self._cached_bytes > ROW_GROUP_CACHE_BYTES and len(self._tables) > 1:  # the newest stays
@@ -291,7 +314,7 @@ class ParquetDataset:
         file_index, _, first_row = self._groups[group]
         file = self.files[file_index]
         source = f"{file}:row {first_row + row}"
-        table = self._table(group)
+        table = self._table(group, source)
         field = table.column(self.columns.caption)[row].as_py()
         captions = sample_captions("" if field is None else field, source=source)
         caption = drawn_caption(captions, seed=self.caption_seed, epoch=epoch, key=index)
@@ -310,12 +333,16 @@ def parquet_captions(location: str | Path, *, caption_key: str | None = None,
                      image_key: str | None = None) -> Iterator[str]:
     """The non-empty captions (stripped) of parquet data in file order, every caption of a list,
     reading only the caption column, one row group at a time. Rows without an image are included:
-    finding them would mean reading the images."""
+    finding them would mean reading the images. A row group that cannot be read is passed over
+    (training counts its rows as bad samples)."""
     files, columns = open_parquet_data(location, image_key=image_key, caption_key=caption_key,
                                        label_key=None)
     pa = _pyarrow()
     for file in files:
         with _parquet_file(pa, file) as handle:
             for row_group in range(handle.metadata.num_row_groups):
-                captions = handle.read_row_group(row_group, columns=[columns.caption]).column(0)
+                try:
+                    captions = handle.read_row_group(row_group, columns=[columns.caption]).column(0)
+                except (OSError, pa.ArrowException):
+                    continue
                 yield from (caption for value in captions.to_pylist() for caption in corpus_captions(value))

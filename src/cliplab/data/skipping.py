@@ -7,15 +7,16 @@ process as batches are consumed and raises TooManyBadSamplesError once the skipp
 
 That check runs on each rank alone, so under DDP one rank may fail while the others carry on into
 the next collective and wait there for the process-group timeout. `step_sample_counts` closes that
-gap: at every step boundary the training loop passes it the batches it read and the error its read
-raised (if any); every rank then raises the failing rank's error, or all go on with the step's
-counts summed over ranks. The training state owns the running counts and checkpoints them.
+gap: at every step boundary the training loop passes it (`agree_on_step`) the batches it read and
+the error its read raised (if any), in one all_reduce; every rank then raises the failing rank's
+error, or all go on with the step's counts summed over ranks. The training state owns the running
+counts and checkpoints them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 from cliplab.data.samples import TooManyBadSamplesError
 from cliplab.distributed.agreement import gather_objects, raise_if_any_rank_failed, sum_over_ranks
@@ -82,19 +83,46 @@ class AccountedLoader:
         return self.num_batches
 
 
-def step_sample_counts(batches: list[dict], error: Exception | None) -> tuple[int, int]:
-    """(skipped, drawn) samples of one training step, summed over every rank's `batches`.
+@dataclass(frozen=True)
+class StepCounts:
+    """What every rank agreed on at a step boundary: skipped / drawn samples of the step and the
+    sum of each entry of the ranks' `votes`, all summed over ranks; failed_ranks: how many ranks'
+    reads raised (equal on every rank, so every rank calls `raise_read_failures` or none does)."""
 
-    A collective: every rank calls it once per step, before the forward pass, with the batches it
-    read and the error its read raised (None when it read them all). When any rank has an error,
-    every rank raises the real cause (`cliplab.distributed.agreement.raise_if_any_rank_failed`).
-    drawn counts kept and skipped samples.
+    skipped: int
+    drawn: int
+    votes: tuple[int, ...]
+    failed_ranks: int
+
+
+def agree_on_step(batches: list[dict], error: Exception | None, votes: Sequence[int] = ()) -> StepCounts:
+    """The step's counts over every rank, in one all_reduce of a few ints (a collective: every rank
+    calls it once per step, with the same number of votes).
+
+    batches / error: what this rank's read gave (error None when it read them all). votes: other
+    per-step integers every rank contributes, summed in the same all_reduce, so that a decision
+    taken at each step boundary (the trainer's stop on a preemption signal) costs no collective of
+    its own. A failed read is not raised here: the caller decides (`raise_read_failures`).
     """
-    raise_if_any_rank_failed(error)
     skipped = sum(int(batch["skipped"]) for batch in batches)
     drawn = skipped + sum(len(batch["sample_ids"]) for batch in batches)
-    skipped, drawn = sum_over_ranks([skipped, drawn])
-    return skipped, drawn
+    failed, skipped, drawn, *summed = sum_over_ranks([int(error is not None), skipped, drawn, *votes])
+    return StepCounts(skipped=skipped, drawn=drawn, votes=tuple(summed), failed_ranks=failed)
+
+
+def raise_read_failures(counts: StepCounts, error: Exception | None) -> None:
+    """When any rank's read failed, raise on every rank the real cause
+    (`cliplab.distributed.agreement.raise_if_any_rank_failed`); a collective only then."""
+    if counts.failed_ranks:
+        raise_if_any_rank_failed(error)
+
+
+def step_sample_counts(batches: list[dict], error: Exception | None) -> tuple[int, int]:
+    """(skipped, drawn) samples of one training step, summed over every rank's `batches`; when any
+    rank has an error, every rank raises the real cause. A collective (`agree_on_step`)."""
+    counts = agree_on_step(batches, error)
+    raise_read_failures(counts, error)
+    return counts.skipped, counts.drawn
 
 
 def epoch_skip_record(*, skipped: int, drawn: int, local_examples: list[str]) -> dict[str, Any]:

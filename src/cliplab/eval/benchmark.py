@@ -29,6 +29,7 @@ import torch
 from cliplab.data.benchmark import BenchmarkDataset, BenchmarkSplit, NamedList
 from cliplab.data.benchmark.class_names import resolve_classnames, resolve_templates
 from cliplab.errors import InvalidInputError, UserError
+from cliplab.eval.benchmark_tasks import ALL, LINEAR_PROBE, RETRIEVAL, TASKS, ZERO_SHOT
 from cliplab.eval.embeddings import ProgressCounter, encode_texts
 from cliplab.eval.feature_cache import FeatureCache
 from cliplab.eval.linear_probe import Features, LinearProbeConfig, linear_probe
@@ -36,9 +37,6 @@ from cliplab.eval.retrieval import caption_retrieval_recall
 from cliplab.eval.split_features import Autocast, ImageEncoder, encode_split_images
 from cliplab.eval.zero_shot import zero_shot_classifier, zero_shot_result
 
-ZERO_SHOT, RETRIEVAL, LINEAR_PROBE = "zeroshot_classification", "zeroshot_retrieval", "linear_probe"
-TASKS = (ZERO_SHOT, RETRIEVAL, LINEAR_PROBE)
-ALL = "all"
 
 ProgressFactory = Callable[[str, int, str], Any]  # (what, total, unit) -> a Progress with update / close
 

@@ -35,7 +35,7 @@ def encode_image_batches(
     embeddings = []
     with inference_mode(model):
         for images in image_batches:
-            features = model.encode_image(images.to(device=device, dtype=dtype))
+            features = model.encode_image(images.to(device=device, dtype=dtype), normalize=False)
             embeddings.append(F.normalize(features.float(), dim=-1).cpu())
             if progress is not None:
                 progress.update(images.shape[0])
@@ -77,7 +77,7 @@ def encode_texts(
             batch = tokens[rows]
             if prefix_length is not None:
                 batch = batch[:, :prefix_length(batch)]
-            features = F.normalize(model.encode_text(batch.to(device)).float(), dim=-1).cpu()
+            features = F.normalize(model.encode_text(batch.to(device), normalize=False).float(), dim=-1).cpu()
             if embeddings.numel() == 0:
                 embeddings = torch.empty(len(texts), features.shape[1])
             embeddings[rows] = features
@@ -118,8 +118,8 @@ def encode_images_and_captions(
                 tokens = batch["caption_tokens"][:int(per_image.sum())]
             else:
                 per_image, tokens = torch.ones(kept, dtype=torch.long), batch["tokens"][:kept]
-            image_features = model.encode_image(images[:kept].to(device=device, dtype=dtype))
-            text_features = model.encode_text(tokens.to(device))
+            image_features = model.encode_image(images[:kept].to(device=device, dtype=dtype), normalize=False)
+            text_features = model.encode_text(tokens.to(device), normalize=False)
             image_embeddings.append(F.normalize(image_features.float(), dim=-1).cpu())
             text_embeddings.append(F.normalize(text_features.float(), dim=-1).cpu())
             owners.append(torch.arange(count, count + kept).repeat_interleave(per_image))

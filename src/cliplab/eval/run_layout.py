@@ -8,6 +8,9 @@
                        read by `cliplab.checkpoint_files.step_dirs`)
     run_id             the run's id, which its checkpoint manifests carry (RUN_ID_FILE)
     run.lock           locked by the live run's main process; holds its pid (LOCK_FILE)
+    preempted.json     written when a signal stopped the run after a checkpoint, removed when it
+                       starts again (PREEMPTED_FILE; `cliplab.train.preemption`)
+    config_history.jsonl  the configs of resumed attempts that changed settings (CONFIG_HISTORY_FILE)
 """
 
 from cliplab.checkpoint_files.step_dirs import CHECKPOINTS_DIR, LATEST_FILE  # listed here with the rest
@@ -18,3 +21,5 @@ SUMMARY_FILE = "summary.json"
 TENSORBOARD_DIR = "tensorboard"
 RUN_ID_FILE = "run_id"
 LOCK_FILE = "run.lock"
+PREEMPTED_FILE = "preempted.json"
+CONFIG_HISTORY_FILE = "config_history.jsonl"

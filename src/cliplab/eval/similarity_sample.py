@@ -84,7 +84,8 @@ def similarity_sample(model: torch.nn.Module, batches: Iterable[dict], *, mean: 
     pairs = pick_pairs(batches, max_pairs=max_pairs, max_scanned=max_scanned)
     image_features = encode_image_batches(model, [pairs.images])
     with inference_mode(model):
-        text_features = F.normalize(model.encode_text(pairs.tokens.to(model_device(model))).float(), dim=-1).cpu()
+        tokens = pairs.tokens.to(model_device(model))
+        text_features = F.normalize(model.encode_text(tokens, normalize=False).float(), dim=-1).cpu()
     similarity = (text_features @ image_features.T).double().numpy()
     return SimilaritySample(images=displayable(pairs.images, mean, std), texts=pairs.captions, labels=pairs.labels,
                             similarity=similarity)

@@ -23,8 +23,8 @@ from cliplab.data.samples import BadSampleError
 from cliplab.errors import InvalidInputError, UserError
 from cliplab.eval.embeddings import ProgressCounter
 from cliplab.eval.model_mode import inference_mode, model_dtype
+from cliplab.precision_names import PRECISIONS
 
-PRECISIONS = ("fp32", "amp", "fp16", "bf16", "amp_bf16")
 Autocast = Callable[[], contextlib.AbstractContextManager]
 
 
@@ -108,7 +108,7 @@ def encode_split_images(split: BenchmarkSplit, encoders: Sequence[ImageEncoder],
             for position, encoder in enumerate(encoders):
                 images = batch[group_of[position]].to(device=encoder.device, dtype=dtypes[position])
                 with encoder.autocast():
-                    output = encoder.model.encode_image(images)
+                    output = encoder.model.encode_image(images, normalize=False)  # normalised in fp32 below
                 features[position].append(F.normalize(output.float(), dim=-1).cpu())
             if progress is not None:
                 progress.update(batch[0].shape[0])

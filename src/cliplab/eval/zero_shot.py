@@ -40,8 +40,8 @@ def zero_shot_classifier(
 ) -> torch.Tensor:
     """Class embeddings [C, E] float32, each row of unit L2 norm.
 
-    model: exposes `encode_text(tokens[N, T] long) -> [N, E]` (pass the bare model, not a DDP
-    wrapper); tokenizer: list of N strings -> LongTensor[N, T]; classnames: C names; templates:
+    model: exposes `encode_text(tokens[N, T] long, normalize=False) -> [N, E]` (pass the bare model,
+    not a DDP wrapper; normalize is passed, since CoCa's default is True); tokenizer: list of N strings -> LongTensor[N, T]; classnames: C names; templates:
     strings with one "{}" for the class name, or callables name -> prompt; device: where the text
     tower runs (default: the model's device); batch_size: prompts per forward.
     Runs without gradients with the model in eval mode; its previous train/eval mode is restored.
@@ -202,7 +202,8 @@ def zero_shot_evaluate(
             if max_samples is not None:
                 images, labels = images[: max_samples - count], labels[: max_samples - count]
             _check_labels(labels, num_classes)
-            features.append(F.normalize(model.encode_image(images.to(device=device, dtype=dtype)).float(), dim=-1))
+            image_features = model.encode_image(images.to(device=device, dtype=dtype), normalize=False)
+            features.append(F.normalize(image_features.float(), dim=-1))
             seen_labels.append(labels.cpu().long())
             count += labels.numel()
             if progress is not None:

@@ -7,6 +7,7 @@ The same class serves kind "clip" and "siglip"; SigLIP adds a learned `logit_bia
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 import torch
 import torch.nn.functional as F
@@ -121,22 +122,25 @@ class CLIP(nn.Module):
             output["logit_bias"] = self.logit_bias
         return output if self.output_dict else tuple(output.values())
 
-    def lock_image_tower(self, unlocked_groups: int = 0, freeze_norms: bool = True) -> None:
-        """Freeze the image tower and its projection except the last `unlocked_groups` groups.
-
-        Groups, input to output, as the tower's family counts them (`TowerFamily.lock_groups`):
-        embeddings (ViT) or stem (conv); each block or stage; final norm with the projection (a
-        timm tower's projection outside timm's model stays trainable, as open_clip's
-        `TimmModel.lock` leaves it: `TowerFamily.projection_locked`). freeze_norms=False leaves
-        every norm layer trainable.
+    def lock_image_tower(self, unlocked_groups: int = 0, freeze_bn_stats: bool = False) -> None:
+        """Freeze the image tower and its projection except the last `unlocked_groups` groups, as
+        open_clip's `lock_image_tower` (LiT): every parameter of the locked groups, norm layers
+        included. Groups, input to output, as open_clip counts them for the tower's family
+        (`TowerFamily.lock_groups`; open_clip's own towers: embeddings or stem, each block or stage
+        but the last, the last with the final norm and pooler, the projection; a timm trunk's
+        projection outside timm's model stays trainable, as open_clip's `TimmModel.lock` leaves it:
+        `TowerFamily.projection_locked`). freeze_bn_stats: the locked groups' BatchNorm layers
+        also stop updating their running statistics, as open_clip's --lock-image-freeze-bn-stats.
         """
-        freeze_groups(self._lock_groups("vision", self.image_projection), unlocked_groups, freeze_norms,
-                      argument_name="unlocked_groups")
+        freeze_groups(self._lock_groups("vision", self.image_projection), unlocked_groups, True,
+                      argument_name="unlocked_groups", freeze_bn_stats=freeze_bn_stats)
 
-    def lock_text_tower(self, unlocked_layers: int = 0, freeze_norms: bool = True) -> None:
-        """Freeze the text tower and its projection except the last `unlocked_layers` groups
-        (embeddings, each block, final norm with the projection)."""
-        freeze_groups(self._lock_groups("text", self.text_projection), unlocked_layers, freeze_norms,
+    def lock_text_tower(self, unlocked_layers: int = 0, freeze_layer_norm: bool = True) -> None:
+        """Freeze the text tower and its projection except the last `unlocked_layers` groups, as
+        open_clip's `lock_text_tower` (its groups: embeddings; each block but the last; the last
+        with the final norm; the projection). freeze_layer_norm=False leaves the norm layers of the
+        tower trainable (open_clip's Hugging Face text tower; its own text transformer refuses False)."""
+        freeze_groups(self._lock_groups("text", self.text_projection), unlocked_layers, freeze_layer_norm,
                       argument_name="unlocked_layers")
 
     def _lock_groups(self, side: str, projection: nn.Module) -> list[list[GroupItem]]:
@@ -152,6 +156,16 @@ class CLIP(nn.Module):
         then the text tower's, as their families name them (`TowerFamily.fsdp_units`)."""
         return (family_of(self.config.vision).fsdp_units(self.vision_tower)
                 + family_of(self.config.text).fsdp_units(self.text_tower))
+
+    def reparameterize(self) -> "CLIP":
+        """Fold the image tower's train-time branches into single convolutions for inference, in
+        place, when its family has them (FastViT / MobileCLIP: `FastVitTower.reparameterize`);
+        nothing for other towers. Eval-mode features stay equal up to float rounding; the config
+        records the folded layout, so a saved model loads back folded. Returns self."""
+        if hasattr(self.vision_tower, "reparameterize"):
+            self.vision_tower.reparameterize()
+            self.config = dataclasses.replace(self.config, vision=self.vision_tower.config)
+        return self
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute block activations in backward (less memory, about one more forward of time)."""

@@ -2,7 +2,8 @@
 
 forward returns open_clip's CoCa dict (a dict whatever `output_dict` says, as open_clip's CoCa does),
 consumed by `CoCaLoss`: contrastive features plus next-token `logits` [B, T-1, V] and `labels`
-[B, T-1] (padding in labels carries pad_id, to be ignored).
+[B, T-1] (padding in labels carries pad_id, to be ignored). `encode_image` / `encode_text` return
+unit-norm features unless told `normalize=False`: open_clip's defaults for CoCa (CLIP's is False).
 """
 
 from __future__ import annotations
@@ -26,6 +27,15 @@ class CoCa(CLIP):
         self.decoder = MultimodalDecoder(config.decoder, width=config.text.width,
                                          image_width=self.vision_tower.token_width,
                                          vocab_size=config.decoder_vocab_size)
+
+    # open_clip's CoCa normalises by default (its CLIP does not): so does this one.
+    def encode_image(self, images: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """images [B, 3, S, S] float -> image_features [B, E], unit norm unless normalize=False."""
+        return super().encode_image(images, normalize=normalize)
+
+    def encode_text(self, tokens: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """tokens [B, T] long -> text_features [B, E], unit norm unless normalize=False."""
+        return super().encode_text(tokens, normalize=normalize)
 
     def _encode_image_both(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """-> (unit-norm image_features [B, E], image tokens [B, P, W_v]) from one tower pass."""

@@ -11,11 +11,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from torch import nn
 
+from cliplab.bundle import WEIGHTS_FILE
+from cliplab.checkpoint_files.step_dirs import step_dir_name
+from cliplab.distributed.agreement import run_on_main
+from cliplab.pretrained.dcp_reader import SHARDS_DIR, DcpModelReader, is_sharded_checkpoint
+from cliplab.pretrained.key_maps import StateDictMismatchError, check_state_dict
+from cliplab.pretrained.weight_files import SafetensorsReader
 from cliplab.train.checkpoint import CheckpointManager, restore_training_state
 from cliplab.train.config import CheckpointConfig
 from cliplab.train.state import TrainState
@@ -37,6 +43,19 @@ class CheckpointedParts:
         return {"objectives": self.objectives} if self.objectives is not None else None
 
 
+def check_saved_shapes(path: Path, expected: Mapping[str, torch.Tensor]) -> None:
+    """Raise StateDictMismatchError, one line naming the first missing, unexpected and mis-shaped
+    tensors (name, shape in the checkpoint, shape in the model), when the model tensors of
+    checkpoint `path` (single file or DCP shards; only their headers are read) do not fit
+    `expected` (the resumed model's names and shapes, any device, meta included)."""
+    reader = DcpModelReader(path / SHARDS_DIR) if is_sharded_checkpoint(path) else SafetensorsReader(path / WEIGHTS_FILE)
+    try:
+        check_state_dict(expected, reader.shapes, f"checkpoint {path}")
+    except StateDictMismatchError as error:
+        raise StateDictMismatchError(f"{error} (checkpoint first, then this run's model); resume it with the model "
+                                     "it was trained with (--model, --set model.overrides=...)") from None
+
+
 class Checkpointer:
     """Saves every `save_every_steps` steps, every `save_frequency` epochs and at the end of the run,
     at most once per step; restores a run from a checkpoint directory."""
@@ -54,6 +73,7 @@ class Checkpointer:
     def restore(self, path: Path, *, rank: int) -> TrainState:
         """Restore the parts from checkpoint `path` (verified by `run_dir.resolve_resume`)."""
         parts = self.parts
+        check_saved_shapes(path, parts.model.state_dict())
         state = restore_training_state(path, model=parts.model, optimizer=parts.optimizer, scaler=parts.scaler,
                                        rank=rank, extra_modules=parts.extra_modules)
         self.last_saved_step = state.step
@@ -70,6 +90,17 @@ class Checkpointer:
         if self.is_due(state, epoch_done=epoch_done, finished=finished) and self.last_saved_step != state.step:
             self.save(state)
             self.last_saved_step = state.step
+
+    def save_now(self, state: TrainState) -> Path | None:
+        """The directory of the checkpoint of `state.step`, written now unless this run wrote it
+        already; None before the first step (nothing trained, nothing to save). A collective."""
+        if state.step == 0:
+            return None
+        path = self.manager.directory / step_dir_name(state.step)
+        if self.last_saved_step != state.step or not run_on_main(path.is_dir):  # resumed from elsewhere
+            self.save(state)
+            self.last_saved_step = state.step
+        return path
 
     def save(self, state: TrainState) -> None:
         """Write the checkpoint of `state` now (a collective)."""

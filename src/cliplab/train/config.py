@@ -11,15 +11,18 @@ see docs/training.md for the table from flag to key.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import math
 import os
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from cliplab.data import DataConfig
 from cliplab.errors import InvalidInputError
+from cliplab.precision_names import PRECISIONS
 from cliplab.objectives import ObjectivesConfig
 
 # The default run must finish in minutes on a 2-core CPU: the registered `tiny` model is slimmed for
@@ -29,11 +32,11 @@ DEFAULT_MODEL_OVERRIDES = {
     "tiny": {"vision.width": 64, "text.width": 64, "text.heads": 4, "text.context_length": 20},
 }
 
-PRECISIONS = ("fp32", "bf16", "amp_bf16", "amp", "fp16")
 SIGLIP_DIST_IMPLS = ("bidir", "shift", "reduce", "gather")
 LR_SCHEDULERS = ("cosine", "const")
 # How --force-context-length lengthens pretrained text positions (`cliplab.models.resized_model.CONTEXT_EXTENSIONS`).
 CONTEXT_EXTENSIONS = ("interpolate", "longclip")
+REQUEUE_EXIT_CODES = (3, 125)  # the range `checkpoint.requeue_exit_code` takes
 
 
 class ConfigError(InvalidInputError):
@@ -290,12 +293,19 @@ class CheckpointConfig:
     steps (None: off). keep_checkpoints: how many step directories to keep (the newest).
     resume: 'latest' (the run's newest complete checkpoint; starts fresh when there is none) or a
     checkpoint directory.
+    allow_config_change: dotted keys (or sections) a resume may change although they affect training
+        (`cliplab.train.config_history`); the others stop the run at start-up, naming each change.
+    requeue_exit_code: the exit status of `cliplab train` when a signal (SIGTERM, SIGUSR1, SIGINT)
+        stopped it after saving (`cliplab.train.preemption`); 3 to 125, so that it is told apart
+        from 0 (done), 1 (failed) and 2 (bad input) and from a death by signal (128 + N).
     """
 
     save_frequency: int = 1
     save_every_steps: Optional[int] = None
     keep_checkpoints: int = 2
     resume: Optional[str] = None
+    allow_config_change: tuple[str, ...] = ()
+    requeue_exit_code: int = 3
 
     def __post_init__(self):
         require(isinstance(self.save_frequency, int) and not isinstance(self.save_frequency, bool)
@@ -304,6 +314,10 @@ class CheckpointConfig:
         _positive_int("keep_checkpoints", self.keep_checkpoints)
         require(self.resume is None or (isinstance(self.resume, str) and self.resume != ""), "resume",
                 self.resume, "must be 'latest' or a checkpoint path")
+        require(isinstance(self.requeue_exit_code, int) and not isinstance(self.requeue_exit_code, bool)
+                and REQUEUE_EXIT_CODES[0] <= self.requeue_exit_code <= REQUEUE_EXIT_CODES[1], "requeue_exit_code",
+                self.requeue_exit_code, f"must be an integer from {REQUEUE_EXIT_CODES[0]} to {REQUEUE_EXIT_CODES[1]}")
+        self.allow_config_change = tuple(self.allow_config_change)
 
 
 def is_one_path_component(name: Any) -> bool:
@@ -404,6 +418,22 @@ class DistributedConfig:
         _positive_int("timeout_s", self.timeout_s)
 
 
+def names_config_key(config_class: type, dotted: str) -> bool:
+    """Whether `dotted` names a section, a key, or a part of a mapping-valued key (model.overrides.x)
+    of the config dataclass `config_class`."""
+    node = config_class
+    for part in dotted.split(".") if isinstance(dotted, str) else [None]:
+        fields = {item.name: item for item in dataclasses.fields(node)}
+        if part not in fields:
+            return False
+        annotation = typing.get_type_hints(node)[part]
+        options = [option for option in typing.get_args(annotation) if option is not type(None)] or [annotation]
+        node = next((option for option in options if dataclasses.is_dataclass(option)), None)
+        if node is None:
+            return True  # a key: what follows names a part of its value
+    return True
+
+
 def has_retrieval_data(data: DataConfig) -> bool:
     """Whether retrieval has image-caption pairs: Fashion-MNIST's captioned test split, or data.val_data."""
     return data.dataset_type == "fashion-mnist" or data.val_data is not None
@@ -437,6 +467,9 @@ class TrainConfig:
         data_type = self.data.dataset_type
         require(data_type == "fashion-mnist" or self.data.train_data is not None, "data.train_data",
                 self.data.train_data, f"must be set for dataset_type {data_type!r} (--train-data)")
+        for key in self.checkpoint.allow_config_change:
+            require(names_config_key(TrainConfig, key), "checkpoint.allow_config_change", key,
+                    "must name config keys or sections (e.g. optim.lr, loop, model.overrides)")
         require(not self.eval.zeroshot_frequency or has_evaluation_data(self.data, self.eval),
                 "eval.zeroshot_frequency", self.eval.zeroshot_frequency, f"needs evaluation data: a {data_type} run "
                 "evaluates on data.val_data (--val-data) or eval.zeroshot_dataset (--zeroshot-dataset), neither of "

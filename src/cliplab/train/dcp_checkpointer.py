@@ -45,7 +45,7 @@ from cliplab.pretrained.dcp_reader import SHARDS_DIR, is_sharded_checkpoint
 from cliplab.pretrained.weight_files import SafetensorsReader
 from cliplab.train.atomic_files import save_torch
 from cliplab.train.checkpoint import read_checkpoint, restore_run_state
-from cliplab.train.checkpointer import Checkpointer
+from cliplab.train.checkpointer import Checkpointer, check_saved_shapes
 from cliplab.train.dcp_state import load_sharded, save_sharded
 from cliplab.train.parallelism import ParallelModel
 from cliplab.train.sharded_state import ShardSource, load_optimizer_state, load_shards, rows_of
@@ -82,6 +82,7 @@ class DcpCheckpointer(Checkpointer):
     def restore(self, path: Path, *, rank: int) -> TrainState:
         """Restore the parts from checkpoint `path` (verified by `run_dir.resolve_resume`): sharded,
         written by any number of ranks, or a single file. A collective."""
+        check_saved_shapes(path, self._model_tensors())
         if is_sharded_checkpoint(path):
             load_sharded(path / SHARDS_DIR, self.parallel.trainable, self.parts.optimizer, rename=canonical_name)
             payload = read_train_state(path / TRAIN_STATE_FILE)
@@ -93,11 +94,16 @@ class DcpCheckpointer(Checkpointer):
         self.last_saved_step = state.step
         return state
 
+    def _model_tensors(self) -> dict[str, torch.Tensor]:
+        """The model's tensors under the names a checkpoint gives them (whole shapes: DTensors)."""
+        return {canonical_name(name): tensor for name, tensor in self.parallel.model.state_dict().items()
+                if not name.endswith("_extra_state")}
+
     def _single_file_source(self, path: Path, weights: SafetensorsReader, payload: dict) -> ShardSource:
         """Names of the trainable module -> a single-file checkpoint's values (weights file, heads' state)."""
         with_heads = self.parts.objectives is not None
         heads = payload["extra_modules"].get("objectives", {}) if with_heads else {}
-        names = {canonical_name(name) for name in self.parallel.model.state_dict() if not name.endswith("_extra_state")}
+        names = set(self._model_tensors())
         if names != set(weights.shapes):
             raise UserError(f"checkpoint {path} was saved from another model: missing "
                             f"{sorted(names - set(weights.shapes))}, unexpected {sorted(set(weights.shapes) - names)}; "

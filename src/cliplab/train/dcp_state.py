@@ -32,6 +32,7 @@ import torch
 import torch.distributed.checkpoint as dcp
 from torch import nn
 from torch.distributed import ProcessGroup
+from torch.distributed.checkpoint import DefaultSavePlanner
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
 from cliplab.pretrained.dcp_files import load_dcp
@@ -99,7 +100,11 @@ def save_sharded(directory: str | Path, trainable: nn.Module, optimizer: torch.o
     `.model` / `.objectives`) and of `optimizer` into the DCP directory `directory` (created).
     process_group: the ranks that write (default: all), the ranks `trainable` is sharded over."""
     layout = _Layout(trainable, optimizer, rename)
-    dcp.save(layout.sections, checkpoint_id=Path(directory), process_group=process_group)
+    # A replicated tensor (a buffer, such as BatchNorm's running statistics, which each rank updates
+    # with its own batches) is written from rank 0, as a DDP run's checkpoint holds rank 0's; DCP's
+    # default takes each from whichever rank balances the writes, which could mix ranks.
+    dcp.save(layout.sections, checkpoint_id=Path(directory), process_group=process_group,
+             planner=DefaultSavePlanner(dedup_save_to_lowest_rank=True))
 
 
 def load_sharded(directory: str | Path, trainable: nn.Module, optimizer: torch.optim.Optimizer, *,

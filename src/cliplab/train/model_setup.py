@@ -83,16 +83,17 @@ def _pretrained_model(setup: ModelSetupConfig, device: torch.device,
 
 
 def _lock(model: nn.Module, setup: ModelSetupConfig) -> None:
-    """Freeze the towers as `setup` asks; a count of unlocked groups the tower does not have is a
-    ConfigError naming the key."""
-    towers = ((setup.lock_image, "lock_image_unlocked_groups", model.lock_image_tower,
-               setup.lock_image_freeze_bn_stats),
-              (setup.lock_text, "lock_text_unlocked_layers", model.lock_text_tower, setup.lock_text_freeze_layer_norm))
-    for locked, key, lock_tower, freeze_norms in towers:
+    """Freeze the towers as `setup` asks (open_clip's flags, open_clip's meaning); a count of unlocked
+    groups the tower does not have is a ConfigError naming the key."""
+    towers = ((setup.lock_image, "lock_image_unlocked_groups",
+               lambda unlocked: model.lock_image_tower(unlocked, freeze_bn_stats=setup.lock_image_freeze_bn_stats)),
+              (setup.lock_text, "lock_text_unlocked_layers",
+               lambda unlocked: model.lock_text_tower(unlocked, freeze_layer_norm=setup.lock_text_freeze_layer_norm)))
+    for locked, key, lock_tower in towers:
         if locked:
             unlocked = getattr(setup, key)
             try:
-                lock_tower(unlocked, freeze_norms=freeze_norms)
+                lock_tower(unlocked)
             except ValueError as error:
                 raise ConfigError(f"model.{key}", unlocked, f"does not fit the model: {error}") from None
 

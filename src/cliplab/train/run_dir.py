@@ -3,10 +3,10 @@
 `claim_run_dir(config)` (a collective) creates the directory on the main process, takes its lock
 (`cliplab.train.run_lock`: a second run on the same directory, or a `--resume latest` while the run
 is still alive, fails at once naming the holder's pid), refuses a fresh run over an existing one,
-removes the leftovers of this run's own interrupted writes, and reads (or, the first time, writes)
-the run's id. Only the main process locks: it alone writes the run directory, which every rank
-reads from a filesystem they share, so one lock per run directory is one lock per run, on one node
-or many. Every rank gets the same `RunDirectory` or the same error (`run_on_main`).
+removes the leftovers of this run's own interrupted writes and the `preempted.json` of its last
+attempt, and reads (or, the first time, writes) the run's id. Only the main process locks: it alone
+writes the run directory, which every rank reads from a filesystem they share, so one lock per run
+directory is one lock per run, on one node or many. Every rank gets the same `RunDirectory` or the same error (`run_on_main`).
 
 A start that fails leaves nothing behind: `RunDirectory.removed_if_start_fails()` wraps the
 building of the run (the configuration checked against the model, the tokenizer, the data opened),
@@ -27,7 +27,7 @@ from pathlib import Path
 
 from cliplab.checkpoint_files.manifest import UnverifiedCheckpointError, verify_checkpoint
 from cliplab.distributed.agreement import run_on_main
-from cliplab.eval.run_layout import CHECKPOINTS_DIR, LATEST_FILE, METRICS_FILE, RUN_ID_FILE
+from cliplab.eval.run_layout import CHECKPOINTS_DIR, LATEST_FILE, METRICS_FILE, PREEMPTED_FILE, RUN_ID_FILE
 from cliplab.train.atomic_files import TMP_PREFIX, write_text_atomic
 from cliplab.train.checkpoint import CheckpointManager
 from cliplab.train.config import ConfigError, TrainConfig
@@ -100,6 +100,7 @@ def _claim_on_main(config: TrainConfig, held: list[RunLock]) -> tuple[str, str, 
             raise ConfigError("logging.name", name, f"names an existing run ({run_dir}); use --resume latest "
                               "to continue it or choose another --name")
         remove_own_leftovers(run_dir)
+        (run_dir / PREEMPTED_FILE).unlink(missing_ok=True)  # the last attempt's outcome; this one starts
         run_id = _read_or_create_run_id(run_dir)
     except BaseException:
         lock.release()

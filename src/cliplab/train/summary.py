@@ -1,5 +1,9 @@
 """summary.json: the outcome of a run, as strict JSON, and the run's closing line.
 
+The closing line and the summary say at which step each figure was measured (`eval_step` for the
+evaluation's keys, `final_loss_step` for `final_loss`): a run resumed without a final evaluation
+reports the last one an earlier attempt logged, which may be older than the final step.
+
 JSON has no NaN or infinity (Python's json module writes them as bare `NaN`, which strict readers
 reject). A value that is not finite, a final loss of NaN after skipped steps say, is written as
 `null` and its key listed under "nonfinite", so that a reader can tell "not a number" from "not
@@ -61,8 +65,16 @@ def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
         evaluation = (f"; retrieval R@1 image-to-text {_shown(summary['image_to_text_R@1'])}, "
                       f"text-to-image {_shown(summary['text_to_image_R@1'])}")
     # What the figures measure, and their chance levels, the evaluation's lines above say.
+    if evaluation:
+        evaluation += _measured_at(summary["eval_step"], summary["steps"])
     print(f"done: {summary['steps']} steps, {summary['samples_seen']} samples in {summary['wall_seconds']:.0f} s"
           + evaluation + f"; summary in {path}")
+
+
+def _measured_at(step: int, steps: int) -> str:
+    """When the figures were measured: the last step, or an earlier one (a resumed run that does
+    not evaluate at its end reports its last evaluation)."""
+    return f" at step {step}" if step == steps else f" at step {step}, not the final step {steps}"
 
 
 def _shown(value: float | None) -> str:

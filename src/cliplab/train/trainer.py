@@ -11,9 +11,10 @@ builds is the order in which they draw from the global RNG, which the golden tra
 `Trainer.train()` repeats `train_step()` and then lets the checkpointer and the evaluator act when
 their rule says so (save before evaluating, so that a failing evaluation cannot lose the weights
 just trained). `train_step()` reads the step's micro-batches, agrees with the other ranks on what was
-read, forward/backwards them (`accumulation`), unscales and clips, lets the guard decide whether the
-step is finite on every rank, steps the optimiser at the scheduled lr, clamps the logit scale,
-counts the step in `TrainState` and logs it.
+read and on whether a preemption signal asks the run to stop (`preemption`: then the run saves the
+step it reached and stops), forward/backwards them (`accumulation`), unscales and clips, lets the
+guard decide whether the step is finite on every rank, steps the optimiser at the scheduled lr,
+clamps the logit scale, counts the step in `TrainState` and logs it.
 """
 
 from __future__ import annotations
@@ -26,14 +27,15 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from cliplab.data.skipping import epoch_skip_record, step_sample_counts
+from cliplab.data.skipping import agree_on_step, epoch_skip_record, raise_read_failures
 from cliplab.distributed.agreement import raise_if_any_rank_failed, run_on_main
-from cliplab.eval.run_layout import CHECKPOINTS_DIR, RUN_CONFIG_FILE
+from cliplab.eval.run_layout import CHECKPOINTS_DIR
 from cliplab.train.accumulation import LossOutput, MicroBatch, forward_backward
 from cliplab.train.checkpoint import CheckpointManager
 from cliplab.train.checkpointer import CheckpointedParts
 from cliplab.train.config import TrainConfig
-from cliplab.train.config_io import config_to_dict, save_config
+from cliplab.train.config_history import check_config_on_resume, record_run_config
+from cliplab.train.config_io import config_to_dict
 from cliplab.train.data_setup import TrainData
 from cliplab.train.distributed_setup import DistributedContext, init_distributed, shutdown
 from cliplab.train.evaluation import Evaluator
@@ -46,6 +48,7 @@ from cliplab.train.objectives_setup import ModelWithObjectives, build_run_object
 from cliplab.train.optim import build_optimizer, clamp_logit_scale_, clip_gradients
 from cliplab.train.parallelism import ModelBuild, build_checkpointer, whole_model, wrap_for_training
 from cliplab.train.precision import Precision
+from cliplab.train.preemption import Preemption, PreemptionHandler
 from cliplab.train.run_dir import RunDirectory, claim_run_dir, resolve_resume
 from cliplab.train.schedule import learning_rate, set_lr, warn_if_warmup_outlasts_run
 from cliplab.train.state import TrainState
@@ -56,10 +59,12 @@ from cliplab.train.torch_setup import configure_torch, seed_everything
 
 @dataclass
 class TrainResult:
-    """run_dir: the run directory; summary: the content of its summary.json."""
+    """run_dir: the run directory; summary: the content of its summary.json ({} when a signal stopped
+    the run: it has not finished); preemption: how a signal stopped it (None: it finished)."""
 
     run_dir: Path
     summary: dict[str, Any]
+    preemption: Preemption | None = None
 
 
 @dataclass
@@ -81,9 +86,10 @@ def train(config: TrainConfig, *, hooks: TrainHooks | None = None) -> TrainResul
     """Train (or resume) the run described by `config`; see docs/training.md."""
     context = init_distributed(config.distributed)
     try:
-        with claim_run_dir(config) as run_directory:  # locked until the run ends, however it ends
+        with (claim_run_dir(config) as run_directory,  # locked until the run ends, however it ends
+              PreemptionHandler(exit_code=config.checkpoint.requeue_exit_code) as preemption):
             with run_directory.removed_if_start_fails():  # a failed start leaves no directory behind
-                trainer = Trainer(config, context, hooks or TrainHooks(), run_directory)
+                trainer = Trainer(config, context, hooks or TrainHooks(), run_directory, preemption)
             return trainer.train()
     finally:
         shutdown(context)
@@ -93,14 +99,16 @@ class Trainer:
     """One run: its components (see the module docstring), its state, and the loop over its steps."""
 
     def __init__(self, config: TrainConfig, context: DistributedContext, hooks: TrainHooks,
-                 run_directory: RunDirectory):
+                 run_directory: RunDirectory, preemption: PreemptionHandler | None = None):
         self.wall_start = time.perf_counter()
         self.config, self.context, self.hooks = config, context, hooks
+        self.preemption = preemption or PreemptionHandler(exit_code=config.checkpoint.requeue_exit_code)
         configure_torch(config.loop, context)
         self.run_dir = run_directory.path
         manager = CheckpointManager(self.run_dir / CHECKPOINTS_DIR, keep=config.checkpoint.keep_checkpoints,
                                     run_id=run_directory.run_id)
         resume_from = run_on_main(lambda: resolve_resume(config.checkpoint.resume, manager))
+        config_on_resume = run_on_main(lambda: check_config_on_resume(config, resume_from))
 
         torch.manual_seed(config.loop.seed)  # identical initial weights on every rank
         build = ModelBuild(config, context)
@@ -126,8 +134,8 @@ class Trainer:
             self.state = TrainState()
             seed_everything(config.loop.seed + context.rank)
         if context.is_main:
-            save_config(config, self.run_dir / RUN_CONFIG_FILE)
             announce_run(config, self.run_dir, resume_from, self.state)
+            record_run_config(config, self.run_dir, config_on_resume)
             print("\n".join(describe_run_inputs(built, run_tokenizer)))
 
         self.loss = build_training_loss(config.loss, self.model.config, context, self.objectives)
@@ -168,6 +176,8 @@ class Trainer:
                                                finished=state.step >= self.total_steps)
             while state.step < self.total_steps:
                 report = self.train_step()
+                if report is None:  # the ranks agreed to stop on a preemption signal
+                    return self._stop_preempted()
                 finished = state.step >= self.total_steps
                 if report.epoch_done or finished:  # the epoch's skip counts (so far, when the run ends mid-epoch)
                     self._log_epoch_samples(report)
@@ -179,13 +189,15 @@ class Trainer:
             self.logger.close()
         return self._finish()
 
-    def train_step(self) -> StepReport:
-        """One optimiser step (a collective: every rank runs it); returns what the log records."""
+    def train_step(self) -> StepReport | None:
+        """One optimiser step (a collective: every rank runs it); returns what the log records, or None
+        when the ranks agreed to stop before it (a preemption signal: nothing trained, nothing counted)."""
         state, hooks, data = self.state, self.hooks, self.data
         step_start = time.perf_counter()
         batches, read_error = data.read_step()
         data_wait = time.perf_counter() - step_start
-        state.record_step_samples(*step_sample_counts(batches, read_error))  # raises on every rank if any failed
+        if not self._agree_to_train(batches, read_error):
+            return None
         if hooks.after_batches is not None:
             hooks.after_batches(state.step, batches)
         lr = learning_rate(state.step, self.total_steps, self.config.optim)
@@ -208,6 +220,17 @@ class Trainer:
         self.logger.log_step(state, report)
         self.last_report = report
         return report
+
+    def _agree_to_train(self, batches: list[dict], read_error: Exception | None) -> bool:
+        """The step boundary's one collective: False when any rank was signalled to stop (checked
+        before read errors: a signalled data-loader worker may have died); else every rank raises a
+        failed read, or the step's sample counts go into the state and True."""
+        counts = agree_on_step(batches, read_error, votes=self.preemption.votes())
+        if self.preemption.agree(counts.votes):
+            return False
+        raise_read_failures(counts, read_error)
+        self.state.record_step_samples(counts.skipped, counts.drawn)
+        return True
 
     def _gathered_model(self) -> Callable[[], nn.Module | None] | None:
         """Under FSDP2, the collective that gives the main rank the whole model to evaluate."""
@@ -276,10 +299,18 @@ class Trainer:
             "final_loss": self._final_loss(),
             "checkpoint": str(self.checkpointer.latest()) if self.context.is_main else None,
         }
+        summary["final_loss_step"] = state.step if summary["final_loss"] is not None else None
         if self.evaluator.last_record is not None:
-            summary.update({key: value for key, value in self.evaluator.last_record.items()
-                            if key not in ("kind", "step", "epoch")})
+            record = self.evaluator.last_record
+            summary.update({key: value for key, value in record.items() if key not in ("kind", "step", "epoch")})
+            summary.update(eval_step=record["step"], eval_epoch=record["epoch"])
         summary = strict_summary(summary)
         if self.context.is_main:
             write_summary(self.run_dir, summary)
         return TrainResult(run_dir=self.run_dir, summary=summary)
+
+    def _stop_preempted(self) -> TrainResult:
+        """Save and verify the step reached (a collective); no summary: the run has not finished
+        (`--resume latest` finishes it)."""
+        preemption = self.preemption.stop(self.checkpointer, self.state, self.run_dir, self.logger.note)
+        return TrainResult(run_dir=self.run_dir, summary={}, preemption=preemption)

@@ -8,6 +8,7 @@ from torch import nn
 from cliplab.models.families.spec import TowerFamily
 from cliplab.models.tower_configs import VisionConfig
 from cliplab.models.towers.conv_tower import ConvTower
+from cliplab.models.towers.locking import open_clip_layout
 
 
 def fsdp_units(tower: ConvTower) -> list[nn.Module]:
@@ -17,5 +18,5 @@ def fsdp_units(tower: ConvTower) -> list[nn.Module]:
 FAMILY = TowerFamily(
     kind="conv", side="vision", config=VisionConfig, build=ConvTower,
     summary="cliplab's small conv net for tiny images (Fashion-MNIST on a CPU)",
-    lock_groups=ConvTower.parameter_groups, fsdp_units=fsdp_units,
+    lock_groups=open_clip_layout(ConvTower.parameter_groups), fsdp_units=fsdp_units,
 )

@@ -33,7 +33,7 @@ meta-device build reads nothing (a checkpoint fills it); FSDP2's sharded build o
 
 Locking counts groups as open_clip's `HFTextEncoder.lock`: the input embeddings, then each encoder
 layer (`unlocked_layers` counts those), the final norm and pooling layer with the last layer; the
-projection is never frozen (open_clip's lock leaves `text.proj` trainable), and freeze_norms=False
+projection is never frozen (open_clip's lock leaves `text.proj` trainable), and freeze_layer_norm=False
 leaves exactly the modules named "LayerNorm" trainable. open_clip 3.3.0 itself fails to lock an
 M2M100 or BERT tower with `unlocked_layers` > 0 (its table has no layer names for them); cliplab
 counts their layers the same way. FSDP2 units: the encoder layers.

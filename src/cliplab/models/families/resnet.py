@@ -23,6 +23,7 @@ from cliplab.models.families.position_rules import grid_positions
 from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily
 from cliplab.models.key_rules import NORM, PARAMETER, KeyRule, rule
 from cliplab.models.tower_configs import RESNET_STAGES, RESNET_STRIDE, VisionConfig
+from cliplab.models.towers.locking import open_clip_layout
 from cliplab.models.towers.resnet_tower import ModifiedResNet
 
 _STEM = {"0": "conv1", "1": "bn1", "3": "conv2", "4": "bn2", "6": "conv3", "7": "bn3"}
@@ -73,7 +74,7 @@ def fsdp_units(tower: ModifiedResNet) -> list[nn.Module]:
 FAMILY = TowerFamily(
     kind="resnet", side="vision", config=VisionConfig, build=ModifiedResNet,
     summary="OpenAI's ModifiedResNet (open_clip's RN50, RN101, RN50x4 ...)",
-    lock_groups=ModifiedResNet.parameter_groups, fsdp_units=fsdp_units,
+    lock_groups=open_clip_layout(ModifiedResNet.parameter_groups), fsdp_units=fsdp_units,
     # open_clip's ModifiedResNet has no activation option: the quick_gelu flag passes it by.
     open_clip=OpenClipForm(recognises=recognises, read=read, write=write, activation=lambda vision: None,
                            rules=open_clip_rules),

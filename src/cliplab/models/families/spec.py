@@ -20,7 +20,8 @@ The contracts a family's parts keep:
 - `lock_groups(tower) -> [[module or parameter, ...], ...]`: the tower's parameter groups from
   input to output, as open_clip's `lock_image_tower(unlocked_groups)` counts them; the model adds
   its projection to the last group when `projection_locked(config)` says open_clip's lock freezes
-  it (the default: open_clip's own towers lock their projection with the final norm). A family
+  it (the default: open_clip's own towers lock their projection, as a group of its own:
+  `towers.locking.open_clip_layout` ends their groups with an empty one for it). A family
   whose open_clip lock leaves the projection trainable says False: open_clip's `TimmModel.lock`
   freezes only `visual.trunk`, so `visual.head` keeps training (timm towers), as does
   `HFTextEncoder.lock` its pooler's projection.

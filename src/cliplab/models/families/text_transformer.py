@@ -39,6 +39,7 @@ from cliplab.models.families.position_rules import sequence_positions
 from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily
 from cliplab.models.key_rules import PARAMETER, KeyRule, rule
 from cliplab.models.tower_configs import TextConfig
+from cliplab.models.towers.locking import open_clip_layout
 from cliplab.models.towers.text_transformer import TextTransformer
 
 
@@ -153,7 +154,7 @@ def fsdp_units(tower: TextTransformer) -> list[nn.Module]:
 FAMILY = TowerFamily(
     kind="transformer", side="text", config=TextConfig, build=TextTransformer,
     summary="cliplab's text transformer: open_clip's and OpenAI's own, HF CLIP and SigLIP text towers",
-    lock_groups=TextTransformer.parameter_groups, fsdp_units=fsdp_units,
+    lock_groups=open_clip_layout(TextTransformer.parameter_groups), fsdp_units=fsdp_units,
     # GELU's tanh approximation comes from act_kwargs on top of GELU, so it needs the flag off.
     open_clip=OpenClipForm(recognises=recognises, read=read, write=write,
                            activation=lambda text: "gelu" if text.activation == "gelu_tanh" else text.activation,

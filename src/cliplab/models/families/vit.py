@@ -42,6 +42,7 @@ from cliplab.models.families.position_rules import grid_positions
 from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily
 from cliplab.models.key_rules import PARAMETER, KeyRule, rule
 from cliplab.models.tower_configs import VisionConfig
+from cliplab.models.towers.locking import open_clip_layout
 from cliplab.models.towers.vision_transformer import VisionTransformer
 
 
@@ -145,7 +146,7 @@ def fsdp_units(tower: VisionTransformer) -> list[nn.Module]:
 FAMILY = TowerFamily(
     kind="vit", side="vision", config=VisionConfig, build=VisionTransformer,
     summary="cliplab's ViT: open_clip's and OpenAI's own ViT, HF CLIP and SigLIP vision towers",
-    lock_groups=VisionTransformer.parameter_groups, fsdp_units=fsdp_units,
+    lock_groups=open_clip_layout(VisionTransformer.parameter_groups), fsdp_units=fsdp_units,
     open_clip=OpenClipForm(recognises=recognises, read=read, write=write,
                            activation=lambda vision: vision.activation, rules=open_clip_rules),
     hf_rules=hf_rules,

@@ -175,7 +175,7 @@ class HfTextTower(nn.Module):
         """Locking groups as open_clip's `HFTextEncoder.lock` counts them: the input embeddings,
         then each encoder layer; what lies in neither (final norm, pooling layer) goes with the last
         layer, which open_clip freezes only when it freezes everything. Norms are as open_clip names
-        them: only a module called "LayerNorm" is a norm whose parameters `freeze_norms=False` leaves
+        them: only a module called "LayerNorm" is a norm whose parameters `freeze_layer_norm=False` leaves
         trainable (BERT's and RoBERTa's; mT5's and M2M100's norms stay frozen), so every other
         parameter is listed bare."""
         architecture = HF_ARCHITECTURES[self.config.model_type]

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cliplab.models.layers.batch_norm import FreezableBatchNorm2d
 from cliplab.models.tower_configs import VisionConfig
 from cliplab.models.towers.locking import GroupItem
 from cliplab.models.towers.staged import StagedTower
@@ -27,17 +28,17 @@ class Bottleneck(nn.Module):
     def __init__(self, in_channels: int, channels: int, stride: int = 1):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, channels, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(channels)
+        self.bn1 = FreezableBatchNorm2d(channels)
         self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(channels)
+        self.bn2 = FreezableBatchNorm2d(channels)
         self.pool = nn.AvgPool2d(stride) if stride > 1 else nn.Identity()
         self.conv3 = nn.Conv2d(channels, channels * EXPANSION, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(channels * EXPANSION)
+        self.bn3 = FreezableBatchNorm2d(channels * EXPANSION)
         self.shortcut = None
         if stride > 1 or in_channels != channels * EXPANSION:
             self.shortcut = nn.Sequential(nn.AvgPool2d(stride),
                                           nn.Conv2d(in_channels, channels * EXPANSION, 1, bias=False),
-                                          nn.BatchNorm2d(channels * EXPANSION))
+                                          FreezableBatchNorm2d(channels * EXPANSION))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -80,9 +81,9 @@ class ModifiedResNet(StagedTower):
         self.width = config.output_width
         self.token_width = config.output_width
         self.stem = nn.Sequential(
-            nn.Conv2d(3, width // 2, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(width // 2), nn.ReLU(),
-            nn.Conv2d(width // 2, width // 2, 3, padding=1, bias=False), nn.BatchNorm2d(width // 2), nn.ReLU(),
-            nn.Conv2d(width // 2, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.Conv2d(3, width // 2, 3, stride=2, padding=1, bias=False), FreezableBatchNorm2d(width // 2), nn.ReLU(),
+            nn.Conv2d(width // 2, width // 2, 3, padding=1, bias=False), FreezableBatchNorm2d(width // 2), nn.ReLU(),
+            nn.Conv2d(width // 2, width, 3, padding=1, bias=False), FreezableBatchNorm2d(width), nn.ReLU(),
             nn.AvgPool2d(2))
         stages, in_channels = [], width
         for index, depth in enumerate(config.layers):
