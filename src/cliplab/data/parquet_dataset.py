@@ -44,7 +44,7 @@ import numpy as np
 from cliplab.data.caption_lists import corpus_captions, drawn_caption, sample_captions
 from cliplab.data.csv_dataset import load_rgb_image
 from cliplab.data.images import decode_rgb_image
-from cliplab.data.samples import RawSample
+from cliplab.data.samples import BadSampleError, RawSample
 from cliplab.errors import UserError
 
 PARQUET_IMAGE_KEYS = ("image", "jpg", "png")
