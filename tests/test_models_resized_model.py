@@ -126,8 +126,8 @@ def test_the_resnet_attention_pool_grid_keeps_its_mean_token_row():
     table = model.vision_tower.attention_pool.position_embedding.detach()
     state = {"visual.positional_embedding": table.clone()}
     open_clip().model.resize_pos_embed(state, types.SimpleNamespace(visual=types.SimpleNamespace(grid_size=(3, 3))))
-    torch.testing.assert_close(resized.vision_tower.attention_pool.position_embedding, state["visual.positional_embedding"],
-                               rtol=0, atol=1e-6)
+    torch.testing.assert_close(resized.vision_tower.attention_pool.position_embedding,
+                               state["visual.positional_embedding"], rtol=0, atol=1e-6)
     assert resized.encode_image(_images(96)).shape == (2, 16)
 
 

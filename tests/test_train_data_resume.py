@@ -102,8 +102,9 @@ def test_a_mixture_with_several_captions_resumes_with_the_same_samples_and_capti
         return run
 
     def recorder(into):
-        return lambda step, batches: into.update({step: [(i, caption) for b in batches
-                                                         for i, caption in zip(b["sample_ids"].tolist(), b["captions"])]})
+        def record(step, batches):
+            into[step] = [pair for b in batches for pair in zip(b["sample_ids"].tolist(), b["captions"])]
+        return record
 
     def crash(step, model):
         if step == 5:

@@ -46,8 +46,8 @@ def test_a_fine_tune_at_another_size_starts_from_the_resized_checkpoint(hub, man
     out = capsys.readouterr().out
     assert (f"from the pretrained checkpoint {hub} (open_clip_hub), resized (vision_tower.position_embedding [17, 32] "
             "-> [37, 32]; text_tower.position_embedding [77, 32] -> [100, 32]), with its weights") in out
-    assert f"tokenizer: openai_bpe, 49408 ids, context 100; from the pretrained checkpoint {hub}, made to context 100 " \
-           "(--force-context-length)" in out
+    assert (f"tokenizer: openai_bpe, 49408 ids, context 100; from the pretrained checkpoint {hub}, made to context "
+            "100 (--force-context-length)") in out
     assert "preprocessing: 48x48 bilinear" in out
     saved = load_model(result.run_dir)
     assert (saved.model.config.vision.image_size, saved.model.config.text.context_length) == (48, 100)

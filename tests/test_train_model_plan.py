@@ -69,7 +69,8 @@ def test_force_context_length_and_patch_dropout_change_a_fresh_model():
 
 
 def test_patch_dropout_on_a_tower_without_it_names_the_key():
-    with pytest.raises(ConfigError, match="'model.force_patch_dropout' does not fit the model: vision.patch_dropout applies to kind='vit' only"):
+    with pytest.raises(ConfigError, match="'model.force_patch_dropout' does not fit the model: vision.patch_dropout "
+                                          "applies to kind='vit' only"):
         plan_model(ModelSetupConfig(name="tiny", force_patch_dropout=0.5), "csv")
 
 

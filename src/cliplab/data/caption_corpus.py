@@ -10,7 +10,8 @@
 
 A field holding several captions gives each of them (`caption_lists`); a `::`-joined mixture of
 sources reads them source after source. For the last three, at most MAX_CORPUS_CAPTIONS non-empty
-captions are read, the first ones in file order: enough to fit a BPE vocabulary of a few thousand tokens, and it bounds the time spent
+captions are read, the first ones in file order: enough to fit a BPE vocabulary of a few thousand
+tokens, and it bounds the time spent
 before the first step.
 """
 
