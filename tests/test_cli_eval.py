@@ -5,10 +5,11 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from cliplab.bundle import load
 from cliplab.data import FASHION_MNIST_CLASSNAMES, FASHION_MNIST_TEMPLATES, FashionMnistDataset
-from cliplab.eval.retrieval import retrieval_metrics
+from cliplab.eval.retrieval import caption_list_metrics, retrieval_metrics
 from cliplab.eval.zero_shot import zero_shot_classifier
 from eval_fixtures import NUM_TEST_IMAGES, csv_run, run_cli, trained_run  # noqa: F401  (session fixtures)
 
@@ -87,7 +88,6 @@ def _pairs_manifest(trained_run, path):
 
 def _direct_retrieval_metrics(trained_run, captions):
     model, preprocess, tokenizer = load(trained_run.bundle)
-    from PIL import Image
     with torch.no_grad():
         images = torch.stack([preprocess(Image.open(path).convert("RGB")) for path in trained_run.image_paths])
         image_features = model.encode_image(images, normalize=True)
@@ -219,3 +219,25 @@ def test_eval_progress_in_a_log_file_is_plain_lines(trained_run, capsys):
     captured = capsys.readouterr()
     assert "zero-shot: 30/30 img (100%)" in captured.out and ", done in " in captured.out
     assert "\r" not in captured.out + captured.err
+
+
+def test_retrieval_over_several_captions_per_image_counts_any_of_them(trained_run, tmp_path, capsys):
+    lists = [[f"a photo of the {FASHION_MNIST_CLASSNAMES[label]}.", f"the {FASHION_MNIST_CLASSNAMES[label]}"]
+             for label in trained_run.labels]
+    rows = [f"{image}\t{json.dumps(texts)}" for image, texts in zip(trained_run.image_paths, lists)]
+    (tmp_path / "lists.tsv").write_text("filepath\ttitle\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "retrieval.json"
+    assert run_cli(["eval", trained_run.bundle, "--retrieval-data", tmp_path / "lists.tsv", "--no-zero-shot",
+                    "--batch-size", 8, "--out", out]) == 0
+    printed = capsys.readouterr().out
+    assert (f"{NUM_TEST_IMAGES} images, {2 * NUM_TEST_IMAGES} captions (an image is found when any of its captions "
+            "is, CLIP_benchmark's rule)") in printed and "mean rank" not in printed
+    model, preprocess, tokenizer = load(trained_run.bundle)
+    with torch.no_grad():
+        images = torch.stack([preprocess(Image.open(path).convert("RGB")) for path in trained_run.image_paths])
+        image_features = model.encode_image(images, normalize=True)
+        text_features = model.encode_text(tokenizer([text for texts in lists for text in texts]), normalize=True)
+    owners = torch.arange(NUM_TEST_IMAGES).repeat_interleave(2)
+    results = json.loads(out.read_text())["retrieval"]
+    for key, value in caption_list_metrics(image_features, text_features, owners).items():
+        assert results[key] == pytest.approx(value), key
