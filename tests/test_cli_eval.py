@@ -71,7 +71,6 @@ def test_class_folders_with_templates_file(trained_run, tmp_path):
     assert results["templates"] == ["a photo of the {}.", "an image of the {}."]
     paths = [path for name in folder_names for path in sorted((trained_run.images_dir / name).iterdir())]
     labels = torch.tensor([folder_names.index(path.parent.name) for path in paths])
-    from PIL import Image
     predicted = _direct_predictions(trained_run.bundle, [Image.open(path).convert("RGB") for path in paths],
                                     classnames, results["templates"])
     assert results["zero_shot_count"] == NUM_TEST_IMAGES
@@ -127,7 +126,6 @@ def test_retrieval_on_webdataset_shards_matches_direct_metrics(trained_run, tmp_
 @pytest.mark.parametrize("command", ["eval", "classify", "embed", "caption"])
 def test_not_a_checkpoint_is_a_clear_error(tmp_path, capsys, command):
     image = tmp_path / "x.png"
-    from PIL import Image
     Image.new("RGB", (8, 8)).save(image)
     extra = {"eval": [], "classify": [image, "--labels", "a,b"], "embed": ["--images", tmp_path, "--out",
              tmp_path / "e.npy"], "caption": [image]}[command]
