@@ -28,6 +28,8 @@ FROZEN_FLAGS = [
     "--siglip", "--tensorboard", "--threads", "--tile-size", "--tiled-loss", "--tokenizer", "--torchcompile",
     "--train-data", "--train-num-samples", "--val-data", "--val-num-samples", "--warmup", "--wd", "--workers",
     "--zeroshot-frequency", "--zeroshot-dataset", "--force-image-size", "--image-mean", "--image-std",
+    "--force-context-length", "--context-extension", "--force-patch-dropout", "--train-data-upsampling-factors",
+    "--wds-caption-key",
     "--wandb-project-name", "--allow-config-change", "--requeue-exit-code",
     "--train-classes", "--dry-run", "--layer-decay", "--layer-decay-image", "--layer-decay-text", "--lr-image",
     "--lr-text", "--wd-image", "--wd-text", "--wd-exclude", "--lora-rank", "--lora-alpha", "--lora-dropout",

@@ -252,12 +252,17 @@ def _retrieval(args: argparse.Namespace, loaded, data: DataConfig) -> dict[str, 
                                             max_samples=args.retrieval_max_samples, progress=progress)
     finally:
         progress.close()
-    print(f"\nretrieval on {data.val_data}: {count} image-caption pairs")
+    captions = metrics.get("retrieval_caption_count")
+    print(f"\nretrieval on {data.val_data}: " + (f"{count} image-caption pairs" if captions is None else
+          f"{count} images, {captions} captions (an image is found when any of its captions is, CLIP_benchmark's "
+          "rule)"))
     for direction in ("image_to_text", "text_to_image"):
-        recalls = "  ".join(f"R@{k} {100 * metrics[f'{direction}_R@{k}']:6.2f}%" for k in (1, 5, 10))
-        print(f"  {direction:<14} {recalls}  mean rank {metrics[f'{direction}_mean_rank']:.1f}  "
-              f"median rank {metrics[f'{direction}_median_rank']:.0f}")
-    if count:
+        recalls = "  ".join(f"R@{k} {100 * metrics[f'{direction}_R@{k}']:6.2f}%" for k in (1, 5, 10)
+                            if f"{direction}_R@{k}" in metrics)
+        ranks = (f"  mean rank {metrics[f'{direction}_mean_rank']:.1f}  median rank "
+                 f"{metrics[f'{direction}_median_rank']:.0f}") if captions is None else ""
+        print(f"  {direction:<14} {recalls}{ranks}")
+    if count and captions is None:
         chances = "  ".join(f"R@{k} {100 * chance_of_top_k(k, count):6.2f}%" for k in (1, 5, 10))
         print(f"  chance         {chances}: a hit is the pair's own caption (image) among the k closest of all "
               f"{count}, {LOW_WHEN_CAPTIONS_ARE_SHARED}")

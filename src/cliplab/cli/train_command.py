@@ -13,7 +13,7 @@ from typing import Any, Callable
 from cliplab.data.config import DATASET_TYPES
 from cliplab.data.sources import SOURCES
 from cliplab.precision_names import PRECISIONS
-from cliplab.train.config import LR_SCHEDULERS, SIGLIP_DIST_IMPLS
+from cliplab.train.config import CONTEXT_EXTENSIONS, LR_SCHEDULERS, SIGLIP_DIST_IMPLS
 
 EPILOG = """\
 examples:
@@ -115,19 +115,26 @@ def _report_to(text: str) -> tuple[bool, bool]:
 FLAGS: tuple[Flag, ...] = (
     # data (open_clip)
     Flag("--train-data", "data.train_data", "training data, by --dataset-type: " + "; ".join(
-         f"{source.name}: {source.location}" for source in SOURCES if source.trains), metavar="PATH",
+         f"{source.name}: {source.location}" for source in SOURCES if source.trains)
+         + "; several locations of a source that mixes, joined by '::', are one mixture", metavar="PATH",
          default="the built-in Fashion-MNIST: system copy, cache or download"),
+    Flag("--train-data-upsampling-factors", "data.train_data_upsampling_factors", "one factor per '::' source of "
+         "--train-data, '::'-separated (e.g. 1::4): how often each sample of a source is drawn relative to one of "
+         "factor 1 (webdataset: with --dataset-resampled)", metavar="FACTORS", default="1 each"),
     Flag("--val-data", "data.val_data", "evaluation data (same formats as --train-data)", metavar="PATH",
          default="none; a Fashion-MNIST run evaluates on its test split"),
     Flag("--dataset-type", "data.dataset_type", "format of the data", choices=DATASET_TYPES),
     Flag("--csv-img-key", "data.csv_img_key", "image path column of a csv manifest"),
-    Flag("--csv-caption-key", "data.csv_caption_key", "caption column of a csv manifest"),
+    Flag("--csv-caption-key", "data.csv_caption_key", "caption column of a csv manifest (a cell may hold a JSON "
+         "list of captions)"),
     Flag("--csv-separator", "data.csv_separator", "column separator of a csv manifest", default="tab"),
     Flag("--csv-label-key", "data.csv_label_key", "integer class label column of a csv manifest", default="none"),
     Flag("--parquet-image-key", "data.parquet_image_key", "image column of parquet data: encoded bytes or "
          "{bytes, path} structs", default="the first of image, jpg, png"),
-    Flag("--parquet-caption-key", "data.parquet_caption_key", "caption column of parquet data",
-         default="the first of caption, text, txt"),
+    Flag("--parquet-caption-key", "data.parquet_caption_key", "caption column of parquet data (strings or lists "
+         "of strings)", default="the first of caption, text, txt"),
+    Flag("--wds-caption-key", "data.wds_caption_key", "webdataset: the key of each sample's .json holding its "
+         "caption or list of captions", metavar="KEY", default="none: the .txt file"),
     Flag("--parquet-label-key", "data.parquet_label_key", "integer class label column of parquet data",
          default="none"),
     Flag("--train-num-samples", "data.train_num_samples", "samples per epoch", type=int,
@@ -153,7 +160,16 @@ FLAGS: tuple[Flag, ...] = (
          metavar="TOKENIZER", default="the resumed or pretrained checkpoint's, the open_clip model's own, else "
          "one trained on the captions"),
     Flag("--force-image-size", "model.force_image_size", "input image side instead of the model config's (the "
-         "preprocessing follows)", type=int, metavar="SIZE", default="the model config's"),
+         "preprocessing follows; with --pretrained the learned position grids are resized)", type=int, metavar="SIZE",
+         default="the model config's"),
+    Flag("--force-context-length", "model.force_context_length", "text context length instead of the model "
+         "config's (the tokenizer follows; with --pretrained the text positions are resized by --context-extension)",
+         type=int, metavar="LENGTH", default="the model config's"),
+    Flag("--context-extension", "model.context_extension", "how --force-context-length resizes pretrained text "
+         "positions: interpolate (open_clip's, linear) or longclip (the first 20 kept, the rest stretched)",
+         choices=CONTEXT_EXTENSIONS),
+    Flag("--force-patch-dropout", "model.force_patch_dropout", "ViT patch dropout while training instead of the "
+         "model config's (also with --pretrained)", type=float, metavar="P", default="the model config's"),
     Flag("--image-mean", "model.image_mean", "per-channel normalisation mean, R G B", type=float, nargs=3,
          metavar="M", default="the model config's; OpenAI CLIP's for the tiny models on csv, webdataset or "
          "parquet data"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cliplab.config_checks import check_int_at_least, is_int, require, require_together
+from cliplab.data.mixture_syntax import parse_factors, split_sources
 from cliplab.data.sources import DATASET_TYPES, data_source, labelled_sources
 
 
@@ -14,7 +15,15 @@ class DataConfig:
     """What to load for training and evaluation.
 
     dataset_type: a training source of the registry (`cliplab.data.sources.DATASET_TYPES`; what
-        train_data / val_data hold for each: its `location`, docs/data.md's table).
+        train_data / val_data hold for each: its `location`, docs/data.md's table). train_data may
+        join several locations of a source that mixes with `::` (a mixture, `data.mixture`).
+    train_data_upsampling_factors: one factor per source of train_data (a list, or open_clip's
+        `1::4`): how often each sample of a source is drawn relative to one of factor 1; None: 1
+        each. What else a source needs for them: its `mixing` (webdataset: dataset_resampled).
+    csv_caption_key / parquet_caption_key / wds_caption_key: where a sample's caption is: one caption,
+        or several (a source's `caption_lists`: a JSON list in a CSV cell, a list column, a list in
+        the webdataset `.json`), of which training draws one per sample and epoch and evaluation reads
+        all. wds_caption_key: the `.json` key (None: the `.txt` file).
     csv_label_key: optional integer label column of a manifest.
     parquet_image_key / parquet_caption_key: the image column (encoded bytes, or {"bytes", "path"}
         structs) and the caption column of parquet data; None takes the first that exists of
@@ -29,8 +38,9 @@ class DataConfig:
         bad, checked after skip_check_min_samples draws.
     train_classes: train only on the samples of these class labels (None: all); needs labels read
         with the data (a source's `class_labels`: Fashion-MNIST, or a csv manifest with
-        csv_label_key; `class_subset`). Evaluation is not restricted.
-    caption_seed: seeds the generated Fashion-MNIST captions (with epoch and sample index).
+        csv_label_key; `class_subset`), and one source. Evaluation is not restricted.
+    caption_seed: seeds the caption a sample trains on in an epoch (with the epoch and the sample): the
+        generated Fashion-MNIST captions, and the draw among several captions of a field.
     fashion_mnist_download: whether to download Fashion-MNIST into the cache when no local copy
         exists; cache_dir overrides $CLIPLAB_CACHE/fashion-mnist.
     """
@@ -38,6 +48,7 @@ class DataConfig:
     dataset_type: str = "fashion-mnist"
     train_data: str | None = None
     val_data: str | None = None
+    train_data_upsampling_factors: list[float] | str | None = None
     csv_img_key: str = "filepath"
     csv_caption_key: str = "title"
     csv_label_key: str | None = None
@@ -45,6 +56,7 @@ class DataConfig:
     parquet_image_key: str | None = None
     parquet_caption_key: str | None = None
     parquet_label_key: str | None = None
+    wds_caption_key: str | None = None
     train_num_samples: int | None = None
     train_classes: tuple[int, ...] | None = None
     val_num_samples: int | None = None
@@ -64,7 +76,9 @@ class DataConfig:
         for name in ("train_num_samples", "val_num_samples"):
             value = getattr(self, name)
             require(value is None or value >= 1, name, value, "must be >= 1 when given", quoted=False)
-        for name in ("parquet_image_key", "parquet_caption_key", "parquet_label_key"):
+        if self.train_data_upsampling_factors is not None:
+            self._check_factors()
+        for name in ("parquet_image_key", "parquet_caption_key", "parquet_label_key", "wds_caption_key"):
             require(getattr(self, name) != "", name, "", "must name a column (or be null for the default)",
                     quoted=False)
         if self.train_classes is not None:
@@ -77,6 +91,21 @@ class DataConfig:
                 "must be in [0, 1)", quoted=False)
         check_int_at_least("skip_check_min_samples", self.skip_check_min_samples, 1, quoted=False)
 
+    def _check_factors(self) -> None:
+        """The factors as a list of floats, one per `::` source of a source that mixes (its `mixing`)."""
+        self.train_data_upsampling_factors = parse_factors(self.train_data_upsampling_factors)
+        mixing = data_source(self.dataset_type).mixing
+        require_together(mixing is not None and self.train_data is not None, "train_data_upsampling_factors",
+                         "train_data_upsampling_factors weigh the '::'-joined sources of train_data, which "
+                         f"dataset_type {self.dataset_type!r}"
+                         f"{' does not read as a mixture' if mixing is None else ' without train_data does not have'}")
+        count, sources = len(self.train_data_upsampling_factors), len(split_sources(self.train_data))
+        require_together(count == sources, "train_data_upsampling_factors",
+                         f"train_data_upsampling_factors holds {count} factor{'s' * (count != 1)} for the {sources} "
+                         f"source{'s' * (sources != 1)} of train_data {self.train_data!r}: give one per "
+                         "'::'-separated source")
+        mixing.check(self)
+
     def _check_train_classes(self) -> None:
         self.train_classes = tuple(self.train_classes)
         require(bool(self.train_classes) and all(is_int(label) and label >= 0 for label in self.train_classes),
@@ -85,6 +114,8 @@ class DataConfig:
         require_together(labels is not None and labels.present(self), "train_classes",
                          f"train_classes needs labels read with the data ({labelled_sources()}); "
                          f"dataset_type {self.dataset_type!r} as configured has none")
+        require_together(self.train_data is None or len(split_sources(self.train_data)) == 1, "train_classes",
+                         f"train_classes restricts one source; train_data {self.train_data!r} is a mixture")
 
 
 __all__ = ["DATASET_TYPES", "DataConfig"]

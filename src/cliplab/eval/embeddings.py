@@ -86,41 +86,48 @@ def encode_texts(
     return embeddings
 
 
-def encode_pairs(
+def encode_images_and_captions(
     model: torch.nn.Module,
     batches: Iterable[Any],
     device: torch.device | str | None = None,
     max_samples: int | None = None,
     progress: ProgressCounter | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(image_features [N, E], text_features [N, E]) of paired batches, row i of each a pair.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(image_features [N, E], text_features [M, E], image_of_text Long[M]) of captioned batches:
+    every caption of each image (M >= N; M == N and image_of_text = arange(N) for one caption each).
 
-    batches: mappings with `images` Float[B, 3, H, W] and `tokens` Long[B, T] (the data loaders'
-    batch dicts); empty batches are skipped; max_samples: stop after this many pairs (None: all);
-    progress: advanced by each batch's pair count.
+    batches: mappings with `images` Float[B, 3, H, W] and either `caption_tokens` Long[M_b, T] with
+    `caption_lists` (every caption of each sample, an evaluation loader's batches) or `tokens`
+    Long[B, T] (one caption each); empty batches are skipped; max_samples: stop after this many
+    images (None: all); progress: advanced by each batch's image count.
     """
     device = torch.device(device) if device is not None else model_device(model)
     dtype = model_dtype(model)
-    image_embeddings, text_embeddings = [], []
+    image_embeddings, text_embeddings, owners = [], [], []
     count = 0
     with inference_mode(model):
         for batch in batches:
             if "images" not in batch or "tokens" not in batch:
-                raise ValueError(f"a paired batch needs keys 'images' and 'tokens', got {sorted(batch)}")
-            images, tokens = batch["images"], batch["tokens"]
-            if tokens.shape[0] == 0:
+                raise ValueError(f"a captioned batch needs keys 'images' and 'tokens', got {sorted(batch)}")
+            images = batch["images"]
+            if images.shape[0] == 0:
                 continue
-            if max_samples is not None:
-                images, tokens = images[: max_samples - count], tokens[: max_samples - count]
-            image_features = model.encode_image(images.to(device=device, dtype=dtype), normalize=False)
+            kept = images.shape[0] if max_samples is None else min(images.shape[0], max_samples - count)
+            if "caption_tokens" in batch:
+                per_image = torch.tensor([len(captions) for captions in batch["caption_lists"][:kept]])
+                tokens = batch["caption_tokens"][:int(per_image.sum())]
+            else:
+                per_image, tokens = torch.ones(kept, dtype=torch.long), batch["tokens"][:kept]
+            image_features = model.encode_image(images[:kept].to(device=device, dtype=dtype), normalize=False)
             text_features = model.encode_text(tokens.to(device), normalize=False)
             image_embeddings.append(F.normalize(image_features.float(), dim=-1).cpu())
             text_embeddings.append(F.normalize(text_features.float(), dim=-1).cpu())
-            count += tokens.shape[0]
+            owners.append(torch.arange(count, count + kept).repeat_interleave(per_image))
+            count += kept
             if progress is not None:
-                progress.update(tokens.shape[0])
+                progress.update(kept)
             if max_samples is not None and count >= max_samples:
                 break
     if count == 0:
-        raise ValueError("encode_pairs got no image-text pairs: the batches were empty")
-    return torch.cat(image_embeddings), torch.cat(text_embeddings)
+        raise ValueError("encode_images_and_captions got no captioned images: the batches were empty")
+    return torch.cat(image_embeddings), torch.cat(text_embeddings), torch.cat(owners)

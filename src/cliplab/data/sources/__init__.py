@@ -26,7 +26,7 @@ from __future__ import annotations
 from cliplab.config_checks import require
 from cliplab.data.sources import csv, fashion_mnist, image_folder, parquet, webdataset
 from cliplab.data.sources.spec import (PHOTOGRAPHS, BenchmarkForm, ClassLabels, DataSource, ImageStatistics,
-                                       IterableStyle, MapStyle)
+                                       IterableStyle, MapStyle, Mixing)
 from cliplab.registry_index import index_entries
 
 SOURCES: tuple[DataSource, ...] = (
@@ -58,15 +58,18 @@ def labelled_sources() -> str:
 
 def sources_table() -> str:
     """The registered sources as the Markdown table docs/data.md shows (a test keeps them equal)."""
-    lines = ["| source | training reads it as | train_data / val_data | zero-shot on its classes | "
-             "class labels (--train-classes) | benchmark dataset | what it is |", "|---|---|---|---|---|---|---|"]
+    lines = ["| source | training reads it as | train_data / val_data | several captions per sample | "
+             "mixtures (`a::b`) | zero-shot on its classes | class labels (--train-classes) | benchmark dataset | "
+             "what it is |", "|---|---|---|---|---|---|---|---|---|"]
     for source in SOURCES:
         benchmark = source.benchmark.location if source.benchmark is not None else "-"
         labels = "no" if source.class_labels is None else source.class_labels.needs or "yes"
+        mixing = "no" if source.mixing is None else f"yes{'; ' + source.mixing.needs if source.mixing.needs else ''}"
         lines.append(f"| `{source.name}` | {source.style} | {source.location if source.trains else '-'} | "
-                     f"{'yes' if source.zero_shot else 'no'} | {labels} | {benchmark} | {source.summary} |")
+                     f"{source.caption_lists or 'no'} | {mixing} | {'yes' if source.zero_shot else 'no'} | {labels} | "
+                     f"{benchmark} | {source.summary} |")
     return "\n".join(lines) + "\n"
 
 
 __all__ = ["DATASET_TYPES", "PHOTOGRAPHS", "SOURCES", "BenchmarkForm", "ClassLabels", "DataSource", "ImageStatistics",
-           "IterableStyle", "MapStyle", "data_source", "labelled_sources", "sources_table"]
+           "IterableStyle", "MapStyle", "Mixing", "data_source", "labelled_sources", "sources_table"]

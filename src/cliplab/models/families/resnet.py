@@ -19,6 +19,7 @@ from torch import nn
 
 from cliplab.models.families.open_clip_sections import (VISION_KEYS, check_known, check_supported, image_size,
                                                          norm_eps, refuse)
+from cliplab.models.families.position_rules import grid_positions
 from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily
 from cliplab.models.key_rules import NORM, PARAMETER, KeyRule, rule
 from cliplab.models.tower_configs import RESNET_STAGES, RESNET_STRIDE, VisionConfig
@@ -78,4 +79,6 @@ FAMILY = TowerFamily(
     # open_clip's ModifiedResNet has no activation option: the quick_gelu flag passes it by.
     open_clip=OpenClipForm(recognises=recognises, read=read, write=write, activation=lambda vision: None,
                            rules=open_clip_rules),
+    resize_positions=grid_positions("attention_pool.position_embedding", lambda vision: 1,
+                                    "the mean token's row kept (the ViT's rule)"),
 )

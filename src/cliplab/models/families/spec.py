@@ -47,6 +47,15 @@ The contracts a family's parts keep:
   `read` finds it there through `OpenClipContext.directory`).
 - `hf_rules(config, model_type)` (None where transformers has no such tower): the same for the
   tower's part of a transformers `CLIPModel` / `SiglipModel` (model_type "clip" / "siglip").
+- `resize_positions` (`PositionsResize`, None where no tensor of the tower depends on its input
+  size): how pretrained weights follow another input size (`--force-image-size`,
+  `--force-context-length`; `cliplab.models.resized_model`). `rule(state, old_config, new_config,
+  sequence_resize)` gets the tower's state-dict entries whose shapes differ between the two configs
+  (tower-local names, e.g. "position_embedding") and returns them at the new config's shapes;
+  `sequence_resize(positions [L, W], N) -> [N, W]` is the run's rule for 1-D text positions (a text
+  tower uses it, an image tower ignores it). A rule raises ValueError for a size it cannot serve,
+  saying which sizes it can. An entry that changes shape and that no rule returns is refused naming
+  it. `summary`: what the rule does, for docs/models.md.
 """
 
 from __future__ import annotations
@@ -56,6 +65,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from cliplab.models.key_rules import KeyRule
@@ -100,6 +110,18 @@ class OpenClipForm:
     side_files: Callable[[Any], dict[str, dict]] = lambda config: {}
 
 
+# (positions [L, W], new length N) -> [N, W]: how the run lengthens or shortens a text tower's positions.
+SequenceResize = Callable[[torch.Tensor, int], torch.Tensor]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PositionsResize:
+    """A family's rule for its size-dependent tensors at another input size (module docstring)."""
+
+    rule: Callable[[dict[str, torch.Tensor], Any, Any, SequenceResize], dict[str, torch.Tensor]]
+    summary: str
+
+
 @dataclass(frozen=True, kw_only=True)
 class TowerFamily:
     """One kind of tower, everything cliplab does with it in one record (see the module docstring).
@@ -108,6 +130,7 @@ class TowerFamily:
     line for docs/models.md. config: its config dataclass. build: config -> the tower module.
     projection_locked: config -> whether locking the tower locks the model's projection with it.
     lora_targets: config -> the module-name suffixes LoRA adapts by default.
+    resize_positions: its weights at another input size (None: nothing depends on the size).
     """
 
     kind: str
@@ -121,6 +144,7 @@ class TowerFamily:
     hf_rules: Callable[[Any, str], list[KeyRule]] | None = None
     projection_locked: Callable[[Any], bool] = lambda config: True
     lora_targets: Callable[[Any], tuple[str, ...]] = lambda config: TRANSFORMER_LORA_TARGETS
+    resize_positions: PositionsResize | None = None
 
     def __post_init__(self) -> None:
         if self.side not in SIDES:

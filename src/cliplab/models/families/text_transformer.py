@@ -35,6 +35,7 @@ from cliplab.errors import UnsupportedArchitectureError
 from cliplab.models.families.layouts import block_rules, encoder_rules
 from cliplab.models.families.open_clip_sections import (TEXT_KEYS, check_known, check_supported, mlp_ratio,
                                                          norm_eps, norm_kwargs, refuse)
+from cliplab.models.families.position_rules import sequence_positions
 from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily
 from cliplab.models.key_rules import PARAMETER, KeyRule, rule
 from cliplab.models.tower_configs import TextConfig
@@ -159,4 +160,5 @@ FAMILY = TowerFamily(
                            activation=lambda text: "gelu" if text.activation == "gelu_tanh" else text.activation,
                            rules=open_clip_rules),
     hf_rules=hf_rules,
+    resize_positions=sequence_positions("position_embedding"),
 )

@@ -50,6 +50,7 @@ from torch import nn
 
 from cliplab.errors import UnsupportedArchitectureError
 from cliplab.models.families.open_clip_sections import VISION_KEYS, check_known, image_size, refuse
+from cliplab.models.families.position_rules import grid_positions
 from cliplab.models.families.spec import TRANSFORMER_LORA_TARGETS, OpenClipContext, OpenClipForm, TowerFamily
 from cliplab.models.families.timm_trunk import attention_pool_rules
 from cliplab.models.key_rules import PARAMETER, KeyRule, rule
@@ -338,4 +339,8 @@ FAMILY = TowerFamily(
     # timm towers use exact GELU whatever open_clip's quick_gelu flag says.
     open_clip=OpenClipForm(recognises=recognises, read=read, write=write, activation=lambda vision: None,
                            rules=open_clip_rules),
+    resize_positions=grid_positions(
+        "position_embedding", lambda vision: int(vision.class_token),
+        "the class token's row kept (timm's Eva.set_input_size); rotary positions on the new grid, rescaled to "
+        "rope_reference_grid where the config has one, as timm's rope.update_feat_shape"),
 )

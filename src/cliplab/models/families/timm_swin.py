@@ -39,7 +39,7 @@ from torch import nn
 
 from cliplab.errors import UnsupportedArchitectureError
 from cliplab.models.families.open_clip_sections import image_size
-from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily
+from cliplab.models.families.spec import OpenClipContext, OpenClipForm, PositionsResize, TowerFamily
 from cliplab.models.families.timm_heads import TimmHeadFields, build_head, head_rules, read_head, write_section
 from cliplab.models.families.timm_staged import (StagedTimmTower, check_exportable, recognising, stage_blocks,
                                                  stage_drop_path_rates, timm_arguments)
@@ -221,6 +221,18 @@ def open_clip_rules(vision: TimmSwinConfig, prefix: str) -> list[KeyRule]:
     ]
 
 
+def _refuse_smaller_windows(state: dict[str, torch.Tensor], old: TimmSwinConfig, new: TimmSwinConfig,
+                            sequence_resize) -> dict[str, torch.Tensor]:
+    """Swin's relative position tables depend on the window only, which a stage narrows where its grid is
+    smaller than the window (timm's rule). Larger images keep every table; a size that narrows one
+    is refused (timm would resize the table with `resize_rel_pos_bias_table`)."""
+    smallest = new.patch_size * new.window * 2 ** (len(new.depths) - 1)
+    raise ValueError(f"vision.image_size {new.image_size}: a stage's grid becomes smaller than the {new.window}x"
+                     f"{new.window} attention window, whose relative position tables would change shape "
+                     f"({', '.join(sorted(state))}); cliplab does not resize them: use an image size of at least "
+                     f"{smallest}, where every stage keeps its windows")
+
+
 FAMILY = TowerFamily(
     kind=KIND, side="vision", config=TimmSwinConfig, build=TimmSwinTransformer,
     summary="timm's SwinTransformer (shifted-window attention) as open_clip wraps it (visual.trunk)",
@@ -229,4 +241,7 @@ FAMILY = TowerFamily(
     # timm towers use exact GELU whatever open_clip's quick_gelu flag says.
     open_clip=OpenClipForm(recognises=recognising(KIND), read=read, write=write, activation=lambda vision: None,
                            rules=open_clip_rules),
+    resize_positions=PositionsResize(
+        rule=_refuse_smaller_windows, summary="nothing at sizes that keep every stage's window (larger ones); a "
+        "size whose grid narrows a window is refused"),
 )

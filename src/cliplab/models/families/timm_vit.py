@@ -56,6 +56,7 @@ import torch
 from torch import nn
 
 from cliplab.models.families.open_clip_sections import refuse
+from cliplab.models.families.position_rules import grid_positions
 from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily
 from cliplab.models.families.timm_trunk import (ACTIVATIONS, TIMM_LAYER_NORM_EPS, attention_pool_rules,
                                                 check_written, projection_locked, read_trunk_options,
@@ -375,4 +376,7 @@ FAMILY = TowerFamily(
     # timm towers use exact GELU whatever open_clip's quick_gelu flag says.
     open_clip=OpenClipForm(recognises=recognises, read=read, write=write, activation=lambda vision: None,
                            rules=open_clip_rules),
+    resize_positions=grid_positions(
+        "position_embedding", lambda vision: int(vision.class_token and vision.class_token_position),
+        "a class token's row kept where the table has one (timm's set_input_size / resample_abs_pos_embed)"),
 )

@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from cliplab.models.families.open_clip_sections import image_size
+from cliplab.models.families.position_rules import grid_positions
 from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily
 from cliplab.models.families.timm_staged import check_exportable, recognising
 from cliplab.models.families.timm_trunk import (check_written, projection_locked, read_trunk_options,
@@ -252,4 +253,6 @@ FAMILY = TowerFamily(
     # timm towers use exact GELU whatever open_clip's quick_gelu flag says.
     open_clip=OpenClipForm(recognises=recognises, read=read, write=write, activation=lambda vision: None,
                            rules=open_clip_rules),
+    resize_positions=grid_positions("position_embedding", lambda vision: 0,
+                                    "no prefix rows (timm's set_input_size); the XL models have none"),
 )

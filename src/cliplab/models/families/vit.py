@@ -38,6 +38,7 @@ from cliplab.errors import UnsupportedArchitectureError
 from cliplab.models.families.layouts import block_rules, encoder_rules, multihead_rules, probe_head_rules
 from cliplab.models.families.open_clip_sections import (VISION_KEYS, check_known, check_supported, image_size,
                                                          mlp_ratio, norm_eps, norm_kwargs, refuse)
+from cliplab.models.families.position_rules import grid_positions
 from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily
 from cliplab.models.key_rules import PARAMETER, KeyRule, rule
 from cliplab.models.tower_configs import VisionConfig
@@ -149,4 +150,6 @@ FAMILY = TowerFamily(
     open_clip=OpenClipForm(recognises=recognises, read=read, write=write,
                            activation=lambda vision: vision.activation, rules=open_clip_rules),
     hf_rules=hf_rules,
+    resize_positions=grid_positions("position_embedding", lambda vision: int(vision.class_token),
+                                    "the class token's row kept (open_clip's resize_pos_embed)"),
 )

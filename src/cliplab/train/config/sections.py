@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from cliplab.config_checks import (ConfigError, check_int_at_least, check_non_negative, check_number,
+from cliplab.config_checks import (ConfigError, check_choice, check_int_at_least, check_non_negative, check_number,
                                    check_optional_positive_int, check_positive_int, check_probability, is_int,
                                    require)
 from cliplab.data import DataConfig
@@ -38,6 +38,9 @@ DEFAULT_MODEL_OVERRIDES = {
 }
 
 LR_SCHEDULERS = ("cosine", "const")
+# How --force-context-length lengthens pretrained text positions
+# (`cliplab.models.resized_model.CONTEXT_EXTENSIONS`).
+CONTEXT_EXTENSIONS = ("interpolate", "longclip")
 REQUEUE_EXIT_CODES = (3, 125)  # the range `checkpoint.requeue_exit_code` takes
 
 
@@ -59,7 +62,14 @@ class ModelSetupConfig:
         resumed checkpoint's, the pretrained checkpoint's, the open_clip architecture's own, or one
         trained on the captions; see `cliplab.train.setup.tokenizer`).
     force_image_size: the side of the model's square input images instead of its config's (open_clip's
-        --force-image-size); the preprocessing follows it. Not with `pretrained`.
+        --force-image-size); the preprocessing follows it. With `pretrained`, the checkpoint's learned
+        position grids are resized to it by their tower family's rule (`cliplab.models.resized_model`).
+    force_context_length: the text tower's context length instead of its config's (open_clip's
+        --force-context-length); the tokenizer is made to it. With `pretrained`, the text positions are
+        resized by `context_extension`: "interpolate" (open_clip's resize_text_pos_embed) or "longclip"
+        (the first 20 kept, the rest stretched, Long-CLIP's rule).
+    force_patch_dropout: the ViT's patch dropout instead of its config's (open_clip's
+        --force-patch-dropout), for training only.
     image_mean / image_std: the per-channel (R, G, B) normalisation instead of the one
         `model_plan.plan_model` picks for the data (open_clip's --image-mean / --image-std). Not with
         `pretrained` (the checkpoint brings its preprocessing).
@@ -71,6 +81,9 @@ class ModelSetupConfig:
     overrides: Optional[dict] = None
     tokenizer: Optional[str] = None
     force_image_size: Optional[int] = None
+    force_context_length: Optional[int] = None
+    context_extension: str = "interpolate"
+    force_patch_dropout: Optional[float] = None
     image_mean: Optional[tuple[float, ...]] = None
     image_std: Optional[tuple[float, ...]] = None
     lock_image: bool = False
@@ -95,13 +108,19 @@ class ModelSetupConfig:
         require(not (self.pretrained and self.overrides), "overrides", self.overrides,
                 "cannot change the architecture of pretrained weights (model.pretrained): remove them")
         check_optional_positive_int("force_image_size", self.force_image_size)
+        check_optional_positive_int("force_context_length", self.force_context_length)
+        check_choice("context_extension", self.context_extension, CONTEXT_EXTENSIONS)
+        require(self.context_extension == "interpolate" or self.force_context_length is not None, "context_extension",
+                self.context_extension, "needs force_context_length (--force-context-length), the length to stretch to")
+        if self.force_patch_dropout is not None:
+            check_probability("force_patch_dropout", self.force_patch_dropout)
         for key in ("image_mean", "image_std"):
             value = getattr(self, key)
             require(value is None or (len(value) == 3 and all(math.isfinite(channel) for channel in value)), key,
                     value, "must be 3 numbers (R, G, B) or null")
         require(self.image_std is None or min(self.image_std) > 0, "image_std", self.image_std,
                 "must be > 0 in every channel")
-        for key in ("force_image_size", "image_mean", "image_std"):
+        for key in ("image_mean", "image_std"):
             require(not (self.pretrained and getattr(self, key) is not None), key, getattr(self, key),
                     "cannot change the preprocessing of pretrained weights (model.pretrained brings its own): "
                     "remove it")

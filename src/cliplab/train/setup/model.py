@@ -5,7 +5,8 @@
     model.pretrained PATH    cliplab.model_io.load_model(PATH, model=name): the checkpoint's architecture,
                              weights, tokenizer and preprocessing (any format `cliplab.load` reads;
                              `name` names the architecture of formats that carry none, and must agree
-                             with the others)
+                             with the others); at the image size, context length and patch dropout
+                             the section forces, its weights carried over (`input_size`)
 
 The towers are then locked as --lock-* asks and, with LoRA, adapters added (`setup.lora`).
 
@@ -30,6 +31,7 @@ from cliplab.models import create_model
 from cliplab.models.lora import LoraSpec
 from cliplab.pretrained.formats import WeightsOpener
 from cliplab.train.config import ConfigError, LoraConfig, ModelSetupConfig
+from cliplab.train.setup.input_size import resize_pretrained
 from cliplab.train.setup.lora import adapt_for_training, describe_lora
 from cliplab.train.setup.model_plan import ModelPlan
 from cliplab.train.setup.tokenizer import RunTokenizer
@@ -77,10 +79,14 @@ def _pretrained_model(setup: ModelSetupConfig, device: torch.device,
         with_model = f" with --model {setup.name}" if setup.name is not None else ""
         failure = PretrainedLoadError(f"--pretrained {setup.pretrained} (model.pretrained){with_model}: {error}")
     raise_if_any_rank_failed(failure)
-    model = loaded.model
+    resized = resize_pretrained(loaded.model, setup, loaded.weights)
+    model = resized.model
     if resuming:
         model.to_empty(device=device)
-    return model, loaded.tokenizer, f"the pretrained checkpoint {loaded.path} ({loaded.format})", loaded.weights
+    origin = f"the pretrained checkpoint {loaded.path} ({loaded.format})"
+    if resized.changes:
+        origin += f", resized ({'; '.join(resized.changes)})"
+    return model, loaded.tokenizer, origin, resized.weights
 
 
 def _lock(model: nn.Module, setup: ModelSetupConfig) -> None:
