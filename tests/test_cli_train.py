@@ -432,6 +432,17 @@ def test_a_non_utf8_manifest_is_one_line_from_the_command(tmp_path):
         "text (byte 0xff); save the manifest as UTF-8\n"))
 
 
+def test_an_empty_caption_list_is_one_line_at_start_up(tmp_path, capsys):
+    from data_fixtures import make_manifest
+
+    manifest = make_manifest(tmp_path / "data", 8)
+    manifest.write_text(manifest.read_text().replace("caption 3", "[]"))
+    code = main(_tiny_run_argv(tmp_path / "logs", "--dataset-type", "csv", "--train-data", str(manifest)))
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert f"manifest {manifest} line 5, column 'title': the list of captions is empty" in err
+
+
 def test_accum_freq_over_an_epochs_batches_names_the_flag(tmp_path, capsys):
     from data_fixtures import make_manifest
 

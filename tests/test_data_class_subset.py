@@ -46,3 +46,8 @@ def test_a_labelled_manifest_trains_on_its_classes_only(tmp_path):
 def test_data_without_labels_read_with_it_is_refused(values):
     with pytest.raises(ValueError, match="train_classes needs labels read with the data"):
         DataConfig(**values, train_classes=(1,))
+
+
+def test_a_mixture_of_sources_is_refused_naming_it():
+    with pytest.raises(ValueError, match="train_classes restricts one source; train_data 'a.tsv::b.tsv' is a mixture"):
+        DataConfig(dataset_type="csv", train_data="a.tsv::b.tsv", csv_label_key="label", train_classes=(1,))

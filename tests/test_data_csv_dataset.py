@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 
@@ -116,10 +118,11 @@ def test_a_json_list_cell_trains_on_one_caption_per_epoch_and_keeps_them_all(tmp
     assert dataset.read(1, epoch=3).captions == ("plain caption",) and dataset.read(2, epoch=3).caption == "only one"
 
 
-def test_an_empty_list_is_a_bad_sample_skipped_and_counted(tmp_path):
-    dataset = CsvDataset(_list_manifest(tmp_path, ["[]", '["ok"]']))
-    with pytest.raises(BadSampleError, match=r"0.png: the list of captions is empty"):
-        dataset.read(0, epoch=0)
+@pytest.mark.parametrize("cell, reason", [("[]", "the list of captions is empty"),
+                                          ('["ok", " "]', "caption 1 of the list must be non-empty text")])
+def test_a_bad_list_is_refused_when_the_manifest_is_read(tmp_path, cell, reason):
+    with pytest.raises(InvalidInputError, match=rf"lists.tsv line 3, column 'title': {re.escape(reason)}"):
+        CsvDataset(_list_manifest(tmp_path, ['["ok"]', cell]))
 
 
 def test_the_corpus_reads_every_caption_of_a_list(tmp_path):

@@ -9,10 +9,12 @@ with `]` and parses as a JSON list; any other text is one caption as written.
 Training reads one caption of a sample per epoch (`drawn_caption`): chosen by a hash of (caption
 seed, epoch, the sample's key), so the draw is the same on any rank, worker or resume point.
 Evaluation reads all of them. A field whose list is empty, or holds a blank or non-string element,
-is a bad sample for a training or evaluation reader (`sample_captions`), skipped and counted like an
-undecodable image or a blank caption: a streamed source cannot be checked before it is read, and a
-single bad row should not stop a run of millions, while the skip threshold still stops one whose
-every row is bad (a wrong caption column).
+is refused with one line where the data is read whole at start-up (a CSV/TSV manifest,
+`captions_in_field` naming its line); for a reader that meets it later (parquet row groups,
+webdataset streams) it is a bad sample (`sample_captions`), skipped and counted like an
+undecodable image or a blank caption: such data cannot be checked before it is read, and a single
+bad row should not stop a run of millions, while the skip threshold still stops one whose every row
+is bad (a wrong caption column).
 """
 
 from __future__ import annotations

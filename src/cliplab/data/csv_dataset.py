@@ -18,7 +18,7 @@ from typing import Callable, Iterator, TypeVar
 
 from PIL import Image
 
-from cliplab.data.caption_lists import drawn_caption, sample_captions
+from cliplab.data.caption_lists import captions_in_field, drawn_caption, sample_captions
 from cliplab.data.images import decode_rgb_image
 from cliplab.data.samples import BadSampleError, RawSample
 from cliplab.errors import InvalidInputError, MissingInputError
@@ -96,9 +96,10 @@ class CsvDataset:
 
     The manifest is parsed once at construction (missing file or column fails at once); images are
     opened and fully decoded on read, so a missing, truncated or undecodable image raises
-    BadSampleError naming its path, as does an empty caption or list of captions. A cell holding
-    several captions gives each epoch one of them (`caption_lists.drawn_caption`, keyed by
-    caption_seed, the epoch and the row's index) and all of them as `captions`.
+    BadSampleError naming its path, as does an empty caption. A cell holding several captions gives
+    each epoch one of them (`caption_lists.drawn_caption`, keyed by caption_seed, the epoch and the
+    row's index) and all of them as `captions`; a list that is empty or holds an element that is not
+    text, or is blank, is refused at construction, naming its line (the manifest is read whole then).
     """
 
     def __init__(self, manifest: str | Path, *, img_key: str = DEFAULT_IMG_KEY,
@@ -124,6 +125,8 @@ class CsvDataset:
         base = self.manifest.resolve().parent
         self.image_paths = [base / (row[img_key] or "") for _, row in rows]
         self.captions = [row[caption_key] or "" for _, row in rows]
+        for (line, _), cell in zip(rows, self.captions):
+            captions_in_field(cell, where=f"manifest {self.manifest} line {line}, column {caption_key!r}")
         self.labels = [self._parse_label(row, label_key, line) for line, row in rows] if label_key else [-1] * len(rows)
 
     def _parse_label(self, row: dict, label_key: str, line: int) -> int:
