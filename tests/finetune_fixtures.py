@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from cliplab.data.preprocess_config import PreprocessConfig
@@ -15,6 +16,7 @@ from cliplab.models.open_clip_config import config_from_open_clip
 from cliplab.pretrained.export import export
 from cliplab.train.config import ModelSetupConfig
 
+from data_fixtures import make_manifest
 from train_helpers import csv_config
 
 # open_clip's layout (OpenAI BPE ids, 77 positions, argmax pooling), shrunk to run in a second.
@@ -52,3 +54,15 @@ def clip_loss_of(model: torch.nn.Module, images: torch.Tensor, tokens: torch.Ten
     """The dense CLIP loss of `model` (train mode, forward returning a dict) on one batch."""
     output = model.train()(images, tokens)
     return ClipLoss()(output["image_features"], output["text_features"], output["logit_scale"])
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    """A small random-weight open_clip hub directory (`write_small_hub`)."""
+    return write_small_hub(tmp_path_factory.mktemp("pretrained") / "hub")
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    """8 flat-coloured 8x8 PNGs captioned "caption i"."""
+    return make_manifest(tmp_path_factory.mktemp("data"), 8)

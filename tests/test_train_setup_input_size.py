@@ -14,22 +14,11 @@ from cliplab.train import TrainHooks, train
 from cliplab.train.config import ConfigError, ModelSetupConfig
 from cliplab.train.setup.input_size import forced_config, resize_pretrained
 
-from data_fixtures import make_manifest
-from finetune_fixtures import clip_loss_of, finetune_config, write_small_hub
+from finetune_fixtures import clip_loss_of, finetune_config, hub, manifest  # noqa: F401 (module fixtures)
 from train_helpers import assert_same_final_checkpoint
 
 torch.set_num_threads(2)
 FORCED = {"force_image_size": 48, "force_context_length": 100, "context_extension": "longclip"}
-
-
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory):
-    return write_small_hub(tmp_path_factory.mktemp("pretrained") / "hub")
-
-
-@pytest.fixture(scope="module")
-def manifest(tmp_path_factory):
-    return make_manifest(tmp_path_factory.mktemp("data"), 8)
 
 
 def test_a_fine_tune_at_another_size_starts_from_the_resized_checkpoint(hub, manifest, tmp_path, capsys):

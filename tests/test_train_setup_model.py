@@ -22,24 +22,12 @@ from cliplab.train import TrainHooks, resolve_config, train
 from cliplab.train.config import ConfigError, ModelSetupConfig
 from cliplab.train.setup.model import PretrainedLoadError, build_training_model
 
-from data_fixtures import make_manifest
-from finetune_fixtures import PREPROCESS_CFG, clip_loss_of, finetune_config, write_small_hub
+from finetune_fixtures import PREPROCESS_CFG, clip_loss_of, finetune_config, hub, manifest  # noqa: F401 (fixtures)
 from reference_libraries import assert_relative_close, open_clip, reference_mode
 from train_helpers import assert_same_final_checkpoint
 
 torch.set_num_threads(2)
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory):
-    return write_small_hub(tmp_path_factory.mktemp("pretrained") / "hub")
-
-
-@pytest.fixture(scope="module")
-def manifest(tmp_path_factory):
-    """8 flat-coloured 8x8 PNGs captioned "caption i"."""
-    return make_manifest(tmp_path_factory.mktemp("data"), 8)
 
 
 class Recorder:
