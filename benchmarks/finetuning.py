@@ -185,7 +185,7 @@ def _plot(points: dict[str, tuple[float, float]], wise: dict[str, tuple[float, f
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(6, 4.5))
+    figure, axes = plt.subplots(figsize=(8, 4.5))
     axes.scatter([base[1]], [base[0]], marker="*", s=160, color="black", label="pretrained (classes 0-4)")
     for (name, (old, new)), color in zip(points.items(), ("C0", "C1", "C2", "C3")):
         wise_old, wise_new = wise[name]
@@ -195,8 +195,9 @@ def _plot(points: dict[str, tuple[float, float]], wise: dict[str, tuple[float, f
                       arrowprops={"arrowstyle": "->", "color": color, "alpha": 0.6})
     axes.set_xlabel("zero-shot top-1, new classes 5-9")
     axes.set_ylabel("zero-shot top-1, old classes 0-4")
-    axes.set_title(f"Fine-tuning the tiny model on all ten classes (x: WiSE-FT alpha {WISE_ALPHA})")
-    axes.legend(fontsize=8, loc="lower left")
+    axes.set_title(f"The tiny model fine-tuned on all ten classes\n(dots: fine-tuned; x: WiSE-FT, alpha {WISE_ALPHA})",
+                   fontsize=10)
+    axes.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
     axes.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(PLOT, dpi=110)
