@@ -36,11 +36,11 @@ import torch
 from torch import nn
 
 from cliplab.models.families.open_clip_sections import image_size
-from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily
-from cliplab.models.families.timm_heads import TimmHeadFields, build_head, head_rules, read_head, write_section
-from cliplab.models.families.timm_staged import (StagedTimmTower, recognising, stage_blocks, stage_drop_path_rates,
-                                                 timm_arguments)
-from cliplab.models.families.timm_trunk import refuse_option
+from cliplab.models.families.spec import OpenClipContext
+from cliplab.models.families.timm_heads import (TimmHeadFields, build_head, head_rules, projection_locked, read_head,
+                                                write_section)
+from cliplab.models.families.timm_staged import StagedTimmTower, stage_blocks, stage_drop_path_rates, timm_arguments
+from cliplab.models.families.timm_trunk import refuse_option, timm_family
 from cliplab.models.key_rules import PARAMETER, KeyRule, rule
 from cliplab.models.layers.convnext import ConvNextBlock, convnext_downsample
 from cliplab.models.layers.norm2d import LayerNorm2d
@@ -193,12 +193,7 @@ def open_clip_rules(vision: TimmConvNextConfig, prefix: str) -> list[KeyRule]:
     ]
 
 
-FAMILY = TowerFamily(
-    kind=KIND, side="vision", config=TimmConvNextConfig, build=TimmConvNext,
+FAMILY = timm_family(
+    kind=KIND, config=TimmConvNextConfig, build=TimmConvNext, fsdp_units=stage_blocks,
     summary="timm's ConvNeXt as open_clip wraps it (visual.trunk), with open_clip's linear or MLP head",
-    lock_groups=TimmConvNext.parameter_groups, fsdp_units=stage_blocks,
-    projection_locked=lambda vision: False,  # open_clip's visual.head, outside TimmModel.lock's trunk
-    # timm towers use exact GELU whatever open_clip's quick_gelu flag says.
-    open_clip=OpenClipForm(recognises=recognising(KIND), read=read, write=write, activation=lambda vision: None,
-                           rules=open_clip_rules),
-)
+    read=read, write=write, rules=open_clip_rules, projection_locked=projection_locked)

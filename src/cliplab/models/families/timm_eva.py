@@ -44,18 +44,18 @@ rates, open_clip's own projection heads) is refused naming it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from torch import nn
 
 from cliplab.errors import UnsupportedArchitectureError
-from cliplab.models.families.open_clip_sections import VISION_KEYS, check_known, image_size, refuse
-from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily
-from cliplab.models.families.timm_trunk import attention_pool_rules
+from cliplab.models.families.open_clip_sections import VISION_KEYS, check_known, image_size
+from cliplab.models.families.spec import OpenClipContext
+from cliplab.models.families.timm_trunk import attention_pool_rules, check_exportable, check_written, timm_family
 from cliplab.models.key_rules import PARAMETER, KeyRule, rule
 from cliplab.models.layers.eva_blocks import EVA_MLPS, QKV_BIASES
 from cliplab.models.layers.rotary_2d import GRID_INDEXINGS
-from cliplab.models.timm_models import timm_constructor_args, timm_family_kind
+from cliplab.models.timm_models import timm_constructor_args
 from cliplab.models.tower_configs import PROJECTIONS, check_bool, check_choice, check_heads, check_positive_int
 from cliplab.models.towers.eva_transformer import EvaVisionTransformer
 
@@ -187,10 +187,6 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def recognises(vision: dict) -> bool:
-    return timm_family_kind(vision.get("timm_model_name")) == KIND
-
-
 def _refuse_option(name: str, option: str, value) -> None:
     raise UnsupportedArchitectureError(
         f"vision_cfg.timm_model_name={name!r} (timm's Eva) needs {option}={value!r}, which the timm tower family "
@@ -264,18 +260,11 @@ def write(vision: TimmEvaConfig, context: OpenClipContext) -> dict:
     """The section naming `vision.timm_model_name`; refused when timm's model is not this config
     (open_clip builds timm towers by name only)."""
     name = vision.timm_model_name
-    if not recognises({"timm_model_name": name}):
-        refuse(f"vision.timm_model_name={name!r} is not a timm model of the family '{KIND}' (open_clip builds a "
-               "timm tower by its timm model name)")
+    check_exportable(name, KIND)
     values = {"timm_model_name": name, "timm_model_pretrained": False, "timm_pool": vision.pool,
               "timm_proj": None if vision.projection == "linear_bias" else "none",
               "image_size": image_size(timm_constructor_args(name)["img_size"])}
-    timm_built = read(values, context)
-    differences = [f"vision.{field.name}={getattr(vision, field.name)!r} (timm: {getattr(timm_built, field.name)!r})"
-                   for field in fields(vision) if getattr(vision, field.name) != getattr(timm_built, field.name)]
-    if differences:
-        refuse(f"timm's {name} is not this tower: {', '.join(differences)}")
-    return values
+    return check_written(vision, values, lambda section: read(section, context))
 
 
 def _attention_rules(vision: TimmEvaConfig, ours: str, theirs: str) -> list[KeyRule]:
@@ -329,12 +318,9 @@ def fsdp_units(tower: EvaVisionTransformer) -> list[nn.Module]:
     return list(tower.transformer.blocks)
 
 
-FAMILY = TowerFamily(
-    kind=KIND, side="vision", config=TimmEvaConfig, build=EvaVisionTransformer,
+FAMILY = timm_family(
+    kind=KIND, config=TimmEvaConfig, build=EvaVisionTransformer, fsdp_units=fsdp_units,
     summary="timm's Eva as open_clip wraps it (visual.trunk): EVA01, EVA02 (rotary, SwiGLU, sub-LN), PE-Core "
             "(rotary, attention pooling)",
-    lock_groups=EvaVisionTransformer.parameter_groups, fsdp_units=fsdp_units,
-    # timm towers use exact GELU whatever open_clip's quick_gelu flag says.
-    open_clip=OpenClipForm(recognises=recognises, read=read, write=write, activation=lambda vision: None,
-                           rules=open_clip_rules),
-)
+    read=read, write=write, rules=open_clip_rules,
+    projection_locked=lambda vision: True)  # the projection is timm's classifier `head`, in the trunk

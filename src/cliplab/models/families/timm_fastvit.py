@@ -46,9 +46,9 @@ from dataclasses import dataclass
 from torch import nn
 
 from cliplab.models.families.open_clip_sections import image_size, refuse
-from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily
-from cliplab.models.families.timm_staged import check_exportable, recognising, timm_arguments
-from cliplab.models.families.timm_trunk import check_written, projection_locked, refuse_option
+from cliplab.models.families.spec import OpenClipContext
+from cliplab.models.families.timm_staged import timm_arguments
+from cliplab.models.families.timm_trunk import check_exportable, check_written, refuse_option, timm_family
 from cliplab.models.key_rules import PARAMETER, KeyRule, rule
 from cliplab.models.layers.fastvit_blocks import ATTENTION_HEAD_WIDTH, POSITION_KERNEL
 from cliplab.models.tower_configs import PROJECTIONS, check_bool, check_choice, check_positive_int, check_probability
@@ -172,9 +172,6 @@ class TimmFastVitConfig:
         return dataclasses.replace(self, reparameterized=True)
 
 
-recognises = recognising(KIND)
-
-
 def _attention_norm(name: str, norm_layer) -> str:
     if norm_layer == BATCH_NORM:
         return "batch"
@@ -261,11 +258,8 @@ def fsdp_units(tower: FastVitTower) -> list[nn.Module]:
     return list(tower.stages)
 
 
-FAMILY = TowerFamily(
-    kind=KIND, side="vision", config=TimmFastVitConfig, build=FastVitTower,
+FAMILY = timm_family(
+    kind=KIND, config=TimmFastVitConfig, build=FastVitTower, fsdp_units=fsdp_units,
     summary="timm's FastVit as open_clip wraps it (MobileCLIP-S1/S2, MobileCLIP2-S0..S4): MobileOne, RepMixer and "
             "attention stages, BatchNorm; reparameterize() folds the train-time branches",
-    lock_groups=FastVitTower.parameter_groups, fsdp_units=fsdp_units, projection_locked=projection_locked,
-    open_clip=OpenClipForm(recognises=recognises, read=read, write=write, activation=lambda vision: None,
-                           rules=open_clip_rules),
-)
+    read=read, write=write, rules=open_clip_rules)

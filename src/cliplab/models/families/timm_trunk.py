@@ -4,7 +4,9 @@ it decides (pooling, projection, stochastic depth, image size; `read_trunk_optio
 timm's classifier `visual.trunk.head` for the projection; `trunk_head_rules`), its lock
 (`TimmModel.lock`: timm's `group_matcher` groups of the trunk, `timm_groups`; open_clip's head
 outside them stays trainable, `projection_locked`), and the refusal of a timm option a family does
-not build (`refuse_option`). timm's own facts come from `cliplab.models.timm_models`.
+not build (`refuse_option`). timm's own facts come from `cliplab.models.timm_models`. Every timm
+family's `FAMILY` is `timm_family(...)`: recognised by its timm model names, timm's lock groups,
+exact GELU whatever open_clip's quick_gelu flag says.
 
 A family's config holds `pool`, `fc_norm`, `projection`, `timm_classifier`, `drop_path`,
 `image_size` and `timm_model_name` (e.g. `timm_vit.TimmTowerConfig`).
@@ -12,14 +14,16 @@ A family's config holds `pool`, `fc_norm`, `projection`, `timm_classifier`, `dro
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import fields
 
 from torch import nn
 
 from cliplab.errors import UnsupportedArchitectureError
 from cliplab.models.families.open_clip_sections import VISION_KEYS, check_known, image_size, refuse
+from cliplab.models.families.spec import OpenClipForm, TowerFamily
 from cliplab.models.key_rules import PARAMETER, KeyRule, rule
-from cliplab.models.timm_models import timm_constructor_args
+from cliplab.models.timm_models import timm_constructor_args, timm_family_kind
 from cliplab.models.towers.locking import GroupItem
 
 TIMM_LAYER_NORM_EPS = 1e-6  # timm.layers.LayerNorm's default, VisionTransformer's norm
@@ -32,6 +36,20 @@ def refuse_option(name: str, kind: str, option: str, value) -> None:
     raise UnsupportedArchitectureError(
         f"vision_cfg.timm_model_name={name!r} needs {option}={value!r}, which the timm tower family '{kind}' "
         f"does not build yet")
+
+
+def recognising(kind: str) -> Callable[[dict], bool]:
+    """The `OpenClipForm.recognises` of family `kind`: a vision_cfg naming one of its timm models."""
+    def recognises(vision: dict) -> bool:
+        return timm_family_kind(vision.get("timm_model_name")) == kind
+    return recognises
+
+
+def check_exportable(name: str | None, kind: str) -> None:
+    """Refuse an export whose config names no timm model of family `kind`."""
+    if timm_family_kind(name) != kind:
+        refuse(f"vision.timm_model_name={name!r} is not a timm model of the family '{kind}' (open_clip builds a "
+               "timm tower by its timm model name)")
 
 
 def read_trunk_options(vision: dict, kind: str, arguments: dict) -> dict:
@@ -151,3 +169,16 @@ def projection_locked(vision) -> bool:
     """open_clip's TimmModel.lock freezes `visual.trunk` only: the projection is locked when it is
     timm's classifier in the trunk, never when it is open_clip's `visual.head`."""
     return vision.timm_classifier
+
+
+def timm_family(*, kind: str, summary: str, config: type, build: type, fsdp_units: Callable, read: Callable,
+                write: Callable, rules: Callable, projection_locked: Callable = projection_locked) -> TowerFamily:
+    """The `TowerFamily` of a timm tower as open_clip's `TimmModel` wraps it: open_clip's sections
+    naming one of the family's timm models are its (`recognising`), the lock groups are the tower's
+    `parameter_groups` (timm's group matcher), and the activation is none of open_clip's: timm towers
+    use exact GELU whatever its quick_gelu flag says. projection_locked: whether `TimmModel.lock`
+    freezes the projection (by default when it is timm's classifier in the trunk)."""
+    return TowerFamily(kind=kind, side="vision", summary=summary, config=config, build=build,
+                       lock_groups=build.parameter_groups, fsdp_units=fsdp_units, projection_locked=projection_locked,
+                       open_clip=OpenClipForm(recognises=recognising(kind), read=read, write=write,
+                                              activation=lambda vision: None, rules=rules))

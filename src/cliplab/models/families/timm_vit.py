@@ -55,18 +55,17 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from cliplab.models.families.open_clip_sections import refuse
-from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily
+from cliplab.models.families.spec import OpenClipContext
 from cliplab.models.families.timm_trunk import (ACTIVATIONS, TIMM_LAYER_NORM_EPS, attention_pool_rules,
-                                                check_written, projection_locked, read_trunk_options,
-                                                refuse_option, timm_activation, timm_groups, timm_norm_eps,
-                                                trunk_head_rules, write_trunk_options)
+                                                check_exportable, check_written, read_trunk_options,
+                                                refuse_option, timm_activation, timm_family, timm_groups,
+                                                timm_norm_eps, trunk_head_rules, write_trunk_options)
 from cliplab.models.key_rules import NORM, PARAMETER, KeyRule, rule
 from cliplab.models.layers import (BlockStack, ConvStem, ProbePooler, TransformerBlock, init_transformer_weights,
                                    mlp_hidden_width)
 from cliplab.models.layers.conv_stem import CONV_STEM_STRIDE
 from cliplab.models.layers.drop_path import drop_path_rates
-from cliplab.models.timm_models import timm_constructor_args, timm_family_kind
+from cliplab.models.timm_models import timm_constructor_args
 from cliplab.models.tower_configs import (PROJECTIONS, check_bool, check_choice, check_heads, check_positive_int,
                                           check_probability)
 from cliplab.models.towers.locking import GroupItem
@@ -279,10 +278,6 @@ def pool_tokens(pool: str, hidden: torch.Tensor, patch_tokens: torch.Tensor, poo
     return pooler(patch_tokens)
 
 
-def recognises(vision: dict) -> bool:
-    return timm_family_kind(vision.get("timm_model_name")) == KIND
-
-
 def _stem(name: str, arguments: dict) -> str:
     """"patch" for timm's PatchEmbed, "conv" for vit_base_mci_224's HybridEmbed around its ConvStem."""
     embed_layer = arguments["embed_layer"]
@@ -323,9 +318,7 @@ def read(vision: dict, context: OpenClipContext) -> TimmVitConfig:
 
 def write(vision: TimmVitConfig, context: OpenClipContext) -> dict:
     """The section naming `vision.timm_model_name`; refused when timm's model is not this config."""
-    if not recognises({"timm_model_name": vision.timm_model_name}):
-        refuse(f"vision.timm_model_name={vision.timm_model_name!r} is not a timm model of the family '{KIND}' "
-               "(open_clip builds a timm tower by its timm model name)")
+    check_exportable(vision.timm_model_name, KIND)
     return check_written(vision, write_trunk_options(vision), lambda values: read(values, context))
 
 
@@ -367,12 +360,8 @@ def fsdp_units(tower: TimmVisionTransformer) -> list[nn.Module]:
     return list(tower.transformer.blocks)
 
 
-FAMILY = TowerFamily(
-    kind=KIND, side="vision", config=TimmVitConfig, build=TimmVisionTransformer,
+FAMILY = timm_family(
+    kind=KIND, config=TimmVitConfig, build=TimmVisionTransformer, fsdp_units=fsdp_units,
     summary="timm's VisionTransformer as open_clip wraps it (visual.trunk): SigLIP, SigLIP2, MobileCLIP ViTs, "
             "the medium GAP ViT",
-    lock_groups=TimmVisionTransformer.parameter_groups, fsdp_units=fsdp_units, projection_locked=projection_locked,
-    # timm towers use exact GELU whatever open_clip's quick_gelu flag says.
-    open_clip=OpenClipForm(recognises=recognises, read=read, write=write, activation=lambda vision: None,
-                           rules=open_clip_rules),
-)
+    read=read, write=write, rules=open_clip_rules)

@@ -42,10 +42,9 @@ import torch
 from torch import nn
 
 from cliplab.models.families.open_clip_sections import image_size
-from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily
-from cliplab.models.families.timm_staged import check_exportable, recognising
-from cliplab.models.families.timm_trunk import (check_written, projection_locked, read_trunk_options,
-                                                refuse_option, timm_groups, trunk_head_rules, write_trunk_options)
+from cliplab.models.families.spec import OpenClipContext
+from cliplab.models.families.timm_trunk import (check_exportable, check_written, read_trunk_options, refuse_option,
+                                                timm_family, timm_groups, trunk_head_rules, write_trunk_options)
 from cliplab.models.families.timm_vit import BUILT_AT as TIMM_VIT_BUILT_AT
 from cliplab.models.families.timm_vit import TimmTowerConfig, pool_tokens, trunk_block_rules
 from cliplab.models.key_rules import PARAMETER, KeyRule, rule
@@ -166,9 +165,6 @@ class TimmVitaminTransformer(nn.Module):
         self.transformer.grad_checkpointing = self.patch_embedding.grad_checkpointing = enable
 
 
-recognises = recognising(KIND)
-
-
 def _mbconv_stem(name: str, arguments: dict) -> tuple[list[int], list[int]]:
     """(stem_widths, stem_depths) of the MbConvStages timm records (as its repr) in the hybrid
     embedding; refused unless it is exactly the layout `layers.mbconv` builds."""
@@ -245,11 +241,7 @@ def fsdp_units(tower: TimmVitaminTransformer) -> list[nn.Module]:
     return [*tower.patch_embedding.stages, *tower.transformer.blocks]
 
 
-FAMILY = TowerFamily(
-    kind=KIND, side="vision", config=TimmVitaminConfig, build=TimmVitaminTransformer,
+FAMILY = timm_family(
+    kind=KIND, config=TimmVitaminConfig, build=TimmVitaminTransformer, fsdp_units=fsdp_units,
     summary="timm's ViTamin as open_clip wraps it (visual.trunk): MbConv stages, then GeGLU transformer blocks",
-    lock_groups=TimmVitaminTransformer.parameter_groups, fsdp_units=fsdp_units, projection_locked=projection_locked,
-    # timm towers use exact GELU whatever open_clip's quick_gelu flag says.
-    open_clip=OpenClipForm(recognises=recognises, read=read, write=write, activation=lambda vision: None,
-                           rules=open_clip_rules),
-)
+    read=read, write=write, rules=open_clip_rules)
