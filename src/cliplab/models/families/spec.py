@@ -26,7 +26,8 @@ The contracts a family's parts keep:
   freezes only `visual.trunk`, so `visual.head` keeps training (timm towers), as does
   `HFTextEncoder.lock` its pooler's projection.
 - `fsdp_units(tower) -> [module, ...]`: the submodules that become FSDP2 units of their own
-  (residual blocks, stages), input to output; the rest of the tower stays in the root unit.
+  (residual blocks, stages), input to output; the rest of the tower stays in the root unit
+  (`each_transformer_block`, `each_stage`: the two common choices).
 - `open_clip` (`OpenClipForm`, None where open_clip has no such tower): `recognises(section)` says
   whether an open_clip `vision_cfg` / `text_cfg` describes this family; `read(section, context)`
   makes the config (`UnsupportedArchitectureError` naming the key it cannot build);
@@ -115,3 +116,13 @@ class TowerFamily:
     def __post_init__(self) -> None:
         if self.side not in SIDES:
             raise ValueError(f"TowerFamily {self.kind!r}: side must be one of {SIDES}, got {self.side!r}")
+
+
+def each_transformer_block(tower: nn.Module) -> list[nn.Module]:
+    """The `fsdp_units` of a tower whose `transformer` is a `BlockStack`: each residual block."""
+    return list(tower.transformer.blocks)
+
+
+def each_stage(tower: nn.Module) -> list[nn.Module]:
+    """The `fsdp_units` of a tower whose `stages` is an nn.ModuleList: each stage."""
+    return list(tower.stages)

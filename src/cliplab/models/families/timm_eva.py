@@ -46,11 +46,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torch import nn
-
 from cliplab.errors import UnsupportedArchitectureError
 from cliplab.models.families.open_clip_sections import VISION_KEYS, check_known, image_size
-from cliplab.models.families.spec import OpenClipContext
+from cliplab.models.families.spec import OpenClipContext, each_transformer_block
 from cliplab.models.families.timm_trunk import attention_pool_rules, check_exportable, check_written, timm_family
 from cliplab.models.key_rules import PARAMETER, KeyRule, rule
 from cliplab.models.layers.eva_blocks import EVA_MLPS, QKV_BIASES
@@ -314,12 +312,8 @@ def open_clip_rules(vision: TimmEvaConfig, prefix: str) -> list[KeyRule]:
     ]
 
 
-def fsdp_units(tower: EvaVisionTransformer) -> list[nn.Module]:
-    return list(tower.transformer.blocks)
-
-
 FAMILY = timm_family(
-    kind=KIND, config=TimmEvaConfig, build=EvaVisionTransformer, fsdp_units=fsdp_units,
+    kind=KIND, config=TimmEvaConfig, build=EvaVisionTransformer, fsdp_units=each_transformer_block,
     summary="timm's Eva as open_clip wraps it (visual.trunk): EVA01, EVA02 (rotary, SwiGLU, sub-LN), PE-Core "
             "(rotary, attention pooling)",
     read=read, write=write, rules=open_clip_rules,

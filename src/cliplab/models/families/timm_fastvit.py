@@ -43,10 +43,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from torch import nn
-
 from cliplab.models.families.open_clip_sections import image_size, refuse
-from cliplab.models.families.spec import OpenClipContext
+from cliplab.models.families.spec import OpenClipContext, each_stage
 from cliplab.models.families.timm_staged import timm_arguments
 from cliplab.models.families.timm_trunk import check_exportable, check_written, refuse_option, timm_family
 from cliplab.models.key_rules import PARAMETER, KeyRule, rule
@@ -254,12 +252,8 @@ def open_clip_rules(vision: TimmFastVitConfig, prefix: str) -> list[KeyRule]:
     ]
 
 
-def fsdp_units(tower: FastVitTower) -> list[nn.Module]:
-    return list(tower.stages)
-
-
 FAMILY = timm_family(
-    kind=KIND, config=TimmFastVitConfig, build=FastVitTower, fsdp_units=fsdp_units,
+    kind=KIND, config=TimmFastVitConfig, build=FastVitTower, fsdp_units=each_stage,
     summary="timm's FastVit as open_clip wraps it (MobileCLIP-S1/S2, MobileCLIP2-S0..S4): MobileOne, RepMixer and "
             "attention stages, BatchNorm; reparameterize() folds the train-time branches",
     read=read, write=write, rules=open_clip_rules)

@@ -55,7 +55,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from cliplab.models.families.spec import OpenClipContext
+from cliplab.models.families.spec import OpenClipContext, each_transformer_block
 from cliplab.models.families.timm_trunk import (ACTIVATIONS, TIMM_LAYER_NORM_EPS, attention_pool_rules,
                                                 check_exportable, check_written, read_trunk_options,
                                                 refuse_option, timm_activation, timm_family, timm_groups,
@@ -356,12 +356,8 @@ def open_clip_rules(vision: TimmVitConfig, prefix: str) -> list[KeyRule]:
     ]
 
 
-def fsdp_units(tower: TimmVisionTransformer) -> list[nn.Module]:
-    return list(tower.transformer.blocks)
-
-
 FAMILY = timm_family(
-    kind=KIND, config=TimmVitConfig, build=TimmVisionTransformer, fsdp_units=fsdp_units,
+    kind=KIND, config=TimmVitConfig, build=TimmVisionTransformer, fsdp_units=each_transformer_block,
     summary="timm's VisionTransformer as open_clip wraps it (visual.trunk): SigLIP, SigLIP2, MobileCLIP ViTs, "
             "the medium GAP ViT",
     read=read, write=write, rules=open_clip_rules)

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from cliplab.models.families import timm_trunk, timm_vit
-from cliplab.models.families.spec import OpenClipContext
+from cliplab.models.families.spec import OpenClipContext, each_transformer_block
 from cliplab.models.key_rules import PARAMETER, KeyRule, rule
 from cliplab.models.layers import BlockStack, init_transformer_weights
 from cliplab.models.layers.drop_path import drop_path_rates
@@ -163,11 +163,7 @@ def open_clip_rules(vision: TimmVitRelPosConfig, prefix: str) -> list[KeyRule]:
     ]
 
 
-def fsdp_units(tower: TimmRelPosVisionTransformer) -> list[nn.Module]:
-    return list(tower.transformer.blocks)
-
-
 FAMILY = timm_trunk.timm_family(
-    kind=KIND, config=TimmVitRelPosConfig, build=TimmRelPosVisionTransformer, fsdp_units=fsdp_units,
+    kind=KIND, config=TimmVitRelPosConfig, build=TimmRelPosVisionTransformer, fsdp_units=each_transformer_block,
     summary="timm's VisionTransformerRelPos as open_clip wraps it: relative position bias from an MLP in every block",
     read=read, write=write, rules=open_clip_rules)
