@@ -41,7 +41,7 @@ from cliplab.models.families.timm_heads import (TimmHeadFields, build_head, head
                                                 write_section)
 from cliplab.models.families.timm_staged import StagedTimmTower, stage_blocks, stage_drop_path_rates, timm_arguments
 from cliplab.models.families.timm_trunk import refuse_option, timm_family
-from cliplab.models.key_rules import PARAMETER, KeyRule, rule
+from cliplab.models.key_rules import PARAMETER, KeyRule, renamed, rule
 from cliplab.models.layers.convnext import ConvNextBlock, convnext_downsample
 from cliplab.models.layers.norm2d import LayerNorm2d
 from cliplab.models.layers.stage import DownsampledStage
@@ -178,16 +178,13 @@ def write(vision: TimmConvNextConfig, context: OpenClipContext) -> dict:
 
 def open_clip_rules(vision: TimmConvNextConfig, prefix: str) -> list[KeyRule]:
     trunk, block = prefix + "trunk.", r"vision_tower\.stages\.(\d+)\.blocks\.(\d+)\."
-    theirs = trunk + "stages.{0}.blocks.{1}."
     return [
         rule(r"vision_tower\.stem\.(\d)\." + PARAMETER, trunk + "stem.{0}.{param}"),
         rule(r"vision_tower\.stages\.(\d+)\.downsample\.(\d)\." + PARAMETER,
              trunk + "stages.{0}.downsample.{1}.{param}"),
-        rule(block + r"depthwise\." + PARAMETER, theirs + "conv_dw.{param}"),
-        rule(block + r"norm\." + PARAMETER, theirs + "norm.{param}"),
-        rule(block + r"mlp\.fc\." + PARAMETER, theirs + "mlp.fc1.{param}"),
-        rule(block + r"mlp\.proj\." + PARAMETER, theirs + "mlp.fc2.{param}"),
-        rule(block + r"scale\.gamma", theirs + "gamma"),
+        *renamed(block, trunk + "stages.{0}.blocks.{1}.", {"depthwise.": "conv_dw", "norm.": "norm",
+                                                           "mlp.fc.": "mlp.fc1", "mlp.proj.": "mlp.fc2",
+                                                           "scale.gamma": "gamma"}),
         rule(r"vision_tower\.head_norm\." + PARAMETER, trunk + "head.norm.{param}"),
         *head_rules(prefix),
     ]

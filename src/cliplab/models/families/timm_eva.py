@@ -49,8 +49,9 @@ from dataclasses import dataclass
 from cliplab.errors import UnsupportedArchitectureError
 from cliplab.models.families.open_clip_sections import VISION_KEYS, check_known, image_size
 from cliplab.models.families.spec import OpenClipContext, each_transformer_block
-from cliplab.models.families.timm_trunk import attention_pool_rules, check_exportable, check_written, timm_family
-from cliplab.models.key_rules import PARAMETER, KeyRule, rule
+from cliplab.models.families.timm_trunk import (OUR_BLOCKS, attention_pool_rules, check_exportable, check_written,
+                                                timm_family, trunk_embedding_rules)
+from cliplab.models.key_rules import PARAMETER, KeyRule, renamed, rule
 from cliplab.models.layers.eva_blocks import EVA_MLPS, QKV_BIASES
 from cliplab.models.layers.rotary_2d import GRID_INDEXINGS
 from cliplab.models.timm_models import timm_constructor_args
@@ -290,24 +291,17 @@ def _mlp_rules(vision: TimmEvaConfig, ours: str, theirs: str) -> list[KeyRule]:
 
 
 def open_clip_rules(vision: TimmEvaConfig, prefix: str) -> list[KeyRule]:
-    trunk, block = prefix + "trunk.", r"vision_tower\.transformer\.blocks\.(\d+)\."
+    trunk = prefix + "trunk."
     theirs = trunk + "blocks.{0}."
     return [
-        rule(r"vision_tower\.patch_embedding\." + PARAMETER, trunk + "patch_embed.proj.{param}"),
-        rule(r"vision_tower\.class_embedding", trunk + "cls_token", transform="squeeze2"),
-        rule(r"vision_tower\.position_embedding", trunk + "pos_embed", transform="squeeze1"),
-        rule(r"vision_tower\.norm_pre\." + PARAMETER, trunk + "norm_pre.{param}"),
-        rule(block + r"norm_attn\." + PARAMETER, theirs + "norm1.{param}"),
-        *_attention_rules(vision, block + r"attn\.", theirs + "attn."),
-        rule(block + r"attn\.norm\." + PARAMETER, theirs + "attn.norm.{param}"),
-        rule(block + r"attn\.out\." + PARAMETER, theirs + "attn.proj.{param}"),
-        rule(block + r"scale_attn\.gamma", theirs + "gamma_1"),
-        rule(block + r"norm_mlp\." + PARAMETER, theirs + "norm2.{param}"),
-        *_mlp_rules(vision, block + r"mlp\.", theirs + "mlp."),
-        rule(block + r"scale_mlp\.gamma", theirs + "gamma_2"),
-        rule(r"vision_tower\.norm\." + PARAMETER, trunk + "norm.{param}"),
+        *trunk_embedding_rules(trunk),
+        *renamed(OUR_BLOCKS, theirs, {"norm_attn.": "norm1", "attn.norm.": "attn.norm", "attn.out.": "attn.proj",
+                                      "scale_attn.gamma": "gamma_1", "norm_mlp.": "norm2",
+                                      "scale_mlp.gamma": "gamma_2"}),
+        *_attention_rules(vision, OUR_BLOCKS + r"attn\.", theirs + "attn."),
+        *_mlp_rules(vision, OUR_BLOCKS + r"mlp\.", theirs + "mlp."),
+        *renamed(r"vision_tower\.", trunk, {"norm.": "norm", "fc_norm.": "fc_norm"}),
         *attention_pool_rules(trunk),
-        rule(r"vision_tower\.fc_norm\." + PARAMETER, trunk + "fc_norm.{param}"),
         rule(r"image_projection\." + PARAMETER, trunk + "head.{param}"),
     ]
 

@@ -43,8 +43,8 @@ from cliplab.models.families.spec import OpenClipContext
 from cliplab.models.families.timm_heads import (TimmHeadFields, build_head, head_rules, projection_locked, read_head,
                                                 write_section)
 from cliplab.models.families.timm_staged import StagedTimmTower, stage_blocks, stage_drop_path_rates, timm_arguments
-from cliplab.models.families.timm_trunk import check_exportable, refuse_option, timm_family
-from cliplab.models.key_rules import PARAMETER, KeyRule, rule
+from cliplab.models.families.timm_trunk import check_exportable, refuse_option, timm_family, trunk_block_rules
+from cliplab.models.key_rules import PARAMETER, KeyRule, renamed, rule
 from cliplab.models.layers.stage import DownsampledStage
 from cliplab.models.layers.window_attention import PatchMerging, SwinBlock
 from cliplab.models.timm_models import timm_constructor_args
@@ -205,18 +205,12 @@ def open_clip_rules(vision: TimmSwinConfig, prefix: str) -> list[KeyRule]:
     trunk, block = prefix + "trunk.", r"vision_tower\.stages\.(\d+)\.blocks\.(\d+)\."
     theirs = trunk + "layers.{0}.blocks.{1}."
     return [
-        rule(r"vision_tower\.patch_embedding\." + PARAMETER, trunk + "patch_embed.proj.{param}"),
-        rule(r"vision_tower\.patch_norm\." + PARAMETER, trunk + "patch_embed.norm.{param}"),
+        *renamed(r"vision_tower\.", trunk, {"patch_embedding.": "patch_embed.proj", "patch_norm.": "patch_embed.norm",
+                                           "norm.": "norm"}),
         rule(r"vision_tower\.stages\.(\d+)\.downsample\.(norm|reduction)\." + PARAMETER,
              trunk + "layers.{0}.downsample.{1}.{param}"),
-        rule(block + r"norm_attn\." + PARAMETER, theirs + "norm1.{param}"),
-        rule(block + r"attn\.qkv\." + PARAMETER, theirs + "attn.qkv.{param}"),
-        rule(block + r"attn\.out\." + PARAMETER, theirs + "attn.proj.{param}"),
+        *trunk_block_rules(block, theirs),
         rule(block + r"attn\.relative_position_bias", theirs + "attn.relative_position_bias_table"),
-        rule(block + r"norm_mlp\." + PARAMETER, theirs + "norm2.{param}"),
-        rule(block + r"mlp\.fc\." + PARAMETER, theirs + "mlp.fc1.{param}"),
-        rule(block + r"mlp\.proj\." + PARAMETER, theirs + "mlp.fc2.{param}"),
-        rule(r"vision_tower\.norm\." + PARAMETER, trunk + "norm.{param}"),
         *head_rules(prefix),
     ]
 

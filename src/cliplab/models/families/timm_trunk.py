@@ -22,10 +22,11 @@ from torch import nn
 from cliplab.errors import UnsupportedArchitectureError
 from cliplab.models.families.open_clip_sections import VISION_KEYS, check_known, image_size, refuse
 from cliplab.models.families.spec import OpenClipForm, TowerFamily
-from cliplab.models.key_rules import PARAMETER, KeyRule, rule
+from cliplab.models.key_rules import PARAMETER, KeyRule, renamed, rule
 from cliplab.models.timm_models import timm_constructor_args, timm_family_kind
 from cliplab.models.towers.locking import GroupItem
 
+OUR_BLOCKS = r"vision_tower\.transformer\.blocks\.(\d+)\."  # a ViT trunk's blocks, the index as group 0
 TIMM_LAYER_NORM_EPS = 1e-6  # timm.layers.LayerNorm's default, VisionTransformer's norm
 ACTIVATIONS = {None: "gelu", "gelu_tanh": "gelu_tanh"}  # timm's act_layer -> cliplab's activation
 
@@ -120,6 +121,27 @@ def timm_activation(name: str, kind: str, act_layer) -> str:
     return ACTIVATIONS[act_layer]
 
 
+def trunk_embedding_rules(trunk: str) -> list[KeyRule]:
+    """A ViT trunk's embeddings <-> timm's under `trunk`: the patch embedding's convolution, the
+    class token [W] (timm: [1, 1, W]), the positions [N, W] (timm: [1, N, W]), the norm before the
+    blocks."""
+    return [
+        rule(r"vision_tower\.patch_embedding\." + PARAMETER, trunk + "patch_embed.proj.{param}"),
+        rule(r"vision_tower\.class_embedding", trunk + "cls_token", transform="squeeze2"),
+        rule(r"vision_tower\.position_embedding", trunk + "pos_embed", transform="squeeze1"),
+        rule(r"vision_tower\.norm_pre\." + PARAMETER, trunk + "norm_pre.{param}"),
+    ]
+
+
+def trunk_block_rules(ours: str, theirs: str) -> list[KeyRule]:
+    """A cliplab `TransformerBlock` under `ours` (a regex with the block index as group 0) <->
+    timm's pre-norm block under `theirs` (a format string): its ViT `Block`'s names, which Swin's
+    block shares but for the layer scales."""
+    return renamed(ours, theirs, {
+        "norm_attn.": "norm1", "attn.qkv.": "attn.qkv", "attn.out.": "attn.proj", "scale_attn.gamma": "ls1.gamma",
+        "norm_mlp.": "norm2", "mlp.fc.": "mlp.fc1", "mlp.proj.": "mlp.fc2", "scale_mlp.gamma": "ls2.gamma"})
+
+
 def trunk_head_rules(config, prefix: str) -> list[KeyRule]:
     """Final norms and the projection (timm's classifier in the trunk, or open_clip's head)."""
     trunk = prefix + "trunk."
@@ -135,15 +157,9 @@ def attention_pool_rules(trunk: str) -> list[KeyRule]:
     """cliplab's `layers.ProbePooler` at `vision_tower.pooler` <-> timm's AttentionPoolLatent at
     `trunk` + "attn_pool" (SigLIP's MAP head, PE-Core's attention pooling)."""
     ours, theirs = r"vision_tower\.pooler\.", trunk + "attn_pool."
-    return [
-        rule(ours + "probe", theirs + "latent", transform="squeeze2"),
-        rule(ours + r"attn\.query\." + PARAMETER, theirs + "q.{param}"),
-        rule(ours + r"attn\.key_value\." + PARAMETER, theirs + "kv.{param}"),
-        rule(ours + r"attn\.out\." + PARAMETER, theirs + "proj.{param}"),
-        rule(ours + r"norm\." + PARAMETER, theirs + "norm.{param}"),
-        rule(ours + r"mlp\.fc\." + PARAMETER, theirs + "mlp.fc1.{param}"),
-        rule(ours + r"mlp\.proj\." + PARAMETER, theirs + "mlp.fc2.{param}"),
-    ]
+    return [rule(ours + "probe", theirs + "latent", transform="squeeze2"),
+            *renamed(ours, theirs, {"attn.query.": "q", "attn.key_value.": "kv", "attn.out.": "proj", "norm.": "norm",
+                                    "mlp.fc.": "mlp.fc1", "mlp.proj.": "mlp.fc2"})]
 
 
 def has_parameters(item: nn.Module | None) -> bool:

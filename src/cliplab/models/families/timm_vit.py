@@ -56,10 +56,11 @@ import torch
 from torch import nn
 
 from cliplab.models.families.spec import OpenClipContext, each_transformer_block
-from cliplab.models.families.timm_trunk import (ACTIVATIONS, TIMM_LAYER_NORM_EPS, attention_pool_rules,
+from cliplab.models.families.timm_trunk import (ACTIVATIONS, OUR_BLOCKS, TIMM_LAYER_NORM_EPS, attention_pool_rules,
                                                 check_exportable, check_written, read_trunk_options,
                                                 refuse_option, timm_activation, timm_family, timm_groups,
-                                                timm_norm_eps, trunk_head_rules, write_trunk_options)
+                                                timm_norm_eps, trunk_block_rules, trunk_embedding_rules,
+                                                trunk_head_rules, write_trunk_options)
 from cliplab.models.key_rules import NORM, PARAMETER, KeyRule, rule
 from cliplab.models.layers import (BlockStack, ConvStem, ProbePooler, TransformerBlock, init_transformer_weights,
                                    mlp_hidden_width)
@@ -322,21 +323,6 @@ def write(vision: TimmVitConfig, context: OpenClipContext) -> dict:
     return check_written(vision, write_trunk_options(vision), lambda values: read(values, context))
 
 
-def trunk_block_rules(ours: str, theirs: str) -> list[KeyRule]:
-    """A cliplab `TransformerBlock` under `ours` (a regex with the block index as group 0) <->
-    timm's `Block` under `theirs` (a format string)."""
-    return [
-        rule(ours + r"norm_attn\." + PARAMETER, theirs + "norm1.{param}"),
-        rule(ours + r"attn\.qkv\." + PARAMETER, theirs + "attn.qkv.{param}"),
-        rule(ours + r"attn\.out\." + PARAMETER, theirs + "attn.proj.{param}"),
-        rule(ours + r"scale_attn\.gamma", theirs + "ls1.gamma"),
-        rule(ours + r"norm_mlp\." + PARAMETER, theirs + "norm2.{param}"),
-        rule(ours + r"mlp\.fc\." + PARAMETER, theirs + "mlp.fc1.{param}"),
-        rule(ours + r"mlp\.proj\." + PARAMETER, theirs + "mlp.fc2.{param}"),
-        rule(ours + r"scale_mlp\.gamma", theirs + "ls2.gamma"),
-    ]
-
-
 def open_clip_rules(vision: TimmVitConfig, prefix: str) -> list[KeyRule]:
     trunk, stem = prefix + "trunk.", r"vision_tower\.patch_embedding\."
     backbone = trunk + "patch_embed.backbone."
@@ -346,11 +332,8 @@ def open_clip_rules(vision: TimmVitConfig, prefix: str) -> list[KeyRule]:
         rule(stem + r"conv2\.weight", backbone + "1.conv.weight"),
         rule(stem + r"norm2\." + NORM, backbone + "1.bn.{param}"),
         rule(stem + r"conv3\." + PARAMETER, backbone + "2.conv.{param}"),
-        rule(stem + PARAMETER, trunk + "patch_embed.proj.{param}"),
-        rule(r"vision_tower\.class_embedding", trunk + "cls_token", transform="squeeze2"),
-        rule(r"vision_tower\.position_embedding", trunk + "pos_embed", transform="squeeze1"),
-        rule(r"vision_tower\.norm_pre\." + PARAMETER, trunk + "norm_pre.{param}"),
-        *trunk_block_rules(r"vision_tower\.transformer\.blocks\.(\d+)\.", trunk + "blocks.{0}."),
+        *trunk_embedding_rules(trunk),
+        *trunk_block_rules(OUR_BLOCKS, trunk + "blocks.{0}."),
         *attention_pool_rules(trunk),
         *trunk_head_rules(vision, prefix),
     ]

@@ -32,7 +32,7 @@ from torch import nn
 
 from cliplab.models.families import timm_trunk, timm_vit
 from cliplab.models.families.spec import OpenClipContext, each_transformer_block
-from cliplab.models.key_rules import PARAMETER, KeyRule, rule
+from cliplab.models.key_rules import KeyRule, renamed
 from cliplab.models.layers import BlockStack, init_transformer_weights
 from cliplab.models.layers.drop_path import drop_path_rates
 from cliplab.models.layers.relative_position import RelativePositionBlock
@@ -151,16 +151,12 @@ def write(vision: TimmVitRelPosConfig, context: OpenClipContext) -> dict:
 
 
 def open_clip_rules(vision: TimmVitRelPosConfig, prefix: str) -> list[KeyRule]:
-    trunk, block = prefix + "trunk.", r"vision_tower\.transformer\.blocks\.(\d+)\."
-    theirs = trunk + "blocks.{0}."
-    return [
-        rule(r"vision_tower\.patch_embedding\." + PARAMETER, trunk + "patch_embed.proj.{param}"),
-        rule(r"vision_tower\.class_embedding", trunk + "cls_token", transform="squeeze2"),
-        *timm_vit.trunk_block_rules(block, theirs),
-        rule(block + r"relative_position\.fc\." + PARAMETER, theirs + "attn.rel_pos.mlp.fc1.{param}"),
-        rule(block + r"relative_position\.proj\." + PARAMETER, theirs + "attn.rel_pos.mlp.fc2.{param}"),
-        *timm_trunk.trunk_head_rules(vision, prefix),
-    ]
+    trunk = prefix + "trunk."
+    block, theirs = timm_trunk.OUR_BLOCKS, trunk + "blocks.{0}."
+    return [*timm_trunk.trunk_embedding_rules(trunk), *timm_trunk.trunk_block_rules(block, theirs),
+            *renamed(block, theirs, {"relative_position.fc.": "attn.rel_pos.mlp.fc1",
+                                     "relative_position.proj.": "attn.rel_pos.mlp.fc2"}),
+            *timm_trunk.trunk_head_rules(vision, prefix)]
 
 
 FAMILY = timm_trunk.timm_family(
