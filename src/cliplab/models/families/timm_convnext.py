@@ -39,13 +39,14 @@ from cliplab.models.families.open_clip_sections import image_size
 from cliplab.models.families.spec import OpenClipContext
 from cliplab.models.families.timm_heads import (TimmHeadFields, build_head, head_rules, projection_locked, read_head,
                                                 write_section)
-from cliplab.models.families.timm_staged import StagedTimmTower, stage_blocks, stage_drop_path_rates, timm_arguments
-from cliplab.models.families.timm_trunk import refuse_option, timm_family
+from cliplab.models.families.timm_staged import (StagedTimmTower, check_stage_lists, stage_blocks,
+                                                 stage_drop_path_rates, timm_arguments)
+from cliplab.models.families.timm_trunk import check_timm_model_name, refuse_option, timm_family
 from cliplab.models.key_rules import PARAMETER, KeyRule, renamed, rule
 from cliplab.models.layers.convnext import ConvNextBlock, convnext_downsample
 from cliplab.models.layers.norm2d import LayerNorm2d
 from cliplab.models.layers.stage import DownsampledStage
-from cliplab.models.tower_configs import check_choice, check_positive_int
+from cliplab.models.tower_configs import check_choice, check_norm_eps, check_optional_number, check_positive_int
 from cliplab.models.towers.locking import GroupItem
 from cliplab.models.towers.vision_transformer import check_images
 
@@ -80,28 +81,17 @@ class TimmConvNextConfig(TimmHeadFields):
 
     def __post_init__(self) -> None:
         check_choice("vision.kind", self.kind, (KIND,))
-        if self.timm_model_name is not None and not isinstance(self.timm_model_name, str):
-            raise ValueError(f"vision.timm_model_name must be a str or None, got {self.timm_model_name!r}")
+        check_timm_model_name(self.timm_model_name)
         for name in ("image_size", "kernel_size", "patch_size"):
             check_positive_int(f"vision.{name}", getattr(self, name))
         if self.kernel_size % 2 == 0:
             raise ValueError(f"vision.kernel_size must be odd ('same' padding), got {self.kernel_size}")
-        for name in ("depths", "dims"):
-            values = getattr(self, name)
-            if not isinstance(values, list) or not values:
-                raise ValueError(f"vision.{name} must be a non-empty list of positive ints, got {values!r}")
-            for index, value in enumerate(values):
-                check_positive_int(f"vision.{name}[{index}]", value)
-        if len(self.depths) != len(self.dims):
-            raise ValueError(f"vision.depths and vision.dims must have one entry per stage, got {len(self.depths)} "
-                             f"and {len(self.dims)}")
+        check_stage_lists(self, ("depths", "dims"))
         if self.image_size < self.patch_size * 2 ** (len(self.dims) - 1):
             raise ValueError(f"vision.image_size ({self.image_size}) must be at least vision.patch_size * "
                              f"2 ** (stages - 1) = {self.patch_size * 2 ** (len(self.dims) - 1)} (one cell at the end)")
-        if self.layer_scale is not None and not isinstance(self.layer_scale, (int, float)):
-            raise ValueError(f"vision.layer_scale must be a number or None, got {self.layer_scale!r}")
-        if not isinstance(self.norm_eps, (int, float)) or not 0 < self.norm_eps < 1:
-            raise ValueError(f"vision.norm_eps must be a number in (0, 1), got {self.norm_eps!r}")
+        check_optional_number("vision.layer_scale", self.layer_scale)
+        check_norm_eps("vision.norm_eps", self.norm_eps)
         self.check_head()
 
     @property

@@ -49,13 +49,15 @@ from dataclasses import dataclass
 from cliplab.errors import UnsupportedArchitectureError
 from cliplab.models.families.open_clip_sections import VISION_KEYS, check_known, image_size
 from cliplab.models.families.spec import OpenClipContext, each_transformer_block
-from cliplab.models.families.timm_trunk import (OUR_BLOCKS, attention_pool_rules, check_exportable, check_written,
-                                                timm_family, trunk_embedding_rules)
+from cliplab.models.families.timm_trunk import (OUR_BLOCKS, attention_pool_rules, check_exportable,
+                                                check_timm_model_name, check_written, timm_family,
+                                                trunk_embedding_rules)
 from cliplab.models.key_rules import PARAMETER, KeyRule, renamed, rule
 from cliplab.models.layers.eva_blocks import EVA_MLPS, QKV_BIASES
 from cliplab.models.layers.rotary_2d import GRID_INDEXINGS
 from cliplab.models.timm_models import timm_constructor_args
-from cliplab.models.tower_configs import PROJECTIONS, check_bool, check_choice, check_heads, check_positive_int
+from cliplab.models.tower_configs import (PROJECTIONS, check_bool, check_choice, check_heads, check_norm_eps,
+                                          check_positive_int)
 from cliplab.models.towers.eva_transformer import EvaVisionTransformer
 
 KIND = "timm_eva"
@@ -124,8 +126,7 @@ class TimmEvaConfig:
 
     def __post_init__(self) -> None:
         check_choice("vision.kind", self.kind, (KIND,))
-        if self.timm_model_name is not None and not isinstance(self.timm_model_name, str):
-            raise ValueError(f"vision.timm_model_name must be a str or None, got {self.timm_model_name!r}")
+        check_timm_model_name(self.timm_model_name)
         for name in ("image_size", "patch_size", "width", "layers", "attention_pool_heads"):
             check_positive_int(f"vision.{name}", getattr(self, name))
         check_heads("vision", self.width, self.heads)
@@ -165,8 +166,7 @@ class TimmEvaConfig:
             raise ValueError("vision.pool='token' needs vision.class_token=True")
         if self.pool == "map":
             check_heads("vision.attention_pool", self.width, self.attention_pool_heads)
-        if not _is_number(self.norm_eps) or not 0 < self.norm_eps < 1:
-            raise ValueError(f"vision.norm_eps must be a number in (0, 1), got {self.norm_eps!r}")
+        check_norm_eps("vision.norm_eps", self.norm_eps)  # a bool is outside (0, 1) too
 
     @property
     def output_width(self) -> int:

@@ -46,7 +46,8 @@ from dataclasses import dataclass
 from cliplab.models.families.open_clip_sections import image_size, refuse
 from cliplab.models.families.spec import OpenClipContext, each_stage
 from cliplab.models.families.timm_staged import timm_arguments
-from cliplab.models.families.timm_trunk import check_exportable, check_written, refuse_option, timm_family
+from cliplab.models.families.timm_trunk import (check_exportable, check_timm_model_name, check_written, refuse_option,
+                                                timm_family)
 from cliplab.models.key_rules import PARAMETER, KeyRule, rule
 from cliplab.models.layers.fastvit_blocks import ATTENTION_HEAD_WIDTH, POSITION_KERNEL
 from cliplab.models.tower_configs import PROJECTIONS, check_bool, check_choice, check_positive_int, check_probability
@@ -114,8 +115,7 @@ class TimmFastVitConfig:
 
     def __post_init__(self) -> None:
         check_choice("vision.kind", self.kind, (KIND,))
-        if self.timm_model_name is not None and not isinstance(self.timm_model_name, str):
-            raise ValueError(f"vision.timm_model_name must be a str or None, got {self.timm_model_name!r}")
+        check_timm_model_name(self.timm_model_name)
         check_positive_int("vision.image_size", self.image_size)
         self._check_stages()
         for name in ("mixer_kernel_size", "downsample_kernel_size"):

@@ -19,6 +19,7 @@ from cliplab.models.families.open_clip_sections import VISION_KEYS, check_known
 from cliplab.models.families.timm_trunk import refuse_option
 from cliplab.models.layers.drop_path import drop_path_rates
 from cliplab.models.timm_models import timm_constructor_args
+from cliplab.models.tower_configs import check_positive_int
 from cliplab.models.towers.locking import GroupItem
 
 
@@ -32,6 +33,21 @@ def timm_arguments(vision: dict, kind: str, built_at: dict) -> tuple[str, dict]:
         if arguments[option] != value:
             refuse_option(name, kind, option, arguments[option])
     return name, arguments
+
+
+def check_stage_lists(config, names: tuple[str, str]) -> None:
+    """The config's two per-stage lists `names` (e.g. depths and dims): non-empty lists of positive
+    ints, one entry per stage each."""
+    for name in names:
+        values = getattr(config, name)
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"vision.{name} must be a non-empty list of positive ints, got {values!r}")
+        for index, value in enumerate(values):
+            check_positive_int(f"vision.{name}[{index}]", value)
+    (first, firsts), (second, seconds) = ((name, getattr(config, name)) for name in names)
+    if len(firsts) != len(seconds):
+        raise ValueError(f"vision.{first} and vision.{second} must have one entry per stage, got {len(firsts)} "
+                         f"and {len(seconds)}")
 
 
 def stage_drop_path_rates(rate: float, depths: list[int]) -> list[list[float]]:

@@ -31,6 +31,12 @@ TIMM_LAYER_NORM_EPS = 1e-6  # timm.layers.LayerNorm's default, VisionTransformer
 ACTIVATIONS = {None: "gelu", "gelu_tanh": "gelu_tanh"}  # timm's act_layer -> cliplab's activation
 
 
+def check_timm_model_name(name) -> None:
+    """A config's `timm_model_name`: the timm model it describes, or None (cliplab's own sizes)."""
+    if name is not None and not isinstance(name, str):
+        raise ValueError(f"vision.timm_model_name must be a str or None, got {name!r}")
+
+
 def refuse_option(name: str, kind: str, option: str, value) -> None:
     """UnsupportedArchitectureError: timm model `name` needs `option`=`value`, which family `kind`
     does not build."""

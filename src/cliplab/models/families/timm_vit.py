@@ -57,7 +57,8 @@ from torch import nn
 
 from cliplab.models.families.spec import OpenClipContext, each_transformer_block
 from cliplab.models.families.timm_trunk import (ACTIVATIONS, OUR_BLOCKS, TIMM_LAYER_NORM_EPS, attention_pool_rules,
-                                                check_exportable, check_written, read_trunk_options,
+                                                check_exportable, check_timm_model_name, check_written,
+                                                read_trunk_options,
                                                 refuse_option, timm_activation, timm_family, timm_groups,
                                                 timm_norm_eps, trunk_block_rules, trunk_embedding_rules,
                                                 trunk_head_rules, write_trunk_options)
@@ -67,7 +68,8 @@ from cliplab.models.layers import (BlockStack, ConvStem, ProbePooler, Transforme
 from cliplab.models.layers.conv_stem import CONV_STEM_STRIDE
 from cliplab.models.layers.drop_path import drop_path_rates
 from cliplab.models.timm_models import timm_constructor_args
-from cliplab.models.tower_configs import (PROJECTIONS, check_bool, check_choice, check_heads, check_positive_int,
+from cliplab.models.tower_configs import (PROJECTIONS, check_bool, check_choice, check_heads, check_norm_eps,
+                                          check_optional_number, check_positive_int, check_positive_number,
                                           check_probability)
 from cliplab.models.towers.locking import GroupItem
 from cliplab.models.towers.vision_transformer import check_images
@@ -128,25 +130,21 @@ class TimmTowerConfig:
 
     def __post_init__(self) -> None:
         check_choice("vision.kind", self.kind, (self.KIND,))
-        if self.timm_model_name is not None and not isinstance(self.timm_model_name, str):
-            raise ValueError(f"vision.timm_model_name must be a str or None, got {self.timm_model_name!r}")
+        check_timm_model_name(self.timm_model_name)
         for name in ("image_size", "patch_size", "width", "layers"):
             check_positive_int(f"vision.{name}", getattr(self, name))
         check_heads("vision", self.width, self.heads)
         if self.image_size < self.patch_size:
             raise ValueError(f"vision.image_size ({self.image_size}) must be at least vision.patch_size "
                              f"({self.patch_size})")
-        if not isinstance(self.mlp_ratio, (int, float)) or self.mlp_ratio <= 0:
-            raise ValueError(f"vision.mlp_ratio must be a positive number, got {self.mlp_ratio!r}")
+        check_positive_number("vision.mlp_ratio", self.mlp_ratio)
         for name in ("qkv_bias", "class_token", "fc_norm", "timm_classifier"):
             check_bool(f"vision.{name}", getattr(self, name))
-        if self.layer_scale is not None and not isinstance(self.layer_scale, (int, float)):
-            raise ValueError(f"vision.layer_scale must be a number or None, got {self.layer_scale!r}")
+        check_optional_number("vision.layer_scale", self.layer_scale)
         check_choice("vision.pool", self.pool, self.POOLS)
         if self.pool == "token" and not self.class_token:
             raise ValueError("vision.pool='token' needs vision.class_token=True")
-        if not isinstance(self.norm_eps, (int, float)) or not 0 < self.norm_eps < 1:
-            raise ValueError(f"vision.norm_eps must be a number in (0, 1), got {self.norm_eps!r}")
+        check_norm_eps("vision.norm_eps", self.norm_eps)
         check_probability("vision.drop_path", self.drop_path)
         check_choice("vision.projection", self.projection, PROJECTIONS)
         if self.timm_classifier and self.projection != "linear_bias":
