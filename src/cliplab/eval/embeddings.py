@@ -6,7 +6,7 @@ returns float32 CPU tensors whose rows have unit L2 norm, ready for cosine simil
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +18,25 @@ class ProgressCounter(Protocol):
     """What the loops here report their progress to (`cliplab.console.Progress`, a tqdm bar)."""
 
     def update(self, count: int) -> None: ...
+
+
+def counted_batches(batches: Iterable[tuple[torch.Tensor, ...]], max_samples: int | None,
+                    progress: ProgressCounter | None) -> Iterator[tuple[torch.Tensor, ...]]:
+    """The non-empty ones of `batches` (tensors sharing their first dimension, the samples, which
+    the last tensor's counts), the last one cut so that at most `max_samples` pass (None: all);
+    `progress` advanced by each batch's samples once the consumer is done with it."""
+    count = 0
+    for tensors in batches:
+        if tensors[-1].shape[0] == 0:  # an evaluation loader's last batch may be empty
+            continue
+        if max_samples is not None:
+            tensors = tuple(tensor[: max_samples - count] for tensor in tensors)
+        yield tensors
+        count += tensors[-1].shape[0]
+        if progress is not None:
+            progress.update(tensors[-1].shape[0])
+        if max_samples is not None and count >= max_samples:
+            return
 
 
 def encode_image_batches(
@@ -102,25 +121,18 @@ def encode_pairs(
     device = torch.device(device) if device is not None else model_device(model)
     dtype = model_dtype(model)
     image_embeddings, text_embeddings = [], []
-    count = 0
     with inference_mode(model):
-        for batch in batches:
-            if "images" not in batch or "tokens" not in batch:
-                raise ValueError(f"a paired batch needs keys 'images' and 'tokens', got {sorted(batch)}")
-            images, tokens = batch["images"], batch["tokens"]
-            if tokens.shape[0] == 0:
-                continue
-            if max_samples is not None:
-                images, tokens = images[: max_samples - count], tokens[: max_samples - count]
+        for images, tokens in counted_batches(map(_pair, batches), max_samples, progress):
             image_features = model.encode_image(images.to(device=device, dtype=dtype), normalize=False)
             text_features = model.encode_text(tokens.to(device), normalize=False)
             image_embeddings.append(F.normalize(image_features.float(), dim=-1).cpu())
             text_embeddings.append(F.normalize(text_features.float(), dim=-1).cpu())
-            count += tokens.shape[0]
-            if progress is not None:
-                progress.update(tokens.shape[0])
-            if max_samples is not None and count >= max_samples:
-                break
-    if count == 0:
+    if sum(len(features) for features in text_embeddings) == 0:
         raise ValueError("encode_pairs got no image-text pairs: the batches were empty")
     return torch.cat(image_embeddings), torch.cat(text_embeddings)
+
+
+def _pair(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    if "images" not in batch or "tokens" not in batch:
+        raise ValueError(f"a paired batch needs keys 'images' and 'tokens', got {sorted(batch)}")
+    return batch["images"], batch["tokens"]
