@@ -26,9 +26,9 @@ from cliplab.train.checkpointing.manager import CheckpointManager
 from finetune_fixtures import finetune_config
 from reference_libraries import assert_relative_close
 from timm_fixtures import (SmallTimmTower, assert_checkpointing_changes_nothing_and_every_parameter_learns,
-                           assert_eval_preprocessing_is_open_clips, assert_groups_are_timms, assert_lock_is_open_clips,
-                           assert_real_size_round_trip, assert_same_features, assert_trains_on_a_csv, loaded_from,
-                           noise_manifest)
+                           assert_groups_are_timms, assert_hub_directory_loads_as_open_clips, assert_lock_is_open_clips,
+                           assert_real_size_round_trip, assert_refused_by_name, assert_same_features,
+                           assert_trains_on_a_csv, noise_manifest, side_by_side)
 from train_helpers import (assert_fsdp_follows_ddp, assert_same_final_checkpoint,
                            assert_sharded_build_keeps_the_full_builds_values, logged_losses, sigkill_after_a_checkpoint)
 
@@ -56,9 +56,7 @@ def test_the_converter_reads_timms_facts():
 
 @pytest.mark.parametrize("small", [BASE, LARGE_D], ids=["linear_head", "mlp_head"])
 def test_small_variants_equal_open_clip_through_the_key_rules_both_ways(small):
-    reference = small.reference()
-    ours = loaded_from(reference, small.config())
-    images = small.images()
+    reference, ours, images = side_by_side(small)
     assert_same_features(ours, reference, images)
     with torch.no_grad():  # the cell tokens are timm's final feature map, through its head norm
         trunk = reference.visual.trunk
@@ -70,10 +68,7 @@ def test_small_variants_equal_open_clip_through_the_key_rules_both_ways(small):
 
 
 def test_a_hub_directory_loads_with_open_clips_features_and_eval_preprocessing(tmp_path):
-    BASE.write_hub(tmp_path / "hub", HUB_PREPROCESS)
-    theirs, ours = BASE.open_clip_from_hub(tmp_path / "hub"), BASE.cliplab_from_hub(tmp_path / "hub")
-    assert_same_features(ours, theirs, BASE.images(2))
-    assert_eval_preprocessing_is_open_clips(ours, theirs)
+    assert_hub_directory_loads_as_open_clips(BASE, tmp_path / "hub", HUB_PREPROCESS)
 
 
 def test_the_groups_are_timms_and_the_lock_is_open_clips():
@@ -105,10 +100,7 @@ def test_export_names_the_timm_model_and_refuses_other_sizes():
     ({"patch_dropout": 0.5}, r"needs patch_dropout=0.5"),
 ])
 def test_options_the_family_does_not_build_are_refused_by_name(change, message):
-    model_cfg = builtin_open_clip_config("convnext_base")
-    model_cfg["vision_cfg"].update(change)
-    with pytest.raises(UnsupportedArchitectureError, match=message):
-        config_from_open_clip(model_cfg)
+    assert_refused_by_name("convnext_base", change, message)
 
 
 def test_no_batch_norm_so_nothing_to_freeze_but_parameters():
@@ -117,9 +109,7 @@ def test_no_batch_norm_so_nothing_to_freeze_but_parameters():
 
 
 def test_channels_last_keeps_its_layout_and_the_features():
-    reference = BASE.reference()
-    ours = loaded_from(reference, BASE.config())
-    images = BASE.images()
+    reference, ours, images = side_by_side(BASE)
     layouts = []
     for stage in ours.vision_tower.stages:
         stage.register_forward_hook(lambda module, inputs, output: layouts.append(

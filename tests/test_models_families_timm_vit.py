@@ -21,6 +21,7 @@ from cliplab.pretrained.key_maps import from_cliplab, to_cliplab
 from cliplab.pretrained.open_clip_keys import open_clip_rules
 from reference_libraries import (assert_relative_close, open_clip, open_clip_model, randomize_, reference_mode,
                                  small_open_clip_cfg)
+from timm_fixtures import assert_refused_by_name
 
 torch.set_num_threads(2)
 NAME = "vit_medium_patch16_gap_256"
@@ -144,10 +145,7 @@ def test_export_refuses_other_sizes():
     ({"image_size": 224}, r"vision_cfg.image_size=224 differs from timm's img_size 256"),
 ])
 def test_options_the_family_does_not_build_are_refused_by_name(change, message):
-    model_cfg = builtin_open_clip_config(NAME)
-    model_cfg["vision_cfg"].update(change)
-    with pytest.raises(UnsupportedArchitectureError, match=message):
-        config_from_open_clip(model_cfg)
+    assert_refused_by_name(NAME, change, message)
 
 
 def test_the_text_towers_tanh_gelu_is_read_only_on_gelu():
