@@ -13,10 +13,8 @@ import dataclasses
 import json
 import math
 import shutil
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -36,14 +34,13 @@ from cliplab.models.open_clip_config import builtin_open_clip_config, config_fro
 from cliplab.pretrained.key_maps import from_cliplab, to_cliplab
 from cliplab.pretrained.open_clip_keys import open_clip_rules
 from cliplab.train import TrainHooks, train
-from cliplab.train.checkpointing.manager import CheckpointManager
 from data_fixtures import make_manifest
 from finetune_fixtures import finetune_config
 from hf_text_fixtures import (SMALL_CONFIGS, hf_config, random_corpus, use_cache, write_cache, write_hf_config,
                               write_t5_sentencepiece_dir, write_tokenizers)
 from reference_libraries import (assert_relative_close, open_clip, open_clip_model, parameter_count, randomize_,
                                  reference_mode, transformers, write_open_clip_hub)
-from train_helpers import assert_same_final_checkpoint
+from train_helpers import assert_same_final_checkpoint, logged_losses, sigkill_after_a_checkpoint
 
 torch.set_num_threads(2)
 SMALL_VISION = {"image_size": 32, "layers": 2, "width": 32, "patch_size": 8, "head_width": 16}
@@ -447,11 +444,6 @@ def _cli_command(logs, name, hub, manifest, resume=False):
 RESUME_STEPS = 6
 
 
-def _train_losses(run_dir):
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return {record["step"]: record["loss"] for record in map(json.loads, lines) if record["kind"] == "train"}
-
-
 def test_a_resumed_fine_tune_continues_bit_for_bit(hf_hub, tmp_path):
     """2 steps, checkpoint, resume to 4 (the HF tower's dropout on): the 4-step run's weights and
     optimiser state exactly."""
@@ -493,27 +485,13 @@ def test_a_killed_fine_tune_resumes_to_the_uninterrupted_run_bit_for_bit(hf_hub,
     run_dir = tmp_path / "killed"
     process = subprocess.Popen(_cli_command(tmp_path, "killed", hf_hub, manifest), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
-    killed_at = None
-    try:
-        deadline = time.time() + 300
-        while time.time() < deadline and process.poll() is None:
-            checkpoints = run_dir / "checkpoints"
-            latest = CheckpointManager(checkpoints, keep=2).latest() if checkpoints.exists() else None
-            logged = _train_losses(run_dir) if (run_dir / "metrics.jsonl").exists() else {}
-            if latest is not None and logged and max(logged) > int(latest.name.split("_")[1]):
-                process.send_signal(signal.SIGKILL)
-                killed_at = max(logged)
-                break
-            time.sleep(0.005)
-    finally:
-        process.kill()
-        process.wait()
-    assert process.returncode == -signal.SIGKILL and killed_at < RESUME_STEPS, "the run finished before the kill"
+    _, killed_at = sigkill_after_a_checkpoint(process, run_dir, timeout_s=300)
+    assert killed_at < RESUME_STEPS, "the run finished before the kill"
     completed = subprocess.run(_cli_command(tmp_path, "killed", hf_hub, manifest, resume=True), capture_output=True,
                                text=True, timeout=600)
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert_same_final_checkpoint(run_dir, tmp_path / "reference", steps=RESUME_STEPS)
-    assert _train_losses(run_dir) == _train_losses(tmp_path / "reference")
+    assert logged_losses(run_dir) == logged_losses(tmp_path / "reference")
 
 
 def _ddp_then_fsdp(rank, world_size, logs, manifest, hub):
@@ -530,6 +508,6 @@ def test_fsdp_shards_the_encoder_layers_and_follows_ddp(hf_hub, tmp_path):
     the model built on meta and its buffers computed after allocation) within 1e-4 of DDP."""
     manifest = make_manifest(tmp_path / "data", 8)
     run_on_workers(_ddp_then_fsdp, 2, tmp_path / "logs", manifest, hf_hub, timeout_s=600)
-    losses = {run: list(_train_losses(tmp_path / "logs" / run).values()) for run in ("ddp", "fsdp")}
+    losses = {run: list(logged_losses(tmp_path / "logs" / run).values()) for run in ("ddp", "fsdp")}
     assert len(losses["ddp"]) == len(losses["fsdp"]) == 3 and losses["ddp"][0] == losses["fsdp"][0]
     assert all(math.isclose(ours, theirs, rel_tol=1e-4) for ours, theirs in zip(losses["fsdp"], losses["ddp"])), losses
