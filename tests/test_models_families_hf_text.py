@@ -35,7 +35,7 @@ from cliplab.pretrained.key_maps import from_cliplab, to_cliplab
 from cliplab.pretrained.open_clip_keys import open_clip_rules
 from cliplab.train import TrainHooks, train
 from data_fixtures import make_manifest
-from finetune_fixtures import finetune_config
+from finetune_fixtures import assert_fine_tune_resumes_exactly, finetune_config
 from hf_text_fixtures import (SMALL_CONFIGS, hf_config, random_corpus, use_cache, write_cache, write_hf_config,
                               write_t5_sentencepiece_dir, write_tokenizers)
 from reference_libraries import (assert_relative_close, open_clip, open_clip_model, parameter_count, randomize_,
@@ -447,14 +447,7 @@ RESUME_STEPS = 6
 def test_a_resumed_fine_tune_continues_bit_for_bit(hf_hub, tmp_path):
     """2 steps, checkpoint, resume to 4 (the HF tower's dropout on): the 4-step run's weights and
     optimiser state exactly."""
-    manifest = make_manifest(tmp_path / "data", 4)
-    train(finetune_config(tmp_path, manifest, hf_hub, name="whole", steps=4, batch_size=4))
-    train(finetune_config(tmp_path, manifest, hf_hub, name="resumed", steps=2, batch_size=4))
-    resumed = finetune_config(tmp_path, manifest, hf_hub, name="resumed", steps=4, batch_size=4)
-    resumed.checkpoint.resume = "latest"
-    resumed.checkpoint.allow_config_change = ("loop.epochs",)  # constant lr: the schedule does not move
-    train(resumed)
-    assert_same_final_checkpoint(tmp_path / "resumed", tmp_path / "whole", steps=4)
+    assert_fine_tune_resumes_exactly(tmp_path, make_manifest(tmp_path / "data", 4), hf_hub, batch_size=4)
 
 
 def test_a_fresh_process_loads_the_hub_directory(hf_hub):

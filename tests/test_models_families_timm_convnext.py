@@ -23,7 +23,7 @@ from cliplab.models.families.timm_convnext import TimmConvNextConfig
 from cliplab.models.open_clip_config import builtin_open_clip_config, config_from_open_clip, config_to_open_clip
 from cliplab.train import train
 from cliplab.train.checkpointing.manager import CheckpointManager
-from finetune_fixtures import finetune_config
+from finetune_fixtures import assert_fine_tune_resumes_exactly, finetune_config
 from reference_libraries import assert_relative_close
 from timm_fixtures import (SmallTimmTower, assert_checkpointing_changes_nothing_and_every_parameter_learns,
                            assert_groups_are_timms, assert_hub_directory_loads_as_open_clips, assert_lock_is_open_clips,
@@ -155,13 +155,7 @@ def test_fsdp_shards_the_blocks_and_follows_ddp(tmp_path):
 
 
 def test_fine_tuning_resumes_exactly(checkpoint, manifest, tmp_path):
-    train(finetune_config(tmp_path, manifest, checkpoint, name="whole", steps=4))
-    train(finetune_config(tmp_path, manifest, checkpoint, name="resumed", steps=2))
-    resumed = finetune_config(tmp_path, manifest, checkpoint, name="resumed", steps=4)
-    resumed.checkpoint.resume = "latest"
-    resumed.checkpoint.allow_config_change = ("loop.epochs",)  # constant lr: the schedule does not move
-    train(resumed)
-    assert_same_final_checkpoint(tmp_path / "resumed", tmp_path / "whole", steps=4)
+    assert_fine_tune_resumes_exactly(tmp_path, manifest, checkpoint)
 
 
 @pytest.mark.parametrize("unlocked_groups, trained", [(0, set()), (1, {"head_norm"})])
