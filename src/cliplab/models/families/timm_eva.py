@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from cliplab.errors import UnsupportedArchitectureError
 from cliplab.models.families.open_clip_sections import VISION_KEYS, check_known, image_size
 from cliplab.models.families.spec import OpenClipContext, each_transformer_block
-from cliplab.models.families.timm_trunk import (OUR_BLOCKS, attention_pool_rules, check_exportable,
+from cliplab.models.families.timm_trunk import (OUR_BLOCKS, TimmVitSizes, attention_pool_rules, check_exportable,
                                                 check_timm_model_name, check_written, timm_family,
                                                 trunk_embedding_rules)
 from cliplab.models.key_rules import PARAMETER, KeyRule, renamed, rule
@@ -79,11 +79,11 @@ OPEN_CLIP_PROJECTIONS = {None: "linear_bias", "": "linear_bias", "none": "none"}
 
 
 @dataclass(kw_only=True)
-class TimmEvaConfig:
-    """timm's Eva (see the module docstring for each field's timm argument).
+class TimmEvaConfig(TimmVitSizes):
+    """timm's Eva (see the module docstring for each field's timm argument); the sizes as
+    `timm_trunk.TimmVitSizes`'.
 
-    timm_model_name: the timm model the config describes (None for a config of cliplab's own, which
-    open_clip cannot load). mlp: "gelu" or "swiglu"; mlp_norm (SwiGLU only): LayerNorm on its hidden
+    mlp: "gelu" or "swiglu"; mlp_norm (SwiGLU only): LayerNorm on its hidden
     vector. qkv_bias: "qv", "qkv" or "none"; qkv_fused: timm's tensor layout only. attention_norm:
     LayerNorm on the attention output before its projection. post_norm: EVA02-E's post-norm blocks
     (no layer scale). norm_pre: LayerNorm before the blocks, and no patch-embedding bias. rope: 2-D
@@ -96,13 +96,6 @@ class TimmEvaConfig:
     """
 
     kind: str = KIND
-    timm_model_name: str | None = None
-    image_size: int
-    patch_size: int = 16
-    width: int = 768
-    layers: int = 12
-    heads: int = 12
-    mlp_ratio: float = 4.0
     mlp: str = "gelu"
     mlp_norm: bool = False
     qkv_bias: str = "qv"

@@ -15,7 +15,7 @@ A family's config holds `pool`, `fc_norm`, `projection`, `timm_classifier`, `dro
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import dataclass, fields
 
 from torch import nn
 
@@ -29,6 +29,25 @@ from cliplab.models.towers.locking import GroupItem
 OUR_BLOCKS = r"vision_tower\.transformer\.blocks\.(\d+)\."  # a ViT trunk's blocks, the index as group 0
 TIMM_LAYER_NORM_EPS = 1e-6  # timm.layers.LayerNorm's default, VisionTransformer's norm
 ACTIVATIONS = {None: "gelu", "gelu_tanh": "gelu_tanh"}  # timm's act_layer -> cliplab's activation
+
+
+@dataclass(kw_only=True)
+class TimmVitSizes:
+    """The sizes of a timm ViT trunk, the first fields of the "timm_vit"-like families' configs and
+    of "timm_eva"'s (each checks them): timm_model_name, the timm model the config describes (what
+    an open_clip export names; None for a config of cliplab's own, which open_clip cannot load);
+    image_size, patch_size, width, layers, heads, mlp_ratio as timm's img_size, patch_size,
+    embed_dim, depth, num_heads, mlp_ratio, ViT-B/16's by default. A family's config sets the
+    `kind` default."""
+
+    kind: str
+    timm_model_name: str | None = None
+    image_size: int
+    patch_size: int = 16
+    width: int = 768
+    layers: int = 12
+    heads: int = 12
+    mlp_ratio: float = 4.0
 
 
 def check_timm_model_name(name) -> None:

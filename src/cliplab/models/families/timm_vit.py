@@ -57,7 +57,7 @@ from torch import nn
 
 from cliplab.models.families.spec import OpenClipContext, each_transformer_block
 from cliplab.models.families.timm_trunk import (ACTIVATIONS, OUR_BLOCKS, TIMM_LAYER_NORM_EPS, attention_pool_rules,
-                                                check_exportable, check_timm_model_name, check_written,
+                                                TimmVitSizes, check_exportable, check_timm_model_name, check_written,
                                                 read_trunk_options,
                                                 refuse_option, timm_activation, timm_family, timm_groups,
                                                 timm_norm_eps, trunk_block_rules, trunk_embedding_rules,
@@ -92,32 +92,21 @@ BUILT_AT = {
 
 
 @dataclass(kw_only=True)
-class TimmTowerConfig:
+class TimmTowerConfig(TimmVitSizes):
     """What the configs of timm's ViT families share (this one's and "timm_vit_relpos"'s), with its
     checks (ValueError naming the dotted key); a subclass sets KIND, POOLS and the `kind` default.
 
-    timm_model_name: the timm model the config describes (what an open_clip export names; None
-    for a config of cliplab's own, which open_clip cannot load). image_size, patch_size, width,
-    layers, heads, mlp_ratio: as timm's img_size, patch_size, embed_dim, depth, num_heads,
-    mlp_ratio. qkv_bias, layer_scale (timm's init_values), class_token: timm's. pool: "token" (the
-    class token), "avg" (the mean of the patch tokens) or "map" (an attention probe over the patch
-    tokens). fc_norm: the final LayerNorm after pooling instead of on every token. norm_eps: every
-    LayerNorm's. drop_path: stochastic depth at the last block (0 at the first, linear between).
-    projection: into the shared latent ("linear", "linear_bias" or "none"). timm_classifier: the
-    projection is timm's own classifier inside the trunk (open_clip's `timm_proj: null`; needs
-    "linear_bias").
+    The sizes as `timm_trunk.TimmVitSizes`'. qkv_bias, layer_scale (timm's init_values), class_token:
+    timm's. pool: "token" (the class token), "avg" (the mean of the patch tokens) or "map" (an
+    attention probe over the patch tokens). fc_norm: the final LayerNorm after pooling instead of
+    on every token. norm_eps: every LayerNorm's. drop_path: stochastic depth at the last block (0
+    at the first, linear between). projection: into the shared latent ("linear", "linear_bias" or
+    "none"). timm_classifier: the projection is timm's own classifier inside the trunk (open_clip's
+    `timm_proj: null`; needs "linear_bias").
     """
 
     KIND: ClassVar[str]
     POOLS: ClassVar[tuple[str, ...]]
-    kind: str
-    timm_model_name: str | None = None
-    image_size: int
-    patch_size: int = 16
-    width: int = 768
-    layers: int = 12
-    heads: int = 12
-    mlp_ratio: float = 4.0
     qkv_bias: bool = True
     layer_scale: float | None = None
     class_token: bool = True
