@@ -40,8 +40,8 @@ def _default_run_parts():
     from cliplab.data.fashion_mnist import fashion_mnist_caption_corpus
     from cliplab.data.tokenizer import Tokenizer
     from cliplab.train.config import OptimConfig, TrainConfig
-    from cliplab.train.model_setup import build_training_model
-    from cliplab.train.optim import build_optimizer
+    from cliplab.train.setup.model import build_training_model
+    from cliplab.train.step.optim import build_optimizer
 
     torch.manual_seed(0)
     config = TrainConfig()
@@ -59,7 +59,7 @@ def _default_run_parts():
 
 def main() -> None:
     from cliplab.checkpoint_files.manifest import build_manifest, verify_checkpoint
-    from cliplab.train.checkpoint import CheckpointManager
+    from cliplab.train.checkpointing.manager import CheckpointManager
     from cliplab.train.state import TrainState
 
     model, tokenizer, optimizer = _default_run_parts()

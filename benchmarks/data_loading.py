@@ -23,7 +23,7 @@ from benchmarks.report import format_table, write_section  # noqa: E402
 from cliplab.data import CsvDataset, DataConfig, FashionMnistDataset, build_train_loader  # noqa: E402
 from cliplab.data.fashion_mnist import fashion_mnist_caption_corpus  # noqa: E402
 from cliplab.data import parquet_dataset  # noqa: E402
-from cliplab.data.shards import dataset_records, write_shards  # noqa: E402
+from cliplab.data.webdataset_writer import dataset_records, write_shards  # noqa: E402
 from cliplab.data.tokenizer import Tokenizer  # noqa: E402
 from cliplab.data.transforms import PreprocessConfig, image_transform  # noqa: E402
 from cliplab.train.config import DEFAULT_MODEL_OVERRIDES  # noqa: E402

@@ -31,7 +31,7 @@ from benchmarks.report import format_table, write_section  # noqa: E402
 from golden_run import STEPS, golden_config, losses_of_run  # noqa: E402
 
 from cliplab.train import TrainHooks, train  # noqa: E402
-from cliplab.train.accumulation import LossOutput  # noqa: E402
+from cliplab.train.step.accumulation import LossOutput  # noqa: E402
 
 ULP = 2.0 ** -23
 

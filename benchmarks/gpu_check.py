@@ -2,12 +2,12 @@
 
 Parts (each runs on its own; a failure is recorded in its entry and the others still run):
   train      ViT-B-32 at bf16, synthetic batches: samples/s and MFU, plain (bf16 autocast) and
-             FSDP2 at world size 1 (`cliplab.train.sharding.shard`: bf16 gather, fp32 reduce)
+             FSDP2 at world size 1 (`cliplab.train.parallel.fsdp.shard`: bf16 gather, fp32 reduce)
   losses     tiled against dense CLIP and SigLIP, forward + backward at global batch 32k .. 256k,
              D = 768: time and peak CUDA memory beyond the inputs; a dense loss that runs out of
              memory is recorded as such. Inf-CL's published figures (0.36 GB at 64k, 1.45 GB at
              256k, over 8 GPUs) are printed beside them.
-  grad_scaler  tests/test_train_grad_scaler.py (the fp16 GradScaler run is its CUDA case)
+  grad_scaler  tests/test_train_step_precision.py (the fp16 GradScaler run is its CUDA case)
   host_syncs the per-tile host sync of `losses.tiling.softmax_tile_stats_` (a `bool()` of a device
              value per tile): how many one loss makes, and the time with and without it
 
@@ -122,7 +122,7 @@ def _train_steps(mode: str, sizes: dict, device: torch.device) -> dict:
 
     from cliplab.losses import ClipLoss
     from cliplab.models import create_model
-    from cliplab.train.sharding import shard
+    from cliplab.train.parallel.fsdp import shard
 
     batch = sizes["train_batch"]
     torch.manual_seed(0)
@@ -205,8 +205,8 @@ def loss_memory(sizes: dict, device: torch.device) -> dict:
 # --- grad scaler ---------------------------------------------------------------------------------
 
 def grad_scaler_test(sizes: dict, device: torch.device) -> dict:
-    """Run tests/test_train_grad_scaler.py (collect only in a dry run) and report its summary line."""
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_train_grad_scaler.py"]
+    """Run tests/test_train_step_precision.py (collect only in a dry run) and report its summary line."""
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_train_step_precision.py"]
     if sizes["collect_only"]:
         command.append("--collect-only")
     environment = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -296,7 +296,7 @@ def markdown(report: dict) -> str:
         lines.append("")
     scaler = report["parts"].get("grad_scaler", {})
     if scaler.get("status") == "ok":
-        lines.append(f"## grad_scaler\n\n`tests/test_train_grad_scaler.py`: {scaler['result']['summary']} "
+        lines.append(f"## grad_scaler\n\n`tests/test_train_step_precision.py`: {scaler['result']['summary']} "
                      f"(exit {scaler['result']['returncode']})\n")
     syncs = report["parts"].get("host_syncs", {})
     if syncs.get("status") == "ok":

@@ -116,7 +116,7 @@ def measure(library: str, checkpoint_format: str, path: str, name: str) -> dict:
     torch.set_num_threads(2)
     if library == "cliplab":
         import cliplab
-        from cliplab.bundle import load_model
+        from cliplab.model_io import load_model
         from cliplab.data.tokenizer_openai import openai_vocabulary
         from cliplab.models.open_clip_config import builtin_open_clip_config
         openai_vocabulary()  # the BPE vocabulary is read once per process, like the libraries' imports

@@ -50,8 +50,8 @@ def _memory_run(rank: int, world_size: int, model_name: str, overrides: dict, fs
     from cliplab.losses import ClipLoss
     from cliplab.models import create_model
     from cliplab.models.registry import initialisers_on_meta
-    from cliplab.train.sharded_state import fill_shards
-    from cliplab.train.sharding import shard
+    from cliplab.train.parallel.fsdp_state import fill_shards
+    from cliplab.train.parallel.fsdp import shard
 
     torch.manual_seed(0)
     if fsdp:
@@ -119,7 +119,7 @@ def memory_rows(model_name: str, overrides: dict, world_sizes: tuple[int, ...]) 
 
 def _step_time_run(rank: int, world_size: int, logs: str, steps: int) -> dict:
     from cliplab.train import train
-    from cliplab.train.presets import smoke_config
+    from cliplab.train.config.presets import smoke_config
 
     times = {}
     for name, fsdp in (("ddp", False), ("fsdp", True)):

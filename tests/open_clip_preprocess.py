@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cliplab.bundle import load_model
+from cliplab.model_io import load_model
 from cliplab.models.open_clip_config import builtin_open_clip_config
 from reference_libraries import open_clip
 

@@ -11,7 +11,7 @@ import sys
 import time
 
 from cliplab.cli import main
-from cliplab.train.checkpoint import CheckpointManager
+from cliplab.train.checkpointing.manager import CheckpointManager
 
 
 def _slowed(publish, seconds: float):

@@ -45,7 +45,7 @@ def test_a_failing_part_is_recorded_and_the_others_still_run(tmp_path, monkeypat
 
 def test_training_modules_import_without_webdataset_and_ftfy():
     code = ("import sys; sys.modules['webdataset'] = None; sys.modules['ftfy'] = None; "
-            "import cliplab.train, cliplab.train.sharding, cliplab.losses, cliplab.models")
+            "import cliplab.train, cliplab.train.parallel.fsdp, cliplab.losses, cliplab.models")
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
     assert completed.returncode == 0, completed.stderr[-2000:]

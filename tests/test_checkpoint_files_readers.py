@@ -10,8 +10,8 @@ and 17): `cliplab.load`, `cliplab eval`, `classify`, `embed`, `export --format b
   reader skips the damaged checkpoint with one line, as resume does, and reads the one before; its
   pickles run nothing.
 Before: the pickle in `.metadata` ran on all six paths and the load went on; the flipped byte was
-read silently. The same files given to resume are in tests/test_train_checkpoint.py (single file)
-and tests/test_train_dcp_checkpointer.py (FSDP2, 2 ranks).
+read silently. The same files given to resume are in tests/test_train_checkpointing_manager.py (single file)
+and tests/test_train_checkpointing_dcp.py (FSDP2, 2 ranks).
 """
 
 from __future__ import annotations
@@ -27,16 +27,16 @@ import torch
 import torch.distributed.checkpoint as dcp
 
 import cliplab
-from cliplab.bundle import save_description
 from cliplab.cli import main
 from cliplab.data.tokenizer import Tokenizer
 from cliplab.errors import UserError
+from cliplab.file_names import DCP_SHARDS_DIR
 from cliplab.models import create_model
-from cliplab.pretrained.dcp_reader import SHARDS_DIR
-from cliplab.train.atomic_files import save_torch
-from cliplab.train.checkpoint import CheckpointManager
+from cliplab.pretrained.cliplab_bundle import save_description
+from cliplab.train.checkpointing.atomic_files import save_torch
+from cliplab.train.checkpointing.manager import CheckpointManager
+from cliplab.train.checkpointing.payload import rng_state, training_payload
 from cliplab.train.state import TrainState
-from cliplab.train.train_state_file import rng_state, training_payload
 from data_fixtures import make_manifest, write_png
 from hostile_files import replace_with_pickle, republish, store_instead
 
@@ -73,7 +73,7 @@ def _dcp_run(root, tokenizer):
         state = {name: (value.reshape(1) if value.dim() == 0 else value).clone()
                  for name, value in model.state_dict().items()}
         groups = [{"lr": 0.001, "betas": (0.9, 0.98), "params": sorted(state)}]
-        dcp.save({"model": state, "optimizer": {"param_groups": groups}}, checkpoint_id=staging / SHARDS_DIR,
+        dcp.save({"model": state, "optimizer": {"param_groups": groups}}, checkpoint_id=staging / DCP_SHARDS_DIR,
                  no_dist=True)
         save_description(model.config, tokenizer, staging)
         save_torch(training_payload(state=TrainState(step=step), scaler=None, rng_states=[rng_state()],
@@ -110,7 +110,7 @@ def _pickle_file(name, marker):
 
 
 def _stored_value(fqn, marker):
-    return lambda directory: store_instead(directory / SHARDS_DIR, fqn, marker)
+    return lambda directory: store_instead(directory / DCP_SHARDS_DIR, fqn, marker)
 
 
 def _flip_byte(name):
@@ -183,12 +183,12 @@ def _assert_one_line_naming(status, err, name, entry):
 def test_a_code_running_pickle_in_a_file_the_reader_reads_runs_nothing_and_is_one_line(setting, tmp_path, capsys,
                                                                                          entry, poison):
     marker = tmp_path / "ran"
-    edit = (_pickle_file(f"{SHARDS_DIR}/.metadata", marker) if poison == ".metadata"
+    edit = (_pickle_file(f"{DCP_SHARDS_DIR}/.metadata", marker) if poison == ".metadata"
             else _stored_value("model.logit_scale", marker))
     run = _copy_with(setting["dcp"], tmp_path, 2, [edit])
     status, _, err, _ = _run(entry, run, setting, tmp_path, capsys)
     assert not marker.exists()
-    _assert_one_line_naming(status, err, str(run / "checkpoints" / "step_0000002" / SHARDS_DIR /
+    _assert_one_line_naming(status, err, str(run / "checkpoints" / "step_0000002" / DCP_SHARDS_DIR /
                                              (".metadata" if poison == ".metadata" else "__0_0.distcp")), entry)
 
 
@@ -202,7 +202,7 @@ def test_a_damaged_newest_checkpoint_is_skipped_with_a_line_and_unread_pickles_r
         unread.append(_stored_value("optimizer.param_groups.0.lr", marker))
     run = _copy_with(setting[kind], tmp_path, 1, unread)
     damaged = run / "checkpoints" / "step_0000002"
-    _flip_byte("model.safetensors" if kind == "single" else f"{SHARDS_DIR}/__0_0.distcp")(damaged)
+    _flip_byte("model.safetensors" if kind == "single" else f"{DCP_SHARDS_DIR}/__0_0.distcp")(damaged)
     status, _, err, read = _run(entry, run, setting, tmp_path, capsys)
     assert status == 0 and not marker.exists(), err
     assert f"skipping checkpoint {damaged}: it has " in err and "another SHA-256 than its manifest's" in err
@@ -215,10 +215,10 @@ def test_a_damaged_newest_checkpoint_is_skipped_with_a_line_and_unread_pickles_r
 
 
 @pytest.mark.parametrize("name", ["config.json", "cliplab_tokenizer.json", "tokenizer.json", "model.safetensors",
-                                  f"{SHARDS_DIR}/.metadata", f"{SHARDS_DIR}/__0_0.distcp", "train_state.pt"])
+                                  f"{DCP_SHARDS_DIR}/.metadata", f"{DCP_SHARDS_DIR}/__0_0.distcp", "train_state.pt"])
 def test_a_code_running_pickle_in_any_file_of_a_checkpoint_runs_nothing_when_loaded(setting, tmp_path, name):
     marker = tmp_path / "ran"
-    kind = "dcp" if name.startswith(SHARDS_DIR) else "single"
+    kind = "dcp" if name.startswith(DCP_SHARDS_DIR) else "single"
     run = _copy_with(setting[kind], tmp_path, 2, [_pickle_file(name, marker)])
     if name == "train_state.pt":  # never read by a reader of the model
         assert cliplab.load_model(run).path == run / "checkpoints" / "step_0000002"

@@ -2,7 +2,7 @@
 checkpoint that verifies, and reading one whole while the run prunes and replaces checkpoints.
 
 The races here are staged deterministically (the run's prune or save happens inside the reader's
-verification or read); a real writer thread racing real readers is in tests/test_bundle.py.
+verification or read); a real writer thread racing real readers is in tests/test_pretrained_cliplab_bundle.py.
 """
 
 import shutil

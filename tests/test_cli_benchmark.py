@@ -9,7 +9,7 @@ import torch
 
 import clip_benchmark_oracle as oracle
 from benchmark_fixtures import write_image_folder
-from cliplab.bundle import load
+from cliplab.model_io import load
 from cliplab.data.benchmark import open_benchmark_dataset
 from eval_fixtures import require_fashion_mnist, run_cli
 

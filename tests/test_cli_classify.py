@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cliplab.bundle import load
+from cliplab.model_io import load
 from eval_fixtures import run_cli, trained_run  # noqa: F401  (session fixture)
 
 LABELS = ["sneaker", "sandal", "shirt", "bag", "trouser"]

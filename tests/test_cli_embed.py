@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cliplab.bundle import load
+from cliplab.model_io import load
 from eval_fixtures import EMBED_DIM, NUM_TEST_IMAGES, run_cli, trained_run  # noqa: F401  (session fixture)
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cliplab.bundle import load
+from cliplab.model_io import load
 from cliplab.data import FASHION_MNIST_CLASSNAMES, FASHION_MNIST_TEMPLATES, FashionMnistDataset
 from cliplab.eval.retrieval import retrieval_metrics
 from cliplab.eval.zero_shot import zero_shot_classifier

@@ -2,9 +2,9 @@ import json
 
 import numpy as np
 
-import cliplab.eval.plots as plots
 from cliplab.cli.report_command import similarity_data
 from cliplab.data import FashionMnistDataset
+import cliplab.eval.plots as plots
 from eval_fixtures import STEPS, assert_valid_png, csv_run, run_cli, trained_run  # noqa: F401  (session fixtures)
 
 EXPECTED_FIGURES = ("loss.png", "learning_rate.png", "logit_scale.png", "batch_accuracy.png",
@@ -91,7 +91,7 @@ def test_similarity_of_a_csv_run_shows_its_validation_pairs(csv_run, tmp_path, m
 
 
 def test_a_run_without_validation_data_shows_training_pairs(tmp_path):
-    from cliplab.train.config_io import resolve_config, save_config
+    from cliplab.train.config.io import resolve_config, save_config
 
     save_config(resolve_config(None, {"data.dataset_type": "parquet", "data.train_data": "train-*.parquet",
                                       "data.parquet_caption_key": "alt"}), tmp_path / "config.json")

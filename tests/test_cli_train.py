@@ -44,7 +44,7 @@ def test_cli_surface_is_frozen():
 
 
 def test_every_flag_maps_to_a_real_config_key():
-    from cliplab.train.config_io import resolve_config
+    from cliplab.train.config.io import resolve_config
 
     for flag in FLAGS:
         for dotted in flag.keys:
@@ -139,7 +139,7 @@ def test_image_flags_map_onto_the_model_section():
     overrides = overrides_from_args(args)
     assert overrides == {"model.force_image_size": 64, "model.image_mean": [0.5, 0.4, 0.3],
                          "model.image_std": [0.2, 0.2, 0.2]}
-    from cliplab.train.config_io import resolve_config
+    from cliplab.train.config.io import resolve_config
 
     assert resolve_config(None, overrides).model.image_mean == (0.5, 0.4, 0.3)
 
@@ -246,7 +246,7 @@ def test_all_bad_samples_is_a_user_error(tmp_path, capsys):
 
 
 def test_missing_fashion_mnist_is_a_user_error_listing_the_ways_to_get_it(tmp_path, capsys, monkeypatch):
-    import cliplab.train.data_setup as data_setup
+    import cliplab.train.setup.data as data_setup
     from cliplab.data.fashion_mnist_files import locate_fashion_mnist
 
     def no_fashion_mnist_anywhere(data):  # as on a machine without the data, offline
@@ -353,7 +353,7 @@ def test_webdataset_run_takes_its_epoch_from_the_shards_info_file(tmp_path, caps
     import json
 
     from cliplab.data.csv_dataset import CsvDataset
-    from cliplab.data.shards import dataset_records, write_shards
+    from cliplab.data.webdataset_writer import dataset_records, write_shards
     from data_fixtures import make_manifest
 
     report = write_shards(dataset_records(CsvDataset(make_manifest(tmp_path / "data", 20))),
@@ -446,7 +446,7 @@ def test_the_fine_tuning_recipe_runs_as_written(tmp_path, monkeypatch, capsys):
 
     import torch
 
-    from cliplab.bundle import load_model
+    from cliplab.model_io import load_model
     from data_fixtures import make_manifest
     from finetune_fixtures import write_small_hub
 

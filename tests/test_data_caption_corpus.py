@@ -5,7 +5,7 @@ from cliplab.data.caption_corpus import caption_corpus
 from cliplab.data.config import DataConfig
 from cliplab.data.csv_dataset import CsvDataset
 from cliplab.data.fashion_mnist import fashion_mnist_caption_corpus
-from cliplab.data.shards import dataset_records, write_shards
+from cliplab.data.webdataset_writer import dataset_records, write_shards
 from cliplab.errors import UserError
 from data_fixtures import make_manifest, make_parquet
 

@@ -5,7 +5,7 @@ import torch.distributed as dist
 from cliplab.data.config import DataConfig
 from cliplab.data.loader import build_eval_loader, build_train_loader
 from cliplab.data.samples import TooManyBadSamplesError
-from cliplab.data.shards import dataset_records, write_shards
+from cliplab.data.webdataset_writer import dataset_records, write_shards
 from cliplab.data.csv_dataset import CsvDataset
 from cliplab.distributed.launch import run_on_workers
 from data_fixtures import (first_pixel_transform, length_tokenize, make_fashion_dir,
@@ -227,7 +227,7 @@ def test_config_validation():
         DataConfig(dataset_type="parquet")
     with pytest.raises(ValueError, match="parquet_caption_key must name a column"):
         DataConfig(dataset_type="parquet", train_data="x.parquet", parquet_caption_key="")
-    # the shards' own count files are read when the loader is built (test_data_shard_counts.py)
+    # the shards' own count files are read when the loader is built (test_data_webdataset_counts.py)
     assert DataConfig(dataset_type="webdataset", train_data="x.tar").train_num_samples is None
     with pytest.raises(ValueError, match="max_skip_fraction"):
         DataConfig(max_skip_fraction=1.0)

@@ -6,7 +6,7 @@ from torch.utils.data import DataLoader
 
 from cliplab.data.csv_dataset import CsvDataset
 from cliplab.data.samples import BadSampleError
-from cliplab.data.shards import dataset_records, write_shards
+from cliplab.data.webdataset_writer import dataset_records, write_shards
 from cliplab.data.webdataset_source import WebDatasetBatches, decode_sample, expand_shard_urls
 from data_fixtures import first_pixel_transform, length_tokenize, make_manifest
 

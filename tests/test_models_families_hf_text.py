@@ -24,19 +24,19 @@ import torch
 import cliplab
 from cliplab.data.preprocess_config import PreprocessConfig
 from cliplab.data.tokenizer_files import load_tokenizer
+from cliplab.distributed.launch import run_on_workers
+from cliplab.distributed.shard_init import ShardedInit, shard_rows
 from cliplab.errors import MissingModelFilesError, UnsupportedArchitectureError, UserError
 from cliplab.losses import ClipLoss
 from cliplab.models import build_model, create_model, list_models
 from cliplab.models.families import family_of
 from cliplab.models.families.hf_text import HfTextConfig
-from cliplab.distributed.launch import run_on_workers
-from cliplab.distributed.shard_init import ShardedInit, shard_rows
 from cliplab.models.meta_build import initialisers_on_meta
 from cliplab.models.open_clip_config import builtin_open_clip_config, config_from_open_clip, config_to_open_clip
 from cliplab.pretrained.key_maps import from_cliplab, to_cliplab
 from cliplab.pretrained.open_clip_keys import open_clip_rules
 from cliplab.train import TrainHooks, train
-from cliplab.train.checkpoint import CheckpointManager
+from cliplab.train.checkpointing.manager import CheckpointManager
 from data_fixtures import make_manifest
 from finetune_fixtures import finetune_config
 from hf_text_fixtures import (SMALL_CONFIGS, hf_config, random_corpus, use_cache, write_cache, write_hf_config,

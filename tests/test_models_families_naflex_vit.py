@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 import cliplab
-from cliplab.bundle import load_model
+from cliplab.model_io import load_model
 from cliplab.data.naflex import NaFlexPreprocess, image_patches
 from cliplab.data.tokenizer_hf import hf_tokenizer_from_dir
 from cliplab.errors import UserError

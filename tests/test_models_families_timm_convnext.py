@@ -15,14 +15,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from cliplab.bundle import save
 from cliplab.data.tokenizer_openai import openai_bpe_tokenizer
 from cliplab.errors import UnsupportedArchitectureError
+from cliplab.model_io import save
 from cliplab.models import build_model, create_model
 from cliplab.models.families.timm_convnext import TimmConvNextConfig
 from cliplab.models.open_clip_config import builtin_open_clip_config, config_from_open_clip, config_to_open_clip
 from cliplab.train import train
-from cliplab.train.checkpoint import CheckpointManager
+from cliplab.train.checkpointing.manager import CheckpointManager
 from finetune_fixtures import finetune_config
 from reference_libraries import assert_relative_close
 from timm_fixtures import (SmallTimmTower, assert_checkpointing_changes_nothing_and_every_parameter_learns,

@@ -19,11 +19,13 @@ from PIL import Image
 from safetensors.torch import save_file
 
 import cliplab
-from cliplab.bundle import load_model
 from cliplab.data.preprocess_config import PreprocessConfig
 from cliplab.data.tokenizer_openai import openai_bpe_tokenizer
+from cliplab.distributed.launch import run_on_workers
+from cliplab.distributed.shard_init import ShardedInit, shard_rows
 from cliplab.errors import UnsupportedArchitectureError
 from cliplab.losses import ClipLoss
+from cliplab.model_io import load_model
 from cliplab.models import build_model, create_model, get_model_config
 from cliplab.models.families.timm_eva import TimmEvaConfig
 from cliplab.models.open_clip_config import builtin_open_clip_config, config_from_open_clip, config_to_open_clip

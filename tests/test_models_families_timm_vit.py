@@ -270,7 +270,7 @@ def test_fine_tuning_a_siglip2_hub_directory_starts_from_open_clips_siglip_loss(
     from cliplab.data.tokenizer import Tokenizer
     from cliplab.data.tokenizer_files import save_tokenizer
     from cliplab.train import TrainHooks, train
-    from cliplab.train.checkpoint import CheckpointManager
+    from cliplab.train.checkpointing.manager import CheckpointManager
     from data_fixtures import make_manifest
     from finetune_fixtures import finetune_config
     from reference_libraries import write_open_clip_hub
@@ -304,7 +304,7 @@ def test_a_real_size_siglip2_hub_directory_loads_with_open_clips_outputs_and_exp
     open_clip hub directory, loaded by cliplab (no tokenizer files: ids passed directly), gives
     open_clip's encode_image, encode_text, logit_scale and logit_bias; its export loads in open_clip."""
     import cliplab
-    from cliplab.bundle import load_model
+    from cliplab.model_io import load_model
     from cliplab.data.tokenizer_openai import openai_bpe_tokenizer
     from reference_libraries import write_open_clip_hub
 
@@ -335,7 +335,7 @@ def test_a_real_size_export_loads_in_open_clip_with_equal_features(tmp_path):
     """The whole round trip at real size (102M parameters): cliplab's model exported to an open_clip
     hub directory, read by open_clip (its own config and timm), and read back by cliplab."""
     import cliplab
-    from cliplab.bundle import load_model
+    from cliplab.model_io import load_model
     from cliplab.data.tokenizer_openai import openai_bpe_tokenizer
 
     torch.manual_seed(0)

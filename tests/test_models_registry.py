@@ -107,7 +107,7 @@ def test_create_from_json_path_config_and_registered_name(tmp_path, monkeypatch)
 
 
 def test_a_saved_bundles_config_json_builds_the_same_model(tmp_path):
-    from cliplab.bundle import save
+    from cliplab.model_io import save
     from cliplab.data.tokenizer import Tokenizer
 
     model = create_model("tiny", embed_dim=8)

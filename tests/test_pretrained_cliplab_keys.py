@@ -61,7 +61,7 @@ def test_without_the_architecture_or_with_another_it_says_what_to_pass(saved_sta
 
 def test_the_trainer_starts_from_a_saved_state_dict(saved_state):
     from cliplab.train.config import ModelSetupConfig
-    from cliplab.train.model_setup import build_training_model
+    from cliplab.train.setup.model import build_training_model
 
     model, directory = saved_state
     built = build_training_model(ModelSetupConfig(name="tiny-vit", pretrained=str(directory / "model.pt")),

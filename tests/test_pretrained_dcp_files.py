@@ -5,7 +5,7 @@ against the files before anything is allocated from it; each failure one line na
 Before: `FileSystemReader.read_metadata` ran a `__reduce__` payload in `.metadata` (and the load then
 went on normally), and `DefaultLoadPlanner.load_bytes` ran one stored as a value in a shard file.
 The directories here are written by one process (`no_dist=True`); FSDP2 runs of 2 ranks resuming
-from a hostile checkpoint are in tests/test_train_dcp_checkpointer.py.
+from a hostile checkpoint are in tests/test_train_checkpointing_dcp.py.
 """
 
 import dataclasses

@@ -3,7 +3,7 @@ bundle` give the model that was saved, with 0-d logit_scale / logit_bias and bun
 
 The DCP directory here is written by one process (`no_dist=True`) in the layout an FSDP2 run
 writes (`model.<name>`, a held 0-d parameter stored as [1], optimiser entries beside it); FSDP2
-runs that write it with 2 ranks are in tests/test_train_dcp_checkpointer.py.
+runs that write it with 2 ranks are in tests/test_train_checkpointing_dcp.py.
 """
 
 import json
@@ -14,13 +14,15 @@ import torch
 import torch.distributed.checkpoint as dcp
 
 import cliplab
-from cliplab.bundle import CheckpointNotFoundError, load_model, save_description
+from cliplab.file_names import DCP_SHARDS_DIR
+from cliplab.model_io import CheckpointNotFoundError, load_model
+from cliplab.pretrained.cliplab_bundle import save_description
 from cliplab.checkpoint_files.manifest import MANIFEST_FILE, build_manifest
 from cliplab.cli import main
 from cliplab.data.tokenizer import Tokenizer
 from cliplab.errors import UserError
 from cliplab.models import create_model
-from cliplab.pretrained.dcp_reader import SHARDS_DIR, DcpModelReader
+from cliplab.pretrained.dcp_reader import DcpModelReader
 from reference_libraries import randomize_
 
 torch.set_num_threads(1)
@@ -41,7 +43,7 @@ def _write_step_dir(directory, model, tokenizer):
     state = {name: (value.reshape(1) if value.dim() == 0 else value).clone()
              for name, value in model.state_dict().items()}
     moments = {name: {"exp_avg": torch.zeros_like(value)} for name, value in state.items()}
-    dcp.save({"model": state, "optimizer": {"state": moments}}, checkpoint_id=directory / SHARDS_DIR, no_dist=True)
+    dcp.save({"model": state, "optimizer": {"state": moments}}, checkpoint_id=directory / DCP_SHARDS_DIR, no_dist=True)
     step = int(directory.name.removeprefix("step_"))
     (directory / MANIFEST_FILE).write_text(build_manifest(directory, step=step, run_id=None).to_json())
     return directory
@@ -87,7 +89,7 @@ def test_incomplete_or_foreign_dcp_directories_are_refused_by_path(tmp_path):
     model = _tiny("clip")
     tokenizer = Tokenizer.train(CAPTIONS, vocab_size=300, context_length=model.config.text.context_length)
     step = _write_step_dir(tmp_path / "step_0000001", model, tokenizer)
-    (step / SHARDS_DIR / ".metadata").unlink()  # a writer that did not finish
+    (step / DCP_SHARDS_DIR / ".metadata").unlink()  # a writer that did not finish
     with pytest.raises(CheckpointNotFoundError, match="step_0000001 is not a checkpoint"):
         load_model(step)
 

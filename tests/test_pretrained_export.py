@@ -15,12 +15,12 @@ import pytest
 import torch
 
 import cliplab
-from cliplab.bundle import load_model
 from cliplab.cli import main
 from cliplab.data.tokenizer import Tokenizer
 from cliplab.data.tokenizer_hf import hf_tokenizer_from_dir
 from cliplab.data.tokenizer_openai import openai_bpe_tokenizer
 from cliplab.errors import UserError
+from cliplab.model_io import load_model
 from cliplab.models import build_model, create_model
 from cliplab.models.open_clip_config import UnsupportedArchitectureError, config_from_open_clip
 from cliplab.pretrained.hf_config import config_from_hf
@@ -198,7 +198,7 @@ def test_unrepresentable_exports_are_refused_by_name_before_writing(tmp_path, si
     vit = random_model(config_from_open_clip(CASES["vit"]))
     with pytest.raises(UserError, match="format must be one of"):
         cliplab.export(vit, openai_bpe_tokenizer(), tmp_path / "d", format="onnx")
-    with pytest.raises(UserError, match=r"hf_tokenizer_name names an open_clip export's tokenizer"):
+    with pytest.raises(UserError, match=r"^hf_tokenizer_name is an option of the open_clip export, not of format='hf'$"):
         cliplab.export(vit, openai_bpe_tokenizer(), tmp_path / "e", format="hf", hf_tokenizer_name="org/repo")
     # Tokenizers open_clip cannot run: a shorter context, no cleaning (Hugging Face files), cliplab's own BPE.
     with pytest.raises(UserError, match=r"^open_clip tokenizes to the model's text_cfg.context_length \(77\), and "

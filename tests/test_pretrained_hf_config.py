@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-from cliplab.bundle import load_model
+from cliplab.model_io import load_model
 from cliplab.data.tokenizer_files import write_hf_tokenizer_files
 from cliplab.data.tokenizer_openai import openai_bpe_tokenizer
 from cliplab.errors import UserError

@@ -12,9 +12,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from cliplab.bundle import load_model
 from cliplab.data.tokenizer_openai import openai_bpe_tokenizer
 from cliplab.errors import UserError
+from cliplab.model_io import load_model
 from cliplab.pretrained.key_maps import StateDictMismatchError
 from reference_libraries import (assert_relative_close, open_clip, open_clip_model, randomize_,
                                  reference_mode)

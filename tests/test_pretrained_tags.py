@@ -164,7 +164,7 @@ def test_an_unknown_tag_names_the_models_tags_and_a_bare_tag_asks_for_the_archit
 
 def test_pretrained_tag_with_model_starts_a_training_run(cached_tag):
     from cliplab.train.config import ModelSetupConfig
-    from cliplab.train.model_setup import build_training_model
+    from cliplab.train.setup.model import build_training_model
 
     built = build_training_model(ModelSetupConfig(name=SMALL, pretrained="test_tag"), torch.device("cpu"))
     _assert_same_weights(built.model, cliplab.load(cached_tag)[0])

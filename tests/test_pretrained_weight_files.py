@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 
 import cliplab
 from cliplab.errors import UserError
-from cliplab.pretrained.weight_files import SafetensorsReader, read_safetensors_header, sharded_source
+from cliplab.pretrained.weight_files import SafetensorsReader, read_safetensors_header, hf_index_source
 
 
 def _write(path, header, data=b""):
@@ -89,7 +89,7 @@ def _index(directory, weight_map):
 def test_a_sharded_checkpoint_reads_each_tensor_from_its_shard(tmp_path):
     save_file({"a": torch.ones(2)}, str(tmp_path / "one.safetensors"))
     save_file({"b": torch.zeros(3)}, str(tmp_path / "two.safetensors"))
-    shapes, read = sharded_source(_index(tmp_path, {"a": "one.safetensors", "b": "two.safetensors"}))
+    shapes, read = hf_index_source(_index(tmp_path, {"a": "one.safetensors", "b": "two.safetensors"}))
     assert {name: list(meta.shape) for name, meta in shapes.items()} == {"a": [2], "b": [3]}
     assert torch.equal(read("a"), torch.ones(2)) and torch.equal(read("b"), torch.zeros(3))
 
@@ -108,7 +108,7 @@ def test_each_hostile_index_is_one_line_naming_it(tmp_path, weight_map, message)
     save_file({"a": torch.ones(2)}, str(tmp_path / "one.safetensors"))
     path = _index(tmp_path, weight_map)
     with pytest.raises(UserError, match=re.escape(message)) as refused:
-        sharded_source(path)
+        hf_index_source(path)
     assert str(path) in str(refused.value) and "\n" not in str(refused.value)
 
 
@@ -117,7 +117,7 @@ def test_every_reader_of_cliplab_files_checks_the_header(tmp_path, monkeypatch):
     safetensors through read_safetensors_header."""
     import cliplab.pretrained.weight_files as weight_files
     from cliplab.models import create_model
-    from cliplab.train.checkpoint import CheckpointManager, restore_training_state
+    from cliplab.train.checkpointing.manager import CheckpointManager, restore_training_state
     from cliplab.data.tokenizer import Tokenizer
     from cliplab.train.state import TrainState
 

@@ -4,7 +4,7 @@ closed form; architectures must match; `cliplab wise-ft` writes a loadable bundl
 import pytest
 import torch
 
-from cliplab.bundle import load_model, save
+from cliplab.model_io import load_model, save
 from cliplab.cli import main
 from cliplab.data.tokenizer import Tokenizer
 from cliplab.errors import UserError

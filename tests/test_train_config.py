@@ -5,7 +5,7 @@ import json
 import pytest
 
 from cliplab.train.config import ConfigError, LoopConfig, OptimConfig, TrainConfig, has_evaluation_data
-from cliplab.train.config_io import (config_from_dict, config_to_dict, load_config_file, parse_override,
+from cliplab.train.config.io import (config_from_dict, config_to_dict, load_config_file, parse_override,
                                      resolve_config, save_config)
 from cliplab.train.run_dir import default_run_name
 
@@ -193,7 +193,7 @@ def test_csv_and_webdataset_runs_need_train_data():
 
 
 def test_differences_from_defaults_name_each_changed_key_in_field_order():
-    from cliplab.train.config_io import differences_from_defaults, resolve_config
+    from cliplab.train.config.io import differences_from_defaults, resolve_config
 
     config = resolve_config(None, {"loop.batch_size": 8, "data.dataset_type": "csv", "data.train_data": "x.tsv",
                                    "model.overrides": {"vision.width": 16}, "loop.epochs": 5,
@@ -207,7 +207,7 @@ def test_differences_from_defaults_name_each_changed_key_in_field_order():
 def test_the_data_section_of_a_run_config_reads_without_the_other_sections_needs(tmp_path, monkeypatch):
     import importlib.util
 
-    from cliplab.train.config_io import read_data_section
+    from cliplab.train.config.io import read_data_section
 
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"data": {"dataset_type": "csv", "train_data": "t.tsv", "val_data": "v.tsv"},

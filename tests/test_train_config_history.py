@@ -9,9 +9,9 @@ import pytest
 from cliplab.cli import main
 from cliplab.train import train
 from cliplab.train.config import CheckpointConfig, ConfigError, TrainConfig
-from cliplab.train.config_history import (FREE_ON_RESUME, ConfigChangeError, config_changes, config_in_force,
+from cliplab.train.config.history import (FREE_ON_RESUME, ConfigChangeError, config_changes, config_in_force,
                                           is_free_on_resume)
-from cliplab.train.config_io import config_to_dict
+from cliplab.train.config.io import config_to_dict
 
 from train_helpers import SMALL_MODEL, small_config
 

@@ -13,11 +13,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from cliplab.bundle import load as load_bundle
 from cliplab.distributed.launch import run_on_workers
-from cliplab.pretrained.dcp_reader import SHARDS_DIR, DcpModelReader
+from cliplab.file_names import DCP_SHARDS_DIR
+from cliplab.model_io import load as load_bundle
+from cliplab.pretrained.dcp_reader import DcpModelReader
 from cliplab.train import train
-from cliplab.train.checkpoint import CheckpointManager
+from cliplab.train.checkpointing.manager import CheckpointManager
 
 from train_helpers import ADDED_TERM_NAMES, ADDED_TERMS, small_config
 
@@ -126,7 +127,7 @@ def _bf16_run(rank, world_size, logs):
 def test_fsdp_under_amp_bf16_keeps_the_loss_and_the_master_weights_fp32(tmp_path):
     dtypes = run_on_workers(_bf16_run, 2, tmp_path, timeout_s=600)
     assert all(dtype == torch.float32 for per_rank in dtypes for dtype in per_rank) and len(dtypes[0]) == 3
-    stored = DcpModelReader(CheckpointManager(tmp_path / "bf16" / "checkpoints", keep=2).latest() / SHARDS_DIR).shapes
+    stored = DcpModelReader(CheckpointManager(tmp_path / "bf16" / "checkpoints", keep=2).latest() / DCP_SHARDS_DIR).shapes
     assert all(value.dtype == torch.float32 for value in stored.values())  # as saved in the shards
     assert all(math.isfinite(loss) for loss in _losses(tmp_path / "bf16"))
 
@@ -183,7 +184,7 @@ def _objective_resume_runs(rank, world_size, logs):
 def test_fsdp_with_every_objective_resumes_from_its_sharded_checkpoint_exactly(tmp_path):
     # The heads' shards and the count of objective calls (which seeds the views and masks) come back.
     run_on_workers(_objective_resume_runs, 2, tmp_path, timeout_s=600)
-    assert (tmp_path / "uninterrupted" / "checkpoints" / "step_0000003" / SHARDS_DIR).is_dir()
+    assert (tmp_path / "uninterrupted" / "checkpoints" / "step_0000003" / DCP_SHARDS_DIR).is_dir()
     for key in ["loss", *(f"loss/{term}" for term in OBJECTIVE_TERMS)]:
         assert _losses(tmp_path / "resumed", key) == _losses(tmp_path / "uninterrupted", key)[3:], key
 
@@ -251,7 +252,7 @@ def test_fsdp_trains_a_batch_norm_tower_and_keeps_its_statistics_as_ddp_does(tmp
     assert len(ddp) == BATCH_NORM_STEPS and ddp[0] == fsdp[0]
     _assert_close_losses(fsdp, ddp)
     ddp_weights = load_file(CheckpointManager(tmp_path / "ddp" / "checkpoints", keep=2).latest() / "model.safetensors")
-    reader = DcpModelReader(CheckpointManager(tmp_path / "fsdp" / "checkpoints", keep=2).latest() / SHARDS_DIR)
+    reader = DcpModelReader(CheckpointManager(tmp_path / "fsdp" / "checkpoints", keep=2).latest() / DCP_SHARDS_DIR)
     statistics = [name for name in ddp_weights if name.endswith(("running_mean", "running_var"))]
     assert len(statistics) == 74  # 37 BatchNorm layers
     for name in statistics:

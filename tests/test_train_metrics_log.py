@@ -2,10 +2,10 @@ import io
 
 import torch
 
-from cliplab.train.accumulation import LossOutput
 from cliplab.train.config import LoggingConfig
-from cliplab.train.metrics_log import StepReport, TrainLogger, eval_line, step_line
+from cliplab.train.metrics.log import StepReport, TrainLogger, eval_line, step_line
 from cliplab.train.state import TrainState
+from cliplab.train.step.accumulation import LossOutput
 
 
 def _report(terms, *, total=None, epoch=1):

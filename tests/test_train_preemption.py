@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from cliplab.bundle import load_model
-from cliplab.train.checkpoint import CheckpointManager
 from cliplab.checkpoint_files.manifest import verify_checkpoint
+from cliplab.model_io import load_model
+from cliplab.train.checkpointing.manager import CheckpointManager
 from cliplab.train.preemption import PREEMPTION_SIGNALS, Preemption, PreemptionHandler, preemption_line
 
 from train_helpers import SMALL_MODEL, assert_same_final_checkpoint

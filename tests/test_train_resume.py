@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from cliplab.train import TrainHooks, train
-from cliplab.train.checkpoint import CheckpointManager
+from cliplab.train.checkpointing.manager import CheckpointManager
 
 from train_helpers import (SMALL_MODEL, assert_same_final_checkpoint, logged_losses, sigkill_after_a_checkpoint,
                            small_config)

@@ -11,9 +11,9 @@ import time
 import pytest
 
 from cliplab.distributed.launch import run_on_workers
+from cliplab.train.checkpointing.run_lock import RunDirectoryInUseError
 from cliplab.train.config import ConfigError
 from cliplab.train.run_dir import claim_run_dir
-from cliplab.train.run_lock import RunDirectoryInUseError
 
 from train_helpers import small_config
 

@@ -5,7 +5,7 @@ import socket
 import subprocess
 import sys
 
-from cliplab.train.checkpoint import CheckpointManager
+from cliplab.train.checkpointing.manager import CheckpointManager
 
 from train_helpers import SMALL_MODEL
 

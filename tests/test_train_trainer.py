@@ -6,12 +6,12 @@ import math
 import pytest
 import torch
 
-from cliplab.bundle import load as load_bundle
 from cliplab.distributed.launch import run_on_workers
+from cliplab.model_io import load as load_bundle
 from cliplab.train import TrainHooks, train
-from cliplab.train.accumulation import LossOutput
-from cliplab.train.optim import log_scale_upper_bound
-from cliplab.train.checkpoint import CheckpointManager
+from cliplab.train.checkpointing.manager import CheckpointManager
+from cliplab.train.step.accumulation import LossOutput
+from cliplab.train.step.optim import log_scale_upper_bound
 
 from train_helpers import ADDED_TERM_NAMES, ADDED_TERMS, SMALL_HEADS, small_config
 

@@ -5,7 +5,7 @@ data position means the same on all of them, so a DDP run of N = 2 checkpointed 
 resumed on N = 1 and N = 4 continues as the uninterrupted N = 2 run did, within 1e-4 relative over
 30 further steps (the order of the gradient sums differs with N, nothing else does). An FSDP2 run
 at N = 4 resumes from that single-file checkpoint too (FSDP2's own, sharded checkpoints are in
-tests/test_train_dcp_checkpointer.py).
+tests/test_train_checkpointing_dcp.py).
 """
 
 import json

@@ -209,7 +209,7 @@ def assert_real_size_round_trip(name: str, preprocess_cfg: dict, directory: Path
     """open_clip's model of built-in `name` at real size with random weights, as a hub directory:
     `cliplab.load_model` reads it with open_clip's features and eval preprocessing, and cliplab's
     export of it is read by open_clip with the same features."""
-    from cliplab.bundle import load_model
+    from cliplab.model_io import load_model
     from cliplab.models.open_clip_config import builtin_open_clip_config
     from cliplab.pretrained.export import export
 

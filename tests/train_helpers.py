@@ -8,9 +8,9 @@ import time
 import torch
 from safetensors.torch import load_file
 
-from cliplab.train.checkpoint import CheckpointManager
+from cliplab.train.checkpointing.manager import CheckpointManager
 from cliplab.train.config import EvalConfig
-from cliplab.train.presets import smoke_config
+from cliplab.train.config.presets import smoke_config
 
 SMALL_MODEL = {"vision.width": 16, "text.width": 32, "text.heads": 2, "text.layers": 1,
                "text.context_length": 20, "embed_dim": 16}

@@ -1,7 +1,7 @@
 """cliplab: train, evaluate and use CLIP-family models.
 
     import cliplab
-    model, preprocess, tokenizer = cliplab.load("logs/tiny-run")    # any checkpoint, see cliplab.bundle
+    model, preprocess, tokenizer = cliplab.load("logs/tiny-run")    # any checkpoint, see cliplab.model_io
     model, preprocess, tokenizer = cliplab.load("ViT-B-32.pt")      # OpenAI, open_clip, Hugging Face too
     image_features = model.encode_image(preprocess(pil_image)[None], normalize=True)   # [1, E]
     classifier = cliplab.zero_shot_classifier(model, tokenizer, ["bag", "coat"], ["a photo of the {}."])  # [C, E]
@@ -27,10 +27,10 @@ from cliplab.lazy_exports import exported_names, lazy_exports
 
 # defining module -> its public names
 _EXPORTS = {
-    "cliplab.bundle": ("load", "load_model", "save"),
+    "cliplab.model_io": ("load", "load_model", "save"),
     "cliplab.eval": ("retrieval_metrics", "zero_shot_classifier"),
     "cliplab.eval.zero_shot": ("build_zero_shot_classifier",),
-    "cliplab.factory": ("create_model_and_transforms", "create_model_from_pretrained", "get_tokenizer", "tokenize"),
+    "cliplab.open_clip_api": ("create_model_and_transforms", "create_model_from_pretrained", "get_tokenizer", "tokenize"),
     "cliplab.models": ("create_model", "list_models"),
     "cliplab.pretrained.export": ("export",),
     "cliplab.pretrained.tags": ("list_pretrained", "list_pretrained_models_by_tag", "list_pretrained_tags_by_model"),
@@ -40,10 +40,10 @@ _EXPORTS = {
 __all__ = exported_names(_EXPORTS)
 
 if TYPE_CHECKING:
-    from cliplab.bundle import load, load_model, save
+    from cliplab.model_io import load, load_model, save
     from cliplab.eval import retrieval_metrics, zero_shot_classifier
     from cliplab.eval.zero_shot import build_zero_shot_classifier
-    from cliplab.factory import create_model_and_transforms, create_model_from_pretrained, get_tokenizer, tokenize
+    from cliplab.open_clip_api import create_model_and_transforms, create_model_from_pretrained, get_tokenizer, tokenize
     from cliplab.models import create_model, list_models
     from cliplab.pretrained.export import export
     from cliplab.pretrained.tags import list_pretrained, list_pretrained_models_by_tag, list_pretrained_tags_by_model

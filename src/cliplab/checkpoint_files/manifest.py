@@ -17,7 +17,7 @@ ever removes checkpoints the run wrote itself.
 
 A manifest proves a checkpoint complete and undamaged, not trustworthy: anyone who can write the
 directory can recompute it. What keeps a hostile file from running code is the readers
-(`cliplab.train.train_state_file`, `cliplab.pretrained.dcp_files`, `cliplab.pretrained.weight_files`).
+(`cliplab.train.checkpointing.payload`, `cliplab.pretrained.dcp_files`, `cliplab.pretrained.weight_files`).
 
 Readers race the run that writes the directory: it prunes old checkpoints (and replaces one of the
 same step) while others read them. A file that disappears while it is verified makes the checkpoint

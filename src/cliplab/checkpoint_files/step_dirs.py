@@ -3,10 +3,10 @@ checkpoint a reader takes.
 
     checkpoints/step_0000150/   one checkpoint; complete and intact when its manifest verifies
     checkpoints/latest          text naming the newest checkpoint written: "step_0000150\\n"
-(written by `cliplab.train.checkpoint.CheckpointManager`).
+(written by `cliplab.train.checkpointing.manager.CheckpointManager`).
 
 `read_pointer` is the one reader of `latest`. `newest_verified` is how every reader chooses:
-resume (`CheckpointManager.find_resumable`) and every reader of a run directory (`cliplab.bundle`:
+resume (`CheckpointManager.find_resumable`) and every reader of a run directory (`cliplab.model_io`:
 `cliplab.load`, eval, classify, embed, export, `--pretrained`) take the newest step directory
 whose manifest verifies, whatever `latest` says, and hear one line per checkpoint skipped with the
 reason. `latest` is read to say what is wrong with it, never trusted.

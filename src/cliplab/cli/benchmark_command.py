@@ -180,7 +180,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _model_name(spec: str, arch: str | None) -> str:
     """The result's `model`: the architecture when named, else the checkpoint's file or folder name."""
-    from cliplab.pretrained.formats import HF_HUB_PREFIX
+    from cliplab.pretrained.formats.prefixes import HF_HUB_PREFIX
 
     return arch or Path(spec[len(HF_HUB_PREFIX):] if spec.startswith(HF_HUB_PREFIX) else spec.rstrip("/")).name
 
@@ -192,7 +192,7 @@ def _progress(what: str, total: int, unit: str):
 
 
 def _load(spec: str, arch: str | None, device, precision: str):
-    from cliplab.bundle import load_model
+    from cliplab.model_io import load_model
     from cliplab.eval.benchmark import BenchmarkModel
     from cliplab.eval.feature_cache import checkpoint_fingerprint
     from cliplab.eval.split_features import autocast_for

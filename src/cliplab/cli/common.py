@@ -94,8 +94,8 @@ def resolve_device(text: str | None):
 
 def load_for_use(checkpoint: str | Path, device: str | None):
     """The model, preprocess and tokenizer of CHECKPOINT (any path `cliplab.load` accepts) on
-    --device `device` (None: cuda when available), as a `cliplab.bundle.LoadedModel`."""
-    from cliplab.bundle import load_model
+    --device `device` (None: cuda when available), as a `cliplab.model_io.LoadedModel`."""
+    from cliplab.model_io import load_model
 
     return load_model(checkpoint, device=resolve_device(device))
 

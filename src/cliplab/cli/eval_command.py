@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from cliplab.cli.common import (add_checkpoint_argument, add_command_parser, finish_model_use_parser, load_for_use,
                                 require_at_least, write_out)
-from cliplab.errors import InvalidInputError, MissingInputError, UserError
+from cliplab.data.sources import SOURCES, data_source
+from cliplab.errors import InvalidInputError, UserError
 
 if TYPE_CHECKING:
     from cliplab.data import DataConfig
 
-RETRIEVAL_DATA_TYPES = ("csv", "webdataset", "parquet")
+# the sources whose data --retrieval-data can name (a built-in one has no location to give)
+RETRIEVAL_DATA_TYPES = tuple(source.name for source in SOURCES if not source.built_in)
 PROGRESS_LINE_INTERVAL_S = 10.0
 
 HELP = "zero-shot accuracy and retrieval metrics of a checkpoint"
@@ -92,7 +94,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     trained_on = run_data_config(loaded.path)
     run_zero_shot = zero_shot_wanted(args, trained_on)
     retrieval_data = retrieval_data_config(args, trained_on)
-    if not run_zero_shot and trained_on is not None and trained_on.dataset_type != "fashion-mnist":
+    if not run_zero_shot and trained_on is not None and data_source(trained_on.dataset_type).zero_shot is None:
         print(f"no Fashion-MNIST zero-shot: the run trained on {trained_on.dataset_type} data (--zero-shot runs it)")
     if not run_zero_shot and retrieval_data is None:
         raise UserError("nothing to evaluate: give --retrieval-data (the run has no validation data to default to)"
@@ -117,7 +119,7 @@ def run_data_config(bundle_dir: Path) -> DataConfig | None:
     """The data section of the training run that `bundle_dir` (a resolved checkpoint) belongs to:
     from <run>/config.json when it is <run>/checkpoints/step_XXXXXXX; None for a bundle saved elsewhere."""
     from cliplab.eval.run_layout import CHECKPOINTS_DIR, RUN_CONFIG_FILE
-    from cliplab.train.config_io import read_data_section
+    from cliplab.train.config.io import read_data_section
 
     config_path = bundle_dir.parent.parent / RUN_CONFIG_FILE
     if bundle_dir.parent.name != CHECKPOINTS_DIR or not config_path.is_file():
@@ -134,7 +136,7 @@ def zero_shot_wanted(args: argparse.Namespace, trained_on: DataConfig | None) ->
         return True
     if trained_on is None:
         return not args.retrieval_data
-    return trained_on.dataset_type == "fashion-mnist"
+    return data_source(trained_on.dataset_type).zero_shot is not None
 
 
 def retrieval_data_config(args: argparse.Namespace, trained_on: DataConfig | None) -> DataConfig | None:
@@ -143,11 +145,15 @@ def retrieval_data_config(args: argparse.Namespace, trained_on: DataConfig | Non
     from cliplab.data import DataConfig
 
     if args.retrieval_data is None:
-        if trained_on is None or trained_on.dataset_type == "fashion-mnist" or trained_on.val_data is None:
+        if trained_on is None or data_source(trained_on.dataset_type).built_in or trained_on.val_data is None:
             return None
         return replace(trained_on, workers=args.workers)
-    if args.dataset_type == "csv" and not Path(args.retrieval_data).is_file():
-        raise MissingInputError(f"--retrieval-data: manifest {args.retrieval_data} does not exist")
+    check = data_source(args.dataset_type).check
+    try:
+        if check is not None:
+            check(args.retrieval_data)
+    except UserError as error:
+        raise type(error)(f"--retrieval-data: {error}") from None
     try:
         return DataConfig(dataset_type=args.dataset_type, val_data=args.retrieval_data, workers=args.workers,
                           csv_img_key=args.csv_img_key, csv_caption_key=args.csv_caption_key,
@@ -219,13 +225,13 @@ def _progress(desc: str, unit: str, count: int | None, max_samples: int | None):
 
 def _retrieval_pairs(data: DataConfig):
     """(the dataset of the retrieval pairs, their count): the dataset read once for map-style data;
-    None for webdataset shards, whose count is --val-num-samples or the one recorded beside them
-    (None when neither says)."""
+    None for a streamed source (webdataset shards), whose count is its `sample_count`
+    (--val-num-samples or the one recorded beside them; None when neither says)."""
     from cliplab.data import build_map_dataset
-    from cliplab.data.shard_counts import count_shard_samples
 
-    if data.dataset_type == "webdataset":
-        return None, data.val_num_samples or count_shard_samples(data.val_data).total
+    source = data_source(data.dataset_type)
+    if source.iterable is not None:
+        return None, source.iterable.sample_count(data, False)
     dataset = build_map_dataset(data, train=False)
     return dataset, len(dataset)
 

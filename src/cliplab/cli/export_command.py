@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from cliplab.errors import UserError
+from cliplab.pretrained.formats import EXPORT_FORMATS, export_form
 
 EPILOG = """\
 formats:
@@ -40,7 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", metavar="CHECKPOINT",
                         help="bundle, run directory, open_clip / OpenAI / Hugging Face checkpoint")
-    parser.add_argument("--format", required=True, choices=("open_clip", "hf", "bundle"), help="what to write")
+    parser.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="what to write")
     add_output_arguments(parser, "output directory")
     parser.add_argument("--hf-tokenizer-name", metavar="NAME",
                         help="open_clip format: text_cfg.hf_tokenizer_name for a Hugging Face tokenizer, the "
@@ -59,16 +60,13 @@ def add_output_arguments(parser: argparse.ArgumentParser, out_help: str) -> None
 
 
 def run(args: argparse.Namespace) -> int:
-    from cliplab.bundle import load_model, save
-    from cliplab.pretrained.export import export, prepare_directory
+    from cliplab.model_io import load_model
+    from cliplab.pretrained.export import export
 
-    if args.hf_tokenizer_name is not None and args.format != "open_clip":
+    if args.hf_tokenizer_name is not None and "hf_tokenizer_name" not in export_form(args.format).options:
         raise UserError(f"--hf-tokenizer-name names an open_clip export's tokenizer; --format is {args.format}")
     loaded = load_model(args.checkpoint, model=args.model)
-    if args.format == "bundle":
-        directory = save(loaded.model, loaded.tokenizer, prepare_directory(args.out, args.force))
-    else:
-        directory = export(loaded.model, loaded.tokenizer, args.out, format=args.format, force=args.force,
-                           hf_tokenizer_name=args.hf_tokenizer_name)
+    directory = export(loaded.model, loaded.tokenizer, args.out, format=args.format, force=args.force,
+                       hf_tokenizer_name=args.hf_tokenizer_name)
     print(f"exported {loaded.path} ({loaded.format}) as {args.format} to {directory}")
     return 0

@@ -79,7 +79,7 @@ def write_report(args: argparse.Namespace) -> Path:
 
 
 def _similarity_figure(args: argparse.Namespace, run_dir: Path, out_dir: Path, notes: list[str]) -> Path | None:
-    from cliplab.bundle import CheckpointNotFoundError
+    from cliplab.model_io import CheckpointNotFoundError
     from cliplab.data import build_eval_loader
     from cliplab.eval.plots import plot_similarity_matrix
     from cliplab.eval.similarity_sample import similarity_sample
@@ -108,16 +108,18 @@ def _similarity_figure(args: argparse.Namespace, run_dir: Path, out_dir: Path, n
 def similarity_data(run_dir: Path, fashion_mnist_dir: str | None) -> tuple[DataConfig, str]:
     """The data config whose evaluation split holds the pairs to show (the run's validation data,
     else its training data), and words for it; from RUN_DIR/config.json."""
+    from cliplab.data.sources import data_source
     from cliplab.eval.run_layout import RUN_CONFIG_FILE
-    from cliplab.train.config_io import read_data_section
+    from cliplab.train.config.io import read_data_section
 
     config_path = run_dir / RUN_CONFIG_FILE
     if not config_path.is_file():
         raise MissingInputError(f"{config_path} does not exist, so the run's data is unknown")
     data = read_data_section(config_path)
-    if data.dataset_type == "fashion-mnist":
+    source = data_source(data.dataset_type)
+    if source.built_in:
         directory = fashion_mnist_dir or data.val_data or data.train_data
-        return replace(data, val_data=directory, train_data=directory), "Fashion-MNIST test split"
+        return replace(data, val_data=directory, train_data=directory), f"{source.title} test split"
     if data.val_data is not None:
         return data, f"validation data ({data.val_data})"
     return (replace(data, val_data=data.train_data, val_num_samples=data.train_num_samples),

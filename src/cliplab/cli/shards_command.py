@@ -70,16 +70,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from cliplab.data import DataConfig, build_map_dataset
     from cliplab.data.csv_dataset import CsvDataset
-    from cliplab.data.fashion_mnist import FashionMnistDataset
-    from cliplab.data.shards import dataset_records, write_shards
+    from cliplab.data.webdataset_writer import dataset_records, write_shards
+    from cliplab.data.sources import SOURCES
 
     require_at_least("--samples-per-shard", args.samples_per_shard, 1)
     require_at_least("--max-samples", args.max_samples, 1)
     if args.layout == "clip_benchmark":
         return _clip_benchmark_layout(args)
-    if args.source == "fashion-mnist":
-        dataset = FashionMnistDataset(split=args.split, data_dir=args.data_dir, caption_seed=args.caption_seed)
+    if args.source in {source.name for source in SOURCES if source.built_in}:
+        config = DataConfig(dataset_type=args.source, train_data=args.data_dir, val_data=args.data_dir,
+                            caption_seed=args.caption_seed)
+        dataset = build_map_dataset(config, train=args.split == "train")
         prefix = args.prefix or args.split
     else:
         dataset = CsvDataset(args.source, img_key=args.csv_img_key, caption_key=args.csv_caption_key,

@@ -285,7 +285,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Dotted key -> value: --set pairs first, then the explicit flags (which win)."""
-    from cliplab.train.config_io import parse_override
+    from cliplab.train.config.io import parse_override
 
     overrides: dict[str, Any] = {}
     for text in args.set_overrides:

@@ -33,7 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from cliplab.bundle import load_model, save
+    from cliplab.model_io import load_model, save
     from cliplab.pretrained.export import prepare_directory
     from cliplab.pretrained.wise_ft import wise_ft
 

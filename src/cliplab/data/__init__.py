@@ -1,8 +1,9 @@
 """Datasets, captions and loaders for CLIP training.
 
-Sources: the built-in Fashion-MNIST with generated captions (`fashion_mnist.py`), CSV/TSV manifests
-(`csv_dataset.py`), webdataset tar shards (`webdataset_source.py`, written by `shards.py`, counted by
-`shard_counts.py`) and parquet files (`parquet_dataset.py`, needs pyarrow, imported on first use).
+Sources (the registry `sources.SOURCES`, one entry per `dataset_type`): the built-in Fashion-MNIST
+with generated captions (`fashion_mnist.py`), CSV/TSV manifests (`csv_dataset.py`), webdataset tar
+shards (`webdataset_source.py`, written by `webdataset_writer.py`, counted by `webdataset_counts.py`) and parquet
+files (`parquet_dataset.py`, needs pyarrow, imported on first use).
 `caption_corpus.caption_corpus(config)` gives the captions to train a tokenizer on.
 `loader.build_train_loader` / `build_eval_loader` turn a `DataConfig` into batches of
 `images float [B,3,H,W]`, `tokens long [B,T]`, `sample_ids long [B]`, `labels long [B]`,
@@ -27,7 +28,7 @@ _EXPORTS = {
     "cliplab.data.loader": ("build_eval_loader", "build_map_dataset", "build_train_loader"),
     "cliplab.data.sampler": ("ResumableDistributedBatchSampler", "SequentialEvalBatchSampler"),
     "cliplab.data.samples": ("BadSampleError", "RawSample", "TooManyBadSamplesError"),
-    "cliplab.data.shards": ("write_shards",),
+    "cliplab.data.webdataset_writer": ("write_shards",),
     "cliplab.data.skipping": ("SkipStats",),
     "cliplab.data.tokenizer": ("Tokenizer",),
     "cliplab.data.transforms": ("image_transform",),

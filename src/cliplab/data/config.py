@@ -1,19 +1,22 @@
-"""`DataConfig`: where the data comes from and how it is loaded (open_clip's flag names)."""
+"""`DataConfig`: where the data comes from and how it is loaded (open_clip's flag names).
+`dataset_type` names a source of `cliplab.data.sources.SOURCES` (`DATASET_TYPES`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-DATASET_TYPES = ("fashion-mnist", "csv", "webdataset", "parquet")
+from cliplab.config_checks import check_int_at_least, require, require_together
+from cliplab.data.sources import DATASET_TYPES, data_source
 
 
 @dataclass(kw_only=True)
 class DataConfig:
     """What to load for training and evaluation.
 
-    dataset_type: "fashion-mnist" (built in; train_data / val_data optionally name the directory
-        holding its idx files), "csv" (train_data / val_data are manifests), "webdataset" (brace
-        patterns of tar shards) or "parquet" (a parquet file, a directory of them, or a glob).
+    dataset_type: a registered source (`cliplab.data.sources`, docs/data.md): "fashion-mnist"
+        (built in; train_data / val_data optionally name the directory holding its idx files),
+        "csv" (train_data / val_data are manifests), "webdataset" (brace patterns of tar shards)
+        or "parquet" (a parquet file, a directory of them, or a glob).
     csv_label_key: optional integer label column of a manifest.
     parquet_image_key / parquet_caption_key: the image column (encoded bytes, or {"bytes", "path"}
         structs) and the caption column of parquet data; None takes the first that exists of
@@ -21,7 +24,7 @@ class DataConfig:
         label column.
     train_num_samples: samples per epoch. For map-style datasets it defaults to the dataset size
         (fewer takes a seeded subset, more repeats it); for webdataset, to the count recorded next to
-        the shards (`shard_counts.py`), an error at loader start when there is none.
+        the shards (`webdataset_counts.py`), an error at loader start when there is none.
     val_num_samples: webdataset only, gives the evaluation loader its batch count (default: the
         count recorded next to the shards, where there is one).
     max_skip_fraction: the run stops once more than this share of the samples drawn in an epoch were
@@ -53,26 +56,22 @@ class DataConfig:
     cache_dir: str | None = None
 
     def __post_init__(self) -> None:
-        if self.dataset_type not in DATASET_TYPES:
-            raise ValueError(f"dataset_type must be one of {DATASET_TYPES}, got "
-                             f"{self.dataset_type!r}")
-        if self.dataset_type != "fashion-mnist" and not (self.train_data or self.val_data):
-            raise ValueError(f"dataset_type {self.dataset_type!r} needs train_data and/or val_data")
+        # Keys of a section `cliplab.train.config.io` reports whole: "config section 'data': ..."
+        require_together(data_source(self.dataset_type).built_in or bool(self.train_data or self.val_data),
+                         "train_data", f"dataset_type {self.dataset_type!r} needs train_data and/or val_data")
         for name in ("train_num_samples", "val_num_samples"):
             value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1 when given, got {value}")
+            require(value is None or value >= 1, name, value, "must be >= 1 when given", quoted=False)
         for name in ("parquet_image_key", "parquet_caption_key", "parquet_label_key"):
-            if getattr(self, name) == "":
-                raise ValueError(f"{name} must name a column (or be null for the default), got ''")
-        if len(self.csv_separator) != 1:
-            raise ValueError(f"csv_separator must be one character, got {self.csv_separator!r}")
-        if self.shuffle_buffer < 1:
-            raise ValueError(f"shuffle_buffer must be >= 1, got {self.shuffle_buffer}")
-        if self.workers < 0:
-            raise ValueError(f"workers must be >= 0, got {self.workers}")
-        if not 0.0 <= self.max_skip_fraction < 1.0:
-            raise ValueError(f"max_skip_fraction must be in [0, 1), got {self.max_skip_fraction}")
-        if self.skip_check_min_samples < 1:
-            raise ValueError(f"skip_check_min_samples must be >= 1, got "
-                             f"{self.skip_check_min_samples}")
+            require(getattr(self, name) != "", name, "", "must name a column (or be null for the default)",
+                    quoted=False)
+        require(len(self.csv_separator) == 1, "csv_separator", self.csv_separator, "must be one character",
+                quoted=False)
+        check_int_at_least("shuffle_buffer", self.shuffle_buffer, 1, quoted=False)
+        check_int_at_least("workers", self.workers, 0, quoted=False)
+        require(0.0 <= self.max_skip_fraction < 1.0, "max_skip_fraction", self.max_skip_fraction,
+                "must be in [0, 1)", quoted=False)
+        check_int_at_least("skip_check_min_samples", self.skip_check_min_samples, 1, quoted=False)
+
+
+__all__ = ["DATASET_TYPES", "DataConfig"]

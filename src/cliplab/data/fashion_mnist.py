@@ -35,11 +35,6 @@ FASHION_MNIST_TEMPLATES = (
     "the {}, seen from the front.",
 )
 
-# The training split's pixel mean and standard deviation, in [0, 1] (grayscale: the same in R, G
-# and B), which the tiny model configs normalise with.
-FASHION_MNIST_MEAN = (0.286, 0.286, 0.286)
-FASHION_MNIST_STD = (0.353, 0.353, 0.353)
-
 FASHION_MNIST_CAPTION_VOCABULARY = CaptionVocabulary(
     synonyms=(
         ("t-shirt", "tee", "top", "tee shirt", "short-sleeved top", "casual t-shirt"),

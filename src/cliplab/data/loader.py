@@ -1,4 +1,6 @@
-"""Building the training and evaluation loaders from a DataConfig.
+"""Building the training and evaluation loaders from a DataConfig, for any registered source
+(`cliplab.data.sources`): a map-style source's dataset is sampled here, a streamed one brings its
+own batches.
 
 Build a new training loader every epoch (`epoch=` seeds its order and captions); to resume inside
 an epoch pass the index of the first batch not yet trained on as `start_batch`. Both builders
@@ -16,44 +18,24 @@ from torch.utils.data import DataLoader
 
 from cliplab.data.batching import MapBatchAssembler, Tokenize, Transform, identity_collate
 from cliplab.data.config import DataConfig
-from cliplab.data.csv_dataset import CsvDataset
-from cliplab.data.fashion_mnist import FashionMnistDataset
 from cliplab.data.fashion_mnist_files import Fetcher, urllib_fetch
 from cliplab.data.sampler import ResumableDistributedBatchSampler, SequentialEvalBatchSampler
 from cliplab.data.samples import MapDataset
-from cliplab.data.shard_counts import count_shard_samples
 from cliplab.data.skipping import AccountedLoader
-from cliplab.data.webdataset_source import WebDatasetBatches
-from cliplab.errors import UserError
+from cliplab.data.sources import data_source
+from cliplab.errors import InvalidInputError
 
 
 def build_map_dataset(config: DataConfig, *, train: bool,
                       fetch: Fetcher = urllib_fetch) -> MapDataset:
-    """The map-style dataset of the train (train=True) or evaluation split; not for webdataset.
-
-    Parquet data needs pyarrow (the `parquet` extra) and imports it only here.
-    """
-    location = config.train_data if train else config.val_data
-    if config.dataset_type == "fashion-mnist":
-        return FashionMnistDataset(
-            split="train" if train else "test", data_dir=location or config.train_data,
-            caption_seed=config.caption_seed, cache_dir=config.cache_dir,
-            download=config.fashion_mnist_download, fetch=fetch)
-    if config.dataset_type == "csv":
-        if location is None:
-            raise ValueError(f"csv data: {'train_data' if train else 'val_data'} is not set")
-        return CsvDataset(location, img_key=config.csv_img_key,
-                          caption_key=config.csv_caption_key, separator=config.csv_separator,
-                          label_key=config.csv_label_key)
-    if config.dataset_type == "parquet":
-        from cliplab.data.parquet_dataset import ParquetDataset
-
-        if location is None:
-            raise UserError(f"parquet data: {'train_data' if train else 'val_data'} is not set")
-        return ParquetDataset(location, image_key=config.parquet_image_key,
-                              caption_key=config.parquet_caption_key,
-                              label_key=config.parquet_label_key)
-    raise ValueError(f"dataset_type {config.dataset_type!r} is not map-style")
+    """The map-style dataset of the train (train=True) or evaluation split; not for a streamed
+    source (webdataset). Its source's reader is imported here (parquet's needs pyarrow)."""
+    source = data_source(config.dataset_type)
+    if source.map_style is None:
+        raise ValueError(f"dataset_type {config.dataset_type!r} is not map-style")
+    if not source.built_in and (config.train_data if train else config.val_data) is None:
+        raise InvalidInputError(f"{source.name} data: {'train_data' if train else 'val_data'} is not set")
+    return source.map_style.open(config, train, fetch)
 
 
 def _resolve_loading(config: DataConfig, workers: int | None,
@@ -79,29 +61,25 @@ def build_train_loader(data_config: DataConfig, *, transform: Transform, tokeniz
     """This rank's training loader for `epoch`, starting at batch `start_batch`.
 
     An epoch is `train_num_samples` samples; for webdataset shards without it, the count recorded
-    next to them (`shard_counts.py`), or a UserError saying how to give one.
+    next to them (`webdataset_counts.py`), or a UserError saying how to give one.
 
     Returns (loader, num_batches): num_batches is the epoch's full batch count per rank, equal on
     every rank; the loader yields batches start_batch .. num_batches - 1, each of exactly
     `batch_size` samples. workers defaults to data_config.workers, pin_memory to CUDA being present.
     `dataset` reuses a map-style dataset built once with `build_map_dataset` (else built here).
     """
-    if data_config.train_data is None and data_config.dataset_type != "fashion-mnist":
+    source = data_source(data_config.dataset_type)
+    if data_config.train_data is None and not source.built_in:
         raise ValueError(f"dataset_type {data_config.dataset_type!r}: train_data is not set")
     workers, pin_memory = _resolve_loading(data_config, workers, pin_memory)
-    if data_config.dataset_type == "webdataset":
-        num_samples = data_config.train_num_samples
-        if num_samples is None:
-            num_samples = count_shard_samples(data_config.train_data).required(
-                flag="--train-num-samples", key="data.train_num_samples")
+    if source.iterable is not None:
+        num_samples = source.iterable.sample_count(data_config, True)
         num_batches = math.ceil(num_samples / (batch_size * world_size))
         if not 0 <= start_batch <= num_batches:
             raise ValueError(f"start_batch must be in [0, {num_batches}], got {start_batch}")
-        batches = WebDatasetBatches(
-            data_config.train_data, transform=transform, tokenize=tokenize, batch_size=batch_size,
-            rank=rank, world_size=world_size, seed=seed, epoch=epoch, num_batches=num_batches,
-            start_batch=start_batch, resampled=data_config.dataset_resampled,
-            shuffle_buffer=data_config.shuffle_buffer)
+        batches = source.iterable.batches(
+            data_config, True, transform=transform, tokenize=tokenize, batch_size=batch_size, rank=rank,
+            world_size=world_size, seed=seed, epoch=epoch, num_batches=num_batches, start_batch=start_batch)
         loader = _data_loader(batches, sampler=None, workers=workers, pin_memory=pin_memory)
     else:
         dataset = dataset if dataset is not None else build_map_dataset(data_config, train=True)
@@ -131,16 +109,14 @@ def build_eval_loader(data_config: DataConfig, *, transform: Transform, tokenize
     val_num_samples nor recorded next to them).
     """
     workers, pin_memory = _resolve_loading(data_config, workers, pin_memory)
-    if data_config.dataset_type == "webdataset":
+    source = data_source(data_config.dataset_type)
+    if source.iterable is not None:
         if data_config.val_data is None:
-            raise ValueError("dataset_type 'webdataset': val_data is not set")
-        batches = WebDatasetBatches(
-            data_config.val_data, transform=transform, tokenize=tokenize, batch_size=batch_size,
-            rank=rank, world_size=world_size, seed=0, epoch=0, num_batches=None)
+            raise ValueError(f"dataset_type {source.name!r}: val_data is not set")
+        batches = source.iterable.batches(data_config, False, transform=transform, tokenize=tokenize,
+                                          batch_size=batch_size, rank=rank, world_size=world_size)
         loader = _data_loader(batches, sampler=None, workers=workers, pin_memory=pin_memory)
-        num_samples = data_config.val_num_samples
-        if num_samples is None:
-            num_samples = count_shard_samples(data_config.val_data).total
+        num_samples = source.iterable.sample_count(data_config, False)
         num_batches = (None if num_samples is None else
                        math.ceil(num_samples / (batch_size * world_size)))
     else:
@@ -160,6 +136,6 @@ def build_eval_loader(data_config: DataConfig, *, transform: Transform, tokenize
 
 def _describe(config: DataConfig, *, train: bool) -> str:
     location = config.train_data if train else config.val_data
-    if config.dataset_type == "fashion-mnist":
-        return f"fashion-mnist {'train' if train else 'test'} split"
+    if data_source(config.dataset_type).built_in:
+        return f"{config.dataset_type} {'train' if train else 'test'} split"
     return f"{config.dataset_type} {Path(location).name if location else ''}".strip()

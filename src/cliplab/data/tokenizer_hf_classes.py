@@ -43,6 +43,7 @@ from tokenizers import decoders, models, normalizers, pre_tokenizers
 from cliplab.data.tokenizer_hf_files import (CLIP_DEFAULT_TOKENS, MERGES_TXT, TOKEN_KEYS, TOKENIZER_JSON,
                                              VOCAB_JSON, added_token, json_merges, read_json, token_content)
 from cliplab.errors import UserError
+from cliplab.file_names import HF_CONFIG_FILE
 
 SPIECE_MODEL = "spiece.model"
 SPIECE_UNDERLINE = "▁"
@@ -148,7 +149,7 @@ def has_tokenizer_files(directory: Path) -> bool:
 
 
 def _model_type(directory: Path) -> str | None:
-    config = directory / "config.json"
+    config = directory / HF_CONFIG_FILE
     return read_json(config).get("model_type") if config.is_file() else None
 
 

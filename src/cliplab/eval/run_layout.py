@@ -1,6 +1,6 @@
 """The files of a training run directory `<logs>/<name>/`: what training writes, what the commands read.
 
-    config.json        the resolved TrainConfig (RUN_CONFIG_FILE; a bundle's config.json is a ModelConfig)
+    config.json        the resolved TrainConfig (RUN_CONFIG_FILE; `cliplab.file_names` tells the three apart)
     metrics.jsonl      one JSON record per line (METRICS_FILE)
     summary.json       the run's outcome (SUMMARY_FILE)
     tensorboard/       event files (TENSORBOARD_DIR)
@@ -14,8 +14,8 @@
 """
 
 from cliplab.checkpoint_files.step_dirs import CHECKPOINTS_DIR, LATEST_FILE  # listed here with the rest
+from cliplab.file_names import RUN_CONFIG_FILE  # one of three config.json (see there)
 
-RUN_CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 TENSORBOARD_DIR = "tensorboard"

@@ -40,8 +40,7 @@ from cliplab.losses.common import (
     validate_max_logit_scale,
 )
 from cliplab.losses.gather import LossWorld
-
-SIGLIP_DIST_IMPLS = ("bidir", "shift", "reduce", "gather")
+from cliplab.losses.siglip_exchanges import SIGLIP_DIST_IMPLS
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -19,11 +19,11 @@ from pathlib import Path
 from types import ModuleType
 
 from cliplab.errors import MissingModelFilesError, UserError
+from cliplab.file_names import HF_CONFIG_FILE
 from cliplab.models.meta_build import torch_initialisers
-from cliplab.pretrained.formats import HF_WEIGHT_FILES
+from cliplab.pretrained.formats.hf import HF_WEIGHT_FILES
 from cliplab.pretrained.hf_cache import cached_repo_dir, hub_cache_dir
 
-HF_CONFIG_FILE = "config.json"
 EXTRA = "pip install 'cliplab[hf]'"
 
 

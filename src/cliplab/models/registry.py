@@ -85,7 +85,7 @@ def _config_values(name_or_path: str | Path) -> dict:
     if not path.is_file():
         raise UnknownModelError(name)
     values = read_json_object(path, f"model config {str(path)!r}")
-    # A saved model's config.json also records its file format (see cliplab.bundle); the
+    # A saved model's config.json also records its file format (see cliplab.model_io); the
     # architecture is everything else.
     return {key: value for key, value in values.items() if key not in FILE_METADATA_KEYS}
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
 
+from cliplab import config_checks
 from cliplab.models.layers.activations import ACTIVATIONS
 
 VISION_KINDS = ("vit", "conv", "resnet")  # the families whose config is VisionConfig
@@ -28,30 +29,18 @@ RESNET_STAGES = 4
 RESNET_STRIDE = 32
 
 
-def check_positive_int(name: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
-def check_probability(name: str, value: Any) -> None:
-    if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be a float in [0, 1), got {value!r}")
-
-
-def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+# A model's architecture names its keys as the model JSON spells them ("vision.width must be ..."):
+# the checks of `cliplab.config_checks`, keys not quoted.
+check_positive_int = partial(config_checks.check_positive_int, quoted=False)
+check_probability = partial(config_checks.check_probability, quoted=False)
+check_choice = partial(config_checks.check_choice, quoted=False)
+check_bool = partial(config_checks.check_bool, quoted=False)
 
 
 def check_heads(prefix: str, width: int, heads: int) -> None:
     check_positive_int(f"{prefix}.heads", heads)
-    if width % heads:
-        raise ValueError(f"{prefix}.width ({width}) must be divisible by {prefix}.heads ({heads})")
-
-
-def check_bool(name: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be a bool, got {value!r}")
+    config_checks.require_together(width % heads == 0, f"{prefix}.heads",
+                                   f"{prefix}.width ({width}) must be divisible by {prefix}.heads ({heads})")
 
 
 def check_block_options(prefix: str, config) -> None:

@@ -1,7 +1,8 @@
 """Extra training objectives of the x-clip family, composed around the main contrastive loss.
 
 `build_objectives(config, model, tokenizer)` checks at start-up that the model supports every
-enabled term and returns an `Objectives` module; see docs/objectives.md.
+enabled term and returns an `Objectives` module; see docs/objectives.md. The terms are the entries
+of `cliplab.objectives.terms.OBJECTIVE_TERMS` (how to add one: that package's docstring).
 """
 
 from cliplab.lazy_exports import exported_names, lazy_exports
@@ -9,11 +10,17 @@ from cliplab.lazy_exports import exported_names, lazy_exports
 # defining module -> its public names; imported on first use, so that the configs (read by the
 # CLI's --help) import without torch
 _EXPORTS = {
-    "cliplab.objectives.builder": ("UnsupportedObjectiveError", "build_objectives"),
-    "cliplab.objectives.config": ("AugmentConfig", "ContrastiveConfig", "FilipConfig", "MlmConfig",
-                                  "MultiviewConfig", "ObjectivesConfig", "SimClrConfig", "SimRegConfig",
-                                  "SimSiamConfig"),
+    "cliplab.objectives.builder": ("build_objectives",),
+    "cliplab.objectives.config": ("AugmentConfig", "ObjectivesConfig"),
     "cliplab.objectives.objectives": ("Objectives",),
+    "cliplab.objectives.terms": ("OBJECTIVE_TERMS", "ObjectiveTerm", "UnsupportedObjectiveError"),
+    "cliplab.objectives.terms.contrastive": ("ContrastiveConfig",),
+    "cliplab.objectives.terms.filip": ("FilipConfig",),
+    "cliplab.objectives.terms.mlm": ("MlmConfig",),
+    "cliplab.objectives.terms.multiview": ("MultiviewConfig",),
+    "cliplab.objectives.terms.sim_reg": ("SimRegConfig",),
+    "cliplab.objectives.terms.simclr": ("SimClrConfig",),
+    "cliplab.objectives.terms.simsiam": ("SimSiamConfig",),
 }
 
 __all__ = exported_names(_EXPORTS)

@@ -21,27 +21,21 @@ from collections.abc import Iterable, Mapping
 import torch
 import torch.nn as nn
 
-from cliplab.losses.xclip.dcl import global_contrastive_loss
-from cliplab.losses.xclip.filip import filip_loss
-from cliplab.losses.xclip.mlm import mask_tokens, mlm_loss
-from cliplab.losses.xclip.multiview import multiview_contrastive_loss
-from cliplab.losses.xclip.sim_reg import similarity_regularization_loss
-from cliplab.losses.xclip.simclr import simclr_loss
-from cliplab.losses.xclip.simsiam import simsiam_loss
-from cliplab.objectives.augment import drop_tokens, random_resized_crop_and_flip
 from cliplab.objectives.config import ObjectivesConfig
-from cliplab.objectives.heads import ExtraLatentProjections, MlmHead, SimClrHead, SimSiamHead
+from cliplab.objectives.term_inputs import TermInputs
+from cliplab.objectives.terms import OBJECTIVE_TERMS, HeadSizes, ObjectiveTerm, Vocabulary, objective_term
 
 
 class Objectives(nn.Module):
-    """The enabled terms and their heads.
+    """The enabled terms (`OBJECTIVE_TERMS`' entries whose section is on) and their heads.
 
     config: the objectives section. embed_dim: E of the model's pooled latents (needed by the
-    extra projection, SimSiam and SimCLR). text_width: W of
-    the text tower's hidden states (MLM head input). vocab_size: tokenizer vocabulary (MLM head
-    output, random replacements). protected_ids: token ids never masked nor dropped (specials and
-    padding). pad_id / mask_id: the tokenizer's. seed: the augmentation and masking generator's seed.
-    Heads exist only for enabled terms. Prefer `build_objectives`, which also checks the model.
+    extra projection, SimSiam and SimCLR). text_width: W of the text tower's hidden states (MLM head
+    input). vocab_size: tokenizer vocabulary (MLM head output, random replacements). protected_ids:
+    token ids never masked nor dropped (specials and padding). pad_id / mask_id: the tokenizer's.
+    seed: the augmentation and masking generator's seed. Heads exist only for enabled terms, each an
+    attribute named by its entry's `head_name` (None when off). Prefer `build_objectives`, which
+    also checks the model.
 
     The draws of forward call k come from a generator seeded with (seed, k) alone, and k is in the
     state dict (extra state, equal on every rank), so a run resumed from a checkpoint draws the same
@@ -74,26 +68,24 @@ class Objectives(nn.Module):
         self.generator = torch.Generator()
         self._seed_generator_for_next_call()
 
-        needs_embed_dim = [name for name, on in (
-            ("contrastive.extra_latent_projection", config.contrastive.extra_latent_projection),
-            ("simsiam", config.simsiam.enabled), ("simclr", config.simclr.enabled)) if on]
-        if needs_embed_dim and not (isinstance(embed_dim, int) and embed_dim > 0):
-            raise ValueError(f"embed_dim must be a positive int for {needs_embed_dim}, got {embed_dim!r}")
-        if config.multiview.enabled and config.multiview.augment_texts and pad_id is None:
-            raise ValueError("pad_id is needed to augment texts for the multiview term")
-        self.extra_projections = (ExtraLatentProjections(embed_dim)
-                                  if config.contrastive.extra_latent_projection else None)
-        self.mlm_head = None
-        if config.mlm.enabled:
-            if text_width is None or vocab_size is None or mask_id is None:
-                raise ValueError("the mlm term needs text_width, vocab_size and mask_id")
-            self.mlm_head = MlmHead(text_width, vocab_size)
-        self.simsiam_head = None
-        if config.simsiam.enabled:
-            self.simsiam_head = SimSiamHead(embed_dim, config.simsiam.hidden_dim, config.simsiam.projection_dim,
-                                            config.simsiam.predictor_hidden_dim)
-        self.simclr_head = (SimClrHead(embed_dim, config.simclr.hidden_dim, config.simclr.projection_dim)
-                            if config.simclr.enabled else None)
+        self.enabled_terms: tuple[ObjectiveTerm, ...] = tuple(
+            term for term in OBJECTIVE_TERMS if term.enabled(self._section(term)))
+        sizes = HeadSizes(embed_dim=embed_dim, text_width=text_width, vocab_size=vocab_size, pad_id=pad_id,
+                          mask_id=mask_id)
+        for term in self.enabled_terms:
+            missing = sizes.missing(term.needs(self._section(term)))
+            if missing:
+                raise ValueError(f"the {term.section} term needs {missing}, got "
+                                 f"{ {name: getattr(sizes, name) for name in missing} }")
+        for term in OBJECTIVE_TERMS:
+            if term.head_name is not None:
+                enabled = term in self.enabled_terms
+                setattr(self, term.head_name, term.head(self._section(term), sizes) if enabled else None)
+        self.image_view_count = max((term.image_views(self._section(term)) for term in self.enabled_terms),
+                                    default=0)
+
+    def _section(self, term: ObjectiveTerm):
+        return getattr(self.config, term.section)
 
     @property
     def replaces_contrastive_loss(self) -> bool:
@@ -103,23 +95,15 @@ class Objectives(nn.Module):
 
     @property
     def contrastive_term_name(self) -> str | None:
+        """The name of the main contrastive term when it is computed here (`dcl_loss` / `clip_loss`)."""
         if not self.replaces_contrastive_loss:
             return None
-        return "dcl_loss" if self.config.contrastive.decoupled else "clip_loss"
+        return objective_term("contrastive").loss_name(self.config.contrastive)
 
     @property
     def weights(self) -> dict[str, float]:
         """Term name -> weight, for every term `forward` returns (in that order)."""
-        config = self.config
-        weights = {}
-        if self.contrastive_term_name is not None:
-            weights[self.contrastive_term_name] = config.contrastive.weight
-        for name, section in (("filip_loss", config.filip), ("mlm_loss", config.mlm),
-                              ("simsiam_loss", config.simsiam), ("simclr_loss", config.simclr),
-                              ("multiview_loss", config.multiview), ("sim_reg_loss", config.sim_reg)):
-            if section.enabled:
-                weights[name] = section.weight
-        return weights
+        return {term.loss_name(self._section(term)): term.weight(self._section(term)) for term in self.enabled_terms}
 
     @property
     def term_names(self) -> list[str]:
@@ -156,7 +140,7 @@ class Objectives(nn.Module):
 
     def forward(self, model: nn.Module, batch: Mapping[str, torch.Tensor],
                 model_outputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The unweighted value of every enabled term (names in `weights`).
+        """The unweighted value of every enabled term (names in `weights`), in table order.
 
         model: the (unwrapped or DDP-wrapped) CLIP model the outputs came from; batch: the loader's
         dict with images [B, 3, H, W] float and tokens [B, T] long; model_outputs: model(images,
@@ -164,106 +148,24 @@ class Objectives(nn.Module):
         Every returned value is a 0-d fp32 tensor; the in-batch-negative terms are global-batch
         losses identical on every rank (gradient convention in cliplab.losses.xclip.global_batch).
         """
-        model = getattr(model, "module", model)
         images, tokens = _batch_tensors(batch)
         image_features, text_features, logit_scale = _model_output_tensors(model_outputs)
-        config = self.config
+        inputs = TermInputs(
+            model=getattr(model, "module", model), images=images, tokens=tokens, image_features=image_features,
+            text_features=text_features, logit_scale=logit_scale, decoupled=self.config.contrastive.decoupled,
+            augment=self.config.augment, generator=self.generator,
+            vocabulary=Vocabulary(protected_ids=self.protected_ids, pad_id=self.pad_id, mask_id=self.mask_id,
+                                  vocab_size=self.vocab_size),
+            # the contrastive term's head, which multiview's augmented views are projected with too
+            extra_projections=self.extra_projections, image_view_count=self.image_view_count)
         terms: dict[str, torch.Tensor] = {}
-
-        image_features_i2t = text_features_i2t = None
-        if self.extra_projections is not None:
-            image_features_i2t, text_features_i2t = self.extra_projections(image_features, text_features)
-        if self.contrastive_term_name is not None:
-            terms[self.contrastive_term_name] = global_contrastive_loss(
-                image_features, text_features, logit_scale, decoupled=config.contrastive.decoupled,
-                image_features_i2t=image_features_i2t, text_features_i2t=text_features_i2t)
-
-        if config.filip.enabled:
-            image_tokens = model.encode_image_tokens(images)
-            text_tokens, text_mask = model.encode_text_tokens(tokens)
-            terms["filip_loss"] = filip_loss(image_tokens, text_tokens, text_mask, logit_scale,
-                                             decoupled=config.contrastive.decoupled,
-                                             tile_size=config.filip.tile_size)
-
-        if self.mlm_head is not None:
-            terms["mlm_loss"] = self._mlm_loss(model, tokens)
-
-        image_views = self._augmented_image_features(model, images)
-        if self.simsiam_head is not None:
-            projections_1, predictions_1 = self.simsiam_head(image_views[0])
-            projections_2, predictions_2 = self.simsiam_head(image_views[1])
-            terms["simsiam_loss"] = simsiam_loss(predictions_1, predictions_2, projections_1, projections_2)
-        if self.simclr_head is not None:
-            terms["simclr_loss"] = simclr_loss(self.simclr_head(image_views[0]), self.simclr_head(image_views[1]),
-                                               temperature=config.simclr.temperature)
-
-        if config.multiview.enabled:
-            terms["multiview_loss"] = self._multiview_loss(
-                model, tokens, logit_scale, image_features=image_features, text_features=text_features,
-                image_features_i2t=image_features_i2t, text_features_i2t=text_features_i2t,
-                augmented_image_features=image_views[:1])
-
-        if config.sim_reg.enabled:
-            terms["sim_reg_loss"] = similarity_regularization_loss(image_features, text_features)
+        for term in self.enabled_terms:
+            section = self._section(term)
+            head = getattr(self, term.head_name) if term.head_name is not None else None
+            terms[term.loss_name(section)] = term.loss(inputs, section, head)
         self.calls += 1
         self._seed_generator_for_next_call()
         return terms
-
-    def _mlm_loss(self, model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
-        config = self.config.mlm
-        masked = mask_tokens(tokens, protected_ids=self.protected_ids, mask_id=self.mask_id,
-                             vocab_size=self.vocab_size, mask_probability=config.mask_probability,
-                             mask_token_fraction=config.mask_token_fraction,
-                             random_token_fraction=config.random_token_fraction, generator=self.generator)
-        hidden = model.text_tower.forward_tokens(masked.input_tokens)  # [B, T, W]
-        selected_logits = self.mlm_head(hidden[masked.selected])  # [M, V]
-        return mlm_loss(selected_logits, masked.target_tokens[masked.selected])
-
-    def _augmented_image_features(self, model: nn.Module, images: torch.Tensor) -> list[torch.Tensor]:
-        """Pooled, unnormalised latents [B, E] of the augmented image views the terms need: two for
-        SimSiam/SimCLR, whose first also serves multiview; one for multiview alone. One encoder
-        call over all views."""
-        config = self.config
-        view_count = 2 if (config.simsiam.enabled or config.simclr.enabled) else int(
-            config.multiview.enabled and config.multiview.augment_images)
-        if view_count == 0:
-            return []
-        augment = config.augment
-        views = [random_resized_crop_and_flip(images, crop_scale=augment.crop_scale, crop_ratio=augment.crop_ratio,
-                                              flip_probability=augment.flip_probability, generator=self.generator)
-                 for _ in range(view_count)]
-        return list(model.encode_image(torch.cat(views), normalize=False).chunk(view_count))
-
-    def _multiview_loss(
-        self,
-        model: nn.Module,
-        tokens: torch.Tensor,
-        logit_scale: torch.Tensor,
-        *,
-        image_features: torch.Tensor,
-        text_features: torch.Tensor,
-        image_features_i2t: torch.Tensor | None,
-        text_features_i2t: torch.Tensor | None,
-        augmented_image_features: list[torch.Tensor],
-    ) -> torch.Tensor:
-        """Views: the originals, plus the first augmented image view and a token-dropped text."""
-        config = self.config
-        image_view_features = [image_features] + (augmented_image_features if config.multiview.augment_images
-                                                  else [])
-        text_view_features = [text_features]
-        if config.multiview.augment_texts:
-            augmented_tokens = drop_tokens(tokens, protected_ids=self.protected_ids, pad_id=self.pad_id,
-                                           drop_probability=config.augment.token_drop_probability,
-                                           generator=self.generator)
-            text_view_features.append(model.encode_text(augmented_tokens, normalize=False))
-        image_views_i2t = text_views_i2t = None
-        if self.extra_projections is not None:
-            image_views_i2t, text_views_i2t = [image_features_i2t], [text_features_i2t]
-            image_views_i2t += [self.extra_projections.image_projection(view) for view in image_view_features[1:]]
-            text_views_i2t += [self.extra_projections.text_projection(view) for view in text_view_features[1:]]
-        return multiview_contrastive_loss(image_view_features, text_view_features, logit_scale,
-                                          decoupled=config.contrastive.decoupled,
-                                          image_views_i2t=image_views_i2t, text_views_i2t=text_views_i2t)
 
 
 def _batch_tensors(batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

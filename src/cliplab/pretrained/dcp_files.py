@@ -53,9 +53,9 @@ from torch.distributed.checkpoint.planner import LoadPlan, LoadPlanner, ReadItem
 from torch.futures import Future
 
 from cliplab.errors import UserError
+from cliplab.file_names import DCP_METADATA_FILE
 from cliplab.pretrained.weight_files import load_failure
 
-DCP_METADATA_FILE = ".metadata"
 _INDEX_RECORDS = ("Metadata", "TensorStorageMetadata", "BytesStorageMetadata", "ChunkStorageMetadata",
                   "TensorProperties", "MetadataIndex", "StorageMeta", "_MEM_FORMAT_ENCODING")
 

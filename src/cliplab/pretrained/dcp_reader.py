@@ -1,8 +1,8 @@
 """The model in a sharded (DCP) training checkpoint, read whole in one process, no process group.
 
-An FSDP2 run's step directory (`cliplab.train.dcp_checkpointer`) holds the model config and the
+An FSDP2 run's step directory (`cliplab.train.checkpointing.dcp`) holds the model config and the
 tokenizer as a bundle does, and its weights in the DCP directory `shards/`, under the keys
-`model.<name>` (`cliplab.train.dcp_state`). `DcpModelReader` reads those entries from DCP's
+`model.<name>` (`cliplab.train.checkpointing.dcp_state`). `DcpModelReader` reads those entries from DCP's
 metadata and files with one DCP load in this process (no process group), which assembles each
 tensor from the shards of every rank that wrote it; the optimiser entries beside them are never
 read. Both go through `cliplab.pretrained.dcp_files`, which runs nothing the files contain and
@@ -17,15 +17,14 @@ from pathlib import Path
 import torch
 
 from cliplab.errors import UserError
+from cliplab.file_names import DCP_METADATA_FILE, DCP_SHARDS_DIR
 
-SHARDS_DIR = "shards"
-DCP_METADATA_FILE = ".metadata"  # = dcp_files.DCP_METADATA_FILE, kept here so that importing this module stays cheap
 MODEL_PREFIX = "model."
 
 
 def is_sharded_checkpoint(path: Path) -> bool:
     """A step directory whose weights are a complete DCP directory `shards/`."""
-    return (path / SHARDS_DIR / DCP_METADATA_FILE).is_file()
+    return (path / DCP_SHARDS_DIR / DCP_METADATA_FILE).is_file()
 
 
 class DcpModelReader:

@@ -1,8 +1,10 @@
-"""Export a cliplab model to the directories open_clip and Hugging Face transformers load.
+"""Export a cliplab model to the directories open_clip and Hugging Face transformers load (and a
+cliplab bundle): the formats of `cliplab.pretrained.formats.FORMATS` that have an `export`.
 
     export(model, tokenizer, "out/oc", format="open_clip")  # open_clip.create_model("local-dir:out/oc")
     export(model, tokenizer, "out/hf", format="hf")         # transformers.CLIPModel / SiglipModel /
                                                             #   Siglip2Model .from_pretrained("out/hf")
+    export(model, tokenizer, "out/b", format="bundle")      # cliplab.save's bundle
 
 open_clip: open_clip_config.json (`model_cfg` from `config_to_open_clip`, `preprocess_cfg`) and
 open_clip_model.safetensors, plus the files a tower's family writes beside them (a Hugging Face
@@ -44,13 +46,14 @@ from cliplab.models.families import family_of
 from cliplab.models.open_clip_config import config_to_open_clip
 from cliplab.models.tokenizer_fit import check_tokenizer_fits
 from cliplab.models.wrappers import cliplab_model
-from cliplab.pretrained.formats import HUB_WEIGHT_FILES, OPEN_CLIP_CONFIG
+from cliplab.pretrained.formats import EXPORT_FORMATS, export_form
+from cliplab.pretrained.formats.hf import HF_CONFIG_FILE, HF_WEIGHT_FILES
+from cliplab.pretrained.formats.open_clip_hub import HUB_WEIGHT_FILES, OPEN_CLIP_CONFIG
 from cliplab.pretrained.hf_config import HF_PROCESSOR_CONFIG, config_to_hf, hf_model_type, naflex_processor_values
 from cliplab.pretrained.hf_keys import hf_model_rules
 from cliplab.pretrained.key_maps import from_cliplab
 from cliplab.pretrained.open_clip_keys import open_clip_rules, open_clip_text_prefix
 
-EXPORT_FORMATS = ("open_clip", "hf")
 HF_PROCESSOR_TYPES = {"clip": "CLIPImageProcessor", "siglip": "SiglipImageProcessor"}
 # transformers 5 reads the tokenizer of a directory of these model types as this class, whatever its files name.
 HF_IMPOSED_TOKENIZERS = {"siglip2": "Siglip2Tokenizer"}
@@ -88,12 +91,16 @@ def _reads_as_openai_bpe(config: ModelConfig, tokenizer: Any) -> bool:
     return hf_clip and getattr(config.text, "padding_mask", None) == "none" and config.text.pool in ("argmax", "eos")
 
 
-def open_clip_tokenizer_keys(config: ModelConfig, tokenizer: Any, hf_tokenizer_name: str) -> dict:
+def open_clip_tokenizer_keys(config: ModelConfig, tokenizer: Any, hf_tokenizer_name: str | None,
+                             directory: Path | None) -> dict:
     """The `text_cfg` keys under which open_clip's `get_tokenizer` (and cliplab's reader of the
     export) tokenizes as `tokenizer`, at text_cfg.context_length: none for the OpenAI BPE;
-    `hf_tokenizer_name` (a Hugging Face text tower's own name when its family writes one and no
-    other is given) and `tokenizer_kwargs` for a tokenizer whose files the export holds.
+    `hf_tokenizer_name` (else a Hugging Face text tower's own name, else the export `directory`'s
+    absolute path) and `tokenizer_kwargs` for a tokenizer whose files the export holds.
     UserError naming what open_clip cannot express."""
+    if hf_tokenizer_name is not None and (not isinstance(hf_tokenizer_name, str) or not hf_tokenizer_name):
+        raise UserError(f"hf_tokenizer_name names an open_clip export's tokenizer (a non-empty str), got "
+                        f"{hf_tokenizer_name!r}")
     named_by_tower = config_to_open_clip(config)["text_cfg"].get("hf_tokenizer_name")
     if tokenizer.context_length != config.text.context_length:
         raise UserError(f"open_clip tokenizes to the model's text_cfg.context_length ({config.text.context_length}), "
@@ -105,13 +112,20 @@ def open_clip_tokenizer_keys(config: ModelConfig, tokenizer: Any, hf_tokenizer_n
     except UserError as error:
         raise UserError(f"open_clip cannot tokenize as the model's tokenizer ({type(tokenizer).__name__}): "
                         f"{error}; export with format='hf' instead") from None
-    keys = {"hf_tokenizer_name": hf_tokenizer_name or named_by_tower}
+    name = hf_tokenizer_name or named_by_tower or (str(directory.resolve()) if directory is not None else None)
+    keys = {"hf_tokenizer_name": name}
     return {**keys, "tokenizer_kwargs": kwargs} if kwargs else keys
 
 
-def export_open_clip(model: CLIP, config: ModelConfig, tokenizer: Any, directory: Path,
-                     tokenizer_keys: dict) -> list[str]:
-    """tokenizer_keys: `open_clip_tokenizer_keys`' (the tokenizer files are written when they name one)."""
+def check_open_clip_export(model: CLIP, tokenizer: Any, *, hf_tokenizer_name: str | None = None) -> None:
+    """UserError when open_clip cannot represent `model` or would tokenize differently."""
+    open_clip_tokenizer_keys(model.config, tokenizer, hf_tokenizer_name, None)
+
+
+def export_open_clip(model: CLIP, config: ModelConfig, tokenizer: Any, directory: Path, *,
+                     hf_tokenizer_name: str | None = None) -> list[str]:
+    """hf_tokenizer_name: see `open_clip_tokenizer_keys`."""
+    tokenizer_keys = open_clip_tokenizer_keys(config, tokenizer, hf_tokenizer_name, directory)
     model_cfg = config_to_open_clip(config)
     model_cfg["text_cfg"].update(tokenizer_keys)
     preprocess_cfg = config.preprocess.to_open_clip()
@@ -145,44 +159,46 @@ def check_hf_tokenizer(model_type: str, tokenizer: Any) -> None:
                         "differently there")
 
 
+def check_hf_export(model: CLIP, tokenizer: Any) -> None:
+    """UserError when transformers cannot represent `model` or would tokenize differently."""
+    config_to_hf(model.config, hf_special_ids(tokenizer))
+    check_hf_tokenizer(hf_model_type(model.config), tokenizer)
+
+
 def export_hf(model: CLIP, config: ModelConfig, tokenizer: Any, directory: Path) -> list[str]:
     model_type = hf_model_type(config)
     hf_config = config_to_hf(config, hf_special_ids(tokenizer))
     state = from_cliplab(_cpu_state(model), hf_model_rules(config, model_type))
     if model_type in HF_PROCESSOR_TYPES:  # refuses an unrepresentable one before writing
         config.preprocess.to_hf_image_processor(HF_PROCESSOR_TYPES[model_type])
-    save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})
-    _write_json(directory / "config.json", hf_config)
+    save_file(state, str(directory / HF_WEIGHT_FILES[0]), metadata={"format": "pt"})
+    _write_json(directory / HF_CONFIG_FILE, hf_config)
     if model_type in HF_PROCESSOR_TYPES:
         write_hf_image_processor(config.preprocess, directory / HF_PROCESSOR_CONFIG, HF_PROCESSOR_TYPES[model_type])
     else:
         _write_json(directory / HF_PROCESSOR_CONFIG, naflex_processor_values(config))
     tokenizer_files = write_hf_tokenizer_files(tokenizer, directory)
-    return ["config.json", "model.safetensors", HF_PROCESSOR_CONFIG, *tokenizer_files]
+    return [HF_CONFIG_FILE, HF_WEIGHT_FILES[0], HF_PROCESSOR_CONFIG, *tokenizer_files]
 
 
 def export(model: nn.Module, tokenizer: Any, path: str | os.PathLike, format: str = "open_clip",
            force: bool = False, hf_tokenizer_name: str | None = None) -> Path:
-    """Write `model` (+ tokenizer, preprocessing) to directory `path` in `format` ("open_clip" or
-    "hf"); -> the directory. hf_tokenizer_name (open_clip only): the name an open_clip export gives
-    a Hugging Face tokenizer (the repository id it will be uploaded to). See the module docstring."""
-    if format not in EXPORT_FORMATS:
-        raise UserError(f"format must be one of {EXPORT_FORMATS}, got {format!r}")
-    if hf_tokenizer_name is not None and (format != "open_clip" or not isinstance(hf_tokenizer_name, str)
-                                          or not hf_tokenizer_name):
-        raise UserError(f"hf_tokenizer_name names an open_clip export's tokenizer (a non-empty str), got "
-                        f"{hf_tokenizer_name!r} with format={format!r}")
+    """Write `model` (+ tokenizer, preprocessing) to directory `path` in `format` (one of
+    EXPORT_FORMATS: "open_clip", "hf", "bundle"); -> the directory. hf_tokenizer_name (open_clip
+    only): the name an open_clip export gives a Hugging Face tokenizer (the repository id it will be
+    uploaded to). See the module docstring."""
+    form = export_form(format)
+    options = {name: value for name, value in {"hf_tokenizer_name": hf_tokenizer_name}.items() if value is not None}
+    for name in options:
+        if name not in form.options:
+            takers = [entry for entry in EXPORT_FORMATS if name in export_form(entry).options]
+            raise UserError(f"{name} is an option of the {' / '.join(takers)} export, not of format={format!r}")
     model = cliplab_model(model)
-    config = model.config
-    check_tokenizer_fits(config, tokenizer, "export")
-    if format == "open_clip":  # refuse before the directory is touched
-        tokenizer_keys = open_clip_tokenizer_keys(config, tokenizer,
-                                                  hf_tokenizer_name or str(Path(path).resolve()))
-        directory = prepare_directory(path, force)
-        export_open_clip(model, config, tokenizer, directory, tokenizer_keys)
-        return directory
-    config_to_hf(config, hf_special_ids(tokenizer))
-    check_hf_tokenizer(hf_model_type(config), tokenizer)
+    check_tokenizer_fits(model.config, tokenizer, "export")
+    form.check(model, tokenizer, **options)  # refuse before the directory is touched
     directory = prepare_directory(path, force)
-    export_hf(model, config, tokenizer, directory)
+    form.write(model, tokenizer, directory, **options)
     return directory
+
+
+__all__ = ["EXPORT_FORMATS", "export", "prepare_directory"]

@@ -1,5 +1,6 @@
 """One reader per foreign format: each yields a `ForeignCheckpoint` (architecture, tokenizer,
-preprocessing, and how to get the weights in cliplab's names); `build_model_from` makes the model.
+preprocessing, and how to get the weights in cliplab's names); `build_model_from` makes the model,
+`loaded_from_foreign` the `LoadedModel` the format entries (`cliplab.pretrained.formats`) return.
 
 The model is built on the meta device, then allocated and filled tensor by tensor, each read (from
 safetensors files: one tensor at a time) and converted when it is copied: no random initialisation
@@ -24,14 +25,18 @@ from torch import nn
 from cliplab.data.preprocess_config import PreprocessConfig
 from cliplab.data.tokenizer_files import tokenizer_from_open_clip_config
 from cliplab.data.tokenizer_hf import hf_tokenizer_from_dir
+from cliplab.data.transforms import image_transform
 from cliplab.errors import UserError
 from cliplab.models import ModelConfig, build_model, get_model_config
 from cliplab.models.config import read_json_object
 from cliplab.models.open_clip_config import (UnsupportedArchitectureError, builtin_open_clip_config,
                                              config_from_open_clip, config_to_open_clip, known_open_clip_names)
 from cliplab.pretrained.cliplab_keys import CLIPLAB_RULES, is_cliplab_layout
-from cliplab.pretrained.formats import (HF_WEIGHT_FILES, HUB_WEIGHT_FILES, OPEN_CLIP_CONFIG, accepted_formats,
-                                        directory_format, first_existing)
+from cliplab.pretrained.formats import cliplab_state_dict, format_named, hf, open_clip_checkpoint, open_clip_hub
+from cliplab.pretrained.formats import openai as openai_format
+from cliplab.pretrained.formats.hf import HF_CONFIG_FILE, HF_WEIGHT_FILES
+from cliplab.pretrained.formats.open_clip_hub import HUB_WEIGHT_FILES, OPEN_CLIP_CONFIG
+from cliplab.pretrained.formats.spec import LoadedModel, LoadRequest, NotACheckpointError
 from cliplab.pretrained.hf_cache import repo_file
 from cliplab.pretrained.hf_config import HF_PROCESSOR_CONFIG, config_from_hf
 from cliplab.pretrained.hf_keys import hf_model_rules, without_position_ids
@@ -40,7 +45,7 @@ from cliplab.pretrained.open_clip_keys import open_clip_rules
 from cliplab.pretrained.openai_checkpoint import is_openai_state_dict, openai_model_cfg, without_openai_extras
 from cliplab.pretrained.tags import PretrainedTag
 from cliplab.pretrained.weight_files import (WeightSource, file_source, read_state_file, sample_keys,
-                                             sharded_source, state_source, tensors_only)
+                                             hf_index_source, state_source, tensors_only)
 
 # Given the model's (meta) state dict: a reader of its tensors in cliplab's names.
 StateLoader = Callable[[dict[str, torch.Tensor]], Callable[[str], torch.Tensor]]
@@ -48,9 +53,10 @@ StateLoader = Callable[[dict[str, torch.Tensor]], Callable[[str], torch.Tensor]]
 
 @dataclass(frozen=True)
 class ForeignCheckpoint:
-    """format: "open_clip_hub", "open_clip_checkpoint", "cliplab_state_dict", "openai" or "hf". load_state: given the
-    model's (meta) state dict, the weights by cliplab name, read on demand. tokenizer: None
-    only where the checkpoint comes without one cliplab reads (`tokenizer_error` says why)."""
+    """format: the name of its `CheckpointFormat` ("open_clip_hub", "open_clip_checkpoint", "openai"
+    or "hf"). load_state: given the model's (meta) state dict, the weights by cliplab name, read on
+    demand. tokenizer: None only where the checkpoint comes without one cliplab reads
+    (`tokenizer_error` says why)."""
 
     format: str
     path: Path
@@ -87,6 +93,13 @@ def build_model_from(checkpoint: ForeignCheckpoint, device: str | torch.device =
     if device.type != "meta":
         fill_model(model, device, checkpoint.load_state(model.state_dict()))
     return model.eval()
+
+
+def first_existing(directory: Path, names: tuple[str, ...]) -> Path | None:
+    for name in names:
+        if (directory / name).is_file():
+            return directory / name
+    return None
 
 
 def _state_loader(open_source: Callable[[], WeightSource], rules_for, source: Path) -> StateLoader:
@@ -128,7 +141,7 @@ def read_open_clip_hub(directory: Path, weights: Path | None = None) -> ForeignC
         # open_clip's configs leave pad_id at 0 where the tower never reads it (SigLIP's, whose T5
         # tokenizer pads with 1); cliplab's pad_id marks padding in token-level outputs.
         config = dataclasses.replace(config, text=dataclasses.replace(config.text, pad_id=tokenizer.pad_id))
-    return ForeignCheckpoint("open_clip_hub", directory, config,
+    return ForeignCheckpoint(open_clip_hub.FORMAT.name, directory, config,
                              _state_loader(lambda: file_source(weights, _unwrapped), _open_clip_rules_for(config),
                                            weights), tokenizer, error)
 
@@ -182,16 +195,22 @@ def architecture_config(model: str | dict | Path | ModelConfig, checkpoint_dir: 
         raise UserError(f"model={name!r}: {error}") from None
 
 
+def read_weights_object(path: Path) -> Any:
+    """The object in a weights file, read whole; an open_clip training checkpoint's state dict
+    unwrapped (`Location.weights_object`, which the file formats detect and read from)."""
+    return _unwrapped(read_state_file(path))
+
+
 def read_checkpoint_file(path: Path, model: str | dict | Path | ModelConfig | None = None, *,
-                         preprocess_cfg: dict | None = None) -> ForeignCheckpoint:
+                         preprocess_cfg: dict | None = None, state: Any = None) -> ForeignCheckpoint:
     """A weights file outside a checkpoint directory: OpenAI CLIP (architecture from the shapes
     unless `model` names one), open_clip (training checkpoint or state dict) or cliplab's own state
     dict (`cliplab_keys`); the last two need `model`. preprocess_cfg: open_clip's spelling of the
-    preprocessing the weights were trained with (None: open_clip's defaults)."""
-    state = _unwrapped(read_state_file(path))
+    preprocessing the weights were trained with (None: open_clip's defaults). state: the file's
+    object when already read (`read_weights_object`)."""
+    state = read_weights_object(path) if state is None else state
     if not isinstance(state, dict) or not state:
-        raise UserError(f"{path}: not a checkpoint cliplab reads: it holds a {type(state).__name__}; "
-                        f"{accepted_formats()}")
+        raise NotACheckpointError(f"{path}: not a checkpoint cliplab reads: it holds a {type(state).__name__}")
     if is_cliplab_layout(state):
         return _read_cliplab_state(path, tensors_only(state, path), model)
     openai = is_openai_state_dict(state)
@@ -200,15 +219,15 @@ def read_checkpoint_file(path: Path, model: str | dict | Path | ModelConfig | No
     state = tensors_only(state, path)
     if model is None and not openai:
         layout = "open_clip's" if any(name.startswith(("visual.", "text.")) for name in state) else "an unknown"
-        raise UserError(f"{path}: a state dict in {layout} layout, keys {sample_keys(state)}; an open_clip "
-                        f"checkpoint file needs its architecture: load(path, model='ViT-B-32') (open_clip's "
-                        f"name); {accepted_formats()}")
+        raise NotACheckpointError(f"{path}: a state dict in {layout} layout, keys {sample_keys(state)}; an "
+                                  f"open_clip checkpoint file needs its architecture: load(path, model='ViT-B-32') "
+                                  f"(open_clip's name)")
     model_cfg = openai_model_cfg(state) if model is None else architecture_model_cfg(model)
     config = config_from_open_clip(model_cfg, PreprocessConfig.from_open_clip(
         preprocess_cfg or {}, (model_cfg.get("vision_cfg") or {}).get("image_size", 224)), directory=path.parent,
         weights_from_checkpoint=True)
     tokenizer, error = _tokenizer(lambda: tokenizer_from_open_clip_config(model_cfg))
-    return ForeignCheckpoint("openai" if openai else "open_clip_checkpoint", path, config,
+    return ForeignCheckpoint((openai_format if openai else open_clip_checkpoint).FORMAT.name, path, config,
                              _state_loader(lambda: state_source(state), _open_clip_rules_for(config), path),
                              tokenizer, error)
 
@@ -228,7 +247,7 @@ def _read_cliplab_state(path: Path, state: dict[str, torch.Tensor],
     else:
         tokenizer, error = None, ("a state dict holds no tokenizer and cliplab's architectures train theirs: "
                                   "give the run's tokenizer (--tokenizer), or save a bundle (cliplab.save)")
-    return ForeignCheckpoint("cliplab_state_dict", path, config,
+    return ForeignCheckpoint(cliplab_state_dict.FORMAT.name, path, config,
                              _state_loader(lambda: state_source(state), lambda shapes: CLIPLAB_RULES, path),
                              tokenizer, error)
 
@@ -255,7 +274,7 @@ def read_pretrained_tag(tag: PretrainedTag, model: str | dict | Path | ModelConf
 def _hf_weights(directory: Path) -> Path:
     weights = first_existing(directory, HF_WEIGHT_FILES)
     if weights is None:
-        raise UserError(f"{directory} has a Hugging Face config.json but no weights: expected one of "
+        raise UserError(f"{directory} has a Hugging Face {HF_CONFIG_FILE} but no weights: expected one of "
                         f"{', '.join(HF_WEIGHT_FILES)}")
     return weights
 
@@ -263,7 +282,7 @@ def _hf_weights(directory: Path) -> Path:
 def read_hf_directory(directory: Path, weights: Path | None = None) -> ForeignCheckpoint:
     """A transformers CLIPModel / SiglipModel / Siglip2Model directory (config.json, weights,
     tokenizer files, preprocessor_config.json)."""
-    values = read_json_object(directory / "config.json", str(directory / "config.json"))
+    values = read_json_object(directory / HF_CONFIG_FILE, str(directory / HF_CONFIG_FILE))
     processor_file = directory / HF_PROCESSOR_CONFIG
     processor = read_json_object(processor_file, str(processor_file)) if processor_file.is_file() else None
     config = config_from_hf(values, processor)
@@ -274,27 +293,44 @@ def read_hf_directory(directory: Path, weights: Path | None = None) -> ForeignCh
     weights = weights or _hf_weights(directory)
 
     def open_source() -> WeightSource:
-        shapes, read = sharded_source(weights) if weights.name.endswith(".index.json") else file_source(weights)
+        shapes, read = hf_index_source(weights) if weights.name.endswith(".index.json") else file_source(weights)
         return without_position_ids(shapes), read
 
     rules = hf_model_rules(config, values["model_type"])
-    return ForeignCheckpoint("hf", directory, config, _state_loader(open_source, lambda shapes: rules, weights),
+    return ForeignCheckpoint(hf.FORMAT.name, directory, config, _state_loader(open_source, lambda shapes: rules, weights),
                              tokenizer, error)
 
 
-def read_foreign(path: Path, model: str | dict | Path | None = None) -> ForeignCheckpoint | None:
-    """The foreign checkpoint at `path` (a directory or a file), or None when `path` is not one
-    (a cliplab bundle, or nothing cliplab reads: the caller says which)."""
-    directory = path if path.is_dir() else path.parent
-    kind = directory_format(directory)
-    weights = None if path.is_dir() else path
-    if kind == "open_clip_hub":
-        return read_open_clip_hub(directory, weights)
-    if kind == "hf":
-        return read_hf_directory(directory, weights)
-    if path.is_file() and path.suffix in (".pt", ".pth", ".bin", ".safetensors", ".ckpt"):
-        return read_checkpoint_file(path, model)
-    return None
+def check_architecture(config: ModelConfig, model: Any, path: Path) -> None:
+    """UserError when the architecture `model` names differs from the one `path` carries."""
+    wanted = architecture_config(model, path if path.is_dir() else path.parent)
+    ignored = {"preprocess", "init_logit_scale", "init_logit_bias"}
+    ours = {key: value for key, value in config.to_dict().items() if key not in ignored}
+    theirs = {key: value for key, value in wanted.to_dict().items() if key not in ignored}
+    for values in (ours, theirs):  # not architecture: padding id, where a fresh HF text tower starts from
+        values["text"] = {key: value for key, value in values["text"].items()
+                          if key not in ("pad_id", "hf_model_pretrained")}
+    if ours != theirs:
+        differing = sorted(f"{section}.{key}" for section in ours if isinstance(ours[section], dict)
+                           for key in ours[section] if ours[section][key] != (theirs.get(section) or {}).get(key))
+        raise UserError(f"model={model!r} differs from the architecture {path} holds "
+                        f"({', '.join(differing[:5]) or 'kind / embed_dim'}); omit model= for this format")
+
+
+def loaded_from_foreign(foreign: ForeignCheckpoint, request: LoadRequest) -> LoadedModel:
+    """The `LoadedModel` of a foreign checkpoint read with `request` (the architecture `model=`
+    names is checked against one the format carries)."""
+    model, device = request.model, torch.device(request.device)
+    if model is not None and format_named(foreign.format).architecture == "carried":
+        check_architecture(foreign.config, model, foreign.path)
+    if foreign.tokenizer is None and request.require_tokenizer:
+        raise UserError(f"{foreign.path}: no tokenizer cliplab reads ({foreign.tokenizer_error}); pass "
+                        "require_tokenizer=False to load the model without one")
+    built = build_model_from(foreign, device, output_dict=request.output_dict)
+    expected = built.state_dict()
+    weights = (lambda: foreign.load_state(expected)) if device.type == "meta" else None
+    return LoadedModel(built, image_transform(built.config.preprocess, train=False), foreign.tokenizer,
+                       foreign.path, device, foreign.format, weights)
 
 
 def describe_json(path: Path) -> str:

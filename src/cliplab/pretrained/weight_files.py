@@ -203,7 +203,7 @@ def file_source(path: Path, unwrap: Callable[[Any], Any] = lambda values: values
     return state_source(tensors_only(unwrap(read_torch_file(path)), path))
 
 
-def sharded_source(index_path: Path) -> WeightSource:
+def hf_index_source(index_path: Path) -> WeightSource:
     """The source of a sharded checkpoint: `index_path` is `*.index.json` with a `weight_map`
     (tensor name -> the name of a shard file in the same directory). Each shard holds exactly the
     tensors the index assigns to it (its header checked as any safetensors header is)."""

@@ -1,7 +1,18 @@
-"""Training: config dataclasses, the Trainer and its components, checkpointing, accumulation, guards.
+"""Training: the Trainer and its components, one folder per part.
 
     from cliplab.train import train, smoke_config
     result = train(smoke_config(logs="/tmp/runs"))   # TrainResult(run_dir, summary)
+
+    trainer.py       `train()`, `Trainer` (builds the components in order, runs the steps), `TrainHooks`
+    state.py         `TrainState`: every counter a checkpoint holds
+    run_dir.py       the run directory: claimed, locked, what to resume
+    evaluation.py    evaluation during training (`Evaluator`)
+    config/          the configuration: sections, loading/saving, presets
+    setup/           the components built from their config sections (model, tokenizer, objectives, data)
+    parallel/        processes, devices, DDP / FSDP2
+    step/            the parts of one optimiser step (accumulation, loss, precision, optimiser, schedule, guards)
+    checkpointing/   checkpoints written and read back (file protocol, payload, DCP, the run lock)
+    metrics/         metrics.jsonl, console lines, sinks, summary.json
 
 Every name is imported on first use (`cliplab.lazy_exports`), so that `cliplab.train.config` (the
 tables the CLI's --help shows) imports without torch.
@@ -11,13 +22,13 @@ from cliplab.lazy_exports import exported_names, lazy_exports
 
 # defining module -> its public names
 _EXPORTS = {
-    "cliplab.train.checkpoint": ("CheckpointManager", "restore_training_state"),
+    "cliplab.train.checkpointing.manager": ("CheckpointManager", "restore_training_state"),
     "cliplab.train.config": ("CheckpointConfig", "ConfigError", "DistributedConfig", "EvalConfig", "GuardConfig",
                              "LoggingConfig", "LoopConfig", "LossConfig", "ModelSetupConfig", "OptimConfig",
                              "TrainConfig"),
-    "cliplab.train.config_io": ("config_from_dict", "config_to_dict", "load_config_file", "resolve_config"),
-    "cliplab.train.guards": ("NonFiniteLossError",),
-    "cliplab.train.presets": ("smoke_config",),
+    "cliplab.train.config.io": ("config_from_dict", "config_to_dict", "load_config_file", "resolve_config"),
+    "cliplab.train.config.presets": ("smoke_config",),
+    "cliplab.train.step.guards": ("NonFiniteLossError",),
     "cliplab.train.state": ("TrainState",),
     "cliplab.train.trainer": ("TrainHooks", "TrainResult", "Trainer", "train"),
 }

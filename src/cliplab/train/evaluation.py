@@ -24,11 +24,11 @@ import torch
 from torch import nn
 
 from cliplab.data import DataConfig
-from cliplab.data.benchmark import BenchmarkSplit, NamedList, fashion_mnist_set, open_benchmark_dataset
+from cliplab.data.benchmark import BenchmarkSplit, NamedList, open_benchmark_dataset
 from cliplab.data.benchmark.class_names import resolve_classnames, resolve_templates
 from cliplab.data.loader import build_eval_loader, build_map_dataset
 from cliplab.data.samples import MapDataset
-from cliplab.data.webdataset_source import expand_shard_urls
+from cliplab.data.sources import data_source
 from cliplab.distributed.agreement import run_on_main
 from cliplab.errors import UserError
 from cliplab.eval import zero_shot_classifier
@@ -51,19 +51,15 @@ class ZeroShotData:
 
 
 def open_zero_shot_data(data_config: DataConfig, eval_config: EvalConfig) -> ZeroShotData | None:
-    """The test split of `eval.zeroshot_dataset`, else of Fashion-MNIST when training on it, else
-    None; its class names and templates resolved and checked against its labels (a UserError here
+    """The test split of `eval.zeroshot_dataset`, else of the training data's own benchmark dataset
+    when its source has one with classes (`DataSource.zero_shot`: Fashion-MNIST's), else None; its class names and templates resolved and checked against its labels (a UserError here
     names --zeroshot-dataset)."""
     location = eval_config.zeroshot_dataset
-    if location is None and data_config.dataset_type != "fashion-mnist":
+    source = data_source(data_config.dataset_type)
+    if location is None and source.zero_shot is None:
         return None
     try:
-        if location is None:
-            dataset = fashion_mnist_set.open_dataset(data_dir=data_config.val_data or data_config.train_data,
-                                                     cache_dir=data_config.cache_dir,
-                                                     download=data_config.fashion_mnist_download)
-        else:
-            dataset = open_benchmark_dataset(location)
+        dataset = source.zero_shot(data_config) if location is None else open_benchmark_dataset(location)
         split = dataset.split(ZERO_SHOT_SPLIT)
         if split.labels is None:
             raise UserError(f"{split.where} has no labels to classify")
@@ -82,9 +78,10 @@ def open_evaluation_data(data_config: DataConfig) -> MapDataset | None:
     --val-data when it is set."""
     if not has_retrieval_data(data_config):
         return None
+    source = data_source(data_config.dataset_type)
     try:
-        if data_config.dataset_type == "webdataset":
-            expand_shard_urls(data_config.val_data)
+        if source.iterable is not None:
+            source.check(data_config.val_data)
             return None
         return build_map_dataset(data_config, train=False)
     except UserError as error:

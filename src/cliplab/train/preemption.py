@@ -19,7 +19,7 @@ each of the three signals into a request to stop, on whichever rank it arrives:
 
 A second signal, a second or more after the first, ends the process at once by the signal's default
 action, during the save too. The save writes into a staging directory and moves `latest` only once
-the checkpoint is complete (`cliplab.train.checkpoint`), so `latest` keeps naming the previous
+the checkpoint is complete (`cliplab.train.checkpointing.manager`), so `latest` keeps naming the previous
 checkpoint. Within that second a repeat counts as the same request: a worker under torchrun gets
 the shell's SIGINT and torchrun's forwarded copy milliseconds apart.
 
@@ -40,11 +40,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from cliplab.checkpoint_files.manifest import verify_checkpoint
 from cliplab.distributed.agreement import run_on_main
 from cliplab.eval.run_layout import PREEMPTED_FILE
-from cliplab.train.atomic_files import write_text_atomic
-from cliplab.train.checkpointer import Checkpointer
-from cliplab.checkpoint_files.manifest import verify_checkpoint
+from cliplab.train.checkpointing.atomic_files import write_text_atomic
+from cliplab.train.checkpointing.checkpointer import Checkpointer
 from cliplab.train.state import TrainState
 
 PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)

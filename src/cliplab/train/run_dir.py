@@ -1,7 +1,7 @@
 """The run directory `<logs>/<name>/`: claiming it for one run, and which checkpoint the run resumes from.
 
 `claim_run_dir(config)` (a collective) creates the directory on the main process, takes its lock
-(`cliplab.train.run_lock`: a second run on the same directory, or a `--resume latest` while the run
+(`cliplab.train.checkpointing.run_lock`: a second run on the same directory, or a `--resume latest` while the run
 is still alive, fails at once naming the holder's pid), refuses a fresh run over an existing one,
 removes the leftovers of this run's own interrupted writes and the `preempted.json` of its last
 attempt, and reads (or, the first time, writes) the run's id. Only the main process locks: it alone
@@ -28,10 +28,10 @@ from pathlib import Path
 from cliplab.checkpoint_files.manifest import UnverifiedCheckpointError, verify_checkpoint
 from cliplab.distributed.agreement import run_on_main
 from cliplab.eval.run_layout import CHECKPOINTS_DIR, LATEST_FILE, METRICS_FILE, PREEMPTED_FILE, RUN_ID_FILE
-from cliplab.train.atomic_files import TMP_PREFIX, write_text_atomic
-from cliplab.train.checkpoint import CheckpointManager
+from cliplab.train.checkpointing.atomic_files import TMP_PREFIX, write_text_atomic
+from cliplab.train.checkpointing.manager import CheckpointManager
+from cliplab.train.checkpointing.run_lock import RunLock
 from cliplab.train.config import ConfigError, TrainConfig
-from cliplab.train.run_lock import RunLock
 
 # What earlier cliplab versions left when killed while rewriting metrics.jsonl.
 _LEGACY_LEFTOVERS = (METRICS_FILE + ".tmp",)

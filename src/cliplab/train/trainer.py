@@ -30,31 +30,32 @@ from torch import nn
 from cliplab.data.skipping import agree_on_step, epoch_skip_record, raise_read_failures
 from cliplab.distributed.agreement import raise_if_any_rank_failed, run_on_main
 from cliplab.eval.run_layout import CHECKPOINTS_DIR
-from cliplab.train.accumulation import LossOutput, MicroBatch, forward_backward
-from cliplab.train.checkpoint import CheckpointManager
-from cliplab.train.checkpointer import CheckpointedParts
-from cliplab.train.config import TrainConfig
-from cliplab.train.config_history import check_config_on_resume, record_run_config
-from cliplab.train.config_io import config_to_dict
-from cliplab.train.data_setup import TrainData
-from cliplab.train.distributed_setup import DistributedContext, init_distributed, shutdown
+from cliplab.train.checkpointing.checkpointer import CheckpointedParts, Checkpointer
+from cliplab.train.checkpointing.dcp import DcpCheckpointer
+from cliplab.train.checkpointing.manager import CheckpointManager
+from cliplab.train.config import CheckpointConfig, TrainConfig
+from cliplab.train.config.history import check_config_on_resume, record_run_config
+from cliplab.train.config.io import config_to_dict
 from cliplab.train.evaluation import Evaluator
-from cliplab.train.guards import NonFiniteGuard
-from cliplab.train.loss_table import build_training_loss
-from cliplab.train.metrics_log import StepReport, TrainLogger, announce_run
-from cliplab.train.model_plan import plan_model
-from cliplab.train.model_setup import build_training_model, build_transforms, describe_run_inputs
-from cliplab.train.objectives_setup import ModelWithObjectives, build_run_objectives
-from cliplab.train.optim import build_optimizer, clamp_logit_scale_, clip_gradients
-from cliplab.train.parallelism import ModelBuild, build_checkpointer, whole_model, wrap_for_training
-from cliplab.train.precision import Precision
+from cliplab.train.metrics.log import StepReport, TrainLogger, announce_run
+from cliplab.train.metrics.summary import strict_summary, write_summary
+from cliplab.train.parallel.build import ModelBuild, ParallelModel, whole_model, wrap_for_training
+from cliplab.train.parallel.processes import DistributedContext, init_distributed, shutdown
+from cliplab.train.parallel.torch_setup import configure_torch, seed_everything
 from cliplab.train.preemption import Preemption, PreemptionHandler
 from cliplab.train.run_dir import RunDirectory, claim_run_dir, resolve_resume
-from cliplab.train.schedule import learning_rate, set_lr, warn_if_warmup_outlasts_run
+from cliplab.train.setup.data import TrainData
+from cliplab.train.setup.model import build_training_model, build_transforms, describe_run_inputs
+from cliplab.train.setup.model_plan import plan_model
+from cliplab.train.setup.objectives import ModelWithObjectives, build_run_objectives
+from cliplab.train.setup.tokenizer import build_run_tokenizer
 from cliplab.train.state import TrainState
-from cliplab.train.summary import strict_summary, write_summary
-from cliplab.train.tokenizer_setup import build_run_tokenizer
-from cliplab.train.torch_setup import configure_torch, seed_everything
+from cliplab.train.step.accumulation import LossOutput, MicroBatch, forward_backward
+from cliplab.train.step.guards import NonFiniteGuard
+from cliplab.train.step.loss_table import build_training_loss
+from cliplab.train.step.optim import build_optimizer, clamp_logit_scale_, clip_gradients
+from cliplab.train.step.precision import Precision
+from cliplab.train.step.schedule import learning_rate, set_lr, warn_if_warmup_outlasts_run
 
 
 @dataclass
@@ -95,6 +96,17 @@ def train(config: TrainConfig, *, hooks: TrainHooks | None = None) -> TrainResul
         shutdown(context)
 
 
+
+def build_checkpointer(config: CheckpointConfig, manager: CheckpointManager, parts: CheckpointedParts, *,
+                       saved_config: dict, parallel: ParallelModel) -> Checkpointer:
+    """The checkpointer for how `parallel` holds the model: the plain one for whole copies, the
+    sharded one under FSDP2 (`checkpointing.dcp`: DCP directories that reshard). Chosen here, with
+    the Trainer, so that neither `parallel` nor `checkpointing` imports the other's choice."""
+    if not parallel.sharded:
+        return Checkpointer(config, manager, parts, saved_config=saved_config)
+    return DcpCheckpointer(config, manager, parts, saved_config=saved_config, parallel=parallel)
+
+
 class Trainer:
     """One run: its components (see the module docstring), its state, and the loop over its steps."""
 
@@ -111,7 +123,8 @@ class Trainer:
         config_on_resume = run_on_main(lambda: check_config_on_resume(config, resume_from))
 
         torch.manual_seed(config.loop.seed)  # identical initial weights on every rank
-        build = ModelBuild(config, context)
+        build = ModelBuild(config.distributed, context, compile=config.model.torchcompile,
+                           precision=config.loop.precision)
         plan = None if config.model.pretrained else plan_model(config.model, config.data.dataset_type)
         with build.building():
             built = build_training_model(config.model, build.device, plan=plan, resuming=resume_from is not None)
@@ -120,9 +133,10 @@ class Trainer:
                                             run_dir=self.run_dir, pretrained_tokenizer=built.tokenizer)
         self.tokenizer = run_tokenizer.tokenizer
         with build.building():
-            self.objectives = build_run_objectives(config, self.model, self.tokenizer)
+            self.objectives = build_run_objectives(config.objectives, self.model, self.tokenizer,
+                                                   accum_freq=config.loop.accum_freq)
         self.trainable = self.model if self.objectives is None else ModelWithObjectives(self.model, self.objectives)
-        self.parallel = wrap_for_training(self.trainable, self.model, config, context, build, built.weights)
+        self.parallel = wrap_for_training(self.trainable, self.model, build, built.weights)
         self.optimizer = build_optimizer(self.trainable, config.optim)
         self.precision = Precision(config.loop, context.device)
         self.checkpointer = build_checkpointer(config.checkpoint, manager, CheckpointedParts(

@@ -1,15 +1,16 @@
 """Benchmark datasets: what `cliplab benchmark` evaluates on, one reader module per layout.
 
-| layout           | module               | location                                                    |
-|------------------|----------------------|-------------------------------------------------------------|
-| `builtin`        | `fashion_mnist_set`  | the name `fashion-mnist`                                    |
-| `clip_benchmark` | `wds_layout`         | a directory of `{split}/*.tar` shards (CLIP_benchmark's)    |
-| `csv`            | `csv_table`          | a `.csv` / `.tsv` file, or a directory of `{split}.csv`     |
-| `parquet`        | `parquet_table`      | a `.parquet` file, or a directory of `{split}.parquet`      |
-| `image_folder`   | `image_folder`       | a directory of class folders (or of `{split}/` of them)     |
+| layout           | module               | location                                                    | source         |
+|------------------|----------------------|-------------------------------------------------------------|----------------|
+| `builtin`        | `fashion_mnist_set`  | the name `fashion-mnist`                                    | `fashion-mnist`|
+| `csv`            | `csv_table`          | a `.csv` / `.tsv` file, or a directory of `{split}.csv`     | `csv`          |
+| `clip_benchmark` | `wds_layout`         | a directory of `{split}/*.tar` shards (CLIP_benchmark's)    | `webdataset`   |
+| `parquet`        | `parquet_table`      | a `.parquet` file, or a directory of `{split}.parquet`      | `parquet`      |
+| `image_folder`   | `image_folder`       | a directory of class folders (or of `{split}/` of them)     | `image-folder` |
 
-`open_benchmark_dataset(location, ...)` tries the rows in this order and opens the first whose
-`detect` accepts the location. Every reader returns a `dataset.BenchmarkDataset` (splits of images
+Each layout is the benchmark form of a source of the registry `cliplab.data.sources.SOURCES`
+(`DataSource.benchmark`), and `open_benchmark_dataset(location, ...)` opens a location with the
+first source (in table order, the rows above) whose `detect` accepts it. Every reader returns a `dataset.BenchmarkDataset` (splits of images
 with labels and/or captions, its own class names and templates); `class_names` adds the built-in
 class names and templates by dataset name.
 """
@@ -18,11 +19,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-from cliplab.data.benchmark import csv_table, fashion_mnist_set, image_folder, parquet_table, wds_layout
 from cliplab.data.benchmark.dataset import BenchmarkDataset, BenchmarkSplit, NamedList
 from cliplab.data.benchmark.table_keys import TableKeys
+from cliplab.data.sources import SOURCES
 from cliplab.errors import InvalidInputError, MissingInputError
 
 
@@ -38,42 +38,23 @@ class DatasetOptions:
     download: bool = True
 
 
-@dataclass(frozen=True)
-class Layout:
-    name: str
-    detect: Callable[[Path], bool]
-    open: Callable[[Path, DatasetOptions], BenchmarkDataset]
-
-
-LAYOUTS = (
-    Layout(wds_layout.LAYOUT, wds_layout.detect,
-           lambda path, options: wds_layout.open_dataset(path, name=options.name)),
-    Layout(csv_table.LAYOUT, csv_table.detect,
-           lambda path, options: csv_table.open_dataset(path, keys=options.keys, name=options.name)),
-    Layout(parquet_table.LAYOUT, parquet_table.detect,
-           lambda path, options: parquet_table.open_dataset(path, keys=options.keys, name=options.name)),
-    Layout(image_folder.LAYOUT, image_folder.detect,
-           lambda path, options: image_folder.open_dataset(path, name=options.name)),
-)
-BUILTIN_NAMES = (fashion_mnist_set.NAME,)
+# the names of the built-in benchmark datasets (the built-in sources')
+BUILTIN_NAMES = tuple(source.name for source in SOURCES if source.built_in and source.benchmark is not None)
 
 
 def open_benchmark_dataset(location: str, options: DatasetOptions = DatasetOptions()) -> BenchmarkDataset:
-    """The dataset at `location` (a built-in name or a path; layouts: module docstring)."""
-    if location == fashion_mnist_set.NAME:
-        return fashion_mnist_set.open_dataset(data_dir=options.data_dir, download=options.download)
-    path = Path(location)
-    if not path.exists():
+    """The dataset at `location` (a built-in name or a path): the first source of
+    `cliplab.data.sources.SOURCES` whose benchmark form detects it (module docstring)."""
+    for source in SOURCES:
+        if source.benchmark is not None and source.benchmark.detect(location):
+            return source.benchmark.open(location, options)
+    if not Path(location).exists():
         raise MissingInputError(f"dataset {location}: no such file or directory, and not a built-in dataset "
                                 f"({', '.join(BUILTIN_NAMES)})")
-    for layout in LAYOUTS:
-        if layout.detect(path):
-            return layout.open(path, options)
-    raise InvalidInputError(
-        f"dataset {location}: not a dataset layout cliplab reads: a directory of {{split}}/*.tar shards "
-        "(CLIP_benchmark's), a .csv/.tsv/.parquet file (or a directory of {split}.csv ...), or a directory of "
-        "class folders of images")
+    layouts = [source.benchmark.location for source in SOURCES if source.benchmark is not None and not source.built_in]
+    raise InvalidInputError(f"dataset {location}: not a dataset layout cliplab reads: {', '.join(layouts[:-1])}, or "
+                            f"{layouts[-1]}")
 
 
-__all__ = ["BUILTIN_NAMES", "BenchmarkDataset", "BenchmarkSplit", "DatasetOptions", "LAYOUTS", "NamedList",
-           "TableKeys", "open_benchmark_dataset"]
+__all__ = ["BUILTIN_NAMES", "BenchmarkDataset", "BenchmarkSplit", "DatasetOptions", "NamedList", "TableKeys",
+           "open_benchmark_dataset"]

@@ -14,13 +14,11 @@ rows must agree on the label. The separator is a comma for `.csv`, a tab otherwi
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
-from cliplab.data.benchmark.class_names import CLASSNAMES_FILE, TEMPLATES_FILE, own_list
 from cliplab.data.benchmark.dataset import BenchmarkDataset, BenchmarkSplit
 from cliplab.data.benchmark.image_folder import ImageFiles
-from cliplab.data.benchmark.table_keys import TableKeys, pick_column, split_files
+from cliplab.data.benchmark.table_keys import TableKeys, open_table_dataset, pick_column, split_files
 from cliplab.data.caption_lists import captions_in_field
 from cliplab.data.csv_dataset import open_manifest
 from cliplab.errors import InvalidInputError
@@ -38,14 +36,7 @@ def detect(location: Path) -> bool:
 
 def open_dataset(location: Path, *, keys: TableKeys, name: str | None = None) -> BenchmarkDataset:
     """The manifest(s) at `location` (layout: module docstring)."""
-    files = split_files(location, SUFFIXES)
-    metadata_dir = location if location.is_dir() else location.parent
-    base = location.name if location.is_dir() else location.stem
-    return BenchmarkDataset(
-        name=name or base, location=str(location), layout=LAYOUT, lookup_names=(base,), metadata_dir=metadata_dir,
-        openers={split: partial(_open_split, path, split, keys) for split, path in files.items()},
-        classnames=own_list(metadata_dir, CLASSNAMES_FILE, "class names"),
-        templates=own_list(metadata_dir, TEMPLATES_FILE, "templates"))
+    return open_table_dataset(location, suffixes=SUFFIXES, layout=LAYOUT, keys=keys, name=name, open_split=_open_split)
 
 
 def _open_split(manifest: Path, split: str, keys: TableKeys) -> BenchmarkSplit:

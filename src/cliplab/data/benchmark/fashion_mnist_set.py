@@ -14,8 +14,8 @@ from PIL import Image
 from cliplab.data.benchmark.dataset import BenchmarkDataset, BenchmarkSplit, NamedList
 from cliplab.data.fashion_mnist import FASHION_MNIST_CLASSNAMES, FASHION_MNIST_TEMPLATES, FashionMnistDataset
 from cliplab.data.fashion_mnist_files import SPLITS
+from cliplab.data.sources.fashion_mnist import NAME
 
-NAME = "fashion-mnist"
 LAYOUT = "builtin"
 CAPTIONS_PER_IMAGE = 5
 

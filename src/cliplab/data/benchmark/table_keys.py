@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
+from cliplab.data.benchmark.class_names import CLASSNAMES_FILE, TEMPLATES_FILE, own_list
+from cliplab.data.benchmark.dataset import BenchmarkDataset, BenchmarkSplit
 from cliplab.errors import InvalidInputError
 
 SPLIT_NAMES = ("train", "val", "validation", "test")
@@ -58,3 +61,18 @@ def split_files(location: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
             if (location / f"{split}{suffix}").is_file():
                 found.setdefault(split, location / f"{split}{suffix}")
     return found
+
+
+def open_table_dataset(location: Path, *, suffixes: tuple[str, ...], layout: str, keys: TableKeys, name: str | None,
+                       open_split: Callable[[Path, str, TableKeys], BenchmarkSplit]) -> BenchmarkDataset:
+    """The table file(s) at `location` (a file, or a directory of `{split}<suffix>` files), each
+    split opened by `open_split(path, split, keys)` when asked for; class names and templates from
+    the files beside them."""
+    files = split_files(location, suffixes)
+    metadata_dir = location if location.is_dir() else location.parent
+    base = location.name if location.is_dir() else location.stem
+    return BenchmarkDataset(
+        name=name or base, location=str(location), layout=layout, lookup_names=(base,), metadata_dir=metadata_dir,
+        openers={split: partial(open_split, path, split, keys) for split, path in files.items()},
+        classnames=own_list(metadata_dir, CLASSNAMES_FILE, "class names"),
+        templates=own_list(metadata_dir, TEMPLATES_FILE, "templates"))

@@ -97,16 +97,17 @@ class TarImages:
 
 def open_dataset(location: Path, *, name: str | None = None) -> BenchmarkDataset:
     """The dataset in directory `location` (layout: module docstring); name: what results call it."""
-    dataset_type = "classification"
+    # CLIP_benchmark's task kind (its dataset_type.txt), not a cliplab `data.dataset_type`
+    task_kind = "classification"
     type_file = location / DATASET_TYPE_FILE
     if type_file.is_file():
-        dataset_type = type_file.read_text(encoding="utf-8").strip().lower() or "classification"
-    if dataset_type == "multilabel":
+        task_kind = type_file.read_text(encoding="utf-8").strip().lower() or "classification"
+    if task_kind == "multilabel":
         raise InvalidInputError(f"{type_file}: multilabel datasets (.npy labels) are not supported")
     derived, lookup = names_of(location)
     splits = sorted(child.name for child in location.iterdir()
                     if child.is_dir() and ((child / NSHARDS_FILE).is_file() or any(child.glob("*.tar"))))
-    retrieval_only = dataset_type == "retrieval"
+    retrieval_only = task_kind == "retrieval"
     return BenchmarkDataset(
         name=name or derived, location=str(location), layout=LAYOUT, lookup_names=lookup, metadata_dir=location,
         openers={split: partial(_open_split, location / split, split, retrieval_only) for split in splits},

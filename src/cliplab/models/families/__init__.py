@@ -5,7 +5,7 @@ Everything that depends on a tower's kind asks this table: the config dataclass 
 (`ModelConfig.from_dict`), the module (`build_tower`), open_clip's configs and names
 (`open_clip_family`, used by `cliplab.models.open_clip_config`), the tensor names
 (`cliplab.pretrained.open_clip_keys` / `hf_keys`), the locking groups (`CLIP.lock_image_tower`)
-and the FSDP2 units (`CLIP.fsdp_units`, which `cliplab.train.sharding` shards by).
+and the FSDP2 units (`CLIP.fsdp_units`, which `cliplab.train.parallel.fsdp` shards by).
 
 How to add a family (docs/models.md says it at length): write one module in this package that
 defines the config dataclass (with a `kind` field), the tower module (or imports it from
@@ -26,6 +26,7 @@ from cliplab.models.families import (conv, hf_text, naflex_vit, resnet, text_tra
                                      timm_eva, timm_fastvit, timm_swin, timm_vit, timm_vit_relpos, timm_vitamin, vit)
 from cliplab.models.families.spec import SIDES, OpenClipContext, OpenClipForm, TowerFamily
 from cliplab.models.timm_models import timm_family_kind, timm_model
+from cliplab.registry_index import index_entries
 
 TOWER_FAMILIES: tuple[TowerFamily, ...] = (
     vit.FAMILY,
@@ -48,9 +49,7 @@ DEFAULT_KINDS = {"vision": "vit", "text": "transformer"}
 # Families open_clip 3.3.0's configs need that are not in TOWER_FAMILIES yet: kind -> what builds it.
 MISSING_FAMILIES: dict[str, str] = {}
 
-_BY_KIND = {family.kind: family for family in TOWER_FAMILIES}
-if len(_BY_KIND) != len(TOWER_FAMILIES):
-    raise ValueError("TOWER_FAMILIES: two families share a kind")
+_BY_KIND = index_entries(TOWER_FAMILIES, lambda family: family.kind, "TOWER_FAMILIES")
 
 
 def family_kinds(side: str) -> tuple[str, ...]:

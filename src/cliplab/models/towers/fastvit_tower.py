@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 from cliplab.models.layers import BlockStack
-from cliplab.models.layers.fastvit_blocks import AttentionBlock, ConditionalPositionEncoding, RepMixerBlock
 from cliplab.models.layers.drop_path import drop_path_rates
+from cliplab.models.layers.fastvit_blocks import AttentionBlock, ConditionalPositionEncoding, RepMixerBlock
 from cliplab.models.layers.mobileone import LargeKernelConv, MobileOneBlock, reparameterize_all
 from cliplab.models.towers.locking import GroupItem
 from cliplab.models.towers.staged import StagedTower
