@@ -149,6 +149,9 @@ def test_an_open_clip_hub_directory_of_xlm_roberta_loads_equal_and_exports_back(
         assert torch.equal(model.logit_scale, reference.logit_scale)
         exported = cliplab.export(model, tokenizer, tmp_path / "export", format="open_clip")
         assert json.loads((exported / "config.json").read_text()) == model.config.text.hf_config
+        # The tokenizer keeps the tower's own name (what open_clip's hf-hub: reads), not the export's path.
+        text_cfg = json.loads((exported / "open_clip_config.json").read_text())["model_cfg"]["text_cfg"]
+        assert text_cfg["hf_tokenizer_name"] == str(directory)
         again = open_clip().create_model(f"local-dir:{exported}",
                                          pretrained=f"{exported}/open_clip_model.safetensors").eval()
         assert_relative_close(again.encode_text(tokens), text_features)
