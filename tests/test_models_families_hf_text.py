@@ -40,6 +40,7 @@ from hf_text_fixtures import (SMALL_CONFIGS, hf_config, random_corpus, use_cache
                               write_t5_sentencepiece_dir, write_tokenizers)
 from reference_libraries import (assert_relative_close, open_clip, open_clip_model, parameter_count, randomize_,
                                  reference_mode, transformers, write_open_clip_hub)
+from tokenizer_fixtures import ADVERSARIAL_TEXTS
 from train_helpers import assert_same_final_checkpoint, logged_losses, sigkill_after_a_checkpoint
 
 torch.set_num_threads(2)
@@ -145,13 +146,17 @@ def test_an_open_clip_hub_directory_of_xlm_roberta_loads_equal_and_exports_back(
         assert torch.equal(model.logit_scale, reference.logit_scale)
         exported = cliplab.export(model, tokenizer, tmp_path / "export", format="open_clip")
         assert json.loads((exported / "config.json").read_text()) == model.config.text.hf_config
+        # The tokenizer keeps the tower's own name (what open_clip's hf-hub: reads), not the export's path.
+        text_cfg = json.loads((exported / "open_clip_config.json").read_text())["model_cfg"]["text_cfg"]
+        assert text_cfg["hf_tokenizer_name"] == str(directory)
         again = open_clip().create_model(f"local-dir:{exported}",
                                          pretrained=f"{exported}/open_clip_model.safetensors").eval()
         assert_relative_close(again.encode_text(tokens), text_features)
         assert_relative_close(again.encode_image(IMAGES), image_features)
-        assert torch.equal(open_clip().get_tokenizer(f"local-dir:{exported}")(TEXTS), tokens)
+        captions = TEXTS + ADVERSARIAL_TEXTS
+        assert torch.equal(open_clip().get_tokenizer(f"local-dir:{exported}")(captions), tokenizer(captions))
         reloaded, _, reloaded_tokenizer = cliplab.load(exported)
-        assert reloaded.config == model.config and torch.equal(reloaded_tokenizer(TEXTS), tokens)
+        assert reloaded.config == model.config and torch.equal(reloaded_tokenizer(captions), tokenizer(captions))
 
 
 def test_coca_with_a_roberta_text_tower_equals_open_clip(hf_dirs):

@@ -264,9 +264,9 @@ def test_a_tiny_model_trains_on_csv_data_with_the_image_tower_locked(name, tmp_p
     assert not any(torch.equal(first[key], second[key]) for key in text_side if key.endswith("weight"))
 
 
-@pytest.mark.parametrize("name", ["EVA02-B-16", "PE-Core-B-16"])
-def test_a_sharded_build_keeps_the_initial_values_of_the_full_build(name):
-    assert_sharded_build_keeps_the_full_builds_values(get_model_config(name, **TINY))
+def test_a_sharded_build_of_pe_core_keeps_the_initial_values_of_the_full_build():
+    """PE-Core's rotary positions and attention pool (the registry sweep builds EVA02's layout)."""
+    assert_sharded_build_keeps_the_full_builds_values(get_model_config("PE-Core-B-16", **TINY))
 
 
 @pytest.mark.slow

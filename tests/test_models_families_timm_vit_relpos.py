@@ -42,6 +42,18 @@ def loaded_pair():
     return reference, ours, rules
 
 
+def test_a_small_hub_directory_loads_with_open_clips_features(tmp_path):
+    """cliplab's reader of an open_clip hub directory of the small variant."""
+    from timm_fixtures import SmallTimmTower, assert_same_features, smaller_timm_facts
+
+    small = SmallTimmTower(NAME, SMALL_TIMM, {"width": 64, "layers": 2, "heads": 4, "patch_size": 8,
+                                              "position_width": 16}, 32)
+    small.write_hub(tmp_path / "hub", {"interpolation": "bicubic", "resize_mode": "shortest"})
+    with smaller_timm_facts(small.model_cfg()["vision_cfg"]["timm_model_name"], small.timm_kwargs):
+        ours = small.cliplab_from_hub(tmp_path / "hub")
+    assert_same_features(ours, small.open_clip_from_hub(tmp_path / "hub"), small.images(2))
+
+
 def test_the_converter_reads_timms_facts_and_exports_the_name():
     config = config_from_open_clip(builtin_open_clip_config(NAME))
     assert config.vision == TimmVitRelPosConfig(timm_model_name=NAME, image_size=224, width=512, heads=8,

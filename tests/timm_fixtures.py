@@ -4,6 +4,8 @@ tests: built side by side, and as open_clip hub directories."""
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from PIL import Image
 from cliplab.data.preprocess_config import PreprocessConfig
 from cliplab.data.tokenizer_openai import openai_bpe_tokenizer
 from cliplab.data.transforms import image_transform
-from cliplab.models import build_model
+from cliplab.models import build_model, timm_models
 from cliplab.models.families import family_of
 from cliplab.models.open_clip_config import config_from_open_clip
 from cliplab.pretrained.key_maps import from_cliplab, to_cliplab
@@ -25,6 +27,21 @@ from reference_libraries import (assert_relative_close, open_clip, open_clip_mod
 
 SMALL_TEXT = {"width": 32, "heads": 2, "layers": 2}
 TEXTS = ["a photo of a cat!", "two dogs", ""]
+
+
+@contextlib.contextmanager
+def smaller_timm_facts(name: str, timm_kwargs: dict):
+    """While inside, cliplab's timm facts (`cliplab.models.timm_models`) say that timm builds `name`
+    with `timm_kwargs` added to its arguments: cliplab's side of `smaller_timm_towers`, so that a
+    small variant of a timm tower reads from, and exports to, an open_clip config naming `name`."""
+    document = copy.deepcopy(timm_models._document())
+    document["models"][name]["kwargs"].update(timm_kwargs)
+    original = timm_models._document
+    timm_models._document = lambda: document
+    try:
+        yield
+    finally:
+        timm_models._document = original
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,8 +19,10 @@ The contracts a format's parts keep:
 - architecture (formats read, not prefixes): "carried" (the checkpoint holds it; `model=` must
   agree), "read off the weights" (`model=` may replace it) or "named" (`model=` must name it).
 - export (`ExportForm` or None): the format `cliplab export --format` / `cliplab.export` writes:
-  `check(model, tokenizer)` refuses what the format cannot represent before anything is written,
-  `write(model, tokenizer, directory)` writes the files.
+  `check(model, tokenizer, **options)` refuses what the format cannot represent before anything is
+  written, `write(model, tokenizer, directory, **options)` writes the files; `options` names the
+  keyword options of `cliplab.export` the format takes (open_clip's `hf_tokenizer_name`), which
+  every other format refuses by name.
 
 A format's module imports its reader (torch, safetensors ...) inside the functions that use it, so
 that the table (read by the CLI's --help) imports without them.
@@ -114,11 +116,13 @@ class Location:
 
 @dataclass(frozen=True, kw_only=True)
 class ExportForm:
-    """How a format is written (see the module docstring); name: the `--format` value."""
+    """How a format is written (see the module docstring); name: the `--format` value; options:
+    the keyword options its check and write take."""
 
     name: str
-    check: Callable[[Any, Any], None]
-    write: Callable[[Any, Any, Path], Any]
+    check: Callable[..., None]
+    write: Callable[..., Any]
+    options: tuple[str, ...] = ()
 
 
 def _never(location: Location) -> bool:
