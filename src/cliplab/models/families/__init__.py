@@ -10,7 +10,8 @@ and the FSDP2 units (`CLIP.fsdp_units`, which `cliplab.train.parallel.fsdp` shar
 How to add a family (docs/models.md says it at length): write one module in this package that
 defines the config dataclass (with a `kind` field), the tower module (or imports it from
 `cliplab.models.towers`), the open_clip reader/writer and key rules, and ends with
-`FAMILY = TowerFamily(...)`; then add that `FAMILY` to `TOWER_FAMILIES` below. A family open_clip
+`FAMILY = TowerFamily(...)` (a timm tower's: `timm_trunk.timm_family(...)`); then add that `FAMILY`
+to `TOWER_FAMILIES` below. A family open_clip
 configs name but nobody has written yet is refused by `open_clip_family` with one line naming it
 (`MISSING_FAMILIES`).
 
