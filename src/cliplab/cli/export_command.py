@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import argparse
 
-from cliplab.pretrained.formats import EXPORT_FORMATS
+from cliplab.errors import UserError
+from cliplab.pretrained.formats import EXPORT_FORMATS, export_form
 
 EPILOG = """\
 formats:
   open_clip   open_clip_config.json + open_clip_model.safetensors:
               open_clip.create_model_and_transforms("local-dir:DIR")
+              A tokenizer other than the OpenAI BPE (SigLIP's, SigLIP2's, a Hugging Face text
+              tower's) is written beside as Hugging Face files, named by text_cfg.hf_tokenizer_name
+              with its tokenizer_kwargs: open_clip.get_tokenizer("local-dir:DIR") reads them. For an
+              upload, --hf-tokenizer-name ORG/REPO makes "hf-hub:ORG/REPO" read them there too.
   hf          config.json, model.safetensors, preprocessor_config.json and tokenizer files:
               transformers.CLIPModel / SiglipModel.from_pretrained(DIR), CLIPTokenizer.from_pretrained(DIR)
   bundle      cliplab's own: model.safetensors, config.json and the tokenizer's files: cliplab.load(DIR).
@@ -45,6 +50,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--ema", action="store_true",
                         help="the EMA weights of a training checkpoint (a run trained with --ema-decay)")
     add_output_arguments(parser, "output directory")
+    parser.add_argument("--hf-tokenizer-name", metavar="NAME",
+                        help="open_clip format: text_cfg.hf_tokenizer_name for a Hugging Face tokenizer, the "
+                             "repository id DIR will be uploaded to (default: the text tower's model name, "
+                             "else DIR's absolute path)")
     parser.set_defaults(run=run)
     return parser
 
@@ -61,8 +70,11 @@ def run(args: argparse.Namespace) -> int:
     from cliplab.model_io import load_model
     from cliplab.pretrained.export import export
 
+    if args.hf_tokenizer_name is not None and "hf_tokenizer_name" not in export_form(args.format).options:
+        raise UserError(f"--hf-tokenizer-name names an open_clip export's tokenizer; --format is {args.format}")
     loaded = load_model(args.checkpoint, model=args.model, ema=args.ema)
-    directory = export(loaded.model, loaded.tokenizer, args.out, format=args.format, force=args.force)
+    directory = export(loaded.model, loaded.tokenizer, args.out, format=args.format, force=args.force,
+                       hf_tokenizer_name=args.hf_tokenizer_name)
     weights = " (its EMA weights)" if args.ema else ""
     print(f"exported {loaded.path} ({loaded.format}){weights} as {args.format} to {directory}")
     return 0

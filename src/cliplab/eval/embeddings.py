@@ -6,7 +6,7 @@ returns float32 CPU tensors whose rows have unit L2 norm, ready for cosine simil
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +18,25 @@ class ProgressCounter(Protocol):
     """What the loops here report their progress to (`cliplab.console.Progress`, a tqdm bar)."""
 
     def update(self, count: int) -> None: ...
+
+
+def counted_batches(batches: Iterable[tuple[torch.Tensor, ...]], max_samples: int | None,
+                    progress: ProgressCounter | None) -> Iterator[tuple[torch.Tensor, ...]]:
+    """The non-empty ones of `batches` (tensors sharing their first dimension, the samples, which
+    the last tensor's counts), the last one cut so that at most `max_samples` pass (None: all);
+    `progress` advanced by each batch's samples once the consumer is done with it."""
+    count = 0
+    for tensors in batches:
+        if tensors[-1].shape[0] == 0:  # an evaluation loader's last batch may be empty
+            continue
+        if max_samples is not None:
+            tensors = tuple(tensor[: max_samples - count] for tensor in tensors)
+        yield tensors
+        count += tensors[-1].shape[0]
+        if progress is not None:
+            progress.update(tensors[-1].shape[0])
+        if max_samples is not None and count >= max_samples:
+            return
 
 
 def encode_image_batches(
@@ -106,28 +125,28 @@ def encode_images_and_captions(
     image_embeddings, text_embeddings, owners = [], [], []
     count = 0
     with inference_mode(model):
-        for batch in batches:
-            if "images" not in batch or "tokens" not in batch:
-                raise ValueError(f"a captioned batch needs keys 'images' and 'tokens', got {sorted(batch)}")
-            images = batch["images"]
-            if images.shape[0] == 0:
-                continue
-            kept = images.shape[0] if max_samples is None else min(images.shape[0], max_samples - count)
-            if "caption_tokens" in batch:
-                per_image = torch.tensor([len(captions) for captions in batch["caption_lists"][:kept]])
-                tokens = batch["caption_tokens"][:int(per_image.sum())]
-            else:
-                per_image, tokens = torch.ones(kept, dtype=torch.long), batch["tokens"][:kept]
-            image_features = model.encode_image(images[:kept].to(device=device, dtype=dtype), normalize=False)
+        for tokens_by_image, counts, images in counted_batches(map(_captioned, batches), max_samples, progress):
+            tokens = tokens_by_image[torch.arange(tokens_by_image.shape[1]) < counts[:, None]]  # image after image
+            image_features = model.encode_image(images.to(device=device, dtype=dtype), normalize=False)
             text_features = model.encode_text(tokens.to(device), normalize=False)
             image_embeddings.append(F.normalize(image_features.float(), dim=-1).cpu())
             text_embeddings.append(F.normalize(text_features.float(), dim=-1).cpu())
-            owners.append(torch.arange(count, count + kept).repeat_interleave(per_image))
-            count += kept
-            if progress is not None:
-                progress.update(kept)
-            if max_samples is not None and count >= max_samples:
-                break
+            owners.append(torch.arange(count, count + images.shape[0]).repeat_interleave(counts))
+            count += images.shape[0]
     if count == 0:
         raise ValueError("encode_images_and_captions got no captioned images: the batches were empty")
     return torch.cat(image_embeddings), torch.cat(text_embeddings), torch.cat(owners)
+
+
+def _captioned(batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(tokens by image Long[B, C, T], zero-padded to the most captions C of an image, caption counts
+    Long[B], images Float[B, 3, H, W]) of a batch with every caption of each image (`caption_tokens`
+    with `caption_lists`) or one (`tokens`): each tensor indexed by image, as `counted_batches` cuts."""
+    if "images" not in batch or "tokens" not in batch:
+        raise ValueError(f"a captioned batch needs keys 'images' and 'tokens', got {sorted(batch)}")
+    images = batch["images"]
+    if "caption_tokens" not in batch or images.shape[0] == 0:
+        return batch["tokens"][:, None], torch.ones(batch["tokens"].shape[0], dtype=torch.long), images
+    counts = torch.tensor([len(captions) for captions in batch["caption_lists"][:images.shape[0]]], dtype=torch.long)
+    rows = torch.split(batch["caption_tokens"][:int(counts.sum())], counts.tolist())
+    return torch.nn.utils.rnn.pad_sequence(list(rows), batch_first=True), counts, images

@@ -93,7 +93,9 @@ def train(config: TrainConfig, *, hooks: TrainHooks | None = None) -> TrainResul
               PreemptionHandler(exit_code=config.checkpoint.requeue_exit_code) as preemption):
             with run_directory.removed_if_start_fails():  # a failed start leaves no directory behind
                 trainer = Trainer(config, context, hooks or TrainHooks(), run_directory, preemption)
-            return trainer.train()
+            result = trainer.train()
+        del trainer  # its DDP reducer holds the process group: released before the group is left
+        return result
     finally:
         shutdown(context)
 

@@ -10,9 +10,9 @@ and the FSDP2 units (`CLIP.fsdp_units`, which `cliplab.train.parallel.fsdp` shar
 How to add a family (docs/models.md says it at length): write one module in this package that
 defines the config dataclass (with a `kind` field), the tower module (or imports it from
 `cliplab.models.towers`), the open_clip reader/writer and key rules, and ends with
-`FAMILY = TowerFamily(...)`; then add that `FAMILY` to `TOWER_FAMILIES` below. A family open_clip
-configs name but nobody has written yet is refused by `open_clip_family` with one line naming it
-(`MISSING_FAMILIES`).
+`FAMILY = TowerFamily(...)` (a timm tower's: `timm_trunk.timm_family(...)`); then add that `FAMILY`
+to `TOWER_FAMILIES` below. A family open_clip configs name but nobody has written yet is refused by
+`open_clip_family` with one line naming it (`MISSING_FAMILIES`).
 
 Last, `python scripts/write_docs_tables.py` rewrites the docs' generated table from this one (a
 test keeps them equal), and the registry sweep (tests/test_models_families.py, `SWEEP`) gets a row:

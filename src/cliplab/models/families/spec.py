@@ -26,7 +26,8 @@ The contracts a family's parts keep:
   freezes only `visual.trunk`, so `visual.head` keeps training (timm towers), as does
   `HFTextEncoder.lock` its pooler's projection.
 - `fsdp_units(tower) -> [module, ...]`: the submodules that become FSDP2 units of their own
-  (residual blocks, stages), input to output; the rest of the tower stays in the root unit.
+  (residual blocks, stages), input to output; the rest of the tower stays in the root unit
+  (`each_transformer_block`, `each_stage`: the two common choices).
 - `lora_targets(config) -> (name, ...)`: the layers LoRA adapts by default (`cliplab.models.lora`), as
   module-name suffixes inside the tower (peft's `target_modules` form): attention q/k/v and output,
   MLP in and out where the tower has them, the convolutions of a conv tower. The default,
@@ -75,6 +76,11 @@ SIDES = ("vision", "text")
 # cliplab's attention (fused `qkv`, or `query` + `key_value` for cross-attention, and `out`) and MLP
 # (`fc` in, `proj` out) layers, as they sit in its blocks.
 TRANSFORMER_LORA_TARGETS = ("attn.qkv", "attn.query", "attn.key_value", "attn.out", "mlp.fc", "mlp.proj")
+
+
+def transformer_lora_targets(config: Any) -> tuple[str, ...]:
+    """The default `lora_targets`: TRANSFORMER_LORA_TARGETS whatever the config."""
+    return TRANSFORMER_LORA_TARGETS
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -143,9 +149,19 @@ class TowerFamily:
     open_clip: OpenClipForm | None = None
     hf_rules: Callable[[Any, str], list[KeyRule]] | None = None
     projection_locked: Callable[[Any], bool] = lambda config: True
-    lora_targets: Callable[[Any], tuple[str, ...]] = lambda config: TRANSFORMER_LORA_TARGETS
+    lora_targets: Callable[[Any], tuple[str, ...]] = transformer_lora_targets
     resize_positions: PositionsResize | None = None
 
     def __post_init__(self) -> None:
         if self.side not in SIDES:
             raise ValueError(f"TowerFamily {self.kind!r}: side must be one of {SIDES}, got {self.side!r}")
+
+
+def each_transformer_block(tower: nn.Module) -> list[nn.Module]:
+    """The `fsdp_units` of a tower whose `transformer` is a `BlockStack`: each residual block."""
+    return list(tower.transformer.blocks)
+
+
+def each_stage(tower: nn.Module) -> list[nn.Module]:
+    """The `fsdp_units` of a tower whose `stages` is an nn.ModuleList: each stage."""
+    return list(tower.stages)

@@ -138,10 +138,21 @@ class SplitDecoderLayer(nn.Module):
         return self.cross_block(self.self_block(x, causal=True), context)
 
 
+def run_in_order(modules, x: torch.Tensor, checkpointing: bool, **kwargs) -> torch.Tensor:
+    """x through `modules` in order. With `checkpointing` (and autograd on), each module's
+    activations are recomputed in backward instead of stored (non-reentrant checkpoint, which also
+    replays the RNG so dropout matches)."""
+    for module in modules:
+        if checkpointing and torch.is_grad_enabled():
+            x = checkpoint(module, x, use_reentrant=False, **kwargs)
+        else:
+            x = module(x, **kwargs)
+    return x
+
+
 class BlockStack(nn.Module):
     """Blocks applied in order; with `grad_checkpointing`, each block's activations are recomputed
-    in backward instead of stored (non-reentrant checkpoint, which also replays the RNG so dropout
-    matches)."""
+    in backward instead of stored (`run_in_order`)."""
 
     def __init__(self, blocks: list[nn.Module]):
         super().__init__()
@@ -149,12 +160,7 @@ class BlockStack(nn.Module):
         self.grad_checkpointing = False
 
     def forward(self, x: torch.Tensor, **block_kwargs) -> torch.Tensor:
-        for block in self.blocks:
-            if self.grad_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(block, x, use_reentrant=False, **block_kwargs)
-            else:
-                x = block(x, **block_kwargs)
-        return x
+        return run_in_order(self.blocks, x, self.grad_checkpointing, **block_kwargs)
 
 
 def init_transformer_weights(stack: BlockStack, width: int) -> None:

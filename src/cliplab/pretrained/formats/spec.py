@@ -21,8 +21,10 @@ The contracts a format's parts keep:
 - holds_ema: the format can hold a training run's EMA weights (`LoadRequest.ema`; its reader reads
   them, or says the checkpoint has none); a request for them from any other format is refused.
 - export (`ExportForm` or None): the format `cliplab export --format` / `cliplab.export` writes:
-  `check(model, tokenizer)` refuses what the format cannot represent before anything is written,
-  `write(model, tokenizer, directory)` writes the files.
+  `check(model, tokenizer, **options)` refuses what the format cannot represent before anything is
+  written, `write(model, tokenizer, directory, **options)` writes the files; `options` names the
+  keyword options of `cliplab.export` the format takes (open_clip's `hf_tokenizer_name`), which
+  every other format refuses by name.
 
 A format's module imports its reader (torch, safetensors ...) inside the functions that use it, so
 that the table (read by the CLI's --help) imports without them.
@@ -119,11 +121,13 @@ class Location:
 
 @dataclass(frozen=True, kw_only=True)
 class ExportForm:
-    """How a format is written (see the module docstring); name: the `--format` value."""
+    """How a format is written (see the module docstring); name: the `--format` value; options:
+    the keyword options its check and write take."""
 
     name: str
-    check: Callable[[Any, Any], None]
-    write: Callable[[Any, Any, Path], Any]
+    check: Callable[..., None]
+    write: Callable[..., Any]
+    options: tuple[str, ...] = ()
 
 
 def _never(location: Location) -> bool:
