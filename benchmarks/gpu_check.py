@@ -1,8 +1,10 @@
 """The CUDA paths on one GPU, in one run of under 8 minutes: one JSON and one Markdown table.
 
 Parts (each runs on its own; a failure is recorded in its entry and the others still run):
-  train      ViT-B-32 at bf16, synthetic batches: samples/s and MFU, plain (bf16 autocast) and
-             FSDP2 at world size 1 (`cliplab.train.parallel.fsdp.shard`: bf16 gather, fp32 reduce)
+  train      ViT-B-32 at bf16, synthetic batches: samples/s and MFU, plain (bf16 autocast), compiled
+             (the same with `CLIP.compile_blocks`, `--torchcompile`: regional torch.compile; its
+             first step, compilation included, timed apart) and FSDP2 at world size 1
+             (`cliplab.train.parallel.fsdp.shard`: bf16 gather, fp32 reduce)
   losses     tiled against dense CLIP and SigLIP, forward + backward at global batch 32k .. 256k,
              D = 768: time and peak CUDA memory beyond the inputs; a dense loss that runs out of
              memory is recorded as such. Inf-CL's published figures (0.36 GB at 64k, 1.45 GB at
@@ -111,13 +113,16 @@ def _process_group_of_one(device: torch.device) -> Iterator[None]:
 
 
 def train_throughput(sizes: dict, device: torch.device) -> dict:
-    """samples/s and MFU of one optimiser step of ViT-B-32 at bf16, plain and under FSDP2."""
+    """samples/s and MFU of one optimiser step of ViT-B-32 at bf16: plain, compiled, under FSDP2."""
     with _process_group_of_one(device):
-        return {mode: _train_steps(mode, sizes, device) for mode in ("plain", "fsdp2")}
+        plain = _train_steps("plain", sizes, device)
+        compiled = _train_steps("compiled", sizes, device, flops=plain["flops_per_step"])
+        return {"plain": plain, "compiled": compiled, "fsdp2": _train_steps("fsdp2", sizes, device)}
 
 
-def _train_steps(mode: str, sizes: dict, device: torch.device) -> dict:
-    """Time optimiser steps of the model, plain or FSDP2-sharded; count their FLOPs once."""
+def _train_steps(mode: str, sizes: dict, device: torch.device, flops: int | None = None) -> dict:
+    """Time optimiser steps of the model, plain, compiled or FSDP2-sharded; count their FLOPs once
+    (a compiled step's are the plain step's: `flops`)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from cliplab.losses import ClipLoss
@@ -129,6 +134,8 @@ def _train_steps(mode: str, sizes: dict, device: torch.device) -> dict:
     model = create_model(sizes["model"], output_dict=True, **sizes["model_overrides"]).to(device).train()
     if mode == "fsdp2":
         shard(model, model, precision="amp_bf16", compile_blocks=False)
+    if mode == "compiled":
+        model.compile_blocks(backend=sizes["compile_backend"])
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     loss_fn = ClipLoss()
     size = model.config.vision.image_size
@@ -145,13 +152,14 @@ def _train_steps(mode: str, sizes: dict, device: torch.device) -> dict:
         loss.backward()
         optimizer.step()
 
-    step()
-    with FlopCounterMode(display=False) as counter:
-        step()
+    first_step_s = _timed(step, device, warmup=0, repeats=1)
+    if flops is None:
+        with FlopCounterMode(display=False) as counter:
+            step()
+        flops = counter.get_total_flops()
     seconds = _timed(step, device, warmup=sizes["warmup"], repeats=sizes["repeats"])
-    flops = counter.get_total_flops()
-    return {"batch": batch, "step_s": seconds, "samples_per_s": batch / seconds, "flops_per_step": flops,
-            "mfu": flops / seconds / H200_BF16_DENSE_FLOPS if device.type == "cuda" else None}
+    return {"batch": batch, "step_s": seconds, "first_step_s": first_step_s, "samples_per_s": batch / seconds,
+            "flops_per_step": flops, "mfu": flops / seconds / H200_BF16_DENSE_FLOPS if device.type == "cuda" else None}
 
 
 # --- losses --------------------------------------------------------------------------------------
@@ -278,10 +286,12 @@ def markdown(report: dict) -> str:
             lines.append(f"## {part}: {entry['status']}\n\n```\n{entry.get('error', '')[-1500:]}\n```\n")
     train = report["parts"].get("train", {})
     if train.get("status") == "ok":
-        lines.append("## train (bf16, synthetic batches)\n\n| mode | batch | step s | samples/s | MFU |\n|---|---|---|---|---|")
+        lines.append("## train (bf16, synthetic batches)\n\n| mode | batch | first step s | step s | samples/s | MFU |\n"
+                     "|---|---|---|---|---|---|")
         for mode, row in train["result"].items():
             mfu = "n/a" if row["mfu"] is None else f"{100 * row['mfu']:.1f}%"
-            lines.append(f"| {mode} | {row['batch']} | {row['step_s']:.4f} | {row['samples_per_s']:.1f} | {mfu} |")
+            lines.append(f"| {mode} | {row['batch']} | {row['first_step_s']:.2f} | {row['step_s']:.4f} | "
+                         f"{row['samples_per_s']:.1f} | {mfu} |")
         lines.append("")
     losses = report["parts"].get("losses", {})
     if losses.get("status") == "ok":
@@ -307,12 +317,16 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+# The dry run traces the compiled blocks with dynamo but skips inductor's code generation (backend
+# "eager"), which would cost the test suite a minute of CPU; the GPU run compiles for real.
 GPU_SIZES = {"model": "ViT-B-32", "model_overrides": {}, "train_batch": 256, "warmup": 3, "repeats": 10,
+             "compile_backend": "inductor",
              "loss_batches": [32768, 65536, 131072, 262144], "loss_dim": 768, "loss_repeats": 3,
              "sync_batch": 65536, "sync_tile": 4096, "collect_only": False, "pytest_timeout_s": 180}
 DRY_RUN_SIZES = {"model": "tiny", "model_overrides": {"vision.width": 16, "text.width": 32, "text.heads": 2,
                                                       "text.layers": 1, "text.context_length": 20, "embed_dim": 16},
-                 "train_batch": 4, "warmup": 1, "repeats": 1, "loss_batches": [256, 512], "loss_dim": 32,
+                 "train_batch": 4, "warmup": 1, "repeats": 1, "compile_backend": "eager",
+                 "loss_batches": [256, 512], "loss_dim": 32,
                  "loss_repeats": 1, "sync_batch": 256, "sync_tile": 64, "collect_only": True, "pytest_timeout_s": 120}
 PARTS = {"train": train_throughput, "losses": loss_memory, "grad_scaler": grad_scaler_test,
          "host_syncs": host_sync_cost}

@@ -18,7 +18,7 @@ def test_dry_run_writes_every_part_to_the_json_and_the_table(tmp_path):
     assert report["dry_run"] and report["device"] == "cpu"
     assert {part: entry["status"] for part, entry in report["parts"].items()} == dict.fromkeys(gpu_check.PARTS, "ok")
     train = report["parts"]["train"]["result"]
-    assert set(train) == {"plain", "fsdp2"} and all(row["flops_per_step"] > 0 for row in train.values())
+    assert set(train) == {"plain", "compiled", "fsdp2"} and all(row["flops_per_step"] > 0 for row in train.values())
     rows = report["parts"]["losses"]["result"]["rows"]
     sizes = gpu_check.DRY_RUN_SIZES
     assert [(row["method"], row["batch"]) for row in rows] == [
@@ -29,7 +29,7 @@ def test_dry_run_writes_every_part_to_the_json_and_the_table(tmp_path):
     assert syncs["same_loss"]
     assert report["parts"]["grad_scaler"]["result"]["returncode"] == 0
     table = (tmp_path / "gpu_check.md").read_text()
-    assert "| fsdp2 |" in table and "| tiled_siglip | 512 | ok |" in table and "host syncs" in table
+    assert "| fsdp2 |" in table and "| compiled |" in table and "| tiled_siglip | 512 | ok |" in table and "host syncs" in table
 
 
 def test_a_failing_part_is_recorded_and_the_others_still_run(tmp_path, monkeypatch):

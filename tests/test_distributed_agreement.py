@@ -3,8 +3,8 @@
 
 import pytest
 
-from cliplab.distributed.agreement import (any_rank, broadcast_object, gather_objects, raise_if_any_rank_failed,
-                                           run_on_main)
+from cliplab.distributed.agreement import (any_rank, broadcast_object, gather_objects, max_over_ranks,
+                                           raise_if_any_rank_failed, run_on_main)
 from cliplab.distributed.launch import run_on_workers
 from cliplab.errors import UserError
 from cliplab.train.config import ConfigError
@@ -36,7 +36,7 @@ def test_one_process_runs_everything_locally():
     assert raised.value is error
     raise_if_any_rank_failed(None)
     assert run_on_main(lambda: 7) == 7
-    assert any_rank(True) and not any_rank(False)
+    assert any_rank(True) and not any_rank(False) and max_over_ranks(-3) == -3
     assert gather_objects("x") == ["x"] and broadcast_object("y") == "y"
 
 
@@ -57,6 +57,7 @@ def _agree_on_ranks(rank, world_size):
         _outcome(lambda: run_on_main(config_error)),
         _outcome(lambda: (any_rank(rank == 1), any_rank(False))),
         _outcome(lambda: (gather_objects(rank), broadcast_object(f"from {rank}", source=1))),
+        _outcome(lambda: max_over_ranks([7, 2][rank])),
     ]
 
 
@@ -75,3 +76,4 @@ def test_every_rank_raises_the_real_cause():
                                                                       ["(raised on rank 0; this rank stopped with it)"])
     assert rank0[7] == rank1[7] == ("returned", (True, False))
     assert rank0[8] == rank1[8] == ("returned", ([0, 1], "from 1"))
+    assert rank0[9] == rank1[9] == ("returned", 7)

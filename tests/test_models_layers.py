@@ -32,6 +32,21 @@ def test_self_attention_matches_reference_with_padding_and_causal_mask():
     torch.testing.assert_close(attention(x, causal=True), reference_attention(attention, x, causal_only))
 
 
+@pytest.mark.parametrize("qkv_bias", [True, False])
+def test_first_queries_are_the_first_rows_of_the_whole_attention_and_block(qkv_bias):
+    torch.manual_seed(0)
+    attention = SelfAttention(width=8, heads=2, qkv_bias=qkv_bias)
+    x = torch.randn(2, 5, 8)
+    every_key = torch.ones(5, 5, dtype=torch.bool)
+    # The same sums over fewer rows: equal up to float reassociation.
+    torch.testing.assert_close(attention(x, queries=2), reference_attention(attention, x, every_key)[:, :2],
+                               rtol=0, atol=1e-6)
+    block = TransformerBlock(8, 2, layer_scale=0.5)
+    torch.testing.assert_close(block(x, queries=1), block(x)[:, :1], rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="queries= takes no attn_mask"):
+        attention(x, causal=True, queries=1)
+
+
 def test_padding_mask_hides_pads_and_never_leaves_an_empty_row():
     is_real = torch.tensor([[True, True, False, False]])
     mask = key_padding_attention_mask(is_real, causal=False)[0, 0]

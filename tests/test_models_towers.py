@@ -72,6 +72,33 @@ def test_pooled_prefix_length_keeps_what_pooling_reads(variant, expected):
     torch.testing.assert_close(tower(tokens[:, :length]), tower(tokens), rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("variant", [dict(pool="argmax", causal=True, padding_mask="none"),
+                                     dict(pool="eot", causal=True, position="rotary"),
+                                     dict(pool="mean", causal=False)], ids=lambda v: "-".join(map(str, v.values())))
+def test_pooled_forward_runs_on_the_pooled_prefix_and_equals_the_whole_sequence(variant):
+    tower = text_tower(**variant)
+    tokens = torch.where(padded_tokens()[:2] == 2, 39, padded_tokens()[:2])  # end-of-text the largest id
+    shapes = []
+    tower.transformer.register_forward_hook(lambda module, inputs, output: shapes.append(output.shape[1]))
+    pooled = tower(tokens)
+    whole = tower.forward_features(tokens)[0]  # every position through the blocks
+    assert shapes == [5, 8]
+    # The same computation on fewer rows: equal up to float reassociation.
+    torch.testing.assert_close(pooled, whole, rtol=0, atol=1e-6)
+
+
+def test_pooled_forward_keeps_every_position_in_training_where_the_step_cuts_instead():
+    tower = text_tower(pool="eot", causal=True).train()
+    tokens = padded_tokens()[:2]
+    shapes = []
+    tower.transformer.register_forward_hook(lambda module, inputs, output: shapes.append(output.shape[1]))
+    tower(tokens)
+    assert shapes == [8]
+    assert tower.trainable_prefix_length(tokens) == tower.pooled_prefix_length(tokens) == 5
+    # Under dropout fewer positions would draw other masks: the step keeps every column.
+    assert text_tower(pool="eot", causal=True, dropout=0.5).train().trainable_prefix_length(tokens) == 8
+
+
 def test_eot_pooling_takes_last_non_pad_state():
     tower = text_tower(pool="eot")
     tokens = padded_tokens()
@@ -122,6 +149,40 @@ def test_vit_shapes_and_pooling(pool, tokens_expected):
     if pool == "mean":
         torch.testing.assert_close(pooled, tokens.mean(dim=1))
     assert tower.position_embedding.shape == (16 + (pool == "cls"), 12)
+
+
+def vit_tower(**overrides):
+    torch.manual_seed(0)
+    return VisionTransformer(VisionConfig(image_size=8, patch_size=2, width=12, layers=2, heads=2, **overrides))
+
+
+@pytest.mark.parametrize("final_norm", ["tokens", "pooled"])
+def test_vit_pooled_forward_computes_the_class_row_alone_in_the_last_block(final_norm):
+    tower = vit_tower(final_norm=final_norm).train()
+    images = torch.randn(3, 3, 8, 8)
+    rows = []
+    tower.transformer.blocks[-1].register_forward_hook(lambda module, inputs, output: rows.append(output.shape[1]))
+    weights = torch.randn(3, 12)  # a loss whose gradient is not zero through the final LayerNorm
+    (tower(images) * weights).sum().backward()
+    fewer_rows = {name: parameter.grad.clone() for name, parameter in tower.named_parameters()}
+    tower.zero_grad()
+    whole = tower.forward_features(images)[0]
+    (whole * weights).sum().backward()
+    assert rows == [1, 17]
+    # The same sums over fewer rows: equal up to float reassociation, gradients included.
+    torch.testing.assert_close(tower(images), whole, rtol=0, atol=1e-6)
+    for name, parameter in tower.named_parameters():
+        torch.testing.assert_close(fewer_rows[name], parameter.grad, rtol=1e-5, atol=1e-5, msg=name)
+
+
+def test_vit_pooled_forward_keeps_every_row_under_dropout_in_training_and_for_other_pools():
+    tower = vit_tower(dropout=0.5).train()
+    images = torch.randn(2, 3, 8, 8)
+    torch.manual_seed(3)
+    pooled = tower(images)
+    torch.manual_seed(3)
+    assert torch.equal(pooled, tower.forward_features(images)[0])
+    assert tower.eval().pools_class_row_only and not vit_tower(pool="mean").pools_class_row_only
 
 
 def test_vit_patch_dropout_only_in_training():

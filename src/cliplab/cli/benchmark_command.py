@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cliplab.cli.common import add_command_parser, add_device_argument, resolve_device
+from cliplab.cli.common import (add_command_parser, add_device_argument, add_inference_arguments,
+                                compile_if_asked, resolve_device)
 from cliplab.errors import InvalidInputError, UserError
 
 HELP = "CLIP_benchmark's tasks and result files: zero-shot, retrieval, linear probe"
@@ -46,7 +47,6 @@ examples:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from cliplab.eval.benchmark_tasks import ALL, TASKS
-    from cliplab.precision_names import PRECISIONS
 
     parser = add_command_parser(subparsers, "benchmark", help=HELP, description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("--model", action="append", metavar="MODEL", help="a checkpoint to evaluate (repeatable)")
@@ -60,11 +60,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                              "(default: {dataset}_{pretrained}_{model}_{language}_{task}.json); with --build the "
                              "CSV (default: benchmark.csv)")
     parser.add_argument("--batch-size", type=int, default=64, help="images (and texts) per forward (default: 64)")
-    parser.add_argument("--workers", type=int, default=4, help="image decoding processes (default: 4)")
     add_device_argument(parser)
-    parser.add_argument("--precision", choices=PRECISIONS, default=None,
-                        help="fp32, or autocast: amp (CLIP_benchmark's: fp16 on CUDA, bf16 on a CPU), fp16 (CUDA), "
-                             "bf16 (default: amp on CUDA, fp32 on a CPU)")
+    add_inference_arguments(parser, workers=4)  # amp is CLIP_benchmark's: fp16 on CUDA, bf16 on a CPU
     parser.add_argument("--recall-k", default="1,5,10", metavar="K,K", help="k of recall@k (default: 1,5,10)")
     parser.add_argument("--language", default="en", help="language of the built-in class names and templates")
     data = parser.add_argument_group("dataset")
@@ -165,7 +162,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                                                            "task": task, "metrics": {}})
                for spec, arch in zip(args.model, architectures) for task in tasks]
     check_writable(output_paths(args.output or DEFAULT_OUTPUT, planned))  # before hours of work, not after
-    models = [_load(spec, arch, device, precision) for spec, arch in zip(args.model, architectures)]
+    models = [_load(spec, arch, device, precision, args) for spec, arch in zip(args.model, architectures)]
     results = run_benchmark(models, dataset, options, progress=_progress)
     records = [result_record(dataset.name, args.language, result) for result in results]
     for record, path in zip(records, output_paths(args.output or DEFAULT_OUTPUT, records)):
@@ -191,7 +188,7 @@ def _progress(what: str, total: int, unit: str):
     return Progress(total, desc=what, unit=unit, line_interval_s=10.0)
 
 
-def _load(spec: str, arch: str | None, device, precision: str):
+def _load(spec: str, arch: str | None, device, precision: str, args: argparse.Namespace):
     from cliplab.model_io import load_model
     from cliplab.eval.benchmark import BenchmarkModel
     from cliplab.eval.feature_cache import checkpoint_fingerprint
@@ -200,10 +197,12 @@ def _load(spec: str, arch: str | None, device, precision: str):
     autocast = autocast_for(precision, device)
     loaded = load_model(spec, model=arch, device=device)
     print(f"model: {spec} ({loaded.format}, {loaded.path})")
+    compile_if_asked(args, loaded.model)
     preprocess_key = repr(loaded.model.config.preprocess)
     return BenchmarkModel(
         name=_model_name(spec, arch), pretrained=spec, model=loaded.model, preprocess=loaded.preprocess,
         tokenizer=loaded.tokenizer,
         device=device, preprocess_key=preprocess_key, autocast=autocast,
         cache_key={"checkpoint": checkpoint_fingerprint(loaded.path), "arch": arch, "precision": precision,
+                   "compiled": args.compile,
                    "preprocess": preprocess_key})

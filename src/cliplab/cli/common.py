@@ -51,6 +51,36 @@ def finish_model_use_parser(parser: argparse.ArgumentParser, run: Callable[[argp
     return parser
 
 
+def add_inference_arguments(parser: argparse.ArgumentParser, *, workers: int) -> None:
+    """--precision, --workers and --compile: how a command that encodes many images runs."""
+    from cliplab.precision_names import PRECISIONS
+
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="fp32, or autocast: amp (fp16 on CUDA, bf16 on a CPU), fp16 (CUDA), bf16 (default: amp "
+                             "on CUDA, fp32 on a CPU; bf16 is fast on CPUs with AVX512-BF16 or AMX)")
+    parser.add_argument("--workers", type=int, default=workers,
+                        help=f"image decoding processes (default: {workers})")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the model's blocks first (a minute or so once; cached for later runs)")
+
+
+def inference_autocast(args: argparse.Namespace, device):
+    """The autocast of --precision on `device` (its default: amp on CUDA, fp32 elsewhere)."""
+    from cliplab.eval.split_features import autocast_for
+
+    return autocast_for(args.precision or ("amp" if device.type == "cuda" else "fp32"), device)
+
+
+def compile_if_asked(args: argparse.Namespace, model) -> None:
+    """--compile: the model's repeated blocks compiled in place (`CLIP.compile_blocks`), with
+    torch's compile cache where training keeps it."""
+    if args.compile:
+        from cliplab.train.parallel.torch_setup import use_compile_cache
+
+        use_compile_cache()
+        model.compile_blocks()
+
+
 def require_at_least(flag: str, value: int | None, minimum: int) -> None:
     """UserError naming `flag` unless `value` (None: not given) is >= `minimum`."""
     if value is not None and value < minimum:

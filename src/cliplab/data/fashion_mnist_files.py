@@ -61,11 +61,15 @@ class ChecksumError(OSError):
     """A downloaded file's MD5 differs from the official one."""
 
 
+def cliplab_cache_root() -> Path:
+    """$CLIPLAB_CACHE where the variable is set, else ~/.cache/cliplab."""
+    root = os.environ.get(CACHE_ENV_VAR)
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "cliplab"
+
+
 def default_cache_dir() -> Path:
     """$CLIPLAB_CACHE/fashion-mnist where the variable is set, else ~/.cache/cliplab/fashion-mnist."""
-    root = os.environ.get(CACHE_ENV_VAR)
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "cliplab"
-    return base / "fashion-mnist"
+    return cliplab_cache_root() / "fashion-mnist"
 
 
 def urllib_fetch(url: str, destination: Path, timeout_s: float = 60.0) -> None:

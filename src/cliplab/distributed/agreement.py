@@ -9,6 +9,7 @@ where ranks can part ways therefore goes through one of these collectives, calle
     run_on_main(fn)                   fn() on rank 0 only; every rank returns its result or raises
                                       its error
     any_rank(flag)                    True on every rank when any rank's flag is True
+    max_over_ranks(value)             the largest of every rank's integer, on every rank
 
 What every rank raises: a rank that failed raises its own error (its traceback intact); the others
 raise the error of the lowest failing rank, rebuilt from its pickle (sent by a rank of this job,
@@ -53,13 +54,18 @@ def sum_over_ranks(values: list[int]) -> list[int]:
     return [int(value) for value in summed.tolist()]
 
 
+def max_over_ranks(value: int) -> int:
+    """The largest of every rank's integer (one all_reduce)."""
+    if not is_distributed():
+        return int(value)
+    largest = torch.tensor([int(value)], dtype=torch.int64, device=collective_device())
+    dist.all_reduce(largest, op=dist.ReduceOp.MAX)
+    return int(largest.item())
+
+
 def any_rank(flag: bool) -> bool:
     """True on every rank when `flag` is True on at least one rank (one all_reduce of an int)."""
-    if not is_distributed():
-        return bool(flag)
-    value = torch.tensor([int(bool(flag))], dtype=torch.int32, device=collective_device())
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
+    return bool(max_over_ranks(int(bool(flag))))
 
 
 def gather_objects(value: Any) -> list[Any]:

@@ -6,6 +6,7 @@ returns float32 CPU tensors whose rows have unit L2 norm, ready for cosine simil
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 import torch
@@ -44,17 +45,20 @@ def encode_image_batches(
     image_batches: Iterable[torch.Tensor],
     device: torch.device | str | None = None,
     progress: ProgressCounter | None = None,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
 ) -> torch.Tensor:
     """[N, E] float32 image embeddings of the concatenated batches (each Float[B, 3, H, W]).
 
-    progress: advanced by each batch's size (None: silent).
+    progress: advanced by each batch's size (None: silent); autocast: the context each forward
+    runs in (e.g. bf16 autocast, `split_features.autocast_for`).
     """
     device = torch.device(device) if device is not None else model_device(model)
     dtype = model_dtype(model)
     embeddings = []
     with inference_mode(model):
         for images in image_batches:
-            features = model.encode_image(images.to(device=device, dtype=dtype), normalize=False)
+            with autocast():
+                features = model.encode_image(images.to(device=device, dtype=dtype), normalize=False)
             embeddings.append(F.normalize(features.float(), dim=-1).cpu())
             if progress is not None:
                 progress.update(images.shape[0])
@@ -70,8 +74,10 @@ def encode_texts(
     batch_size: int = 256,
     device: torch.device | str | None = None,
     progress: ProgressCounter | None = None,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
 ) -> torch.Tensor:
-    """[N, E] float32 embeddings of N texts, encoded `batch_size` at a time.
+    """[N, E] float32 embeddings of N texts, encoded `batch_size` at a time (each forward inside
+    `autocast`).
 
     The texts are tokenized at once and encoded in order of their token count, each batch cut to
     the columns its longest text needs where the text tower says nothing reads the rest
@@ -96,7 +102,8 @@ def encode_texts(
             batch = tokens[rows]
             if prefix_length is not None:
                 batch = batch[:, :prefix_length(batch)]
-            features = F.normalize(model.encode_text(batch.to(device), normalize=False).float(), dim=-1).cpu()
+            with autocast():
+                features = F.normalize(model.encode_text(batch.to(device), normalize=False).float(), dim=-1).cpu()
             if embeddings.numel() == 0:
                 embeddings = torch.empty(len(texts), features.shape[1])
             embeddings[rows] = features

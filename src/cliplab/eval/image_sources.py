@@ -12,6 +12,7 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 from PIL import Image
+from torch.utils.data import DataLoader
 
 from cliplab.data.csv_dataset import (DEFAULT_CAPTION_KEY, DEFAULT_IMG_KEY, DEFAULT_SEPARATOR,
                                       CsvDataset, load_rgb_image)
@@ -99,12 +100,39 @@ def load_image(path: Path) -> Image.Image:
         raise InvalidInputError(f"image {path} cannot be read: {error.reason}") from None
 
 
-def image_batches(paths: Sequence[Path], preprocess: Preprocess, batch_size: int) -> Iterator[torch.Tensor]:
-    """Float[B, 3, H, W] batches of the preprocessed images at `paths`, in order."""
+class _PreprocessedBatches:
+    """A DataLoader "dataset" whose item for a list of indices is their stacked preprocessed images."""
+
+    def __init__(self, paths: Sequence[Path], preprocess: Preprocess):
+        self.paths, self.preprocess = paths, preprocess
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, indices: list[int]) -> torch.Tensor:
+        return torch.stack([self.preprocess(load_image(Path(self.paths[index]))) for index in indices])
+
+
+def _itself(batch):
+    return batch
+
+
+def image_batches(paths: Sequence[Path], preprocess: Preprocess, batch_size: int, workers: int = 0
+                  ) -> Iterator[torch.Tensor]:
+    """Float[B, 3, H, W] batches of the preprocessed images at `paths`, in order; decoded and
+    preprocessed by `workers` DataLoader processes (0: in this process), a few batches ahead of
+    the model. An unreadable image raises its error (naming the path) in this process either way."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    for start in range(0, len(paths), batch_size):
-        yield torch.stack([preprocess(load_image(Path(path))) for path in paths[start:start + batch_size]])
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0, got {workers}")
+    batches = [list(range(start, min(start + batch_size, len(paths)))) for start in range(0, len(paths), batch_size)]
+    dataset = _PreprocessedBatches(paths, preprocess)
+    if workers == 0:
+        yield from (dataset[indices] for indices in batches)
+        return
+    yield from DataLoader(dataset, batch_size=None, sampler=batches, num_workers=workers, collate_fn=_itself,
+                          prefetch_factor=2)
 
 
 def labelled_image_batches(paths: Sequence[Path], labels: Sequence[int], preprocess: Preprocess,

@@ -108,6 +108,13 @@ class CLIP(nn.Module):
             latents = self.text_projection(self.text_tower.forward_tokens(tokens))
         return latents, tokens != self.config.text.pad_id
 
+    def token_columns_read(self, tokens: torch.Tensor) -> int:
+        """How many leading columns of tokens [B, T] `forward` reads: the text tower's pooled
+        prefix (`TextTransformer.trainable_prefix_length`) where it has one, else T. Cutting the
+        tokens to it leaves every output the same, up to float reassociation."""
+        prefix_length = getattr(self.text_tower, "trainable_prefix_length", None)
+        return tokens.shape[1] if prefix_length is None else prefix_length(tokens)
+
     def forward(self, images: torch.Tensor, tokens: torch.Tensor
                 ) -> dict[str, torch.Tensor] | tuple[torch.Tensor, ...]:
         """With `output_dict`: {"image_features": [B, E], "text_features": [B, E] (both unit norm),
@@ -156,6 +163,21 @@ class CLIP(nn.Module):
         then the text tower's, as their families name them (`TowerFamily.fsdp_units`)."""
         return (family_of(self.config.vision).fsdp_units(self.vision_tower)
                 + family_of(self.config.text).fsdp_units(self.text_tower))
+
+    def compile_blocks(self, **options) -> None:
+        """torch.compile each repeated unit (`fsdp_units`: blocks, stages) in place: regional
+        compilation. The blocks of a tower run the same code on the same shapes, so dynamo traces
+        one graph per kind of block and every block of that kind reuses it (a ViT's last block,
+        computing the class row alone in the pooled forward, has a graph of its own); the glue
+        between the blocks (embeddings, pooling, data-dependent trimming) stays eager. Text blocks are compiled
+        for any sequence length at once (`dynamic=True`): the pooled text forward runs on a
+        batch-dependent prefix (`TextTransformer.forward`), which would otherwise cost a second
+        compilation when the length first changes. The compiled kernels round differently from
+        eager ones (fused elementwise work), so it is opt-in (`--torchcompile`). options: more of
+        torch.compile's keyword arguments (backend, mode)."""
+        text_units = set(family_of(self.config.text).fsdp_units(self.text_tower))
+        for unit in self.fsdp_units():
+            unit.compile(dynamic=True if unit in text_units else None, **options)
 
     def reparameterize(self) -> "CLIP":
         """Fold the image tower's train-time branches into single convolutions for inference, in

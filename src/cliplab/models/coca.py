@@ -61,6 +61,10 @@ class CoCa(CLIP):
             "logit_scale": self.logit_scale.exp(),
         }
 
+    def token_columns_read(self, tokens: torch.Tensor) -> int:
+        """T: the captioning logits and labels read every column."""
+        return tokens.shape[1]
+
     def fsdp_units(self) -> list[nn.Module]:
         """The towers' units (`CLIP.fsdp_units`), then each decoder layer."""
         return super().fsdp_units() + list(self.decoder.transformer.blocks)

@@ -13,7 +13,8 @@ builds is the order in which they draw from the global RNG, which the golden tra
 their rule says so (save before evaluating, so that a failing evaluation cannot lose the weights
 just trained). `train_step()` reads the step's micro-batches, agrees with the other ranks on what was
 read and on whether a preemption signal asks the run to stop (`preemption`: then the run saves the
-step it reached and stops), forward/backwards them (`accumulation`), unscales and clips, lets the
+step it reached and stops), cuts their tokens to the prefix the global batch needs (`text_prefix`),
+forward/backwards them (`accumulation`), unscales and clips, lets the
 guard decide whether the step is finite on every rank, steps the optimiser at the scheduled lr,
 clamps the logit scale, updates the EMA, counts the step in `TrainState` and logs it.
 """
@@ -53,6 +54,7 @@ from cliplab.train.setup.tokenizer import build_run_tokenizer
 from cliplab.train.state import TrainState
 from cliplab.train.step.accumulation import LossOutput, MicroBatch, forward_backward
 from cliplab.train.step.ema import WeightEma
+from cliplab.train.step.text_prefix import cut_to_step_prefix
 from cliplab.train.step.guards import NonFiniteGuard
 from cliplab.train.step.loss_table import build_training_loss
 from cliplab.train.step.optim import build_optimizer, clamp_logit_scale_, clip_gradients, describe_optimizer
@@ -270,9 +272,15 @@ class Trainer:
         return lambda: self.ema.whole_averages(keep=self.context.is_main)
 
     def _micro_batches(self, batches: list[dict]) -> list[MicroBatch]:
+        """The step's micro-batches on the device; without objective terms (which read the tokens
+        themselves) their tokens cut to the prefix the global batch needs (`step.text_prefix`, a
+        collective), on the host."""
         device = self.context.device
-        return [MicroBatch(batch["images"].to(device, non_blocking=True), batch["tokens"].to(device, non_blocking=True))
-                for batch in batches]
+        micro_batches = [MicroBatch(batch["images"], batch["tokens"]) for batch in batches]
+        if self.objectives is None:
+            micro_batches = cut_to_step_prefix(micro_batches, self.model)
+        return [MicroBatch(micro.images.to(device, non_blocking=True), micro.tokens.to(device, non_blocking=True))
+                for micro in micro_batches]
 
     def _forward(self, images: torch.Tensor, tokens: torch.Tensor) -> dict[str, Any]:
         with self.precision.autocast():

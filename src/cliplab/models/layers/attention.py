@@ -59,9 +59,14 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(width, width)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, causal: bool = False,
-                rotary: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                rotary: tuple[torch.Tensor, torch.Tensor] | None = None, queries: int | None = None
+                ) -> torch.Tensor:
         """attn_mask: Bool broadcastable to [B, H, T, T] or None; causal: apply a causal mask when
-        attn_mask is None; rotary: (cos, sin) [T, D] applied to queries and keys."""
+        attn_mask is None; rotary: (cos, sin) [T, D] applied to queries and keys. queries: only the
+        first `queries` positions ask (every position is a key): [B, queries, W] out; no mask,
+        causality or rotary with it."""
+        if queries is not None:
+            return self._first_queries(x, queries, attn_mask, causal, rotary)
         batch, length, width = x.shape
         qkv = self.qkv(x).view(batch, length, 3, self.heads, width // self.heads)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, H, T, D]
@@ -71,6 +76,21 @@ class SelfAttention(nn.Module):
         attended = F.scaled_dot_product_attention(
             query, key, value, attn_mask=attn_mask, is_causal=causal and attn_mask is None)
         return self.out(attended.transpose(1, 2).reshape(batch, length, width))
+
+    def _first_queries(self, x: torch.Tensor, queries: int, attn_mask, causal: bool, rotary) -> torch.Tensor:
+        """The output rows of the first `queries` positions alone, from the rows of the packed qkv
+        projection that each needs: queries from those positions, keys and values from all."""
+        if attn_mask is not None or causal or rotary is not None:
+            raise ValueError("queries= takes no attn_mask, causal mask or rotary embedding")
+        batch, length, width = x.shape
+        head_dim = width // self.heads
+        weight, bias = self.qkv.weight, self.qkv.bias
+        query = F.linear(x[:, :queries], weight[:width], None if bias is None else bias[:width])
+        key_value = F.linear(x, weight[width:], None if bias is None else bias[width:])
+        query = query.view(batch, queries, self.heads, head_dim).transpose(1, 2)
+        key, value = key_value.view(batch, length, 2, self.heads, head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        attended = F.scaled_dot_product_attention(query, key, value)
+        return self.out(attended.transpose(1, 2).reshape(batch, queries, width))
 
 
 class CrossAttention(nn.Module):

@@ -70,8 +70,13 @@ class TransformerBlock(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path else nn.Identity()
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, causal: bool = False,
-                rotary: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        attended = self.attn(self.norm_attn(x), attn_mask=attn_mask, causal=causal, rotary=rotary)
+                rotary: tuple[torch.Tensor, torch.Tensor] | None = None, queries: int | None = None
+                ) -> torch.Tensor:
+        """queries: the output of the first `queries` positions only, [B, queries, W] (every
+        position still a key; see `SelfAttention.forward`)."""
+        attended = self.attn(self.norm_attn(x), attn_mask=attn_mask, causal=causal, rotary=rotary, queries=queries)
+        if queries is not None:
+            x = x[:, :queries]
         x = x + self.drop_path(self.dropout(self.scale_attn(attended)))
         return x + self.drop_path(self.dropout(self.scale_mlp(self.mlp(self.norm_mlp(x)))))
 
@@ -159,8 +164,13 @@ class BlockStack(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.grad_checkpointing = False
 
-    def forward(self, x: torch.Tensor, **block_kwargs) -> torch.Tensor:
-        return run_in_order(self.blocks, x, self.grad_checkpointing, **block_kwargs)
+    def forward(self, x: torch.Tensor, *, last_block_queries: int | None = None, **block_kwargs) -> torch.Tensor:
+        """last_block_queries: the last block computes the first that many positions only (what a
+        class-token pooling reads; `TransformerBlock.forward`'s queries)."""
+        if last_block_queries is None:
+            return run_in_order(self.blocks, x, self.grad_checkpointing, **block_kwargs)
+        x = run_in_order(self.blocks[:-1], x, self.grad_checkpointing, **block_kwargs)
+        return run_in_order(self.blocks[-1:], x, self.grad_checkpointing, queries=last_block_queries, **block_kwargs)
 
 
 def init_transformer_weights(stack: BlockStack, width: int) -> None:

@@ -152,8 +152,22 @@ class TextTransformer(nn.Module):
         return pooled, hidden, is_real
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens [B, T] -> pooled [B, W]."""
+        """tokens [B, T] -> pooled [B, W]. Outside training the blocks run on the columns that
+        decide it only (`pooled_prefix_length`: for a causal tower, up to the batch's last
+        end-of-text). In training on every column given: a training step cuts the tokens of its
+        whole global batch to one prefix (`cliplab.train.step.text_prefix`), so that every rank and
+        micro-batch runs the shapes one process with the global batch runs."""
+        self.check_tokens(tokens)
+        if not self.training:
+            tokens = tokens[:, :self.pooled_prefix_length(tokens)]
         return self.forward_features(tokens)[0]
+
+    def trainable_prefix_length(self, tokens: torch.Tensor) -> int:
+        """`pooled_prefix_length`, except T under dropout in training (fewer positions would draw
+        other dropout masks)."""
+        if self.training and self.config.dropout > 0:
+            return tokens.shape[1]
+        return self.pooled_prefix_length(tokens)
 
     def pooled_prefix_length(self, tokens: torch.Tensor) -> int:
         """The fewest leading columns of tokens [B, T] that give every row the pooled vector all T

@@ -108,8 +108,20 @@ class VisionTransformer(nn.Module):
         return pooled, patch_tokens
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """images [B, 3, S, S] -> pooled [B, W_out]."""
-        return self.forward_features(images)[0]
+        """images [B, 3, S, S] -> pooled [B, W_out]. Pooling the class token, the last block
+        computes that token's row alone (its queries, output projection and MLP; every token is
+        still a key): the other rows it would compute are read by nothing. Equal to
+        `forward_features`' pooled vector up to float reassociation. Not under dropout in
+        training: fewer positions would draw other masks."""
+        if not self.pools_class_row_only:
+            return self.forward_features(images)[0]
+        pooled = self.transformer(self._embed(images), last_block_queries=1)[:, 0]
+        return self.norm_post(pooled)
+
+    @property
+    def pools_class_row_only(self) -> bool:
+        """Whether the pooled vector reads the class token's row of the last block alone."""
+        return self.config.pool == "cls" and not (self.training and self.config.dropout > 0)
 
     def forward_tokens(self, images: torch.Tensor) -> torch.Tensor:
         """images [B, 3, S, S] -> tokens [B, P, W_tok] (class token excluded; see forward_features)."""

@@ -6,11 +6,11 @@ values, drawn exactly as the full build draws them, so that a sharded run starts
 a DDP run with the same seed has, and no rank ever holds the whole model.
 
 `wrap_for_training` then gives the `ParallelModel` the step runs:
-  - DDP (several processes, `distributed.fsdp` off): DistributedDataParallel, then torch.compile
-    of the whole module when asked;
+  - DDP (several processes, `distributed.fsdp` off): the model's repeated blocks compiled when
+    asked (`CLIP.compile_blocks`, regional compilation), then DistributedDataParallel;
   - FSDP2 (`distributed.fsdp`): `fsdp.shard` (units, mixed precision, 0-d parameters, blocks
     compiled one by one when asked), then the shards allocated and filled;
-  - one process: the module itself (compiled when asked).
+  - one process: the module itself (its blocks compiled when asked).
 Checkpoints of a sharded run are DCP directories written shard by shard by every rank
 (`cliplab.train.checkpointing.dcp`, chosen with the Trainer: `trainer.build_checkpointer`); the
 whole model for evaluation is gathered onto rank 0 (`whole_model`, `fsdp_state`).
@@ -35,6 +35,7 @@ from cliplab.train.config import DistributedConfig
 from cliplab.train.parallel.fsdp import shard
 from cliplab.train.parallel.fsdp_state import ShardSource, fill_shards, gather_state_dict, rows_of
 from cliplab.train.parallel.processes import DistributedContext
+from cliplab.train.parallel.torch_setup import use_compile_cache
 
 
 class ModelBuild:
@@ -85,13 +86,13 @@ def _parameter_order(module: nn.Module) -> tuple[str, ...]:
 
 def _ddp(trainable: nn.Module, model: nn.Module, build: ModelBuild) -> ParallelModel:
     wrapped, no_sync, context = trainable, contextlib.nullcontext, build.context
+    if build.compile:
+        model.compile_blocks()
     if context.distributed:
         device_ids = [context.device.index] if context.device.type == "cuda" else None
         wrapped = DistributedDataParallel(trainable, device_ids=device_ids,
                                           find_unused_parameters=build.distributed.find_unused_parameters)
         no_sync = wrapped.no_sync
-    if build.compile:
-        wrapped = torch.compile(wrapped)
     return ParallelModel(module=wrapped, trainable=trainable, model=model, no_sync=no_sync, sharded=False,
                          parameter_order=_parameter_order(trainable))
 
@@ -132,6 +133,8 @@ def wrap_for_training(trainable: nn.Module, model: nn.Module, build: ModelBuild,
     """The ParallelModel of `trainable` (the model, or the model with objective heads), built and
     spread as `build` says; weights: the opener of a pretrained model's checkpoint
     (`TrainingModel.weights`)."""
+    if build.compile:
+        use_compile_cache()
     if build.sharded:
         return _fsdp(trainable, model, build, weights)
     return _ddp(trainable, model, build)

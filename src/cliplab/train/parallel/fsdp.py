@@ -105,12 +105,13 @@ def mixed_precision(precision: str) -> MixedPrecisionPolicy:
 def shard(root: nn.Module, model: nn.Module, *, precision: str, compile_blocks: bool) -> None:
     """Make `root` (the trainable module: `model`, or `model` with objective heads) an FSDP2
     module, in place, on its current device (meta is fine: see `sharded_state.fill_shards`).
-    compile_blocks: torch.compile each block and stage (`--torchcompile` under FSDP2)."""
+    compile_blocks: torch.compile each block and stage (`--torchcompile` under FSDP2; see
+    `CLIP.compile_blocks`)."""
     policy = mixed_precision(precision)
     scalars = hold_scalars_as_vectors(root)
+    if compile_blocks:
+        model.compile_blocks()
     for block in model.fsdp_units():
-        if compile_blocks:
-            block.compile()
         fully_shard(block, mp_policy=policy)
     for head in _objective_heads(root):
         fully_shard(head, mp_policy=policy)

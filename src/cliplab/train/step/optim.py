@@ -19,9 +19,21 @@ def build_optimizer(trainable: nn.Module, config: OptimConfig, model: nn.Module 
     groups = parameter_groups(trainable, config, model)
     if not any(group["params"] for group in groups):
         raise UserError("the model has no trainable parameters: --lock-image and --lock-text freeze both towers")
-    # foreach=False keeps the update order identical between runs (bitwise resume on CPU).
     return torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2), eps=config.eps,
-                             foreach=False)
+                             **update_kernel(model))
+
+
+def update_kernel(model: nn.Module) -> dict:
+    """AdamW's implementation: the fused kernel (one pass over each parameter's memory instead of
+    about ten; elementwise, so its results do not depend on threads or on how the parameters are
+    grouped, and a resumed run repeats them bitwise) wherever torch has one for every parameter's
+    device, else the per-parameter loop (never `foreach`, whose grouping could differ between runs)."""
+    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+    devices = {parameter.device.type for parameter in model.parameters()}
+    if devices and devices <= set(_get_fused_kernels_supported_devices()):
+        return {"fused": True}
+    return {"foreach": False}
 
 
 def describe_optimizer(optimizer: torch.optim.Optimizer, config: OptimConfig) -> str:
