@@ -145,3 +145,14 @@ def test_a_saved_adapted_model_loads_merged(tmp_path):
     (tmp_path / "bundle" / LORA_FILE).write_text("{}")
     with pytest.raises(UserError, match="not the LoRA description cliplab writes"):
         cliplab.load(tmp_path / "bundle")
+
+
+def test_a_vit_pooling_its_class_row_keeps_the_last_blocks_adapters():
+    # The pooled forward computes the last block's class row alone: its qkv goes through the LoRA layer too.
+    torch.manual_seed(0)
+    model = create_model("ViT-B-32", **{"vision.width": 32, "vision.layers": 2, "vision.heads": 2,
+                                        "vision.patch_size": 16, "vision.image_size": 32, **TINY})
+    assert model.vision_tower.pools_class_row_only
+    names = target_modules(model, ("vision",))
+    _assert_merged_equals_adapted(model, LoraSpec(rank=4, alpha=4, dropout=0.0, modules=names),
+                                  torch.rand(2, 3, 32, 32), torch.randint(3, 300, (2, 12)))
