@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from cliplab.data.preprocess_config import PreprocessConfig
@@ -13,9 +14,11 @@ from cliplab.losses import ClipLoss
 from cliplab.models import build_model
 from cliplab.models.open_clip_config import config_from_open_clip
 from cliplab.pretrained.export import export
+from cliplab.train import TrainHooks, train
 from cliplab.train.config import ModelSetupConfig
 
-from train_helpers import csv_config
+from data_fixtures import make_manifest
+from train_helpers import assert_same_final_checkpoint, csv_config
 
 # open_clip's layout (OpenAI BPE ids, 77 positions, argmax pooling), shrunk to run in a second.
 SMALL_OPEN_CLIP_CFG = {
@@ -48,7 +51,32 @@ def finetune_config(logs: Path, manifest: Path, pretrained: Path | str, *, name:
     return config
 
 
+def assert_fine_tune_resumes_exactly(logs: Path, manifest: Path, pretrained: Path | str, *, batch_size: int = 8,
+                                     hooks: TrainHooks | None = None) -> None:
+    """A 4-step fine-tune from `pretrained` ("whole" under `logs`) and one stopped after 2 steps, then
+    resumed to 4 with `hooks` ("resumed"): the same final checkpoint, weights and optimiser state."""
+    train(finetune_config(logs, manifest, pretrained, name="whole", steps=4, batch_size=batch_size))
+    train(finetune_config(logs, manifest, pretrained, name="resumed", steps=2, batch_size=batch_size))
+    resumed = finetune_config(logs, manifest, pretrained, name="resumed", steps=4, batch_size=batch_size)
+    resumed.checkpoint.resume = "latest"
+    resumed.checkpoint.allow_config_change = ("loop.epochs",)  # constant lr: the schedule does not move
+    train(resumed, hooks=hooks)
+    assert_same_final_checkpoint(logs / "resumed", logs / "whole", steps=4)
+
+
 def clip_loss_of(model: torch.nn.Module, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """The dense CLIP loss of `model` (train mode, forward returning a dict) on one batch."""
     output = model.train()(images, tokens)
     return ClipLoss()(output["image_features"], output["text_features"], output["logit_scale"])
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    """A small random-weight open_clip hub directory (`write_small_hub`)."""
+    return write_small_hub(tmp_path_factory.mktemp("pretrained") / "hub")
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    """8 flat-coloured 8x8 PNGs captioned "caption i"."""
+    return make_manifest(tmp_path_factory.mktemp("data"), 8)

@@ -5,10 +5,11 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from cliplab.model_io import load
 from cliplab.data import FASHION_MNIST_CLASSNAMES, FASHION_MNIST_TEMPLATES, FashionMnistDataset
-from cliplab.eval.retrieval import retrieval_metrics
+from cliplab.eval.retrieval import caption_list_metrics, retrieval_metrics
 from cliplab.eval.zero_shot import zero_shot_classifier
 from eval_fixtures import NUM_TEST_IMAGES, csv_run, run_cli, trained_run  # noqa: F401  (session fixtures)
 
@@ -70,7 +71,6 @@ def test_class_folders_with_templates_file(trained_run, tmp_path):
     assert results["templates"] == ["a photo of the {}.", "an image of the {}."]
     paths = [path for name in folder_names for path in sorted((trained_run.images_dir / name).iterdir())]
     labels = torch.tensor([folder_names.index(path.parent.name) for path in paths])
-    from PIL import Image
     predicted = _direct_predictions(trained_run.bundle, [Image.open(path).convert("RGB") for path in paths],
                                     classnames, results["templates"])
     assert results["zero_shot_count"] == NUM_TEST_IMAGES
@@ -87,7 +87,6 @@ def _pairs_manifest(trained_run, path):
 
 def _direct_retrieval_metrics(trained_run, captions):
     model, preprocess, tokenizer = load(trained_run.bundle)
-    from PIL import Image
     with torch.no_grad():
         images = torch.stack([preprocess(Image.open(path).convert("RGB")) for path in trained_run.image_paths])
         image_features = model.encode_image(images, normalize=True)
@@ -127,7 +126,6 @@ def test_retrieval_on_webdataset_shards_matches_direct_metrics(trained_run, tmp_
 @pytest.mark.parametrize("command", ["eval", "classify", "embed", "caption"])
 def test_not_a_checkpoint_is_a_clear_error(tmp_path, capsys, command):
     image = tmp_path / "x.png"
-    from PIL import Image
     Image.new("RGB", (8, 8)).save(image)
     extra = {"eval": [], "classify": [image, "--labels", "a,b"], "embed": ["--images", tmp_path, "--out",
              tmp_path / "e.npy"], "caption": [image]}[command]
@@ -219,3 +217,32 @@ def test_eval_progress_in_a_log_file_is_plain_lines(trained_run, capsys):
     captured = capsys.readouterr()
     assert "zero-shot: 30/30 img (100%)" in captured.out and ", done in " in captured.out
     assert "\r" not in captured.out + captured.err
+
+
+def test_retrieval_dataset_types_are_the_training_sources_with_a_location(capsys):
+    # image-folder is a benchmark layout only: offering it led to "dataset_type must be one of (...)"
+    with pytest.raises(SystemExit):
+        run_cli(["eval", "--help"])
+    assert "--dataset-type {csv,webdataset,parquet}" in capsys.readouterr().out
+
+
+def test_retrieval_over_several_captions_per_image_counts_any_of_them(trained_run, tmp_path, capsys):
+    lists = [[f"a photo of the {FASHION_MNIST_CLASSNAMES[label]}.", f"the {FASHION_MNIST_CLASSNAMES[label]}"]
+             for label in trained_run.labels]
+    rows = [f"{image}\t{json.dumps(texts)}" for image, texts in zip(trained_run.image_paths, lists)]
+    (tmp_path / "lists.tsv").write_text("filepath\ttitle\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "retrieval.json"
+    assert run_cli(["eval", trained_run.bundle, "--retrieval-data", tmp_path / "lists.tsv", "--no-zero-shot",
+                    "--batch-size", 8, "--out", out]) == 0
+    printed = capsys.readouterr().out
+    assert (f"{NUM_TEST_IMAGES} images, {2 * NUM_TEST_IMAGES} captions (an image is found when any of its captions "
+            "is, CLIP_benchmark's rule)") in printed and "mean rank" not in printed
+    model, preprocess, tokenizer = load(trained_run.bundle)
+    with torch.no_grad():
+        images = torch.stack([preprocess(Image.open(path).convert("RGB")) for path in trained_run.image_paths])
+        image_features = model.encode_image(images, normalize=True)
+        text_features = model.encode_text(tokenizer([text for texts in lists for text in texts]), normalize=True)
+    owners = torch.arange(NUM_TEST_IMAGES).repeat_interleave(2)
+    results = json.loads(out.read_text())["retrieval"]
+    for key, value in caption_list_metrics(image_features, text_features, owners).items():
+        assert results[key] == pytest.approx(value), key

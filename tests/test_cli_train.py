@@ -8,6 +8,7 @@ import pytest
 
 from cliplab.cli import build_parser, main
 from cliplab.cli.train_command import FLAGS, overrides_from_args
+from cliplab.data.sources import DATASET_TYPES
 
 # Changing this list renames or removes a user-facing flag: update docs/training.md with it.
 FROZEN_FLAGS = [
@@ -27,7 +28,13 @@ FROZEN_FLAGS = [
     "--siglip", "--tensorboard", "--threads", "--tile-size", "--tiled-loss", "--tokenizer", "--torchcompile",
     "--train-data", "--train-num-samples", "--val-data", "--val-num-samples", "--warmup", "--wd", "--workers",
     "--zeroshot-frequency", "--zeroshot-dataset", "--force-image-size", "--image-mean", "--image-std",
+    "--force-context-length", "--context-extension", "--force-patch-dropout", "--train-data-upsampling-factors",
+    "--wds-caption-key",
     "--wandb-project-name", "--allow-config-change", "--requeue-exit-code",
+    "--train-classes", "--dry-run", "--layer-decay", "--layer-decay-image", "--layer-decay-text", "--lr-image",
+    "--lr-text", "--wd-image", "--wd-text", "--wd-exclude", "--lora-rank", "--lora-alpha", "--lora-dropout",
+    "--lora-targets", "--lora-image-only", "--no-lora-image-only", "--lora-text-only", "--no-lora-text-only",
+    "--ema-decay", "--ema-warmup", "--ema-cpu", "--no-ema-cpu",
 ]
 
 
@@ -71,11 +78,27 @@ def test_absent_flags_do_not_override():
     (["--resume", "latest"], "checkpoint.resume"),
     (["--name", ".."], "logging.name"),  # wrote into the parent of --logs
     (["--set", "optim.eps=inf"], "optim.eps"),
+    (["--lora-rank", "0"], "lora.rank"),
+    (["--lora-rank", "-2"], "lora.rank"),
+    (["--lora-alpha", "4"], "lora.alpha"),  # no rank: no LoRA to scale
+    (["--lora-rank", "4", "--lora-image-only", "--lora-text-only"], "lora.text_only"),
+    (["--lora-rank", "4", "--lora-targets", "attn.qkv,nope", "--max-steps", "1"], "lora.targets"),
+    (["--layer-decay", "0"], "optim.layer_decay"),
+    (["--layer-decay", "1.5"], "optim.layer_decay"),
+    (["--layer-decay-text", "-0.5"], "optim.layer_decay_text"),
+    (["--wd-exclude", "norm("], "optim.wd_exclude"),
+    (["--ema-decay", "1"], "ema.decay"),
+    (["--ema-decay", "0"], "ema.decay"),
+    (["--ema-warmup", "10"], "ema.warmup"),  # no decay: no EMA to warm up
+    (["--train-classes", "0,-1"], "data"),
+    (["--dataset-type", "parquet", "--train-data", "x.parquet", "--train-classes", "1"], "data"),
 ])
 def test_bad_config_fails_at_start_naming_the_key(argv, named, capsys, tmp_path):
     code = main(["train", "--logs", str(tmp_path), *argv])
     assert code == 2
-    assert f"'{named}'" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert f"'{named}'" in error
+    assert len(error.strip().splitlines()) == 1, error  # one line, no traceback
     assert not any(tmp_path.iterdir())  # nothing was started
 
 
@@ -95,7 +118,7 @@ def test_help_shows_readable_placeholders(capsys):
     text = capsys.readouterr().out
     assert "FLAG__" not in text and "flag__" not in text
     for shown in ("--train-data PATH", "--batch-size BATCH_SIZE", "--logs DIR", "--resume {latest,DIR}",
-                  "--dataset-type {fashion-mnist,csv,webdataset,parquet}", "--report-to {tensorboard,wandb,all,none}",
+                  f"--dataset-type {{{','.join(DATASET_TYPES)}}}", "--report-to {tensorboard,wandb,all,none}",
                   "--image-mean M M M", "--force-image-size SIZE"):
         assert shown in text, shown
 
@@ -407,6 +430,17 @@ def test_a_non_utf8_manifest_is_one_line_from_the_command(tmp_path):
     assert (completed.returncode, completed.stderr) == (2, (
         f"cliplab train: error: config key 'data.train_data' (--train-data): manifest {manifest} line 5: not UTF-8 "
         "text (byte 0xff); save the manifest as UTF-8\n"))
+
+
+def test_an_empty_caption_list_is_one_line_at_start_up(tmp_path, capsys):
+    from data_fixtures import make_manifest
+
+    manifest = make_manifest(tmp_path / "data", 8)
+    manifest.write_text(manifest.read_text().replace("caption 3", "[]"))
+    code = main(_tiny_run_argv(tmp_path / "logs", "--dataset-type", "csv", "--train-data", str(manifest)))
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert f"manifest {manifest} line 5, column 'title': the list of captions is empty" in err
 
 
 def test_accum_freq_over_an_epochs_batches_names_the_flag(tmp_path, capsys):

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 
@@ -93,3 +95,36 @@ def test_a_directory_given_as_a_manifest_is_named_as_one(tmp_path):
         CsvDataset(tmp_path)
     assert str(refused.value) == (f"manifest {tmp_path} is a directory; expected a CSV or TSV file listing image paths "
                                   "and captions")
+
+
+def _list_manifest(directory, cells):
+    """A manifest over make_manifest's images whose `title` cells are `cells` (JSON lists or text)."""
+    make_manifest(directory, len(cells))
+    rows = ["filepath\ttitle"] + [f"images/{index}.png\t{cell}" for index, cell in enumerate(cells)]
+    (directory / "lists.tsv").write_text("\n".join(rows) + "\n")
+    return directory / "lists.tsv"
+
+
+def test_a_json_list_cell_trains_on_one_caption_per_epoch_and_keeps_them_all(tmp_path):
+    from cliplab.data.caption_lists import drawn_caption
+
+    cells = ['["a red one", "a red square", "red"]', "plain caption", '["only one"]']
+    dataset = CsvDataset(_list_manifest(tmp_path, cells), caption_seed=5)
+    first = [dataset.read(0, epoch=epoch) for epoch in range(12)]
+    assert all(sample.captions == ("a red one", "a red square", "red") for sample in first)
+    assert [sample.caption for sample in first] == [drawn_caption(first[0].captions, seed=5, epoch=epoch, key=0)
+                                                    for epoch in range(12)]
+    assert {sample.caption for sample in first} == set(first[0].captions)
+    assert dataset.read(1, epoch=3).captions == ("plain caption",) and dataset.read(2, epoch=3).caption == "only one"
+
+
+@pytest.mark.parametrize("cell, reason", [("[]", "the list of captions is empty"),
+                                          ('["ok", " "]', "caption 1 of the list must be non-empty text")])
+def test_a_bad_list_is_refused_when_the_manifest_is_read(tmp_path, cell, reason):
+    with pytest.raises(InvalidInputError, match=rf"lists.tsv line 3, column 'title': {re.escape(reason)}"):
+        CsvDataset(_list_manifest(tmp_path, ['["ok"]', cell]))
+
+
+def test_the_corpus_reads_every_caption_of_a_list(tmp_path):
+    manifest = _list_manifest(tmp_path, ['["one", "two"]', "three", "[]"])
+    assert caption_corpus(DataConfig(dataset_type="csv", train_data=str(manifest))) == ["one", "two", "three"]

@@ -176,6 +176,36 @@ def test_captions_read_the_caption_column_only(tmp_path):
                                                         "caption 6"]
 
 
+def test_a_list_column_gives_one_caption_per_epoch_and_all_for_evaluation(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from cliplab.data.caption_lists import drawn_caption
+
+    lists = [["a", "b"], ["c"], [], ["d", "e", "f"]]
+    table = pa.table({"jpg": pa.array([png_bytes(index) for index in range(4)], pa.binary()),
+                      "caption": pa.array(lists, pa.list_(pa.string()))})
+    pq.write_table(table, tmp_path / "lists.parquet", row_group_size=2)
+    dataset = ParquetDataset(tmp_path / "lists.parquet", caption_seed=2)
+    assert dataset.read(3, epoch=4).captions == ("d", "e", "f")
+    assert dataset.read(3, epoch=4).caption == drawn_caption(("d", "e", "f"), seed=2, epoch=4, key=3)
+    assert dataset.read(1, epoch=0).caption == "c"
+    with pytest.raises(BadSampleError, match="lists.parquet:row 2: the list of captions is empty"):
+        dataset.read(2, epoch=0)
+    assert list(parquet_captions(tmp_path / "lists.parquet")) == ["a", "b", "c", "d", "e", "f"]
+
+
+def test_a_caption_column_of_other_lists_is_refused(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"jpg": pa.array([png_bytes(0)], pa.binary()),
+                             "caption": pa.array([[1, 2]], pa.list_(pa.int64()))}), tmp_path / "ints.parquet")
+    with pytest.raises(UserError, match=r"caption column 'caption' holds list<element: int64>; expected strings or "
+                                        r"lists of strings"):
+        ParquetDataset(tmp_path / "ints.parquet")
+
+
 def test_a_row_group_that_cannot_be_read_makes_its_rows_bad_samples_and_the_rest_reads(tmp_path):
     # Before: OSError "Couldn't deserialize thrift" from pyarrow, through the loader: a 91-line traceback.
     path = damage_row_group(make_parquet(tmp_path / "a.parquet", 12, row_group_size=4), 1)

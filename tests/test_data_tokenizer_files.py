@@ -1,5 +1,6 @@
 """Every tokenizer kind saved and loaded through one pair of functions, the format-1 bundle's
-tokenizer.json, Hugging Face export read back by transformers, open_clip's tokenizer choice."""
+tokenizer.json, Hugging Face export read back by transformers, open_clip's tokenizer choice and its
+inverse (the tokenizer_kwargs and files an open_clip export holds)."""
 
 import json
 import shutil
@@ -9,8 +10,9 @@ import pytest
 import torch
 
 from cliplab.data.tokenizer import Tokenizer
-from cliplab.data.tokenizer_files import (load_tokenizer, save_tokenizer, tokenizer_from_open_clip_config,
-                                          write_hf_tokenizer_files)
+from cliplab.data.tokenizer_files import (load_tokenizer, open_clip_tokenizer_kwargs, save_tokenizer,
+                                          tokenizer_from_open_clip_config, write_hf_tokenizer_files,
+                                          write_open_clip_tokenizer_files)
 from cliplab.data.tokenizer_hf import HFTokenizer, hf_tokenizer_from_dir, open_clip_hf_tokenizer
 from cliplab.data.tokenizer_openai import OpenAIBPETokenizer, openai_bpe_tokenizer
 from cliplab.errors import UserError
@@ -116,9 +118,40 @@ def test_hf_kinds_export_back_to_equal_files(tmp_path, clip_vocab_dir, wordpiece
     wordpiece = hf_tokenizer_from_dir(wordpiece_dirs["bert"], 16)
     write_hf_tokenizer_files(wordpiece, tmp_path / "wordpiece")
     assert torch.equal(hf_ids(tmp_path / "wordpiece", TEXTS, 16, "AutoTokenizer"), wordpiece(TEXTS))
-    with pytest.raises(UserError, match="strip_sep_token and left padding/truncation have no place"):
+    with pytest.raises(UserError, match=r"strip_sep_token \(open_clip.s zeroing of sep ids\) has no place"):
         write_hf_tokenizer_files(open_clip_hf_tokenizer(wordpiece_dirs["bert"], 16, strip_sep_token=True),
                                  tmp_path / "stripped")
+
+
+@pytest.mark.parametrize("layout, kwargs, expected", [
+    ("bert", {"strip_sep_token": True}, {"strip_sep_token": True}),
+    ("bert", {"clean": "lower"}, {"clean": "lower"}),
+    ("gemma_defaults", {"clean": "canonicalize"}, {"clean": "canonicalize"}),  # left padding
+    ("spiece", {"clean": "canonicalize"}, {"clean": "canonicalize"}),
+    ("t5", {}, {}),  # open_clip's default cleaning, "whitespace", is left out as open_clip's configs leave it
+])
+def test_open_clip_export_settings_and_files_give_open_clips_ids(layout, kwargs, expected, tmp_path, wordpiece_dirs,
+                                                                 siglip_tokenizer_dirs):
+    """`open_clip_tokenizer_kwargs` and `write_open_clip_tokenizer_files` are the inverse of
+    `open_clip_hf_tokenizer`: open_clip's HFTokenizer over the written files with those kwargs gives the
+    tokenizer's ids, and so does cliplab's reader of them."""
+    source = {**wordpiece_dirs, **siglip_tokenizer_dirs}[layout]
+    tokenizer = open_clip_hf_tokenizer(source, 24, **kwargs)
+    assert open_clip_tokenizer_kwargs(tokenizer) == expected
+    write_open_clip_tokenizer_files(tokenizer, tmp_path)
+    ids = tokenizer(TEXTS)
+    assert torch.equal(open_clip().tokenizer.HFTokenizer(str(tmp_path), context_length=24, **expected)(TEXTS), ids)
+    assert torch.equal(open_clip_hf_tokenizer(tmp_path, 24, **expected)(TEXTS), ids)
+
+
+def test_open_clip_cannot_run_tokenizers_without_its_cleaning(trained, siglip_tokenizer_dirs, tmp_path):
+    with pytest.raises(UserError, match=r"^open_clip's HFTokenizer cannot run this cliplab_bpe tokenizer: it cleans "
+                                        r"every text first"):
+        open_clip_tokenizer_kwargs(trained)
+    with pytest.raises(UserError, match=r"^open_clip's HFTokenizer cleans every text first .* and the model's "
+                                        r"tokenizer \(read from Hugging Face files\) cleans none$"):
+        write_open_clip_tokenizer_files(hf_tokenizer_from_dir(siglip_tokenizer_dirs["t5"]), tmp_path)
+    assert not any(tmp_path.iterdir())
 
 
 def test_trained_tokenizer_exports_as_a_generic_fast_tokenizer(tmp_path, trained):

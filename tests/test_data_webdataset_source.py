@@ -106,3 +106,35 @@ def test_too_few_shards_without_resampling(tmp_path):
     report = make_shards(tmp_path, count=4, per_shard=4)
     with pytest.raises(ValueError, match="1 shards cannot feed 2 ranks x 1 workers"):
         batches(report.pattern, rank=1, world_size=2, num_batches=2)
+
+
+def test_a_json_caption_key_holds_one_caption_or_a_list():
+    import json
+
+    from cliplab.data.caption_lists import drawn_caption, text_key
+    from data_fixtures import png_bytes
+
+    sample = {"__key__": "000000007", "__url__": "s.tar", "png": png_bytes(7),
+              "json": json.dumps({"captions": ["a cat", "the cat"], "label": 3}).encode()}
+    raws = [decode_sample(sample, caption_key="captions", caption_seed=1, epoch=epoch)[0] for epoch in range(10)]
+    assert all(raw.captions == ("a cat", "the cat") and raw.label == 3 for raw in raws)
+    assert [raw.caption for raw in raws] == [drawn_caption(("a cat", "the cat"), seed=1, epoch=epoch,
+                                                           key=text_key("000000007")) for epoch in range(10)]
+    with pytest.raises(BadSampleError, match=r"s.tar:000000007: no key 'caption' in its .json \(--wds-caption-key\)"):
+        decode_sample(sample, caption_key="caption")
+    with pytest.raises(BadSampleError, match="the list of captions is empty"):
+        decode_sample({**sample, "json": b'{"captions": []}'}, caption_key="captions")
+    assert decode_sample({**sample, "txt": b'["x", "y"]'})[0].captions == ("x", "y")  # a .txt list, as a CSV cell
+
+
+def test_shards_of_several_captions_evaluate_on_all_of_them(tmp_path):
+    make_manifest(tmp_path / "set", 3)
+    (tmp_path / "set" / "lists.tsv").write_text(
+        'filepath\ttitle\nimages/0.png\t["a", "b"]\nimages/1.png\tc\nimages/2.png\t["d", "e", "f"]\n')
+    report = write_shards(dataset_records(CsvDataset(tmp_path / "set" / "lists.tsv")), out_dir=tmp_path / "shards",
+                          prefix="lists", samples_per_shard=2)
+    (batch,) = batches(report.pattern, batch_size=3)
+    assert batch["caption_lists"] == [["a", "b"], ["c"], ["d", "e", "f"]]
+    assert batch["caption_tokens"].tolist() == length_tokenize(list("abcdef")).tolist()
+    train = batches(report.pattern, batch_size=3, num_batches=1, shuffle_buffer=1, epoch=2)
+    assert "caption_lists" not in train[0] and len(train[0]["captions"]) == 3

@@ -39,3 +39,10 @@ def test_the_report_explains_its_figures():
     assert notes == [in_batch_sentence(256), f"Last evaluation: {zero_shot_sentence(evals[0])}.",
                      f"Last evaluation: {retrieval_sentence(evals[0])}."]
     assert figure_notes(RunMetrics(train=(), evals=())) == []
+
+
+def test_retrieval_over_several_captions_says_how_many_images_and_captions():
+    record = {"image_to_text_R@1": 0.5, "text_to_image_R@1": 0.25, "retrieval_count": 4, "retrieval_caption_count": 9}
+    assert retrieval_sentence(record) == (
+        "retrieval R@1 image-to-text 50.00%, text-to-image 25.00% of 4 images with 9 captions (a hit is an image with "
+        "any of its captions ranked first, or a caption with its image ranked first)")

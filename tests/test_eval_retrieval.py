@@ -138,3 +138,39 @@ def test_caption_recall_in_row_chunks_equals_one_chunk(monkeypatch):
     chunks = retrieval_module._row_chunks
     monkeypatch.setattr(retrieval_module, "_row_chunks", lambda matrix: chunks(matrix, rows=3))
     assert retrieval_module.caption_retrieval_recall(images, texts, image_of_text, (1, 4)) == whole
+
+
+def test_images_with_several_captions_are_found_by_any_of_them_as_clip_benchmark_counts():
+    from cliplab.eval.retrieval import caption_list_metrics, caption_retrieval_recall, evaluate_retrieval
+    from eval_toy_models import BagOfTokensModel
+
+    model = BagOfTokensModel(seed=4).eval()
+    generator = torch.Generator().manual_seed(6)
+    images, tokens = torch.randn(6, 3, 2, 2, generator=generator), torch.randint(1, 64, (10, 4), generator=generator)
+    lists = [["a", "b"], ["c"], ["d", "e", "f"], ["g"], ["h", "i"], ["j"]]
+    batches = [{"images": images, "tokens": tokens[:6], "caption_lists": lists, "caption_tokens": tokens}]
+    metrics, count = evaluate_retrieval(model, batches)
+    with torch.no_grad():
+        image_features = F.normalize(model.encode_image(images), dim=-1)
+        text_features = F.normalize(model.encode_text(tokens), dim=-1)
+    owners = torch.tensor([0, 0, 1, 2, 2, 2, 3, 4, 4, 5])
+    theirs = caption_retrieval_recall(image_features, text_features, owners, (1, 5))
+    assert count == 6 and metrics == caption_list_metrics(image_features, text_features, owners)
+    assert metrics == {"image_to_text_R@1": theirs["text_retrieval_recall@1"],
+                       "text_to_image_R@1": theirs["image_retrieval_recall@1"],
+                       "image_to_text_R@5": theirs["text_retrieval_recall@5"],
+                       "text_to_image_R@5": theirs["image_retrieval_recall@5"], "retrieval_caption_count": 10}
+
+
+def test_one_caption_each_in_caption_lists_gives_the_pair_metrics():
+    from cliplab.eval.retrieval import evaluate_retrieval
+    from eval_toy_models import BagOfTokensModel
+
+    model = BagOfTokensModel(seed=4)
+    model.logit_scale = torch.nn.Parameter(torch.tensor(2.0))
+    generator = torch.Generator().manual_seed(6)
+    images, tokens = torch.randn(6, 3, 2, 2, generator=generator), torch.randint(1, 64, (6, 4), generator=generator)
+    pairs = evaluate_retrieval(model, [{"images": images, "tokens": tokens}])
+    lists = evaluate_retrieval(model, [{"images": images, "tokens": tokens, "caption_lists": [["x"]] * 6,
+                                        "caption_tokens": tokens}])
+    assert pairs == lists and "image_to_text_mean_rank" in pairs[0]

@@ -1,4 +1,3 @@
-import itertools
 import math
 
 import pytest
@@ -7,9 +6,7 @@ import torch.nn.functional as F
 
 from cliplab.losses.clip import ClipLoss
 from cliplab.losses.common import ContrastiveMetrics
-
-OPTION_GRID = list(itertools.product([False, True], [False, True]))  # (local_loss, gather_with_grad)
-LAYOUTS = {2: [[2, 2], [3, 1]], 3: [[2, 2, 2], [1, 3, 2]], 4: [[2, 2, 2, 2], [3, 1, 2, 1]]}
+from loss_helpers import OPTION_GRID, rank_rows
 FEATURE_DIM = 5
 SCALE = 3.0
 
@@ -21,11 +18,6 @@ def global_batch(global_rows: int, seed: int = 0) -> tuple[torch.Tensor, torch.T
     # Make half of the pairs similar so that accuracy is neither 0 nor 1.
     text[::2] = F.normalize(text[::2] + 2 * image[::2], dim=-1)
     return image, text
-
-
-def rank_rows(batch_sizes: list[int], rank: int) -> slice:
-    start = sum(batch_sizes[:rank])
-    return slice(start, start + batch_sizes[rank])
 
 
 def one_process_reference(image, text, scale=SCALE):

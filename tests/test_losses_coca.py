@@ -1,4 +1,3 @@
-import itertools
 import math
 
 import pytest
@@ -7,10 +6,9 @@ import torch.nn.functional as F
 
 from cliplab.losses.clip import ClipLoss
 from cliplab.losses.coca import CoCaLoss
+from loss_helpers import LAYOUTS, OPTION_GRID, rank_rows, results_per_layout_and_option
 from test_losses_clip import local_loss_without_gathered_grad
 
-LAYOUTS = {2: [[2, 2], [3, 1]], 3: [[2, 2, 2], [1, 3, 2]], 4: [[2, 2, 2, 2], [3, 1, 2, 1]]}
-OPTION_GRID = list(itertools.product([False, True], [False, True]))  # (local_loss, gather_with_grad)
 FEATURE_DIM, TOKENS, VOCAB, PAD_ID = 4, 3, 5, 0
 SCALE, CAPTION_WEIGHT, CLIP_WEIGHT = 3.0, 2.0, 0.5
 
@@ -25,11 +23,6 @@ def global_batch(global_rows: int, seed: int = 0):
     return image, text, caption_logits, labels
 
 
-def rank_rows(batch_sizes, rank):
-    start = sum(batch_sizes[:rank])
-    return slice(start, start + batch_sizes[rank])
-
-
 def run_coca(loss_fn, image, text, caption_logits, labels):
     image, text, caption_logits = (t.clone().requires_grad_(True) for t in (image, text, caption_logits))
     scale = torch.tensor(SCALE, requires_grad=True)
@@ -41,16 +34,10 @@ def run_coca(loss_fn, image, text, caption_logits, labels):
 
 
 def _coca_worker(rank, world_size, layouts):
-    results = []
-    for batch_sizes in layouts:
-        rows = rank_rows(batch_sizes, rank)
-        local = [tensor[rows] for tensor in global_batch(sum(batch_sizes))]
-        for local_loss, gather_with_grad in OPTION_GRID:
-            loss_fn = CoCaLoss(CAPTION_WEIGHT, CLIP_WEIGHT, pad_id=PAD_ID, local_loss=local_loss,
-                               gather_with_grad=gather_with_grad, rank=rank, world_size=world_size)
-            results.append(run_coca(loss_fn, *local) | {"local_loss": local_loss,
-                                                          "gather_with_grad": gather_with_grad})
-    return results
+    def make_loss(local_loss, gather_with_grad):
+        return CoCaLoss(CAPTION_WEIGHT, CLIP_WEIGHT, pad_id=PAD_ID, local_loss=local_loss,
+                        gather_with_grad=gather_with_grad, rank=rank, world_size=world_size)
+    return results_per_layout_and_option(rank, layouts, global_batch, make_loss, run_coca)
 
 
 def check_coca_results(world_size, per_rank):

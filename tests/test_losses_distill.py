@@ -1,4 +1,3 @@
-import itertools
 import math
 
 import pytest
@@ -7,9 +6,8 @@ import torch.nn.functional as F
 
 from cliplab.losses.clip import ClipLoss
 from cliplab.losses.distill import DistillClipLoss
+from loss_helpers import LAYOUTS, OPTION_GRID, rank_rows, results_per_layout_and_option
 
-LAYOUTS = {2: [[2, 2], [3, 1]], 3: [[2, 2, 2], [1, 3, 2]], 4: [[2, 2, 2, 2], [3, 1, 2, 1]]}
-OPTION_GRID = list(itertools.product([False, True], [False, True]))  # (local_loss, gather_with_grad)
 STUDENT_DIM, TEACHER_DIM = 4, 6
 SCALE, TEACHER_SCALE = 3.0, 5.0
 
@@ -19,11 +17,6 @@ def global_batch(global_rows: int, seed: int = 0):
     tensors = [F.normalize(torch.randn(global_rows, dim, generator=generator), dim=-1)
                for dim in (STUDENT_DIM, STUDENT_DIM, TEACHER_DIM, TEACHER_DIM)]
     return tuple(tensors)
-
-
-def rank_rows(batch_sizes, rank):
-    start = sum(batch_sizes[:rank])
-    return slice(start, start + batch_sizes[rank])
 
 
 def run_distill(loss_fn, image, text, teacher_image, teacher_text):
@@ -36,16 +29,10 @@ def run_distill(loss_fn, image, text, teacher_image, teacher_text):
 
 
 def _distill_worker(rank, world_size, layouts):
-    results = []
-    for batch_sizes in layouts:
-        rows = rank_rows(batch_sizes, rank)
-        local = [tensor[rows] for tensor in global_batch(sum(batch_sizes))]
-        for local_loss, gather_with_grad in OPTION_GRID:
-            loss_fn = DistillClipLoss(local_loss=local_loss, gather_with_grad=gather_with_grad,
-                                      rank=rank, world_size=world_size)
-            results.append(run_distill(loss_fn, *local) | {"local_loss": local_loss,
-                                                             "gather_with_grad": gather_with_grad})
-    return results
+    def make_loss(local_loss, gather_with_grad):
+        return DistillClipLoss(local_loss=local_loss, gather_with_grad=gather_with_grad, rank=rank,
+                               world_size=world_size)
+    return results_per_layout_and_option(rank, layouts, global_batch, make_loss, run_distill)
 
 
 def check_distill_results(world_size, per_rank):

@@ -6,7 +6,8 @@ start-up dominates the cost); the assertions live next to each loss's other test
 import pytest
 
 from cliplab.distributed.launch import run_on_workers
-from test_losses_clip import LAYOUTS, _clip_worker, check_clip_results
+from loss_helpers import LAYOUTS
+from test_losses_clip import _clip_worker, check_clip_results
 from test_losses_coca import _coca_worker, check_coca_results
 from test_losses_distill import _distill_worker, check_distill_results
 from test_losses_siglip import _siglip_worker, check_siglip_results

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from cliplab.losses.siglip import SIGLIP_DIST_IMPLS, SigLipLoss
-from test_losses_clip import global_batch, rank_rows
+from loss_helpers import rank_rows
+from test_losses_clip import global_batch
 
 SCALE, BIAS = 4.0, -1.5
 

@@ -1,19 +1,28 @@
 """The tower-family registry: one entry per kind, the docs' table derived from it, the families to
-come named consistently, lookups that refuse by name, and configs written before the registry
-(no `text.kind`) reading unchanged."""
+come named consistently, lookups that refuse by name, configs written before the registry (no
+`text.kind`) reading unchanged; and the sweep over every registered family (one small model each):
+a training step reaches every parameter, the FSDP2 units are the disjoint blocks run in order, the
+lock groups partition the tower, each rank's sharded build is its rows of the full build, a meta
+build allocates nothing, and the state dict round-trips through the family's key rules."""
 
 import dataclasses
 import re
 
 import pytest
+import torch
+from torch import nn
 
-from cliplab.models import ModelConfig, create_model
-from cliplab.models.families import (DEFAULT_KINDS, MISSING_FAMILIES, TOWER_FAMILIES, check_tower_config,
+from cliplab.models import ModelConfig, build_model, create_model, get_model_config
+from cliplab.models.families import (DEFAULT_KINDS, MISSING_FAMILIES, SIDES, TOWER_FAMILIES, check_tower_config,
                                      families_table, family_kinds, family_of, tower_family)
 from cliplab.models.timm_models import (HYBRID_BACKBONE_FAMILIES, TIMM_CLASS_FAMILIES, timm_family_kind,
                                         timm_model_names)
 from cliplab.models.tower_configs import VISION_KINDS, VisionConfig
+from cliplab.pretrained.key_maps import from_cliplab, to_cliplab
 from doc_tables import generated_table
+from hf_text_fixtures import SMALL_CONFIGS
+from test_models_registry import contrastive_and_caption_loss
+from train_helpers import assert_sharded_build_keeps_the_full_builds_values
 
 REGISTERED = {family.kind for family in TOWER_FAMILIES}
 
@@ -63,3 +72,153 @@ def test_a_config_without_text_kind_reads_as_the_text_transformer():
     values["text"]["kind"] = "gpt_text"
     with pytest.raises(ValueError, match=r"text.kind must be one of \('transformer', 'hf_text'\), got 'gpt_text'"):
         ModelConfig.from_dict(values)
+
+
+
+# The registry sweep (timm's, for tower families): one small model per registered kind, built from an
+# open_clip name (or cliplab's own config) with small overrides. A family added to TOWER_FAMILIES adds its row.
+SMALL_TEXT = {"text.width": 32, "text.heads": 2, "text.layers": 1, "text.vocab_size": 64}
+SMALL = {"embed_dim": 16, "vision.image_size": 32, "preprocess.image_size": 32, **SMALL_TEXT}
+SMALL_VIT = {**SMALL, "vision.width": 32, "vision.layers": 2, "vision.heads": 2, "vision.patch_size": 8}
+SWEEP = {
+    "vit": ("ViT-B-32", SMALL_VIT),
+    "conv": ("tiny", SMALL_TEXT),
+    "resnet": ("RN50", {**SMALL, "vision.layers": [1, 1, 1, 1], "vision.width": 8, "vision.heads": 2}),
+    # SigLIP's image tower has no projection (its MAP head's output is the embedding): embed_dim = width.
+    "timm_vit": ("ViT-B-16-SigLIP2", {**SMALL_VIT, "embed_dim": 32, "text.context_length": 8}),
+    "timm_vit_relpos": ("vit_relpos_medium_patch16_cls_224", {**SMALL_VIT, "vision.position_width": 16}),
+    "timm_eva": ("EVA02-B-16", {**SMALL_VIT, "vision.timm_model_name": None}),
+    "timm_fastvit": ("MobileCLIP2-S0", {**SMALL, "vision.layers": [1, 1, 1, 1], "vision.widths": [8, 16, 16, 32],
+                                        "vision.image_size": 64, "preprocess.image_size": 64}),
+    "timm_vitamin": ("ViTamin-S", {**SMALL, "vision.width": 32, "vision.layers": 1, "vision.heads": 2,
+                                   "vision.stem_widths": [8, 16], "vision.stem_depths": [1, 1]}),
+    "naflex_vit": ("tiny-vit", {**SMALL, "embed_dim": 32, "vision": {"kind": "naflex_vit", "image_size": 32, "width": 32, "layers": 2,
+                                                    "heads": 2, "patch_size": 8, "position_grid": 4,
+                                                    "max_num_patches": 16}}),
+    "timm_convnext": ("convnext_base", {**SMALL, "vision.depths": [1, 1, 2, 1], "vision.dims": [8, 16, 16, 32]}),
+    "timm_swin": ("swin_base_patch4_window7_224", {**SMALL, "vision.width": 8, "vision.depths": [2, 1],
+                                                   "vision.heads": [1, 2], "vision.window": 4}),
+    "transformer": ("tiny-vit", {"embed_dim": 16, **SMALL_TEXT, "text.layers": 2}),
+    "hf_text": ("ViT-B-32", {**SMALL_VIT, "text": {"kind": "hf_text", "hf_model_name": "small-xlm-roberta",
+                                                   "hf_config": {"model_type": "xlm-roberta",
+                                                                 **SMALL_CONFIGS["xlm-roberta"][1]},
+                                                   "context_length": 16}}),
+}
+# The families open_clip has no tower of, and the transformers model type whose layout holds them
+# (None: cliplab's own tower, no foreign layout).
+NOT_OPEN_CLIPS = {"conv": None, "naflex_vit": "siglip2"}
+PROJECTIONS = {"vision": "image_projection.", "text": "text_projection."}
+
+
+def sweep_config(kind: str) -> ModelConfig:
+    """The row's ModelConfig: the name's config with the overrides (a section given as a dict with
+    a `kind` replaces the section whole: a tower no open_clip name has)."""
+    name, overrides = SWEEP[kind]
+    whole = {key: value for key, value in overrides.items() if isinstance(value, dict) and "kind" in value}
+    values = get_model_config(name, **{key: value for key, value in overrides.items() if key not in whole}).to_dict()
+    return ModelConfig.from_dict({**values, **whole})
+
+
+def sweep_inputs(config, batch: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images [B, 3, S, S] and tokens [B, T]: random ids, the second row padded from its middle."""
+    generator = torch.Generator().manual_seed(0)
+    side, length = config.vision.image_size, config.text.context_length
+    tokens = torch.randint(3, config.text.vocab_size, (batch, length), generator=generator)
+    tokens[1, length // 2:] = config.text.pad_id
+    return torch.randn(batch, 3, side, side, generator=generator), tokens
+
+
+def test_the_sweep_covers_every_registered_family():
+    assert set(SWEEP) == REGISTERED
+    for family in TOWER_FAMILIES:
+        assert getattr(sweep_config(family.kind), family.side).kind == family.kind
+    assert {family.kind for family in TOWER_FAMILIES if family.open_clip is None} == set(NOT_OPEN_CLIPS)
+
+
+def assert_units_are_the_disjoint_blocks(tower: nn.Module, units: list[nn.Module]) -> None:
+    """Distinct submodules of `tower`, none inside another, and none of a unit's siblings of its class
+    left out (a list of blocks or stages is wrapped whole; a stem of the same class may stay in the root)."""
+    members = {id(module) for module in tower.modules()}
+    ids = {id(unit) for unit in units}
+    assert units and len(ids) == len(units) and ids <= members
+    inside = [{id(module) for module in unit.modules()} for unit in units]
+    assert sum(map(len, inside)) == len(set().union(*inside))
+    for parent in tower.modules():
+        children = list(parent.children())
+        classes = {type(child) for child in children if id(child) in ids}
+        assert all(id(child) in ids for child in children if type(child) in classes), type(parent).__name__
+
+
+@pytest.mark.parametrize("kind", list(SWEEP))
+def test_a_training_step_reaches_every_parameter_through_fsdp_units_run_in_order(kind):
+    """Train mode, forward + contrastive loss + backward: every trainable parameter has a finite
+    gradient. Each tower's FSDP units (its family's `fsdp_units`) are its disjoint blocks, and the
+    forward runs each once, in their listed order."""
+    config = sweep_config(kind)
+    torch.manual_seed(0)
+    model = build_model(config, output_dict=True).train()
+    units, calls = {}, {side: [] for side in SIDES}
+    for side in SIDES:
+        tower = getattr(model, f"{side}_tower")
+        units[side] = family_of(getattr(config, side)).fsdp_units(tower)
+        assert_units_are_the_disjoint_blocks(tower, units[side])
+        for unit in units[side]:
+            unit.register_forward_pre_hook(lambda module, args, side=side: calls[side].append(module))
+    contrastive_and_caption_loss(model(*sweep_inputs(config))).backward()
+    assert all(calls[side] == units[side] for side in SIDES)
+    untrained = [name for name, parameter in model.named_parameters()
+                 if parameter.requires_grad and (parameter.grad is None or not parameter.grad.isfinite().all())]
+    assert untrained == []
+
+
+@pytest.mark.parametrize("kind", list(SWEEP))
+def test_lock_groups_partition_the_tower_and_locking_freezes_exactly_it(kind):
+    """The family's lock groups hold each tower parameter exactly once; lock_image_tower(0) /
+    lock_text_tower(0) freeze exactly the tower, with the projection where `projection_locked`."""
+    config = sweep_config(kind)
+    model = build_model(config)
+    for side, lock in (("vision", model.lock_image_tower), ("text", model.lock_text_tower)):
+        tower, tower_config = getattr(model, f"{side}_tower"), getattr(config, side)
+        family = family_of(tower_config)
+        grouped = [id(parameter) for group in family.lock_groups(tower) for item in group
+                   for parameter in ([item] if isinstance(item, nn.Parameter) else item.parameters())]
+        assert sorted(grouped) == sorted(id(parameter) for parameter in tower.parameters())
+        lock(0)
+        locked = (f"{side}_tower.", PROJECTIONS[side]) if family.projection_locked(tower_config) else f"{side}_tower."
+        assert {name for name, parameter in model.named_parameters() if not parameter.requires_grad} == {
+            name for name, _ in model.named_parameters() if name.startswith(locked)}
+        model.requires_grad_(True)
+
+
+@pytest.mark.parametrize("kind", list(SWEEP))
+def test_the_sharded_build_of_each_rank_is_its_rows_of_the_full_build(kind):
+    assert_sharded_build_keeps_the_full_builds_values(sweep_config(kind))
+
+
+@pytest.mark.parametrize("kind", list(SWEEP))
+def test_a_meta_build_allocates_nothing(kind):
+    model = create_model(sweep_config(kind), device="meta")
+    attributes = [value for module in model.modules() for value in vars(module).values()
+                  if isinstance(value, torch.Tensor)]
+    assert all(tensor.is_meta for tensor in [*model.parameters(), *model.buffers(), *attributes])
+
+
+@pytest.mark.parametrize("kind", list(SWEEP))
+def test_the_state_dict_round_trips_through_the_familys_key_rules(kind):
+    """Each tower's tensors (with its projection) through its family's open_clip rules (transformers'
+    for a tower open_clip has not) and back: every tensor named, and equal."""
+    config = sweep_config(kind)
+    state = build_model(config).state_dict()
+    for side in SIDES:
+        tower = getattr(config, side)
+        family = family_of(tower)
+        if family.open_clip is not None:
+            prefix = "visual." if side == "vision" else ("text." if family.open_clip.custom_text else "")
+            rules = family.open_clip.rules(tower, prefix)
+        elif NOT_OPEN_CLIPS[family.kind] is not None:
+            rules = family.hf_rules(tower, NOT_OPEN_CLIPS[family.kind])
+        else:
+            continue
+        ours = {name: tensor for name, tensor in state.items() if name.startswith((f"{side}_tower.", PROJECTIONS[side]))}
+        back = to_cliplab(from_cliplab(ours, rules), ours, rules, kind)
+        assert back.keys() == ours.keys() and all(torch.equal(back[name], ours[name]) for name in ours)

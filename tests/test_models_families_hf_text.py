@@ -13,10 +13,8 @@ import dataclasses
 import json
 import math
 import shutil
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -36,14 +34,14 @@ from cliplab.models.open_clip_config import builtin_open_clip_config, config_fro
 from cliplab.pretrained.key_maps import from_cliplab, to_cliplab
 from cliplab.pretrained.open_clip_keys import open_clip_rules
 from cliplab.train import TrainHooks, train
-from cliplab.train.checkpointing.manager import CheckpointManager
 from data_fixtures import make_manifest
-from finetune_fixtures import finetune_config
+from finetune_fixtures import assert_fine_tune_resumes_exactly, finetune_config
 from hf_text_fixtures import (SMALL_CONFIGS, hf_config, random_corpus, use_cache, write_cache, write_hf_config,
                               write_t5_sentencepiece_dir, write_tokenizers)
 from reference_libraries import (assert_relative_close, open_clip, open_clip_model, parameter_count, randomize_,
                                  reference_mode, transformers, write_open_clip_hub)
-from train_helpers import assert_same_final_checkpoint
+from tokenizer_fixtures import ADVERSARIAL_TEXTS
+from train_helpers import assert_same_final_checkpoint, logged_losses, sigkill_after_a_checkpoint
 
 torch.set_num_threads(2)
 SMALL_VISION = {"image_size": 32, "layers": 2, "width": 32, "patch_size": 8, "head_width": 16}
@@ -148,13 +146,17 @@ def test_an_open_clip_hub_directory_of_xlm_roberta_loads_equal_and_exports_back(
         assert torch.equal(model.logit_scale, reference.logit_scale)
         exported = cliplab.export(model, tokenizer, tmp_path / "export", format="open_clip")
         assert json.loads((exported / "config.json").read_text()) == model.config.text.hf_config
+        # The tokenizer keeps the tower's own name (what open_clip's hf-hub: reads), not the export's path.
+        text_cfg = json.loads((exported / "open_clip_config.json").read_text())["model_cfg"]["text_cfg"]
+        assert text_cfg["hf_tokenizer_name"] == str(directory)
         again = open_clip().create_model(f"local-dir:{exported}",
                                          pretrained=f"{exported}/open_clip_model.safetensors").eval()
         assert_relative_close(again.encode_text(tokens), text_features)
         assert_relative_close(again.encode_image(IMAGES), image_features)
-        assert torch.equal(open_clip().get_tokenizer(f"local-dir:{exported}")(TEXTS), tokens)
+        captions = TEXTS + ADVERSARIAL_TEXTS
+        assert torch.equal(open_clip().get_tokenizer(f"local-dir:{exported}")(captions), tokenizer(captions))
         reloaded, _, reloaded_tokenizer = cliplab.load(exported)
-        assert reloaded.config == model.config and torch.equal(reloaded_tokenizer(TEXTS), tokens)
+        assert reloaded.config == model.config and torch.equal(reloaded_tokenizer(captions), tokenizer(captions))
 
 
 def test_coca_with_a_roberta_text_tower_equals_open_clip(hf_dirs):
@@ -447,22 +449,10 @@ def _cli_command(logs, name, hub, manifest, resume=False):
 RESUME_STEPS = 6
 
 
-def _train_losses(run_dir):
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return {record["step"]: record["loss"] for record in map(json.loads, lines) if record["kind"] == "train"}
-
-
 def test_a_resumed_fine_tune_continues_bit_for_bit(hf_hub, tmp_path):
     """2 steps, checkpoint, resume to 4 (the HF tower's dropout on): the 4-step run's weights and
     optimiser state exactly."""
-    manifest = make_manifest(tmp_path / "data", 4)
-    train(finetune_config(tmp_path, manifest, hf_hub, name="whole", steps=4, batch_size=4))
-    train(finetune_config(tmp_path, manifest, hf_hub, name="resumed", steps=2, batch_size=4))
-    resumed = finetune_config(tmp_path, manifest, hf_hub, name="resumed", steps=4, batch_size=4)
-    resumed.checkpoint.resume = "latest"
-    resumed.checkpoint.allow_config_change = ("loop.epochs",)  # constant lr: the schedule does not move
-    train(resumed)
-    assert_same_final_checkpoint(tmp_path / "resumed", tmp_path / "whole", steps=4)
+    assert_fine_tune_resumes_exactly(tmp_path, make_manifest(tmp_path / "data", 4), hf_hub, batch_size=4)
 
 
 def test_a_fresh_process_loads_the_hub_directory(hf_hub):
@@ -493,27 +483,13 @@ def test_a_killed_fine_tune_resumes_to_the_uninterrupted_run_bit_for_bit(hf_hub,
     run_dir = tmp_path / "killed"
     process = subprocess.Popen(_cli_command(tmp_path, "killed", hf_hub, manifest), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
-    killed_at = None
-    try:
-        deadline = time.time() + 300
-        while time.time() < deadline and process.poll() is None:
-            checkpoints = run_dir / "checkpoints"
-            latest = CheckpointManager(checkpoints, keep=2).latest() if checkpoints.exists() else None
-            logged = _train_losses(run_dir) if (run_dir / "metrics.jsonl").exists() else {}
-            if latest is not None and logged and max(logged) > int(latest.name.split("_")[1]):
-                process.send_signal(signal.SIGKILL)
-                killed_at = max(logged)
-                break
-            time.sleep(0.005)
-    finally:
-        process.kill()
-        process.wait()
-    assert process.returncode == -signal.SIGKILL and killed_at < RESUME_STEPS, "the run finished before the kill"
+    _, killed_at = sigkill_after_a_checkpoint(process, run_dir, timeout_s=300)
+    assert killed_at < RESUME_STEPS, "the run finished before the kill"
     completed = subprocess.run(_cli_command(tmp_path, "killed", hf_hub, manifest, resume=True), capture_output=True,
                                text=True, timeout=600)
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert_same_final_checkpoint(run_dir, tmp_path / "reference", steps=RESUME_STEPS)
-    assert _train_losses(run_dir) == _train_losses(tmp_path / "reference")
+    assert logged_losses(run_dir) == logged_losses(tmp_path / "reference")
 
 
 def _ddp_then_fsdp(rank, world_size, logs, manifest, hub):
@@ -530,6 +506,6 @@ def test_fsdp_shards_the_encoder_layers_and_follows_ddp(hf_hub, tmp_path):
     the model built on meta and its buffers computed after allocation) within 1e-4 of DDP."""
     manifest = make_manifest(tmp_path / "data", 8)
     run_on_workers(_ddp_then_fsdp, 2, tmp_path / "logs", manifest, hf_hub, timeout_s=600)
-    losses = {run: list(_train_losses(tmp_path / "logs" / run).values()) for run in ("ddp", "fsdp")}
+    losses = {run: list(logged_losses(tmp_path / "logs" / run).values()) for run in ("ddp", "fsdp")}
     assert len(losses["ddp"]) == len(losses["fsdp"]) == 3 and losses["ddp"][0] == losses["fsdp"][0]
     assert all(math.isclose(ours, theirs, rel_tol=1e-4) for ours, theirs in zip(losses["fsdp"], losses["ddp"])), losses

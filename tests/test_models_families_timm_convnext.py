@@ -18,19 +18,18 @@ from safetensors.torch import load_file
 from cliplab.data.tokenizer_openai import openai_bpe_tokenizer
 from cliplab.errors import UnsupportedArchitectureError
 from cliplab.model_io import save
-from cliplab.models import build_model, create_model, get_model_config
+from cliplab.models import build_model, create_model
 from cliplab.models.families.timm_convnext import TimmConvNextConfig
 from cliplab.models.open_clip_config import builtin_open_clip_config, config_from_open_clip, config_to_open_clip
 from cliplab.train import train
 from cliplab.train.checkpointing.manager import CheckpointManager
-from finetune_fixtures import finetune_config
+from finetune_fixtures import assert_fine_tune_resumes_exactly, finetune_config
 from reference_libraries import assert_relative_close
 from timm_fixtures import (SmallTimmTower, assert_checkpointing_changes_nothing_and_every_parameter_learns,
-                           assert_eval_preprocessing_is_open_clips, assert_groups_are_timms, assert_lock_is_open_clips,
-                           assert_real_size_round_trip, assert_same_features, assert_trains_on_a_csv, loaded_from,
-                           noise_manifest)
-from train_helpers import (assert_fsdp_follows_ddp, assert_same_final_checkpoint,
-                           assert_sharded_build_keeps_the_full_builds_values, logged_losses, sigkill_after_a_checkpoint)
+                           assert_groups_are_timms, assert_hub_directory_loads_as_open_clips, assert_lock_is_open_clips,
+                           assert_real_size_round_trip, assert_refused_by_name, assert_same_features,
+                           assert_trains_on_a_csv, noise_manifest, side_by_side)
+from train_helpers import assert_fsdp_follows_ddp, assert_same_final_checkpoint, logged_losses, sigkill_after_a_checkpoint
 
 torch.set_num_threads(2)
 SMALL_SIZES = {"depths": [1, 1, 2, 1], "dims": [16, 32, 64, 128]}
@@ -56,9 +55,7 @@ def test_the_converter_reads_timms_facts():
 
 @pytest.mark.parametrize("small", [BASE, LARGE_D], ids=["linear_head", "mlp_head"])
 def test_small_variants_equal_open_clip_through_the_key_rules_both_ways(small):
-    reference = small.reference()
-    ours = loaded_from(reference, small.config())
-    images = small.images()
+    reference, ours, images = side_by_side(small)
     assert_same_features(ours, reference, images)
     with torch.no_grad():  # the cell tokens are timm's final feature map, through its head norm
         trunk = reference.visual.trunk
@@ -70,10 +67,7 @@ def test_small_variants_equal_open_clip_through_the_key_rules_both_ways(small):
 
 
 def test_a_hub_directory_loads_with_open_clips_features_and_eval_preprocessing(tmp_path):
-    BASE.write_hub(tmp_path / "hub", HUB_PREPROCESS)
-    theirs, ours = BASE.open_clip_from_hub(tmp_path / "hub"), BASE.cliplab_from_hub(tmp_path / "hub")
-    assert_same_features(ours, theirs, BASE.images(2))
-    assert_eval_preprocessing_is_open_clips(ours, theirs)
+    assert_hub_directory_loads_as_open_clips(BASE, tmp_path / "hub", HUB_PREPROCESS)
 
 
 def test_the_groups_are_timms_and_the_lock_is_open_clips():
@@ -105,10 +99,7 @@ def test_export_names_the_timm_model_and_refuses_other_sizes():
     ({"patch_dropout": 0.5}, r"needs patch_dropout=0.5"),
 ])
 def test_options_the_family_does_not_build_are_refused_by_name(change, message):
-    model_cfg = builtin_open_clip_config("convnext_base")
-    model_cfg["vision_cfg"].update(change)
-    with pytest.raises(UnsupportedArchitectureError, match=message):
-        config_from_open_clip(model_cfg)
+    assert_refused_by_name("convnext_base", change, message)
 
 
 def test_no_batch_norm_so_nothing_to_freeze_but_parameters():
@@ -117,9 +108,7 @@ def test_no_batch_norm_so_nothing_to_freeze_but_parameters():
 
 
 def test_channels_last_keeps_its_layout_and_the_features():
-    reference = BASE.reference()
-    ours = loaded_from(reference, BASE.config())
-    images = BASE.images()
+    reference, ours, images = side_by_side(BASE)
     layouts = []
     for stage in ours.vision_tower.stages:
         stage.register_forward_hook(lambda module, inputs, output: layouts.append(
@@ -152,11 +141,10 @@ def test_a_tiny_override_trains_on_a_csv(manifest, tmp_path):
     assert_trains_on_a_csv("convnext_base", TINY, manifest, tmp_path)
 
 
-def test_fsdp_units_are_the_blocks_and_a_sharded_build_keeps_the_full_builds_values():
+def test_fsdp_units_are_the_blocks():
     model = create_model("convnext_base", device="meta", **TINY)
     blocks = [block for stage in model.vision_tower.stages for block in stage.blocks]
     assert len(blocks) == 5 and model.fsdp_units() == [*blocks, *model.text_tower.transformer.blocks]
-    assert_sharded_build_keeps_the_full_builds_values(get_model_config("convnext_base", **TINY))
 
 
 @pytest.mark.slow
@@ -165,13 +153,7 @@ def test_fsdp_shards_the_blocks_and_follows_ddp(tmp_path):
 
 
 def test_fine_tuning_resumes_exactly(checkpoint, manifest, tmp_path):
-    train(finetune_config(tmp_path, manifest, checkpoint, name="whole", steps=4))
-    train(finetune_config(tmp_path, manifest, checkpoint, name="resumed", steps=2))
-    resumed = finetune_config(tmp_path, manifest, checkpoint, name="resumed", steps=4)
-    resumed.checkpoint.resume = "latest"
-    resumed.checkpoint.allow_config_change = ("loop.epochs",)  # constant lr: the schedule does not move
-    train(resumed)
-    assert_same_final_checkpoint(tmp_path / "resumed", tmp_path / "whole", steps=4)
+    assert_fine_tune_resumes_exactly(tmp_path, manifest, checkpoint)
 
 
 @pytest.mark.parametrize("unlocked_groups, trained", [(0, set()), (1, {"head_norm"})])

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from cliplab.errors import UnsupportedArchitectureError
-from cliplab.models import build_model, create_model, get_model_config
+from cliplab.models import build_model, create_model
 from cliplab.models.families.timm_fastvit import TimmFastVitConfig
 from cliplab.models.open_clip_config import builtin_open_clip_config, config_from_open_clip, config_to_open_clip
 from cliplab.pretrained.key_maps import from_cliplab
@@ -23,10 +23,9 @@ from cliplab.pretrained.open_clip_keys import open_clip_rules
 from open_clip_preprocess import assert_hub_preprocessing_equals_open_clips
 from reference_libraries import assert_relative_close, open_clip, open_clip_model, timm
 from timm_fixtures import (SmallTimmTower, assert_checkpointing_changes_nothing_and_every_parameter_learns,
-                           assert_eval_preprocessing_is_open_clips, assert_groups_are_timms, assert_lock_is_open_clips,
-                           assert_real_size_round_trip, assert_same_features, assert_trains_on_a_csv, loaded_from,
-                           noise_manifest)
-from train_helpers import assert_sharded_build_keeps_the_full_builds_values
+                           assert_groups_are_timms, assert_hub_directory_loads_as_open_clips, assert_lock_is_open_clips,
+                           assert_real_size_round_trip, assert_refused_by_name, assert_same_features,
+                           assert_trains_on_a_csv, noise_manifest, side_by_side)
 
 torch.set_num_threads(2)
 NAME = "MobileCLIP2-S0"
@@ -60,9 +59,7 @@ def test_the_converter_reads_timms_facts():
 
 @pytest.mark.parametrize("small", [S0, S3], ids=["S0", "S3"])
 def test_small_variants_equal_open_clip_through_the_key_rules_both_ways(small):
-    reference = small.reference()
-    ours = loaded_from(reference, small.config())
-    images = small.images()
+    reference, ours, images = side_by_side(small)
     assert_same_features(ours, reference, images)
     with torch.no_grad():  # the tokens are the final conv's feature map, row-major
         expected = reference.visual.trunk.forward_features(images).flatten(2).transpose(1, 2)
@@ -70,19 +67,14 @@ def test_small_variants_equal_open_clip_through_the_key_rules_both_ways(small):
 
 
 def test_a_hub_directory_loads_with_open_clips_features_and_eval_preprocessing(tmp_path):
-    S0.write_hub(tmp_path / "hub", hub_preprocess(NAME, "dfndr2b"))
-    theirs, ours = S0.open_clip_from_hub(tmp_path / "hub"), S0.cliplab_from_hub(tmp_path / "hub")
-    assert_same_features(ours, theirs, S0.images(2))
-    assert_eval_preprocessing_is_open_clips(ours, theirs)
+    assert_hub_directory_loads_as_open_clips(S0, tmp_path / "hub", hub_preprocess(NAME, "dfndr2b"))
 
 
 def test_reparameterize_folds_the_branches_as_timm_does_with_unchanged_features():
     """cliplab's folded model: the features of the unfolded one (1e-5 relative), timm's
     reparameterized trunk's tensor for tensor (names through the key rules: timm's
     `inference_mode` layout), a config that says so and builds the folded layout again."""
-    reference = S0.reference()
-    ours = loaded_from(reference, S0.config())
-    images = S0.images()
+    reference, ours, images = side_by_side(S0)
     with torch.no_grad():
         unfolded = ours.encode_image(images)
         assert ours.reparameterize() is ours
@@ -154,10 +146,7 @@ def test_export_refuses_other_sizes_and_folded_branches():
     ({"timm_proj": "linear", "timm_drop": 0.1}, r"needs timm_drop=0.1"),
 ])
 def test_options_the_family_does_not_build_are_refused_by_name(change, message):
-    model_cfg = builtin_open_clip_config(NAME)
-    model_cfg["vision_cfg"].update(change)
-    with pytest.raises(UnsupportedArchitectureError, match=message):
-        config_from_open_clip(model_cfg)
+    assert_refused_by_name(NAME, change, message)
 
 
 def test_open_clips_linear_head_is_read_as_the_models_projection():
@@ -193,10 +182,9 @@ def test_a_tiny_override_trains_on_a_csv(tmp_path):
     assert_trains_on_a_csv(NAME, TINY, noise_manifest(tmp_path / "data", 8), tmp_path)
 
 
-def test_fsdp_units_are_the_stages_and_a_sharded_build_keeps_the_full_builds_values():
+def test_fsdp_units_are_the_stages():
     model = create_model(NAME, device="meta", **TINY)
     assert model.fsdp_units() == [*model.vision_tower.stages, *model.text_tower.transformer.blocks]
-    assert_sharded_build_keeps_the_full_builds_values(get_model_config(NAME, **TINY))
 
 
 # open_clip's pretrained configs of the MobileCLIP hub directories: bilinear shortest-side resize,

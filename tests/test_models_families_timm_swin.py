@@ -11,15 +11,15 @@ import pytest
 import torch
 
 from cliplab.errors import UnsupportedArchitectureError
-from cliplab.models import build_model, create_model, get_model_config
+from cliplab.models import build_model, create_model
 from cliplab.models.families.timm_swin import TimmSwinConfig
 from cliplab.models.open_clip_config import builtin_open_clip_config, config_from_open_clip, config_to_open_clip
 from reference_libraries import assert_relative_close
 from timm_fixtures import (SmallTimmTower, assert_checkpointing_changes_nothing_and_every_parameter_learns,
-                           assert_eval_preprocessing_is_open_clips, assert_groups_are_timms, assert_lock_is_open_clips,
-                           assert_real_size_round_trip, assert_same_features, assert_trains_on_a_csv, loaded_from,
-                           noise_manifest)
-from train_helpers import assert_fsdp_follows_ddp, assert_sharded_build_keeps_the_full_builds_values
+                           assert_groups_are_timms, assert_hub_directory_loads_as_open_clips, assert_lock_is_open_clips,
+                           assert_real_size_round_trip, assert_refused_by_name, assert_same_features,
+                           assert_trains_on_a_csv, noise_manifest, side_by_side)
+from train_helpers import assert_fsdp_follows_ddp
 
 torch.set_num_threads(2)
 NAME = "swin_base_patch4_window7_224"
@@ -45,9 +45,7 @@ def test_the_converter_reads_timms_facts():
 
 @pytest.mark.parametrize("small", [SWIN, PADDED], ids=["224", "padded"])
 def test_small_variants_equal_open_clip_through_the_key_rules_both_ways(small):
-    reference = small.reference()
-    ours = loaded_from(reference, small.config())
-    images = small.images()
+    reference, ours, images = side_by_side(small)
     assert_same_features(ours, reference, images)
     with torch.no_grad():  # the tokens are timm's normalised last stage
         expected = reference.visual.trunk.forward_features(images).flatten(1, 2)
@@ -55,10 +53,7 @@ def test_small_variants_equal_open_clip_through_the_key_rules_both_ways(small):
 
 
 def test_a_hub_directory_loads_with_open_clips_features_and_eval_preprocessing(tmp_path):
-    SWIN.write_hub(tmp_path / "hub", HUB_PREPROCESS)
-    theirs, ours = SWIN.open_clip_from_hub(tmp_path / "hub"), SWIN.cliplab_from_hub(tmp_path / "hub")
-    assert_same_features(ours, theirs, SWIN.images(2))
-    assert_eval_preprocessing_is_open_clips(ours, theirs)
+    assert_hub_directory_loads_as_open_clips(SWIN, tmp_path / "hub", HUB_PREPROCESS)
 
 
 def test_the_groups_are_timms_and_the_lock_is_open_clips():
@@ -88,10 +83,7 @@ def test_export_names_the_timm_model_and_refuses_other_sizes():
                                 r"timm_pool='rot_attn', which the timm tower family 'timm_swin' does not build"),
 ])
 def test_options_the_family_does_not_build_are_refused_by_name(change, message):
-    model_cfg = builtin_open_clip_config(NAME)
-    model_cfg["vision_cfg"].update(change)
-    with pytest.raises(UnsupportedArchitectureError, match=message):
-        config_from_open_clip(model_cfg)
+    assert_refused_by_name(NAME, change, message)
 
 
 def test_no_batch_norm_so_nothing_to_freeze_but_parameters():
@@ -117,11 +109,10 @@ def test_a_tiny_override_trains_on_a_csv(tmp_path):
     assert_trains_on_a_csv(NAME, TINY, noise_manifest(tmp_path / "data", 8), tmp_path)
 
 
-def test_fsdp_units_are_the_blocks_and_a_sharded_build_keeps_the_full_builds_values():
+def test_fsdp_units_are_the_blocks():
     model = create_model(NAME, device="meta", **TINY)
     blocks = [block for stage in model.vision_tower.stages for block in stage.blocks]
     assert len(blocks) == 3 and model.fsdp_units() == [*blocks, *model.text_tower.transformer.blocks]
-    assert_sharded_build_keeps_the_full_builds_values(get_model_config(NAME, **TINY))
 
 
 @pytest.mark.slow

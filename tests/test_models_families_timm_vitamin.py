@@ -10,18 +10,16 @@ back (slow)."""
 import pytest
 import torch
 
-from cliplab.errors import UnsupportedArchitectureError
-from cliplab.models import build_model, create_model, get_model_config
+from cliplab.models import build_model, create_model
 from cliplab.models.families.timm_vitamin import TimmVitaminConfig
 from cliplab.models.open_clip_config import (builtin_open_clip_config, builtin_open_clip_names, config_from_open_clip,
                                              config_to_open_clip)
 from open_clip_preprocess import assert_hub_preprocessing_equals_open_clips
 from reference_libraries import assert_relative_close, open_clip, timm
 from timm_fixtures import (SmallTimmTower, assert_checkpointing_changes_nothing_and_every_parameter_learns,
-                           assert_eval_preprocessing_is_open_clips, assert_groups_are_timms, assert_lock_is_open_clips,
-                           assert_real_size_round_trip, assert_same_features, assert_trains_on_a_csv, loaded_from,
-                           noise_manifest)
-from train_helpers import assert_sharded_build_keeps_the_full_builds_values
+                           assert_groups_are_timms, assert_hub_directory_loads_as_open_clips, assert_lock_is_open_clips,
+                           assert_real_size_round_trip, assert_refused_by_name, assert_same_features,
+                           assert_trains_on_a_csv, noise_manifest, side_by_side)
 
 torch.set_num_threads(2)
 NAME = "ViTamin-S"
@@ -61,20 +59,15 @@ def test_the_converter_reads_timms_facts():
 
 def test_a_small_variant_equals_open_clip_through_the_key_rules_both_ways():
     small = small_vitamin(64)
-    reference = small.reference()
-    ours = loaded_from(reference, small.config())
-    images = small.images()
+    reference, ours, images = side_by_side(small)
     assert_same_features(ours, reference, images)
     with torch.no_grad():
         assert_relative_close(ours.vision_tower.forward_tokens(images), reference.visual.trunk.forward_features(images))
 
 
 def test_a_hub_directory_loads_with_open_clips_features_and_eval_preprocessing(tmp_path):
-    small = small_vitamin()
-    small.write_hub(tmp_path / "hub", dict(open_clip().get_pretrained_cfg(NAME, "datacomp1b")))
-    theirs, ours = small.open_clip_from_hub(tmp_path / "hub"), small.cliplab_from_hub(tmp_path / "hub")
-    assert_same_features(ours, theirs, small.images(2))
-    assert_eval_preprocessing_is_open_clips(ours, theirs)
+    assert_hub_directory_loads_as_open_clips(small_vitamin(), tmp_path / "hub",
+                                             dict(open_clip().get_pretrained_cfg(NAME, "datacomp1b")))
 
 
 @pytest.mark.parametrize("name", ["ViTamin-S-LTT", "ViTamin-L-384", "ViTamin-XL-384"])
@@ -93,10 +86,7 @@ def test_export_names_the_timm_model_and_reads_back(name):
     ({"image_size": 256}, r"vision_cfg.image_size=256 differs from timm's img_size 224"),
 ])
 def test_options_the_family_does_not_build_are_refused_by_name(change, message):
-    model_cfg = builtin_open_clip_config(NAME)
-    model_cfg["vision_cfg"].update(change)
-    with pytest.raises(UnsupportedArchitectureError, match=message):
-        config_from_open_clip(model_cfg)
+    assert_refused_by_name(NAME, change, message)
 
 
 def test_the_groups_are_timms_and_the_lock_is_open_clips():
@@ -116,12 +106,11 @@ def test_a_tiny_override_trains_on_a_csv(tmp_path):
     assert_trains_on_a_csv(NAME, TINY, noise_manifest(tmp_path / "data", 8), tmp_path)
 
 
-def test_fsdp_units_are_the_mbconv_stages_and_the_blocks_and_a_sharded_build_keeps_the_full_builds_values():
+def test_fsdp_units_are_the_mbconv_stages_and_the_blocks():
     model = create_model(NAME, device="meta", **TINY)
     tower = model.vision_tower
     assert model.fsdp_units() == [*tower.patch_embedding.stages, *tower.transformer.blocks,
                                   *model.text_tower.transformer.blocks]
-    assert_sharded_build_keeps_the_full_builds_values(get_model_config(NAME, **TINY))
 
 
 # open_clip's pretrained config of the ViTamin hub directories: OpenAI's statistics, shortest side,

@@ -7,6 +7,7 @@ restores the data position (epoch, batch in epoch) that the loader resumes from.
 """
 
 from collections import Counter
+from dataclasses import replace
 
 from cliplab.distributed.launch import run_on_workers
 from cliplab.train import TrainHooks, train
@@ -79,3 +80,47 @@ def test_interrupted_and_resumed_run_sees_the_same_sample_ids(tmp_path):
 def test_interrupted_and_resumed_run_sees_the_same_sample_ids_on_two_ranks(tmp_path):
     manifest = make_manifest(tmp_path / "data", SAMPLES)
     _check_same_ids(run_on_workers(_sample_ids_per_step, 2, str(tmp_path), str(manifest), timeout_s=240))
+
+
+def _list_manifest(directory, count, word):
+    """make_manifest's images, each with the captions ["{word} i", "{word} i again"]."""
+    make_manifest(directory, count)
+    rows = ["filepath\ttitle"] + [f'images/{index}.png\t["{word} {index}", "{word} {index} again"]'
+                                  for index in range(count)]
+    (directory / "lists.tsv").write_text("\n".join(rows) + "\n")
+    return str(directory / "lists.tsv")
+
+
+def test_a_mixture_with_several_captions_resumes_with_the_same_samples_and_captions(tmp_path):
+    sources = f"{_list_manifest(tmp_path / 'a', 8, 'a')}::{_list_manifest(tmp_path / 'b', 4, 'b')}"
+
+    def config(name, resume=False):
+        run = csv_config(str(tmp_path), sources, name=name, batch_size=4, epochs=2)
+        run.data = replace(run.data, train_data_upsampling_factors="1::2")  # a pass: 8 + 2 x 4 = 16 samples, 4 steps
+        run.checkpoint.save_every_steps = 3
+        run.checkpoint.resume = "latest" if resume else None
+        return run
+
+    def recorder(into):
+        def record(step, batches):
+            into[step] = [pair for b in batches for pair in zip(b["sample_ids"].tolist(), b["captions"])]
+        return record
+
+    def crash(step, model):
+        if step == 5:
+            raise Crash
+
+    uninterrupted, before, after = {}, {}, {}
+    train(config("whole"), hooks=TrainHooks(after_batches=recorder(uninterrupted)))
+    try:
+        train(config("resumed"), hooks=TrainHooks(after_batches=recorder(before), after_step=crash))
+    except Crash:
+        pass
+    train(config("resumed", resume=True), hooks=TrainHooks(after_batches=recorder(after)))
+    assert sorted(after) == [3, 4, 5, 6, 7]
+    assert {step: read for step, read in before.items() if step < 3} | after == uninterrupted
+    first_epoch = [pair for step in range(4) for pair in uninterrupted[step]]
+    assert Counter(caption.split()[0] for _, caption in first_epoch) == {"a": 8, "b": 8}
+    assert Counter(index for index, _ in first_epoch if index >= 8) == {8: 2, 9: 2, 10: 2, 11: 2}
+    # each epoch draws one of a sample's two captions, keyed by (seed, epoch, sample): both appear
+    assert {caption.endswith("again") for step in uninterrupted for _, caption in uninterrupted[step]} == {True, False}

@@ -1,6 +1,7 @@
 """The evaluator's rule of when an evaluation is due, and what it logs."""
 
 import contextlib
+import json
 
 import torch
 
@@ -57,3 +58,34 @@ def test_zero_shot_dataset_takes_the_benchmark_path(tmp_path):
         sum(record["zero_shot_per_class"].values()) / len(record["zero_shot_per_class"]))
     with pytest.raises(UserError, match=r"^--zeroshot-dataset .*nowhere \(eval.zeroshot_dataset\): dataset .*nowhere: no such file"):
         evaluation.open_zero_shot_data(data, EvalConfig(zeroshot_dataset=str(tmp_path / "nowhere")))
+
+
+def test_validation_data_with_several_captions_counts_an_image_found_by_any_of_them(tmp_path):
+    import torch.nn.functional as F
+
+    from cliplab.eval.retrieval import caption_list_metrics
+    from data_fixtures import first_pixel_transform, make_manifest
+    from eval_toy_models import BagOfTokensModel, CharacterTokenizer
+
+    make_manifest(tmp_path, 5)
+    lists = [["a red", "red one"], ["b"], ["c c", "cc", "c"], ["d"], ["e", "ee"]]
+    rows = ["filepath\ttitle"] + [f"images/{index}.png\t" + json.dumps(texts) for index, texts in enumerate(lists)]
+    (tmp_path / "val.tsv").write_text("\n".join(rows) + "\n")
+    data = DataConfig(dataset_type="csv", train_data=str(tmp_path / "val.tsv"), val_data=str(tmp_path / "val.tsv"),
+                      workers=0)
+    model, tokenizer = BagOfTokensModel(image_pixels=3 * 8 * 8, seed=1), CharacterTokenizer()
+    record = evaluation.evaluate(model, tokenizer, data_config=data, eval_config=EvalConfig(batch_size=2),
+                                 transform=first_pixel_transform, device=torch.device("cpu"),
+                                 autocast=contextlib.nullcontext, dataset=evaluation.open_evaluation_data(data))
+    model.eval()
+    with torch.no_grad():
+        images = torch.stack([first_pixel_transform(evaluation.build_map_dataset(data, train=False).read(
+            index, epoch=0).image) for index in range(5)])
+        image_features = F.normalize(model.encode_image(images), dim=-1)
+        text_features = F.normalize(model.encode_text(tokenizer([text for texts in lists for text in texts])), dim=-1)
+    owners = torch.tensor([0, 0, 1, 2, 2, 2, 3, 4, 4])
+    expected = caption_list_metrics(image_features, text_features, owners)
+    assert record.keys() == {*expected, "retrieval_count"} and record["retrieval_count"] == 5
+    assert record["retrieval_caption_count"] == 9 and "image_to_text_mean_rank" not in record
+    for key, value in expected.items():
+        assert abs(record[key] - value) < 1e-12, key

@@ -22,24 +22,12 @@ from cliplab.train import TrainHooks, resolve_config, train
 from cliplab.train.config import ConfigError, ModelSetupConfig
 from cliplab.train.setup.model import PretrainedLoadError, build_training_model
 
-from data_fixtures import make_manifest
-from finetune_fixtures import PREPROCESS_CFG, clip_loss_of, finetune_config, write_small_hub
+from finetune_fixtures import (PREPROCESS_CFG, assert_fine_tune_resumes_exactly, clip_loss_of, finetune_config,
+                               hub, manifest)  # noqa: F401 (module fixtures)
 from reference_libraries import assert_relative_close, open_clip, reference_mode
-from train_helpers import assert_same_final_checkpoint
 
 torch.set_num_threads(2)
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory):
-    return write_small_hub(tmp_path_factory.mktemp("pretrained") / "hub")
-
-
-@pytest.fixture(scope="module")
-def manifest(tmp_path_factory):
-    """8 flat-coloured 8x8 PNGs captioned "caption i"."""
-    return make_manifest(tmp_path_factory.mktemp("data"), 8)
 
 
 class Recorder:
@@ -151,15 +139,9 @@ def test_tiled_loss_and_accumulation_start_from_the_checkpoints_loss(options, hu
 
 
 def test_a_resumed_fine_tune_continues_from_its_own_weights(hub, manifest, tmp_path):
-    train(finetune_config(tmp_path, manifest, hub, name="whole", steps=4))
-    train(finetune_config(tmp_path, manifest, hub, name="resumed", steps=2))
-    resumed = finetune_config(tmp_path, manifest, hub, name="resumed", steps=4)
-    resumed.checkpoint.resume = "latest"
-    resumed.checkpoint.allow_config_change = ("loop.epochs",)  # constant lr: the schedule does not move
     recorder = Recorder()
-    train(resumed, hooks=recorder.hooks())
+    assert_fine_tune_resumes_exactly(tmp_path, manifest, hub, hooks=recorder.hooks())
     assert len(recorder.losses) == 2  # steps 3 and 4
-    assert_same_final_checkpoint(tmp_path / "resumed", tmp_path / "whole", steps=4)
 
 
 def _fine_tune_on_ranks(rank, world_size, logs, manifest, hub, batch_size, name):

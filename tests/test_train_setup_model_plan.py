@@ -50,7 +50,8 @@ def test_force_image_size_resizes_the_model_and_its_preprocessing():
 
 
 def test_an_image_size_the_model_cannot_take_names_the_key():
-    with pytest.raises(ConfigError, match="'model.force_image_size' does not build a tiny-vit model: .*divisible"):
+    with pytest.raises(ConfigError, match=r"'model.force_image_size' does not fit the model: vision.image_size \(30\) "
+                                          r"must be divisible by vision.patch_size \(4\)"):
         plan_model(ModelSetupConfig(name="tiny-vit", force_image_size=30), "csv")
 
 
@@ -61,8 +62,19 @@ def test_bad_image_settings_are_config_errors(key, value):
         ModelSetupConfig(**{key: value})
 
 
-@pytest.mark.parametrize("key, value", [("image_mean", (0.5, 0.5, 0.5)), ("image_std", (0.2, 0.2, 0.2)),
-                                        ("force_image_size", 32)])
+def test_force_context_length_and_patch_dropout_change_a_fresh_model():
+    setup = ModelSetupConfig(name="tiny-vit", force_context_length=48, force_patch_dropout=0.25)
+    config = get_model_config(setup.name, **plan_model(setup, "csv").overrides)
+    assert (config.text.context_length, config.vision.patch_dropout) == (48, 0.25)
+
+
+def test_patch_dropout_on_a_tower_without_it_names_the_key():
+    with pytest.raises(ConfigError, match="'model.force_patch_dropout' does not fit the model: vision.patch_dropout "
+                                          "applies to kind='vit' only"):
+        plan_model(ModelSetupConfig(name="tiny", force_patch_dropout=0.5), "csv")
+
+
+@pytest.mark.parametrize("key, value", [("image_mean", (0.5, 0.5, 0.5)), ("image_std", (0.2, 0.2, 0.2))])
 def test_pretrained_weights_keep_their_preprocessing(key, value):
     with pytest.raises(ConfigError, match=f"'{key}'.*cannot change the preprocessing of pretrained weights"):
         ModelSetupConfig(pretrained="some/checkpoint", **{key: value})

@@ -1,29 +1,18 @@
-"""Weight-decay groups (open_clip's exclusions), the logit-scale clamp, and the lr schedule."""
+"""The optimiser over trainable parameters, the logit-scale clamp, and the lr schedule (the groups:
+test_train_step_param_groups.py)."""
 
+import copy
 import math
 
 import pytest
 import torch
+from torch import nn
 
 from cliplab.models import create_model
 from cliplab.train.config import OptimConfig
-from cliplab.train.step.optim import build_optimizer, clamp_logit_scale_, parameter_groups
+from cliplab.train.step.optim import build_optimizer, clamp_logit_scale_, update_kernel
+from cliplab.train.step.param_groups import parameter_groups
 from cliplab.train.step.schedule import learning_rate
-
-
-def test_no_decay_on_biases_norms_embeddings_and_scale():
-    model = create_model("tiny-siglip")
-    no_decay, decay = parameter_groups(model, weight_decay=0.2)
-    assert no_decay["weight_decay"] == 0.0 and decay["weight_decay"] == 0.2
-    names = set(no_decay["param_names"])
-    assert {"logit_scale", "logit_bias"} <= names
-    assert any("position" in name for name in names)
-    parameters = dict(model.named_parameters())
-    for name in names:
-        assert parameters[name].ndim < 2 or "embedding" in name, name
-    for name in decay["param_names"]:
-        assert parameters[name].ndim >= 2 and "norm" not in name and "bias" not in name, name
-    assert len(names) + len(decay["param_names"]) == len(parameters)
 
 
 def test_frozen_parameters_are_left_out():
@@ -57,3 +46,22 @@ def test_warmup_then_cosine():
     assert learning_rate(110, 110, config) == pytest.approx(0.1)
     const = OptimConfig(lr=1.0, warmup=0, lr_scheduler="const")
     assert learning_rate(50, 100, const) == 1.0
+
+
+def test_adamw_runs_the_fused_kernel_where_torch_has_one_and_updates_as_the_loop_does():
+    torch.manual_seed(0)
+    fused_model = create_model("tiny")
+    loop_model = copy.deepcopy(fused_model)
+    config = OptimConfig(lr=1e-2)
+    fused = build_optimizer(fused_model, config)
+    loop = torch.optim.AdamW(parameter_groups(loop_model, config), lr=config.lr, betas=(config.beta1, config.beta2),
+                             eps=config.eps, foreach=False)
+    assert fused.defaults["fused"] and update_kernel(nn.Linear(2, 2, device="meta")) == {"foreach": False}
+    for model, optimizer in ((fused_model, fused), (loop_model, loop)):
+        for step in range(2):
+            for index, parameter in enumerate(model.parameters()):
+                parameter.grad = torch.full_like(parameter, 0.1 * (index % 7 - 3) + step)
+            optimizer.step()
+    # One pass per parameter instead of the loop's ten or so: the same update, up to float rounding.
+    for (name, updated), expected in zip(fused_model.named_parameters(), loop_model.parameters()):
+        torch.testing.assert_close(updated, expected, msg=name)

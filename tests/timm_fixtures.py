@@ -4,6 +4,8 @@ tests: built side by side, and as open_clip hub directories."""
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from PIL import Image
 from cliplab.data.preprocess_config import PreprocessConfig
 from cliplab.data.tokenizer_openai import openai_bpe_tokenizer
 from cliplab.data.transforms import image_transform
-from cliplab.models import build_model
+from cliplab.models import build_model, timm_models
 from cliplab.models.families import family_of
 from cliplab.models.open_clip_config import config_from_open_clip
 from cliplab.pretrained.key_maps import from_cliplab, to_cliplab
@@ -25,6 +27,21 @@ from reference_libraries import (assert_relative_close, open_clip, open_clip_mod
 
 SMALL_TEXT = {"width": 32, "heads": 2, "layers": 2}
 TEXTS = ["a photo of a cat!", "two dogs", ""]
+
+
+@contextlib.contextmanager
+def smaller_timm_facts(name: str, timm_kwargs: dict):
+    """While inside, cliplab's timm facts (`cliplab.models.timm_models`) say that timm builds `name`
+    with `timm_kwargs` added to its arguments: cliplab's side of `smaller_timm_towers`, so that a
+    small variant of a timm tower reads from, and exports to, an open_clip config naming `name`."""
+    document = copy.deepcopy(timm_models._document())
+    document["models"][name]["kwargs"].update(timm_kwargs)
+    original = timm_models._document
+    timm_models._document = lambda: document
+    try:
+        yield
+    finally:
+        timm_models._document = original
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +105,13 @@ def loaded_from(reference: torch.nn.Module, config) -> torch.nn.Module:
     return ours
 
 
+def side_by_side(small: SmallTimmTower) -> tuple[torch.nn.Module, torch.nn.Module, torch.Tensor]:
+    """(open_clip's small model, cliplab's holding its weights through the key rules (`loaded_from`),
+    the small images)."""
+    reference = small.reference()
+    return reference, loaded_from(reference, small.config()), small.images()
+
+
 def assert_same_features(ours: torch.nn.Module, reference: torch.nn.Module, images: torch.Tensor) -> None:
     """encode_image, encode_text and logit_scale equal (fp32, eval: 1e-5 relative)."""
     tokens = openai_bpe_tokenizer(77)(TEXTS)
@@ -126,6 +150,29 @@ def assert_eval_preprocessing_is_open_clips(ours: torch.nn.Module, theirs: torch
         expected = image.resize((resized_width, resized_height), resample).crop((left, top, left + side, top + side))
         pixels = torch.from_numpy(np.asarray(expected, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255.0
         assert torch.equal(transform(image), (pixels - mean) / std)
+
+
+def assert_hub_directory_loads_as_open_clips(small: SmallTimmTower, directory: Path, preprocess_cfg: dict) -> None:
+    """An open_clip hub directory of the small model (`write_hub`, with `preprocess_cfg`) reads in
+    cliplab with open_clip's features and eval preprocessing."""
+    small.write_hub(directory, preprocess_cfg)
+    theirs, ours = small.open_clip_from_hub(directory), small.cliplab_from_hub(directory)
+    assert_same_features(ours, theirs, small.images(2))
+    assert_eval_preprocessing_is_open_clips(ours, theirs)
+
+
+def assert_refused_by_name(name: str, vision_change: dict, message: str) -> None:
+    """open_clip's built-in config `name`, its vision_cfg updated with `vision_change`, is refused:
+    an UnsupportedArchitectureError whose message matches `message`."""
+    import pytest
+
+    from cliplab.errors import UnsupportedArchitectureError
+    from cliplab.models.open_clip_config import builtin_open_clip_config
+
+    model_cfg = builtin_open_clip_config(name)
+    model_cfg["vision_cfg"].update(vision_change)
+    with pytest.raises(UnsupportedArchitectureError, match=message):
+        config_from_open_clip(model_cfg)
 
 
 def _open_clip_names(parameters: list[torch.nn.Parameter], model: torch.nn.Module, rules) -> list[str]:

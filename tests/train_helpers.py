@@ -8,6 +8,7 @@ import time
 import torch
 from safetensors.torch import load_file
 
+from cliplab.objectives.terms import OBJECTIVE_TERMS
 from cliplab.train.checkpointing.manager import CheckpointManager
 from cliplab.train.config import EvalConfig
 from cliplab.train.config.presets import smoke_config
@@ -19,11 +20,11 @@ SMALL_MODEL = {"vision.width": 16, "text.width": 32, "text.heads": 2, "text.laye
 # names they are logged under, as loss/<name>).
 SMALL_HEADS = {"simsiam": {"hidden_dim": 16, "projection_dim": 8, "predictor_hidden_dim": 8},
                "simclr": {"hidden_dim": 16, "projection_dim": 8}}
-ADDED_TERMS = {"filip": {"enabled": True}, "mlm": {"enabled": True},
-               "simsiam": {"enabled": True, **SMALL_HEADS["simsiam"]},
-               "simclr": {"enabled": True, **SMALL_HEADS["simclr"]},
-               "multiview": {"enabled": True}, "sim_reg": {"enabled": True}}
-ADDED_TERM_NAMES = ["filip_loss", "mlm_loss", "simsiam_loss", "simclr_loss", "multiview_loss", "sim_reg_loss"]
+# Every registered term beside the main contrastive one, switched on (small heads where it has any), in
+# table order: a term added to OBJECTIVE_TERMS joins the DDP/FSDP2/resume equality tests that use these.
+_ADDED = [term for term in OBJECTIVE_TERMS if term.section != "contrastive"]
+ADDED_TERMS = {term.section: {"enabled": True, **SMALL_HEADS.get(term.section, {})} for term in _ADDED}
+ADDED_TERM_NAMES = [term.names[0] for term in _ADDED]
 
 
 def small_config(logs, name="run", *, steps=6, batch_size=8, evaluate=False, **loop_overrides):
@@ -99,21 +100,30 @@ def sigkill_after_a_checkpoint(process, run_dir, timeout_s: float = 240) -> tupl
 
 
 def assert_sharded_build_keeps_the_full_builds_values(config) -> None:
-    """What FSDP2's meta build of `config` records for rank 1 of 2 is that rank's rows of the full
-    build with the same seed (every initialiser replays shard by shard: no data-dependent draws)."""
+    """What FSDP2's meta build of `config` records for each rank of 2 is that rank's rows of the full
+    build with the same seed (every initialiser replays shard by shard: no data-dependent draws), every
+    tensor of the state dict, and the generator ends where the full build leaves it."""
     from cliplab.distributed.shard_init import ShardedInit, shard_rows
     from cliplab.models import build_model
     from cliplab.models.registry import initialisers_on_meta
 
-    recorder = ShardedInit(1, 2)
     torch.manual_seed(0)
-    with initialisers_on_meta(), recorder.building():
-        sharded = build_model(config)
-    kept = recorder.values(sharded)
-    torch.manual_seed(0)
-    for tensor_name, tensor in build_model(config).state_dict().items():
-        rows = shard_rows(tensor.shape[0], 1, 2) if tensor.dim() >= 2 else None
-        assert torch.equal(kept.rows(tensor_name, rows), tensor if rows is None else tensor[rows]), tensor_name
+    full = build_model(config).state_dict()
+    after_full = torch.rand(4)
+    for rank in range(2):
+        recorder = ShardedInit(rank, 2)
+        torch.manual_seed(0)
+        with initialisers_on_meta(), recorder.building():
+            sharded = build_model(config)
+        assert all(parameter.is_meta for parameter in sharded.parameters())
+        assert torch.equal(torch.rand(4), after_full)
+        kept = recorder.values(sharded)
+        assert set(kept.names()) == {name for name in full if not name.endswith("_extra_state")}
+        for tensor_name in kept.names():
+            tensor = full[tensor_name]
+            rows = shard_rows(tensor.shape[0], rank, 2) if tensor.dim() >= 2 else None
+            assert torch.equal(kept.rows(tensor_name, rows), tensor if rows is None else tensor[rows]), \
+                (rank, tensor_name)
 
 
 def ddp_then_fsdp(rank, world_size, logs, manifest, name, overrides) -> None:

@@ -27,7 +27,7 @@ from cliplab.pretrained.formats import CheckpointNotFoundError, LoadedModel, Loa
 
 def load_model(path: str | os.PathLike, *, model: str | ModelConfig | None = None,
                device: str | torch.device = "cpu", output_dict: bool = False,
-               require_tokenizer: bool = True) -> LoadedModel:
+               require_tokenizer: bool = True, ema: bool = False) -> LoadedModel:
     """The model, preprocessing and tokenizer at `path` (any accepted format; see the module).
 
     model: the architecture, for formats without one (an open_clip training checkpoint or state
@@ -35,18 +35,21 @@ def load_model(path: str | os.PathLike, *, model: str | ModelConfig | None = Non
     off the shapes; for formats that carry one it must agree. device: where the weights go ("meta":
     build without reading them). output_dict: what forward returns (training uses True).
     require_tokenizer: False accepts a checkpoint without tokenizer files cliplab reads (tokenizer
-    is then None).
+    is then None). ema: the EMA weights of a training checkpoint of a run with an EMA (--ema-decay)
+    instead of its model's (UserError for anything else). A checkpoint of a run with LoRA adapters
+    loads with them merged into the weights.
     """
     request = LoadRequest(model=model, device=torch.device(device), output_dict=output_dict,
-                          require_tokenizer=require_tokenizer)
+                          require_tokenizer=require_tokenizer, ema=ema)
     return read_checkpoint(path, request)
 
 
 def load(path: str | os.PathLike, device: str | torch.device = "cpu", *,
-         model: str | ModelConfig | None = None) -> tuple[CLIP, Any, Any]:
+         model: str | ModelConfig | None = None, ema: bool = False) -> tuple[CLIP, Any, Any]:
     """`cliplab.load`: (model in eval mode on `device`, preprocess: PIL image -> Float[3, S, S],
-    tokenizer: list of N strings -> Long[N, T]) from any accepted path (see `load_model`)."""
-    loaded = load_model(path, model=model, device=device)
+    tokenizer: list of N strings -> Long[N, T]) from any accepted path (see `load_model`; `ema`:
+    a run's EMA weights)."""
+    loaded = load_model(path, model=model, device=device, ema=ema)
     return loaded.model, loaded.preprocess, loaded.tokenizer
 
 

@@ -15,8 +15,9 @@ from cliplab.errors import InvalidInputError, UserError
 if TYPE_CHECKING:
     from cliplab.data import DataConfig
 
-# the sources whose data --retrieval-data can name (a built-in one has no location to give)
-RETRIEVAL_DATA_TYPES = tuple(source.name for source in SOURCES if not source.built_in)
+# the training sources whose data --retrieval-data can name (a built-in one has no location to give)
+RETRIEVAL_SOURCES = tuple(source for source in SOURCES if source.trains and not source.built_in)
+RETRIEVAL_DATA_TYPES = tuple(source.name for source in RETRIEVAL_SOURCES)
 PROGRESS_LINE_INTERVAL_S = 10.0
 
 HELP = "zero-shot accuracy and retrieval metrics of a checkpoint"
@@ -64,8 +65,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                            help="run zero-shot classification, or not (default: what the run trained for, above)")
     retrieval = parser.add_argument_group("retrieval")
     retrieval.add_argument("--retrieval-data", metavar="PATH",
-                           help="image-caption pairs: a manifest (csv), a shard pattern (webdataset) or parquet files "
-                                "(default: a csv, webdataset or parquet run's validation data)")
+                           help="image-caption pairs, by --dataset-type: " + "; ".join(
+                               f"{source.name}: {source.location}" for source in RETRIEVAL_SOURCES)
+                           + f" (default: a {', '.join(RETRIEVAL_DATA_TYPES)} run's validation data)")
     retrieval.add_argument("--dataset-type", choices=RETRIEVAL_DATA_TYPES, default="csv",
                            help="format of --retrieval-data (default: csv)")
     retrieval.add_argument("--csv-img-key", default="filepath", help="image path column (default: filepath)")
@@ -250,12 +252,17 @@ def _retrieval(args: argparse.Namespace, loaded, data: DataConfig) -> dict[str, 
                                             max_samples=args.retrieval_max_samples, progress=progress)
     finally:
         progress.close()
-    print(f"\nretrieval on {data.val_data}: {count} image-caption pairs")
+    captions = metrics.get("retrieval_caption_count")
+    print(f"\nretrieval on {data.val_data}: " + (f"{count} image-caption pairs" if captions is None else
+          f"{count} images, {captions} captions (an image is found when any of its captions is, CLIP_benchmark's "
+          "rule)"))
     for direction in ("image_to_text", "text_to_image"):
-        recalls = "  ".join(f"R@{k} {100 * metrics[f'{direction}_R@{k}']:6.2f}%" for k in (1, 5, 10))
-        print(f"  {direction:<14} {recalls}  mean rank {metrics[f'{direction}_mean_rank']:.1f}  "
-              f"median rank {metrics[f'{direction}_median_rank']:.0f}")
-    if count:
+        recalls = "  ".join(f"R@{k} {100 * metrics[f'{direction}_R@{k}']:6.2f}%" for k in (1, 5, 10)
+                            if f"{direction}_R@{k}" in metrics)
+        ranks = (f"  mean rank {metrics[f'{direction}_mean_rank']:.1f}  median rank "
+                 f"{metrics[f'{direction}_median_rank']:.0f}") if captions is None else ""
+        print(f"  {direction:<14} {recalls}{ranks}")
+    if count and captions is None:
         chances = "  ".join(f"R@{k} {100 * chance_of_top_k(k, count):6.2f}%" for k in (1, 5, 10))
         print(f"  chance         {chances}: a hit is the pair's own caption (image) among the k closest of all "
               f"{count}, {LOW_WHEN_CAPTIONS_ARE_SHARED}")

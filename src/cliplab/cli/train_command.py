@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from cliplab.data.config import DATASET_TYPES
+from cliplab.data.sources import SOURCES
 from cliplab.precision_names import PRECISIONS
-from cliplab.train.config import LR_SCHEDULERS, SIGLIP_DIST_IMPLS
+from cliplab.train.config import CONTEXT_EXTENSIONS, LR_SCHEDULERS, SIGLIP_DIST_IMPLS
 
 EPILOG = """\
 examples:
@@ -29,6 +30,9 @@ examples:
   cliplab train --batch-size 64 --accum-freq 4
   # fine-tune a pretrained checkpoint (here an open_clip hub directory) with its tokenizer and preprocessing
   cliplab train --pretrained open_clip_hub_dir --dataset-type csv --train-data train.tsv --lr 1e-5 --lock-image
+  # fine-tune with LoRA adapters of rank 8 and an EMA of the weights; see the parameter groups first
+  cliplab train --pretrained open_clip_hub_dir --dataset-type csv --train-data train.tsv --lora-rank 8 \
+      --ema-decay 0.999 --layer-decay 0.75 --dry-run
 """
 
 
@@ -74,6 +78,18 @@ def _optional_float(text: str) -> float | None:
     return None if text.lower() in ("none", "null", "off") else float(text)
 
 
+def _labels(text: str) -> tuple[int, ...]:
+    """'0,1,2' -> (0, 1, 2)."""
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integer labels, got {text!r}") from None
+
+
+def _one(text: str) -> tuple[str]:
+    return (text,)
+
+
 def _comma_separated(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
@@ -98,26 +114,35 @@ def _report_to(text: str) -> tuple[bool, bool]:
 
 FLAGS: tuple[Flag, ...] = (
     # data (open_clip)
-    Flag("--train-data", "data.train_data", "training data: csv manifest, webdataset shard pattern, parquet "
-         "file, directory or glob, or the Fashion-MNIST directory", metavar="PATH",
+    Flag("--train-data", "data.train_data", "training data, by --dataset-type: " + "; ".join(
+         f"{source.name}: {source.location}" for source in SOURCES if source.trains)
+         + "; several locations of a source that mixes, joined by '::', are one mixture", metavar="PATH",
          default="the built-in Fashion-MNIST: system copy, cache or download"),
+    Flag("--train-data-upsampling-factors", "data.train_data_upsampling_factors", "one factor per '::' source of "
+         "--train-data, '::'-separated (e.g. 1::4): how often each sample of a source is drawn relative to one of "
+         "factor 1 (webdataset: with --dataset-resampled)", metavar="FACTORS", default="1 each"),
     Flag("--val-data", "data.val_data", "evaluation data (same formats as --train-data)", metavar="PATH",
          default="none; a Fashion-MNIST run evaluates on its test split"),
     Flag("--dataset-type", "data.dataset_type", "format of the data", choices=DATASET_TYPES),
     Flag("--csv-img-key", "data.csv_img_key", "image path column of a csv manifest"),
-    Flag("--csv-caption-key", "data.csv_caption_key", "caption column of a csv manifest"),
+    Flag("--csv-caption-key", "data.csv_caption_key", "caption column of a csv manifest (a cell may hold a JSON "
+         "list of captions)"),
     Flag("--csv-separator", "data.csv_separator", "column separator of a csv manifest", default="tab"),
     Flag("--csv-label-key", "data.csv_label_key", "integer class label column of a csv manifest", default="none"),
     Flag("--parquet-image-key", "data.parquet_image_key", "image column of parquet data: encoded bytes or "
          "{bytes, path} structs", default="the first of image, jpg, png"),
-    Flag("--parquet-caption-key", "data.parquet_caption_key", "caption column of parquet data",
-         default="the first of caption, text, txt"),
+    Flag("--parquet-caption-key", "data.parquet_caption_key", "caption column of parquet data (strings or lists "
+         "of strings)", default="the first of caption, text, txt"),
+    Flag("--wds-caption-key", "data.wds_caption_key", "webdataset: the key of each sample's .json holding its "
+         "caption or list of captions", metavar="KEY", default="none: the .txt file"),
     Flag("--parquet-label-key", "data.parquet_label_key", "integer class label column of parquet data",
          default="none"),
     Flag("--train-num-samples", "data.train_num_samples", "samples per epoch", type=int,
          default="all; webdataset: the counts cliplab shards or img2dataset wrote next to the shards"),
     Flag("--val-num-samples", "data.val_num_samples", "samples in webdataset validation shards", type=int,
          default="as for --train-num-samples"),
+    Flag("--train-classes", "data.train_classes", "train only on the samples of these comma-separated class labels "
+         "(Fashion-MNIST, or csv with --csv-label-key)", type=_labels, metavar="LABELS", default="all"),
     Flag("--dataset-resampled", "data.dataset_resampled", "webdataset: draw shards with replacement",
          boolean=True),
     Flag("--workers", "data.workers", "data loader worker processes per rank", type=int),
@@ -135,7 +160,16 @@ FLAGS: tuple[Flag, ...] = (
          metavar="TOKENIZER", default="the resumed or pretrained checkpoint's, the open_clip model's own, else "
          "one trained on the captions"),
     Flag("--force-image-size", "model.force_image_size", "input image side instead of the model config's (the "
-         "preprocessing follows)", type=int, metavar="SIZE", default="the model config's"),
+         "preprocessing follows; with --pretrained the learned position grids are resized)", type=int, metavar="SIZE",
+         default="the model config's"),
+    Flag("--force-context-length", "model.force_context_length", "text context length instead of the model "
+         "config's (the tokenizer follows; with --pretrained the text positions are resized by --context-extension)",
+         type=int, metavar="LENGTH", default="the model config's"),
+    Flag("--context-extension", "model.context_extension", "how --force-context-length resizes pretrained text "
+         "positions: interpolate (open_clip's, linear) or longclip (the first 20 kept, the rest stretched)",
+         choices=CONTEXT_EXTENSIONS),
+    Flag("--force-patch-dropout", "model.force_patch_dropout", "ViT patch dropout while training instead of the "
+         "model config's (also with --pretrained)", type=float, metavar="P", default="the model config's"),
     Flag("--image-mean", "model.image_mean", "per-channel normalisation mean, R G B", type=float, nargs=3,
          metavar="M", default="the model config's; OpenAI CLIP's for the tiny models on csv, webdataset or "
          "parquet data"),
@@ -176,6 +210,40 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--warmup", "optim.warmup", "linear warmup steps", type=int),
     Flag("--lr-scheduler", "optim.lr_scheduler", "schedule after warmup", choices=LR_SCHEDULERS),
     Flag("--grad-clip-norm", "optim.grad_clip_norm", "clip the gradient norm ('none': off)", type=_optional_float),
+    Flag("--layer-decay", "optim.layer_decay", "layer-wise lr decay D in (0, 1]: block i of L trains at lr x D^(L - i), "
+         "the embeddings at D^(L + 1), heads and logit scale at D^0", type=_optional_float, metavar="D",
+         default="none: every layer at lr"),
+    Flag("--layer-decay-image", "optim.layer_decay_image", "--layer-decay of the image tower", type=_optional_float,
+         metavar="D", default="--layer-decay"),
+    Flag("--layer-decay-text", "optim.layer_decay_text", "--layer-decay of the text tower", type=_optional_float,
+         metavar="D", default="--layer-decay"),
+    Flag("--lr-image", "optim.lr_image", "peak learning rate of the image tower and its projection",
+         type=_optional_float, metavar="LR", default="--lr"),
+    Flag("--lr-text", "optim.lr_text", "peak learning rate of the text tower and its projection",
+         type=_optional_float, metavar="LR", default="--lr"),
+    Flag("--wd-image", "optim.wd_image", "weight decay of the image tower and its projection", type=_optional_float,
+         metavar="WD", default="--wd"),
+    Flag("--wd-text", "optim.wd_text", "weight decay of the text tower and its projection", type=_optional_float,
+         metavar="WD", default="--wd"),
+    Flag("--wd-exclude", "optim.wd_exclude", "no weight decay on parameters whose name matches this regular "
+         "expression (re.search; '|' for several), besides norms, biases, embeddings and logit scale", type=_one,
+         metavar="PATTERN", default="none"),
+    # fine-tuning: LoRA (peft) and the EMA of the weights
+    Flag("--lora-rank", "lora.rank", "add LoRA adapters of this rank (peft) and train them instead of the towers' "
+         "weights", type=_optional_int, metavar="R", default="none: no LoRA"),
+    Flag("--lora-alpha", "lora.alpha", "LoRA scale alpha: the update is (alpha / R) B A", type=_optional_float,
+         metavar="ALPHA", default="R"),
+    Flag("--lora-dropout", "lora.dropout", "dropout on the LoRA adapters' input", type=float, metavar="P"),
+    Flag("--lora-targets", "lora.targets", "comma-separated module-name suffixes of the layers to adapt (peft's "
+         "target_modules)", type=_comma_separated, metavar="NAMES", default="the tower families': attention q/k/v and output, "
+         "MLP in and out (attn.qkv, attn.out, mlp.fc, mlp.proj ...), a conv tower's convolutions"),
+    Flag("--lora-image-only", "lora.image_only", "adapt the image tower only", boolean=True),
+    Flag("--lora-text-only", "lora.text_only", "adapt the text tower only", boolean=True),
+    Flag("--ema-decay", "ema.decay", "keep an exponential moving average of the weights with this decay in (0, 1), "
+         "evaluated beside the model (ema/ metrics)", type=_optional_float, metavar="DECAY", default="none: no EMA"),
+    Flag("--ema-warmup", "ema.warmup", "raise the EMA's decay linearly from 0 over the first N steps", type=int,
+         metavar="STEPS"),
+    Flag("--ema-cpu", "ema.cpu", "keep the EMA in host memory", boolean=True),
     # loss (open_clip + tiled)
     Flag("--siglip", "loss.siglip", "sigmoid loss (for siglip models)", boolean=True),
     Flag("--local-loss", "loss.local_loss", "local rows against global columns (needs --gather-with-grad)",
@@ -229,7 +297,8 @@ FLAGS: tuple[Flag, ...] = (
 
 # --help's groups, in the order shown: config section -> title.
 HELP_GROUPS = {
-    "data": "data", "model": "model", "optim": "optimisation", "loop": "training loop", "guards": "training loop",
+    "data": "data", "model": "model", "optim": "optimisation", "lora": "fine-tuning", "ema": "fine-tuning",
+    "loop": "training loop", "guards": "training loop",
     "loss": "loss", "distributed": "distributed", "checkpoint": "checkpoints", "logging": "logging",
     "eval": "evaluation",
 }
@@ -268,6 +337,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "docs/training.md)")
     config.add_argument("--set", dest="set_overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config key, e.g. --set optim.beta2=0.95 (repeatable)")
+    config.add_argument("--dry-run", action="store_true",
+                        help="build the model (adapters too) and the optimiser, print the model's lines and every "
+                             "parameter group, and exit: nothing is trained or written")
     groups = {title: parser.add_argument_group(title) for title in dict.fromkeys(HELP_GROUPS.values())}
     defaults = TrainConfig()
     for flag in FLAGS:
@@ -303,5 +375,12 @@ def run(args: argparse.Namespace) -> int:
     """0 when the run finished; `checkpoint.requeue_exit_code` when a signal stopped it after saving."""
     from cliplab.train import resolve_config, train
 
-    result = train(resolve_config(args.config, overrides_from_args(args)))
+    config = resolve_config(args.config, overrides_from_args(args))
+    if args.dry_run:
+        from cliplab.train.dry_run import dry_run
+
+        print("\n".join(dry_run(config)))
+        return 0
+    result = train(config)
     return 0 if result.preemption is None else result.preemption.exit_code
+

@@ -8,6 +8,9 @@ Batch format (the contract with the training loop):
     captions: list[str] (B)
     skipped: int                 (bad samples met while assembling this batch)
     skipped_examples: list[str]  ("source: reason" of each of them)
+and, in evaluation batches (`caption_lists=True`), every caption of each sample (`caption_lists`):
+    caption_lists: list[list[str]] (B)
+    caption_tokens: long [M, T]  (the tokens of all of them, sample after sample; M = their count)
 
 Skipping policy: a sample whose read raises BadSampleError is counted and, for training, replaced
 by another sample chosen by a hash of (seed, epoch, bad index, attempt), so every batch keeps
@@ -39,38 +42,46 @@ REPLACEMENTS_PER_SLOT = 4
 
 @dataclass(frozen=True)
 class PreparedSample:
-    """One sample after preprocessing: image float [3, H, W]."""
+    """One sample after preprocessing: image float [3, H, W]; captions: all of the sample's
+    (`caption` is the one of this epoch among them)."""
 
     image: torch.Tensor
     caption: str
     label: int
     sample_id: int
+    captions: tuple[str, ...] = ()
+
+
+def _tokenized(tokenize: Tokenize, texts: list[str]) -> torch.Tensor:
+    if not texts:
+        return torch.empty((0, 0), dtype=torch.long)
+    tokens = tokenize(texts)
+    if not (isinstance(tokens, torch.Tensor) and tokens.dtype == torch.long
+            and tokens.ndim == 2 and tokens.shape[0] == len(texts)):
+        raise TypeError(f"tokenize must return a LongTensor [{len(texts)}, T], got "
+                        f"{getattr(tokens, 'dtype', type(tokens))} {list(getattr(tokens, 'shape', []))}")
+    return tokens
 
 
 def assemble_batch(samples: Sequence[PreparedSample], *, tokenize: Tokenize, skipped: int,
-                   skipped_examples: list[str]) -> dict:
-    """Stack prepared samples into the batch dict (see the module docstring); may be empty."""
+                   skipped_examples: list[str], caption_lists: bool = False) -> dict:
+    """Stack prepared samples into the batch dict (see the module docstring); may be empty.
+    caption_lists: add every caption of each sample (evaluation)."""
     captions = [sample.caption for sample in samples]
-    if samples:
-        images = torch.stack([sample.image for sample in samples])
-        tokens = tokenize(captions)
-        if not (isinstance(tokens, torch.Tensor) and tokens.dtype == torch.long
-                and tokens.ndim == 2 and tokens.shape[0] == len(samples)):
-            raise TypeError(f"tokenize must return a LongTensor [{len(samples)}, T], got "
-                            f"{getattr(tokens, 'dtype', type(tokens))} "
-                            f"{list(getattr(tokens, 'shape', []))}")
-    else:
-        images = torch.empty(0)
-        tokens = torch.empty((0, 0), dtype=torch.long)
-    return {
-        "images": images,
-        "tokens": tokens,
+    batch = {
+        "images": torch.stack([sample.image for sample in samples]) if samples else torch.empty(0),
+        "tokens": _tokenized(tokenize, captions),
         "sample_ids": torch.tensor([sample.sample_id for sample in samples], dtype=torch.long),
         "labels": torch.tensor([sample.label for sample in samples], dtype=torch.long),
         "captions": captions,
         "skipped": skipped,
         "skipped_examples": skipped_examples,
     }
+    if caption_lists:
+        lists = [list(sample.captions or (sample.caption,)) for sample in samples]
+        batch["caption_lists"] = lists
+        batch["caption_tokens"] = _tokenized(tokenize, [caption for texts in lists for caption in texts])
+    return batch
 
 
 class MapBatchAssembler:
@@ -79,16 +90,18 @@ class MapBatchAssembler:
     Loading a whole batch in one worker lets that worker replace bad samples itself, so the batch
     comes out complete and the same whatever the worker count. The augmentation of sample i in
     epoch e runs under RNGs seeded from (seed, e, i): a resumed run reproduces it exactly.
+    caption_lists: the batches carry every caption of each sample (evaluation).
     """
 
     def __init__(self, dataset: MapDataset, *, transform: Transform, tokenize: Tokenize, seed: int,
-                 epoch: int, refill: bool):
+                 epoch: int, refill: bool, caption_lists: bool = False):
         self.dataset = dataset
         self.transform = transform
         self.tokenize = tokenize
         self.seed = seed
         self.epoch = epoch
         self.refill = refill
+        self.caption_lists = caption_lists
 
     def prepare(self, index: int) -> PreparedSample:
         """Read and preprocess dataset item `index`; raises BadSampleError for a bad one.
@@ -100,7 +113,7 @@ class MapBatchAssembler:
             raise BadSampleError(raw.source, "empty caption")
         seed_global_rngs(mix_seed(self.seed, self.epoch, index, _AUGMENT_SALT))
         image = self.transform(raw.image)
-        return PreparedSample(image=image, caption=raw.caption, label=raw.label, sample_id=index)
+        return PreparedSample(image=image, caption=raw.caption, label=raw.label, sample_id=index, captions=raw.captions)
 
     def replacement_index(self, bad_index: int, attempt: int) -> int:
         return mix_seed(self.seed, self.epoch, bad_index, attempt, _REPLACE_SALT) % len(self.dataset)
@@ -131,7 +144,7 @@ class MapBatchAssembler:
                 attempt += 1
                 candidate = self.replacement_index(index, attempt)
         return assemble_batch(prepared, tokenize=self.tokenize, skipped=len(skipped_examples),
-                              skipped_examples=skipped_examples)
+                              skipped_examples=skipped_examples, caption_lists=self.caption_lists)
 
 
 def identity_collate(batch: dict) -> dict:

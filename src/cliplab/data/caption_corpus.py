@@ -2,8 +2,10 @@
 
 `caption_corpus(config)` reads them through the source `config.dataset_type` names
 (`cliplab.data.sources`, each entry's `captions`): Fashion-MNIST's built-in corpus (every generated
-caption and every zero-shot prompt), a manifest's caption column, the `.txt` members of webdataset
-shards, a parquet caption column.
+caption and every zero-shot prompt), a manifest's caption column, the `.txt` members (or the
+`wds_caption_key` of the `.json` ones) of webdataset shards, a parquet caption column. A field
+holding several captions gives each of them (`caption_lists`); a `::`-joined mixture of sources
+gives them source after source.
 
 At most MAX_CORPUS_CAPTIONS non-empty captions are read, the first ones in file order: enough to
 fit a BPE vocabulary of a few thousand tokens, and it bounds the time spent before the first step.

@@ -1,7 +1,8 @@
 """Image-caption pairs listed in a CSV/TSV manifest (open_clip's `--csv-*` conventions).
 
 The manifest has a header row; one column holds image paths (default `filepath`), one the caption
-(default `title`), optionally one an integer class label. Columns are separated by a tab by default.
+(default `title`: one caption, or several as a JSON list, `caption_lists`), optionally one an integer
+class label. Columns are separated by a tab by default.
 Relative image paths are resolved against the manifest's directory, so a dataset directory can move
 as a whole. `open_manifest` is the one reader of manifests (the dataset and the tokenizer's caption
 corpus use it): a manifest that is a directory, is not UTF-8 text, has a field longer than the csv
@@ -17,6 +18,7 @@ from typing import Callable, Iterator, TypeVar
 
 from PIL import Image
 
+from cliplab.data.caption_lists import captions_in_field, drawn_caption, sample_captions
 from cliplab.data.images import decode_rgb_image
 from cliplab.data.samples import BadSampleError, RawSample
 from cliplab.errors import InvalidInputError, MissingInputError
@@ -94,13 +96,17 @@ class CsvDataset:
 
     The manifest is parsed once at construction (missing file or column fails at once); images are
     opened and fully decoded on read, so a missing, truncated or undecodable image raises
-    BadSampleError naming its path, as does an empty caption.
+    BadSampleError naming its path, as does an empty caption. A cell holding several captions gives
+    each epoch one of them (`caption_lists.drawn_caption`, keyed by caption_seed, the epoch and the
+    row's index) and all of them as `captions`; a list that is empty or holds an element that is not
+    text, or is blank, is refused at construction, naming its line (the manifest is read whole then).
     """
 
     def __init__(self, manifest: str | Path, *, img_key: str = DEFAULT_IMG_KEY,
                  caption_key: str = DEFAULT_CAPTION_KEY, separator: str = DEFAULT_SEPARATOR,
-                 label_key: str | None = None):
+                 label_key: str | None = None, caption_seed: int = 0):
         self.manifest = Path(manifest)
+        self.caption_seed = caption_seed
         if len(separator) != 1:
             raise InvalidInputError(f"separator must be one character, got {separator!r}")
         with open_manifest(self.manifest, separator) as manifest_rows:
@@ -119,6 +125,8 @@ class CsvDataset:
         base = self.manifest.resolve().parent
         self.image_paths = [base / (row[img_key] or "") for _, row in rows]
         self.captions = [row[caption_key] or "" for _, row in rows]
+        for (line, _), cell in zip(rows, self.captions):
+            captions_in_field(cell, where=f"manifest {self.manifest} line {line}, column {caption_key!r}")
         self.labels = [self._parse_label(row, label_key, line) for line, row in rows] if label_key else [-1] * len(rows)
 
     def _parse_label(self, row: dict, label_key: str, line: int) -> int:
@@ -133,13 +141,11 @@ class CsvDataset:
         return len(self.image_paths)
 
     def read(self, index: int, *, epoch: int) -> RawSample:
-        del epoch  # a manifest's captions are fixed
         path = self.image_paths[index]
-        caption = self.captions[index].strip()
-        if not caption:
-            raise BadSampleError(str(path), "empty caption")
+        captions = sample_captions(self.captions[index], source=str(path))
+        caption = drawn_caption(captions, seed=self.caption_seed, epoch=epoch, key=index)
         return RawSample(image=load_rgb_image(path), caption=caption, label=self.labels[index],
-                         source=str(path))
+                         source=str(path), captions=captions)
 
 
 def load_rgb_image(path: Path) -> Image.Image:

@@ -11,6 +11,7 @@ return `(loader, num_batches)`: iterate the loader for batch dicts (format in `b
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -19,6 +20,8 @@ from torch.utils.data import DataLoader
 from cliplab.data.batching import MapBatchAssembler, Tokenize, Transform, identity_collate
 from cliplab.data.config import DataConfig
 from cliplab.data.fashion_mnist_files import Fetcher, urllib_fetch
+from cliplab.data.mixture import MixtureDataset, WeightedPasses
+from cliplab.data.mixture_syntax import split_sources
 from cliplab.data.sampler import ResumableDistributedBatchSampler, SequentialEvalBatchSampler
 from cliplab.data.samples import MapDataset
 from cliplab.data.skipping import AccountedLoader
@@ -29,12 +32,17 @@ from cliplab.errors import InvalidInputError
 def build_map_dataset(config: DataConfig, *, train: bool,
                       fetch: Fetcher = urllib_fetch) -> MapDataset:
     """The map-style dataset of the train (train=True) or evaluation split; not for a streamed
-    source (webdataset). Its source's reader is imported here (parquet's needs pyarrow)."""
+    source (webdataset). Training data of several `::`-joined locations of a source that mixes is
+    their `MixtureDataset`. Its source's reader is imported here (parquet's needs pyarrow)."""
     source = data_source(config.dataset_type)
     if source.map_style is None:
         raise ValueError(f"dataset_type {config.dataset_type!r} is not map-style")
-    if not source.built_in and (config.train_data if train else config.val_data) is None:
+    location = config.train_data if train else config.val_data
+    if not source.built_in and location is None:
         raise InvalidInputError(f"{source.name} data: {'train_data' if train else 'val_data'} is not set")
+    if train and source.mixing is not None and len(split_sources(location)) > 1:
+        parts = [replace(config, train_data=part, train_data_upsampling_factors=None) for part in split_sources(location)]
+        return MixtureDataset([source.map_style.open(part, True, fetch) for part in parts])
     return source.map_style.open(config, train, fetch)
 
 
@@ -86,7 +94,7 @@ def build_train_loader(data_config: DataConfig, *, transform: Transform, tokeniz
         sampler = ResumableDistributedBatchSampler(
             dataset_size=len(dataset), batch_size=batch_size, rank=rank, world_size=world_size,
             seed=seed, epoch=epoch, num_samples=data_config.train_num_samples,
-            start_batch=start_batch)
+            start_batch=start_batch, passes=mixture_passes(dataset, data_config))
         num_batches = sampler.num_batches
         assembler = MapBatchAssembler(dataset, transform=transform, tokenize=tokenize,
                                       seed=seed, epoch=epoch, refill=True)
@@ -104,8 +112,9 @@ def build_eval_loader(data_config: DataConfig, *, transform: Transform, tokenize
                       dataset: MapDataset | None = None) -> tuple[AccountedLoader, int | None]:
     """The evaluation loader: Fashion-MNIST's test split, or val_data; every sample once, in order.
 
-    Captions are those of epoch 0. Bad samples are skipped without replacement, so batches may be
-    short; num_batches is an upper bound (None for webdataset shards whose count is neither
+    Captions are those of epoch 0, and every caption of each sample rides along (`caption_lists`,
+    `caption_tokens`: what retrieval reads). Bad samples are skipped without replacement, so batches
+    may be short; num_batches is an upper bound (None for webdataset shards whose count is neither
     val_num_samples nor recorded next to them).
     """
     workers, pin_memory = _resolve_loading(data_config, workers, pin_memory)
@@ -125,13 +134,21 @@ def build_eval_loader(data_config: DataConfig, *, transform: Transform, tokenize
                                              rank=rank, world_size=world_size)
         num_batches = len(sampler)
         assembler = MapBatchAssembler(dataset, transform=transform, tokenize=tokenize, seed=0,
-                                      epoch=0, refill=False)
+                                      epoch=0, refill=False, caption_lists=True)
         loader = _data_loader(assembler, sampler=sampler, workers=workers, pin_memory=pin_memory)
     accounted = AccountedLoader(loader, num_batches=num_batches,
                                 max_skip_fraction=data_config.max_skip_fraction,
                                 min_samples=data_config.skip_check_min_samples,
                                 what=f"evaluation data ({_describe(data_config, train=False)})")
     return accounted, num_batches
+
+
+def mixture_passes(dataset: MapDataset, config: DataConfig) -> WeightedPasses | None:
+    """The weighted passes of a mixture of sources (`data.mixture`); None for one source without a factor."""
+    factors = config.train_data_upsampling_factors
+    if isinstance(dataset, MixtureDataset):
+        return WeightedPasses(tuple(dataset.sizes), tuple(factors or [1.0] * len(dataset.sizes)))
+    return None if factors is None else WeightedPasses((len(dataset),), tuple(factors))
 
 
 def _describe(config: DataConfig, *, train: bool) -> str:

@@ -4,7 +4,9 @@ A location is a parquet file, a directory (its `*.parquet` files, not its subdir
 (`data/train-*.parquet`, `**` allowed); files are taken in sorted order. One column holds the
 image, as encoded bytes (img2dataset's `jpg`) or as `{"bytes", "path"}` structs (the hub's `Image`
 feature; a struct without bytes is read from its path, relative to the parquet file's directory),
-one the caption, optionally one an integer label. By default the image column is the first of
+one the caption (strings, or lists of strings: several captions per image, `caption_lists`; each
+epoch trains on one of them, keyed by caption_seed, the epoch and the sample's index), optionally
+one an integer label. By default the image column is the first of
 `image`, `jpg`, `png` and the caption column the first of `caption`, `text`, `txt` that the files
 have.
 
@@ -39,6 +41,7 @@ from typing import Iterator
 
 import numpy as np
 
+from cliplab.data.caption_lists import corpus_captions, drawn_caption, sample_captions
 from cliplab.data.csv_dataset import load_rgb_image
 from cliplab.data.images import decode_rgb_image
 from cliplab.data.samples import BadSampleError, RawSample
@@ -129,8 +132,9 @@ def resolve_columns(schema, file: Path, *, image_key: str | None, caption_key: s
         raise UserError(f"{file}: image column {image!r} holds {image_type}; expected encoded image "
                         "bytes or {'bytes': binary, 'path': string} structs")
     caption_type = schema.field(caption).type
-    if not (pa.types.is_string(caption_type) or pa.types.is_large_string(caption_type)):
-        raise UserError(f"{file}: caption column {caption!r} holds {caption_type}; expected strings")
+    if not (_is_text(pa, caption_type) or (_is_list(pa, caption_type) and _is_text(pa, caption_type.value_type))):
+        raise UserError(f"{file}: caption column {caption!r} holds {caption_type}; expected strings or lists of "
+                        "strings")
     if label_key is not None and not pa.types.is_integer(schema.field(label_key).type):
         raise UserError(f"{file}: label column {label_key!r} holds {schema.field(label_key).type}; "
                         "expected integers")
@@ -139,6 +143,14 @@ def resolve_columns(schema, file: Path, *, image_key: str | None, caption_key: s
 
 def _is_binary(pa, data_type) -> bool:
     return pa.types.is_binary(data_type) or pa.types.is_large_binary(data_type)
+
+
+def _is_text(pa, data_type) -> bool:
+    return pa.types.is_string(data_type) or pa.types.is_large_string(data_type)
+
+
+def _is_list(pa, data_type) -> bool:
+    return pa.types.is_list(data_type) or pa.types.is_large_list(data_type)
 
 
 def open_parquet_data(location: str | Path, *, image_key: str | None, caption_key: str | None,
@@ -183,8 +195,9 @@ class ParquetDataset:
     """
 
     def __init__(self, location: str | Path, *, image_key: str | None = None,
-                 caption_key: str | None = None, label_key: str | None = None):
+                 caption_key: str | None = None, label_key: str | None = None, caption_seed: int = 0):
         self.location = str(location)
+        self.caption_seed = caption_seed
         self.files, self.columns = open_parquet_data(location, image_key=image_key,
                                                      caption_key=caption_key, label_key=label_key)
         groups: list[tuple[int, int, int]] = []  # (file index, row group, its first row in the file)
@@ -297,15 +310,14 @@ class ParquetDataset:
         return table
 
     def read(self, index: int, *, epoch: int) -> RawSample:
-        del epoch  # a file's captions are fixed
         group, row = self._position(index)
         file_index, _, first_row = self._groups[group]
         file = self.files[file_index]
         source = f"{file}:row {first_row + row}"
         table = self._table(group, source)
-        caption = (table.column(self.columns.caption)[row].as_py() or "").strip()
-        if not caption:
-            raise BadSampleError(source, "empty caption")
+        field = table.column(self.columns.caption)[row].as_py()
+        captions = sample_captions("" if field is None else field, source=source)
+        caption = drawn_caption(captions, seed=self.caption_seed, epoch=epoch, key=index)
         label = table.column(self.columns.label)[row].as_py() if self.columns.label else None
         image = table.column(self.columns.image)[row].as_py()
         if self.columns.image_is_struct and image.get("bytes") is None:
@@ -314,15 +326,15 @@ class ParquetDataset:
             rgb = decode_rgb_image(io.BytesIO(image["bytes"] if self.columns.image_is_struct else image),
                                    source)
         return RawSample(image=rgb, caption=caption, label=-1 if label is None else int(label),
-                         source=source)
+                         source=source, captions=captions)
 
 
 def parquet_captions(location: str | Path, *, caption_key: str | None = None,
                      image_key: str | None = None) -> Iterator[str]:
-    """The non-empty captions (stripped) of parquet data in file order, reading only the caption
-    column, one row group at a time. Rows without an image are included: finding them would mean
-    reading the images. A row group that cannot be read is passed over (training counts its rows as
-    bad samples)."""
+    """The non-empty captions (stripped) of parquet data in file order, every caption of a list,
+    reading only the caption column, one row group at a time. Rows without an image are included:
+    finding them would mean reading the images. A row group that cannot be read is passed over
+    (training counts its rows as bad samples)."""
     files, columns = open_parquet_data(location, image_key=image_key, caption_key=caption_key,
                                        label_key=None)
     pa = _pyarrow()
@@ -333,4 +345,4 @@ def parquet_captions(location: str | Path, *, caption_key: str | None = None,
                     captions = handle.read_row_group(row_group, columns=[columns.caption]).column(0)
                 except (OSError, pa.ArrowException):
                     continue
-                yield from (text.strip() for text in captions.to_pylist() if text and text.strip())
+                yield from (caption for value in captions.to_pylist() for caption in corpus_captions(value))

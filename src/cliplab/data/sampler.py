@@ -1,8 +1,9 @@
 """Which dataset indices each rank loads in each batch: seeded, epoch-aware, resumable.
 
-Training: the epoch's order is a stream of seeded permutations of the dataset (one permutation when
-`num_samples` is the dataset size), cut to `num_samples` and padded by continuing the stream so
-every rank gets the same number of full batches. Global batch b is
+Training: the epoch's order is a stream of seeded passes over the dataset, cut to `num_samples`
+(default: one pass) and padded by continuing the stream so every rank gets the same number of full
+batches. A pass is a permutation of the dataset, or for a mixture of sources its weighted pass
+(`data.mixture.WeightedPasses`). Global batch b is
 `order[b * B * W : (b + 1) * B * W]` and rank r takes its r-th slice of B, so ranks are disjoint and
 the batches of an epoch depend only on (seed, epoch): starting at `start_batch` yields exactly the
 batches an uninterrupted run had left.
@@ -17,6 +18,7 @@ from typing import Iterator
 
 import numpy as np
 
+from cliplab.data.mixture import WeightedPasses
 from cliplab.data.seeding import mix_seed
 
 
@@ -24,12 +26,13 @@ class ResumableDistributedBatchSampler:
     """Yields this rank's batches of dataset indices, `list[int]` of length `batch_size`.
 
     `num_batches` is the epoch's batch count per rank; iteration covers batches
-    `start_batch .. num_batches - 1`, and `len()` is how many that leaves.
+    `start_batch .. num_batches - 1`, and `len()` is how many that leaves. passes: the weighted
+    passes of a mixture (None: permutations of the dataset).
     """
 
     def __init__(self, *, dataset_size: int, batch_size: int, rank: int, world_size: int,
                  seed: int, epoch: int, num_samples: int | None = None, shuffle: bool = True,
-                 start_batch: int = 0):
+                 start_batch: int = 0, passes: WeightedPasses | None = None):
         if dataset_size < 1:
             raise ValueError(f"dataset_size must be >= 1, got {dataset_size}")
         if batch_size < 1:
@@ -39,7 +42,11 @@ class ResumableDistributedBatchSampler:
                              f"world_size={world_size}")
         if epoch < 0:
             raise ValueError(f"epoch must be >= 0, got {epoch}")
-        self.num_samples = dataset_size if num_samples is None else num_samples
+        if passes is not None and sum(passes.sizes) != dataset_size:
+            raise ValueError(f"the passes cover {sum(passes.sizes)} samples, the dataset has {dataset_size}")
+        self.passes = passes
+        self.pass_size = dataset_size if passes is None else passes.size
+        self.num_samples = self.pass_size if num_samples is None else num_samples
         if self.num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         self.dataset_size = dataset_size
@@ -60,9 +67,11 @@ class ResumableDistributedBatchSampler:
         """int64 [num_batches * batch_size * world_size]: the epoch's samples, then the padding."""
         total = self.num_batches * self.batch_size * self.world_size
         passes = []
-        for cycle in range(math.ceil(total / self.dataset_size)):
-            if self.shuffle:
-                generator = np.random.default_rng(mix_seed(self.seed, self.epoch, cycle))
+        for cycle in range(math.ceil(total / self.pass_size)):
+            generator = np.random.default_rng(mix_seed(self.seed, self.epoch, cycle))
+            if self.passes is not None:
+                passes.append(self.passes.order(generator))
+            elif self.shuffle:
                 passes.append(generator.permutation(self.dataset_size))
             else:
                 passes.append(np.arange(self.dataset_size))

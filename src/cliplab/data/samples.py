@@ -19,14 +19,21 @@ from cliplab.errors import UserError
 class RawSample:
     """One decoded sample before preprocessing.
 
-    image: RGB PIL image; caption: non-empty text; label: class index, or -1 where unknown;
-    source: a name a human can find the sample by (file path, or dataset/split/index).
+    image: RGB PIL image; caption: non-empty text, the one training reads in this epoch; label: class
+    index, or -1 where unknown; source: a name a human can find the sample by (file path, or
+    dataset/split/index); captions: every caption the sample has (a caption field holding several,
+    `caption_lists`), which evaluation reads; () means just `caption`.
     """
 
     image: Image.Image
     caption: str
     label: int
     source: str
+    captions: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.captions:
+            object.__setattr__(self, "captions", (self.caption,))
 
 
 class BadSampleError(Exception):

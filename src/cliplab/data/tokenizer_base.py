@@ -11,6 +11,7 @@ text with no token of their own, so they have no sot.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from abc import ABC, abstractmethod
@@ -114,6 +115,14 @@ class TokenizerBase(ABC):
     @property
     def context_length(self) -> int:
         return self._context_length
+
+    def with_context_length(self, context_length: int) -> "TokenizerBase":
+        """The same tokenizer making sequences of `context_length` ids (a shallow copy; the
+        vocabulary and its backend are shared). Every kind keeps its length here only, and frames,
+        truncates and saves by it."""
+        resized = copy.copy(self)
+        resized._context_length = check_context_length(context_length)
+        return resized
 
     def _resolve_context_length(self, context_length: int | None) -> int:
         if context_length is None:

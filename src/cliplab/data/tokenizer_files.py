@@ -16,6 +16,19 @@ wrote it before the other kinds existed. `load_tokenizer` reads all of them.
 An open_clip config naming a Hugging Face tokenizer (`text_cfg.hf_tokenizer_name`) finds its files
 in the checkpoint's directory, else in the Hugging Face cache under that name (`HF_HOME`; never the
 network), else stops with one line naming the files and where to put them.
+
+The other way, for an open_clip export: `open_clip_tokenizer_kwargs` gives the
+`text_cfg.tokenizer_kwargs` under which open_clip's HFTokenizer runs a cliplab tokenizer, and
+`write_open_clip_tokenizer_files` the files it reads (`tokenizer_from_open_clip_config` reads both
+back to an equal tokenizer):
+
+    cliplab tokenizer                          open_clip
+    HFTokenizer, clean=MODE                    tokenizer_kwargs.clean (omitted for "whitespace",
+    SentencePieceTokenizer, clean=MODE           open_clip's default); the files: transformers' part
+    HFTokenizer, strip_sep_token               tokenizer_kwargs.strip_sep_token
+    clean=None, cliplab's trained BPE          refused: open_clip's HFTokenizer cleans every text
+                                               first (ftfy, HTML entities, whitespace), which these
+                                               tokenizers do not
 """
 
 from __future__ import annotations
@@ -25,6 +38,7 @@ from pathlib import Path
 
 from cliplab.data.tokenizer import TOKENIZER_FILE, Tokenizer
 from cliplab.data.tokenizer_base import DESCRIPTOR_FILE, TokenizerBase
+from cliplab.data.tokenizer_cleaning import CLEAN_MODES
 from cliplab.data.tokenizer_hf import HFTokenizer, open_clip_hf_tokenizer
 from cliplab.data.tokenizer_hf_classes import SPIECE_MODEL, has_tokenizer_files
 from cliplab.data.tokenizer_hf_files import TOKENIZER_CONFIG, TOKENIZER_JSON, VOCAB_JSON, read_json
@@ -140,3 +154,32 @@ def tokenizer_from_open_clip_config(model_cfg: dict, context_length: int | None 
                             "for the OpenAI BPE tokenizer")
         return openai_bpe_tokenizer(context_length)
     return open_clip_hf_tokenizer(find_hf_tokenizer(hf_name, directory), context_length, **tokenizer_kwargs)
+
+
+def open_clip_tokenizer_kwargs(tokenizer: TokenizerBase) -> dict:
+    """The `text_cfg.tokenizer_kwargs` under which open_clip's HFTokenizer, over the files
+    `write_open_clip_tokenizer_files` writes, gives `tokenizer`'s ids (open_clip's defaults
+    omitted, as its own configs omit them); UserError naming what open_clip cannot run."""
+    _check_tokenizer(tokenizer)
+    if not isinstance(tokenizer, (HFTokenizer, SentencePieceTokenizer)):
+        raise UserError(f"open_clip's HFTokenizer cannot run this {tokenizer.kind} tokenizer: it cleans every text "
+                        f"first (ftfy, HTML entities, whitespace; tokenizer_kwargs.clean one of {list(CLEAN_MODES)}), "
+                        "and this tokenizer does not")
+    if tokenizer.clean is None:
+        raise UserError(f"open_clip's HFTokenizer cleans every text first (tokenizer_kwargs.clean one of "
+                        f"{list(CLEAN_MODES)}: ftfy, HTML entities, whitespace), and the model's tokenizer "
+                        "(read from Hugging Face files) cleans none")
+    kwargs: dict = {} if tokenizer.clean == "whitespace" else {"clean": tokenizer.clean}
+    if getattr(tokenizer, "strip_sep_token", False):
+        kwargs["strip_sep_token"] = True
+    return kwargs
+
+
+def write_open_clip_tokenizer_files(tokenizer: TokenizerBase, directory: str | os.PathLike) -> list[str]:
+    """The Hugging Face tokenizer files open_clip's HFTokenizer reads `tokenizer` from (its
+    transformers part: open_clip's cleaning and sep stripping are `open_clip_tokenizer_kwargs`);
+    -> the file names written."""
+    open_clip_tokenizer_kwargs(tokenizer)
+    if isinstance(tokenizer, HFTokenizer):
+        tokenizer = tokenizer.without_open_clip_steps()
+    return tokenizer.write_hf_files(directory)

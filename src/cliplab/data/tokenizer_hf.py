@@ -171,18 +171,28 @@ class HFTokenizer(TokenizerBase):
         backend = BackendTokenizer.from_file(str(directory / TOKENIZER_JSON))
         return cls(backend, **settings)
 
+    def without_open_clip_steps(self) -> "HFTokenizer":
+        """This tokenizer without open_clip's steps around transformers' tokenizer (no cleaning
+        before, sep ids kept after): what open_clip's HFTokenizer wraps, with its `clean` and
+        `strip_sep_token` given beside (a model config's text_cfg.tokenizer_kwargs)."""
+        return HFTokenizer(self._stored_backend(), **{**self.settings(), "clean": None, "strip_sep_token": False})
+
     def write_hf_files(self, directory: str | os.PathLike) -> list[str]:
-        """Hugging Face files giving the same ids: CLIP tokenizer files for a CLIP pipeline, else a
-        generic fast tokenizer (load it with AutoTokenizer)."""
-        if self.strip_sep_token or self.padding_side != "right" or self.truncation_side != "right":
-            raise UserError("this tokenizer cannot be written as Hugging Face files: strip_sep_token "
-                            "and left padding/truncation have no place in them")
+        """Hugging Face files giving the same ids (open_clip's cleaning aside, which they cannot
+        hold): CLIP tokenizer files for a CLIP pipeline, else a generic fast tokenizer with its
+        padding and truncation sides (load it with AutoTokenizer)."""
+        if self.strip_sep_token:
+            raise UserError("this tokenizer cannot be written as Hugging Face files: strip_sep_token (open_clip's "
+                            "zeroing of sep ids) has no place in them")
         if self.clip_pipeline:
+            if self.padding_side != "right" or self.truncation_side != "right":
+                raise UserError("this tokenizer cannot be written as Hugging Face files: CLIPTokenizer's files "
+                                "pad and truncate on the right")
             model = json.loads(self._backend.to_str())["model"]
             return write_clip_tokenizer_files(directory, model["vocab"], json_merges(model),
                                               self.context_length, tokens=self.tokens)
-        return write_fast_tokenizer_files(directory, self._stored_backend(), self.tokens,
-                                          self.context_length)
+        return write_fast_tokenizer_files(directory, self._stored_backend(), self.tokens, self.context_length,
+                                          padding_side=self.padding_side, truncation_side=self.truncation_side)
 
 
 def _clip_backend(directory: Path, settings: dict, tokens: dict[str, str]) -> BackendTokenizer:

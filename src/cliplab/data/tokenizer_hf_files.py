@@ -177,11 +177,13 @@ def write_clip_tokenizer_files(directory: str | os.PathLike, vocab: dict[str, in
 
 
 def write_fast_tokenizer_files(directory: str | os.PathLike, backend: BackendTokenizer,
-                               tokens: dict[str, str], context_length: int) -> list[str]:
+                               tokens: dict[str, str], context_length: int, *, padding_side: str = "right",
+                               truncation_side: str = "right") -> list[str]:
     """A generic fast tokenizer (`AutoTokenizer.from_pretrained(directory)` runs tokenizer.json as
     it is): tokenizer.json, tokenizer_config.json, special_tokens_map.json. tokens: HF token key
     (TOKEN_KEYS) -> string; backend must add the specials itself (its post-processor). The padding
-    side is written out (right): a class transformers substitutes for the generic one (SigLIP2's)
+    and truncation sides ("right" or "left") are written out: transformers pads and truncates on
+    tokenizer_config.json's sides, and a class it substitutes for the generic one (SigLIP2's)
     would otherwise pad on its own default side."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -191,6 +193,6 @@ def write_fast_tokenizer_files(directory: str | os.PathLike, backend: BackendTok
     stored.save(str(directory / TOKENIZER_JSON))
     write_json(directory / SPECIAL_TOKENS_MAP, tokens)
     write_json(directory / TOKENIZER_CONFIG, {"tokenizer_class": "PreTrainedTokenizerFast",
-                                              "model_max_length": context_length, "padding_side": "right",
-                                              **tokens})
+                                              "model_max_length": context_length, "padding_side": padding_side,
+                                              "truncation_side": truncation_side, **tokens})
     return [TOKENIZER_JSON, TOKENIZER_CONFIG, SPECIAL_TOKENS_MAP]

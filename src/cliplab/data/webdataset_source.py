@@ -1,11 +1,15 @@
 """Batches from webdataset tar shards in img2dataset layout, read with the `webdataset` library.
 
 A sample is the files sharing a key in a shard: an image (`.jpg`, `.jpeg`, `.png` or `.webp`), its
-caption (`.txt`), and optionally `.json` metadata (`sample_id`, `label`) and a `.cls` label.
+caption (`.txt`, or with `caption_key` (--wds-caption-key) that key of its `.json`; one caption or a
+list of them, `caption_lists`), and optionally `.json` metadata (`sample_id`, `label`) and a `.cls`
+label. A sample with several captions trains on one per epoch, chosen by a hash of (caption seed,
+epoch, the sample's key), and is evaluated on all of them.
 
 Training: the shard list is shuffled per (seed, epoch) and dealt out to the rank x worker slots, so
 the slots hold disjoint shards that together cover the list; with `resampled`, each slot instead
-draws shards with replacement (open_clip's `--dataset-resampled`). Every slot cycles its stream
+draws shards with replacement (open_clip's `--dataset-resampled`), each with its source's upsampling
+factor as weight for a mixture of sources (`data.mixture.shard_weights`). Every slot cycles its stream
 (reshuffling each pass) through a shuffle buffer and stops after its share of the rank's
 `num_batches`, so all ranks yield the same number of full batches: an epoch is a declared number of
 samples (`--train-num-samples`), not a pass over the shards. Bad samples, and unreadable shards, are
@@ -31,6 +35,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from cliplab.data.batching import (REPLACEMENTS_PER_SLOT, PreparedSample, Tokenize, Transform,
                                    assemble_batch)
+from cliplab.data.caption_lists import drawn_caption, sample_captions, text_key
 from cliplab.data.images import decode_rgb_image
 from cliplab.data.samples import BadSampleError, RawSample, TooManyBadSamplesError
 from cliplab.data.seeding import mix_seed, preserved_global_rngs, seed_global_rngs
@@ -59,28 +64,38 @@ def expand_shard_urls(urls: str | Sequence[str]) -> list[str]:
     return expanded
 
 
-def decode_sample(sample: dict) -> tuple[RawSample, int]:
+def decode_sample(sample: dict, *, caption_key: str | None = None, caption_seed: int = 0,
+                  epoch: int = 0) -> tuple[RawSample, int]:
     """(RawSample with an RGB image, sample id) from a webdataset sample dict of bytes.
 
-    The sample id is the `.json`'s `sample_id`, else the key where it is a number, else -1.
-    Raises BadSampleError for a missing or undecodable image or an empty caption.
+    The captions are the `.txt`'s, or the `.json`'s `caption_key`; the one of `epoch` is drawn by
+    (caption_seed, epoch, the sample's key). The sample id is the `.json`'s `sample_id`, else the key
+    where it is a number, else -1. Raises BadSampleError for a missing or undecodable image, an empty
+    caption or list of captions, or a `.json` without `caption_key`.
     """
-    source = f"{sample.get('__url__', '?')}:{sample.get('__key__', '?')}"
+    key = str(sample.get("__key__", ""))
+    source = f"{sample.get('__url__', '?')}:{key or '?'}"
     image_bytes = next((sample[ext] for ext in IMAGE_EXTENSIONS if ext in sample), None)
     if image_bytes is None:
         raise BadSampleError(source, f"no image file (looked for .{', .'.join(IMAGE_EXTENSIONS)})")
-    caption = sample.get("txt", b"").decode("utf-8", errors="replace").strip()
-    if not caption:
-        raise BadSampleError(source, "empty or missing caption (.txt)")
     try:
         metadata = json.loads(sample["json"]) if "json" in sample else {}
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise BadSampleError(source, f"invalid .json ({error})") from None
+    if caption_key is None:
+        field = sample.get("txt", b"").decode("utf-8", errors="replace")
+        if not field.strip():
+            raise BadSampleError(source, "empty or missing caption (.txt)")
+    elif not isinstance(metadata, dict) or caption_key not in metadata:
+        raise BadSampleError(source, f"no key {caption_key!r} in its .json (--wds-caption-key)")
+    else:
+        field = metadata[caption_key]
+    captions = sample_captions(field, source=source)
     rgb = decode_rgb_image(io.BytesIO(image_bytes), source)
     label = int(sample["cls"]) if "cls" in sample else int(metadata.get("label", -1))
-    key = str(sample.get("__key__", ""))
     sample_id = int(metadata.get("sample_id", int(key) if key.isdigit() else -1))
-    return RawSample(image=rgb, caption=caption, label=label, source=source), sample_id
+    caption = drawn_caption(captions, seed=caption_seed, epoch=epoch, key=text_key(key))
+    return RawSample(image=rgb, caption=caption, label=label, source=source, captions=captions), sample_id
 
 
 class WebDatasetBatches(IterableDataset):
@@ -93,14 +108,20 @@ class WebDatasetBatches(IterableDataset):
     def __init__(self, urls: str | Sequence[str], *, transform: Transform, tokenize: Tokenize,
                  batch_size: int, rank: int, world_size: int, seed: int, epoch: int,
                  num_batches: int | None, start_batch: int = 0, resampled: bool = False,
-                 shuffle_buffer: int = 1000):
+                 shuffle_buffer: int = 1000, caption_key: str | None = None, caption_seed: int = 0,
+                 upsampling_factors: Sequence[float] | None = None):
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, "
                              f"world_size={world_size}")
-        self.urls = expand_shard_urls(urls)
+        if upsampling_factors is None:
+            self.urls, self.weights = expand_shard_urls(urls), None
+        else:
+            from cliplab.data.mixture import shard_weights
+
+            self.urls, self.weights = shard_weights(urls, upsampling_factors)
         self.pattern = urls
         self.transform = transform
         self.tokenize = tokenize
@@ -113,6 +134,8 @@ class WebDatasetBatches(IterableDataset):
         self.start_batch = start_batch
         self.resampled = resampled
         self.shuffle_buffer = shuffle_buffer
+        self.caption_key = caption_key
+        self.caption_seed = caption_seed
         self.training = num_batches is not None
 
     def slot_shards(self, worker_id: int, num_workers: int) -> list[str]:
@@ -129,7 +152,8 @@ class WebDatasetBatches(IterableDataset):
             while True:
                 before = progress[0]
                 for _ in range(len(self.urls)):
-                    yield {"url": rng.choice(self.urls)}
+                    url = rng.choice(self.urls) if self.weights is None else rng.choices(self.urls, self.weights)[0]
+                    yield {"url": url}
                 self._check_progress(before, progress)
         shards = self.slot_shards(worker_id, num_workers)
         if not self.training:
@@ -185,7 +209,8 @@ class WebDatasetBatches(IterableDataset):
         produced = 0
         for position, sample in enumerate(samples):
             try:
-                raw, sample_id = decode_sample(sample)
+                raw, sample_id = decode_sample(sample, caption_key=self.caption_key, caption_seed=self.caption_seed,
+                                               epoch=self.epoch)
                 decoded.append((position, raw, sample_id))
             except BadSampleError as error:
                 skipped_examples.append(str(error))
@@ -214,9 +239,9 @@ class WebDatasetBatches(IterableDataset):
                 seed_global_rngs(mix_seed(self.seed, self.epoch, self.start_batch, self.rank,
                                           worker_id, position))
                 prepared.append(PreparedSample(image=self.transform(raw.image), caption=raw.caption,
-                                               label=raw.label, sample_id=sample_id))
+                                               label=raw.label, sample_id=sample_id, captions=raw.captions))
         return assemble_batch(prepared, tokenize=self.tokenize, skipped=len(skipped_examples),
-                              skipped_examples=skipped_examples)
+                              skipped_examples=skipped_examples, caption_lists=not self.training)
 
 
 def _counted(samples: Iterator[dict], progress: list[int]) -> Iterator[dict]:

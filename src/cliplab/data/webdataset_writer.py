@@ -55,7 +55,8 @@ def dataset_records(dataset: MapDataset, *, epoch: int = 0,
     """Records of `dataset` items in `indices` (default all), or the BadSampleError of a bad one.
 
     The caption is the one the dataset gives in `epoch` (for Fashion-MNIST: one caption per
-    sample; training on shards then sees that caption every epoch).
+    sample; training on shards then sees that caption every epoch); a sample with several captions
+    (`caption_lists`) keeps them all, as the JSON list its `.txt` holds.
     """
     for index in indices if indices is not None else range(len(dataset)):
         try:
@@ -71,8 +72,9 @@ def dataset_records(dataset: MapDataset, *, epoch: int = 0,
             buffer = io.BytesIO()
             raw.image.save(buffer, format="PNG")
             image_bytes, image_ext = buffer.getvalue(), "png"
+        caption = raw.caption if len(raw.captions) == 1 else json.dumps(list(raw.captions), ensure_ascii=False)
         yield ShardRecord(key=f"{index:09d}", image_bytes=image_bytes, image_ext=image_ext,
-                          caption=raw.caption, label=raw.label, sample_id=index, source=raw.source)
+                          caption=caption, label=raw.label, sample_id=index, source=raw.source)
 
 
 def _original_bytes(dataset: MapDataset, index: int) -> tuple[bytes | None, str]:

@@ -17,6 +17,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from cliplab.distributed.teardown import leave_process_group
+
 LOCALHOST = "127.0.0.1"
 
 
@@ -41,9 +43,7 @@ def _worker(
     except BaseException:  # the parent re-raises it with the rank attached
         torch.save({"ok": False, "error": traceback.format_exc()}, result_path)
         os._exit(1)  # peers blocked in a collective would otherwise keep this process alive
-    # Without a barrier before teardown, gloo sometimes aborts at exit on this machine.
-    dist.barrier()
-    dist.destroy_process_group()
+    leave_process_group()
 
 
 class WorkerError(RuntimeError):

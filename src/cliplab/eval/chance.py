@@ -60,7 +60,10 @@ def retrieval_sentence(metrics: Mapping[str, Any]) -> str:
     pair's own caption (image) ranked first of all 10000, ...)' from an eval record's retrieval keys."""
     sentence = (f"retrieval R@1 image-to-text {percent(metrics['image_to_text_R@1'])}, "
                 f"text-to-image {percent(metrics['text_to_image_R@1'])}")
-    pairs = metrics.get("retrieval_count")
+    pairs, captions = metrics.get("retrieval_count"), metrics.get("retrieval_caption_count")
+    if pairs and captions:
+        return sentence + (f" of {pairs} images with {captions} captions (a hit is an image with any of its captions "
+                           "ranked first, or a caption with its image ranked first)")
     if pairs:
         sentence += (f" of {pairs} pairs (chance {percent(chance_of_top_k(1, pairs))}: a hit is the pair's own "
                      f"caption (image) ranked first of all {pairs}, {LOW_WHEN_CAPTIONS_ARE_SHARED})")

@@ -1,7 +1,8 @@
 """Image-text retrieval metrics: of paired embeddings with open_clip's `get_clip_metrics`
 definitions (`retrieval_metrics`, what training and `cliplab eval` report), and of images with
 several captions each with CLIP_benchmark 1.6.2's (`caption_retrieval_recall`, what
-`cliplab benchmark` reports).
+`cliplab benchmark` reports, and training and `cliplab eval` on data with several captions per
+image, `caption_list_metrics`).
 
 Pairs (open_clip):
 
@@ -25,7 +26,7 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
-from cliplab.eval.embeddings import ProgressCounter, encode_pairs
+from cliplab.eval.embeddings import ProgressCounter, encode_images_and_captions
 from cliplab.eval.scores import model_logit_scale
 
 RECALL_AT = (1, 5, 10)
@@ -34,17 +35,42 @@ RECALL_AT = (1, 5, 10)
 def evaluate_retrieval(model: torch.nn.Module, batches: Iterable[Any], *, device: torch.device | str | None = None,
                        max_samples: int | None = None,
                        progress: ProgressCounter | None = None) -> tuple[dict[str, float], int]:
-    """(retrieval metrics, number of pairs) of `model` on paired batches (`images`, `tokens`);
-    progress: advanced by each batch's pair count.
+    """(retrieval metrics, number of images) of `model` on captioned batches (`images` with
+    `tokens`, or every caption of each image: `caption_lists` / `caption_tokens`); progress:
+    advanced by each batch's image count.
 
     The one retrieval path of cliplab, used by `cliplab eval` and by the evaluation during
-    training: unit-norm embeddings from `encode_pairs`, logits scaled by `model_logit_scale`
-    (exp of the parameter clamped to the loss's maximum, so the logits are the ones the loss saw).
+    training: unit-norm embeddings from `encode_images_and_captions`. With one caption per image,
+    the pair metrics (`retrieval_metrics`, logits scaled by `model_logit_scale`: exp of the parameter
+    clamped to the loss's maximum, so the logits are the ones the loss saw); with several,
+    `caption_list_metrics` (CLIP_benchmark's rule: an image counts as found when any of its captions is).
     """
-    image_features, text_features = encode_pairs(model, batches, device=device, max_samples=max_samples,
-                                                 progress=progress)
-    metrics = retrieval_metrics(image_features, text_features, model_logit_scale(model))
+    image_features, text_features, image_of_text = encode_images_and_captions(
+        model, batches, device=device, max_samples=max_samples, progress=progress)
+    if text_features.shape[0] == image_features.shape[0]:
+        metrics = retrieval_metrics(image_features, text_features, model_logit_scale(model))
+    else:
+        metrics = caption_list_metrics(image_features, text_features, image_of_text)
     return metrics, int(image_features.shape[0])
+
+
+def caption_list_metrics(image_features: torch.Tensor, text_features: torch.Tensor,
+                         image_of_text: torch.Tensor) -> dict[str, float]:
+    """The retrieval keys of images with several captions each (`caption_retrieval_recall`, CLIP_benchmark's
+    rule), named as the pair metrics: image_to_text_R@k is an image with any of its captions among the
+    k closest of all M captions (CLIP_benchmark's text_retrieval_recall@k), text_to_image_R@k a caption
+    with its image among the k closest images (image_retrieval_recall@k); for each k of RECALL_AT up
+    to min(N, M). No mean or median rank (CLIP_benchmark has none); retrieval_caption_count: M.
+
+    image_features [N, E], text_features [M, E] unit-norm; image_of_text Long[M]."""
+    recall_at = [k for k in RECALL_AT if k <= min(image_features.shape[0], text_features.shape[0])]
+    recall = caption_retrieval_recall(image_features, text_features, image_of_text, recall_at)
+    metrics: dict[str, float] = {}
+    for k in recall_at:
+        metrics[f"image_to_text_R@{k}"] = recall[f"text_retrieval_recall@{k}"]
+        metrics[f"text_to_image_R@{k}"] = recall[f"image_retrieval_recall@{k}"]
+    metrics["retrieval_caption_count"] = int(text_features.shape[0])
+    return metrics
 
 
 def retrieval_metrics(

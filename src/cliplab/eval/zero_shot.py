@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from cliplab.eval.classification_metrics import classification_metrics, top_k_accuracies
-from cliplab.eval.embeddings import ProgressCounter, encode_texts
+from cliplab.eval.embeddings import ProgressCounter, counted_batches, encode_texts
 from cliplab.eval.model_mode import inference_mode, model_device, model_dtype
 
 Template = str | Callable[[str], str]
@@ -193,24 +193,13 @@ def zero_shot_evaluate(
     device = torch.device(device) if device is not None else model_device(model)
     dtype = model_dtype(model)
     features, seen_labels = [], []
-    count = 0
     with inference_mode(model):
-        for batch in batches:
-            images, labels = batch_images_and_labels(batch)
-            if labels.numel() == 0:  # an evaluation loader's last batch may be empty
-                continue
-            if max_samples is not None:
-                images, labels = images[: max_samples - count], labels[: max_samples - count]
+        for images, labels in counted_batches(map(batch_images_and_labels, batches), max_samples, progress):
             _check_labels(labels, num_classes)
             image_features = model.encode_image(images.to(device=device, dtype=dtype), normalize=False)
             features.append(F.normalize(image_features.float(), dim=-1))
             seen_labels.append(labels.cpu().long())
-            count += labels.numel()
-            if progress is not None:
-                progress.update(labels.numel())
-            if max_samples is not None and count >= max_samples:
-                break
-    if count == 0:
+    if sum(len(labels) for labels in seen_labels) == 0:
         raise ValueError("zero_shot_evaluate got no images: the batches were empty")
     return zero_shot_result(torch.cat(features), torch.cat(seen_labels), classifier.to(device), classnames)
 

@@ -14,6 +14,8 @@ Several tensors on one side can hold one tensor's rows on the other (see
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 TRANSFORMS = ("same", "transpose", "squeeze1", "squeeze2")
@@ -40,3 +42,12 @@ class KeyRule:
 
 def rule(pattern: str, *targets: str, transform: str = "same") -> KeyRule:
     return KeyRule(pattern, tuple(targets), transform)
+
+
+def renamed(ours: str, theirs: str, names: Mapping[str, str]) -> list[KeyRule]:
+    """One rule a name: cliplab's `ours` + key <-> the foreign `theirs` + value. A key ending in "."
+    is a module, its weight and bias mapping to the value's ("norm_attn." -> "norm1": norm1.weight,
+    norm1.bias); any other key is one tensor. `ours` is a regex (the keys are taken literally),
+    `theirs` a format string of its groups."""
+    return [rule(ours + re.escape(mine) + PARAMETER, theirs + foreign + ".{param}") if mine.endswith(".") else
+            rule(ours + re.escape(mine), theirs + foreign) for mine, foreign in names.items()]

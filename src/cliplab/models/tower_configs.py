@@ -43,18 +43,30 @@ def check_heads(prefix: str, width: int, heads: int) -> None:
                                    f"{prefix}.width ({width}) must be divisible by {prefix}.heads ({heads})")
 
 
+def check_positive_number(key: str, value) -> None:
+    if not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(f"{key} must be a positive number, got {value!r}")
+
+
+def check_optional_number(key: str, value) -> None:
+    if value is not None and not isinstance(value, (int, float)):
+        raise ValueError(f"{key} must be a number or None, got {value!r}")
+
+
+def check_norm_eps(key: str, value) -> None:
+    if not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise ValueError(f"{key} must be a number in (0, 1), got {value!r}")
+
+
 def check_block_options(prefix: str, config) -> None:
     """The options every transformer tower shares: mlp_ratio / mlp_width, activation, norm_eps,
     layer_scale, dropout."""
-    if not isinstance(config.mlp_ratio, (int, float)) or config.mlp_ratio <= 0:
-        raise ValueError(f"{prefix}.mlp_ratio must be a positive number, got {config.mlp_ratio!r}")
+    check_positive_number(f"{prefix}.mlp_ratio", config.mlp_ratio)
     if config.mlp_width is not None:
         check_positive_int(f"{prefix}.mlp_width", config.mlp_width)
     check_choice(f"{prefix}.activation", config.activation, ACTIVATIONS)
-    if not isinstance(config.norm_eps, (int, float)) or not 0 < config.norm_eps < 1:
-        raise ValueError(f"{prefix}.norm_eps must be a number in (0, 1), got {config.norm_eps!r}")
-    if config.layer_scale is not None and not isinstance(config.layer_scale, (int, float)):
-        raise ValueError(f"{prefix}.layer_scale must be a number or None, got {config.layer_scale!r}")
+    check_norm_eps(f"{prefix}.norm_eps", config.norm_eps)
+    check_optional_number(f"{prefix}.layer_scale", config.layer_scale)
     check_probability(f"{prefix}.dropout", config.dropout)
 
 

@@ -6,6 +6,7 @@ of `cliplab.objectives.terms.OBJECTIVE_TERMS` (how to add one: that package's do
 """
 
 from cliplab.lazy_exports import exported_names, lazy_exports
+from cliplab.objectives.terms import OBJECTIVE_TERMS
 
 # defining module -> its public names; imported on first use, so that the configs (read by the
 # CLI's --help) import without torch
@@ -14,14 +15,9 @@ _EXPORTS = {
     "cliplab.objectives.config": ("AugmentConfig", "ObjectivesConfig"),
     "cliplab.objectives.objectives": ("Objectives",),
     "cliplab.objectives.terms": ("OBJECTIVE_TERMS", "ObjectiveTerm", "UnsupportedObjectiveError"),
-    "cliplab.objectives.terms.contrastive": ("ContrastiveConfig",),
-    "cliplab.objectives.terms.filip": ("FilipConfig",),
-    "cliplab.objectives.terms.mlm": ("MlmConfig",),
-    "cliplab.objectives.terms.multiview": ("MultiviewConfig",),
-    "cliplab.objectives.terms.sim_reg": ("SimRegConfig",),
-    "cliplab.objectives.terms.simclr": ("SimClrConfig",),
-    "cliplab.objectives.terms.simsiam": ("SimSiamConfig",),
 }
+# each term's section config (FilipConfig, ...), from the table (the term modules import without torch)
+_EXPORTS.update({term.config.__module__: (term.config.__name__,) for term in OBJECTIVE_TERMS})
 
 __all__ = exported_names(_EXPORTS)
 

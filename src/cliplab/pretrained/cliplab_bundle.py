@@ -3,7 +3,10 @@ format "bundle" of `cliplab.pretrained.formats`, whose entry reads through `read
 
 A bundle is one directory: `model.safetensors` (the unwrapped model's state dict, no `module.` /
 `_orig_mod.` prefixes), `config.json` (`ModelConfig.to_dict()` plus `"format_version"`), and the
-tokenizer's files (`cliplab.data.tokenizer_files.save_tokenizer`). A bundle written before the
+tokenizer's files (`cliplab.data.tokenizer_files.save_tokenizer`); a model with LoRA adapters
+(`cliplab.models.lora`) adds `lora.json`, and loading it merges the adapters into the weights. A
+training checkpoint of a run with an EMA holds the EMA weights too (`cliplab.pretrained.ema_weights`):
+`load(..., ema=True)` gives the model with them. A bundle written before the
 version key existed reads as version 1; one from a newer cliplab is refused with a request to
 upgrade. When the layout changes, bump FORMAT_VERSION and convert the older versions in
 `read_config`, so that every bundle ever written still loads (`tests/fixtures/bundle_format_1/` is
@@ -47,9 +50,12 @@ from cliplab.errors import UserError
 from cliplab.file_names import DCP_SHARDS_DIR, MODEL_CONFIG_FILE
 from cliplab.models import CLIP, ModelConfig, build_model
 from cliplab.models.config import read_json_object
+from cliplab.models.config import read_json_object
+from cliplab.models.lora import add_lora, lora_spec_of, merge_lora, read_lora_spec, write_lora_spec
 from cliplab.models.tokenizer_fit import check_tokenizer_fits
 from cliplab.models.wrappers import cliplab_model
 from cliplab.pretrained.dcp_reader import DcpModelReader, is_sharded_checkpoint
+from cliplab.pretrained.ema_weights import ema_reader
 from cliplab.pretrained.formats import accepted_formats, foreign_directory
 from cliplab.pretrained.formats.spec import CheckpointNotFoundError, LoadedModel, Location, WeightsOpener
 from cliplab.pretrained.key_maps import check_state_dict
@@ -67,6 +73,7 @@ def save(model: nn.Module, tokenizer: Any, path: str | os.PathLike) -> Path:
     directory = save_description(model.config, tokenizer, path)
     state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}
     save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
+    write_lora_spec(lora_spec_of(model), directory)
     return directory
 
 
@@ -166,51 +173,77 @@ def _newest_in_run(checkpoints: Path, run: Path, note: Callable[[str], None]) ->
     return found
 
 
-def _bundle_weights(directory: Path, expected: dict[str, torch.Tensor]) -> Callable[[str], torch.Tensor]:
+def _bundle_weights(directory: Path, expected: dict[str, torch.Tensor], ema: bool = False
+                    ) -> Callable[[str], torch.Tensor]:
     """take(name) -> the bundle's tensor `name`, shaped as in `expected` (a state dict of the
-    bundle's architecture; meta will do). Names and shapes are checked first (from the safetensors
-    header, or from DCP's metadata for shards); then one tensor is read per call (from DCP shards,
-    all of them on the first call)."""
+    bundle's architecture; meta will do), from its EMA weights where `ema` asks for them. Names and
+    shapes are checked first (from the safetensors header, or from DCP's metadata for shards); then
+    one tensor is read per call (from DCP shards, all of them on the first call)."""
     sharded = not (directory / WEIGHTS_FILE).is_file()
     source = directory / (DCP_SHARDS_DIR if sharded else WEIGHTS_FILE)
     reader = DcpModelReader(source) if sharded else SafetensorsReader(source)
+    if ema:
+        reader = ema_reader(directory, reader)
     check_state_dict(expected, reader.shapes, source=str(source))
     return lambda name: reader.read(name).reshape(expected[name].shape)
 
 
 def _read_bundle(directory: Path, verified: VerifiedCheckpoint | None, device: torch.device,
-                 output_dict: bool) -> tuple[CLIP, Any, WeightsOpener]:
+                 output_dict: bool, ema: bool = False) -> tuple[CLIP, Any, WeightsOpener]:
     """The bundle's model built on meta and its weights copied in (unless `device` is meta), its
-    tokenizer, and the opener of its weights (which refuses a checkpoint changed since `verified`)."""
+    tokenizer, and the opener of its weights (which refuses a checkpoint changed since `verified`).
+    A bundle with LoRA adapters is read whole onto the CPU and merged, on any `device`."""
     config = read_config(directory / MODEL_CONFIG_FILE)
+    lora = read_lora_spec(directory)
     with torch.device("meta"):
         model = build_model(config, output_dict=output_dict)
+    adapted = add_lora(model, lora) if lora is not None else None
     expected = model.state_dict()
 
     def weights() -> Callable[[str], torch.Tensor]:
         if verified is not None and not verified.unchanged():
             raise CheckpointNotFoundError(f"checkpoint {directory} was removed or replaced since it was verified "
                                           "(pruned by the run writing it?); read it again")
-        return _bundle_weights(directory, expected)
-    if device.type != "meta":
+        return _bundle_weights(directory, expected, ema)
+    if adapted is not None:
+        model, weights = _merged(adapted, weights(), config, device, output_dict)
+    elif device.type != "meta":
         fill_model(model, device, weights())
     return model.eval(), load_tokenizer(directory), weights
 
 
+def _merged(adapted: Any, take: Callable[[str], torch.Tensor], config: ModelConfig, device: torch.device,
+            output_dict: bool) -> tuple[CLIP, WeightsOpener]:
+    """The model of peft's wrapper `adapted` (built on meta) filled on the CPU from `take`, its
+    adapters merged, on `device` (on meta: a fresh build of the architecture), and the opener of
+    its merged weights."""
+    fill_model(adapted.base_model.model, torch.device("cpu"), take)
+    model = merge_lora(adapted)
+    state = model.state_dict()
+
+    def weights() -> Callable[[str], torch.Tensor]:
+        return state.__getitem__
+    if device.type == "meta":
+        with torch.device("meta"):
+            return build_model(config, output_dict=output_dict), weights
+    return model.to(device), weights
+
+
 def read_bundle(location: Location) -> LoadedModel:
     """The checkpoint a bundle, step or run directory (or a bundle's weights file) designates, read
-    whole (`read_whole`), with `location.request`."""
+    whole (`read_whole`), with `location.request` (`ema`: the run's EMA weights)."""
     request = location.request
     device = torch.device(request.device)
     path = location.path if location.path.is_dir() else location.path.parent
     return read_whole(lambda: choose_checkpoint(path),
                       lambda bundle_dir, verified: _loaded_bundle(bundle_dir, verified, request.model, device,
-                                                                  request.output_dict))
+                                                                  request.output_dict, request.ema))
+
 
 
 def _loaded_bundle(bundle_dir: Path, verified: VerifiedCheckpoint | None, model: Any, device: torch.device,
-                   output_dict: bool) -> LoadedModel:
-    built, tokenizer, weights = _read_bundle(bundle_dir, verified, device, output_dict)
+                   output_dict: bool, ema: bool = False) -> LoadedModel:
+    built, tokenizer, weights = _read_bundle(bundle_dir, verified, device, output_dict, ema)
     if model is not None:
         check_architecture(built.config, model, bundle_dir)
     return LoadedModel(built, image_transform(built.config.preprocess, train=False), tokenizer,

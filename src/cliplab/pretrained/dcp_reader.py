@@ -30,35 +30,39 @@ def is_sharded_checkpoint(path: Path) -> bool:
 class DcpModelReader:
     """The model tensors of the DCP directory `directory`: `shapes` (name -> a meta tensor of the
     stored shape and dtype, names as in a bundle) and `read(name)` (the whole tensor, on the CPU).
+    prefix: the section read, "model." (the model) or "ema." (the EMA of its trained tensors,
+    `cliplab.pretrained.ema_weights`); required: a section without a tensor is an error (else the
+    reader is empty).
 
     A 0-d parameter that FSDP2 held as a 1-element vector is stored (and read) with shape [1];
     `check_state_dict` accepts it and the loader reshapes it to the model's 0-d."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, *, prefix: str = MODEL_PREFIX, required: bool = True):
         from torch.distributed.checkpoint.metadata import TensorStorageMetadata  # imported when used: slow to import
 
         from cliplab.pretrained.dcp_files import read_dcp_metadata
 
-        self.directory = directory
+        self.directory, self.prefix = directory, prefix
         metadata = read_dcp_metadata(directory)
-        entries = {key[len(MODEL_PREFIX):]: item for key, item in metadata.state_dict_metadata.items()
-                   if key.startswith(MODEL_PREFIX) and isinstance(item, TensorStorageMetadata)}
-        if not entries:
-            raise UserError(f"{directory}: the DCP directory holds no model.* tensors; expected a cliplab "
+        entries = {key[len(prefix):]: item for key, item in metadata.state_dict_metadata.items()
+                   if key.startswith(prefix) and isinstance(item, TensorStorageMetadata)}
+        if not entries and required:
+            raise UserError(f"{directory}: the DCP directory holds no {prefix}* tensors; expected a cliplab "
                             "sharded training checkpoint")
         self.shapes = {name: torch.empty(item.size, dtype=item.properties.dtype, device="meta")
                        for name, item in entries.items()}
         self._loaded: dict[str, torch.Tensor] | None = None
 
     def read(self, name: str) -> torch.Tensor:
-        """The whole tensor `name`. The first call reads every model tensor in one pass over the
-        files (one DCP load); each is handed out once."""
+        """The whole tensor `name`. The first call reads every tensor of the section in one pass over
+        the files (one DCP load); each is handed out once."""
         if self._loaded is None:
             from cliplab.pretrained.dcp_files import load_dcp
 
-            state = {MODEL_PREFIX + key: torch.empty(meta.shape, dtype=meta.dtype) for key, meta in self.shapes.items()}
+            prefix = self.prefix
+            state = {prefix + key: torch.empty(meta.shape, dtype=meta.dtype) for key, meta in self.shapes.items()}
             with warnings.catch_warnings():  # "assuming the intent is to load in a single process": it is
                 warnings.filterwarnings("ignore", message="torch.distributed is disabled")
                 load_dcp(state, self.directory, no_dist=True)
-            self._loaded = {key[len(MODEL_PREFIX):]: value for key, value in state.items()}
+            self._loaded = {key[len(prefix):]: value for key, value in state.items()}
         return self._loaded.pop(name)

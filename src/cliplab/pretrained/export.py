@@ -8,16 +8,21 @@ cliplab bundle): the formats of `cliplab.pretrained.formats.FORMATS` that have a
 
 open_clip: open_clip_config.json (`model_cfg` from `config_to_open_clip`, `preprocess_cfg`) and
 open_clip_model.safetensors, plus the files a tower's family writes beside them (a Hugging Face
-text tower's config.json: `OpenClipForm.side_files`); open_clip tokenizes with its own
-SimpleTokenizer (the OpenAI BPE), so the model's tokenizer must be that one, unless the config
-names a Hugging Face tokenizer, whose files are then written too and read by open_clip from the
-directory (`local-dir:`; see `check_open_clip_tokenizer`). Hugging Face: config.json,
-model.safetensors, preprocessor_config.json and the tokenizer files `AutoTokenizer.from_pretrained` reads (a SigLIP2
+text tower's config.json: `OpenClipForm.side_files`). The tokenizer is open_clip's choice from the
+config (`open_clip_tokenizer_keys`): the OpenAI BPE is open_clip's default SimpleTokenizer (no keys);
+any other tokenizer open_clip can run (SigLIP's T5 or SentencePiece, SigLIP2's Gemma, a Hugging
+Face text tower's, CLIPA's BERT) is named by `text_cfg.hf_tokenizer_name` with its
+`tokenizer_kwargs` (clean, strip_sep_token), as open_clip's own configs name them, and its files
+are written into the directory, where `open_clip.get_tokenizer("local-dir:DIR")` and cliplab's
+loader read them. `hf_tokenizer_name` is what open_clip reads under `hf-hub:`: pass the repository
+id the directory will be uploaded to (default: a Hugging Face text tower's own model name, else
+the directory's absolute path). Hugging Face: config.json, model.safetensors,
+preprocessor_config.json and the tokenizer files `AutoTokenizer.from_pretrained` reads (a SigLIP2
 directory's tokenizer must be SigLIP2's own: transformers reads any tokenizer there as
-Siglip2Tokenizer, see `check_hf_tokenizer`). A model or
-tokenizer the target cannot represent is refused before anything is written, naming what is
-missing. An existing non-empty directory is written into only with `force=True`, which replaces the
-files of these names and leaves every other file alone.
+Siglip2Tokenizer, see `check_hf_tokenizer`). A model or tokenizer the target cannot represent is
+refused before anything is written, naming what is missing. An existing non-empty directory is
+written into only with `force=True`, which replaces the files of these names and leaves every
+other file alone.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from cliplab.data.preprocess_config import write_hf_image_processor
-from cliplab.data.tokenizer_files import write_hf_tokenizer_files
+from cliplab.data.tokenizer_files import (open_clip_tokenizer_kwargs, write_hf_tokenizer_files,
+                                          write_open_clip_tokenizer_files)
 from cliplab.data.tokenizer_hf import HFTokenizer
 from cliplab.data.tokenizer_openai import OpenAIBPETokenizer
 from cliplab.errors import UserError
@@ -74,40 +80,54 @@ def _write_json(path: Path, values: dict) -> None:
     path.write_text(json.dumps(values, indent=2) + "\n")
 
 
-def names_hf_tokenizer(model_cfg: dict) -> bool:
-    """Whether open_clip reads an export of `model_cfg` with a Hugging Face tokenizer (its text_cfg
-    names one: the Hugging Face text towers, the CLIPA configs), from the export's own files."""
-    return bool((model_cfg.get("text_cfg") or {}).get("hf_tokenizer_name"))
-
-
-def check_open_clip_tokenizer(config: ModelConfig, tokenizer: Any) -> None:
-    """open_clip tokenizes these exports with its own SimpleTokenizer, the OpenAI BPE, unless the
-    config names a Hugging Face tokenizer, which it then reads from the export's files (written
-    from the model's HFTokenizer). A CLIP tokenizer of Hugging Face's (a loaded HF CLIP's) gives
-    the OpenAI BPE's ids up to end-of-text and pads with 49407 instead of 0, which a text tower that
-    masks no padding and pools at end-of-text never reads; anything else is refused."""
-    if names_hf_tokenizer(config_to_open_clip(config)):
-        if not isinstance(tokenizer, HFTokenizer):
-            raise UserError(f"open_clip tokenizes this export with a Hugging Face tokenizer read from its files, "
-                            f"which the model's tokenizer ({type(tokenizer).__name__}) cannot be written as")
-        return
+def _reads_as_openai_bpe(config: ModelConfig, tokenizer: Any) -> bool:
+    """Whether open_clip's default SimpleTokenizer (the OpenAI BPE) gives the model `tokenizer`'s
+    features. A CLIP tokenizer of Hugging Face's (a loaded HF CLIP's) gives the OpenAI BPE's ids up
+    to end-of-text and pads with 49407 instead of 0, which a text tower that masks no padding and
+    pools at end-of-text never reads."""
     if isinstance(tokenizer, OpenAIBPETokenizer):
-        return
+        return True
     hf_clip = isinstance(tokenizer, HFTokenizer) and tokenizer.clip_pipeline and tokenizer.vocab_size == 49408
-    if hf_clip and config.text.padding_mask == "none" and config.text.pool in ("argmax", "eos"):
-        return
-    raise UserError(f"open_clip tokenizes this export with the OpenAI BPE, which the model's tokenizer "
-                    f"({type(tokenizer).__name__}) is not; export with format='hf' instead")
+    return hf_clip and getattr(config.text, "padding_mask", None) == "none" and config.text.pool in ("argmax", "eos")
 
 
-def check_open_clip_export(model: CLIP, tokenizer: Any) -> None:
+def open_clip_tokenizer_keys(config: ModelConfig, tokenizer: Any, hf_tokenizer_name: str | None,
+                             directory: Path | None) -> dict:
+    """The `text_cfg` keys under which open_clip's `get_tokenizer` (and cliplab's reader of the
+    export) tokenizes as `tokenizer`, at text_cfg.context_length: none for the OpenAI BPE;
+    `hf_tokenizer_name` (else a Hugging Face text tower's own name, else the export `directory`'s
+    absolute path) and `tokenizer_kwargs` for a tokenizer whose files the export holds.
+    UserError naming what open_clip cannot express."""
+    if hf_tokenizer_name is not None and (not isinstance(hf_tokenizer_name, str) or not hf_tokenizer_name):
+        raise UserError(f"hf_tokenizer_name names an open_clip export's tokenizer (a non-empty str), got "
+                        f"{hf_tokenizer_name!r}")
+    named_by_tower = config_to_open_clip(config)["text_cfg"].get("hf_tokenizer_name")
+    if tokenizer.context_length != config.text.context_length:
+        raise UserError(f"open_clip tokenizes to the model's text_cfg.context_length ({config.text.context_length}), "
+                        f"and the model's tokenizer makes {tokenizer.context_length} ids")
+    if not named_by_tower and _reads_as_openai_bpe(config, tokenizer):
+        return {}
+    try:
+        kwargs = open_clip_tokenizer_kwargs(tokenizer)
+    except UserError as error:
+        raise UserError(f"open_clip cannot tokenize as the model's tokenizer ({type(tokenizer).__name__}): "
+                        f"{error}; export with format='hf' instead") from None
+    name = hf_tokenizer_name or named_by_tower or (str(directory.resolve()) if directory is not None else None)
+    keys = {"hf_tokenizer_name": name}
+    return {**keys, "tokenizer_kwargs": kwargs} if kwargs else keys
+
+
+def check_open_clip_export(model: CLIP, tokenizer: Any, *, hf_tokenizer_name: str | None = None) -> None:
     """UserError when open_clip cannot represent `model` or would tokenize differently."""
-    config_to_open_clip(model.config)
-    check_open_clip_tokenizer(model.config, tokenizer)
+    open_clip_tokenizer_keys(model.config, tokenizer, hf_tokenizer_name, None)
 
 
-def export_open_clip(model: CLIP, config: ModelConfig, tokenizer: Any, directory: Path) -> list[str]:
+def export_open_clip(model: CLIP, config: ModelConfig, tokenizer: Any, directory: Path, *,
+                     hf_tokenizer_name: str | None = None) -> list[str]:
+    """hf_tokenizer_name: see `open_clip_tokenizer_keys`."""
+    tokenizer_keys = open_clip_tokenizer_keys(config, tokenizer, hf_tokenizer_name, directory)
     model_cfg = config_to_open_clip(config)
+    model_cfg["text_cfg"].update(tokenizer_keys)
     preprocess_cfg = config.preprocess.to_open_clip()
     state = from_cliplab(_cpu_state(model), open_clip_rules(config, open_clip_text_prefix(config)))
     weights = HUB_WEIGHT_FILES[0]
@@ -119,8 +139,8 @@ def export_open_clip(model: CLIP, config: ModelConfig, tokenizer: Any, directory
         for name, values in family_of(tower).open_clip.side_files(tower).items():
             _write_json(directory / name, values)
             written.append(name)
-    if names_hf_tokenizer(model_cfg):
-        written += write_hf_tokenizer_files(tokenizer, directory)
+    if "hf_tokenizer_name" in tokenizer_keys:
+        written += write_open_clip_tokenizer_files(tokenizer, directory)
     return written
 
 
@@ -162,15 +182,22 @@ def export_hf(model: CLIP, config: ModelConfig, tokenizer: Any, directory: Path)
 
 
 def export(model: nn.Module, tokenizer: Any, path: str | os.PathLike, format: str = "open_clip",
-           force: bool = False) -> Path:
+           force: bool = False, hf_tokenizer_name: str | None = None) -> Path:
     """Write `model` (+ tokenizer, preprocessing) to directory `path` in `format` (one of
-    EXPORT_FORMATS: "open_clip", "hf", "bundle"); -> the directory. See the module docstring."""
+    EXPORT_FORMATS: "open_clip", "hf", "bundle"); -> the directory. hf_tokenizer_name (open_clip
+    only): the name an open_clip export gives a Hugging Face tokenizer (the repository id it will be
+    uploaded to). See the module docstring."""
     form = export_form(format)
+    options = {name: value for name, value in {"hf_tokenizer_name": hf_tokenizer_name}.items() if value is not None}
+    for name in options:
+        if name not in form.options:
+            takers = [entry for entry in EXPORT_FORMATS if name in export_form(entry).options]
+            raise UserError(f"{name} is an option of the {' / '.join(takers)} export, not of format={format!r}")
     model = cliplab_model(model)
     check_tokenizer_fits(model.config, tokenizer, "export")
-    form.check(model, tokenizer)  # refuse before the directory is touched
+    form.check(model, tokenizer, **options)  # refuse before the directory is touched
     directory = prepare_directory(path, force)
-    form.write(model, tokenizer, directory)
+    form.write(model, tokenizer, directory, **options)
     return directory
 
 

@@ -136,6 +136,11 @@ def read_open_clip_hub(directory: Path, weights: Path | None = None) -> ForeignC
     preprocess = PreprocessConfig.from_open_clip(values.get("preprocess_cfg") or {}, image_size)
     config = config_from_open_clip(model_cfg, preprocess, directory=directory, weights_from_checkpoint=True)
     tokenizer, error = _tokenizer(lambda: tokenizer_from_open_clip_config(model_cfg, directory=directory))
+    if (tokenizer is not None and getattr(config.text, "padding_mask", None) == "none"
+            and tokenizer.pad_id != config.text.pad_id and tokenizer.pad_id < config.text.vocab_size):
+        # open_clip's configs leave pad_id at 0 where the tower never reads it (SigLIP's, whose T5
+        # tokenizer pads with 1); cliplab's pad_id marks padding in token-level outputs.
+        config = dataclasses.replace(config, text=dataclasses.replace(config.text, pad_id=tokenizer.pad_id))
     return ForeignCheckpoint(open_clip_hub.FORMAT.name, directory, config,
                              _state_loader(lambda: file_source(weights, _unwrapped), _open_clip_rules_for(config),
                                            weights), tokenizer, error)

@@ -11,6 +11,10 @@ of the evaluation data (val data, or the captioned Fashion-MNIST test split) thr
 process only, inside `torch.random.fork_rng` so that evaluating never changes the training RNG
 stream.
 
+A run with an EMA of its weights (`ema`) evaluates the model, then the model with the EMA's
+averages in place (`ema.weights_swapped`), into one record: the EMA's metrics under the same keys
+prefixed `ema/` (`ema/zero_shot_top1`, ...).
+
 `Evaluator` owns the rule of when an evaluation is due and its agreement across ranks.
 """
 
@@ -37,8 +41,10 @@ from cliplab.eval.split_features import ImageEncoder, encode_split_images
 from cliplab.eval.zero_shot import zero_shot_result
 from cliplab.train.config import EvalConfig, has_retrieval_data
 from cliplab.train.state import TrainState
+from cliplab.train.step.ema import weights_swapped
 
 ZERO_SHOT_SPLIT = "test"
+EMA_METRICS_PREFIX = "ema/"
 
 
 @dataclass(frozen=True)
@@ -142,15 +148,17 @@ class Evaluator:
     whole already). Its record is logged there and returned on every rank; `last_record` keeps the
     latest. The evaluation data is opened at start-up (a collective), so that a missing or
     unreadable --val-data stops the run before it trains rather than after. `restore(record)` hands
-    it the last evaluation an earlier attempt of the run logged.
+    it the last evaluation an earlier attempt of the run logged. ema_averages: the collective that
+    gives rank 0 the EMA's averages whole (`WeightEma.whole_averages`; None: the run has no EMA).
     """
 
     def __init__(self, eval_config: EvalConfig, data_config: DataConfig, *, evaluates_at_end: bool,
                  model: nn.Module, tokenizer: Callable, transform: Callable, device: torch.device,
                  autocast: Callable[[], contextlib.AbstractContextManager], log: Callable[[dict], None],
-                 gather_model: Callable[[], nn.Module | None] | None = None):
+                 gather_model: Callable[[], nn.Module | None] | None = None,
+                 ema_averages: Callable[[], dict[str, torch.Tensor] | None] | None = None):
         self.eval_config, self.data_config = eval_config, data_config
-        self.gather_model = gather_model
+        self.gather_model, self.ema_averages = gather_model, ema_averages
         self.evaluates_at_end = evaluates_at_end
         self.model, self.tokenizer, self.transform = model, tokenizer, transform
         self.device, self.autocast, self.log = device, autocast, log
@@ -178,13 +186,21 @@ class Evaluator:
 
     def _evaluate(self, state: TrainState) -> None:
         model = self.model if self.gather_model is None else self.gather_model()
-        self.last_record = run_on_main(lambda: self._evaluate_and_log(state, model))
+        averages = self.ema_averages() if self.ema_averages is not None else None
+        self.last_record = run_on_main(lambda: self._evaluate_and_log(state, model, averages))
         self.last_step = state.step
 
-    def _evaluate_and_log(self, state: TrainState, model: nn.Module) -> dict[str, Any]:
-        metrics = evaluate(model, self.tokenizer, data_config=self.data_config, eval_config=self.eval_config,
-                           transform=self.transform, device=self.device, autocast=self.autocast, dataset=self.dataset,
-                           zero_shot=self.zero_shot)
+    def _evaluate_and_log(self, state: TrainState, model: nn.Module,
+                          averages: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+        metrics = self._metrics(model)
+        if averages is not None:
+            with weights_swapped(model, averages):
+                metrics.update({f"{EMA_METRICS_PREFIX}{key}": value for key, value in self._metrics(model).items()})
         record = {"kind": "eval", "step": state.step, "epoch": state.epoch, **metrics}
         self.log(record)
         return record
+
+    def _metrics(self, model: nn.Module) -> dict[str, Any]:
+        return evaluate(model, self.tokenizer, data_config=self.data_config, eval_config=self.eval_config,
+                        transform=self.transform, device=self.device, autocast=self.autocast, dataset=self.dataset,
+                        zero_shot=self.zero_shot)

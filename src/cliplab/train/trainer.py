@@ -1,11 +1,12 @@
 """`train(config) -> TrainResult`: a `Trainer` built from named components, and its loop.
 
 `Trainer.__init__` builds each component once from its config section: the run directory, the
-model (`model_setup`), its tokenizer (`tokenizer_setup`), the x-clip objectives
-(`objectives_setup`), the DDP/FSDP2/compile wrapper (`parallelism`, which also decides where the
-model is built and which checkpointer saves it), the optimiser (`optim`), the precision with its
-GradScaler (`precision`), the checkpointer (`checkpointer`), the loss (`loss_table`), the data
-(`data_setup`), the logger (`metrics_log`) and the evaluator (`evaluation`). The order of the
+model (`setup.model`, with its LoRA adapters: `setup.lora`), its tokenizer (`setup.tokenizer`), the
+x-clip objectives (`setup.objectives`), the DDP/FSDP2/compile wrapper (`parallel.build`, which also
+decides where the model is built), the optimiser and its parameter groups (`step.optim`,
+`step.param_groups`), the EMA of the weights (`step.ema`), the precision with its GradScaler
+(`step.precision`), the checkpointer (`build_checkpointer`), the loss (`step.loss_table`), the data
+(`setup.data`), the logger (`metrics.log`) and the evaluator (`evaluation`). The order of the
 builds is the order in which they draw from the global RNG, which the golden trajectory pins.
 
 `Trainer.train()` repeats `train_step()` and then lets the checkpointer and the evaluator act when
@@ -15,7 +16,7 @@ read and on whether a preemption signal asks the run to stop (`preemption`: then
 step it reached and stops), cuts their tokens to the prefix the global batch needs (`text_prefix`),
 forward/backwards them (`accumulation`), unscales and clips, lets the
 guard decide whether the step is finite on every rank, steps the optimiser at the scheduled lr,
-clamps the logit scale, counts the step in `TrainState` and logs it.
+clamps the logit scale, updates the EMA, counts the step in `TrainState` and logs it.
 """
 
 from __future__ import annotations
@@ -52,10 +53,11 @@ from cliplab.train.setup.objectives import ModelWithObjectives, build_run_object
 from cliplab.train.setup.tokenizer import build_run_tokenizer
 from cliplab.train.state import TrainState
 from cliplab.train.step.accumulation import LossOutput, MicroBatch, forward_backward
+from cliplab.train.step.ema import WeightEma
 from cliplab.train.step.text_prefix import cut_to_step_prefix
 from cliplab.train.step.guards import NonFiniteGuard
 from cliplab.train.step.loss_table import build_training_loss
-from cliplab.train.step.optim import build_optimizer, clamp_logit_scale_, clip_gradients
+from cliplab.train.step.optim import build_optimizer, clamp_logit_scale_, clip_gradients, describe_optimizer
 from cliplab.train.step.precision import Precision
 from cliplab.train.step.schedule import learning_rate, set_lr, warn_if_warmup_outlasts_run
 
@@ -93,7 +95,9 @@ def train(config: TrainConfig, *, hooks: TrainHooks | None = None) -> TrainResul
               PreemptionHandler(exit_code=config.checkpoint.requeue_exit_code) as preemption):
             with run_directory.removed_if_start_fails():  # a failed start leaves no directory behind
                 trainer = Trainer(config, context, hooks or TrainHooks(), run_directory, preemption)
-            return trainer.train()
+            result = trainer.train()
+        del trainer  # its DDP reducer holds the process group: released before the group is left
+        return result
     finally:
         shutdown(context)
 
@@ -129,7 +133,8 @@ class Trainer:
                            precision=config.loop.precision)
         plan = None if config.model.pretrained else plan_model(config.model, config.data.dataset_type)
         with build.building():
-            built = build_training_model(config.model, build.device, plan=plan, resuming=resume_from is not None)
+            built = build_training_model(config.model, build.device, plan=plan, resuming=resume_from is not None,
+                                         lora=config.lora)
         self.model = built.model
         run_tokenizer = build_run_tokenizer(config.model, config.data, self.model.config, resume_from=resume_from,
                                             run_dir=self.run_dir, pretrained_tokenizer=built.tokenizer)
@@ -139,11 +144,12 @@ class Trainer:
                                                    accum_freq=config.loop.accum_freq)
         self.trainable = self.model if self.objectives is None else ModelWithObjectives(self.model, self.objectives)
         self.parallel = wrap_for_training(self.trainable, self.model, build, built.weights)
-        self.optimizer = build_optimizer(self.trainable, config.optim)
+        self.optimizer = build_optimizer(self.trainable, config.optim, self.model)
+        self.ema = WeightEma(self.model, config.ema) if config.ema.enabled else None
         self.precision = Precision(config.loop, context.device)
         self.checkpointer = build_checkpointer(config.checkpoint, manager, CheckpointedParts(
             model=self.model, tokenizer=self.tokenizer, optimizer=self.optimizer, scaler=self.precision.scaler,
-            objectives=self.objectives), saved_config=config_to_dict(config), parallel=self.parallel)
+            objectives=self.objectives, ema=self.ema), saved_config=config_to_dict(config), parallel=self.parallel)
         if resume_from is not None:
             self.state = self.checkpointer.restore(resume_from, rank=context.rank)
         else:
@@ -153,6 +159,9 @@ class Trainer:
             announce_run(config, self.run_dir, resume_from, self.state)
             record_run_config(config, self.run_dir, config_on_resume)
             print("\n".join(describe_run_inputs(built, run_tokenizer)))
+            print(describe_optimizer(self.optimizer, config.optim) + " (cliplab train --dry-run lists the groups)")
+            if self.ema is not None:
+                print(self.ema.describe())
 
         self.loss = build_training_loss(config.loss, self.model.config, context, self.objectives)
         transforms = build_transforms(self.model.config.preprocess)
@@ -168,7 +177,8 @@ class Trainer:
         self.evaluator = Evaluator(config.eval, config.data, evaluates_at_end=config.evaluates_at_end,
                                    model=self.model, tokenizer=self.tokenizer, transform=transforms.eval,
                                    device=context.device, autocast=self.precision.autocast,
-                                   log=self.logger.log_eval, gather_model=self._gathered_model())
+                                   log=self.logger.log_eval, gather_model=self._gathered_model(),
+                                   ema_averages=self._ema_averages())
         self.evaluator.restore(run_on_main(lambda: self.logger.last_logged("eval")))
         self.last_report: StepReport | None = None
 
@@ -255,6 +265,12 @@ class Trainer:
         device, keep = self.context.device, self.context.is_main
         return lambda: whole.to(device) if (whole := whole_model(self.parallel, keep=keep)) is not None else None
 
+    def _ema_averages(self) -> Callable[[], dict[str, torch.Tensor] | None] | None:
+        """The collective that gives the main rank the EMA's averages whole (None without an EMA)."""
+        if self.ema is None:
+            return None
+        return lambda: self.ema.whole_averages(keep=self.context.is_main)
+
     def _micro_batches(self, batches: list[dict]) -> list[MicroBatch]:
         """The step's micro-batches on the device; without objective terms (which read the tokens
         themselves) their tokens cut to the prefix the global batch needs (`step.text_prefix`, a
@@ -289,6 +305,8 @@ class Trainer:
                              f"({self.state.consecutive_nonfinite + 1} in a row)")
         else:
             clamp_logit_scale_(self.model, self.config.loss.max_logit_scale)
+            if self.ema is not None:
+                self.ema.update(self.state.step + 1)
         return grad_norm, skipped
 
     def _log_epoch_samples(self, report: StepReport) -> None:

@@ -16,14 +16,17 @@ from `cliplab.data`, inside the functions that use it), defines its captions for
 ends with `SOURCE = DataSource(...)`; then add that `SOURCE` to `SOURCES` below. Its name becomes a
 `--dataset-type` choice. A source needing keys of its own adds them to `DataConfig` (the other
 sources ignore them).
+
+Last, `python scripts/write_docs_tables.py` rewrites the docs' generated table from this one (a
+test keeps them equal), and tests/test_data_sources.py pins the registered sources in order: add the new name there.
 """
 
 from __future__ import annotations
 
 from cliplab.config_checks import require
 from cliplab.data.sources import csv, fashion_mnist, image_folder, parquet, webdataset
-from cliplab.data.sources.spec import (PHOTOGRAPHS, BenchmarkForm, DataSource, ImageStatistics, IterableStyle,
-                                       MapStyle)
+from cliplab.data.sources.spec import (PHOTOGRAPHS, BenchmarkForm, ClassLabels, DataSource, ImageStatistics,
+                                       IterableStyle, MapStyle, Mixing)
 from cliplab.registry_index import index_entries
 
 SOURCES: tuple[DataSource, ...] = (
@@ -47,16 +50,26 @@ def data_source(dataset_type: str) -> DataSource:
     return source
 
 
+def labelled_sources() -> str:
+    """The sources whose training samples carry class labels (--train-classes), in words."""
+    return ", ".join(f"{source.name} {source.class_labels.needs}".strip() for source in SOURCES
+                     if source.class_labels is not None)
+
+
 def sources_table() -> str:
     """The registered sources as the Markdown table docs/data.md shows (a test keeps them equal)."""
-    lines = ["| source | training reads it as | train_data / val_data | zero-shot on its classes | "
-             "benchmark dataset | what it is |", "|---|---|---|---|---|---|"]
+    lines = ["| source | training reads it as | train_data / val_data | several captions per sample | "
+             "mixtures (`a::b`) | zero-shot on its classes | class labels (--train-classes) | benchmark dataset | "
+             "what it is |", "|---|---|---|---|---|---|---|---|---|"]
     for source in SOURCES:
         benchmark = source.benchmark.location if source.benchmark is not None else "-"
+        labels = "no" if source.class_labels is None else source.class_labels.needs or "yes"
+        mixing = "no" if source.mixing is None else f"yes{'; ' + source.mixing.needs if source.mixing.needs else ''}"
         lines.append(f"| `{source.name}` | {source.style} | {source.location if source.trains else '-'} | "
-                     f"{'yes' if source.zero_shot else 'no'} | {benchmark} | {source.summary} |")
+                     f"{source.caption_lists or 'no'} | {mixing} | {'yes' if source.zero_shot else 'no'} | {labels} | "
+                     f"{benchmark} | {source.summary} |")
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["DATASET_TYPES", "PHOTOGRAPHS", "SOURCES", "BenchmarkForm", "DataSource", "ImageStatistics",
-           "IterableStyle", "MapStyle", "data_source", "sources_table"]
+__all__ = ["DATASET_TYPES", "PHOTOGRAPHS", "SOURCES", "BenchmarkForm", "ClassLabels", "DataSource", "ImageStatistics",
+           "IterableStyle", "MapStyle", "Mixing", "data_source", "labelled_sources", "sources_table"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from cliplab.data.sources.spec import BenchmarkForm, DataSource, ImageStatistics, MapStyle
+from cliplab.data.sources.spec import BenchmarkForm, ClassLabels, DataSource, ImageStatistics, MapStyle
 
 if TYPE_CHECKING:
     from cliplab.data.benchmark.dataset import BenchmarkDataset
@@ -59,6 +59,7 @@ SOURCE = DataSource(
     location="optionally the directory holding its idx files", built_in=True,
     statistics=ImageStatistics("Fashion-MNIST's grayscale", FASHION_MNIST_MEAN, FASHION_MNIST_STD),
     map_style=MapStyle(open=open_split), captions=captions, zero_shot=zero_shot,
+    class_labels=ClassLabels(present=lambda config: True),
     benchmark=BenchmarkForm(location=f"the name {NAME}", detect=lambda location: location == NAME,
                             open=open_benchmark),
 )

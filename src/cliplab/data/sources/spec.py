@@ -29,6 +29,20 @@ The contracts a source's parts keep:
   table order): `detect(location: str)` (a built-in source: its name), `open(location, options)
   -> BenchmarkDataset` (options: `data.benchmark.DatasetOptions`), `location` (what it reads, in
   words, for the error naming what a location is not).
+- mixing (`Mixing` or None): a training source whose train_data may join several locations with
+  `::` into one mixture (open_clip's `a::b`, weighted by train_data_upsampling_factors; `data.mixture`).
+  A map-style source's parts are opened one by one (`map_style.open` of the config with one part as
+  train_data) and read as one `MixtureDataset` in weighted passes; an iterable source mixes them in
+  its own `batches`. `check(config)`: a ConfigError when the config's mixture cannot be read;
+  `needs`: what a config sets for weights, in words ("" when nothing). None: train_data is one
+  location, and upsampling factors are refused.
+- caption_lists: where a sample's caption field may hold several captions, in words (docs/data.md's
+  table); the source's reader draws one per (sample, epoch) for training and keeps all of them for
+  evaluation (`data.caption_lists`). None: one caption per sample.
+- class_labels (`ClassLabels` or None): a training source whose map-style dataset knows each sample's
+  class label without reading the sample (its `labels`, one per sample), which --train-classes
+  (`data.class_subset`) needs: `present(config)` says whether this config's data has them, `needs`
+  what a config sets for them, in words ("" when always); None: never.
 - statistics: the per-channel mean and std its images are normalised with when the model config's
   statistics are another source's (`train.model_plan`): Fashion-MNIST's grayscale ones, or OpenAI
   CLIP's for photographs.
@@ -104,6 +118,26 @@ class IterableStyle:
     sample_count: Callable[[DataConfig, bool], int | None]
 
 
+def _no_check(config: DataConfig) -> None:
+    return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Mixing:
+    """How a training source reads a `::`-joined train_data as one mixture (see the module docstring)."""
+
+    check: Callable[[DataConfig], None] = _no_check
+    needs: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClassLabels:
+    """The class labels a source's training samples carry (see the module docstring)."""
+
+    present: Callable[[DataConfig], bool]
+    needs: str = ""
+
+
 @dataclass(frozen=True, kw_only=True)
 class DataSource:
     """What cliplab does with one `dataset_type` (each part's contract: the module docstring); the
@@ -121,12 +155,19 @@ class DataSource:
     map_style: MapStyle | None = None
     iterable: IterableStyle | None = None
     benchmark: BenchmarkForm | None = None
+    mixing: Mixing | None = None
+    caption_lists: str | None = None
+    class_labels: ClassLabels | None = None
 
     def __post_init__(self) -> None:
         if self.map_style is not None and self.iterable is not None:
             raise ValueError(f"DataSource {self.name!r}: give at most one of map_style and iterable")
         if self.trains != (self.captions is not None):
             raise ValueError(f"DataSource {self.name!r}: a training source has captions, another none")
+        if self.mixing is not None and not self.trains:
+            raise ValueError(f"DataSource {self.name!r}: only a training source reads a mixture")
+        if self.class_labels is not None and self.map_style is None:
+            raise ValueError(f"DataSource {self.name!r}: class labels are read from a map-style dataset")
 
     @property
     def trains(self) -> bool:

@@ -1,13 +1,18 @@
 """Source "webdataset": tar shards of image-caption samples, streamed (`data.webdataset_source`,
 written by `data.webdataset_writer`, counted by `data.webdataset_counts`); as a benchmark dataset CLIP_benchmark's
-layout, a directory of `{split}/*.tar` shards (`data.benchmark.wds_layout`)."""
+layout, a directory of `{split}/*.tar` shards (`data.benchmark.wds_layout`). A sample's captions
+are its `.txt`, or a key of its `.json` (`wds_caption_key`: one caption or a list); shard patterns
+joined by `::` are one list of shards, drawn with their pattern's weight when
+train_data_upsampling_factors are given (`data.mixture.shard_weights`)."""
 
 from __future__ import annotations
 
+import json
 import tarfile
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-from cliplab.data.sources.spec import DataSource, IterableStyle, layout_form
+from cliplab.config_checks import require_together
+from cliplab.data.sources.spec import DataSource, IterableStyle, Mixing, layout_form
 
 if TYPE_CHECKING:
     from cliplab.data.batching import Tokenize, Transform
@@ -24,11 +29,13 @@ def batches(config: DataConfig, train: bool, *, transform: Transform, tokenize: 
 
     if not train:
         return WebDatasetBatches(config.val_data, transform=transform, tokenize=tokenize, batch_size=batch_size,
-                                 rank=rank, world_size=world_size, seed=0, epoch=0, num_batches=None)
+                                 rank=rank, world_size=world_size, seed=0, epoch=0, num_batches=None,
+                                 caption_key=config.wds_caption_key)
     return WebDatasetBatches(config.train_data, transform=transform, tokenize=tokenize, batch_size=batch_size,
                              rank=rank, world_size=world_size, seed=seed, epoch=epoch, num_batches=num_batches,
                              start_batch=start_batch, resampled=config.dataset_resampled,
-                             shuffle_buffer=config.shuffle_buffer)
+                             shuffle_buffer=config.shuffle_buffer, caption_key=config.wds_caption_key,
+                             caption_seed=config.caption_seed, upsampling_factors=config.train_data_upsampling_factors)
 
 
 def sample_count(config: DataConfig, train: bool) -> int | None:
@@ -47,13 +54,16 @@ def sample_count(config: DataConfig, train: bool) -> int | None:
 
 
 def captions(config: DataConfig) -> Iterator[str]:
-    """Non-empty `.txt` members (stripped) of the shards of `train_data`, shard by shard; an
-    unreadable shard is passed over (training counts it as a skipped item). Only the tar headers
-    and the captions are read from local shards; remote ones are streamed."""
+    """The non-empty captions (stripped) of the shards of `train_data`, shard by shard: the `.txt`
+    members, or the `wds_caption_key` of the `.json` ones (each caption of a list); an unreadable
+    shard is passed over (training counts it as a skipped item). Only the tar headers and the
+    captions are read from local shards; remote ones are streamed."""
     import webdataset as wds
 
+    from cliplab.data.caption_lists import corpus_captions
     from cliplab.data.webdataset_source import expand_shard_urls
 
+    caption_key = config.wds_caption_key
     for url in expand_shard_urls(config.train_data):
         local = "://" not in url and not url.startswith("pipe:")
         try:
@@ -61,12 +71,28 @@ def captions(config: DataConfig) -> Iterator[str]:
                   tarfile.open(fileobj=wds.gopen(url), mode="r|*")) as shard:
                 for member in shard:
                     # webdataset's convention: the extension is what follows the first dot
-                    if member.isfile() and member.name.rsplit("/", 1)[-1].partition(".")[2] == "txt":
+                    extension = member.name.rsplit("/", 1)[-1].partition(".")[2]
+                    if member.isfile() and extension == ("txt" if caption_key is None else "json"):
                         text = shard.extractfile(member).read().decode("utf-8", errors="replace")
-                        if text.strip():
-                            yield text.strip()
+                        yield from corpus_captions(text if caption_key is None else _json_field(text, caption_key))
         except (tarfile.TarError, OSError):
             continue
+
+
+def _json_field(text: str, key: str) -> Any:
+    """`key` of the JSON object `text` (None when it is not one or has no such key)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return value.get(key) if isinstance(value, dict) else None
+
+
+def check_mixture(config: DataConfig) -> None:
+    """Weighted shards are drawn with replacement: factors need dataset_resampled (open_clip's rule)."""
+    require_together(config.train_data_upsampling_factors is None or config.dataset_resampled, "dataset_resampled",
+                     "train_data_upsampling_factors on webdataset shards weigh the shards' draws with replacement: "
+                     "add dataset_resampled (--dataset-resampled), as open_clip requires")
 
 
 def check(location: str) -> None:
@@ -80,5 +106,7 @@ SOURCE = DataSource(
     name="webdataset", title="webdataset", summary="tar shards of image-caption samples, streamed (open_clip's webdataset)",
     location="a brace pattern of tar shards (`dir/train-{000000..000009}.tar`), `::`-joined lists, URLs",
     iterable=IterableStyle(batches=batches, sample_count=sample_count), captions=captions, check=check,
+    mixing=Mixing(check=check_mixture, needs="weights need dataset_resampled"),
+    caption_lists="a list under `wds_caption_key` in the sample's `.json`",
     benchmark=layout_form("wds_layout", "a directory of {split}/*.tar shards (CLIP_benchmark's)"),
 )

@@ -10,9 +10,13 @@ and the FSDP2 units (`CLIP.fsdp_units`, which `cliplab.train.parallel.fsdp` shar
 How to add a family (docs/models.md says it at length): write one module in this package that
 defines the config dataclass (with a `kind` field), the tower module (or imports it from
 `cliplab.models.towers`), the open_clip reader/writer and key rules, and ends with
-`FAMILY = TowerFamily(...)`; then add that `FAMILY` to `TOWER_FAMILIES` below. A family open_clip
-configs name but nobody has written yet is refused by `open_clip_family` with one line naming it
-(`MISSING_FAMILIES`).
+`FAMILY = TowerFamily(...)` (a timm tower's: `timm_trunk.timm_family(...)`); then add that `FAMILY`
+to `TOWER_FAMILIES` below. A family open_clip configs name but nobody has written yet is refused by
+`open_clip_family` with one line naming it (`MISSING_FAMILIES`).
+
+Last, `python scripts/write_docs_tables.py` rewrites the docs' generated table from this one (a
+test keeps them equal), and the registry sweep (tests/test_models_families.py, `SWEEP`) gets a row:
+the small settings one model of the family is built with.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from torch import nn
 from cliplab.errors import UnsupportedArchitectureError
 from cliplab.models.families import (conv, hf_text, naflex_vit, resnet, text_transformer, timm_convnext,
                                      timm_eva, timm_fastvit, timm_swin, timm_vit, timm_vit_relpos, timm_vitamin, vit)
-from cliplab.models.families.spec import SIDES, OpenClipContext, OpenClipForm, TowerFamily
+from cliplab.models.families.spec import SIDES, OpenClipContext, OpenClipForm, PositionsResize, TowerFamily
 from cliplab.models.timm_models import timm_family_kind, timm_model
 from cliplab.registry_index import index_entries
 
@@ -111,11 +115,13 @@ def _missing_family_message(vision: dict) -> str:
 
 def families_table() -> str:
     """The registered families as the Markdown table docs/models.md shows (a test keeps them equal)."""
-    lines = ["| kind | side | config | module | open_clip | Hugging Face | what it is |", "|---|---|---|---|---|---|---|"]
+    lines = ["| kind | side | config | module | open_clip | Hugging Face | what it is | at another input size |",
+             "|---|---|---|---|---|---|---|---|"]
     for family in TOWER_FAMILIES:
+        resize = family.resize_positions.summary if family.resize_positions else "no tensor depends on the size"
         lines.append(f"| `{family.kind}` | {family.side} | `{family.config.__name__}` | `{family.build.__name__}` | "
                      f"{'yes' if family.open_clip else 'no'} | {'yes' if family.hf_rules else 'no'} | "
-                     f"{family.summary} |")
+                     f"{family.summary} | {resize} |")
     if not MISSING_FAMILIES:
         return "\n".join([*lines, "", "Every family open_clip 3.3.0's built-in configs name is registered."]) + "\n"
     lines += ["", "Families open_clip's configs name that are not registered yet (their names are refused "
@@ -124,6 +130,6 @@ def families_table() -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["DEFAULT_KINDS", "MISSING_FAMILIES", "OpenClipContext", "OpenClipForm", "SIDES", "TOWER_FAMILIES",
-           "TowerFamily", "build_tower", "check_tower_config", "families_table", "family_kinds", "family_of",
-           "open_clip_family", "tower_family"]
+__all__ = ["DEFAULT_KINDS", "MISSING_FAMILIES", "OpenClipContext", "OpenClipForm", "PositionsResize", "SIDES",
+           "TOWER_FAMILIES", "TowerFamily", "build_tower", "check_tower_config", "families_table", "family_kinds",
+           "family_of", "open_clip_family", "tower_family"]

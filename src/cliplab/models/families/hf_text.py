@@ -230,6 +230,7 @@ FAMILY = TowerFamily(
     summary="a Hugging Face transformers text model (RoBERTa, XLM-R, mT5's and M2M100's encoders, BERT) with "
             "open_clip's pooler, as open_clip's HFTextEncoder (needs cliplab[hf])",
     lock_groups=lock_groups, fsdp_units=fsdp_units,
+    lora_targets=lambda text: HF_ARCHITECTURES[text.model_type].lora_targets,
     # HF towers ignore open_clip's quick_gelu flag.
     open_clip=OpenClipForm(recognises=recognises, read=read, write=write, activation=lambda text: None,
                            rules=open_clip_rules, custom_text=True,

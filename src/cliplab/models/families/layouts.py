@@ -4,22 +4,17 @@ a Hugging Face encoder's layers and SigLIP's attention-probe head, each against 
 
 from __future__ import annotations
 
-from cliplab.models.key_rules import PARAMETER, KeyRule, rule
+from cliplab.models.key_rules import PARAMETER, KeyRule, renamed, rule
 
 
 def block_rules(ours: str, theirs: str) -> list[KeyRule]:
     """A transformer block at cliplab prefix `ours` (e.g. r"text_tower\\.transformer\\.blocks\\.(\\d+)")
     <-> open_clip `theirs` with "{0}" for the block index."""
-    return [
-        rule(ours + r"\.norm_attn\." + PARAMETER, theirs + ".ln_1.{param}"),
-        rule(ours + r"\.attn\.qkv\." + PARAMETER, theirs + ".attn.in_proj_{param}"),
-        rule(ours + r"\.attn\.out\." + PARAMETER, theirs + ".attn.out_proj.{param}"),
-        rule(ours + r"\.scale_attn\.gamma", theirs + ".ls_1.gamma"),
-        rule(ours + r"\.norm_mlp\." + PARAMETER, theirs + ".ln_2.{param}"),
-        rule(ours + r"\.mlp\.fc\." + PARAMETER, theirs + ".mlp.c_fc.{param}"),
-        rule(ours + r"\.mlp\.proj\." + PARAMETER, theirs + ".mlp.c_proj.{param}"),
-        rule(ours + r"\.scale_mlp\.gamma", theirs + ".ls_2.gamma"),
-    ]
+    return [rule(ours + r"\.attn\.qkv\." + PARAMETER, theirs + ".attn.in_proj_{param}"),
+            *renamed(ours + r"\.", theirs + ".", {
+                "norm_attn.": "ln_1", "attn.out.": "attn.out_proj", "scale_attn.gamma": "ls_1.gamma",
+                "norm_mlp.": "ln_2", "mlp.fc.": "mlp.c_fc", "mlp.proj.": "mlp.c_proj",
+                "scale_mlp.gamma": "ls_2.gamma"})]
 
 
 def multihead_rules(ours: str, theirs: str, same_width: bool) -> list[KeyRule]:
@@ -35,25 +30,15 @@ def multihead_rules(ours: str, theirs: str, same_width: bool) -> list[KeyRule]:
 def encoder_rules(ours: str, theirs: str) -> list[KeyRule]:
     """Transformer blocks at cliplab prefix `ours` (a regex; the block index follows it) <-> an HF
     encoder at `theirs` ("...encoder.layers")."""
-    layer = theirs + ".{0}"
-    return [
-        rule(ours + r"\.(\d+)\.norm_attn\." + PARAMETER, layer + ".layer_norm1.{param}"),
-        rule(ours + r"\.(\d+)\.attn\.qkv\." + PARAMETER, layer + ".self_attn.q_proj.{param}",
-             layer + ".self_attn.k_proj.{param}", layer + ".self_attn.v_proj.{param}"),
-        rule(ours + r"\.(\d+)\.attn\.out\." + PARAMETER, layer + ".self_attn.out_proj.{param}"),
-        rule(ours + r"\.(\d+)\.norm_mlp\." + PARAMETER, layer + ".layer_norm2.{param}"),
-        rule(ours + r"\.(\d+)\.mlp\.fc\." + PARAMETER, layer + ".mlp.fc1.{param}"),
-        rule(ours + r"\.(\d+)\.mlp\.proj\." + PARAMETER, layer + ".mlp.fc2.{param}"),
-    ]
+    block, layer = ours + r"\.(\d+)\.", theirs + ".{0}."
+    return [rule(block + r"attn\.qkv\." + PARAMETER, *(layer + f"self_attn.{part}_proj.{{param}}" for part in "qkv")),
+            *renamed(block, layer, {"norm_attn.": "layer_norm1", "attn.out.": "self_attn.out_proj",
+                                    "norm_mlp.": "layer_norm2", "mlp.fc.": "mlp.fc1", "mlp.proj.": "mlp.fc2"})]
 
 
 def probe_head_rules(ours: str, theirs: str) -> list[KeyRule]:
     """cliplab's `ProbePooler` at prefix `ours` (a regex) <-> Hugging Face SigLIP's attention-probe
     head at `theirs` ("vision_model.head": probe (1, 1, W), attention, layernorm, mlp)."""
-    return [
-        rule(ours + r"\.probe", theirs + ".probe", transform="squeeze2"),
-        *multihead_rules(ours + r"\.attn", theirs + ".attention", same_width=True),
-        rule(ours + r"\.norm\." + PARAMETER, theirs + ".layernorm.{param}"),
-        rule(ours + r"\.mlp\.fc\." + PARAMETER, theirs + ".mlp.fc1.{param}"),
-        rule(ours + r"\.mlp\.proj\." + PARAMETER, theirs + ".mlp.fc2.{param}"),
-    ]
+    return [rule(ours + r"\.probe", theirs + ".probe", transform="squeeze2"),
+            *multihead_rules(ours + r"\.attn", theirs + ".attention", same_width=True),
+            *renamed(ours + r"\.", theirs + ".", {"norm.": "layernorm", "mlp.fc.": "mlp.fc1", "mlp.proj.": "mlp.fc2"})]

@@ -22,11 +22,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torch import nn
-
 from cliplab.errors import UnsupportedArchitectureError
 from cliplab.models.families.layouts import encoder_rules, probe_head_rules
-from cliplab.models.families.spec import TowerFamily
+from cliplab.models.families.spec import TowerFamily, each_transformer_block
 from cliplab.models.key_rules import PARAMETER, KeyRule, rule
 from cliplab.models.tower_configs import (PROJECTIONS, check_block_options, check_choice, check_heads,
                                           check_positive_int)
@@ -96,12 +94,8 @@ def hf_rules(vision: NaFlexVisionConfig, model_type: str) -> list[KeyRule]:
     ]
 
 
-def fsdp_units(tower: NaFlexVisionTransformer) -> list[nn.Module]:
-    return list(tower.transformer.blocks)
-
-
 FAMILY = TowerFamily(
     kind=KIND, side="vision", config=NaFlexVisionConfig, build=NaFlexVisionTransformer,
     summary="SigLIP2's NaFlex ViT (HF Siglip2Model): patches at each image's aspect ratio, resized position grid",
-    lock_groups=NaFlexVisionTransformer.parameter_groups, fsdp_units=fsdp_units, hf_rules=hf_rules,
+    lock_groups=NaFlexVisionTransformer.parameter_groups, fsdp_units=each_transformer_block, hf_rules=hf_rules,
 )

@@ -15,11 +15,10 @@ stage depths), as open_clip builds it for `vision_cfg.layers` given as a list.
 
 from __future__ import annotations
 
-from torch import nn
-
 from cliplab.models.families.open_clip_sections import (VISION_KEYS, check_known, check_supported, image_size,
                                                          norm_eps, refuse)
-from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily
+from cliplab.models.families.position_rules import grid_positions
+from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily, each_stage
 from cliplab.models.key_rules import NORM, PARAMETER, KeyRule, rule
 from cliplab.models.tower_configs import RESNET_STAGES, RESNET_STRIDE, VisionConfig
 from cliplab.models.towers.locking import open_clip_layout
@@ -66,15 +65,14 @@ def open_clip_rules(vision: VisionConfig, prefix: str) -> list[KeyRule]:
     ]
 
 
-def fsdp_units(tower: ModifiedResNet) -> list[nn.Module]:
-    return list(tower.stages)
-
-
 FAMILY = TowerFamily(
     kind="resnet", side="vision", config=VisionConfig, build=ModifiedResNet,
     summary="OpenAI's ModifiedResNet (open_clip's RN50, RN101, RN50x4 ...)",
-    lock_groups=open_clip_layout(ModifiedResNet.parameter_groups), fsdp_units=fsdp_units,
+    lock_groups=open_clip_layout(ModifiedResNet.parameter_groups), fsdp_units=each_stage,
+    lora_targets=lambda vision: ("conv1", "conv2", "conv3", "attention_pool.qkv"),  # the bottlenecks, the pool
     # open_clip's ModifiedResNet has no activation option: the quick_gelu flag passes it by.
     open_clip=OpenClipForm(recognises=recognises, read=read, write=write, activation=lambda vision: None,
                            rules=open_clip_rules),
+    resize_positions=grid_positions("attention_pool.position_embedding", lambda vision: 1,
+                                    "the mean token's row kept (the ViT's rule)"),
 )

@@ -26,7 +26,13 @@ The contracts a family's parts keep:
   freezes only `visual.trunk`, so `visual.head` keeps training (timm towers), as does
   `HFTextEncoder.lock` its pooler's projection.
 - `fsdp_units(tower) -> [module, ...]`: the submodules that become FSDP2 units of their own
-  (residual blocks, stages), input to output; the rest of the tower stays in the root unit.
+  (residual blocks, stages), input to output; the rest of the tower stays in the root unit
+  (`each_transformer_block`, `each_stage`: the two common choices).
+- `lora_targets(config) -> (name, ...)`: the layers LoRA adapts by default (`cliplab.models.lora`), as
+  module-name suffixes inside the tower (peft's `target_modules` form): attention q/k/v and output,
+  MLP in and out where the tower has them, the convolutions of a conv tower. The default,
+  `TRANSFORMER_LORA_TARGETS`, names cliplab's own transformer blocks (`layers.attention`,
+  `layers.blocks`), which every ViT-like family builds on.
 - `open_clip` (`OpenClipForm`, None where open_clip has no such tower): `recognises(section)` says
   whether an open_clip `vision_cfg` / `text_cfg` describes this family; `read(section, context)`
   makes the config (`UnsupportedArchitectureError` naming the key it cannot build);
@@ -42,6 +48,15 @@ The contracts a family's parts keep:
   `read` finds it there through `OpenClipContext.directory`).
 - `hf_rules(config, model_type)` (None where transformers has no such tower): the same for the
   tower's part of a transformers `CLIPModel` / `SiglipModel` (model_type "clip" / "siglip").
+- `resize_positions` (`PositionsResize`, None where no tensor of the tower depends on its input
+  size): how pretrained weights follow another input size (`--force-image-size`,
+  `--force-context-length`; `cliplab.models.resized_model`). `rule(state, old_config, new_config,
+  sequence_resize)` gets the tower's state-dict entries whose shapes differ between the two configs
+  (tower-local names, e.g. "position_embedding") and returns them at the new config's shapes;
+  `sequence_resize(positions [L, W], N) -> [N, W]` is the run's rule for 1-D text positions (a text
+  tower uses it, an image tower ignores it). A rule raises ValueError for a size it cannot serve,
+  saying which sizes it can. An entry that changes shape and that no rule returns is refused naming
+  it. `summary`: what the rule does, for docs/models.md.
 """
 
 from __future__ import annotations
@@ -51,12 +66,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from cliplab.models.key_rules import KeyRule
 from cliplab.models.towers.locking import GroupItem
 
 SIDES = ("vision", "text")
+# cliplab's attention (fused `qkv`, or `query` + `key_value` for cross-attention, and `out`) and MLP
+# (`fc` in, `proj` out) layers, as they sit in its blocks.
+TRANSFORMER_LORA_TARGETS = ("attn.qkv", "attn.query", "attn.key_value", "attn.out", "mlp.fc", "mlp.proj")
+
+
+def transformer_lora_targets(config: Any) -> tuple[str, ...]:
+    """The default `lora_targets`: TRANSFORMER_LORA_TARGETS whatever the config."""
+    return TRANSFORMER_LORA_TARGETS
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,6 +116,18 @@ class OpenClipForm:
     side_files: Callable[[Any], dict[str, dict]] = lambda config: {}
 
 
+# (positions [L, W], new length N) -> [N, W]: how the run lengthens or shortens a text tower's positions.
+SequenceResize = Callable[[torch.Tensor, int], torch.Tensor]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PositionsResize:
+    """A family's rule for its size-dependent tensors at another input size (module docstring)."""
+
+    rule: Callable[[dict[str, torch.Tensor], Any, Any, SequenceResize], dict[str, torch.Tensor]]
+    summary: str
+
+
 @dataclass(frozen=True, kw_only=True)
 class TowerFamily:
     """One kind of tower, everything cliplab does with it in one record (see the module docstring).
@@ -99,6 +135,8 @@ class TowerFamily:
     kind: the config's `kind` (unique over both sides). side: "vision" or "text". summary: one
     line for docs/models.md. config: its config dataclass. build: config -> the tower module.
     projection_locked: config -> whether locking the tower locks the model's projection with it.
+    lora_targets: config -> the module-name suffixes LoRA adapts by default.
+    resize_positions: its weights at another input size (None: nothing depends on the size).
     """
 
     kind: str
@@ -111,7 +149,19 @@ class TowerFamily:
     open_clip: OpenClipForm | None = None
     hf_rules: Callable[[Any, str], list[KeyRule]] | None = None
     projection_locked: Callable[[Any], bool] = lambda config: True
+    lora_targets: Callable[[Any], tuple[str, ...]] = transformer_lora_targets
+    resize_positions: PositionsResize | None = None
 
     def __post_init__(self) -> None:
         if self.side not in SIDES:
             raise ValueError(f"TowerFamily {self.kind!r}: side must be one of {SIDES}, got {self.side!r}")
+
+
+def each_transformer_block(tower: nn.Module) -> list[nn.Module]:
+    """The `fsdp_units` of a tower whose `transformer` is a `BlockStack`: each residual block."""
+    return list(tower.transformer.blocks)
+
+
+def each_stage(tower: nn.Module) -> list[nn.Module]:
+    """The `fsdp_units` of a tower whose `stages` is an nn.ModuleList: each stage."""
+    return list(tower.stages)

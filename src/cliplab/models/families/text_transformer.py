@@ -29,13 +29,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import nn
-
 from cliplab.errors import UnsupportedArchitectureError
 from cliplab.models.families.layouts import block_rules, encoder_rules
 from cliplab.models.families.open_clip_sections import (TEXT_KEYS, check_known, check_supported, mlp_ratio,
                                                          norm_eps, norm_kwargs, refuse)
-from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily
+from cliplab.models.families.position_rules import sequence_positions
+from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily, each_transformer_block
 from cliplab.models.key_rules import PARAMETER, KeyRule, rule
 from cliplab.models.tower_configs import TextConfig
 from cliplab.models.towers.locking import open_clip_layout
@@ -146,17 +145,14 @@ def hf_rules(text: TextConfig, model_type: str) -> list[KeyRule]:
     ]
 
 
-def fsdp_units(tower: TextTransformer) -> list[nn.Module]:
-    return list(tower.transformer.blocks)
-
-
 FAMILY = TowerFamily(
     kind="transformer", side="text", config=TextConfig, build=TextTransformer,
     summary="cliplab's text transformer: open_clip's and OpenAI's own, HF CLIP and SigLIP text towers",
-    lock_groups=open_clip_layout(TextTransformer.parameter_groups), fsdp_units=fsdp_units,
+    lock_groups=open_clip_layout(TextTransformer.parameter_groups), fsdp_units=each_transformer_block,
     # GELU's tanh approximation comes from act_kwargs on top of GELU, so it needs the flag off.
     open_clip=OpenClipForm(recognises=recognises, read=read, write=write,
                            activation=lambda text: "gelu" if text.activation == "gelu_tanh" else text.activation,
                            rules=open_clip_rules),
     hf_rules=hf_rules,
+    resize_positions=sequence_positions("position_embedding"),
 )

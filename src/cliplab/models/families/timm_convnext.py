@@ -36,16 +36,17 @@ import torch
 from torch import nn
 
 from cliplab.models.families.open_clip_sections import image_size
-from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily
-from cliplab.models.families.timm_heads import TimmHeadFields, build_head, head_rules, read_head, write_section
-from cliplab.models.families.timm_staged import (StagedTimmTower, recognising, stage_blocks, stage_drop_path_rates,
-                                                 timm_arguments)
-from cliplab.models.families.timm_trunk import refuse_option
-from cliplab.models.key_rules import PARAMETER, KeyRule, rule
+from cliplab.models.families.spec import OpenClipContext
+from cliplab.models.families.timm_heads import (TimmHeadFields, build_head, head_rules, projection_locked, read_head,
+                                                write_section)
+from cliplab.models.families.timm_staged import (StagedTimmTower, check_stage_lists, stage_blocks,
+                                                 stage_drop_path_rates, timm_arguments)
+from cliplab.models.families.timm_trunk import check_timm_model_name, refuse_option, timm_family
+from cliplab.models.key_rules import PARAMETER, KeyRule, renamed, rule
 from cliplab.models.layers.convnext import ConvNextBlock, convnext_downsample
 from cliplab.models.layers.norm2d import LayerNorm2d
 from cliplab.models.layers.stage import DownsampledStage
-from cliplab.models.tower_configs import check_choice, check_positive_int
+from cliplab.models.tower_configs import check_choice, check_norm_eps, check_optional_number, check_positive_int
 from cliplab.models.towers.locking import GroupItem
 from cliplab.models.towers.vision_transformer import check_images
 
@@ -80,28 +81,17 @@ class TimmConvNextConfig(TimmHeadFields):
 
     def __post_init__(self) -> None:
         check_choice("vision.kind", self.kind, (KIND,))
-        if self.timm_model_name is not None and not isinstance(self.timm_model_name, str):
-            raise ValueError(f"vision.timm_model_name must be a str or None, got {self.timm_model_name!r}")
+        check_timm_model_name(self.timm_model_name)
         for name in ("image_size", "kernel_size", "patch_size"):
             check_positive_int(f"vision.{name}", getattr(self, name))
         if self.kernel_size % 2 == 0:
             raise ValueError(f"vision.kernel_size must be odd ('same' padding), got {self.kernel_size}")
-        for name in ("depths", "dims"):
-            values = getattr(self, name)
-            if not isinstance(values, list) or not values:
-                raise ValueError(f"vision.{name} must be a non-empty list of positive ints, got {values!r}")
-            for index, value in enumerate(values):
-                check_positive_int(f"vision.{name}[{index}]", value)
-        if len(self.depths) != len(self.dims):
-            raise ValueError(f"vision.depths and vision.dims must have one entry per stage, got {len(self.depths)} "
-                             f"and {len(self.dims)}")
+        check_stage_lists(self, ("depths", "dims"))
         if self.image_size < self.patch_size * 2 ** (len(self.dims) - 1):
             raise ValueError(f"vision.image_size ({self.image_size}) must be at least vision.patch_size * "
                              f"2 ** (stages - 1) = {self.patch_size * 2 ** (len(self.dims) - 1)} (one cell at the end)")
-        if self.layer_scale is not None and not isinstance(self.layer_scale, (int, float)):
-            raise ValueError(f"vision.layer_scale must be a number or None, got {self.layer_scale!r}")
-        if not isinstance(self.norm_eps, (int, float)) or not 0 < self.norm_eps < 1:
-            raise ValueError(f"vision.norm_eps must be a number in (0, 1), got {self.norm_eps!r}")
+        check_optional_number("vision.layer_scale", self.layer_scale)
+        check_norm_eps("vision.norm_eps", self.norm_eps)
         self.check_head()
 
     @property
@@ -178,27 +168,20 @@ def write(vision: TimmConvNextConfig, context: OpenClipContext) -> dict:
 
 def open_clip_rules(vision: TimmConvNextConfig, prefix: str) -> list[KeyRule]:
     trunk, block = prefix + "trunk.", r"vision_tower\.stages\.(\d+)\.blocks\.(\d+)\."
-    theirs = trunk + "stages.{0}.blocks.{1}."
     return [
         rule(r"vision_tower\.stem\.(\d)\." + PARAMETER, trunk + "stem.{0}.{param}"),
         rule(r"vision_tower\.stages\.(\d+)\.downsample\.(\d)\." + PARAMETER,
              trunk + "stages.{0}.downsample.{1}.{param}"),
-        rule(block + r"depthwise\." + PARAMETER, theirs + "conv_dw.{param}"),
-        rule(block + r"norm\." + PARAMETER, theirs + "norm.{param}"),
-        rule(block + r"mlp\.fc\." + PARAMETER, theirs + "mlp.fc1.{param}"),
-        rule(block + r"mlp\.proj\." + PARAMETER, theirs + "mlp.fc2.{param}"),
-        rule(block + r"scale\.gamma", theirs + "gamma"),
+        *renamed(block, trunk + "stages.{0}.blocks.{1}.", {"depthwise.": "conv_dw", "norm.": "norm",
+                                                           "mlp.fc.": "mlp.fc1", "mlp.proj.": "mlp.fc2",
+                                                           "scale.gamma": "gamma"}),
         rule(r"vision_tower\.head_norm\." + PARAMETER, trunk + "head.norm.{param}"),
         *head_rules(prefix),
     ]
 
 
-FAMILY = TowerFamily(
-    kind=KIND, side="vision", config=TimmConvNextConfig, build=TimmConvNext,
+FAMILY = timm_family(
+    kind=KIND, config=TimmConvNextConfig, build=TimmConvNext, fsdp_units=stage_blocks,
     summary="timm's ConvNeXt as open_clip wraps it (visual.trunk), with open_clip's linear or MLP head",
-    lock_groups=TimmConvNext.parameter_groups, fsdp_units=stage_blocks,
-    projection_locked=lambda vision: False,  # open_clip's visual.head, outside TimmModel.lock's trunk
-    # timm towers use exact GELU whatever open_clip's quick_gelu flag says.
-    open_clip=OpenClipForm(recognises=recognising(KIND), read=read, write=write, activation=lambda vision: None,
-                           rules=open_clip_rules),
-)
+    read=read, write=write, rules=open_clip_rules, projection_locked=projection_locked,
+    lora_targets=lambda vision: ("mlp.fc", "mlp.proj"))  # the blocks' pointwise MLPs (no attention)

@@ -44,19 +44,21 @@ rates, open_clip's own projection heads) is refused naming it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-
-from torch import nn
+from dataclasses import dataclass
 
 from cliplab.errors import UnsupportedArchitectureError
-from cliplab.models.families.open_clip_sections import VISION_KEYS, check_known, image_size, refuse
-from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily
-from cliplab.models.families.timm_trunk import attention_pool_rules
-from cliplab.models.key_rules import PARAMETER, KeyRule, rule
+from cliplab.models.families.open_clip_sections import VISION_KEYS, check_known, image_size
+from cliplab.models.families.position_rules import grid_positions
+from cliplab.models.families.spec import TRANSFORMER_LORA_TARGETS, OpenClipContext, each_transformer_block
+from cliplab.models.families.timm_trunk import (OUR_BLOCKS, TimmVitSizes, attention_pool_rules, check_exportable,
+                                                check_timm_model_name, check_written, timm_family,
+                                                trunk_embedding_rules)
+from cliplab.models.key_rules import PARAMETER, KeyRule, renamed, rule
 from cliplab.models.layers.eva_blocks import EVA_MLPS, QKV_BIASES
 from cliplab.models.layers.rotary_2d import GRID_INDEXINGS
-from cliplab.models.timm_models import timm_constructor_args, timm_family_kind
-from cliplab.models.tower_configs import PROJECTIONS, check_bool, check_choice, check_heads, check_positive_int
+from cliplab.models.timm_models import timm_constructor_args
+from cliplab.models.tower_configs import (PROJECTIONS, check_bool, check_choice, check_heads, check_norm_eps,
+                                          check_positive_int)
 from cliplab.models.towers.eva_transformer import EvaVisionTransformer
 
 KIND = "timm_eva"
@@ -78,11 +80,11 @@ OPEN_CLIP_PROJECTIONS = {None: "linear_bias", "": "linear_bias", "none": "none"}
 
 
 @dataclass(kw_only=True)
-class TimmEvaConfig:
-    """timm's Eva (see the module docstring for each field's timm argument).
+class TimmEvaConfig(TimmVitSizes):
+    """timm's Eva (see the module docstring for each field's timm argument); the sizes as
+    `timm_trunk.TimmVitSizes`'.
 
-    timm_model_name: the timm model the config describes (None for a config of cliplab's own, which
-    open_clip cannot load). mlp: "gelu" or "swiglu"; mlp_norm (SwiGLU only): LayerNorm on its hidden
+    mlp: "gelu" or "swiglu"; mlp_norm (SwiGLU only): LayerNorm on its hidden
     vector. qkv_bias: "qv", "qkv" or "none"; qkv_fused: timm's tensor layout only. attention_norm:
     LayerNorm on the attention output before its projection. post_norm: EVA02-E's post-norm blocks
     (no layer scale). norm_pre: LayerNorm before the blocks, and no patch-embedding bias. rope: 2-D
@@ -95,13 +97,6 @@ class TimmEvaConfig:
     """
 
     kind: str = KIND
-    timm_model_name: str | None = None
-    image_size: int
-    patch_size: int = 16
-    width: int = 768
-    layers: int = 12
-    heads: int = 12
-    mlp_ratio: float = 4.0
     mlp: str = "gelu"
     mlp_norm: bool = False
     qkv_bias: str = "qv"
@@ -125,8 +120,7 @@ class TimmEvaConfig:
 
     def __post_init__(self) -> None:
         check_choice("vision.kind", self.kind, (KIND,))
-        if self.timm_model_name is not None and not isinstance(self.timm_model_name, str):
-            raise ValueError(f"vision.timm_model_name must be a str or None, got {self.timm_model_name!r}")
+        check_timm_model_name(self.timm_model_name)
         for name in ("image_size", "patch_size", "width", "layers", "attention_pool_heads"):
             check_positive_int(f"vision.{name}", getattr(self, name))
         check_heads("vision", self.width, self.heads)
@@ -166,8 +160,7 @@ class TimmEvaConfig:
             raise ValueError("vision.pool='token' needs vision.class_token=True")
         if self.pool == "map":
             check_heads("vision.attention_pool", self.width, self.attention_pool_heads)
-        if not _is_number(self.norm_eps) or not 0 < self.norm_eps < 1:
-            raise ValueError(f"vision.norm_eps must be a number in (0, 1), got {self.norm_eps!r}")
+        check_norm_eps("vision.norm_eps", self.norm_eps)  # a bool is outside (0, 1) too
 
     @property
     def output_width(self) -> int:
@@ -185,10 +178,6 @@ class TimmEvaConfig:
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def recognises(vision: dict) -> bool:
-    return timm_family_kind(vision.get("timm_model_name")) == KIND
 
 
 def _refuse_option(name: str, option: str, value) -> None:
@@ -264,18 +253,11 @@ def write(vision: TimmEvaConfig, context: OpenClipContext) -> dict:
     """The section naming `vision.timm_model_name`; refused when timm's model is not this config
     (open_clip builds timm towers by name only)."""
     name = vision.timm_model_name
-    if not recognises({"timm_model_name": name}):
-        refuse(f"vision.timm_model_name={name!r} is not a timm model of the family '{KIND}' (open_clip builds a "
-               "timm tower by its timm model name)")
+    check_exportable(name, KIND)
     values = {"timm_model_name": name, "timm_model_pretrained": False, "timm_pool": vision.pool,
               "timm_proj": None if vision.projection == "linear_bias" else "none",
               "image_size": image_size(timm_constructor_args(name)["img_size"])}
-    timm_built = read(values, context)
-    differences = [f"vision.{field.name}={getattr(vision, field.name)!r} (timm: {getattr(timm_built, field.name)!r})"
-                   for field in fields(vision) if getattr(vision, field.name) != getattr(timm_built, field.name)]
-    if differences:
-        refuse(f"timm's {name} is not this tower: {', '.join(differences)}")
-    return values
+    return check_written(vision, values, lambda section: read(section, context))
 
 
 def _attention_rules(vision: TimmEvaConfig, ours: str, theirs: str) -> list[KeyRule]:
@@ -303,38 +285,29 @@ def _mlp_rules(vision: TimmEvaConfig, ours: str, theirs: str) -> list[KeyRule]:
 
 
 def open_clip_rules(vision: TimmEvaConfig, prefix: str) -> list[KeyRule]:
-    trunk, block = prefix + "trunk.", r"vision_tower\.transformer\.blocks\.(\d+)\."
+    trunk = prefix + "trunk."
     theirs = trunk + "blocks.{0}."
     return [
-        rule(r"vision_tower\.patch_embedding\." + PARAMETER, trunk + "patch_embed.proj.{param}"),
-        rule(r"vision_tower\.class_embedding", trunk + "cls_token", transform="squeeze2"),
-        rule(r"vision_tower\.position_embedding", trunk + "pos_embed", transform="squeeze1"),
-        rule(r"vision_tower\.norm_pre\." + PARAMETER, trunk + "norm_pre.{param}"),
-        rule(block + r"norm_attn\." + PARAMETER, theirs + "norm1.{param}"),
-        *_attention_rules(vision, block + r"attn\.", theirs + "attn."),
-        rule(block + r"attn\.norm\." + PARAMETER, theirs + "attn.norm.{param}"),
-        rule(block + r"attn\.out\." + PARAMETER, theirs + "attn.proj.{param}"),
-        rule(block + r"scale_attn\.gamma", theirs + "gamma_1"),
-        rule(block + r"norm_mlp\." + PARAMETER, theirs + "norm2.{param}"),
-        *_mlp_rules(vision, block + r"mlp\.", theirs + "mlp."),
-        rule(block + r"scale_mlp\.gamma", theirs + "gamma_2"),
-        rule(r"vision_tower\.norm\." + PARAMETER, trunk + "norm.{param}"),
+        *trunk_embedding_rules(trunk),
+        *renamed(OUR_BLOCKS, theirs, {"norm_attn.": "norm1", "attn.norm.": "attn.norm", "attn.out.": "attn.proj",
+                                      "scale_attn.gamma": "gamma_1", "norm_mlp.": "norm2",
+                                      "scale_mlp.gamma": "gamma_2"}),
+        *_attention_rules(vision, OUR_BLOCKS + r"attn\.", theirs + "attn."),
+        *_mlp_rules(vision, OUR_BLOCKS + r"mlp\.", theirs + "mlp."),
+        *renamed(r"vision_tower\.", trunk, {"norm.": "norm", "fc_norm.": "fc_norm"}),
         *attention_pool_rules(trunk),
-        rule(r"vision_tower\.fc_norm\." + PARAMETER, trunk + "fc_norm.{param}"),
         rule(r"image_projection\." + PARAMETER, trunk + "head.{param}"),
     ]
 
 
-def fsdp_units(tower: EvaVisionTransformer) -> list[nn.Module]:
-    return list(tower.transformer.blocks)
-
-
-FAMILY = TowerFamily(
-    kind=KIND, side="vision", config=TimmEvaConfig, build=EvaVisionTransformer,
+FAMILY = timm_family(
+    kind=KIND, config=TimmEvaConfig, build=EvaVisionTransformer, fsdp_units=each_transformer_block,
     summary="timm's Eva as open_clip wraps it (visual.trunk): EVA01, EVA02 (rotary, SwiGLU, sub-LN), PE-Core "
             "(rotary, attention pooling)",
-    lock_groups=EvaVisionTransformer.parameter_groups, fsdp_units=fsdp_units,
-    # timm towers use exact GELU whatever open_clip's quick_gelu flag says.
-    open_clip=OpenClipForm(recognises=recognises, read=read, write=write, activation=lambda vision: None,
-                           rules=open_clip_rules),
-)
+    read=read, write=write, rules=open_clip_rules,
+    projection_locked=lambda vision: True,  # the projection is timm's classifier `head`, in the trunk
+    lora_targets=lambda vision: (*TRANSFORMER_LORA_TARGETS, "mlp.gate"),  # SwiGLU's second input
+    resize_positions=grid_positions(
+        "position_embedding", lambda vision: int(vision.class_token),
+        "the class token's row kept (timm's Eva.set_input_size); rotary positions on the new grid, rescaled to "
+        "rope_reference_grid where the config has one, as timm's rope.update_feat_shape"))

@@ -43,12 +43,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from torch import nn
-
 from cliplab.models.families.open_clip_sections import image_size, refuse
-from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily
-from cliplab.models.families.timm_staged import check_exportable, recognising, timm_arguments
-from cliplab.models.families.timm_trunk import check_written, projection_locked, refuse_option
+from cliplab.models.families.spec import OpenClipContext, each_stage
+from cliplab.models.families.timm_staged import timm_arguments
+from cliplab.models.families.timm_trunk import (check_exportable, check_timm_model_name, check_written, refuse_option,
+                                                timm_family)
 from cliplab.models.key_rules import PARAMETER, KeyRule, rule
 from cliplab.models.layers.fastvit_blocks import ATTENTION_HEAD_WIDTH, POSITION_KERNEL
 from cliplab.models.tower_configs import PROJECTIONS, check_bool, check_choice, check_positive_int, check_probability
@@ -116,8 +115,7 @@ class TimmFastVitConfig:
 
     def __post_init__(self) -> None:
         check_choice("vision.kind", self.kind, (KIND,))
-        if self.timm_model_name is not None and not isinstance(self.timm_model_name, str):
-            raise ValueError(f"vision.timm_model_name must be a str or None, got {self.timm_model_name!r}")
+        check_timm_model_name(self.timm_model_name)
         check_positive_int("vision.image_size", self.image_size)
         self._check_stages()
         for name in ("mixer_kernel_size", "downsample_kernel_size"):
@@ -170,9 +168,6 @@ class TimmFastVitConfig:
     def folded(self) -> "TimmFastVitConfig":
         """This config with the train-time branches folded (`reparameterized=True`)."""
         return dataclasses.replace(self, reparameterized=True)
-
-
-recognises = recognising(KIND)
 
 
 def _attention_norm(name: str, norm_layer) -> str:
@@ -257,15 +252,8 @@ def open_clip_rules(vision: TimmFastVitConfig, prefix: str) -> list[KeyRule]:
     ]
 
 
-def fsdp_units(tower: FastVitTower) -> list[nn.Module]:
-    return list(tower.stages)
-
-
-FAMILY = TowerFamily(
-    kind=KIND, side="vision", config=TimmFastVitConfig, build=FastVitTower,
+FAMILY = timm_family(
+    kind=KIND, config=TimmFastVitConfig, build=FastVitTower, fsdp_units=each_stage,
     summary="timm's FastVit as open_clip wraps it (MobileCLIP-S1/S2, MobileCLIP2-S0..S4): MobileOne, RepMixer and "
             "attention stages, BatchNorm; reparameterize() folds the train-time branches",
-    lock_groups=FastVitTower.parameter_groups, fsdp_units=fsdp_units, projection_locked=projection_locked,
-    open_clip=OpenClipForm(recognises=recognises, read=read, write=write, activation=lambda vision: None,
-                           rules=open_clip_rules),
-)
+    read=read, write=write, rules=open_clip_rules)

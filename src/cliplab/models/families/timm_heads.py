@@ -24,8 +24,7 @@ from torch import nn
 
 from cliplab.models.families.open_clip_sections import refuse
 from cliplab.models.families.spec import OpenClipContext
-from cliplab.models.families.timm_staged import check_exportable
-from cliplab.models.families.timm_trunk import check_written, refuse_option
+from cliplab.models.families.timm_trunk import check_exportable, check_written, refuse_option
 from cliplab.models.key_rules import PARAMETER, KeyRule, rule
 from cliplab.models.layers.projection_mlp import ProjectionMLP
 from cliplab.models.timm_models import timm_constructor_args
@@ -76,6 +75,11 @@ class TimmHeadFields:
     def head_output_width(self, trunk_width: int) -> int:
         """The tower's output width: the MLP head's, else the trunk's."""
         return self.mlp_head_output if self.mlp_head_output is not None else trunk_width
+
+
+def projection_locked(config: TimmHeadFields) -> bool:
+    """Never: the projection is open_clip's `visual.head`, outside the trunk `TimmModel.lock` freezes."""
+    return False
 
 
 def build_head(config: TimmHeadFields, trunk_width: int) -> nn.Module:

@@ -1,5 +1,5 @@
 """What the families of staged timm towers share ("timm_convnext", "timm_swin"), beyond what every
-timm family shares (`timm_trunk`): reading timm's facts for a model, the export check, the
+timm family shares (`timm_trunk`): reading timm's facts for a model, the
 per-stage stochastic depth rates, and the tower frame (stages of `DownsampledStage`s, timm's lock
 groups, blocks as FSDP units).
 
@@ -11,23 +11,16 @@ family's.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from cliplab.models.families.open_clip_sections import VISION_KEYS, check_known, refuse
+from cliplab.models.families.open_clip_sections import VISION_KEYS, check_known
 from cliplab.models.families.timm_trunk import refuse_option
 from cliplab.models.layers.drop_path import drop_path_rates
-from cliplab.models.timm_models import timm_constructor_args, timm_family_kind
+from cliplab.models.timm_models import timm_constructor_args
+from cliplab.models.tower_configs import check_positive_int
 from cliplab.models.towers.locking import GroupItem
-
-
-def recognising(kind: str) -> Callable[[dict], bool]:
-    """The `OpenClipForm.recognises` of family `kind`: a vision_cfg naming one of its timm models."""
-    def recognises(vision: dict) -> bool:
-        return timm_family_kind(vision.get("timm_model_name")) == kind
-    return recognises
 
 
 def timm_arguments(vision: dict, kind: str, built_at: dict) -> tuple[str, dict]:
@@ -42,11 +35,19 @@ def timm_arguments(vision: dict, kind: str, built_at: dict) -> tuple[str, dict]:
     return name, arguments
 
 
-def check_exportable(name: str | None, kind: str) -> None:
-    """Refuse an export whose config names no timm model of family `kind`."""
-    if timm_family_kind(name) != kind:
-        refuse(f"vision.timm_model_name={name!r} is not a timm model of the family '{kind}' (open_clip builds a "
-               "timm tower by its timm model name)")
+def check_stage_lists(config, names: tuple[str, str]) -> None:
+    """The config's two per-stage lists `names` (e.g. depths and dims): non-empty lists of positive
+    ints, one entry per stage each."""
+    for name in names:
+        values = getattr(config, name)
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"vision.{name} must be a non-empty list of positive ints, got {values!r}")
+        for index, value in enumerate(values):
+            check_positive_int(f"vision.{name}[{index}]", value)
+    (first, firsts), (second, seconds) = ((name, getattr(config, name)) for name in names)
+    if len(firsts) != len(seconds):
+        raise ValueError(f"vision.{first} and vision.{second} must have one entry per stage, got {len(firsts)} "
+                         f"and {len(seconds)}")
 
 
 def stage_drop_path_rates(rate: float, depths: list[int]) -> list[list[float]]:

@@ -39,16 +39,19 @@ from torch import nn
 
 from cliplab.errors import UnsupportedArchitectureError
 from cliplab.models.families.open_clip_sections import image_size
-from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily
-from cliplab.models.families.timm_heads import TimmHeadFields, build_head, head_rules, read_head, write_section
-from cliplab.models.families.timm_staged import (StagedTimmTower, check_exportable, recognising, stage_blocks,
+from cliplab.models.families.spec import OpenClipContext, PositionsResize
+from cliplab.models.families.timm_heads import (TimmHeadFields, build_head, head_rules, projection_locked, read_head,
+                                                write_section)
+from cliplab.models.families.timm_staged import (StagedTimmTower, check_stage_lists, stage_blocks,
                                                  stage_drop_path_rates, timm_arguments)
-from cliplab.models.families.timm_trunk import refuse_option
-from cliplab.models.key_rules import PARAMETER, KeyRule, rule
+from cliplab.models.families.timm_trunk import (check_exportable, check_timm_model_name, refuse_option, timm_family,
+                                                trunk_block_rules)
+from cliplab.models.key_rules import PARAMETER, KeyRule, renamed, rule
 from cliplab.models.layers.stage import DownsampledStage
 from cliplab.models.layers.window_attention import PatchMerging, SwinBlock
 from cliplab.models.timm_models import timm_constructor_args
-from cliplab.models.tower_configs import check_bool, check_choice, check_positive_int
+from cliplab.models.tower_configs import (check_bool, check_choice, check_norm_eps, check_positive_int,
+                                          check_positive_number)
 from cliplab.models.towers.locking import GroupItem
 from cliplab.models.towers.vision_transformer import check_images
 
@@ -88,31 +91,20 @@ class TimmSwinConfig(TimmHeadFields):
 
     def __post_init__(self) -> None:
         check_choice("vision.kind", self.kind, (KIND,))
-        if self.timm_model_name is not None and not isinstance(self.timm_model_name, str):
-            raise ValueError(f"vision.timm_model_name must be a str or None, got {self.timm_model_name!r}")
+        check_timm_model_name(self.timm_model_name)
         for name in ("image_size", "patch_size", "width", "window"):
             check_positive_int(f"vision.{name}", getattr(self, name))
         if self.image_size % self.patch_size:
             raise ValueError(f"vision.image_size ({self.image_size}) must be divisible by "
                              f"vision.patch_size ({self.patch_size})")
-        for name in ("depths", "heads"):
-            values = getattr(self, name)
-            if not isinstance(values, list) or not values:
-                raise ValueError(f"vision.{name} must be a non-empty list of positive ints, got {values!r}")
-            for index, value in enumerate(values):
-                check_positive_int(f"vision.{name}[{index}]", value)
-        if len(self.depths) != len(self.heads):
-            raise ValueError(f"vision.depths and vision.heads must have one entry per stage, got {len(self.depths)} "
-                             f"and {len(self.heads)}")
+        check_stage_lists(self, ("depths", "heads"))
         for index, (width, heads) in enumerate(zip(self.stage_widths, self.heads)):
             if width % heads:
                 raise ValueError(f"stage {index}'s width {width} (vision.width * 2 ** {index}) must be divisible by "
                                  f"vision.heads[{index}] ({heads})")
-        if not isinstance(self.mlp_ratio, (int, float)) or self.mlp_ratio <= 0:
-            raise ValueError(f"vision.mlp_ratio must be a positive number, got {self.mlp_ratio!r}")
+        check_positive_number("vision.mlp_ratio", self.mlp_ratio)
         check_bool("vision.qkv_bias", self.qkv_bias)
-        if not isinstance(self.norm_eps, (int, float)) or not 0 < self.norm_eps < 1:
-            raise ValueError(f"vision.norm_eps must be a number in (0, 1), got {self.norm_eps!r}")
+        check_norm_eps("vision.norm_eps", self.norm_eps)
         self.check_head()
 
     @property
@@ -205,28 +197,32 @@ def open_clip_rules(vision: TimmSwinConfig, prefix: str) -> list[KeyRule]:
     trunk, block = prefix + "trunk.", r"vision_tower\.stages\.(\d+)\.blocks\.(\d+)\."
     theirs = trunk + "layers.{0}.blocks.{1}."
     return [
-        rule(r"vision_tower\.patch_embedding\." + PARAMETER, trunk + "patch_embed.proj.{param}"),
-        rule(r"vision_tower\.patch_norm\." + PARAMETER, trunk + "patch_embed.norm.{param}"),
+        *renamed(r"vision_tower\.", trunk, {"patch_embedding.": "patch_embed.proj", "patch_norm.": "patch_embed.norm",
+                                           "norm.": "norm"}),
         rule(r"vision_tower\.stages\.(\d+)\.downsample\.(norm|reduction)\." + PARAMETER,
              trunk + "layers.{0}.downsample.{1}.{param}"),
-        rule(block + r"norm_attn\." + PARAMETER, theirs + "norm1.{param}"),
-        rule(block + r"attn\.qkv\." + PARAMETER, theirs + "attn.qkv.{param}"),
-        rule(block + r"attn\.out\." + PARAMETER, theirs + "attn.proj.{param}"),
+        *trunk_block_rules(block, theirs),
         rule(block + r"attn\.relative_position_bias", theirs + "attn.relative_position_bias_table"),
-        rule(block + r"norm_mlp\." + PARAMETER, theirs + "norm2.{param}"),
-        rule(block + r"mlp\.fc\." + PARAMETER, theirs + "mlp.fc1.{param}"),
-        rule(block + r"mlp\.proj\." + PARAMETER, theirs + "mlp.fc2.{param}"),
-        rule(r"vision_tower\.norm\." + PARAMETER, trunk + "norm.{param}"),
         *head_rules(prefix),
     ]
 
 
-FAMILY = TowerFamily(
-    kind=KIND, side="vision", config=TimmSwinConfig, build=TimmSwinTransformer,
+def _refuse_smaller_windows(state: dict[str, torch.Tensor], old: TimmSwinConfig, new: TimmSwinConfig,
+                            sequence_resize) -> dict[str, torch.Tensor]:
+    """Swin's relative position tables depend on the window only, which a stage narrows where its grid is
+    smaller than the window (timm's rule). Larger images keep every table; a size that narrows one
+    is refused (timm would resize the table with `resize_rel_pos_bias_table`)."""
+    smallest = new.patch_size * new.window * 2 ** (len(new.depths) - 1)
+    raise ValueError(f"vision.image_size {new.image_size}: a stage's grid becomes smaller than the {new.window}x"
+                     f"{new.window} attention window, whose relative position tables would change shape "
+                     f"({', '.join(sorted(state))}); cliplab does not resize them: use an image size of at least "
+                     f"{smallest}, where every stage keeps its windows")
+
+
+FAMILY = timm_family(
+    kind=KIND, config=TimmSwinConfig, build=TimmSwinTransformer, fsdp_units=stage_blocks,
     summary="timm's SwinTransformer (shifted-window attention) as open_clip wraps it (visual.trunk)",
-    lock_groups=TimmSwinTransformer.parameter_groups, fsdp_units=stage_blocks,
-    projection_locked=lambda vision: False,  # open_clip's visual.head, outside TimmModel.lock's trunk
-    # timm towers use exact GELU whatever open_clip's quick_gelu flag says.
-    open_clip=OpenClipForm(recognises=recognising(KIND), read=read, write=write, activation=lambda vision: None,
-                           rules=open_clip_rules),
-)
+    read=read, write=write, rules=open_clip_rules, projection_locked=projection_locked,
+    resize_positions=PositionsResize(
+        rule=_refuse_smaller_windows, summary="nothing at sizes that keep every stage's window (larger ones); a "
+        "size whose grid narrows a window is refused"))

@@ -55,19 +55,22 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from cliplab.models.families.open_clip_sections import refuse
-from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily
-from cliplab.models.families.timm_trunk import (ACTIVATIONS, TIMM_LAYER_NORM_EPS, attention_pool_rules,
-                                                check_written, projection_locked, read_trunk_options,
-                                                refuse_option, timm_activation, timm_groups, timm_norm_eps,
+from cliplab.models.families.position_rules import grid_positions
+from cliplab.models.families.spec import OpenClipContext, each_transformer_block
+from cliplab.models.families.timm_trunk import (ACTIVATIONS, OUR_BLOCKS, TIMM_LAYER_NORM_EPS, attention_pool_rules,
+                                                TimmVitSizes, check_exportable, check_timm_model_name, check_written,
+                                                read_trunk_options,
+                                                refuse_option, timm_activation, timm_family, timm_groups,
+                                                timm_norm_eps, trunk_block_rules, trunk_embedding_rules,
                                                 trunk_head_rules, write_trunk_options)
 from cliplab.models.key_rules import NORM, PARAMETER, KeyRule, rule
 from cliplab.models.layers import (BlockStack, ConvStem, ProbePooler, TransformerBlock, init_transformer_weights,
                                    mlp_hidden_width)
 from cliplab.models.layers.conv_stem import CONV_STEM_STRIDE
 from cliplab.models.layers.drop_path import drop_path_rates
-from cliplab.models.timm_models import timm_constructor_args, timm_family_kind
-from cliplab.models.tower_configs import (PROJECTIONS, check_bool, check_choice, check_heads, check_positive_int,
+from cliplab.models.timm_models import timm_constructor_args
+from cliplab.models.tower_configs import (PROJECTIONS, check_bool, check_choice, check_heads, check_norm_eps,
+                                          check_optional_number, check_positive_int, check_positive_number,
                                           check_probability)
 from cliplab.models.towers.locking import GroupItem
 from cliplab.models.towers.vision_transformer import check_images
@@ -90,32 +93,21 @@ BUILT_AT = {
 
 
 @dataclass(kw_only=True)
-class TimmTowerConfig:
+class TimmTowerConfig(TimmVitSizes):
     """What the configs of timm's ViT families share (this one's and "timm_vit_relpos"'s), with its
     checks (ValueError naming the dotted key); a subclass sets KIND, POOLS and the `kind` default.
 
-    timm_model_name: the timm model the config describes (what an open_clip export names; None
-    for a config of cliplab's own, which open_clip cannot load). image_size, patch_size, width,
-    layers, heads, mlp_ratio: as timm's img_size, patch_size, embed_dim, depth, num_heads,
-    mlp_ratio. qkv_bias, layer_scale (timm's init_values), class_token: timm's. pool: "token" (the
-    class token), "avg" (the mean of the patch tokens) or "map" (an attention probe over the patch
-    tokens). fc_norm: the final LayerNorm after pooling instead of on every token. norm_eps: every
-    LayerNorm's. drop_path: stochastic depth at the last block (0 at the first, linear between).
-    projection: into the shared latent ("linear", "linear_bias" or "none"). timm_classifier: the
-    projection is timm's own classifier inside the trunk (open_clip's `timm_proj: null`; needs
-    "linear_bias").
+    The sizes as `timm_trunk.TimmVitSizes`'. qkv_bias, layer_scale (timm's init_values), class_token:
+    timm's. pool: "token" (the class token), "avg" (the mean of the patch tokens) or "map" (an
+    attention probe over the patch tokens). fc_norm: the final LayerNorm after pooling instead of
+    on every token. norm_eps: every LayerNorm's. drop_path: stochastic depth at the last block (0
+    at the first, linear between). projection: into the shared latent ("linear", "linear_bias" or
+    "none"). timm_classifier: the projection is timm's own classifier inside the trunk (open_clip's
+    `timm_proj: null`; needs "linear_bias").
     """
 
     KIND: ClassVar[str]
     POOLS: ClassVar[tuple[str, ...]]
-    kind: str
-    timm_model_name: str | None = None
-    image_size: int
-    patch_size: int = 16
-    width: int = 768
-    layers: int = 12
-    heads: int = 12
-    mlp_ratio: float = 4.0
     qkv_bias: bool = True
     layer_scale: float | None = None
     class_token: bool = True
@@ -128,25 +120,21 @@ class TimmTowerConfig:
 
     def __post_init__(self) -> None:
         check_choice("vision.kind", self.kind, (self.KIND,))
-        if self.timm_model_name is not None and not isinstance(self.timm_model_name, str):
-            raise ValueError(f"vision.timm_model_name must be a str or None, got {self.timm_model_name!r}")
+        check_timm_model_name(self.timm_model_name)
         for name in ("image_size", "patch_size", "width", "layers"):
             check_positive_int(f"vision.{name}", getattr(self, name))
         check_heads("vision", self.width, self.heads)
         if self.image_size < self.patch_size:
             raise ValueError(f"vision.image_size ({self.image_size}) must be at least vision.patch_size "
                              f"({self.patch_size})")
-        if not isinstance(self.mlp_ratio, (int, float)) or self.mlp_ratio <= 0:
-            raise ValueError(f"vision.mlp_ratio must be a positive number, got {self.mlp_ratio!r}")
+        check_positive_number("vision.mlp_ratio", self.mlp_ratio)
         for name in ("qkv_bias", "class_token", "fc_norm", "timm_classifier"):
             check_bool(f"vision.{name}", getattr(self, name))
-        if self.layer_scale is not None and not isinstance(self.layer_scale, (int, float)):
-            raise ValueError(f"vision.layer_scale must be a number or None, got {self.layer_scale!r}")
+        check_optional_number("vision.layer_scale", self.layer_scale)
         check_choice("vision.pool", self.pool, self.POOLS)
         if self.pool == "token" and not self.class_token:
             raise ValueError("vision.pool='token' needs vision.class_token=True")
-        if not isinstance(self.norm_eps, (int, float)) or not 0 < self.norm_eps < 1:
-            raise ValueError(f"vision.norm_eps must be a number in (0, 1), got {self.norm_eps!r}")
+        check_norm_eps("vision.norm_eps", self.norm_eps)
         check_probability("vision.drop_path", self.drop_path)
         check_choice("vision.projection", self.projection, PROJECTIONS)
         if self.timm_classifier and self.projection != "linear_bias":
@@ -279,10 +267,6 @@ def pool_tokens(pool: str, hidden: torch.Tensor, patch_tokens: torch.Tensor, poo
     return pooler(patch_tokens)
 
 
-def recognises(vision: dict) -> bool:
-    return timm_family_kind(vision.get("timm_model_name")) == KIND
-
-
 def _stem(name: str, arguments: dict) -> str:
     """"patch" for timm's PatchEmbed, "conv" for vit_base_mci_224's HybridEmbed around its ConvStem."""
     embed_layer = arguments["embed_layer"]
@@ -323,25 +307,8 @@ def read(vision: dict, context: OpenClipContext) -> TimmVitConfig:
 
 def write(vision: TimmVitConfig, context: OpenClipContext) -> dict:
     """The section naming `vision.timm_model_name`; refused when timm's model is not this config."""
-    if not recognises({"timm_model_name": vision.timm_model_name}):
-        refuse(f"vision.timm_model_name={vision.timm_model_name!r} is not a timm model of the family '{KIND}' "
-               "(open_clip builds a timm tower by its timm model name)")
+    check_exportable(vision.timm_model_name, KIND)
     return check_written(vision, write_trunk_options(vision), lambda values: read(values, context))
-
-
-def trunk_block_rules(ours: str, theirs: str) -> list[KeyRule]:
-    """A cliplab `TransformerBlock` under `ours` (a regex with the block index as group 0) <->
-    timm's `Block` under `theirs` (a format string)."""
-    return [
-        rule(ours + r"norm_attn\." + PARAMETER, theirs + "norm1.{param}"),
-        rule(ours + r"attn\.qkv\." + PARAMETER, theirs + "attn.qkv.{param}"),
-        rule(ours + r"attn\.out\." + PARAMETER, theirs + "attn.proj.{param}"),
-        rule(ours + r"scale_attn\.gamma", theirs + "ls1.gamma"),
-        rule(ours + r"norm_mlp\." + PARAMETER, theirs + "norm2.{param}"),
-        rule(ours + r"mlp\.fc\." + PARAMETER, theirs + "mlp.fc1.{param}"),
-        rule(ours + r"mlp\.proj\." + PARAMETER, theirs + "mlp.fc2.{param}"),
-        rule(ours + r"scale_mlp\.gamma", theirs + "ls2.gamma"),
-    ]
 
 
 def open_clip_rules(vision: TimmVitConfig, prefix: str) -> list[KeyRule]:
@@ -353,26 +320,18 @@ def open_clip_rules(vision: TimmVitConfig, prefix: str) -> list[KeyRule]:
         rule(stem + r"conv2\.weight", backbone + "1.conv.weight"),
         rule(stem + r"norm2\." + NORM, backbone + "1.bn.{param}"),
         rule(stem + r"conv3\." + PARAMETER, backbone + "2.conv.{param}"),
-        rule(stem + PARAMETER, trunk + "patch_embed.proj.{param}"),
-        rule(r"vision_tower\.class_embedding", trunk + "cls_token", transform="squeeze2"),
-        rule(r"vision_tower\.position_embedding", trunk + "pos_embed", transform="squeeze1"),
-        rule(r"vision_tower\.norm_pre\." + PARAMETER, trunk + "norm_pre.{param}"),
-        *trunk_block_rules(r"vision_tower\.transformer\.blocks\.(\d+)\.", trunk + "blocks.{0}."),
+        *trunk_embedding_rules(trunk),
+        *trunk_block_rules(OUR_BLOCKS, trunk + "blocks.{0}."),
         *attention_pool_rules(trunk),
         *trunk_head_rules(vision, prefix),
     ]
 
 
-def fsdp_units(tower: TimmVisionTransformer) -> list[nn.Module]:
-    return list(tower.transformer.blocks)
-
-
-FAMILY = TowerFamily(
-    kind=KIND, side="vision", config=TimmVitConfig, build=TimmVisionTransformer,
+FAMILY = timm_family(
+    kind=KIND, config=TimmVitConfig, build=TimmVisionTransformer, fsdp_units=each_transformer_block,
     summary="timm's VisionTransformer as open_clip wraps it (visual.trunk): SigLIP, SigLIP2, MobileCLIP ViTs, "
             "the medium GAP ViT",
-    lock_groups=TimmVisionTransformer.parameter_groups, fsdp_units=fsdp_units, projection_locked=projection_locked,
-    # timm towers use exact GELU whatever open_clip's quick_gelu flag says.
-    open_clip=OpenClipForm(recognises=recognises, read=read, write=write, activation=lambda vision: None,
-                           rules=open_clip_rules),
-)
+    read=read, write=write, rules=open_clip_rules,
+    resize_positions=grid_positions(
+        "position_embedding", lambda vision: int(vision.class_token and vision.class_token_position),
+        "a class token's row kept where the table has one (timm's set_input_size / resample_abs_pos_embed)"))

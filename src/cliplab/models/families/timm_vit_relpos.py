@@ -31,13 +31,12 @@ import torch
 from torch import nn
 
 from cliplab.models.families import timm_trunk, timm_vit
-from cliplab.models.families.open_clip_sections import refuse
-from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily
-from cliplab.models.key_rules import PARAMETER, KeyRule, rule
+from cliplab.models.families.spec import OpenClipContext, each_transformer_block
+from cliplab.models.key_rules import KeyRule, renamed
 from cliplab.models.layers import BlockStack, init_transformer_weights
 from cliplab.models.layers.drop_path import drop_path_rates
 from cliplab.models.layers.relative_position import RelativePositionBlock
-from cliplab.models.timm_models import timm_constructor_args, timm_family_kind
+from cliplab.models.timm_models import timm_constructor_args
 from cliplab.models.tower_configs import check_positive_int
 from cliplab.models.towers.locking import GroupItem
 from cliplab.models.towers.vision_transformer import check_images
@@ -127,10 +126,6 @@ class TimmRelPosVisionTransformer(nn.Module):
         self.transformer.grad_checkpointing = enable
 
 
-def recognises(vision: dict) -> bool:
-    return timm_family_kind(vision.get("timm_model_name")) == KIND
-
-
 def read(vision: dict, context: OpenClipContext) -> TimmVitRelPosConfig:
     """As open_clip's TimmModel builds the tower from timm's arguments for the model."""
     name = vision["timm_model_name"]
@@ -150,35 +145,21 @@ def read(vision: dict, context: OpenClipContext) -> TimmVitRelPosConfig:
 
 def write(vision: TimmVitRelPosConfig, context: OpenClipContext) -> dict:
     """The section naming `vision.timm_model_name`; refused when timm's model is not this config."""
-    if not recognises({"timm_model_name": vision.timm_model_name}):
-        refuse(f"vision.timm_model_name={vision.timm_model_name!r} is not a timm model of the family '{KIND}' "
-               "(open_clip builds a timm tower by its timm model name)")
+    timm_trunk.check_exportable(vision.timm_model_name, KIND)
     return timm_trunk.check_written(vision, timm_trunk.write_trunk_options(vision),
                                     lambda values: read(values, context))
 
 
 def open_clip_rules(vision: TimmVitRelPosConfig, prefix: str) -> list[KeyRule]:
-    trunk, block = prefix + "trunk.", r"vision_tower\.transformer\.blocks\.(\d+)\."
-    theirs = trunk + "blocks.{0}."
-    return [
-        rule(r"vision_tower\.patch_embedding\." + PARAMETER, trunk + "patch_embed.proj.{param}"),
-        rule(r"vision_tower\.class_embedding", trunk + "cls_token", transform="squeeze2"),
-        *timm_vit.trunk_block_rules(block, theirs),
-        rule(block + r"relative_position\.fc\." + PARAMETER, theirs + "attn.rel_pos.mlp.fc1.{param}"),
-        rule(block + r"relative_position\.proj\." + PARAMETER, theirs + "attn.rel_pos.mlp.fc2.{param}"),
-        *timm_trunk.trunk_head_rules(vision, prefix),
-    ]
+    trunk = prefix + "trunk."
+    block, theirs = timm_trunk.OUR_BLOCKS, trunk + "blocks.{0}."
+    return [*timm_trunk.trunk_embedding_rules(trunk), *timm_trunk.trunk_block_rules(block, theirs),
+            *renamed(block, theirs, {"relative_position.fc.": "attn.rel_pos.mlp.fc1",
+                                     "relative_position.proj.": "attn.rel_pos.mlp.fc2"}),
+            *timm_trunk.trunk_head_rules(vision, prefix)]
 
 
-def fsdp_units(tower: TimmRelPosVisionTransformer) -> list[nn.Module]:
-    return list(tower.transformer.blocks)
-
-
-FAMILY = TowerFamily(
-    kind=KIND, side="vision", config=TimmVitRelPosConfig, build=TimmRelPosVisionTransformer,
+FAMILY = timm_trunk.timm_family(
+    kind=KIND, config=TimmVitRelPosConfig, build=TimmRelPosVisionTransformer, fsdp_units=each_transformer_block,
     summary="timm's VisionTransformerRelPos as open_clip wraps it: relative position bias from an MLP in every block",
-    lock_groups=TimmRelPosVisionTransformer.parameter_groups, fsdp_units=fsdp_units,
-    projection_locked=timm_trunk.projection_locked,
-    open_clip=OpenClipForm(recognises=recognises, read=read, write=write, activation=lambda vision: None,
-                           rules=open_clip_rules),
-)
+    read=read, write=write, rules=open_clip_rules)

@@ -5,8 +5,8 @@ builds ViTamin as its VisionTransformer behind a hybrid patch embedding: two MbC
 (`layers.mbconv.MbConvStages`, stride 16) instead of a patch conv, no class token, learned
 positions (none in the XL models), blocks whose MLP is a GeGLU with its own LayerNorm
 (`layers.geglu`), mean pooling and a final LayerNorm after it. The transformer half is the
-"timm_vit" family's (`TimmTowerConfig`, `pool_tokens`, `trunk_block_rules`), and what open_clip
-decides around the trunk is `families.timm_trunk`'s.
+"timm_vit" family's (`TimmTowerConfig`, `pool_tokens`), and what open_clip decides around the
+trunk (and timm's block names, `trunk_block_rules`) is `families.timm_trunk`'s.
 
     open_clip vision_cfg                       TimmVitaminConfig
     timm_model_name                            timm_model_name, and from timm's arguments: embed_dim
@@ -42,13 +42,14 @@ import torch
 from torch import nn
 
 from cliplab.models.families.open_clip_sections import image_size
-from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily
-from cliplab.models.families.timm_staged import check_exportable, recognising
-from cliplab.models.families.timm_trunk import (check_written, projection_locked, read_trunk_options,
-                                                refuse_option, timm_groups, trunk_head_rules, write_trunk_options)
+from cliplab.models.families.position_rules import grid_positions
+from cliplab.models.families.spec import OpenClipContext
+from cliplab.models.families.timm_trunk import (OUR_BLOCKS, check_exportable, check_written, read_trunk_options,
+                                                refuse_option, timm_family, timm_groups, trunk_block_rules,
+                                                trunk_head_rules, write_trunk_options)
 from cliplab.models.families.timm_vit import BUILT_AT as TIMM_VIT_BUILT_AT
-from cliplab.models.families.timm_vit import TimmTowerConfig, pool_tokens, trunk_block_rules
-from cliplab.models.key_rules import PARAMETER, KeyRule, rule
+from cliplab.models.families.timm_vit import TimmTowerConfig, pool_tokens
+from cliplab.models.key_rules import KeyRule, renamed, rule
 from cliplab.models.layers import BlockStack, init_transformer_weights, mlp_hidden_width
 from cliplab.models.layers.drop_path import drop_path_rates
 from cliplab.models.layers.geglu import GeGluBlock
@@ -166,9 +167,6 @@ class TimmVitaminTransformer(nn.Module):
         self.transformer.grad_checkpointing = self.patch_embedding.grad_checkpointing = enable
 
 
-recognises = recognising(KIND)
-
-
 def _mbconv_stem(name: str, arguments: dict) -> tuple[list[int], list[int]]:
     """(stem_widths, stem_depths) of the MbConvStages timm records (as its repr) in the hybrid
     embedding; refused unless it is exactly the layout `layers.mbconv` builds."""
@@ -226,16 +224,13 @@ def write(vision: TimmVitaminConfig, context: OpenClipContext) -> dict:
 
 
 def open_clip_rules(vision: TimmVitaminConfig, prefix: str) -> list[KeyRule]:
-    trunk, block = prefix + "trunk.", r"vision_tower\.transformer\.blocks\.(\d+)\."
-    theirs = trunk + "blocks.{0}."
+    trunk, theirs = prefix + "trunk.", prefix + "trunk.blocks.{0}."
     return [
         rule(r"vision_tower\.patch_embedding\.(.+)", trunk + "patch_embed.backbone.{0}"),
         rule(r"vision_tower\.position_embedding", trunk + "pos_embed", transform="squeeze1"),
-        rule(block + r"mlp\.norm\." + PARAMETER, theirs + "mlp.norm.{param}"),
-        rule(block + r"mlp\.gate\." + PARAMETER, theirs + "mlp.w0.{param}"),
-        rule(block + r"mlp\.fc\." + PARAMETER, theirs + "mlp.w1.{param}"),
-        rule(block + r"mlp\.proj\." + PARAMETER, theirs + "mlp.w2.{param}"),
-        *trunk_block_rules(block, theirs),
+        *renamed(OUR_BLOCKS, theirs, {"mlp.norm.": "mlp.norm", "mlp.gate.": "mlp.w0", "mlp.fc.": "mlp.w1",
+                                      "mlp.proj.": "mlp.w2"}),
+        *trunk_block_rules(OUR_BLOCKS, theirs),
         *trunk_head_rules(vision, prefix),
     ]
 
@@ -245,11 +240,9 @@ def fsdp_units(tower: TimmVitaminTransformer) -> list[nn.Module]:
     return [*tower.patch_embedding.stages, *tower.transformer.blocks]
 
 
-FAMILY = TowerFamily(
-    kind=KIND, side="vision", config=TimmVitaminConfig, build=TimmVitaminTransformer,
+FAMILY = timm_family(
+    kind=KIND, config=TimmVitaminConfig, build=TimmVitaminTransformer, fsdp_units=fsdp_units,
     summary="timm's ViTamin as open_clip wraps it (visual.trunk): MbConv stages, then GeGLU transformer blocks",
-    lock_groups=TimmVitaminTransformer.parameter_groups, fsdp_units=fsdp_units, projection_locked=projection_locked,
-    # timm towers use exact GELU whatever open_clip's quick_gelu flag says.
-    open_clip=OpenClipForm(recognises=recognises, read=read, write=write, activation=lambda vision: None,
-                           rules=open_clip_rules),
-)
+    read=read, write=write, rules=open_clip_rules,
+    resize_positions=grid_positions("position_embedding", lambda vision: 0,
+                                    "no prefix rows (timm's set_input_size); the XL models have none"))

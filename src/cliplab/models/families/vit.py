@@ -32,13 +32,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import nn
-
 from cliplab.errors import UnsupportedArchitectureError
 from cliplab.models.families.layouts import block_rules, encoder_rules, multihead_rules, probe_head_rules
 from cliplab.models.families.open_clip_sections import (VISION_KEYS, check_known, check_supported, image_size,
                                                          mlp_ratio, norm_eps, norm_kwargs, refuse)
-from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily
+from cliplab.models.families.position_rules import grid_positions
+from cliplab.models.families.spec import OpenClipContext, OpenClipForm, TowerFamily, each_transformer_block
 from cliplab.models.key_rules import PARAMETER, KeyRule, rule
 from cliplab.models.tower_configs import VisionConfig
 from cliplab.models.towers.locking import open_clip_layout
@@ -138,15 +137,13 @@ def hf_rules(vision: VisionConfig, model_type: str) -> list[KeyRule]:
     return rules + probe_head_rules(r"vision_tower\.pooler", "vision_model.head")
 
 
-def fsdp_units(tower: VisionTransformer) -> list[nn.Module]:
-    return list(tower.transformer.blocks)
-
-
 FAMILY = TowerFamily(
     kind="vit", side="vision", config=VisionConfig, build=VisionTransformer,
     summary="cliplab's ViT: open_clip's and OpenAI's own ViT, HF CLIP and SigLIP vision towers",
-    lock_groups=open_clip_layout(VisionTransformer.parameter_groups), fsdp_units=fsdp_units,
+    lock_groups=open_clip_layout(VisionTransformer.parameter_groups), fsdp_units=each_transformer_block,
     open_clip=OpenClipForm(recognises=recognises, read=read, write=write,
                            activation=lambda vision: vision.activation, rules=open_clip_rules),
     hf_rules=hf_rules,
+    resize_positions=grid_positions("position_embedding", lambda vision: int(vision.class_token),
+                                    "the class token's row kept (open_clip's resize_pos_embed)"),
 )

@@ -84,10 +84,11 @@ class SelfAttention(nn.Module):
             raise ValueError("queries= takes no attn_mask, causal mask or rotary embedding")
         batch, length, width = x.shape
         head_dim = width // self.heads
-        weight, bias = self.qkv.weight, self.qkv.bias
-        query = F.linear(x[:, :queries], weight[:width], None if bias is None else bias[:width])
-        key_value = F.linear(x, weight[width:], None if bias is None else bias[width:])
-        query = query.view(batch, queries, self.heads, head_dim).transpose(1, 2)
+        # Through the module, not its weight's rows: a wrapped projection (peft's LoRA layer) adds its
+        # adapters here as in the full forward.
+        packed = self.qkv(x)
+        query, key_value = packed[:, :queries, :width], packed[..., width:]
+        query = query.reshape(batch, queries, self.heads, head_dim).transpose(1, 2)
         key, value = key_value.view(batch, length, 2, self.heads, head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         attended = F.scaled_dot_product_attention(query, key, value)
         return self.out(attended.transpose(1, 2).reshape(batch, queries, width))

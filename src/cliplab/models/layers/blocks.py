@@ -143,10 +143,21 @@ class SplitDecoderLayer(nn.Module):
         return self.cross_block(self.self_block(x, causal=True), context)
 
 
+def run_in_order(modules, x: torch.Tensor, checkpointing: bool, **kwargs) -> torch.Tensor:
+    """x through `modules` in order. With `checkpointing` (and autograd on), each module's
+    activations are recomputed in backward instead of stored (non-reentrant checkpoint, which also
+    replays the RNG so dropout matches)."""
+    for module in modules:
+        if checkpointing and torch.is_grad_enabled():
+            x = checkpoint(module, x, use_reentrant=False, **kwargs)
+        else:
+            x = module(x, **kwargs)
+    return x
+
+
 class BlockStack(nn.Module):
     """Blocks applied in order; with `grad_checkpointing`, each block's activations are recomputed
-    in backward instead of stored (non-reentrant checkpoint, which also replays the RNG so dropout
-    matches)."""
+    in backward instead of stored (`run_in_order`)."""
 
     def __init__(self, blocks: list[nn.Module]):
         super().__init__()
@@ -156,15 +167,10 @@ class BlockStack(nn.Module):
     def forward(self, x: torch.Tensor, *, last_block_queries: int | None = None, **block_kwargs) -> torch.Tensor:
         """last_block_queries: the last block computes the first that many positions only (what a
         class-token pooling reads; `TransformerBlock.forward`'s queries)."""
-        last = len(self.blocks) - 1
-        for index, block in enumerate(self.blocks):
-            if index == last and last_block_queries is not None:
-                block_kwargs = {**block_kwargs, "queries": last_block_queries}
-            if self.grad_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(block, x, use_reentrant=False, **block_kwargs)
-            else:
-                x = block(x, **block_kwargs)
-        return x
+        if last_block_queries is None:
+            return run_in_order(self.blocks, x, self.grad_checkpointing, **block_kwargs)
+        x = run_in_order(self.blocks[:-1], x, self.grad_checkpointing, **block_kwargs)
+        return run_in_order(self.blocks[-1:], x, self.grad_checkpointing, queries=last_block_queries, **block_kwargs)
 
 
 def init_transformer_weights(stack: BlockStack, width: int) -> None:

@@ -7,7 +7,8 @@ rate at the last); open_clip passes `timm_drop_path` through. Identity in eval m
 from __future__ import annotations
 
 import torch
-from torch import nn
+
+from cliplab.models.layers.random_drop import RandomDrop
 
 
 def drop_path_rates(rate: float, depth: int) -> list[float]:
@@ -24,19 +25,8 @@ def drop_samples(branch: torch.Tensor, probability: float) -> torch.Tensor:
     return branch * mask.div_(keep)
 
 
-class DropPath(nn.Module):
+class DropPath(RandomDrop):
     """A residual branch [B, ...] dropped per sample with `probability` while training."""
 
-    def __init__(self, probability: float):
-        super().__init__()
-        if not 0.0 <= probability < 1.0:
-            raise ValueError(f"probability must be in [0, 1), got {probability!r}")
-        self.probability = probability
-
-    def forward(self, branch: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.probability == 0.0:
-            return branch
+    def drop(self, branch: torch.Tensor) -> torch.Tensor:
         return drop_samples(branch, self.probability)
-
-    def extra_repr(self) -> str:
-        return f"probability={self.probability}"

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
+from cliplab.models.layers.blocks import run_in_order
 from cliplab.models.layers.norm2d import LayerNorm2d
 
 NORM_EPS = 1e-6
@@ -87,7 +87,7 @@ class StridedConv(nn.Module):
 class MbConvStages(nn.Module):
     """images [B, 3, S, S] -> feature map [B, W, S / 16, S / 16] (module docstring). widths: the
     stem's and the stages' (C0, C1); depths: blocks per stage; out_width: W. `grad_checkpointing`
-    recomputes each stage in backward (non-reentrant checkpoint, as `BlockStack`'s)."""
+    recomputes each stage in backward (`blocks.run_in_order`)."""
 
     grad_checkpointing = False
 
@@ -108,10 +108,4 @@ class MbConvStages(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        features = self.stem(images)
-        for stage in self.stages:
-            if self.grad_checkpointing and torch.is_grad_enabled():
-                features = checkpoint(stage, features, use_reentrant=False)
-            else:
-                features = stage(features)
-        return self.pool(features)
+        return self.pool(run_in_order(self.stages, self.stem(images), self.grad_checkpointing))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
+
+from cliplab.models.layers.random_drop import RandomDrop
 
 
 def keep_random_patches(patches: torch.Tensor, keep: int) -> torch.Tensor:
@@ -14,23 +15,13 @@ def keep_random_patches(patches: torch.Tensor, keep: int) -> torch.Tensor:
     return patches.gather(1, kept_indices.unsqueeze(-1).expand(-1, -1, patches.shape[2]))
 
 
-class PatchDropout(nn.Module):
+class PatchDropout(RandomDrop):
     """Drop a fraction `probability` of patches per sample while training; identity in eval.
 
     At least one patch is always kept. The class token is not a patch: callers pass patches only.
     """
 
-    def __init__(self, probability: float):
-        super().__init__()
-        if not 0.0 <= probability < 1.0:
-            raise ValueError(f"probability must be in [0, 1), got {probability!r}")
-        self.probability = probability
-
-    def forward(self, patches: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.probability == 0.0:
-            return patches
+    def drop(self, patches: torch.Tensor) -> torch.Tensor:
+        """patches [B, P, W] -> [B, max(1, int(P * (1 - probability))), W]."""
         keep = max(1, int(patches.shape[1] * (1.0 - self.probability)))
         return keep_random_patches(patches, keep)
-
-    def extra_repr(self) -> str:
-        return f"probability={self.probability}"

@@ -34,7 +34,8 @@ class HfArchitecture:
     count. layer_list / embeddings: the module paths, inside the tower's transformers model, of
     the encoder layers and of the input embeddings (what open_clip's `HFTextEncoder.lock` counts).
     encoder_decoder: open_clip keeps the encoder only. default_pooler: open_clip's pooler when
-    `hf_pooler_type` is null.
+    `hf_pooler_type` is null. lora_targets: the layers LoRA adapts by default, as module-name
+    suffixes of transformers' own names (attention q, k, v and output, feed-forward in and out).
     """
 
     width: str
@@ -43,15 +44,24 @@ class HfArchitecture:
     embeddings: str
     encoder_decoder: bool
     default_pooler: str
+    lora_targets: tuple[str, ...]
 
 
+_BERT_LORA_TARGETS = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+                      "intermediate.dense", "output.dense")
 HF_ARCHITECTURES = {
-    "roberta": HfArchitecture("hidden_size", "num_hidden_layers", "encoder.layer", "embeddings", False, "mean_pooler"),
+    "roberta": HfArchitecture("hidden_size", "num_hidden_layers", "encoder.layer", "embeddings", False, "mean_pooler",
+                              _BERT_LORA_TARGETS),
     "xlm-roberta": HfArchitecture("hidden_size", "num_hidden_layers", "encoder.layer", "embeddings", False,
-                                  "mean_pooler"),
-    "bert": HfArchitecture("hidden_size", "num_hidden_layers", "encoder.layer", "embeddings", False, "cls_pooler"),
-    "mt5": HfArchitecture("d_model", "num_layers", "block", "embed_tokens", True, "mean_pooler"),
-    "m2m_100": HfArchitecture("d_model", "encoder_layers", "layers", "embed_tokens", True, "cls_pooler"),
+                                  "mean_pooler", _BERT_LORA_TARGETS),
+    "bert": HfArchitecture("hidden_size", "num_hidden_layers", "encoder.layer", "embeddings", False, "cls_pooler",
+                           _BERT_LORA_TARGETS),
+    "mt5": HfArchitecture("d_model", "num_layers", "block", "embed_tokens", True, "mean_pooler",
+                          ("SelfAttention.q", "SelfAttention.k", "SelfAttention.v", "SelfAttention.o",
+                           "DenseReluDense.wi", "DenseReluDense.wi_0", "DenseReluDense.wi_1", "DenseReluDense.wo")),
+    "m2m_100": HfArchitecture("d_model", "encoder_layers", "layers", "embed_tokens", True, "cls_pooler",
+                              ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj", "fc1",
+                               "fc2")),
 }
 # open_clip's poolers that run (its `max_pooler` fills the real tokens, not the padding, and
 # raises on every input: masked_fill with an integer mask).

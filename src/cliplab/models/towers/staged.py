@@ -6,8 +6,8 @@ from abc import ABC, abstractmethod
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
+from cliplab.models.layers.blocks import run_in_order
 from cliplab.models.towers.vision_transformer import check_images
 
 
@@ -24,13 +24,7 @@ class StagedTower(nn.Module, ABC):
     def forward_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """images [B, 3, S, S] -> (pooled [B, W], cell tokens [B, G*G, W], row-major over the grid)."""
         check_images(images, self.config.image_size)
-        features = self.stem(images)
-        for stage in self.stages:
-            if self.grad_checkpointing and torch.is_grad_enabled():
-                features = checkpoint(stage, features, use_reentrant=False)
-            else:
-                features = stage(features)
-        return self.pool(features)
+        return self.pool(run_in_order(self.stages, self.stem(images), self.grad_checkpointing))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.forward_features(images)[0]

@@ -13,6 +13,9 @@ may live in `cliplab.losses.xclip`), its head when it has parameters, and ends w
 table's order is the order of the terms' random draws and of their heads' parameters, which runs
 and checkpoints replay. The module imports torch, its loss and its head inside the functions that
 use them (`spec` says why).
+
+Last, `python scripts/write_docs_tables.py` rewrites the docs' generated table from this one (a
+test keeps them equal), and tests/test_objectives_terms.py pins the registered terms in order: add the new name there.
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ reader inside those functions (`parts` has a directory format's parts,
 `open_clip_checkpoint.weights_file_format` a weights file's), and ends with `FORMAT =
 CheckpointFormat(...)`; then add that `FORMAT` to `FORMATS` below. Its summary joins the accepted-formats listing at its place in the
 table (append it: messages number the items).
+
+Last, `python scripts/write_docs_tables.py` rewrites the docs' generated table from this one (a
+test keeps them equal), and tests/test_pretrained_formats.py pins the registered formats in order: add the new name there.
 """
 
 from __future__ import annotations
@@ -85,6 +88,7 @@ def read_checkpoint(path: str | Path, request: LoadRequest) -> LoadedModel:
     try:
         for entry in FORMATS:
             if entry.read is not None and entry.detect(location):
+                _check_ema_request(entry, location)
                 return entry.read(location)
     except NotACheckpointError as error:
         raise type(error)(f"{error}; {accepted_formats()}") from None
@@ -92,6 +96,12 @@ def read_checkpoint(path: str | Path, request: LoadRequest) -> LoadedModel:
         hints = "".join(entry.missing_hint(location) for entry in FORMATS)
         raise CheckpointNotFoundError(f"checkpoint path {location.path} does not exist{hints}")
     raise CheckpointNotFoundError(f"{location.path} is not a checkpoint cliplab reads; {accepted_formats()}")
+
+
+def _check_ema_request(entry: CheckpointFormat, location: Location) -> None:
+    if location.request.ema and not entry.holds_ema:
+        raise UserError(f"{location.text} ({entry.name}) holds no EMA weights: only cliplab training checkpoints "
+                        "of a run trained with --ema-decay (ema.decay) have them")
 
 
 def formats_table() -> str:

@@ -43,5 +43,5 @@ FORMAT = CheckpointFormat(
     name="bundle", architecture="carried",
     summary="a cliplab bundle (config.json + model.safetensors + tokenizer files), a training step directory, "
             "or a run directory with checkpoints/latest",
-    detect=detect, read=read, export=ExportForm(name="bundle", check=check, write=write),
+    detect=detect, read=read, export=ExportForm(name="bundle", check=check, write=write), holds_ema=True,
 )

@@ -23,5 +23,6 @@ FORMAT = CheckpointFormat(
     name="open_clip_hub", architecture="carried",
     summary=f"an open_clip hub directory: {OPEN_CLIP_CONFIG} with {', '.join(HUB_WEIGHT_FILES)}",
     detect=directory_detector(is_hub_directory), read=directory_reader("read_open_clip_hub"),
-    export=exported_by("open_clip", check="check_open_clip_export", write="export_open_clip"),
+    export=exported_by("open_clip", check="check_open_clip_export", write="export_open_clip",
+                       options=("hf_tokenizer_name",)),
 )

@@ -28,12 +28,16 @@ def directory_reader(reader: str) -> Callable[[Location], LoadedModel]:
     return read
 
 
-def exported_by(name: str, *, check: str, write: str) -> ExportForm:
-    """The export `name` done by `cliplab.pretrained.export.<check>(model, tokenizer)` and
-    `<write>(model, config, tokenizer, directory)`."""
+def exported_by(name: str, *, check: str, write: str, options: tuple[str, ...] = ()) -> ExportForm:
+    """The export `name` done by `cliplab.pretrained.export.<check>(model, tokenizer, **options)` and
+    `<write>(model, config, tokenizer, directory, **options)`."""
     def module() -> Any:
         return importlib.import_module("cliplab.pretrained.export")
 
-    return ExportForm(name=name, check=lambda model, tokenizer: getattr(module(), check)(model, tokenizer),
-                      write=lambda model, tokenizer, directory: getattr(module(), write)(model, model.config, tokenizer,
-                                                                                         directory))
+    def run_check(model: Any, tokenizer: Any, **values: Any) -> None:
+        getattr(module(), check)(model, tokenizer, **values)
+
+    def run_write(model: Any, tokenizer: Any, directory: Path, **values: Any) -> Any:
+        return getattr(module(), write)(model, model.config, tokenizer, directory, **values)
+
+    return ExportForm(name=name, check=run_check, write=run_write, options=options)

@@ -18,9 +18,13 @@ The contracts a format's parts keep:
   directory the text names (None: not this prefix), which is then detected as any path.
 - architecture (formats read, not prefixes): "carried" (the checkpoint holds it; `model=` must
   agree), "read off the weights" (`model=` may replace it) or "named" (`model=` must name it).
+- holds_ema: the format can hold a training run's EMA weights (`LoadRequest.ema`; its reader reads
+  them, or says the checkpoint has none); a request for them from any other format is refused.
 - export (`ExportForm` or None): the format `cliplab export --format` / `cliplab.export` writes:
-  `check(model, tokenizer)` refuses what the format cannot represent before anything is written,
-  `write(model, tokenizer, directory)` writes the files.
+  `check(model, tokenizer, **options)` refuses what the format cannot represent before anything is
+  written, `write(model, tokenizer, directory, **options)` writes the files; `options` names the
+  keyword options of `cliplab.export` the format takes (open_clip's `hf_tokenizer_name`), which
+  every other format refuses by name.
 
 A format's module imports its reader (torch, safetensors ...) inside the functions that use it, so
 that the table (read by the CLI's --help) imports without them.
@@ -58,12 +62,15 @@ class NotACheckpointError(UserError):
 class LoadRequest:
     """How a checkpoint is to be read: model (the architecture, for formats without one; else it
     must agree), device ("meta": build without reading the weights), output_dict (what forward
-    returns), require_tokenizer (False accepts a checkpoint without tokenizer files cliplab reads)."""
+    returns), require_tokenizer (False accepts a checkpoint without tokenizer files cliplab reads),
+    ema (the EMA weights of a training run trained with --ema-decay instead of its model's: only a
+    format with `holds_ema` reads them)."""
 
     model: Any = None
     device: Any = "cpu"
     output_dict: bool = False
     require_tokenizer: bool = True
+    ema: bool = False
 
 
 @dataclass(frozen=True)
@@ -114,11 +121,13 @@ class Location:
 
 @dataclass(frozen=True, kw_only=True)
 class ExportForm:
-    """How a format is written (see the module docstring); name: the `--format` value."""
+    """How a format is written (see the module docstring); name: the `--format` value; options:
+    the keyword options its check and write take."""
 
     name: str
-    check: Callable[[Any, Any], None]
-    write: Callable[[Any, Any, Path], Any]
+    check: Callable[..., None]
+    write: Callable[..., Any]
+    options: tuple[str, ...] = ()
 
 
 def _never(location: Location) -> bool:
@@ -140,6 +149,7 @@ class CheckpointFormat:
     read: Callable[[Location], LoadedModel] | None = None
     resolve: Callable[[str], Path | None] | None = None
     export: ExportForm | None = None
+    holds_ema: bool = False
     missing_hint: Callable[[Location], str] = _no_hint
 
     def __post_init__(self) -> None:

@@ -26,18 +26,23 @@ from cliplab.pretrained.weight_files import SafetensorsReader
 from cliplab.train.checkpointing.manager import CheckpointManager, restore_training_state
 from cliplab.train.config import CheckpointConfig
 from cliplab.train.state import TrainState
+from cliplab.train.step.ema import WeightEma
+
+EMA_STARTS_NOW = "note: {path} holds no EMA weights; the EMA starts from the resumed weights"
 
 
 @dataclass(frozen=True)
 class CheckpointedParts:
     """What a checkpoint holds besides the counters: the unwrapped model and its tokenizer (a loadable
-    bundle), the optimiser, the GradScaler (or None) and the objective heads (or None)."""
+    bundle), the optimiser, the GradScaler (or None), the objective heads (or None) and the EMA of
+    the weights (or None)."""
 
     model: nn.Module
     tokenizer: Any
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler | None
     objectives: nn.Module | None
+    ema: WeightEma | None = None
 
     @property
     def extra_modules(self) -> dict[str, nn.Module] | None:
@@ -77,6 +82,8 @@ class Checkpointer:
         check_saved_shapes(path, parts.model.state_dict())
         state = restore_training_state(path, model=parts.model, optimizer=parts.optimizer, scaler=parts.scaler,
                                        rank=rank, extra_modules=parts.extra_modules)
+        if parts.ema is not None and not parts.ema.load(path) and rank == 0:
+            print(EMA_STARTS_NOW.format(path=path))
         self.last_saved_step = state.step
         return state
 
@@ -108,4 +115,4 @@ class Checkpointer:
         parts = self.parts
         self.manager.save(model=parts.model, tokenizer=parts.tokenizer, optimizer=parts.optimizer,
                           scaler=parts.scaler, state=state, config=self.saved_config,
-                          extra_modules=parts.extra_modules)
+                          extra_modules=parts.extra_modules, ema=parts.ema)

@@ -2,8 +2,10 @@
 
 Layout of one checkpoint directory (the manifest lists every other file, at any depth):
     shards/                           DCP: `.metadata` + `__<rank>_0.distcp` per rank; the model,
-                                      the objective heads and the AdamW state (`dcp_state`)
-    config.json, tokenizer files      as in a bundle (`cliplab.pretrained.cliplab_bundle.save_description`)
+                                      the objective heads, the AdamW state (`dcp_state`) and the
+                                      EMA's averages of a run with one (`ema.<name>`, `step.ema`)
+    config.json, tokenizer files      as in a bundle (`cliplab.pretrained.cliplab_bundle.save_description`;
+                                      lora.json for a model with LoRA adapters)
     train_state.pt                    counters and data position, GradScaler, every rank's RNG
                                       states, the saved run config (`train_state_file`: the payload
                                       of a single-file checkpoint without "optimizer" and
@@ -41,11 +43,13 @@ from pathlib import Path
 from cliplab.distributed.agreement import run_on_main
 from cliplab.errors import UserError
 from cliplab.file_names import DCP_SHARDS_DIR
+from cliplab.models.lora import lora_spec_of, write_lora_spec
 from cliplab.pretrained.cliplab_bundle import save_description
-from cliplab.pretrained.dcp_reader import is_sharded_checkpoint
+from cliplab.pretrained.dcp_reader import DcpModelReader, is_sharded_checkpoint
+from cliplab.pretrained.ema_weights import EMA_PREFIX
 from cliplab.pretrained.weight_files import SafetensorsReader
 from cliplab.train.checkpointing.atomic_files import save_torch
-from cliplab.train.checkpointing.checkpointer import Checkpointer, check_saved_shapes
+from cliplab.train.checkpointing.checkpointer import EMA_STARTS_NOW, Checkpointer, check_saved_shapes
 from cliplab.train.checkpointing.dcp_state import load_sharded, save_sharded
 from cliplab.train.checkpointing.manager import read_checkpoint, restore_run_state
 from cliplab.train.checkpointing.payload import TRAIN_STATE_FILE, gather_rng_states, read_train_state, training_payload
@@ -53,6 +57,8 @@ from cliplab.train.parallel.build import ParallelModel
 from cliplab.train.parallel.fsdp import canonical_name
 from cliplab.train.parallel.fsdp_state import ShardSource, load_optimizer_state, load_shards, rows_of
 from cliplab.train.state import TrainState
+
+EMA_SECTION = EMA_PREFIX.rstrip(".")
 
 
 class DcpCheckpointer(Checkpointer):
@@ -66,13 +72,15 @@ class DcpCheckpointer(Checkpointer):
         """Write checkpoint `step_<state.step>` (see the module docstring). A collective."""
         rng_states = gather_rng_states()
         staging = run_on_main(lambda: self.manager.stage(state.step))
-        save_sharded(staging / DCP_SHARDS_DIR, self.parallel.trainable, self.parts.optimizer, rename=canonical_name)
+        save_sharded(staging / DCP_SHARDS_DIR, self.parallel.trainable, self.parts.optimizer, rename=canonical_name,
+                     extra=self._ema_section())
         run_on_main(lambda: self._publish(staging, state, rng_states))
 
     def _publish(self, staging: Path, state: TrainState, rng_states: list) -> Path:
         parts = self.parts
         try:
             save_description(parts.model.config, parts.tokenizer, staging)
+            write_lora_spec(lora_spec_of(parts.model), staging)
             save_torch(training_payload(state=state, scaler=parts.scaler, rng_states=rng_states,
                                         config=self.saved_config), staging / TRAIN_STATE_FILE)
             return self.manager.publish(staging, state.step)
@@ -84,16 +92,29 @@ class DcpCheckpointer(Checkpointer):
         """Restore the parts from checkpoint `path` (verified by `run_dir.resolve_resume`): sharded,
         written by any number of ranks, or a single file. A collective."""
         check_saved_shapes(path, self._model_tensors())
+        ema = self.parts.ema
         if is_sharded_checkpoint(path):
-            load_sharded(path / DCP_SHARDS_DIR, self.parallel.trainable, self.parts.optimizer, rename=canonical_name)
+            shards = path / DCP_SHARDS_DIR
+            has_ema = ema is not None and bool(DcpModelReader(shards, prefix=EMA_PREFIX, required=False).shapes)
+            extra = self._ema_section() if has_ema else None
+            load_sharded(shards, self.parallel.trainable, self.parts.optimizer, rename=canonical_name, extra=extra)
+            if has_ema:
+                ema.take_sharded_state(extra[EMA_SECTION])
             payload = read_train_state(path / TRAIN_STATE_FILE)
         else:
             weights_file, payload = read_checkpoint(path, mmap=True)
             load_shards(self.parallel.trainable, self._single_file_source(path, SafetensorsReader(weights_file), payload))
             load_optimizer_state(self.parts.optimizer, payload["optimizer"], list(self.parallel.parameter_order))
+            has_ema = ema is not None and ema.load(path)
+        if ema is not None and not has_ema and rank == 0:
+            print(EMA_STARTS_NOW.format(path=path))
         state = restore_run_state(payload, scaler=self.parts.scaler, rank=rank)
         self.last_saved_step = state.step
         return state
+
+    def _ema_section(self) -> dict[str, dict] | None:
+        """The EMA's averages as the `ema` section of the DCP shards (None without an EMA)."""
+        return None if self.parts.ema is None else {EMA_SECTION: self.parts.ema.sharded_state()}
 
     def _model_tensors(self) -> dict[str, torch.Tensor]:
         """The model's tensors under the names a checkpoint gives them (whole shapes: DTensors)."""

@@ -5,6 +5,8 @@ per writing rank). Its keys (DCP joins nested dict keys with dots):
     model.<name>          the CLIP model's parameters, buffers and extra state
     objectives.<name>     the x-clip objective heads' (only when the run has them)
     optimizer.state.<parameter name>.<exp_avg | exp_avg_sq | step>, optimizer.param_groups
+    <section>.<name>      tensors the caller adds as `extra` sections (the EMA's averages, `ema.<name>`,
+                          DTensors laid out like their parameters: `cliplab.train.step.ema`)
 Names are the unsharded ones: `rename` maps a name of the sharded module to it (FSDP2's 1-element
 holder of a 0-d parameter back to the parameter's own name, `cliplab.train.parallel.fsdp`); shapes are
 the sharded module's global shapes (a held 0-d parameter is stored as [1]; the offline reader,
@@ -26,7 +28,7 @@ damaged `.metadata` or shard file fails every rank in one line naming it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.distributed.checkpoint as dcp
@@ -62,9 +64,11 @@ def _rename_optimizer(state: dict[str, Any], names: dict[str, str]) -> dict[str,
 
 
 class _Layout:
-    """The DCP sections of one trainable module and its optimiser, and the way back."""
+    """The DCP sections of one trainable module and its optimiser (and `extra` sections, saved and
+    loaded in place as they are), and the way back."""
 
-    def __init__(self, trainable: nn.Module, optimizer: torch.optim.Optimizer, rename: Callable[[str], str]):
+    def __init__(self, trainable: nn.Module, optimizer: torch.optim.Optimizer, rename: Callable[[str], str],
+                 extra: Mapping[str, dict[str, Any]] | None = None):
         self.trainable, self.optimizer = trainable, optimizer
         self.with_objectives = isinstance(getattr(trainable, OBJECTIVES_KEY, None), nn.Module)
         model_state, optimizer_state = get_state_dict(trainable, optimizer)
@@ -81,12 +85,13 @@ class _Layout:
             section, inner = _section_of(self.names[name], self.with_objectives)
             self.sections[section][inner] = value
         self.sections[OPTIMIZER_KEY] = _rename_optimizer(optimizer_state, self.names)
+        self.sections.update(extra or {})
 
     def restore(self) -> None:
         """Give the (loaded) sections back to the module and optimiser under their live names."""
         model_state = {}
         for section, values in self.sections.items():
-            if section == OPTIMIZER_KEY:
+            if section not in (MODEL_KEY, OBJECTIVES_KEY):
                 continue
             prefix = f"{section}." if self.with_objectives else ""
             model_state.update({self.live_names[prefix + name]: value for name, value in values.items()})
@@ -95,11 +100,13 @@ class _Layout:
 
 
 def save_sharded(directory: str | Path, trainable: nn.Module, optimizer: torch.optim.Optimizer, *,
-                 rename: Callable[[str], str] = _identity, process_group: ProcessGroup | None = None) -> None:
+                 rename: Callable[[str], str] = _identity, process_group: ProcessGroup | None = None,
+                 extra: Mapping[str, dict[str, Any]] | None = None) -> None:
     """Write this rank's shards of `trainable` (the model, or the model with objective heads under
-    `.model` / `.objectives`) and of `optimizer` into the DCP directory `directory` (created).
-    process_group: the ranks that write (default: all), the ranks `trainable` is sharded over."""
-    layout = _Layout(trainable, optimizer, rename)
+    `.model` / `.objectives`), of `optimizer` and of the `extra` sections into the DCP directory
+    `directory` (created). process_group: the ranks that write (default: all), the ranks
+    `trainable` is sharded over."""
+    layout = _Layout(trainable, optimizer, rename, extra)
     # A replicated tensor (a buffer, such as BatchNorm's running statistics, which each rank updates
     # with its own batches) is written from rank 0, as a DDP run's checkpoint holds rank 0's; DCP's
     # default takes each from whichever rank balances the writes, which could mix ranks.
@@ -108,9 +115,11 @@ def save_sharded(directory: str | Path, trainable: nn.Module, optimizer: torch.o
 
 
 def load_sharded(directory: str | Path, trainable: nn.Module, optimizer: torch.optim.Optimizer, *,
-                 rename: Callable[[str], str] = _identity, process_group: ProcessGroup | None = None) -> None:
+                 rename: Callable[[str], str] = _identity, process_group: ProcessGroup | None = None,
+                 extra: Mapping[str, dict[str, Any]] | None = None) -> None:
     """Load this rank's shards of `trainable` and `optimizer` from the DCP directory `directory`,
-    written by any number of ranks (`rename` as it was saved with). Every entry must be there."""
-    layout = _Layout(trainable, optimizer, rename)
+    written by any number of ranks (`rename` as it was saved with), and the `extra` sections' values
+    into their tensors in place. Every entry must be there."""
+    layout = _Layout(trainable, optimizer, rename, extra)
     load_dcp(layout.sections, Path(directory), process_group=process_group)
     layout.restore()

@@ -1,7 +1,10 @@
 """Step checkpoints that prove themselves: `checkpoints/step_XXXXXXX/` directories and a `latest` pointer.
 
 Layout of one checkpoint directory:
-    model.safetensors, config.json, tokenizer files  a loadable bundle (cliplab.save)
+    model.safetensors, config.json, tokenizer files  a loadable bundle (cliplab.save; lora.json too for
+                                                     a model with LoRA adapters)
+    ema.safetensors                                  the EMA of the trained weights, for a run with one
+                                                     (`cliplab.train.step.ema`)
     train_state.pt                                   optimiser, scaler, RNG states, data position,
                                                      counters, run config (`train_state_file`: read
                                                      without running anything it contains)
@@ -64,6 +67,7 @@ from cliplab.train.checkpointing.atomic_files import (TMP_PREFIX, fsync_path, fs
 from cliplab.train.checkpointing.payload import (TRAIN_STATE_FILE, gather_rng_states, read_train_state, set_rng_state,
                                             training_payload)
 from cliplab.train.state import TrainState
+from cliplab.train.step.ema import WeightEma
 
 SET_ASIDE_PREFIX = "rejected_"
 
@@ -120,7 +124,7 @@ class CheckpointManager:
 
     def save(self, *, model: nn.Module, tokenizer: Any, optimizer: torch.optim.Optimizer,
              scaler: torch.amp.GradScaler | None, state: TrainState, config: dict,
-             extra_modules: dict[str, nn.Module] | None = None) -> Path:
+             extra_modules: dict[str, nn.Module] | None = None, ema: WeightEma | None = None) -> Path:
         """Write checkpoint `step_<state.step>` (see the module docstring), point `latest` at it, prune.
 
         A collective: every rank calls it (the RNG states of all ranks are gathered, so that a
@@ -129,15 +133,20 @@ class CheckpointManager:
         """
         rng_states = gather_rng_states()
         return run_on_main(lambda: self._write(
-            model=model, tokenizer=tokenizer, step=state.step, payload=training_payload(
+            model=model, tokenizer=tokenizer, step=state.step, ema=ema, payload=training_payload(
                 state=state, scaler=scaler, rng_states=rng_states, config=config, optimizer=optimizer,
                 extra_modules=extra_modules)))
 
-    def _write(self, *, model: nn.Module, tokenizer: Any, step: int, payload: dict) -> Path:
+    def _write(self, *, model: nn.Module, tokenizer: Any, step: int, payload: dict,
+               ema: WeightEma | None = None) -> Path:
         needed = tensor_bytes(model.state_dict()) + tensor_bytes(payload)
+        if ema is not None:
+            needed += tensor_bytes(ema.averages)
         staging = self.stage(step)
         try:
             save_bundle(model, tokenizer, staging)
+            if ema is not None:
+                ema.save(staging)
             save_torch(payload, staging / TRAIN_STATE_FILE)
             return self.publish(staging, step)
         except BaseException as error:

@@ -11,13 +11,13 @@ imports without torch, so the CLI's --help reads the same tuples (`PRECISIONS`, 
 from cliplab.config_checks import ConfigError
 from cliplab.losses.siglip_exchanges import SIGLIP_DIST_IMPLS
 from cliplab.precision_names import PRECISIONS
-from cliplab.train.config.sections import (DEFAULT_MODEL_OVERRIDES, LR_SCHEDULERS, REQUEUE_EXIT_CODES,
-                                           CheckpointConfig, DistributedConfig, EvalConfig, GuardConfig,
-                                           LoggingConfig, LoopConfig, LossConfig, ModelSetupConfig, OptimConfig,
-                                           TrainConfig, has_evaluation_data, has_retrieval_data,
-                                           is_one_path_component, names_config_key)
+from cliplab.train.config.sections import (CONTEXT_EXTENSIONS, DEFAULT_MODEL_OVERRIDES, LR_SCHEDULERS,
+                                           REQUEUE_EXIT_CODES, CheckpointConfig, DistributedConfig, EmaConfig,
+                                           EvalConfig, GuardConfig, LoggingConfig, LoopConfig, LoraConfig, LossConfig,
+                                           ModelSetupConfig, OptimConfig, TrainConfig, has_evaluation_data,
+                                           has_retrieval_data, is_one_path_component, names_config_key)
 
-__all__ = ["DEFAULT_MODEL_OVERRIDES", "LR_SCHEDULERS", "PRECISIONS", "REQUEUE_EXIT_CODES", "SIGLIP_DIST_IMPLS",
-           "CheckpointConfig", "ConfigError", "DistributedConfig", "EvalConfig", "GuardConfig", "LoggingConfig",
-           "LoopConfig", "LossConfig", "ModelSetupConfig", "OptimConfig", "TrainConfig", "has_evaluation_data",
-           "has_retrieval_data", "is_one_path_component", "names_config_key"]
+__all__ = ["CONTEXT_EXTENSIONS", "DEFAULT_MODEL_OVERRIDES", "LR_SCHEDULERS", "PRECISIONS", "REQUEUE_EXIT_CODES",
+           "SIGLIP_DIST_IMPLS", "CheckpointConfig", "ConfigError", "DistributedConfig", "EmaConfig", "EvalConfig",
+           "GuardConfig", "LoggingConfig", "LoopConfig", "LoraConfig", "LossConfig", "ModelSetupConfig", "OptimConfig",
+           "TrainConfig", "has_evaluation_data", "has_retrieval_data", "is_one_path_component", "names_config_key"]

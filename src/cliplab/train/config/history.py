@@ -62,6 +62,7 @@ FREE_ON_RESUME: tuple[FreeOnResume, ...] = (
     FreeOnResume("model.tokenizer", "a resume takes the checkpoint's tokenizer (`tokenizer_setup`)"),
     FreeOnResume("model.grad_checkpointing", "recomputes the same activations"),
     FreeOnResume("model.torchcompile", "the same model, compiled"),
+    FreeOnResume("ema.cpu", "where the EMA's averages are kept, not what they are"),
     FreeOnResume("guards", "when a failing run stops"),
     FreeOnResume("distributed", "how ranks meet and shard (an FSDP2 run resumes a DDP checkpoint)"),
 )

@@ -15,12 +15,14 @@ import dataclasses
 import importlib.util
 import math
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from cliplab.config_checks import (ConfigError, check_non_negative, check_optional_positive_int, check_positive_int,
+from cliplab.config_checks import (ConfigError, check_choice, check_int_at_least, check_non_negative, check_number,
+                                   check_optional_positive_int, check_positive_int, check_probability, is_int,
                                    require)
 from cliplab.data import DataConfig
 from cliplab.data.sources import data_source
@@ -36,6 +38,9 @@ DEFAULT_MODEL_OVERRIDES = {
 }
 
 LR_SCHEDULERS = ("cosine", "const")
+# How --force-context-length lengthens pretrained text positions
+# (`cliplab.models.resized_model.CONTEXT_EXTENSIONS`).
+CONTEXT_EXTENSIONS = ("interpolate", "longclip")
 REQUEUE_EXIT_CODES = (3, 125)  # the range `checkpoint.requeue_exit_code` takes
 
 
@@ -57,7 +62,14 @@ class ModelSetupConfig:
         resumed checkpoint's, the pretrained checkpoint's, the open_clip architecture's own, or one
         trained on the captions; see `cliplab.train.setup.tokenizer`).
     force_image_size: the side of the model's square input images instead of its config's (open_clip's
-        --force-image-size); the preprocessing follows it. Not with `pretrained`.
+        --force-image-size); the preprocessing follows it. With `pretrained`, the checkpoint's learned
+        position grids are resized to it by their tower family's rule (`cliplab.models.resized_model`).
+    force_context_length: the text tower's context length instead of its config's (open_clip's
+        --force-context-length); the tokenizer is made to it. With `pretrained`, the text positions are
+        resized by `context_extension`: "interpolate" (open_clip's resize_text_pos_embed) or "longclip"
+        (the first 20 kept, the rest stretched, Long-CLIP's rule).
+    force_patch_dropout: the ViT's patch dropout instead of its config's (open_clip's
+        --force-patch-dropout), for training only.
     image_mean / image_std: the per-channel (R, G, B) normalisation instead of the one
         `model_plan.plan_model` picks for the data (open_clip's --image-mean / --image-std). Not with
         `pretrained` (the checkpoint brings its preprocessing).
@@ -69,6 +81,9 @@ class ModelSetupConfig:
     overrides: Optional[dict] = None
     tokenizer: Optional[str] = None
     force_image_size: Optional[int] = None
+    force_context_length: Optional[int] = None
+    context_extension: str = "interpolate"
+    force_patch_dropout: Optional[float] = None
     image_mean: Optional[tuple[float, ...]] = None
     image_std: Optional[tuple[float, ...]] = None
     lock_image: bool = False
@@ -93,13 +108,19 @@ class ModelSetupConfig:
         require(not (self.pretrained and self.overrides), "overrides", self.overrides,
                 "cannot change the architecture of pretrained weights (model.pretrained): remove them")
         check_optional_positive_int("force_image_size", self.force_image_size)
+        check_optional_positive_int("force_context_length", self.force_context_length)
+        check_choice("context_extension", self.context_extension, CONTEXT_EXTENSIONS)
+        require(self.context_extension == "interpolate" or self.force_context_length is not None, "context_extension",
+                self.context_extension, "needs force_context_length (--force-context-length), the length to stretch to")
+        if self.force_patch_dropout is not None:
+            check_probability("force_patch_dropout", self.force_patch_dropout)
         for key in ("image_mean", "image_std"):
             value = getattr(self, key)
             require(value is None or (len(value) == 3 and all(math.isfinite(channel) for channel in value)), key,
                     value, "must be 3 numbers (R, G, B) or null")
         require(self.image_std is None or min(self.image_std) > 0, "image_std", self.image_std,
                 "must be > 0 in every channel")
-        for key in ("force_image_size", "image_mean", "image_std"):
+        for key in ("image_mean", "image_std"):
             require(not (self.pretrained and getattr(self, key) is not None), key, getattr(self, key),
                     "cannot change the preprocessing of pretrained weights (model.pretrained brings its own): "
                     "remove it")
@@ -163,6 +184,16 @@ class OptimConfig:
     """AdamW with open_clip's weight-decay exclusions, a warmup + cosine schedule and clipping.
 
     warmup: linear warmup length in optimiser steps. grad_clip_norm: max global L2 norm (None: off).
+
+    The parameter groups (`cliplab.train.step.param_groups`): every group's lr is the schedule's times
+    the group's scale. lr_image / lr_text: the peak lr of a tower (with its projection) instead of
+    `lr` (its scale is lr_image / lr). layer_decay D (layer_decay_image / _text per tower, else
+    layer_decay; None: 1): block i of a tower of L blocks trains at D^(L - i) of the tower's lr, its
+    embeddings at D^(L + 1), its final group, the projections, logit scale and heads at D^0 (the
+    tower family's `lock_groups`, input to output, are the layers). wd_image / wd_text: the weight
+    decay of a tower's decayed tensors instead of `wd`. wd_exclude: regular expressions
+    (`re.search`) over parameter names whose tensors get no weight decay, besides the norms,
+    biases, embeddings and logit scale / bias that never do.
     """
 
     lr: float = 2e-3
@@ -174,6 +205,14 @@ class OptimConfig:
     lr_scheduler: str = "cosine"
     min_lr: float = 0.0
     grad_clip_norm: Optional[float] = 1.0
+    layer_decay: Optional[float] = None
+    layer_decay_image: Optional[float] = None
+    layer_decay_text: Optional[float] = None
+    lr_image: Optional[float] = None
+    lr_text: Optional[float] = None
+    wd_image: Optional[float] = None
+    wd_text: Optional[float] = None
+    wd_exclude: tuple[str, ...] = ()
 
     def __post_init__(self):
         require(isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool) and math.isfinite(self.lr)
@@ -193,6 +232,100 @@ class OptimConfig:
         if self.grad_clip_norm is not None:
             require(isinstance(self.grad_clip_norm, (int, float)) and self.grad_clip_norm > 0,
                     "grad_clip_norm", self.grad_clip_norm, "must be > 0 or null")
+        for key in ("layer_decay", "layer_decay_image", "layer_decay_text"):
+            value = getattr(self, key)
+            if value is not None:  # 1: no decay
+                check_number(key, value, low=0.0, high=1.0, low_inclusive=False)
+        for key in ("lr_image", "lr_text"):
+            if getattr(self, key) is not None:
+                check_number(key, getattr(self, key), low=0.0, low_inclusive=False)
+        for key in ("wd_image", "wd_text"):
+            if getattr(self, key) is not None:
+                check_non_negative(key, getattr(self, key))
+        self.wd_exclude = tuple(self.wd_exclude)
+        for pattern in self.wd_exclude:
+            require(isinstance(pattern, str) and pattern != "", "wd_exclude", pattern,
+                    "must hold regular expressions over parameter names")
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ConfigError("wd_exclude", pattern, f"must be a regular expression ({error})") from None
+
+
+@dataclass(kw_only=True)
+class LoraConfig:
+    """LoRA adapters through peft (`cliplab.train.setup.lora`, `cliplab.models.lora`); off without a rank.
+
+    rank: the adapters' rank r (None: no LoRA). alpha: their scale is alpha / r (None: alpha = r).
+    dropout: on the adapters' input. targets: module-name suffixes of the layers to adapt, as peft's
+    `target_modules` takes them (None: each tower family's defaults: attention q/k/v and output,
+    MLP in and out, a conv tower's convolutions). image_only / text_only: adapt one tower; the other
+    trains (or not) as --lock-* says. The adapted towers' own weights are frozen.
+    """
+
+    rank: Optional[int] = None
+    alpha: Optional[float] = None
+    dropout: float = 0.0
+    targets: Optional[tuple[str, ...]] = None
+    image_only: bool = False
+    text_only: bool = False
+
+    def __post_init__(self):
+        require(self.rank is None or (is_int(self.rank) and self.rank > 0), "rank", self.rank,
+                "must be a positive integer (the adapters' rank), or null for no LoRA")
+        if self.alpha is not None:
+            check_number("alpha", self.alpha, low=0.0, low_inclusive=False)
+        check_probability("dropout", self.dropout)
+        if self.targets is not None:
+            self.targets = tuple(self.targets)
+            require(len(self.targets) > 0 and all(isinstance(name, str) and name.strip() == name and name
+                                                  for name in self.targets), "targets", self.targets,
+                    "must be module-name suffixes (e.g. attn.qkv, mlp.fc), or null for the defaults")
+        require(not (self.image_only and self.text_only), "text_only", self.text_only,
+                "cannot be combined with lora.image_only: leave both off to adapt both towers")
+        if self.rank is None:
+            for key, unset in (("alpha", None), ("dropout", 0.0), ("targets", None), ("image_only", False),
+                               ("text_only", False)):
+                require(getattr(self, key) == unset, key, getattr(self, key),
+                        "only applies with lora.rank (--lora-rank)")
+
+    @property
+    def enabled(self) -> bool:
+        return self.rank is not None
+
+    @property
+    def sides(self) -> tuple[str, ...]:
+        """The towers adapted: "vision" and/or "text"."""
+        return ("vision",) if self.image_only else ("text",) if self.text_only else ("vision", "text")
+
+
+@dataclass(kw_only=True)
+class EmaConfig:
+    """An exponential moving average of the trained weights (`cliplab.train.step.ema`); off without a decay.
+
+    decay: d in (0, 1), each step ema <- d * ema + (1 - d) * weights (None: no EMA). warmup: the
+    decay rises linearly from 0 over the first `warmup` optimiser steps (d_t = d * min(1, t /
+    warmup) at step t), so that the average soon forgets the starting weights. cpu: keep the
+    average in host memory instead of on the device.
+    """
+
+    decay: Optional[float] = None
+    warmup: int = 0
+    cpu: bool = False
+
+    def __post_init__(self):
+        require(self.decay is None or (isinstance(self.decay, (int, float)) and not isinstance(self.decay, bool)
+                                       and 0 < self.decay < 1), "decay", self.decay,
+                "must be in (0, 1) (e.g. 0.9999), or null for no EMA")
+        check_int_at_least("warmup", self.warmup, 0)
+        if self.decay is None:
+            for key, unset in (("warmup", 0), ("cpu", False)):
+                require(getattr(self, key) == unset, key, getattr(self, key),
+                        "only applies with ema.decay (--ema-decay)")
+
+    @property
+    def enabled(self) -> bool:
+        return self.decay is not None
 
 
 @dataclass(kw_only=True)
@@ -400,6 +533,8 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    ema: EmaConfig = field(default_factory=EmaConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     objectives: ObjectivesConfig = field(default_factory=ObjectivesConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)

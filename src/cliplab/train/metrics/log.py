@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping
 import torch
 
 from cliplab.console import Progress, format_duration
-from cliplab.eval.chance import retrieval_sentence, zero_shot_sentence
+from cliplab.eval.chance import percent, retrieval_sentence, zero_shot_sentence
 from cliplab.eval.run_layout import METRICS_FILE, RUN_CONFIG_FILE, TENSORBOARD_DIR
 from cliplab.train.checkpointing.atomic_files import raise_if_out_of_space
 from cliplab.train.config import LoggingConfig, TrainConfig
@@ -193,14 +193,22 @@ def step_line(state: TrainState, report: StepReport, *, total_steps: int, eta_s:
     return " | ".join(parts)
 
 
+# An eval record's figures the console repeats for the EMA's weights: key -> name.
+EMA_FIGURES = (("zero_shot_top1", "zero-shot top-1"), ("zero_shot_top5", "top-5"),
+               ("image_to_text_R@1", "retrieval R@1 image-to-text"), ("text_to_image_R@1", "text-to-image"))
+
+
 def eval_line(record: Mapping[str, Any]) -> str:
     """The console lines of an evaluation: zero-shot accuracy and/or retrieval R@1, each with what it
-    measures and its chance level (`cliplab.eval.chance`)."""
+    measures and its chance level (`cliplab.eval.chance`), and the same figures of the EMA's weights."""
     parts = []
     if "zero_shot_top1" in record:
         parts.append(zero_shot_sentence(record))
     if "image_to_text_R@1" in record:
         parts.append(retrieval_sentence(record))
+    ema = [f"{name} {percent(record['ema/' + key])}" for key, name in EMA_FIGURES if "ema/" + key in record]
+    if ema:
+        parts.append("EMA weights: " + ", ".join(ema))
     return f"eval at step {record['step']}:" + "".join(f"\n  {part}" for part in parts)
 
 

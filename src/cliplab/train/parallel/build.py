@@ -28,6 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from cliplab.distributed.shard_init import ShardedInit
 from cliplab.models import build_model
+from cliplab.models.lora import add_lora, base_name, is_adapter_name, lora_spec_of
 from cliplab.models.registry import initialisers_on_meta
 from cliplab.pretrained.formats import WeightsOpener
 from cliplab.train.config import DistributedConfig
@@ -98,10 +99,15 @@ def _ddp(trainable: nn.Module, model: nn.Module, build: ModelBuild) -> ParallelM
 
 def _initial_values(trainable: nn.Module, build: ModelBuild, weights: WeightsOpener | None) -> ShardSource:
     """Where the shards' first values come from: the recorded initial values, or (a pretrained
-    model, `weights`) its checkpoint, read one tensor at a time."""
+    model, `weights`) its checkpoint, read one tensor at a time; LoRA adapters added to a
+    pretrained model take their recorded initial values, the layers they adapt the checkpoint's."""
     if weights is None:
         return build.recorder.values(trainable).rows
-    return rows_of(weights())
+    pretrained = rows_of(weights())
+    if not any(is_adapter_name(name) for name, _ in trainable.named_parameters()):
+        return pretrained
+    recorded = build.recorder.values(trainable).rows
+    return lambda name, rows: recorded(name, rows) if is_adapter_name(name) else pretrained(base_name(name), rows)
 
 
 def _fsdp(trainable: nn.Module, model: nn.Module, build: ModelBuild, weights: WeightsOpener | None) -> ParallelModel:
@@ -144,5 +150,8 @@ def whole_model(parallel: ParallelModel, *, keep: bool) -> nn.Module | None:
         return None
     with torch.device("meta"):
         whole = build_model(parallel.model.config, output_dict=True)
+    lora = lora_spec_of(parallel.model)
+    if lora is not None:
+        add_lora(whole, lora)
     whole.load_state_dict(state, strict=True, assign=True)
     return whole

@@ -35,7 +35,7 @@ def local_rows(tensor: DTensor) -> slice:
     return shard_rows(tensor.shape[0], mesh.get_local_rank(), mesh.size())
 
 
-def _shard_value(name: str, tensor: DTensor, source: ShardSource) -> torch.Tensor:
+def shard_value(name: str, tensor: DTensor, source: ShardSource) -> torch.Tensor:
     """This rank's rows of `name` from `source`, shaped like the local shard of `tensor`."""
     rows = local_rows(tensor)
     canonical = canonical_name(name)
@@ -53,7 +53,7 @@ def load_shards(root: nn.Module, source: ShardSource) -> None:
     """Copy into every shard, buffer and extra state of `root` its value from `source`."""
     for name, tensor in root.state_dict(keep_vars=True).items():
         if isinstance(tensor, DTensor):
-            tensor.to_local().copy_(_shard_value(name, tensor, source))
+            tensor.to_local().copy_(shard_value(name, tensor, source))
         elif isinstance(tensor, torch.Tensor):
             tensor.copy_(source(canonical_name(name), None))
         else:
@@ -135,6 +135,6 @@ def _like_parameter(name: str, parameter: torch.Tensor, value: Any) -> Any:
     """`value` (a whole state tensor of `parameter`, e.g. AdamW's moments) as a DTensor sharded like it."""
     if not isinstance(parameter, DTensor) or not isinstance(value, torch.Tensor):
         return value
-    local = _shard_value(name, parameter, rows_of(lambda _: value))
+    local = shard_value(name, parameter, rows_of(lambda _: value))
     return DTensor.from_local(local.to(parameter.to_local().device), parameter.device_mesh, parameter.placements,
                               run_check=False, shape=parameter.shape, stride=parameter.stride())

@@ -3,7 +3,7 @@
 Under torchrun (WORLD_SIZE > 1 in the environment) the group is created here: NCCL when CUDA is
 available, gloo otherwise, one GPU per local rank. When the caller already initialised a group
 (tests via `cliplab.distributed.launch.run_on_workers`) it is used as is and left for the caller
-to destroy. Teardown always barriers first: exiting gloo without it crashed at shutdown here.
+to destroy. Teardown is `leave_process_group` (why it barriers and waits: its docstring).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from cliplab.distributed.teardown import leave_process_group
 from cliplab.train.config import DistributedConfig
 
 
@@ -87,7 +88,6 @@ def init_distributed(config: DistributedConfig) -> DistributedContext:
 
 
 def shutdown(context: DistributedContext) -> None:
-    """Barrier, then destroy the group if this module created it."""
+    """Leave the group (`cliplab.distributed.teardown`) if this module created it."""
     if context.owns_group and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+        leave_process_group()

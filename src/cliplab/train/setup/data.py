@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from cliplab.data import DataConfig
+from cliplab.data.class_subset import ClassSubset
 from cliplab.data.loader import build_map_dataset, build_train_loader
 from cliplab.data.samples import MapDataset
 from cliplab.data.seeding import preserved_global_rngs
@@ -28,10 +29,13 @@ from cliplab.train.state import TrainState
 
 def build_train_dataset(data: DataConfig) -> MapDataset | None:
     """The map-style training dataset, read once for all epochs (None for a streamed source:
-    webdataset shards)."""
+    webdataset shards), restricted to `data.train_classes` when set."""
     if data_source(data.dataset_type).map_style is None:
         return None
-    return build_map_dataset(data, train=True)
+    dataset = build_map_dataset(data, train=True)
+    if data.train_classes is None:
+        return dataset
+    return ClassSubset(dataset, data.train_classes, what=f"the {data.dataset_type} training data")
 
 
 def _next_batch(iterator: Iterator[dict]) -> dict:

@@ -5,7 +5,10 @@
     model.pretrained PATH    cliplab.model_io.load_model(PATH, model=name): the checkpoint's architecture,
                              weights, tokenizer and preprocessing (any format `cliplab.load` reads;
                              `name` names the architecture of formats that carry none, and must agree
-                             with the others)
+                             with the others); at the image size, context length and patch dropout
+                             the section forces, its weights carried over (`input_size`)
+
+The towers are then locked as --lock-* asks and, with LoRA, adapters added (`setup.lora`).
 
 A run that resumes takes its weights from the resumed checkpoint, so the pretrained file then only
 gives the architecture: it is built on the meta device without reading a weight, and allocated
@@ -25,8 +28,11 @@ from cliplab.distributed.agreement import raise_if_any_rank_failed
 from cliplab.errors import UserError
 from cliplab.model_io import load_model
 from cliplab.models import create_model
+from cliplab.models.lora import LoraSpec
 from cliplab.pretrained.formats import WeightsOpener
-from cliplab.train.config import ConfigError, ModelSetupConfig
+from cliplab.train.config import ConfigError, LoraConfig, ModelSetupConfig
+from cliplab.train.setup.input_size import resize_pretrained
+from cliplab.train.setup.lora import adapt_for_training, describe_lora
 from cliplab.train.setup.model_plan import ModelPlan
 from cliplab.train.setup.tokenizer import RunTokenizer
 
@@ -41,13 +47,15 @@ class TrainingModel:
     the loss reads by key. tokenizer: the pretrained checkpoint's (None for a fresh model, or a
     checkpoint without one). origin / preprocess_origin: where the architecture and weights, and
     the preprocessing (`model.config.preprocess`), come from, in words. weights: for a pretrained
-    model built on meta (FSDP2), the opener of its checkpoint's weights (`LoadedModel.weights`)."""
+    model built on meta (FSDP2), the opener of its checkpoint's weights (`LoadedModel.weights`,
+    by the names of the model without adapters). lora: the LoRA adapters added (None: none)."""
 
     model: nn.Module
     tokenizer: Any
     origin: str
     preprocess_origin: str
     weights: WeightsOpener | None = None
+    lora: LoraSpec | None = None
 
 
 def _created_model(setup: ModelSetupConfig, plan: ModelPlan | None) -> nn.Module:
@@ -71,10 +79,14 @@ def _pretrained_model(setup: ModelSetupConfig, device: torch.device,
         with_model = f" with --model {setup.name}" if setup.name is not None else ""
         failure = PretrainedLoadError(f"--pretrained {setup.pretrained} (model.pretrained){with_model}: {error}")
     raise_if_any_rank_failed(failure)
-    model = loaded.model
+    resized = resize_pretrained(loaded.model, setup, loaded.weights)
+    model = resized.model
     if resuming:
         model.to_empty(device=device)
-    return model, loaded.tokenizer, f"the pretrained checkpoint {loaded.path} ({loaded.format})", loaded.weights
+    origin = f"the pretrained checkpoint {loaded.path} ({loaded.format})"
+    if resized.changes:
+        origin += f", resized ({'; '.join(resized.changes)})"
+    return model, loaded.tokenizer, origin, resized.weights
 
 
 def _lock(model: nn.Module, setup: ModelSetupConfig) -> None:
@@ -94,12 +106,13 @@ def _lock(model: nn.Module, setup: ModelSetupConfig) -> None:
 
 
 def build_training_model(setup: ModelSetupConfig, device: torch.device, *, plan: ModelPlan | None = None,
-                         resuming: bool = False) -> TrainingModel:
-    """The run's model (see the module docstring), towers locked as asked, on `device`, in train mode.
-    A fresh model draws its initial weights from the global torch generator; a loaded one draws
-    nothing. plan: a fresh model's size and normalisation for the run's data (`model_plan.plan_model`;
-    None: the section's overrides as they are). resuming: the weights will come from a resumed
-    checkpoint (see the module docstring)."""
+                         resuming: bool = False, lora: LoraConfig | None = None) -> TrainingModel:
+    """The run's model (see the module docstring), towers locked as asked, adapted as `lora` asks,
+    on `device`, in train mode. A fresh model draws its initial weights from the global torch
+    generator, then the adapters theirs; a loaded one draws only the adapters'. plan: a fresh
+    model's size and normalisation for the run's data (`model_plan.plan_model`; None: the section's
+    overrides as they are). resuming: the weights will come from a resumed checkpoint (see the
+    module docstring)."""
     opener = None
     if setup.pretrained is None:
         model, tokenizer = _created_model(setup, plan), None
@@ -111,9 +124,11 @@ def build_training_model(setup: ModelSetupConfig, device: torch.device, *, plan:
     if resuming:
         weights = "weights from the resumed checkpoint"
     _lock(model, setup)
+    adapters = adapt_for_training(model, lora) if lora is not None else None
     if setup.grad_checkpointing:
         model.set_grad_checkpointing(True)
-    return TrainingModel(model.to(device).train(), tokenizer, f"{origin}, {weights}", preprocess_origin, opener)
+    return TrainingModel(model.to(device).train(), tokenizer, f"{origin}, {weights}", preprocess_origin, opener,
+                         adapters)
 
 
 @dataclass(frozen=True)
@@ -143,14 +158,22 @@ def _floats(values: tuple[float, ...]) -> str:
     return "(" + ", ".join(f"{value:.4g}" for value in values) + ")"
 
 
+def describe_model(model: TrainingModel) -> list[str]:
+    """The start-up lines of the model: its kind, parameter counts and origin, and its LoRA adapters."""
+    parameters = sum(parameter.numel() for parameter in model.model.parameters())
+    trainable = sum(parameter.numel() for parameter in model.model.parameters() if parameter.requires_grad)
+    lines = [f"model: {model.model.config.kind}, {parameters:,} parameters ({trainable:,} trainable); from "
+             f"{model.origin}"]
+    if model.lora is not None:
+        lines.append(describe_lora(model.lora, model.model))
+    return lines
+
+
 def describe_run_inputs(model: TrainingModel, tokenizer: RunTokenizer) -> list[str]:
     """The start-up lines saying which model, tokenizer and preprocessing the run uses, and where
     each comes from."""
     config = model.model.config
-    parameters = sum(parameter.numel() for parameter in model.model.parameters())
-    trainable = sum(parameter.numel() for parameter in model.model.parameters() if parameter.requires_grad)
     vocabulary = tokenizer.tokenizer
-    return [f"model: {config.kind}, {parameters:,} parameters ({trainable:,} trainable); from {model.origin}",
-            f"tokenizer: {vocabulary.kind}, {vocabulary.vocab_size} ids, context {vocabulary.context_length}; "
-            f"from {tokenizer.origin}",
-            f"preprocessing: {describe_preprocess(config.preprocess)}; from {model.preprocess_origin}"]
+    return describe_model(model) + [f"tokenizer: {vocabulary.kind}, {vocabulary.vocab_size} ids, context {vocabulary.context_length}; "
+                    f"from {tokenizer.origin}",
+                    f"preprocessing: {describe_preprocess(config.preprocess)}; from {model.preprocess_origin}"]

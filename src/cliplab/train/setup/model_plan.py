@@ -21,6 +21,7 @@ from cliplab.data.sources import SOURCES, data_source
 from cliplab.data.transforms import PreprocessConfig
 from cliplab.models.registry import UnknownModelError, get_model_config
 from cliplab.train.config import ConfigError, ModelSetupConfig
+from cliplab.train.setup.input_size import forced_config, forced_overrides
 
 
 @dataclass(frozen=True)
@@ -32,15 +33,14 @@ class ModelPlan:
     origin: str
 
 
-def _model_config(name: str, overrides: dict[str, Any], *, key: str = "model", value: Any = None):
-    """The ModelConfig of `name` with `overrides`; a ConfigError naming `key` (holding `value`) when
-    it does not build."""
+def _model_config(name: str, overrides: dict[str, Any]):
+    """The ModelConfig of `name` with `overrides`; a ConfigError naming `model` when it does not build."""
     try:
         return get_model_config(name, **overrides)
     except UnknownModelError as error:
         raise ConfigError("model.name", name, f"(--model) names no model: {error.hint}") from None
     except ValueError as error:
-        raise ConfigError(key, name if value is None else value, f"does not build a {name} model: {error}") from None
+        raise ConfigError("model", name, f"does not build a {name} model: {error}") from None
 
 
 def _fitting_statistics(preprocess: PreprocessConfig, name: str, dataset_type: str):
@@ -60,11 +60,8 @@ def _fitting_statistics(preprocess: PreprocessConfig, name: str, dataset_type: s
 def plan_model(setup: ModelSetupConfig, dataset_type: str) -> ModelPlan:
     """The overrides and the preprocessing origin of a run on `dataset_type` data (module docstring)."""
     overrides = dict(setup.overrides)
-    preprocess = _model_config(setup.name, overrides).preprocess
-    if setup.force_image_size is not None:
-        overrides["vision.image_size"] = overrides["preprocess.image_size"] = setup.force_image_size
-        preprocess = _model_config(setup.name, overrides, key="model.force_image_size",
-                                   value=setup.force_image_size).preprocess
+    preprocess = forced_config(_model_config(setup.name, overrides), setup).preprocess
+    overrides.update(forced_overrides(setup))
     mean, std, why = _fitting_statistics(preprocess, setup.name, dataset_type)
     given = [flag for flag, value in (("--image-mean", setup.image_mean), ("--image-std", setup.image_std))
              if value is not None]

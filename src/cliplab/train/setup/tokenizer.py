@@ -16,7 +16,8 @@ A tokenizer is trained on the main process only (`run_on_main`: its failure, a m
 caption column for instance, stops every rank at once); every rank then loads the same file, so all
 tokenize identically. Whatever its source, the tokenizer must fit the text tower
 (`cliplab.models.tokenizer_fit.check_tokenizer_fits`) and make sequences of exactly the tower's
-context length (training a shorter one would leave positions untrained).
+context length (training a shorter one would leave positions untrained); with `force_context_length`
+(--force-context-length) the chosen tokenizer is made to that length (`TokenizerBase.with_context_length`).
 """
 
 from __future__ import annotations
@@ -108,6 +109,9 @@ def build_run_tokenizer(setup: ModelSetupConfig, data: DataConfig, model: ModelC
     text = model.text
     chosen = _chosen_tokenizer(setup, data, text, resume_from=resume_from, run_dir=Path(run_dir),
                                pretrained_tokenizer=pretrained_tokenizer)
+    if setup.force_context_length is not None and chosen.tokenizer.context_length != text.context_length:
+        chosen = RunTokenizer(chosen.tokenizer.with_context_length(text.context_length),
+                              f"{chosen.origin}, made to context {text.context_length} (--force-context-length)")
     source = f"the tokenizer ({chosen.origin})"
     check_tokenizer_fits(model, chosen.tokenizer, source)
     check_captions_fit(model, chosen.tokenizer, source)

@@ -1,4 +1,5 @@
-"""AdamW with open_clip's weight-decay exclusions, and the logit-scale clamp applied after a step."""
+"""AdamW over the run's parameter groups (`param_groups`), gradient clipping, and the logit-scale clamp
+applied after a step."""
 
 from __future__ import annotations
 
@@ -9,42 +10,17 @@ from torch import nn
 
 from cliplab.errors import UserError
 from cliplab.train.config import OptimConfig
-
-# open_clip's rule (main.py): no decay when ndim < 2 or the name contains bn/ln/bias/logit_scale.
-# cliplab adds positional / class embeddings and gains, which are also not weights to shrink.
-_NO_DECAY_NAME_PARTS = ("bn", "ln", "bias", "logit_scale", "logit_bias", "norm", "position_embedding",
-                        "positional_embedding", "class_embedding", "cls_token", "gain")
+from cliplab.train.step.param_groups import parameter_groups
 
 
-def excluded_from_weight_decay(name: str, parameter: torch.Tensor) -> bool:
-    """True for biases, norm parameters, gains, positional/class embeddings and logit scale/bias."""
-    return parameter.ndim < 2 or any(part in name for part in _NO_DECAY_NAME_PARTS)
-
-
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two AdamW groups over the trainable parameters: decayed and not decayed (names kept for tests)."""
-    decay, no_decay, decay_names, no_decay_names = [], [], [], []
-    for name, parameter in model.named_parameters():
-        if not parameter.requires_grad:
-            continue
-        if excluded_from_weight_decay(name, parameter):
-            no_decay.append(parameter)
-            no_decay_names.append(name)
-        else:
-            decay.append(parameter)
-            decay_names.append(name)
-    return [
-        {"params": no_decay, "weight_decay": 0.0, "param_names": no_decay_names},
-        {"params": decay, "weight_decay": weight_decay, "param_names": decay_names},
-    ]
-
-
-def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.AdamW:
-    groups = parameter_groups(model, config.wd)
+def build_optimizer(trainable: nn.Module, config: OptimConfig, model: nn.Module | None = None) -> torch.optim.AdamW:
+    """One AdamW over the trainable parameters of `trainable`, grouped as `param_groups` says
+    (`model`: the cliplab model inside `trainable`, default `trainable` itself)."""
+    groups = parameter_groups(trainable, config, model)
     if not any(group["params"] for group in groups):
         raise UserError("the model has no trainable parameters: --lock-image and --lock-text freeze both towers")
     return torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2), eps=config.eps,
-                             **update_kernel(model))
+                             **update_kernel(trainable))
 
 
 def update_kernel(model: nn.Module) -> dict:
@@ -58,6 +34,15 @@ def update_kernel(model: nn.Module) -> dict:
     if devices and devices <= set(_get_fused_kernels_supported_devices()):
         return {"fused": True}
     return {"foreach": False}
+
+
+def describe_optimizer(optimizer: torch.optim.Optimizer, config: OptimConfig) -> str:
+    """The start-up line of the optimiser: its groups' lr scales and weight decays in brief."""
+    groups = [group for group in optimizer.param_groups if group["params"]]
+    scales = [group.get("lr_scale", 1.0) for group in groups]
+    decays = ", ".join(f"{decay:g}" for decay in sorted({group["weight_decay"] for group in groups}))
+    return (f"optimiser: AdamW, lr {config.lr:g} times x{min(scales):.3g} to x{max(scales):.3g} in {len(groups)} "
+            f"parameter groups, weight decay {decays}")
 
 
 def log_scale_upper_bound(max_logit_scale: float, dtype: torch.dtype) -> torch.Tensor:

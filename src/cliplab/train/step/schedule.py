@@ -1,7 +1,8 @@
 """Learning-rate schedule: linear warmup, then cosine decay (or constant) to min_lr, per optimiser step.
 
 A plain function of the step, so the schedule's only state is the step counter `TrainState` keeps and
-checkpoints; `set_lr` writes the value into every parameter group before each step.
+checkpoints; `set_lr` writes the value, times each group's lr scale, into every parameter group
+before each step.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ def learning_rate(step: int, total_steps: int, config: OptimConfig) -> float:
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Every group's lr: `lr` times the group's `lr_scale` (`param_groups`; 1 where a group has none)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 def warmup_warning(config: OptimConfig, total_steps: int) -> str | None:
