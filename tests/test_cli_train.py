@@ -140,7 +140,7 @@ def test_help_groups_the_flags_by_section_and_shows_every_default(capsys):
     helps = {action.option_strings[0]: action.help for action in _train_parser()._actions if action.option_strings}
     assert all("(default: " in helps[flag.name] for flag in FLAGS)
     flat = " ".join(text.split())
-    for shown in ("per micro-batch) (default: 256) [loop.batch_size]", "peak learning rate (default: 0.002) [optim.lr]",
+    for shown in ("per micro-batch) (default: 128) [loop.batch_size]", "peak learning rate (default: 0.002) [optim.lr]",
                   "(default: fp32) [loop.precision]", "freeze the image tower (default: off) [model.lock_image]",
                   "column separator of a csv manifest (default: tab)", "(default: tensorboard) [logging.tensorboard, "
                   "logging.wandb]", "(default: ./logs) [logging.logs]"):

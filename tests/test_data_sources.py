@@ -29,6 +29,17 @@ def test_the_dataset_types_are_the_tables_names_in_order():
         DataConfig(dataset_type="tfrecord", train_data="x")
 
 
+def test_unset_workers_take_the_sources_choice_and_a_set_value_wins():
+    # Fashion-MNIST's samples sit decoded in memory: a worker process only takes a core from the model.
+    assert [data_source(name).loader_workers for name in DATASET_TYPES] == [0, 2, 2, 2]
+    assert DataConfig().workers is None and DataConfig().loader_workers() == 0
+    assert DataConfig(dataset_type="csv", train_data="train.tsv").loader_workers() == 2
+    assert DataConfig(workers=3).loader_workers() == 3
+    assert DataConfig(dataset_type="csv", train_data="train.tsv", workers=0).loader_workers() == 0
+    with pytest.raises(ValueError, match="workers must be an integer >= 0, got -1"):
+        DataConfig(workers=-1)
+
+
 def test_only_the_built_in_source_has_classes_and_its_own_statistics():
     built_in = [source for source in SOURCES if source.built_in]
     assert [source.name for source in built_in] == ["fashion-mnist"]

@@ -48,7 +48,7 @@ def test_webdataset_example_trains_on_the_shards_cliplab_shards_wrote(tmp_path):
     assert "400 samples in 4 shards: shards/train-{000000..000003}.tar" in result.stdout, result.stderr[-3000:]
     check_trained(result)
     summary = only_run_summary(tmp_path)
-    assert summary["steps"] == 2  # ceil(400 / 256) steps: the 400 read from train-info.json
+    assert summary["steps"] == 4  # ceil(400 / 128) steps: the 400 read from train-info.json
 
 
 def test_parquet_example_trains_on_hub_style_files(tmp_path):
@@ -61,5 +61,5 @@ def test_parquet_example_trains_on_hub_style_files(tmp_path):
     result = run_block(readme_block("parquet"), tmp_path)
     check_trained(result)
     summary = only_run_summary(tmp_path)
-    assert summary["steps"] == 2  # ceil(300 / 256) steps
+    assert summary["steps"] == 3  # ceil(300 / 128) steps
     assert "image_to_text_R@1" in summary  # evaluated on the test file

@@ -151,7 +151,7 @@ def test_a_pretrained_run_takes_the_checkpoints_architecture_unless_a_name_is_gi
     pretrained = config_from_dict({"model": {"pretrained": "downloads/ViT-B-32-laion2b/"}})
     assert (pretrained.model.name, pretrained.model.overrides) == (None, {})  # not tiny's default overrides
     assert pretrained.model.label == "ViT-B-32-laion2b"
-    assert default_run_name(pretrained).endswith("-model_ViT-B-32-laion2b-lr_0.002-b_256")
+    assert default_run_name(pretrained).endswith("-model_ViT-B-32-laion2b-lr_0.002-b_128")
     named = config_from_dict({"model": {"pretrained": "epoch_32.pt", "name": "ViT-B-32"}}).model
     assert (named.name, named.label) == ("ViT-B-32", "ViT-B-32")
     assert config_from_dict(config_to_dict(pretrained)) == pretrained  # a saved run config reads back
@@ -232,4 +232,4 @@ def test_the_default_runs_slimmed_tiny_has_the_parameters_the_docs_give():
     setup = TrainConfig().model
     count = sum(parameter.numel() for parameter in create_model(setup.name, **setup.overrides).parameters())
     docs = (Path(__file__).resolve().parent.parent / "docs" / "models.md").read_text()
-    assert count == 245_201 and "0.25M parameters (245,201)" in docs
+    assert count == 421_137 and "0.42M parameters (421,137)" in docs

@@ -145,7 +145,8 @@ FLAGS: tuple[Flag, ...] = (
          "(Fashion-MNIST, or csv with --csv-label-key)", type=_labels, metavar="LABELS", default="all"),
     Flag("--dataset-resampled", "data.dataset_resampled", "webdataset: draw shards with replacement",
          boolean=True),
-    Flag("--workers", "data.workers", "data loader worker processes per rank", type=int),
+    Flag("--workers", "data.workers", "data loader worker processes per rank", type=_optional_int,
+         default="the source's: 0 for fashion-mnist (decoded in memory), 2 for the file sources"),
     # model (open_clip)
     Flag("--model", "model.name", "model name (cliplab.list_models(): cliplab's and open_clip's) or model JSON "
          "path; with --pretrained: the architecture of a checkpoint that carries none, or of an open_clip "

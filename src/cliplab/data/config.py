@@ -39,6 +39,10 @@ class DataConfig:
     train_classes: train only on the samples of these class labels (None: all); needs labels read
         with the data (a source's `class_labels`: Fashion-MNIST, or a csv manifest with
         csv_label_key; `class_subset`), and one source. Evaluation is not restricted.
+    workers: data-loader worker processes per rank; None (the default): the source's
+        `loader_workers` (`loader_workers()`), 0 for Fashion-MNIST, whose samples sit decoded in
+        memory (a worker process there only takes a core from the model's threads), 2 for the
+        sources that read and decode files.
     caption_seed: seeds the caption a sample trains on in an epoch (with the epoch and the sample): the
         generated Fashion-MNIST captions, and the draw among several captions of a field.
     fashion_mnist_download: whether to download Fashion-MNIST into the cache when no local copy
@@ -62,7 +66,7 @@ class DataConfig:
     val_num_samples: int | None = None
     dataset_resampled: bool = False
     shuffle_buffer: int = 1000
-    workers: int = 2
+    workers: int | None = None
     max_skip_fraction: float = 0.05
     skip_check_min_samples: int = 200
     caption_seed: int = 0
@@ -86,10 +90,15 @@ class DataConfig:
         require(len(self.csv_separator) == 1, "csv_separator", self.csv_separator, "must be one character",
                 quoted=False)
         check_int_at_least("shuffle_buffer", self.shuffle_buffer, 1, quoted=False)
-        check_int_at_least("workers", self.workers, 0, quoted=False)
+        if self.workers is not None:
+            check_int_at_least("workers", self.workers, 0, quoted=False)
         require(0.0 <= self.max_skip_fraction < 1.0, "max_skip_fraction", self.max_skip_fraction,
                 "must be in [0, 1)", quoted=False)
         check_int_at_least("skip_check_min_samples", self.skip_check_min_samples, 1, quoted=False)
+
+    def loader_workers(self) -> int:
+        """The data-loader worker processes per rank: `workers`, else the source's choice."""
+        return self.workers if self.workers is not None else data_source(self.dataset_type).loader_workers
 
     def _check_factors(self) -> None:
         """The factors as a list of floats, one per `::` source of a source that mixes (its `mixing`)."""

@@ -48,7 +48,7 @@ def build_map_dataset(config: DataConfig, *, train: bool,
 
 def _resolve_loading(config: DataConfig, workers: int | None,
                      pin_memory: bool | None) -> tuple[int, bool]:
-    workers = config.workers if workers is None else workers
+    workers = config.loader_workers() if workers is None else workers
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
     return workers, torch.cuda.is_available() if pin_memory is None else pin_memory
@@ -73,7 +73,7 @@ def build_train_loader(data_config: DataConfig, *, transform: Transform, tokeniz
 
     Returns (loader, num_batches): num_batches is the epoch's full batch count per rank, equal on
     every rank; the loader yields batches start_batch .. num_batches - 1, each of exactly
-    `batch_size` samples. workers defaults to data_config.workers, pin_memory to CUDA being present.
+    `batch_size` samples. workers defaults to data_config.loader_workers(), pin_memory to CUDA being present.
     `dataset` reuses a map-style dataset built once with `build_map_dataset` (else built here).
     """
     source = data_source(data_config.dataset_type)

@@ -124,7 +124,7 @@ def evaluate(model: nn.Module, tokenizer: Callable[[list[str]], torch.Tensor], *
     """
     record: dict[str, Any] = {}
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        workers = min(data_config.workers, 2)
+        workers = min(data_config.loader_workers(), 2)
         if zero_shot is not None:
             record.update(zero_shot_metrics(model, tokenizer, zero_shot, eval_config=eval_config, transform=transform,
                                             device=device, workers=workers, autocast=autocast))

@@ -59,15 +59,15 @@ def labelled_sources() -> str:
 def sources_table() -> str:
     """The registered sources as the Markdown table docs/data.md shows (a test keeps them equal)."""
     lines = ["| source | training reads it as | train_data / val_data | several captions per sample | "
-             "mixtures (`a::b`) | zero-shot on its classes | class labels (--train-classes) | benchmark dataset | "
-             "what it is |", "|---|---|---|---|---|---|---|---|---|"]
+             "mixtures (`a::b`) | zero-shot on its classes | class labels (--train-classes) | loader workers "
+             "(default) | benchmark dataset | what it is |", "|---|---|---|---|---|---|---|---|---|---|"]
     for source in SOURCES:
         benchmark = source.benchmark.location if source.benchmark is not None else "-"
         labels = "no" if source.class_labels is None else source.class_labels.needs or "yes"
         mixing = "no" if source.mixing is None else f"yes{'; ' + source.mixing.needs if source.mixing.needs else ''}"
         lines.append(f"| `{source.name}` | {source.style} | {source.location if source.trains else '-'} | "
                      f"{source.caption_lists or 'no'} | {mixing} | {'yes' if source.zero_shot else 'no'} | {labels} | "
-                     f"{benchmark} | {source.summary} |")
+                     f"{source.loader_workers if source.trains else '-'} | {benchmark} | {source.summary} |")
     return "\n".join(lines) + "\n"
 
 

@@ -59,7 +59,7 @@ SOURCE = DataSource(
     location="optionally the directory holding its idx files", built_in=True,
     statistics=ImageStatistics("Fashion-MNIST's grayscale", FASHION_MNIST_MEAN, FASHION_MNIST_STD),
     map_style=MapStyle(open=open_split), captions=captions, zero_shot=zero_shot,
-    class_labels=ClassLabels(present=lambda config: True),
+    class_labels=ClassLabels(present=lambda config: True), loader_workers=0,
     benchmark=BenchmarkForm(location=f"the name {NAME}", detect=lambda location: location == NAME,
                             open=open_benchmark),
 )

@@ -43,6 +43,9 @@ The contracts a source's parts keep:
   class label without reading the sample (its `labels`, one per sample), which --train-classes
   (`data.class_subset`) needs: `present(config)` says whether this config's data has them, `needs`
   what a config sets for them, in words ("" when always); None: never.
+- loader_workers: the data-loader worker processes per rank when `data.workers` is unset: 2 for a
+  source that reads and decodes files in its samples; 0 for one whose samples sit decoded in memory
+  (Fashion-MNIST), where a worker process would only take a core from the model's threads.
 - statistics: the per-channel mean and std its images are normalised with when the model config's
   statistics are another source's (`train.model_plan`): Fashion-MNIST's grayscale ones, or OpenAI
   CLIP's for photographs.
@@ -158,6 +161,7 @@ class DataSource:
     mixing: Mixing | None = None
     caption_lists: str | None = None
     class_labels: ClassLabels | None = None
+    loader_workers: int = 2
 
     def __post_init__(self) -> None:
         if self.map_style is not None and self.iterable is not None:

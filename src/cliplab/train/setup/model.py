@@ -145,13 +145,15 @@ def build_transforms(preprocess: PreprocessConfig) -> Transforms:
 
 def describe_preprocess(preprocess: PreprocessConfig) -> str:
     """One line of what the transforms do, e.g. "224x224 bicubic, resize shortest, mean (...), std
-    (...); training: random resized crop scale (0.9, 1.0), ratio (0.75, 1.33), no flip"."""
+    (...); training: random resized crop scale (0.9, 1.0), ratio (0.75, 1.33), no flip". A crop of
+    scale (1, 1) and ratio (1, 1) always takes the whole image, and is named so."""
     height, width = preprocess.size_hw
     flip = "horizontal flip" if preprocess.train_horizontal_flip else "no flip"
     scale, ratio = preprocess.train_crop_scale, preprocess.train_crop_ratio
+    crop = ("the whole image resized (crop scale (1, 1), ratio (1, 1))" if scale == ratio == (1.0, 1.0)
+            else f"random resized crop scale {_floats(scale)}, ratio {_floats(ratio)}")
     return (f"{height}x{width} {preprocess.interpolation}, resize {preprocess.resize_mode}, "
-            f"mean {_floats(preprocess.mean)}, std {_floats(preprocess.std)}; training: random resized crop "
-            f"scale {_floats(scale)}, ratio {_floats(ratio)}, {flip}")
+            f"mean {_floats(preprocess.mean)}, std {_floats(preprocess.std)}; training: {crop}, {flip}")
 
 
 def _floats(values: tuple[float, ...]) -> str:
