@@ -55,6 +55,20 @@ def test_train_transform_is_random_reproducible_and_picklable():
     assert torch.equal(restored(image), first(image))
 
 
+@pytest.mark.parametrize("size", [(28, 28), (48, 32)])
+def test_a_crop_of_scale_and_ratio_one_is_the_whole_image_resized_without_draws(size):
+    # The default run's training transform: no random draw, the same pixels as the PIL calls spelled out.
+    config = PreprocessConfig(image_size=28, mean=(0.286,) * 3, std=(0.353,) * 3, train_crop_scale=(1.0, 1.0),
+                              train_crop_ratio=(1.0, 1.0), train_horizontal_flip=False)
+    image = Image.fromarray(np.random.default_rng(2).integers(0, 256, (*size[::-1], 3), dtype=np.uint8))
+    generator = torch.Generator().manual_seed(0)
+    output = image_transform(config, train=True, generator=generator)(image)
+    assert torch.equal(generator.get_state(), torch.Generator().manual_seed(0).get_state())
+    resized = image if size == (28, 28) else image.resize((28, 28), Image.BICUBIC)
+    pixels = torch.from_numpy(np.asarray(resized, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255.0
+    assert torch.equal(output, (pixels - 0.286) / 0.353)
+
+
 def test_uint8_batch_path_matches_pil_eval_path():
     config = PreprocessConfig(image_size=28, mean=(0.286,) * 3, std=(0.353,) * 3)
     images = np.random.default_rng(1).integers(0, 256, (5, 28, 28), dtype=np.uint8)

@@ -121,6 +121,10 @@ class ImageTransform:
         self.config = config
         self.train = train
         self.generator = generator
+        self._mean = torch.tensor(config.mean, dtype=torch.float32).view(3, 1, 1)
+        self._std = torch.tensor(config.std, dtype=torch.float32).view(3, 1, 1)
+        # Crop scale and ratio (1, 1) always take the whole image: no draws, and no resize at its size.
+        self._whole_image = config.train_crop_scale == config.train_crop_ratio == (1.0, 1.0)
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         if not isinstance(image, Image.Image):
@@ -132,12 +136,15 @@ class ImageTransform:
                 image = image.transpose(Image.FLIP_LEFT_RIGHT)
         else:
             image = eval_geometry(image, self.config).convert("RGB")
-        return normalize_images(pil_to_float_tensor(image), self.config.mean, self.config.std)
+        return (pil_to_float_tensor(image) - self._mean) / self._std  # normalize_images, statistics made once
 
     def _uniform(self, low: float = 0.0, high: float = 1.0) -> float:
         return low + (high - low) * float(torch.rand((), generator=self.generator))
 
     def _random_resized_crop(self, image: Image.Image) -> Image.Image:
+        height, width = self.config.size_hw
+        if self._whole_image:
+            return _resize(image, (width, height), PIL_FILTERS[self.config.interpolation])
         width, height = image.size
         crop_width, crop_height = _sample_crop_size(
             width, height, self.config.train_crop_scale, self.config.train_crop_ratio, self._uniform)
