@@ -38,6 +38,17 @@ def machine_description() -> str:
             f"torch {torch.__version__}, Python {platform.python_version()}")
 
 
+def load_note(before: float, after: float, own_threads: int) -> str:
+    """A sentence on the 1-minute load average around a benchmark and what it says of the machine: a
+    load within the benchmark's own threads (plus half a core) is a quiet machine; more means other
+    jobs shared the cores."""
+    cores = os.cpu_count()
+    note = f"Load average {before:.1f} before and {after:.1f} after on {cores} cores"
+    if max(before, after) <= own_threads + 0.5:
+        return note + f" (a quiet machine: the load is the benchmark's own {own_threads} threads)."
+    return note + " (other jobs shared the machine; interleaved variants share their load alike)."
+
+
 def format_table(headers: list[str], rows: list[list[object]]) -> str:
     """A Markdown table; floats are printed as given, so format them before passing."""
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]

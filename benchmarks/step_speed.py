@@ -43,7 +43,7 @@ from typing import Callable
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.report import format_table, write_section  # noqa: E402
+from benchmarks.report import format_table, load_note, write_section  # noqa: E402
 
 # Sixteen captions in the style of COCO's (one sentence, 8-20 words), written for this benchmark.
 CAPTIONS = [
@@ -293,9 +293,8 @@ def report(args, headline: list, ablation: list, compile_rows: list, load_before
     if not args.no_write:
         body = (f"Batch {args.batch_size}, {args.threads} torch threads, {args.warmup} warm-up and {args.rounds} "
                 f"timed rounds per model and precision; one process, the variants interleaved (see the "
-                f"script's docstring for the step, the inputs and the variants). Load average {load_before:.1f} "
-                f"before and {os.getloadavg()[0]:.1f} after on {os.cpu_count()} cores (other jobs shared the "
-                f"machine; the interleaving spreads their load over every variant).\n\n" + tables)
+                f"script's docstring for the step, the inputs and the variants). "
+                + load_note(load_before, os.getloadavg()[0], args.threads) + "\n\n" + tables)
         write_section("step_speed", "Training step against open_clip (ViT-B, batch 16)", body)
 
 
