@@ -7,8 +7,8 @@ For each model, three starts of `cliplab train` with one training step and nothi
 evaluation, no checkpoint), each its own process, timed from launch to exit: eager; compiled with
 an empty compile cache (`TORCHINDUCTOR_CACHE_DIR` a fresh directory, as on a new machine: every
 graph compiled); compiled again with that cache (a second start of the same configuration: a
-resume, another rank, a later run). "default" is `cliplab train`'s own configuration (the slimmed
-tiny model, batch 256); ViT-B-32 runs at batch 4 on Fashion-MNIST resized to 224. The compile cost
+resume, another rank, a later run). "default" is `cliplab train`'s own configuration (the reshaped
+tiny model, batch 128); ViT-B-32 runs at batch 4 on Fashion-MNIST resized to 224. The compile cost
 is the compiled start minus the eager one. Beside the whole start, the first step's own time as
 the run logs it (`step_time_s` in metrics.jsonl: reading its batch, forward, backward, update;
 compilation happens inside it), which is what the compile cache saves; the start's fixed part
@@ -29,7 +29,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.report import format_table, write_section  # noqa: E402
+from benchmarks.report import format_table, load_note, write_section  # noqa: E402
 
 ONE_STEP = ["--max-steps", "1", "--epochs", "1", "--save-frequency", "0", "--set", "eval.eval_at_end=false",
             "--no-tensorboard", "--no-progress-bar"]
@@ -83,8 +83,7 @@ def main() -> None:
     print(table)
     if not args.no_write:
         body = (f"Each start: `cliplab train ... --max-steps 1` in a fresh process, launch to exit (see the "
-                f"script's docstring). Load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after on "
-                f"{os.cpu_count()} cores.\n\n" + table)
+                f"script's docstring). " + load_note(load_before, os.getloadavg()[0], 2) + "\n\n" + table)
         write_section("compile_cache", "Compile cost at start-up, and the compile cache", body)
 
 
