@@ -29,7 +29,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.report import format_table, write_section  # noqa: E402
+from benchmarks.report import format_table, load_note, write_section  # noqa: E402
 
 
 def write_images(directory: Path, count: int) -> list[Path]:
@@ -131,8 +131,8 @@ def main() -> None:
     if not args.no_write:
         body = (f"{args.model}, {args.images} JPEG images (640x480) per pass, batch {args.batch_size}, "
                 f"{args.threads} torch threads, cliplab decoding in {args.workers} worker processes, {args.warmup} "
-                f"warm-up and {args.rounds} timed rounds (see the script's docstring). Load average "
-                f"{load_before:.1f} before and {os.getloadavg()[0]:.1f} after on {os.cpu_count()} cores.\n\n" + table)
+                f"warm-up and {args.rounds} timed rounds (see the script's docstring). "
+                + load_note(load_before, os.getloadavg()[0], args.threads) + "\n\n" + table)
         write_section("embed_speed", "Image embedding throughput against open_clip's encode_image", body)
 
 
