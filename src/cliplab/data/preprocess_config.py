@@ -85,6 +85,12 @@ class PreprocessConfig:
             return self.image_size, self.image_size
         return self.image_size
 
+    @property
+    def train_crop_is_whole_image(self) -> bool:
+        """Whether the training crop always takes the whole image: scale (1, 1) and ratio (1, 1) (a
+        non-square image's square crop of its whole area cannot fit, and the crop falls back to it)."""
+        return self.train_crop_scale == self.train_crop_ratio == (1.0, 1.0)
+
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -121,10 +121,9 @@ class ImageTransform:
         self.config = config
         self.train = train
         self.generator = generator
-        self._mean = torch.tensor(config.mean, dtype=torch.float32).view(3, 1, 1)
-        self._std = torch.tensor(config.std, dtype=torch.float32).view(3, 1, 1)
-        # Crop scale and ratio (1, 1) always take the whole image: no draws, and no resize at its size.
-        self._whole_image = config.train_crop_scale == config.train_crop_ratio == (1.0, 1.0)
+        # Made once: a data-loading process calls this for every sample.
+        self._mean = torch.tensor(config.mean, dtype=torch.float32)
+        self._std = torch.tensor(config.std, dtype=torch.float32)
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         if not isinstance(image, Image.Image):
@@ -136,22 +135,22 @@ class ImageTransform:
                 image = image.transpose(Image.FLIP_LEFT_RIGHT)
         else:
             image = eval_geometry(image, self.config).convert("RGB")
-        return (pil_to_float_tensor(image) - self._mean) / self._std  # normalize_images, statistics made once
+        return normalize_images(pil_to_float_tensor(image), self._mean, self._std)
 
     def _uniform(self, low: float = 0.0, high: float = 1.0) -> float:
         return low + (high - low) * float(torch.rand((), generator=self.generator))
 
     def _random_resized_crop(self, image: Image.Image) -> Image.Image:
-        height, width = self.config.size_hw
-        if self._whole_image:
-            return _resize(image, (width, height), PIL_FILTERS[self.config.interpolation])
+        target_height, target_width = self.config.size_hw
+        resample = PIL_FILTERS[self.config.interpolation]
+        if self.config.train_crop_is_whole_image:  # no draws, and no resize at the size it has
+            return _resize(image, (target_width, target_height), resample)
         width, height = image.size
         crop_width, crop_height = _sample_crop_size(
             width, height, self.config.train_crop_scale, self.config.train_crop_ratio, self._uniform)
         left = int(self._uniform(0, width - crop_width + 1)) if width > crop_width else 0
         top = int(self._uniform(0, height - crop_height + 1)) if height > crop_height else 0
-        height, width = self.config.size_hw
-        return image.resize((width, height), PIL_FILTERS[self.config.interpolation],
+        return image.resize((target_width, target_height), resample,
                             box=(left, top, left + crop_width, top + crop_height))
 
     def __repr__(self) -> str:
@@ -183,10 +182,12 @@ def pil_to_float_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
 
 
-def normalize_images(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """images: [..., 3, H, W] float in [0, 1] -> (images - mean) / std, per channel."""
-    mean_tensor = torch.tensor(mean, dtype=images.dtype).view(3, 1, 1)
-    std_tensor = torch.tensor(std, dtype=images.dtype).view(3, 1, 1)
+def normalize_images(images: torch.Tensor, mean: Sequence[float] | torch.Tensor,
+                     std: Sequence[float] | torch.Tensor) -> torch.Tensor:
+    """images: [..., 3, H, W] float in [0, 1] -> (images - mean) / std, per channel; mean and std: 3
+    values each (a tensor of the images' dtype is used without a copy)."""
+    mean_tensor = torch.as_tensor(mean, dtype=images.dtype).view(3, 1, 1)
+    std_tensor = torch.as_tensor(std, dtype=images.dtype).view(3, 1, 1)
     return (images - mean_tensor) / std_tensor
 
 

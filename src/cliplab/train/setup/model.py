@@ -150,7 +150,7 @@ def describe_preprocess(preprocess: PreprocessConfig) -> str:
     height, width = preprocess.size_hw
     flip = "horizontal flip" if preprocess.train_horizontal_flip else "no flip"
     scale, ratio = preprocess.train_crop_scale, preprocess.train_crop_ratio
-    crop = ("the whole image resized (crop scale (1, 1), ratio (1, 1))" if scale == ratio == (1.0, 1.0)
+    crop = ("the whole image resized (crop scale (1, 1), ratio (1, 1))" if preprocess.train_crop_is_whole_image
             else f"random resized crop scale {_floats(scale)}, ratio {_floats(ratio)}")
     return (f"{height}x{width} {preprocess.interpolation}, resize {preprocess.resize_mode}, "
             f"mean {_floats(preprocess.mean)}, std {_floats(preprocess.std)}; training: {crop}, {flip}")
