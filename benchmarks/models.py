@@ -34,7 +34,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.report import format_table, write_section  # noqa: E402
+from benchmarks.report import format_table, load_note, write_section  # noqa: E402
 
 
 def peak_rss_mib() -> float:
@@ -162,9 +162,8 @@ def write_comparison(name: str, args, result: dict, load_before: float) -> None:
         body = (f"Forward + backward of the model's own loss (SigLIP's sigmoid loss with logit_bias for a SigLIP "
                 f"model), float32 on CPU with {args.threads} threads, cliplab's and open_clip's model (timm's "
                 f"tower) in one process with the same weights and inputs, their steps interleaved, "
-                f"{args.warmup} warm-up and {args.steps} timed steps each. The machine was shared with other jobs "
-                f"(1-minute load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after, on "
-                f"{os.cpu_count()} cores), which the interleaving spreads over both.\n\n" + table)
+                f"{args.warmup} warm-up and {args.steps} timed steps each. "
+                + load_note(load_before, os.getloadavg()[0], args.threads) + "\n\n" + table)
         write_section(f"models_open_clip_{name}", f"Forward/backward against open_clip + timm: {name}", body)
 
 
@@ -211,9 +210,8 @@ def write_reparameterized(name: str, args, result: dict, load_before: float) -> 
     if not args.no_write:
         body = (f"Image inference (`encode_image`, eval mode, no grad), float32 on CPU with {args.threads} threads, "
                 f"the model as built and a copy folded by `reparameterize()` in one process on the same images, "
-                f"their batches interleaved, {args.warmup} warm-up and {args.steps} timed batches each. The machine "
-                f"was shared with other jobs (1-minute load average {load_before:.1f} before, "
-                f"{os.getloadavg()[0]:.1f} after, on {os.cpu_count()} cores).\n\n" + table)
+                f"their batches interleaved, {args.warmup} warm-up and {args.steps} timed batches each. "
+                + load_note(load_before, os.getloadavg()[0], args.threads) + "\n\n" + table)
         write_section("models_reparameterize", "FastViT inference before and after reparameterize()", body)
 
 

@@ -170,7 +170,7 @@ def main() -> None:
     if args.measure:
         print(json.dumps(measure(*args.measure)))
         return
-    from benchmarks.report import format_table, write_section
+    from benchmarks.report import format_table, load_note, write_section
 
     headers = ["model", "format", "file MiB", "loader", "load s", "peak RSS added MiB", "load + read every weight s",
                "peak RSS added then MiB"]
@@ -186,8 +186,7 @@ out its hub directories (its own model, `text.` prefix of CustomTextCLIP); each 
 over {args.repeats} fresh processes of one load call after the imports (the columns as in "Loading
 pretrained checkpoints"). cliplab builds its own towers in timm's layout (`models.families.timm_vit`);
 open_clip builds timm's model (random initialisation included) and loads the state dict into it.
-The machine was shared with other jobs (1-minute load average {load_before:.1f} before, {os.getloadavg()[0]:.1f}
-after, on {os.cpu_count()} cores): ratios of this one run.
+{load_note(load_before, os.getloadavg()[0], 2)} Ratios of this one run.
 
 {table}
 """)
